@@ -1,0 +1,169 @@
+"""Command lines: the entry's (``python ENTRY [run|digest|plan|init]``) and ``jobsplit``'s own."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .console import data_console, message_console, say_error, say_notice
+from .digest import format_digest
+from .errors import UserError
+from .plan import STRATEGIES
+from .plan.simulate import finish_time
+from .pool import JobKey, JobPool
+from .project import CostFn, Project, find_config_dir, load_project
+from .scaffold import write_templates
+
+ENTRY_COMMANDS = ("run", "digest", "plan", "init")
+
+
+def main(
+    job: Callable[..., Any],
+    pool: Iterable[Any],
+    *,
+    key: JobKey | None = None,
+    cost: CostFn | None = None,
+    argv: Sequence[str] | None = None,
+) -> NoReturn:
+    """The entry point of a researcher's script: ``jobsplit.main(job, pool)``.
+
+    Runs the command given on the command line (``run`` by default) and exits with its status.
+    """
+    multiprocessing.freeze_support()  # first: a frozen spawn child must not parse our argv
+    sys.exit(entry_main(job, pool, key=key, cost=cost, argv=argv))
+
+
+def entry_main(
+    job: Callable[..., Any],
+    pool: Iterable[Any],
+    *,
+    key: JobKey | None = None,
+    cost: CostFn | None = None,
+    argv: Sequence[str] | None = None,
+) -> int:
+    """Like :func:`main`, returning the exit status instead of exiting."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in (*ENTRY_COMMANDS, "-h", "--help", "--version"):
+        argv.insert(0, "run")  # a double-clicked executable runs this machine's share
+    args = _entry_parser().parse_args(argv)
+    messages = message_console()
+
+    def command() -> int:
+        if args.command == "init":
+            return _init(args.config_dir or Path.cwd())
+        project = load_project(
+            JobPool(pool, key), find_config_dir(args.config_dir), strategy=args.strategy, seed=args.seed, cost=cost
+        )
+        for notice in project.notices:
+            say_notice(messages, notice)
+        if args.command == "digest":
+            data_console().print(format_digest(project.digest))
+        elif args.command == "plan":
+            _show_plan(project, as_json=args.json)
+        else:
+            raise UserError("the run command comes with the runner; use digest or plan for now")
+        return 0
+
+    return _guarded(messages, command)
+
+
+def tool_main(argv: Sequence[str] | None = None) -> int:
+    """The ``jobsplit`` command: tools that need no job pool."""
+    parser = argparse.ArgumentParser(prog="jobsplit", description="Split research jobs among machines: tools that need no job pool.")
+    parser.add_argument("--version", action="version", version=f"jobsplit {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    init = commands.add_parser("init", help="write config.ini, header.csv and machines.json templates")
+    init.add_argument("--config-dir", type=Path, default=Path.cwd(), help="where to write them (default: here)")
+    args = parser.parse_args(argv)
+    return _guarded(message_console(), lambda: _init(args.config_dir))
+
+
+def _guarded(console: Console, command: Callable[[], int]) -> int:
+    """Run a command; a user error becomes one sentence and exit status 2, never a traceback."""
+    try:
+        return command()
+    except UserError as exc:
+        say_error(console, str(exc))
+        return exc.exit_status
+
+
+def _entry_parser() -> argparse.ArgumentParser:
+    prog = Path(sys.argv[0]).name if not getattr(sys, "frozen", False) else Path(sys.executable).name
+    parser = argparse.ArgumentParser(prog=prog, description="Run this machine's share of the job pool (see `run --help`).")
+    parser.add_argument("--version", action="version", version=f"jobsplit {__version__}")
+    shared = argparse.ArgumentParser(add_help=False)
+    shared.add_argument("--config-dir", type=Path, metavar="DIR", help="where config.ini, header.csv and machines.json are (default: here)")
+    planning = argparse.ArgumentParser(add_help=False)
+    planning.add_argument("--strategy", choices=None, metavar="NAME", help=f"how to split the pool: {', '.join(STRATEGIES)} (default: config.ini [jobsplit] strategy, else quota)")
+    planning.add_argument("--seed", metavar="TEXT", help="seed the plan with TEXT instead of the digest (every host must pass the same)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("run", parents=[shared, planning], help="run this machine's share (the default)")
+    commands.add_parser("digest", parents=[shared, planning], help="print the digest, which must be equal on every host")
+    plan = commands.add_parser("plan", parents=[shared, planning], help="show every machine's share")
+    plan.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    commands.add_parser("init", parents=[shared], help="write the config file templates (never overwrites)")
+    return parser
+
+
+def _init(dest: Path) -> int:
+    written, kept = write_templates(dest)
+    console = message_console()
+    for path in written:
+        console.print(f"wrote {path}", markup=False)
+    for path in kept:
+        console.print(f"kept {path} (already there)", markup=False)
+    console.print(
+        "Next: list your machines in machines.json (name: [relative speed, cores]), name your result "
+        "columns in header.csv after the three timing columns, and put your job's settings in config.ini. "
+        "Then copy the same three files to every host.",
+        markup=False,
+    )
+    return 0
+
+
+def _show_plan(project: Project, *, as_json: bool) -> None:
+    plan, total = project.plan, len(project.pool)
+    out = data_console()
+    if as_json:
+        machines = [
+            {
+                "name": m.name,
+                "speed": m.speed,
+                "cores": m.cores,
+                "share": len(share) / total if total else 0.0,
+                "jobs": len(share),
+                "job_ids": [project.pool.id_hex(p) for p in share],
+            }
+            for m, share in zip(plan.machines, plan.shares)
+        ]
+        doc = {"digest": format_digest(project.digest), "strategy": plan.strategy, "total_jobs": total, "machines": machines}
+        print(json.dumps(doc))
+        return
+    costs = project.costs
+    table = Table(title=f"Plan ({plan.strategy}) for {total} jobs")
+    for column in ("Machine", "Speed", "Cores", "Share", "Jobs"):
+        table.add_column(column, justify="left" if column == "Machine" else "right")
+    if costs is not None:
+        table.add_column("Est. cost", justify="right")
+        table.add_column("Est. time", justify="right")
+    for m, share in zip(plan.machines, plan.shares):
+        row = [m.name, f"{m.speed:g}", str(m.cores), f"{100 * len(share) / max(total, 1):.1f}%", str(len(share))]
+        if costs is not None:
+            row += [f"{sum(costs[p] for p in share):,.4g}", f"{finish_time((costs[p] for p in share), m.speed, m.cores):,.4g}"]
+        table.add_row(*row)
+    table.add_section()
+    total_row = ["total", "", str(sum(m.cores for m in plan.machines)), "100.0%", str(total)]
+    if costs is not None:
+        total_row += [f"{sum(costs):,.4g}", ""]
+    table.add_row(*total_row)
+    out.print(table)
+    out.print(f"digest {format_digest(project.digest)}")

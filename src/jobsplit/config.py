@@ -1,0 +1,145 @@
+"""The shared config files: ``config.ini`` (passed to every job) and ``header.csv``.
+
+Both are part of the digest, so both are reduced to their parsed content here: comments,
+whitespace, key order, a byte-order mark and line endings never change a host's digest.
+"""
+
+from __future__ import annotations
+
+import configparser
+import csv
+import re
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+
+from .errors import UserError
+
+CONFIG_FILE = "config.ini"
+HEADER_FILE = "header.csv"
+TIMING_COLUMNS = ("Run Start Time", "Job Running Time", "Job Start Time")
+
+_FILESIZE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)\s*", re.IGNORECASE)
+_UNITS = {
+    "": 1, "b": 1,
+    "k": 1024, "kb": 1000, "kib": 1024,
+    "m": 1024**2, "mb": 1000**2, "mib": 1024**2,
+    "g": 1024**3, "gb": 1000**3, "gib": 1024**3,
+    "t": 1024**4, "tb": 1000**4, "tib": 1024**4,
+}  # fmt: skip
+
+
+def parse_filesize(text: str) -> int:
+    """Bytes in a size such as ``64MiB``, ``128MB``, ``1.5GiB`` or ``4K`` (case-insensitive).
+
+    SI suffixes (KB, MB, GB, TB) are powers of 1000; IEC suffixes (KiB...) and bare K/M/G/T
+    are powers of 1024, as in most tools researchers use. Fractions round to whole bytes.
+    """
+    match = _FILESIZE.fullmatch(str(text))
+    unit = match and _UNITS.get(match.group(2).lower())
+    if not match or unit is None:
+        raise ValueError(f"{text!r} is not a file size; write a number with an optional unit B, K/KB/KiB, M/MB/MiB, G/GB/GiB or T/TB/TiB, e.g. 64MiB")
+    return int((Decimal(match.group(1)) * unit).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+class JobConfig(configparser.ConfigParser):
+    """The ``config`` every job receives: a ConfigParser with ``getfilesize``.
+
+    Interpolation is off, so a ``%`` in a value means a ``%``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(interpolation=None, converters={"filesize": parse_filesize})
+
+    def as_document(self) -> dict[str, dict[str, str]]:
+        """Sections, keys and values only: what the digest covers."""
+        doc = {section: dict(self.items(section, raw=True)) for section in self.sections()}
+        doc[self.default_section] = dict(self.defaults())
+        return doc
+
+
+@dataclass(frozen=True)
+class Header:
+    """The results table's columns: the three timing columns, then the job's own."""
+
+    columns: tuple[str, ...]
+
+    @property
+    def result_columns(self) -> tuple[str, ...]:
+        return self.columns[len(TIMING_COLUMNS) :]
+
+
+def load_config(path: Path) -> JobConfig:
+    """Parse config.ini; every problem is a UserError naming the file, line and fix."""
+    config = JobConfig()
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            config.read_file(f, source=str(path))
+    except FileNotFoundError:
+        raise UserError(f"{path} not found; create the config files with the `init` command (or pass --config-dir)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path} cannot be read ({_reason(exc)}); check the file and its permissions") from None
+    except configparser.Error as exc:
+        raise UserError(f"{path}: {_syntax_problem(exc)}") from None
+    return config
+
+
+def load_header(path: Path) -> Header:
+    """Read header.csv's first row; the three timing columns must come first."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            row = next(csv.reader(f), [])
+    except FileNotFoundError:
+        raise UserError(f"{path} not found; create the config files with the `init` command (or pass --config-dir)") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise UserError(f"{path} cannot be read ({_reason(exc)}); it must be one CSV line of column names") from None
+    columns = [cell.strip() for cell in row]
+    while columns and not columns[-1]:
+        columns.pop()  # spreadsheets often add empty trailing cells
+    if set(columns[: len(TIMING_COLUMNS)]) != set(TIMING_COLUMNS):
+        expected = ", ".join(f'"{c}"' for c in TIMING_COLUMNS)
+        raise UserError(f"{path} must start with the columns {expected}, then your result columns; it starts with {columns[:3]}")
+    seen: set[str] = set()
+    for column in columns:
+        if not column:
+            raise UserError(f"{path} has an empty column name; name every column or remove the empty cell")
+        if column in seen or column in RESERVED_COLUMNS:
+            raise UserError(f"{path} names the column \"{column}\" twice (jobsplit adds {', '.join(RESERVED_COLUMNS)} itself); rename it")
+        seen.add(column)
+    return Header(tuple(columns))
+
+
+RESERVED_COLUMNS = ("Job ID", "Job Args", "Machine")
+
+
+def _reason(exc: BaseException) -> str:
+    return getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+
+
+def _syntax_problem(exc: configparser.Error) -> str:
+    """One sentence for a ConfigParser error, which is otherwise several lines."""
+    if isinstance(exc, configparser.MissingSectionHeaderError):
+        return f"line {exc.lineno}: {exc.line.strip()!r} comes before any [section] header; put it under a section"
+    if isinstance(exc, configparser.DuplicateSectionError):
+        return f"line {exc.lineno}: the section [{exc.section}] appears twice; merge them"
+    if isinstance(exc, configparser.DuplicateOptionError):
+        return f"line {exc.lineno}: [{exc.section}] sets {exc.option!r} twice; keep one"
+    if isinstance(exc, configparser.ParsingError):
+        lineno, line = exc.errors[0]
+        return f"line {lineno}: {line.strip()!r} is not 'key = value', a [section] or a comment; fix or remove it"
+    return str(exc).splitlines()[0]
+
+
+JOBSPLIT_KEYS = ("strategy",)
+"""Keys of config.ini's ``[jobsplit]`` section: settings every host must share."""
+
+
+def jobsplit_settings(config: configparser.ConfigParser, path: Path) -> dict[str, str]:
+    """The ``[jobsplit]`` section, refusing unknown keys so that a typo is not ignored."""
+    if not config.has_section("jobsplit"):
+        return {}
+    settings = {k: v for k, v in config.items("jobsplit", raw=True) if k not in config.defaults()}
+    for key in settings:
+        if key not in JOBSPLIT_KEYS:
+            raise UserError(f"{path} [jobsplit] {key} is not a jobsplit setting; the settings are: {', '.join(JOBSPLIT_KEYS)}")
+    return settings

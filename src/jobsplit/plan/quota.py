@@ -1,0 +1,48 @@
+"""``quota``: a seeded shuffle cut into blocks sized by each machine's capacity.
+
+Jobs are ordered by SHA-256(seed, job id), so every machine's share is a random sample of
+the pool (a slow or lost machine delays all parts of a parameter grid evenly, not one corner).
+Block sizes are largest-remainder quotas of speed x cores, computed in exact fractions.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+from .base import PlanInput, keyed_hasher
+
+
+class QuotaStrategy:
+    name = "quota"
+    needs_costs = False
+
+    def split(self, plan_input: PlanInput) -> list[list[int]]:
+        primed = keyed_hasher("order", plan_input.seed)
+
+        def order_key(job_id: bytes) -> bytes:
+            state = primed.copy()
+            state.update(job_id)
+            return state.digest()
+
+        ids = plan_input.ids
+        order = [position for _, position in sorted(zip(map(order_key, ids), range(len(ids))))]
+        shares, start = [], 0
+        for size in quotas(len(ids), [Fraction(m.speed) * m.cores for m in plan_input.machines]):
+            shares.append(order[start : start + size])
+            start += size
+        return shares
+
+
+def quotas(total: int, weights: list[Fraction]) -> list[int]:
+    """Largest-remainder apportionment of ``total`` items: each within 1 of its exact quota.
+
+    Ties between equal remainders go to the earlier machine (machines are sorted by name).
+    """
+    weight_sum = sum(weights)
+    exact = [total * w / weight_sum for w in weights]
+    sizes = [math.floor(q) for q in exact]
+    by_remainder = sorted(range(len(weights)), key=lambda i: (sizes[i] - exact[i], i))
+    for i in by_remainder[: total - sum(sizes)]:
+        sizes[i] += 1
+    return sizes

@@ -1,0 +1,151 @@
+"""Job identity: a canonical text for each job's arguments, and its id.
+
+Every host must give every job the same id, whatever its Python version, platform, hash
+seed or pool order, so ids come from SHA-256 over canonical JSON (sorted keys, no spaces,
+shortest float repr), never from ``hash()``, ``pickle`` or a position in the pool.
+
+A job is a tuple of positional arguments, a dict of keyword arguments, or any other value,
+which is the single positional argument (as ``map`` would pass it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import numbers
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .errors import UserError
+
+ID_BYTES = 16
+"""Job ids are the first 128 bits of SHA-256: 32 hex characters, no collisions in practice."""
+
+_ID_DOMAIN = b"jobsplit/job/v1\n"
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+_MAX_DEPTH = 64
+_encode = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=True, check_circular=False
+).encode
+
+JobKey = Callable[[Any], Any]
+
+
+def canonical_json(value: Any, where: str = "value") -> str:
+    """The canonical JSON text of a JSON-like value; raises UserError naming ``where``."""
+    return _encode(_normalize(value, where, 0))
+
+
+def call_args(job: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """How the job function is called with this job: ``(args, kwargs)``."""
+    if isinstance(job, tuple):
+        return job, {}
+    if isinstance(job, dict):
+        return (), job
+    return (job,), {}
+
+
+def identity_text(job: Any, position: int, key: JobKey | None = None) -> str:
+    """The canonical JSON that a job's id hashes (its ``Job Args`` column).
+
+    Positional arguments encode as a JSON array, keyword arguments as an object. With
+    ``key``, the text is the canonical JSON of ``key(job)`` instead.
+    """
+    where = f"pool[{position}]"
+    if key is not None:
+        try:
+            keyed = key(job)
+        except Exception as exc:  # the user's key function is part of the input
+            raise UserError(f"key(pool[{position}]) raised {type(exc).__name__}: {exc}; fix the key function passed to jobsplit.main") from None
+        return canonical_json(keyed, f"key({where})")
+    if isinstance(job, tuple):
+        if all(type(arg) in _SCALARS for arg in job):  # the common case, without a walk
+            return _encode(job)
+        return _encode([_normalize(arg, f"{where}[{i}]", 1) for i, arg in enumerate(job)])
+    if isinstance(job, dict):
+        return _encode(_normalize(job, where, 0))
+    return _encode([_normalize(job, where, 1)])
+
+
+def id_of_text(text: str) -> bytes:
+    """The binary job id of an identity text."""
+    return hashlib.sha256(_ID_DOMAIN + text.encode("utf-8")).digest()[:ID_BYTES]
+
+
+def job_id(job: Any, position: int = 0, key: JobKey | None = None) -> bytes:
+    """The binary id of one job (``.hex()`` gives the 32-character id shown everywhere)."""
+    try:
+        return id_of_text(identity_text(job, position, key))
+    except UnicodeEncodeError:
+        raise UserError(f"pool[{position}] contains a string that is not valid Unicode (a lone surrogate); fix that argument") from None
+
+
+class JobPool:
+    """The user's jobs in the user's order, each with its id.
+
+    Only the ids are kept for the whole pool (memory: about 80 bytes a job); the identity
+    text of a job is recomputed when a job is run.
+    """
+
+    def __init__(self, jobs: Iterable[Any], key: JobKey | None = None) -> None:
+        self.jobs: list[Any] = list(jobs)
+        self.key = key
+        self.ids: list[bytes] = [job_id(job, i, key) for i, job in enumerate(self.jobs)]
+        self._check_unique()
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    def sorted_ids(self) -> list[bytes]:
+        return sorted(self.ids)
+
+    def id_hex(self, position: int) -> str:
+        return self.ids[position].hex()
+
+    def identity_text(self, position: int) -> str:
+        return identity_text(self.jobs[position], position, self.key)
+
+    def _check_unique(self) -> None:
+        if len(set(self.ids)) == len(self.ids):
+            return
+        first: dict[bytes, int] = {}
+        for position, job_id in enumerate(self.ids):
+            if job_id in first:
+                raise UserError(
+                    f"pool[{first[job_id]}] and pool[{position}] are the same job (id {job_id.hex()}); "
+                    "remove the duplicate, or pass key= to jobsplit.main to tell them apart"
+                )
+            first[job_id] = position
+
+
+def _normalize(value: Any, where: str, depth: int) -> Any:
+    """A plain JSON-like copy of ``value``; anything without a stable encoding is a UserError."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if depth > _MAX_DEPTH:
+        raise UserError(f"{where} is nested more than {_MAX_DEPTH} levels deep (or contains itself); flatten it or pass key= to jobsplit.main")
+    if isinstance(value, (list, tuple)):
+        return [_normalize(item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value)]
+    if isinstance(value, dict):
+        out = {}
+        for k, item in value.items():
+            if not isinstance(k, str):
+                raise UserError(f"{where} has a key {k!r} of type {type(k).__name__}; dict keys in jobs must be str (or pass key= to jobsplit.main)")
+            out[str(k)] = _normalize(item, f"{where}[{k!r}]", depth + 1)
+        return out
+    if isinstance(value, numbers.Integral):  # int subclasses, IntEnum, numpy integers
+        return int(value)
+    if isinstance(value, float) or (isinstance(value, numbers.Real) and kind.__module__ == "numpy"):
+        return float(value)
+    if isinstance(value, str):
+        return str(value)
+    raise UserError(
+        f"{where} is a {_type_name(value)}, which has no stable encoding; use JSON-like values "
+        "(None, bool, int, float, str, list, tuple, dict with str keys) or pass key= to jobsplit.main"
+    )
+
+
+def _type_name(value: Any) -> str:
+    kind = type(value)
+    return kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"

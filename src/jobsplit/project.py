@@ -1,0 +1,123 @@
+"""A project: the job pool plus the three config files, checked, digested and planned.
+
+Everything here is pure input handling; nothing prints. Notices for the user are returned.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import CONFIG_FILE, HEADER_FILE, Header, JobConfig, jobsplit_settings, load_config, load_header
+from .digest import compute_digest
+from .errors import UserError
+from .machines import MACHINES_FILE, Machine, load_machines, this_host
+from .plan import DEFAULT_STRATEGY, STRATEGIES, Plan, PlanInput, make_plan
+from .pool import JobPool, call_args
+
+CostFn = Callable[..., float]
+
+
+def find_config_dir(explicit: Path | None) -> Path:
+    """``--config-dir``, else the current directory, else (frozen) the executable's folder."""
+    if explicit is not None:
+        return explicit
+    here = Path.cwd()
+    if getattr(sys, "frozen", False) and not (here / CONFIG_FILE).exists():
+        beside = Path(sys.executable).resolve().parent
+        if (beside / CONFIG_FILE).exists():
+            return beside
+    return here
+
+
+@dataclass(frozen=True)
+class Project:
+    pool: JobPool
+    config: JobConfig
+    header: Header
+    machines: tuple[Machine, ...]
+    strategy: str
+    digest: str
+    seed_override: str | None = None
+    costs: list[float] | None = None
+    notices: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def seed(self) -> bytes:
+        """What every seeded choice derives from: the digest, or the ``--seed`` text."""
+        return self.seed_override.encode() if self.seed_override is not None else bytes.fromhex(self.digest)
+
+    @functools.cached_property
+    def plan(self) -> Plan:
+        return make_plan(self.strategy, PlanInput(self.pool.ids, self.machines, self.seed, self.costs))
+
+    def machine(self, name: str) -> Machine:
+        for machine in self.machines:
+            if machine.name == name:
+                return machine
+        names = ", ".join(m.name for m in self.machines)
+        raise UserError(f'there is no machine "{name}" in {MACHINES_FILE}; choose one of: {names}')
+
+
+def load_project(
+    pool: JobPool,
+    config_dir: Path,
+    *,
+    strategy: str | None = None,
+    seed: str | None = None,
+    cost: CostFn | None = None,
+) -> Project:
+    """Read and check the config files in ``config_dir`` and digest them with the pool."""
+    config_path = config_dir / CONFIG_FILE
+    config = load_config(config_path)
+    header = load_header(config_dir / HEADER_FILE)
+    notices = []
+    machines_path = config_dir / MACHINES_FILE
+    if machines_path.exists():
+        machines = load_machines(machines_path)
+    else:
+        machines = (this_host(),)
+        notices.append(f"No {machines_path}: planning for this host alone ({machines[0].name}, {machines[0].cores} cores).")
+    strategy_name = _strategy(strategy, jobsplit_settings(config, config_path).get("strategy"), config_path)
+    costs = _costs(pool, cost) if cost is not None else None
+    if STRATEGIES[strategy_name].needs_costs and costs is None:
+        raise UserError(f'the "{strategy_name}" strategy needs estimated job costs; pass cost=<function> to jobsplit.main, or choose another strategy')
+    digest = compute_digest(
+        sorted_ids=pool.sorted_ids(),
+        config=config.as_document(),
+        machines=machines,
+        header=header.columns,
+        strategy=strategy_name,
+        seed_override=seed,
+        costs_by_id=dict(zip(pool.ids, costs)) if costs is not None and strategy_name == "cost" else None,
+    )
+    return Project(pool, config, header, machines, strategy_name, digest, seed, costs, tuple(notices))
+
+
+def _strategy(flag: str | None, configured: str | None, config_path: Path) -> str:
+    name, source = (flag, "--strategy") if flag is not None else (configured, f"{config_path} [jobsplit] strategy")
+    if name is None:
+        return DEFAULT_STRATEGY
+    name = name.strip().lower()
+    if name not in STRATEGIES:
+        raise UserError(f'unknown strategy "{name}" (from {source}); choose one of: {", ".join(STRATEGIES)}')
+    return name
+
+
+def _costs(pool: JobPool, cost: CostFn) -> list[float]:
+    costs = []
+    for position, job in enumerate(pool.jobs):
+        args, kwargs = call_args(job)
+        try:
+            value: Any = cost(*args, **kwargs)
+        except Exception as exc:  # the user's cost function is part of the input
+            raise UserError(f"cost(pool[{position}]) raised {type(exc).__name__}: {exc}; fix the cost function passed to jobsplit.main") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise UserError(f"cost(pool[{position}]) returned {value!r}; estimated costs must be finite numbers >= 0")
+        costs.append(float(value))
+    return costs
