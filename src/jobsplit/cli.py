@@ -17,11 +17,13 @@ from . import __version__
 from .console import data_console, message_console, say_error, say_notice
 from .digest import format_digest
 from .errors import UserError
+from .hostconfig import CONSOLE_STYLES
 from .plan import STRATEGIES
 from .plan.simulate import finish_time
 from .pool import JobKey, JobPool
 from .project import CostFn, Project, find_config_dir, load_project
 from .scaffold import write_templates
+from .session import RunRequest, run_share
 
 ENTRY_COMMANDS = ("run", "digest", "plan", "init")
 
@@ -67,11 +69,11 @@ def entry_main(
             say_notice(messages, notice)
         if args.command == "digest":
             data_console().print(format_digest(project.digest))
-        elif args.command == "plan":
+            return 0
+        if args.command == "plan":
             _show_plan(project, as_json=args.json)
-        else:
-            raise UserError("the run command comes with the runner; use digest or plan for now")
-        return 0
+            return 0
+        return run_share(project, job, _run_request(args), messages)
 
     return _guarded(messages, command)
 
@@ -106,12 +108,65 @@ def _entry_parser() -> argparse.ArgumentParser:
     planning.add_argument("--strategy", choices=None, metavar="NAME", help=f"how to split the pool: {', '.join(STRATEGIES)} (default: config.ini [jobsplit] strategy, else quota)")
     planning.add_argument("--seed", metavar="TEXT", help="seed the plan with TEXT instead of the digest (every host must pass the same)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser("run", parents=[shared, planning], help="run this machine's share (the default)")
+    run = commands.add_parser("run", parents=[shared, planning], help="run this machine's share (the default)")
+    _add_run_options(run)
     commands.add_parser("digest", parents=[shared, planning], help="print the digest, which must be equal on every host")
     plan = commands.add_parser("plan", parents=[shared, planning], help="show every machine's share")
     plan.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     commands.add_parser("init", parents=[shared], help="write the config file templates (never overwrites)")
     return parser
+
+
+def _add_run_options(run: argparse.ArgumentParser) -> None:
+    run.add_argument("--machine", metavar="NAME", help="which machine this is (else you are asked)")
+    run.add_argument("--yes", action="store_true", help="start without asking to confirm the digest")
+    run.add_argument("--expect-digest", metavar="DIGEST", help="refuse to start unless the digest is this (separators and case ignored)")
+    host = run.add_argument_group("this host (defaults from host.ini, see README)")
+    host.add_argument("--workers", type=_positive_int, metavar="N", help="worker processes (default: the machine's cores)")
+    host.add_argument("--out", type=Path, metavar="DIR", help="output root; this machine writes DIR/<machine>/ (default: ./jobsplit-out)")
+    host.add_argument("--nice", type=int, metavar="N", help="niceness added to workers (default: 10)")
+    host.add_argument("--console", choices=CONSOLE_STYLES, help="live display, plain lines, or auto (live on a terminal)")
+    host.add_argument("--start-method", choices=multiprocessing.get_all_start_methods(), help="how workers start (default: fork on Linux)")
+    failures = run.add_argument_group("failures and resuming")
+    failures.add_argument("--timeout", type=_positive_float, metavar="SECONDS", help="stop and record a job that runs longer (default: config.ini [jobsplit] timeout, else none)")
+    failures.add_argument("--retries", type=_non_negative_int, default=0, metavar="N", help="run a failed, crashed or timed-out job up to N more times (default: 0)")
+    failures.add_argument("--retry-failed", action="store_true", help="also run the jobs that failed in earlier runs")
+    failures.add_argument("--fresh", action="store_true", help="start over; the old journal and results are kept in a backup folder")
+
+
+def _run_request(args: argparse.Namespace) -> RunRequest:
+    return RunRequest(
+        machine=args.machine,
+        yes=args.yes,
+        expect_digest=args.expect_digest,
+        workers=args.workers,
+        out=args.out,
+        nice=args.nice,
+        console=args.console,
+        start_method=args.start_method,
+        timeout=args.timeout,
+        retries=args.retries,
+        retry_failed=args.retry_failed,
+        fresh=args.fresh,
+    )
+
+
+def _number(convert: Callable[[str], Any], accept: Callable[[Any], bool], what: str) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not accept(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return value
+
+    return parse
+
+
+_positive_int = _number(int, lambda v: v >= 1, "a whole number >= 1")
+_non_negative_int = _number(int, lambda v: v >= 0, "a whole number >= 0")
+_positive_float = _number(float, lambda v: 0 < v < float("inf"), "a number of seconds > 0")
 
 
 def _init(dest: Path) -> int:

@@ -130,16 +130,34 @@ def _syntax_problem(exc: configparser.Error) -> str:
     return str(exc).splitlines()[0]
 
 
-JOBSPLIT_KEYS = ("strategy",)
-"""Keys of config.ini's ``[jobsplit]`` section: settings every host must share."""
+@dataclass(frozen=True)
+class JobsplitSettings:
+    """config.ini's ``[jobsplit]`` section: settings every host must share."""
+
+    strategy: str | None = None
+    timeout: float | None = None
 
 
-def jobsplit_settings(config: configparser.ConfigParser, path: Path) -> dict[str, str]:
-    """The ``[jobsplit]`` section, refusing unknown keys so that a typo is not ignored."""
+def jobsplit_settings(config: configparser.ConfigParser, path: Path) -> JobsplitSettings:
+    """Parse ``[jobsplit]``, refusing unknown keys so that a typo is not silently ignored."""
     if not config.has_section("jobsplit"):
-        return {}
-    settings = {k: v for k, v in config.items("jobsplit", raw=True) if k not in config.defaults()}
-    for key in settings:
-        if key not in JOBSPLIT_KEYS:
-            raise UserError(f"{path} [jobsplit] {key} is not a jobsplit setting; the settings are: {', '.join(JOBSPLIT_KEYS)}")
-    return settings
+        return JobsplitSettings()
+    values = {k: v for k, v in config.items("jobsplit", raw=True) if k not in config.defaults()}
+    known = {"strategy", "timeout"}
+    for key in values:
+        if key not in known:
+            raise UserError(f"{path} [jobsplit] {key} is not a jobsplit setting; the settings are: {', '.join(sorted(known))}")
+    timeout = None
+    if values.get("timeout", "").strip():
+        timeout = positive_seconds(values["timeout"], f"{path} [jobsplit] timeout")
+    return JobsplitSettings(strategy=values.get("strategy"), timeout=timeout)
+
+
+def positive_seconds(text: str, source: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise UserError(f"{source} must be a number of seconds > 0; got {text!r}")
+    return value

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import CONFIG_FILE, HEADER_FILE, Header, JobConfig, jobsplit_settings, load_config, load_header
+from .config import CONFIG_FILE, HEADER_FILE, Header, JobConfig, JobsplitSettings, jobsplit_settings, load_config, load_header
 from .digest import compute_digest
 from .errors import UserError
 from .machines import MACHINES_FILE, Machine, load_machines, this_host
@@ -43,6 +43,7 @@ class Project:
     machines: tuple[Machine, ...]
     strategy: str
     digest: str
+    settings: JobsplitSettings = JobsplitSettings()
     seed_override: str | None = None
     costs: list[float] | None = None
     notices: tuple[str, ...] = field(default=(), compare=False)
@@ -83,7 +84,8 @@ def load_project(
     else:
         machines = (this_host(),)
         notices.append(f"No {machines_path}: planning for this host alone ({machines[0].name}, {machines[0].cores} cores).")
-    strategy_name = _strategy(strategy, jobsplit_settings(config, config_path).get("strategy"), config_path)
+    settings = jobsplit_settings(config, config_path)
+    strategy_name = _strategy(strategy, settings.strategy, config_path)
     costs = _costs(pool, cost) if cost is not None else None
     if STRATEGIES[strategy_name].needs_costs and costs is None:
         raise UserError(f'the "{strategy_name}" strategy needs estimated job costs; pass cost=<function> to jobsplit.main, or choose another strategy')
@@ -96,7 +98,7 @@ def load_project(
         seed_override=seed,
         costs_by_id=dict(zip(pool.ids, costs)) if costs is not None and strategy_name == "cost" else None,
     )
-    return Project(pool, config, header, machines, strategy_name, digest, seed, costs, tuple(notices))
+    return Project(pool, config, header, machines, strategy_name, digest, settings, seed, costs, tuple(notices))
 
 
 def _strategy(flag: str | None, configured: str | None, config_path: Path) -> str:

@@ -1,0 +1,81 @@
+"""Per-host settings that must not change the digest: ``<user config dir>/jobsplit/host.ini``.
+
+Workers, output folder, niceness, console style and start method belong to one host (a
+shared desktop may want fewer workers than its cores); command-line flags override them.
+"""
+
+from __future__ import annotations
+
+import configparser
+import multiprocessing
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+from .errors import UserError
+
+CONSOLE_STYLES = ("auto", "live", "plain")
+
+
+@dataclass(frozen=True)
+class HostSettings:
+    workers: int | None = None
+    out: Path = Path("jobsplit-out")
+    nice: int = 10
+    console: str = "auto"
+    start_method: str | None = None
+
+
+def host_ini_path() -> Path:
+    return Path(platformdirs.user_config_dir("jobsplit", appauthor=False)) / "host.ini"
+
+
+def load_host_settings(path: Path | None = None) -> HostSettings:
+    """Read host.ini's ``[host]`` section if the file exists; unknown keys are refused."""
+    path = path or host_ini_path()
+    if not path.exists():
+        return HostSettings()
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read(path, encoding="utf-8")
+    except (configparser.Error, OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path} cannot be read ({str(exc).splitlines()[0]}); fix or delete it") from None
+    if not parser.has_section("host"):
+        return HostSettings()
+    section = parser["host"]
+    known = {"workers", "out", "nice", "console", "start_method"}
+    for key in section:
+        if key not in known:
+            raise UserError(f"{path} [host] {key} is not a host setting; the settings are: {', '.join(sorted(known))}")
+    defaults = HostSettings()
+    return HostSettings(
+        workers=check_workers(_int(section, "workers", path), f"{path} [host] workers") if "workers" in section else None,
+        out=Path(section["out"]).expanduser() if "out" in section else defaults.out,
+        nice=_int(section, "nice", path) if "nice" in section else defaults.nice,
+        console=check_choice(section.get("console", defaults.console), CONSOLE_STYLES, f"{path} [host] console"),
+        start_method=check_start_method(section["start_method"], f"{path} [host] start_method") if "start_method" in section else None,
+    )
+
+
+def check_workers(value: int, source: str) -> int:
+    if value < 1:
+        raise UserError(f"{source} must be at least 1; got {value}")
+    return value
+
+
+def check_choice(value: str, choices: tuple[str, ...], source: str) -> str:
+    if value not in choices:
+        raise UserError(f"{source} must be one of {', '.join(choices)}; got {value!r}")
+    return value
+
+
+def check_start_method(value: str, source: str) -> str:
+    return check_choice(value, tuple(multiprocessing.get_all_start_methods()), source)
+
+
+def _int(section: configparser.SectionProxy, key: str, path: Path) -> int:
+    try:
+        return section.getint(key)  # type: ignore[return-value]
+    except ValueError:
+        raise UserError(f"{path} [host] {key} must be a whole number; got {section[key]!r}") from None

@@ -1,0 +1,61 @@
+"""Process lifecycle: dying with the parent, and turning Ctrl-C / SIGTERM into a clean stop."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from types import FrameType
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent_pid: int, signum: int = signal.SIGKILL) -> None:
+    """Have the kernel send ``signum`` to this process when its parent dies (Linux).
+
+    Elsewhere, and as a second line of defence, workers also poll ``os.getppid()``.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # no prctl: the polling fallback still applies
+    if os.getppid() != parent_pid:  # the parent died before the request took effect
+        os._exit(1)
+
+
+class Interrupts:
+    """Ctrl-C and SIGTERM ask for a clean stop; a second Ctrl-C forces an immediate exit.
+
+    A frozen one-file program receives each Ctrl-C twice (directly, and forwarded by its
+    bootloader), so a repeat within ``grace`` seconds counts as the same press.
+    """
+
+    def __init__(self, on_force: Callable[[], None], grace: float = 0.5) -> None:
+        self.requested_at: float | None = None
+        self._on_force = on_force
+        self._grace = grace
+        self._previous: dict[int, object] = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.requested_at is not None
+
+    def __enter__(self) -> Interrupts:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        now = time.monotonic()
+        if self.requested_at is None:
+            self.requested_at = now
+        elif signum == signal.SIGINT and now - self.requested_at > self._grace:
+            self._on_force()

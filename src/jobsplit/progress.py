@@ -1,0 +1,75 @@
+"""Live state of every worker, shared between processes without messages.
+
+Each worker owns one slot of a shared array: which job it is running, since when, and the
+fraction the job last reported. Workers write their slot; the parent only reads it to draw the
+display, to enforce timeouts, and to learn which job a dead worker was running.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from multiprocessing.context import BaseContext
+
+_FIELDS = 3  # job sequence number (-1: idle), start (monotonic clock), reported fraction
+IDLE = -1
+REPORT_INTERVAL = 0.1
+"""Seconds between two reports a job publishes (about 10 a second)."""
+
+
+@dataclass(frozen=True)
+class SlotState:
+    seq: int
+    started: float
+    fraction: float
+
+
+class ProgressBoard:
+    """One slot per worker in a shared ``RawArray`` (passed to workers when they start)."""
+
+    def __init__(self, context: BaseContext, slots: int) -> None:
+        self._values = context.RawArray("d", [IDLE, 0.0, 0.0] * slots)
+
+    def start(self, slot: int, seq: int) -> None:
+        """A job begins: fraction and start time are written before the sequence number."""
+        base = slot * _FIELDS
+        self._values[base + 2] = 0.0
+        self._values[base + 1] = time.monotonic()
+        self._values[base] = seq
+
+    def finish(self, slot: int) -> None:
+        self._values[slot * _FIELDS] = IDLE
+
+    def publish(self, slot: int, fraction: float) -> None:
+        self._values[slot * _FIELDS + 2] = fraction
+
+    def read(self, slot: int) -> SlotState:
+        base = slot * _FIELDS
+        seq, started, fraction = self._values[base : base + _FIELDS]
+        return SlotState(int(seq), started, fraction)
+
+
+class ProgressReporter:
+    """What a job gets as ``progress``: call ``progress.report(done, base=total)``.
+
+    Reports are throttled here, in the worker, to about 10 a second: a job may report in a
+    tight loop without slowing down, and a report costs no message to the parent.
+    """
+
+    __slots__ = ("_board", "_slot", "_next")
+
+    def __init__(self, board: ProgressBoard, slot: int) -> None:
+        self._board = board
+        self._slot = slot
+        self._next = 0.0
+
+    def restart(self) -> None:
+        """A new job starts on this worker: its first report is published at once."""
+        self._next = 0.0
+
+    def report(self, value: float, base: float = 100) -> None:
+        """Say the job is ``value`` out of ``base`` done (e.g. ``report(3, base=10)`` is 30 %)."""
+        now = time.monotonic()
+        if now >= self._next or value >= base:
+            self._next = now + REPORT_INTERVAL
+            self._board.publish(self._slot, min(max(value / base, 0.0), 1.0) if base else 0.0)

@@ -1,0 +1,147 @@
+"""Result rows: a job's return value as one line of ``results.csv``.
+
+The columns are header.csv's (three timing columns first, then the job's own), followed by
+``Job ID``, ``Job Args`` (the canonical JSON the id hashes) and ``Machine``. Rows are
+formatted in the worker, so the parent only stores and appends finished lines of text.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import numbers
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .config import RESERVED_COLUMNS, TIMING_COLUMNS, Header
+
+RESULTS_FILE = "results.csv"
+
+
+class ResultShapeError(Exception):
+    """A job returned something that does not fit the header's result columns."""
+
+
+def utc_timestamp(epoch_seconds: float) -> str:
+    """ISO-8601 UTC with milliseconds, e.g. ``2026-11-23T12:00:00.123Z``."""
+    whole = int(epoch_seconds)
+    millis = min(999, int((epoch_seconds - whole) * 1000))
+    return f"{_utc_second(whole)}.{millis:03d}Z"
+
+
+@functools.lru_cache(maxsize=4)
+def _utc_second(whole_seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole_seconds))
+
+
+class _LastLine:
+    """A file-like sink that keeps the one line a csv writer just wrote."""
+
+    line = ""
+
+    def write(self, text: str) -> None:
+        self.line = text
+
+
+class RowFormatter:
+    """Turns (timings, return value, identity) into a CSV line; lives in each worker."""
+
+    def __init__(self, header: Header, machine: str, run_started: float) -> None:
+        self.columns = header.result_columns
+        self.machine = machine
+        self.run_started = utc_timestamp(run_started)
+        order = {name: i for i, name in enumerate(header.columns[: len(TIMING_COLUMNS)])}
+        self._run_at, self._start_at, self._time_at = (order[c] for c in ("Run Start Time", "Job Start Time", "Job Running Time"))
+        self._sink = _LastLine()
+        self._writer = csv.writer(self._sink, lineterminator="\n")
+
+    def line(self, value: Any, job_started: float, running_time: float, job_id: str, job_args: str) -> str:
+        fields = ["", "", "", *self.cells(value), job_id, job_args, self.machine]
+        fields[self._run_at] = self.run_started
+        fields[self._start_at] = utc_timestamp(job_started)
+        fields[self._time_at] = f"{running_time:.6f}"
+        self._writer.writerow(fields)
+        return self._sink.line
+
+    def cells(self, value: Any) -> list[str]:
+        """The result columns' cells: a sequence in column order, a dict by name, or a scalar."""
+        columns = self.columns
+        kind = type(value)
+        if kind in _SCALAR_TEXT and len(columns) == 1:
+            return [_SCALAR_TEXT[kind](value)]
+        if kind is tuple or kind is list or (isinstance(value, Sequence) and not isinstance(value, (str, bytes, bytearray))):
+            if len(value) != len(columns):
+                raise ResultShapeError(f"the job returned {len(value)} values but header.csv has {len(columns)} result columns {list(columns)}")
+            return [_cell(item, c) for item, c in zip(value, columns)]
+        if isinstance(value, Mapping):
+            missing = [c for c in columns if c not in value]
+            extra = [str(k) for k in value if k not in columns]
+            if missing or extra:
+                raise ResultShapeError(f"the job returned a dict {_differences(missing, extra)}; its keys must be exactly the result columns {list(columns)}")
+            return [_cell(value[c], c) for c in columns]
+        if len(columns) == 1:
+            return [_cell(value, columns[0])]
+        if not columns and value is None:
+            return []
+        expected = f"{len(columns)} values (a list, tuple or dict for {list(columns)})" if columns else "None (header.csv has no result columns)"
+        raise ResultShapeError(f"the job returned a {kind.__name__} but header.csv expects {expected}")
+
+
+_SCALAR_TEXT: dict[type, Any] = {str: str, int: str, bool: str, float: repr, type(None): lambda _: ""}
+"""Exact scalar types and their cell text (``repr`` of a float reads back to the same float)."""
+
+
+def _cell(value: Any, column: str) -> str:
+    to_text = _SCALAR_TEXT.get(type(value))
+    if to_text is not None:
+        return to_text(value)  # type: ignore[no-any-return]
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if isinstance(value, numbers.Real):
+        return repr(float(value))
+    if isinstance(value, numbers.Number):
+        return str(value)
+    raise ResultShapeError(f"the value for column {column!r} is a {type(value).__name__}; cells must be numbers, strings, booleans or None")
+
+
+def _differences(missing: list[str], extra: list[str]) -> str:
+    parts = []
+    if missing:
+        parts.append(f"without {missing}")
+    if extra:
+        parts.append(f"with unknown keys {extra}")
+    return " and ".join(parts)
+
+
+def csv_header_line(header: Header) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow([*header.columns, *RESERVED_COLUMNS])
+    return buffer.getvalue()
+
+
+class ResultsFile:
+    """``results.csv``, appended in completion order; always rebuilt from the journal on start."""
+
+    def __init__(self, path: Path, header_line: str, lines: Iterable[str]) -> None:
+        self.path = path
+        temporary = path.with_name(path.name + ".tmp")
+        with open(temporary, "w", encoding="utf-8", newline="") as f:
+            f.write(header_line)
+            f.writelines(lines)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)  # a torn last line from a crash never survives
+        self._file = open(path, "a", encoding="utf-8", newline="")
+
+    def append(self, lines: Iterable[str]) -> None:
+        self._file.writelines(lines)
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
