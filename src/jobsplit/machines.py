@@ -38,7 +38,7 @@ def load_machines(path: Path) -> tuple[Machine, ...]:
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{path} cannot be read ({getattr(exc, 'strerror', None) or exc}); check the file and its permissions") from None
     try:
-        data = json.loads(text, object_pairs_hook=lambda pairs: _unique_names(path, pairs))
+        data = json.loads(text, object_pairs_hook=_Object)
     except json.JSONDecodeError as exc:
         raise UserError(f"{path} line {exc.lineno} column {exc.colno}: invalid JSON ({exc.msg}); it must look like {_EXAMPLE}") from None
     return parse_machines(data, path)
@@ -46,6 +46,8 @@ def load_machines(path: Path) -> tuple[Machine, ...]:
 
 def parse_machines(data: Any, path: Path | str = MACHINES_FILE) -> tuple[Machine, ...]:
     """Validate decoded machines.json content; every problem names the machine and field."""
+    if isinstance(data, _Object):
+        data = data.unique(path)
     if not isinstance(data, dict):
         raise UserError(f"{path} must hold a JSON object of name -> [speed, cores], like {_EXAMPLE}; it holds a {_json_type(data)}")
     if not data:
@@ -54,13 +56,13 @@ def parse_machines(data: Any, path: Path | str = MACHINES_FILE) -> tuple[Machine
     for name, value in data.items():
         if not _NAME.fullmatch(name):
             raise UserError(f'{path}: the machine name "{name}" is also a folder name, so use only letters, digits, "_", "-" and "." (not first)')
-        if not isinstance(value, list) or len(value) != 2:
-            raise UserError(f'{path} "{name}": expected [speed, cores], e.g. [1.0, 8]; got {json.dumps(value)}')
+        if isinstance(value, _Object) or not isinstance(value, list) or len(value) != 2:
+            raise UserError(f'{path} "{name}": expected [speed, cores], e.g. [1.0, 8]; got {_shown(value)}')
         speed, cores = value
         if isinstance(speed, bool) or not isinstance(speed, (int, float)) or not math.isfinite(speed) or speed <= 0:
-            raise UserError(f'{path} "{name}" speed: must be a number > 0 (relative single-thread speed); got {json.dumps(speed)}')
+            raise UserError(f'{path} "{name}" speed: must be a number > 0 (relative single-thread speed); got {_shown(speed)}')
         if isinstance(cores, bool) or not isinstance(cores, int) or cores < 1:
-            raise UserError(f'{path} "{name}" cores: must be a whole number >= 1; got {json.dumps(cores)}')
+            raise UserError(f'{path} "{name}" cores: must be a whole number >= 1; got {_shown(cores)}')
         machines.append(Machine(name, float(speed), cores))
     return tuple(sorted(machines, key=lambda m: m.name))
 
@@ -78,14 +80,21 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
-def _unique_names(path: Path, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    seen: dict[str, Any] = {}
-    for name, value in pairs:
-        if name in seen:
-            raise UserError(f'{path} names the machine "{name}" twice; keep one entry per machine')
-        seen[name] = value
-    return seen
+class _Object(list):  # type: ignore[type-arg]
+    """A JSON object as its (key, value) pairs, so that a repeated machine name is not lost."""
+
+    def unique(self, path: Path | str) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        for name, value in self:
+            if name in seen:
+                raise UserError(f'{path} names the machine "{name}" twice; keep one entry per machine')
+            seen[name] = value
+        return seen
+
+
+def _shown(value: Any) -> str:
+    return json.dumps(dict(value) if isinstance(value, _Object) else value)
 
 
 def _json_type(value: Any) -> str:
-    return {list: "list", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}.get(type(value), type(value).__name__)
+    return {_Object: "object", list: "list", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}.get(type(value), type(value).__name__)

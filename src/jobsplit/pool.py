@@ -24,9 +24,25 @@ ID_BYTES = 16
 _ID_DOMAIN = b"jobsplit/job/v1\n"
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 _MAX_DEPTH = 64
-_encode = json.JSONEncoder(
-    ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=True, check_circular=False
-).encode
+
+
+def _refuse(value: Any) -> Any:
+    raise TypeError(f"{type(value).__name__} has no canonical JSON")  # unreachable after _normalize
+
+
+def _make_encoder() -> Callable[[Any], str]:
+    """Canonical JSON: sorted keys, no spaces, UTF-8 kept, shortest float repr.
+
+    The C encoder is built once: ``JSONEncoder.encode`` would rebuild it for every job.
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # no C accelerator (e.g. PyPy): the same text, more slowly
+        return json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True, check_circular=False).encode
+    chunks = make(None, _refuse, json.encoder.encode_basestring, None, ":", ",", True, False, True)
+    return lambda value: "".join(chunks(value, 0))
+
+
+_encode = _make_encoder()
 
 JobKey = Callable[[Any], Any]
 
@@ -51,16 +67,16 @@ def identity_text(job: Any, position: int, key: JobKey | None = None) -> str:
     Positional arguments encode as a JSON array, keyword arguments as an object. With
     ``key``, the text is the canonical JSON of ``key(job)`` instead.
     """
-    where = f"pool[{position}]"
     if key is not None:
         try:
             keyed = key(job)
         except Exception as exc:  # the user's key function is part of the input
             raise UserError(f"key(pool[{position}]) raised {type(exc).__name__}: {exc}; fix the key function passed to jobsplit.main") from None
-        return canonical_json(keyed, f"key({where})")
+        return canonical_json(keyed, f"key(pool[{position}])")
+    if type(job) is tuple and _SCALARS.issuperset(map(type, job)):  # the common case, without a walk
+        return _encode(job)
+    where = f"pool[{position}]"
     if isinstance(job, tuple):
-        if all(type(arg) in _SCALARS for arg in job):  # the common case, without a walk
-            return _encode(job)
         return _encode([_normalize(arg, f"{where}[{i}]", 1) for i, arg in enumerate(job)])
     if isinstance(job, dict):
         return _encode(_normalize(job, where, 0))
@@ -141,9 +157,13 @@ def _normalize(value: Any, where: str, depth: int) -> Any:
     if isinstance(value, str):
         return str(value)
     raise UserError(
-        f"{where} is a {_type_name(value)}, which has no stable encoding; use JSON-like values "
+        f"{where} is {_article(_type_name(value))} {_type_name(value)}, which has no stable encoding; use JSON-like values "
         "(None, bool, int, float, str, list, tuple, dict with str keys) or pass key= to jobsplit.main"
     )
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
 
 
 def _type_name(value: Any) -> str:

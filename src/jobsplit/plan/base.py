@@ -35,6 +35,20 @@ class Strategy(Protocol):
         ...
 
 
+def seeded_order(ids: Sequence[bytes], seed: bytes) -> list[int]:
+    """Positions of ``ids`` ordered by SHA-256(seed, id): a shuffle every host agrees on,
+    whatever the order of the pool."""
+    primed = keyed_hasher("order", seed)
+
+    def order_key(job_id: bytes) -> bytes:
+        state = primed.copy()
+        state.update(job_id)
+        return state.digest()
+
+    keys = list(map(order_key, ids))
+    return sorted(range(len(keys)), key=keys.__getitem__)  # stable: equal keys (never) by position
+
+
 def keyed_hasher(domain: str, *parts: bytes) -> "hashlib._Hash":
     """A SHA-256 state primed with a domain and key parts; ``.copy()`` it per job."""
     state = hashlib.sha256(f"jobsplit/{domain}/v1\n".encode())

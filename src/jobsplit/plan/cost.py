@@ -20,7 +20,8 @@ class CostStrategy:
     def split(self, plan_input: PlanInput) -> list[list[int]]:
         costs, ids, machines = plan_input.costs, plan_input.ids, plan_input.machines
         assert costs is not None, "the cost strategy needs costs (checked by the caller)"
-        order = sorted(range(len(ids)), key=lambda i: (-costs[i], ids[i]))
+        by_id = sorted(range(len(ids)), key=ids.__getitem__)
+        order = sorted(by_id, key=costs.__getitem__, reverse=True)  # stable: equal costs by job id
         core_loads = [[0.0] * m.cores for m in machines]  # a list of zeros is a valid heap
         speeds = [m.speed for m in machines]
         shares: list[list[int]] = [[] for _ in machines]

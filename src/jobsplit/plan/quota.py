@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
-from .base import PlanInput, keyed_hasher
+from .base import PlanInput, seeded_order
 
 
 class QuotaStrategy:
@@ -18,17 +18,9 @@ class QuotaStrategy:
     needs_costs = False
 
     def split(self, plan_input: PlanInput) -> list[list[int]]:
-        primed = keyed_hasher("order", plan_input.seed)
-
-        def order_key(job_id: bytes) -> bytes:
-            state = primed.copy()
-            state.update(job_id)
-            return state.digest()
-
-        ids = plan_input.ids
-        order = [position for _, position in sorted(zip(map(order_key, ids), range(len(ids))))]
+        order = seeded_order(plan_input.ids, plan_input.seed)
         shares, start = [], 0
-        for size in quotas(len(ids), [Fraction(m.speed) * m.cores for m in plan_input.machines]):
+        for size in quotas(len(order), [Fraction(m.speed) * m.cores for m in plan_input.machines]):
             shares.append(order[start : start + size])
             start += size
         return shares

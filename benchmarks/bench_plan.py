@@ -1,0 +1,210 @@
+"""How long, and how much memory, a host needs to plan a large pool before it runs anything.
+
+Before running, every host computes each job's id, the pool digest and the plan. This is
+pure overhead, so it should cost about as much as one hash of each job's JSON. The benchmark
+builds a realistic pool of ``(int, float, str)`` tuples and measures, in the same run:
+
+- the baseline: ``sha256(json.dumps(job).encode()).hexdigest()`` for every job;
+- jobsplit: ``JobPool(pool)`` (ids), ``compute_digest`` over the sorted ids, a small config,
+  5 machines and a header (digest), then ``make_plan("quota", ...)`` (plan), each phase timed;
+- for information, the planning time of the ``rendezvous`` and ``cost`` strategies.
+
+Timings are medians over ``--repeat`` runs (the spread is shown). Peak memory is the
+``ru_maxrss`` of a fresh child process that builds the pool and plans it like a host. The
+machine is shared and noisy, so only ratios to the baseline in the same run are compared with
+targets (ratio <= 1.5, peak memory <= 1 GiB); the script exits 0 whether or not they are met.
+
+    .venv/bin/python benchmarks/bench_plan.py               # 1,000,000 jobs, 3 runs
+    .venv/bin/python benchmarks/bench_plan.py --jobs 100000 --repeat 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import gc
+import hashlib
+import json
+import platform
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from jobsplit.digest import compute_digest
+from jobsplit.machines import Machine
+from jobsplit.plan import Plan, PlanInput, make_plan
+from jobsplit.pool import JobPool
+
+T = TypeVar("T")
+Job = tuple[int, float, str]
+
+RATIO_TARGET = 1.5
+MEMORY_TARGET_MIB = 1024.0
+MACHINES = (  # sorted by name, as load_machines returns them
+    Machine("alpha", 2.0, 4),
+    Machine("bravo", 1.5, 8),
+    Machine("charlie", 1.2, 16),
+    Machine("delta", 1.0, 32),
+    Machine("echo", 0.6, 2),
+)
+CONFIG = {  # what JobConfig.as_document() gives for templates/config.ini
+    "jobsplit": {"strategy": "quota"},
+    "montecarlo": {"samples": "200000", "report_every": "10000", "max_scratch": "64MiB"},
+    "DEFAULT": {},
+}
+HEADER = ("Run Start Time", "Job Running Time", "Job Start Time", "Volume Estimate", "Exact Volume", "Std Error", "Samples")
+PHASES = ("ids", "digest", "plan")
+
+
+def make_pool(n: int) -> list[Job]:
+    """A realistic parameter grid: an index, a float parameter and one of 977 sample names."""
+    return [(i, i * 0.001, f"sample-{i % 977}") for i in range(n)]
+
+
+def bare_hashes(pool: Sequence[Job]) -> list[str]:
+    """The baseline: the least a tool can do to identify every job."""
+    return [hashlib.sha256(json.dumps(job).encode()).hexdigest() for job in pool]
+
+
+@dataclass
+class HostRun:
+    """What a host computes before running, and how long each phase took."""
+
+    pool: JobPool
+    digest: str
+    plan: Plan
+    seconds: dict[str, float]
+
+
+def plan_like_a_host(pool: Sequence[Job]) -> HostRun:
+    """Ids, digest and quota plan, as ``load_project`` and ``Project.plan`` compute them."""
+    start = time.perf_counter()
+    job_pool = JobPool(pool)
+    ids_done = time.perf_counter()
+    digest = compute_digest(sorted_ids=job_pool.sorted_ids(), config=CONFIG, machines=MACHINES, header=HEADER, strategy="quota")
+    digest_done = time.perf_counter()
+    plan = make_plan("quota", PlanInput(job_pool.ids, MACHINES, bytes.fromhex(digest)))
+    plan_done = time.perf_counter()
+    seconds = {"ids": ids_done - start, "digest": digest_done - ids_done, "plan": plan_done - digest_done}
+    return HostRun(job_pool, digest, plan, seconds)
+
+
+def timed(fn: Callable[[], T]) -> tuple[float, T]:
+    """Seconds taken by ``fn()`` after a full collection; the result is freed by the caller, untimed."""
+    gc.collect()
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set so far (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
+def rss_child(n: int) -> None:
+    """Run in a fresh interpreter: print peak RSS after imports, the pool list and planning."""
+    imports = peak_rss_mib()
+    pool = make_pool(n)
+    with_pool = peak_rss_mib()
+    plan_like_a_host(pool)
+    planned = peak_rss_mib()
+    print(json.dumps({"imports": imports, "pool": with_pool, "planned": planned}))
+
+
+def measure_rss(n: int) -> dict[str, float]:
+    """Peak RSS figures (MiB) from ``rss_child`` run in a new interpreter."""
+    child = subprocess.run([sys.executable, __file__, "--jobs", str(n), "--rss-child"], capture_output=True, text=True, check=True)
+    return json.loads(child.stdout)
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def spread(values: Sequence[float]) -> str:
+    """Median with min-max, in seconds."""
+    return f"{statistics.median(values):8.3f} s  ({min(values):.3f}-{max(values):.3f})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=1_000_000, help="pool size (default: 1,000,000)")
+    parser.add_argument("--repeat", type=int, default=3, help="timing runs; medians are reported (default: 3)")
+    parser.add_argument("--rendezvous-jobs", type=int, default=200_000, help="jobs for the (slow) rendezvous timing (default: 200,000)")
+    parser.add_argument("--rss-child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.rss_child:
+        rss_child(args.jobs)
+        return
+
+    n = args.jobs
+    rss = measure_rss(n)  # first: a child's ru_maxrss starts at its parent's RSS when it was started
+    print(f"bench_plan: {n:,} jobs (int, float, str), {len(MACHINES)} machines, median of {args.repeat} runs")
+    print(f"Python {platform.python_version()} on {platform.machine()}, {platform.system()}\n")
+    pool = make_pool(n)
+    baseline: list[float] = []
+    totals: list[float] = []
+    phases: dict[str, list[float]] = {phase: [] for phase in PHASES}
+    for _ in range(args.repeat):
+        seconds, hashes = timed(functools.partial(bare_hashes, pool))
+        baseline.append(seconds)
+        del hashes
+        seconds, run = timed(functools.partial(plan_like_a_host, pool))
+        totals.append(seconds)
+        for phase in PHASES:
+            phases[phase].append(run.seconds[phase])
+        del run
+    ratio = statistics.median(totals) / statistics.median(baseline)
+
+    per_job = 1e6 / n
+    rows = [
+        ("baseline  sha256(json.dumps(job))", baseline),
+        ("jobsplit  total", totals),
+        ("  ids     JobPool(pool)", phases["ids"]),
+        ("  digest  sorted ids + compute_digest", phases["digest"]),
+        ('  plan    make_plan("quota")', phases["plan"]),
+    ]
+    print(f"{'phase':38}{'median (min-max)':>28}{'per job':>12}")
+    for label, values in rows:
+        print(f"{label:38}{spread(values):>28}{statistics.median(values) * per_job:>9.2f} us")
+    print(f"\nratio jobsplit / baseline (medians): {ratio:.2f}   target <= {RATIO_TARGET}   {verdict(ratio <= RATIO_TARGET)}")
+
+    print("\npeak RSS of a fresh process that builds the pool and plans it (ru_maxrss)")
+    print(f"  interpreter + imports       {rss['imports']:8.1f} MiB")
+    print(f"  + the pool list             {rss['pool']:8.1f} MiB  (+{rss['pool'] - rss['imports']:.1f})")
+    print(f"  + ids, digest, quota plan   {rss['planned']:8.1f} MiB  (+{rss['planned'] - rss['pool']:.1f}, {(rss['planned'] - rss['pool']) * 2**20 / n:.0f} bytes/job)")
+    peak_ok = rss["planned"] <= MEMORY_TARGET_MIB
+    print(f"peak memory: {rss['planned']:.1f} MiB   target <= {MEMORY_TARGET_MIB:.0f} MiB   {verdict(peak_ok)}")
+
+    job_pool = JobPool(pool)
+    seed = hashlib.sha256(b"bench_plan").digest()[:16]
+    rng = random.Random(1)
+    costs = [rng.lognormvariate(0.0, 1.0) for _ in range(n)]
+    m = min(args.rendezvous_jobs, n)
+    others: list[tuple[str, int, PlanInput]] = [
+        ("rendezvous", m, PlanInput(job_pool.ids[:m], MACHINES, seed)),
+        ("cost", n, PlanInput(job_pool.ids, MACHINES, seed, costs)),
+    ]
+    print("\nother strategies, planning only (make_plan; informational)")
+    print(f"{'strategy':12}{'jobs':>11}{'median (min-max)':>28}{'per job':>12}")
+    for strategy, jobs, plan_input in others:
+        times = []
+        for _ in range(args.repeat):
+            seconds, plan = timed(functools.partial(make_plan, strategy, plan_input))
+            times.append(seconds)
+            del plan
+        print(f"{strategy:12}{jobs:>11,}{spread(times):>28}{statistics.median(times) * 1e6 / jobs:>9.2f} us")
+    if m < n:
+        print(f"(rendezvous on the first {m:,} jobs only: it is linear in jobs, so {n:,} would take about {n / m:.0f}x as long)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+"""config.ini and header.csv: file sizes, the parsed config, and header checks (issue 2, "Machines and config")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import jobsplit
+from jobsplit import UserError, parse_filesize
+from jobsplit.config import load_config, load_header
+from conftest import DEFAULT_CONFIG, write_config_dir
+
+# --- parse_filesize ------------------------------------------------------------------------
+
+
+def test_si_megabytes_are_powers_of_1000():
+    """The original tool parsed "128MB" as 12,000,000; it is 128 * 1000**2."""
+    assert parse_filesize("128MB") == 128_000_000
+
+
+def test_gigabytes_are_accepted():
+    """The original tool rejected "5GB"."""
+    assert parse_filesize("5GB") == 5_000_000_000
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("64MiB", 64 * 1024**2),
+        ("1.5GiB", 1610612736),
+        ("2KiB", 2048),
+        ("3TiB", 3 * 1024**4),
+        # bare K/M/G/T are 1024-based
+        ("4K", 4096),
+        ("2M", 2 * 1024**2),
+        ("1G", 1024**3),
+        ("1T", 1024**4),
+        # SI suffixes are 1000-based
+        ("4KB", 4000),
+        ("2MB", 2_000_000),
+        ("7GB", 7_000_000_000),
+        ("1TB", 10**12),
+        ("2.5KB", 2500),
+        # bytes
+        ("10B", 10),
+        ("1234", 1234),
+        ("0", 0),
+    ],
+)
+def test_units(text, expected):
+    """Every documented unit: IEC and bare letters are powers of 1024, SI suffixes powers of 1000."""
+    assert parse_filesize(text) == expected
+
+
+@pytest.mark.parametrize("text", ["64mib", "64MIB", "64Mib", "64mIb"])
+def test_units_are_case_insensitive(text):
+    assert parse_filesize(text) == 64 * 1024**2
+
+
+@pytest.mark.parametrize("text", [" 128MB", "128MB ", "128 MB", "\t128 MB\n"])
+def test_whitespace_is_ignored(text):
+    assert parse_filesize(text) == 128_000_000
+
+
+def test_result_is_a_whole_number_of_bytes():
+    """Fractions give an int (never a float that could differ between hosts)."""
+    value = parse_filesize("1.5GiB")
+    assert type(value) is int
+    assert type(parse_filesize("0.3KB")) is int and parse_filesize("0.3KB") == 300
+
+
+@pytest.mark.parametrize("text", ["12XB", "", "-5MB", "MB", "1.2.3K", "5 G B", "1e3", "ten", "5KBB", "+5K"])
+def test_bad_sizes_raise_value_error_naming_the_value(text):
+    """A bad size is a ValueError whose message quotes the offending text."""
+    with pytest.raises(ValueError) as info:
+        parse_filesize(text)
+    assert repr(text) in str(info.value)
+
+
+def test_parse_filesize_is_public():
+    assert jobsplit.parse_filesize is parse_filesize
+    assert "parse_filesize" in jobsplit.__all__
+
+
+# --- the parsed config -------------------------------------------------------------------
+
+
+def test_getfilesize_on_loaded_config(tmp_path):
+    """load_config gives a ConfigParser with getfilesize(section, key), like getint."""
+    path = write_config_dir(tmp_path, config=DEFAULT_CONFIG + "\n[sizes]\nbig = 1.5GiB\nsi = 128MB\nbad = 12XB\n") / "config.ini"
+    config = load_config(path)
+    assert config.getfilesize("experiment", "max_scratch") == 64 * 1024**2
+    assert config.getfilesize("sizes", "big") == 1610612736
+    assert config.getfilesize("sizes", "si") == 128_000_000
+    assert config.getfilesize("sizes", "missing", fallback=7) == 7
+    assert config["sizes"].getfilesize("si") == 128_000_000
+    with pytest.raises(ValueError, match="12XB"):
+        config.getfilesize("sizes", "bad")
+    assert config.getint("experiment", "samples") == 1000
+
+
+def test_percent_signs_are_literal(tmp_path):
+    """Interpolation is off: a '%' in a value is just a '%'."""
+    path = write_config_dir(tmp_path, config="[s]\nformat = 100%% done %(x)s\n") / "config.ini"
+    assert load_config(path).get("s", "format") == "100%% done %(x)s"
+
+
+def test_layout_does_not_change_the_parsed_document(tmp_path):
+    """Comments, blank lines, key order, key case, CRLF and a BOM are not part of the content."""
+    plain = "[a]\nx = 1\ny = two words\n\n[b]\nz = 3\n"
+    messy = "\ufeff; comment\r\n[b]\r\n  # another\r\nz=3\r\n\r\n[a]\r\nY =   two words\r\nX= 1\r\n"
+    one = load_config(write_config_dir(tmp_path / "one", config=plain) / "config.ini").as_document()
+    two = load_config(write_config_dir(tmp_path / "two", config=messy) / "config.ini").as_document()
+    assert one == two == {"a": {"x": "1", "y": "two words"}, "b": {"z": "3"}, "DEFAULT": {}}
+
+
+def test_values_are_part_of_the_document(tmp_path):
+    one = load_config(write_config_dir(tmp_path / "one", config="[a]\nx = 1\n") / "config.ini").as_document()
+    two = load_config(write_config_dir(tmp_path / "two", config="[a]\nx = 2\n") / "config.ini").as_document()
+    assert one != two
+
+
+@pytest.mark.parametrize(
+    ("content", "needles"),
+    [
+        ("x = 1\n[a]\n", ["line 1", "x = 1", "section"]),
+        ("[a]\nx = 1\njust words\n", ["line 3", "just words"]),
+        ("[a]\nx = 1\n[a]\n", ["line 3", "[a]"]),
+        ("[a]\nx = 1\nX = 2\n", ["line 3", "'x'"]),
+        (b"[a]\nx = \xff\n", ["cannot be read"]),
+    ],
+)
+def test_config_problems_name_the_file_and_line(tmp_path, content, needles):
+    """Syntax and encoding errors are one-line UserErrors naming config.ini and where."""
+    path = write_config_dir(tmp_path, config=content) / "config.ini"
+    with pytest.raises(UserError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert "config.ini" in message and "\n" not in message
+    for needle in needles:
+        assert needle in message
+
+
+def test_missing_config_points_to_init(tmp_path):
+    with pytest.raises(UserError, match=r"config\.ini not found.*`init`"):
+        load_config(tmp_path / "config.ini")
+
+
+def test_config_that_is_a_directory(tmp_path):
+    (tmp_path / "config.ini").mkdir()
+    with pytest.raises(UserError, match=r"config\.ini cannot be read"):
+        load_config(tmp_path / "config.ini")
+
+
+# --- header.csv ----------------------------------------------------------------------------
+
+
+def header_file(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "header.csv"
+    path.write_bytes(text.encode("utf-8"))
+    return path
+
+
+def test_header_columns(tmp_path):
+    """Cells are stripped, quoted commas kept, a BOM and trailing empty cells ignored."""
+    path = header_file(tmp_path, '\ufeff"Run Start Time", Job Running Time ,Job Start Time,"Value, mean",Error,,\r\n')
+    header = load_header(path)
+    assert header.columns == ("Run Start Time", "Job Running Time", "Job Start Time", "Value, mean", "Error")
+    assert header.result_columns == ("Value, mean", "Error")
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("Value,Error\n", "must start with the columns"),
+        ("Run Start Time,Job Running Time,Value\n", "must start with the columns"),
+        ("", "must start with the columns"),
+        ("Run Start Time,Job Running Time,Job Start Time,A,B,A\n", '"A"'),
+        ("Run Start Time,Job Running Time,Job Start Time,Job ID\n", '"Job ID"'),
+        ("Run Start Time,Job Running Time,Job Start Time,Machine\n", '"Machine"'),
+        ("Run Start Time,Job Running Time,Job Start Time,,A\n", "empty column"),
+    ],
+)
+def test_bad_headers(tmp_path, text, needle):
+    """Missing timing columns, duplicate or reserved names, empty names: a UserError naming header.csv."""
+    with pytest.raises(UserError) as info:
+        load_header(header_file(tmp_path, text))
+    message = str(info.value)
+    assert "header.csv" in message and needle in message
+
+
+def test_missing_header_points_to_init(tmp_path):
+    with pytest.raises(UserError, match=r"header\.csv not found.*`init`"):
+        load_header(tmp_path / "header.csv")

@@ -1,0 +1,254 @@
+"""Job identity: the canonical encoding of a job and its id (issue 2, "Job identity and digest").
+
+Every host must give every job the same id whatever its Python version, platform, hash seed
+or pool order, so these tests pin the encoding itself, not just its self-consistency.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import re
+
+import pytest
+
+from jobsplit import UserError
+from jobsplit.pool import ID_BYTES, JobPool, call_args, identity_text, job_id
+
+
+def same_id(a, b) -> bool:
+    return job_id(a) == job_id(b)
+
+
+# --- canonical encoding ------------------------------------------------------------------
+
+
+def test_dict_key_order_does_not_matter():
+    """A kwargs job is the same job whatever order its keys were written in (nested too)."""
+    a = {"b": 1, "a": {"y": [1, 2], "x": "s"}, "c": None}
+    b = {"c": None, "a": {"x": "s", "y": [1, 2]}, "b": 1}
+    assert list(a) != list(b)
+    assert identity_text(a, 0) == identity_text(b, 0) == '{"a":{"x":"s","y":[1,2]},"b":1,"c":null}'
+    assert same_id(a, b)
+
+
+def test_tuple_and_list_arguments_encode_equally():
+    """Inside a job, a tuple argument and a list argument with the same items are the same."""
+    assert identity_text((1, (2, 3), "x"), 0) == identity_text((1, [2, 3], "x"), 0) == '[1,[2,3],"x"]'
+    assert same_id((1, (2, (3, 4))), (1, [2, [3, 4]]))
+    assert same_id({"grid": (1, 2)}, {"grid": [1, 2]})
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ((1,), (1.0,)),
+        ((1,), (True,)),
+        ((1.0,), (True,)),
+        ((0,), (False,)),
+        ((0,), (None,)),
+        ((1,), ("1",)),
+        ((0.0,), (-0.0,)),
+        ((1, 2), ([1, 2],)),  # two arguments vs one list argument
+        ((), ({},)),
+        ({}, ()),
+        ({"a": 1}, ("a", 1)),
+    ],
+)
+def test_distinct_values_have_distinct_ids(a, b):
+    """Values that differ in JSON (1 vs 1.0 vs true, arity, args vs kwargs) are different jobs."""
+    assert identity_text(a, 0) != identity_text(b, 0)
+    assert not same_id(a, b)
+
+
+def test_scalar_job_is_the_one_tuple_job():
+    """A bare value is the single positional argument, like map() passes it."""
+    assert call_args(5) == ((5,), {})
+    assert call_args([1, 2]) == (([1, 2],), {})
+    assert same_id(5, (5,))
+    assert same_id("text", ("text",))
+    assert same_id([1, 2], ([1, 2],))
+    assert not same_id([1, 2], (1, 2))
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (0.1, "0.1"),
+        (1 / 3, "0.3333333333333333"),
+        (1e-07, "1e-07"),
+        (1e22, "1e+22"),
+        (2.5, "2.5"),
+        (-0.0, "-0.0"),
+        (123456789.125, "123456789.125"),
+        (2**64 + 1, "18446744073709551617"),  # ints are exact, not floats
+    ],
+)
+def test_numbers_encode_as_their_shortest_repr(value, text):
+    """Floats encode as the shortest repr that round-trips (stable across versions), ints exactly."""
+    assert identity_text((value,), 0) == f"[{text}]"
+    assert identity_text(((value,),), 0) == f"[[{text}]]"  # the slow path agrees with the fast one
+
+
+def test_unicode_is_encoded_literally_as_utf8():
+    """Non-ASCII text is not escaped and not normalized (é and e + combining accent differ)."""
+    assert identity_text(("ü日🧪",), 0) == '["ü日🧪"]'
+    assert not same_id(("\u00e9",), ("e\u0301",))
+
+
+def test_int_and_float_subclasses_encode_as_their_value():
+    """An IntEnum or a float subclass encodes like the plain number it stands for."""
+
+    class Size(enum.IntEnum):
+        BIG = 7
+
+    class Meters(float):
+        pass
+
+    assert same_id((Size.BIG,), (7,))
+    assert same_id(({"s": [Size.BIG]},), ({"s": [7]},))
+    assert same_id(([Meters(2.5)],), ([2.5],))
+
+
+# --- ids -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("job", [(1, 2.5, "a"), {"k": [1, 2]}, "scalar", (), {}])
+def test_id_is_128_bits_shown_as_32_hex(job):
+    """An id is 16 bytes of SHA-256; .hex() gives the 32 lowercase hex characters shown everywhere."""
+    raw = job_id(job)
+    assert isinstance(raw, bytes) and len(raw) == ID_BYTES == 16
+    assert re.fullmatch(r"[0-9a-f]{32}", raw.hex())
+    pool = JobPool([job])
+    assert pool.id_hex(0) == raw.hex()
+
+
+def test_id_is_sha256_of_the_documented_canonical_text():
+    """The id recipe: SHA-256 over a domain line and the canonical JSON, first 16 bytes."""
+    job = {"b": [1, (2.0, "ü")], "a": None}
+    text = '{"a":null,"b":[1,[2.0,"ü"]]}'
+    assert identity_text(job, 0) == text
+    assert job_id(job) == hashlib.sha256(b"jobsplit/job/v1\n" + text.encode("utf-8")).digest()[:16]
+
+
+GOLDEN_IDS = [
+    ((1, 2.5, "a"), "9a52960b48f2453e1ec34569408b10d4"),
+    ({"n": 3, "mode": "fast", "eps": 1e-07}, "892cce6d4b857e959eada2f6f94b455f"),
+    (("\u00fc\u65e5\U0001f9ea", [1, [2, None]], True), "36bffa60ae21b1d10257d379cb51db3c"),
+    (0.1, "bfd93b4d77d149f852856eb0d2fae7c4"),
+    ((), "9241701fc4041f3facf069a5759b2442"),
+    ({}, "1ce8c478239d4e37a6620ae86d032af2"),
+]
+
+
+@pytest.mark.parametrize(("job", "expected"), GOLDEN_IDS)
+def test_golden_ids(job, expected):
+    """Fixed jobs have fixed ids: any change to the encoding or hashing fails here."""
+    assert job_id(job).hex() == expected
+    assert job_id(job, position=17).hex() == expected  # the position is not part of the id
+
+
+# --- errors --------------------------------------------------------------------------------
+
+
+class Opaque:
+    pass
+
+
+@pytest.mark.parametrize(
+    ("bad_job", "where", "type_name"),
+    [
+        ((1, object()), "pool[2][1]", "object"),
+        (({1, 2},), "pool[2][0]", "set"),
+        ((b"raw",), "pool[2][0]", "bytes"),
+        (({1: "one"},), "pool[2][0]", "int"),
+        ({"a": [1, frozenset()]}, "pool[2]['a'][1]", "frozenset"),
+        ({3: "x"}, "pool[2]", "int"),
+        (Opaque(), "pool[2]", "Opaque"),
+        ((1, complex(1, 2)), "pool[2][1]", "complex"),
+    ],
+)
+def test_non_json_like_argument_is_a_user_error(bad_job, where, type_name):
+    """A value with no stable encoding is refused, naming its position in the pool and its type."""
+    with pytest.raises(UserError) as info:
+        JobPool([(0,), (1,), bad_job, (3,)])
+    message = str(info.value)
+    assert where in message
+    assert type_name in message
+    assert "key=" in message  # and it says how to get around it
+    assert "\n" not in message
+
+
+def test_key_makes_non_json_like_pools_acceptable():
+    """With key=, the key's value is what identifies a job, so any job object is fine."""
+
+    class Params:
+        def __init__(self, name):
+            self.name = name
+
+    jobs = [Params("a"), {1, 2}, b"\x00raw", {1: "one", 2: "two"}]
+
+    def key(job):
+        if isinstance(job, Params):
+            return ["params", job.name]
+        if isinstance(job, (set, frozenset)):
+            return ["set", sorted(job)]
+        if isinstance(job, bytes):
+            return ["bytes", job.hex()]
+        return ["dict", sorted(job.items())]
+
+    pool = JobPool(jobs, key=key)
+    assert len(pool) == 4 and len(set(pool.ids)) == 4
+    assert pool.identity_text(0) == '["params","a"]'
+    assert pool.identity_text(3) == '["dict",[[1,"one"],[2,"two"]]]'
+    assert pool.ids[1] == job_id(("set", [1, 2]))  # a key hashes like a job of that value
+    # Without the key, the same pool is refused.
+    with pytest.raises(UserError, match=r"pool\[0\].*Params"):
+        JobPool(jobs)
+
+
+def test_key_errors_name_the_position():
+    """A key function that fails, or returns something unencodable, is reported at its job."""
+    with pytest.raises(UserError, match=r"key\(pool\[1\]\) raised ZeroDivisionError"):
+        JobPool([1, 0], key=lambda job: 1 / job)
+    with pytest.raises(UserError, match=r"key\(pool\[0\]\).*set"):
+        JobPool([1], key=lambda job: {job})
+
+
+def test_key_can_tell_otherwise_equal_jobs_apart():
+    """Duplicates are judged by the key when key= is given."""
+    jobs = [(1, [2]), (1, (2,))]  # the same job by value (tuple and list encode equally)
+    with pytest.raises(UserError, match=r"pool\[0\] and pool\[1\]"):
+        JobPool(jobs)
+    pool = JobPool(jobs, key=lambda job: [type(job[1]).__name__, job])
+    assert len(set(pool.ids)) == 2
+    # ...and a key that maps two different jobs to one value makes them duplicates.
+    with pytest.raises(UserError, match=r"pool\[0\] and pool\[1\]"):
+        JobPool([(1, "a"), (1, "b")], key=lambda job: job[0])
+
+
+@pytest.mark.parametrize(
+    ("pool", "first", "second"),
+    [
+        ([(1,), (2,), (1,)], 0, 2),
+        ([(0,), (1, [2]), (5,), (1, (2,))], 1, 3),  # tuple vs list argument: the same job
+        ([{"a": 1, "b": 2}, (9,), (8,), (7,), {"b": 2, "a": 1}], 0, 4),
+        ([3, (3,)], 0, 1),  # a scalar and its 1-tuple
+    ],
+)
+def test_duplicate_jobs_name_both_positions(pool, first, second):
+    """Two jobs with the same id are refused, naming both positions (each run would be lost)."""
+    with pytest.raises(UserError) as info:
+        JobPool(pool)
+    message = str(info.value)
+    assert f"pool[{first}]" in message and f"pool[{second}]" in message
+    assert job_id(pool[first]).hex() in message
+
+
+def test_pool_keeps_user_order_and_ids():
+    """JobPool keeps jobs in the user's order and one id per job; sorted_ids is order-free."""
+    jobs = [(3,), {"x": 1}, "s", (1.5, [2])]
+    pool = JobPool(jobs)
+    assert pool.jobs == jobs
+    assert pool.ids == [job_id(j) for j in jobs]
+    assert JobPool(list(reversed(jobs))).sorted_ids() == pool.sorted_ids() == sorted(pool.ids)
