@@ -1,7 +1,5 @@
 """``python -m jobsplit``: the ``jobsplit`` command."""
 
-import sys
+from .cli import script_main
 
-from .cli import tool_main
-
-sys.exit(tool_main())
+script_main()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any, NoReturn
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__
+from . import __version__, merge, status
 from .console import data_console, message_console, say_error, say_notice
 from .digest import format_digest
 from .errors import UserError
@@ -22,10 +23,13 @@ from .plan import STRATEGIES
 from .plan.simulate import finish_time
 from .pool import JobKey, JobPool
 from .project import CostFn, Project, find_config_dir, load_project
+from .reduction import ReduceFn, reduce_results
 from .scaffold import write_templates
 from .session import RunRequest, run_share
 
-ENTRY_COMMANDS = ("run", "digest", "plan", "init")
+ENTRY_COMMANDS = ("run", "digest", "plan", "init", "reduce")
+TOOLS: tuple[Any, ...] = (merge, status)
+"""Modules of ``jobsplit`` subcommands, each with NAME, HELP, configure(parser) and run(args, console)."""
 
 
 def main(
@@ -34,6 +38,7 @@ def main(
     *,
     key: JobKey | None = None,
     cost: CostFn | None = None,
+    reduce: ReduceFn | None = None,
     argv: Sequence[str] | None = None,
 ) -> NoReturn:
     """The entry point of a researcher's script: ``jobsplit.main(job, pool)``.
@@ -41,7 +46,7 @@ def main(
     Runs the command given on the command line (``run`` by default) and exits with its status.
     """
     multiprocessing.freeze_support()  # first: a frozen spawn child must not parse our argv
-    sys.exit(entry_main(job, pool, key=key, cost=cost, argv=argv))
+    sys.exit(_closing_stdout(lambda: entry_main(job, pool, key=key, cost=cost, reduce=reduce, argv=argv)))
 
 
 def entry_main(
@@ -50,6 +55,7 @@ def entry_main(
     *,
     key: JobKey | None = None,
     cost: CostFn | None = None,
+    reduce: ReduceFn | None = None,
     argv: Sequence[str] | None = None,
 ) -> int:
     """Like :func:`main`, returning the exit status instead of exiting."""
@@ -62,6 +68,8 @@ def entry_main(
     def command() -> int:
         if args.command == "init":
             return _init(args.config_dir or Path.cwd())
+        if args.command == "reduce":
+            return reduce_results(reduce, args.dirs, args.output, allow_missing=args.allow_missing, console=messages)
         project = load_project(
             JobPool(pool, key), find_config_dir(args.config_dir), strategy=args.strategy, seed=args.seed, cost=cost
         )
@@ -85,8 +93,29 @@ def tool_main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     init = commands.add_parser("init", help="write config.ini, header.csv and machines.json templates")
     init.add_argument("--config-dir", type=Path, default=Path.cwd(), help="where to write them (default: here)")
+    handlers: dict[str, Callable[[argparse.Namespace, Console], int]] = {"init": lambda args, console: _init(args.config_dir)}
+    for tool in TOOLS:
+        tool.configure(commands.add_parser(tool.NAME, help=tool.HELP, description=tool.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
+        handlers[tool.NAME] = tool.run
     args = parser.parse_args(argv)
-    return _guarded(message_console(), lambda: _init(args.config_dir))
+    console = message_console()
+    return _guarded(console, lambda: handlers[args.command](args, console))
+
+
+def script_main() -> NoReturn:
+    """The ``jobsplit`` console script."""
+    sys.exit(_closing_stdout(tool_main))
+
+
+def _closing_stdout(command: Callable[[], int]) -> int:
+    """Run a command whose output may go to a pipe that closes early (``| head``): no traceback."""
+    try:
+        status = command()
+        sys.stdout.flush()
+        return status
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # let the exit-time flush succeed
+        return 141
 
 
 def _guarded(console: Console, command: Callable[[], int]) -> int:
@@ -114,6 +143,10 @@ def _entry_parser() -> argparse.ArgumentParser:
     plan = commands.add_parser("plan", parents=[shared, planning], help="show every machine's share")
     plan.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     commands.add_parser("init", parents=[shared], help="write the config file templates (never overwrites)")
+    reducing = commands.add_parser("reduce", help="merge the machines' results and fold them with the entry's reduce function")
+    reducing.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="an output root, or machine folders (DIR/<machine>)")
+    reducing.add_argument("-o", "--output", type=Path, metavar="FILE", help="write the reduced value here (.csv or .json; default: JSON on stdout)")
+    reducing.add_argument("--allow-missing", action="store_true", help="reduce what there is even if jobs are missing (exit status stays 1)")
     return parser
 
 

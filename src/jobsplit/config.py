@@ -6,6 +6,7 @@ whitespace, key order, a byte-order mark and line endings never change a host's 
 
 from __future__ import annotations
 
+import ast
 import configparser
 import csv
 import re
@@ -103,8 +104,10 @@ def load_header(path: Path) -> Header:
     for column in columns:
         if not column:
             raise UserError(f"{path} has an empty column name; name every column or remove the empty cell")
-        if column in seen or column in RESERVED_COLUMNS:
-            raise UserError(f"{path} names the column \"{column}\" twice (jobsplit adds {', '.join(RESERVED_COLUMNS)} itself); rename it")
+        if column in RESERVED_COLUMNS:
+            raise UserError(f"{path} names the column \"{column}\", which jobsplit adds itself (with {', '.join(RESERVED_COLUMNS)}); rename it")
+        if column in seen:
+            raise UserError(f"{path} names the column \"{column}\" twice; rename one of them")
         seen.add(column)
     return Header(tuple(columns))
 
@@ -125,8 +128,9 @@ def _syntax_problem(exc: configparser.Error) -> str:
     if isinstance(exc, configparser.DuplicateOptionError):
         return f"line {exc.lineno}: [{exc.section}] sets {exc.option!r} twice; keep one"
     if isinstance(exc, configparser.ParsingError):
-        lineno, line = exc.errors[0]
-        return f"line {lineno}: {line.strip()!r} is not 'key = value', a [section] or a comment; fix or remove it"
+        lineno, line = exc.errors[0]  # configparser stores repr(line)
+        text = ast.literal_eval(line) if line[:1] in "'\"" else line
+        return f"line {lineno}: {text.strip()!r} is not 'key = value', a [section] or a comment; fix or remove it"
     return str(exc).splitlines()[0]
 
 
@@ -151,6 +155,54 @@ def jobsplit_settings(config: configparser.ConfigParser, path: Path) -> Jobsplit
     if values.get("timeout", "").strip():
         timeout = positive_seconds(values["timeout"], f"{path} [jobsplit] timeout")
     return JobsplitSettings(strategy=values.get("strategy"), timeout=timeout)
+
+
+LOG_FIELDS = ("time", "machine", "worker", "job", "level", "name", "message")
+DEFAULT_LOG_FORMAT = "{time} {machine} {worker} {job} {level} {message}"
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """config.ini's ``[logging]`` section."""
+
+    level: str = "INFO"
+    format: str = DEFAULT_LOG_FORMAT
+    max_size: int = parse_filesize("64MiB")
+    per_job: bool = False
+
+
+def log_settings(config: JobConfig, path: Path) -> LogSettings:
+    """Parse ``[logging]``; every problem names the key and the fix."""
+    if not config.has_section("logging"):
+        return LogSettings()
+    section = config["logging"]
+    known = {"level", "format", "max_size", "per_job"}
+    for key in section:
+        if key not in known and key not in config.defaults():
+            raise UserError(f"{path} [logging] {key} is not a logging setting; the settings are: {', '.join(sorted(known))}")
+    defaults = LogSettings()
+    level = section.get("level", defaults.level).strip().upper()
+    if level not in _LOG_LEVELS:
+        raise UserError(f"{path} [logging] level must be one of {', '.join(_LOG_LEVELS)}; got {section['level']!r}")
+    fmt = section.get("format", defaults.format).strip()
+    try:
+        fmt.format(**dict.fromkeys(LOG_FIELDS, ""))
+    except (KeyError, IndexError, ValueError) as exc:
+        raise UserError(f"{path} [logging] format: {fmt!r} is not a valid format ({exc}); use fields {{{'}, {'.join(LOG_FIELDS)}}}") from None
+    if not fmt.startswith("{time}"):
+        raise UserError(f"{path} [logging] format must start with {{time}}, so that logs can be merged by time; got {fmt!r}")
+    try:
+        max_size = section.getfilesize("max_size", fallback=defaults.max_size)
+    except ValueError as exc:
+        raise UserError(f"{path} [logging] max_size: {exc}") from None
+    if max_size < 1024:
+        raise UserError(f"{path} [logging] max_size must be at least 1KiB; got {section['max_size']!r}")
+    try:
+        per_job = section.getboolean("per_job", fallback=defaults.per_job)
+    except ValueError:
+        raise UserError(f"{path} [logging] per_job must be true or false; got {section['per_job']!r}") from None
+    return LogSettings(level, fmt, max_size, per_job)
 
 
 def positive_seconds(text: str, source: str) -> float:

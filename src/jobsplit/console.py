@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+
 from rich.console import Console
 from rich.markup import escape
 
 
 def data_console() -> Console:
-    """stdout: what scripts read (digests, tables, JSON)."""
-    return Console(highlight=False, soft_wrap=True)
+    """stdout: what scripts read (digests, tables, JSON); wide when it is not a terminal."""
+    return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 
 
 def message_console() -> Console:

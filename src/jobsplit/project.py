@@ -13,7 +13,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import CONFIG_FILE, HEADER_FILE, Header, JobConfig, JobsplitSettings, jobsplit_settings, load_config, load_header
+from .config import (
+    CONFIG_FILE,
+    HEADER_FILE,
+    Header,
+    JobConfig,
+    JobsplitSettings,
+    LogSettings,
+    jobsplit_settings,
+    load_config,
+    load_header,
+    log_settings,
+)
 from .digest import compute_digest
 from .errors import UserError
 from .machines import MACHINES_FILE, Machine, load_machines, this_host
@@ -44,6 +55,7 @@ class Project:
     strategy: str
     digest: str
     settings: JobsplitSettings = JobsplitSettings()
+    logging: LogSettings = LogSettings()
     seed_override: str | None = None
     costs: list[float] | None = None
     notices: tuple[str, ...] = field(default=(), compare=False)
@@ -85,6 +97,7 @@ def load_project(
         machines = (this_host(),)
         notices.append(f"No {machines_path}: planning for this host alone ({machines[0].name}, {machines[0].cores} cores).")
     settings = jobsplit_settings(config, config_path)
+    logging_settings = log_settings(config, config_path)
     strategy_name = _strategy(strategy, settings.strategy, config_path)
     costs = _costs(pool, cost) if cost is not None else None
     if STRATEGIES[strategy_name].needs_costs and costs is None:
@@ -98,7 +111,7 @@ def load_project(
         seed_override=seed,
         costs_by_id=dict(zip(pool.ids, costs)) if costs is not None and strategy_name == "cost" else None,
     )
-    return Project(pool, config, header, machines, strategy_name, digest, settings, seed, costs, tuple(notices))
+    return Project(pool, config, header, machines, strategy_name, digest, settings, logging_settings, seed, costs, tuple(notices))
 
 
 def _strategy(flag: str | None, configured: str | None, config_path: Path) -> str:

@@ -24,7 +24,8 @@ from .progress import IDLE, ProgressBoard
 from .recorder import Recorder
 from .source import JobSource, Task
 from .state import DONE, FAILED, PENDING, Record
-from .worker import Assignment, WorkerSetup, worker_main
+from .logs import LogEntry
+from .worker import LOG, Assignment, WorkerSetup, worker_main
 
 TICK = 0.1
 """Longest the supervisor sleeps: the pace of timeouts, interrupts and display updates."""
@@ -81,6 +82,7 @@ class Runner:
         timeout: float | None = None,
         retries: int = 0,
         on_failure: Callable[[Task, str, str, bool], None] = lambda task, outcome, error, retry: None,
+        on_log: Callable[[str, list[LogEntry]], None] = lambda worker, entries: None,
     ) -> None:
         self.setup = setup
         self.pool = pool
@@ -91,6 +93,7 @@ class Runner:
         self.timeout = timeout
         self.retries = retries
         self.on_failure = on_failure
+        self.on_log = on_log
         self.counts = Counts()
         self._board: ProgressBoard = setup.board
         self._workers: list[_Worker] = []
@@ -212,8 +215,12 @@ class Runner:
             self._lost(worker)
 
     def _collect(self, worker: _Worker) -> None:
-        """Record one message of ended attempts from a worker."""
-        records: list[Record] = worker.results.recv()
+        """Handle one message from a worker: log entries, or ended attempts to record."""
+        kind, payload = worker.results.recv()
+        if kind == LOG:
+            self.on_log(f"w{worker.slot}", payload)
+            return
+        records: list[Record] = payload
         queue, done = worker.queue, []
         for record in records:
             task = queue.popleft()
@@ -230,7 +237,7 @@ class Runner:
     def _drain(self, worker: _Worker) -> None:
         """Record whatever a stopped worker sent before it stopped."""
         try:
-            while worker.queue and worker.results.poll():
+            while worker.results.poll():
                 self._collect(worker)
         except (EOFError, OSError):
             pass

@@ -6,6 +6,7 @@ Exit statuses: 0 every job of the share done, 1 some failed, 2 usage or config e
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import shlex
@@ -20,16 +21,18 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+from . import __version__
 from .digest import format_digest, normalize_digest
 from .display import Display, LiveDisplay, PlainDisplay, RunningJob, Snapshot, duration
 from .errors import UserError
 from .hostconfig import HostSettings, load_host_settings
 from .lifecycle import Interrupts
+from .logs import LogEntry, MachineLog, parent_logger
 from .machines import Machine
 from .progress import ProgressBoard
 from .project import Project
 from .recorder import Recorder
-from .results import RESULTS_FILE, ResultsFile, csv_header_line
+from .results import RESULTS_FILE, ResultsFile, csv_header_line, utc_timestamp
 from .runner import Runner
 from .source import StaticShare, Task
 from .state import DONE, FAILED, JOURNAL_FILE, Journal
@@ -83,7 +86,7 @@ def run_share(project: Project, job: Callable[..., Any], request: RunRequest, co
     journal = Journal(journal_path)
     try:
         if not journal.meta():
-            journal.initialize({"digest": project.digest, "machine": machine.name, "strategy": project.strategy}, job_ids)
+            journal.initialize(_journal_meta(project, machine), job_ids)
         else:
             journal.check(project.digest, job_ids)
         return _run(project, job, request, host, machine, machine_dir, journal, console)
@@ -118,15 +121,28 @@ def _run(
     position_of = {project.pool.id_hex(p): p for p in project.plan.share_of(machine.name)}
     source = StaticShare(Task(seq, position_of[job_id], job_id, attempts + 1) for seq, job_id, attempts in todo)
     board = ProgressBoard(context, workers)
-    setup = WorkerSetup(job, project.config.as_document(), project.header, machine.name, run_started, project.seed, board, request.nice if request.nice is not None else host.nice)
+    per_job_logs = machine_dir / "jobs" if project.logging.per_job else None
+    if per_job_logs is not None:
+        per_job_logs.mkdir(exist_ok=True)
+    nice = request.nice if request.nice is not None else host.nice
+    setup = WorkerSetup(job, project.config.as_document(), project.header, machine.name, run_started, project.seed, board, nice, project.logging, per_job_logs)
     display = _display(console, request.console or host.console)
+    machine_log = MachineLog(machine_dir, machine.name, project.logging)
+    logger = parent_logger(machine_log, project.logging)
+    logger.info("run %d started: digest %s, strategy %s, %d of %d jobs to run, %d workers (%s)", run, format_digest(project.digest), project.strategy, len(todo), total, workers, context.get_start_method())
+
+    def on_log(worker: str, entries: list[LogEntry]) -> None:
+        for created, level, name, job_id, message in entries:
+            machine_log.write(created, worker, job_id, level, name, message)
 
     def on_failure(task: Task, outcome: str, error: str, retry: bool) -> None:
         then = f"; it will run again (attempt {task.attempt + 1} of {request.retries + 1})" if retry else ""
-        display.message(f"job {task.job_id} (pool[{task.position}], attempt {task.attempt}) {outcome}{then}: {error.rstrip()}")
+        message = f"job {task.job_id} (pool[{task.position}], attempt {task.attempt}) {outcome}{then}: {error.rstrip()}"
+        logger.error(message, extra={"job": task.job_id})
+        display.message(message)
 
     recorder = Recorder(journal, results, run, running=lambda: runner.running_seqs())
-    runner = Runner(setup, project.pool, source, recorder, workers=min(workers, max(len(todo), 1)), context=context, timeout=timeout, retries=request.retries, on_failure=on_failure)
+    runner = Runner(setup, project.pool, source, recorder, workers=min(workers, max(len(todo), 1)), context=context, timeout=timeout, retries=request.retries, on_failure=on_failure, on_log=on_log)
     clock = time.monotonic()
     last_shown = -DISPLAY_INTERVAL
 
@@ -141,6 +157,7 @@ def _run(
         if now - last_shown >= DISPLAY_INTERVAL:
             last_shown = now
             display.update(snapshot())
+            machine_log.flush_if_due()
 
     completed = False
     try:
@@ -150,8 +167,11 @@ def _run(
         final = snapshot()
         display.update(final)
         display.close()
-        journal.end_run(run, "completed" if completed else "interrupted")
+        status = "completed" if completed else "interrupted"
+        journal.end_run(run, status)
         results.close()
+        logger.info("run %d %s: %d done, %d failed in %s", run, status, final.done_this_run, runner.counts.failed, duration(final.elapsed))
+        machine_log.close()
     after = journal.counts()
     failed = after.get(FAILED, 0)
     console.print(
@@ -167,6 +187,20 @@ def _run(
         console.print(f"{failed} jobs failed (see above); run again with --retry-failed to retry them.", markup=False)
         return 1
     return 0
+
+
+def _journal_meta(project: Project, machine: Machine) -> dict[str, str]:
+    """What the merge and status tools need without the pool: the digest and the whole plan's shape."""
+    plan = project.plan
+    return {
+        "digest": project.digest,
+        "machine": machine.name,
+        "strategy": project.strategy,
+        "header": json.dumps(list(project.header.columns)),
+        "plan": json.dumps({m.name: len(share) for m, share in zip(plan.machines, plan.shares)}),
+        "created": utc_timestamp(time.time()),
+        "jobsplit": __version__,
+    }
 
 
 def _choose_machine(project: Project, name: str | None, console: Console, interactive: bool) -> Machine:

@@ -135,8 +135,19 @@ class Journal:
 
     def result_lines(self) -> Iterator[str]:
         """The results.csv lines of done jobs, in the order they finished."""
-        for (line,) in self._db.execute("SELECT row FROM outcomes WHERE state = 'done' ORDER BY started + running_time, seq"):
-            yield line
+        return (line for _, line in self.done_lines())
+
+    def states(self) -> Iterator[tuple[str, str]]:
+        """(job id, state) of every job of the share, in plan order."""
+        return iter(self._db.execute("SELECT job_id, state FROM jobs ORDER BY seq"))
+
+    def done_lines(self) -> Iterator[tuple[str, str]]:
+        """(job id, results.csv line) of every done job, in the order they finished."""
+        return iter(
+            self._db.execute(
+                "SELECT s.job_id, o.row FROM outcomes o JOIN share s ON s.seq = o.seq WHERE o.state = 'done' ORDER BY o.started + o.running_time, o.seq"
+            )
+        )
 
     def runs(self) -> list[dict[str, object]]:
         cursor = self._db.execute("SELECT * FROM runs ORDER BY run")

@@ -15,17 +15,21 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from multiprocessing.connection import Connection
 from queue import SimpleQueue
 from typing import Any
 
-from .config import Header, JobConfig
+from .config import Header, JobConfig, LogSettings
 from .lifecycle import die_with_parent
+from .logs import WorkerLogging
 from .pool import call_args, identity_text
 from .progress import ProgressBoard, ProgressReporter
 from .results import ResultShapeError, RowFormatter
 from .state import DONE, FAILED, Record
 
+RECORDS, LOG = "records", "log"
+"""The two kinds of message a worker sends: ended attempts, and log entries."""
 FLUSH_INTERVAL = 0.05
 """Seconds a finished result may wait in the worker before it is sent (short jobs are sent in groups)."""
 
@@ -45,6 +49,8 @@ class WorkerSetup:
     seed: bytes
     board: ProgressBoard
     nice: int
+    log: LogSettings
+    per_job_logs: Path | None = None
 
 
 def job_random(seed: bytes, job_id: str) -> random.Random:
@@ -84,19 +90,26 @@ def worker_main(setup: WorkerSetup, tasks: Connection, results: Connection, slot
     die_with_parent(parent_pid)
     if setup.nice:
         os.nice(setup.nice)
+    send_lock = threading.Lock()
+
+    def send(message: tuple[str, list[Any]]) -> None:
+        with send_lock:  # results from this thread, log lines from any thread
+            results.send(message)
+
+    logs = WorkerLogging(lambda entries: send((LOG, entries)), setup.log, setup.per_job_logs)
     inbox: SimpleQueue[list[Assignment] | None] = SimpleQueue()
     threading.Thread(target=_read, args=(tasks, inbox, parent_pid), daemon=True).start()
-    run = _JobRunner(setup, slot)
+    run = _JobRunner(setup, slot, logs)
     pending: list[Record] = []
     flushed = time.monotonic()
     while (batch := inbox.get()) is not None:
         for assignment in batch:
             pending.append(run(assignment))
             if time.monotonic() - flushed >= FLUSH_INTERVAL:
-                results.send(pending)
+                send((RECORDS, pending))
                 pending, flushed = [], time.monotonic()
         if pending:
-            results.send(pending)
+            send((RECORDS, pending))
             pending, flushed = [], time.monotonic()
 
 
@@ -115,9 +128,10 @@ def _read(tasks: Connection, inbox: SimpleQueue[list[Assignment] | None], parent
 class _JobRunner:
     """Calls the job with its injected arguments and turns any outcome into a journal record."""
 
-    def __init__(self, setup: WorkerSetup, slot: int) -> None:
+    def __init__(self, setup: WorkerSetup, slot: int, logs: WorkerLogging) -> None:
         self.setup = setup
         self.slot = slot
+        self.logs = logs
         self.config = JobConfig()
         self.config.read_dict(setup.config)
         self.rows = RowFormatter(setup.header, setup.machine, setup.run_started)
@@ -129,6 +143,7 @@ class _JobRunner:
         args, kwargs = call_args(job)
         progress = self.progress
         progress.restart()
+        self.logs.start_job(job_id)
         board.start(self.slot, seq)
         started, clock = time.time(), time.perf_counter()
         try:
@@ -147,4 +162,5 @@ class _JobRunner:
             error = traceback.format_exc()
         finally:
             board.finish(self.slot)
+            self.logs.end_job()
         return seq, FAILED, attempt, "error", started, time.perf_counter() - clock, None, error

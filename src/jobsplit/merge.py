@@ -1,0 +1,192 @@
+"""Combining the machines' results: one table, and proof that nothing is missing or doubled.
+
+Everything is read from the machines' journals (read-only, so runs can go on), never from
+their results.csv, which only mirrors the journal. Each journal knows the digest and the
+whole plan's shape, so a machine whose folder is absent is still reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from .digest import format_digest
+from .errors import UserError
+from .results import RESERVED_COLUMNS
+from .state import JOURNAL_FILE, Journal
+
+NAME = "merge-results"
+HELP = "combine the machines' results into one CSV and report missing or duplicate jobs"
+SHOWN = 10
+"""Missing or duplicate job ids listed per machine; the rest are counted."""
+
+
+@dataclass
+class MachineDir:
+    """One machine's output folder, opened through its journal."""
+
+    path: Path
+    journal: Journal
+    meta: dict[str, str]
+
+    @property
+    def machine(self) -> str:
+        return self.meta["machine"]
+
+    @property
+    def digest(self) -> str:
+        return self.meta["digest"]
+
+
+@dataclass
+class Merged:
+    """Who holds which job, and what is missing or doubled."""
+
+    machines: list[MachineDir]
+    header: list[str]
+    plan: dict[str, int]
+    holders: dict[str, list[str]] = field(default_factory=dict)
+    """job id -> machines whose journal has it done."""
+    missing: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    """machine -> (job id, state) of its jobs not done."""
+    absent: dict[str, int] = field(default_factory=dict)
+    """machines of the plan with no folder given -> their job count."""
+
+    @property
+    def duplicates(self) -> dict[str, list[str]]:
+        return {job_id: where for job_id, where in self.holders.items() if len(where) > 1}
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing and not self.absent and not self.duplicates
+
+    def rows(self) -> Iterator[dict[str, Any]]:
+        """Each done job's row once, cells parsed back to numbers where they read as numbers."""
+        width = len(self.header)
+        for cells in csv.reader(self.lines()):
+            row: dict[str, Any] = {c: _parse_cell(v) for c, v in zip(self.header, cells)}
+            row.update(zip(RESERVED_COLUMNS, cells[width:]))
+            row["args"] = json.loads(row["Job Args"])
+            yield row
+
+    def lines(self) -> Iterator[str]:
+        """Each done job's results.csv line, the first copy only."""
+        seen: set[str] = set()
+        for machine in self.machines:
+            for job_id, line in machine.journal.done_lines():
+                if job_id not in seen:
+                    seen.add(job_id)
+                    yield line
+
+
+def find_machine_dirs(paths: Sequence[Path]) -> list[Path]:
+    """Machine folders (with a journal) among the paths, or among their immediate subfolders."""
+    found: dict[Path, None] = {}
+    for path in paths:
+        if not path.exists():
+            raise UserError(f"{path} does not exist; give machine output folders (DIR/<machine>) or their output root")
+        if (path / JOURNAL_FILE).is_file():
+            found[path.resolve()] = None
+            continue
+        below = sorted(p for p in path.iterdir() if (p / JOURNAL_FILE).is_file()) if path.is_dir() else []
+        if not below:
+            raise UserError(f"{path} holds no {JOURNAL_FILE}; copy each machine's whole output folder (DIR/<machine>/) from its host")
+        found.update((p.resolve(), None) for p in below)
+    return list(found)
+
+
+def merge(paths: Sequence[Path]) -> Merged:
+    """Open every machine's journal, check they share one digest, and account for every job."""
+    machines = [MachineDir(p, journal := Journal(p / JOURNAL_FILE, read_only=True), journal.meta()) for p in find_machine_dirs(paths)]
+    digests = {m.digest for m in machines}
+    if len(digests) > 1:
+        groups = "; ".join(f"{format_digest(d)}: {', '.join(str(m.path) for m in machines if m.digest == d)}" for d in sorted(digests))
+        raise UserError(f"these folders come from different pools or config files (different digests: {groups}); merge each group separately")
+    first = machines[0].meta
+    merged = Merged(machines, json.loads(first["header"]), json.loads(first["plan"]))
+    for machine in machines:
+        for job_id, state in machine.journal.states():
+            if state == "done":
+                merged.holders.setdefault(job_id, []).append(machine.machine)
+            else:
+                merged.missing.setdefault(machine.machine, []).append((job_id, state))
+    present = {m.machine for m in machines}
+    merged.absent = {name: count for name, count in merged.plan.items() if name not in present and count}
+    return merged
+
+
+def report(merged: Merged, console: Console) -> None:
+    """What is missing (with the machine that owned it) and what is doubled."""
+    for name, jobs in sorted(merged.missing.items()):
+        states = Counter(state for _, state in jobs)
+        listed = ", ".join(job_id for job_id, _ in jobs[:SHOWN]) + (f" and {len(jobs) - SHOWN} more" if len(jobs) > SHOWN else "")
+        console.print(f"missing from {name}: {len(jobs)} jobs ({_counted(states)}): {listed}", markup=False, soft_wrap=True)
+    for name, count in sorted(merged.absent.items()):
+        console.print(f"missing from {name}: all {count} jobs (no folder for this machine was given)", markup=False, soft_wrap=True)
+    duplicates = merged.duplicates
+    if duplicates:
+        shown = list(duplicates.items())[:SHOWN]
+        listed = ", ".join(f"{job_id} ({' + '.join(where)})" for job_id, where in shown)
+        more = f" and {len(duplicates) - SHOWN} more" if len(duplicates) > SHOWN else ""
+        console.print(f"present more than once: {len(duplicates)} jobs: {listed}{more}", markup=False, soft_wrap=True)
+    total = sum(merged.plan.values())
+    verdict = "complete: every job of the plan exactly once" if merged.complete else "INCOMPLETE"
+    console.print(f"{len(merged.holders)} of {total} jobs present from {len(merged.machines)} machine folders; {verdict}", markup=False, soft_wrap=True)
+
+
+def write_csv(merged: Merged, output: Path) -> int:
+    """Write the merged table (atomically: a temporary file renamed); returns rows written."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow([*merged.header, *RESERVED_COLUMNS])
+    temporary = output.with_name(output.name + ".partial")
+    count = 0
+    with open(temporary, "w", encoding="utf-8", newline="") as f:
+        f.write(buffer.getvalue())
+        for line in merged.lines():
+            f.write(line)
+            count += 1
+    os.replace(temporary, output)
+    return count
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="an output root, or machine folders (DIR/<machine>)")
+    parser.add_argument("-o", "--output", type=Path, required=True, metavar="FILE", help="the merged CSV to write")
+    parser.add_argument("--allow-missing", action="store_true", help="write what there is even if jobs are missing or doubled (exit status stays 1)")
+
+
+def run(args: argparse.Namespace, console: Console) -> int:
+    merged = merge(args.dirs)
+    report(merged, console)
+    if merged.complete or args.allow_missing:
+        rows = write_csv(merged, args.output)
+        console.print(f"wrote {rows} rows to {args.output}", markup=False, soft_wrap=True)
+    else:
+        console.print("nothing written; pass --allow-missing to write the rows there are", markup=False)
+    return 0 if merged.complete else 1
+
+
+def _counted(states: Counter[str]) -> str:
+    return ", ".join(f"{count} {state}" for state, count in sorted(states.items()))
+
+
+def _parse_cell(text: str) -> Any:
+    """A CSV cell back as int, float or None where it reads as one; else the text."""
+    if text == "":
+        return None
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return text

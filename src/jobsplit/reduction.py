@@ -1,0 +1,73 @@
+"""``python ENTRY reduce DIR...``: merge the machines' results, then fold them with ``reduce=``.
+
+The entry's reduce function receives the merged rows (each job once) as dicts: the header's
+columns with numbers parsed back, ``Job ID``, ``Job Args``, ``Machine``, and ``args`` (the
+job's arguments, decoded from Job Args). Whatever it returns is written as JSON or CSV.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import traceback
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from .errors import UserError
+from .merge import merge, report
+
+ReduceFn = Callable[[Iterator[dict[str, Any]]], Any]
+
+
+def reduce_results(reduce: ReduceFn | None, dirs: Sequence[Path], output: Path | None, *, allow_missing: bool, console: Console) -> int:
+    if reduce is None:
+        raise UserError("this entry gives no reduce function; pass reduce=<function of the rows> to jobsplit.main")
+    if output is not None and output.suffix.lower() not in (".json", ".csv"):
+        raise UserError(f"{output}: the reduced value is written as .json or .csv; choose one of those extensions")
+    merged = merge(dirs)
+    report(merged, console)
+    if not merged.complete and not allow_missing:
+        console.print("nothing reduced; pass --allow-missing to reduce the rows there are", markup=False)
+        return 1
+    try:
+        value = reduce(merged.rows())
+    except Exception:  # noqa: BLE001 - the user's own function: show them where it broke
+        console.print(f"the reduce function raised an exception:\n{traceback.format_exc()}", markup=False, soft_wrap=True)
+        return 1
+    if output is None:
+        print(json.dumps(value, indent=2, default=str))
+    else:
+        _write(value, output)
+        console.print(f"wrote the reduced value to {output}", markup=False, soft_wrap=True)
+    return 0 if merged.complete else 1
+
+
+def _write(value: Any, output: Path) -> None:
+    temporary = output.with_name(output.name + ".partial")
+    with open(temporary, "w", encoding="utf-8", newline="") as f:
+        if output.suffix.lower() == ".json":
+            json.dump(value, f, indent=2, default=str)
+            f.write("\n")
+        else:
+            _write_csv(value, f)
+    os.replace(temporary, output)
+
+
+def _write_csv(value: Any, f: Any) -> None:
+    """Rows as CSV: a list of dicts (columns from their keys), a list of lists, or a dict (key, value)."""
+    writer = csv.writer(f, lineterminator="\n")
+    if isinstance(value, Mapping):
+        writer.writerow(["key", "value"])
+        writer.writerows(value.items())
+    elif isinstance(value, Sequence) and value and all(isinstance(row, Mapping) for row in value):
+        columns = list(dict.fromkeys(key for row in value for key in row))
+        writer.writerow(columns)
+        writer.writerows([row.get(c, "") for c in columns] for row in value)
+    elif isinstance(value, Sequence) and all(isinstance(row, Sequence) and not isinstance(row, str) for row in value):
+        writer.writerows(value)
+    else:
+        raise UserError(f"the reduce function returned a {type(value).__name__}; CSV output needs a list of dicts, a list of lists or a dict (or write .json)")
