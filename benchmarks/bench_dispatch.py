@@ -28,8 +28,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from jobsplit.config import Header, JobConfig
-from jobsplit.machines import Machine
+from jobsplit.config import Header, JobConfig, LogSettings
 from jobsplit.pool import JobPool
 from jobsplit.progress import ProgressBoard
 from jobsplit.project import load_project
@@ -80,7 +79,7 @@ def run_jobsplit(fn: Callable[..., int], n: int, workers: int, journal_on: bool,
             run = 0
         results = ResultsFile(out / "results.csv", csv_header_line(HEADER), [])
         board = ProgressBoard(context, workers)
-        setup = WorkerSetup(fn, JobConfig().as_document(), HEADER, "bench", time.time(), b"seed", board, 0)
+        setup = WorkerSetup(fn, JobConfig().as_document(), HEADER, "bench", time.time(), b"seed", board, 0, LogSettings())
         source = StaticShare(Task(seq, seq, ids[seq]) for seq in range(n))
         runner: Runner
         recorder = Recorder(journal or _NoJournal(), results, run, running=lambda: runner.running_seqs())  # type: ignore[arg-type]

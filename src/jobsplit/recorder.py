@@ -1,8 +1,11 @@
 """The result path: every ended attempt goes through one recorder, journal first, then CSV.
 
-Records are committed in small groups (every ``max_delay`` seconds or ``max_group`` records,
-whichever comes first), so durability costs little per job. A job counts as recorded once
-its group is committed, and results.csv only ever shows committed rows.
+A record that arrives after a quiet spell (no commit for ``max_delay`` seconds) is committed
+at once, so slow jobs are durable the moment they end; records arriving faster than that
+are grouped into one commit per ``max_delay`` (or per ``max_group`` records), so durability
+costs little per job however short the jobs. After a crash, only jobs that were running, or
+that ended within the last ``max_delay``, run again. A job counts as recorded once its
+group is committed, and results.csv only ever shows committed rows.
 """
 
 from __future__ import annotations
@@ -40,11 +43,18 @@ class Recorder:
         self._committed_running: set[int] = set()
 
     def add(self, records: Iterable[Record]) -> None:
+        now = time.monotonic()
         if not self._records:
-            self._oldest = time.monotonic()
+            self._oldest = now
         self._records.extend(records)
-        if len(self._records) >= self.max_group:
+        if len(self._records) >= self.max_group or now - self._committed_at >= self.max_delay:
             self.flush()
+
+    def due_in(self) -> float:
+        """Seconds until waiting records must be committed (infinite when none wait)."""
+        if not self._records:
+            return float("inf")
+        return max(0.0, self._oldest + self.max_delay - time.monotonic())
 
     def flush_if_due(self) -> None:
         """Commit records old enough, or a change in the running jobs, or a heartbeat."""

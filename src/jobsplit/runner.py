@@ -156,7 +156,7 @@ class Runner:
         for worker in self._workers:
             by_handle[worker.results] = worker
             by_handle[worker.process.sentinel] = worker
-        for handle in wait(list(by_handle), timeout=TICK):
+        for handle in wait(list(by_handle), timeout=min(TICK, self.recorder.due_in())):
             worker = by_handle[handle]
             if worker not in self._workers:
                 continue  # already replaced while handling its other handle
