@@ -40,7 +40,6 @@ PARENT = "main"
 LogEntry = tuple[float, str, str, str, str]
 """(created, level name, logger name, job id or "-", message): what a worker sends."""
 
-_SEGMENT = re.compile(r"\.log\.(\d+)\.gz$")
 
 
 def log_path(machine_dir: Path, machine: str) -> Path:
@@ -49,11 +48,14 @@ def log_path(machine_dir: Path, machine: str) -> Path:
 
 def segments(machine_dir: Path, machine: str) -> list[Path]:
     """A machine's log files, oldest first: the rotated segments, then the current log."""
-    numbered = sorted(
-        ((int(m.group(1)), p) for p in machine_dir.glob(f"{machine}.log.*.gz") if (m := _SEGMENT.search(p.name))),
-    )
     current = log_path(machine_dir, machine)
-    return [p for _, p in numbered] + ([current] if current.exists() else [])
+    return [path for _, path in sorted(_numbered(machine_dir, machine))] + ([current] if current.exists() else [])
+
+
+def _numbered(machine_dir: Path, machine: str) -> list[tuple[int, Path]]:
+    """A machine's rotated segments ``<machine>.log.<N>.gz`` with their numbers."""
+    pattern = re.compile(re.escape(machine) + r"\.log\.(\d+)\.gz")
+    return [(int(m.group(1)), p) for p in machine_dir.glob(f"{machine}.log.*.gz") if (m := pattern.fullmatch(p.name))]
 
 
 class MachineLog:
@@ -106,8 +108,8 @@ class MachineLog:
     def _rotate(self) -> None:
         """Rename the full log to the next free number (never overwriting) and start afresh."""
         self._file.close()
-        existing = [int(m.group(1)) for p in self.machine_dir.glob(f"{self.machine}.log.*.gz") if (m := _SEGMENT.search(p.name))]
-        self.path.rename(self.machine_dir / f"{self.machine}.log.{max(existing, default=0) + 1}.gz")
+        last = max((n for n, _ in _numbered(self.machine_dir, self.machine)), default=0)
+        self.path.rename(self.machine_dir / f"{self.machine}.log.{last + 1}.gz")
         self._file = open(self.path, "ab")
 
 

@@ -1,0 +1,271 @@
+"""Merge machines' logs into one log ordered by time.
+
+After a run on several machines, each machine has its own log (rotated into numbered segments
+when large); reading what happened across machines needs one stream in time order. Logs can be
+far larger than memory, so this is a streaming k-way merge: each input is read a bounded chunk
+at a time and only the records that no unread record can precede are written, so memory grows
+with the number of inputs, not with their length.
+
+INPUT is a log file (gzip or plain text), a machine directory (each machine's rotated segments
+and current log are read oldest first as one stream) or an output root (its subdirectories
+<machine>/ holding <machine>.log.gz). Records are ordered by their bytes: time first, then the
+rest of the line. A truncated last gzip member (a log copied while its run was writing, or a
+killed run) is reported, and the complete records before the cut are kept."""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import re
+import sys
+import time
+import zlib
+from bisect import bisect_left
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+from rich.console import Console
+
+from .console import say_notice
+from .errors import UserError
+from .logs import segments
+
+NAME = "merge-logs"
+HELP = "merge machines' logs into one log ordered by time"
+
+CHUNK = 1 << 20
+"""Decompressed bytes taken from one input at a time: the memory each input costs."""
+READ_SIZE = 1 << 18
+"""Compressed bytes read from a gzip file at a time."""
+TIME_WIDTH = len("2026-11-23T12:33:56.481Z")
+"""Every record starts with a fixed-width timestamp, so comparing bytes compares times."""
+GZIP_MAGIC = b"\x1f\x8b"
+
+_RECORD_START = re.compile(rb"\n(?=\d)")
+"""A line that starts with a digit starts a record; any other line continues the previous one."""
+_LOG_NAME = re.compile(r"(.+)\.log(?:\.\d+)?\.gz")
+
+Write = Callable[[bytes], object]
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="a log file (.gz or plain), a machine directory, or an output root")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT", help="the merged log: gzip if it ends with .gz, plain otherwise, - for stdout")
+
+
+def run(args: argparse.Namespace, console: Console) -> int:
+    started = time.perf_counter()
+    streams = find_streams(args.inputs)
+    inputs = [LogStream(files, console) for files in streams]
+    try:
+        with open_output(args.output) as write:
+            records = merge(inputs, write)
+    except BrokenPipeError:  # the reader of stdout stopped early, as `head` does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    files = sum(len(files) for files in streams)
+    seconds = time.perf_counter() - started
+    console.print(f"merged {_count(records, 'record')} from {_count(len(inputs), 'log')} ({_count(files, 'file')}) into {args.output} in {seconds:.1f} s", markup=False)
+    return 0
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'s' * (n != 1)}"
+
+
+def find_streams(inputs: list[str]) -> list[list[Path]]:
+    """The inputs as sorted streams, each a list of files read one after the other.
+
+    A file reached twice (named twice, or also found in a directory) is read once.
+    """
+    seen: set[tuple[int, int]] = set()
+    streams = []
+    for text in inputs:
+        path = Path(text)
+        if path.is_dir():
+            found = directory_logs(path)
+        elif path.exists():
+            found = [[path]]
+        else:
+            raise UserError(f"{text} does not exist; give log files, machine directories or an output root")
+        for files in found:
+            unique = [file for file in files if _first_time(file, seen)]
+            if unique:
+                streams.append(unique)
+    return streams
+
+
+def directory_logs(directory: Path) -> list[list[Path]]:
+    """The log streams of an output root, else of a machine directory (or any folder of logs).
+
+    A root is told by its subdirectories ``<machine>/`` holding ``<machine>.log.gz`` (or its
+    segments), so a merged log saved in the root is not mistaken for a machine's.
+    """
+    machines = [sub for sub in sorted(directory.iterdir()) if sub.is_dir() and segments(sub, sub.name)]
+    found = [files for sub in machines for files in machine_logs(sub)] if machines else machine_logs(directory)
+    if not found:
+        raise UserError(f"{directory} holds no logs: expected <machine>.log.gz files in it or in its subdirectories <machine>/")
+    return found
+
+
+def machine_logs(directory: Path) -> list[list[Path]]:
+    """Each machine's log files in ``directory``, oldest first (empty if there are none)."""
+    machines = sorted({m.group(1) for p in directory.iterdir() if (m := _LOG_NAME.fullmatch(p.name)) and p.is_file()})
+    return [segments(directory, machine) for machine in machines]
+
+
+def _first_time(path: Path, seen: set[tuple[int, int]]) -> bool:
+    stat = path.stat()
+    key = (stat.st_dev, stat.st_ino)
+    if key in seen:
+        return False
+    seen.add(key)
+    return True
+
+
+class LogFile:
+    """One log file's text, decompressed if it is gzip, in chunks of at most CHUNK bytes.
+
+    ``truncated`` tells, once the chunks are read, whether the last gzip member was cut short.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.truncated = False
+
+    def chunks(self) -> Iterator[bytes]:
+        with open(self.path, "rb") as file:
+            head = file.read(READ_SIZE)
+            if head.startswith(GZIP_MAGIC) or self.path.name.endswith(".gz"):
+                yield from self._gunzip(file, head)
+            else:
+                if head:
+                    yield head
+                yield from iter(lambda: file.read(CHUNK), b"")
+
+    def _gunzip(self, file: BinaryIO, data: bytes) -> Iterator[bytes]:
+        """Decompress member after member; a member cut short by the file's end sets ``truncated``."""
+        decompressor = zlib.decompressobj(wbits=31)
+        in_member = False
+        while data or (data := file.read(READ_SIZE)):
+            out = self._decompress(decompressor, data)
+            in_member = True
+            while len(out) == CHUNK and not decompressor.unconsumed_tail and not decompressor.eof:
+                yield out  # the output was capped: drain what the decompressor still holds
+                out = self._decompress(decompressor, b"")
+            if out:
+                yield out
+            if decompressor.eof:
+                data = decompressor.unused_data
+                decompressor = zlib.decompressobj(wbits=31)
+                in_member = False
+            else:
+                data = decompressor.unconsumed_tail
+        if in_member:
+            self.truncated = True
+            yield decompressor.flush()
+
+    def _decompress(self, decompressor: zlib._Decompress, data: bytes) -> bytes:
+        try:
+            return decompressor.decompress(data, CHUNK)
+        except zlib.error as exc:
+            raise UserError(f"{self.path} is corrupt or not gzip ({exc})") from None
+
+
+class LogStream:
+    """One sorted input (a file, or a machine's segments in order) as a buffer of records.
+
+    ``records`` holds the buffered records, each without its final newline; ``exhausted``
+    tells that every record of the input has been buffered.
+    """
+
+    def __init__(self, files: list[Path], console: Console) -> None:
+        self.records: list[bytes] = []
+        self.exhausted = False
+        self._console = console
+        self._batches = self._read(files)
+
+    def fill(self) -> None:
+        """Buffer the next chunk's records, or mark the input exhausted."""
+        for batch in self._batches:
+            if batch:
+                self.records += batch
+                return
+        self.exhausted = True
+
+    def _read(self, files: list[Path]) -> Iterator[list[bytes]]:
+        for path in files:
+            log, count, carry = LogFile(path), 0, b""
+            for chunk in log.chunks():
+                batch = _RECORD_START.split(carry + chunk)
+                carry = batch.pop()  # the last record may go on in the next chunk
+                count += len(batch)
+                yield batch
+            if log.truncated:
+                carry = carry[: carry.rfind(b"\n") + 1]  # drop a line cut short
+            if carry:
+                count += 1
+                yield [carry.removesuffix(b"\n")]
+            if log.truncated:
+                say_notice(self._console, f"{path}: the last gzip member is truncated; kept the {count:,} complete records before it")
+
+
+def merge(inputs: list[LogStream], write: Write) -> int:
+    """Write the records of all inputs in byte order; return how many were written.
+
+    Each round takes the earliest timestamp among the last buffered records of the inputs
+    still being read as a bound: no unread record is older than it, so every buffered record
+    older than it can be written. Each input's records older than the bound are found by
+    bisection and merged by ``list.sort`` (Timsort merges the sorted runs in C).
+    """
+    for stream in inputs:
+        stream.fill()
+    live = [stream for stream in inputs if stream.records]
+    written = 0
+    while live:
+        reading = [stream for stream in live if not stream.exhausted]
+        bound = min(stream.records[-1][:TIME_WIDTH] for stream in reading) if reading else None
+        ready: list[bytes] = []
+        for stream in live:
+            cut = len(stream.records) if bound is None else bisect_left(stream.records, bound)
+            ready += stream.records[:cut]
+            del stream.records[:cut]
+        if ready:
+            ready.sort()
+            write(b"\n".join(ready))
+            write(b"\n")
+            written += len(ready)
+        for stream in reading:
+            if stream.records[-1][:TIME_WIDTH] == bound:
+                stream.fill()
+        live = [stream for stream in live if stream.records]
+    return written
+
+
+@contextmanager
+def open_output(out: str) -> Iterator[Write]:
+    """A writer of OUT: stdout for ``-``, else a temporary file renamed to OUT on success."""
+    if out == "-":
+        yield sys.stdout.buffer.write
+        sys.stdout.buffer.flush()
+        return
+    final = Path(out)
+    temp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+    try:
+        raw = open(temp, "xb")
+    except OSError as exc:
+        raise UserError(f"cannot write {out}: {exc.strerror}") from None
+    try:
+        with raw:
+            if final.name.endswith(".gz"):
+                with gzip.GzipFile(final.name, "wb", compresslevel=6, fileobj=raw) as compressed:
+                    yield compressed.write
+            else:
+                yield raw.write
+        os.replace(temp, final)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,224 @@
+"""`jobsplit merge-logs` (issue 5, Must show 2): one time-ordered log from every machine's logs.
+
+The logs are written by jobsplit's own MachineLog (gzip members, rotated segments, multi-line
+records indented by two spaces); the command runs in a fresh interpreter, as users run it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from jobsplit.config import LogSettings
+from jobsplit.logs import MachineLog, segments
+from jobsplit.results import utc_timestamp
+from conftest import entry_env
+
+START = 1_795_000_000.0
+RECORD_START = re.compile(rb"\n(?=\d)")
+MACHINES = ("alpha", "beta", "gamma")
+MEASURE = r"""
+import json, resource, subprocess, sys
+status = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+print(json.dumps({"peak_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, "status": status}))
+"""
+"""Runs a command from a small process, so its peak RSS is not floored by pytest's own."""
+
+
+def merge_logs(*args: str | Path, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "jobsplit", "merge-logs", *map(str, args)], env=entry_env(), capture_output=True, timeout=timeout, check=False
+    )
+
+
+def write_machine(root: Path, machine: str, records: int, *, max_size: int = 1 << 20, multiline: bool = False) -> Path:
+    """A machine directory with ``records`` log records from MachineLog, 40 per gzip member.
+
+    Times fall on 3,000 milliseconds, so records share timestamps within and across machines.
+    """
+    rng = random.Random(machine)
+    machine_dir = root / machine
+    machine_dir.mkdir(parents=True)
+    log = MachineLog(machine_dir, machine, LogSettings(max_size=max_size))
+    for i, created in enumerate(sorted(START + rng.randrange(3000) / 1000 for _ in range(records))):
+        message = f"record {i} of {machine}"
+        if multiline and i % 7 == 0:
+            message += f"\nTraceback (most recent call last):\n  File 'job.py', line {i}\nValueError: {i}"
+        log.write(created, f"w{rng.randrange(4)}", f"{rng.getrandbits(32):08x}", rng.choice(("INFO", "WARNING")), "job", message)
+        if i % 40 == 39:
+            log.flush(everything=True)
+    log.close()
+    return machine_dir
+
+
+def records_of(data: bytes) -> list[bytes]:
+    """Split log text into records (a first line and its continuation lines)."""
+    return RECORD_START.split(data.removesuffix(b"\n")) if data else []
+
+
+def machine_records(machine_dir: Path) -> list[bytes]:
+    return records_of(b"".join(gzip.decompress(p.read_bytes()) for p in segments(machine_dir, machine_dir.name)))
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """An output root with three machines: alpha rotated into segments, beta with multi-line records."""
+    out = tmp_path / "out"
+    write_machine(out, "alpha", 600, max_size=2048)
+    write_machine(out, "beta", 400, multiline=True)
+    write_machine(out, "gamma", 500)
+    return out
+
+
+def test_three_machines_merge_in_time_order_without_losing_a_line(root: Path, tmp_path: Path) -> None:
+    assert len(segments(root / "alpha", "alpha")) >= 4  # rotated segments and the current log
+    out = tmp_path / "merged.log"
+    done = merge_logs(root / "alpha", root / "beta", root / "gamma", "-o", out)
+    assert done.returncode == 0, done.stderr
+    merged = out.read_bytes()
+    expected = [record for machine in MACHINES for record in machine_records(root / machine)]
+    assert Counter(merged.splitlines()) == Counter(b"\n".join(expected).splitlines())
+    records = records_of(merged)
+    assert records == sorted(records)  # time first: byte order is time order
+    assert [r[:24] for r in records] == sorted(r[:24] for r in records)
+    multiline = [r for r in expected if b"\n" in r]
+    assert len(multiline) > 50
+    assert Counter(records) >= Counter(multiline)  # each multi-line record stays in one piece
+    summary = done.stderr.decode()
+    assert f"merged {len(expected):,} records from 3 logs" in summary
+    assert "Traceback" not in summary
+
+
+def test_order_does_not_depend_on_the_order_of_the_inputs(root: Path, tmp_path: Path) -> None:
+    forward, backward = tmp_path / "forward.log", tmp_path / "backward.log"
+    assert merge_logs(root / "alpha", root / "beta", root / "gamma", "-o", forward).returncode == 0
+    assert merge_logs(root / "gamma", root / "beta", root / "alpha", "-o", backward).returncode == 0
+    assert forward.read_bytes() == backward.read_bytes()
+
+
+def test_gzip_plain_and_stdout_outputs_hold_the_same_text(root: Path, tmp_path: Path) -> None:
+    plain, compressed = tmp_path / "merged.log", tmp_path / "merged.log.gz"
+    assert merge_logs(root, "-o", plain).returncode == 0
+    assert merge_logs(root, "-o", compressed).returncode == 0
+    to_stdout = merge_logs(root, "-o", "-")
+    assert to_stdout.returncode == 0
+    assert compressed.read_bytes().startswith(b"\x1f\x8b")
+    assert gzip.decompress(compressed.read_bytes()) == plain.read_bytes() == to_stdout.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["merged.log", "merged.log.gz", "out"]  # no temporary files left
+
+
+def test_root_directories_and_files_give_the_same_log_and_count_each_file_once(root: Path, tmp_path: Path) -> None:
+    from_root, from_files = tmp_path / "root.log", tmp_path / "files.log"
+    (root / "alpha" / "jobs").mkdir()  # per-job logs are not the machine's log
+    (root / "alpha" / "jobs" / "00c0ffee.log.gz").write_bytes(gzip.compress(b"2026-11-18T08:00:00.000Z INFO job: per-job line\n"))
+    done = merge_logs(root, root / "beta", root / "gamma" / "gamma.log.gz", "-o", from_root)
+    assert done.returncode == 0
+    assert "from 3 logs" in done.stderr.decode()
+    files = [p for machine in MACHINES for p in segments(root / machine, machine)]
+    assert merge_logs(*files, "-o", from_files).returncode == 0
+    assert from_root.read_bytes() == from_files.read_bytes()
+    saved = root / "merged.log.gz"  # a merged log saved in the root is not taken for a machine's
+    assert merge_logs(root, "-o", saved).returncode == 0
+    again = merge_logs(root, "-o", "-")
+    assert again.stdout == from_files.read_bytes()
+    assert "from 3 logs" in again.stderr.decode()
+
+
+def test_plain_text_inputs_and_outputs(root: Path, tmp_path: Path) -> None:
+    plain_gamma = tmp_path / "gamma.txt"
+    plain_gamma.write_bytes(b"".join(gzip.decompress(p.read_bytes()) for p in segments(root / "gamma", "gamma")))
+    from_plain, from_gzip = tmp_path / "plain.log", tmp_path / "gzip.log"
+    assert merge_logs(root / "alpha", plain_gamma, "-o", from_plain).returncode == 0
+    assert merge_logs(root / "alpha", root / "gamma", "-o", from_gzip).returncode == 0
+    assert from_plain.read_bytes() == from_gzip.read_bytes()
+
+
+@pytest.mark.parametrize("cut", ["in the header", "mid-member", "in the trailer"])
+def test_a_truncated_last_member_is_reported_and_its_complete_records_kept(root: Path, tmp_path: Path, cut: str) -> None:
+    records = machine_records(root / "gamma")
+    first, second = gzip.compress(b"\n".join(records[:300]) + b"\n"), gzip.compress(b"\n".join(records[300:]) + b"\n")
+    length = {"in the header": 5, "mid-member": len(second) // 2, "in the trailer": len(second) - 4}[cut]
+    copied = tmp_path / "copied" / "gamma.log.gz"
+    copied.parent.mkdir()
+    copied.write_bytes(first + second[:length])
+    out = tmp_path / "merged.log"
+    done = merge_logs(root / "alpha", copied, "-o", out)
+    assert done.returncode == 0, done.stderr
+    kept = [r for r in records_of(out.read_bytes()) if b" gamma " in r]
+    assert Counter(kept) == Counter(records[: len(kept)])
+    if cut == "in the header":
+        assert len(kept) == 300
+    elif cut == "mid-member":
+        assert 300 < len(kept) < len(records)
+    else:
+        assert len(kept) == len(records)  # every line was readable, only the checksum is missing
+    message = " ".join(done.stderr.decode().split())  # rich may wrap a long path
+    assert f"{copied}: the last gzip member is truncated; kept the {len(kept)} complete records before it" in message
+
+
+def test_a_missing_input_is_one_sentence_and_exit_status_2(root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "merged.log"
+    done = merge_logs(root, tmp_path / "nowhere.log.gz", "-o", out)
+    assert done.returncode == 2
+    stderr = done.stderr.decode()
+    assert stderr.startswith("error:") and "nowhere.log.gz does not exist" in stderr
+    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_a_directory_without_logs_is_a_user_error(tmp_path: Path) -> None:
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    done = merge_logs(tmp_path / "empty", "-o", tmp_path / "merged.log")
+    assert done.returncode == 2
+    assert "empty holds no logs" in done.stderr.decode()
+
+
+def test_a_corrupt_input_fails_without_leaving_a_partial_output(root: Path, tmp_path: Path) -> None:
+    corrupt = tmp_path / "delta.log.gz"
+    corrupt.write_bytes(b"this is not gzip\n" * 100)
+    out = tmp_path / "merged.log.gz"
+    done = merge_logs(root, corrupt, "-o", out)
+    assert done.returncode == 2
+    stderr = done.stderr.decode()
+    assert "delta.log.gz is corrupt or not gzip" in stderr and "Traceback" not in stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["delta.log.gz", "out"]
+
+
+def write_big_log(path: Path, lines: int, offset: float) -> None:
+    """A log of ``lines`` one-line records, written quickly as gzip members of 10,000 lines."""
+    with open(path, "wb") as out:
+        for start in range(0, lines, 10_000):
+            text = "".join(
+                f"{utc_timestamp(START + offset + i / 100)} big w{i % 8} {i:016x} INFO step {i} of a long run, loss={i % 997 / 997:.6f}\n"
+                for i in range(start, min(start + 10_000, lines))
+            )
+            out.write(gzip.compress(text.encode(), compresslevel=1))
+
+
+def peak_rss_kib(*args: str | Path) -> int:
+    done = subprocess.run(
+        [sys.executable, "-c", MEASURE, sys.executable, "-m", "jobsplit", "merge-logs", *map(str, args)],
+        env=entry_env(), capture_output=True, text=True, check=True, timeout=120,
+    )
+    figures = json.loads(done.stdout)
+    assert figures["status"] == 0
+    return figures["peak_kib"]
+
+
+def test_memory_stays_flat_as_the_input_grows(tmp_path: Path) -> None:
+    peaks = {}
+    for lines in (50_000, 500_000):
+        logs = [tmp_path / f"{lines}-{i}.log.gz" for i in range(2)]
+        for i, log in enumerate(logs):
+            write_big_log(log, lines, offset=i / 300)
+        peaks[lines] = peak_rss_kib(*logs, "-o", tmp_path / "merged.log")
+        assert (tmp_path / "merged.log").read_bytes().count(b"\n") == 2 * lines
+    assert peaks[500_000] - peaks[50_000] <= 20 * 1024, peaks
