@@ -8,6 +8,7 @@ DEMO := build/demo
 ENTRY ?= example_main.py
 NAME ?= $(basename $(notdir $(ENTRY)))
 MODE ?= onefile
+DIST ?= dist
 EXTRA ?=
 
 .PHONY: test demo exe bench clean
@@ -27,6 +28,20 @@ demo: $(READY)
 	rm -rf $(DEMO) && mkdir -p $(DEMO)
 	cp templates/config.ini templates/header.csv $(DEMO)/
 	$(PY) example_main.py run --config-dir $(DEMO) --out $(DEMO)/out --yes
+
+## Build one self-contained executable of ENTRY: dist/NAME (MODE=onedir: a folder, faster start).
+## PYTHONHASHSEED=0 makes the build reproducible; the smoke run catches modules PyInstaller missed.
+exe: $(READY)
+	PYTHONHASHSEED=0 $(PY) -m PyInstaller --noconfirm --clean --log-level WARN --$(MODE) --name $(NAME) \
+		--paths "$(abspath $(dir $(ENTRY)))" \
+		--add-data "$(abspath templates):jobsplit/templates" \
+		--distpath "$(DIST)" --workpath build/pyinstaller/$(NAME)-$(MODE) --specpath build/pyinstaller/$(NAME)-$(MODE) \
+		$(EXTRA) "$(ENTRY)"
+	"$(DIST)/$(NAME)$(if $(filter onedir,$(MODE)),/$(NAME))" --version
+
+## Run the benchmarks (several minutes; each prints its ratios against peers measured in the same run).
+bench: $(READY)
+	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf build dist $(VENV)

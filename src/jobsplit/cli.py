@@ -14,11 +14,12 @@ from typing import Any, NoReturn
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__, merge, status
+from . import __version__, logmerge, merge, status
 from .console import data_console, message_console, say_error, say_notice
 from .digest import format_digest
 from .errors import UserError
 from .hostconfig import CONSOLE_STYLES
+from .lifecycle import follow_bootloader
 from .plan import STRATEGIES
 from .plan.simulate import finish_time
 from .pool import JobKey, JobPool
@@ -28,7 +29,7 @@ from .scaffold import write_templates
 from .session import RunRequest, run_share
 
 ENTRY_COMMANDS = ("run", "digest", "plan", "init", "reduce")
-TOOLS: tuple[Any, ...] = (merge, status)
+TOOLS: tuple[Any, ...] = (merge, status, logmerge)
 """Modules of ``jobsplit`` subcommands, each with NAME, HELP, configure(parser) and run(args, console)."""
 
 
@@ -46,6 +47,7 @@ def main(
     Runs the command given on the command line (``run`` by default) and exits with its status.
     """
     multiprocessing.freeze_support()  # first: a frozen spawn child must not parse our argv
+    follow_bootloader()
     sys.exit(_closing_stdout(lambda: entry_main(job, pool, key=key, cost=cost, reduce=reduce, argv=argv)))
 
 
@@ -60,6 +62,8 @@ def entry_main(
 ) -> int:
     """Like :func:`main`, returning the exit status instead of exiting."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in {tool.NAME for tool in TOOLS}:
+        return tool_main(argv)  # the merge and status tools travel inside every executable too
     if not argv or argv[0] not in (*ENTRY_COMMANDS, "-h", "--help", "--version"):
         argv.insert(0, "run")  # a double-clicked executable runs this machine's share
     args = _entry_parser().parse_args(argv)
@@ -129,7 +133,12 @@ def _guarded(console: Console, command: Callable[[], int]) -> int:
 
 def _entry_parser() -> argparse.ArgumentParser:
     prog = Path(sys.argv[0]).name if not getattr(sys, "frozen", False) else Path(sys.executable).name
-    parser = argparse.ArgumentParser(prog=prog, description="Run this machine's share of the job pool (see `run --help`).")
+    tools = ", ".join(tool.NAME for tool in TOOLS)
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Run this machine's share of the job pool (see `run --help`).",
+        epilog=f"Also available here: {tools} (see `{prog} COMMAND --help`).",
+    )
     parser.add_argument("--version", action="version", version=f"jobsplit {__version__}")
     shared = argparse.ArgumentParser(add_help=False)
     shared.add_argument("--config-dir", type=Path, metavar="DIR", help="where config.ini, header.csv and machines.json are (default: here)")

@@ -8,6 +8,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 
 _PR_SET_PDEATHSIG = 1
@@ -25,6 +26,29 @@ def die_with_parent(parent_pid: int, signum: int = signal.SIGKILL) -> None:
             pass  # no prctl: the polling fallback still applies
     if os.getppid() != parent_pid:  # the parent died before the request took effect
         os._exit(1)
+
+
+def frozen_one_file() -> bool:
+    """True in a PyInstaller one-file program, which runs under a separate bootloader process."""
+    return bool(getattr(sys, "frozen", False)) and Path(getattr(sys, "_MEIPASS", "")).name.startswith("_MEI")
+
+
+def follow_bootloader() -> None:
+    """In a one-file program, a killed bootloader would leave this process running as an orphan:
+    ask for SIGTERM when it dies, which stops the run cleanly (see Interrupts)."""
+    if frozen_one_file():
+        die_with_parent(os.getppid(), signal.SIGTERM)
+
+
+def restore_library_path() -> None:
+    """A frozen program points LD_LIBRARY_PATH into its bundle; jobs that start system
+    programs need the user's own value back (PyInstaller keeps it in LD_LIBRARY_PATH_ORIG)."""
+    if getattr(sys, "frozen", False) and "LD_LIBRARY_PATH" in os.environ:
+        original = os.environ.pop("LD_LIBRARY_PATH_ORIG", None)
+        if original is None:
+            del os.environ["LD_LIBRARY_PATH"]
+        else:
+            os.environ["LD_LIBRARY_PATH"] = original
 
 
 class Interrupts:

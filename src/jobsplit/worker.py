@@ -21,7 +21,7 @@ from queue import SimpleQueue
 from typing import Any
 
 from .config import Header, JobConfig, LogSettings
-from .lifecycle import die_with_parent
+from .lifecycle import die_with_parent, restore_library_path
 from .logs import WorkerLogging
 from .pool import call_args, identity_text
 from .progress import ProgressBoard, ProgressReporter
@@ -88,6 +88,7 @@ def worker_main(setup: WorkerSetup, tasks: Connection, results: Connection, slot
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a forked child inherits the parent's handler
     die_with_parent(parent_pid)
+    restore_library_path()
     if setup.nice:
         os.nice(setup.nice)
     send_lock = threading.Lock()
