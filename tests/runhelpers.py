@@ -1,0 +1,413 @@
+"""Helpers for the `run` tests (issues 3 and 4): a test entry, its environment, its outputs.
+
+The test entry (:func:`write_kinds_entry`) reads its pool from ``pool.json`` beside it; each
+job is ``[kind, i]`` or ``[kind, i, param]`` (a tuple job) or ``{"kind": ..., "i": ...}`` (a
+dict job). The one job function dispatches on ``kind`` (see ``KINDS_ENTRY`` for the kinds)
+and returns ``(kind, i, draw, note)`` for the header's result columns
+``Kind, Index, Draw, Note``; ``draw`` is the job's first ``random_obj.random()``.
+
+With ``JOBSPLIT_TEST_SIDE`` set, every job appends its id to that file (O_APPEND) when it
+finishes successfully; with ``JOBSPLIT_TEST_STARTS`` set, every job appends its id there when
+it starts.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from conftest import entry_env, write_config_dir
+
+from jobsplit.pool import identity_text, job_id
+
+RESULT_COLUMNS = ("Kind", "Index", "Draw", "Note")
+HEADER = ("Run Start Time", "Job Running Time", "Job Start Time", *RESULT_COLUMNS)
+CSV_COLUMNS = (*HEADER, "Job ID", "Job Args", "Machine")
+
+CONFIG = """\
+[jobsplit]
+strategy = quota
+
+[experiment]
+max_scratch = 64MiB
+label = plain value
+steps = 5
+"""
+
+KINDS_ENTRY = r'''
+"""A jobsplit entry written by the run tests: one job function, many behaviours."""
+import ctypes
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import jobsplit
+from jobsplit.pool import job_id
+
+HERE = Path(__file__).resolve().parent
+
+
+class LockedError(Exception):
+    """An exception that cannot be pickled: it holds a lock."""
+
+    def __init__(self, message):
+        super().__init__(message)
+        self.lock = threading.Lock()
+
+
+def _append(variable, text):
+    path = os.environ.get(variable)
+    if path:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, (text + "\n").encode())
+        finally:
+            os.close(fd)
+
+
+def job(*args, **kwargs):
+    if args:  # a tuple job: (kind, i[, param]), random_obj, config; progress by keyword
+        *fields, random_obj, config = args
+        progress = kwargs.pop("progress")
+        assert not kwargs, kwargs
+        kind, i, *rest = fields
+        param = rest[0] if rest else None
+        me = tuple(fields)
+        via = "args"
+    else:  # a dict job: keyword arguments plus the three injected ones
+        random_obj, config, progress = kwargs.pop("random_obj"), kwargs.pop("config"), kwargs.pop("progress")
+        me = dict(kwargs)
+        kind, i, param = kwargs.pop("kind"), kwargs.pop("i"), kwargs.pop("param", None)
+        via = "kwargs:" + ",".join(sorted(me))
+    my_id = job_id(me).hex()
+    _append("JOBSPLIT_TEST_STARTS", my_id)
+    draw = random_obj.random()
+    note = via
+    if kind == "ok":
+        pass
+    elif kind == "sleep":
+        time.sleep(float(param))
+    elif kind == "raise":
+        raise ValueError(f"job {i} raised on purpose")
+    elif kind == "exit3":
+        os._exit(3)
+    elif kind == "sigkill":
+        os.kill(os.getpid(), signal.SIGKILL)
+        time.sleep(10)
+    elif kind == "segv":
+        ctypes.string_at(0)
+    elif kind == "sleepenv":  # sleeps JOBSPLIT_TEST_SLEEP seconds if set, else param
+        time.sleep(float(os.environ.get("JOBSPLIT_TEST_SLEEP", param)))
+    elif kind == "quickfirst":  # the first `param` jobs to start are quick, later ones sleep
+        if len(Path(os.environ["JOBSPLIT_TEST_STARTS"]).read_text().split()) > int(param):
+            time.sleep(float(os.environ.get("JOBSPLIT_TEST_SLEEP", 60)))
+    elif kind == "nodeathsig":  # as where PR_SET_PDEATHSIG does not exist: only the ppid polling is left
+        ctypes.CDLL(None).prctl(1, 0, 0, 0, 0)  # PR_SET_PDEATHSIG, 0: no signal on the parent's death
+        time.sleep(float(param))
+    elif kind == "hang":
+        time.sleep(600)
+    elif kind == "lock":
+        return threading.Lock()
+    elif kind == "lockcell":
+        return (kind, i, draw, threading.Lock())
+    elif kind == "lockexc":
+        raise LockedError(f"job {i} raised an unpicklable exception")
+    elif kind == "flaky":
+        marker = HERE / f"flaky-{i}.marker"
+        if not marker.exists():
+            marker.write_text("failed once")
+            raise RuntimeError(f"flaky job {i} fails on its first attempt")
+    elif kind == "short":
+        return (kind, i, draw)
+    elif kind == "badkey":
+        return {"Kind": kind, "Index": i, "Draw": draw, "Nope": 1}
+    elif kind == "badcell":
+        return (kind, i, draw, object())
+    elif kind == "dict":
+        return {"Note": note, "Draw": draw, "Index": i, "Kind": kind}
+    elif kind == "config":
+        note = json.dumps([config.getfilesize("experiment", "max_scratch"), config.get("experiment", "label")])
+    elif kind == "method":  # how this worker started: spawn re-imports the entry as __mp_main__
+        note = sys.modules["__main__"].__name__
+    elif kind == "nice":
+        note = str(os.nice(0))
+    elif kind == "progress":
+        steps = int(param)
+        for k in range(1, steps + 1):
+            time.sleep(0.15)
+            progress.report(k, base=steps + 1)
+        time.sleep(0.15)
+    else:
+        raise SystemExit(f"unknown kind {kind!r}")
+    _append("JOBSPLIT_TEST_SIDE", my_id)
+    return (kind, i, draw, note)
+
+
+def _job(spec):
+    return tuple(spec) if isinstance(spec, list) else spec
+
+
+pool = [_job(spec) for spec in json.loads((HERE / "pool.json").read_text())]
+
+if __name__ == "__main__":
+    jobsplit.main(job, pool)
+'''
+
+
+# --- writing a project ---------------------------------------------------------------------
+
+
+def write_kinds_entry(root: Path, pool: Sequence[Any], *, machines: Any = None, config: str = CONFIG, header: Sequence[str] = HEADER) -> tuple[Path, Path]:
+    """Write ``root/entry.py``, ``root/pool.json`` and ``root/config/``; returns (entry, config dir).
+
+    ``machines=None`` writes one machine, ``solo`` with 2 cores; ``machines=False`` writes no
+    machines.json (an existing one is removed).
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    entry = root / "entry.py"
+    entry.write_text(KINDS_ENTRY, encoding="utf-8")
+    (root / "pool.json").write_text(json.dumps(list(pool)), encoding="utf-8")
+    if machines is False:
+        (root / "config" / "machines.json").unlink(missing_ok=True)
+        return entry, write_config_dir(root / "config", config=config, header=header, machines=None)
+    config_dir = write_config_dir(root / "config", config=config, header=header, machines=machines if machines is not None else {"solo": [1.0, 2]})
+    return entry, config_dir
+
+
+def pool_spec(kind: str, count: int, param: Any = None, start: int = 0) -> list[list[Any]]:
+    return [[kind, i] if param is None else [kind, i, param] for i in range(start, start + count)]
+
+
+def spec_id(spec: Any) -> str:
+    """The job id of one pool.json entry (as the entry turns it into a job)."""
+    return job_id(tuple(spec) if isinstance(spec, list) else spec).hex()
+
+
+def spec_args(spec: Any) -> str:
+    return identity_text(tuple(spec) if isinstance(spec, list) else spec, 0)
+
+
+def run_env(root: Path, **overrides: str | None) -> dict[str, str]:
+    """The environment of an entry run: isolated host.ini (XDG_CONFIG_HOME), NO_COLOR, no TTY quirks."""
+    xdg = root / "xdg"
+    xdg.mkdir(parents=True, exist_ok=True)
+    base: dict[str, str | None] = {"XDG_CONFIG_HOME": str(xdg), "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"}
+    base.update(overrides)
+    return entry_env(**base)
+
+
+def write_host_ini(root: Path, text: str) -> Path:
+    path = root / "xdg" / "jobsplit" / "host.ini"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def run_args(config_dir: Path, out: Path, *extra: str | os.PathLike[str], machine: str | None = "solo", yes: bool = True) -> list[str]:
+    args: list[str] = ["run", "--config-dir", str(config_dir), "--out", str(out), "--console", "plain", "--nice", "0"]
+    if machine is not None:
+        args += ["--machine", machine]
+    if yes:
+        args.append("--yes")
+    return args + [str(e) for e in extra]
+
+
+def start_entry(entry: Path, args: Sequence[str], env: dict[str, str], **popen: Any) -> subprocess.Popen[str]:
+    """Start an entry run in its own session (so its process group and session id are its pid)."""
+    return subprocess.Popen(
+        [sys.executable, str(entry), *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=popen.pop("stdout", subprocess.PIPE),
+        stderr=popen.pop("stderr", subprocess.PIPE),
+        text=True,
+        encoding="utf-8",
+        start_new_session=True,
+        **popen,
+    )
+
+
+# --- reading outputs -----------------------------------------------------------------------
+
+
+def read_results(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """(header, rows) of a results.csv; every line must be complete (ends with a newline)."""
+    text = path.read_text(encoding="utf-8")
+    assert text.endswith("\n"), f"{path} ends with a torn line: {text[-200:]!r}"
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader)
+    rows = [dict(zip(header, row, strict=True)) for row in reader]
+    return header, rows
+
+
+def connect_ro(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
+
+
+def journal_jobs(path: Path) -> dict[str, dict[str, Any]]:
+    """job id -> the journal's ``jobs`` view row (read-only)."""
+    db = connect_ro(path)
+    try:
+        cursor = db.execute("SELECT * FROM jobs ORDER BY seq")
+        names = [d[0] for d in cursor.description]
+        rows = [dict(zip(names, row)) for row in cursor]
+    finally:
+        db.close()
+    by_id = {row["job_id"]: row for row in rows}
+    assert len(by_id) == len(rows), "job ids in the journal must be unique"
+    return by_id
+
+
+def journal_query(path: Path, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    db = connect_ro(path)
+    try:
+        return list(db.execute(sql, params))
+    finally:
+        db.close()
+
+
+def done_ids(path: Path) -> set[str]:
+    return {row[0] for row in journal_query(path, "SELECT job_id FROM jobs WHERE state = 'done'")}
+
+
+def side_lines(path: Path) -> list[str]:
+    if not path.exists():
+        return []
+    text = path.read_text()
+    assert text == "" or text.endswith("\n"), "side-file appends are whole lines"
+    return text.splitlines()
+
+
+# --- processes -----------------------------------------------------------------------------
+
+
+def session_processes(sid: int) -> list[tuple[int, str, str]]:
+    """Live (not zombie) processes of session ``sid``: (pid, state, cmdline)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="utf-8", errors="replace") as f:
+                stat = f.read()
+            fields = stat[stat.rindex(")") + 2 :].split()
+            state, session = fields[0], int(fields[3])
+            if session != sid or state in ("Z", "X"):
+                continue
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode("utf-8", "replace")
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+        found.append((int(entry), state, cmdline))
+    return found
+
+
+def wait_no_processes(sid: int, within: float) -> list[tuple[int, str, str]]:
+    """Poll until no live process of session ``sid`` remains; returns the survivors (if any)."""
+    deadline = time.monotonic() + within
+    while True:
+        alive = session_processes(sid)
+        if not alive or time.monotonic() >= deadline:
+            return alive
+        time.sleep(0.02)
+
+
+def kill_session(sid: int) -> None:
+    """Clean-up: SIGKILL whatever is left of a session this test started."""
+    for pid, _, _ in session_processes(sid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.02) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+def communicate(process: subprocess.Popen[str], timeout: float) -> tuple[int, str, str]:
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_session(process.pid)
+        process.kill()
+        out, err = process.communicate()
+        raise AssertionError(f"the run did not end within {timeout} s\nstdout: {out}\nstderr: {err}") from None
+    return process.returncode, out, err
+
+
+def ids_of(specs: Iterable[Any]) -> set[str]:
+    return {spec_id(s) for s in specs}
+
+
+# --- in-process jobs (module level, so that workers can import them under spawn) -------------
+
+
+def stepping_job(steps, pause, random_obj, config, progress):
+    """Report k/(steps+1) for k = 1..steps, pausing between reports; return the step count."""
+    for k in range(1, steps + 1):
+        time.sleep(pause)
+        progress.report(k, base=steps + 1)
+    time.sleep(pause)
+    return ("stepping", steps, random_obj.random(), "")
+
+
+# --- plans, computed in this process exactly as the entry computes them ----------------------
+
+
+def _as_job(spec: Any) -> Any:
+    return tuple(spec) if isinstance(spec, list) else spec
+
+
+def share_order(pool: Sequence[Any], config_dir: Path, machine: str = "solo") -> list[Any]:
+    """The pool.json specs of ``machine``'s share, in the order its run starts them."""
+    from jobsplit.pool import JobPool
+    from jobsplit.project import load_project
+
+    project = load_project(JobPool([_as_job(s) for s in pool]), config_dir)
+    return [pool[p] for p in project.plan.share_of(machine)]
+
+
+def digest_of(pool: Sequence[Any], config_dir: Path) -> str:
+    from jobsplit.pool import JobPool
+    from jobsplit.project import load_project
+
+    return load_project(JobPool([_as_job(s) for s in pool]), config_dir).digest
+
+
+def project_first(root: Path, lead: Callable[[int], Sequence[Any]], rest: Sequence[Any], machine: str = "solo", **write: Any) -> tuple[Path, Path, list[Any]]:
+    """Write a project whose share starts with the jobs ``lead(n)`` (for the first n that does).
+
+    The plan is a seeded shuffle, so which job runs first depends on the whole pool; trying a
+    few variants of the leading jobs (numbered by n) finds a pool where they come first.
+    Returns (entry, config dir, pool).
+    """
+    for n in range(500):
+        leading = [list(s) if isinstance(s, list) else s for s in lead(n)]
+        pool = [*leading, *rest]
+        entry, config_dir = write_kinds_entry(root, pool, **write)
+        order = share_order(pool, config_dir, machine)
+        if sorted(map(spec_id, order[: len(leading)])) == sorted(map(spec_id, leading)):
+            return entry, config_dir, pool
+    raise AssertionError("no pool variant puts the leading jobs first")

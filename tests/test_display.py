@@ -1,0 +1,262 @@
+"""Progress on the console (issue 3, Must show 3: "progress reporting reaches the parent").
+
+The displays are pure renderers of a Snapshot, so they are driven here with made-up times (a
+fake clock): the live view's fractions, rate and ETA, and the plain display's one line per
+10 s. The reporter a job gets is throttled in the worker (checked with a fake monotonic
+clock) and cheap in a tight loop; and a job's reports reach the supervisor while it runs.
+"""
+
+from __future__ import annotations
+
+import io
+import multiprocessing
+import re
+import time
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+import jobsplit.progress as progress_module
+from jobsplit.config import Header, JobConfig, LogSettings
+from jobsplit.display import LiveDisplay, PlainDisplay, RunningJob, Snapshot, duration, render, summary_line
+from jobsplit.pool import JobPool
+from jobsplit.progress import IDLE, ProgressBoard, ProgressReporter
+from jobsplit.recorder import Recorder
+from jobsplit.results import ResultsFile, csv_header_line
+from jobsplit.runner import Runner
+from jobsplit.source import StaticShare, Task
+from jobsplit.state import DONE, Journal
+from jobsplit.worker import WorkerSetup
+from runhelpers import HEADER, read_results, stepping_job
+
+ID_A = "0123456789abcdef" * 2
+ID_B = "fedcba9876543210" * 2
+
+
+def text_console(width: int = 120) -> tuple[Console, io.StringIO]:
+    buffer = io.StringIO()
+    return Console(file=buffer, width=width, force_terminal=False, color_system=None), buffer
+
+
+def snapshot(elapsed: float, *, total: int = 200, done: int = 50, failed: int = 4, done_this_run: int = 30, running=()) -> Snapshot:
+    return Snapshot("alpha", total, done, failed, done_this_run, elapsed, tuple(running))
+
+
+RUNNING = (RunningJob(ID_A, "[1,2]", 0.42, 75.0), RunningJob(ID_B, '{"k":3}', 0.07, 3.5))
+
+
+# --- the live view ---------------------------------------------------------------------------
+
+
+def test_render_shows_overall_rate_eta_and_each_running_job():
+    console, buffer = text_console()
+    s = snapshot(12.0, running=RUNNING)  # 30 done in 12 s: 2.5 jobs/s; 146 left: ETA 58.4 s
+    console.print(render(s))
+    out = buffer.getvalue()
+    lines = out.splitlines()
+    assert len(lines) == 3, out  # the overall line, then one line per running job
+    overall, first, second = lines
+    assert "alpha" in overall and "50/200 done" in overall and "4 failed" in overall
+    assert "2.5 jobs/s" in overall
+    assert "ETA 58.4s" in overall
+    assert "elapsed 12.0s" in overall
+    assert ID_A[:12] in first and "42%" in first and "1m15s" in first and "[1,2]" in first
+    assert ID_B[:12] in second and "  7%" in second and "3.5s" in second and '{"k":3}' in second
+    assert ID_A[12:20] not in out  # ids are shortened to 12 characters
+
+
+def test_render_without_running_jobs_or_rate():
+    console, buffer = text_console()
+    console.print(render(snapshot(0.0, done=0, failed=0, done_this_run=0)))
+    out = buffer.getvalue()
+    assert out.count("\n") == 1
+    assert "0/200 done" in out and "0 jobs/s" in out and "ETA ?" in out
+    assert "%" not in out
+
+
+def test_eta_of_a_long_run_in_hours():
+    s = snapshot(100.0, total=10_000, done=100, failed=0, done_this_run=100)  # 1 job/s, 9,900 left
+    assert s.rate == pytest.approx(1.0)
+    assert s.eta == pytest.approx(9900.0)
+    console, buffer = text_console()
+    console.print(render(s))
+    assert "ETA 2h45m" in buffer.getvalue()
+    assert "1 jobs/s" in buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "seconds, text",
+    [(None, "?"), (0, "0.0s"), (12.34, "12.3s"), (59.9, "59.9s"), (60, "1m00s"), (187, "3m07s"), (3720, "1h02m"), (49 * 3600, "2d01h")],
+)
+def test_duration(seconds, text):
+    assert duration(seconds) == text
+
+
+def test_live_display_on_a_file_prints_the_final_view_once():
+    console, buffer = text_console()
+    display = LiveDisplay(console)
+    display.update(snapshot(2.0, done_this_run=1, running=RUNNING[1:]))
+    display.message("job x failed: boom")
+    display.update(snapshot(12.0, running=RUNNING))
+    display.close()
+    out = buffer.getvalue()
+    assert "job x failed: boom" in out
+    assert "42%" in out and "2.5 jobs/s" in out and "ETA 58.4s" in out
+    assert out.count("50/200 done") == 1  # not a terminal: no redraws, just the last view
+
+
+def test_live_display_on_a_terminal_redraws_each_update():
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=120, force_terminal=True, color_system=None)
+    display = LiveDisplay(console)
+    display.update(snapshot(4.0, done=10, done_this_run=10, running=RUNNING[:1]))  # 2.5 jobs/s
+    display.update(snapshot(8.0, done=40, done_this_run=40, running=RUNNING))  # 5 jobs/s
+    display.close()
+    out = buffer.getvalue()
+    assert "10/200 done" in out and "40/200 done" in out
+    assert "2.5 jobs/s" in out and "5 jobs/s" in out
+    assert "42%" in out and "7%" in out
+
+
+# --- the plain display -----------------------------------------------------------------------
+
+
+def test_plain_display_prints_at_most_one_line_per_10_seconds():
+    console, buffer = text_console()
+    display = PlainDisplay(console)
+    for elapsed in (0.0, 3.0, 9.0, 10.5, 25.0):
+        display.update(snapshot(elapsed, done_this_run=int(elapsed * 2)))
+    display.close()
+    lines = buffer.getvalue().splitlines()
+    assert [re.search(r"elapsed (\S+),", line).group(1) for line in lines] == ["0.0s", "10.5s", "25.0s"], lines
+    assert lines[1] == summary_line(snapshot(10.5, done_this_run=21))
+    assert "2 jobs/s" in lines[1] and "50/200 done (27.0%)" in lines[1] and "4 failed" in lines[1]
+    assert "ETA 1m13s" in lines[1]  # 146 left at 2 jobs/s
+
+
+def test_plain_display_messages_are_printed_at_once():
+    console, buffer = text_console()
+    display = PlainDisplay(console)
+    display.update(snapshot(0.0))
+    display.message("job y (pool[3], attempt 1) crashed")
+    display.update(snapshot(1.0))
+    assert buffer.getvalue().splitlines()[1:] == ["job y (pool[3], attempt 1) crashed"]
+
+
+# --- the reporter ----------------------------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def board() -> ProgressBoard:
+    return ProgressBoard(multiprocessing.get_context("fork"), 2)
+
+
+def test_reports_are_throttled_to_about_ten_a_second(board, monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(progress_module, "time", clock)
+    reporter = ProgressReporter(board, 1)
+    board.start(1, seq=7)
+    reporter.restart()
+
+    def report_at(t: float, value: float, base: float = 100) -> float:
+        clock.now = 1000.0 + t
+        reporter.report(value, base=base)
+        return board.read(1).fraction
+
+    assert report_at(0.0, 1) == pytest.approx(0.01)  # the first report is published at once
+    assert report_at(0.05, 50) == pytest.approx(0.01)  # too soon: kept in the worker
+    assert report_at(0.09, 60) == pytest.approx(0.01)
+    assert report_at(0.101, 61) == pytest.approx(0.61)
+    assert report_at(0.15, 70) == pytest.approx(0.61)
+    assert report_at(0.16, 100) == pytest.approx(1.0)  # completion is never held back
+    assert board.read(0).seq == IDLE and board.read(0).fraction == 0.0  # the other slot is untouched
+    reporter.restart()  # the next job on this worker: its first report shows at once
+    board.start(1, seq=8)
+    assert board.read(1).fraction == 0.0
+    assert report_at(0.17, 3, base=12) == pytest.approx(0.25)
+
+
+def test_reports_are_clamped_to_a_fraction(board):
+    reporter = ProgressReporter(board, 0)
+    reporter.report(250, base=100)
+    assert board.read(0).fraction == 1.0
+    reporter.restart()
+    reporter.report(-5, base=10)
+    assert board.read(0).fraction == 0.0
+
+
+def test_a_tight_loop_of_reports_costs_little(board):
+    """1,000,000 reports vs an empty loop: the per-call overhead stays well under 2 us."""
+    reporter = ProgressReporter(board, 0)
+    n = 1_000_000
+
+    def empty() -> float:
+        started = time.perf_counter()
+        for k in range(n):
+            pass
+        return time.perf_counter() - started
+
+    def reporting() -> float:
+        report = reporter.report
+        started = time.perf_counter()
+        for k in range(n):
+            report(k, base=n)
+        return time.perf_counter() - started
+
+    baseline = min(empty() for _ in range(3))
+    with_reports = min(reporting() for _ in range(3))
+    per_call = (with_reports - baseline) / n
+    assert per_call < 2e-6, f"{per_call * 1e6:.2f} us per report"
+    assert board.read(0).fraction > 0  # the reports were published, not skipped
+
+
+# --- reports reach the supervisor while the job runs ----------------------------------------
+
+
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_progress_of_a_running_job_reaches_the_supervisor(tmp_path: Path, start_method: str):
+    """In-process Runner: polled from on_tick, a running job shows a fraction strictly in (0, 1)."""
+    context = multiprocessing.get_context(start_method)
+    header = Header(HEADER)
+    board = ProgressBoard(context, 2)
+    config = JobConfig()
+    setup = WorkerSetup(stepping_job, config.as_document(), header, "alpha", time.time(), b"seed", board, 0, LogSettings())
+    pool = JobPool([(5, 0.12), (4, 0.15)])
+    ids = [pool.id_hex(p) for p in range(len(pool))]
+    journal = Journal(tmp_path / "journal.sqlite")
+    journal.initialize({"digest": "00" * 16}, ids)
+    run = journal.begin_run(2)
+    results = ResultsFile(tmp_path / "results.csv", csv_header_line(header), [])
+    source = StaticShare(Task(seq, seq, job_id) for seq, job_id in enumerate(ids))
+    recorder = Recorder(journal, results, run, running=lambda: runner.running_seqs())
+    runner = Runner(setup, pool, source, recorder, workers=2, context=context)
+    seen: dict[str, list[float]] = {job_id: [] for job_id in ids}
+    deadline = time.monotonic() + 30
+
+    def on_tick() -> None:
+        for job in runner.running():
+            seen[job.task.job_id].append(job.fraction)
+            assert job.elapsed >= 0
+        assert time.monotonic() < deadline, "the jobs should have ended long ago"
+
+    try:
+        assert runner.run(lambda: False, on_tick) is True
+        assert journal.counts()[DONE] == 2
+    finally:
+        results.close()
+        journal.close()
+    for job_id, fractions in seen.items():
+        inside = [f for f in fractions if 0 < f < 1]
+        assert inside, f"job {job_id} never showed a fraction between 0 and 1: {fractions}"
+        assert fractions == sorted(fractions), "a job's fraction only grows"
+    _, rows = read_results(tmp_path / "results.csv")
+    assert sorted(row["Job ID"] for row in rows) == sorted(ids)

@@ -1,0 +1,185 @@
+"""Failure isolation (issue 3 Must show 3, issue 4 Must show 2), under fork and spawn.
+
+Each failing job is put first in its machine's share and the run has one worker, so the
+other jobs can only finish if the failure stayed with its own job and (for a dying worker) a
+replacement worker took over. Every run has a subprocess timeout: a failure must never hang.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from conftest import run_entry
+from runhelpers import (
+    CSV_COLUMNS,
+    pool_spec,
+    project_first,
+    read_results,
+    run_args,
+    run_env,
+    side_lines,
+    spec_id,
+    journal_jobs,
+    write_kinds_entry,
+)
+
+START_METHODS = ["fork", "spawn"]
+OK_JOBS = pool_spec("ok", 6)
+
+# kind -> (outcome, patterns the journal's error text must match; {i} is the job's number)
+FAILURES = {
+    "raise": ("error", [r"Traceback \(most recent call last\)", r"ValueError: job {i} raised on purpose"]),
+    "exit3": ("crashed", [r"died while running this job \(exit status 3\)"]),
+    "sigkill": ("crashed", [r"died while running this job \(killed by SIGKILL\)"]),
+    "segv": ("crashed", [r"died while running this job \(killed by SIGSEGV\)"]),
+    "lock": ("error", [r"wrong result shape", r"returned a lock", r"expects 4 values"]),
+    "lockcell": ("error", [r"wrong result shape", r"'Note' is a lock"]),
+    "lockexc": ("error", [r"Traceback \(most recent call last\)", r"LockedError: job {i} raised an unpicklable exception"]),
+    "short": ("error", [r"wrong result shape", r"returned 3 values but header.csv has 4 result columns"]),
+    "badkey": ("error", [r"wrong result shape", r"without \['Note'\]", r"unknown keys \['Nope'\]"]),
+    "badcell": ("error", [r"wrong result shape", r"'Note' is a object; cells must be numbers, strings, booleans or None"]),
+}
+
+
+def run_failing(root: Path, lead, start_method: str, *flags: str, workers: int = 1, rest=OK_JOBS, first: bool = True, **write):
+    """Run a project whose share starts with ``lead(n)`` (with ``first``, else in any order).
+
+    Returns (result, pool, journal jobs by id, results.csv rows, side-file lines).
+    """
+    if first:
+        entry, config_dir, pool = project_first(root, lead, rest, **write)
+    else:
+        pool = [*lead(0), *rest]
+        entry, config_dir = write_kinds_entry(root, pool, **write)
+    side = root / "side.txt"
+    result = run_entry(
+        entry,
+        *run_args(config_dir, root / "out", "--workers", str(workers), "--start-method", start_method, *flags),
+        env=run_env(root, JOBSPLIT_TEST_SIDE=str(side)),
+        timeout=90,
+    )
+    machine_dir = root / "out" / "solo"
+    jobs = journal_jobs(machine_dir / "journal.sqlite")
+    header, rows = read_results(machine_dir / "results.csv")
+    assert header == list(CSV_COLUMNS)
+    return result, pool, jobs, rows, side_lines(side)
+
+
+def assert_others_done(pool, failing, jobs, rows, side, *, exactly_once: bool = True):
+    """Every job but ``failing`` is done and in results.csv once; it ran once (``exactly_once``).
+
+    Without ``exactly_once``, a job may have run twice: short jobs travel in batches, and a
+    worker that dies loses the results it had not sent yet (they were never recorded).
+    """
+    others = {spec_id(s) for s in pool} - {spec_id(s) for s in failing}
+    assert {job_id for job_id, job in jobs.items() if job["state"] == "done"} == others
+    assert sorted(row["Job ID"] for row in rows) == sorted(others)
+    if exactly_once:
+        assert sorted(side) == sorted(others)
+    else:
+        assert set(side) == others
+        assert all(side.count(job_id) <= 2 for job_id in others)
+
+
+@pytest.mark.parametrize("start_method", START_METHODS)
+@pytest.mark.parametrize("kind", list(FAILURES))
+def test_a_failing_job_is_recorded_and_the_others_finish(tmp_path, kind, start_method):
+    lead = lambda n: [[kind, 1000 + n]]  # noqa: E731
+    result, pool, jobs, rows, side = run_failing(tmp_path, lead, start_method)
+    assert result.returncode == 1, result.stderr
+    failing = pool[0]
+    job = jobs[spec_id(failing)]
+    outcome, patterns = FAILURES[kind]
+    assert (job["state"], job["outcome"], job["attempts"]) == ("failed", outcome, 1), job
+    for pattern in patterns:
+        assert re.search(pattern.format(i=failing[1]), job["error"]), (pattern, job["error"])
+    assert job["row"] is None
+    assert_others_done(pool, [failing], jobs, rows, side)
+    assert f"job {spec_id(failing)}" in result.stderr  # the failure is reported on the console
+    assert "1 failed" in result.stderr and "run again with --retry-failed" in result.stderr
+
+
+@pytest.mark.parametrize("start_method", START_METHODS)
+def test_several_dying_workers_cost_only_their_own_jobs(tmp_path, start_method):
+    """Two workers, three of them dying: at least one replacement worker must run a job."""
+    lead = lambda n: [["exit3", 2000 + n], ["sigkill", 2000 + n], ["segv", 2000 + n], ["raise", 2000 + n]]  # noqa: E731
+    result, pool, jobs, rows, side = run_failing(tmp_path, lead, start_method, workers=2, rest=pool_spec("ok", 10), first=False)
+    assert result.returncode == 1, result.stderr
+    outcomes = {spec[0]: jobs[spec_id(spec)]["outcome"] for spec in pool[:4]}
+    assert outcomes == {"exit3": "crashed", "sigkill": "crashed", "segv": "crashed", "raise": "error"}
+    assert_others_done(pool, pool[:4], jobs, rows, side, exactly_once=False)
+
+
+@pytest.mark.parametrize("start_method", START_METHODS)
+def test_a_hung_job_times_out_and_its_worker_slot_is_reused(tmp_path, start_method):
+    lead = lambda n: [["hang", 3000 + n]]  # noqa: E731
+    result, pool, jobs, rows, side = run_failing(tmp_path, lead, start_method, "--timeout", "1")
+    assert result.returncode == 1, result.stderr
+    hung = jobs[spec_id(pool[0])]
+    assert (hung["state"], hung["outcome"]) == ("failed", "timeout")
+    assert "timed out after 1 s" in hung["error"]
+    assert 0.9 < hung["running_time"] < 10
+    assert_others_done(pool, pool[:1], jobs, rows, side)
+    # One worker: the other jobs ran after the limit, on the slot the hung job had.
+    for row in rows:
+        started = datetime.fromisoformat(row["Job Start Time"].replace("Z", "+00:00")).timestamp()
+        assert started >= hung["started"] + 1.0 - 0.01
+
+
+def test_the_timeout_can_come_from_config_ini(tmp_path):
+    from runhelpers import CONFIG
+
+    config = CONFIG.replace("strategy = quota", "strategy = quota\ntimeout = 0.5")
+    lead = lambda n: [["hang", 3100 + n]]  # noqa: E731
+    result, pool, jobs, rows, side = run_failing(tmp_path, lead, "fork", config=config)
+    assert result.returncode == 1, result.stderr
+    hung = jobs[spec_id(pool[0])]
+    assert hung["outcome"] == "timeout" and "timed out after 0.5 s" in hung["error"]
+    assert_others_done(pool, pool[:1], jobs, rows, side)
+
+
+@pytest.mark.parametrize("start_method", START_METHODS)
+def test_retries_count_attempts(tmp_path, start_method):
+    """--retries 2: an always-failing job has 3 attempts; a job failing once ends done with 2."""
+    lead = lambda n: [["raise", 4000 + n], ["exit3", 4000 + n], ["flaky", 4000 + n]]  # noqa: E731
+    result, pool, jobs, rows, side = run_failing(tmp_path, lead, start_method, "--retries", "2", workers=2, first=False)
+    assert result.returncode == 1, result.stderr
+    raising, crashing, flaky = (jobs[spec_id(s)] for s in pool[:3])
+    assert (raising["state"], raising["outcome"], raising["attempts"]) == ("failed", "error", 3)
+    assert (crashing["state"], crashing["outcome"], crashing["attempts"]) == ("failed", "crashed", 3)
+    assert (flaky["state"], flaky["outcome"], flaky["attempts"]) == ("done", "done", 2)
+    assert flaky["error"] is None
+    assert_others_done(pool, pool[:2], jobs, rows, side, exactly_once=False)
+    assert "attempt 2 of 3" in result.stderr and "attempt 3 of 3" in result.stderr
+    assert "2 failed" in result.stderr
+
+
+def test_without_retries_a_flaky_job_fails_once(tmp_path):
+    lead = lambda n: [["flaky", 4100 + n]]  # noqa: E731
+    result, pool, jobs, rows, side = run_failing(tmp_path, lead, "fork")
+    assert result.returncode == 1
+    flaky = jobs[spec_id(pool[0])]
+    assert (flaky["state"], flaky["attempts"]) == ("failed", 1)
+    assert "flaky job" in flaky["error"]
+
+
+@pytest.mark.xfail(
+    reason="src bug: a worker forked while the supervisor handles a dead worker's EOFError (Runner._receive -> _lost -> _start) "
+    "inherits that exception, so a later job's traceback in the journal is chained to an unrelated runner.py EOFError",
+    strict=True,
+)
+def test_a_traceback_names_only_the_job(tmp_path):
+    """The journal's error text of a raising job is its own traceback, not the supervisor's."""
+    pool = [spec for i in range(15) for spec in (["exit3", i], ["raise", i])]
+    entry, config_dir = write_kinds_entry(tmp_path, pool)
+    result = run_entry(entry, *run_args(config_dir, tmp_path / "out", "--workers", "2", "--start-method", "fork"), env=run_env(tmp_path), timeout=90)
+    assert result.returncode == 1, result.stderr
+    jobs = journal_jobs(tmp_path / "out" / "solo" / "journal.sqlite")
+    errors = [job["error"] for job in jobs.values() if job["outcome"] == "error"]
+    assert len(errors) == 15
+    polluted = [e for e in errors if "EOFError" in e or "runner.py" in e or "During handling" in e]
+    assert not polluted, polluted[0]

@@ -1,0 +1,235 @@
+"""``python ENTRY reduce DIR... [-o FILE]`` (issue 5, "Map/reduce"; must-show point 4).
+
+An entry passes ``reduce=fold`` (means of result columns per parameter value) and runs on
+three machines; ``reduce`` must give what the same fold gives on the rows of the machines'
+results.csv files, read and parsed here independently.
+"""
+
+from __future__ import annotations
+
+import csv
+import inspect
+import json
+import math
+import re
+import shutil
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from conftest import entry_env, run_entry, write_config_dir
+
+HEADER = ("Run Start Time", "Job Running Time", "Job Start Time", "Value", "Noise")
+MACHINES = {"m1": [1.0, 2], "m2": [1.0, 2], "m3": [1.0, 2]}
+CONFIG = "[experiment]\nlabel = reduce test\n"
+
+
+def fold(rows):
+    """Per group (the job's first argument): how many jobs, and the means of Value and Noise."""
+    groups = {}
+    for row in rows:
+        group = row["args"][0]
+        count, value, noise = groups.get(group, (0, 0.0, 0.0))
+        groups[group] = (count + 1, value + row["Value"], noise + row["Noise"])
+    return [{"group": g, "count": n, "mean_value": v / n, "mean_noise": s / n} for g, (n, v, s) in sorted(groups.items())]
+
+
+ENTRY = '''\
+import os
+
+import jobsplit
+
+
+def job(group, rep, random_obj, config, progress):
+    if f"{group}-{rep}" in os.environ.get("FAIL_JOBS", "").split(","):
+        raise RuntimeError("fails on purpose")
+    return group * 1.5 + rep * 0.25, random_obj.random()
+
+
+FOLD
+
+pool = [(group, rep) for group in range(4) for rep in range(6)]
+
+if __name__ == "__main__":
+    jobsplit.main(job, pool, REDUCE)
+'''.replace("FOLD", inspect.getsource(fold))
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def env_for(path: Path, **extra: str) -> dict[str, str]:
+    return entry_env(XDG_CONFIG_HOME=str(path / "xdg"), NO_COLOR="1", **extra)
+
+
+def entry_in(path: Path, name: str = "entry.py", reduce: str = "reduce=fold") -> Path:
+    entry = path / name
+    entry.write_text(ENTRY.replace("REDUCE", reduce), encoding="utf-8")
+    return entry
+
+
+def run_machine(entry: Path, out: Path, machine: str, **env: str) -> subprocess.CompletedProcess[str]:
+    args = ["--console", "plain", "--yes", "--out", str(out), "--machine", machine, "--start-method", "fork", "--workers", "2"]
+    return run_entry(entry, *args, env=env_for(entry.parent, **env), cwd=entry.parent)
+
+
+def reduce(entry: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
+    return run_entry(entry, "reduce", *args, env=env_for(entry.parent), cwd=entry.parent)
+
+
+def csv_rows(*machine_dirs: Path) -> list[dict]:
+    """The machines' results.csv rows as the reduce function is promised them."""
+    rows = []
+    for machine_dir in machine_dirs:
+        with open(machine_dir / "results.csv", encoding="utf-8", newline="") as f:
+            for row in csv.DictReader(f):
+                rows.append({**row, "Value": float(row["Value"]), "Noise": float(row["Noise"]), "args": json.loads(row["Job Args"])})
+    return rows
+
+
+def same(reduced: list[dict], expected: list[dict]) -> None:
+    assert [(r["group"], r["count"]) for r in reduced] == [(e["group"], e["count"]) for e in expected]
+    for got, want in zip(reduced, expected):
+        assert got["mean_value"] == want["mean_value"]  # multiples of 0.25: exact in any order
+        assert math.isclose(got["mean_noise"], want["mean_noise"], rel_tol=1e-12)
+
+
+def error_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("error:")]
+
+
+class Project:
+    def __init__(self, base: Path) -> None:
+        write_config_dir(base, config=CONFIG, header=HEADER, machines=MACHINES)
+        self.base = base
+        self.entry = entry_in(base)
+        self.out = base / "out"
+        for machine in MACHINES:
+            result = run_machine(self.entry, self.out, machine)
+            assert result.returncode == 0, result.stderr
+        self.expected = fold(csv_rows(*(self.out / m for m in MACHINES)))
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Project:
+    return Project(tmp_path_factory.mktemp("reduce-project"))
+
+
+# --- complete inputs -----------------------------------------------------------------------
+
+
+def test_the_three_machines_hold_the_whole_pool(project):
+    rows = csv_rows(*(project.out / m for m in MACHINES))
+    assert len(rows) == 24 and {r["Machine"] for r in rows} == set(MACHINES)
+    assert [(e["group"], e["count"]) for e in project.expected] == [(g, 6) for g in range(4)]
+
+
+def test_reduce_to_json_equals_the_fold_of_the_results_csv_rows(project, tmp_path):
+    output = tmp_path / "reduced.json"
+    result = reduce(project.entry, project.out, "-o", output)
+    assert result.returncode == 0, result.stderr
+    assert "24 of 24 jobs present" in result.stderr
+    same(json.loads(output.read_text(encoding="utf-8")), project.expected)
+    assert result.stdout == ""
+
+
+def test_reduce_to_csv_equals_the_fold_of_the_results_csv_rows(project, tmp_path):
+    output = tmp_path / "reduced.csv"
+    result = reduce(project.entry, *(project.out / m for m in MACHINES), "-o", output)
+    assert result.returncode == 0, result.stderr
+    with open(output, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        assert reader.fieldnames == ["group", "count", "mean_value", "mean_noise"]
+        reduced = [{"group": int(r["group"]), "count": int(r["count"]), "mean_value": float(r["mean_value"]), "mean_noise": float(r["mean_noise"])} for r in reader]
+    same(reduced, project.expected)
+
+
+def test_reduce_without_output_prints_json(project):
+    result = reduce(project.entry, project.out)
+    assert result.returncode == 0, result.stderr
+    same(json.loads(result.stdout), project.expected)
+
+
+# --- incomplete inputs ---------------------------------------------------------------------
+
+
+def test_a_missing_machine_stops_the_reduction_unless_allowed(project, tmp_path):
+    output = tmp_path / "reduced.json"
+    result = reduce(project.entry, project.out / "m1", project.out / "m3", "-o", output)
+    assert result.returncode == 1, result.stderr
+    assert "missing from m2: all 8 jobs" in result.stderr
+    assert "nothing reduced" in result.stderr
+    assert not output.exists() and not list(tmp_path.iterdir())
+
+    result = reduce(project.entry, project.out / "m1", project.out / "m3", "-o", output, "--allow-missing")
+    assert result.returncode == 1, result.stderr
+    same(json.loads(output.read_text(encoding="utf-8")), fold(csv_rows(project.out / "m1", project.out / "m3")))
+
+
+def test_failed_jobs_stop_the_reduction_unless_allowed(project, tmp_path):
+    root = tmp_path / "out"
+    for machine in ("m1", "m2"):
+        shutil.copytree(project.out / machine, root / machine)
+    m3_args = [json.loads(r["Job Args"]) for r in csv_rows(project.out / "m3")]
+    failing = [f"{g}-{r}" for g, r in m3_args[:2]]
+    assert run_machine(project.entry, root, "m3", FAIL_JOBS=",".join(failing)).returncode == 1
+    output = tmp_path / "reduced.csv"
+    result = reduce(project.entry, root, "-o", output)
+    assert result.returncode == 1, result.stderr
+    assert re.search(r"missing from m3: 2 jobs \(2 failed\)", result.stderr), result.stderr
+    assert not output.exists()
+
+    result = reduce(project.entry, root, "-o", tmp_path / "reduced.json", "--allow-missing")
+    assert result.returncode == 1, result.stderr
+    reduced = json.loads((tmp_path / "reduced.json").read_text(encoding="utf-8"))
+    same(reduced, fold(csv_rows(*(root / m for m in MACHINES))))  # m3's results.csv holds only its done jobs
+    assert sum(r["count"] for r in reduced) == 22
+
+
+def test_duplicated_inputs_stop_the_reduction(project, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(project.out / "m2", copy / "m2")
+    output = tmp_path / "reduced.json"
+    result = reduce(project.entry, project.out, copy, "-o", output)
+    assert result.returncode == 1, result.stderr
+    assert "present more than once: 8 jobs" in result.stderr
+    assert not output.exists()
+
+
+# --- refusals ------------------------------------------------------------------------------
+
+
+def test_an_entry_without_reduce_says_so(project, tmp_path):
+    entry = entry_in(project.base, "no_reduce.py", reduce="")
+    output = tmp_path / "reduced.json"
+    result = reduce(entry, project.out, "-o", output)
+    assert result.returncode == 2, result.stderr
+    (error,) = error_lines(result.stderr)
+    assert error == result.stderr.strip()
+    assert "reduce" in error and "jobsplit.main" in error, error
+    assert not output.exists()
+
+
+def test_an_unknown_output_extension_is_refused(project, tmp_path):
+    output = tmp_path / "reduced.txt"
+    result = reduce(project.entry, project.out, "-o", output)
+    assert result.returncode == 2, result.stderr
+    (error,) = error_lines(result.stderr)
+    assert ".json" in error and ".csv" in error
+    assert not output.exists()
+
+
+def test_a_reduce_function_that_raises_is_shown_with_its_traceback(project, tmp_path):
+    entry = entry_in(project.base, "bad_reduce.py", reduce="reduce=lambda rows: 1 / 0")
+    output = tmp_path / "reduced.json"
+    result = reduce(entry, project.out, "-o", output)
+    assert result.returncode == 1, result.stderr
+    assert "ZeroDivisionError" in result.stderr and "reduce function raised" in result.stderr
+    assert not output.exists()
+
+
+def test_the_fold_source_is_what_the_entry_uses():
+    """The entry embeds this module's fold verbatim: the comparison is like with like."""
+    assert textwrap.dedent(inspect.getsource(fold)) in ENTRY

@@ -1,0 +1,154 @@
+"""results.csv rows (issue 3, Results): columns, timing columns, Job ID/Args, injected config.
+
+End to end under fork and spawn, then the row formatter's rules in-process.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from datetime import datetime, timezone
+from decimal import Decimal
+from fractions import Fraction
+
+import pytest
+
+from conftest import run_entry
+from jobsplit.config import Header
+from jobsplit.results import ResultShapeError, RowFormatter
+from runhelpers import CSV_COLUMNS, journal_jobs, pool_spec, read_results, run_args, run_env, spec_args, spec_id, write_kinds_entry
+
+ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+
+
+def parse_utc(text: str) -> float:
+    assert ISO_UTC.fullmatch(text), text
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
+
+
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_rows_hold_header_columns_ids_args_machine_and_injected_config(tmp_path, start_method):
+    pool = [
+        *pool_spec("ok", 5),
+        ["sleep", 0, 0.3],
+        ["config", 0],
+        ["dict", 0],
+        {"kind": "ok", "i": 7, "x": [1, 2.5, "ü"]},
+        {"kind": "config", "i": 8},
+    ]
+    entry, config_dir = write_kinds_entry(tmp_path, pool)
+    before = time.time()
+    result = run_entry(entry, *run_args(config_dir, tmp_path / "out", "--start-method", start_method), env=run_env(tmp_path), timeout=90)
+    after = time.time()
+    assert result.returncode == 0, result.stderr
+    results_path = tmp_path / "out" / "solo" / "results.csv"
+    header, rows = read_results(results_path)
+    assert header == list(CSV_COLUMNS)  # header.csv's columns, then Job ID, Job Args, Machine
+    by_id = {row["Job ID"]: row for row in rows}
+    assert len(by_id) == len(rows) == len(pool)
+    for spec in pool:
+        row = by_id[spec_id(spec)]
+        assert row["Job Args"] == spec_args(spec)
+        assert json.loads(row["Job Args"]) == (spec if isinstance(spec, list) else spec)
+        assert row["Machine"] == "solo"
+        assert row["Kind"] == (spec[0] if isinstance(spec, list) else spec["kind"])
+        assert 0.0 <= float(row["Draw"]) < 1.0
+    assert by_id[spec_id({"kind": "ok", "i": 7, "x": [1, 2.5, "ü"]})]["Job Args"] == '{"i":7,"kind":"ok","x":[1,2.5,"ü"]}'
+
+    # Timing columns: one run start for all, each job's own start and running time.
+    run_starts = {row["Run Start Time"] for row in rows}
+    assert len(run_starts) == 1
+    run_start = parse_utc(run_starts.pop())
+    assert before - 1 <= run_start <= after
+    for row in rows:
+        job_start = parse_utc(row["Job Start Time"])
+        running = float(row["Job Running Time"])
+        assert run_start - 0.002 <= job_start <= after
+        assert 0 <= running and job_start + running <= after + 0.002
+    sleeper = by_id[spec_id(["sleep", 0, 0.3])]
+    assert 0.3 <= float(sleeper["Job Running Time"]) < 3
+
+    # Injected config with getfilesize; dict jobs get keyword arguments plus the three injected.
+    assert json.loads(by_id[spec_id(["config", 0])]["Note"]) == [67108864, "plain value"]
+    assert json.loads(by_id[spec_id({"kind": "config", "i": 8})]["Note"]) == [67108864, "plain value"]
+    assert by_id[spec_id({"kind": "ok", "i": 7, "x": [1, 2.5, "ü"]})]["Note"] == "kwargs:i,kind,x"
+    assert by_id[spec_id(["ok", 1])]["Note"] == "args"
+    dict_row = by_id[spec_id(["dict", 0])]  # returned a dict in another key order
+    assert (dict_row["Kind"], dict_row["Index"], dict_row["Note"]) == ("dict", "0", "args")
+
+    # results.csv is exactly the journal's done rows.
+    jobs = journal_jobs(tmp_path / "out" / "solo" / "journal.sqlite")
+    assert all(job["state"] == "done" and job["attempts"] == 1 for job in jobs.values())
+    lines = results_path.read_text(encoding="utf-8").splitlines(keepends=True)[1:]
+    assert sorted(lines) == sorted(job["row"] for job in jobs.values())
+    summary = re.search(r"solo: (\d+) of (\d+) done, (\d+) failed; this run: (\d+) done in [\d.]+s \([\d.]+ jobs/s\)\. Results: (\S+)", result.stderr)
+    assert summary, result.stderr
+    assert summary.groups() == (str(len(pool)), str(len(pool)), "0", str(len(pool)), str(results_path))
+
+
+# --- the formatter ---------------------------------------------------------------------------
+
+STARTED = datetime(2026, 1, 2, 3, 4, 5, 500000, tzinfo=timezone.utc).timestamp()  # exact in binary
+
+
+def formatter(*result_columns: str, timing=("Run Start Time", "Job Running Time", "Job Start Time")) -> RowFormatter:
+    return RowFormatter(Header((*timing, *result_columns)), "m1", STARTED)
+
+
+def test_timing_columns_follow_the_header_order():
+    rows = formatter("A", timing=("Job Start Time", "Run Start Time", "Job Running Time"))
+    line = rows.line((7,), STARTED + 1.25, 0.25, "ab" * 16, "[1]")
+    assert line == "2026-01-02T03:04:06.750Z,2026-01-02T03:04:05.500Z,0.250000,7," + "ab" * 16 + ",[1],m1\n"
+
+
+@pytest.mark.parametrize(
+    "value, cells",
+    [
+        (3.5, ["3.5"]),
+        (0.1, ["0.1"]),
+        (None, [""]),
+        (True, ["True"]),
+        ("a,b\n", ["a,b\n"]),
+        (12, ["12"]),
+        (Fraction(1, 4), ["0.25"]),
+        (Decimal("2.5"), ["2.5"]),
+        ([1], ["1"]),
+        ({"Only": 2}, ["2"]),
+    ],
+)
+def test_one_result_column_takes_a_scalar_or_a_one_item_row(value, cells):
+    assert formatter("Only").cells(value) == cells
+
+
+def test_no_result_columns_take_none():
+    assert formatter().cells(None) == []
+    with pytest.raises(ResultShapeError, match="expects None"):
+        formatter().cells(5)
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ((1, 2, 3), r"returned 3 values but header.csv has 2 result columns \['A', 'B'\]"),
+        ([1], r"returned 1 values"),
+        ({"A": 1}, r"without \['B'\]"),
+        ({"A": 1, "B": 2, "C": 3}, r"unknown keys \['C'\]"),
+        ((1, object()), r"'B' is a object"),
+        ((1, [2]), r"'B' is a list"),
+        (5, r"returned a int but header.csv expects 2 values"),
+        ("ab", r"returned a str but header.csv expects 2 values"),
+    ],
+)
+def test_wrong_shapes_name_what_was_expected_and_what_came_back(value, message):
+    with pytest.raises(ResultShapeError, match=message):
+        formatter("A", "B").cells(value)
+
+
+def test_a_row_round_trips_through_csv():
+    import csv
+    import io
+
+    line = formatter("A", "B").line(("x,\"y\"", 1e-300), STARTED, 1.0, "cd" * 16, '["a,b"]')
+    (fields,) = list(csv.reader(io.StringIO(line)))
+    assert fields[3:] == ['x,"y"', "1e-300", "cd" * 16, '["a,b"]', "m1"]

@@ -1,0 +1,202 @@
+"""Resume (issue 4, Must show 4): done jobs are skipped, --retry-failed, --fresh, digest checks,
+and results.csv rebuilt from the journal. (Resuming after Ctrl-C/SIGTERM/SIGKILL: test_interrupts.)
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import run_entry
+from jobsplit.digest import format_digest
+from runhelpers import (
+    CONFIG,
+    digest_of,
+    journal_jobs,
+    journal_query,
+    pool_spec,
+    read_results,
+    run_args,
+    run_env,
+    side_lines,
+    spec_id,
+    write_kinds_entry,
+)
+
+
+class Project:
+    def __init__(self, root: Path, pool, config: str = CONFIG) -> None:
+        self.root, self.pool = root, pool
+        self.entry, self.config_dir = write_kinds_entry(root, pool, config=config)
+        self.side, self.starts = root / "side.txt", root / "starts.txt"
+        self.machine_dir = root / "out" / "solo"
+        self.journal = self.machine_dir / "journal.sqlite"
+        self.results = self.machine_dir / "results.csv"
+
+    def run(self, *flags: str, status: int | None = 0):
+        result = run_entry(
+            self.entry, *run_args(self.config_dir, self.root / "out", "--workers", "2", *flags),
+            env=run_env(self.root, JOBSPLIT_TEST_SIDE=str(self.side), JOBSPLIT_TEST_STARTS=str(self.starts)), timeout=90,
+        )  # fmt: skip
+        if status is not None:
+            assert result.returncode == status, result.stderr
+        return result
+
+    def ids(self, kind: str | None = None) -> set[str]:
+        return {spec_id(s) for s in self.pool if kind is None or s[0] == kind}
+
+    def assert_csv_matches_journal(self) -> None:
+        jobs = journal_jobs(self.journal)
+        done_rows = sorted(job["row"] for job in jobs.values() if job["state"] == "done")
+        text = self.results.read_text(encoding="utf-8")
+        header_line, *lines = text.splitlines(keepends=True)
+        assert header_line.startswith("Run Start Time,")
+        assert sorted(lines) == done_rows
+        read_results(self.results)  # parses, every line complete
+
+
+def test_a_finished_share_runs_nothing_again(tmp_path):
+    project = Project(tmp_path, pool_spec("ok", 12))
+    project.run()
+    first = side_lines(project.side)
+    result = project.run()
+    assert "resuming: 12 done, 0 failed, 0 to go" in result.stderr
+    assert side_lines(project.side) == first
+    assert sorted(first) == sorted(project.ids())
+    project.assert_csv_matches_journal()
+
+
+def test_retry_failed_reruns_the_failed_jobs_and_only_them(tmp_path):
+    pool = [*pool_spec("flaky", 3), *pool_spec("raise", 1), *pool_spec("ok", 6)]
+    project = Project(tmp_path, pool)
+    first = project.run(status=1)
+    assert "4 failed" in first.stderr and "--retry-failed" in first.stderr
+    failed = project.ids("flaky") | project.ids("raise")
+    assert {i for i, j in journal_jobs(project.journal).items() if j["state"] == "failed"} == failed
+
+    again = project.run(status=1)  # without the flag: failed jobs stay failed, nothing runs
+    assert "resuming: 6 done, 4 failed, 0 to go" in again.stderr
+    assert len(side_lines(project.starts)) == len(pool)
+
+    started_before = len(side_lines(project.starts))
+    retried = project.run("--retry-failed", status=1)
+    assert "resuming: 6 done, 0 failed, 4 to go" in retried.stderr
+    assert sorted(side_lines(project.starts)[started_before:]) == sorted(failed)
+    jobs = journal_jobs(project.journal)
+    for job_id in project.ids("flaky"):
+        assert (jobs[job_id]["state"], jobs[job_id]["attempts"]) == ("done", 2)
+    (raising,) = project.ids("raise")
+    assert (jobs[raising]["state"], jobs[raising]["attempts"]) == ("failed", 2)
+    assert sorted(side_lines(project.side)) == sorted(project.ids() - {raising})
+    project.assert_csv_matches_journal()
+
+    started_before = len(side_lines(project.starts))
+    project.run("--retry-failed", status=1)
+    assert side_lines(project.starts)[started_before:] == [raising]
+    assert journal_jobs(project.journal)[raising]["attempts"] == 3
+
+
+def test_fresh_keeps_the_old_journal_and_results_in_a_backup(tmp_path):
+    project = Project(tmp_path, pool_spec("ok", 10))
+    project.run()
+    old_results = project.results.read_bytes()
+    old_runs = journal_query(project.journal, "SELECT run, status FROM runs")
+    result = project.run("--fresh")
+    backups = [p for p in project.machine_dir.iterdir() if p.is_dir() and p.name.startswith("backup-")]
+    assert len(backups) == 1, list(project.machine_dir.iterdir())
+    backup = backups[0]
+    assert str(backup) in result.stderr.replace("\n", "")
+    assert (backup / "results.csv").read_bytes() == old_results
+    assert journal_query(backup / "journal.sqlite", "SELECT run, status FROM runs") == old_runs
+    assert "resuming" not in result.stderr
+    assert sorted(side_lines(project.side)) == sorted(list(project.ids()) * 2)  # every job ran again
+    assert journal_query(project.journal, "SELECT run, status FROM runs") == [(1, "completed")]
+    project.assert_csv_matches_journal()
+    assert project.results.read_bytes() != old_results  # new timings
+
+
+@pytest.mark.xfail(
+    reason="src bug: session._back_up names the backup folder by the second (backup-%Y%m%dT%H%M%SZ) and mkdir()s it "
+    "without exist_ok or a unique suffix: two --fresh runs within one second crash with FileExistsError (exit 1, traceback)",
+    strict=True,
+)
+def test_fresh_twice_in_the_same_second_keeps_both_backups(tmp_path):
+    project = Project(tmp_path, pool_spec("ok", 4))
+    project.run()
+    # A --fresh run a moment ago already made this second's backup folder (for the next
+    # minute's seconds too, so the test does not depend on when in a second it runs).
+    now = time.time()
+    for offset in range(60):
+        (project.machine_dir / time.strftime("backup-%Y%m%dT%H%M%SZ", time.gmtime(now + offset))).mkdir()
+    result = project.run("--fresh", status=None)
+    assert "Traceback" not in result.stderr
+    assert result.returncode == 0, result.stderr
+    kept = [p for p in project.machine_dir.glob("backup-*") if (p / "results.csv").exists()]
+    assert len(kept) == 1
+
+
+def test_a_journal_for_another_digest_is_refused_unless_fresh(tmp_path):
+    project = Project(tmp_path, pool_spec("ok", 8))
+    project.run()
+    old_digest = digest_of(project.pool, project.config_dir)
+    assert journal_query(project.journal, "SELECT value FROM meta WHERE key = 'digest'") == [(old_digest,)]
+    config = project.config_dir / "config.ini"
+    config.write_text(config.read_text() + "extra = 1\n")
+    new_digest = digest_of(project.pool, project.config_dir)
+    assert new_digest != old_digest
+    ran = side_lines(project.side)
+
+    refused = project.run(status=2)
+    assert format_digest(old_digest) in refused.stderr and format_digest(new_digest) in refused.stderr
+    assert "--fresh" in refused.stderr and "Traceback" not in refused.stderr
+    assert side_lines(project.side) == ran
+    assert journal_query(project.journal, "SELECT value FROM meta WHERE key = 'digest'") == [(old_digest,)]
+
+    refused = project.run("--expect-digest", new_digest, status=2)  # a matching digest does not help
+    assert format_digest(old_digest) in refused.stderr
+
+    project.run("--fresh")
+    assert journal_query(project.journal, "SELECT value FROM meta WHERE key = 'digest'") == [(new_digest,)]
+    assert sorted(side_lines(project.side)) == sorted(list(project.ids()) * 2)
+    assert len(list(project.machine_dir.glob("backup-*/journal.sqlite"))) == 1
+    project.assert_csv_matches_journal()
+
+
+def _cut_mid_line(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 17])
+
+
+def _drop_lines(path: Path) -> None:
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    path.write_text("".join(lines[:3] + lines[7:]), encoding="utf-8")
+
+
+def _empty(path: Path) -> None:
+    path.write_bytes(b"")
+
+
+def _delete(path: Path) -> None:
+    path.unlink()
+
+
+def _garbage_line(path: Path) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write('1,2,"unterminated\n')
+
+
+@pytest.mark.parametrize("damage", [_cut_mid_line, _drop_lines, _empty, _delete, _garbage_line], ids=lambda f: f.__name__.strip("_"))
+def test_a_damaged_results_csv_is_rebuilt_from_the_journal(tmp_path, damage):
+    project = Project(tmp_path, pool_spec("ok", 20))
+    project.run()
+    intact = project.results.read_text(encoding="utf-8")
+    damage(project.results)
+    result = project.run()
+    assert "resuming: 20 done" in result.stderr
+    assert len(side_lines(project.side)) == 20  # repaired from the journal, not by running jobs
+    project.assert_csv_matches_journal()
+    assert sorted(project.results.read_text(encoding="utf-8").splitlines()) == sorted(intact.splitlines())
+    assert not project.results.with_name("results.csv.tmp").exists()
+

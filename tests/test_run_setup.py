@@ -1,0 +1,205 @@
+"""Setting a host up (issue 3, Must show 4): init, missing files, no machines.json, host.ini, niceness.
+
+host.ini lives in the user config dir (platformdirs, which honours XDG_CONFIG_HOME on Linux):
+every run here gets its own XDG_CONFIG_HOME, so a developer's own host.ini never leaks in.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from conftest import run_entry
+from jobsplit.machines import this_host
+from runhelpers import (
+    CSV_COLUMNS,
+    journal_query,
+    pool_spec,
+    read_results,
+    run_env,
+    spec_id,
+    write_host_ini,
+    write_kinds_entry,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "example_main.py"
+TEMPLATES = REPO / "templates"
+
+
+def expected_nice(added: int) -> int:
+    """The niceness a worker ends up with: this process's (inherited by the run) plus ``added``."""
+    return min(19, os.nice(0) + added)
+
+
+# --- init ------------------------------------------------------------------------------------
+
+
+def test_init_writes_the_three_templates_and_never_overwrites(tmp_path):
+    dest = tmp_path / "cfg"
+    result = run_entry(EXAMPLE, "init", "--config-dir", dest, env=run_env(tmp_path))
+    assert result.returncode == 0, result.stderr
+    names = ("config.ini", "header.csv", "machines.json")
+    for name in names:
+        assert (dest / name).read_bytes() == (TEMPLATES / name).read_bytes()
+        assert f"wrote {dest / name}" in result.stderr
+    assert "machines.json" in result.stderr and "header.csv" in result.stderr  # says what to edit
+    edited = "[jobsplit]\nstrategy = rendezvous\n"
+    (dest / "config.ini").write_text(edited)
+    (dest / "header.csv").unlink()
+    again = run_entry(EXAMPLE, "init", "--config-dir", dest, env=run_env(tmp_path))
+    assert again.returncode == 0, again.stderr
+    assert (dest / "config.ini").read_text() == edited
+    assert (dest / "header.csv").read_bytes() == (TEMPLATES / "header.csv").read_bytes()
+    assert f"kept {dest / 'config.ini'}" in again.stderr and f"wrote {dest / 'header.csv'}" in again.stderr
+
+
+@pytest.mark.parametrize("missing", ["config.ini", "header.csv"])
+def test_a_run_missing_a_config_file_points_at_init(tmp_path, missing):
+    entry, config_dir = write_kinds_entry(tmp_path, pool_spec("ok", 3))
+    (config_dir / missing).unlink()
+    result = run_entry(entry, "run", "--config-dir", config_dir, "--out", tmp_path / "out", "--machine", "solo", "--yes", env=run_env(tmp_path))
+    assert result.returncode == 2, result.stderr
+    assert missing in result.stderr and "not found" in result.stderr and "init" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_without_machines_json_this_host_is_the_only_machine(tmp_path):
+    pool = pool_spec("ok", 10)
+    entry, config_dir = write_kinds_entry(tmp_path, pool, machines=False)
+    assert not (config_dir / "machines.json").exists()
+    result = subprocess.run(
+        [sys.executable, str(entry), "run", "--config-dir", str(config_dir), "--out", str(tmp_path / "out"), "--yes"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, env=run_env(tmp_path), timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    host = this_host().name
+    assert "No " in result.stderr and "machines.json" in result.stderr and host in result.stderr
+    assert os.listdir(tmp_path / "out") == [host]
+    _, rows = read_results(tmp_path / "out" / host / "results.csv")
+    assert sorted(r["Job ID"] for r in rows) == sorted(spec_id(s) for s in pool)
+    assert {r["Machine"] for r in rows} == {host}
+
+
+def test_the_default_output_folder_is_jobsplit_out_here(tmp_path):
+    entry, config_dir = write_kinds_entry(tmp_path / "project", pool_spec("ok", 3))
+    work = tmp_path / "work"
+    work.mkdir()
+    result = run_entry(entry, "run", "--config-dir", config_dir, "--machine", "solo", "--yes", env=run_env(tmp_path), cwd=work)
+    assert result.returncode == 0, result.stderr
+    header, rows = read_results(work / "jobsplit-out" / "solo" / "results.csv")
+    assert header == list(CSV_COLUMNS) and len(rows) == 3
+
+
+# --- host.ini --------------------------------------------------------------------------------
+
+POOL = [*pool_spec("nice", 2), *pool_spec("sleep", 4, 0.25)]
+
+
+def overlapping(rows) -> bool:
+    spans = sorted(
+        (datetime.strptime(r["Job Start Time"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp(), float(r["Job Running Time"]))
+        for r in rows
+    )
+    return any(start + running > next_start + 0.01 for (start, running), (next_start, _) in zip(spans, spans[1:]))
+
+
+def run_host(tmp_path, *flags, cwd=None):
+    entry, config_dir = write_kinds_entry(tmp_path / "project", POOL)
+    args = ["run", "--config-dir", config_dir, "--machine", "solo", "--yes", *flags]
+    return run_entry(entry, *args, env=run_env(tmp_path), cwd=cwd, timeout=60)
+
+
+def test_host_ini_sets_workers_out_and_nice(tmp_path):
+    host_out = tmp_path / "host-out"
+    write_host_ini(tmp_path, f"[host]\nworkers = 1\nout = {host_out}\nnice = 3\nconsole = plain\n")
+    result = run_host(tmp_path, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "jobsplit-out").exists()
+    machine_dir = host_out / "solo"
+    _, rows = read_results(machine_dir / "results.csv")
+    assert len(rows) == len(POOL)
+    assert {r["Note"] for r in rows if r["Kind"] == "nice"} == {str(expected_nice(3))}
+    assert journal_query(machine_dir / "journal.sqlite", "SELECT workers FROM runs") == [(1,)]
+    assert not overlapping(rows), "one worker runs one job at a time"
+    assert "\x1b[" not in result.stderr
+
+
+def test_flags_override_host_ini(tmp_path):
+    write_host_ini(tmp_path, f"[host]\nworkers = 1\nout = {tmp_path / 'host-out'}\nnice = 3\n")
+    flag_out = tmp_path / "flag-out"
+    result = run_host(tmp_path, "--workers", "2", "--out", str(flag_out), "--nice", "5", "--console", "plain")
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "host-out").exists()
+    _, rows = read_results(flag_out / "solo" / "results.csv")
+    assert {r["Note"] for r in rows if r["Kind"] == "nice"} == {str(expected_nice(5))}
+    assert journal_query(flag_out / "solo" / "journal.sqlite", "SELECT workers FROM runs") == [(2,)]
+    assert overlapping(rows), "two workers run jobs side by side"
+
+
+def test_workers_run_at_niceness_10_by_default(tmp_path):
+    result = run_host(tmp_path, "--out", str(tmp_path / "out"), "--console", "plain")
+    assert result.returncode == 0, result.stderr
+    _, rows = read_results(tmp_path / "out" / "solo" / "results.csv")
+    assert {r["Note"] for r in rows if r["Kind"] == "nice"} == {str(expected_nice(10))}
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("[host]\nworkers = 2\nthreads = 4\n", ["threads", "not a host setting"]),
+        ("[host]\nworkers = 0\n", ["workers", "at least 1"]),
+        ("[host]\nnice = low\n", ["nice", "whole number"]),
+        ("[host]\nconsole = fancy\n", ["console"]),
+        ("[host\nworkers = 2\n", ["cannot be read"]),
+    ],
+)
+def test_a_bad_host_ini_is_refused_naming_it(tmp_path, text, words):
+    path = write_host_ini(tmp_path, text)
+    result = run_host(tmp_path, "--out", str(tmp_path / "out"))
+    assert result.returncode == 2, result.stderr
+    assert str(path) in result.stderr.replace("\n", "")
+    for word in words:
+        assert word in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+# --- console style and start method, from host.ini or flags ---------------------------------
+
+
+def test_host_ini_console_style_and_the_flag_that_overrides_it(tmp_path):
+    write_host_ini(tmp_path, "[host]\nconsole = live\n")
+    live = run_host(tmp_path, "--out", str(tmp_path / "live"))
+    assert live.returncode == 0, live.stderr
+    assert "━" in live.stderr and f"{len(POOL)}/{len(POOL)} done" in live.stderr  # the live view's bar
+    plain = run_host(tmp_path, "--out", str(tmp_path / "plain"), "--console", "plain")
+    assert plain.returncode == 0, plain.stderr
+    assert "━" not in plain.stderr and "done (" in plain.stderr  # plain progress lines
+
+
+@pytest.mark.parametrize(
+    "host_ini, flags, expected",
+    [
+        ("", ["--start-method", "spawn"], "__mp_main__"),
+        ("", ["--start-method", "fork"], "__main__"),
+        ("[host]\nstart_method = spawn\n", [], "__mp_main__"),
+        ("[host]\nstart_method = spawn\n", ["--start-method", "fork"], "__main__"),
+        ("", [], "__main__"),  # Linux default: fork
+    ],
+)
+def test_the_start_method_is_the_one_asked_for(tmp_path, host_ini, flags, expected):
+    """A spawned worker imports the entry as __mp_main__; a forked one has the parent's __main__."""
+    if host_ini:
+        write_host_ini(tmp_path, host_ini)
+    entry, config_dir = write_kinds_entry(tmp_path / "project", pool_spec("method", 4))
+    result = run_entry(entry, "run", "--config-dir", config_dir, "--machine", "solo", "--yes", "--out", tmp_path / "out", *flags, env=run_env(tmp_path))
+    assert result.returncode == 0, result.stderr
+    _, rows = read_results(tmp_path / "out" / "solo" / "results.csv")
+    assert {r["Note"] for r in rows} == {expected}
