@@ -74,12 +74,6 @@ def test_sigkill_at_random_moments_loses_nothing_and_reruns_little(tmp_path):
             process = start_entry(entry, args, env, stdout=subprocess.DEVNULL, stderr=err)
         try:
             if len(crashes) < target:
-                if not _has_plan(journal):
-                    # The first run is killed only once its journal holds the plan: a kill before
-                    # that is the separate bug shown by test_a_run_killed_before_its_plan_is_recorded_*.
-                    deadline = time.monotonic() + 60
-                    while not _has_plan(journal) and process.poll() is None and time.monotonic() < deadline:
-                        time.sleep(0.005)
                 try:
                     process.wait(rng.uniform(0.03, max_delay))
                 except subprocess.TimeoutExpired:
@@ -88,7 +82,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_reruns_little(tmp_path):
                     process.wait(10)
                     survivors = wait_no_processes(process.pid, max(0.0, killed + 2.0 - time.monotonic()))
                     assert survivors == [], f"alive 2 s after the parent's death: {survivors} {context}"
-                    crashes.append((before, len(side_lines(side)), done_ids(journal) if journal.exists() else set()))
+                    crashes.append((before, len(side_lines(side)), done_ids(journal) if _has_plan(journal) else set()))
                     continue
             process.wait(300)
         finally:
@@ -141,12 +135,6 @@ def _leave_journal(machine_dir: Path, how: str) -> None:
         Journal(path).close()
 
 
-@pytest.mark.xfail(
-    reason="src bug: run_share creates journal.sqlite (schema) and records the plan in a later transaction; a run killed "
-    "in between leaves a journal without meta that every later run refuses as 'made for digest ,' (exit 2) or, for a 0-byte "
-    "file, crashes on 'no such table: meta' (traceback); only --fresh gets past it",
-    strict=True,
-)
 @pytest.mark.parametrize("how", ["schema only", "empty file"])
 def test_a_run_killed_before_its_plan_is_recorded_can_be_resumed(tmp_path, how):
     pool = pool_spec("ok", 6)

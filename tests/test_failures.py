@@ -167,11 +167,6 @@ def test_without_retries_a_flaky_job_fails_once(tmp_path):
     assert "flaky job" in flaky["error"]
 
 
-@pytest.mark.xfail(
-    reason="src bug: a worker forked while the supervisor handles a dead worker's EOFError (Runner._receive -> _lost -> _start) "
-    "inherits that exception, so a later job's traceback in the journal is chained to an unrelated runner.py EOFError",
-    strict=True,
-)
 def test_a_traceback_names_only_the_job(tmp_path):
     """The journal's error text of a raising job is its own traceback, not the supervisor's."""
     pool = [spec for i in range(15) for spec in (["exit3", i], ["raise", i])]

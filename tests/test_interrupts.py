@@ -154,11 +154,6 @@ def test_workers_die_with_a_killed_parent_and_the_run_resumes(tmp_path, start_me
     assert journal_query(run.journal, "SELECT status FROM runs ORDER BY run") == [("crashed",), ("completed",)]
 
 
-@pytest.mark.xfail(
-    reason="src bug: worker_main sends finished records only when the next job of its batch ends (or the batch does); "
-    "an instant job batched before a long one stays unrecorded while the long job runs, is lost on Ctrl-C, and runs twice",
-    strict=True,
-)
 def test_a_finished_job_is_recorded_while_the_next_job_of_its_batch_runs(tmp_path):
     """Instant jobs get batched; the first four to start are instant, every later one runs long.
 
@@ -190,15 +185,7 @@ def test_a_finished_job_is_recorded_while_the_next_job_of_its_batch_runs(tmp_pat
     "start_method",
     [
         "fork",
-        pytest.param(
-            "spawn",
-            marks=pytest.mark.xfail(
-                reason="src bug: worker._read stops watching the parent when the task pipe reports EOF (under spawn only the "
-                "parent holds its write end, so the parent's death is an EOF); it queues a polite stop and the running job "
-                "goes on to its end, so without PR_SET_PDEATHSIG (non-Linux) an orphan keeps computing",
-                strict=True,
-            ),
-        ),
+        "spawn",
     ],
 )
 def test_without_pdeathsig_workers_still_notice_the_parent_died(tmp_path, start_method):

@@ -332,7 +332,6 @@ def test_a_path_without_a_journal_is_named(project, tmp_path, kind):
 # --- found problems ------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(reason="src bug: merge-results -o into a folder that does not exist ends in a FileNotFoundError traceback (exit 1), not an error line (exit 2)", strict=True)
 def test_output_in_a_missing_folder_is_an_error_line(project, tmp_path):
     result = jobsplit_tool("merge-results", project.out, "-o", tmp_path / "no-such-folder" / "merged.csv", cwd=tmp_path)
     assert "Traceback" not in result.stderr
@@ -341,7 +340,6 @@ def test_output_in_a_missing_folder_is_an_error_line(project, tmp_path):
     assert "no-such-folder" in error
 
 
-@pytest.mark.xfail(reason="src bug: a damaged journal.sqlite (not a database) ends merge-results in a sqlite3.DatabaseError traceback instead of an error line naming it", strict=True)
 def test_a_damaged_journal_is_named(project, tmp_path):
     damaged = tmp_path / "m9"
     damaged.mkdir()

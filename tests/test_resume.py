@@ -117,11 +117,6 @@ def test_fresh_keeps_the_old_journal_and_results_in_a_backup(tmp_path):
     assert project.results.read_bytes() != old_results  # new timings
 
 
-@pytest.mark.xfail(
-    reason="src bug: session._back_up names the backup folder by the second (backup-%Y%m%dT%H%M%SZ) and mkdir()s it "
-    "without exist_ok or a unique suffix: two --fresh runs within one second crash with FileExistsError (exit 1, traceback)",
-    strict=True,
-)
 def test_fresh_twice_in_the_same_second_keeps_both_backups(tmp_path):
     project = Project(tmp_path, pool_spec("ok", 4))
     project.run()

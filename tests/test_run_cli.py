@@ -145,11 +145,6 @@ def test_run_through_a_terminal_answers_both_prompts(project):
     assert f"beta: {len(beta)} of {len(beta)} done, 0 failed" in term.text
 
 
-@pytest.mark.xfail(
-    reason="src bug: session._confirm passes 'Start? [y/N]: ' to rich's console.input, which reads '[y/N]' as a markup tag "
-    "and drops it, so the terminal shows 'Start? : ' with no hint of the answers or the default",
-    strict=True,
-)
 def test_the_confirmation_prompt_shows_its_answers(project):
     root, entry, config_dir, _ = project
     term = Terminal(entry, ["run", "--config-dir", str(config_dir), "--out", str(root / "out"), "--machine", "alpha"], terminal_env(root))

@@ -259,7 +259,6 @@ def test_a_path_without_a_journal_is_named(project, tmp_path):
     assert str(empty) in error and "Traceback" not in result.stderr
 
 
-@pytest.mark.xfail(reason="src bug: a damaged journal.sqlite (not a database) ends status in a sqlite3.DatabaseError traceback instead of an error line naming it", strict=True)
 def test_a_damaged_journal_is_named(project, tmp_path):
     damaged = tmp_path / "m9"
     damaged.mkdir()

@@ -22,9 +22,9 @@ import select
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 from .config import LogSettings
 from .results import utc_timestamp
@@ -35,6 +35,9 @@ HOLD_BACK = 1.0
 """Records younger than this wait for the next member, so late deliveries from workers still
 land in time order: each log file is sorted by time, which ``merge-logs`` relies on."""
 MAX_BUFFER = 1 << 20
+"""Buffered text that triggers an early flush of the records old enough to be written."""
+MAX_HELD = 16 << 20
+"""Buffered text beyond which even young records are written (memory before order)."""
 PARENT = "main"
 
 LogEntry = tuple[float, str, str, str, str]
@@ -69,7 +72,7 @@ class MachineLog:
         self._buffer: list[tuple[float, str]] = []
         self._buffered = 0
         self._flushed_at = time.monotonic()
-        self._file = open(self.path, "ab")
+        self._file: BinaryIO | None = None  # created with the first member: never an empty .gz
 
     def write(self, created: float, worker: str, job: str, level: str, name: str, message: str) -> None:
         line = self.settings.format.format(
@@ -79,7 +82,7 @@ class MachineLog:
         self._buffer.append((created, text))
         self._buffered += len(text)
         if self._buffered >= MAX_BUFFER:
-            self.flush(everything=True)  # a burst: memory first, order at worst by a hair
+            self.flush(everything=self._buffered >= MAX_HELD)
 
     def flush_if_due(self) -> None:
         if self._buffer and time.monotonic() - self._flushed_at >= FLUSH_INTERVAL:
@@ -96,21 +99,42 @@ class MachineLog:
         texts = [text for _, text in self._buffer[:ready]]
         del self._buffer[:ready]
         self._buffered = sum(len(text) for _, text in self._buffer)
-        self._file.write(gzip.compress("".join(texts).encode("utf-8", "replace"), compresslevel=6))
+        if self._file is None:
+            self._file = open(self.path, "ab")
+        for group in _groups(texts, self.settings.max_size):
+            member = gzip.compress("".join(group).encode("utf-8", "replace"), compresslevel=6)
+            if self._file.tell() and self._file.tell() + len(member) > self.settings.max_size:
+                self._rotate()  # before writing: the current log always holds the newest member
+            self._file.write(member)
         self._file.flush()
-        if self._file.tell() >= self.settings.max_size:
-            self._rotate()
 
     def close(self) -> None:
         self.flush(everything=True)
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
 
     def _rotate(self) -> None:
-        """Rename the full log to the next free number (never overwriting) and start afresh."""
+        """Rename the full log to the next free number (never overwriting); start a new one."""
+        assert self._file is not None
         self._file.close()
         last = max((n for n, _ in _numbered(self.machine_dir, self.machine)), default=0)
         self.path.rename(self.machine_dir / f"{self.machine}.log.{last + 1}.gz")
         self._file = open(self.path, "ab")
+
+
+def _groups(texts: list[str], limit: int) -> Iterator[list[str]]:
+    """Consecutive texts of at most ``limit`` characters together (one alone if longer), so
+    that no gzip member outgrows the rotation size."""
+    group: list[str] = []
+    size = 0
+    for text in texts:
+        if group and size + len(text) > limit:
+            yield group
+            group, size = [], 0
+        group.append(text)
+        size += len(text)
+    if group:
+        yield group
 
 
 class ParentHandler(logging.Handler):
@@ -183,6 +207,14 @@ class WorkerLogging:
                     self._job_file.write(f"{utc_timestamp(created)} {level} {name}: {message}\n")
         self._send([(created, level, name, job, message)])
 
+    def close(self) -> None:
+        """The worker is done: read what is left in the descriptor pipes before it exits."""
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)  # the pipes' last write ends: their reader now sees the end
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        self._reader.join(timeout=5)  # a job's own child process may still hold a write end
+
     def _capture_descriptors(self) -> None:
         """Point file descriptors 1 and 2 at pipes read by a thread that logs each line."""
         readers = {}
@@ -191,7 +223,8 @@ class WorkerLogging:
             os.dup2(write_end, fd)
             os.close(write_end)
             readers[read_end] = (name, level)
-        threading.Thread(target=self._read_descriptors, args=(readers,), daemon=True, name="jobsplit-output").start()
+        self._reader = threading.Thread(target=self._read_descriptors, args=(readers,), daemon=True, name="jobsplit-output")
+        self._reader.start()
 
     def _read_descriptors(self, readers: dict[int, tuple[str, str]]) -> None:
         partial = dict.fromkeys(readers, b"")
@@ -199,11 +232,13 @@ class WorkerLogging:
             ready, _, _ = select.select(list(readers), [], [])
             for fd in ready:
                 chunk = os.read(fd, 65536)
+                name, level = readers[fd]
                 if not chunk:
+                    if partial[fd]:
+                        self.emit(time.time(), level, name, partial[fd].decode("utf-8", "replace"))
                     del readers[fd]
                     continue
                 *lines, partial[fd] = (partial[fd] + chunk).split(b"\n")
-                name, level = readers[fd]
                 now = time.time()
                 for line in lines:
                     self.emit(now, level, name, line.decode("utf-8", "replace").rstrip("\r"))

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import json
-import os
+import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from rich.console import Console
 
 from .digest import format_digest
 from .errors import UserError
-from .results import RESERVED_COLUMNS
+from .results import RESERVED_COLUMNS, atomic_text
 from .state import JOURNAL_FILE, Journal
 
 NAME = "merge-results"
@@ -146,16 +145,12 @@ def report(merged: Merged, console: Console) -> None:
 
 def write_csv(merged: Merged, output: Path) -> int:
     """Write the merged table (atomically: a temporary file renamed); returns rows written."""
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerow([*merged.header, *RESERVED_COLUMNS])
-    temporary = output.with_name(output.name + ".partial")
     count = 0
-    with open(temporary, "w", encoding="utf-8", newline="") as f:
-        f.write(buffer.getvalue())
+    with atomic_text(output) as f:
+        csv.writer(f, lineterminator="\n").writerow([*merged.header, *RESERVED_COLUMNS])
         for line in merged.lines():
             f.write(line)
             count += 1
-    os.replace(temporary, output)
     return count
 
 
@@ -180,13 +175,17 @@ def _counted(states: Counter[str]) -> str:
     return ", ".join(f"{count} {state}" for state, count in sorted(states.items()))
 
 
+_INTEGER = re.compile(r"-?(0|[1-9][0-9]*)")
+_DECIMAL = re.compile(r"-?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?|-?inf|nan")
+
+
 def _parse_cell(text: str) -> Any:
-    """A CSV cell back as int, float or None where it reads as one; else the text."""
+    """A cell back as the number jobsplit wrote (int, or a float's repr), None if empty; else
+    the text (``"007"`` stays text)."""
     if text == "":
         return None
-    for convert in (int, float):
-        try:
-            return convert(text)
-        except ValueError:
-            pass
+    if _INTEGER.fullmatch(text):
+        return int(text)
+    if _DECIMAL.fullmatch(text):
+        return float(text)
     return text

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ from rich.console import Console
 
 from .errors import UserError
 from .merge import merge, report
+from .results import atomic_text
 
 ReduceFn = Callable[[Iterator[dict[str, Any]]], Any]
 
@@ -47,14 +47,12 @@ def reduce_results(reduce: ReduceFn | None, dirs: Sequence[Path], output: Path |
 
 
 def _write(value: Any, output: Path) -> None:
-    temporary = output.with_name(output.name + ".partial")
-    with open(temporary, "w", encoding="utf-8", newline="") as f:
+    with atomic_text(output) as f:
         if output.suffix.lower() == ".json":
             json.dump(value, f, indent=2, default=str)
             f.write("\n")
         else:
             _write_csv(value, f)
-    os.replace(temporary, output)
 
 
 def _write_csv(value: Any, f: Any) -> None:

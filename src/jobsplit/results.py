@@ -13,11 +13,13 @@ import io
 import numbers
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from .config import RESERVED_COLUMNS, TIMING_COLUMNS, Header
+from .errors import UserError
 
 RESULTS_FILE = "results.csv"
 
@@ -125,18 +127,30 @@ def csv_header_line(header: Header) -> str:
     return buffer.getvalue()
 
 
+@contextmanager
+def atomic_text(path: Path) -> Iterator[TextIO]:
+    """Write a text file under a temporary name, synced, then renamed: never half a file.
+
+    A file that cannot be written is a UserError naming it."""
+    temporary = path.with_name(path.name + ".partial")
+    try:
+        with open(temporary, "w", encoding="utf-8", newline="") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except OSError as exc:
+        raise UserError(f"{path} cannot be written ({exc.strerror or exc}); check that its folder exists and is writable") from None
+
+
 class ResultsFile:
     """``results.csv``, appended in completion order; always rebuilt from the journal on start."""
 
     def __init__(self, path: Path, header_line: str, lines: Iterable[str]) -> None:
         self.path = path
-        temporary = path.with_name(path.name + ".tmp")
-        with open(temporary, "w", encoding="utf-8", newline="") as f:
+        with atomic_text(path) as f:  # a torn last line from a crash never survives
             f.write(header_line)
             f.writelines(lines)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)  # a torn last line from a crash never survives
         self._file = open(path, "a", encoding="utf-8", newline="")
 
     def append(self, lines: Iterable[str]) -> None:

@@ -211,8 +211,10 @@ class Runner:
     def _receive(self, worker: _Worker) -> None:
         try:
             self._collect(worker)
+            return
         except (EOFError, OSError):
-            self._lost(worker)
+            pass
+        self._lost(worker)  # outside the except block: a worker forked there would inherit the exception
 
     def _collect(self, worker: _Worker) -> None:
         """Handle one message from a worker: log entries, or ended attempts to record."""
@@ -263,8 +265,7 @@ class Runner:
 
     def _lost(self, worker: _Worker) -> None:
         """A worker died: record what it reported, blame its current job, hand back the rest."""
-        self._drain(worker)
-        _reap(worker.process)
+        self._reap(worker)
         state = self._board.read(worker.slot)
         if worker.timed_out is not None:
             culprit, outcome = worker.timed_out, "timeout"
@@ -312,17 +313,23 @@ class Runner:
                 _send_quietly(worker.tasks, None)  # idle: a polite stop
         deadline = time.monotonic() + KILL_GRACE
         for worker in self._workers:
-            _reap(worker.process, max(0.0, deadline - time.monotonic()))
-            self._drain(worker)
+            self._reap(worker, deadline)
             self._close(worker)
 
-
-def _reap(process: BaseProcess, grace: float = KILL_GRACE) -> None:
-    """Wait for a process that was asked to stop; kill it if it does not within ``grace``."""
-    process.join(grace)
-    if process.is_alive():
-        process.kill()
-        process.join()
+    def _reap(self, worker: _Worker, deadline: float | None = None) -> None:
+        """Wait for a stopping worker, reading what it still sends (a worker blocked on a full
+        pipe could not exit); kill it at the deadline. Then record what it sent last."""
+        deadline = deadline if deadline is not None else time.monotonic() + KILL_GRACE
+        while worker.process.is_alive() and time.monotonic() < deadline:
+            try:
+                if worker.results.poll(0.02):
+                    self._collect(worker)
+            except (EOFError, OSError):
+                worker.process.join(max(0.0, deadline - time.monotonic()))
+        if worker.process.is_alive():
+            worker.process.kill()
+        worker.process.join()
+        self._drain(worker)
 
 
 def _describe_exit(code: int | None) -> str:

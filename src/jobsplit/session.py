@@ -39,6 +39,7 @@ from .state import DONE, FAILED, JOURNAL_FILE, Journal
 from .worker import WorkerSetup
 
 INTERRUPTED = 130
+BACKUP_PREFIX = "backup-"
 DISPLAY_INTERVAL = 0.1
 
 
@@ -69,7 +70,7 @@ def run_share(project: Project, job: Callable[..., Any], request: RunRequest, co
     share = project.plan.share_of(machine.name)
     job_ids = [project.pool.id_hex(p) for p in share]
     journal_path = machine_dir / JOURNAL_FILE
-    resuming = journal_path.exists() and not request.fresh
+    resuming = Journal.holds_a_plan(journal_path) and not request.fresh
     status_line = _resume_line(journal_path, project.digest, job_ids) if resuming else f"{len(share)} jobs"
     console.print(
         f"digest [bold]{format_digest(project.digest)}[/]  strategy {project.strategy}  "
@@ -85,7 +86,7 @@ def run_share(project: Project, job: Callable[..., Any], request: RunRequest, co
     machine_dir.mkdir(parents=True, exist_ok=True)
     journal = Journal(journal_path)
     try:
-        if not journal.meta():
+        if not journal.meta():  # new, or made by a run killed before it recorded its plan
             journal.initialize(_journal_meta(project, machine), job_ids)
         else:
             journal.check(project.digest, job_ids)
@@ -244,7 +245,7 @@ def _confirm(console: Console, interactive: bool) -> None:
     if not interactive:
         raise UserError("nobody can confirm the digest here (stdin is not a terminal); pass --yes, or --expect-digest DIGEST to check it")
     console.print("Is this digest the same on every host?")
-    answer = console.input("Start? [y/N]: ").strip().lower()
+    answer = console.input(escape("Start? [y/N]: ")).strip().lower()
     if answer not in ("y", "yes"):
         raise _Declined()
 
@@ -268,13 +269,17 @@ def _resume_line(journal_path: Path, digest: str, job_ids: list[str]) -> str:
 
 
 def _back_up(machine_dir: Path) -> Path | None:
-    """Move this machine's journal, results and logs into a timestamped folder beside them."""
-    files = [p for p in machine_dir.iterdir() if p.is_file()]
-    if not files:
+    """Move this machine's journal, results and logs (per-job logs too) into a timestamped folder."""
+    entries = [p for p in machine_dir.iterdir() if not p.name.startswith(BACKUP_PREFIX)]
+    if not entries:
         return None
-    backup = machine_dir / time.strftime("backup-%Y%m%dT%H%M%SZ", time.gmtime())
+    stamp = time.strftime(f"{BACKUP_PREFIX}%Y%m%dT%H%M%SZ", time.gmtime())
+    backup, number = machine_dir / stamp, 1
+    while backup.exists():  # two fresh starts within one second
+        number += 1
+        backup = machine_dir / f"{stamp}-{number}"
     backup.mkdir()
-    for path in files:
+    for path in entries:
         path.rename(backup / path.name)
     return backup
 

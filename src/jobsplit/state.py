@@ -69,13 +69,38 @@ class Journal:
         self.path = path
         if read_only:
             self._db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None, timeout=5)
+            try:
+                if not self.meta().get("digest"):
+                    raise sqlite3.DatabaseError("no plan recorded")
+            except sqlite3.DatabaseError as exc:
+                self._db.close()
+                raise UserError(f"{path} is not a usable jobsplit journal ({exc}); copy it again from its host, or leave its folder out") from None
         else:
             self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")  # commits are grouped, so syncing each is cheap
-            self._db.executescript(_SCHEMA)
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")  # commits are grouped, so syncing each is cheap
+                self._db.executescript(_SCHEMA)
+            except sqlite3.DatabaseError as exc:
+                self._db.close()
+                raise UserError(f"{path} is damaged ({exc}); pass --fresh to start over (the damaged file is kept as a backup)") from None
 
     # --- set-up -------------------------------------------------------------------------
+
+    @staticmethod
+    def holds_a_plan(path: Path) -> bool:
+        """Whether a journal exists there with its plan recorded (a run killed while creating
+        it leaves one without, which the next run simply initializes)."""
+        if not path.exists():
+            return False
+        try:
+            db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+            try:
+                return db.execute("SELECT COUNT(*) FROM meta WHERE key = 'digest'").fetchone()[0] > 0
+            finally:
+                db.close()
+        except sqlite3.DatabaseError:
+            return False
 
     def meta(self) -> dict[str, str]:
         return dict(self._db.execute("SELECT key, value FROM meta"))

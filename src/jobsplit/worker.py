@@ -22,7 +22,7 @@ from typing import Any
 
 from .config import Header, JobConfig, LogSettings
 from .lifecycle import die_with_parent, restore_library_path
-from .logs import WorkerLogging
+from .logs import LogEntry, WorkerLogging
 from .pool import call_args, identity_text
 from .progress import ProgressBoard, ProgressReporter
 from .results import ResultShapeError, RowFormatter
@@ -91,39 +91,61 @@ def worker_main(setup: WorkerSetup, tasks: Connection, results: Connection, slot
     restore_library_path()
     if setup.nice:
         os.nice(setup.nice)
-    send_lock = threading.Lock()
-
-    def send(message: tuple[str, list[Any]]) -> None:
-        with send_lock:  # results from this thread, log lines from any thread
-            results.send(message)
-
-    logs = WorkerLogging(lambda entries: send((LOG, entries)), setup.log, setup.per_job_logs)
+    outbox = _Outbox(results)
+    logs = WorkerLogging(outbox.send_log, setup.log, setup.per_job_logs)
     inbox: SimpleQueue[list[Assignment] | None] = SimpleQueue()
-    threading.Thread(target=_read, args=(tasks, inbox, parent_pid), daemon=True).start()
+    threading.Thread(target=_read, args=(tasks, inbox, outbox, parent_pid), daemon=True, name="jobsplit-tasks").start()
     run = _JobRunner(setup, slot, logs)
-    pending: list[Record] = []
-    flushed = time.monotonic()
     while (batch := inbox.get()) is not None:
         for assignment in batch:
-            pending.append(run(assignment))
-            if time.monotonic() - flushed >= FLUSH_INTERVAL:
-                send((RECORDS, pending))
-                pending, flushed = [], time.monotonic()
-        if pending:
-            send((RECORDS, pending))
-            pending, flushed = [], time.monotonic()
+            outbox.add(run(assignment))
+        outbox.flush()
+    logs.close()  # the last output of the last job reaches the log before the worker exits
 
 
-def _read(tasks: Connection, inbox: SimpleQueue[list[Assignment] | None], parent_pid: int) -> None:
-    """Drain the task pipe eagerly (so the parent never blocks on a send) and watch the parent."""
+class _Outbox:
+    """What a worker sends: ended attempts (grouped for short jobs) and log entries.
+
+    Sends come from the job thread, the log handler in any thread, and the task reader,
+    which also sends finished results that would otherwise wait behind a long job.
+    """
+
+    def __init__(self, results: Connection) -> None:
+        self._results = results
+        self._lock = threading.Lock()
+        self._pending: list[Record] = []
+        self._since = 0.0
+
+    def add(self, record: Record) -> None:
+        with self._lock:
+            if not self._pending:
+                self._since = time.monotonic()
+            self._pending.append(record)
+        self.flush(older_than=FLUSH_INTERVAL)
+
+    def flush(self, older_than: float = 0.0) -> None:
+        with self._lock:
+            if self._pending and time.monotonic() - self._since >= older_than:
+                self._results.send((RECORDS, self._pending))
+                self._pending = []
+
+    def send_log(self, entries: list[LogEntry]) -> None:
+        with self._lock:
+            self._results.send((LOG, entries))
+
+
+def _read(tasks: Connection, inbox: SimpleQueue[list[Assignment] | None], outbox: _Outbox, parent_pid: int) -> None:
+    """Drain the task pipe eagerly (so the parent never blocks on a send), send results that
+    wait too long, and watch the parent: a worker whose parent is gone exits at once."""
     try:
         while True:
-            if tasks.poll(0.5):
+            if tasks.poll(FLUSH_INTERVAL):
                 inbox.put(tasks.recv())
-            elif os.getppid() != parent_pid:
-                os._exit(1)  # the parent is gone: nobody would record this worker's results
+            outbox.flush(older_than=FLUSH_INTERVAL)
+            if os.getppid() != parent_pid:
+                os._exit(1)  # nobody would record this worker's results
     except (EOFError, OSError):
-        inbox.put(None)
+        os._exit(1)  # the parent closed our pipe only by dying: it never does so to a live worker
 
 
 class _JobRunner:

@@ -1,0 +1,199 @@
+"""The one-file executable, end to end (issue 6): built once, run as three hosts at once.
+
+The hosts get an environment without PYTHONPATH/PYTHONHOME and a PATH with no Python at all,
+so anything the program needs must be inside the bundle. One host is killed with SIGKILL
+mid-run (the bootloader, as a user's `kill -9` would) and resumed; then the merge tools,
+from the same executable, must find every job exactly once and merge the three logs.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import os
+import pty
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MACHINES = {"fast": [2.0, 2], "mid": [1.0, 2], "slow": [0.5, 1]}
+CONFIG = "[jobsplit]\nstrategy = quota\n\n[e2e]\npause = 0.2\n"
+HEADER = "Run Start Time,Job Running Time,Job Start Time,Index,Draw\n"
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not sys.platform.startswith("linux"), reason="built and tested on Linux")]
+
+
+@pytest.fixture(scope="module")
+def executable(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Build tests/frozen/e2e_entry.py with `make exe` (about 40 s)."""
+    dist = tmp_path_factory.mktemp("dist")
+    build = subprocess.run(
+        ["make", "-s", "exe", f"ENTRY={ROOT / 'tests' / 'frozen' / 'e2e_entry.py'}", "NAME=e2e", f"DIST={dist}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert build.returncode == 0, build.stdout + build.stderr
+    return dist / "e2e"
+
+
+def bare_env(tmp: Path) -> dict[str, str]:
+    """No Python anywhere: an empty PATH entry, no PYTHON* variables, a private TMPDIR and host.ini."""
+    empty_bin = tmp / "empty-bin"
+    empty_bin.mkdir(exist_ok=True)
+    (tmp / "tmp").mkdir(exist_ok=True)
+    return {"PATH": str(empty_bin), "HOME": str(tmp), "TMPDIR": str(tmp / "tmp"), "XDG_CONFIG_HOME": str(tmp / "xdg"), "NO_COLOR": "1", "LANG": "C.UTF-8"}
+
+
+def host(tmp: Path, name: str, executable: Path) -> Path:
+    """A host: its own folder with the executable and the three config files, as copied by a user."""
+    folder = tmp / name
+    folder.mkdir()
+    shutil.copy2(executable, folder / "e2e")
+    (folder / "config.ini").write_text(CONFIG)
+    (folder / "header.csv").write_text(HEADER)
+    (folder / "machines.json").write_text(json.dumps(MACHINES))
+    return folder
+
+
+def start(folder: Path, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        ["./e2e", *args], cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+
+
+def processes_of(folder: Path) -> list[int]:
+    """Pids of processes whose executable is this host's copy of the program."""
+    target = str(folder / "e2e")
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.readlink(entry / "exe") == target:
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def done_count(folder: Path, machine: str) -> int:
+    results = folder / "jobsplit-out" / machine / "results.csv"
+    return max(0, len(results.read_text().splitlines()) - 1) if results.exists() else 0
+
+
+def test_three_hosts_kill_resume_and_merge(executable: Path, tmp_path: Path) -> None:
+    env = bare_env(tmp_path)
+    hosts = {name: host(tmp_path, name, executable) for name in MACHINES}
+    digest = subprocess.run(["./e2e", "digest"], cwd=hosts["fast"], env=env, capture_output=True, text=True, timeout=60)
+    assert digest.returncode == 0, digest.stdout + digest.stderr
+    expected = digest.stdout.strip()
+    plan = json.loads(subprocess.run(["./e2e", "plan", "--json"], cwd=hosts["slow"], env=env, capture_output=True, text=True, timeout=60).stdout)
+    assert plan["digest"] == expected  # the same files give the same digest on another host
+
+    runs = {
+        name: start(folder, env, "run", "--machine", name, "--yes", "--expect-digest", expected.upper(), "--console", "plain",
+                    *(["--start-method", "spawn"] if name == "mid" else []))
+        for name, folder in hosts.items()
+    }
+    victim = hosts["slow"]
+    deadline = time.monotonic() + 60
+    while done_count(victim, "slow") < 3:
+        assert time.monotonic() < deadline and runs["slow"].poll() is None, "the slow host should still be running"
+        time.sleep(0.1)
+    runs["slow"].send_signal(signal.SIGKILL)  # the bootloader: the Python side must notice
+    runs["slow"].wait(10)
+    deadline = time.monotonic() + 5
+    while processes_of(victim) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert processes_of(victim) == [], "killing the executable must not leave processes computing"
+    interrupted_at = done_count(victim, "slow")
+    assert interrupted_at < plan["machines"][[m["name"] for m in plan["machines"]].index("slow")]["jobs"]
+
+    resumed = subprocess.run(["./e2e", "run", "--machine", "slow", "--yes", "--console", "plain"], cwd=victim, env=env, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"resuming: {interrupted_at} done" in resumed.stdout + resumed.stderr
+    for name, process in runs.items():
+        if name != "slow":
+            output, _ = process.communicate(timeout=120)
+            assert process.returncode == 0, output
+
+    collected = tmp_path / "collected"
+    for name, folder in hosts.items():
+        shutil.copytree(folder / "jobsplit-out" / name, collected / name)
+    merged = subprocess.run(["./e2e", "merge-results", str(collected), "-o", str(tmp_path / "merged.csv")], cwd=hosts["fast"], env=env, capture_output=True, text=True, timeout=60)
+    assert merged.returncode == 0, merged.stdout + merged.stderr
+    with open(tmp_path / "merged.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["Job ID"] for r in rows) == sorted(i for m in plan["machines"] for i in m["job_ids"])
+    assert sorted(int(r["Index"]) for r in rows) == list(range(60))
+    for row in rows:
+        owner = next(m["name"] for m in plan["machines"] if row["Job ID"] in m["job_ids"])
+        assert row["Machine"] == owner
+
+    logs = subprocess.run(["./e2e", "merge-logs", *map(str, sorted(collected.iterdir())), "-o", str(tmp_path / "all.log.gz")], cwd=hosts["fast"], env=env, capture_output=True, text=True, timeout=60)
+    assert logs.returncode == 0, logs.stdout + logs.stderr
+    lines = gzip.decompress((tmp_path / "all.log.gz").read_bytes()).decode().splitlines()
+    finished = [line for line in lines if " job " in line and line.endswith("finished")]
+    assert len({line.split()[-2] for line in finished}) == 60  # every job's own log line, from three hosts
+    stamps = [line[:24] for line in lines if line[:1].isdigit()]
+    assert stamps == sorted(stamps)
+    assert {line.split()[1] for line in lines if line[:1].isdigit()} == set(MACHINES)
+
+
+def test_interactive_run_through_a_terminal(executable: Path, tmp_path: Path) -> None:
+    """The frozen program asks which machine it is and for confirmation, on a real terminal."""
+    folder = host(tmp_path, "desk", executable)
+    (folder / "config.ini").write_text(CONFIG.replace("pause = 0.2", "pause = 0.01"))
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: exec the program on the terminal
+        os.chdir(folder)
+        os.execve("./e2e", ["./e2e", "run", "--console", "plain"], bare_env(tmp_path))
+    transcript = b""
+
+    def read_until(needle: bytes, timeout: float = 30) -> None:
+        nonlocal transcript
+        deadline = time.monotonic() + timeout
+        while needle not in transcript:
+            assert time.monotonic() < deadline, transcript.decode(errors="replace")
+            if select.select([fd], [], [], 0.2)[0]:
+                try:
+                    transcript += os.read(fd, 4096)
+                except OSError:  # the program ended and closed the terminal
+                    break
+
+    read_until(b"Number or name")
+    assert b"Which machine is this?" in transcript and b"2) mid" in transcript
+    os.write(fd, b"3\n")  # machines are listed by name: fast, mid, slow
+    read_until(b"Start? [y/N]")
+    os.write(fd, b"y\n")
+    read_until(b"Results:")
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, transcript.decode(errors="replace")
+    with open(folder / "jobsplit-out" / "slow" / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and {r["Machine"] for r in rows} == {"slow"}
+
+
+def test_init_writes_the_bundled_templates(executable: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "fresh"
+    folder.mkdir()
+    result = subprocess.run([str(executable), "init"], cwd=folder, env=bare_env(tmp_path), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    for name in ("config.ini", "header.csv", "machines.json"):
+        assert (folder / name).read_bytes() == (ROOT / "templates" / name).read_bytes()
+
+
+def test_config_beside_the_executable(executable: Path, tmp_path: Path) -> None:
+    """Started from elsewhere, the program reads the config files next to itself."""
+    folder = host(tmp_path, "beside", executable)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    here = subprocess.run([str(folder / "e2e"), "digest"], cwd=elsewhere, env=bare_env(tmp_path), capture_output=True, text=True, timeout=60)
+    there = subprocess.run(["./e2e", "digest"], cwd=folder, env=bare_env(tmp_path), capture_output=True, text=True, timeout=60)
+    assert here.returncode == 0 and here.stdout == there.stdout, here.stderr
