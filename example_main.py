@@ -34,7 +34,25 @@ def cost(dimension, replicate):
     return dimension
 
 
+def summarize(rows):
+    """Fold the merged results (`python example_main.py reduce OUT/ -o summary.csv`): the mean
+    estimate per dimension next to the exact volume."""
+    by_dimension = {}
+    for row in rows:
+        dimension = row["args"][0]
+        by_dimension.setdefault(dimension, []).append(row)
+    return [
+        {
+            "dimension": dimension,
+            "replicates": len(group),
+            "mean estimate": sum(r["Volume Estimate"] for r in group) / len(group),
+            "exact": group[0]["Exact Volume"],
+        }
+        for dimension, group in sorted(by_dimension.items())
+    ]
+
+
 pool = [(dimension, replicate) for dimension in range(2, 9) for replicate in range(8)]
 
 if __name__ == "__main__":
-    jobsplit.main(job, pool, cost=cost)
+    jobsplit.main(job, pool, cost=cost, reduce=summarize)
