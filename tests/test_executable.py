@@ -197,3 +197,29 @@ def test_config_beside_the_executable(executable: Path, tmp_path: Path) -> None:
     here = subprocess.run([str(folder / "e2e"), "digest"], cwd=elsewhere, env=bare_env(tmp_path), capture_output=True, text=True, timeout=60)
     there = subprocess.run(["./e2e", "digest"], cwd=folder, env=bare_env(tmp_path), capture_output=True, text=True, timeout=60)
     assert here.returncode == 0 and here.stdout == there.stdout, here.stderr
+
+
+def test_ctrl_c_stops_the_frozen_program_cleanly(executable: Path, tmp_path: Path) -> None:
+    """Ctrl-C reaches a one-file program twice (directly, and forwarded by its bootloader): one
+    clean stop, exit status 130, no process left, a readable log, and a resumable journal."""
+    folder = host(tmp_path, "desk", executable)
+    env = bare_env(tmp_path)
+    run = start(folder, env, "run", "--machine", "fast", "--yes", "--console", "plain")
+    deadline = time.monotonic() + 60
+    while done_count(folder, "fast") < 2:
+        assert time.monotonic() < deadline and run.poll() is None, "the run should still be going"
+        time.sleep(0.05)
+    os.killpg(run.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    pressed = time.monotonic()
+    output, _ = run.communicate(timeout=10)
+    assert run.returncode == 130, output
+    assert time.monotonic() - pressed < 5
+    assert "Traceback" not in output and "Resume with" in output
+    assert processes_of(folder) == []
+    log = folder / "jobsplit-out" / "fast" / "fast.log.gz"
+    assert "interrupted" in gzip.decompress(log.read_bytes()).decode()
+    resumed = subprocess.run(["./e2e", "run", "--machine", "fast", "--yes", "--console", "plain"], cwd=folder, env=env, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    with open(folder / "jobsplit-out" / "fast" / "results.csv", newline="") as f:
+        ids = [row["Job ID"] for row in csv.DictReader(f)]
+    assert len(ids) == len(set(ids)) > 2

@@ -16,31 +16,10 @@ import time
 from pathlib import Path
 
 import pytest
+import threemachines
+from threemachines import MACHINES, env_for, run_args, run_machine
 
-from conftest import entry_env, run_entry, write_config_dir
-
-HEADER = ("Run Start Time", "Job Running Time", "Job Start Time", "Value", "Noise")
-MACHINES = {"m1": [1.0, 2], "m2": [1.0, 2], "m3": [1.0, 2]}
 CONFIG = "[experiment]\nlabel = status test\n"
-ENTRY = '''\
-import os
-import time
-
-import jobsplit
-
-
-def job(group, rep, random_obj, config, progress):
-    if f"{group}-{rep}" in os.environ.get("FAIL_JOBS", "").split(","):
-        raise RuntimeError(f"job {group}-{rep} fails on purpose")
-    time.sleep(float(os.environ.get("JOB_SLEEP", "0")))
-    return group * 1.5 + rep * 0.25, random_obj.random()
-
-
-pool = [(group, rep) for group in range(4) for rep in range(6)]
-
-if __name__ == "__main__":
-    jobsplit.main(job, pool)
-'''
 FIELDS = {"name", "total", "done", "failed", "pending", "running", "jobs_per_second", "eta_seconds", "last_update", "state"}
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
@@ -49,22 +28,7 @@ TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
 
 def make_project(path: Path, config: str = CONFIG) -> Path:
-    write_config_dir(path, config=config, header=HEADER, machines=MACHINES)
-    entry = path / "entry.py"
-    entry.write_text(ENTRY, encoding="utf-8")
-    return entry
-
-
-def env_for(path: Path, **extra: str) -> dict[str, str]:
-    return entry_env(XDG_CONFIG_HOME=str(path / "xdg"), NO_COLOR="1", **extra)
-
-
-def run_args(out: Path, machine: str) -> list[str]:
-    return ["--console", "plain", "--yes", "--out", str(out), "--machine", machine, "--start-method", "fork", "--workers", "2"]
-
-
-def run_machine(entry: Path, out: Path, machine: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return run_entry(entry, *run_args(out, machine), env=env_for(entry.parent, **env), cwd=entry.parent)
+    return threemachines.make_project(path, config)
 
 
 def status(*dirs: Path, as_json: bool = True, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -177,20 +178,8 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
 
 
 def _run_request(args: argparse.Namespace) -> RunRequest:
-    return RunRequest(
-        machine=args.machine,
-        yes=args.yes,
-        expect_digest=args.expect_digest,
-        workers=args.workers,
-        out=args.out,
-        nice=args.nice,
-        console=args.console,
-        start_method=args.start_method,
-        timeout=args.timeout,
-        retries=args.retries,
-        retry_failed=args.retry_failed,
-        fresh=args.fresh,
-    )
+    """The run flags, which are named like RunRequest's fields."""
+    return RunRequest(**{f.name: getattr(args, f.name) for f in dataclasses.fields(RunRequest)})
 
 
 def _number(convert: Callable[[str], Any], accept: Callable[[Any], bool], what: str) -> Callable[[str], Any]:

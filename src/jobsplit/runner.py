@@ -51,7 +51,6 @@ class Running:
 class Counts:
     done: int = 0
     failed: int = 0
-    retried: int = 0
 
 
 @dataclass(eq=False)
@@ -251,7 +250,6 @@ class Runner:
         self.recorder.add([(seq, PENDING if retry else FAILED, attempt, outcome, started, running_time, None, error)])
         self.on_failure(task, outcome, error or "", retry)
         if retry:
-            self.counts.retried += 1
             self.source.release([task._replace(attempt=task.attempt + 1)])
         else:
             self.counts.failed += 1

@@ -1,0 +1,48 @@
+"""Three machines of one small project, for the merge and status tests."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from conftest import entry_env, run_entry, write_config_dir
+
+HEADER = ("Run Start Time", "Job Running Time", "Job Start Time", "Value", "Noise")
+MACHINES = {"m1": [1.0, 2], "m2": [1.0, 2], "m3": [1.0, 2]}
+ENTRY = '''\
+import os
+import time
+
+import jobsplit
+
+
+def job(group, rep, random_obj, config, progress):
+    if f"{group}-{rep}" in os.environ.get("FAIL_JOBS", "").split(","):
+        raise RuntimeError(f"job {group}-{rep} fails on purpose")
+    time.sleep(float(os.environ.get("JOB_SLEEP", "0")))
+    return group * 1.5 + rep * 0.25, random_obj.random()
+
+
+pool = [(group, rep) for group in range(4) for rep in range(6)]
+
+if __name__ == "__main__":
+    jobsplit.main(job, pool)
+'''
+
+def make_project(path: Path, config: str) -> Path:
+    write_config_dir(path, config=config, header=HEADER, machines=MACHINES)
+    entry = path / "entry.py"
+    entry.write_text(ENTRY, encoding="utf-8")
+    return entry
+
+
+def env_for(path: Path, **extra: str) -> dict[str, str]:
+    return entry_env(XDG_CONFIG_HOME=str(path / "xdg"), NO_COLOR="1", **extra)
+
+
+def run_args(out: Path, machine: str) -> list[str]:
+    return ["--console", "plain", "--yes", "--out", str(out), "--machine", machine, "--start-method", "fork", "--workers", "2"]
+
+
+def run_machine(entry: Path, out: Path, machine: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return run_entry(entry, *run_args(out, machine), env=env_for(entry.parent, **env), cwd=entry.parent)
