@@ -11,5 +11,6 @@ __version__ = "0.1.0"
 from .cli import main
 from .config import parse_filesize
 from .errors import UserError
+from .progress import ProgressReporter
 
-__all__ = ["UserError", "__version__", "main", "parse_filesize"]
+__all__ = ["ProgressReporter", "UserError", "__version__", "main", "parse_filesize"]
