@@ -184,3 +184,8 @@ def run_entry(
         encoding="utf-8",
         check=False,
     )
+
+
+def error_lines(text: str) -> list[str]:
+    """The `error:` lines of a command's stderr (a user error is exactly one)."""
+    return [line for line in text.splitlines() if line.startswith("error:")]

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import entry_env, run_entry, write_config_dir
+from conftest import entry_env, error_lines, run_entry, write_config_dir
 
 HEADER = ("Run Start Time", "Job Running Time", "Job Start Time", "Value")
 MACHINES = {"m1": [1.0, 2]}
@@ -102,10 +102,6 @@ def find(records: list[dict], **fields: str) -> list[dict]:
     """Records whose fields equal ``fields`` (``message`` matches as a substring)."""
     message = fields.pop("message", None)
     return [r for r in records if all(r[k] == v for k, v in fields.items()) and (message is None or message in r["message"])]
-
-
-def error_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if line.startswith("error:")]
 
 
 # --- records from jobs, under fork and spawn -------------------------------------------------

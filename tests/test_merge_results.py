@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import threemachines
-from conftest import run_entry
+from conftest import error_lines, run_entry
 from threemachines import HEADER, MACHINES, env_for, run_args, run_machine
 
 CONFIG = "[experiment]\nlabel = merge test\n"
@@ -51,10 +51,6 @@ def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
 
 def printed_digest(result: subprocess.CompletedProcess[str]) -> str:
     return re.search(r"digest (\S+)", result.stderr).group(1)
-
-
-def error_lines(text: str) -> list[str]:
-    return [line for line in text.splitlines() if line.startswith("error:")]
 
 
 class Project:

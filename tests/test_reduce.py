@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import entry_env, run_entry, write_config_dir
+from conftest import entry_env, error_lines, run_entry, write_config_dir
 
 HEADER = ("Run Start Time", "Job Running Time", "Job Start Time", "Value", "Noise")
 MACHINES = {"m1": [1.0, 2], "m2": [1.0, 2], "m3": [1.0, 2]}
@@ -94,10 +94,6 @@ def same(reduced: list[dict], expected: list[dict]) -> None:
     for got, want in zip(reduced, expected):
         assert got["mean_value"] == want["mean_value"]  # multiples of 0.25: exact in any order
         assert math.isclose(got["mean_noise"], want["mean_noise"], rel_tol=1e-12)
-
-
-def error_lines(text: str) -> list[str]:
-    return [line for line in text.splitlines() if line.startswith("error:")]
 
 
 class Project:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import threemachines
+from conftest import error_lines
 from threemachines import MACHINES, env_for, run_args, run_machine
 
 CONFIG = "[experiment]\nlabel = status test\n"
@@ -68,10 +69,6 @@ def by_name(doc: dict) -> dict[str, dict]:
 
 def counts(entry: dict) -> tuple[int, int, int, int, int]:
     return entry["total"], entry["done"], entry["failed"], entry["pending"], entry["running"]
-
-
-def error_lines(text: str) -> list[str]:
-    return [line for line in text.splitlines() if line.startswith("error:")]
 
 
 class Project:
