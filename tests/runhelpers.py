@@ -32,7 +32,7 @@ from jobsplit.pool import identity_text, job_id
 
 RESULT_COLUMNS = ("Kind", "Index", "Draw", "Note")
 HEADER = ("Run Start Time", "Job Running Time", "Job Start Time", *RESULT_COLUMNS)
-CSV_COLUMNS = (*HEADER, "Job ID", "Job Args", "Machine")
+CSV_COLUMNS = (*HEADER, "Job ID", "Job Args", "Machine", "Digest", "Code")
 
 CONFIG = """\
 [jobsplit]

@@ -22,11 +22,13 @@ from jobsplit.config import Header, JobConfig, LogSettings
 from jobsplit.display import LiveDisplay, PlainDisplay, RunningJob, Snapshot, duration, render, summary_line
 from jobsplit.pool import JobPool
 from jobsplit.progress import IDLE, ProgressBoard, ProgressReporter
+from jobsplit.journal import Journal
+from jobsplit.links import ProcessHub
 from jobsplit.recorder import Recorder
 from jobsplit.results import ResultsFile, csv_header_line
 from jobsplit.runner import Runner
-from jobsplit.source import StaticShare, Task
-from jobsplit.state import DONE, Journal
+from jobsplit.sources import StaticShare, Task
+from jobsplit.states import JobState
 from jobsplit.worker import WorkerSetup
 from runhelpers import HEADER, read_results, stepping_job
 
@@ -131,7 +133,7 @@ def test_plain_display_prints_at_most_one_line_per_10_seconds():
     lines = buffer.getvalue().splitlines()
     assert [re.search(r"elapsed (\S+),", line).group(1) for line in lines] == ["0.0s", "10.5s", "25.0s"], lines
     assert lines[1] == summary_line(snapshot(10.5, done_this_run=21))
-    assert "2 jobs/s" in lines[1] and "50/200 done (27.0%)" in lines[1] and "4 failed" in lines[1]
+    assert "2 jobs/s" in lines[1] and "50/200 done (25.0%)" in lines[1] and "4 failed" in lines[1]
     assert "ETA 1m13s" in lines[1]  # 146 left at 2 jobs/s
 
 
@@ -164,7 +166,7 @@ def test_reports_are_throttled_to_about_ten_a_second(board, monkeypatch):
     clock = FakeClock()
     monkeypatch.setattr(progress_module, "time", clock)
     reporter = ProgressReporter(board, 1)
-    board.start(1, seq=7)
+    board.start(1, ticket=7)
     reporter.restart()
 
     def report_at(t: float, value: float, base: float = 100) -> float:
@@ -178,9 +180,9 @@ def test_reports_are_throttled_to_about_ten_a_second(board, monkeypatch):
     assert report_at(0.101, 61) == pytest.approx(0.61)
     assert report_at(0.15, 70) == pytest.approx(0.61)
     assert report_at(0.16, 100) == pytest.approx(1.0)  # completion is never held back
-    assert board.read(0).seq == IDLE and board.read(0).fraction == 0.0  # the other slot is untouched
+    assert board.read(0).ticket == IDLE and board.read(0).fraction == 0.0  # the other slot is untouched
     reporter.restart()  # the next job on this worker: its first report shows at once
-    board.start(1, seq=8)
+    board.start(1, ticket=8)
     assert board.read(1).fraction == 0.0
     assert report_at(0.17, 3, base=12) == pytest.approx(0.25)
 
@@ -194,29 +196,20 @@ def test_reports_are_clamped_to_a_fraction(board):
     assert board.read(0).fraction == 0.0
 
 
-def test_a_tight_loop_of_reports_costs_little(board):
-    """1,000,000 reports vs an empty loop: the per-call overhead stays well under 2 us."""
+def test_a_tight_loop_of_reports_publishes_rarely(board, monkeypatch):
+    """100,000 reports within one throttle interval reach the shared board once, and the last
+    word (completion) at once: a tight loop of reports costs the job next to nothing (its cost
+    per call is measured by benchmarks/bench_dispatch.py, never asserted here)."""
+    clock = FakeClock()
+    monkeypatch.setattr(progress_module, "time", clock)
+    writes = []
+    monkeypatch.setattr(board, "publish", lambda slot, fraction: writes.append(fraction))
     reporter = ProgressReporter(board, 0)
-    n = 1_000_000
-
-    def empty() -> float:
-        started = time.perf_counter()
-        for k in range(n):
-            pass
-        return time.perf_counter() - started
-
-    def reporting() -> float:
-        report = reporter.report
-        started = time.perf_counter()
-        for k in range(n):
-            report(k, base=n)
-        return time.perf_counter() - started
-
-    baseline = min(empty() for _ in range(3))
-    with_reports = min(reporting() for _ in range(3))
-    per_call = (with_reports - baseline) / n
-    assert per_call < 2e-6, f"{per_call * 1e6:.2f} us per report"
-    assert board.read(0).fraction > 0  # the reports were published, not skipped
+    for k in range(100_000):
+        reporter.report(k, base=100_000)
+    assert writes == [0.0]
+    reporter.report(100_000, base=100_000)
+    assert writes == [0.0, 1.0]
 
 
 # --- reports reach the supervisor while the job runs ----------------------------------------
@@ -229,16 +222,16 @@ def test_progress_of_a_running_job_reaches_the_supervisor(tmp_path: Path, start_
     header = Header(HEADER)
     board = ProgressBoard(context, 2)
     config = JobConfig()
-    setup = WorkerSetup(stepping_job, config.as_document(), header, "alpha", time.time(), b"seed", board, 0, LogSettings())
+    setup = WorkerSetup(stepping_job, config.as_document(), header, "alpha", "00" * 16, "code", time.time(), b"seed", board, 0, LogSettings())
     pool = JobPool([(5, 0.12), (4, 0.15)])
     ids = [pool.id_hex(p) for p in range(len(pool))]
     journal = Journal(tmp_path / "journal.sqlite")
     journal.initialize({"digest": "00" * 16}, ids)
-    run = journal.begin_run(2)
+    run = journal.begin_run(2, started=time.time(), host="here", pid=0, code="code", source="static")
     results = ResultsFile(tmp_path / "results.csv", csv_header_line(header), [])
-    source = StaticShare(Task(seq, seq, job_id) for seq, job_id in enumerate(ids))
-    recorder = Recorder(journal, results, run, running=lambda: runner.running_seqs())
-    runner = Runner(setup, pool, source, recorder, workers=2, context=context)
+    source = StaticShare(Task(job_id, position) for position, job_id in enumerate(ids))
+    recorder = Recorder(journal, results, run, running=lambda: runner.running_attempts())
+    runner = Runner(source, ProcessHub(context, setup), recorder, pool, workers=2, run=run)
     seen: dict[str, list[float]] = {job_id: [] for job_id in ids}
     deadline = time.monotonic() + 30
 
@@ -250,7 +243,7 @@ def test_progress_of_a_running_job_reaches_the_supervisor(tmp_path: Path, start_
 
     try:
         assert runner.run(lambda: False, on_tick) is True
-        assert journal.counts()[DONE] == 2
+        assert journal.counts()[JobState.DONE] == 2
     finally:
         results.close()
         journal.close()

@@ -41,7 +41,7 @@ FAILURES = {
     "lockexc": ("error", [r"Traceback \(most recent call last\)", r"LockedError: job {i} raised an unpicklable exception"]),
     "short": ("error", [r"wrong result shape", r"returned 3 values but header.csv has 4 result columns"]),
     "badkey": ("error", [r"wrong result shape", r"without \['Note'\]", r"unknown keys \['Nope'\]"]),
-    "badcell": ("error", [r"wrong result shape", r"'Note' is a object; cells must be numbers, strings, booleans or None"]),
+    "badcell": ("error", [r"wrong result shape", r"'Note' is an object; cells must be numbers, strings, booleans or None"]),
 }
 
 
@@ -154,7 +154,7 @@ def test_retries_count_attempts(tmp_path, start_method):
     assert (flaky["state"], flaky["outcome"], flaky["attempts"]) == ("done", "done", 2)
     assert flaky["error"] is None
     assert_others_done(pool, pool[:2], jobs, rows, side, exactly_once=False)
-    assert "attempt 2 of 3" in result.stderr and "attempt 3 of 3" in result.stderr
+    assert "it will run again (attempt 2)" in result.stderr and "it will run again (attempt 3)" in result.stderr
     assert "2 failed" in result.stderr
 
 

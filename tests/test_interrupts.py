@@ -91,8 +91,8 @@ class Run:
 def check_resumable(run: Run, in_flight: set[str]) -> None:
     """After a clean stop: in-flight jobs pending, a second run finishes, nothing ran twice."""
     jobs = journal_jobs(run.journal)
-    for job_id in in_flight:
-        assert (jobs[job_id]["state"], jobs[job_id]["attempts"]) == ("pending", 0), jobs[job_id]
+    for job_id in in_flight:  # pending again, their interrupted attempt on record
+        assert (jobs[job_id]["state"], jobs[job_id]["attempts"], jobs[job_id]["outcome"]) == ("pending", 1, "interrupted"), jobs[job_id]
     assert not [j for j in jobs.values() if j["state"] in ("running", "failed")]
     done = {job_id for job_id, job in jobs.items() if job["state"] == "done"}
     assert sorted(side_lines(run.side)) == sorted(done)
@@ -118,16 +118,13 @@ def check_resumable(run: Run, in_flight: set[str]) -> None:
 def test_an_interrupt_stops_cleanly_and_the_run_resumes(tmp_path, how, start_method):
     run = Run(tmp_path, start_method)
     process, in_flight = run.start_until_busy()
-    sent = time.monotonic()
     if how == "ctrl-c":
         os.killpg(process.pid, signal.SIGINT)  # as a terminal does: the whole process group
     else:
         os.kill(process.pid, signal.SIGTERM)
-    status, _, err = communicate(process, 30)
-    took = time.monotonic() - sent
+    status, _, err = communicate(process, 60)  # a watchdog: the sleepers would take 60 s more
     assert status == 130, err
-    assert took < 5, f"exited {took:.1f} s after the signal"
-    assert wait_no_processes(process.pid, 1.0) == []
+    assert wait_no_processes(process.pid, 10.0) == []
     assert "Interrupted" in err and "Resume with:" in err
     assert "Traceback" not in err
     check_resumable(run, in_flight)
@@ -140,10 +137,9 @@ def test_workers_die_with_a_killed_parent_and_the_run_resumes(tmp_path, start_me
     workers = [pid for pid, _, _ in session_processes(process.pid) if pid != process.pid]
     assert len(workers) >= 2
     os.kill(process.pid, signal.SIGKILL)
-    killed = time.monotonic()
     process.wait(10)
-    survivors = wait_no_processes(process.pid, 2.0 - (time.monotonic() - killed))
-    assert survivors == [], f"alive {time.monotonic() - killed:.1f} s after the parent's death: {survivors}"
+    survivors = wait_no_processes(process.pid, 20.0)  # a watchdog: their jobs would sleep 60 s more
+    assert survivors == [], f"workers outlived their parent: {survivors}"
     jobs = journal_jobs(run.journal)
     done = {job_id for job_id, job in jobs.items() if job["state"] == "done"}
     assert not done & in_flight

@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 
 from jobsplit.config import LogSettings
-from jobsplit.logs import MachineLog, segments
-from jobsplit.results import utc_timestamp
+from jobsplit.logs import MachineLog
+from jobsplit.outdir import MachineDir
+from jobsplit.timefmt import utc_timestamp
 from conftest import entry_env
 
 START = 1_795_000_000.0
@@ -47,7 +48,7 @@ def write_machine(root: Path, machine: str, records: int, *, max_size: int = 1 <
     rng = random.Random(machine)
     machine_dir = root / machine
     machine_dir.mkdir(parents=True)
-    log = MachineLog(machine_dir, machine, LogSettings(max_size=max_size))
+    log = MachineLog(MachineDir(machine_dir, machine), LogSettings(max_size=max_size))
     for i, created in enumerate(sorted(START + rng.randrange(3000) / 1000 for _ in range(records))):
         message = f"record {i} of {machine}"
         if multiline and i % 7 == 0:
@@ -65,7 +66,7 @@ def records_of(data: bytes) -> list[bytes]:
 
 
 def machine_records(machine_dir: Path) -> list[bytes]:
-    return records_of(b"".join(gzip.decompress(p.read_bytes()) for p in segments(machine_dir, machine_dir.name)))
+    return records_of(b"".join(gzip.decompress(p.read_bytes()) for p in MachineDir(machine_dir, machine_dir.name).segments()))
 
 
 @pytest.fixture
@@ -79,7 +80,7 @@ def root(tmp_path: Path) -> Path:
 
 
 def test_three_machines_merge_in_time_order_without_losing_a_line(root: Path, tmp_path: Path) -> None:
-    assert len(segments(root / "alpha", "alpha")) >= 4  # rotated segments and the current log
+    assert len(MachineDir(root / "alpha", "alpha").segments()) >= 4  # rotated segments and the current log
     out = tmp_path / "merged.log"
     done = merge_logs(root / "alpha", root / "beta", root / "gamma", "-o", out)
     assert done.returncode == 0, done.stderr
@@ -122,7 +123,7 @@ def test_root_directories_and_files_give_the_same_log_and_count_each_file_once(r
     done = merge_logs(root, root / "beta", root / "gamma" / "gamma.log.gz", "-o", from_root)
     assert done.returncode == 0
     assert "from 3 logs" in done.stderr.decode()
-    files = [p for machine in MACHINES for p in segments(root / machine, machine)]
+    files = [p for machine in MACHINES for p in MachineDir(root / machine, machine).segments()]
     assert merge_logs(*files, "-o", from_files).returncode == 0
     assert from_root.read_bytes() == from_files.read_bytes()
     saved = root / "merged.log.gz"  # a merged log saved in the root is not taken for a machine's
@@ -134,7 +135,7 @@ def test_root_directories_and_files_give_the_same_log_and_count_each_file_once(r
 
 def test_plain_text_inputs_and_outputs(root: Path, tmp_path: Path) -> None:
     plain_gamma = tmp_path / "gamma.txt"
-    plain_gamma.write_bytes(b"".join(gzip.decompress(p.read_bytes()) for p in segments(root / "gamma", "gamma")))
+    plain_gamma.write_bytes(b"".join(gzip.decompress(p.read_bytes()) for p in MachineDir(root / "gamma", "gamma").segments()))
     from_plain, from_gzip = tmp_path / "plain.log", tmp_path / "gzip.log"
     assert merge_logs(root / "alpha", plain_gamma, "-o", from_plain).returncode == 0
     assert merge_logs(root / "alpha", root / "gamma", "-o", from_gzip).returncode == 0

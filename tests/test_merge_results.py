@@ -25,7 +25,7 @@ from conftest import error_lines, run_entry
 from threemachines import HEADER, MACHINES, env_for, run_args, run_machine
 
 CONFIG = "[experiment]\nlabel = merge test\n"
-MERGED_COLUMNS = [*HEADER, "Job ID", "Job Args", "Machine"]
+MERGED_COLUMNS = [*HEADER, "Job ID", "Job Args", "Machine", "Digest", "Code"]
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -209,7 +209,7 @@ def done_in(journal: Path) -> int:
     try:
         db = sqlite3.connect(f"{journal.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
         try:
-            return db.execute("SELECT COUNT(*) FROM outcomes WHERE state = 'done'").fetchone()[0]
+            return db.execute("SELECT COUNT(*) FROM jobs WHERE state = 'done'").fetchone()[0]
         finally:
             db.close()
     except sqlite3.Error:

@@ -181,7 +181,7 @@ def test_rendezvous_shares_follow_capacity(machines, new):
         assert abs(len(share) / 5000 - machine.capacity / total) < 0.03, machine
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(digest=st.binary(min_size=32, max_size=32))
 def test_neg_log_matches_the_natural_logarithm(digest):
     """The portable -ln(u) agrees with libm to within rounding, and u is a probability."""

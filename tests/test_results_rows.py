@@ -93,13 +93,13 @@ STARTED = datetime(2026, 1, 2, 3, 4, 5, 500000, tzinfo=timezone.utc).timestamp()
 
 
 def formatter(*result_columns: str, timing=("Run Start Time", "Job Running Time", "Job Start Time")) -> RowFormatter:
-    return RowFormatter(Header((*timing, *result_columns)), "m1", STARTED)
+    return RowFormatter(Header((*timing, *result_columns)), "m1", STARTED, "d" * 32, "c" * 12)
 
 
 def test_timing_columns_follow_the_header_order():
     rows = formatter("A", timing=("Job Start Time", "Run Start Time", "Job Running Time"))
     line = rows.line((7,), STARTED + 1.25, 0.25, "ab" * 16, "[1]")
-    assert line == "2026-01-02T03:04:06.750Z,2026-01-02T03:04:05.500Z,0.250000,7," + "ab" * 16 + ",[1],m1\n"
+    assert line == "2026-01-02T03:04:06.750Z,2026-01-02T03:04:05.500Z,0.250000,7," + "ab" * 16 + ",[1],m1," + "d" * 32 + "," + "c" * 12 + "\n"
 
 
 @pytest.mark.parametrize(
@@ -134,9 +134,9 @@ def test_no_result_columns_take_none():
         ([1], r"returned 1 values"),
         ({"A": 1}, r"without \['B'\]"),
         ({"A": 1, "B": 2, "C": 3}, r"unknown keys \['C'\]"),
-        ((1, object()), r"'B' is a object"),
+        ((1, object()), r"'B' is an object"),
         ((1, [2]), r"'B' is a list"),
-        (5, r"returned a int but header.csv expects 2 values"),
+        (5, r"returned an int but header.csv expects 2 values"),
         ("ab", r"returned a str but header.csv expects 2 values"),
     ],
 )
@@ -151,4 +151,4 @@ def test_a_row_round_trips_through_csv():
 
     line = formatter("A", "B").line(("x,\"y\"", 1e-300), STARTED, 1.0, "cd" * 16, '["a,b"]')
     (fields,) = list(csv.reader(io.StringIO(line)))
-    assert fields[3:] == ['x,"y"', "1e-300", "cd" * 16, '["a,b"]', "m1"]
+    assert fields[3:] == ['x,"y"', "1e-300", "cd" * 16, '["a,b"]', "m1", "d" * 32, "c" * 12]

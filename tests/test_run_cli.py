@@ -249,8 +249,8 @@ def test_two_machines_together_run_every_job_exactly_once(tmp_path):
     for name in ("east", "west"):
         header, rows = read_results(tmp_path / "out" / name / "results.csv")
         assert header == list(CSV_COLUMNS)
-        assert header[:-3] == list(config_dir.joinpath("header.csv").read_text().strip().split(","))
-        assert header[-3:] == ["Job ID", "Job Args", "Machine"]
+        assert header[:-5] == list(config_dir.joinpath("header.csv").read_text().strip().split(","))
+        assert header[-5:] == ["Job ID", "Job Args", "Machine", "Digest", "Code"]
         for row in rows:
             assert row["Machine"] == name == owner[row["Job ID"]]
         union += rows

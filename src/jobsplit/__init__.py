@@ -1,16 +1,16 @@
 """jobsplit: split a pool of long-running research jobs among machines, run each share on all cores.
 
 A researcher's entry script defines a job function and a pool of arguments and ends with
-``jobsplit.main(job, pool)``; see the README.
+``jobsplit.main(job, pool)``; see the README. The names in ``__all__`` are the public API;
+every module is an implementation detail that may change between versions.
 """
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .cli import main
-from .config import parse_filesize
+from .config import JobConfig, parse_filesize
 from .errors import UserError
 from .progress import ProgressReporter
 
-__all__ = ["ProgressReporter", "UserError", "__version__", "main", "parse_filesize"]
+__all__ = ["JobConfig", "ProgressReporter", "UserError", "__version__", "main", "parse_filesize"]

@@ -15,10 +15,11 @@ from typing import Any, NoReturn
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__, logmerge, merge, status
+from . import exitcodes, logmerge, merge, status
+from ._version import __version__
 from .console import data_console, message_console, say_error, say_notice
 from .digest import format_digest
-from .errors import UserError
+from .errors import JobsplitError
 from .hostconfig import CONSOLE_STYLES
 from .lifecycle import follow_bootloader
 from .plan import STRATEGIES
@@ -26,8 +27,9 @@ from .plan.simulate import finish_time
 from .pool import JobKey, JobPool
 from .project import CostFn, Project, find_config_dir, load_project
 from .reduction import ReduceFn, reduce_results
+from .run_command import run_share
 from .scaffold import write_templates
-from .session import RunRequest, run_share
+from .settings import RunFlags
 
 ENTRY_COMMANDS = ("run", "digest", "plan", "init", "reduce")
 TOOLS: tuple[Any, ...] = (merge, status, logmerge)
@@ -86,7 +88,7 @@ def entry_main(
         if args.command == "plan":
             _show_plan(project, as_json=args.json)
             return 0
-        return run_share(project, job, _run_request(args), messages)
+        return run_share(project, job, _run_flags(args), messages)
 
     return _guarded(messages, command)
 
@@ -120,14 +122,15 @@ def _closing_stdout(command: Callable[[], int]) -> int:
         return status
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # let the exit-time flush succeed
-        return 141
+        return exitcodes.BROKEN_PIPE
 
 
 def _guarded(console: Console, command: Callable[[], int]) -> int:
-    """Run a command; a user error becomes one sentence and exit status 2, never a traceback."""
+    """Run a command; a user, disk or internal error becomes one sentence and its exit status,
+    never a traceback."""
     try:
         return command()
-    except UserError as exc:
+    except JobsplitError as exc:
         say_error(console, str(exc))
         return exc.exit_status
 
@@ -172,14 +175,14 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
     host.add_argument("--start-method", choices=multiprocessing.get_all_start_methods(), help="how workers start (default: fork on Linux)")
     failures = run.add_argument_group("failures and resuming")
     failures.add_argument("--timeout", type=_positive_float, metavar="SECONDS", help="stop and record a job that runs longer (default: config.ini [jobsplit] timeout, else none)")
-    failures.add_argument("--retries", type=_non_negative_int, default=0, metavar="N", help="run a failed, crashed or timed-out job up to N more times (default: 0)")
+    failures.add_argument("--retries", type=_non_negative_int, metavar="N", help="run a failed, crashed or timed-out job up to N more times (default: 0)")
     failures.add_argument("--retry-failed", action="store_true", help="also run the jobs that failed in earlier runs")
     failures.add_argument("--fresh", action="store_true", help="start over; the old journal and results are kept in a backup folder")
 
 
-def _run_request(args: argparse.Namespace) -> RunRequest:
-    """The run flags, which are named like RunRequest's fields."""
-    return RunRequest(**{f.name: getattr(args, f.name) for f in dataclasses.fields(RunRequest)})
+def _run_flags(args: argparse.Namespace) -> RunFlags:
+    """The run flags, which are named like RunFlags' fields."""
+    return RunFlags(**{f.name: getattr(args, f.name) for f in dataclasses.fields(RunFlags)})
 
 
 def _number(convert: Callable[[str], Any], accept: Callable[[Any], bool], what: str) -> Callable[[str], Any]:

@@ -89,11 +89,15 @@ def load_header(path: Path) -> Header:
     """Read header.csv's first row; the three timing columns must come first."""
     try:
         with open(path, encoding="utf-8-sig", newline="") as f:
-            row = next(csv.reader(f), [])
+            rows = list(csv.reader(f))
     except FileNotFoundError:
         raise UserError(f"{path} not found; create the config files with the `init` command (or pass --config-dir)") from None
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise UserError(f"{path} cannot be read ({_reason(exc)}); it must be one CSV line of column names") from None
+    row, *more = rows or [[]]
+    extra = next((number for number, line in enumerate(more, 2) if any(cell.strip() for cell in line)), None)
+    if extra is not None:
+        raise UserError(f"{path} line {extra}: header.csv must be one line of column names; remove the lines after the first")
     columns = [cell.strip() for cell in row]
     while columns and not columns[-1]:
         columns.pop()  # spreadsheets often add empty trailing cells
@@ -112,7 +116,7 @@ def load_header(path: Path) -> Header:
     return Header(tuple(columns))
 
 
-RESERVED_COLUMNS = ("Job ID", "Job Args", "Machine")
+RESERVED_COLUMNS = ("Job ID", "Job Args", "Machine", "Digest", "Code")
 
 
 def _reason(exc: BaseException) -> str:

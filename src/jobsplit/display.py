@@ -75,7 +75,7 @@ def duration(seconds: float | None) -> str:
 
 
 def summary_line(s: Snapshot) -> str:
-    percent = 100 * (s.done + s.failed) / s.total if s.total else 100.0
+    percent = 100 * s.done / s.total if s.total else 100.0  # failed jobs are not done
     return (
         f"{s.machine}: {s.done}/{s.total} done ({percent:.1f}%), {s.failed} failed, {len(s.running)} running, "
         f"{s.rate:.3g} jobs/s, elapsed {duration(s.elapsed)}, ETA {duration(s.eta)}"

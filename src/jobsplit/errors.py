@@ -1,12 +1,41 @@
-"""The one exception type users see as a sentence instead of a traceback."""
+"""The exceptions a command turns into one sentence and an exit status instead of a traceback."""
 
 from __future__ import annotations
 
+import errno
 
-class UserError(Exception):
-    """Bad input the user can fix: shown as one sentence, exit status 2.
+from . import exitcodes
 
-    The message names the file or field at fault and what to do about it.
+
+class JobsplitError(Exception):
+    """A failure explained to the user in one sentence; ``exit_status`` says what kind."""
+
+    exit_status = exitcodes.USAGE
+
+
+class UserError(JobsplitError):
+    """Bad input the user can fix: the message names the file or field at fault and what to do."""
+
+
+class StorageError(JobsplitError):
+    """The machine folder could not be written (full disk, lost permission) while a run was going.
+
+    The run stops like an interrupt: what was committed stays, the rest runs again on resume.
     """
 
-    exit_status = 2
+    exit_status = exitcodes.STORAGE
+
+
+class InternalError(JobsplitError):
+    """jobsplit's own code failed, not the user's job."""
+
+    exit_status = exitcodes.INTERNAL
+
+
+NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+"""Errors that mean "no room to write": a full disk, a quota, a file size limit."""
+
+
+def describe_os_error(exc: OSError) -> str:
+    """``strerror``, else the text of the exception, without the path (the caller names it)."""
+    return exc.strerror or str(exc) or type(exc).__name__

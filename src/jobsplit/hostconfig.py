@@ -1,7 +1,8 @@
 """Per-host settings that must not change the digest: ``<user config dir>/jobsplit/host.ini``.
 
 Workers, output folder, niceness, console style and start method belong to one host (a
-shared desktop may want fewer workers than its cores); command-line flags override them.
+shared desktop may want fewer workers than its cores). Only what the file sets is here;
+``settings`` resolves it against the flags and the defaults.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ CONSOLE_STYLES = ("auto", "live", "plain")
 
 @dataclass(frozen=True)
 class HostSettings:
+    """host.ini ``[host]``; None: not set there."""
+
     workers: int | None = None
-    out: Path = Path("jobsplit-out")
-    nice: int = 10
-    console: str = "auto"
+    out: Path | None = None
+    nice: int | None = None
+    console: str | None = None
     start_method: str | None = None
 
 
@@ -48,12 +51,11 @@ def load_host_settings(path: Path | None = None) -> HostSettings:
     for key in section:
         if key not in known:
             raise UserError(f"{path} [host] {key} is not a host setting; the settings are: {', '.join(sorted(known))}")
-    defaults = HostSettings()
     return HostSettings(
         workers=check_workers(_int(section, "workers", path), f"{path} [host] workers") if "workers" in section else None,
-        out=Path(section["out"]).expanduser() if "out" in section else defaults.out,
-        nice=_int(section, "nice", path) if "nice" in section else defaults.nice,
-        console=check_choice(section.get("console", defaults.console), CONSOLE_STYLES, f"{path} [host] console"),
+        out=Path(section["out"]).expanduser() if "out" in section else None,
+        nice=_int(section, "nice", path) if "nice" in section else None,
+        console=check_choice(section["console"], CONSOLE_STYLES, f"{path} [host] console") if "console" in section else None,
         start_method=check_start_method(section["start_method"], f"{path} [host] start_method") if "start_method" in section else None,
     )
 

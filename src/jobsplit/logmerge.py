@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import os
 import re
 import sys
 import time
@@ -31,7 +30,8 @@ from rich.console import Console
 
 from .console import say_notice
 from .errors import UserError
-from .logs import segments
+from .atomicfile import atomic_file
+from .outdir import MachineDir
 
 NAME = "merge-logs"
 HELP = "merge machines' logs into one log ordered by time"
@@ -60,12 +60,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
     started = time.perf_counter()
     streams = find_streams(args.inputs)
     inputs = [LogStream(files, console) for files in streams]
-    try:
-        with open_output(args.output) as write:
-            records = merge(inputs, write)
-    except BrokenPipeError:  # the reader of stdout stopped early, as `head` does
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+    with open_output(args.output) as write:  # a reader of stdout that stops early: see cli
+        records = merge(inputs, write)
     files = sum(len(files) for files in streams)
     seconds = time.perf_counter() - started
     console.print(f"merged {_count(records, 'record')} from {_count(len(inputs), 'log')} ({_count(files, 'file')}) into {args.output} in {seconds:.1f} s", markup=False)
@@ -104,7 +100,7 @@ def directory_logs(directory: Path) -> list[list[Path]]:
     A root is told by its subdirectories ``<machine>/`` holding ``<machine>.log.gz`` (or its
     segments), so a merged log saved in the root is not mistaken for a machine's.
     """
-    machines = [sub for sub in sorted(directory.iterdir()) if sub.is_dir() and segments(sub, sub.name)]
+    machines = [sub for sub in sorted(directory.iterdir()) if sub.is_dir() and MachineDir(sub, sub.name).segments()]
     found = [files for sub in machines for files in machine_logs(sub)] if machines else machine_logs(directory)
     if not found:
         raise UserError(f"{directory} holds no logs: expected <machine>.log.gz files in it or in its subdirectories <machine>/")
@@ -114,7 +110,7 @@ def directory_logs(directory: Path) -> list[list[Path]]:
 def machine_logs(directory: Path) -> list[list[Path]]:
     """Each machine's log files in ``directory``, oldest first (empty if there are none)."""
     machines = sorted({m.group(1) for p in directory.iterdir() if (m := _LOG_NAME.fullmatch(p.name)) and p.is_file()})
-    return [segments(directory, machine) for machine in machines]
+    return [MachineDir(directory, machine).segments() for machine in machines]
 
 
 def _first_time(path: Path, seen: set[tuple[int, int]]) -> bool:
@@ -247,25 +243,15 @@ def merge(inputs: list[LogStream], write: Write) -> int:
 
 @contextmanager
 def open_output(out: str) -> Iterator[Write]:
-    """A writer of OUT: stdout for ``-``, else a temporary file renamed to OUT on success."""
+    """A writer of OUT: stdout for ``-``, else a file written whole (see ``atomic_file``)."""
     if out == "-":
         yield sys.stdout.buffer.write
         sys.stdout.buffer.flush()
         return
     final = Path(out)
-    temp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
-    try:
-        raw = open(temp, "xb")
-    except OSError as exc:
-        raise UserError(f"cannot write {out}: {exc.strerror}") from None
-    try:
-        with raw:
-            if final.name.endswith(".gz"):
-                with gzip.GzipFile(final.name, "wb", compresslevel=6, fileobj=raw) as compressed:
-                    yield compressed.write
-            else:
-                yield raw.write
-        os.replace(temp, final)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    with atomic_file(final, "wb") as raw:
+        if final.name.endswith(".gz"):
+            with gzip.GzipFile(final.name, "wb", compresslevel=6, fileobj=raw) as compressed:
+                yield compressed.write
+        else:
+            yield raw.write

@@ -19,10 +19,15 @@ from typing import Any
 
 from rich.console import Console
 
+from .atomicfile import atomic_file
+from .config import RESERVED_COLUMNS
 from .digest import format_digest
 from .errors import UserError
-from .results import RESERVED_COLUMNS, atomic_text
-from .state import JOURNAL_FILE, Journal
+from .fingerprint import UNKNOWN
+from .journal import Journal
+from .outdir import JOURNAL_FILE, find_machine_dirs
+from .states import JobState
+from .text import plural
 
 NAME = "merge-results"
 HELP = "combine the machines' results into one CSV and report missing or duplicate jobs"
@@ -31,7 +36,7 @@ SHOWN = 10
 
 
 @dataclass
-class MachineDir:
+class MachineResults:
     """One machine's output folder, opened through its journal."""
 
     path: Path
@@ -51,7 +56,7 @@ class MachineDir:
 class Merged:
     """Who holds which job, and what is missing or doubled."""
 
-    machines: list[MachineDir]
+    machines: list[MachineResults]
     header: list[str]
     plan: dict[str, int]
     holders: dict[str, list[str]] = field(default_factory=dict)
@@ -60,6 +65,13 @@ class Merged:
     """machine -> (job id, state) of its jobs not done."""
     absent: dict[str, int] = field(default_factory=dict)
     """machines of the plan with no folder given -> their job count."""
+    codes: dict[str, Counter[str]] = field(default_factory=dict)
+    """code fingerprint -> done jobs per machine computed with it (known fingerprints only)."""
+
+    @property
+    def mixed_code(self) -> bool:
+        """Whether the done jobs come from more than one version of the entry script."""
+        return len(self.codes) > 1
 
     @property
     def duplicates(self) -> dict[str, list[str]]:
@@ -88,25 +100,9 @@ class Merged:
                     yield line
 
 
-def find_machine_dirs(paths: Sequence[Path]) -> list[Path]:
-    """Machine folders (with a journal) among the paths, or among their immediate subfolders."""
-    found: dict[Path, None] = {}
-    for path in paths:
-        if not path.exists():
-            raise UserError(f"{path} does not exist; give machine output folders (DIR/<machine>) or their output root")
-        if (path / JOURNAL_FILE).is_file():
-            found[path.resolve()] = None
-            continue
-        below = sorted(p for p in path.iterdir() if (p / JOURNAL_FILE).is_file()) if path.is_dir() else []
-        if not below:
-            raise UserError(f"{path} holds no {JOURNAL_FILE}; copy each machine's whole output folder (DIR/<machine>/) from its host")
-        found.update((p.resolve(), None) for p in below)
-    return list(found)
-
-
 def merge(paths: Sequence[Path]) -> Merged:
     """Open every machine's journal, check they share one digest, and account for every job."""
-    machines = [MachineDir(p, journal := Journal(p / JOURNAL_FILE, read_only=True), journal.meta()) for p in find_machine_dirs(paths)]
+    machines = [MachineResults(p, journal := Journal(p / JOURNAL_FILE, read_only=True), journal.meta()) for p in find_machine_dirs(paths)]
     digests = {m.digest for m in machines}
     if len(digests) > 1:
         groups = "; ".join(f"{format_digest(d)}: {', '.join(str(m.path) for m in machines if m.digest == d)}" for d in sorted(digests))
@@ -115,10 +111,14 @@ def merge(paths: Sequence[Path]) -> Merged:
     merged = Merged(machines, json.loads(first["header"]), json.loads(first["plan"]))
     for machine in machines:
         for job_id, state in machine.journal.states():
-            if state == "done":
+            if state == JobState.DONE:
                 merged.holders.setdefault(job_id, []).append(machine.machine)
-            else:
+            elif state != JobState.SUPERSEDED:  # a shared queue took another host's result: not missing
                 merged.missing.setdefault(machine.machine, []).append((job_id, state))
+        for _, line in machine.journal.done_lines():
+            code = line.rstrip("\n").rsplit(",", 1)[-1] or UNKNOWN  # the last column: hex, never quoted
+            if code != UNKNOWN:
+                merged.codes.setdefault(code, Counter())[machine.machine] += 1
     present = {m.machine for m in machines}
     merged.absent = {name: count for name, count in merged.plan.items() if name not in present and count}
     return merged
@@ -138,6 +138,12 @@ def report(merged: Merged, console: Console) -> None:
         listed = ", ".join(f"{job_id} ({' + '.join(where)})" for job_id, where in shown)
         more = f" and {len(duplicates) - SHOWN} more" if len(duplicates) > SHOWN else ""
         console.print(f"present more than once: {len(duplicates)} jobs: {listed}{more}", markup=False, soft_wrap=True)
+    if merged.mixed_code:
+        versions = "; ".join(
+            f"code {code} on " + ", ".join(f"{name} ({plural(count, 'job')})" for name, count in sorted(machines.items()))
+            for code, machines in sorted(merged.codes.items())
+        )
+        console.print(f"mixed code: the results come from different versions of the entry script: {versions}", markup=False, soft_wrap=True)
     total = sum(merged.plan.values())
     verdict = "complete: every job of the plan exactly once" if merged.complete else "INCOMPLETE"
     console.print(f"{len(merged.holders)} of {total} jobs present from {len(merged.machines)} machine folders; {verdict}", markup=False, soft_wrap=True)
@@ -146,7 +152,7 @@ def report(merged: Merged, console: Console) -> None:
 def write_csv(merged: Merged, output: Path) -> int:
     """Write the merged table (atomically: a temporary file renamed); returns rows written."""
     count = 0
-    with atomic_text(output) as f:
+    with atomic_file(output) as f:
         csv.writer(f, lineterminator="\n").writerow([*merged.header, *RESERVED_COLUMNS])
         for line in merged.lines():
             f.write(line)
@@ -158,17 +164,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="an output root, or machine folders (DIR/<machine>)")
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="FILE", help="the merged CSV to write")
     parser.add_argument("--allow-missing", action="store_true", help="write what there is even if jobs are missing or doubled (exit status stays 1)")
+    parser.add_argument("--allow-mixed-code", action="store_true", help="accept results computed by different versions of the entry script")
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
     merged = merge(args.dirs)
     report(merged, console)
-    if merged.complete or args.allow_missing:
+    code_ok = not merged.mixed_code or args.allow_mixed_code
+    if (merged.complete or args.allow_missing) and code_ok:
         rows = write_csv(merged, args.output)
-        console.print(f"wrote {rows} rows to {args.output}", markup=False, soft_wrap=True)
+        console.print(f"wrote {plural(rows, 'row')} to {args.output}", markup=False, soft_wrap=True)
+    elif not code_ok:
+        console.print("nothing written; pass --allow-mixed-code to merge results of different code versions", markup=False)
     else:
         console.print("nothing written; pass --allow-missing to write the rows there are", markup=False)
-    return 0 if merged.complete else 1
+    return 0 if merged.complete and code_ok else 1
 
 
 def _counted(states: Counter[str]) -> str:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .errors import UserError
+from .text import article
 
 ID_BYTES = 16
 """Job ids are the first 128 bits of SHA-256: 32 hex characters, no collisions in practice."""
@@ -105,6 +106,9 @@ class JobPool:
     """
 
     def __init__(self, jobs: Iterable[Any], key: JobKey | None = None) -> None:
+        if isinstance(jobs, (str, bytes)) or not isinstance(jobs, Iterable):
+            what = "None" if jobs is None else f"{article(type(jobs).__name__)} {type(jobs).__name__}"
+            raise UserError(f"the pool passed to jobsplit.main is {what}; pass a list (or any iterable) of the jobs' arguments, e.g. [(1, 'a'), (2, 'b')]")
         self.jobs: list[Any] = list(jobs)
         self.key = key
         plain = self._plain_ids() if key is None else None
@@ -171,13 +175,9 @@ def _normalize(value: Any, where: str, depth: int) -> Any:
     if isinstance(value, str):
         return str(value)
     raise UserError(
-        f"{where} is {_article(_type_name(value))} {_type_name(value)}, which has no stable encoding; use JSON-like values "
+        f"{where} is {article(_type_name(value))} {_type_name(value)}, which has no stable encoding; use JSON-like values "
         "(None, bool, int, float, str, list, tuple, dict with str keys) or pass key= to jobsplit.main"
     )
-
-
-def _article(word: str) -> str:
-    return "an" if word[:1].lower() in "aeiou" else "a"
 
 
 def _type_name(value: Any) -> str:

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from multiprocessing.context import BaseContext
 
-_FIELDS = 3  # job sequence number (-1: idle), start (monotonic clock), reported fraction
+_FIELDS = 3  # ticket of the running job (-1: idle), its start (monotonic clock), reported fraction
 IDLE = -1
 REPORT_INTERVAL = 0.1
 """Seconds between two reports a job publishes (about 10 a second)."""
@@ -19,7 +19,7 @@ REPORT_INTERVAL = 0.1
 
 @dataclass(frozen=True)
 class SlotState:
-    seq: int
+    ticket: int
     started: float
     fraction: float
 
@@ -30,12 +30,12 @@ class ProgressBoard:
     def __init__(self, context: BaseContext, slots: int) -> None:
         self._values = context.RawArray("d", [IDLE, 0.0, 0.0] * slots)
 
-    def start(self, slot: int, seq: int) -> None:
-        """A job begins: fraction and start time are written before the sequence number."""
+    def start(self, slot: int, ticket: int) -> None:
+        """A job begins: fraction and start time are written before the ticket."""
         base = slot * _FIELDS
         self._values[base + 2] = 0.0
         self._values[base + 1] = time.monotonic()
-        self._values[base] = seq
+        self._values[base] = ticket
 
     def finish(self, slot: int) -> None:
         self._values[slot * _FIELDS] = IDLE
@@ -45,8 +45,8 @@ class ProgressBoard:
 
     def read(self, slot: int) -> SlotState:
         base = slot * _FIELDS
-        seq, started, fraction = self._values[base : base + _FIELDS]
-        return SlotState(int(seq), started, fraction)
+        ticket, started, fraction = self._values[base : base + _FIELDS]
+        return SlotState(int(ticket), started, fraction)
 
 
 class ProgressReporter:

@@ -1,20 +1,22 @@
 """The result path: every ended attempt goes through one recorder, journal first, then CSV.
 
-A record that arrives after a quiet spell (no commit for ``max_delay`` seconds) is committed
-at once, so slow jobs are durable the moment they end; records arriving faster than that
-are grouped into one commit per ``max_delay`` (or per ``max_group`` records), so durability
-costs little per job however short the jobs. After a crash, only jobs that were running, or
-that ended within the last ``max_delay``, run again. A job counts as recorded once its
-group is committed, and results.csv only ever shows committed rows.
+An attempt that ends after a quiet spell (no commit for ``max_delay`` seconds) is committed at
+once, so slow jobs are durable the moment they end; attempts ending faster than that are
+grouped into one commit per ``max_delay`` (or per ``max_group`` attempts), so durability costs
+little per job however short the jobs. After a crash, only jobs that were running, or that
+ended within the last ``max_delay``, run again. A job counts as recorded once its group is
+committed, and results.csv only ever shows committed rows.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
 
+from .clock import SYSTEM_CLOCK, Clock
+from .errors import StorageError
+from .journal import AttemptRow, Journal, RunningAttempt
 from .results import ResultsFile
-from .state import DONE, Journal, Record
+from .states import JobState
 
 HEARTBEAT = 5.0
 """With nothing to record, the journal is still touched this often (``status`` shows it)."""
@@ -26,8 +28,9 @@ class Recorder:
         journal: Journal,
         results: ResultsFile,
         run: int,
-        running: Callable[[], set[int]],
+        running: Callable[[], list[RunningAttempt]],
         *,
+        clock: Clock = SYSTEM_CLOCK,
         max_group: int = 4096,
         max_delay: float = 0.05,
     ) -> None:
@@ -37,29 +40,38 @@ class Recorder:
         self.max_group = max_group
         self.max_delay = max_delay
         self._running = running
-        self._records: list[Record] = []
+        self._clock = clock
+        self._attempts: list[AttemptRow] = []
         self._oldest = 0.0
-        self._committed_at = time.monotonic()
-        self._committed_running: set[int] = set()
+        self._committed_at = clock.monotonic()
+        self._committed_running: list[RunningAttempt] = []
+        self._error: StorageError | None = None
+        """A commit that failed (a full disk): raised by the next flush, so a runner that is
+        stopping its workers is never interrupted by it."""
 
-    def add(self, records: Iterable[Record]) -> None:
-        now = time.monotonic()
-        if not self._records:
+    def add(self, attempts: Iterable[AttemptRow]) -> None:
+        now = self._clock.monotonic()
+        if not self._attempts:
             self._oldest = now
-        self._records.extend(records)
-        if len(self._records) >= self.max_group or now - self._committed_at >= self.max_delay:
-            self.flush()
+        self._attempts.extend(attempts)
+        if self._error is None and (len(self._attempts) >= self.max_group or now - self._committed_at >= self.max_delay):
+            try:
+                self.flush()
+            except StorageError as exc:
+                self._error = exc
 
     def due_in(self) -> float:
-        """Seconds until waiting records must be committed (infinite when none wait)."""
-        if not self._records:
+        """Seconds until waiting attempts must be committed (infinite when none wait)."""
+        if not self._attempts:
             return float("inf")
-        return max(0.0, self._oldest + self.max_delay - time.monotonic())
+        return max(0.0, self._oldest + self.max_delay - self._clock.monotonic())
 
     def flush_if_due(self) -> None:
-        """Commit records old enough, or a change in the running jobs, or a heartbeat."""
-        now = time.monotonic()
-        if self._records:
+        """Commit attempts old enough, or a change in the running jobs, or a heartbeat."""
+        if self._error is not None:
+            raise self._error
+        now = self._clock.monotonic()
+        if self._attempts:
             due = now - self._oldest >= self.max_delay
         else:
             due = now - self._committed_at >= HEARTBEAT or (
@@ -69,8 +81,10 @@ class Recorder:
             self.flush()
 
     def flush(self) -> None:
-        records, running = self._records, self._running()
-        self.journal.commit(self.run, records, running)
-        self.results.append(r[6] for r in records if r[1] == DONE)  # type: ignore[misc]
-        self._records = []
-        self._committed_at, self._committed_running = time.monotonic(), running
+        if self._error is not None:
+            raise self._error
+        attempts, running = self._attempts, self._running()
+        self.journal.commit(self.run, attempts, running, self._clock.time())
+        self._attempts = []
+        self._committed_at, self._committed_running = self._clock.monotonic(), running
+        self.results.append(a.row for a in attempts if a.state == JobState.DONE)  # type: ignore[misc]

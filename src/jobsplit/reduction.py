@@ -18,7 +18,7 @@ from rich.console import Console
 
 from .errors import UserError
 from .merge import merge, report
-from .results import atomic_text
+from .atomicfile import atomic_file
 
 ReduceFn = Callable[[Iterator[dict[str, Any]]], Any]
 
@@ -47,7 +47,7 @@ def reduce_results(reduce: ReduceFn | None, dirs: Sequence[Path], output: Path |
 
 
 def _write(value: Any, output: Path) -> None:
-    with atomic_text(output) as f:
+    with atomic_file(output) as f:
         if output.suffix.lower() == ".json":
             json.dump(value, f, indent=2, default=str)
             f.write("\n")

@@ -1,43 +1,30 @@
 """Result rows: a job's return value as one line of ``results.csv``.
 
 The columns are header.csv's (three timing columns first, then the job's own), followed by
-``Job ID``, ``Job Args`` (the canonical JSON the id hashes) and ``Machine``. Rows are
-formatted in the worker, so the parent only stores and appends finished lines of text.
+``Job ID``, ``Job Args`` (the canonical JSON the id hashes), ``Machine``, ``Digest`` (of the
+plan) and ``Code`` (the fingerprint of the entry that computed the row), so every row says
+where it came from. Rows are formatted in the worker, so the parent only stores and appends
+finished lines of text.
 """
 
 from __future__ import annotations
 
 import csv
-import functools
 import io
 import numbers
-import os
-import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
+from .atomicfile import atomic_file
 from .config import RESERVED_COLUMNS, TIMING_COLUMNS, Header
-from .errors import UserError
-
-RESULTS_FILE = "results.csv"
+from .errors import StorageError, describe_os_error
+from .text import article
+from .timefmt import utc_timestamp
 
 
 class ResultShapeError(Exception):
     """A job returned something that does not fit the header's result columns."""
-
-
-def utc_timestamp(epoch_seconds: float) -> str:
-    """ISO-8601 UTC with milliseconds, e.g. ``2026-11-23T12:00:00.123Z``."""
-    whole = int(epoch_seconds)
-    millis = min(999, int((epoch_seconds - whole) * 1000))
-    return f"{_utc_second(whole)}.{millis:03d}Z"
-
-
-@functools.lru_cache(maxsize=4)
-def _utc_second(whole_seconds: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole_seconds))
 
 
 class _LastLine:
@@ -52,9 +39,11 @@ class _LastLine:
 class RowFormatter:
     """Turns (timings, return value, identity) into a CSV line; lives in each worker."""
 
-    def __init__(self, header: Header, machine: str, run_started: float) -> None:
+    def __init__(self, header: Header, machine: str, run_started: float, digest: str, code: str) -> None:
         self.columns = header.result_columns
         self.machine = machine
+        self.digest = digest
+        self.code = code
         self.run_started = utc_timestamp(run_started)
         order = {name: i for i, name in enumerate(header.columns[: len(TIMING_COLUMNS)])}
         self._run_at, self._start_at, self._time_at = (order[c] for c in ("Run Start Time", "Job Start Time", "Job Running Time"))
@@ -62,7 +51,7 @@ class RowFormatter:
         self._writer = csv.writer(self._sink, lineterminator="\n")
 
     def line(self, value: Any, job_started: float, running_time: float, job_id: str, job_args: str) -> str:
-        fields = ["", "", "", *self.cells(value), job_id, job_args, self.machine]
+        fields = ["", "", "", *self.cells(value), job_id, job_args, self.machine, self.digest, self.code]
         fields[self._run_at] = self.run_started
         fields[self._start_at] = utc_timestamp(job_started)
         fields[self._time_at] = f"{running_time:.6f}"
@@ -90,7 +79,7 @@ class RowFormatter:
         if not columns and value is None:
             return []
         expected = f"{len(columns)} values (a list, tuple or dict for {list(columns)})" if columns else "None (header.csv has no result columns)"
-        raise ResultShapeError(f"the job returned a {kind.__name__} but header.csv expects {expected}")
+        raise ResultShapeError(f"the job returned {article(kind.__name__)} {kind.__name__} but header.csv expects {expected}")
 
 
 _SCALAR_TEXT: dict[type, Any] = {str: str, int: str, bool: str, float: repr, type(None): lambda _: ""}
@@ -109,7 +98,8 @@ def _cell(value: Any, column: str) -> str:
         return repr(float(value))
     if isinstance(value, numbers.Number):
         return str(value)
-    raise ResultShapeError(f"the value for column {column!r} is a {type(value).__name__}; cells must be numbers, strings, booleans or None")
+    name = type(value).__name__
+    raise ResultShapeError(f"the value for column {column!r} is {article(name)} {name}; cells must be numbers, strings, booleans or None")
 
 
 def _differences(missing: list[str], extra: list[str]) -> str:
@@ -127,35 +117,29 @@ def csv_header_line(header: Header) -> str:
     return buffer.getvalue()
 
 
-@contextmanager
-def atomic_text(path: Path) -> Iterator[TextIO]:
-    """Write a text file under a temporary name, synced, then renamed: never half a file.
-
-    A file that cannot be written is a UserError naming it."""
-    temporary = path.with_name(path.name + ".partial")
-    try:
-        with open(temporary, "w", encoding="utf-8", newline="") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except OSError as exc:
-        raise UserError(f"{path} cannot be written ({exc.strerror or exc}); check that its folder exists and is writable") from None
-
-
 class ResultsFile:
-    """``results.csv``, appended in completion order; always rebuilt from the journal on start."""
+    """``results.csv``, appended in completion order; rebuilt from the journal at every start
+    (after the journal took in any row only results.csv held, see ``recovery``)."""
 
     def __init__(self, path: Path, header_line: str, lines: Iterable[str]) -> None:
         self.path = path
-        with atomic_text(path) as f:  # a torn last line from a crash never survives
+        with atomic_file(path) as f:  # a torn last line from a crash never survives
             f.write(header_line)
             f.writelines(lines)
-        self._file = open(path, "a", encoding="utf-8", newline="")
+        try:
+            self._file = open(path, "a", encoding="utf-8", newline="")  # noqa: SIM115 - open for the whole run
+        except OSError as exc:
+            raise StorageError(f"{path} cannot be written ({describe_os_error(exc)})") from None
 
     def append(self, lines: Iterable[str]) -> None:
-        self._file.writelines(lines)
-        self._file.flush()
+        try:
+            self._file.writelines(lines)
+            self._file.flush()
+        except OSError as exc:
+            raise StorageError(f"{self.path} cannot be written: {describe_os_error(exc)}; free some space and run the same command again to resume") from None
 
     def close(self) -> None:
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError:
+            pass  # a full disk: the journal holds every committed row, the next start rewrites this file

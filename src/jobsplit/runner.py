@@ -1,45 +1,61 @@
-"""Process supervision: this machine's worker processes, fed from a job source.
+"""Process supervision: this machine's worker processes, fed from a source of work.
 
-Unlike the standard pools, a worker that dies costs only the job it was running: each worker
-has its own pipes and a shared-memory slot saying which job it runs, so the supervisor knows
-exactly which job to blame, hands the worker's other jobs back, and starts a replacement.
-A timeout kills only the worker of the job that ran too long. Short jobs travel in batches.
+The data path of one machine::
+
+    pool --> plan --> source --take()--> Runner --[Assignment, ...]--> task pipe --> worker
+                        ^                 | ^                                    (reader thread
+                        |  settle()       | |                                     -> job thread)
+                        +--release()------+ +--(RECORDS, [Record]) | (LOG, [LogEntry])-- result pipe
+                                          |
+                               AttemptRow |                        LogEntry
+                                          v                           v
+                         Recorder --> journal.sqlite --> results.csv   MachineLog --> <machine>.log.gz
+
+The source decides which job runs next and what a failed attempt means (retry or not); the
+runner moves jobs to workers and their records back, and never counts attempts. Unlike the
+standard pools, a worker that dies costs only the job it was running: each worker has its own
+pipes and a slot on the progress board saying which job it runs, so the runner knows exactly
+which job to blame, hands the worker's other jobs back, and starts a replacement. A timeout
+stops only the worker (and the programs its job started) of the job that ran too long. Short
+jobs travel in batches. Nothing here blocks on a worker: see ``links``.
 """
 
 from __future__ import annotations
 
-import os
-import pickle
 import signal
-import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, wait
-from multiprocessing.context import BaseContext
-from multiprocessing.process import BaseProcess
+from typing import NamedTuple
 
+from .clock import SYSTEM_CLOCK, Clock
+from .errors import InternalError
+from .journal import AttemptRow, RunningAttempt
+from .links import WorkerHub, WorkerLink
+from .messages import LOG, Assignment, LogEntry, Record
 from .pool import JobPool
-from .progress import IDLE, ProgressBoard
+from .progress import IDLE
 from .recorder import Recorder
-from .source import JobSource, Task
-from .state import DONE, FAILED, PENDING, Record
-from .logs import LogEntry
-from .worker import LOG, Assignment, WorkerSetup, worker_main
+from .sources import JobSource, Task
+from .states import JobState, Outcome
 
 TICK = 0.1
-"""Longest the supervisor sleeps: the pace of timeouts, interrupts and display updates."""
+"""Longest the runner sleeps: the pace of timeouts, interrupts and display updates."""
 BATCH_SECONDS = 0.02
-"""Short jobs are sent in batches that take about this long."""
+"""Short jobs are sent in batches that take about this long: long enough to amortize a
+message, short enough that an idle worker never waits long for work."""
 MAX_BATCH = 512
+"""At most this many jobs in one message, whatever their length."""
 PREFETCH_BELOW = 0.01
 """Jobs shorter than this (seconds, on average) get a batch queued behind the running one."""
 KILL_GRACE = 1.0
-"""Seconds between asking a worker to terminate and killing it."""
+"""Seconds between asking a worker's process group to stop (SIGTERM) and killing it."""
+INTERNAL_LIMIT = 3
+"""After this many attempts in a row failed inside jobsplit's own code (none done), the run
+stops: every job would fail the same way, and it is not the jobs' fault."""
 
 
-@dataclass(frozen=True)
-class Running:
+class RunningJob(NamedTuple):
     """A job on a worker right now, for the display."""
 
     task: Task
@@ -49,20 +65,24 @@ class Running:
 
 @dataclass
 class Counts:
+    """What this run settled."""
+
     done: int = 0
     failed: int = 0
 
 
+class _Sent(NamedTuple):
+    ticket: int
+    task: Task
+
+
 @dataclass(eq=False)
-class _Worker:
-    slot: int
-    process: BaseProcess
-    tasks: Connection
-    results: Connection
-    queue: deque[Task] = field(default_factory=deque)
+class _Slot:
+    link: WorkerLink
+    queue: deque[_Sent] = field(default_factory=deque)
     """Sent to this worker and not yet reported back, in the order the worker runs them."""
     timed_out: int | None = None
-    """The seq of the job this worker is being stopped for, once it ran over the timeout."""
+    """The ticket of the job this worker is being stopped for, once it ran over the timeout."""
     kill_at: float = 0.0
 
 
@@ -71,189 +91,207 @@ class Runner:
 
     def __init__(
         self,
-        setup: WorkerSetup,
-        pool: JobPool,
         source: JobSource,
+        hub: WorkerHub,
         recorder: Recorder,
+        pool: JobPool,
         *,
         workers: int,
-        context: BaseContext,
+        run: int,
         timeout: float | None = None,
-        retries: int = 0,
-        on_failure: Callable[[Task, str, str, bool], None] = lambda task, outcome, error, retry: None,
-        on_log: Callable[[str, list[LogEntry]], None] = lambda worker, entries: None,
+        clock: Clock = SYSTEM_CLOCK,
+        on_attempt: Callable[[Task, AttemptRow], None] = lambda task, attempt: None,
+        on_log: Callable[[int, list[LogEntry]], None] = lambda slot, entries: None,
     ) -> None:
-        self.setup = setup
-        self.pool = pool
         self.source = source
+        self.hub = hub
         self.recorder = recorder
+        self.pool = pool
         self.size = workers
-        self.context = context
+        self.run_number = run
         self.timeout = timeout
-        self.retries = retries
-        self.on_failure = on_failure
+        self.clock = clock
+        self.on_attempt = on_attempt
         self.on_log = on_log
         self.counts = Counts()
-        self._board: ProgressBoard = setup.board
-        self._workers: list[_Worker] = []
+        self._slots: list[_Slot] = []
+        self._by_link: dict[int, _Slot] = {}
+        self._tickets = 0
         self._mean_time: float | None = None
+        self._started_at: dict[int, float] = {}
+        """Ticket -> wall-clock start of a running job, fixed when first seen."""
+        self._internal_in_a_row = 0
+        self._stopping = False
 
     # --- the loop -----------------------------------------------------------------------
 
     def run(self, should_stop: Callable[[], bool], on_tick: Callable[[], None] = lambda: None) -> bool:
-        """Run until the source is exhausted (True) or ``should_stop()`` (False: interrupted)."""
-        self._workers = [self._start(slot) for slot in range(self.size)]
+        """Run until the source has settled every job (True) or ``should_stop()`` (False).
+
+        Workers start one per turn of the loop, so a stop is honoured while they start.
+        """
+        wanted_workers = min(self.size, self.source.remaining())
         try:
             while not should_stop():
+                growing = len(self._slots) < wanted_workers
+                if growing:
+                    self._add(self._start(len(self._slots)))
                 self._dispatch()
                 if self.source.remaining() == 0:
                     return True
-                self._wait()
+                timeout = 0.0 if growing else min(TICK, self.recorder.due_in())
+                for link in self.hub.wait([s.link for s in self._slots], timeout):
+                    slot = self._by_link.get(id(link))
+                    if slot is not None:
+                        self._service(slot)
                 self._enforce_timeouts()
                 self.recorder.flush_if_due()
+                if self._internal_in_a_row >= INTERNAL_LIMIT:
+                    raise InternalError(
+                        f"jobsplit failed on {self._internal_in_a_row} jobs in a row inside its own code, not in the jobs "
+                        "(see the log for the traceback); the jobs stay pending. This is a bug in jobsplit: please report it"
+                    )
                 on_tick()
             return False
         finally:
-            self._shut_down()
-            self.recorder.flush()
+            try:
+                self._shut_down()
+            finally:
+                self.recorder.flush()
 
-    def running(self) -> list[Running]:
-        now, jobs = time.monotonic(), []
-        for worker in self._workers:
-            state = self._board.read(worker.slot)
-            if state.seq != IDLE:
-                task = next((t for t in worker.queue if t.seq == state.seq), None)
-                if task is not None:
-                    jobs.append(Running(task, state.fraction, now - state.started))
+    def running(self) -> list[RunningJob]:
+        now, jobs = self.clock.monotonic(), []
+        for slot in self._slots:
+            state = slot.link.current()
+            sent = self._find(slot, state.ticket)
+            if sent is not None:
+                jobs.append(RunningJob(sent.task, state.fraction, now - state.started))
         return jobs
 
-    def running_seqs(self) -> set[int]:
-        return {seq for w in self._workers if (seq := self._board.read(w.slot).seq) != IDLE}
+    def running_attempts(self) -> list[RunningAttempt]:
+        """What the journal records as running at each commit."""
+        attempts = []
+        for slot in self._slots:
+            state = slot.link.current()
+            sent = self._find(slot, state.ticket)
+            if sent is not None:
+                started = self._started_at.setdefault(sent.ticket, self._wall(state.started))
+                attempts.append(RunningAttempt(sent.task.job_id, sent.task.attempt, slot.link.slot, slot.link.pid, started))
+        return attempts
 
     def kill(self) -> None:
-        """Kill every worker at once (a forced exit follows)."""
-        for worker in self._workers:
-            worker.process.kill()
+        """Kill every worker and what its job started, at once (a forced exit follows)."""
+        for slot in self._slots:
+            slot.link.signal(signal.SIGKILL)
 
-    def _start(self, slot: int) -> _Worker:
-        self._board.finish(slot)
-        task_reader, task_writer = self.context.Pipe(duplex=False)
-        result_reader, result_writer = self.context.Pipe(duplex=False)
-        process = self.context.Process(
-            target=worker_main,
-            args=(self.setup, task_reader, result_writer, slot, os.getpid()),
-            name=f"jobsplit-worker-{slot}",
-            daemon=True,
-        )
-        process.start()
-        task_reader.close()
-        result_writer.close()
-        return _Worker(slot, process, task_writer, result_reader)
+    def _start(self, index: int) -> _Slot:
+        return _Slot(self.hub.start(index))
 
-    def _wait(self) -> None:
-        by_handle: dict[object, _Worker] = {}
-        for worker in self._workers:
-            by_handle[worker.results] = worker
-            by_handle[worker.process.sentinel] = worker
-        for handle in wait(list(by_handle), timeout=min(TICK, self.recorder.due_in())):
-            worker = by_handle[handle]
-            if worker not in self._workers:
-                continue  # already replaced while handling its other handle
-            if handle is worker.results:
-                self._receive(worker)
-            else:
-                self._lost(worker)
+    def _add(self, slot: _Slot) -> None:
+        self._slots.append(slot)
+        self._by_link[id(slot.link)] = slot
+
+    def _service(self, slot: _Slot) -> None:
+        """A worker has news: messages, room in its pipe, or its exit."""
+        self._handle(slot, slot.link.pump())
+        if slot.link.exit_code() is not None and slot in self._slots:
+            self._lost(slot)
 
     # --- dispatch -----------------------------------------------------------------------
 
     def _dispatch(self) -> None:
-        for worker in self._workers:
-            if worker.timed_out is None and (wanted := self._wanted(worker)):
+        asked = False
+        for slot in self._slots:
+            if slot.timed_out is None and (wanted := self._wanted(slot)):
                 tasks = self.source.take(wanted)
+                asked = True
                 if tasks:
-                    self._send(worker, tasks)
+                    self._send(slot, tasks)
+        if not asked:
+            self.source.take(0)  # the source's tick: a shared queue renews its leases here
 
-    def _wanted(self, worker: _Worker) -> int:
+    def _wanted(self, slot: _Slot) -> int:
         """How many jobs to send now: one at a time, or a batch behind a batch for short jobs."""
         mean = self._mean_time
         if mean is None or mean >= PREFETCH_BELOW:
-            return 0 if worker.queue else 1
+            return 0 if slot.queue else 1
         batch = max(1, min(MAX_BATCH, int(BATCH_SECONDS / max(mean, 1e-7)), self.source.remaining() // (2 * self.size)))
-        return batch if len(worker.queue) <= batch else 0
+        return batch if len(slot.queue) <= batch else 0
 
-    def _send(self, worker: _Worker, tasks: list[Task]) -> None:
-        assignments = [self._assignment(t) for t in tasks]
+    def _send(self, slot: _Slot, tasks: list[Task]) -> None:
+        sent = [self._ticket(task) for task in tasks]
         try:
-            worker.tasks.send(assignments)
-            worker.queue.extend(tasks)
-        except (pickle.PicklingError, TypeError, AttributeError):
-            for task, assignment in zip(tasks, assignments):
-                self._send_alone(worker, task, assignment)
-        except OSError:  # the worker just died; its sentinel will say so
-            self.source.release(tasks)
+            slot.link.send([self._assignment(s) for s in sent])
+        except Exception:  # noqa: BLE001 - some job cannot be pickled: find out which, one by one
+            for one in sent:
+                self._send_alone(slot, one)
+            return
+        slot.queue.extend(sent)
 
-    def _send_alone(self, worker: _Worker, task: Task, assignment: Assignment) -> None:
+    def _send_alone(self, slot: _Slot, sent: _Sent) -> None:
         try:
-            worker.tasks.send([assignment])
-            worker.queue.append(task)
-        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            slot.link.send([self._assignment(sent)])
+        except Exception as exc:  # noqa: BLE001 - any pickling failure is this job's
+            now = self.clock.time()
             error = f"the job's arguments cannot be sent to a worker process ({type(exc).__name__}: {exc})"
-            self._failed(task, (task.seq, FAILED, task.attempt, "error", time.time(), 0.0, None, error))
+            self._record(slot, [(sent.task, Outcome.ERROR, now, now, None, None, None, error)])
+            return
+        slot.queue.append(sent)
 
-    def _assignment(self, task: Task) -> Assignment:
-        pool = self.pool
+    def _ticket(self, task: Task) -> _Sent:
+        self._tickets += 1
+        return _Sent(self._tickets, task)
+
+    def _assignment(self, sent: _Sent) -> Assignment:
+        task, pool = sent.task, self.pool
         job_args = pool.identity_text(task.position) if pool.key is not None else None
-        return task.seq, task.position, task.job_id, pool.jobs[task.position], job_args, task.attempt
+        return Assignment(sent.ticket, task.position, task.job_id, pool.jobs[task.position], job_args, task.attempt)
 
     # --- results --------------------------------------------------------------------------
 
-    def _receive(self, worker: _Worker) -> None:
-        try:
-            self._collect(worker)
-            return
-        except (EOFError, OSError):
-            pass
-        self._lost(worker)  # outside the except block: a worker forked there would inherit the exception
+    def _handle(self, slot: _Slot, messages: Iterable[tuple[str, object]]) -> None:
+        """Log entries go to the log; ended attempts to the source, then the recorder."""
+        for kind, payload in messages:
+            if kind == LOG:
+                self.on_log(slot.link.slot, payload)  # type: ignore[arg-type]
+                continue
+            records: list[Record] = payload  # type: ignore[assignment]
+            ended = []
+            for record in records:
+                sent = slot.queue.popleft()
+                assert sent.ticket == record.ticket, "a worker reports its jobs in the order it was given them"
+                self._started_at.pop(sent.ticket, None)
+                ended.append((sent.task, record.outcome, record.started, record.started + record.running_time, record.max_rss, record.cpu_seconds, record.row, record.error))
+                if record.internal:
+                    self._internal_in_a_row += 1
+                elif record.outcome == Outcome.DONE:
+                    self._internal_in_a_row = 0
+            self._record(slot, ended)
+            self._learn(sum(r.running_time for r in records) / len(records))
 
-    def _collect(self, worker: _Worker) -> None:
-        """Handle one message from a worker: log entries, or ended attempts to record."""
-        kind, payload = worker.results.recv()
-        if kind == LOG:
-            self.on_log(f"w{worker.slot}", payload)
-            return
-        records: list[Record] = payload
-        queue, done = worker.queue, []
-        for record in records:
-            task = queue.popleft()
-            assert task.seq == record[0], "a worker reports its jobs in the order it was given them"
-            if record[1] == DONE:
-                done.append(task)
-            else:
-                self._failed(task, record)
-        self.counts.done += len(done)
-        self.source.complete(done)
-        self.recorder.add(r for r in records if r[1] == DONE)
-        self._learn(sum(r[5] for r in records) / len(records))
-
-    def _drain(self, worker: _Worker) -> None:
-        """Record whatever a stopped worker sent before it stopped."""
-        try:
-            while worker.results.poll():
-                self._collect(worker)
-        except (EOFError, OSError):
-            pass
-
-    def _failed(self, task: Task, record: Record) -> None:
-        """A failed attempt: retried while attempts remain, else failed for good."""
-        seq, _, attempt, outcome, started, running_time, _, error = record
-        retry = task.attempt <= self.retries
-        self.recorder.add([(seq, PENDING if retry else FAILED, attempt, outcome, started, running_time, None, error)])
-        self.on_failure(task, outcome, error or "", retry)
-        if retry:
-            self.source.release([task._replace(attempt=task.attempt + 1)])
-        else:
-            self.counts.failed += 1
-            self.source.complete([task])
+    def _record(
+        self,
+        slot: _Slot,
+        ended: Sequence[tuple[Task, str, float, float, int | None, float | None, str | None, str | None]],
+        exit_code: int | None = None,
+    ) -> None:
+        """Settle ended attempts with the source and hand them to the recorder."""
+        states = self.source.settle([(task, Outcome(outcome)) for task, outcome, *_ in ended])
+        run, worker, pid = self.run_number, slot.link.slot, slot.link.pid
+        code, signum = (None, -exit_code) if exit_code is not None and exit_code < 0 else (exit_code, None)
+        attempts = []
+        for (task, outcome, started, ended_at, max_rss, cpu, row, error), state in zip(ended, states):
+            done = outcome == Outcome.DONE
+            args = None if done else self.pool.identity_text(task.position)
+            attempt = AttemptRow(task.job_id, task.attempt, run, worker, pid, started, ended_at, outcome, state, code, signum, max_rss, cpu, row, args, error)
+            attempts.append(attempt)
+            if state == JobState.DONE:
+                self.counts.done += 1
+            elif state == JobState.FAILED:
+                self.counts.failed += 1
+            if not done:
+                self.on_attempt(task, attempt)
+        self.recorder.add(attempts)
 
     def _learn(self, running_time: float) -> None:
         mean = self._mean_time
@@ -261,76 +299,113 @@ class Runner:
 
     # --- failures -------------------------------------------------------------------------
 
-    def _lost(self, worker: _Worker) -> None:
+    def _lost(self, slot: _Slot) -> None:
         """A worker died: record what it reported, blame its current job, hand back the rest."""
-        self._reap(worker)
-        state = self._board.read(worker.slot)
-        if worker.timed_out is not None:
-            culprit, outcome = worker.timed_out, "timeout"
+        self._handle(slot, slot.link.pump())
+        code = slot.link.exit_code()
+        state = slot.link.current()
+        if slot.timed_out is not None:
+            culprit, outcome = slot.timed_out, Outcome.TIMEOUT
             error = f"timed out after {self.timeout:g} s (the limit set by --timeout or [jobsplit] timeout)"
         else:
-            culprit, outcome = state.seq, "crashed"
-            error = f"the worker process died while running this job ({_describe_exit(worker.process.exitcode)})"
-        task = next((t for t in worker.queue if t.seq == culprit), None)
-        if task is not None:
-            worker.queue.remove(task)
-            elapsed = time.monotonic() - state.started if state.seq == culprit else 0.0
-            self._failed(task, (task.seq, FAILED, task.attempt, outcome, time.time() - elapsed, elapsed, None, error))
-        self._close(worker)
-        self._workers[self._workers.index(worker)] = self._start(worker.slot)
+            culprit, outcome = state.ticket, Outcome.CRASHED
+            error = f"the worker process died while running this job ({describe_exit(code)})"
+        sent = self._find(slot, culprit)
+        if sent is not None:
+            slot.queue.remove(sent)
+            elapsed = self.clock.monotonic() - state.started if state.ticket == culprit else 0.0
+            now = self.clock.time()
+            self._started_at.pop(sent.ticket, None)
+            self._record(slot, [(sent.task, outcome, now - elapsed, now, None, None, None, error)], exit_code=code)
+        slot.link.signal(signal.SIGKILL)  # the programs its job started die with it
+        self._close(slot)
+        index = self._slots.index(slot)
+        del self._by_link[id(slot.link)]
+        if self._stopping:
+            del self._slots[index]
+        else:
+            replacement = self._start(slot.link.slot)
+            self._slots[index] = replacement
+            self._by_link[id(replacement.link)] = replacement
 
-    def _close(self, worker: _Worker) -> None:
-        """Hand back the jobs a stopped worker never reported; free its pipes and slot."""
-        if worker.queue:
-            self.source.release(worker.queue)
-            worker.queue.clear()
-        worker.results.close()
-        worker.tasks.close()
-        self._board.finish(worker.slot)
+    def _close(self, slot: _Slot) -> None:
+        """Hand back the jobs a stopped worker never reported; free its pipes."""
+        if slot.queue:
+            self.source.release(sent.task for sent in slot.queue)
+            for sent in slot.queue:
+                self._started_at.pop(sent.ticket, None)
+            slot.queue.clear()
+        slot.link.close()
 
     def _enforce_timeouts(self) -> None:
-        now = time.monotonic()
-        for worker in self._workers:
-            if worker.timed_out is not None:
-                if now >= worker.kill_at:
-                    worker.process.kill()
+        now = self.clock.monotonic()
+        for slot in self._slots:
+            if slot.timed_out is not None:
+                if now >= slot.kill_at:
+                    slot.link.signal(signal.SIGKILL)
             elif self.timeout is not None:
-                state = self._board.read(worker.slot)
-                if state.seq != IDLE and now - state.started > self.timeout:
-                    worker.timed_out, worker.kill_at = state.seq, now + KILL_GRACE
-                    worker.process.terminate()
+                state = slot.link.current()
+                if state.ticket != IDLE and now - state.started > self.timeout:
+                    slot.timed_out, slot.kill_at = state.ticket, now + KILL_GRACE
+                    slot.link.signal(signal.SIGTERM)
+
+    def _find(self, slot: _Slot, ticket: int) -> _Sent | None:
+        if ticket == IDLE:
+            return None
+        return next((sent for sent in slot.queue if sent.ticket == ticket), None)
+
+    def _wall(self, monotonic: float) -> float:
+        return self.clock.time() - (self.clock.monotonic() - monotonic)
 
     # --- the end --------------------------------------------------------------------------
 
     def _shut_down(self) -> None:
-        """Stop every worker; jobs they had not reported go back to the source."""
-        for worker in self._workers:
-            if worker.queue:
-                worker.process.terminate()  # interrupted: its jobs will run again
+        """Stop every worker; a job that was running is recorded as interrupted, and every job
+        not reported goes back to the source."""
+        self._stopping = True
+        for slot in self._slots:
+            if slot.queue:
+                slot.link.signal(signal.SIGTERM)  # interrupted: its jobs will run again
             else:
-                _send_quietly(worker.tasks, None)  # idle: a polite stop
-        deadline = time.monotonic() + KILL_GRACE
-        for worker in self._workers:
-            self._reap(worker, deadline)
-            self._close(worker)
+                slot.link.send(None)  # idle: a polite stop
+        self._await_exits(KILL_GRACE)
+        for slot in self._slots:
+            if slot.link.exit_code() is None:
+                slot.link.signal(signal.SIGKILL)
+        self._await_exits(KILL_GRACE)
+        for slot in list(self._slots):
+            self._handle(slot, slot.link.pump())
+            state = slot.link.current()
+            sent = self._find(slot, state.ticket)
+            if sent is not None:
+                slot.queue.remove(sent)
+                now = self.clock.time()
+                error = "the run stopped while this job ran (Ctrl-C, SIGTERM, or an error of jobsplit or the disk); it runs again"
+                attempt = AttemptRow(
+                    sent.task.job_id, sent.task.attempt, self.run_number, slot.link.slot, slot.link.pid,
+                    self._started_at.pop(sent.ticket, self._wall(state.started)), now, Outcome.INTERRUPTED, JobState.PENDING,
+                    args=self.pool.identity_text(sent.task.position), error=error,
+                )  # fmt: skip
+                self.recorder.add([attempt])
+                self.source.release([sent.task])
+            slot.link.signal(signal.SIGKILL)  # anything its job started and left behind
+            self._close(slot)
+        self._slots.clear()
+        self._by_link.clear()
 
-    def _reap(self, worker: _Worker, deadline: float | None = None) -> None:
-        """Wait for a stopping worker, reading what it still sends (a worker blocked on a full
-        pipe could not exit); kill it at the deadline. Then record what it sent last."""
-        deadline = deadline if deadline is not None else time.monotonic() + KILL_GRACE
-        while worker.process.is_alive() and time.monotonic() < deadline:
-            try:
-                if worker.results.poll(0.02):
-                    self._collect(worker)
-            except (EOFError, OSError):
-                worker.process.join(max(0.0, deadline - time.monotonic()))
-        if worker.process.is_alive():
-            worker.process.kill()
-        worker.process.join()
-        self._drain(worker)
+    def _await_exits(self, seconds: float) -> None:
+        """Service the workers until all have exited or ``seconds`` have passed (a worker blocked
+        writing to a full pipe can only exit once it is read)."""
+        deadline = self.clock.monotonic() + seconds
+        while (alive := [s for s in self._slots if s.link.exit_code() is None]) and self.clock.monotonic() < deadline:
+            for link in self.hub.wait([s.link for s in alive], min(TICK, deadline - self.clock.monotonic())):
+                slot = self._by_link.get(id(link))
+                if slot is not None:
+                    self._handle(slot, link.pump())
 
 
-def _describe_exit(code: int | None) -> str:
+def describe_exit(code: int | None) -> str:
+    """``exit status 3``, ``killed by SIGSEGV``."""
     if code is None:
         return "exit status unknown"
     if code < 0:
@@ -339,10 +414,3 @@ def _describe_exit(code: int | None) -> str:
         except ValueError:
             return f"killed by signal {-code}"
     return f"exit status {code}"
-
-
-def _send_quietly(connection: Connection, message: object) -> None:
-    try:
-        connection.send(message)
-    except OSError:
-        pass  # the worker is already gone

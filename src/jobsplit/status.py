@@ -20,10 +20,11 @@ from .console import data_console
 from .digest import format_digest
 from .display import duration
 from .errors import UserError
-from .merge import find_machine_dirs
+from .journal import Journal
+from .outdir import JOURNAL_FILE, find_machine_dirs
 from .recorder import HEARTBEAT
-from .results import utc_timestamp
-from .state import DONE, FAILED, JOURNAL_FILE, PENDING, RUNNING, Journal
+from .states import JobState, RunStatus
+from .timefmt import utc_timestamp
 
 NAME = "status"
 HELP = "show every machine's progress (done, failed, pending, running, jobs/s, ETA)"
@@ -59,16 +60,16 @@ def machine_status(path: Path, now: float) -> tuple[str, dict[str, int], Machine
         updated, started = float(last["updated"]), float(last["started"])  # type: ignore[arg-type]
         last_update = utc_timestamp(updated)
         state = str(last["status"])
-        if state == "running" and now - updated > STALLED_AFTER:
+        if state == RunStatus.RUNNING and now - updated > STALLED_AFTER:
             state = "stalled"
         if updated > started:
-            rate = (counts[DONE] - int(last["done_before"])) / (updated - started)  # type: ignore[call-overload]
-        left = counts[PENDING] + counts[RUNNING]
-        if state == "running" and rate:
+            rate = (counts[JobState.DONE] - int(last["done_before"])) / (updated - started)  # type: ignore[call-overload]
+        left = counts[JobState.PENDING] + counts[JobState.RUNNING]
+        if state == RunStatus.RUNNING and rate:
             eta = left / rate
-    if state == "completed":
+    if state == RunStatus.COMPLETED:
         state = "finished"
-    status = MachineStatus(meta["machine"], sum(counts.values()), counts[DONE], counts[FAILED], counts[PENDING], counts[RUNNING], rate, eta, last_update, state)
+    status = MachineStatus(meta["machine"], sum(counts.values()), counts[JobState.DONE], counts[JobState.FAILED], counts[JobState.PENDING], counts[JobState.RUNNING], rate, eta, last_update, state)
     return meta["digest"], json.loads(meta["plan"]), status
 
 
@@ -87,7 +88,7 @@ def gather(paths: list[Path]) -> tuple[str, list[MachineStatus]]:
 
 def overall(statuses: list[MachineStatus]) -> MachineStatus:
     total = sum(s.total for s in statuses)
-    rates = [s.jobs_per_second for s in statuses if s.state == "running" and s.jobs_per_second]
+    rates = [s.jobs_per_second for s in statuses if s.state == RunStatus.RUNNING and s.jobs_per_second]
     # the pool is finished when the slowest running machine is
     etas = [s.eta_seconds for s in statuses if s.eta_seconds is not None]
     return MachineStatus(

@@ -1,0 +1,166 @@
+"""A worker's output and logging, routed to the parent's machine log with the job's id.
+
+Workers need no set-up from the job. File descriptors 1 and 2 become pipes read by a thread,
+and ``sys.stdout`` / ``sys.stderr`` are real text files on them: ``print``, ``fileno()``,
+``.buffer``, ``.reconfigure()``, ``faulthandler`` and child processes given ``sys.stdout`` all
+work, and every line lands in the log. The root logger and ``warnings`` go the same way as
+records. When a job ends, the job thread itself drains the pipes before the next job starts,
+so everything a job (or a child it waited for) wrote is attributed to it.
+"""
+
+from __future__ import annotations
+
+import errno
+import gzip
+import logging
+import os
+import select
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TextIO
+
+from .config import LogSettings
+from .journal import clean_text
+from .messages import LogEntry
+from .timefmt import utc_timestamp
+
+STREAMS = ((1, "stdout", "INFO"), (2, "stderr", "WARNING"))
+"""(file descriptor, name, level) of the captured streams."""
+READ_SIZE = 65536
+
+
+class OutputCapture:
+    """Installed once in each worker; ``send`` must be safe to call from any thread."""
+
+    def __init__(self, send: Callable[[list[LogEntry]], None], settings: LogSettings, per_job_dir: Path | None) -> None:
+        self._send = send
+        self._per_job_dir = per_job_dir
+        self._job = "-"
+        self._job_file: TextIO | None = None
+        self._lock = threading.RLock()
+        """Guards the pipes' reads, the partial lines and the job id, so a drain is exact."""
+        self._pipes: dict[int, _Pipe] = {}
+        root = logging.getLogger()
+        root.handlers[:] = [_Handler(self)]  # a forked worker inherits the parent's handlers
+        root.setLevel(settings.level)
+        jobsplit_logger = logging.getLogger("jobsplit")
+        jobsplit_logger.handlers.clear()
+        jobsplit_logger.propagate = True
+        logging.captureWarnings(True)
+        for fd, name, level in STREAMS:
+            read_end, write_end = os.pipe()
+            os.dup2(write_end, fd)
+            os.close(write_end)
+            os.set_blocking(read_end, False)
+            self._pipes[read_end] = _Pipe(name, level)
+        # Real text files on descriptors 1 and 2, line-buffered like a terminal's; odd text is
+        # escaped, never an error in the job.
+        sys.stdout = open(1, "w", encoding="utf-8", errors="backslashreplace", buffering=1, closefd=False)  # noqa: SIM115 - lives as long as the worker
+        sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", buffering=1, closefd=False)  # noqa: SIM115 - lives as long as the worker
+        self._reader = threading.Thread(target=self._read_while_alive, daemon=True, name="jobsplit-output")
+        self._reader.start()
+
+    def start_job(self, job_id: str) -> None:
+        with self._lock:
+            self._job = job_id
+            if self._per_job_dir is not None:
+                self._job_file = gzip.open(self._per_job_dir / f"{job_id}.log.gz", "wt", encoding="utf-8", errors="backslashreplace")
+
+    def end_job(self) -> None:
+        """Everything written so far belongs to the job that just ended, its last line too."""
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass  # the job closed or broke it: nothing left to flush
+        with self._lock:
+            for fd in self._pipes:
+                self._read(fd)
+            for pipe in self._pipes.values():
+                if pipe.partial:
+                    self._emit(time.time(), pipe.level, pipe.name, pipe.partial)
+                    pipe.partial = b""
+            self._job = "-"
+            if self._job_file is not None:
+                self._job_file.close()
+                self._job_file = None
+
+    def emit(self, created: float, level: str, name: str, message: str) -> None:
+        with self._lock:
+            self._emit(created, level, name, message)
+
+    def close(self) -> None:
+        """The worker is done: read what is left in the pipes before it exits."""
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)  # the pipes' last write ends: their reader now sees the end
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        self._reader.join(timeout=5)  # a job's own child process may still hold a write end
+
+    def _emit(self, created: float, level: str, name: str, message: str | bytes) -> None:
+        text = message.decode("utf-8", "backslashreplace").rstrip("\r") if isinstance(message, bytes) else clean_text(message)
+        if self._job_file is not None:
+            self._job_file.write(f"{utc_timestamp(created)} {level} {name}: {text}\n")
+        self._send([LogEntry(created, level, name, self._job, text)])
+
+    def _read(self, fd: int) -> bool:
+        """Read what the pipe holds now and log its complete lines; False at its end."""
+        pipe = self._pipes[fd]
+        while True:
+            try:
+                chunk = os.read(fd, READ_SIZE)
+            except OSError as exc:
+                if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
+                    return True
+                raise
+            if not chunk:
+                if pipe.partial:
+                    self._emit(time.time(), pipe.level, pipe.name, pipe.partial)
+                    pipe.partial = b""
+                return False
+            *lines, pipe.partial = (pipe.partial + chunk).split(b"\n")
+            now = time.time()
+            for line in lines:
+                self._emit(now, pipe.level, pipe.name, line)
+
+    def _read_while_alive(self) -> None:
+        """Log output as it comes (a long job's progress shows in the log while it runs)."""
+        open_fds = list(self._pipes)
+        while open_fds:
+            ready, _, _ = select.select(open_fds, [], [])
+            with self._lock:
+                for fd in ready:
+                    if not self._read(fd):
+                        open_fds.remove(fd)
+
+
+class _Pipe:
+    __slots__ = ("name", "level", "partial")
+
+    def __init__(self, name: str, level: str) -> None:
+        self.name = name
+        self.level = level
+        self.partial = b""
+
+
+class _Handler(logging.Handler):
+    def __init__(self, sink: OutputCapture) -> None:
+        super().__init__()
+        self.sink = sink
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.sink.emit(record.created, record.levelname, record.name, log_message(record))
+        except Exception:  # noqa: BLE001 - logging must never break the job
+            self.handleError(record)
+
+
+def log_message(record: logging.LogRecord) -> str:
+    """A record's message with its traceback, if any."""
+    message = record.getMessage()
+    if record.exc_info:
+        message += "\n" + logging.Formatter().formatException(record.exc_info)
+    return message

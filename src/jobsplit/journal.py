@@ -1,0 +1,371 @@
+"""The durable journal: one SQLite database (WAL) per machine folder, the truth about it.
+
+It records the jobs this machine holds or ran, whatever decided that it should (a static
+share of the plan, a shared queue, a cluster array index), and every attempt at them:
+
+``meta``      digest, machine, strategy, header, the plan's shape, the entry's code fingerprint
+``job``       the jobs this machine holds, keyed by job id; ``seq`` is the order it got them
+              (plan order for a static share)
+``attempts``  one row per ended attempt: worker slot and pid, wall-clock start and end, outcome,
+              the job's state after it, exit status or signal, peak memory, CPU time, and the
+              results.csv line (done) or the error (not done)
+``running``   attempts on a worker at the last commit (a killed run leaves them: the next run
+              records them as interrupted)
+``runs``      one row per run of the ``run`` command
+``jobs``      a view: one row per job with its state (pending, running, done, failed,
+              superseded), attempts, and its newest attempt's outcome, times, row and error
+
+Everything stored is plain text and numbers: nothing read back is unpickled or evaluated.
+Journals of schema 1 (jobsplit 0.1: ``share`` and ``outcomes`` keyed by seq) are migrated in
+place when a run opens them; the read-only tools read them as they are.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from .digest import format_digest
+from .errors import StorageError, UserError
+from .states import JobState, Outcome, RunStatus
+
+SCHEMA_VERSION = "2"
+
+
+class AttemptRow(NamedTuple):
+    """One row of ``attempts`` (its ``id`` aside)."""
+
+    job_id: str
+    attempt: int
+    run: int | None
+    slot: int | None
+    pid: int | None
+    started: float
+    ended: float
+    outcome: str
+    state: str
+    exit_code: int | None = None
+    signal: int | None = None
+    max_rss: int | None = None
+    cpu_seconds: float | None = None
+    row: str | None = None
+    args: str | None = None
+    error: str | None = None
+
+
+class RunningAttempt(NamedTuple):
+    """One row of ``running``: an attempt on a worker now."""
+
+    job_id: str
+    attempt: int
+    slot: int
+    pid: int
+    started: float
+
+
+_TABLES = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS job (
+    seq INTEGER PRIMARY KEY,            -- the order this machine got the job (plan order for a static share)
+    job_id TEXT NOT NULL UNIQUE         -- 32 hex characters
+);
+CREATE TABLE IF NOT EXISTS attempts (   -- appended once per ended attempt, never updated
+    id INTEGER PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,           -- 1, 2, ... per job
+    run INTEGER,                        -- runs.run (NULL: migrated from a 0.1 journal, or rebuilt)
+    slot INTEGER,                       -- worker slot, 0 .. workers - 1
+    pid INTEGER,                        -- worker process id
+    started REAL NOT NULL,              -- wall clock, UTC epoch seconds
+    ended REAL NOT NULL,
+    outcome TEXT NOT NULL,              -- done, error, crashed, timeout, interrupted
+    state TEXT NOT NULL,                -- the job's state after it: done, failed, pending, superseded
+    exit_code INTEGER,                  -- the worker's exit status, when it died (crashed, timeout)
+    signal INTEGER,                     -- or the signal that killed it
+    max_rss INTEGER,                    -- peak resident memory of the worker during the attempt, bytes
+    cpu_seconds REAL,                   -- CPU time of the attempt, waited-for child processes included
+    row TEXT,                           -- the results.csv line (done)
+    args TEXT,                          -- the job's arguments as canonical JSON (not done; done rows hold them)
+    error TEXT,                         -- message or traceback (not done)
+    UNIQUE (job_id, attempt)
+);
+CREATE TABLE IF NOT EXISTS running (
+    job_id TEXT PRIMARY KEY, attempt INTEGER NOT NULL, slot INTEGER, pid INTEGER, started REAL
+);
+CREATE TABLE IF NOT EXISTS runs (
+    run INTEGER PRIMARY KEY,
+    started REAL NOT NULL,
+    updated REAL NOT NULL,
+    ended REAL,
+    workers INTEGER NOT NULL,
+    done_before INTEGER NOT NULL,       -- jobs already done when this run started
+    status TEXT NOT NULL DEFAULT 'running',  -- running, completed, interrupted, stopped, crashed
+    host TEXT, pid INTEGER, code TEXT, source TEXT
+);
+"""
+
+_VIEW = """
+CREATE VIEW IF NOT EXISTS jobs AS
+    WITH numbered AS (
+        SELECT job_id, attempt, state, outcome, started, ended, row, error,
+               ROW_NUMBER() OVER (PARTITION BY job_id ORDER BY attempt DESC) AS newest,
+               COUNT(*) OVER (PARTITION BY job_id) AS tries
+        FROM attempts)
+    SELECT j.seq, j.job_id,
+           CASE WHEN r.job_id IS NOT NULL THEN 'running' ELSE COALESCE(a.state, 'pending') END AS state,
+           COALESCE(a.tries, 0) AS attempts, a.outcome, a.started, a.ended - a.started AS running_time,
+           a.row, a.error, COALESCE(a.attempt, 0) AS last_attempt
+    FROM job j
+    LEFT JOIN numbered a ON a.job_id = j.job_id AND a.newest = 1
+    LEFT JOIN running r ON r.job_id = j.job_id;
+"""
+
+_MIGRATE_FROM_1 = """
+DROP VIEW jobs;
+ALTER TABLE running RENAME TO running_v1;
+ALTER TABLE runs ADD COLUMN host TEXT;
+ALTER TABLE runs ADD COLUMN pid INTEGER;
+ALTER TABLE runs ADD COLUMN code TEXT;
+ALTER TABLE runs ADD COLUMN source TEXT;
+""" + _TABLES + """
+INSERT INTO job (seq, job_id) SELECT seq, job_id FROM share;
+INSERT INTO attempts (job_id, attempt, started, ended, outcome, state, row, error)
+    SELECT s.job_id, o.attempts, o.started, o.started + o.running_time, o.outcome, o.state,
+           CASE WHEN o.row IS NULL THEN NULL
+                ELSE substr(o.row, 1, length(o.row) - 1) || ',' || (SELECT value FROM meta WHERE key = 'digest') || ',' || char(10) END,
+           o.error
+    FROM outcomes o JOIN share s ON s.seq = o.seq ORDER BY o.started + o.running_time, o.seq;
+DROP TABLE running_v1;
+DROP TABLE outcomes;
+DROP TABLE share;
+UPDATE meta SET value = '2' WHERE key = 'schema';
+"""
+"""0.1 kept one outcome per job: it becomes that job's one known attempt. Its rows gain the
+Digest and (unknown, empty) Code columns that rows have had since."""
+
+_INSERT_ATTEMPT = f"INSERT INTO attempts ({', '.join(AttemptRow._fields)}) VALUES ({', '.join('?' * len(AttemptRow._fields))})"
+
+
+class Journal:
+    """One machine's journal. Writers group their changes into few commits (see Recorder)."""
+
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+        self.path = path
+        try:
+            if read_only:
+                self._db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None, timeout=5)
+            else:
+                self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
+        except sqlite3.Error as exc:
+            raise UserError(f"{path} cannot be opened ({exc}); check the folder and its permissions") from None
+        try:
+            if read_only:
+                if not self.meta().get("digest"):
+                    raise sqlite3.DatabaseError("no plan recorded")
+                self.schema = self.meta().get("schema", "1")
+            else:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")  # commits are grouped, so syncing each is cheap
+                self.schema = self._prepare()
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            if read_only:
+                raise UserError(f"{path} is not a usable jobsplit journal ({exc}); copy it again from its host, or leave its folder out") from None
+            raise self._storage_error(exc) or UserError(
+                f"{path} is damaged ({exc}); pass --fresh to start over (the damaged file is kept as a backup)"
+            ) from None
+
+    def _prepare(self) -> str:
+        """Create the tables of a new journal, or migrate a schema-1 journal to schema 2."""
+        tables = {name for (name,) in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "share" in tables:
+            try:  # one script, one transaction: executescript() would commit a transaction begun outside it
+                self._db.executescript("BEGIN IMMEDIATE;" + _MIGRATE_FROM_1 + _VIEW + "COMMIT;")
+            except BaseException:
+                self._rollback()
+                raise
+        else:
+            self._db.executescript(_TABLES + _VIEW)
+        return SCHEMA_VERSION
+
+    # --- set-up -------------------------------------------------------------------------
+
+    @staticmethod
+    def holds_a_plan(path: Path) -> bool:
+        """Whether a journal exists there with its plan recorded (a run killed while creating
+        it, or an empty file, leaves one without: the next run starts it anew)."""
+        if not path.exists() or path.stat().st_size == 0:
+            return False
+        try:
+            db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+            try:
+                return db.execute("SELECT COUNT(*) FROM meta WHERE key = 'digest'").fetchone()[0] > 0
+            finally:
+                db.close()
+        except sqlite3.DatabaseError:
+            return False
+
+    def meta(self) -> dict[str, str]:
+        return dict(self._db.execute("SELECT key, value FROM meta"))
+
+    def initialize(self, meta: dict[str, str], job_ids: Iterable[str]) -> None:
+        """Record the digest and the jobs this machine holds (once, when the journal is new)."""
+        with self._transaction():
+            self._db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", [*meta.items(), ("schema", SCHEMA_VERSION)])
+            self._db.executemany("INSERT INTO job (job_id) VALUES (?)", ((job_id,) for job_id in job_ids))
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._transaction():
+            self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def check(self, digest: str, job_ids: Sequence[str]) -> None:
+        """Refuse to resume a journal made for another digest (or, impossibly, another share)."""
+        recorded = self.meta().get("digest", "")
+        if recorded != digest:
+            raise UserError(
+                f"{self.path} was made for digest {format_digest(recorded)}, but the pool and config files now give "
+                f"{format_digest(digest)}; restore the files it was made with, or pass --fresh to start over (the old results are kept as a backup)"
+            )
+        if self.job_ids() != list(job_ids):
+            raise UserError(f"{self.path} holds a different share than the plan for this digest; pass --fresh to start over")
+
+    def close_crashed_runs(self, now: float) -> None:
+        """A run killed outright left its attempts in ``running`` and itself "running": record
+        those attempts as interrupted and the run as crashed. Call before reading what to run."""
+        with self._transaction():
+            self._db.execute(
+                "INSERT OR IGNORE INTO attempts (job_id, attempt, run, slot, pid, started, ended, outcome, state, error) "
+                "SELECT r.job_id, r.attempt, (SELECT MAX(run) FROM runs), r.slot, r.pid, COALESCE(r.started, ?), "
+                "MAX(COALESCE(r.started, ?), COALESCE((SELECT updated FROM runs ORDER BY run DESC LIMIT 1), ?)), ?, ?, ? FROM running r",
+                (now, now, now, Outcome.INTERRUPTED, JobState.PENDING, "the run stopped before this attempt ended (was it killed?)"),
+            )
+            self._db.execute("DELETE FROM running")
+            self._db.execute("UPDATE runs SET status = ?, ended = updated WHERE status = ?", (RunStatus.CRASHED, RunStatus.RUNNING))
+
+    def begin_run(self, workers: int, *, started: float, host: str, pid: int, code: str, source: str) -> int:
+        """Record a new run; returns its number."""
+        with self._transaction():
+            done = self.counts()[JobState.DONE]
+            cursor = self._db.execute(
+                "INSERT INTO runs (started, updated, workers, done_before, status, host, pid, code, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (started, started, workers, done, RunStatus.RUNNING, host, pid, code, source),
+            )
+        return int(cursor.lastrowid or 0)
+
+    def end_run(self, run: int, status: RunStatus, ended: float) -> None:
+        with self._transaction():
+            self._db.execute("DELETE FROM running")
+            self._db.execute("UPDATE runs SET status = ?, ended = ?, updated = ? WHERE run = ?", (status, ended, ended, run))
+
+    # --- reading ------------------------------------------------------------------------
+
+    def job_ids(self) -> list[str]:
+        return [job_id for (job_id,) in self._db.execute("SELECT job_id FROM job ORDER BY seq")]
+
+    def counts(self) -> dict[str, int]:
+        """Jobs per state, zeros included."""
+        counts = dict.fromkeys(JobState, 0)
+        counts.update(self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state"))
+        return counts  # type: ignore[return-value]
+
+    def to_run(self, *, retry_failed: bool) -> list[tuple[str, int]]:
+        """(job id, its newest attempt's number) of the jobs a run should start, in ``seq`` order."""
+        states = [JobState.PENDING, JobState.RUNNING] + ([JobState.FAILED] if retry_failed else [])
+        marks = ", ".join("?" * len(states))
+        return list(self._db.execute(f"SELECT job_id, last_attempt FROM jobs WHERE state IN ({marks}) ORDER BY seq", states))
+
+    def done_lines(self) -> Iterator[tuple[str, str]]:
+        """(job id, results.csv line) of every done job, in the order they finished."""
+        if self.schema == "1":  # a 0.1 journal read as it is: its rows lack the Digest and Code columns
+            digest = self.meta()["digest"]
+            rows = self._db.execute("SELECT job_id, row FROM jobs WHERE state = 'done' ORDER BY started + running_time, seq")
+            return ((job_id, f"{line[:-1]},{digest},\n") for job_id, line in rows)
+        return iter(self._db.execute("SELECT job_id, row FROM attempts WHERE state = 'done' ORDER BY ended, id"))
+
+    def result_lines(self) -> Iterator[str]:
+        """The results.csv lines of done jobs, in the order they finished."""
+        return (line for _, line in self.done_lines())
+
+    def states(self) -> Iterator[tuple[str, str]]:
+        """(job id, state) of every job, in ``seq`` order."""
+        return iter(self._db.execute("SELECT job_id, state FROM jobs ORDER BY seq"))
+
+    def attempts(self) -> list[dict[str, Any]]:
+        return self._dicts("SELECT * FROM attempts ORDER BY id")
+
+    def runs(self) -> list[dict[str, Any]]:
+        return self._dicts("SELECT * FROM runs ORDER BY run")
+
+    def integrity(self) -> str:
+        return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])
+
+    def _dicts(self, sql: str) -> list[dict[str, Any]]:
+        cursor = self._db.execute(sql)
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row)) for row in cursor]
+
+    # --- writing ------------------------------------------------------------------------
+
+    def commit(self, run: int, attempts: Sequence[AttemptRow], running: Iterable[RunningAttempt], now: float) -> None:
+        """One transaction: ended attempts, and the attempts running now."""
+        try:
+            self._commit(run, attempts, running, now)
+        except UnicodeEncodeError:  # a lone surrogate that slipped through: escape it, never lose the commit
+            self._commit(run, [_escaped(a) for a in attempts], running, now)
+
+    def _commit(self, run: int, attempts: Sequence[AttemptRow], running: Iterable[RunningAttempt], now: float) -> None:
+        with self._transaction():
+            self._db.executemany(_INSERT_ATTEMPT, attempts)
+            self._db.execute("DELETE FROM running")
+            self._db.executemany("INSERT INTO running (job_id, attempt, slot, pid, started) VALUES (?, ?, ?, ?, ?)", running)
+            self._db.execute("UPDATE runs SET updated = ? WHERE run = ?", (now, run))
+
+    def add_recovered(self, attempts: Sequence[AttemptRow]) -> None:
+        """Done attempts found in results.csv but not here (see recovery): recorded as done."""
+        with self._transaction():
+            self._db.executemany("INSERT OR IGNORE INTO job (job_id) VALUES (?)", ((a.job_id,) for a in attempts))
+            self._db.executemany(_INSERT_ATTEMPT.replace("INSERT", "INSERT OR IGNORE", 1), attempts)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._rollback()
+                raise
+            self._db.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            raise self._storage_error(exc) or exc from None
+
+    def _rollback(self) -> None:
+        if self._db.in_transaction:  # SQLite rolls back by itself after some errors (a full disk)
+            self._db.execute("ROLLBACK")
+
+    def _storage_error(self, exc: sqlite3.Error) -> StorageError | None:
+        """A write that failed for want of room or permission: a StorageError naming the journal."""
+        text = str(exc).lower()
+        if any(cause in text for cause in ("disk is full", "disk i/o error", "readonly database", "unable to open")):
+            return StorageError(f"{self.path} cannot be written ({exc}); free some space (or fix the folder's permissions) and run the same command again to resume")
+        return None
+
+
+def _escaped(attempt: AttemptRow) -> AttemptRow:
+    return attempt._replace(**{name: clean_text(value) for name, value in attempt._asdict().items() if isinstance(value, str)})
+
+
+def clean_text(text: str) -> str:
+    """``text`` as valid UTF-8: lone surrogates (from ``os.fsdecode`` of non-UTF-8 names) become
+    backslash escapes such as ``\\udcff``, the same in the journal, results.csv and the logs."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -1,0 +1,270 @@
+"""The runner's side of its workers: starting them, and talking to them without ever blocking.
+
+Each worker has a task pipe and a result pipe of its own, and a slot on the shared progress
+board. The runner's ends of the pipes are non-blocking: a message to a worker is queued and
+written as the pipe takes it, and a message from a worker is read as it arrives, so a worker
+that is busy, stopped (SIGSTOP) or stuck can never stall the runner, and no pair of full pipes
+can deadlock. One selector watches every pipe and every process's exit.
+
+The runner sees workers only through :class:`WorkerHub` and :class:`WorkerLink`, so tests can
+drive its logic with fake workers and a fake clock.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import pickle
+import selectors
+import signal
+import struct
+import sys
+from collections.abc import Sequence
+from multiprocessing.connection import Connection
+from multiprocessing.context import BaseContext
+from multiprocessing.process import BaseProcess
+from typing import Any, Protocol
+
+from .progress import ProgressBoard, SlotState
+from .worker import WorkerSetup, worker_main
+
+PIPE_SIZE = 1 << 20
+"""Bytes a pipe holds (Linux; the default is 64 KiB): fewer wake-ups for large arguments."""
+READ_SIZE = 1 << 20
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+_SHORT_HEADER = struct.Struct("!i")  # multiprocessing.connection's framing, so workers use Connection
+_LONG_HEADER = struct.Struct("!Q")
+
+Message = tuple[str, Any]
+
+
+class WorkerLink(Protocol):
+    """One worker, as the runner sees it."""
+
+    slot: int
+    pid: int
+
+    def send(self, message: Any) -> None:
+        """Queue a message for the worker (a batch of assignments, or None: stop); never blocks.
+        A message that cannot be pickled raises here, and nothing is queued."""
+        ...
+
+    def pump(self) -> list[Message]:
+        """Write what the task pipe takes, read what the result pipe holds; the complete
+        messages received. Never blocks."""
+        ...
+
+    def current(self) -> SlotState:
+        """What the worker runs now (its board slot)."""
+        ...
+
+    def exit_code(self) -> int | None:
+        """None while the process lives; else its exit status (negative: the signal)."""
+        ...
+
+    def signal(self, signum: int) -> None:
+        """Signal the worker's whole process group: the job and the programs it started."""
+        ...
+
+    def close(self) -> None:
+        """Free the pipes (the worker has exited)."""
+        ...
+
+
+class WorkerHub(Protocol):
+    def start(self, slot: int) -> WorkerLink: ...
+
+    def wait(self, links: Sequence[WorkerLink], timeout: float) -> list[WorkerLink]:
+        """Block until some link has news (a message, room in its task pipe, an exit), at
+        most ``timeout`` seconds; returns those links."""
+        ...
+
+
+class ProcessHub:
+    """Real worker processes of one ``multiprocessing`` context."""
+
+    def __init__(self, context: BaseContext, setup: WorkerSetup) -> None:
+        self.context = context
+        self.setup = setup
+        self.board: ProgressBoard = setup.board
+        self._selector = selectors.DefaultSelector()
+
+    def start(self, slot: int) -> ProcessLink:
+        self.board.finish(slot)
+        task_reader, task_writer = self.context.Pipe(duplex=False)
+        result_reader, result_writer = self.context.Pipe(duplex=False)
+        process = self.context.Process(
+            target=worker_main,
+            args=(self.setup, task_reader, result_writer, slot, os.getpid()),
+            name=f"jobsplit-worker-{slot}",
+            daemon=True,
+        )
+        process.start()
+        try:
+            os.setpgid(process.pid, process.pid)  # the worker does it too: whoever is first, no race
+        except OSError:
+            pass  # it already has (or, under spawn, has exec'd: then it did it itself)
+        task_reader.close()
+        result_writer.close()
+        return ProcessLink(slot, process, task_writer, result_reader, self.board, self._selector)
+
+    def wait(self, links: Sequence[WorkerLink], timeout: float) -> list[WorkerLink]:
+        ready: dict[int, WorkerLink] = {}
+        for key, _ in self._selector.select(max(timeout, 0.0)):
+            ready[id(key.data)] = key.data
+        return list(ready.values())
+
+
+class ProcessLink:
+    """A worker process and the runner's non-blocking ends of its pipes."""
+
+    def __init__(
+        self,
+        slot: int,
+        process: BaseProcess,
+        tasks: Connection,
+        results: Connection,
+        board: ProgressBoard,
+        selector: selectors.BaseSelector,
+    ) -> None:
+        self.slot = slot
+        self.process = process
+        self.pid = process.pid or 0
+        self._tasks, self._results = tasks, results
+        self._task_fd, self._result_fd = tasks.fileno(), results.fileno()
+        self._board = board
+        self._selector = selector
+        self._outgoing = bytearray()
+        self._incoming = bytearray()
+        self._writable = True
+        self._readable = True
+        for fd in (self._task_fd, self._result_fd):
+            os.set_blocking(fd, False)
+            if sys.platform.startswith("linux"):
+                try:
+                    fcntl.fcntl(fd, _F_SETPIPE_SZ, PIPE_SIZE)
+                except OSError:
+                    pass  # above /proc/sys/fs/pipe-max-size: the default size still works
+        selector.register(self._result_fd, selectors.EVENT_READ, self)
+        selector.register(process.sentinel, selectors.EVENT_READ, self)
+        self._sentinel_watched = True
+
+    def send(self, message: Any) -> None:
+        data = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+        if not self._writable:
+            return  # the worker is gone; its sentinel will tell
+        if len(data) <= 0x7FFFFFFF:
+            self._outgoing += _SHORT_HEADER.pack(len(data))
+        else:
+            self._outgoing += _SHORT_HEADER.pack(-1) + _LONG_HEADER.pack(len(data))
+        self._outgoing += data
+        self._write()
+
+    def pump(self) -> list[Message]:
+        if self._outgoing:
+            self._write()
+        return self._read()
+
+    def current(self) -> SlotState:
+        return self._board.read(self.slot)
+
+    def exit_code(self) -> int | None:
+        code = self.process.exitcode
+        if code is not None and self._sentinel_watched:
+            self._sentinel_watched = False  # an exited process's sentinel stays ready: stop watching it
+            self._unregister(self.process.sentinel)
+        return code
+
+    def signal(self, signum: int) -> None:
+        try:
+            os.killpg(self.pid, signum)
+        except OSError:
+            try:
+                os.kill(self.pid, signum)  # not (yet) a group leader
+            except OSError:
+                pass  # gone
+
+    def join(self, timeout: float | None = None) -> None:
+        self.process.join(timeout)
+
+    def close(self) -> None:
+        for fd in (self._result_fd, self._task_fd, self.process.sentinel):
+            self._unregister(fd)
+        self._tasks.close()
+        self._results.close()
+
+    def _write(self) -> None:
+        try:
+            written = os.write(self._task_fd, self._outgoing)
+        except BlockingIOError:
+            written = 0
+        except OSError as exc:  # EPIPE: the worker died; what it had not read is handed back by the runner
+            if exc.errno not in (errno.EPIPE, errno.EBADF):
+                raise
+            self._writable = False
+            self._watch_writes(False)
+            self._outgoing.clear()
+            return
+        had_more = len(self._outgoing) > 0
+        del self._outgoing[:written]
+        if had_more and not self._outgoing:
+            self._watch_writes(False)
+        elif self._outgoing:
+            self._watch_writes(True)
+
+    def _watch_writes(self, on: bool) -> None:
+        registered = self._task_fd in self._selector.get_map()
+        if on and not registered:
+            self._selector.register(self._task_fd, selectors.EVENT_WRITE, self)
+        elif not on and registered:
+            self._selector.unregister(self._task_fd)
+
+    def _unregister(self, fd: int) -> None:
+        try:
+            self._selector.unregister(fd)
+        except (KeyError, ValueError):
+            pass  # not watched (any more)
+
+    def _read(self) -> list[Message]:
+        while self._readable:
+            try:
+                chunk = os.read(self._result_fd, READ_SIZE)
+            except BlockingIOError:
+                break
+            except OSError:
+                chunk = b""
+            if not chunk:  # the worker has exited (or closed its end): nothing more will come
+                self._readable = False
+                self._unregister(self._result_fd)
+                break
+            self._incoming += chunk
+        return self._messages()
+
+    def _messages(self) -> list[Message]:
+        messages, buffer, start = [], self._incoming, 0
+        while len(buffer) - start >= 4:
+            (size,) = _SHORT_HEADER.unpack_from(buffer, start)
+            header = 4
+            if size == -1:
+                if len(buffer) - start < 12:
+                    break
+                (size,) = _LONG_HEADER.unpack_from(buffer, start + 4)
+                header = 12
+            if len(buffer) - start - header < size:
+                break
+            messages.append(pickle.loads(buffer[start + header : start + header + size]))
+            start += header + size
+        if start:
+            del buffer[:start]
+        return messages
+
+
+def stop_signal_of(code: int | None) -> signal.Signals | None:
+    """The signal a negative exit status stands for."""
+    if code is None or code >= 0:
+        return None
+    try:
+        return signal.Signals(-code)
+    except ValueError:
+        return None

@@ -1,0 +1,179 @@
+"""Facts about the output folders: what a machine folder holds, its lock, its backups, and
+how the tools find machine folders among the paths they are given.
+
+``OUT/<machine>/`` holds ``journal.sqlite`` (the truth), ``results.csv`` (rebuilt from it),
+``<machine>.log.gz`` with rotated ``<machine>.log.<N>.gz`` segments, ``jobs/`` (per-job logs),
+``run.lock`` (held by the one run writing the folder) and ``backup-<time>/`` folders (``--fresh``).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import re
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import NO_SPACE, StorageError, UserError, describe_os_error
+from .timefmt import utc_timestamp
+
+JOURNAL_FILE = "journal.sqlite"
+RESULTS_FILE = "results.csv"
+LOCK_FILE = "run.lock"
+PER_JOB_DIR = "jobs"
+BACKUP_PREFIX = "backup-"
+
+
+@dataclass(frozen=True)
+class MachineDir:
+    """One machine's output folder."""
+
+    path: Path
+    machine: str
+
+    @property
+    def journal(self) -> Path:
+        return self.path / JOURNAL_FILE
+
+    @property
+    def results(self) -> Path:
+        return self.path / RESULTS_FILE
+
+    @property
+    def log(self) -> Path:
+        """The current log; older records are in :meth:`segments`."""
+        return self.path / f"{self.machine}.log.gz"
+
+    @property
+    def per_job_logs(self) -> Path:
+        return self.path / PER_JOB_DIR
+
+    def segment(self, number: int) -> Path:
+        return self.path / f"{self.machine}.log.{number}.gz"
+
+    def numbered_segments(self) -> list[tuple[int, Path]]:
+        """The rotated segments ``<machine>.log.<N>.gz`` with their numbers, oldest first."""
+        pattern = re.compile(re.escape(self.machine) + r"\.log\.(\d+)\.gz")
+        found = [(int(m.group(1)), p) for p in self.path.glob(f"{glob_escape(self.machine)}.log.*.gz") if (m := pattern.fullmatch(p.name))]
+        return sorted(found)
+
+    def segments(self) -> list[Path]:
+        """Every log file of the machine, oldest first: the rotated segments, then the current log."""
+        current = [self.log] if self.log.exists() else []
+        return [path for _, path in self.numbered_segments()] + current
+
+    def create(self) -> None:
+        """Make the folder (and the output root); a path that cannot be one is a UserError naming it."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            probe = self.path / f".write-test.{os.getpid()}"
+            probe.touch()
+            probe.unlink()
+        except OSError as exc:
+            raise folder_error(self.path, exc) from None
+
+    def back_up(self) -> Path | None:
+        """Move everything but the lock and earlier backups into a new ``backup-<time>`` folder."""
+        entries = [p for p in self.path.iterdir() if p.name != LOCK_FILE and not p.name.startswith(BACKUP_PREFIX)]
+        if not entries:
+            return None
+        stamp = time.strftime(f"{BACKUP_PREFIX}%Y%m%dT%H%M%SZ", time.gmtime())
+        backup, number = self.path / stamp, 1
+        while backup.exists():  # two fresh starts within one second
+            number += 1
+            backup = self.path / f"{stamp}-{number}"
+        backup.mkdir()
+        for path in entries:
+            path.rename(backup / path.name)
+        return backup
+
+
+def folder_error(path: Path, exc: OSError) -> UserError | StorageError:
+    """One sentence for a folder that cannot be made or written."""
+    if exc.errno in NO_SPACE:
+        return StorageError(f"{path} cannot be written: {describe_os_error(exc)}; free some space and run again")
+    if exc.errno in (errno.EEXIST, errno.ENOTDIR) or (path.exists() and not path.is_dir()):
+        culprit = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), path)
+        return UserError(f"{culprit} is a file, not a folder; choose another --out (or host.ini [host] out)")
+    return UserError(f"cannot write the output folder {path} ({describe_os_error(exc)}); choose a folder you can write with --out (or host.ini [host] out)")
+
+
+def glob_escape(name: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", name)
+
+
+class MachineLock:
+    """An exclusive lock on a machine folder, held by the one run that writes it.
+
+    ``flock`` locks die with the process that holds them, so a run killed with SIGKILL never
+    leaves a stale lock. The file names the holder (pid, host, start) for the run it refuses.
+    Readers (``status``, the merge tools) never take it.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / LOCK_FILE
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise folder_error(self.path.parent, exc) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_holder(fd)
+            os.close(fd)
+            raise UserError(
+                f"{self.path.parent} is in use by another run of this machine ({holder}); "
+                "wait for it to finish or stop it (two runs of one machine would run every job twice)"
+            ) from None
+        holder_text = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": utc_timestamp(time.time())})
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, holder_text.encode() + b"\n", 0)
+        except OSError as exc:
+            os.close(fd)
+            raise folder_error(self.path.parent, exc) from None
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor releases the lock
+            self._fd = None
+
+    def __enter__(self) -> MachineLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+
+def _read_holder(fd: int) -> str:
+    try:
+        holder = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        return f"pid {holder['pid']} on {holder['host']}, since {holder['since']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "a run that has not said who it is yet"
+
+
+def find_machine_dirs(paths: Sequence[Path]) -> list[Path]:
+    """Machine folders (with a journal) among the paths, or among their immediate subfolders."""
+    found: dict[Path, None] = {}
+    for path in paths:
+        if not path.exists():
+            raise UserError(f"{path} does not exist; give machine output folders (DIR/<machine>) or their output root")
+        if (path / JOURNAL_FILE).is_file():
+            found[path.resolve()] = None
+            continue
+        below = sorted(p for p in path.iterdir() if (p / JOURNAL_FILE).is_file()) if path.is_dir() else []
+        if not below:
+            raise UserError(f"{path} holds no {JOURNAL_FILE}; copy each machine's whole output folder (DIR/<machine>/) from its host")
+        found.update((p.resolve(), None) for p in below)
+    return list(found)

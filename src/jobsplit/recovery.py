@@ -1,0 +1,103 @@
+"""What results.csv proves done is never run again, even when the journal is lost or older.
+
+The journal is the truth, and results.csv is rewritten from it at every start. But a journal
+can be deleted, emptied, or replaced by an older copy while results.csv still holds rows that
+it does not; every row carries its ``Job ID`` and the ``Digest`` of the plan that made it, so
+such rows are taken back into the journal as done before results.csv is rewritten. Rows that
+this plan cannot have made are never dropped: the run refuses to start instead.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+from .config import RESERVED_COLUMNS, Header
+from .errors import UserError
+from .journal import AttemptRow, Journal
+from .states import JobState, Outcome
+from .timefmt import parse_utc_timestamp
+
+_MODERN = len(RESERVED_COLUMNS)
+_BEFORE_0_2 = RESERVED_COLUMNS[:3]  # jobsplit 0.1 wrote no Digest and Code columns
+
+
+class ResultRow(NamedTuple):
+    job_id: str
+    line: str
+    started: float
+    running_time: float
+
+
+def read_rows(path: Path, header: Header, digest: str, belongs: Callable[[str], bool], *, digest_known: bool) -> list[ResultRow]:
+    """The complete rows of a results.csv, checked to come from this plan.
+
+    ``belongs`` tells whether a job id is one this machine may hold. ``digest_known`` says
+    whether the folder's journal vouches for the digest (so rows of jobsplit 0.1, which carry
+    none, can be trusted). Refuses, naming the file, rows it cannot account for.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path} cannot be read ({exc}); move it away or pass --fresh to start over (the old files are kept in a backup folder)") from None
+    if "\n" not in text:
+        return []
+    lines = text.splitlines(keepends=True)
+    if not lines[-1].endswith("\n"):
+        lines.pop()  # a torn last line: never committed to a journal
+    columns = next(csv.reader(lines[:1]))
+    modern = columns == [*header.columns, *RESERVED_COLUMNS]
+    if not modern and not (digest_known and columns == [*header.columns, *_BEFORE_0_2]):
+        raise UserError(f"{path} has other columns than header.csv gives now; move it away or pass --fresh to start over (the old files are kept in a backup folder)")
+    start_at, time_at = columns.index("Job Start Time"), columns.index("Job Running Time")
+    id_at = len(header.columns)
+    rows = []
+    for number, (cells, line) in enumerate(zip(_cells(lines[1:]), lines[1:]), 2):
+        try:
+            if len(cells) != len(columns):
+                raise ValueError("not a row of this table")
+            started, running_time = parse_utc_timestamp(cells[start_at]), float(cells[time_at])
+        except ValueError:
+            continue  # a damaged line is no result: it cannot say which job it was
+        job_id = cells[id_at]
+        if (modern and cells[-2] != digest) or not belongs(job_id):
+            raise UserError(
+                f"{path} line {number} holds a result of another plan (digest {cells[-2] if modern else 'unknown'}, job {job_id}); "
+                "move it away, or pass --fresh to start over (the old files are kept in a backup folder)"
+            )
+        rows.append(ResultRow(job_id, line if modern else f"{line.rstrip(chr(10))},{digest},\n", started, running_time))
+    return rows
+
+
+def _cells(lines: list[str]) -> list[list[str]]:
+    """Each line's cells on its own, so a damaged line (an unclosed quote) spoils only itself."""
+    cells = []
+    for line in lines:
+        try:
+            cells.append(next(csv.reader([line]), []))
+        except csv.Error:
+            cells.append([])
+    return cells
+
+
+def adopt(journal: Journal, rows: list[ResultRow]) -> int:
+    """Record as done the rows whose jobs the journal does not hold as done; returns how many."""
+    if not rows:
+        return 0
+    done = {job_id for job_id, _ in journal.done_lines()}
+    last = dict(journal.to_run(retry_failed=True))
+    attempts, seen = [], set(done)
+    for row in rows:
+        if row.job_id in seen:
+            continue
+        seen.add(row.job_id)
+        attempt = last.get(row.job_id, 0) + 1
+        attempts.append(
+            AttemptRow(row.job_id, attempt, None, None, None, row.started, row.started + row.running_time, Outcome.DONE, JobState.DONE, row=row.line)
+        )
+    journal.add_recovered(attempts)
+    return len(attempts)

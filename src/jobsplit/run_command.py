@@ -1,0 +1,198 @@
+"""The ``run`` command: pick this machine, confirm the digest, run its share, sum up.
+
+The one place of a run that talks to the user: prompts, the digest check, the ``--fresh``
+backup, notices and the summary. The run itself is a :class:`MachineRun`.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import socket
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+
+from . import exitcodes
+from .console import say_notice
+from .digest import format_digest, normalize_digest
+from .display import Display, LiveDisplay, PlainDisplay, Snapshot, duration
+from .errors import UserError
+from .fingerprint import entry_fingerprint
+from .hostconfig import load_host_settings
+from .journal import Journal
+from .lifecycle import Interrupts
+from .machine_run import MachineRun, RunSummary
+from .machines import Machine, usable_cores
+from .outdir import MachineLock
+from .project import Project
+from .settings import OVERSUBSCRIBED, RunFlags, RunSettings, check_nice, resolve
+from .states import JobState, RunStatus
+from .text import plural
+
+
+def run_share(project: Project, job: Callable[..., Any], flags: RunFlags, console: Console) -> int:
+    """The ``run`` command; returns its exit status (see ``exitcodes``)."""
+    interactive = sys.stdin.isatty()
+    machine = _choose_machine(project, flags.machine, console, interactive)
+    digest_checked = _check_digest(project, flags.expect_digest)
+    settings = resolve(flags, load_host_settings(), project.settings, machine)
+    check_nice(settings.nice)
+    code = entry_fingerprint()
+    console.print(
+        f"digest [bold]{format_digest(project.digest)}[/]  code {code}  strategy {project.strategy}  "
+        f"machine [bold]{escape(machine.name)}[/]: {escape(_share_line(project, settings))}",
+        soft_wrap=True,
+    )
+    if not (flags.yes or digest_checked):
+        _confirm(console, interactive)
+    folder = settings.folder
+    folder.create()
+    with MachineLock(folder.path):  # from here to the end: no second run of this machine can start
+        if settings.fresh:
+            backup = folder.back_up()
+            if backup:
+                console.print(f"kept the previous results in {escape(str(backup))}")
+        _warn_if_oversubscribed(settings, console)
+        events = _ConsoleEvents(console, _display(console, settings.console))
+        machine_run = MachineRun(project, job, settings, code=code, events=events)
+        try:
+            with Interrupts(on_force=lambda: _force_exit(machine_run)) as interrupts:
+                summary = machine_run.execute(lambda: interrupts.requested)
+        finally:
+            events.close()
+    return _sum_up(summary, settings, console)
+
+
+class _ConsoleEvents:
+    """A run's events on the console: notices and failures as lines, progress on the display."""
+
+    def __init__(self, console: Console, display: Display) -> None:
+        self.console = console
+        self.display = display
+
+    def notice(self, text: str) -> None:
+        say_notice(self.console, text)
+
+    def failure(self, text: str) -> None:
+        self.display.message(text)
+
+    def progress(self, snapshot: Snapshot) -> None:
+        self.display.update(snapshot)
+
+    def close(self) -> None:
+        self.display.close()
+
+
+def _sum_up(summary: RunSummary, settings: RunSettings, console: Console) -> int:
+    console.print(
+        f"{settings.machine.name}: {summary.done} of {summary.total} done, {summary.failed} failed; this run: "
+        f"{summary.done_this_run} done in {duration(summary.elapsed)} ({summary.rate:.3g} jobs/s). Results: {settings.folder.results}",
+        markup=False,
+        soft_wrap=True,
+    )
+    if summary.status == RunStatus.INTERRUPTED:
+        console.print(f"Interrupted: running jobs were stopped and will run again. Resume with: {shlex.join(sys.orig_argv)}", markup=False, soft_wrap=True)
+        return exitcodes.INTERRUPTED
+    if summary.failed:
+        console.print(f"{plural(summary.failed, 'job')} failed (see above); run again with --retry-failed to retry them.", markup=False)
+        return exitcodes.JOBS_FAILED
+    return exitcodes.OK
+
+
+def _share_line(project: Project, settings: RunSettings) -> str:
+    """``40 jobs``, or where a resumed share stands."""
+    share = len(project.plan.share_of(settings.machine.name))
+    path = settings.folder.journal
+    if settings.fresh or not Journal.holds_a_plan(path):
+        return plural(share, "job")
+    journal = Journal(path, read_only=True)
+    try:
+        counts = journal.counts()
+    finally:
+        journal.close()
+    done = counts[JobState.DONE]
+    return f"{plural(share, 'job')}, resuming: {done} done, {sum(counts.values()) - done} to go"
+
+
+def _warn_if_oversubscribed(settings: RunSettings, console: Console) -> None:
+    cores = usable_cores()
+    if settings.workers > OVERSUBSCRIBED * cores:
+        say_notice(
+            console,
+            f"{settings.workers} workers are more than {OVERSUBSCRIBED} per core of this host ({plural(cores, 'core')}); "
+            "jobs will compete for the CPU (at most one worker per job left is started)",
+        )
+
+
+def _choose_machine(project: Project, name: str | None, console: Console, interactive: bool) -> Machine:
+    if name is not None:
+        return project.machine(name)
+    machines = project.machines
+    if len(machines) == 1:
+        return machines[0]
+    names = ", ".join(m.name for m in machines)
+    if not interactive:
+        raise UserError(f"which machine is this? stdin is not a terminal, so pass --machine NAME (one of: {names})")
+    host = socket.gethostname()
+    default = next((i for i, m in enumerate(machines, 1) if m.name in (host, host.split(".")[0])), None)
+    console.print("Which machine is this?")
+    for i, m in enumerate(machines, 1):
+        console.print(f"  {i}) {escape(m.name)}  (speed {m.speed:g}, {plural(m.cores, 'core')})")
+    while True:
+        hint = f" [{default}]" if default else ""
+        answer = console.input(f"Number or name{escape(hint)}: ").strip()
+        if not answer and default:
+            return machines[default - 1]
+        if answer.isdigit() and 1 <= int(answer) <= len(machines):
+            return machines[int(answer) - 1]
+        if any(m.name == answer for m in machines):
+            return project.machine(answer)
+        console.print(f"Please answer with a number from 1 to {len(machines)} or one of: {escape(names)}")
+
+
+def _check_digest(project: Project, expected: str | None) -> bool:
+    if expected is None:
+        return False
+    check_digest(project.digest, expected, "--expect-digest")
+    return True
+
+
+def check_digest(digest: str, expected: str, source: str) -> None:
+    """Refuse a digest other than the one expected (as typed, or as recorded somewhere)."""
+    if normalize_digest(expected) != digest:
+        raise UserError(
+            f"this host's digest is {format_digest(digest)} but {source} is {expected}; "
+            "copy the same entry script, config.ini, header.csv and machines.json to every host"
+        )
+
+
+def _confirm(console: Console, interactive: bool) -> None:
+    if not interactive:
+        raise UserError("nobody can confirm the digest here (stdin is not a terminal); pass --yes, or --expect-digest DIGEST to check it")
+    console.print("Is this digest the same on every host?")
+    answer = console.input(escape("Start? [y/N]: ")).strip().lower()
+    if answer not in ("y", "yes"):
+        raise _Declined()
+
+
+class _Declined(UserError):
+    exit_status = exitcodes.INTERRUPTED
+
+    def __init__(self) -> None:
+        super().__init__("not started")
+
+
+def _display(console: Console, style: str) -> Display:
+    if style == "live" or (style == "auto" and console.is_terminal):
+        return LiveDisplay(console)
+    return PlainDisplay(console)
+
+
+def _force_exit(machine_run: MachineRun) -> None:
+    """A second Ctrl-C: stop everything now; what was committed stays, the rest runs again."""
+    machine_run.kill()
+    os._exit(exitcodes.INTERRUPTED)

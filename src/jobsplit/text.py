@@ -1,0 +1,13 @@
+"""Small helpers for sentences shown to people: counts and articles."""
+
+from __future__ import annotations
+
+
+def plural(count: int, noun: str, plural_form: str | None = None) -> str:
+    """``1 worker``, ``2 workers``, ``1 process``, ``3 processes`` (with ``plural_form``)."""
+    return f"{count:,} {noun if count == 1 else plural_form or noun + 's'}"
+
+
+def article(word: str) -> str:
+    """``an`` before a vowel, else ``a``: "an object", "a list"."""
+    return "an" if word[:1].lower() in "aeiou" else "a"
