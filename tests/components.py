@@ -323,3 +323,333 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisFact
         yield factory
     finally:
         factory.stop_all()
+
+
+# --- Slurm -------------------------------------------------------------------------------
+
+
+class SlurmError(subprocess.CalledProcessError):
+    """A Slurm command failed; ``str()`` includes its stderr (e.g. sbatch's refusal)."""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}\n{self.stderr or ''}".rstrip()
+
+
+SLURM_PROGRAMS = ("slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "scancel", "sinfo", "munged")
+
+ACTIVE_STATES = frozenset(
+    {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
+     "RESIZING", "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT"}
+)  # fmt: skip
+"""squeue states of a job that has not finished (``wait_until_done`` waits while any task is in one)."""
+
+SLURM_CPUS = max(4, os.cpu_count() or 1)
+"""CPUs the test node advertises: at least 4, so that a 4-task array runs at once on 2 real cores.
+
+More CPUs than the machine has need ``SlurmdParameters=config_overrides``; without it slurmd
+registers its real count and slurmctld drains the node ("Low socket*core*thread count, Low CPUs").
+"""
+
+
+class SlurmCluster:
+    """A private one-node Slurm cluster (slurmctld + slurmd as root, a private munged).
+
+    Everything is under ``workdir``: slurm.conf (``SLURM_CONF`` in :attr:`env` points at it),
+    state, spool, pid and log files, and munged's key, socket, pid and log. Both Slurm ports are
+    free ports on 127.0.0.1. Measured on this machine (2 cores): idle node about 1.2 s after start.
+
+    slurm.conf choices beyond the minimal recipe (``shared/notes/slurm.md``), each found necessary:
+
+    * ``AuthInfo=socket=<private munged>,cred_expire=5``: a requeued batch job may start again
+      only ``cred_expire + 1`` seconds after the requeue (default 120 s); 5 is Slurm's minimum.
+    * ``SchedulerParameters=bf_interval=1,sched_interval=1``: a requeued job becomes eligible by
+      the clock, and only a periodic scheduler pass starts it (defaults 30 s / 60 s).
+    * ``CPUs=`` :data:`SLURM_CPUS` with ``SlurmdParameters=config_overrides`` (see there).
+    * ``JobRequeue=1`` (the default, stated so it is not lost): batch jobs may be requeued.
+    * ``MaxArraySize``: slurmctld 22.05 reads it once per process (it is cached at the first array
+      job), so ``scontrol reconfigure`` shows the new value but does not enforce it; changing it
+      takes a daemon restart, which :meth:`configured` does.
+    """
+
+    def __init__(self, workdir: Path, programs: Mapping[str, str]) -> None:
+        self.workdir = workdir
+        self.programs = dict(programs)
+        self.hostname = socket.gethostname().split(".")[0]
+        self.conf_path = workdir / "slurm.conf"
+        self.munge_dir = workdir / "munge"
+        self.munge_socket = self.munge_dir / "munge.socket"
+        self.out_dir = workdir / "out"
+        self.settings: dict[str, str] = {}
+        self.start_seconds = 0.0
+        """Seconds from starting munged to the node shown idle by sinfo (first start)."""
+        self.env: dict[str, str] = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+        """Environment for Slurm commands: os.environ (less inherited SLURM_*) plus SLURM_CONF."""
+        self.env["SLURM_CONF"] = str(self.conf_path)
+        self.env["PATH"] = _SEARCH_PATH
+
+    # -- configuration
+
+    def base_settings(self) -> dict[str, str]:
+        """The slurm.conf keys (without node and partition lines) this cluster starts with."""
+        w = self.workdir
+        return {
+            "ClusterName": "jobsplit-test",
+            "SlurmctldHost": f"{self.hostname}(127.0.0.1)",
+            "SlurmUser": "root",
+            "SlurmdUser": "root",
+            "AuthType": "auth/munge",
+            "CredType": "cred/munge",
+            "AuthInfo": f"socket={self.munge_socket},cred_expire=5",
+            "StateSaveLocation": str(w / "spool" / "ctld"),
+            "SlurmdSpoolDir": str(w / "spool" / "d"),
+            "SlurmctldPidFile": str(w / "slurmctld.pid"),
+            "SlurmdPidFile": str(w / "slurmd.pid"),
+            "SlurmctldLogFile": str(w / "log" / "slurmctld.log"),
+            "SlurmdLogFile": str(w / "log" / "slurmd.log"),
+            "SlurmctldPort": str(free_port()),
+            "SlurmdPort": str(free_port()),
+            "ProctrackType": "proctrack/linuxproc",
+            "TaskPlugin": "task/none",
+            "JobAcctGatherType": "jobacct_gather/none",
+            "AccountingStorageType": "accounting_storage/none",
+            "SchedulerType": "sched/backfill",
+            "SchedulerParameters": "bf_interval=1,sched_interval=1",
+            "SelectType": "select/cons_tres",
+            "SelectTypeParameters": "CR_Core",
+            "SlurmdParameters": "config_overrides",
+            "MpiDefault": "none",
+            "ReturnToService": "2",
+            "JobRequeue": "1",
+            "MaxArraySize": "1001",
+        }
+
+    def write_conf(self, settings: Mapping[str, str]) -> None:
+        lines = [f"{key}={value}" for key, value in settings.items()]
+        lines.append(f"NodeName={self.hostname} NodeAddr=127.0.0.1 CPUs={SLURM_CPUS} State=UNKNOWN")
+        lines.append(f"PartitionName=debug Nodes={self.hostname} Default=YES MaxTime=INFINITE State=UP")
+        self.conf_path.write_text("\n".join(lines) + "\n")
+        self.settings = dict(settings)
+
+    # -- daemons
+
+    def start(self) -> SlurmCluster:
+        """Start munged, slurmctld and slurmd; return once sinfo shows the node idle."""
+        began = time.monotonic()
+        for sub in ("spool/ctld", "spool/d", "log", "out"):
+            (self.workdir / sub).mkdir(parents=True, exist_ok=True)
+        self.write_conf(self.base_settings())
+        self._start_munged()
+        self._start_slurm_daemons()
+        self.start_seconds = time.monotonic() - began
+        return self
+
+    def _start_munged(self) -> None:
+        """A private munged (own key and socket): no dependence on, or change to, /etc/munge."""
+        self.munge_dir.mkdir(mode=0o755, exist_ok=True)
+        self.munge_dir.chmod(0o755)  # munged wants the socket folder searchable by all
+        key = self.munge_dir / "munge.key"
+        key.write_bytes(secrets.token_bytes(1024))
+        key.chmod(0o600)
+        argv = [
+            self.programs["munged"], "--force",
+            f"--socket={self.munge_socket}", f"--key-file={key}",
+            f"--pid-file={self.munge_dir / 'munged.pid'}", f"--log-file={self.munge_dir / 'munged.log'}",
+            f"--seed-file={self.munge_dir / 'munged.seed'}",
+        ]  # fmt: skip
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+        if done.returncode != 0 or not wait_for(self.munge_socket.exists, 10, 0.02):
+            unavailable(f"munged did not start ({done.returncode}): {done.stderr.strip()}\n{tail(self.munge_dir / 'munged.log')}")
+
+    def _start_slurm_daemons(self) -> None:
+        for daemon in ("slurmctld", "slurmd"):
+            done = subprocess.run(
+                [self.programs[daemon], "-f", str(self.conf_path)],
+                env=self.env, cwd=self.workdir, capture_output=True, text=True, timeout=60, check=False,
+            )  # fmt: skip
+            if done.returncode != 0:
+                unavailable(f"{daemon} did not start ({done.returncode}): {done.stderr.strip()}\n{self.logs()}")
+        if not wait_for(lambda: self.node_state() == "idle", 60, 0.1):
+            unavailable(f"the Slurm node never became idle (state {self.node_state()!r})\n{self.logs()}")
+
+    def node_state(self) -> str:
+        """The node's state as sinfo prints it (``idle``, ``mix``, ``alloc``, ``unk``...), '' if unknown."""
+        done = self.run("sinfo", "-h", "-n", self.hostname, "-o", "%t", check=False, timeout=10)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    def _stop_slurm_daemons(self) -> None:
+        """Stop slurmd, then slurmctld, by the pids in their pid files."""
+        for key in ("SlurmdPidFile", "SlurmctldPidFile"):
+            pid = read_pid_file(Path(self.settings[key]))
+            if pid is not None:
+                stop_pid(pid)
+
+    def stop(self) -> None:
+        """Cancel every job, stop the daemons and munged, and kill anything left from the jobs."""
+        if self.settings:
+            ctld = read_pid_file(Path(self.settings["SlurmctldPidFile"]))
+            if ctld is not None and pid_alive(ctld):
+                with contextlib.suppress(Exception):
+                    self.cancel_all(timeout=20)
+            self._stop_slurm_daemons()
+            # slurmstepd and job processes outlive slurmd by design; they carry our SLURM_CONF.
+            for pid in processes_with_env("SLURM_CONF", str(self.conf_path)):
+                stop_pid(pid, timeout=2)
+        munged = read_pid_file(self.munge_dir / "munged.pid")
+        if munged is not None:
+            stop_pid(munged)
+
+    def logs(self) -> str:
+        """Last lines of slurmctld's and slurmd's logs, for failure messages."""
+        parts = []
+        for key in ("SlurmctldLogFile", "SlurmdLogFile"):
+            if key in self.settings:
+                parts.append(f"--- {self.settings[key]}\n{tail(Path(self.settings[key]))}")
+        return "\n".join(parts)
+
+    @contextlib.contextmanager
+    def configured(self, **settings: str | int | None) -> Iterator[SlurmCluster]:
+        """Run the body with slurm.conf keys changed (None removes one), restoring them afterwards.
+
+        E.g. ``with cluster.configured(MaxArraySize=3): ...``. Both daemons are restarted (state and
+        running jobs survive a restart): in 22.05 ``scontrol reconfigure`` does not apply every key,
+        MaxArraySize among them (see the class docstring). About 1.5 s each way.
+        """
+        original = dict(self.settings)
+        changed = dict(original)
+        for key, value in settings.items():
+            if value is None:
+                changed.pop(key, None)
+            else:
+                changed[key] = str(value)
+        self._restart(changed)
+        try:
+            yield self
+        finally:
+            self._restart(original)
+
+    def _restart(self, settings: Mapping[str, str]) -> None:
+        self._stop_slurm_daemons()
+        self.write_conf(settings)
+        self._start_slurm_daemons()
+
+    # -- commands
+
+    def run(
+        self, *argv: str | os.PathLike[str], check: bool = True, timeout: float = 60, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a Slurm command (``sinfo``, ``sacct``...) with :attr:`env`; :class:`SlurmError` if it fails and ``check``."""
+        args = [str(a) for a in argv]
+        args[0] = self.programs.get(args[0]) or find_program(args[0]) or args[0]
+        done = subprocess.run(args, env=self.env, cwd=cwd or self.workdir, capture_output=True, text=True, timeout=timeout, check=False)
+        if check and done.returncode != 0:
+            raise SlurmError(done.returncode, args, done.stdout, done.stderr)
+        return done
+
+    def sbatch(self, script_path: str | os.PathLike[str], *args: str) -> str:
+        """Submit a batch script (``sbatch --parsable ARGS SCRIPT``) and return its job id, e.g. ``"12"``.
+
+        The job's working folder (where ``slurm-%j.out`` goes by default) is the script's folder.
+        A refused submission raises :class:`SlurmError` with sbatch's message.
+        """
+        script = Path(script_path).resolve()
+        done = self.run("sbatch", "--parsable", *args, script, cwd=script.parent)
+        return done.stdout.strip().split(";")[0]
+
+    def squeue(self, job_id: str | None = None) -> list[dict[str, str]]:
+        """Unfinished jobs, one dict per array task: ``id`` (``12_3`` or ``12``), ``job``, ``state``, ``reason``.
+
+        With ``job_id`` (an array's id, a task's ``12_3``, or a plain job id) only its tasks.
+        """
+        out = self.run("squeue", "-h", "-r", "-o", "%i|%F|%A|%T|%r").stdout
+        rows = []
+        for line in out.splitlines():
+            ident, array_job, own_id, state, reason = line.split("|", 4)
+            if job_id is None or job_id in (ident, array_job, own_id):
+                rows.append({"id": ident, "job": array_job, "state": state, "reason": reason})
+        return rows
+
+    def job_states(self, job_id: str) -> dict[str, str]:
+        """``scontrol show job``'s JobState of every task of ``job_id`` (finished ones too), by task id."""
+        out = self.run("scontrol", "-o", "show", "job", job_id).stdout
+        states = {}
+        for line in out.splitlines():
+            fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+            task = fields.get("ArrayTaskId")
+            ident = f"{fields['ArrayJobId']}_{task}" if task else fields["JobId"]
+            states[ident] = fields["JobState"]
+        return states
+
+    def wait_until_done(self, job_id: str, timeout: float = 120) -> dict[str, str]:
+        """Wait until no task of ``job_id`` is pending, running or completing; return :meth:`job_states`.
+
+        Raises TimeoutError (with the queue) after ``timeout`` seconds.
+        """
+        if not wait_for(lambda: not any(r["state"] in ACTIVE_STATES for r in self.squeue(job_id)), timeout, 0.2):
+            raise TimeoutError(f"job {job_id} not done after {timeout} s: {self.squeue(job_id)}\n{self.logs()}")
+        return self.job_states(job_id)
+
+    def scontrol(self, *args: str) -> str:
+        """``scontrol ARGS``; its stdout (SlurmError if it fails)."""
+        return self.run("scontrol", *args).stdout
+
+    def scancel(self, *args: str) -> str:
+        """``scancel ARGS``; its stdout (SlurmError if it fails).
+
+        Note: ``scancel --signal=SIG ID`` signals job steps only; a batch script without steps
+        gets the signal only with ``--batch`` (or ``--full``).
+        """
+        return self.run("scancel", *args).stdout
+
+    @property
+    def max_array_size(self) -> int:
+        """MaxArraySize as slurmctld reports it (``scontrol show config``)."""
+        for line in self.scontrol("show", "config").splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == "MaxArraySize":
+                return int(value.strip())
+        raise LookupError("scontrol show config has no MaxArraySize")
+
+    def cancel_all(self, timeout: float = 60) -> None:
+        """Cancel every job in the queue (SIGKILL to running ones) and wait until the queue is empty."""
+        ids = sorted({row["job"] for row in self.squeue()})
+        if ids:
+            self.run("scancel", *ids, check=False)
+            self.run("scancel", "--full", "--signal=KILL", *ids, check=False)
+        if not wait_for(lambda: not self.squeue(), timeout, 0.2):
+            raise TimeoutError(f"jobs still queued after cancelling: {self.squeue()}")
+
+
+def processes_with_env(name: str, value: str) -> list[int]:
+    """Pids of processes whose environment has ``name=value`` (to find a cluster's leftovers)."""
+    needle = f"{name}={value}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if needle in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
+    """A running one-node :class:`SlurmCluster` for the whole session, stopped at its end."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        unavailable("Slurm: the private test cluster runs slurmctld/slurmd as root")
+    programs = require_programs("Slurm", SLURM_PROGRAMS, "slurm-wlm munge")
+    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"), programs)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def slurm(slurm_cluster: SlurmCluster) -> Iterator[SlurmCluster]:
+    """The session's cluster, with every job left by the test cancelled afterwards."""
+    yield slurm_cluster
+    slurm_cluster.cancel_all()

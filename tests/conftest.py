@@ -193,4 +193,4 @@ def error_lines(text: str) -> list[str]:
 
 
 # Real components (Redis, a one-node Slurm cluster, headless Chromium): see components.py.
-from components import redis_server  # noqa: E402, F401
+from components import redis_server, slurm, slurm_cluster  # noqa: E402, F401
