@@ -653,3 +653,193 @@ def slurm(slurm_cluster: SlurmCluster) -> Iterator[SlurmCluster]:
     """The session's cluster, with every job left by the test cancelled afterwards."""
     yield slurm_cluster
     slurm_cluster.cancel_all()
+
+
+# --- Chromium ----------------------------------------------------------------------------
+
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",  # as root Chromium refuses to start with its sandbox
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    # No network here: without these Chromium keeps trying (and failing) to reach Google's hosts.
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+
+
+class ChromiumError(RuntimeError):
+    """Chromium exited with an error or produced no output."""
+
+
+class Chromium:
+    """Headless Chromium for rendering local HTML: each call is a fresh process with a fresh profile.
+
+    Success is judged by the exit status and the output; stderr is only quoted in errors (it
+    always carries harmless dbus complaints here). Measured: a 1200x800 screenshot about 1 s.
+    """
+
+    def __init__(self, binary: str, workdir: Path) -> None:
+        self.binary = binary
+        self.workdir = workdir
+
+    def run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Run ``chromium FLAGS --user-data-dir=<new empty folder> ARGS``; kill its whole group after."""
+        profile = tempfile.mkdtemp(prefix="profile-", dir=self.workdir)
+        argv = [self.binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args]
+        process = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, errors="replace", start_new_session=True, cwd=self.workdir,
+        )  # fmt: skip
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            stdout, stderr = process.communicate()
+            raise ChromiumError(f"chromium timed out after {timeout} s: {argv}\n{stderr[-2000:]}") from None
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # helpers (crashpad, zygote) must not outlive it
+            shutil.rmtree(profile, ignore_errors=True)
+        return subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
+
+    def dump_dom(self, html_path: str | os.PathLike[str], timeout: float = 60) -> str:
+        """The page's DOM after its scripts ran (``--dump-dom file:///abs/path``)."""
+        done = self.run("--dump-dom", Path(html_path).resolve().as_uri(), timeout=timeout)
+        if done.returncode != 0 or "<html" not in done.stdout.lower():
+            raise ChromiumError(f"--dump-dom failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
+        return done.stdout
+
+    def screenshot(
+        self, html_path: str | os.PathLike[str], png_path: str | os.PathLike[str], width: int = 1200, height: int = 800, timeout: float = 60
+    ) -> Path:
+        """Render the page to a PNG of ``width`` x ``height`` and return its path."""
+        png = Path(png_path).resolve()
+        png.unlink(missing_ok=True)
+        done = self.run(
+            f"--window-size={width},{height}", "--hide-scrollbars", f"--screenshot={png}",
+            Path(html_path).resolve().as_uri(), timeout=timeout,
+        )  # fmt: skip
+        if done.returncode != 0 or not png.is_file() or png.read_bytes()[:8] != PNG_SIGNATURE:
+            raise ChromiumError(f"--screenshot failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
+        return png
+
+
+@pytest.fixture(scope="session")
+def chromium(tmp_path_factory: pytest.TempPathFactory) -> Chromium:
+    """A :class:`Chromium` that was seen to render a page (skip/fail if it cannot start)."""
+    programs = ("chromium", "chromium-browser")
+    binary = next((path for path in map(find_program, programs) if path), None)
+    if binary is None:
+        unavailable("Chromium: chromium not found (apt-get install chromium)")
+    browser = Chromium(binary, tmp_path_factory.mktemp("chromium"))
+    probe = browser.workdir / "probe.html"
+    probe.write_text("<!doctype html><title>probe</title><p id=x></p><script>x.textContent='ran'</script>")
+    try:
+        dom = browser.dump_dom(probe)
+    except ChromiumError as error:
+        unavailable(f"Chromium cannot render a page: {error}")
+    if "ran" not in dom:
+        unavailable(f"Chromium rendered a page without running its script:\n{dom[:500]}")
+    return browser
+
+
+# --- PNG check (no Pillow) -------------------------------------------------------------------
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # colour type -> samples per pixel
+
+
+def _png_chunks(data: bytes) -> Iterator[tuple[bytes, bytes]]:
+    if data[:8] != PNG_SIGNATURE:
+        raise ValueError("not a PNG file")
+    pos = 8
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        yield kind, data[pos + 8 : pos + 8 + length]
+        if kind == b"IEND":
+            return
+        pos += 12 + length
+    raise ValueError("truncated PNG file (no IEND)")
+
+
+def png_size(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """(width, height) of a PNG file."""
+    for kind, body in _png_chunks(Path(path).read_bytes()):
+        if kind == b"IHDR":
+            width, height = struct.unpack(">II", body[:8])
+            return width, height
+    raise ValueError("PNG without IHDR")
+
+
+def _unfilter(kind: int, line: bytearray, prev: bytes | bytearray, bpp: int) -> bytearray:
+    """Undo one scanline's PNG filter (RFC 2083, 6.2-6.6)."""
+    n = len(line)
+    if kind == 0:
+        return line
+    if not any(line):  # common in flat areas: skip the byte loops
+        if kind == 1:
+            return line
+        if kind == 2:
+            return bytearray(prev)
+    if kind == 1:  # Sub
+        for i in range(bpp, n):
+            line[i] = (line[i] + line[i - bpp]) & 0xFF
+    elif kind == 2:  # Up
+        line = bytearray((a + b) & 0xFF for a, b in zip(line, prev))
+    elif kind == 3:  # Average
+        for i in range(n):
+            left = line[i - bpp] if i >= bpp else 0
+            line[i] = (line[i] + ((left + prev[i]) >> 1)) & 0xFF
+    elif kind == 4:  # Paeth
+        for i in range(n):
+            a = line[i - bpp] if i >= bpp else 0
+            b = prev[i]
+            c = prev[i - bpp] if i >= bpp else 0
+            p = a + b - c
+            pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+            pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+            line[i] = (line[i] + pred) & 0xFF
+    else:
+        raise ValueError(f"unknown PNG filter type {kind}")
+    return line
+
+
+def png_is_blank(path: str | os.PathLike[str]) -> bool:
+    """True if every pixel of the PNG has the same value (a page that rendered nothing).
+
+    Pure Python (zlib + struct), so no Pillow dependency: 8- and 16-bit non-interlaced images of
+    every colour type (Chromium's screenshots are 8-bit RGB). Stops at the first row that
+    differs from the first pixel, so a non-blank image is quick; a blank one decodes every row.
+    For palette images it compares palette indices.
+    """
+    header: bytes | None = None
+    idat = []
+    for kind, body in _png_chunks(Path(path).read_bytes()):
+        if kind == b"IHDR":
+            header = body
+        elif kind == b"IDAT":
+            idat.append(body)
+    if header is None:
+        raise ValueError("PNG without IHDR")
+    width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", header[:13])
+    if depth not in (8, 16) or interlace != 0 or colour not in _CHANNELS:
+        raise ValueError(f"unsupported PNG (bit depth {depth}, colour type {colour}, interlace {interlace})")
+    bpp = _CHANNELS[colour] * depth // 8
+    stride = width * bpp
+    raw = zlib.decompress(b"".join(idat))
+    if len(raw) < height * (stride + 1):
+        raise ValueError("PNG image data too short")
+    prev: bytes | bytearray = bytes(stride)
+    expected = b""
+    for y in range(height):
+        start = y * (stride + 1)
+        line = _unfilter(raw[start], bytearray(raw[start + 1 : start + 1 + stride]), prev, bpp)
+        if y == 0:
+            expected = bytes(line[:bpp]) * width
+        if line != expected:
+            return False
+        prev = line
+    return True

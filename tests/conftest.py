@@ -191,6 +191,5 @@ def error_lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.startswith("error:")]
 
 
-
 # Real components (Redis, a one-node Slurm cluster, headless Chromium): see components.py.
-from components import redis_server, slurm, slurm_cluster  # noqa: E402, F401
+from components import chromium, redis_server, slurm, slurm_cluster  # noqa: E402, F401

@@ -8,6 +8,8 @@ an array larger than MaxArraySize is refused.
 
 from __future__ import annotations
 
+import struct
+import zlib
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,8 @@ from components import (
     RespError,
     SlurmCluster,
     SlurmError,
+    png_is_blank,
+    png_size,
     resp_command,
     wait_for,
 )
@@ -160,3 +164,98 @@ def test_slurm_array_larger_than_max_array_size_is_refused(slurm: SlurmCluster, 
     assert slurm.max_array_size == default
     job = slurm.sbatch(script, "--array=0-7")
     assert len(slurm.wait_until_done(job)) == 8
+
+
+# --- Chromium ----------------------------------------------------------------------------
+
+BARS_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>report</title></head>
+<body style="margin:0;background:#fff">
+<div id="chart"></div>
+<script>
+  const chart = document.getElementById("chart");
+  for (const [name, value] of [["alpha", 120], ["beta", 300], ["gamma", 210]]) {
+    const bar = document.createElement("div");
+    bar.className = "bar";
+    bar.dataset.name = name;
+    bar.style.cssText = `width:${value}px;height:40px;margin:8px;background:#3366cc`;
+    chart.appendChild(bar);
+  }
+</script>
+</body></html>
+"""
+
+
+def test_chromium_dump_dom_shows_what_scripts_added(chromium, tmp_path: Path):
+    page = tmp_path / "report.html"
+    page.write_text(BARS_PAGE)
+    dom = chromium.dump_dom(page)
+    assert dom.count('class="bar"') == 3
+    assert 'data-name="beta"' in dom
+
+
+def test_chromium_screenshot_is_not_blank(chromium, tmp_path: Path):
+    page = tmp_path / "report.html"
+    page.write_text(BARS_PAGE)
+    png = chromium.screenshot(page, tmp_path / "report.png", width=640, height=400)
+    assert png_size(png) == (640, 400)
+    assert not png_is_blank(png)
+
+    empty = tmp_path / "empty.html"
+    empty.write_text("<!doctype html><body style='background:#fff'></body>")
+    assert png_is_blank(chromium.screenshot(empty, tmp_path / "empty.png", width=320, height=200))
+
+
+# --- png_is_blank on PNGs made here ---------------------------------------------------------
+
+
+def make_png(rows: list[list[tuple[int, ...]]], colour_type: int = 2, filters: bytes = b"\0") -> bytes:
+    """A PNG of 8-bit pixels; ``filters`` cycles over the rows (0 None, 1 Sub, 2 Up, 3 Avg, 4 Paeth)."""
+    width, height = len(rows[0]), len(rows)
+    bpp = len(rows[0][0])
+    raw = bytearray()
+    prev = bytes(width * bpp)
+    for y, row in enumerate(rows):
+        line = bytes(v for px in row for v in px)
+        kind = filters[y % len(filters)]
+        out = bytearray()
+        for i, value in enumerate(line):
+            a = line[i - bpp] if i >= bpp else 0
+            b = prev[i]
+            c = prev[i - bpp] if i >= bpp else 0
+            p = a + b - c
+            paeth = a if abs(p - a) <= abs(p - b) and abs(p - a) <= abs(p - c) else (b if abs(p - b) <= abs(p - c) else c)
+            pred = [0, a, b, (a + b) >> 1, paeth][kind]
+            out.append((value - pred) & 0xFF)
+        raw += bytes([kind]) + out
+        prev = line
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(bytes(raw))) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("filters", [b"\0", b"\1", b"\2", b"\3", b"\4", b"\0\1\2\3\4"])
+def test_png_is_blank_decodes_every_filter(tmp_path: Path, filters: bytes):
+    white = (255, 255, 255, 255)
+    flat = [[white] * 7 for _ in range(5)]
+    (tmp_path / "flat.png").write_bytes(make_png(flat, colour_type=6, filters=filters))
+    assert png_is_blank(tmp_path / "flat.png")
+    assert png_size(tmp_path / "flat.png") == (7, 5)
+
+    dot = [row[:] for row in flat]
+    dot[4][6] = (255, 255, 254, 255)  # one pixel, in the last row, differs
+    (tmp_path / "dot.png").write_bytes(make_png(dot, colour_type=6, filters=filters))
+    assert not png_is_blank(tmp_path / "dot.png")
+
+    gradient = [[(x * 30, y * 40, (x * y) % 256) for x in range(7)] for y in range(5)]
+    (tmp_path / "gradient.png").write_bytes(make_png(gradient, colour_type=2, filters=filters))
+    assert not png_is_blank(tmp_path / "gradient.png")
+
+
+def test_png_is_blank_rejects_what_is_not_a_png(tmp_path: Path):
+    (tmp_path / "x.png").write_bytes(b"GIF89a")
+    with pytest.raises(ValueError, match="not a PNG"):
+        png_is_blank(tmp_path / "x.png")
