@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__, logmerge, merge, status
+from . import __version__, logmerge, merge, report, status, trace
 from .console import data_console, message_console, say_error, say_notice
 from .digest import format_digest
 from .errors import UserError
@@ -30,7 +30,7 @@ from .scaffold import write_templates
 from .session import RunRequest, run_share
 
 ENTRY_COMMANDS = ("run", "digest", "plan", "init", "reduce")
-TOOLS: tuple[Any, ...] = (merge, status, logmerge)
+TOOLS: tuple[Any, ...] = (merge, status, logmerge, report, trace)
 """Modules of ``jobsplit`` subcommands, each with NAME, HELP, configure(parser) and run(args, console)."""
 
 
