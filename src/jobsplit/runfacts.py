@@ -209,10 +209,11 @@ def _load_machine(path: Path) -> tuple[dict[str, str], MachineFacts]:
     now = max((r.updated for r in runs), default=0.0)
     rows = [(job_id, attempt, run, slot, pid, started, ended_at, outcome, state, exit_code, sig, rss, cpu, _args(row, args, args_at), error)
             for job_id, attempt, run, slot, pid, started, ended_at, outcome, state, exit_code, sig, rss, cpu, row, args, error in ended]  # fmt: skip
-    seen = {(r[0], r[1]) for r in rows}
+    seen = {(r[0], r[1]) for r in rows} if running else set()
     last_run = runs[-1].run if runs else None
     rows += [(job_id, attempt, last_run, slot, pid, started, max(now, started), "running", "running", None, None, None, None, None, None)
              for job_id, attempt, slot, pid, started in running if (job_id, attempt) not in seen]  # fmt: skip
+    rows.sort(key=lambda r: r[5])  # by start (stable: the journal's order among equals)
     workers = max((r.workers for r in runs), default=1)
     slots = assign_slots([(r[3], r[5], r[6]) for r in rows], workers)
     attempts = [
@@ -233,18 +234,18 @@ def _args(row: str | None, args: str | None, at: int) -> str | None:
 
 
 def assign_slots(spans: Sequence[tuple[int | None, float, float]], workers: int) -> list[int]:
-    """The lane of each (slot or None, started, ended): its slot, or for one recorded without
-    a slot, the lowest of ``workers`` lanes free at its start (else the one free soonest).
-
-    Deterministic for the same spans in the same order (by start time).
+    """The lane of each (slot or None, started, ended), taken in order of start: its slot,
+    or for one recorded without a slot (a migrated 0.1 journal), the lowest of the
+    ``workers`` lanes free at its start, else the one free soonest. Deterministic.
     """
     lanes = [float("-inf")] * max(workers, 1)
     assigned = []
     for slot, started, ended in spans:
         if slot is None:
-            free = [i for i, busy_until in enumerate(lanes) if busy_until <= started]
-            slot = free[0] if free else min(range(len(lanes)), key=lambda i: (lanes[i], i))
-            lanes[slot] = max(lanes[slot], ended)
+            free = [i for i, busy_until in enumerate(lanes[:workers]) if busy_until <= started]
+            slot = free[0] if free else min(range(max(workers, 1)), key=lambda i: (lanes[i], i))
+        lanes.extend([float("-inf")] * (slot + 1 - len(lanes)))
+        lanes[slot] = max(lanes[slot], ended)
         assigned.append(slot)
     return assigned
 
