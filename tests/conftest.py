@@ -189,3 +189,7 @@ def run_entry(
 def error_lines(text: str) -> list[str]:
     """The `error:` lines of a command's stderr (a user error is exactly one)."""
     return [line for line in text.splitlines() if line.startswith("error:")]
+
+
+# Real components (Redis, a one-node Slurm cluster, headless Chromium): see components.py.
+from components import chromium, redis_server, slurm, slurm_cluster  # noqa: E402, F401
