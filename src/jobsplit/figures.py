@@ -51,6 +51,8 @@ class MachineFigures:
     failed: int
     pending: int
     running: int
+    superseded: int
+    """Jobs it attempted whose result another machine delivered (a shared queue)."""
     attempts: int
     status: str
     busy_fraction: float | None
@@ -191,6 +193,7 @@ def _machine(m: MachineFacts, counts: dict[str, int], end: float | None, in_prog
         failed=counts["failed"],
         pending=counts["pending"],
         running=counts["running"],
+        superseded=counts["superseded"],
         attempts=len(m.attempts),
         status=m.status,
         busy_fraction=busy / available if available > 0 else None,
@@ -215,7 +218,7 @@ def lower_bound(machines: list[MachineFacts]) -> LowerBound:
             chains[a.job_id] += a.duration * m.speed
     fastest = max((m.speed for m in ran), default=0.0)
     longest_id, longest_work = max(chains.items(), key=lambda item: (item[1], item[0]), default=(None, 0.0))
-    over_capacity = work / capacity if capacity > 0 else None
+    over_capacity = work / capacity if capacity > 0 and chains else None
     longest = longest_work / fastest if longest_id is not None and fastest > 0 else None
     candidates = [x for x in (over_capacity, longest) if x is not None]
     return LowerBound(max(candidates) if candidates else None, work, capacity, over_capacity, longest, longest_id)

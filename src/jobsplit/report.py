@@ -17,7 +17,7 @@ import argparse
 import json
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         with atomic_text(args.output) as f:
             f.writelines(render(facts, figures, logs))
         size = args.output.stat().st_size
-        console.print(f"wrote {args.output} ({size / 1e6:.1f} MB): {figures.attempts:,} attempts on {len(facts.machines)} machines", markup=False, soft_wrap=True)
+        console.print(f"wrote {args.output} ({size:,} bytes): {figures.attempts:,} attempts on {len(facts.machines)} machines", markup=False, soft_wrap=True)
     return 0
 
 
@@ -314,15 +314,16 @@ def timeline_svg(facts: RunFacts, figures: Figures) -> Iterator[str]:
     lane_h = 14 if len(lanes) <= 64 else 6
     bar_h = lane_h - 2
     height = AXIS_H + len(lanes) * lane_h + len(facts.machines) * MACHINE_GAP + 6
-    span = max(figures.end - figures.start, 1e-3)
+    start = figures.start
+    span = max(figures.end - start, 1e-3)
     per_px = span / PLOT_W
 
     def x(t: float) -> float:
-        return LABEL_W + (t - figures.start) / per_px  # type: ignore[operator]
+        return LABEL_W + (t - start) / per_px
 
     yield f'<svg class="gantt" xmlns="http://www.w3.org/2000/svg" width="{LABEL_W + PLOT_W + RIGHT_W}" height="{height}" viewBox="0 0 {LABEL_W + PLOT_W + RIGHT_W} {height}" role="img" aria-label="timeline of every attempt">\n'
     yield '<defs><pattern id="hatch" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><rect width="3" height="6" fill="#f3c4c4"/></pattern></defs>\n'
-    yield from _axis(span, height, x, figures.start)
+    yield from _axis(span, height, x, start)
     finish = {m.name: m for m in figures.machines}
     y = AXIS_H
     for machine in facts.machines:
@@ -344,9 +345,9 @@ def timeline_svg(facts: RunFacts, figures: Figures) -> Iterator[str]:
     yield "</svg>\n"
 
 
-def _rect(bar: Bar, x: object, height: int) -> str:
-    left = x(bar.start)  # type: ignore[operator]
-    width = max(x(bar.end) - left, 1.0)  # type: ignore[operator]
+def _rect(bar: Bar, x: Callable[[float], float], height: int) -> str:
+    left = x(bar.start)
+    width = max(x(bar.end) - left, 1.0)
     if len(bar.attempts) == 1:
         a = bar.attempts[0]
         tip = f"{a.job_id} attempt {a.attempt}: {a.kind}, {_dur(a.duration)}, peak memory {_bytes(a.max_rss)}\nargs {_short(a.args or '?')}\n{_when(a.started)} to {_when(a.ended)}"
@@ -361,11 +362,11 @@ def _rect(bar: Bar, x: object, height: int) -> str:
     return f'<rect class="{bar.kind}" x="{left:.1f}" width="{width:.1f}" height="{height}" {data}><title>{escape(tip)}</title></rect>'
 
 
-def _axis(span: float, height: int, x: object, start: float) -> Iterator[str]:
+def _axis(span: float, height: int, x: Callable[[float], float], start: float) -> Iterator[str]:
     step = next((s for s in _STEPS if span / s <= 10), _STEPS[-1])
     t = 0.0
     while t <= span + 1e-9:
-        px = x(start + t)  # type: ignore[operator]
+        px = x(start + t)
         yield f'<line class="tick" x1="{px:.1f}" x2="{px:.1f}" y1="{AXIS_H - 6}" y2="{height}"/><text class="axis" x="{px:.1f}" y="{AXIS_H - 10}" text-anchor="middle">{_tick(t)}</text>'
         t += step
     yield "\n"
