@@ -193,8 +193,8 @@ def _load_machine(path: Path) -> tuple[dict[str, str], MachineFacts]:
             )
         held = db.execute("SELECT COUNT(*) FROM job").fetchone()[0]
         runs = [Run(*row) for row in db.execute("SELECT run, started, updated, ended, workers, done_before, status, host FROM runs ORDER BY run")]
-        ended = db.execute(
-            "SELECT job_id, attempt, run, slot, pid, started, ended, outcome, state, exit_code, signal, max_rss, cpu_seconds, row, args, error "
+        ended = db.execute(  # Attempt's fields in order, with the row before args
+            "SELECT job_id, attempt, slot, started, ended, outcome, state, run, pid, exit_code, signal, max_rss, cpu_seconds, row, args, error "
             "FROM attempts ORDER BY started, id"
         ).fetchall()
         running = db.execute("SELECT job_id, attempt, slot, pid, started FROM running ORDER BY started, job_id").fetchall()
@@ -207,19 +207,14 @@ def _load_machine(path: Path) -> tuple[dict[str, str], MachineFacts]:
     speed, cores = json.loads(meta.get("machines", "{}")).get(name, (1.0, 0))
     args_at = len(json.loads(meta["header"])) + 1  # after the header's columns: Job ID, Job Args, ...
     now = max((r.updated for r in runs), default=0.0)
-    rows = [(job_id, attempt, run, slot, pid, started, ended_at, outcome, state, exit_code, sig, rss, cpu, _args(row, args, args_at), error)
-            for job_id, attempt, run, slot, pid, started, ended_at, outcome, state, exit_code, sig, rss, cpu, row, args, error in ended]  # fmt: skip
-    seen = {(r[0], r[1]) for r in rows} if running else set()
+    rows = [(*r[:13], _args(r[13], r[14], args_at), r[15]) for r in ended]
     last_run = runs[-1].run if runs else None
-    rows += [(job_id, attempt, last_run, slot, pid, started, max(now, started), "running", "running", None, None, None, None, None, None)
+    seen = {(r[0], r[1]) for r in rows} if running else set()
+    rows += [(job_id, attempt, slot, started, max(now, started), "running", "running", last_run, pid, None, None, None, None, None, None)
              for job_id, attempt, slot, pid, started in running if (job_id, attempt) not in seen]  # fmt: skip
-    rows.sort(key=lambda r: r[5])  # by start (stable: the journal's order among equals)
-    workers = max((r.workers for r in runs), default=1)
-    slots = assign_slots([(r[3], r[5], r[6]) for r in rows], workers)
-    attempts = [
-        Attempt(name, job_id, attempt, slot, started, ended_at, outcome, state, run, pid, exit_code, sig, rss, cpu, args, error)
-        for (job_id, attempt, run, _, pid, started, ended_at, outcome, state, exit_code, sig, rss, cpu, args, error), slot in zip(rows, slots)
-    ]
+    rows.sort(key=lambda r: r[3])  # by start (stable: the journal's order among equals)
+    slots = assign_slots([(r[2], r[3], r[4]) for r in rows], max((r.workers for r in runs), default=1))
+    attempts = [Attempt(name, r[0], r[1], slot, *r[3:]) for r, slot in zip(rows, slots)]
     plan = json.loads(meta["plan"])
     machine = MachineFacts(name, path, float(speed), int(cores), int(plan.get(name, 0)), held, runs, attempts)
     return meta, machine
