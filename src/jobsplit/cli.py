@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 from rich.console import Console
 from rich.table import Table
 
-from . import exitcodes, logmerge, merge, status
+from . import exitcodes, logmerge, merge, report, status, trace
 from ._version import __version__
 from .console import data_console, message_console, say_error, say_notice
 from .digest import format_digest
@@ -32,7 +32,7 @@ from .scaffold import write_templates
 from .settings import RunFlags
 
 ENTRY_COMMANDS = ("run", "digest", "plan", "init", "reduce")
-TOOLS: tuple[Any, ...] = (merge, status, logmerge)
+TOOLS: tuple[Any, ...] = (merge, status, logmerge, report, trace)
 """Modules of ``jobsplit`` subcommands, each with NAME, HELP, configure(parser) and run(args, console)."""
 
 

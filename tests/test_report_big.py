@@ -1,0 +1,99 @@
+"""A 100,000-job run (issue 13, Must show 4): the report stays under 10 MB and still accounts
+for every attempt, drawing neighbouring bars as one where they would share pixels.
+
+The run is synthetic (journals written by SQL, see test_report_journal): three machines of a
+quota plan, job times drawn from a seeded exponential distribution and divided by each
+machine's speed, 1% of jobs failing once and retried, 0.3% crashing for good.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+import re
+from pathlib import Path
+
+import pytest
+from test_report_journal import Att, RunRow, machines_json, write_journal
+
+from jobsplit import figures as figs
+from jobsplit import report, runfacts
+
+BIG_MACHINES = {"fast": (2.0, 16), "mid": (1.0, 16), "slow": (0.5, 8)}
+
+
+def write_big_run(root: Path, jobs: int = 100_000, seed: int = 13) -> Path:
+    """Output root of a finished synthetic run of ``jobs`` jobs on BIG_MACHINES."""
+    rng = random.Random(seed)
+    machines = machines_json(**BIG_MACHINES)
+    capacity = {name: speed * cores for name, (speed, cores) in BIG_MACHINES.items()}
+    total = sum(capacity.values())
+    names = list(BIG_MACHINES)
+    plan = {name: int(jobs * capacity[name] / total) for name in names}
+    plan[names[0]] += jobs - sum(plan.values())
+    out = root / "out"
+    number = 0
+    for name in names:
+        speed, cores = BIG_MACHINES[name]
+        free = [(0.0, slot) for slot in range(cores)]  # (when the slot is free, slot): a heap
+        attempts = []
+        for _ in range(plan[name]):
+            job = f"job{number}"
+            number += 1
+            fate = rng.random()
+            tries = [("error", "pending"), ("done", "done")] if fate < 0.01 else [("crashed", "failed")] if fate < 0.013 else [("done", "done")]
+            for attempt, (outcome, state) in enumerate(tries, 1):
+                at, slot = heapq.heappop(free)
+                start = at + rng.uniform(0.001, 0.02)
+                end = start + rng.expovariate(1 / 60) / speed + 0.01
+                heapq.heappush(free, (end, slot))
+                error = "Traceback (most recent call last):\nRuntimeError: flaky input" if outcome == "error" else None
+                attempts.append(Att(job, attempt, slot, start, end, outcome, state, signal=9 if outcome == "crashed" else None,
+                                    max_rss=rng.randrange(50, 500) << 20, error=error))  # fmt: skip
+        end = max(at for at, _ in free) + 1
+        write_journal(out, name, attempts, [RunRow(0, end, end, cores)], plan=plan, machines=machines)
+    return out
+
+
+def shared_big_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 100,000-job run, written once per test session (the trace tests read it too)."""
+    root = tmp_path_factory.getbasetemp() / "big-run"
+    if not (root / "written").exists():
+        write_big_run(root)
+        (root / "written").touch()
+    return root / "out"
+
+
+@pytest.fixture(scope="module")
+def big_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return shared_big_run(tmp_path_factory)
+
+
+def test_a_100000_job_report_is_under_10_mb_and_counts_every_attempt(big_run: Path, tmp_path: Path) -> None:
+    facts = runfacts.load([big_run])
+    figures = figs.compute(facts)
+    assert sum(m.held for m in facts.machines) == 100_000
+    html = tmp_path / "report.html"
+    html.write_text("".join(report.render(facts, figures, report.failure_logs(facts, figures))), encoding="utf-8")
+    size = html.stat().st_size
+    print(f"report of {figures.attempts:,} attempts: {size:,} bytes")
+    assert size < 10_000_000
+    text = html.read_text(encoding="utf-8")
+    singles = len(re.findall(r'data-attempt="', text))
+    grouped = sum(int(n) for n in re.findall(r'data-attempts="(\d+)"', text))
+    assert singles + grouped == figures.attempts
+    lanes = re.findall(r'data-lane="([^"]+)"', text)
+    assert sorted(lanes) == sorted(f"{m}/{s}" for m, (_, cores) in BIG_MACHINES.items() for s in range(cores))
+    failed = sum(len(g.attempts) for g in figures.failures)
+    assert failed == sum(1 for a in facts.attempts if a.outcome != "done") > 1000
+
+
+def test_aggregated_bars_keep_failures_visible_and_every_attempt_once() -> None:
+    """Thousands of 1-pixel attempts on a lane become few bars; a failure colours its bar."""
+    attempts = [runfacts.Attempt("m", f"{i:032x}", 1, 0, i * 1.0, i + 0.999, "error" if i == 500 else "done", "failed" if i == 500 else "done") for i in range(3000)]
+    bars = report.lane_bars(attempts, seconds_per_px=1.0, aggregate=True)
+    assert [a for bar in bars for a in bar.attempts] == attempts
+    assert len(bars) < 3000 / report.MERGE_PX + 3
+    assert [bar.kind for bar in bars if any(a.outcome == "error" for a in bar.attempts)] == ["error"]
+    apart = [runfacts.Attempt("m", f"{i:032x}", 1, 0, i * 100.0, i * 100 + 95, "done", "done") for i in range(5)]
+    assert len(report.lane_bars(apart, seconds_per_px=1.0, aggregate=True)) == 5  # wide bars with visible gaps stay apart
