@@ -72,7 +72,7 @@ class Recorder:
             raise self._error
         now = self._clock.monotonic()
         if self._attempts:
-            due = now - self._oldest >= self.max_delay
+            due = self._oldest + self.max_delay <= now  # the very expression due_in() waits for
         else:
             due = now - self._committed_at >= HEARTBEAT or (
                 now - self._committed_at >= self.max_delay and self._running() != self._committed_running

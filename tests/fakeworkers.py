@@ -1,0 +1,174 @@
+"""Fake workers and a fake clock: the runner's logic tested in one process, in virtual time.
+
+The way pytest-xdist tests its schedulers with fake nodes: :class:`FakeHub` stands in for
+``links.ProcessHub`` and each :class:`FakeLink` for a worker process. A job is a tuple
+``(kind, seconds)`` and takes ``seconds`` of virtual time:
+
+``ok``        ends done
+``raise``     ends with an error
+``internal``  ends with an error inside jobsplit's own code
+``crash``     its worker dies (SIGSEGV) at the end
+``hang``      never ends (until its worker is signalled)
+``flaky``     fails on its first attempt, ends done on the next
+
+``hub.wait`` moves the clock to the next event (a job ending, a worker exiting) or by its
+timeout, whichever comes first; nothing sleeps.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from jobsplit.messages import RECORDS, Assignment, Record
+from jobsplit.progress import IDLE, SlotState
+from jobsplit.states import Outcome
+
+EPOCH = 1_800_000_000.0
+"""The fake wall clock is the monotonic clock plus this."""
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return EPOCH + self.now
+
+
+@dataclass
+class _Job:
+    assignment: Assignment
+    started: float
+    ends: float | None
+
+
+@dataclass(eq=False)
+class FakeLink:
+    hub: FakeHub
+    slot: int
+    pid: int
+    batches: list[list[Assignment]] = field(default_factory=list)
+    """Every batch sent to this worker, in order: what the batching tests look at."""
+    inbox: deque[Assignment] = field(default_factory=deque)
+    current_job: _Job | None = None
+    outbox: list[tuple[str, Any]] = field(default_factory=list)
+    code: int | None = None
+    dies_at: float | None = None
+    dies_with: int = 0
+    stop_asked: bool = False
+    signals: list[int] = field(default_factory=list)
+    closed: bool = False
+
+    # --- the WorkerLink protocol -----------------------------------------------------------
+
+    def send(self, message: Any) -> None:
+        if message is None:
+            self.stop_asked = True
+            return
+        if any(a.job[0] == "unpicklable" for a in message):
+            raise TypeError("cannot pickle '_thread.lock' object")
+        self.batches.append(list(message))
+        self.inbox.extend(message)
+        self._start_next()
+
+    def pump(self) -> list[tuple[str, Any]]:
+        messages, self.outbox = self.outbox, []
+        return messages
+
+    def current(self) -> SlotState:
+        """Like the shared board: a dead worker's slot still names the job it was running."""
+        job = self.current_job
+        if job is None:
+            return SlotState(IDLE, 0.0, 0.0)
+        return SlotState(job.assignment.ticket, job.started, 0.5)
+
+    def exit_code(self) -> int | None:
+        return self.code
+
+    def signal(self, signum: int) -> None:
+        self.signals.append(signum)
+        if self.code is None and self.dies_at is None:
+            self.dies_at, self.dies_with = self.hub.clock.now, -signum
+
+    def close(self) -> None:
+        self.closed = True
+
+    # --- virtual time ------------------------------------------------------------------------
+
+    def next_event(self) -> float | None:
+        if self.code is not None:
+            return None
+        times = [t for t in (self.dies_at, self.current_job.ends if self.current_job else None) if t is not None]
+        if self.stop_asked and self.current_job is None and not self.inbox:
+            times.append(self.hub.clock.now)
+        return min(times, default=None)
+
+    def advance(self, now: float) -> bool:
+        """Process what happens by ``now``; True if the runner has news."""
+        news = False
+        while self.code is None:
+            if self.dies_at is not None and self.dies_at <= now:
+                self.code = self.dies_with
+                return True
+            job = self.current_job
+            if self.stop_asked and job is None and not self.inbox:
+                self.code = 0
+                return True
+            if job is None or job.ends is None or job.ends > now:
+                return news
+            self._end(job)
+            news = True
+        return news
+
+    def _start_next(self) -> None:
+        if self.current_job is None and self.inbox and self.code is None:
+            assignment = self.inbox.popleft()
+            kind, seconds = assignment.job[:2]
+            ends = None if kind == "hang" else self.hub.clock.now + seconds
+            self.current_job = _Job(assignment, self.hub.clock.now, ends)
+
+    def _end(self, job: _Job) -> None:
+        kind = job.assignment.job[0]
+        self.current_job = None
+        if kind == "crash":
+            self.dies_at, self.dies_with = job.ends, -signal.SIGSEGV
+            self.current_job = job  # it was running when its worker died
+            job.ends = None
+            return
+        ticket, duration = job.assignment.ticket, (job.ends or 0.0) - job.started
+        failing = kind in ("raise", "internal") or (kind == "flaky" and job.assignment.attempt == 1)
+        if failing:
+            record = Record(ticket, Outcome.ERROR, EPOCH + job.started, duration, None, f"{kind} on purpose", 1 << 20, duration, kind == "internal")
+        else:
+            record = Record(ticket, Outcome.DONE, EPOCH + job.started, duration, f"row of {job.assignment.job_id}\n", None, 1 << 20, duration)
+        self.outbox.append((RECORDS, [record]))
+        self._start_next()
+
+
+class FakeHub:
+    """Starts fake workers and moves virtual time for them."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.links: list[FakeLink] = []
+
+    def start(self, slot: int) -> FakeLink:
+        link = FakeLink(self, slot, pid=1000 + len(self.links))
+        self.links.append(link)
+        return link
+
+    def wait(self, links: Any, timeout: float) -> list[FakeLink]:
+        alive = [link for link in links if link.code is None]
+        events = [t for link in alive if (t := link.next_event()) is not None]
+        limit = self.clock.now + timeout
+        self.clock.now = max(self.clock.now, min([*events, limit]))
+        return [link for link in alive if link.advance(self.clock.now)]
+
+    def started_in(self, slot: int) -> list[FakeLink]:
+        return [link for link in self.links if link.slot == slot]

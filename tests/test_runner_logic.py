@@ -1,0 +1,310 @@
+"""The runner's supervision logic in one process, with fake workers and a fake clock (issue 10,
+Must show 4 and 5): batching, timeouts, crash blame, interrupts, internal errors, and a
+test-only source that decides on its own which job runs when and whether a failure is retried.
+
+End-to-end tests with real processes (test_failures, test_interrupts, ...) prove the real thing;
+these prove the logic, fast and without timing luck.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fakeworkers import EPOCH, FakeClock, FakeHub
+
+from jobsplit.clock import SYSTEM_CLOCK
+from jobsplit.config import Header, JobConfig, LogSettings
+from jobsplit.errors import InternalError
+from jobsplit.journal import Journal
+from jobsplit.links import ProcessHub
+from jobsplit.pool import JobPool
+from jobsplit.progress import ProgressBoard
+from jobsplit.recorder import Recorder
+from jobsplit.results import ResultsFile
+from jobsplit.runner import KILL_GRACE, Runner
+from jobsplit.sources import JobSource, StaticShare, Task
+from jobsplit.states import JobState, Outcome
+from jobsplit.worker import WorkerSetup
+
+
+class Setup:
+    """A runner over ``jobs`` with a real journal, fed by a StaticShare unless told otherwise."""
+
+    def __init__(self, tmp_path: Path, jobs: list[Any], *, workers: int = 2, timeout: float | None = None, retries: int = 0, hub: Any = None, clock: Any = None) -> None:
+        self.clock = clock or FakeClock()
+        self.hub = hub or FakeHub(self.clock)
+        self.pool = JobPool(jobs)
+        self.ids = [self.pool.id_hex(p) for p in range(len(jobs))]
+        self.journal = Journal(tmp_path / "journal.sqlite")
+        self.journal.initialize({"digest": "0" * 32}, self.ids)
+        self.run_number = self.journal.begin_run(workers, started=self.clock.time(), host="test", pid=1, code="c0de", source="test")
+        self.results = ResultsFile(tmp_path / "results.csv", "header\n", [])
+        self.tmp_path = tmp_path
+        self.workers, self.timeout, self.retries = workers, timeout, retries
+
+    def runner(self, source: JobSource | None = None) -> Runner:
+        source = source or StaticShare((Task(job_id, p) for p, job_id in enumerate(self.ids)), self.retries)
+        recorder = Recorder(self.journal, self.results, self.run_number, lambda: runner.running_attempts(), clock=self.clock)
+        runner = Runner(source, self.hub, recorder, self.pool, workers=self.workers, run=self.run_number, timeout=self.timeout, clock=self.clock)
+        return runner
+
+    def attempts(self) -> dict[str, list[tuple[int, str, str]]]:
+        """job id -> [(attempt, outcome, state)] in order."""
+        found: dict[str, list[tuple[int, str, str]]] = {}
+        for a in self.journal.attempts():
+            found.setdefault(a["job_id"], []).append((a["attempt"], a["outcome"], a["state"]))
+        return found
+
+    def close(self) -> None:
+        self.results.close()
+        self.journal.close()
+
+
+@pytest.fixture
+def make(tmp_path):
+    made: list[Setup] = []
+
+    def factory(jobs: list[Any], **options: Any) -> Setup:
+        made.append(Setup(tmp_path / f"s{len(made)}", jobs, **options))
+        return made[-1]
+
+    for path in (tmp_path / f"s{i}" for i in range(4)):
+        path.mkdir()
+    yield factory
+    for setup in made:
+        setup.close()
+
+
+# --- batching ------------------------------------------------------------------------------------
+
+
+def test_short_jobs_travel_in_batches(make):
+    setup = make([("ok", 0.0005, i) for i in range(2000)])
+    assert setup.runner().run(lambda: False) is True
+    sizes = [len(batch) for link in setup.hub.links for batch in link.batches]
+    assert sizes[0] == 1 and max(sizes) > 10  # one job to learn the length, then batches
+    assert sum(sizes) == 2000
+    assert {a for job in setup.attempts().values() for a in job} == {(1, "done", "done")}
+
+
+def test_long_jobs_are_sent_one_at_a_time(make):
+    setup = make([("ok", 2.0, i) for i in range(6)])
+    assert setup.runner().run(lambda: False) is True
+    assert {len(batch) for link in setup.hub.links for batch in link.batches} == {1}
+    assert len(setup.attempts()) == 6
+
+
+# --- timeouts ------------------------------------------------------------------------------------
+
+
+def test_a_job_over_the_timeout_is_stopped_and_its_slot_reused(make):
+    setup = make([("hang", 0, 0), *[("ok", 1.0, i) for i in range(4)]], workers=1, timeout=5.0)
+    started = setup.clock.now
+    assert setup.runner().run(lambda: False) is True
+    hung = setup.ids[0]
+    assert setup.attempts()[hung] == [(1, "timeout", "failed")]
+    first, *replacements = setup.hub.links
+    assert first.signals[0] == signal.SIGTERM  # the worker's whole process group, via WorkerLink.signal
+    assert first.batches[0][0].job_id == hung and replacements  # a new worker took the slot over
+    (attempt,) = [a for a in setup.journal.attempts() if a["job_id"] == hung]
+    assert attempt["started"] == pytest.approx(EPOCH + started)  # the job's own start, in wall-clock time
+    assert attempt["ended"] - attempt["started"] == pytest.approx(5.0, abs=0.11)  # stopped one tick past the limit
+    assert all(setup.attempts()[job_id] == [(1, "done", "done")] for job_id in setup.ids[1:])
+
+
+def test_a_worker_that_ignores_sigterm_is_killed_after_the_grace(make):
+    setup = make([("hang", 0, 0), ("ok", 1.0, 1)], workers=1, timeout=2.0)
+    runner = setup.runner()
+
+    def stubborn(signum: int, link=None) -> None:  # noqa: ANN001 - the fake's signal, minus SIGTERM's effect
+        link = setup.hub.links[0]
+        link.signals.append(signum)
+        if signum == signal.SIGKILL and link.dies_at is None:
+            link.dies_at, link.dies_with = setup.clock.now, -signal.SIGKILL
+
+    original = setup.hub.start
+
+    def start(slot: int):  # noqa: ANN202
+        link = original(slot)
+        if len(setup.hub.links) == 1:
+            link.signal = stubborn  # type: ignore[method-assign]
+        return link
+
+    setup.hub.start = start  # type: ignore[method-assign]
+    assert runner.run(lambda: False) is True
+    first = setup.hub.links[0]
+    assert first.signals[:2] == [signal.SIGTERM, signal.SIGKILL]
+    (attempt,) = [a for a in setup.journal.attempts() if a["job_id"] == setup.ids[0]]
+    assert attempt["outcome"] == "timeout" and attempt["signal"] == signal.SIGKILL
+    assert attempt["ended"] - attempt["started"] >= 2.0 + KILL_GRACE - 0.11
+
+
+# --- crash blame ---------------------------------------------------------------------------------
+
+
+def test_a_crash_blames_only_the_running_job_and_hands_back_the_queued_ones(make):
+    jobs = [("ok", 0.001, i) for i in range(40)]
+    jobs[10] = ("crash", 0.001, 10)
+    setup = make(jobs, workers=1)
+    assert setup.runner().run(lambda: False) is True
+    crashed = setup.ids[10]
+    (attempt,) = [a for a in setup.journal.attempts() if a["job_id"] == crashed]
+    assert (attempt["outcome"], attempt["state"], attempt["signal"], attempt["exit_code"]) == ("crashed", "failed", signal.SIGSEGV, None)
+    assert "killed by SIGSEGV" in attempt["error"]
+    first = setup.hub.links[0]
+    after = [a.job_id for batch in first.batches for a in batch]
+    queued_behind = after[after.index(crashed) + 1 :]
+    assert queued_behind  # the crash happened inside a batch: jobs were queued behind it
+    for job_id in queued_behind:  # never counted as crashed: run once, done, on the replacement
+        assert setup.attempts()[job_id] == [(1, "done", "done")]
+    assert first.signals == [signal.SIGKILL]  # what its job started goes with it
+
+
+def test_crashes_are_retried_by_the_source_when_retries_are_left(make):
+    setup = make([("crash", 0.1, 0), ("ok", 0.1, 1)], workers=1, retries=2)
+    assert setup.runner().run(lambda: False) is True
+    assert setup.attempts()[setup.ids[0]] == [(1, "crashed", "pending"), (2, "crashed", "pending"), (3, "crashed", "failed")]
+    assert len(setup.hub.links) == 4  # the first worker and three replacements
+
+
+# --- interrupts ------------------------------------------------------------------------------------
+
+
+def test_an_interrupt_records_running_jobs_as_interrupted_and_releases_the_rest(make):
+    setup = make([("ok", 10.0, i) for i in range(5)], workers=2)
+    source = StaticShare((Task(job_id, p) for p, job_id in enumerate(setup.ids)))
+    runner = setup.runner(source)
+    stop_at = setup.clock.now + 3.0
+    assert runner.run(lambda: setup.clock.now >= stop_at) is False
+    attempts = setup.attempts()
+    assert sorted(attempts) == sorted(setup.ids[:2])  # the two running jobs, and only those
+    assert all(job == [(1, "interrupted", "pending")] for job in attempts.values())
+    assert source.remaining() == 5 and sorted(t.job_id for t in source.take(5)) == sorted(setup.ids)
+    assert all(link.signals and link.signals[0] == signal.SIGTERM for link in setup.hub.links)
+    assert runner.counts.done == runner.counts.failed == 0
+
+
+def test_a_stop_before_any_worker_starts_starts_none(make):
+    setup = make([("ok", 1.0, i) for i in range(3)])
+    assert setup.runner().run(lambda: True) is False
+    assert setup.hub.links == []
+
+
+def test_never_more_workers_than_jobs(make):
+    setup = make([("ok", 1.0, i) for i in range(3)], workers=50)
+    assert setup.runner().run(lambda: False) is True
+    assert len(setup.hub.links) == 3
+
+
+# --- failures of the machinery ----------------------------------------------------------------------
+
+
+def test_internal_errors_in_a_row_stop_the_run(make):
+    setup = make([("internal", 0.1, i) for i in range(8)], workers=1)
+    with pytest.raises(InternalError, match="inside its own code"):
+        setup.runner().run(lambda: False)
+    assert len(setup.journal.attempts()) == 3
+    assert setup.hub.links[0].stop_asked or setup.hub.links[0].signals  # shut down, not abandoned
+
+
+def test_a_job_that_cannot_be_sent_fails_alone(make):
+    setup = make([("unpicklable", 0.0, 0), *[("ok", 0.1, i) for i in range(3)]], workers=1)
+    assert setup.runner().run(lambda: False) is True
+    (attempt,) = [a for a in setup.journal.attempts() if a["job_id"] == setup.ids[0]]
+    assert attempt["outcome"] == "error" and "cannot be sent to a worker" in attempt["error"]
+    assert all(setup.attempts()[job_id] == [(1, "done", "done")] for job_id in setup.ids[1:])
+
+
+# --- a second source: the runner needs nothing else ----------------------------------------------------
+
+
+class ScriptedSource:
+    """A test-only source: hands jobs out in a scripted order, retries a failure once, at once
+    (ahead of the others), and keeps a log of every call the runner made."""
+
+    name = "scripted"
+
+    def __init__(self, tasks: Sequence[Task]) -> None:
+        self.waiting = list(tasks)
+        self.taken: list[Task] = []
+        self.failures: dict[str, int] = {}
+        self.calls: list[tuple[str, list[str]]] = []
+
+    def take(self, limit: int) -> list[Task]:
+        handed, self.waiting = self.waiting[:limit], self.waiting[limit:]
+        self.taken += handed
+        if handed:
+            self.calls.append(("take", [t.job_id for t in handed]))
+        return handed
+
+    def settle(self, ended: Sequence[tuple[Task, Outcome]]) -> list[JobState]:
+        states = []
+        for task, outcome in ended:
+            self.taken.remove(task)
+            if outcome == Outcome.DONE:
+                states.append(JobState.DONE)
+            elif self.failures.setdefault(task.job_id, 0) == 0:
+                self.failures[task.job_id] = 1
+                self.waiting.insert(0, task._replace(attempt=task.attempt + 1))
+                states.append(JobState.PENDING)
+            else:
+                states.append(JobState.FAILED)
+            self.calls.append(("settle", [task.job_id]))
+        return states
+
+    def release(self, tasks: Iterable[Task]) -> None:
+        tasks = list(tasks)
+        for task in tasks:
+            self.taken.remove(task)
+        self.waiting = tasks + self.waiting
+        self.calls.append(("release", [t.job_id for t in tasks]))
+
+    def remaining(self) -> int:
+        return len(self.waiting) + len(self.taken)
+
+
+def test_a_scripted_source_drives_the_runner(make):
+    """Jobs out of plan order, a failure retried by the source's decision, a release on interrupt."""
+    jobs = [("ok", 1.0, 0), ("flaky", 1.0, 1), ("ok", 1.0, 2), ("ok", 1.0, 3), ("ok", 60.0, 4), ("ok", 1.0, 5)]
+    setup = make(jobs, workers=1)
+    source = ScriptedSource([Task(setup.ids[p], p) for p in (3, 1, 0, 2, 4, 5)])
+    runner = setup.runner(source)
+    assert runner.run(lambda: setup.clock.now >= 100.0 + 30.0) is False  # stopped while job 4 runs
+    started = [setup.ids.index(a.job_id) for link in setup.hub.links for batch in link.batches for a in batch]
+    assert started == [3, 1, 1, 0, 2, 4]  # the source's order, its retry first, never the plan's order
+    assert setup.attempts()[setup.ids[1]] == [(1, "error", "pending"), (2, "done", "done")]
+    assert source.calls[-1] == ("release", [setup.ids[4]])  # the interrupted job went back to its source
+    assert setup.attempts()[setup.ids[4]] == [(1, "interrupted", "pending")]
+    assert source.remaining() == 2 and [t.job_id for t in source.waiting] == [setup.ids[4], setup.ids[5]]
+    assert (runner.counts.done, runner.counts.failed) == (4, 0)
+
+
+def echo(kind: str, seconds: float, index: int, random_obj: Any, config: Any, progress: Any) -> tuple[str, int]:
+    """A real job for the real-process test (module level: picklable under spawn)."""
+    if kind == "flaky" and not Path(f"{config.get('test', 'dir')}/flaky-{index}").exists():
+        Path(f"{config.get('test', 'dir')}/flaky-{index}").touch()
+        raise RuntimeError("flaky fails once")
+    return kind, index
+
+
+def test_a_scripted_source_drives_real_worker_processes(make, tmp_path):
+    jobs = [("ok", 0.0, i) for i in range(6)]
+    jobs[2] = ("flaky", 0.0, 2)
+    context = multiprocessing.get_context("fork")
+    config = JobConfig()
+    config.read_dict({"test": {"dir": str(tmp_path)}})
+    header = Header(("Run Start Time", "Job Running Time", "Job Start Time", "Kind", "Index"))
+    setup_ = WorkerSetup(echo, config.as_document(), header, "m", "0" * 32, "c0de", 0.0, b"seed", ProgressBoard(context, 2), 0, LogSettings())
+    setup = make(jobs, workers=2, hub=ProcessHub(context, setup_), clock=SYSTEM_CLOCK)
+    order = [5, 4, 3, 2, 1, 0]
+    source = ScriptedSource([Task(setup.ids[p], p) for p in order])
+    assert setup.runner(source).run(lambda: False) is True
+    attempts = setup.attempts()
+    assert attempts[setup.ids[2]] == [(1, "error", "pending"), (2, "done", "done")]
+    assert all(attempts[setup.ids[p]] == [(1, "done", "done")] for p in (0, 1, 3, 4, 5))
+    assert [name for name, _ in source.calls].count("take") >= 2
