@@ -11,7 +11,7 @@ MODE ?= onefile
 DIST ?= dist
 EXTRA ?=
 
-.PHONY: test demo exe bench clean
+.PHONY: test lint test-pythons demo exe bench clean
 
 # The venv is rebuilt when pyproject.toml changes (or was never built here).
 $(READY): pyproject.toml
@@ -19,9 +19,19 @@ $(READY): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test,build]'
 	touch $@
 
-## Run the test suite (slow end-to-end tests included).
-test: $(READY)
+## Lint, then the whole test suite (slow end-to-end tests included), then the other Pythons.
+test: lint $(READY)
 	$(PY) -m pytest
+	scripts/test-pythons
+
+## ruff (lint and import order) and mypy (strict) on src/.
+lint: $(READY)
+	$(VENV)/bin/ruff check src
+	$(VENV)/bin/mypy
+
+## The golden vectors, random streams and one real run on Python 3.10, 3.12, 3.13 if present.
+test-pythons: $(READY)
+	scripts/test-pythons
 
 ## Run the example pool on this machine, with the template config (no machines.json: this host).
 demo: $(READY)
@@ -31,10 +41,14 @@ demo: $(READY)
 
 ## Build one self-contained executable of ENTRY: dist/NAME (MODE=onedir: a folder, faster start).
 ## PYTHONHASHSEED=0 makes the build reproducible; the smoke run catches modules PyInstaller missed.
+## The entry's code fingerprint is computed from its source here and bundled (see fingerprint.py).
 exe: $(READY)
+	mkdir -p build/fingerprints/$(NAME)
+	$(PY) -c 'import sys, jobsplit.fingerprint as f; f.main(sys.argv[1:])' "$(ENTRY)" > build/fingerprints/$(NAME)/entry.fingerprint
 	PYTHONHASHSEED=0 $(PY) -m PyInstaller --noconfirm --clean --log-level WARN --$(MODE) --name $(NAME) \
 		--paths "$(abspath $(dir $(ENTRY)))" \
 		--add-data "$(abspath templates):jobsplit/templates" \
+		--add-data "$(abspath build/fingerprints/$(NAME)/entry.fingerprint):jobsplit" \
 		--distpath "$(DIST)" --workpath build/pyinstaller/$(NAME)-$(MODE) --specpath build/pyinstaller/$(NAME)-$(MODE) \
 		$(EXTRA) "$(ENTRY)"
 	"$(DIST)/$(NAME)$(if $(filter onedir,$(MODE)),/$(NAME))" --version
@@ -44,4 +58,4 @@ bench: $(READY)
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf build dist $(VENV)
+	rm -rf build dist $(VENV) $(VENV)-3.*

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 from conftest import entry_env, write_config_dir
-
 from jobsplit.pool import identity_text, job_id
 
 RESULT_COLUMNS = ("Kind", "Index", "Draw", "Note")

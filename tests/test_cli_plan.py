@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from jobsplit.pool import JobPool
 from conftest import DEFAULT_CONFIG, DEFAULT_HEADER, DEFAULT_MACHINES, ENTRY_POOL_SIZE, entry_env, run_entry, write_config_dir, write_entry
+from jobsplit.pool import JobPool
 
 STRATEGY_NAMES = ("quota", "rendezvous", "cost")
 DIGEST_RE = re.compile(r"[0-9a-f]{4}(?:-[0-9a-f]{4}){7}")

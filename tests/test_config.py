@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 import jobsplit
+from conftest import DEFAULT_CONFIG, write_config_dir
 from jobsplit import UserError, parse_filesize
 from jobsplit.config import load_config, load_header
-from conftest import DEFAULT_CONFIG, write_config_dir
 
 # --- parse_filesize ------------------------------------------------------------------------
 

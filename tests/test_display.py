@@ -20,10 +20,10 @@ from rich.console import Console
 import jobsplit.progress as progress_module
 from jobsplit.config import Header, JobConfig, LogSettings
 from jobsplit.display import LiveDisplay, PlainDisplay, RunningJob, Snapshot, duration, render, summary_line
-from jobsplit.pool import JobPool
-from jobsplit.progress import IDLE, ProgressBoard, ProgressReporter
 from jobsplit.journal import Journal
 from jobsplit.links import ProcessHub
+from jobsplit.pool import JobPool
+from jobsplit.progress import IDLE, ProgressBoard, ProgressReporter
 from jobsplit.recorder import Recorder
 from jobsplit.results import ResultsFile, csv_header_line
 from jobsplit.runner import Runner
@@ -230,7 +230,7 @@ def test_progress_of_a_running_job_reaches_the_supervisor(tmp_path: Path, start_
     run = journal.begin_run(2, started=time.time(), host="here", pid=0, code="code", source="static")
     results = ResultsFile(tmp_path / "results.csv", csv_header_line(header), [])
     source = StaticShare(Task(job_id, position) for position, job_id in enumerate(ids))
-    recorder = Recorder(journal, results, run, running=lambda: runner.running_attempts())
+    recorder = Recorder(journal, results, run)
     runner = Runner(source, ProcessHub(context, setup), recorder, pool, workers=2, run=run)
     seen: dict[str, list[float]] = {job_id: [] for job_id in ids}
     deadline = time.monotonic() + 30

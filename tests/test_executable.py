@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from jobsplit.fingerprint import file_fingerprint
+
 ROOT = Path(__file__).resolve().parents[1]
 MACHINES = {"fast": [2.0, 2], "mid": [1.0, 2], "slow": [0.5, 1]}
 CONFIG = "[jobsplit]\nstrategy = quota\n\n[e2e]\npause = 0.2\n"
@@ -108,7 +110,7 @@ def test_three_hosts_kill_resume_and_merge(executable: Path, tmp_path: Path) -> 
         time.sleep(0.1)
     runs["slow"].send_signal(signal.SIGKILL)  # the bootloader: the Python side must notice
     runs["slow"].wait(10)
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30  # a watchdog: killed programs go at once, a busy machine is slow
     while processes_of(victim) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert processes_of(victim) == [], "killing the executable must not leave processes computing"
@@ -135,6 +137,11 @@ def test_three_hosts_kill_resume_and_merge(executable: Path, tmp_path: Path) -> 
     for row in rows:
         owner = next(m["name"] for m in plan["machines"] if row["Job ID"] in m["job_ids"])
         assert row["Machine"] == owner
+    # The executable's code fingerprint is its script's: in --version and on every row.
+    code = file_fingerprint(ROOT / "tests" / "frozen" / "e2e_entry.py")
+    version = subprocess.run(["./e2e", "--version"], cwd=hosts["fast"], env=env, capture_output=True, text=True, timeout=60)
+    assert f"(entry code {code})" in version.stdout, version.stdout
+    assert {row["Code"] for row in rows} == {code}
 
     logs = subprocess.run(["./e2e", "merge-logs", *map(str, sorted(collected.iterdir())), "-o", str(tmp_path / "all.log.gz")], cwd=hosts["fast"], env=env, capture_output=True, text=True, timeout=60)
     assert logs.returncode == 0, logs.stdout + logs.stderr

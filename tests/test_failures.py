@@ -16,6 +16,7 @@ import pytest
 from conftest import run_entry
 from runhelpers import (
     CSV_COLUMNS,
+    journal_jobs,
     pool_spec,
     project_first,
     read_results,
@@ -23,7 +24,6 @@ from runhelpers import (
     run_env,
     side_lines,
     spec_id,
-    journal_jobs,
     write_kinds_entry,
 )
 

@@ -11,9 +11,8 @@ import sys
 from pathlib import Path
 
 from conftest import run_entry
-from runhelpers import journal_jobs, read_results, run_env, side_lines
-
 from jobsplit.fingerprint import file_fingerprint
+from runhelpers import journal_jobs, read_results, run_env, side_lines
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "v1"
 DONE_BY_0_1 = {"0", "3", "4", "7", "8"}

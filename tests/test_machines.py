@@ -6,11 +6,11 @@ import json
 
 import pytest
 
+from conftest import write_config_dir
 from jobsplit import UserError
 from jobsplit.machines import Machine, load_machines, parse_machines, usable_cores
 from jobsplit.pool import JobPool
 from jobsplit.project import load_project
-from conftest import write_config_dir
 
 
 def load(tmp_path, content):

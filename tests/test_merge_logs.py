@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from conftest import entry_env
 from jobsplit.config import LogSettings
 from jobsplit.logs import MachineLog
 from jobsplit.outdir import MachineDir
 from jobsplit.timefmt import utc_timestamp
-from conftest import entry_env
 
 START = 1_795_000_000.0
 RECORD_START = re.compile(rb"\n(?=\d)")

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 import threemachines
 from conftest import error_lines, run_entry
 from threemachines import HEADER, MACHINES, env_for, run_args, run_machine

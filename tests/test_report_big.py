@@ -14,10 +14,10 @@ import re
 from pathlib import Path
 
 import pytest
-from test_report_journal import Att, RunRow, machines_json, write_journal
 
 from jobsplit import figures as figs
 from jobsplit import report, runfacts
+from test_report_journal import Att, RunRow, machines_json, write_journal
 
 BIG_MACHINES = {"fast": (2.0, 16), "mid": (1.0, 16), "slow": (0.5, 8)}
 

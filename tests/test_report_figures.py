@@ -31,10 +31,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_report_journal import T, Att, Running, RunRow, job_hex, machines_json, write_journal, write_log
 
 from jobsplit import figures as figs
 from jobsplit import runfacts
+from test_report_journal import Att, Running, RunRow, T, job_hex, machines_json, write_journal, write_log
 
 MACHINES = machines_json(A=(1.0, 2), B=(2.0, 2))
 PLAN = {"A": 4, "B": 3}

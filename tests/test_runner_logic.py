@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakeworkers import EPOCH, FakeClock, FakeHub
 
+from fakeworkers import EPOCH, FakeClock, FakeHub
 from jobsplit.clock import SYSTEM_CLOCK
 from jobsplit.config import Header, JobConfig, LogSettings
 from jobsplit.errors import InternalError
@@ -49,9 +49,8 @@ class Setup:
 
     def runner(self, source: JobSource | None = None) -> Runner:
         source = source or StaticShare((Task(job_id, p) for p, job_id in enumerate(self.ids)), self.retries)
-        recorder = Recorder(self.journal, self.results, self.run_number, lambda: runner.running_attempts(), clock=self.clock)
-        runner = Runner(source, self.hub, recorder, self.pool, workers=self.workers, run=self.run_number, timeout=self.timeout, clock=self.clock)
-        return runner
+        recorder = Recorder(self.journal, self.results, self.run_number, clock=self.clock)
+        return Runner(source, self.hub, recorder, self.pool, workers=self.workers, run=self.run_number, timeout=self.timeout, clock=self.clock)
 
     def attempts(self) -> dict[str, list[tuple[int, str, str]]]:
         """job id -> [(attempt, outcome, state)] in order."""

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 import threemachines
 from conftest import error_lines
 from threemachines import MACHINES, env_for, run_args, run_machine

@@ -28,12 +28,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_report_big import shared_big_run
-from test_report_figures import make_fixture
-from test_report_journal import T, Att, Running, RunRow, job_args, job_hex, machines_json, write_journal
 
 from jobsplit import runfacts
 from jobsplit.trace import trace_document
+from test_report_big import shared_big_run
+from test_report_figures import make_fixture
+from test_report_journal import Att, Running, RunRow, T, job_args, job_hex, machines_json, write_journal
 
 PHASES = set("BEXiIPCbnesftNODMVvRc(),")
 METADATA = {"process_name": "name", "process_labels": "labels", "process_sort_index": "sort_index", "thread_name": "name", "thread_sort_index": "sort_index"}

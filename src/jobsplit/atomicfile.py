@@ -20,9 +20,8 @@ def atomic_file(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
     file never stays behind.
     """
     temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    text = "b" not in mode
     try:
-        with open(temporary, mode, **({"encoding": "utf-8", "newline": ""} if text else {})) as f:
+        with open(temporary, mode) if "b" in mode else open(temporary, mode, encoding="utf-8", newline="") as f:
             yield f
             f.flush()
             os.fsync(f.fileno())

@@ -67,7 +67,9 @@ class OutputCapture:
         with self._lock:
             self._job = job_id
             if self._per_job_dir is not None:
-                self._job_file = gzip.open(self._per_job_dir / f"{job_id}.log.gz", "wt", encoding="utf-8", errors="backslashreplace")
+                self._job_file = gzip.open(  # noqa: SIM115 - closed when the job ends
+                    self._per_job_dir / f"{job_id}.log.gz", "wt", encoding="utf-8", errors="backslashreplace"
+                )
 
     def end_job(self) -> None:
         """Everything written so far belongs to the job that just ended, its last line too."""
@@ -138,7 +140,7 @@ class OutputCapture:
 
 
 class _Pipe:
-    __slots__ = ("name", "level", "partial")
+    __slots__ = ("level", "name", "partial")
 
     def __init__(self, name: str, level: str) -> None:
         self.name = name

@@ -20,6 +20,7 @@ from ._version import __version__
 from .console import data_console, message_console, say_error, say_notice
 from .digest import format_digest
 from .errors import JobsplitError
+from .fingerprint import entry_fingerprint
 from .hostconfig import CONSOLE_STYLES
 from .lifecycle import follow_bootloader
 from .plan import STRATEGIES
@@ -143,7 +144,7 @@ def _entry_parser() -> argparse.ArgumentParser:
         description="Run this machine's share of the job pool (see `run --help`).",
         epilog=f"Also available here: {tools} (see `{prog} COMMAND --help`).",
     )
-    parser.add_argument("--version", action="version", version=f"jobsplit {__version__}")
+    parser.add_argument("--version", action="version", version=f"jobsplit {__version__} (entry code {entry_fingerprint()})")
     shared = argparse.ArgumentParser(add_help=False)
     shared.add_argument("--config-dir", type=Path, metavar="DIR", help="where config.ini, header.csv and machines.json are (default: here)")
     planning = argparse.ArgumentParser(add_help=False)

@@ -212,10 +212,10 @@ def lower_bound(machines: list[MachineFacts]) -> LowerBound:
     ran = [m for m in machines if m.runs]
     work = sum(a.duration * m.speed for m in ran for a in m.attempts)
     capacity = sum(m.speed * m.workers for m in ran)
-    chains: Counter[str] = Counter()
+    chains: dict[str, float] = {}
     for m in ran:
         for a in m.attempts:
-            chains[a.job_id] += a.duration * m.speed
+            chains[a.job_id] = chains.get(a.job_id, 0.0) + a.duration * m.speed
     fastest = max((m.speed for m in ran), default=0.0)
     longest_id, longest_work = max(chains.items(), key=lambda item: (item[1], item[0]), default=(None, 0.0))
     over_capacity = work / capacity if capacity > 0 and chains else None

@@ -44,13 +44,8 @@ def entry_fingerprint() -> str:
         return UNKNOWN
 
 
-def main(argv: list[str] | None = None) -> None:
-    """``python -m jobsplit.fingerprint ENTRY``: print an entry script's fingerprint (for make exe)."""
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        sys.exit("usage: python -m jobsplit.fingerprint ENTRY.py")
-    print(file_fingerprint(Path(args[0])))
-
-
-if __name__ == "__main__":
-    main()
+def main(argv: list[str]) -> None:
+    """Print an entry script's fingerprint (``make exe`` bundles it)."""
+    if len(argv) != 1:
+        sys.exit("usage: fingerprint ENTRY.py")
+    print(file_fingerprint(Path(argv[0])))

@@ -202,7 +202,7 @@ class Journal:
         try:
             db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
             try:
-                return db.execute("SELECT COUNT(*) FROM meta WHERE key = 'digest'").fetchone()[0] > 0
+                return bool(db.execute("SELECT COUNT(*) FROM meta WHERE key = 'digest'").fetchone()[0])
             finally:
                 db.close()
         except sqlite3.DatabaseError:
@@ -358,7 +358,7 @@ class Journal:
 
 
 def _escaped(attempt: AttemptRow) -> AttemptRow:
-    return attempt._replace(**{name: clean_text(value) for name, value in attempt._asdict().items() if isinstance(value, str)})
+    return AttemptRow._make(clean_text(value) if isinstance(value, str) else value for value in attempt)
 
 
 def clean_text(text: str) -> str:

@@ -94,13 +94,14 @@ class ProcessHub:
         self.board.finish(slot)
         task_reader, task_writer = self.context.Pipe(duplex=False)
         result_reader, result_writer = self.context.Pipe(duplex=False)
-        process = self.context.Process(
+        process: BaseProcess = self.context.Process(  # type: ignore[attr-defined] # typeshed has Process on the concrete contexts only
             target=worker_main,
             args=(self.setup, task_reader, result_writer, slot, os.getpid()),
             name=f"jobsplit-worker-{slot}",
             daemon=True,
         )
         process.start()
+        assert process.pid is not None, "a started process has a pid"
         try:
             os.setpgid(process.pid, process.pid)  # the worker does it too: whoever is first, no race
         except OSError:

@@ -28,9 +28,9 @@ from typing import BinaryIO
 
 from rich.console import Console
 
+from .atomicfile import atomic_file
 from .console import say_notice
 from .errors import UserError
-from .atomicfile import atomic_file
 from .outdir import MachineDir
 
 NAME = "merge-logs"

@@ -4,6 +4,7 @@ results and log. It prints nothing: what the user should hear goes to its ``RunE
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing
 import os
 import socket
@@ -153,85 +154,95 @@ class MachineRun:
         project, settings, folder, clock = self.project, self.settings, self.folder, self.clock
         journal.close_crashed_runs(clock.time())
         counts = journal.counts()
-        total = sum(counts.values())
         todo = journal.to_run(retry_failed=settings.retry_failed)
-        done_before = counts[JobState.DONE]
         failed_before = 0 if settings.retry_failed else counts[JobState.FAILED]
-        if done_before or failed_before:
-            self.events.notice(f"resuming: {done_before} done, {failed_before} failed, {len(todo)} to go")
+        if counts[JobState.DONE] or failed_before:
+            self.events.notice(f"resuming: {counts[JobState.DONE]} done, {failed_before} failed, {len(todo)} to go")
         workers = min(settings.workers, max(len(todo), 1))
-        context = multiprocessing.get_context(settings.start_method)
         started = clock.time()
         run = journal.begin_run(workers, started=started, host=socket.gethostname(), pid=os.getpid(), code=self.code, source=StaticShare.name)
         results = ResultsFile(folder.results, csv_header_line(project.header), journal.result_lines())
-        source = StaticShare((Task(job_id, position_of[job_id], attempt + 1) for job_id, attempt in todo), settings.retries)
-        per_job_logs = folder.per_job_logs if project.logging.per_job else None
-        if per_job_logs is not None:
-            per_job_logs.mkdir(exist_ok=True)
-        board = ProgressBoard(context, workers)
-        setup = WorkerSetup(
-            self.job, project.config.as_document(), project.header, settings.machine.name, project.digest, self.code,
-            started, project.seed, board, settings.nice, project.logging, per_job_logs,
-        )  # fmt: skip
         log = MachineLog(folder, project.logging)
-        logger = parent_logger(log, project.logging)
-        logger.info(
+        narrator = _Narrator(log, parent_logger(log, project.logging), self.events, settings.machine.name, sum(counts.values()), counts[JobState.DONE], failed_before, clock, self._label)
+        narrator.logger.info(
             "run %d started: digest %s, code %s, strategy %s, %s of %s to run, %s (%s)", run, format_digest(project.digest), self.code,
-            project.strategy, plural(len(todo), "job"), total, plural(workers, "worker"), settings.start_method,
+            project.strategy, plural(len(todo), "job"), narrator.total, plural(workers, "worker"), settings.start_method,
         )  # fmt: skip
-
-        def on_log(slot: int, entries: list[LogEntry]) -> None:
-            for created, level, name, job_id, message in entries:
-                log.write(created, f"w{slot}", job_id, level, name, message)
-
-        def on_attempt(task: Task, attempt: AttemptRow) -> None:
-            then = f"; it will run again (attempt {task.attempt + 1})" if attempt.state == JobState.PENDING else ""
-            message = f"job {task.job_id} (pool[{task.position}], attempt {task.attempt}) {attempt.outcome}{then}: {(attempt.error or '').rstrip()}"
-            logger.error(message, extra={"job": task.job_id})
-            self.events.failure(message)
-
-        hub = ProcessHub(context, setup)
-        recorder = Recorder(journal, results, run, lambda: runner.running_attempts(), clock=clock)
         runner = self._runner = Runner(
-            source, hub, recorder, project.pool, workers=workers, run=run, timeout=settings.timeout, clock=clock,
-            on_attempt=on_attempt, on_log=on_log,
+            StaticShare((Task(job_id, position_of[job_id], attempt + 1) for job_id, attempt in todo), settings.retries),
+            ProcessHub(multiprocessing.get_context(settings.start_method), self._worker_setup(workers, started)),
+            Recorder(journal, results, run, clock=clock), project.pool,
+            workers=workers, run=run, timeout=settings.timeout, clock=clock, on_attempt=narrator.attempt_failed, on_log=narrator.worker_output,
         )  # fmt: skip
-        began = clock.monotonic()
-        shown_at = -DISPLAY_INTERVAL
-
-        def snapshot() -> Snapshot:
-            running = tuple(RunningJob(r.task.job_id, self._label(r.task.position), r.fraction, r.elapsed) for r in runner.running())
-            elapsed = clock.monotonic() - began
-            return Snapshot(settings.machine.name, total, done_before + runner.counts.done, failed_before + runner.counts.failed, runner.counts.done, elapsed, running)
-
-        def on_tick() -> None:
-            nonlocal shown_at
-            now = clock.monotonic()
-            if now - shown_at >= DISPLAY_INTERVAL:
-                shown_at = now
-                self.events.progress(snapshot())
-                log.flush_if_due()
-
         status = RunStatus.STOPPED
         try:
-            status = RunStatus.COMPLETED if runner.run(should_stop, on_tick) else RunStatus.INTERRUPTED
+            status = RunStatus.COMPLETED if runner.run(should_stop, lambda: narrator.tick(runner)) else RunStatus.INTERRUPTED
         finally:
-            final = snapshot()
-            self.events.progress(final)
+            final = narrator.show(runner)
             try:
                 journal.end_run(run, status, clock.time())
             finally:
                 results.close()
-                logger.info(
-                    "run %d %s: %s done, %s failed in %.1f s", run, status, plural(final.done_this_run, "job"), plural(runner.counts.failed, "job"), final.elapsed
-                )
+                narrator.logger.info("run %d %s: %s done, %s failed in %.1f s", run, status, plural(final.done_this_run, "job"), plural(runner.counts.failed, "job"), final.elapsed)
                 log.close()
         after = journal.counts()
-        return RunSummary(status, total, after[JobState.DONE], after[JobState.FAILED], final.done_this_run, final.elapsed, workers)
+        return RunSummary(status, narrator.total, after[JobState.DONE], after[JobState.FAILED], final.done_this_run, final.elapsed, workers)
+
+    def _worker_setup(self, workers: int, started: float) -> WorkerSetup:
+        project, settings = self.project, self.settings
+        per_job_logs = self.folder.per_job_logs if project.logging.per_job else None
+        if per_job_logs is not None:
+            per_job_logs.mkdir(exist_ok=True)
+        board = ProgressBoard(multiprocessing.get_context(settings.start_method), workers)
+        return WorkerSetup(
+            self.job, project.config.as_document(), project.header, settings.machine.name, project.digest, self.code,
+            started, project.seed, board, settings.nice, project.logging, per_job_logs,
+        )  # fmt: skip
 
     def _label(self, position: int) -> str:
         text = self.project.pool.identity_text(position)
         return text if len(text) <= 60 else text[:59] + "…"
+
+
+class _Narrator:
+    """What one run tells: worker output and failed attempts to the machine log, failures and
+    progress to the user's events."""
+
+    def __init__(
+        self, log: MachineLog, logger: logging.Logger, events: RunEvents, machine: str, total: int, done_before: int, failed_before: int, clock: Clock, label: Callable[[int], str]
+    ) -> None:
+        self.log, self.logger, self.events = log, logger, events
+        self.machine, self.total, self.done_before, self.failed_before = machine, total, done_before, failed_before
+        self.clock, self.label = clock, label
+        self.began = clock.monotonic()
+        self.shown_at = -DISPLAY_INTERVAL
+
+    def worker_output(self, slot: int, entries: list[LogEntry]) -> None:
+        for created, level, name, job_id, message in entries:
+            self.log.write(created, f"w{slot}", job_id, level, name, message)
+
+    def attempt_failed(self, task: Task, attempt: AttemptRow) -> None:
+        then = f"; it will run again (attempt {task.attempt + 1})" if attempt.state == JobState.PENDING else ""
+        message = f"job {task.job_id} (pool[{task.position}], attempt {task.attempt}) {attempt.outcome}{then}: {(attempt.error or '').rstrip()}"
+        self.logger.error(message, extra={"job": task.job_id})
+        self.events.failure(message)
+
+    def tick(self, runner: Runner) -> None:
+        """About ten times a second: progress to the display, due log records to the disk."""
+        now = self.clock.monotonic()
+        if now - self.shown_at >= DISPLAY_INTERVAL:
+            self.shown_at = now
+            self.show(runner)
+            self.log.flush_if_due()
+
+    def show(self, runner: Runner) -> Snapshot:
+        running = tuple(RunningJob(r.task.job_id, self.label(r.task.position), r.fraction, r.elapsed) for r in runner.running())
+        counts = runner.counts
+        snapshot = Snapshot(
+            self.machine, self.total, self.done_before + counts.done, self.failed_before + counts.failed, counts.done, self.clock.monotonic() - self.began, running
+        )
+        self.events.progress(snapshot)
+        return snapshot
 
 
 def _lost_journal(journal: Path, log: Path) -> UserError:

@@ -72,7 +72,7 @@ def identity_text(job: Any, position: int, key: JobKey | None = None) -> str:
     if key is not None:
         try:
             keyed = key(job)
-        except Exception as exc:  # the user's key function is part of the input
+        except Exception as exc:  # noqa: BLE001 - the user's key function is part of the input
             raise UserError(f"key(pool[{position}]) raised {type(exc).__name__}: {exc}; fix the key function passed to jobsplit.main") from None
         return canonical_json(keyed, f"key(pool[{position}])")
     if type(job) is tuple and _SCALARS.issuperset(map(type, job)):  # the common case, without a walk

@@ -56,7 +56,7 @@ class ProgressReporter:
     tight loop without slowing down, and a report costs no message to the parent.
     """
 
-    __slots__ = ("_board", "_slot", "_next")
+    __slots__ = ("_board", "_next", "_slot")
 
     def __init__(self, board: ProgressBoard, slot: int) -> None:
         self._board = board

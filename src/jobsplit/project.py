@@ -130,7 +130,7 @@ def _costs(pool: JobPool, cost: CostFn) -> list[float]:
         args, kwargs = call_args(job)
         try:
             value: Any = cost(*args, **kwargs)
-        except Exception as exc:  # the user's cost function is part of the input
+        except Exception as exc:  # noqa: BLE001 - the user's cost function is part of the input
             raise UserError(f"cost(pool[{position}]) raised {type(exc).__name__}: {exc}; fix the cost function passed to jobsplit.main") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
             raise UserError(f"cost(pool[{position}]) returned {value!r}; estimated costs must be finite numbers >= 0")

@@ -18,6 +18,9 @@ from .journal import AttemptRow, Journal, RunningAttempt
 from .results import ResultsFile
 from .states import JobState
 
+Running = Callable[[], list[RunningAttempt]]
+"""What is on a worker now, asked for only when a commit is due."""
+
 HEARTBEAT = 5.0
 """With nothing to record, the journal is still touched this often (``status`` shows it)."""
 
@@ -28,7 +31,6 @@ class Recorder:
         journal: Journal,
         results: ResultsFile,
         run: int,
-        running: Callable[[], list[RunningAttempt]],
         *,
         clock: Clock = SYSTEM_CLOCK,
         max_group: int = 4096,
@@ -39,7 +41,6 @@ class Recorder:
         self.run = run
         self.max_group = max_group
         self.max_delay = max_delay
-        self._running = running
         self._clock = clock
         self._attempts: list[AttemptRow] = []
         self._oldest = 0.0
@@ -49,14 +50,15 @@ class Recorder:
         """A commit that failed (a full disk): raised by the next flush, so a runner that is
         stopping its workers is never interrupted by it."""
 
-    def add(self, attempts: Iterable[AttemptRow]) -> None:
+    def add(self, attempts: Iterable[AttemptRow], running: Running) -> None:
+        """Attempts that ended; ``running`` tells which are running now, if a commit is due."""
         now = self._clock.monotonic()
         if not self._attempts:
             self._oldest = now
         self._attempts.extend(attempts)
         if self._error is None and (len(self._attempts) >= self.max_group or now - self._committed_at >= self.max_delay):
             try:
-                self.flush()
+                self.flush(running)
             except StorageError as exc:
                 self._error = exc
 
@@ -66,7 +68,7 @@ class Recorder:
             return float("inf")
         return max(0.0, self._oldest + self.max_delay - self._clock.monotonic())
 
-    def flush_if_due(self) -> None:
+    def flush_if_due(self, running: Running) -> None:
         """Commit attempts old enough, or a change in the running jobs, or a heartbeat."""
         if self._error is not None:
             raise self._error
@@ -75,16 +77,16 @@ class Recorder:
             due = self._oldest + self.max_delay <= now  # the very expression due_in() waits for
         else:
             due = now - self._committed_at >= HEARTBEAT or (
-                now - self._committed_at >= self.max_delay and self._running() != self._committed_running
+                now - self._committed_at >= self.max_delay and running() != self._committed_running
             )
         if due:
-            self.flush()
+            self.flush(running)
 
-    def flush(self) -> None:
+    def flush(self, running: Running) -> None:
         if self._error is not None:
             raise self._error
-        attempts, running = self._attempts, self._running()
-        self.journal.commit(self.run, attempts, running, self._clock.time())
+        attempts, now_running = self._attempts, running()
+        self.journal.commit(self.run, attempts, now_running, self._clock.time())
         self._attempts = []
-        self._committed_at, self._committed_running = self._clock.monotonic(), running
+        self._committed_at, self._committed_running = self._clock.monotonic(), now_running
         self.results.append(a.row for a in attempts if a.state == JobState.DONE)  # type: ignore[misc]

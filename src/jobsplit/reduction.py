@@ -16,9 +16,9 @@ from typing import Any
 
 from rich.console import Console
 
+from .atomicfile import atomic_file
 from .errors import UserError
 from .merge import merge, report
-from .atomicfile import atomic_file
 
 ReduceFn = Callable[[Iterator[dict[str, Any]]], Any]
 

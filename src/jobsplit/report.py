@@ -24,13 +24,13 @@ from pathlib import Path
 
 from rich.console import Console
 
+from .atomicfile import atomic_file
 from .digest import format_digest
 from .display import duration
 from .errors import UserError
 from .figures import WORST_FIRST, FailureGroup, Figures, MachineFigures, as_document, compute, failure_message
-from .atomicfile import atomic_file
-from .timefmt import utc_timestamp
 from .runfacts import KINDS, Attempt, RunFacts, last_log_lines, load
+from .timefmt import utc_timestamp
 
 NAME = "report"
 HELP = "write one self-contained HTML report of a run: timeline, figures, failures, measured speeds"
@@ -100,7 +100,10 @@ def failure_logs(facts: RunFacts, figures: Figures) -> dict[str, list[str]]:
 def render(facts: RunFacts, figures: Figures, logs: dict[str, list[str]]) -> Iterator[str]:
     """The HTML page, in pieces."""
     title = f"jobsplit report {format_digest(facts.digest)}"
-    yield f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">\n<title>{escape(title)}</title>\n<style>{_CSS}</style></head>\n<body>\n'
+    yield (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{escape(title)}</title>\n<style>{_CSS}</style></head>\n<body>\n"
+    )
     yield _header(facts, figures)
     yield _summary(figures)
     yield '<section id="timeline"><h2>Timeline</h2>\n'
@@ -207,7 +210,8 @@ def _failure_group(group: FailureGroup, logs: dict[str, list[str]], *, opened: b
         log_html = f"<pre>{escape(chr(10).join(log))}</pre>" if log else '<span class="muted">no log lines found</span>'
         error = f"<pre>{escape(a.error)}</pre>" if a.error and "\n" in a.error.strip() else ""
         rows.append(
-            f'<tr><td><code>{a.job_id}</code></td><td>{a.attempt}</td><td>{escape(a.machine)}/{a.slot}</td><td><span class="badge" style="background:{COLOURS[a.kind]}">{a.kind}</span> {escape(a.state)}</td>'
+            f"<tr><td><code>{a.job_id}</code></td><td>{a.attempt}</td><td>{escape(a.machine)}/{a.slot}</td>"
+            f'<td><span class="badge" style="background:{COLOURS[a.kind]}">{a.kind}</span> {escape(a.state)}</td>'
             f"<td>{died}</td><td>{_bytes(a.max_rss)}</td><td>{_dur(a.duration)}</td><td><code>{escape(_short(a.args or ''))}</code></td></tr>"
             f'<tr class="log"><td colspan="8">{error}{log_html}</td></tr>'
         )
@@ -322,7 +326,11 @@ def timeline_svg(facts: RunFacts, figures: Figures) -> Iterator[str]:
     def x(t: float) -> float:
         return LABEL_W + (t - start) / per_px
 
-    yield f'<svg class="gantt" xmlns="http://www.w3.org/2000/svg" width="{LABEL_W + PLOT_W + RIGHT_W}" height="{height}" viewBox="0 0 {LABEL_W + PLOT_W + RIGHT_W} {height}" role="img" aria-label="timeline of every attempt">\n'
+    width = LABEL_W + PLOT_W + RIGHT_W
+    yield (
+        f'<svg class="gantt" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+        'role="img" aria-label="timeline of every attempt">\n'
+    )
     yield '<defs><pattern id="hatch" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><rect width="3" height="6" fill="#f3c4c4"/></pattern></defs>\n'
     yield from _axis(span, height, x, start)
     finish = {m.name: m for m in figures.machines}

@@ -145,7 +145,7 @@ class Runner:
                     if slot is not None:
                         self._service(slot)
                 self._enforce_timeouts()
-                self.recorder.flush_if_due()
+                self.recorder.flush_if_due(self.running_attempts)
                 if self._internal_in_a_row >= INTERNAL_LIMIT:
                     raise InternalError(
                         f"jobsplit failed on {self._internal_in_a_row} jobs in a row inside its own code, not in the jobs "
@@ -157,7 +157,7 @@ class Runner:
             try:
                 self._shut_down()
             finally:
-                self.recorder.flush()
+                self.recorder.flush(self.running_attempts)
 
     def running(self) -> list[RunningJob]:
         now, jobs = self.clock.monotonic(), []
@@ -291,7 +291,7 @@ class Runner:
                 self.counts.failed += 1
             if not done:
                 self.on_attempt(task, attempt)
-        self.recorder.add(attempts)
+        self.recorder.add(attempts, self.running_attempts)
 
     def _learn(self, running_time: float) -> None:
         mean = self._mean_time
@@ -386,7 +386,7 @@ class Runner:
                     self._started_at.pop(sent.ticket, self._wall(state.started)), now, Outcome.INTERRUPTED, JobState.PENDING,
                     args=self.pool.identity_text(sent.task.position), error=error,
                 )  # fmt: skip
-                self.recorder.add([attempt])
+                self.recorder.add([attempt], self.running_attempts)
                 self.source.release([sent.task])
             slot.link.signal(signal.SIGKILL)  # anything its job started and left behind
             self._close(slot)

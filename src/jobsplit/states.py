@@ -10,7 +10,7 @@ from enum import Enum
 
 class _Text(str, Enum):
     def __str__(self) -> str:
-        return self.value
+        return str(self.value)
 
 
 class JobState(_Text):

@@ -57,13 +57,13 @@ def machine_status(path: Path, now: float) -> tuple[str, dict[str, int], Machine
     state = "not started"
     if runs:
         last = runs[-1]
-        updated, started = float(last["updated"]), float(last["started"])  # type: ignore[arg-type]
+        updated, started = float(last["updated"]), float(last["started"])
         last_update = utc_timestamp(updated)
         state = str(last["status"])
         if state == RunStatus.RUNNING and now - updated > STALLED_AFTER:
             state = "stalled"
         if updated > started:
-            rate = (counts[JobState.DONE] - int(last["done_before"])) / (updated - started)  # type: ignore[call-overload]
+            rate = (counts[JobState.DONE] - int(last["done_before"])) / (updated - started)
         left = counts[JobState.PENDING] + counts[JobState.RUNNING]
         if state == RunStatus.RUNNING and rate:
             eta = left / rate

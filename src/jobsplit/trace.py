@@ -29,10 +29,10 @@ from typing import Any
 from rich.console import Console
 
 from . import __version__
+from .atomicfile import atomic_file
 from .digest import format_digest
 from .errors import UserError
 from .figures import failure_message
-from .atomicfile import atomic_file
 from .runfacts import Attempt, RunFacts, load
 
 NAME = "trace"

@@ -90,7 +90,7 @@ class _SeededOnFirstUse(random.Random):
     speed and the stream is exactly ``random.Random(job_seed(seed, job_id))``'s.
     """
 
-    def __new__(cls, seed: bytes, job_id: str) -> _SeededOnFirstUse:  # noqa: ARG003 - see __init__
+    def __new__(cls, seed: bytes, job_id: str) -> _SeededOnFirstUse:
         return super().__new__(cls)  # before Python 3.11, Random.__new__ refuses a second argument
 
     def __init__(self, seed: bytes, job_id: str) -> None:  # seeding is deferred on purpose

@@ -49,7 +49,7 @@ def seeded_order(ids: Sequence[bytes], seed: bytes) -> list[int]:
     return sorted(range(len(keys)), key=keys.__getitem__)  # stable: equal keys (never) by position
 
 
-def keyed_hasher(domain: str, *parts: bytes) -> "hashlib._Hash":
+def keyed_hasher(domain: str, *parts: bytes) -> hashlib._Hash:
     """A SHA-256 state primed with a domain and key parts; ``.copy()`` it per job."""
     state = hashlib.sha256(f"jobsplit/{domain}/v1\n".encode())
     for part in parts:
