@@ -14,7 +14,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -314,6 +313,15 @@ def test_a_huge_wrong_shaped_result_is_shown_cut_short(wrong_shapes):
 
 # --- 7. environment errors ----------------------------------------------------------------
 
+PROBE_WRITE = """
+import sys
+try:
+    open(sys.argv[1], "w")
+except PermissionError:
+    print("EACCES")
+else:
+    print("written")
+"""
 DROP_DAC = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-dac_override,-dac_read_search"]
 
 
@@ -330,9 +338,9 @@ def test_out_in_a_folder_this_user_cannot_write_is_a_clear_error(tmp_path):
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o555)
-    probe = subprocess.run([*DROP_DAC, sys.executable, "-c", f"open({str(locked / 'probe')!r}, 'w')"], capture_output=True, check=False)
-    if probe.returncode == 0 or (locked / "probe").exists():
-        pytest.skip("cannot make a folder unwritable here (setpriv could not drop CAP_DAC_OVERRIDE)")
+    probe = subprocess.run([*DROP_DAC, sys.executable, "-c", PROBE_WRITE, str(locked / "probe")], capture_output=True, text=True, check=False)
+    if probe.stdout.strip() != "EACCES":
+        pytest.skip(f"cannot make a folder unwritable here (setpriv ... open() gave {probe.stdout.strip() or probe.stderr.strip()!r})")
     share = HardeningShare(tmp_path / "project", kinds_spec(OK4))
     command = [sys.executable, str(share.entry), *run_args(share.config_dir, locked / "out")]
     status, out, err = watched([*DROP_DAC, *command], share.env(), WATCHDOG)
