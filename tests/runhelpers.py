@@ -724,3 +724,24 @@ class HardeningShare:
     def remove_journal(self) -> None:
         for suffix in ("", "-wal", "-shm"):
             self.journal.with_name(self.journal.name + suffix).unlink(missing_ok=True)
+
+
+def assert_user_error(status: int, out: str, err: str, *words: str, exit_status: int = 2) -> str:
+    """Exit status 2 (or ``exit_status``), exactly one `error:` line holding every word, and no
+    traceback anywhere; returns the error line."""
+    from conftest import error_lines
+
+    assert status == exit_status, f"exit status {status}, not {exit_status}\nstderr: {err}"
+    assert "Traceback" not in out + err, err
+    lines = error_lines(err)
+    assert len(lines) == 1, f"{len(lines)} error lines:\n{err}"
+    for word in words:
+        assert word in lines[0], f"{word!r} not in {lines[0]!r}"
+    return lines[0]
+
+
+def assert_all_done_once(share: HardeningShare, ids: Sequence[str]) -> None:
+    """Every job of ``ids`` (and no other) done in the journal and in results.csv exactly once."""
+    assert sorted(results_ids(share.results)) == sorted(ids)
+    states = journal_states(share.journal)
+    assert states == dict.fromkeys(ids, "done"), {job: state for job, state in states.items() if state != "done"}

@@ -17,9 +17,10 @@ import sys
 
 import pytest
 
-from conftest import error_lines
 from runhelpers import (
     HardeningShare,
+    assert_all_done_once,
+    assert_user_error,
     communicate,
     connect_ro,
     journal_jobs,
@@ -40,24 +41,6 @@ from runhelpers import (
 )
 
 WATCHDOG = 60
-
-
-def assert_user_error(status: int, out: str, err: str, *words: str, exit_status: int = 2) -> str:
-    """Exit status 2 (or ``exit_status``), one `error:` line holding every word, no traceback."""
-    assert status == exit_status, f"exit status {status}, not {exit_status}\nstderr: {err}"
-    assert "Traceback" not in out + err, err
-    lines = error_lines(err)
-    assert len(lines) == 1, f"{len(lines)} error lines:\n{err}"
-    for word in words:
-        assert word in lines[0], f"{word!r} not in {lines[0]!r}"
-    return lines[0]
-
-
-def all_done_once(share: HardeningShare, ids: list[str]) -> None:
-    """Every job of ``ids`` done in the journal and in results.csv exactly once."""
-    assert sorted(results_ids(share.results)) == sorted(ids)
-    states = journal_states(share.journal)
-    assert states == dict.fromkeys(ids, "done"), {s: n for s, n in states.items() if n != "done"}
 
 
 # --- 1. no deadlock with long job arguments or results --------------------------------------
@@ -106,7 +89,7 @@ def test_a_result_cell_with_a_lone_surrogate_is_stored_escaped(tmp_path):
     assert row["Note"] == "\\udcffname"  # a backslash, then "udcff", then "name"
     jobs = journal_jobs(share.journal)
     assert "\\udcffname" in jobs[tuple_id(["surrogate", 0])]["row"]
-    all_done_once(share, share.ids())
+    assert_all_done_once(share, share.ids())
     started = side_lines(share.starts)
     status, _, err = share.run()
     assert status == 0, err
@@ -128,7 +111,7 @@ def test_a_lone_surrogate_printed_by_a_job_reaches_the_log_escaped(tmp_path):
     share = HardeningShare(tmp_path, kinds_spec([["printsur", 0], *OK4]))
     status, _, err = share.run()
     assert status == 0, err
-    all_done_once(share, share.ids())
+    assert_all_done_once(share, share.ids())
     log = share.log()
     assert "x\\udcffy" in log, [line for line in log.splitlines() if "stdout" in line]
 
@@ -182,7 +165,7 @@ def test_a_lost_journal_is_rebuilt_from_results_csv(tmp_path, damage):
     status, _, err = share.run()
     assert status == 0, err
     assert side_lines(share.side) == ran, "jobs done before ran again"
-    all_done_once(share, share.ids())
+    assert_all_done_once(share, share.ids())
 
 
 def interrupt_midway(share: HardeningShare, done_at_least: int = 4) -> set[str]:
@@ -222,7 +205,7 @@ def test_an_interrupted_run_whose_journal_is_lost_resumes_from_results_csv(tmp_p
     again = sorted(i for i in done if ran.count(i) > 1)
     assert not again, f"{len(again)} jobs done before the journal was lost ran again"
     assert set(ran) == set(share.ids())
-    all_done_once(share, share.ids())
+    assert_all_done_once(share, share.ids())
 
 
 def test_a_lost_journal_and_a_changed_config_is_refused_unless_fresh(tmp_path):
@@ -243,7 +226,7 @@ def test_a_lost_journal_and_a_changed_config_is_refused_unless_fresh(tmp_path):
     assert len(backups) == 1, list(share.machine_dir.iterdir())
     assert (backups[0] / "results.csv").read_bytes() == old_results
     assert sorted(side_lines(share.side)) == sorted(share.ids() * 2)  # started over
-    all_done_once(share, share.ids())
+    assert_all_done_once(share, share.ids())
 
 
 def test_a_lost_journal_and_results_csv_with_the_log_left_is_refused_unless_fresh(tmp_path):
@@ -257,7 +240,7 @@ def test_a_lost_journal_and_results_csv_with_the_log_left_is_refused_unless_fres
     assert_user_error(status, out, err, "--fresh")
     status, _, err = share.run("--fresh")
     assert status == 0, err
-    all_done_once(share, share.ids())
+    assert_all_done_once(share, share.ids())
 
 
 def test_an_old_journal_never_truncates_results_csv(tmp_path):
@@ -271,7 +254,7 @@ def test_an_old_journal_never_truncates_results_csv(tmp_path):
             shutil.copy2(path, saved / path.name)
     status, _, err = share.run(env=share.env(**QUICK))
     assert status == 0, err
-    all_done_once(share, share.ids())
+    assert_all_done_once(share, share.ids())
     share.remove_journal()
     for path in saved.iterdir():
         shutil.copy2(path, share.machine_dir / path.name)
@@ -394,6 +377,6 @@ def test_a_full_disk_mid_run_exits_74_and_the_run_resumes_when_space_is_back(tmp
         filler.unlink()
         status, _, err = share.run("--workers", "2", env=env)
         assert status == 0, err
-        all_done_once(share, share.ids())
+        assert_all_done_once(share, share.ids())
     finally:
         filler.unlink(missing_ok=True)

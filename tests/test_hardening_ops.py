@@ -23,43 +23,26 @@ from conftest import error_lines, write_config_dir
 from runhelpers import (
     HEADER,
     HardeningShare,
+    assert_all_done_once,
+    assert_user_error,
     communicate,
+    jobsplit_script,
     journal_jobs,
     journal_query,
-    journal_states,
-    jobsplit_script,
     kill_session,
     kinds_spec,
+    pid_alive,
     read_results,
-    results_ids,
     run_args,
     run_env,
     side_lines,
     tuple_id,
-    pid_alive,
     wait_for,
     wait_no_processes,
     watched,
 )
 
 WATCHDOG = 60
-
-
-def assert_user_error(status: int, out: str, err: str, *words: str) -> str:
-    """Exit status 2, exactly one `error:` line holding every word, no traceback."""
-    assert status == 2, f"exit status {status}, not 2\nstderr: {err}"
-    assert "Traceback" not in out + err, err
-    lines = error_lines(err)
-    assert len(lines) == 1, f"{len(lines)} error lines:\n{err}"
-    for word in words:
-        assert word in lines[0], f"{word!r} not in {lines[0]!r}"
-    return lines[0]
-
-
-def all_done_once(share: HardeningShare, ids: list[str]) -> None:
-    assert sorted(results_ids(share.results)) == sorted(ids)
-    states = journal_states(share.journal)
-    assert states == dict.fromkeys(ids, "done"), {s: n for s, n in states.items() if n != "done"}
 
 
 def with_flag(command: list[str], flag: str, value: str) -> list[str]:
@@ -118,7 +101,7 @@ def test_a_second_run_of_the_same_machine_is_refused_while_the_first_runs(tmp_pa
     finally:
         hold.unlink(missing_ok=True)
         kill_session(a.pid)
-    all_done_once(share, share.ids())
+    assert_all_done_once(share, share.ids())
     assert sorted(side_lines(share.starts)) == sorted(share.ids()), "a job ran twice"
 
 
@@ -156,7 +139,7 @@ def test_more_workers_than_jobs_starts_one_per_job_and_warns(tmp_path):
     share = HardeningShare(tmp_path, kinds_spec([["ok", i] for i in range(5)]))
     status, _, err = share.run("--workers", "10000", timeout=120)
     assert status == 0, err
-    all_done_once(share, share.ids())
+    assert_all_done_once(share, share.ids())
     assert len(set(side_lines(share.pids))) <= 5
     started = re.findall(r"run 1 started: .*?(\d+) workers", share.log())
     assert started and int(started[0]) <= 5, started
@@ -179,7 +162,7 @@ def test_sigterm_while_hundreds_of_workers_start_stops_cleanly(tmp_path):
         kill_session(process.pid)
     status, _, err = share.run("--workers", "2", "--start-method", "spawn", timeout=120)
     assert status == 0, err
-    all_done_once(share, share.ids())
+    assert_all_done_once(share, share.ids())
 
 
 # --- 10. child processes die with their job -----------------------------------------------
@@ -213,7 +196,7 @@ def test_a_child_process_left_by_a_finished_job_is_stopped_with_a_warning(tmp_pa
     try:
         status, _, err = run_keeping_children(share, "--workers", "1")
         assert status == 0, err
-        all_done_once(share, share.ids())
+        assert_all_done_once(share, share.ids())
         (child,) = map(int, side_lines(share.children))
         warned = [line for line in share.log().splitlines() if re.search(rf"(?<!\d){child}(?!\d)", line) and "WARNING" in line]
         assert warned, f"no warning in the log about the child {child}"
@@ -286,7 +269,7 @@ def test_changed_code_changes_the_fingerprint_not_the_digest_and_resuming_warns(
     warned = [line for line in err.splitlines() if before in line and after in line]
     assert warned, f"no line names both fingerprints {before} and {after}:\n{err}"
     assert not any(line.startswith("error:") for line in warned), warned
-    all_done_once(share, share.ids())
+    assert_all_done_once(share, share.ids())
 
 
 def test_merging_results_of_different_code_needs_allow_mixed_code(tmp_path):
