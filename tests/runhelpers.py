@@ -410,3 +410,337 @@ def project_first(root: Path, lead: Callable[[int], Sequence[Any]], rest: Sequen
         if sorted(map(spec_id, order[: len(leading)])) == sorted(map(spec_id, leading)):
             return entry, config_dir, pool
     raise AssertionError("no pool variant puts the leading jobs first")
+
+
+# --- issue 9 ("trust under real operators and real job code"): the hardening tests' entry -----
+
+HARDENING_ENTRY = r'''
+"""A jobsplit entry written by the hardening tests (issue 9).
+
+``spec.json`` beside it says which pool to build:
+  {"shape": "kinds", "jobs": [[kind, i], [kind, i, param], ...]}  jobs dispatched on kind;
+      results (kind, i, draw, note) for the columns Kind, Index, Draw, Note;
+  {"shape": "paths", "count": N, "result_size": R}   (i, "/data/experiment/xxx.../000000i.dat");
+  {"shape": "sized", "count": N, "arg_size": A, "result_size": R}  (i, one shared A-character
+      string); the last two return an R-character string for a one-column header.
+Side files (each appended with O_APPEND, one line per event, when its variable is set):
+JOBSPLIT_TEST_SIDE (job id, when a job ends well), JOBSPLIT_TEST_STARTS (job id, when it
+starts), JOBSPLIT_TEST_PIDS (the worker's pid, when a job starts), JOBSPLIT_TEST_CHILDREN
+(the pid of a child process a job started).
+"""
+import faulthandler
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jobsplit
+from jobsplit.pool import job_id
+
+HERE = Path(__file__).resolve().parent
+SPEC = json.loads((HERE / "spec.json").read_text())
+SHAPE = SPEC["shape"]
+
+
+def _append(variable, text):
+    path = os.environ.get(variable)
+    if path:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, (text + "\n").encode())
+        finally:
+            os.close(fd)
+
+
+def _tracing():
+    return any(os.environ.get(v) for v in ("JOBSPLIT_TEST_SIDE", "JOBSPLIT_TEST_STARTS"))
+
+
+def _child():
+    child = subprocess.Popen(["sleep", "1000"], stdin=subprocess.DEVNULL)
+    _append("JOBSPLIT_TEST_CHILDREN", str(child.pid))
+    return child
+
+
+def _stdio(what):
+    """One way a job's code writes to its standard streams; each line names its way."""
+    if what == "subprocess":
+        subprocess.run(["echo", "from-child"], stdout=sys.stdout, stderr=sys.stderr, check=True)
+    elif what == "rawfd":
+        os.write(sys.stdout.fileno(), b"raw-fd\n")
+    elif what == "buffer":
+        sys.stdout.buffer.write(b"via-buffer\n")
+        sys.stdout.flush()
+    elif what == "reconfigure":
+        sys.stdout.reconfigure(line_buffering=True)
+        print("after-reconfigure")
+    elif what == "faulthandler":
+        faulthandler.enable()
+        print("after-faulthandler")
+    elif what == "print":
+        print("plain-print")
+    elif what == "stderr":
+        print("to-stderr", file=sys.stderr)
+    else:
+        raise SystemExit(f"unknown stdio way {what!r}")
+    sys.stdout.flush()
+    sys.stderr.flush()
+
+
+def kinds_job(*args, progress=None):
+    *fields, random_obj, config = args
+    kind, i, *rest = fields
+    param = rest[0] if rest else None
+    my_id = job_id(tuple(fields)).hex()
+    _append("JOBSPLIT_TEST_STARTS", my_id)
+    _append("JOBSPLIT_TEST_PIDS", str(os.getpid()))
+    draw = random_obj.random()
+    note = ""
+    if kind == "ok":
+        pass
+    elif kind == "sleep":
+        time.sleep(float(param))
+    elif kind == "sleepenv":  # sleeps JOBSPLIT_TEST_SLEEP seconds if set, else param
+        time.sleep(float(os.environ.get("JOBSPLIT_TEST_SLEEP", param)))
+    elif kind == "gate":  # sleeps param seconds, then waits while HERE/hold exists (at most 120 s)
+        time.sleep(float(param))
+        deadline = time.monotonic() + 120
+        while (HERE / "hold").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+    elif kind == "raise":
+        raise ValueError(f"job {i} raised on purpose")
+    elif kind == "failenv":  # fails while JOBSPLIT_TEST_FAIL is set
+        if os.environ.get("JOBSPLIT_TEST_FAIL"):
+            raise RuntimeError(f"job {i} fails while JOBSPLIT_TEST_FAIL is set")
+    elif kind == "surrogate":  # a file name read with os.fsdecode(b"\xffname")
+        note = os.fsdecode(b"\xffname")
+    elif kind == "raisesur":
+        raise ValueError("bad \udcff")
+    elif kind == "printsur":
+        print("x\udcffy")
+    elif kind == "stdio":
+        _stdio(param)
+        note = param
+    elif kind == "short":
+        return ("short", 1, 0.5)
+    elif kind == "huge":
+        return list(range(1_000_000))
+    elif kind == "badcell":
+        return (kind, i, draw, object())
+    elif kind == "big":  # a result of about `param` bytes
+        note = "n" * int(param)
+    elif kind == "childhang":  # a child process, then a hang (for --timeout)
+        _child()
+        time.sleep(600)
+    elif kind == "childleft":  # a child process left running by a job that returns
+        _child()
+    else:
+        raise SystemExit(f"unknown kind {kind!r}")
+    _append("JOBSPLIT_TEST_SIDE", my_id)
+    return (kind, i, draw, note)
+
+
+if SHAPE == "kinds":
+    job = kinds_job
+    pool = [tuple(spec) for spec in SPEC["jobs"]]
+else:
+    RESULT = "r" * SPEC.get("result_size", 0)
+
+    def job(i, text, random_obj, config, progress=None):
+        if _tracing():
+            my_id = job_id((i, text)).hex()
+            _append("JOBSPLIT_TEST_STARTS", my_id)
+            _append("JOBSPLIT_TEST_SIDE", my_id)
+        return RESULT
+
+    if SHAPE == "paths":  # the reported case: long file paths as arguments
+        pool = [(i, "/data/experiment/" + "x" * 200 + f"/{i:08d}.dat") for i in range(SPEC["count"])]
+    elif SHAPE == "sized":  # one shared string: the pool holds it once, whatever its length
+        BIG = "a" * SPEC["arg_size"]
+        pool = [(i, BIG) for i in range(SPEC["count"])]
+    else:
+        raise SystemExit(f"unknown shape {SHAPE!r}")
+
+if __name__ == "__main__":
+    jobsplit.main(job, pool)
+'''
+
+ONE_COLUMN_HEADER = ("Run Start Time", "Job Running Time", "Job Start Time", "Value")
+
+
+def write_hardening_project(
+    root: Path, spec: dict[str, Any], *, machines: Any = None, config: str = CONFIG, header: Sequence[str] | None = None
+) -> tuple[Path, Path]:
+    """Write ``root/entry.py`` (HARDENING_ENTRY), ``root/spec.json`` and ``root/config/``.
+
+    The header is HEADER (Kind, Index, Draw, Note) for the "kinds" shape, else one column
+    (Value). ``machines=None`` writes one machine, ``solo`` with 2 cores. Returns (entry, config dir).
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    entry = root / "entry.py"
+    entry.write_text(HARDENING_ENTRY, encoding="utf-8")
+    (root / "spec.json").write_text(json.dumps(spec), encoding="utf-8")
+    if header is None:
+        header = HEADER if spec["shape"] == "kinds" else ONE_COLUMN_HEADER
+    config_dir = write_config_dir(root / "config", config=config, header=header, machines=machines if machines is not None else {"solo": [1.0, 2]})
+    return entry, config_dir
+
+
+def kinds_spec(jobs: Sequence[Sequence[Any]]) -> dict[str, Any]:
+    return {"shape": "kinds", "jobs": [list(j) for j in jobs]}
+
+
+def tuple_id(fields: Sequence[Any]) -> str:
+    """The job id of a job given as its fields (a tuple job)."""
+    return job_id(tuple(fields)).hex()
+
+
+def machine_log_text(machine_dir: Path, machine: str = "solo") -> str:
+    """The machine's whole log (rotated segments first), decoded as UTF-8 (strictly)."""
+    import gzip
+
+    paths = sorted(machine_dir.glob(f"{machine}.log.*.gz"), key=lambda p: int(p.name.split(".")[-2])) + [machine_dir / f"{machine}.log.gz"]
+    text = []
+    for path in paths:
+        if path.exists():
+            with gzip.open(path, "rt", encoding="utf-8") as f:
+                text.append(f.read())
+    return "".join(text)
+
+
+def results_ids(path: Path) -> list[str]:
+    """The Job ID column of a results.csv, read as a stream (the file may be large)."""
+    return [job for job, _ in results_cells(path, None)]
+
+
+def results_cells(path: Path, column: str | None) -> list[tuple[str, int]]:
+    """(Job ID, length of the cell in ``column``, or 0) per row of a results.csv, streamed."""
+    csv.field_size_limit((1 << 31) - 1)  # cells of several megabytes
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        at_id = header.index("Job ID")
+        at = header.index(column) if column is not None else None
+        return [(row[at_id], len(row[at]) if at is not None else 0) for row in reader]
+
+
+def journal_states(path: Path) -> dict[str, str]:
+    """job id -> state, from the journal's ``jobs`` view (without the result lines)."""
+    return dict(journal_query(path, "SELECT job_id, state FROM jobs"))
+
+
+def pid_alive(pid: int, needle: str = "") -> bool:
+    """Whether ``pid`` is a live (not zombie) process whose command line contains ``needle``."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as f:
+            stat = f.read()
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = f.read().replace(b"\0", b" ").decode("utf-8", "replace")
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2 :].split()[0] not in ("Z", "X") and needle in cmdline
+
+
+def start_command(command: Sequence[str | os.PathLike[str]], env: dict[str, str], **popen: Any) -> subprocess.Popen[str]:
+    """Start any command in its own session (like :func:`start_entry`), output captured as text."""
+    return subprocess.Popen(
+        [str(c) for c in command],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=popen.pop("stdout", subprocess.PIPE),
+        stderr=popen.pop("stderr", subprocess.PIPE),
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        start_new_session=True,
+        **popen,
+    )
+
+
+def watched(command: Sequence[str | os.PathLike[str]], env: dict[str, str], timeout: float) -> tuple[int, str, str]:
+    """Run a command in its own session under a watchdog; kill the session on a hang."""
+    process = start_command(command, env)
+    try:
+        return communicate(process, timeout)
+    finally:
+        kill_session(process.pid)
+
+
+def jobsplit_script() -> Path:
+    """The ``jobsplit`` console script of this virtual environment."""
+    return Path(sys.executable).with_name("jobsplit")
+
+
+class HardeningShare:
+    """One machine (``solo`` unless ``machines`` says otherwise) of a HARDENING_ENTRY project.
+
+    Runs go through :func:`watched` (own session, watchdog, the session killed afterwards);
+    the side files are ``side.txt``, ``starts.txt``, ``pids.txt`` and ``children.txt`` in root.
+    """
+
+    def __init__(self, root: Path, spec: dict[str, Any], *, machine: str = "solo", **write: Any) -> None:
+        self.root, self.spec, self.machine = root, spec, machine
+        self.entry, self.config_dir = write_hardening_project(root, spec, **write)
+        self.out = root / "out"
+        self.side, self.starts, self.pids, self.children = (root / f"{name}.txt" for name in ("side", "starts", "pids", "children"))
+
+    @property
+    def machine_dir(self) -> Path:
+        return self.out / self.machine
+
+    @property
+    def journal(self) -> Path:
+        return self.machine_dir / "journal.sqlite"
+
+    @property
+    def results(self) -> Path:
+        return self.machine_dir / "results.csv"
+
+    def ids(self, kind: str | None = None) -> list[str]:
+        """Job ids of the "kinds" pool (of one kind), in pool order."""
+        return [tuple_id(j) for j in self.spec["jobs"] if kind is None or j[0] == kind]
+
+    def env(self, **extra: str | None) -> dict[str, str]:
+        side = {"JOBSPLIT_TEST_SIDE": str(self.side), "JOBSPLIT_TEST_STARTS": str(self.starts),
+                "JOBSPLIT_TEST_PIDS": str(self.pids), "JOBSPLIT_TEST_CHILDREN": str(self.children)}  # fmt: skip
+        return run_env(self.root, **{**side, **extra})
+
+    def command(self, *flags: str | os.PathLike[str], machine: str | None = None, out: Path | None = None) -> list[str]:
+        args = run_args(self.config_dir, out or self.out, *flags, machine=machine or self.machine)
+        return [sys.executable, str(self.entry), *args]
+
+    def run(self, *flags: str | os.PathLike[str], timeout: float = 60, env: dict[str, str] | None = None, machine: str | None = None) -> tuple[int, str, str]:
+        return watched(self.command(*flags, machine=machine), env or self.env(), timeout)
+
+    def start(self, *flags: str | os.PathLike[str], env: dict[str, str] | None = None, machine: str | None = None, **popen: Any) -> subprocess.Popen[str]:
+        return start_command(self.command(*flags, machine=machine), env or self.env(), **popen)
+
+    def log(self) -> str:
+        return machine_log_text(self.machine_dir, self.machine)
+
+    def remove_journal(self) -> None:
+        for suffix in ("", "-wal", "-shm"):
+            self.journal.with_name(self.journal.name + suffix).unlink(missing_ok=True)
+
+
+def assert_user_error(status: int, out: str, err: str, *words: str, exit_status: int = 2) -> str:
+    """Exit status 2 (or ``exit_status``), exactly one `error:` line holding every word, and no
+    traceback anywhere; returns the error line."""
+    from conftest import error_lines
+
+    assert status == exit_status, f"exit status {status}, not {exit_status}\nstderr: {err}"
+    assert "Traceback" not in out + err, err
+    lines = error_lines(err)
+    assert len(lines) == 1, f"{len(lines)} error lines:\n{err}"
+    for word in words:
+        assert word in lines[0], f"{word!r} not in {lines[0]!r}"
+    return lines[0]
+
+
+def assert_all_done_once(share: HardeningShare, ids: Sequence[str]) -> None:
+    """Every job of ``ids`` (and no other) done in the journal and in results.csv exactly once."""
+    assert sorted(results_ids(share.results)) == sorted(ids)
+    states = journal_states(share.journal)
+    assert states == dict.fromkeys(ids, "done"), {job: state for job, state in states.items() if state != "done"}

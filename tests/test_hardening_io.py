@@ -1,0 +1,397 @@
+"""Issue 9, "Trust under real operators and real job code": what jobs send and print, and
+what the run's files survive (contract items 1, 3, 4, 5, 6 and 7).
+
+Every run is a separate interpreter in its own session under a watchdog (``watched``): a
+hang is a failure, never a stuck test session.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from runhelpers import (
+    HardeningShare,
+    assert_all_done_once,
+    assert_user_error,
+    communicate,
+    connect_ro,
+    journal_jobs,
+    journal_query,
+    journal_states,
+    kill_session,
+    kinds_spec,
+    read_results,
+    results_cells,
+    results_ids,
+    run_args,
+    run_env,
+    side_lines,
+    tuple_id,
+    wait_for,
+    watched,
+    write_host_ini,
+)
+
+WATCHDOG = 60
+
+
+# --- 1. no deadlock with long job arguments or results --------------------------------------
+
+PIPE_CASES = [
+    pytest.param({"shape": "sized", "count": 20_000, "arg_size": 10, "result_size": 10}, id="10B-x20000"),
+    pytest.param({"shape": "sized", "count": 2_000, "arg_size": 1_000, "result_size": 1_000}, id="1KB-x2000"),
+    pytest.param({"shape": "sized", "count": 100, "arg_size": 100_000, "result_size": 100_000}, id="100KB-x100"),
+    pytest.param({"shape": "sized", "count": 6, "arg_size": 5_000_000, "result_size": 5_000_000}, id="5MB-x6"),
+]
+
+REPORTED = {"shape": "paths", "count": 20_000, "result_size": 0}
+"""The reported case: 20,000 no-op jobs (i, "/data/experiment/" + "x" * 200 + f"/{i:08d}.dat")."""
+REPORTED_RUNS = int(os.environ.get("JOBSPLIT_REPORTED_RUNS", "3"))
+"""Fresh runs of the reported case: today's deadlock is a race (about one run in two hangs)."""
+
+
+def sized_ids(spec: dict) -> list[str]:
+    if spec["shape"] == "paths":
+        return [tuple_id((i, "/data/experiment/" + "x" * 200 + f"/{i:08d}.dat")) for i in range(spec["count"])]
+    big = "a" * spec["arg_size"]
+    return [tuple_id((i, big)) for i in range(spec["count"])]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("spec", PIPE_CASES)
+def test_long_arguments_and_results_never_deadlock(tmp_path, spec, workers):
+    share = HardeningShare(tmp_path, spec)
+    status, _, err = share.run("--workers", str(workers), env=run_env(tmp_path), timeout=WATCHDOG)
+    assert status == 0, err
+    ids = sized_ids(spec)
+    cells = results_cells(share.results, "Value")
+    assert sorted(job for job, _ in cells) == sorted(ids)
+    assert {length for _, length in cells} == {spec["result_size"]}
+    assert set(journal_states(share.journal).values()) == {"done"}
+
+
+def test_the_reported_case_of_long_paths_on_two_workers_never_hangs(tmp_path):
+    share = HardeningShare(tmp_path, REPORTED)
+    ids = sorted(sized_ids(REPORTED))
+    for run in range(REPORTED_RUNS):
+        share.out = tmp_path / f"out-{run}"
+        status, _, err = share.run("--workers", "2", env=run_env(tmp_path), timeout=WATCHDOG)
+        assert status == 0, f"run {run + 1} of {REPORTED_RUNS}: {err}"
+        assert sorted(results_ids(share.results)) == ids
+        assert set(journal_states(share.journal).values()) == {"done"}
+
+
+# --- 3. lone surrogates -------------------------------------------------------------------
+
+OK4 = [["ok", i] for i in range(4)]
+
+
+def test_a_result_cell_with_a_lone_surrogate_is_stored_escaped(tmp_path):
+    share = HardeningShare(tmp_path, kinds_spec([["surrogate", 0], *OK4]))
+    status, _, err = share.run()
+    assert status == 0, err
+    share.results.read_bytes().decode("utf-8")  # still valid UTF-8
+    _, rows = read_results(share.results)
+    (row,) = [r for r in rows if r["Kind"] == "surrogate"]
+    assert row["Note"] == "\\udcffname"  # a backslash, then "udcff", then "name"
+    jobs = journal_jobs(share.journal)
+    assert "\\udcffname" in jobs[tuple_id(["surrogate", 0])]["row"]
+    assert_all_done_once(share, share.ids())
+    started = side_lines(share.starts)
+    status, _, err = share.run()
+    assert status == 0, err
+    assert side_lines(share.starts) == started, "the second run ran jobs again"
+
+
+def test_an_error_with_a_lone_surrogate_is_recorded_escaped(tmp_path):
+    share = HardeningShare(tmp_path, kinds_spec([["raisesur", 0], *OK4]))
+    status, _, err = share.run()
+    assert status == 1, err
+    jobs = journal_jobs(share.journal)
+    failing = jobs[tuple_id(["raisesur", 0])]
+    assert failing["state"] == "failed", failing
+    assert "bad \\udcff" in failing["error"], failing["error"]
+    assert {jobs[i]["state"] for i in share.ids("ok")} == {"done"}
+
+
+def test_a_lone_surrogate_printed_by_a_job_reaches_the_log_escaped(tmp_path):
+    share = HardeningShare(tmp_path, kinds_spec([["printsur", 0], *OK4]))
+    status, _, err = share.run()
+    assert status == 0, err
+    assert_all_done_once(share, share.ids())
+    log = share.log()
+    assert "x\\udcffy" in log, [line for line in log.splitlines() if "stdout" in line]
+
+
+# --- 4. real stdout and stderr inside jobs ------------------------------------------------
+
+STDIO = {
+    "subprocess": "from-child",
+    "rawfd": "raw-fd",
+    "buffer": "via-buffer",
+    "reconfigure": "after-reconfigure",
+    "faulthandler": "after-faulthandler",
+    "print": "plain-print",
+    "stderr": "to-stderr",
+}
+
+
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_jobs_can_use_their_real_standard_streams(tmp_path, start_method):
+    jobs = [["stdio", i, way] for i, way in enumerate(STDIO)]
+    share = HardeningShare(tmp_path, kinds_spec(jobs))
+    status, _, err = share.run("--workers", "2", "--start-method", start_method)
+    failed = {j["job_id"]: (j["error"] or j["state"]).strip().splitlines()[-1] for j in journal_jobs(share.journal).values() if j["state"] != "done"}
+    assert status == 0 and not failed, f"exit status {status}; not done: {failed}"
+    lines = share.log().splitlines()
+    for job in jobs:
+        marker, job_id = STDIO[job[2]], tuple_id(job)
+        assert [line for line in lines if marker in line and job_id in line], f"no log line with {marker!r} and {job_id}"
+
+
+# --- 5. a lost or empty journal -------------------------------------------------------------
+
+
+def _delete(share: HardeningShare) -> None:
+    share.remove_journal()
+
+
+def _empty(share: HardeningShare) -> None:
+    share.remove_journal()
+    share.journal.write_bytes(b"")
+
+
+@pytest.mark.parametrize("damage", [_delete, _empty], ids=["deleted", "empty-file"])
+def test_a_lost_journal_is_rebuilt_from_results_csv(tmp_path, damage):
+    share = HardeningShare(tmp_path, kinds_spec([["ok", i] for i in range(12)]))
+    status, _, err = share.run()
+    assert status == 0, err
+    ran = side_lines(share.side)
+    assert sorted(ran) == sorted(share.ids())
+    damage(share)
+    status, _, err = share.run()
+    assert status == 0, err
+    assert side_lines(share.side) == ran, "jobs done before ran again"
+    assert_all_done_once(share, share.ids())
+
+
+def interrupt_midway(share: HardeningShare, done_at_least: int = 4) -> set[str]:
+    """Start a run of sleepers, SIGTERM it once ``done_at_least`` jobs are done; return those done."""
+    process = share.start("--workers", "2")
+    try:
+        wait_for(lambda: _done_count(share) >= done_at_least, WATCHDOG, f"{done_at_least} done jobs")
+        os.kill(process.pid, signal.SIGTERM)
+        status, _, err = communicate(process, WATCHDOG)
+    finally:
+        kill_session(process.pid)
+    assert status == 130, err
+    done = set(results_ids(share.results))
+    assert done == {i for i, s in journal_states(share.journal).items() if s == "done"}
+    assert len(done) >= done_at_least and len(done) < len(share.ids())
+    return done
+
+
+def _done_count(share: HardeningShare) -> int:
+    try:
+        return journal_query(share.journal, "SELECT COUNT(*) FROM jobs WHERE state = 'done'")[0][0]
+    except sqlite3.Error:
+        return 0  # not created yet
+
+
+SLEEPERS = [["sleepenv", i, 0.2] for i in range(30)]
+QUICK = {"JOBSPLIT_TEST_SLEEP": "0.01"}
+
+
+def test_an_interrupted_run_whose_journal_is_lost_resumes_from_results_csv(tmp_path):
+    share = HardeningShare(tmp_path, kinds_spec(SLEEPERS))
+    done = interrupt_midway(share)
+    share.remove_journal()
+    status, _, err = share.run(env=share.env(**QUICK))
+    assert status == 0, err
+    ran = side_lines(share.side)
+    again = sorted(i for i in done if ran.count(i) > 1)
+    assert not again, f"{len(again)} jobs done before the journal was lost ran again"
+    assert set(ran) == set(share.ids())
+    assert_all_done_once(share, share.ids())
+
+
+def test_a_lost_journal_and_a_changed_config_is_refused_unless_fresh(tmp_path):
+    share = HardeningShare(tmp_path, kinds_spec([["ok", i] for i in range(8)]))
+    status, _, err = share.run()
+    assert status == 0, err
+    old_results = share.results.read_bytes()
+    share.remove_journal()
+    config = share.config_dir / "config.ini"
+    config.write_text(config.read_text() + "extra = 1\n")
+    ran = side_lines(share.side)
+    status, out, err = share.run()
+    assert_user_error(status, out, err, "results.csv", "--fresh")
+    assert side_lines(share.side) == ran
+    status, _, err = share.run("--fresh")
+    assert status == 0, err
+    backups = [p for p in share.machine_dir.iterdir() if p.is_dir() and p.name.startswith("backup-")]
+    assert len(backups) == 1, list(share.machine_dir.iterdir())
+    assert (backups[0] / "results.csv").read_bytes() == old_results
+    assert sorted(side_lines(share.side)) == sorted(share.ids() * 2)  # started over
+    assert_all_done_once(share, share.ids())
+
+
+def test_a_lost_journal_and_results_csv_with_the_log_left_is_refused_unless_fresh(tmp_path):
+    share = HardeningShare(tmp_path, kinds_spec([["ok", i] for i in range(8)]))
+    status, _, err = share.run()
+    assert status == 0, err
+    assert (share.machine_dir / "solo.log.gz").exists()
+    share.remove_journal()
+    share.results.unlink()
+    status, out, err = share.run()
+    assert_user_error(status, out, err, "--fresh")
+    status, _, err = share.run("--fresh")
+    assert status == 0, err
+    assert_all_done_once(share, share.ids())
+
+
+def test_an_old_journal_never_truncates_results_csv(tmp_path):
+    share = HardeningShare(tmp_path, kinds_spec(SLEEPERS))
+    interrupt_midway(share)
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    for suffix in ("", "-wal"):  # the run is stopped: the copy is consistent
+        path = share.journal.with_name(share.journal.name + suffix)
+        if path.exists():
+            shutil.copy2(path, saved / path.name)
+    status, _, err = share.run(env=share.env(**QUICK))
+    assert status == 0, err
+    assert_all_done_once(share, share.ids())
+    share.remove_journal()
+    for path in saved.iterdir():
+        shutil.copy2(path, share.machine_dir / path.name)
+    started = side_lines(share.starts)
+    status, _, err = share.run(env=share.env(**QUICK))
+    assert status == 0, err
+    assert side_lines(share.starts) == started, "jobs ran again"
+    assert sorted(results_ids(share.results)) == sorted(share.ids()), "results.csv lost rows the old journal did not have"
+
+
+# --- 6. a wrong-shaped result keeps its value ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def wrong_shapes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("wrong-shapes")
+    share = HardeningShare(root, kinds_spec([["short", 0], ["huge", 0], *OK4]))
+    status, _, err = share.run()
+    assert status == 1, err
+    return share, journal_jobs(share.journal)
+
+
+def test_a_wrong_shaped_result_is_shown_in_the_error(wrong_shapes):
+    share, jobs = wrong_shapes
+    job = jobs[tuple_id(["short", 0])]
+    assert job["state"] == "failed"
+    assert "('short', 1, 0.5)" in job["error"], job["error"]
+    assert "('short', 1, 0.5)" in share.log()
+    assert {jobs[i]["state"] for i in share.ids("ok")} == {"done"}
+
+
+def test_a_huge_wrong_shaped_result_is_shown_cut_short(wrong_shapes):
+    _, jobs = wrong_shapes
+    job = jobs[tuple_id(["huge", 0])]
+    assert job["state"] == "failed"
+    assert len(job["error"]) <= 12_500, f"{len(job['error'])} characters"
+    assert "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10" in job["error"], job["error"][:500]
+
+
+# --- 7. environment errors ----------------------------------------------------------------
+
+PROBE_WRITE = """
+import sys
+try:
+    open(sys.argv[1], "w")
+except PermissionError:
+    print("EACCES")
+else:
+    print("written")
+"""
+DROP_DAC = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-dac_override,-dac_read_search"]
+
+
+def test_out_pointing_at_a_file_is_a_clear_error(tmp_path):
+    share = HardeningShare(tmp_path, kinds_spec(OK4))
+    share.out.write_text("not a folder\n")
+    status, out, err = share.run()
+    assert_user_error(status, out, err, str(share.out))
+
+
+def test_out_in_a_folder_this_user_cannot_write_is_a_clear_error(tmp_path):
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv is not installed")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    probe = subprocess.run([*DROP_DAC, sys.executable, "-c", PROBE_WRITE, str(locked / "probe")], capture_output=True, text=True, check=False)
+    if probe.stdout.strip() != "EACCES":
+        pytest.skip(f"cannot make a folder unwritable here (setpriv ... open() gave {probe.stdout.strip() or probe.stderr.strip()!r})")
+    share = HardeningShare(tmp_path / "project", kinds_spec(OK4))
+    command = [sys.executable, str(share.entry), *run_args(share.config_dir, locked / "out")]
+    status, out, err = watched([*DROP_DAC, *command], share.env(), WATCHDOG)
+    assert_user_error(status, out, err, str(locked))
+
+
+def test_host_ini_out_that_cannot_be_created_is_a_clear_error(tmp_path):
+    share = HardeningShare(tmp_path, kinds_spec(OK4))
+    write_host_ini(tmp_path, "[host]\nout = /proc/nope\n")
+    args = share.command()
+    at = args.index("--out")
+    del args[at : at + 2]  # host.ini's out applies
+    status, out, err = watched(args, share.env(), WATCHDOG)
+    assert_user_error(status, out, err, "/proc/nope")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """An 8 MiB tmpfs mounted for this test (root only), unmounted afterwards."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount_point)], capture_output=True, text=True, check=False)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        if subprocess.run(["umount", str(mount_point)], capture_output=True, check=False).returncode != 0:
+            subprocess.run(["umount", "-l", str(mount_point)], capture_output=True, check=False)
+
+
+def test_a_full_disk_mid_run_exits_74_and_the_run_resumes_when_space_is_back(tmp_path, small_disk):
+    jobs = [["big", i, 64 * 1024] for i in range(16)]  # 1 MiB of results, twice (journal, results.csv)
+    share = HardeningShare(tmp_path / "project", kinds_spec(jobs))
+    share.out = small_disk / "out"
+    share.out.mkdir()
+    filler = small_disk / "filler"
+    stat = os.statvfs(small_disk)
+    filler.write_bytes(b"\0" * (stat.f_bavail * stat.f_frsize - 512 * 1024))  # 512 KiB left
+    env = share.env()
+    try:
+        status, out, err = share.run("--workers", "2", env=env)
+        line = assert_user_error(status, out, err, exit_status=74)
+        assert str(share.out) in line, line
+        assert re.search(r"full|no space", line, re.IGNORECASE), line
+        db = connect_ro(share.journal)
+        try:
+            assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        finally:
+            db.close()
+        filler.unlink()
+        status, _, err = share.run("--workers", "2", env=env)
+        assert status == 0, err
+        assert_all_done_once(share, share.ids())
+    finally:
+        filler.unlink(missing_ok=True)

@@ -1,0 +1,343 @@
+"""Issue 9, "Trust under real operators and real job code": what operators do around a run
+(contract items 2, 8, 9, 10, 11 and 13): a second run of the same machine, privileges,
+absurd worker counts, child processes of jobs, the code fingerprint, and console wording.
+
+Every run is a separate interpreter in its own session under a watchdog; processes and
+child processes the tests start are killed afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import error_lines, write_config_dir
+from runhelpers import (
+    HEADER,
+    HardeningShare,
+    assert_all_done_once,
+    assert_user_error,
+    communicate,
+    jobsplit_script,
+    journal_jobs,
+    journal_query,
+    kill_session,
+    kinds_spec,
+    pid_alive,
+    read_results,
+    run_args,
+    run_env,
+    side_lines,
+    tuple_id,
+    wait_for,
+    wait_no_processes,
+    watched,
+)
+
+WATCHDOG = 60
+
+
+def with_flag(command: list[str], flag: str, value: str) -> list[str]:
+    """The command with ``flag``'s value replaced (or the flag added)."""
+    command = list(command)
+    if flag in command:
+        command[command.index(flag) + 1] = value
+    else:
+        command += [flag, value]
+    return command
+
+
+def gone(pid: int) -> bool:
+    """Wait (at most 5 s, a watchdog) until ``pid`` is no live `sleep` process; True if so."""
+    try:
+        wait_for(lambda: not pid_alive(pid, "sleep"), 5, f"pid {pid} to end")
+    except AssertionError:
+        return False
+    return True
+
+
+def kill_pids(path) -> None:
+    for line in side_lines(path):
+        if pid_alive(int(line), "sleep"):
+            os.kill(int(line), signal.SIGKILL)
+
+
+# --- 2. one run per machine folder ------------------------------------------------------
+
+
+def test_a_second_run_of_the_same_machine_is_refused_while_the_first_runs(tmp_path):
+    share = HardeningShare(tmp_path, kinds_spec([["gate", i, 0.2] for i in range(40)]))
+    hold = tmp_path / "hold"  # A's jobs wait while it exists: A is still running until it goes
+    hold.write_text("")
+    env = share.env()
+    a = share.start("--workers", "2", env=env)
+    try:
+        time.sleep(0.3)
+        wait_for(lambda: side_lines(share.starts), WATCHDOG, "run A's first job")
+        status, out, err = watched(share.command("--workers", "2"), env, 30)
+        assert a.poll() is None, "run A ended before run B"
+        line = assert_user_error(status, out, err)
+        assert re.search(rf"(?<!\d){a.pid}(?!\d)", line), f"A's pid {a.pid} not in {line!r}"
+        assert socket.gethostname() in line, line
+
+        tool_env = run_env(tmp_path)
+        for tool in (["status", share.out, "--json"], ["merge-results", share.out, "-o", tmp_path / "merged.csv", "--allow-missing"]):
+            _, tool_out, tool_err = watched([jobsplit_script(), *tool], tool_env, 30)
+            locked = [line for line in error_lines(tool_err) if "lock" in line.lower()]
+            assert not locked, f"jobsplit {tool[0]}: {locked}"
+        assert a.poll() is None, "run A ended before the tools returned"
+
+        hold.unlink()
+        status, _, err = communicate(a, WATCHDOG)
+        assert status == 0, err
+    finally:
+        hold.unlink(missing_ok=True)
+        kill_session(a.pid)
+    assert_all_done_once(share, share.ids())
+    assert sorted(side_lines(share.starts)) == sorted(share.ids()), "a job ran twice"
+
+
+# --- 8. a negative --nice without the privilege -------------------------------------------
+
+PROBE_NICE = """
+import os
+try:
+    os.nice(-5)
+except PermissionError:
+    print("EPERM")
+else:
+    print("lowered")
+"""
+NO_SYS_NICE = ["setpriv", "--bounding-set=-sys_nice", "--inh-caps=-sys_nice"]
+
+
+def test_a_negative_nice_without_privilege_is_one_clear_error(tmp_path):
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv is not installed")
+    probe = subprocess.run([*NO_SYS_NICE, sys.executable, "-c", PROBE_NICE], capture_output=True, text=True, check=False)
+    if probe.stdout.strip() != "EPERM":
+        pytest.skip(f"cannot take the right to lower niceness here (setpriv ... os.nice(-5) gave {probe.stdout.strip() or probe.stderr.strip()!r})")
+    share = HardeningShare(tmp_path, kinds_spec([["ok", i] for i in range(4)]))
+    command = with_flag(share.command("--workers", "2"), "--nice", "-5")
+    status, out, err = watched([*NO_SYS_NICE, *command], share.env(), 30)
+    assert_user_error(status, out, err, "--nice")
+    assert len(err.splitlines()) < 5, err
+
+
+# --- 9. worker count ----------------------------------------------------------------------
+
+
+def test_more_workers_than_jobs_starts_one_per_job_and_warns(tmp_path):
+    share = HardeningShare(tmp_path, kinds_spec([["ok", i] for i in range(5)]))
+    status, _, err = share.run("--workers", "10000", timeout=120)
+    assert status == 0, err
+    assert_all_done_once(share, share.ids())
+    assert len(set(side_lines(share.pids))) <= 5
+    started = re.findall(r"run 1 started: .*?(\d+) workers", share.log())
+    assert started and int(started[0]) <= 5, started
+    cores = len(os.sched_getaffinity(0))
+    warnings = [line for line in err.splitlines() if "10000" in line and not line.startswith("error:")]
+    assert warnings, f"no warning that 10000 workers is more than 4 x {cores} cores:\n{err}"
+    assert not error_lines(err), err
+
+
+def test_sigterm_while_hundreds_of_workers_start_stops_cleanly(tmp_path):
+    share = HardeningShare(tmp_path, kinds_spec([["ok", i] for i in range(2000)]))
+    process = share.start("--workers", "300", "--start-method", "spawn")
+    try:
+        time.sleep(1.0)
+        os.kill(process.pid, signal.SIGTERM)
+        status, _, err = communicate(process, WATCHDOG)
+        assert status == 130, err
+        assert wait_no_processes(process.pid, 10) == []
+    finally:
+        kill_session(process.pid)
+    status, _, err = share.run("--workers", "2", "--start-method", "spawn", timeout=120)
+    assert status == 0, err
+    assert_all_done_once(share, share.ids())
+
+
+# --- 10. child processes die with their job -----------------------------------------------
+
+
+def run_keeping_children(share: HardeningShare, *flags: str) -> tuple[int, str, str]:
+    """Run to the end without killing what is left of its session (the children under test);
+    the caller kills them."""
+    process = share.start(*flags)
+    try:
+        return communicate(process, WATCHDOG)
+    except AssertionError:
+        kill_session(process.pid)
+        raise
+
+
+def test_the_child_process_of_a_timed_out_job_is_stopped(tmp_path):
+    share = HardeningShare(tmp_path, kinds_spec([["childhang", 0], ["ok", 1], ["ok", 2]]))
+    try:
+        status, _, err = run_keeping_children(share, "--workers", "1", "--timeout", "1")
+        assert status == 1, err
+        assert journal_jobs(share.journal)[tuple_id(["childhang", 0])]["outcome"] == "timeout"
+        (child,) = map(int, side_lines(share.children))
+        assert gone(child), f"the job's child {child} outlived its timed-out job"
+    finally:
+        kill_pids(share.children)
+
+
+def test_a_child_process_left_by_a_finished_job_is_stopped_with_a_warning(tmp_path):
+    share = HardeningShare(tmp_path, kinds_spec([["childleft", 0], ["ok", 1], ["ok", 2]]))
+    try:
+        status, _, err = run_keeping_children(share, "--workers", "1")
+        assert status == 0, err
+        assert_all_done_once(share, share.ids())
+        (child,) = map(int, side_lines(share.children))
+        warned = [line for line in share.log().splitlines() if re.search(rf"(?<!\d){child}(?!\d)", line) and "WARNING" in line]
+        assert warned, f"no warning in the log about the child {child}"
+        assert gone(child), f"the job's child {child} outlived its job"
+    finally:
+        kill_pids(share.children)
+
+
+def test_sigterm_stops_the_child_process_of_a_running_job(tmp_path):
+    share = HardeningShare(tmp_path, kinds_spec([["childhang", 0], ["ok", 1]]))
+    process = share.start("--workers", "1")
+    try:
+        child = wait_for(lambda: [int(p) for p in side_lines(share.children)], WATCHDOG, "the job's child")[0]
+        os.kill(process.pid, signal.SIGTERM)
+        status, _, err = communicate(process, WATCHDOG)
+        assert status == 130, err
+        assert gone(child), f"the job's child {child} outlived the interrupted run"
+    finally:
+        kill_session(process.pid)
+        kill_pids(share.children)
+
+
+# --- 11. the code fingerprint ---------------------------------------------------------------
+
+TWO_MACHINES = {"m1": [1.0, 1], "m2": [1.0, 1]}
+
+
+def fingerprint(err: str) -> str:
+    first = err.splitlines()[0] if err else ""
+    found = re.search(r"\bcode ([0-9a-f]{12})\b", first)
+    assert found and "digest" in first, f"no `code <12 hex digits>` next to the digest in the first line: {first!r}"
+    return found.group(1)
+
+
+def printed_digest(share: HardeningShare) -> str:
+    status, out, err = watched([sys.executable, share.entry, "digest", "--config-dir", share.config_dir], run_env(share.root), WATCHDOG)
+    assert status == 0, err
+    return out.strip()
+
+
+def add_comment(share: HardeningShare) -> None:
+    share.entry.write_text(share.entry.read_text() + "# a comment added later: other code, same plan\n")
+
+
+def test_the_code_fingerprint_is_shown_recorded_and_in_every_row(tmp_path):
+    share = HardeningShare(tmp_path, kinds_spec([["ok", i] for i in range(6)]))
+    status, _, err = share.run()
+    assert status == 0, err
+    code = fingerprint(err)
+    assert journal_query(share.journal, "SELECT value FROM meta WHERE key = 'code'") == [(code,)]
+    header, rows = read_results(share.results)
+    assert header[-5:] == ["Job ID", "Job Args", "Machine", "Digest", "Code"], header
+    digest = printed_digest(share).replace("-", "").lower()
+    assert re.fullmatch(r"[0-9a-f]{32}", digest)
+    assert {(row["Digest"], row["Code"]) for row in rows} == {(digest, code)}
+    assert len(rows) == 6
+
+
+def test_changed_code_changes_the_fingerprint_not_the_digest_and_resuming_warns(tmp_path):
+    share = HardeningShare(tmp_path, kinds_spec([*[["ok", i] for i in range(4)], ["failenv", 4], ["failenv", 5]]))
+    status, _, err = share.run(env=share.env(JOBSPLIT_TEST_FAIL="1"))
+    assert status == 1, err
+    before, digest = fingerprint(err), printed_digest(share)
+    add_comment(share)
+    assert printed_digest(share) == digest
+    status, _, err = share.run("--retry-failed")
+    assert status == 0, err
+    after = fingerprint(err)
+    assert after != before
+    warned = [line for line in err.splitlines() if before in line and after in line]
+    assert warned, f"no line names both fingerprints {before} and {after}:\n{err}"
+    assert not any(line.startswith("error:") for line in warned), warned
+    assert_all_done_once(share, share.ids())
+
+
+def test_merging_results_of_different_code_needs_allow_mixed_code(tmp_path):
+    share = HardeningShare(tmp_path, kinds_spec([["ok", i] for i in range(8)]), machine="m1", machines=TWO_MACHINES)
+    status, _, err1 = share.run(machine="m1")
+    assert status == 0, err1
+    add_comment(share)
+    status, _, err2 = share.run(machine="m2")
+    assert status == 0, err2
+    merged = tmp_path / "merged.csv"
+    status, out, err = watched([jobsplit_script(), "merge-results", share.out, "-o", merged], run_env(tmp_path), WATCHDOG)
+    assert status == 1, f"merge-results exited {status}:\n{out}{err}"
+    codes = [fingerprint(err1), fingerprint(err2)]
+    assert codes[0] != codes[1]
+    for word in ("m1", "m2", *codes):
+        assert word in out + err, f"{word!r} not in the output:\n{out}{err}"
+    status, out, err = watched([jobsplit_script(), "merge-results", share.out, "-o", merged, "--allow-mixed-code"], run_env(tmp_path), WATCHDOG)
+    assert status == 0, out + err
+    _, rows = read_results(merged)
+    assert sorted(row["Job ID"] for row in rows) == sorted(share.ids())
+
+
+# --- 13. smaller things ---------------------------------------------------------------------
+
+NO_POOL_ENTRY = """\
+import jobsplit
+
+
+def job(*args, **kwargs):
+    return ()
+
+
+if __name__ == "__main__":
+    jobsplit.main(job, None)
+"""
+
+
+def test_a_pool_of_none_is_a_clear_error(tmp_path):
+    config_dir = write_config_dir(tmp_path / "config", header=HEADER, machines={"solo": [1.0, 2]})
+    entry = tmp_path / "entry.py"
+    entry.write_text(NO_POOL_ENTRY)
+    status, out, err = watched([sys.executable, entry, *run_args(config_dir, tmp_path / "out")], run_env(tmp_path), WATCHDOG)
+    assert_user_error(status, out, err, "pool")
+
+
+def test_a_header_csv_with_a_second_line_is_refused(tmp_path):
+    header = ",".join(HEADER) + "\nExtra,Line\n"
+    share = HardeningShare(tmp_path, kinds_spec([["ok", i] for i in range(2)]), header=header)
+    status, out, err = share.run()
+    assert_user_error(status, out, err, "header.csv")
+
+
+def test_the_console_says_one_worker_one_job_and_an_object(tmp_path):
+    share = HardeningShare(tmp_path, kinds_spec([["badcell", 0]]))
+    status, _, err = share.run("--workers", "1")
+    assert status == 1, err
+    (job,) = journal_jobs(share.journal).values()
+    for text in (err, job["error"]):
+        for phrase in ("1 workers", "1 jobs", "a object"):
+            assert not re.search(rf"(?<![\w.]){phrase}\b", text), f"{phrase!r} in:\n{text}"
+    assert "an object" in job["error"], job["error"]
+
+
+def test_the_percentage_counts_only_done_jobs(tmp_path):
+    """Quick failures, slower successes: the final summary (2 done, 2 failed) says 50.0%."""
+    share = HardeningShare(tmp_path, kinds_spec([["raise", 0], ["raise", 1], ["sleep", 2, 0.5], ["sleep", 3, 0.5]]))
+    status, _, err = share.run("--workers", "2", "--console", "plain")
+    assert status == 1, err
+    assert "100.0%" not in err, err
+    final = [line for line in err.splitlines() if re.search(r"(?<![\d.])50\.0%", line) and re.search(r"\b2(/| of )4\b", line)]
+    assert final, f"no final summary line saying 2 of 4 done, 50.0%:\n{err}"
