@@ -82,7 +82,7 @@ def test_rows_hold_header_columns_ids_args_machine_and_injected_config(tmp_path,
     assert all(job["state"] == "done" and job["attempts"] == 1 for job in jobs.values())
     lines = results_path.read_text(encoding="utf-8").splitlines(keepends=True)[1:]
     assert sorted(lines) == sorted(job["row"] for job in jobs.values())
-    summary = re.search(r"solo: (\d+) of (\d+) done, (\d+) failed; this run: (\d+) done in [\d.]+s \([\d.]+ jobs/s\)\. Results: (\S+)", result.stderr)
+    summary = re.search(r"solo: (\d+) of (\d+) done \([\d.]+%\), (\d+) failed; this run: (\d+) done in [\d.]+s \([\d.]+ jobs/s\)\. Results: (\S+)", result.stderr)
     assert summary, result.stderr
     assert summary.groups() == (str(len(pool)), str(len(pool)), "0", str(len(pool)), str(results_path))
 

@@ -142,7 +142,7 @@ def test_run_through_a_terminal_answers_both_prompts(project):
     assert header == list(CSV_COLUMNS)
     assert sorted(row["Job ID"] for row in rows) == sorted(beta)
     assert {row["Machine"] for row in rows} == {"beta"}
-    assert f"beta: {len(beta)} of {len(beta)} done, 0 failed" in term.text
+    assert f"beta: {len(beta)} of {len(beta)} done (100.0%), 0 failed" in term.text
 
 
 def test_the_confirmation_prompt_shows_its_answers(project):

@@ -44,4 +44,4 @@ def test_the_demo_runs_on_this_host_with_the_templates(tmp_path):
     for row in rows:
         by_dimension.setdefault(json.loads(row["Job Args"])[0], set()).add(row["Volume Estimate"])
     assert all(len(estimates) >= 6 for estimates in by_dimension.values())
-    assert f"{host}: 56 of 56 done, 0 failed" in result.stderr
+    assert f"{host}: 56 of 56 done (100.0%), 0 failed" in result.stderr

@@ -69,6 +69,11 @@ class RunSummary:
     workers: int
 
     @property
+    def percent_done(self) -> float:
+        """Done jobs (never failed ones) as a percentage of the jobs held."""
+        return 100 * self.done / self.total if self.total else 100.0
+
+    @property
     def rate(self) -> float:
         """Jobs done per second in this run."""
         return self.done_this_run / self.elapsed if self.elapsed > 0 else 0.0

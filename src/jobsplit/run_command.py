@@ -89,7 +89,7 @@ class _ConsoleEvents:
 
 def _sum_up(summary: RunSummary, settings: RunSettings, console: Console) -> int:
     console.print(
-        f"{settings.machine.name}: {summary.done} of {summary.total} done, {summary.failed} failed; this run: "
+        f"{settings.machine.name}: {summary.done} of {summary.total} done ({summary.percent_done:.1f}%), {summary.failed} failed; this run: "
         f"{summary.done_this_run} done in {duration(summary.elapsed)} ({summary.rate:.3g} jobs/s). Results: {settings.folder.results}",
         markup=False,
         soft_wrap=True,
