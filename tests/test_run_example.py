@@ -35,8 +35,8 @@ def test_the_demo_runs_on_this_host_with_the_templates(tmp_path):
         exact = math.pi ** (dimension / 2) / math.gamma(dimension / 2 + 1)
         estimate, error = float(row["Volume Estimate"]), float(row["Std Error"])
         assert float(row["Exact Volume"]) == exact
-        assert row["Samples"] == "200000"
-        assert 0 < error < 0.1
+        assert row["Samples"] == "100000"
+        assert 0 < error < 0.2
         assert abs(estimate - exact) <= 6 * error, row
         assert row["Machine"] == host
     # Replicates of one dimension draw different streams.

@@ -47,6 +47,7 @@ class MachineLog:
         self._buffered = 0
         self._flushed_at = time.monotonic()
         self._file: BinaryIO | None = None  # created with the first member: never an empty .gz
+        self._last_segment: int | None = None  # read from the folder at the first rotation only
 
     def write(self, created: float, worker: str, job: str, level: str, name: str, message: str) -> None:
         line = self.settings.format.format(
@@ -99,8 +100,10 @@ class MachineLog:
         """Rename the full log to the next free number (never overwriting); start a new one."""
         assert self._file is not None
         self._file.close()
-        last = max((n for n, _ in self.folder.numbered_segments()), default=0)
-        self.folder.log.rename(self.folder.segment(last + 1))
+        if self._last_segment is None:
+            self._last_segment = max((n for n, _ in self.folder.numbered_segments()), default=0)
+        self._last_segment += 1
+        self.folder.log.rename(self.folder.segment(self._last_segment))
         self._file = open(self.folder.log, "ab")  # noqa: SIM115 - open for the whole run
 
 
