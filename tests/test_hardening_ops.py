@@ -56,9 +56,9 @@ def with_flag(command: list[str], flag: str, value: str) -> list[str]:
 
 
 def gone(pid: int) -> bool:
-    """Wait (at most 5 s, a watchdog) until ``pid`` is no live `sleep` process; True if so."""
+    """Wait (at most 20 s, a watchdog) until ``pid`` is no live `sleep` process; True if so."""
     try:
-        wait_for(lambda: not pid_alive(pid, "sleep"), 5, f"pid {pid} to end")
+        wait_for(lambda: not pid_alive(pid, "sleep"), 20, f"pid {pid} to end")
     except AssertionError:
         return False
     return True
@@ -214,6 +214,22 @@ def test_sigterm_stops_the_child_process_of_a_running_job(tmp_path):
         status, _, err = communicate(process, WATCHDOG)
         assert status == 130, err
         assert gone(child), f"the job's child {child} outlived the interrupted run"
+    finally:
+        kill_session(process.pid)
+        kill_pids(share.children)
+
+
+def test_sigkill_of_the_main_process_takes_the_jobs_programs_along(tmp_path):
+    """kill -9 leaves the main process no say: its workers learn of its death from the kernel
+    (or by polling) and stop their process groups, the job's programs included."""
+    share = HardeningShare(tmp_path, kinds_spec([["childhang", 0], ["ok", 1]]))
+    process = share.start("--workers", "1")
+    try:
+        child = wait_for(lambda: [int(p) for p in side_lines(share.children)], WATCHDOG, "the job's child")[0]
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(WATCHDOG)
+        assert wait_no_processes(process.pid, WATCHDOG) == [], "workers outlived their parent"
+        assert gone(child), f"the job's child {child} outlived the killed run"
     finally:
         kill_session(process.pid)
         kill_pids(share.children)
