@@ -1,190 +1,190 @@
-"""Dispatch overhead: many tiny jobs through jobsplit and through the standard pools.
+"""Per-job overhead: whole processes, exec to exit, jobsplit against joblib and Pool.map.
 
-Every runner gets the same 20,000 no-op jobs on the same number of workers, pool start-up
-included; the figure is the median of several rounds measured in this one run (machines are
-noisy, so only ratios between runners of the same run mean anything).
+Every runner runs the same pool in a fresh interpreter started for each round (so every runner
+is cold in every round: joblib cannot keep its workers between rounds, as it does within one
+process), the rounds alternate between runners, and the figure is the median. Only ratios
+between runners of the same run mean anything: machines are noisy.
 
-jobsplit is measured three ways:
-- ``jobsplit runner``: the worker pool from start to the last result committed, with results
-  (CSV rows with timings) and the progress board on, journal on: the counterpart of Pool.map;
-- ``jobsplit runner, no journal``: the same with a journal that stores nothing, to show what
-  durability costs;
-- ``jobsplit run command``: the whole ``run`` command in-process (journal creation, resume
-  checks, display) after planning (``bench_plan.py`` measures planning).
-A second table shows the journal's cost on 10 ms jobs, where it should be lost in the noise.
+- ``noop``: 20,000 no-op jobs with 200-byte arguments. jobsplit runs its whole ``run`` command
+  with the journal and results.csv on (durable, one timed row per job); joblib and Pool.map
+  return the results to the caller and record nothing.
+  Target (issue 14): jobsplit <= 0.8x joblib.
+- ``sleep``: 2,000 jobs of ``time.sleep(0.01)`` on 2 workers. The ideal is the jobs' own time
+  divided by the workers (``time.sleep(0.01)`` itself lasts a little over 10 ms, measured here);
+  jobsplit's span is its run from the first job's start to the last result committed.
+  Target (issue 14): jobsplit's span <= 1.02x the ideal.
 
-Targets (issue 3/4): runner <= 0.5x joblib and <= 3x Pool.map; journal adds <= 10% on 10 ms jobs.
+Needs joblib (``pip install joblib``); without it, joblib's rows are skipped.
 """
 
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
-import multiprocessing
+import json
+import shutil
+import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from jobsplit.config import Header, JobConfig, LogSettings
-from jobsplit.pool import JobPool
-from jobsplit.progress import ProgressBoard
-from jobsplit.project import load_project
-from jobsplit.recorder import Recorder
-from jobsplit.results import ResultsFile, csv_header_line
-from jobsplit.runner import Runner
-from jobsplit.session import RunRequest, run_share
-from jobsplit.source import StaticShare, Task
-from jobsplit.state import Journal
-from jobsplit.worker import WorkerSetup
+PYTHON = sys.executable
 
-HEADER = Header(("Run Start Time", "Job Running Time", "Job Start Time", "value"))
+POOL = """
+def make_pool(kind, n):
+    if kind == "noop":
+        return [(i, "/data/experiment/" + "x" * 170 + f"/{i:08d}.dat") for i in range(n)]
+    return [(i, "sleep") for i in range(n)]
+"""
 
+JOBSPLIT_ENTRY = POOL + """
+import sys, time
+import jobsplit
 
-def noop(i: int) -> int:
+KIND, N = sys.argv.pop(1), int(sys.argv.pop(1))
+
+def job(i, path, random_obj, config, progress):
+    if KIND == "sleep":
+        time.sleep(0.01)
     return i
 
+if __name__ == "__main__":
+    jobsplit.main(job, make_pool(KIND, N))
+"""
 
-def job(i: int, random_obj: object, config: object, progress: object) -> int:
+PEERS = POOL + """
+import sys, time
+
+def job(i, path):
+    if path == "sleep":
+        time.sleep(0.01)
     return i
 
+if __name__ == "__main__":
+    runner, kind, n, workers = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    pool = make_pool(kind, n)
+    if runner == "joblib":
+        from joblib import Parallel, delayed
+        results = Parallel(n_jobs=workers)(delayed(job)(*args) for args in pool)
+    else:
+        import multiprocessing
+        with multiprocessing.get_context("fork").Pool(workers) as p:
+            results = p.starmap(job, pool)
+    assert len(results) == n
+"""
 
-def sleeper(i: int, random_obj: object, config: object, progress: object) -> int:
-    time.sleep(0.01)
-    return i
+
+def write_project(folder: Path, workers: int) -> None:
+    (folder / "entry.py").write_text(JOBSPLIT_ENTRY)
+    (folder / "peers.py").write_text(PEERS)
+    (folder / "config.ini").write_text("[jobsplit]\n")
+    (folder / "header.csv").write_text("Run Start Time,Job Running Time,Job Start Time,Value\n")
+    (folder / "machines.json").write_text(json.dumps({"bench": [1.0, workers]}))
 
 
-class _NoJournal:
-    """Stands in for the journal to measure what the real one costs."""
+def run_jobsplit(folder: Path, kind: str, n: int, workers: int) -> tuple[float, float | None]:
+    """(whole process seconds, the run's span from the first job's start to the last end)."""
+    out = folder / "out"
+    shutil.rmtree(out, ignore_errors=True)
+    command = [PYTHON, "entry.py", kind, str(n), "run", "--config-dir", ".", "--out", "out", "--machine", "bench", "--yes", "--console", "plain", "--nice", "0", "--workers", str(workers)]
+    start = time.perf_counter()
+    subprocess.run(command, cwd=folder, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    whole = time.perf_counter() - start
+    db = sqlite3.connect(out / "bench" / "journal.sqlite")
+    try:
+        done, first, last = db.execute("SELECT COUNT(*), MIN(started), MAX(ended) FROM attempts WHERE outcome = 'done'").fetchone()
+        committed = db.execute("SELECT MAX(updated) FROM runs").fetchone()[0]
+    finally:
+        db.close()
+    assert done == n, f"{done} of {n} done"
+    return whole, (max(last, committed) - first)
 
-    def commit(self, run: int, records: object, running: object) -> None:
-        pass
+
+def run_peer(folder: Path, runner: str, kind: str, n: int, workers: int) -> float:
+    start = time.perf_counter()
+    subprocess.run([PYTHON, "peers.py", runner, kind, str(n), str(workers)], cwd=folder, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
 
 
-def run_jobsplit(fn: Callable[..., int], n: int, workers: int, journal_on: bool, method: str) -> float:
-    """The runner alone: workers started, every job run, every result recorded."""
-    context = multiprocessing.get_context(method)
-    pool = JobPool([(i,) for i in range(n)])
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp)
+def sleep_duration() -> float:
+    """How long ``time.sleep(0.01)`` really lasts here (median of 200)."""
+    lengths = []
+    for _ in range(200):
         start = time.perf_counter()
-        ids = [pool.id_hex(p) for p in range(n)]
-        journal = Journal(out / "journal.sqlite") if journal_on else None
-        if journal is not None:
-            journal.initialize({"digest": "bench"}, ids)
-            run = journal.begin_run(workers)
-        else:
-            run = 0
-        results = ResultsFile(out / "results.csv", csv_header_line(HEADER), [])
-        board = ProgressBoard(context, workers)
-        setup = WorkerSetup(fn, JobConfig().as_document(), HEADER, "bench", time.time(), b"seed", board, 0, LogSettings())
-        source = StaticShare(Task(seq, seq, ids[seq]) for seq in range(n))
-        runner: Runner
-        recorder = Recorder(journal or _NoJournal(), results, run, running=lambda: runner.running_seqs())  # type: ignore[arg-type]
-        runner = Runner(setup, pool, source, recorder, workers=workers, context=context)
-        assert runner.run(lambda: False)
-        elapsed = time.perf_counter() - start
-        results.close()
-        if journal is not None:
-            assert journal.counts()["done"] == n
-            journal.close()
-    assert runner.counts.done == n
-    return elapsed
+        time.sleep(0.01)
+        lengths.append(time.perf_counter() - start)
+    return statistics.median(lengths)
 
 
-def run_command(n: int, workers: int, method: str) -> float:
-    """The whole run command after planning: journal set-up, run, summary."""
-    with tempfile.TemporaryDirectory() as tmp:
-        config_dir = Path(tmp)
-        (config_dir / "config.ini").write_text("[jobsplit]\n")
-        (config_dir / "header.csv").write_text(",".join(HEADER.columns) + "\n")
-        (config_dir / "machines.json").write_text(f'{{"bench": [1, {workers}]}}')
-        project = load_project(JobPool([(i,) for i in range(n)]), config_dir)
-        request = RunRequest(machine="bench", yes=True, out=config_dir / "out", console="plain", start_method=method, nice=0)
-        from rich.console import Console
-
-        quiet = Console(file=open("/dev/null", "w"), stderr=False)
-        start = time.perf_counter()
-        status = run_share(project, job, request, quiet)
-        elapsed = time.perf_counter() - start
-        assert status == 0, status
-    return elapsed
-
-
-def pool_map(n: int, workers: int, method: str) -> float:
-    start = time.perf_counter()
-    with multiprocessing.get_context(method).Pool(workers) as pool:
-        pool.map(noop, range(n))
-    return time.perf_counter() - start
-
-
-def pool_imap_unordered(n: int, workers: int, method: str) -> float:
-    start = time.perf_counter()
-    with multiprocessing.get_context(method).Pool(workers) as pool:
-        for _ in pool.imap_unordered(noop, range(n), chunksize=1):
-            pass
-    return time.perf_counter() - start
-
-
-def executor_map(n: int, workers: int, method: str) -> float:
-    start = time.perf_counter()
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as executor:
-        list(executor.map(noop, range(n)))
-    return time.perf_counter() - start
-
-
-def joblib_parallel(n: int, workers: int, method: str) -> float:
-    from joblib import Parallel, delayed
-
-    start = time.perf_counter()
-    Parallel(n_jobs=workers)(delayed(noop)(i) for i in range(n))
-    return time.perf_counter() - start
-
-
-def median_of(rounds: int, measure: Callable[[], float]) -> float:
-    return statistics.median(measure() for _ in range(rounds))
+def rounds_of(measures: dict[str, Callable[[], float]], rounds: int) -> dict[str, float]:
+    """Median seconds per runner, the runners alternating round by round."""
+    seen: dict[str, list[float]] = {name: [] for name in measures}
+    for _ in range(rounds):
+        for name, measure in measures.items():
+            seen[name].append(measure())
+    return {name: statistics.median(values) for name, values in seen.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=20_000)
+    parser.add_argument("--jobs", type=int, default=20_000, help="no-op jobs (default 20,000)")
+    parser.add_argument("--sleep-jobs", type=int, default=2_000, help="10 ms jobs (default 2,000; 0 skips)")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--start-method", default="fork", choices=multiprocessing.get_all_start_methods())
-    parser.add_argument("--slow-jobs", type=int, default=400, help="10 ms jobs for the journal-cost table (0: skip)")
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    n, w, m, rounds = args.jobs, args.workers, args.start_method, args.rounds
-    runners: dict[str, Callable[[], float]] = {
-        "jobsplit runner": lambda: run_jobsplit(job, n, w, True, m),
-        "jobsplit runner, no journal": lambda: run_jobsplit(job, n, w, False, m),
-        "jobsplit run command": lambda: run_command(n, w, m),
-        "Pool.map (auto chunksize)": lambda: pool_map(n, w, m),
-        "Pool.imap_unordered(chunksize=1)": lambda: pool_imap_unordered(n, w, m),
-        "ProcessPoolExecutor.map": lambda: executor_map(n, w, m),
-    }
     try:
         import joblib  # noqa: F401
 
-        runners["joblib Parallel"] = lambda: joblib_parallel(n, w, m)
+        peers = ["joblib", "Pool.map"]
     except ImportError:
-        print("(joblib is not installed: skipped)")
-    print(f"{n} no-op jobs, {w} workers, start method {m}, median of {rounds} (Python {sys.version.split()[0]})")
-    seconds = {name: median_of(rounds, measure) for name, measure in runners.items()}
-    ours = seconds["jobsplit runner"]
-    print(f"{'runner':36} {'seconds':>9} {'us/job':>8} {'jobsplit runner / this':>24}")
-    for name, value in seconds.items():
-        print(f"{name:36} {value:9.3f} {1e6 * value / n:8.1f} {ours / value:24.2f}")
-    checks = [("jobsplit runner <= 3x Pool.map", ours <= 3 * seconds["Pool.map (auto chunksize)"])]
-    if "joblib Parallel" in seconds:
-        checks.append(("jobsplit runner <= 0.5x joblib", ours <= 0.5 * seconds["joblib Parallel"]))
-    if args.slow_jobs:
-        slow_on = median_of(rounds, lambda: run_jobsplit(sleeper, args.slow_jobs, w, True, m))
-        slow_off = median_of(rounds, lambda: run_jobsplit(sleeper, args.slow_jobs, w, False, m))
-        added = slow_on / slow_off - 1
-        print(f"\n{args.slow_jobs} jobs of 10 ms: journal on {slow_on:.3f} s, off {slow_off:.3f} s: the journal adds {100 * added:+.1f}%")
-        checks.append(("journal adds <= 10% on 10 ms jobs", added <= 0.10))
+        print("(joblib is not installed: its rows are skipped)")
+        peers = ["Pool.map"]
+    checks = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        write_project(folder, args.workers)
+        spans: list[float] = []
+
+        def jobsplit_noop() -> float:
+            return run_jobsplit(folder, "noop", args.jobs, args.workers)[0]
+
+        measures: dict[str, Callable[[], float]] = {"jobsplit run": jobsplit_noop}
+        for peer in peers:
+            measures[peer] = lambda peer=peer: run_peer(folder, peer, "noop", args.jobs, args.workers)  # type: ignore[misc]
+        print(f"{args.jobs:,} no-op jobs with 200-byte arguments, {args.workers} workers, whole processes, median of {args.rounds} alternated rounds")
+        seconds = rounds_of(measures, args.rounds)
+        ours = seconds["jobsplit run"]
+        print(f"  {'runner':14} {'seconds':>8} {'us/job':>8} {'jobsplit / this':>16}")
+        for name, value in seconds.items():
+            print(f"  {name:14} {value:8.3f} {1e6 * value / args.jobs:8.1f} {ours / value:16.2f}")
+        if "joblib" in seconds:
+            checks.append((f"jobsplit <= 0.8x joblib (now {ours / seconds['joblib']:.2f}x)", ours <= 0.8 * seconds["joblib"]))
+
+        if args.sleep_jobs:
+            lasts = sleep_duration()
+            ideal = args.sleep_jobs * lasts / args.workers
+
+            def jobsplit_sleep() -> float:
+                whole, span = run_jobsplit(folder, "sleep", args.sleep_jobs, args.workers)
+                spans.append(span)
+                return whole
+
+            measures = {"jobsplit run": jobsplit_sleep}
+            for peer in peers:
+                measures[peer] = lambda peer=peer: run_peer(folder, peer, "sleep", args.sleep_jobs, args.workers)  # type: ignore[misc]
+            print(f"\n{args.sleep_jobs:,} jobs of time.sleep(0.01) (which lasts {1e3 * lasts:.2f} ms here), {args.workers} workers, median of {args.rounds}")
+            print(f"  ideal: {ideal:.3f} s (the jobs' own time / workers)")
+            seconds = rounds_of(measures, args.rounds)
+            span = statistics.median(spans)
+            print(f"  {'runner':14} {'whole s':>8} {'/ ideal':>8}")
+            for name, value in seconds.items():
+                print(f"  {name:14} {value:8.3f} {value / ideal:8.3f}")
+            print(f"  jobsplit's run from its first job's start to its last result committed: {span:.3f} s = {span / ideal:.3f}x ideal")
+            checks.append((f"jobsplit's span <= 1.02x ideal (now {span / ideal:.3f}x)", span <= 1.02 * ideal))
     print()
     for name, ok in checks:
         print(f"{'PASS' if ok else 'MISS'}  {name}")

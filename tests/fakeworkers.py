@@ -9,7 +9,7 @@ The way pytest-xdist tests its schedulers with fake nodes: :class:`FakeHub` stan
 ``internal``  ends with an error inside jobsplit's own code
 ``crash``     its worker dies (SIGSEGV) at the end
 ``hang``      never ends (until its worker is signalled)
-``flaky``     fails on its first attempt, ends done on the next
+``flaky``     fails the first time it runs, ends done the next
 
 ``hub.wait`` moves the clock to the next event (a job ending, a worker exiting) or by its
 timeout, whichever comes first; nothing sleeps.
@@ -20,9 +20,9 @@ from __future__ import annotations
 import signal
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
-from jobsplit.messages import RECORDS, Assignment, Record
+from jobsplit.messages import RESULTS, REVOKED, Batch, Results, Revoke
 from jobsplit.progress import IDLE, SlotState
 from jobsplit.states import Outcome
 
@@ -41,6 +41,14 @@ class FakeClock:
         return EPOCH + self.now
 
 
+class Assignment(NamedTuple):
+    """One job of a batch, as the fake worker holds it."""
+
+    ticket: int
+    job_id: str
+    job: Any
+
+
 @dataclass
 class _Job:
     assignment: Assignment
@@ -55,6 +63,7 @@ class FakeLink:
     pid: int
     batches: list[list[Assignment]] = field(default_factory=list)
     """Every batch sent to this worker, in order: what the batching tests look at."""
+    revokes: list[int] = field(default_factory=list)
     inbox: deque[Assignment] = field(default_factory=deque)
     current_job: _Job | None = None
     outbox: list[tuple[str, Any]] = field(default_factory=list)
@@ -71,10 +80,19 @@ class FakeLink:
         if message is None:
             self.stop_asked = True
             return
-        if any(a.job[0] == "unpicklable" for a in message):
+        if isinstance(message, Revoke):
+            self.revokes.append(message.ticket)
+            queued = next((a for a in self.inbox if a.ticket == message.ticket), None)
+            if queued is not None:  # not started: taken out and confirmed at once, as a real worker does
+                self.inbox.remove(queued)
+                self._report(queued.ticket, REVOKED, 0.0, 0.0, None, None)
+            return
+        batch: Batch = message
+        if any(job[0] == "unpicklable" for job in batch.jobs):
             raise TypeError("cannot pickle '_thread.lock' object")
-        self.batches.append(list(message))
-        self.inbox.extend(message)
+        assignments = [Assignment(t, i, j) for t, i, j in zip(batch.tickets, batch.job_ids, batch.jobs)]
+        self.batches.append(assignments)
+        self.inbox.extend(assignments)
         self._start_next()
 
     def pump(self) -> list[tuple[str, Any]]:
@@ -107,11 +125,13 @@ class FakeLink:
         times = [t for t in (self.dies_at, self.current_job.ends if self.current_job else None) if t is not None]
         if self.stop_asked and self.current_job is None and not self.inbox:
             times.append(self.hub.clock.now)
+        if self.outbox:
+            times.append(self.hub.clock.now)
         return min(times, default=None)
 
     def advance(self, now: float) -> bool:
         """Process what happens by ``now``; True if the runner has news."""
-        news = False
+        news = bool(self.outbox)
         while self.code is None:
             if self.dies_at is not None and self.dies_at <= now:
                 self.code = self.dies_with
@@ -142,13 +162,16 @@ class FakeLink:
             job.ends = None
             return
         ticket, duration = job.assignment.ticket, (job.ends or 0.0) - job.started
-        failing = kind in ("raise", "internal") or (kind == "flaky" and job.assignment.attempt == 1)
+        failing = kind in ("raise", "internal") or (kind == "flaky" and self.hub.flaky_run(job.assignment.job_id) == 1)
         if failing:
-            record = Record(ticket, Outcome.ERROR, EPOCH + job.started, duration, None, f"{kind} on purpose", 1 << 20, duration, kind == "internal")
+            self._report(ticket, Outcome.ERROR, EPOCH + job.started, duration, None, f"{kind} on purpose", internal=kind == "internal")
         else:
-            record = Record(ticket, Outcome.DONE, EPOCH + job.started, duration, f"row of {job.assignment.job_id}\n", None, 1 << 20, duration)
-        self.outbox.append((RECORDS, [record]))
+            self._report(ticket, Outcome.DONE, EPOCH + job.started, duration, f"row of {job.assignment.job_id}\n", None)
         self._start_next()
+
+    def _report(self, ticket: int, outcome: str, started: float, duration: float, row: str | None, error: str | None, internal: bool = False) -> None:
+        results = Results([ticket], [outcome], [started], [duration], [row], [error], [1 << 20], [duration], [ticket] if internal else [])
+        self.outbox.append((RESULTS, results))
 
 
 class FakeHub:
@@ -157,6 +180,7 @@ class FakeHub:
     def __init__(self, clock: FakeClock) -> None:
         self.clock = clock
         self.links: list[FakeLink] = []
+        self._flaky_runs: dict[str, int] = {}
 
     def start(self, slot: int) -> FakeLink:
         link = FakeLink(self, slot, pid=1000 + len(self.links))
@@ -169,6 +193,11 @@ class FakeHub:
         limit = self.clock.now + timeout
         self.clock.now = max(self.clock.now, min([*events, limit]))
         return [link for link in alive if link.advance(self.clock.now)]
+
+    def flaky_run(self, job_id: str) -> int:
+        """How many times a flaky job has run so far, this time included."""
+        self._flaky_runs[job_id] = self._flaky_runs.get(job_id, 0) + 1
+        return self._flaky_runs[job_id]
 
     def started_in(self, slot: int) -> list[FakeLink]:
         return [link for link in self.links if link.slot == slot]

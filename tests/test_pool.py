@@ -250,5 +250,5 @@ def test_pool_keeps_user_order_and_ids():
     jobs = [(3,), {"x": 1}, "s", (1.5, [2])]
     pool = JobPool(jobs)
     assert pool.jobs == jobs
-    assert pool.ids == [job_id(j) for j in jobs]
-    assert JobPool(list(reversed(jobs))).sorted_ids() == pool.sorted_ids() == sorted(pool.ids)
+    assert list(pool.ids) == [job_id(j) for j in jobs]
+    assert JobPool(list(reversed(jobs))).sorted_ids() == pool.sorted_ids() == b"".join(sorted(pool.ids))

@@ -91,11 +91,36 @@ def test_short_jobs_travel_in_batches(make):
     assert {a for job in setup.attempts().values() for a in job} == {(1, "done", "done")}
 
 
-def test_long_jobs_are_sent_one_at_a_time(make):
-    setup = make([("ok", 2.0, i) for i in range(6)])
-    assert setup.runner().run(lambda: False) is True
+def test_long_jobs_keep_one_job_queued_behind_the_running_one(make):
+    """So a worker never waits for the runner between two jobs, however long they are."""
+    setup = make([("ok", 2.0, i) for i in range(8)])
+    runner = setup.runner()
+    queued: list[int] = []
+
+    def watch() -> None:
+        queued.extend(len(slot.queue) for slot in runner._slots)
+
+    assert runner.run(lambda: False, watch) is True
     assert {len(batch) for link in setup.hub.links for batch in link.batches} == {1}
-    assert len(setup.attempts()) == 6
+    assert max(queued) == 2 and queued.count(2) > len(queued) // 2  # the running job and one behind it
+    ends = sorted(a["ended"] for a in setup.journal.attempts())
+    starts = sorted(a["started"] for a in setup.journal.attempts())
+    assert starts[2:] == ends[:-2]  # each next job started the moment the one before it ended
+    assert len(setup.attempts()) == 8
+
+
+def test_an_idle_worker_takes_a_queued_job_from_a_busy_one(make):
+    """At the end of a share, a job queued behind a long one moves to the worker that idles."""
+    jobs = [("ok", 100.0, 0), ("ok", 1.0, 1), ("ok", 1.0, 2), ("ok", 1.0, 3)]
+    setup = make(jobs, workers=2)
+    assert setup.runner().run(lambda: False) is True
+    busy, other = setup.hub.links
+    stolen = [a for a in busy.batches[1]][0]  # queued behind the 100 s job
+    assert stolen.job_id == setup.ids[2] and busy.revokes == [stolen.ticket]
+    assert setup.ids[2] in [a.job_id for batch in other.batches for a in batch]  # it ran on the idle one
+    assert setup.attempts()[setup.ids[2]] == [(1, "done", "done")]  # once
+    (long_job,) = [a for a in setup.journal.attempts() if a["job_id"] == setup.ids[0]]
+    assert max(a["ended"] for a in setup.journal.attempts()) == long_job["ended"]  # nothing waited behind it
 
 
 # --- timeouts ------------------------------------------------------------------------------------
@@ -207,7 +232,7 @@ def test_internal_errors_in_a_row_stop_the_run(make):
     setup = make([("internal", 0.1, i) for i in range(8)], workers=1)
     with pytest.raises(InternalError, match="inside its own code"):
         setup.runner().run(lambda: False)
-    assert len(setup.journal.attempts()) == 3
+    assert 3 <= len(setup.journal.attempts()) <= 4  # the one queued behind the third may have run too
     assert setup.hub.links[0].stop_asked or setup.hub.links[0].signals  # shut down, not abandoned
 
 
@@ -275,11 +300,11 @@ def test_a_scripted_source_drives_the_runner(make):
     runner = setup.runner(source)
     assert runner.run(lambda: setup.clock.now >= 100.0 + 30.0) is False  # stopped while job 4 runs
     started = [setup.ids.index(a.job_id) for link in setup.hub.links for batch in link.batches for a in batch]
-    assert started == [3, 1, 1, 0, 2, 4]  # the source's order, its retry first, never the plan's order
+    assert started == [3, 1, 0, 1, 2, 4, 5]  # the source's order (its retry first in line), never the plan's
     assert setup.attempts()[setup.ids[1]] == [(1, "error", "pending"), (2, "done", "done")]
-    assert source.calls[-1] == ("release", [setup.ids[4]])  # the interrupted job went back to its source
+    assert source.calls[-2:] == [("release", [setup.ids[4]]), ("release", [setup.ids[5]])]  # interrupted, then queued
     assert setup.attempts()[setup.ids[4]] == [(1, "interrupted", "pending")]
-    assert source.remaining() == 2 and [t.job_id for t in source.waiting] == [setup.ids[4], setup.ids[5]]
+    assert source.remaining() == 2 and {t.job_id for t in source.waiting} == {setup.ids[4], setup.ids[5]}
     assert (runner.counts.done, runner.counts.failed) == (4, 0)
 
 

@@ -56,6 +56,9 @@ class OutputCapture:
             os.close(write_end)
             os.set_blocking(read_end, False)
             self._pipes[read_end] = _Pipe(name, level)
+        self._ready = select.poll()
+        for fd in self._pipes:
+            self._ready.register(fd, select.POLLIN)
         # Real text files on descriptors 1 and 2, line-buffered like a terminal's; odd text is
         # escaped, never an error in the job.
         sys.stdout = open(1, "w", encoding="utf-8", errors="backslashreplace", buffering=1, closefd=False)  # noqa: SIM115 - lives as long as the worker
@@ -79,8 +82,9 @@ class OutputCapture:
             except (OSError, ValueError):
                 pass  # the job closed or broke it: nothing left to flush
         with self._lock:
-            for fd in self._pipes:
-                self._read(fd)
+            for fd, _ in self._ready.poll(0):  # one system call when the job wrote nothing
+                if fd in self._pipes:
+                    self._read(fd)
             for pipe in self._pipes.values():
                 if pipe.partial:
                     self._emit(time.time(), pipe.level, pipe.name, pipe.partial)

@@ -11,10 +11,10 @@ from __future__ import annotations
 import hashlib
 import re
 import struct
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from .machines import Machine
-from .pool import canonical_json
+from .pool import ID_BYTES, canonical_json
 
 DIGEST_HEX = 32
 _SEPARATORS = re.compile(r"[\s:_-]+")
@@ -22,7 +22,7 @@ _SEPARATORS = re.compile(r"[\s:_-]+")
 
 def compute_digest(
     *,
-    sorted_ids: Iterable[bytes],
+    sorted_ids: bytes,
     config: Mapping[str, Mapping[str, str]],
     machines: Sequence[Machine],
     header: Sequence[str],
@@ -30,7 +30,8 @@ def compute_digest(
     seed_override: str | None = None,
     costs_by_id: Mapping[bytes, float] | None = None,
 ) -> str:
-    """32 lowercase hex characters (128 bits)."""
+    """32 lowercase hex characters (128 bits). ``sorted_ids`` are the pool's binary ids in
+    byte order, packed: hashing them in one update equals hashing them one by one."""
     settings = {
         "config": config,
         "header": list(header),
@@ -40,9 +41,12 @@ def compute_digest(
     }
     state = hashlib.sha256(b"jobsplit/digest/v1\n")
     state.update(canonical_json(settings).encode() + b"\n")
-    for job_id in sorted_ids:
-        state.update(job_id)
-        if costs_by_id is not None:
+    if costs_by_id is None:
+        state.update(sorted_ids)
+    else:
+        for start in range(0, len(sorted_ids), ID_BYTES):
+            job_id = sorted_ids[start : start + ID_BYTES]
+            state.update(job_id)
             state.update(struct.pack(">d", costs_by_id[job_id]))
     return state.hexdigest()[:DIGEST_HEX]
 

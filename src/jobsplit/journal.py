@@ -89,9 +89,8 @@ CREATE TABLE IF NOT EXISTS attempts (   -- appended once per ended attempt, neve
     cpu_seconds REAL,                   -- CPU time of the attempt, waited-for child processes included
     row TEXT,                           -- the results.csv line (done)
     args TEXT,                          -- the job's arguments as canonical JSON (not done; done rows hold them)
-    error TEXT,                         -- message or traceback (not done)
-    UNIQUE (job_id, attempt)
-);
+    error TEXT                          -- message or traceback (not done)
+);                                      -- no index: appending is the hot path, readers scan once
 CREATE TABLE IF NOT EXISTS running (
     job_id TEXT PRIMARY KEY, attempt INTEGER NOT NULL, slot INTEGER, pid INTEGER, started REAL
 );
@@ -107,21 +106,26 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 """
 
-_VIEW = """
+_NEWEST = "SELECT job_id, MAX(attempt) AS attempt, COUNT(*) AS tries, {columns} FROM attempts GROUP BY job_id"
+"""Each job's newest attempt: SQLite takes bare columns from the row where MAX() is found."""
+
+_VIEW = f"""
 CREATE VIEW IF NOT EXISTS jobs AS
-    WITH numbered AS (
-        SELECT job_id, attempt, state, outcome, started, ended, row, error,
-               ROW_NUMBER() OVER (PARTITION BY job_id ORDER BY attempt DESC) AS newest,
-               COUNT(*) OVER (PARTITION BY job_id) AS tries
-        FROM attempts)
     SELECT j.seq, j.job_id,
            CASE WHEN r.job_id IS NOT NULL THEN 'running' ELSE COALESCE(a.state, 'pending') END AS state,
            COALESCE(a.tries, 0) AS attempts, a.outcome, a.started, a.ended - a.started AS running_time,
            a.row, a.error, COALESCE(a.attempt, 0) AS last_attempt
     FROM job j
-    LEFT JOIN numbered a ON a.job_id = j.job_id AND a.newest = 1
+    LEFT JOIN ({_NEWEST.format(columns="state, outcome, started, ended, row, error")}) a ON a.job_id = j.job_id
     LEFT JOIN running r ON r.job_id = j.job_id;
 """
+_STATES = f"""
+    SELECT j.job_id, CASE WHEN r.job_id IS NOT NULL THEN 'running' ELSE COALESCE(a.state, 'pending') END, COALESCE(a.attempt, 0)
+    FROM job j LEFT JOIN ({_NEWEST.format(columns="state")}) a ON a.job_id = j.job_id LEFT JOIN running r ON r.job_id = j.job_id
+    ORDER BY j.seq
+"""
+"""(job id, state, newest attempt) of every job in ``seq`` order: the ``jobs`` view without
+the rows and errors it would carry through the grouping."""
 
 _MIGRATE_FROM_1 = """
 DROP VIEW jobs;
@@ -268,14 +272,14 @@ class Journal:
     def counts(self) -> dict[str, int]:
         """Jobs per state, zeros included."""
         counts = dict.fromkeys(JobState, 0)
-        counts.update(self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state"))
+        for _, state in self.states():
+            counts[state] += 1  # type: ignore[index]
         return counts  # type: ignore[return-value]
 
     def to_run(self, *, retry_failed: bool) -> list[tuple[str, int]]:
         """(job id, its newest attempt's number) of the jobs a run should start, in ``seq`` order."""
-        states = [JobState.PENDING, JobState.RUNNING] + ([JobState.FAILED] if retry_failed else [])
-        marks = ", ".join("?" * len(states))
-        return list(self._db.execute(f"SELECT job_id, last_attempt FROM jobs WHERE state IN ({marks}) ORDER BY seq", states))
+        wanted = {JobState.PENDING, JobState.RUNNING} | ({JobState.FAILED} if retry_failed else set())
+        return [(job_id, attempt) for job_id, state, attempt in self._db.execute(_STATES) if state in wanted]
 
     def done_lines(self) -> Iterator[tuple[str, str]]:
         """(job id, results.csv line) of every done job, in the order they finished."""
@@ -291,7 +295,9 @@ class Journal:
 
     def states(self) -> Iterator[tuple[str, str]]:
         """(job id, state) of every job, in ``seq`` order."""
-        return iter(self._db.execute("SELECT job_id, state FROM jobs ORDER BY seq"))
+        if self.schema == "1":
+            return iter(self._db.execute("SELECT job_id, state FROM jobs ORDER BY seq"))
+        return ((job_id, state) for job_id, state, _ in self._db.execute(_STATES))
 
     def attempts(self) -> list[dict[str, Any]]:
         return self._dicts("SELECT * FROM attempts ORDER BY id")

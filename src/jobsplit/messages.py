@@ -1,7 +1,9 @@
 """What travels on the pipes between the runner and its workers.
 
-Each message is a ``NamedTuple``: a plain tuple on the wire (cheap to pickle), read by name on
-both sides. Outcomes travel as their text (``Outcome`` members are ``str``).
+Each message is a ``NamedTuple``, read by name on both sides. Jobs travel in batches and their
+results in groups, each as one message of parallel lists: one object per message rather than
+one per job keeps pickling and bookkeeping cheap when jobs are short. Outcomes travel as
+``Outcome`` members, which pickle once per message.
 """
 
 from __future__ import annotations
@@ -9,39 +11,48 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 
-class Assignment(NamedTuple):
-    """A job handed to a worker (runner -> worker, in batches)."""
+class Batch(NamedTuple):
+    """Jobs handed to a worker (runner -> worker), run in this order."""
+
+    tickets: list[int]
+    """The runner's number for each hand-over; the worker's board slot shows it while it runs."""
+    positions: list[int]
+    """Each job's index in the pool."""
+    job_ids: list[str]
+    jobs: list[Any]
+    """The jobs' arguments, as the pool holds them."""
+    job_args: list[str] | None
+    """The canonical JSON of each job's identity (``Job Args``), or None: the worker computes it."""
+
+
+class Revoke(NamedTuple):
+    """Take back a job the worker has not started (runner -> worker): it is skipped and reported
+    as REVOKED. A job already started runs on and is reported as usual."""
 
     ticket: int
-    """The runner's number for this hand-over; the worker's board slot shows it while it runs."""
-    position: int
-    """The job's index in the pool."""
-    job_id: str
-    job: Any
-    """The job's arguments, as the pool holds them."""
-    job_args: str | None
-    """The canonical JSON of its identity (``Job Args``), or None for the worker to compute."""
-    attempt: int
 
 
-class Record(NamedTuple):
-    """An attempt that ended in the worker (worker -> runner, grouped for short jobs)."""
+REVOKED = "revoked"
+"""The outcome a worker reports for a revoked job: the runner hands it to another worker."""
 
-    ticket: int
-    outcome: str
-    """``Outcome.DONE`` or ``Outcome.ERROR``: a worker that dies reports nothing."""
-    started: float
-    """Wall clock, UTC epoch seconds."""
-    running_time: float
-    row: str | None
-    """The results.csv line of a done job."""
-    error: str | None
-    max_rss: int | None
-    """Peak resident memory of the worker during the attempt, in bytes (None: unknown)."""
-    cpu_seconds: float | None
-    """CPU time of the attempt, its waited-for child processes included (None: unknown)."""
-    internal: bool = False
-    """The error arose in jobsplit's own code, not in the job."""
+
+class Results(NamedTuple):
+    """Attempts that ended on a worker (worker -> runner), in the order it was given them."""
+
+    tickets: list[int]
+    outcomes: list[str]
+    """``Outcome.DONE`` or ``Outcome.ERROR`` (a worker that dies reports nothing), or REVOKED."""
+    started: list[float]
+    """Wall clock, UTC epoch seconds, read in the worker."""
+    running_times: list[float]
+    rows: list[str | None]
+    """The results.csv line of each done job."""
+    errors: list[str | None]
+    max_rss: list[int | None]
+    """Peak resident memory of the worker during each attempt, in bytes (None: not measured)."""
+    cpu_seconds: list[float | None]
+    internal: list[int]
+    """Tickets whose error arose in jobsplit's own code, not in the job (almost always none)."""
 
 
 class LogEntry(NamedTuple):
@@ -56,5 +67,5 @@ class LogEntry(NamedTuple):
     message: str
 
 
-RECORDS, LOG = "records", "log"
-"""The kinds of message a worker sends: ``(RECORDS, [Record, ...])`` and ``(LOG, [LogEntry, ...])``."""
+RESULTS, LOG = "results", "log"
+"""The kinds of message a worker sends: ``(RESULTS, Results)`` and ``(LOG, [LogEntry, ...])``."""

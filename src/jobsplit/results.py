@@ -55,6 +55,9 @@ class RowFormatter:
         fields[self._run_at] = self.run_started
         fields[self._start_at] = utc_timestamp(job_started)
         fields[self._time_at] = f"{running_time:.6f}"
+        line = ",".join(fields)
+        if line.count(",") == len(fields) - 1 and '"' not in line and "\n" not in line and "\r" not in line:
+            return line + "\n"  # no cell needs quoting: what csv would write, several times faster
         self._writer.writerow(fields)
         return self._sink.line
 

@@ -32,7 +32,7 @@ from .clock import SYSTEM_CLOCK, Clock
 from .errors import InternalError
 from .journal import AttemptRow, RunningAttempt
 from .links import WorkerHub, WorkerLink
-from .messages import LOG, Assignment, LogEntry, Record
+from .messages import LOG, REVOKED, Batch, LogEntry, Results, Revoke
 from .pool import JobPool
 from .progress import IDLE
 from .recorder import Recorder
@@ -46,8 +46,8 @@ BATCH_SECONDS = 0.02
 message, short enough that an idle worker never waits long for work."""
 MAX_BATCH = 512
 """At most this many jobs in one message, whatever their length."""
-PREFETCH_BELOW = 0.01
-"""Jobs shorter than this (seconds, on average) get a batch queued behind the running one."""
+PER_JOB_GUESS = 20e-6
+"""Seconds of jobsplit's own work per job in a worker, until groups of results measure it."""
 KILL_GRACE = 1.0
 """Seconds between asking a worker's process group to stop (SIGTERM) and killing it."""
 INTERNAL_LIMIT = 3
@@ -83,6 +83,8 @@ class _Slot:
     """Sent to this worker and not yet reported back, in the order the worker runs them."""
     timed_out: int | None = None
     """The ticket of the job this worker is being stopped for, once it ran over the timeout."""
+    revoking: set[int] = field(default_factory=set)
+    """Tickets asked back from this worker (for an idle one), not yet confirmed."""
     kill_at: float = 0.0
 
 
@@ -117,7 +119,8 @@ class Runner:
         self._slots: list[_Slot] = []
         self._by_link: dict[int, _Slot] = {}
         self._tickets = 0
-        self._mean_time: float | None = None
+        self._job_cost: float | None = None
+        """Seconds a job takes on a worker, jobsplit's own work included (measured)."""
         self._started_at: dict[int, float] = {}
         """Ticket -> wall-clock start of a running job, fixed when first seen."""
         self._internal_in_a_row = 0
@@ -201,7 +204,7 @@ class Runner:
 
     def _dispatch(self) -> None:
         asked = False
-        for slot in self._slots:
+        for slot in sorted(self._slots, key=lambda s: len(s.queue)):  # idle workers first
             if slot.timed_out is None and (wanted := self._wanted(slot)):
                 tasks = self.source.take(wanted)
                 asked = True
@@ -209,19 +212,47 @@ class Runner:
                     self._send(slot, tasks)
         if not asked:
             self.source.take(0)  # the source's tick: a shared queue renews its leases here
+        if any(not slot.queue for slot in self._slots):
+            self._steal()
 
     def _wanted(self, slot: _Slot) -> int:
-        """How many jobs to send now: one at a time, or a batch behind a batch for short jobs."""
-        mean = self._mean_time
-        if mean is None or mean >= PREFETCH_BELOW:
-            return 0 if slot.queue else 1
-        batch = max(1, min(MAX_BATCH, int(BATCH_SECONDS / max(mean, 1e-7)), self.source.remaining() // (2 * self.size)))
-        return batch if len(slot.queue) <= batch else 0
+        """How many jobs to send now: a worker always has one unit queued behind the one it
+        runs, so it never waits for the runner between jobs; a unit is one job, or for short
+        jobs a batch that takes about BATCH_SECONDS. Near the end the units shrink, so the last
+        jobs spread over every worker."""
+        cost = self._job_cost
+        unit = 1 if cost is None else max(1, min(MAX_BATCH, int(BATCH_SECONDS / cost)))
+        if unit > 1:
+            unit = max(1, min(unit, (self.source.remaining() - self._in_flight()) // (2 * self.size)))
+        return unit if len(slot.queue) - len(slot.revoking) <= unit else 0
+
+    def _in_flight(self) -> int:
+        return sum(len(slot.queue) for slot in self._slots)
+
+    def _steal(self) -> None:
+        """An idle worker, with nothing left to take: take back a job queued (not started) on a
+        busier worker, so the last jobs never wait behind a long one while a worker idles. The
+        job moves only once its worker confirms it had not started it (REVOKED)."""
+        if self.source.remaining() > self._in_flight():
+            return  # the source still has work to give
+        idle = sum(1 for slot in self._slots if not slot.queue and slot.timed_out is None)
+        for slot in sorted(self._slots, key=lambda s: len(s.queue) - len(s.revoking), reverse=True):
+            if idle <= 0:
+                return
+            running = slot.link.current().ticket
+            candidates = [sent.ticket for sent in slot.queue if sent.ticket != running and sent.ticket not in slot.revoking]
+            if candidates and len(slot.queue) - len(slot.revoking) >= 2:
+                ticket = candidates[-1]
+                slot.revoking.add(ticket)
+                slot.link.send(Revoke(ticket))
+                idle -= 1
 
     def _send(self, slot: _Slot, tasks: list[Task]) -> None:
-        sent = [self._ticket(task) for task in tasks]
+        first = self._tickets + 1
+        self._tickets += len(tasks)
+        sent = [_Sent(ticket, task) for ticket, task in zip(range(first, self._tickets + 1), tasks)]
         try:
-            slot.link.send([self._assignment(s) for s in sent])
+            slot.link.send(self._batch(sent))
         except Exception:  # noqa: BLE001 - some job cannot be pickled: find out which, one by one
             for one in sent:
                 self._send_alone(slot, one)
@@ -230,7 +261,7 @@ class Runner:
 
     def _send_alone(self, slot: _Slot, sent: _Sent) -> None:
         try:
-            slot.link.send([self._assignment(sent)])
+            slot.link.send(self._batch([sent]))
         except Exception as exc:  # noqa: BLE001 - any pickling failure is this job's
             now = self.clock.time()
             error = f"the job's arguments cannot be sent to a worker process ({type(exc).__name__}: {exc})"
@@ -238,36 +269,57 @@ class Runner:
             return
         slot.queue.append(sent)
 
-    def _ticket(self, task: Task) -> _Sent:
-        self._tickets += 1
-        return _Sent(self._tickets, task)
-
-    def _assignment(self, sent: _Sent) -> Assignment:
-        task, pool = sent.task, self.pool
-        job_args = pool.identity_text(task.position) if pool.key is not None else None
-        return Assignment(sent.ticket, task.position, task.job_id, pool.jobs[task.position], job_args, task.attempt)
+    def _batch(self, sent: list[_Sent]) -> Batch:
+        pool = self.pool
+        positions = [s.task.position for s in sent]
+        return Batch(
+            [s.ticket for s in sent],
+            positions,
+            [s.task.job_id for s in sent],
+            [pool.jobs[p] for p in positions],
+            [pool.identity_text(p) for p in positions] if pool.key is not None else None,
+        )
 
     # --- results --------------------------------------------------------------------------
 
     def _handle(self, slot: _Slot, messages: Iterable[tuple[str, object]]) -> None:
-        """Log entries go to the log; ended attempts to the source, then the recorder."""
+        """Log entries go to the log; ended attempts to the source, then the recorder; revoked
+        jobs back to the source, for an idle worker."""
         for kind, payload in messages:
             if kind == LOG:
                 self.on_log(slot.link.slot, payload)  # type: ignore[arg-type]
                 continue
-            records: list[Record] = payload  # type: ignore[assignment]
-            ended = []
-            for record in records:
-                sent = slot.queue.popleft()
-                assert sent.ticket == record.ticket, "a worker reports its jobs in the order it was given them"
-                self._started_at.pop(sent.ticket, None)
-                ended.append((sent.task, record.outcome, record.started, record.started + record.running_time, record.max_rss, record.cpu_seconds, record.row, record.error))
-                if record.internal:
-                    self._internal_in_a_row += 1
-                elif record.outcome == Outcome.DONE:
-                    self._internal_in_a_row = 0
-            self._record(slot, ended)
-            self._learn(sum(r.running_time for r in records) / len(records))
+            results: Results = payload  # type: ignore[assignment]
+            ended, revoked, queue, started_at = [], [], slot.queue, self._started_at
+            for ticket, outcome, started, running_time, row, error, max_rss, cpu in zip(
+                results.tickets, results.outcomes, results.started, results.running_times, results.rows, results.errors, results.max_rss, results.cpu_seconds
+            ):
+                if outcome == REVOKED:  # confirmed as soon as asked: ahead of the job still running
+                    sent = next(s for s in queue if s.ticket == ticket)
+                    queue.remove(sent)
+                    slot.revoking.discard(ticket)
+                    revoked.append(sent.task)
+                    continue
+                sent = queue.popleft()
+                assert sent.ticket == ticket, "a worker reports its jobs in the order it was given them"
+                if started_at:
+                    started_at.pop(ticket, None)
+                ended.append((sent.task, outcome, started, started + running_time, max_rss, cpu, row, error))
+            if revoked:
+                self.source.release(revoked)
+            if ended:
+                self._count_internal(results)
+                self._record(slot, ended)
+                self._learn(results, len(ended))
+
+    def _count_internal(self, results: Results) -> None:
+        """Failures in jobsplit's own code in a row (any job done in between resets the count)."""
+        internal = set(results.internal)
+        for ticket, outcome in zip(results.tickets, results.outcomes):
+            if ticket in internal:
+                self._internal_in_a_row += 1
+            elif outcome == Outcome.DONE:
+                self._internal_in_a_row = 0
 
     def _record(
         self,
@@ -276,26 +328,38 @@ class Runner:
         exit_code: int | None = None,
     ) -> None:
         """Settle ended attempts with the source and hand them to the recorder."""
-        states = self.source.settle([(task, Outcome(outcome)) for task, outcome, *_ in ended])
+        states = self.source.settle([(task, outcome) for task, outcome, *_ in ended])  # type: ignore[misc]
         run, worker, pid = self.run_number, slot.link.slot, slot.link.pid
         code, signum = (None, -exit_code) if exit_code is not None and exit_code < 0 else (exit_code, None)
         attempts = []
+        done = failed = 0
         for (task, outcome, started, ended_at, max_rss, cpu, row, error), state in zip(ended, states):
-            done = outcome == Outcome.DONE
-            args = None if done else self.pool.identity_text(task.position)
-            attempt = AttemptRow(task.job_id, task.attempt, run, worker, pid, started, ended_at, outcome, state, code, signum, max_rss, cpu, row, args, error)
-            attempts.append(attempt)
-            if state == JobState.DONE:
-                self.counts.done += 1
-            elif state == JobState.FAILED:
-                self.counts.failed += 1
-            if not done:
+            if outcome == Outcome.DONE:
+                attempts.append(AttemptRow(task.job_id, task.attempt, run, worker, pid, started, ended_at, outcome, state, None, None, max_rss, cpu, row))
+            else:
+                attempt = AttemptRow(
+                    task.job_id, task.attempt, run, worker, pid, started, ended_at, outcome, state, code, signum, max_rss, cpu, None, self.pool.identity_text(task.position), error
+                )
+                attempts.append(attempt)
                 self.on_attempt(task, attempt)
+            if state == JobState.DONE:
+                done += 1
+            elif state == JobState.FAILED:
+                failed += 1
+        self.counts.done += done
+        self.counts.failed += failed
         self.recorder.add(attempts, self.running_attempts)
 
-    def _learn(self, running_time: float) -> None:
-        mean = self._mean_time
-        self._mean_time = running_time if mean is None else 0.7 * mean + 0.3 * running_time
+    def _learn(self, results: Results, count: int) -> None:
+        """The cost of a job on a worker, jobsplit's own included: the span of a group of
+        results over its jobs (one job alone: its running time and a guess at the rest)."""
+        if count > 1:
+            span = results.started[-1] + results.running_times[-1] - results.started[0]
+            cost = span / len(results.tickets)
+        else:
+            cost = results.running_times[-1] + PER_JOB_GUESS
+        mean = self._job_cost
+        self._job_cost = cost if mean is None else 0.7 * mean + 0.3 * cost
 
     # --- failures -------------------------------------------------------------------------
 

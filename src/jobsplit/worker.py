@@ -4,8 +4,9 @@ Three threads, none of which can block another's progress for good:
 
 - the job thread (main) runs jobs and formats each result into its CSV line, so what crosses
   back to the parent is plain text: a value that cannot be pickled never hangs the run;
-- the task reader only moves batches from the task pipe into a queue: it never writes, so the
-  parent's sends always drain, whatever the result pipe holds;
+- the task reader only moves batches from the task pipe into a queue (and notes revocations:
+  jobs the runner takes back before they start, to give an idle worker): it never writes, so
+  the parent's sends always drain, whatever the result pipe holds;
 - the watcher sends results that waited too long behind a long job, and stops the worker (and
   every program its job started) if the parent has died.
 """
@@ -16,7 +17,6 @@ import hashlib
 import os
 import random
 import reprlib
-import resource
 import signal
 import sys
 import threading
@@ -35,7 +35,7 @@ from .children import become_group_leader_and_subreaper, stop_children
 from .config import Header, JobConfig, LogSettings
 from .journal import clean_text
 from .lifecycle import die_with_parent, restore_library_path
-from .messages import LOG, RECORDS, Assignment, LogEntry, Record
+from .messages import LOG, RESULTS, REVOKED, Batch, LogEntry, Results, Revoke
 from .pool import call_args, identity_text
 from .progress import ProgressBoard, ProgressReporter
 from .results import ResultShapeError, RowFormatter
@@ -117,15 +117,17 @@ def worker_main(setup: WorkerSetup, tasks: Connection, results: Connection, slot
         os.nice(setup.nice)  # the parent checked that this is allowed
     outbox = _Outbox(results)
     capture = OutputCapture(outbox.send_log, setup.log, setup.per_job_logs)
-    inbox: SimpleQueue[list[Assignment] | None] = SimpleQueue()
-    threading.Thread(target=_read_tasks, args=(tasks, inbox), daemon=True, name="jobsplit-tasks").start()
-    threading.Thread(target=_watch, args=(outbox, parent_pid), daemon=True, name="jobsplit-watch").start()
-    run = _JobRunner(setup, slot, capture)
+    inbox: SimpleQueue[Batch | None] = SimpleQueue()
+    revocations = _Revocations()
+    threading.Thread(target=_read_tasks, args=(tasks, inbox, revocations), daemon=True, name="jobsplit-tasks").start()
+    threading.Thread(target=_watch, args=(outbox, revocations, parent_pid), daemon=True, name="jobsplit-watch").start()
+    run = _JobRunner(setup, slot, capture, outbox)
     while (batch := inbox.get()) is not None:
-        last = len(batch) - 1
-        for index, assignment in enumerate(batch):
-            outbox.add(run(assignment), hurry=index == last)
-    outbox.flush()
+        job_args: list[str] | list[None] = batch.job_args if batch.job_args is not None else [None] * len(batch.tickets)
+        for ticket, position, job_id, job, args in zip(batch.tickets, batch.positions, batch.job_ids, batch.jobs, job_args):
+            if revocations.start(ticket, outbox):
+                run(ticket, position, job_id, job, args)
+        outbox.flush()  # a batch ended: a worker that dies loses at most the group it was running
     capture.close()  # the last output of the last job reaches the log before the worker exits
 
 
@@ -150,81 +152,146 @@ def _kill_own_group() -> None:
 
 
 class _Outbox:
-    """What a worker sends: ended attempts (grouped for short jobs) and log entries."""
+    """What a worker sends: ended attempts, grouped for short jobs, and log entries.
+
+    A group goes when its batch ends, when a job of it was long, or (sent by the watcher) when
+    it has waited FLUSH_INTERVAL behind a long job.
+    """
 
     def __init__(self, results: Connection) -> None:
         self._results = results
         self._lock = threading.Lock()
-        self._pending: list[Record] = []
         self._since = 0.0
+        self._new()
 
-    def add(self, record: Record, *, hurry: bool) -> None:
-        """Queue a record; send at once at the end of a batch, when the job was long, or when the
-        group has waited long enough: a worker that dies loses at most this group."""
-        now = time.monotonic()
+    def _new(self) -> None:
+        self._group = Results([], [], [], [], [], [], [], [], [])
+
+    def add(self, ticket: int, outcome: str, started: float, running_time: float, row: str | None, error: str | None, max_rss: int | None, cpu: float | None) -> None:
         with self._lock:
-            if not self._pending:
-                self._since = now
-            self._pending.append(record)
-        if hurry or record.running_time >= FLUSH_INTERVAL or now - self._since >= FLUSH_INTERVAL:
+            group = self._group
+            if not group.tickets:
+                self._since = time.monotonic()
+            group.tickets.append(ticket)
+            group.outcomes.append(outcome)
+            group.started.append(started)
+            group.running_times.append(running_time)
+            group.rows.append(row)
+            group.errors.append(error)
+            group.max_rss.append(max_rss)
+            group.cpu_seconds.append(cpu)
+        if running_time >= FLUSH_INTERVAL:
             self.flush()
+
+    def internal(self, ticket: int) -> None:
+        """The last result added was jobsplit's own failure."""
+        with self._lock:
+            self._group.internal.append(ticket)
 
     def flush(self, older_than: float = 0.0) -> None:
         with self._lock:
-            if self._pending and time.monotonic() - self._since >= older_than:
-                self._results.send((RECORDS, self._pending))
-                self._pending = []
+            if self._group.tickets and time.monotonic() - self._since >= older_than:
+                self._results.send((RESULTS, self._group))
+                self._new()
 
     def send_log(self, entries: list[LogEntry]) -> None:
         with self._lock:
             self._results.send((LOG, entries))
 
 
-def _read_tasks(tasks: Connection, inbox: SimpleQueue[list[Assignment] | None]) -> None:
-    """Move batches from the pipe into the queue, and nothing else: never waits on the result
-    pipe, so the parent's sends always drain."""
+class _Revocations:
+    """Jobs the runner takes back before they start (to give a worker that idles).
+
+    The task reader grants a revocation at once if the job thread has not taken the job yet
+    (tickets reach a worker in increasing order), and the confirmation (a REVOKED result) is
+    sent by the watcher or by the job thread when it comes to the job, whichever is first: never
+    by the task reader, and always before the results of the jobs queued behind it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._taken = 0
+        self._revoked: set[int] = set()
+        self._unconfirmed: list[int] = []
+
+    def ask(self, ticket: int) -> None:
+        """The task reader's part: too late once the job thread took the job."""
+        with self._lock:
+            if ticket > self._taken:
+                self._revoked.add(ticket)
+                self._unconfirmed.append(ticket)
+
+    def start(self, ticket: int, outbox: _Outbox) -> bool:
+        """The job thread's part: whether to run the job (False: it was taken back)."""
+        with self._lock:
+            self._taken = ticket
+            if ticket not in self._revoked:
+                return True
+            self._revoked.discard(ticket)
+        self.confirm(outbox)
+        return False
+
+    def confirm(self, outbox: _Outbox) -> None:
+        with self._lock:
+            tickets, self._unconfirmed = self._unconfirmed, []
+        for ticket in tickets:
+            outbox.add(ticket, REVOKED, 0.0, 0.0, None, None, None, None)
+        if tickets:
+            outbox.flush()
+
+
+def _read_tasks(tasks: Connection, inbox: SimpleQueue[Batch | None], revocations: _Revocations) -> None:
+    """Move batches from the pipe into the queue and grant revocations, and nothing else: never
+    waits on the result pipe, so the parent's sends always drain."""
     try:
         while True:
-            inbox.put(tasks.recv())
+            message = tasks.recv()
+            if isinstance(message, Revoke):
+                revocations.ask(message.ticket)
+            else:
+                inbox.put(message)
     except (EOFError, OSError):
         os._exit(1)  # the parent closed our pipe only by dying: it never does so to a live worker
 
 
-def _watch(outbox: _Outbox, parent_pid: int) -> None:
-    """Send records that waited too long behind a long job; stop everything if the parent died
-    (where the kernel cannot tell us, or before its signal arrives)."""
+def _watch(outbox: _Outbox, revocations: _Revocations, parent_pid: int) -> None:
+    """Send results that waited too long behind a long job and confirm revocations; stop
+    everything if the parent died (where the kernel cannot tell us, or before its signal)."""
     while True:
         time.sleep(FLUSH_INTERVAL)
         if os.getppid() != parent_pid:
             _kill_own_group()  # nobody would record this worker's results
+        revocations.confirm(outbox)
         outbox.flush(older_than=FLUSH_INTERVAL)
 
 
 class _JobRunner:
-    """Calls the job with its injected arguments and turns any outcome into a record."""
+    """Calls the job with its injected arguments and puts any outcome in the outbox."""
 
-    def __init__(self, setup: WorkerSetup, slot: int, capture: OutputCapture) -> None:
+    def __init__(self, setup: WorkerSetup, slot: int, capture: OutputCapture, outbox: _Outbox) -> None:
         self.setup = setup
         self.slot = slot
         self.capture = capture
+        self.outbox = outbox
         self.config = JobConfig()
         self.config.read_dict(setup.config)
         self.rows = RowFormatter(setup.header, setup.machine, setup.run_started, setup.digest, setup.code)
         self.progress = ProgressReporter(setup.board, slot)
         self.memory = _PeakMemory()
 
-    def __call__(self, assignment: Assignment) -> Record:
-        setup, board = self.setup, self.setup.board
-        ticket, position, job_id, job, job_args, _ = assignment
+    def __call__(self, ticket: int, position: int, job_id: str, job: Any, job_args: str | None) -> None:
+        setup, board, outbox = self.setup, self.setup.board, self.outbox
         started = time.time()
         try:  # jobsplit's side: a failure here is not the job's
             args, kwargs = call_args(job)
             self.progress.restart()
             self.capture.start_job(job_id)
             rng = job_random(setup.seed, job_id)
-            cpu = _cpu_seconds()
+            before = os.times()
         except BaseException:  # noqa: BLE001 - reported as jobsplit's own failure
-            return Record(ticket, Outcome.ERROR, started, 0.0, None, _internal(), None, None, internal=True)
+            outbox.add(ticket, Outcome.ERROR, started, 0.0, None, _internal(), None, None)
+            outbox.internal(ticket)
+            return
         board.start(self.slot, ticket)
         started, clock = time.time(), time.perf_counter()
         error: str | None = None
@@ -237,22 +304,28 @@ class _JobRunner:
             error, value = clean_text(traceback.format_exc()), None
         running_time = time.perf_counter() - clock
         board.finish(self.slot)
-        cpu = _cpu_seconds() - cpu
+        after = os.times()
+        cpu = after.user - before.user + after.system - before.system + after.children_user - before.children_user + after.children_system - before.children_system
         max_rss = self.memory.peak() if running_time >= MEASURE_MEMORY_ABOVE else None
         self._stop_leftovers()
         self.capture.end_job()
         if error is not None:
-            return Record(ticket, Outcome.ERROR, started, running_time, None, error, max_rss, cpu)
+            outbox.add(ticket, Outcome.ERROR, started, running_time, None, error, max_rss, cpu)
+            return
         try:
             line = self.rows.line(value, started, running_time, job_id, job_args or identity_text(job, position))
-            return Record(ticket, Outcome.DONE, started, running_time, clean_text(line), None, max_rss, cpu)
         except ResultShapeError as exc:
-            error = f"wrong result shape: {exc}; the job returned: {bounded_repr(value)}"
-            return Record(ticket, Outcome.ERROR, started, running_time, None, clean_text(error), max_rss, cpu)
+            error = clean_text(f"wrong result shape: {exc}; the job returned: {bounded_repr(value)}")
         except BaseException as exc:  # noqa: BLE001 - a value whose own methods fail is the job's; else ours
-            internal = _raised_in_jobsplit(exc.__traceback__)
-            error = _internal() if internal else clean_text(traceback.format_exc())
-            return Record(ticket, Outcome.ERROR, started, running_time, None, error, max_rss, cpu, internal)
+            if _raised_in_jobsplit(exc.__traceback__):
+                outbox.add(ticket, Outcome.ERROR, started, running_time, None, _internal(), max_rss, cpu)
+                outbox.internal(ticket)
+                return
+            error = clean_text(traceback.format_exc())
+        else:
+            outbox.add(ticket, Outcome.DONE, started, running_time, line if line.isascii() else clean_text(line), None, max_rss, cpu)
+            return
+        outbox.add(ticket, Outcome.ERROR, started, running_time, None, error, max_rss, cpu)
 
     def _stop_leftovers(self) -> None:
         """Programs the job started and left running are stopped (and said so in the log)."""
@@ -286,11 +359,6 @@ def _raised_in_jobsplit(tb: TracebackType | None) -> bool:
     while tb is not None:
         last, tb = tb, tb.tb_next
     return last is not None and last.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR)
-
-
-def _cpu_seconds() -> float:
-    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
 
 
 class _PeakMemory:

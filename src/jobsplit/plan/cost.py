@@ -9,6 +9,7 @@ own greedy scheduling reproduces the planned one.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Sequence
 
 from .base import PlanInput
 
@@ -17,7 +18,7 @@ class CostStrategy:
     name = "cost"
     needs_costs = True
 
-    def split(self, plan_input: PlanInput) -> list[list[int]]:
+    def split(self, plan_input: PlanInput) -> Sequence[Sequence[int]]:
         costs, ids, machines = plan_input.costs, plan_input.ids, plan_input.machines
         assert costs is not None, "the cost strategy needs costs (checked by the caller)"
         by_id = sorted(range(len(ids)), key=ids.__getitem__)

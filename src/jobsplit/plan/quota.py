@@ -8,6 +8,7 @@ Block sizes are largest-remainder quotas of speed x cores, computed in exact fra
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from fractions import Fraction
 
 from .base import PlanInput, seeded_order
@@ -17,7 +18,7 @@ class QuotaStrategy:
     name = "quota"
     needs_costs = False
 
-    def split(self, plan_input: PlanInput) -> list[list[int]]:
+    def split(self, plan_input: PlanInput) -> Sequence[Sequence[int]]:
         order = seeded_order(plan_input.ids, plan_input.seed)
         shares, start = [], 0
         for size in quotas(len(order), [Fraction(m.speed) * m.cores for m in plan_input.machines]):

@@ -11,6 +11,7 @@ platform picks the same machine even where libm's last bit differs.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from .base import PlanInput, keyed_hasher, seeded_order
 
@@ -24,7 +25,7 @@ class RendezvousStrategy:
     name = "rendezvous"
     needs_costs = False
 
-    def split(self, plan_input: PlanInput) -> list[list[int]]:
+    def split(self, plan_input: PlanInput) -> Sequence[Sequence[int]]:
         machines, ids = plan_input.machines, plan_input.ids
         primed = [keyed_hasher("rendezvous", plan_input.seed, m.name.encode()) for m in machines]
         capacities = [m.capacity for m in machines]
