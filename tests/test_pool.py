@@ -252,3 +252,46 @@ def test_pool_keeps_user_order_and_ids():
     assert pool.jobs == jobs
     assert list(pool.ids) == [job_id(j) for j in jobs]
     assert JobPool(list(reversed(jobs))).sorted_ids() == pool.sorted_ids() == b"".join(sorted(pool.ids))
+
+
+# --- the fast paths of large pools (issue 14) ------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from jobsplit.pool import _encode, _fast_encoder  # noqa: E402
+
+_SCALAR = {
+    int: st.integers(min_value=-(2**70), max_value=2**70),
+    float: st.floats(allow_nan=False, allow_infinity=False),
+    str: st.text(),
+}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([int, float, str]), min_size=1, max_size=4).flatmap(
+    lambda kinds: st.lists(st.tuples(*(_SCALAR[kind] for kind in kinds)), min_size=1, max_size=20)
+))  # fmt: skip
+def test_the_fast_encoder_writes_the_canonical_json_exactly(pool):
+    """Uniform pools take a %-format shortcut; its text must be the encoder's, byte for byte
+    (ids, and so digests and plans, hang on it)."""
+    encode = _fast_encoder(pool)
+    assert encode is not None
+    assert [encode(job) for job in pool] == [_encode(job) for job in pool]
+
+
+def test_the_fast_encoder_leaves_other_pools_to_the_encoder():
+    assert _fast_encoder([(1.0,), (float("nan"),)]) is None  # NaN is spelled NaN in JSON, not nan
+    assert _fast_encoder([(1, 2), (1, "a")]) is None  # mixed kinds in one place
+    assert _fast_encoder([(True,)]) is None and _fast_encoder([(None,)]) is None
+    assert _fast_encoder([(1,), (1, 2)]) is None
+
+
+def test_packed_ids_behave_as_a_sequence_of_ids():
+    jobs = [(i, f"x{i}") for i in range(300)]
+    pool = JobPool(jobs)
+    ids = [job_id(j) for j in jobs]
+    assert len(pool.ids) == 300 and list(pool.ids) == ids and pool.ids[-1] == ids[-1] and pool.ids[5:8] == ids[5:8]
+    assert [pool.id_hex(p) for p in range(300)] == [i.hex() for i in ids]
+    assert pool.ids.position(ids[123]) == 123 and pool.ids.position(b"\0" * 16) == -1
+    assert pool.sorted_ids() == b"".join(sorted(ids))
