@@ -166,6 +166,7 @@ def _entry_parser() -> argparse.ArgumentParser:
 
 def _add_run_options(run: argparse.ArgumentParser) -> None:
     run.add_argument("--machine", metavar="NAME", help="which machine this is (else you are asked)")
+    run.add_argument("--array-index", type=_non_negative_int, metavar="I", help="for an array machine: which task of it this is (default: SLURM_ARRAY_TASK_ID)")
     run.add_argument("--yes", action="store_true", help="start without asking to confirm the digest")
     run.add_argument("--expect-digest", metavar="DIGEST", help="refuse to start unless the digest is this (separators and case ignored)")
     host = run.add_argument_group("this host (defaults from host.ini, see README)")
