@@ -2,8 +2,9 @@
 how the tools find machine folders among the paths they are given.
 
 ``OUT/<machine>/`` holds ``journal.sqlite`` (the truth), ``results.csv`` (rebuilt from it),
-``<machine>.log.gz`` with rotated ``<machine>.log.<N>.gz`` segments, ``jobs/`` (per-job logs),
-``run.lock`` (held by the one run writing the folder) and ``backup-<time>/`` folders (``--fresh``).
+``progress.json`` (the run's progress snapshot, see ``snapshot``), ``<machine>.log.gz`` with
+rotated ``<machine>.log.<N>.gz`` segments, ``jobs/`` (per-job logs), ``run.lock`` (held by the
+one run writing the folder) and ``backup-<time>/`` folders (``--fresh``).
 
 ``<machine>`` in folder and file names is the machine's name, except that an array member
 ``sim[3]`` is ``sim@3``: brackets are glob characters in every shell (``ls OUT/sim[3]`` lists
@@ -30,6 +31,7 @@ from .timefmt import utc_timestamp
 
 JOURNAL_FILE = "journal.sqlite"
 RESULTS_FILE = "results.csv"
+PROGRESS_FILE = "progress.json"
 LOCK_FILE = "run.lock"
 PER_JOB_DIR = "jobs"
 BACKUP_PREFIX = "backup-"

@@ -10,6 +10,7 @@ import os
 import shlex
 import socket
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +32,7 @@ from .outdir import MachineLock
 from .project import Project
 from .schedulers import Allocation, current_allocation
 from .settings import OVERSUBSCRIBED, RunFlags, RunSettings, check_nice, resolve
+from .snapshot import written_elsewhere
 from .states import JobState, RunStatus
 from .text import plural
 
@@ -109,8 +111,8 @@ def _share_line(project: Project, settings: RunSettings) -> str:
     """``40 jobs``, or where a resumed share stands."""
     share = len(project.plan.share_of(settings.machine.name))
     path = settings.folder.journal
-    if settings.fresh or not Journal.holds_a_plan(path):
-        return plural(share, "job")
+    if settings.fresh or written_elsewhere(settings.folder.path, time.time()) or not Journal.holds_a_plan(path):
+        return plural(share, "job")  # a journal another host writes is not opened from here
     journal = Journal(path, read_only=True)
     try:
         counts = journal.counts()
