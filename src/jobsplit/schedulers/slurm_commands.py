@@ -1,5 +1,6 @@
 """Asking a Slurm cluster: its MaxArraySize (``scontrol show config``) and submissions
-(``sbatch --parsable``). The commands come from PATH, as a login node has them."""
+(``sbatch --parsable``). The commands come from PATH, as a login node has them; they get the
+environment of a program started afresh (sbatch exports it to the tasks)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 from ..errors import UserError
+from ..lifecycle import fresh_program_environment
 
 TIMEOUT = 60.0
 """Seconds a Slurm command may take (a busy controller answers slowly, never this slowly)."""
@@ -15,7 +17,7 @@ TIMEOUT = 60.0
 def read_max_array_size() -> tuple[int | None, str]:
     """(MaxArraySize, "") from ``scontrol show config``, or (None, why it could not be read)."""
     try:
-        done = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=TIMEOUT, check=False)
+        done = subprocess.run(["scontrol", "show", "config"], env=fresh_program_environment(), capture_output=True, text=True, timeout=TIMEOUT, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return None, f"scontrol cannot be run ({exc})"
     if done.returncode != 0:
@@ -30,7 +32,7 @@ def read_max_array_size() -> tuple[int | None, str]:
 def submit(script: Path) -> str:
     """Submit a batch script; its job id."""
     try:
-        done = subprocess.run(["sbatch", "--parsable", str(script)], capture_output=True, text=True, timeout=TIMEOUT, check=False)
+        done = subprocess.run(["sbatch", "--parsable", str(script)], env=fresh_program_environment(), capture_output=True, text=True, timeout=TIMEOUT, check=False)
     except OSError as exc:
         raise UserError(f"sbatch cannot be run ({exc}); submit {script} on a Slurm login node, or run this there") from None
     except subprocess.TimeoutExpired:
