@@ -66,6 +66,7 @@ def test_a_finished_run_leaves_its_snapshot(runs):
 
 def test_status_on_another_host_reads_the_snapshots_and_lists_every_task(runs, elsewhere, capsys):
     digest, statuses = gather([runs])
+    assert digest == read_snapshot(runs / "ws").digest
     by_name = {s.name: s for s in statuses}
     assert list(by_name) == ["sim[0]", "sim[1]", "sim[2]", "ws"]
     assert by_name["sim[1]"].state == "finished" and by_name["sim[1]"].done == 5 and by_name["sim[1]"].jobs_per_second
