@@ -7,6 +7,7 @@ import dataclasses
 import json
 import multiprocessing
 import os
+import subprocess
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -19,7 +20,7 @@ from . import exitcodes, logmerge, merge, report, status, trace
 from ._version import __version__
 from .console import data_console, message_console, say_error, say_notice
 from .digest import format_digest
-from .errors import JobsplitError
+from .errors import JobsplitError, UserError
 from .fingerprint import entry_fingerprint
 from .hostconfig import CONSOLE_STYLES
 from .lifecycle import follow_bootloader
@@ -29,10 +30,11 @@ from .pool import JobKey, JobPool
 from .project import CostFn, Project, find_config_dir, load_project
 from .reduction import ReduceFn, reduce_results
 from .run_command import run_share
+from .sbatch_command import SbatchFlags, program_command, sbatch
 from .scaffold import write_templates
 from .settings import RunFlags
 
-ENTRY_COMMANDS = ("run", "digest", "plan", "init", "reduce")
+ENTRY_COMMANDS = ("run", "digest", "plan", "init", "reduce", "sbatch")
 TOOLS: tuple[Any, ...] = (merge, status, logmerge, report, trace)
 """Modules of ``jobsplit`` subcommands, each with NAME, HELP, configure(parser) and run(args, console)."""
 
@@ -89,6 +91,8 @@ def entry_main(
         if args.command == "plan":
             _show_plan(project, as_json=args.json)
             return 0
+        if args.command == "sbatch":
+            return sbatch(project, _sbatch_flags(args), program_command(), messages)
         return run_share(project, job, _run_flags(args), messages)
 
     return _guarded(messages, command)
@@ -102,12 +106,24 @@ def tool_main(argv: Sequence[str] | None = None) -> int:
     init = commands.add_parser("init", help="write config.ini, header.csv and machines.json templates")
     init.add_argument("--config-dir", type=Path, default=Path.cwd(), help="where to write them (default: here)")
     handlers: dict[str, Callable[[argparse.Namespace, Console], int]] = {"init": lambda args, console: _init(args.config_dir)}
+    delegated = commands.add_parser("sbatch", help="write (--submit: and submit) the Slurm batch script of an array: runs `ENTRY sbatch OPTIONS`")
+    delegated.add_argument("entry", type=Path, metavar="ENTRY", help="the entry script (run with this Python) or its executable")
+    delegated.add_argument("options", nargs=argparse.REMAINDER, metavar="OPTIONS", help="see `ENTRY sbatch --help`")
+    handlers["sbatch"] = lambda args, console: _delegate(args.entry, "sbatch", args.options)
     for tool in TOOLS:
         tool.configure(commands.add_parser(tool.NAME, help=tool.HELP, description=tool.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
         handlers[tool.NAME] = tool.run
     args = parser.parse_args(argv)
     console = message_console()
     return _guarded(console, lambda: handlers[args.command](args, console))
+
+
+def _delegate(entry: Path, command: str, options: Sequence[str]) -> int:
+    """Run an entry's own command (which needs its job pool): ``ENTRY COMMAND OPTIONS``."""
+    if not entry.is_file():
+        raise UserError(f"{entry} is not a file; name the entry script (my_study.py) or its executable")
+    program = [sys.executable, str(entry)] if entry.suffix == ".py" else [str(entry.absolute())]
+    return subprocess.run([*program, command, *options], check=False).returncode
 
 
 def script_main() -> NoReturn:
@@ -157,6 +173,7 @@ def _entry_parser() -> argparse.ArgumentParser:
     plan = commands.add_parser("plan", parents=[shared, planning], help="show every machine's share")
     plan.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     commands.add_parser("init", parents=[shared], help="write the config file templates (never overwrites)")
+    _add_sbatch_options(commands.add_parser("sbatch", parents=[shared, planning], help="write (and --submit) the Slurm batch script of an array in machines.json"))
     reducing = commands.add_parser("reduce", help="merge the machines' results and fold them with the entry's reduce function")
     reducing.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="an output root, or machine folders (DIR/<machine>)")
     reducing.add_argument("-o", "--output", type=Path, metavar="FILE", help="write the reduced value here (.csv or .json; default: JSON on stdout)")
@@ -166,6 +183,7 @@ def _entry_parser() -> argparse.ArgumentParser:
 
 def _add_run_options(run: argparse.ArgumentParser) -> None:
     run.add_argument("--machine", metavar="NAME", help="which machine this is (else you are asked)")
+    run.add_argument("--array-index", type=_non_negative_int, metavar="I", help="for an array machine: which task of it this is (default: SLURM_ARRAY_TASK_ID)")
     run.add_argument("--yes", action="store_true", help="start without asking to confirm the digest")
     run.add_argument("--expect-digest", metavar="DIGEST", help="refuse to start unless the digest is this (separators and case ignored)")
     host = run.add_argument_group("this host (defaults from host.ini, see README)")
@@ -179,6 +197,26 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
     failures.add_argument("--retries", type=_non_negative_int, metavar="N", help="run a failed, crashed or timed-out job up to N more times (default: 0)")
     failures.add_argument("--retry-failed", action="store_true", help="also run the jobs that failed in earlier runs")
     failures.add_argument("--fresh", action="store_true", help="start over; the old journal and results are kept in a backup folder")
+
+
+def _add_sbatch_options(sbatch: argparse.ArgumentParser) -> None:
+    sbatch.add_argument("--machine", required=True, metavar="NAME", help="the array in machines.json whose tasks to submit")
+    sbatch.add_argument("--out", type=Path, metavar="DIR", help="the tasks' output root (default: host.ini [host] out, else ./jobsplit-out)")
+    sbatch.add_argument("--script", type=Path, metavar="FILE", help="where to write the script (default: NAME.sbatch here)")
+    sbatch.add_argument("--array", metavar="LIST", help="only these task indices, like 3,17,40 or 0-7 (default: all; see `status`)")
+    sbatch.add_argument("--max-parallel", type=_positive_int, metavar="K", help="run at most K tasks at once (--array=...%%K)")
+    sbatch.add_argument("--max-array-size", type=_positive_int, metavar="N", help="the cluster's MaxArraySize (default: from scontrol show config)")
+    sbatch.add_argument("--submit", action="store_true", help="submit with sbatch and print the job ids")
+    slurm = sbatch.add_argument_group("passed to sbatch")
+    slurm.add_argument("--job-name", metavar="NAME", help="default: the array's name")
+    for name, example in (("partition", "gpu"), ("time", "2-00:00:00"), ("mem", "64G"), ("account", "lab")):
+        slurm.add_argument(f"--{name}", metavar=name.upper(), help=f"e.g. {example}")
+    slurm.add_argument("--extra", action="append", default=[], metavar="OPTION", help="any other sbatch option, one per --extra (--extra=--qos=long)")
+
+
+def _sbatch_flags(args: argparse.Namespace) -> SbatchFlags:
+    names = {f.name for f in dataclasses.fields(SbatchFlags)} - {"config_dir", "extra"}
+    return SbatchFlags(config_dir=find_config_dir(args.config_dir), extra=tuple(args.extra), **{name: getattr(args, name) for name in names})
 
 
 def _run_flags(args: argparse.Namespace) -> RunFlags:

@@ -51,6 +51,26 @@ def restore_library_path() -> None:
             os.environ["LD_LIBRARY_PATH"] = original
 
 
+def fresh_program_environment() -> dict[str, str]:
+    """The environment for a program started apart from this one, which may start this program
+    anew (``sbatch`` exports it to the batch job, which runs the executable again).
+
+    A frozen program's own variables would make a new instance take itself for this one's child
+    and look for this one's unpacked bundle, gone once it exits: PyInstaller's documented
+    ``PYINSTALLER_RESET_ENVIRONMENT`` makes it start afresh, and the user's LD_LIBRARY_PATH comes
+    back (see :func:`restore_library_path`)."""
+    environment = dict(os.environ)
+    if getattr(sys, "frozen", False):
+        environment["PYINSTALLER_RESET_ENVIRONMENT"] = "1"
+        if "LD_LIBRARY_PATH" in environment:
+            original = environment.pop("LD_LIBRARY_PATH_ORIG", None)
+            if original is None:
+                del environment["LD_LIBRARY_PATH"]
+            else:
+                environment["LD_LIBRARY_PATH"] = original
+    return environment
+
+
 class Interrupts:
     """Ctrl-C and SIGTERM ask for a clean stop; a second Ctrl-C forces an immediate exit.
 

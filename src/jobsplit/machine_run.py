@@ -30,6 +30,7 @@ from .recovery import adopt, read_rows
 from .results import ResultsFile, csv_header_line
 from .runner import Runner
 from .settings import RunSettings
+from .snapshot import RunSnapshot, SnapshotWriter
 from .sources import StaticShare, Task
 from .states import JobState, RunStatus
 from .text import plural
@@ -148,12 +149,17 @@ class MachineRun:
             "machine": self.settings.machine.name,
             "strategy": project.strategy,
             "header": json.dumps(list(project.header.columns)),
-            "plan": json.dumps({m.name: len(share) for m, share in zip(plan.machines, plan.shares)}),
+            "plan": json.dumps(self._plan_counts()),
             "machines": json.dumps({m.name: [m.speed, m.cores] for m in plan.machines}),
             "created": utc_timestamp(self.clock.time()),
             "jobsplit": __version__,
             "code": self.code,
         }
+
+    def _plan_counts(self) -> dict[str, int]:
+        """Every machine of the plan -> its job count."""
+        plan = self.project.plan
+        return {m.name: len(share) for m, share in zip(plan.machines, plan.shares)}
 
     def _run(self, journal: Journal, position_of: dict[str, int], should_stop: Callable[[], bool]) -> RunSummary:
         project, settings, folder, clock = self.project, self.settings, self.folder, self.clock
@@ -168,7 +174,12 @@ class MachineRun:
         run = journal.begin_run(workers, started=started, host=socket.gethostname(), pid=os.getpid(), code=self.code, source=StaticShare.name)
         results = ResultsFile(folder.results, csv_header_line(project.header), journal.result_lines())
         log = MachineLog(folder, project.logging)
-        narrator = _Narrator(log, parent_logger(log, project.logging), self.events, settings.machine.name, sum(counts.values()), counts[JobState.DONE], failed_before, clock, self._label)
+        total, done = sum(counts.values()), counts[JobState.DONE]
+        snapshots = SnapshotWriter(folder.path, RunSnapshot(
+            settings.machine.name, project.digest, self._plan_counts(), RunStatus.RUNNING, socket.gethostname(), os.getpid(),
+            started, started, total, done, failed_before, 0, done, workers,
+        ), clock)  # fmt: skip
+        narrator = _Narrator(log, parent_logger(log, project.logging), self.events, settings.machine.name, total, done, failed_before, clock, self._label, snapshots)
         narrator.logger.info(
             "run %d started: digest %s, code %s, strategy %s, %s of %s to run, %s (%s)", run, format_digest(project.digest), self.code,
             project.strategy, plural(len(todo), "job"), narrator.total, plural(workers, "worker"), settings.start_method,
@@ -186,6 +197,7 @@ class MachineRun:
             final = narrator.show(runner)
             try:
                 journal.end_run(run, status, clock.time())
+                snapshots.write(final.done, final.failed, 0, status)
             finally:
                 results.close()
                 narrator.logger.info("run %d %s: %s done, %s failed in %.1f s", run, status, plural(final.done_this_run, "job"), plural(runner.counts.failed, "job"), final.elapsed)
@@ -211,12 +223,22 @@ class MachineRun:
 
 class _Narrator:
     """What one run tells: worker output and failed attempts to the machine log, failures and
-    progress to the user's events."""
+    progress to the user's events, progress to the folder's snapshot."""
 
     def __init__(
-        self, log: MachineLog, logger: logging.Logger, events: RunEvents, machine: str, total: int, done_before: int, failed_before: int, clock: Clock, label: Callable[[int], str]
+        self,
+        log: MachineLog,
+        logger: logging.Logger,
+        events: RunEvents,
+        machine: str,
+        total: int,
+        done_before: int,
+        failed_before: int,
+        clock: Clock,
+        label: Callable[[int], str],
+        snapshots: SnapshotWriter,
     ) -> None:
-        self.log, self.logger, self.events = log, logger, events
+        self.log, self.logger, self.events, self.snapshots = log, logger, events, snapshots
         self.machine, self.total, self.done_before, self.failed_before = machine, total, done_before, failed_before
         self.clock, self.label = clock, label
         self.began = clock.monotonic()
@@ -233,12 +255,13 @@ class _Narrator:
         self.events.failure(message)
 
     def tick(self, runner: Runner) -> None:
-        """About ten times a second: progress to the display, due log records to the disk."""
+        """About ten times a second: progress to the display, due log records and snapshot to the disk."""
         now = self.clock.monotonic()
         if now - self.shown_at >= DISPLAY_INTERVAL:
             self.shown_at = now
-            self.show(runner)
+            snapshot = self.show(runner)
             self.log.flush_if_due()
+            self.snapshots.update(snapshot.done, snapshot.failed, len(snapshot.running))
 
     def show(self, runner: Runner) -> Snapshot:
         running = tuple(RunningJob(r.task.job_id, self.label(r.task.position), r.fraction, r.elapsed) for r in runner.running())

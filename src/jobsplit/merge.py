@@ -3,6 +3,10 @@
 Everything is read from the machines' journals (read-only, so runs can go on), never from
 their results.csv, which only mirrors the journal. Each journal knows the digest and the
 whole plan's shape, so a machine whose folder is absent is still reported.
+
+A folder whose progress snapshot says that a run on another host is writing it is not opened
+(SQLite's WAL cannot be shared across hosts, see ``snapshot``): its jobs count as missing,
+and the report says where it runs. On the host of the run, or once it has ended, it is read.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from .errors import UserError
 from .fingerprint import UNKNOWN
 from .journal import Journal
 from .outdir import JOURNAL_FILE, find_machine_dirs
+from .snapshot import RunSnapshot, split_written_elsewhere
 from .states import JobState
 from .text import plural
 
@@ -65,6 +70,8 @@ class Merged:
     """machine -> (job id, state) of its jobs not done."""
     absent: dict[str, int] = field(default_factory=dict)
     """machines of the plan with no folder given -> their job count."""
+    elsewhere: dict[str, RunSnapshot] = field(default_factory=dict)
+    """machines whose folder another host's run is writing -> its snapshot (not opened)."""
     codes: dict[str, Counter[str]] = field(default_factory=dict)
     """code fingerprint -> done jobs per machine computed with it (known fingerprints only)."""
 
@@ -79,7 +86,7 @@ class Merged:
 
     @property
     def complete(self) -> bool:
-        return not self.missing and not self.absent and not self.duplicates
+        return not self.missing and not self.absent and not self.elsewhere and not self.duplicates
 
     def rows(self) -> Iterator[dict[str, Any]]:
         """Each done job's row once, cells parsed back to numbers where they read as numbers."""
@@ -102,13 +109,14 @@ class Merged:
 
 def merge(paths: Sequence[Path]) -> Merged:
     """Open every machine's journal, check they share one digest, and account for every job."""
-    machines = [MachineResults(p, journal := Journal(p / JOURNAL_FILE, read_only=True), journal.meta()) for p in find_machine_dirs(paths)]
-    digests = {m.digest for m in machines}
+    readable, elsewhere = split_written_elsewhere(find_machine_dirs(paths))
+    machines = [MachineResults(p, journal := Journal(p / JOURNAL_FILE, read_only=True), journal.meta()) for p in readable]
+    digests = {m.digest for m in machines} | {s.digest for s in elsewhere.values()}
     if len(digests) > 1:
         groups = "; ".join(f"{format_digest(d)}: {', '.join(str(m.path) for m in machines if m.digest == d)}" for d in sorted(digests))
         raise UserError(f"these folders come from different pools or config files (different digests: {groups}); merge each group separately")
     first = machines[0].meta
-    merged = Merged(machines, json.loads(first["header"]), json.loads(first["plan"]))
+    merged = Merged(machines, json.loads(first["header"]), json.loads(first["plan"]), elsewhere={s.machine: s for s in elsewhere.values()})
     for machine in machines:
         for job_id, state in machine.journal.states():
             if state == JobState.DONE:
@@ -119,7 +127,7 @@ def merge(paths: Sequence[Path]) -> Merged:
             code = line.rstrip("\n").rsplit(",", 1)[-1] or UNKNOWN  # the last column: hex, never quoted
             if code != UNKNOWN:
                 merged.codes.setdefault(code, Counter())[machine.machine] += 1
-    present = {m.machine for m in machines}
+    present = {m.machine for m in machines} | set(merged.elsewhere)
     merged.absent = {name: count for name, count in merged.plan.items() if name not in present and count}
     return merged
 
@@ -132,6 +140,13 @@ def report(merged: Merged, console: Console) -> None:
         console.print(f"missing from {name}: {len(jobs)} jobs ({_counted(states)}): {listed}", markup=False, soft_wrap=True)
     for name, count in sorted(merged.absent.items()):
         console.print(f"missing from {name}: all {count} jobs (no folder for this machine was given)", markup=False, soft_wrap=True)
+    for name, snapshot in sorted(merged.elsewhere.items()):
+        console.print(
+            f"missing from {name}: all {snapshot.total} jobs (its run goes on on {snapshot.host}, pid {snapshot.pid}, {snapshot.done} done so far; "
+            "its journal is not opened from another host while it is written: merge again when the run has ended)",
+            markup=False,
+            soft_wrap=True,
+        )
     duplicates = merged.duplicates
     if duplicates:
         shown = list(duplicates.items())[:SHOWN]
@@ -147,6 +162,7 @@ def report(merged: Merged, console: Console) -> None:
     total = sum(merged.plan.values())
     verdict = "complete: every job of the plan exactly once" if merged.complete else "INCOMPLETE"
     console.print(f"{len(merged.holders)} of {total} jobs present from {len(merged.machines)} machine folders; {verdict}", markup=False, soft_wrap=True)
+
 
 
 def write_csv(merged: Merged, output: Path) -> int:

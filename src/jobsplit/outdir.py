@@ -2,8 +2,14 @@
 how the tools find machine folders among the paths they are given.
 
 ``OUT/<machine>/`` holds ``journal.sqlite`` (the truth), ``results.csv`` (rebuilt from it),
-``<machine>.log.gz`` with rotated ``<machine>.log.<N>.gz`` segments, ``jobs/`` (per-job logs),
-``run.lock`` (held by the one run writing the folder) and ``backup-<time>/`` folders (``--fresh``).
+``progress.json`` (the run's progress snapshot, see ``snapshot``), ``<machine>.log.gz`` with
+rotated ``<machine>.log.<N>.gz`` segments, ``jobs/`` (per-job logs), ``run.lock`` (held by the
+one run writing the folder) and ``backup-<time>/`` folders (``--fresh``).
+
+``<machine>`` in folder and file names is the machine's name, except that an array member
+``sim[3]`` is ``sim@3``: brackets are glob characters in every shell (``ls OUT/sim[3]`` lists
+``OUT/sim3``), while ``@`` needs no quoting in shells, is valid on every file system, and cannot
+occur in a machine name, so no two machines share a folder.
 """
 
 from __future__ import annotations
@@ -20,13 +26,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import NO_SPACE, StorageError, UserError, describe_os_error
+from .machines import split_member
 from .timefmt import utc_timestamp
 
 JOURNAL_FILE = "journal.sqlite"
 RESULTS_FILE = "results.csv"
+PROGRESS_FILE = "progress.json"
 LOCK_FILE = "run.lock"
 PER_JOB_DIR = "jobs"
 BACKUP_PREFIX = "backup-"
+
+
+def folder_name(machine: str) -> str:
+    """The name of a machine's folder and log files: ``sim@3`` for the array member ``sim[3]``."""
+    member = split_member(machine)
+    return f"{member[0]}@{member[1]}" if member else machine
 
 
 @dataclass(frozen=True)
@@ -35,6 +49,12 @@ class MachineDir:
 
     path: Path
     machine: str
+    """The machine's name (or a folder's, which names the same files)."""
+
+    @classmethod
+    def of(cls, root: Path, machine: str) -> MachineDir:
+        """The folder of ``machine`` under the output root ``root``."""
+        return cls(root / folder_name(machine), machine)
 
     @property
     def journal(self) -> Path:
@@ -47,19 +67,20 @@ class MachineDir:
     @property
     def log(self) -> Path:
         """The current log; older records are in :meth:`segments`."""
-        return self.path / f"{self.machine}.log.gz"
+        return self.path / f"{folder_name(self.machine)}.log.gz"
 
     @property
     def per_job_logs(self) -> Path:
         return self.path / PER_JOB_DIR
 
     def segment(self, number: int) -> Path:
-        return self.path / f"{self.machine}.log.{number}.gz"
+        return self.path / f"{folder_name(self.machine)}.log.{number}.gz"
 
     def numbered_segments(self) -> list[tuple[int, Path]]:
         """The rotated segments ``<machine>.log.<N>.gz`` with their numbers, oldest first."""
-        pattern = re.compile(re.escape(self.machine) + r"\.log\.(\d+)\.gz")
-        found = [(int(m.group(1)), p) for p in self.path.glob(f"{glob_escape(self.machine)}.log.*.gz") if (m := pattern.fullmatch(p.name))]
+        stem = folder_name(self.machine)
+        pattern = re.compile(re.escape(stem) + r"\.log\.(\d+)\.gz")
+        found = [(int(m.group(1)), p) for p in self.path.glob(f"{glob_escape(stem)}.log.*.gz") if (m := pattern.fullmatch(p.name))]
         return sorted(found)
 
     def segments(self) -> list[Path]:

@@ -10,6 +10,7 @@ import os
 import shlex
 import socket
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -26,10 +27,12 @@ from .hostconfig import load_host_settings
 from .journal import Journal
 from .lifecycle import Interrupts
 from .machine_run import MachineRun, RunSummary
-from .machines import Machine, usable_cores
+from .machines import Machine, pick, usable_cores
 from .outdir import MachineLock
 from .project import Project
+from .schedulers import Allocation, current_allocation
 from .settings import OVERSUBSCRIBED, RunFlags, RunSettings, check_nice, resolve
+from .snapshot import written_elsewhere
 from .states import JobState, RunStatus
 from .text import plural
 
@@ -37,9 +40,10 @@ from .text import plural
 def run_share(project: Project, job: Callable[..., Any], flags: RunFlags, console: Console) -> int:
     """The ``run`` command; returns its exit status (see ``exitcodes``)."""
     interactive = sys.stdin.isatty()
-    machine = _choose_machine(project, flags.machine, console, interactive)
+    allocation = current_allocation(os.environ)
+    machine = _choose_machine(project, flags, allocation, console, interactive)
     digest_checked = _check_digest(project, flags.expect_digest)
-    settings = resolve(flags, load_host_settings(), project.settings, machine)
+    settings = resolve(flags, load_host_settings(), project.settings, machine, allocation)
     check_nice(settings.nice)
     code = entry_fingerprint()
     console.print(
@@ -107,8 +111,8 @@ def _share_line(project: Project, settings: RunSettings) -> str:
     """``40 jobs``, or where a resumed share stands."""
     share = len(project.plan.share_of(settings.machine.name))
     path = settings.folder.journal
-    if settings.fresh or not Journal.holds_a_plan(path):
-        return plural(share, "job")
+    if settings.fresh or written_elsewhere(settings.folder.path, time.time()) or not Journal.holds_a_plan(path):
+        return plural(share, "job")  # a journal another host writes is not opened from here
     journal = Journal(path, read_only=True)
     try:
         counts = journal.counts()
@@ -128,9 +132,12 @@ def _warn_if_oversubscribed(settings: RunSettings, console: Console) -> None:
         )
 
 
-def _choose_machine(project: Project, name: str | None, console: Console, interactive: bool) -> Machine:
+def _choose_machine(project: Project, flags: RunFlags, allocation: Allocation, console: Console, interactive: bool) -> Machine:
+    name = flags.machine
     if name is not None:
-        return project.machine(name)
+        return pick(project.machines, name, flags.array_index, allocation.task)
+    if flags.array_index is not None:
+        raise UserError(f"--array-index {flags.array_index} needs --machine NAME, the array it is an index of")
     machines = project.machines
     if len(machines) == 1:
         return machines[0]

@@ -25,6 +25,7 @@ from .digest import format_digest
 from .errors import UserError
 from .logmerge import LogFile
 from .outdir import JOURNAL_FILE, MachineDir, find_machine_dirs
+from .snapshot import split_written_elsewhere
 
 SCHEMA = "2"
 FAILED_OUTCOMES = ("error", "crashed", "timeout")
@@ -154,7 +155,8 @@ class RunFacts:
 
 def load(paths: Sequence[Path]) -> RunFacts:
     """Read the machine folders among ``paths`` (as merge-results finds them); one digest only."""
-    loaded = [_load_machine(path) for path in find_machine_dirs(paths)]
+    readable, _ = split_written_elsewhere(find_machine_dirs(paths))  # the others are shown as absent
+    loaded = [_load_machine(path) for path in readable]
     digests = {meta["digest"] for meta, _ in loaded}
     if len(digests) > 1:
         groups = "; ".join(f"{format_digest(d)}: {', '.join(str(m.path) for meta, m in loaded if meta['digest'] == d)}" for d in sorted(digests))

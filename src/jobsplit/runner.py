@@ -125,17 +125,20 @@ class Runner:
         """Ticket -> wall-clock start of a running job, fixed when first seen."""
         self._internal_in_a_row = 0
         self._stopping = False
+        self._terminated = False
+        """A worker was stopped by a SIGTERM not ours: the run stops as if it had one too."""
 
     # --- the loop -----------------------------------------------------------------------
 
     def run(self, should_stop: Callable[[], bool], on_tick: Callable[[], None] = lambda: None) -> bool:
-        """Run until the source has settled every job (True) or ``should_stop()`` (False).
+        """Run until the source has settled every job (True), or ``should_stop()`` or a worker is
+        stopped by a SIGTERM from outside (False).
 
         Workers start one per turn of the loop, so a stop is honoured while they start.
         """
         wanted_workers = min(self.size, self.source.remaining())
         try:
-            while not should_stop():
+            while not (should_stop() or self._terminated):
                 growing = len(self._slots) < wanted_workers
                 if growing:
                     self._add(self._start(len(self._slots)))
@@ -368,24 +371,33 @@ class Runner:
         self._handle(slot, slot.link.pump())
         code = slot.link.exit_code()
         state = slot.link.current()
-        if slot.timed_out is not None:
-            culprit, outcome = slot.timed_out, Outcome.TIMEOUT
-            error = f"timed out after {self.timeout:g} s (the limit set by --timeout or [jobsplit] timeout)"
+        if slot.timed_out is None and code == -signal.SIGTERM:
+            # Not ours (ours are timeouts and stops, which never come here): a scheduler's time
+            # limit, preemption or requeue signals every process of the job at once, a service
+            # manager its whole group. A stop, then, not a crash: the job runs again.
+            self._terminated = True
+            sent = self._find(slot, state.ticket)
+            if sent is not None:
+                self._interrupted(slot, sent, "the worker was stopped by a SIGTERM from outside jobsplit (a time limit, a preemption or requeue, a service stop); it runs again")
         else:
-            culprit, outcome = state.ticket, Outcome.CRASHED
-            error = f"the worker process died while running this job ({describe_exit(code)})"
-        sent = self._find(slot, culprit)
-        if sent is not None:
-            slot.queue.remove(sent)
-            elapsed = self.clock.monotonic() - state.started if state.ticket == culprit else 0.0
-            now = self.clock.time()
-            self._started_at.pop(sent.ticket, None)
-            self._record(slot, [(sent.task, outcome, now - elapsed, now, None, None, None, error)], exit_code=code)
+            if slot.timed_out is not None:
+                culprit, outcome = slot.timed_out, Outcome.TIMEOUT
+                error = f"timed out after {self.timeout:g} s (the limit set by --timeout or [jobsplit] timeout)"
+            else:
+                culprit, outcome = state.ticket, Outcome.CRASHED
+                error = f"the worker process died while running this job ({describe_exit(code)})"
+            sent = self._find(slot, culprit)
+            if sent is not None:
+                slot.queue.remove(sent)
+                elapsed = self.clock.monotonic() - state.started if state.ticket == culprit else 0.0
+                now = self.clock.time()
+                self._started_at.pop(sent.ticket, None)
+                self._record(slot, [(sent.task, outcome, now - elapsed, now, None, None, None, error)], exit_code=code)
         slot.link.signal(signal.SIGKILL)  # the programs its job started die with it
         self._close(slot)
         index = self._slots.index(slot)
         del self._by_link[id(slot.link)]
-        if self._stopping:
+        if self._stopping or self._terminated:
             del self._slots[index]
         else:
             replacement = self._start(slot.link.slot)
@@ -442,20 +454,22 @@ class Runner:
             state = slot.link.current()
             sent = self._find(slot, state.ticket)
             if sent is not None:
-                slot.queue.remove(sent)
-                now = self.clock.time()
-                error = "the run stopped while this job ran (Ctrl-C, SIGTERM, or an error of jobsplit or the disk); it runs again"
-                attempt = AttemptRow(
-                    sent.task.job_id, sent.task.attempt, self.run_number, slot.link.slot, slot.link.pid,
-                    self._started_at.pop(sent.ticket, self._wall(state.started)), now, Outcome.INTERRUPTED, JobState.PENDING,
-                    args=self.pool.identity_text(sent.task.position), error=error,
-                )  # fmt: skip
-                self.recorder.add([attempt], self.running_attempts)
-                self.source.release([sent.task])
+                self._interrupted(slot, sent, "the run stopped while this job ran (Ctrl-C, SIGTERM, or an error of jobsplit or the disk); it runs again")
             slot.link.signal(signal.SIGKILL)  # anything its job started and left behind
             self._close(slot)
         self._slots.clear()
         self._by_link.clear()
+
+    def _interrupted(self, slot: _Slot, sent: _Sent, error: str) -> None:
+        """Record the job running on a stopped worker as interrupted, and hand it back: it runs again."""
+        slot.queue.remove(sent)
+        attempt = AttemptRow(
+            sent.task.job_id, sent.task.attempt, self.run_number, slot.link.slot, slot.link.pid,
+            self._started_at.pop(sent.ticket, self._wall(slot.link.current().started)), self.clock.time(), Outcome.INTERRUPTED, JobState.PENDING,
+            args=self.pool.identity_text(sent.task.position), error=error,
+        )  # fmt: skip
+        self.recorder.add([attempt], self.running_attempts)
+        self.source.release([sent.task])
 
     def _await_exits(self, seconds: float) -> None:
         """Service the workers until all have exited or ``seconds`` have passed (a worker blocked

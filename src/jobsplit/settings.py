@@ -14,6 +14,7 @@ from .errors import UserError
 from .hostconfig import HostSettings
 from .machines import Machine
 from .outdir import MachineDir
+from .schedulers import Allocation
 
 T = TypeVar("T")
 DEFAULT_OUT = Path("jobsplit-out")
@@ -28,6 +29,7 @@ class RunFlags:
     """What the command line asked for; None means: not given."""
 
     machine: str | None = None
+    array_index: int | None = None
     yes: bool = False
     expect_digest: str | None = None
     workers: int | None = None
@@ -49,11 +51,15 @@ class RunSettings:
 
     1. the command line (``--workers``, ``--out``, ``--nice``, ``--console``, ``--start-method``,
        ``--timeout``, ``--retries``);
-    2. host.ini ``[host]``, this host's own settings, never part of the digest
+    2. the batch scheduler's allocation (``workers``: Slurm's ``SLURM_CPUS_PER_TASK``): what the
+       task was granted, so it comes before host.ini, which a cluster's shared home folder
+       gives to every node and the login node alike;
+    3. host.ini ``[host]``, this host's own settings, never part of the digest
        (``workers``, ``out``, ``nice``, ``console``, ``start_method``);
-    3. config.ini ``[jobsplit]``, settings every host shares, part of the digest (``timeout``);
-    4. the default: the machine's cores from machines.json, ``./jobsplit-out``, niceness 10,
-       a live console on a terminal, ``fork`` on Linux, no timeout, no retries.
+    4. config.ini ``[jobsplit]``, settings every host shares, part of the digest (``timeout``);
+    5. the default: the machine's cores from machines.json, ``./jobsplit-out``, niceness 10,
+       a live console on a terminal (plain lines otherwise, as in a batch job), ``fork`` on
+       Linux, no timeout, no retries.
     """
 
     machine: Machine
@@ -69,15 +75,15 @@ class RunSettings:
 
     @property
     def folder(self) -> MachineDir:
-        return MachineDir(self.out / self.machine.name, self.machine.name)
+        return MachineDir.of(self.out, self.machine.name)
 
 
-def resolve(flags: RunFlags, host: HostSettings, shared: JobsplitSettings, machine: Machine) -> RunSettings:
-    """The one place where flags, host.ini, config.ini and defaults meet (see RunSettings)."""
+def resolve(flags: RunFlags, host: HostSettings, shared: JobsplitSettings, machine: Machine, allocation: Allocation) -> RunSettings:
+    """The one place where flags, the scheduler, host.ini, config.ini and defaults meet (see RunSettings)."""
     return RunSettings(
         machine=machine,
         out=_first(flags.out, host.out, DEFAULT_OUT),
-        workers=_first(flags.workers, host.workers, machine.cores),
+        workers=_first(flags.workers, allocation.cpus, host.workers, machine.cores),
         nice=_first(flags.nice, host.nice, DEFAULT_NICE),
         console=_first(flags.console, host.console, DEFAULT_CONSOLE),
         start_method=_first(flags.start_method, host.start_method, default_start_method()),

@@ -1,8 +1,14 @@
-"""Where every machine stands, read from the journals while the runs go on.
+"""Where every machine stands, read while the runs go on.
 
-Journals are opened read-only (SQLite WAL readers never block the run's writer). A run
-touches its journal at least every few seconds, so a run whose journal has been quiet for
-much longer is shown as stalled: its process has probably died.
+A folder last run on another host is read from its progress snapshot (see ``snapshot``), never
+from its journal, which a compute node may be writing over a network file system; one run on
+this host (or by a jobsplit that wrote no snapshot) from its journal, opened read-only (SQLite
+WAL readers never block the run's writer), which is live to the last commit. A run whose
+snapshot or journal has been quiet for much longer than it writes is shown as stalled: its
+process has probably died.
+
+For arrays (see ``machines``), every task is listed, and the ones neither finished nor running
+are printed as a ready ``--array=3,17,40`` for resubmission.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -21,9 +28,13 @@ from .digest import format_digest
 from .display import duration
 from .errors import UserError
 from .journal import Journal
+from .machines import sort_key, split_member
 from .outdir import JOURNAL_FILE, find_machine_dirs
 from .recorder import HEARTBEAT
+from .schedulers.slurm import format_indices
+from .snapshot import RunSnapshot, read_snapshot
 from .states import JobState, RunStatus
+from .text import plural
 from .timefmt import utc_timestamp
 
 NAME = "status"
@@ -48,6 +59,9 @@ class MachineStatus:
 
 def machine_status(path: Path, now: float) -> tuple[str, dict[str, int], MachineStatus]:
     """(digest, plan, status) of one machine folder."""
+    snapshot = read_snapshot(path)
+    if snapshot is not None and snapshot.from_elsewhere:
+        return snapshot.digest, snapshot.plan, _from_snapshot(snapshot, now)
     journal = Journal(path / JOURNAL_FILE, read_only=True)
     try:
         meta, counts, runs = journal.meta(), journal.counts(), journal.runs()
@@ -73,6 +87,31 @@ def machine_status(path: Path, now: float) -> tuple[str, dict[str, int], Machine
     return meta["digest"], json.loads(meta["plan"]), status
 
 
+def _from_snapshot(snapshot: RunSnapshot, now: float) -> MachineStatus:
+    state = "stalled" if snapshot.stalled(now) else "finished" if snapshot.state == RunStatus.COMPLETED else snapshot.state
+    elapsed = snapshot.updated - snapshot.started
+    rate = (snapshot.done - snapshot.done_before) / elapsed if elapsed > 0 else None
+    eta = (snapshot.pending + snapshot.running) / rate if state == RunStatus.RUNNING and rate else None
+    return MachineStatus(
+        snapshot.machine, snapshot.total, snapshot.done, snapshot.failed, snapshot.pending, snapshot.running, rate, eta, utc_timestamp(snapshot.updated), state
+    )
+
+
+def unfinished_tasks(statuses: list[MachineStatus]) -> dict[str, tuple[list[int], int]]:
+    """Each array -> (its task indices neither finished nor running, how many are running)."""
+    found: dict[str, tuple[list[int], int]] = {}
+    for s in statuses:
+        member = split_member(s.name)
+        if member:
+            unfinished, running = found.get(member[0], ([], 0))
+            if s.state == RunStatus.RUNNING:
+                running += 1
+            elif s.state != "finished":
+                unfinished.append(member[1])
+            found[member[0]] = (unfinished, running)
+    return found
+
+
 def gather(paths: list[Path]) -> tuple[str, list[MachineStatus]]:
     now = time.time()
     found = [machine_status(p, now) for p in find_machine_dirs(paths)]
@@ -83,7 +122,7 @@ def gather(paths: list[Path]) -> tuple[str, list[MachineStatus]]:
     plan = found[0][1]
     seen = {s.name for s in statuses}
     statuses += [MachineStatus(name, count, pending=count) for name, count in plan.items() if name not in seen]
-    return digests.pop(), sorted(statuses, key=lambda s: s.name)
+    return digests.pop(), sorted(statuses, key=lambda s: sort_key(s.name))
 
 
 def overall(statuses: list[MachineStatus]) -> MachineStatus:
@@ -113,8 +152,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, console: Console) -> int:
     digest, statuses = gather(args.dirs)
     total = overall(statuses)
+    arrays = unfinished_tasks(statuses)
     if args.json:
-        print(json.dumps({"digest": format_digest(digest), "machines": [asdict(s) for s in statuses], "overall": asdict(total)}))
+        doc: dict[str, Any] = {"digest": format_digest(digest), "machines": [asdict(s) for s in statuses], "overall": asdict(total)}
+        if arrays:
+            doc["arrays"] = {name: {"unfinished": tasks, "running": running, "resubmit": f"--array={format_indices(tasks)}" if tasks else None} for name, (tasks, running) in arrays.items()}
+        print(json.dumps(doc))
         return 0
     table = Table(title=f"digest {format_digest(digest)}")
     for column in ("Machine", "Done", "Failed", "Pending", "Running", "Jobs/s", "ETA", "Last update (UTC)", "State"):
@@ -133,5 +176,12 @@ def run(args: argparse.Namespace, console: Console) -> int:
             (s.last_update or "-").replace("T", " ")[:19],
             s.state,
         )
-    data_console().print(table)
+    out = data_console()
+    out.print(table)
+    for name, (tasks, running) in arrays.items():
+        now_running = f" ({running} running now, not included)" if running else ""
+        if tasks:
+            out.print(f"{name}: resubmit the {plural(len(tasks), 'task')} not finished{now_running} with --array={format_indices(tasks)}", markup=False, soft_wrap=True)
+        else:
+            out.print(f"{name}: nothing to resubmit" + (f" ({running} running now)" if running else ", every task finished"), markup=False, soft_wrap=True)
     return 0

@@ -1,0 +1,131 @@
+"""The ``sbatch`` command: write the Slurm batch scripts of an array of machines, and submit them.
+
+Scripts go to ``<array>.sbatch`` (or ``--script``); an array that Slurm's MaxArraySize makes
+several submissions is written as ``<array>.<first>-<last>.sbatch``, one file per submission
+(``<first>`` and ``<last>``: the machine indices it runs).
+Each task's Slurm output goes to ``OUT/slurm-logs/<job name>-<job id>_<task id>.out``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+
+from . import exitcodes
+from ._version import __version__
+from .atomicfile import atomic_file
+from .console import data_console, say_notice
+from .digest import format_digest
+from .errors import UserError
+from .hostconfig import load_host_settings
+from .machines import MACHINES_FILE, array_members, entry_names
+from .outdir import folder_error
+from .project import Project
+from .schedulers.slurm import DEFAULT_MAX_ARRAY_SIZE, ArrayScript, Submission, format_indices, parse_indices, render, split
+from .schedulers.slurm_commands import read_max_array_size, submit
+from .settings import DEFAULT_OUT
+from .text import plural
+
+SLURM_LOGS = "slurm-logs"
+"""The folder in the output root that receives Slurm's output of every task."""
+
+
+@dataclass(frozen=True)
+class SbatchFlags:
+    """What the command line asked for; None means: not given."""
+
+    machine: str
+    config_dir: Path
+    strategy: str | None = None
+    seed: str | None = None
+    out: Path | None = None
+    script: Path | None = None
+    array: str | None = None
+    max_parallel: int | None = None
+    max_array_size: int | None = None
+    job_name: str | None = None
+    partition: str | None = None
+    time: str | None = None
+    mem: str | None = None
+    account: str | None = None
+    extra: tuple[str, ...] = ()
+    submit: bool = False
+
+
+def sbatch(project: Project, flags: SbatchFlags, program: Sequence[str], console: Console) -> int:
+    """Write the scripts of ``flags.machine``'s tasks (all, or ``--array``); submit them with ``--submit``."""
+    members = array_members(project.machines, flags.machine)
+    if not members:
+        raise UserError(
+            f'"{flags.machine}" is not an array in {MACHINES_FILE} (arrays there: {", ".join(_arrays(project)) or "none"}); '
+            f'describe one like "{flags.machine}": {{"speed": 1.0, "cores": 32, "array": 64}}'
+        )
+    indices = parse_indices(flags.array, len(members)) if flags.array is not None else list(range(len(members)))
+    submissions = split(indices, flags.max_array_size or _cluster_max_array_size(console))
+    out = (flags.out or load_host_settings().out or DEFAULT_OUT).absolute()
+    if any(c.isspace() for c in str(out)):
+        raise UserError(f"the output folder {out} has a space, which #SBATCH --output cannot carry; choose another --out")
+    try:
+        (out / SLURM_LOGS).mkdir(parents=True, exist_ok=True)  # Slurm fails a task whose output folder is missing
+    except OSError as exc:
+        raise folder_error(out, exc) from None
+    run_options = ["--config-dir", str(flags.config_dir.absolute()), "--out", str(out)]
+    run_options += [*(["--strategy", flags.strategy] if flags.strategy else []), *(["--seed", flags.seed] if flags.seed is not None else [])]
+    script = ArrayScript(
+        flags.machine, len(members), members[0].cores, format_digest(project.digest), program, run_options,
+        str(out / SLURM_LOGS / "%x-%A_%a.out"), flags.job_name or flags.machine, flags.max_parallel,
+        [(name, value) for name in ("partition", "time", "mem", "account") if (value := getattr(flags, name)) is not None], flags.extra,
+    )  # fmt: skip
+    path = flags.script or Path(f"{flags.machine}.sbatch")
+    written = [(_script_path(path, s, len(submissions)), s) for s in submissions]
+    for target, submission in written:
+        text = render(script, submission, __version__)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_file(target) as f:
+            f.write(text)
+        console.print(f"wrote {target}: {_describe(flags.machine, submission)}", markup=False, soft_wrap=True)
+    if not flags.submit:
+        console.print(f"submit {'them' if len(written) > 1 else 'it'} with: " + "; ".join(f"sbatch {target}" for target, _ in written), markup=False, soft_wrap=True)
+        return exitcodes.OK
+    for target, submission in written:
+        job_id = submit(target)
+        data_console().print(job_id)
+        console.print(f"submitted {target} as job {job_id} ({plural(len(submission.tasks), 'task')})", markup=False, soft_wrap=True)
+    return exitcodes.OK
+
+
+def _cluster_max_array_size(console: Console) -> int:
+    size, why = read_max_array_size()
+    if size is None:
+        say_notice(console, f"the cluster's MaxArraySize is unknown ({why}); assuming Slurm's default {DEFAULT_MAX_ARRAY_SIZE} (pass --max-array-size N to say)")
+        return DEFAULT_MAX_ARRAY_SIZE
+    return size
+
+
+def _script_path(path: Path, submission: Submission, count: int) -> Path:
+    if count == 1:
+        return path
+    first, last = submission.indices[0], submission.indices[-1]
+    return path.with_name(f"{path.stem}.{first}{f'-{last}' if last != first else ''}{path.suffix}")
+
+
+def _describe(array: str, submission: Submission) -> str:
+    shift = f" (task id + {submission.offset})" if submission.offset else ""
+    return f"{plural(len(submission.tasks), 'task')} of {array}, indices {format_indices(submission.indices)}, as --array={format_indices(submission.tasks)}{shift}"
+
+
+def _arrays(project: Project) -> list[str]:
+    return [name for name in entry_names(project.machines) if array_members(project.machines, name)]
+
+
+def program_command() -> list[str]:
+    """How this program is started again in a batch job: the frozen executable, or this
+    interpreter with the entry script, by absolute paths."""
+    if getattr(sys, "frozen", False):
+        return [os.path.abspath(sys.executable)]
+    return [os.path.abspath(sys.executable), os.path.abspath(sys.argv[0])]

@@ -1,0 +1,163 @@
+"""The batch scripts of ``sbatch`` (issue 12), without a cluster: index lists, the split into
+submissions under MaxArraySize, the rendered script, and the command writing its files.
+
+test_slurm.py submits what these write to a real cluster.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from conftest import entry_env, error_lines, run_entry, write_config_dir
+from jobsplit import UserError
+from jobsplit.schedulers.slurm import ArrayScript, Submission, format_indices, parse_indices, render, split
+from threemachines import ENTRY, HEADER
+
+SCRIPT = ArrayScript(
+    array="sim", size=64, cores=32, digest="3f2a-9c1b", program=["/venv/bin/python", "/home/me/my study.py"],
+    run_options=["--config-dir", "/home/me", "--out", "/scratch/out", "--seed", "s 1"], output="/scratch/out/slurm-logs/%x-%A_%a.out",
+    job_name="sim", max_parallel=8, options=[("partition", "long"), ("time", "2-00:00:00")], extra=["--qos=high"],
+)  # fmt: skip
+
+
+def test_indices_are_parsed_and_written_as_slurm_does():
+    assert parse_indices("3,17,40", 64) == [3, 17, 40]
+    assert parse_indices("0-3, 2-5,9", 10) == [0, 1, 2, 3, 4, 5, 9]
+    assert format_indices([9, 0, 1, 2, 5, 7, 8, 2]) == "0-2,5,7-9"
+    assert format_indices([4]) == "4" and format_indices([]) == ""
+    for bad in ("", "1,,2", "5-3", "64", "-1", "a", "1:3", "0-7%2"):
+        with pytest.raises(UserError, match="--array"):
+            parse_indices(bad, 64)
+
+
+@given(st.sets(st.integers(0, 300), max_size=120), st.integers(1, 40))
+def test_split_covers_each_index_once_below_max_array_size(indices, limit):
+    submissions = split(indices, limit)
+    covered = [index for s in submissions for index in s.indices]
+    assert sorted(covered) == sorted(indices)  # each index once
+    assert all(0 <= task < limit for s in submissions for task in s.tasks)
+    if indices and max(indices) < limit:
+        assert submissions == [Submission(0, tuple(sorted(indices)))]  # task id = machine index
+
+
+def test_split_of_8_under_3_and_the_fewest_windows():
+    assert split(range(8), 3) == [Submission(0, (0, 1, 2)), Submission(3, (0, 1, 2)), Submission(6, (0, 1))]
+    assert split([2, 3, 4], 3) == [Submission(2, (0, 1, 2))]  # one window from 2, not two from 0
+    assert split(range(64), 1001) == [Submission(0, tuple(range(64)))]
+
+
+def test_the_script_sets_the_array_and_execs_the_run():
+    text = render(SCRIPT, Submission(0, tuple(range(64))), "9.9")
+    lines = text.splitlines()
+    assert lines[0] == "#!/bin/sh"
+    assert [line for line in lines if line.startswith("#SBATCH")] == [
+        "#SBATCH --job-name=sim",
+        "#SBATCH --array=0-63%8",
+        "#SBATCH --cpus-per-task=32",
+        "#SBATCH --output=/scratch/out/slurm-logs/%x-%A_%a.out",
+        "#SBATCH --partition=long",
+        "#SBATCH --time=2-00:00:00",
+        "#SBATCH --requeue",
+        "#SBATCH --open-mode=append",
+        "#SBATCH --signal=B:TERM@120",
+        "#SBATCH --qos=high",
+    ]
+    assert lines[-1] == (
+        "exec /venv/bin/python '/home/me/my study.py' run --machine sim --expect-digest 3f2a-9c1b --console plain "
+        "--config-dir /home/me --out /scratch/out --seed 's 1'"
+    )
+    assert "digest 3f2a-9c1b" in text and "jobsplit 9.9" in text
+
+
+def test_a_later_submission_adds_its_offset_to_the_task_id(tmp_path):
+    text = render(SCRIPT, Submission(1001, (0, 1, 2)), "9.9")
+    assert "#SBATCH --array=0-2%8\n" in text
+    assert ' --array-index "$((SLURM_ARRAY_TASK_ID + 1001))" ' in text
+    exec_line = text.splitlines()[-1].replace("exec ", "printf '%s\\n' ", 1)  # what the shell passes, argument by argument
+    done = subprocess.run(["sh", "-c", exec_line], env={"SLURM_ARRAY_TASK_ID": "2", "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, check=True)
+    argv = done.stdout.splitlines()
+    assert argv[:2] == ["/venv/bin/python", "/home/me/my study.py"]
+    assert argv[argv.index("--array-index") + 1] == "1003" and argv[-2:] == ["--seed", "s 1"]
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [({"job_name": "my job"}, "--job-name 'my job'"), ({"options": [("partition", "")]}, "--partition ''"), ({"extra": ["qos=high"]}, "--extra 'qos=high'"), ({"extra": ["--a\n--b"]}, "--extra")],
+)
+def test_values_an_sbatch_line_cannot_carry_are_refused(change, needle):
+    script = ArrayScript(**{**SCRIPT.__dict__, **change})
+    with pytest.raises(UserError) as info:
+        render(script, Submission(0, (0,)), "9.9")
+    assert needle in str(info.value) and "\n" not in str(info.value)
+
+
+# --- the command -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    write_config_dir(tmp_path, config="[experiment]\nlabel = sbatch\n", header=HEADER, machines={"sim": {"speed": 1.0, "cores": 3, "array": 8}, "ws": [1.0, 2]})
+    (tmp_path / "entry.py").write_text(ENTRY, encoding="utf-8")
+    return tmp_path
+
+
+def sbatch(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = entry_env(XDG_CONFIG_HOME=str(project / "xdg"), PATH="/nonexistent")  # no scontrol, no sbatch
+    return run_entry(project / "entry.py", "sbatch", *args, env=env, cwd=project)
+
+
+def test_the_command_writes_one_file_per_submission(project):
+    result = sbatch(project, "--machine", "sim", "--max-array-size", "3", "--max-parallel", "2", "--out", "runs")
+    assert result.returncode == 0, result.stderr
+    files = sorted(p.name for p in project.glob("*.sbatch"))
+    assert files == ["sim.0-2.sbatch", "sim.3-5.sbatch", "sim.6-7.sbatch"]
+    digest = run_entry(project / "entry.py", "digest", cwd=project).stdout.strip()
+    for name, array, index in (("sim.0-2.sbatch", "0-2%2", None), ("sim.3-5.sbatch", "0-2%2", 3), ("sim.6-7.sbatch", "0-1%2", 6)):
+        text = (project / name).read_text()
+        assert f"#SBATCH --array={array}\n" in text and "#SBATCH --cpus-per-task=3\n" in text
+        assert f"--expect-digest {digest} " in text and f"--out {project / 'runs'}" in text and f"--config-dir {project}" in text
+        assert f"{sys.executable} {project / 'entry.py'} run --machine sim" in text
+        assert (f'"$((SLURM_ARRAY_TASK_ID + {index}))"' in text) == (index is not None)
+    assert (project / "runs" / "slurm-logs").is_dir()  # Slurm fails a task whose output folder is missing
+    assert "sbatch sim.0-2.sbatch; sbatch sim.3-5.sbatch; sbatch sim.6-7.sbatch" in result.stderr
+
+
+def test_without_scontrol_slurms_default_is_assumed_and_said(project):
+    result = sbatch(project, "--machine", "sim", "--array", "3,5-6", "--script", "sub/resubmit.sh")
+    assert result.returncode == 0, result.stderr
+    assert "MaxArraySize is unknown" in result.stderr and "1001" in result.stderr
+    assert "#SBATCH --array=3,5-6\n" in (project / "sub" / "resubmit.sh").read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (["--machine", "ws"], ['"ws" is not an array', "arrays there: sim"]),
+        (["--machine", "nope"], ['"nope" is not an array']),
+        (["--machine", "sim", "--array", "8"], ["--array 8", "0 to 7"]),
+        (["--machine", "sim", "--max-array-size", "9", "--out", "my runs"], ["has a space", "--out"]),
+        (["--machine", "sim", "--max-array-size", "9", "--submit"], ["sbatch cannot be run"]),
+    ],
+)
+def test_command_refusals(project, args, needles):
+    result = sbatch(project, *args)
+    assert result.returncode == 2, result.stderr
+    (error,) = error_lines(result.stderr)
+    for needle in needles:
+        assert needle in error, error
+
+
+def test_jobsplit_sbatch_runs_the_entrys_command(project):
+    done = subprocess.run(
+        [sys.executable, "-m", "jobsplit", "sbatch", "entry.py", "--machine", "sim", "--max-array-size", "100"],
+        cwd=project, env=entry_env(XDG_CONFIG_HOME=str(project / "xdg")), capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"#SBATCH --array=0-7\n", (project / "sim.sbatch").read_text())

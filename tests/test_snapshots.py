@@ -1,0 +1,139 @@
+"""Progress snapshots (issue 12, "Watching from the login node"): what a run writes to
+``progress.json``, how ``status`` reads it for a run on another host, and how merge-results
+leaves alone a folder that another host's run is writing (SQLite WAL is not safe across hosts).
+
+"Another host" is this test process with ``socket.gethostname`` patched; test_slurm.py runs
+``status`` in its own UTS namespace (another hostname) against real array tasks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import run_entry, write_config_dir
+from fakeworkers import FakeClock
+from jobsplit import UserError
+from jobsplit.console import message_console
+from jobsplit.merge import merge, report
+from jobsplit.snapshot import INTERVAL, STALLED_AFTER, RunSnapshot, SnapshotWriter, read_snapshot, write_snapshot
+from jobsplit.status import gather, unfinished_tasks
+from jobsplit.status import run as status_run
+from threemachines import ENTRY, HEADER, env_for
+
+MACHINES = {"sim": {"speed": 1.0, "cores": 1, "array": 3}, "ws": [1.0, 2]}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> Path:
+    """An output root where sim[0], sim[1] and ws ran to the end here; sim[2] never started."""
+    base = tmp_path_factory.mktemp("snapshots")
+    write_config_dir(base, config="[experiment]\nlabel = snapshots\n", header=HEADER, machines=MACHINES)
+    (base / "entry.py").write_text(ENTRY, encoding="utf-8")
+    for machine, index in (("sim", "0"), ("sim", "1"), ("ws", None)):
+        args = ["run", "--machine", machine, "--yes", "--console", "plain", "--out", base / "out", "--nice", "0"]
+        result = run_entry(base / "entry.py", *args, *(["--array-index", index] if index else []), env=env_for(base), cwd=base)
+        assert result.returncode == 0, result.stderr
+    return base / "out"
+
+
+@pytest.fixture
+def elsewhere(monkeypatch):
+    """Be another host than the one that ran the machines."""
+    monkeypatch.setattr("jobsplit.snapshot.socket.gethostname", lambda: "login-node")
+
+
+def as_if_running_on(folder: Path, host: str, updated: float) -> None:
+    snapshot = read_snapshot(folder)
+    assert snapshot is not None
+    write_snapshot(folder, RunSnapshot(**{**snapshot.__dict__, "state": "running", "host": host, "updated": updated, "done": 3, "running": 1}))
+
+
+def test_a_finished_run_leaves_its_snapshot(runs):
+    snapshot = read_snapshot(runs / "sim@1")
+    assert snapshot is not None
+    assert (snapshot.machine, snapshot.state, snapshot.total, snapshot.done, snapshot.failed, snapshot.running, snapshot.pending) == ("sim[1]", "completed", 5, 5, 0, 0, 0)
+    assert snapshot.plan == {"sim[0]": 5, "sim[1]": 5, "sim[2]": 5, "ws": 9}  # 24 jobs by capacity 1:1:1:2
+    assert snapshot.started <= snapshot.updated <= time.time() and snapshot.workers == 1
+    doc = json.loads((runs / "sim@1" / "progress.json").read_text())
+    assert doc["format"] == 1 and len(doc["digest"]) == 32
+
+
+def test_status_on_another_host_reads_the_snapshots_and_lists_every_task(runs, elsewhere, capsys):
+    digest, statuses = gather([runs])
+    assert digest == read_snapshot(runs / "ws").digest
+    by_name = {s.name: s for s in statuses}
+    assert list(by_name) == ["sim[0]", "sim[1]", "sim[2]", "ws"]
+    assert by_name["sim[1]"].state == "finished" and by_name["sim[1]"].done == 5 and by_name["sim[1]"].jobs_per_second
+    assert by_name["sim[2]"].state == "not started" and by_name["sim[2]"].pending == 5
+    assert unfinished_tasks(statuses) == {"sim": ([2], 0)}
+    assert status_run(argparse.Namespace(dirs=[runs], json=False), message_console()) == 0
+    out = capsys.readouterr().out
+    assert "sim: resubmit the 1 task not finished with --array=2" in out
+    assert status_run(argparse.Namespace(dirs=[runs], json=True), message_console()) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["arrays"] == {"sim": {"unfinished": [2], "running": 0, "resubmit": "--array=2"}}
+
+
+def test_running_and_stalled_tasks_on_another_host(runs, tmp_path, elsewhere, capsys):
+    root = shutil.copytree(runs, tmp_path / "out")
+    as_if_running_on(root / "sim@0", "node7", time.time())
+    as_if_running_on(root / "sim@1", "node8", time.time() - STALLED_AFTER - 60)
+    (root / "sim@0" / "journal.sqlite").write_bytes(b"not opened from another host while its run goes on\n" * 50)
+    _, statuses = gather([root])
+    states = {s.name: (s.state, s.done, s.running) for s in statuses}
+    assert states["sim[0]"] == ("running", 3, 1) and states["sim[1]"][0] == "stalled"
+    assert unfinished_tasks(statuses) == {"sim": ([1, 2], 1)}
+    assert status_run(argparse.Namespace(dirs=[root], json=False), message_console()) == 0
+    assert "with --array=1-2" in capsys.readouterr().out
+
+    merged = merge([root])  # the damaged journal of sim[0] was never opened
+    assert set(merged.elsewhere) == {"sim[0]"} and not merged.complete
+    assert "sim[1]" in {m.machine for m in merged.machines}  # a stalled run's journal is read
+    report(merged, message_console())
+    text = capsys.readouterr().err
+    assert "missing from sim[0]: all 5 jobs (its run goes on on node7" in text and "INCOMPLETE" in text
+
+
+def test_merge_refuses_when_every_folder_is_written_elsewhere(runs, tmp_path, elsewhere):
+    root = shutil.copytree(runs, tmp_path / "out")
+    for name in ("sim@0", "sim@1", "ws"):
+        as_if_running_on(root / name, "node7", time.time())
+    with pytest.raises(UserError, match=r"every folder given is being written by a run on another host \(node7\)"):
+        merge([root])
+
+
+def test_on_the_runs_own_host_the_journal_is_read(runs, tmp_path):
+    """Same host: WAL readers are safe, and the journal is live to its last commit."""
+    root = shutil.copytree(runs, tmp_path / "out")
+    as_if_running_on(root / "sim@0", __import__("socket").gethostname(), time.time())
+    _, statuses = gather([root])
+    assert {s.name: s.state for s in statuses}["sim[0]"] == "finished"  # what its journal says
+    assert merge([root]).elsewhere == {}
+
+
+def test_the_writer_writes_every_interval_and_at_once_when_asked(tmp_path):
+    clock = FakeClock()
+    first = RunSnapshot("m", "0" * 32, {"m": 5}, "running", "h", 1, clock.time(), clock.time(), 5, 0, 0, 0, 0, 1)
+    writer = SnapshotWriter(tmp_path, first, clock)
+    assert read_snapshot(tmp_path) == first
+    clock.now += INTERVAL / 2
+    writer.update(2, 0, 1)
+    assert read_snapshot(tmp_path).done == 0  # not yet due
+    clock.now += INTERVAL / 2
+    writer.update(3, 0, 1)
+    assert (read_snapshot(tmp_path).done, read_snapshot(tmp_path).updated) == (3, clock.time())
+    writer.write(5, 0, 0, "completed")
+    assert read_snapshot(tmp_path).state == "completed"
+    assert [p.name for p in tmp_path.iterdir()] == ["progress.json"]  # no temporary file left
+
+
+def test_a_damaged_snapshot_is_named(tmp_path):
+    (tmp_path / "progress.json").write_text('{"machine": "m"}')
+    with pytest.raises(UserError, match=r"progress\.json is not a jobsplit progress snapshot"):
+        read_snapshot(tmp_path)
