@@ -20,8 +20,9 @@ $(READY): pyproject.toml
 	touch $@
 
 ## Lint, then the whole test suite (slow end-to-end tests included), then the other Pythons.
+## Three test processes on two cores: most tests wait on processes they started.
 test: lint $(READY)
-	$(PY) -m pytest
+	$(PY) -m pytest -n 3 --dist loadgroup
 	scripts/test-pythons
 
 ## ruff (lint and import order) and mypy (strict) on src/.

@@ -193,3 +193,29 @@ def error_lines(text: str) -> list[str]:
 
 # Real components (Redis, a one-node Slurm cluster, headless Chromium): see components.py.
 from components import chromium, redis_server, slurm, slurm_cluster  # noqa: E402, F401
+
+_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def executable(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tests/frozen/e2e_entry.py built once with `make exe` (about 40 s), for every test that
+    runs the frozen program."""
+    dist = tmp_path_factory.mktemp("dist")
+    build = subprocess.run(
+        ["make", "-s", "exe", f"ENTRY={_ROOT / 'tests' / 'frozen' / 'e2e_entry.py'}", "NAME=e2e", f"DIST={dist}"],
+        cwd=_ROOT, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert build.returncode == 0, build.stdout + build.stderr
+    return dist / "e2e"
+
+
+_ONE_PROCESS = {"slurm", "slurm_cluster", "executable"}
+"""Fixtures that start something once per session (a cluster, a 40 s build): under pytest-xdist
+the tests using them share one worker process, so it starts once."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _ONE_PROCESS & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group("once-per-session"))

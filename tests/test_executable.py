@@ -33,18 +33,6 @@ HEADER = "Run Start Time,Job Running Time,Job Start Time,Index,Draw\n"
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not sys.platform.startswith("linux"), reason="built and tested on Linux")]
 
 
-@pytest.fixture(scope="module")
-def executable(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Build tests/frozen/e2e_entry.py with `make exe` (about 40 s)."""
-    dist = tmp_path_factory.mktemp("dist")
-    build = subprocess.run(
-        ["make", "-s", "exe", f"ENTRY={ROOT / 'tests' / 'frozen' / 'e2e_entry.py'}", "NAME=e2e", f"DIST={dist}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
-    )
-    assert build.returncode == 0, build.stdout + build.stderr
-    return dist / "e2e"
-
-
 def bare_env(tmp: Path) -> dict[str, str]:
     """No Python anywhere: an empty PATH entry, no PYTHON* variables, a private TMPDIR and host.ini."""
     empty_bin = tmp / "empty-bin"

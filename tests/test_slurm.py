@@ -290,18 +290,6 @@ def test_an_array_above_max_array_size_is_split_into_submissions_covering_each_i
 # --- Must show 3 and 6: a mixed plan, the frozen executable in the batch script ------------------
 
 
-@pytest.fixture(scope="module")
-def executable(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """tests/frozen/e2e_entry.py built with `make exe` (about 40 s)."""
-    dist = tmp_path_factory.mktemp("dist")
-    build = subprocess.run(
-        ["make", "-s", "exe", f"ENTRY={ROOT / 'tests' / 'frozen' / 'e2e_entry.py'}", "NAME=e2e", f"DIST={dist}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
-    assert build.returncode == 0, build.stdout + build.stderr
-    return dist / "e2e"
-
-
 @pytest.mark.slow
 def test_a_mixed_plan_of_two_workstations_and_an_array_run_by_the_frozen_executable(slurm: SlurmCluster, executable: Path, tmp_path: Path):
     folder = tmp_path / "study"
