@@ -22,6 +22,7 @@ place when a run opens them; the read-only tools read them as they are.
 
 from __future__ import annotations
 
+import operator
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -151,6 +152,11 @@ UPDATE meta SET value = '2' WHERE key = 'schema';
 Digest and (unknown, empty) Code columns that rows have had since."""
 
 _INSERT_ATTEMPT = f"INSERT INTO attempts ({', '.join(AttemptRow._fields)}) VALUES ({', '.join('?' * len(AttemptRow._fields))})"
+_DONE_FIELDS = ("job_id", "attempt", "run", "slot", "pid", "started", "ended", "outcome", "state", "max_rss", "cpu_seconds", "row")
+_INSERT_DONE = f"INSERT INTO attempts ({', '.join(_DONE_FIELDS)}) VALUES ({', '.join('?' * len(_DONE_FIELDS))})"
+_done_values = operator.itemgetter(*(AttemptRow._fields.index(name) for name in _DONE_FIELDS))
+"""A done attempt's values as a plain tuple: sqlite3 binds exact tuples several times faster
+than NamedTuples, and fewer columns faster still (no NULLs of exit status, signal, error)."""
 
 
 class Journal:
@@ -324,7 +330,8 @@ class Journal:
 
     def _commit(self, run: int, attempts: Sequence[AttemptRow], running: Iterable[RunningAttempt], now: float) -> None:
         with self._transaction():
-            self._db.executemany(_INSERT_ATTEMPT, attempts)
+            self._db.executemany(_INSERT_DONE, [_done_values(a) for a in attempts if a.outcome == Outcome.DONE])
+            self._db.executemany(_INSERT_ATTEMPT, [tuple(a) for a in attempts if a.outcome != Outcome.DONE])
             self._db.execute("DELETE FROM running")
             self._db.executemany("INSERT INTO running (job_id, attempt, slot, pid, started) VALUES (?, ?, ?, ?, ?)", running)
             self._db.execute("UPDATE runs SET updated = ? WHERE run = ?", (now, run))

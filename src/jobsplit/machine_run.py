@@ -99,9 +99,9 @@ class MachineRun:
         folder.create()
         positions = list(project.plan.share_of(settings.machine.name))
         job_ids = [project.pool.id_hex(p) for p in positions]
-        journal = self._open_journal(job_ids)
+        journal, fresh = self._open_journal(job_ids)
         try:
-            return self._run(journal, dict(zip(job_ids, positions)), should_stop)
+            return self._run(journal, fresh, dict(zip(job_ids, positions)), should_stop)
         finally:
             journal.close()
 
@@ -110,8 +110,9 @@ class MachineRun:
         if self._runner is not None:
             self._runner.kill()
 
-    def _open_journal(self, job_ids: list[str]) -> Journal:
-        """The journal, new or resumed, holding every result results.csv proves done."""
+    def _open_journal(self, job_ids: list[str]) -> tuple[Journal, bool]:
+        """The journal, new or resumed, holding every result results.csv proves done; and
+        whether it is brand new (nothing in it to read back)."""
         project, folder = self.project, self.folder
         existed = Journal.holds_a_plan(folder.journal)
         share = set(job_ids)
@@ -128,17 +129,18 @@ class MachineRun:
             if adopted:
                 how = "rebuilt the journal" if not existed else "took back into the journal"
                 self.events.notice(f"{how} from {folder.results}: {plural(adopted, 'job')} done there were recorded as done, and will not run again")
-            before = journal.meta().get("code", UNKNOWN)
-            if existed and UNKNOWN not in (before, self.code) and before != self.code:
-                self.events.notice(
-                    f"the entry's code changed since the last run here (code {before} then, {self.code} now); "
-                    "jobs done before keep the results of the old code (merge-results will point this out)"
-                )
-            journal.set_meta("code", self.code)
+            if existed:
+                before = journal.meta().get("code", UNKNOWN)
+                if UNKNOWN not in (before, self.code) and before != self.code:
+                    self.events.notice(
+                        f"the entry's code changed since the last run here (code {before} then, {self.code} now); "
+                        "jobs done before keep the results of the old code (merge-results will point this out)"
+                    )
+                journal.set_meta("code", self.code)
         except BaseException:
             journal.close()
             raise
-        return journal
+        return journal, not existed and not adopted
 
     def _meta(self) -> dict[str, str]:
         """What the merge, status and report tools need without the pool: the digest and the
@@ -161,18 +163,22 @@ class MachineRun:
         plan = self.project.plan
         return {m.name: len(share) for m, share in zip(plan.machines, plan.shares)}
 
-    def _run(self, journal: Journal, position_of: dict[str, int], should_stop: Callable[[], bool]) -> RunSummary:
+    def _run(self, journal: Journal, fresh: bool, position_of: dict[str, int], should_stop: Callable[[], bool]) -> RunSummary:
         project, settings, folder, clock = self.project, self.settings, self.folder, self.clock
-        journal.close_crashed_runs(clock.time())
-        counts = journal.counts()
-        todo = journal.to_run(retry_failed=settings.retry_failed)
+        if fresh:  # nothing to read back: every job of the share is pending, in plan order
+            counts: dict[str, int] = {**dict.fromkeys(JobState, 0), JobState.PENDING: len(position_of)}
+            todo = [(job_id, 0) for job_id in position_of]
+        else:
+            journal.close_crashed_runs(clock.time())
+            counts = journal.counts()
+            todo = journal.to_run(retry_failed=settings.retry_failed)
         failed_before = 0 if settings.retry_failed else counts[JobState.FAILED]
         if counts[JobState.DONE] or failed_before:
             self.events.notice(f"resuming: {counts[JobState.DONE]} done, {failed_before} failed, {len(todo)} to go")
         workers = min(settings.workers, max(len(todo), 1))
         started = clock.time()
         run = journal.begin_run(workers, started=started, host=socket.gethostname(), pid=os.getpid(), code=self.code, source=StaticShare.name)
-        results = ResultsFile(folder.results, csv_header_line(project.header), journal.result_lines())
+        results = ResultsFile(folder.results, csv_header_line(project.header), () if fresh else journal.result_lines())
         log = MachineLog(folder, project.logging)
         total, done = sum(counts.values()), counts[JobState.DONE]
         snapshots = SnapshotWriter(folder.path, RunSnapshot(
