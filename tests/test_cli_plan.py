@@ -346,3 +346,30 @@ def test_syntax_error_quotes_the_line_cleanly(setup, tmp_path):
     result = run_bad(tmp_path, setup, dict(config=DEFAULT_CONFIG + "just words\n"), "", (), None)
     assert_one_error_sentence(result, ["line 10", "'just words'"])
     assert "\\n" not in result.stderr
+
+
+def test_plan_json_is_streamed_as_the_very_text_of_one_json_dumps(entry_file, config_dir, tmp_path):
+    """`plan --json` is written as it is produced (issue 14), yet byte for byte what one
+    json.dumps of the whole document gives: scripts that compare it see no change."""
+    from jobsplit.cli import _write_plan_json
+    from jobsplit.digest import format_digest
+    from jobsplit.pool import JobPool
+    from jobsplit.project import load_project
+
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("plan_entry", entry_file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    project = load_project(JobPool(module.pool), config_dir)
+    plan, total = project.plan, len(project.pool)
+    doc = {
+        "digest": format_digest(project.digest), "strategy": plan.strategy, "total_jobs": total,
+        "machines": [
+            {"name": m.name, "speed": m.speed, "cores": m.cores, "share": len(s) / total, "jobs": len(s), "job_ids": [project.pool.id_hex(p) for p in s]}
+            for m, s in zip(plan.machines, plan.shares)
+        ],
+    }  # fmt: skip
+    pieces: list[str] = []
+    _write_plan_json(project, pieces.append, chunk=7)  # a small chunk: ids cross chunk boundaries
+    assert "".join(pieces) == json.dumps(doc) + "\n"

@@ -19,7 +19,8 @@ from rich.console import Console
 
 import jobsplit.progress as progress_module
 from jobsplit.config import Header, JobConfig, LogSettings
-from jobsplit.display import LiveDisplay, PlainDisplay, RunningJob, Snapshot, duration, render, summary_line
+from jobsplit.display import PlainDisplay, RunningJob, Snapshot, duration, summary_line
+from jobsplit.livedisplay import LiveDisplay, render
 from jobsplit.journal import Journal
 from jobsplit.links import ProcessHub
 from jobsplit.pool import JobPool

@@ -11,12 +11,12 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from rich.console import Console
-from rich.table import Table
 
-from . import exitcodes, logmerge, merge, report, status, trace
+from . import exitcodes
 from ._version import __version__
 from .console import data_console, message_console, say_error, say_notice
 from .digest import format_digest
@@ -25,18 +25,27 @@ from .fingerprint import entry_fingerprint
 from .hostconfig import CONSOLE_STYLES
 from .lifecycle import follow_bootloader
 from .plan import STRATEGIES
-from .plan.simulate import finish_time
 from .pool import JobKey, JobPool
 from .project import CostFn, Project, find_config_dir, load_project
-from .reduction import ReduceFn, reduce_results
 from .run_command import run_share
 from .sbatch_command import SbatchFlags, program_command, sbatch
 from .scaffold import write_templates
 from .settings import RunFlags
 
 ENTRY_COMMANDS = ("run", "digest", "plan", "init", "reduce", "sbatch")
-TOOLS: tuple[Any, ...] = (merge, status, logmerge, report, trace)
-"""Modules of ``jobsplit`` subcommands, each with NAME, HELP, configure(parser) and run(args, console)."""
+TOOL_NAMES = ("merge-results", "status", "merge-logs", "report", "trace")
+"""The ``jobsplit`` subcommands that need no job pool (also available inside every entry)."""
+
+if TYPE_CHECKING:
+    from .reduction import ReduceFn
+
+
+def tools() -> tuple[ModuleType, ...]:
+    """The tool modules (each with NAME, HELP, configure(parser) and run(args, console)),
+    imported only when a tool runs: a run starts faster without them."""
+    from . import logmerge, merge, report, status, trace
+
+    return (merge, status, logmerge, report, trace)
 
 
 def main(
@@ -68,7 +77,7 @@ def entry_main(
 ) -> int:
     """Like :func:`main`, returning the exit status instead of exiting."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in {tool.NAME for tool in TOOLS}:
+    if argv and argv[0] in TOOL_NAMES:
         return tool_main(argv)  # the merge and status tools travel inside every executable too
     if not argv or argv[0] not in (*ENTRY_COMMANDS, "-h", "--help", "--version"):
         argv.insert(0, "run")  # a double-clicked executable runs this machine's share
@@ -79,6 +88,8 @@ def entry_main(
         if args.command == "init":
             return _init(args.config_dir or Path.cwd())
         if args.command == "reduce":
+            from .reduction import reduce_results
+
             return reduce_results(reduce, args.dirs, args.output, allow_missing=args.allow_missing, console=messages)
         project = load_project(
             JobPool(pool, key), find_config_dir(args.config_dir), strategy=args.strategy, seed=args.seed, cost=cost
@@ -110,7 +121,7 @@ def tool_main(argv: Sequence[str] | None = None) -> int:
     delegated.add_argument("entry", type=Path, metavar="ENTRY", help="the entry script (run with this Python) or its executable")
     delegated.add_argument("options", nargs=argparse.REMAINDER, metavar="OPTIONS", help="see `ENTRY sbatch --help`")
     handlers["sbatch"] = lambda args, console: _delegate(args.entry, "sbatch", args.options)
-    for tool in TOOLS:
+    for tool in tools():
         tool.configure(commands.add_parser(tool.NAME, help=tool.HELP, description=tool.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
         handlers[tool.NAME] = tool.run
     args = parser.parse_args(argv)
@@ -154,11 +165,11 @@ def _guarded(console: Console, command: Callable[[], int]) -> int:
 
 def _entry_parser() -> argparse.ArgumentParser:
     prog = Path(sys.argv[0]).name if not getattr(sys, "frozen", False) else Path(sys.executable).name
-    tools = ", ".join(tool.NAME for tool in TOOLS)
+    tool_list = ", ".join(TOOL_NAMES)
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Run this machine's share of the job pool (see `run --help`).",
-        epilog=f"Also available here: {tools} (see `{prog} COMMAND --help`).",
+        epilog=f"Also available here: {tool_list} (see `{prog} COMMAND --help`).",
     )
     parser.add_argument("--version", action="version", version=f"jobsplit {__version__} (entry code {entry_fingerprint()})")
     shared = argparse.ArgumentParser(add_help=False)
@@ -258,24 +269,31 @@ def _init(dest: Path) -> int:
     return 0
 
 
+def _write_plan_json(project: Project, write: Callable[[str], object], chunk: int = 10_000) -> None:
+    """``plan --json``, written as it is produced (ten million ids never sit in memory as one
+    document): the very text ``json.dumps`` would give for the whole document."""
+    plan, total, pool = project.plan, len(project.pool), project.pool
+    head = json.dumps({"digest": format_digest(project.digest), "strategy": plan.strategy, "total_jobs": total})
+    write(head[:-1] + ', "machines": [')
+    for index, (m, share) in enumerate(zip(plan.machines, plan.shares)):
+        machine = json.dumps({"name": m.name, "speed": m.speed, "cores": m.cores, "share": len(share) / total if total else 0.0, "jobs": len(share)})
+        write((", " if index else "") + machine[:-1] + ', "job_ids": [')
+        for start in range(0, len(share), chunk):
+            write((", " if start else "") + ", ".join(f'"{pool.id_hex(p)}"' for p in share[start : start + chunk]))
+        write("]}")
+    write("]}\n")
+
+
 def _show_plan(project: Project, *, as_json: bool) -> None:
+    if as_json:
+        _write_plan_json(project, sys.stdout.write)
+        return
+    from rich.table import Table
+
+    from .plan.simulate import finish_time
+
     plan, total = project.plan, len(project.pool)
     out = data_console()
-    if as_json:
-        machines = [
-            {
-                "name": m.name,
-                "speed": m.speed,
-                "cores": m.cores,
-                "share": len(share) / total if total else 0.0,
-                "jobs": len(share),
-                "job_ids": [project.pool.id_hex(p) for p in share],
-            }
-            for m, share in zip(plan.machines, plan.shares)
-        ]
-        doc = {"digest": format_digest(project.digest), "strategy": plan.strategy, "total_jobs": total, "machines": machines}
-        print(json.dumps(doc))
-        return
     costs = project.costs
     table = Table(title=f"Plan ({plan.strategy}) for {total} jobs")
     for column in ("Machine", "Speed", "Cores", "Share", "Jobs"):

@@ -1,4 +1,4 @@
-"""The run's console: a live view on a terminal, a plain line every 10 s elsewhere.
+"""The run's console: a plain line every 10 s (the live view for terminals is ``livedisplay``).
 
 Displays are pure renderers of a :class:`Snapshot`; all times come from the snapshot, so a
 test can drive them with a fake clock.
@@ -9,12 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from rich.console import Console, Group, RenderableType
-from rich.live import Live
-from rich.markup import escape
-from rich.progress_bar import ProgressBar
-from rich.table import Table
-from rich.text import Text
+from rich.console import Console
 
 PLAIN_INTERVAL = 10.0
 
@@ -100,47 +95,3 @@ class PlainDisplay:
 
     def close(self) -> None:
         pass
-
-
-class LiveDisplay:
-    """For a terminal: an overall bar for this machine and one line per running job."""
-
-    def __init__(self, console: Console) -> None:
-        self.console = console
-        self._live = Live(console=console, auto_refresh=False, transient=False, redirect_stdout=False, redirect_stderr=False)
-        self._live.start()
-
-    def update(self, snapshot: Snapshot) -> None:
-        self._live.update(render(snapshot), refresh=True)
-
-    def message(self, text: str) -> None:
-        self._live.console.print(escape(text), highlight=False, soft_wrap=True)
-
-    def close(self) -> None:
-        self._live.stop()
-
-
-def render(s: Snapshot) -> RenderableType:
-    """The live view of one snapshot."""
-    overall = Table.grid(padding=(0, 1))
-    overall.add_row(
-        Text(s.machine, style="bold"),
-        ProgressBar(total=max(s.total, 1), completed=s.done + s.failed, width=30),
-        Text(f"{s.done}/{s.total} done"),
-        Text(f"{s.failed} failed", style="red" if s.failed else "dim"),
-        Text(f"{s.rate:.3g} jobs/s"),
-        Text(f"ETA {duration(s.eta)}"),
-        Text(f"elapsed {duration(s.elapsed)}", style="dim"),
-    )
-    if not s.running:
-        return overall
-    jobs = Table.grid(padding=(0, 1))
-    for job in s.running:
-        jobs.add_row(
-            Text(job.job_id[:12], style="cyan"),
-            ProgressBar(total=1.0, completed=job.fraction, width=20),
-            Text(f"{100 * job.fraction:3.0f}%"),
-            Text(duration(job.elapsed), style="dim"),
-            Text(job.label, overflow="ellipsis", no_wrap=True),
-        )
-    return Group(overall, jobs)

@@ -20,7 +20,7 @@ from rich.markup import escape
 from . import exitcodes
 from .console import say_notice
 from .digest import format_digest, normalize_digest
-from .display import Display, LiveDisplay, PlainDisplay, Snapshot, duration
+from .display import Display, PlainDisplay, Snapshot, duration
 from .errors import UserError
 from .fingerprint import entry_fingerprint
 from .hostconfig import load_host_settings
@@ -195,6 +195,8 @@ class _Declined(UserError):
 
 def _display(console: Console, style: str) -> Display:
     if style == "live" or (style == "auto" and console.is_terminal):
+        from .livedisplay import LiveDisplay
+
         return LiveDisplay(console)
     return PlainDisplay(console)
 
