@@ -22,7 +22,7 @@ _SEPARATORS = re.compile(r"[\s:_-]+")
 
 def compute_digest(
     *,
-    sorted_ids: bytes,
+    sorted_ids: bytes | bytearray,
     config: Mapping[str, Mapping[str, str]],
     machines: Sequence[Machine],
     header: Sequence[str],
@@ -45,7 +45,7 @@ def compute_digest(
         state.update(sorted_ids)
     else:
         for start in range(0, len(sorted_ids), ID_BYTES):
-            job_id = sorted_ids[start : start + ID_BYTES]
+            job_id = bytes(sorted_ids[start : start + ID_BYTES])
             state.update(job_id)
             state.update(struct.pack(">d", costs_by_id[job_id]))
     return state.hexdigest()[:DIGEST_HEX]

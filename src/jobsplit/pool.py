@@ -156,18 +156,22 @@ class JobPool:
             raise UserError(f"the pool passed to jobsplit.main is {what}; pass a list (or any iterable) of the jobs' arguments, e.g. [(1, 'a'), (2, 'b')]")
         self.jobs: list[Any] = jobs if type(jobs) is list else list(jobs)  # the user's list is not copied
         self.key = key
-        buffer = self._plain_ids() if key is None else None
-        if buffer is None:
-            buffer = bytearray()
+        buffer, buckets = bytearray(), [bytearray() for _ in range(256)]
+        if key is not None or not self._plain_ids(buffer, buckets):
+            buffer[:] = b""
+            for bucket in buckets:
+                bucket[:] = b""
             for position, job in enumerate(self.jobs):
-                buffer += job_id(job, position, key)
+                one = job_id(job, position, key)
+                buffer += one
+                buckets[one[0]] += one
         self.ids = JobIds(buffer)
-        self._sorted = self._sort_checking_unique()
+        self._sorted = self._sort_checking_unique(buckets)
 
     def __len__(self) -> int:
         return len(self.jobs)
 
-    def sorted_ids(self) -> bytes:
+    def sorted_ids(self) -> bytes | bytearray:
         """Every id in byte order, packed: what the digest covers (pool order never matters)."""
         return self._sorted
 
@@ -178,26 +182,27 @@ class JobPool:
     def identity_text(self, position: int) -> str:
         return identity_text(self.jobs[position], position, self.key)
 
-    def _plain_ids(self) -> bytearray | None:
-        """Ids of the common pool, tuples of plain scalars, in one tight pass; None when the pool
-        needs the general path, which names bad jobs."""
+    def _plain_ids(self, buffer: bytearray, buckets: list[bytearray]) -> bool:
+        """Ids of the common pool, tuples of plain scalars, in one tight pass, into ``buffer``
+        (pool order) and ``buckets`` (by first byte); False when the pool needs the general
+        path, which names bad jobs."""
         jobs = self.jobs
         if {type(job) for job in jobs} != {tuple} or not _SCALARS.issuperset(map(type, itertools.chain.from_iterable(jobs))):
-            return None
-        sha256, encode, buffer = hashlib.sha256, _fast_encoder(jobs) or _encode, bytearray()
+            return False
+        sha256, encode = hashlib.sha256, _fast_encoder(jobs) or _encode
         try:
             for job in jobs:
-                buffer += sha256(_ID_DOMAIN + encode(job).encode()).digest()[:ID_BYTES]
+                one = sha256(_ID_DOMAIN + encode(job).encode()).digest()[:ID_BYTES]
+                buffer += one
+                buckets[one[0]] += one
         except UnicodeEncodeError:
-            return None  # a lone surrogate: the general path says which job
-        return buffer
+            return False  # a lone surrogate: the general path says which job
+        return True
 
-    def _sort_checking_unique(self) -> bytes:
+    def _sort_checking_unique(self, buckets: list[bytearray]) -> bytearray:
         """The ids in byte order, packed, sorted bucket by bucket (by first byte) so that only a
-        bucket's ids are ever Python objects at once; a repeated id is a UserError."""
-        buckets = [bytearray() for _ in range(256)]
-        for job_id in self.ids:
-            buckets[job_id[0]] += job_id
+        bucket's ids are ever Python objects at once, each bucket freed once sorted; a repeated
+        id is a UserError."""
         ordered = bytearray()
         for index, bucket in enumerate(buckets):
             packed = bytes(bucket)
@@ -212,7 +217,7 @@ class JobPool:
                     "remove the duplicate, or pass key= to jobsplit.main to tell them apart"
                 )
             ordered += b"".join(ids)
-        return bytes(ordered)
+        return ordered
 
 
 def _fast_encoder(jobs: list[tuple[Any, ...]]) -> Callable[[tuple[Any, ...]], str] | None:
@@ -224,26 +229,20 @@ def _fast_encoder(jobs: list[tuple[Any, ...]]) -> Callable[[tuple[Any, ...]], st
     if len(lengths) != 1 or not jobs:
         return None
     (length,) = lengths
+    if not length:
+        return None
     kinds = [{type(value) for value in map(operator.itemgetter(k), jobs)} for k in range(length)]
     if not all(len(types) == 1 and types <= {int, float, str} for types in kinds):
         return None
     for k, types in enumerate(kinds):
         if types == {float} and not all(map(math.isfinite, map(operator.itemgetter(k), jobs))):
             return None  # NaN and infinities are spelled otherwise in JSON
-    spec = "[" + ",".join({int: "%d", float: "%r", str: "%s"}[types.pop()] for types in kinds) + "]"
-    escape = json.encoder.encode_basestring
-    strings = [k for k, job_kind in enumerate(map(type, jobs[0])) if job_kind is str]
-    if not strings:
-        return lambda job: spec % job
-    if len(strings) == length == 1:
-        return lambda job: spec % escape(job[0])
-
-    def encode(job: tuple[Any, ...]) -> str:
-        values = list(job)
-        for k in strings:
-            values[k] = escape(values[k])
-        return spec % tuple(values)
-
+    kinds_in_order = [types.pop() for types in kinds]
+    spec = "[" + ",".join({int: "%d", float: "%r", str: "%s"}[kind] for kind in kinds_in_order) + "]"
+    values = ", ".join(f"escape(job[{k}])" if kind is str else f"job[{k}]" for k, kind in enumerate(kinds_in_order))
+    # One expression for this shape, built from the types alone (never from the jobs' values):
+    # a generic loop over the values would cost more than the C encoder it replaces.
+    encode: Callable[[tuple[Any, ...]], str] = eval(f"lambda job: spec % ({values},)", {"spec": spec, "escape": json.encoder.encode_basestring})
     return encode
 
 
