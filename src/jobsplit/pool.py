@@ -189,12 +189,15 @@ class JobPool:
         jobs = self.jobs
         if {type(job) for job in jobs} != {tuple} or not _SCALARS.issuperset(map(type, itertools.chain.from_iterable(jobs))):
             return False
-        sha256, encode = hashlib.sha256, _fast_encoder(jobs) or _encode
+        kinds = _uniform_kinds(jobs)
+        texts = _formatted(jobs, kinds, _ID_DOMAIN) if kinds else ([_ID_DOMAIN + _encode(job).encode() for job in jobs],)
+        digest = operator.methodcaller("digest")
         try:
-            for job in jobs:
-                one = sha256(_ID_DOMAIN + encode(job).encode()).digest()[:ID_BYTES]
-                buffer += one
-                buckets[one[0]] += one
+            for pieces in texts:
+                for full in map(digest, map(hashlib.sha256, pieces)):
+                    one = full[:ID_BYTES]
+                    buffer += one
+                    buckets[one[0]] += one
         except UnicodeEncodeError:
             return False  # a lone surrogate: the general path says which job
         return True
@@ -220,30 +223,39 @@ class JobPool:
         return ordered
 
 
-def _fast_encoder(jobs: list[tuple[Any, ...]]) -> Callable[[tuple[Any, ...]], str] | None:
-    """The canonical JSON of a pool of same-shaped tuples of ints, finite floats and strings,
-    by one %-format per job (faster than the C encoder's per-call set-up); None for any other
-    pool. The text is the encoder's exactly: ``%d`` of an int, ``%r`` (shortest repr) of a
-    finite float, and the encoder's own string escaping."""
+def _uniform_kinds(jobs: list[tuple[Any, ...]]) -> list[type] | None:
+    """The kind of each place when every job is a tuple of the same length whose places each
+    hold one kind: int, finite float or str (the shape of most parameter grids); else None."""
     lengths = {len(job) for job in jobs}
     if len(lengths) != 1 or not jobs:
         return None
     (length,) = lengths
-    if not length:
-        return None
     kinds = [{type(value) for value in map(operator.itemgetter(k), jobs)} for k in range(length)]
-    if not all(len(types) == 1 and types <= {int, float, str} for types in kinds):
+    if not length or not all(len(types) == 1 and types <= {int, float, str} for types in kinds):
         return None
     for k, types in enumerate(kinds):
         if types == {float} and not all(map(math.isfinite, map(operator.itemgetter(k), jobs))):
             return None  # NaN and infinities are spelled otherwise in JSON
-    kinds_in_order = [types.pop() for types in kinds]
-    spec = "[" + ",".join({int: "%d", float: "%r", str: "%s"}[kind] for kind in kinds_in_order) + "]"
-    values = ", ".join(f"escape(job[{k}])" if kind is str else f"job[{k}]" for k, kind in enumerate(kinds_in_order))
-    # One expression for this shape, built from the types alone (never from the jobs' values):
-    # a generic loop over the values would cost more than the C encoder it replaces.
-    encode: Callable[[tuple[Any, ...]], str] = eval(f"lambda job: spec % ({values},)", {"spec": spec, "escape": json.encoder.encode_basestring})
-    return encode
+    return [types.pop() for types in kinds]
+
+
+def _formatted(jobs: list[tuple[Any, ...]], kinds: list[type], prefix: bytes, chunk: int = 4096) -> Iterator[list[bytes]]:
+    """``prefix`` + the canonical JSON of each job, UTF-8, a chunk of jobs at a time.
+
+    One %-format per chunk rather than one encoder call per job: ``%d`` of an int, ``%r``
+    (shortest repr) of a finite float and the encoder's own escaping of a string are exactly
+    the encoder's text. Pieces are cut at NUL, which JSON text never holds (it escapes it).
+    """
+    spec = prefix.decode() + "[" + ",".join({int: "%d", float: "%r", str: "%s"}[kind] for kind in kinds) + "]\0"
+    width, strings, escape = len(kinds), [k for k, kind in enumerate(kinds) if kind is str], json.encoder.encode_basestring
+    for start in range(0, len(jobs), chunk):
+        part = jobs[start : start + chunk]
+        values = list(itertools.chain.from_iterable(part))
+        for k in strings:
+            values[k::width] = map(escape, values[k::width])
+        pieces = ((spec * len(part)) % tuple(values)).encode().split(b"\0")
+        pieces.pop()  # after the last NUL
+        yield pieces
 
 
 def _normalize(value: Any, where: str, depth: int) -> Any:
