@@ -187,9 +187,11 @@ class JobPool:
         (pool order) and ``buckets`` (by first byte); False when the pool needs the general
         path, which names bad jobs."""
         jobs = self.jobs
-        if {type(job) for job in jobs} != {tuple} or not _SCALARS.issuperset(map(type, itertools.chain.from_iterable(jobs))):
+        if set(map(type, jobs)) != {tuple}:
             return False
         kinds = _uniform_kinds(jobs)
+        if kinds is None and not _SCALARS.issuperset(map(type, itertools.chain.from_iterable(jobs))):
+            return False
         texts = _formatted(jobs, kinds, _ID_DOMAIN) if kinds else ([_ID_DOMAIN + _encode(job).encode() for job in jobs],)
         digest = operator.methodcaller("digest")
         try:
@@ -226,11 +228,11 @@ class JobPool:
 def _uniform_kinds(jobs: list[tuple[Any, ...]]) -> list[type] | None:
     """The kind of each place when every job is a tuple of the same length whose places each
     hold one kind: int, finite float or str (the shape of most parameter grids); else None."""
-    lengths = {len(job) for job in jobs}
+    lengths = set(map(len, jobs))  # C-level passes: the checks cost a fraction of the hashing
     if len(lengths) != 1 or not jobs:
         return None
     (length,) = lengths
-    kinds = [{type(value) for value in map(operator.itemgetter(k), jobs)} for k in range(length)]
+    kinds = [set(map(type, map(operator.itemgetter(k), jobs))) for k in range(length)]
     if not length or not all(len(types) == 1 and types <= {int, float, str} for types in kinds):
         return None
     for k, types in enumerate(kinds):
