@@ -228,7 +228,7 @@ def test_progress_of_a_running_job_reaches_the_supervisor(tmp_path: Path, start_
     ids = [pool.id_hex(p) for p in range(len(pool))]
     journal = Journal(tmp_path / "journal.sqlite")
     journal.initialize({"digest": "00" * 16}, ids)
-    run = journal.begin_run(2, started=time.time(), host="here", pid=0, code="code", source="static")
+    run = journal.begin_run(2, done_before=0, started=time.time(), host="here", pid=0, code="code", source="static")
     results = ResultsFile(tmp_path / "results.csv", csv_header_line(header), [])
     source = StaticShare(Task(job_id, position) for position, job_id in enumerate(ids))
     recorder = Recorder(journal, results, run)

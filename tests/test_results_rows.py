@@ -152,3 +152,27 @@ def test_a_row_round_trips_through_csv():
     line = formatter("A", "B").line(("x,\"y\"", 1e-300), STARTED, 1.0, "cd" * 16, '["a,b"]')
     (fields,) = list(csv.reader(io.StringIO(line)))
     assert fields[3:] == ['x,"y"', "1e-300", "cd" * 16, '["a,b"]', "m1", "d" * 32, "c" * 12]
+
+
+# --- the line is built without csv when it can be: always what csv would write (issue 14) ------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_CELLS = st.one_of(st.text(alphabet=st.sampled_from(list('ab,"\n\r é;\t'))), st.integers(), st.floats(allow_nan=False), st.none(), st.booleans())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_CELLS, min_size=1, max_size=4), st.text(alphabet=st.sampled_from(list('[1,"a"]{}:\n'))), st.permutations(["Run Start Time", "Job Running Time", "Job Start Time"]))
+def test_a_line_is_exactly_what_csv_writes(cells, job_args, timing):
+    import csv
+    import io
+
+    columns = [f"C{i}" for i in range(len(cells))]
+    formatter = RowFormatter(Header((*timing, *columns)), "m[3]", STARTED, "d" * 32, "c" * 12)
+    value = cells if len(cells) > 1 else cells[0]
+    line = formatter.line(value, STARTED + 1.5, 0.25, "cd" * 16, job_args)
+    expected_fields = {"Run Start Time": formatter.run_started, "Job Start Time": formatter.line(value, STARTED + 1.5, 0.25, "cd" * 16, "x").split(",")[timing.index("Job Start Time")], "Job Running Time": "0.250000"}
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow([*(expected_fields[c] for c in timing), *formatter.cells(value), "cd" * 16, job_args, "m[3]", "d" * 32, "c" * 12])
+    assert line == buffer.getvalue()

@@ -42,7 +42,7 @@ class Setup:
         self.ids = [self.pool.id_hex(p) for p in range(len(jobs))]
         self.journal = Journal(tmp_path / "journal.sqlite")
         self.journal.initialize({"digest": "0" * 32}, self.ids)
-        self.run_number = self.journal.begin_run(workers, started=self.clock.time(), host="test", pid=1, code="c0de", source="test")
+        self.run_number = self.journal.begin_run(workers, done_before=0, started=self.clock.time(), host="test", pid=1, code="c0de", source="test")
         self.results = ResultsFile(tmp_path / "results.csv", "header\n", [])
         self.tmp_path = tmp_path
         self.workers, self.timeout, self.retries = workers, timeout, retries

@@ -22,6 +22,7 @@ place when a run opens them; the read-only tools read them as they are.
 
 from __future__ import annotations
 
+import itertools
 import operator
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
@@ -159,6 +160,10 @@ _done_values = operator.itemgetter(*(AttemptRow._fields.index(name) for name in 
 than NamedTuples, and fewer columns faster still (no NULLs of exit status, signal, error)."""
 
 
+def _is_done(attempt: AttemptRow) -> bool:
+    return attempt.row is not None  # only a done attempt has a results.csv line
+
+
 class Journal:
     """One machine's journal. Writers group their changes into few commits (see Recorder)."""
 
@@ -255,13 +260,12 @@ class Journal:
             self._db.execute("DELETE FROM running")
             self._db.execute("UPDATE runs SET status = ?, ended = updated WHERE status = ?", (RunStatus.CRASHED, RunStatus.RUNNING))
 
-    def begin_run(self, workers: int, *, started: float, host: str, pid: int, code: str, source: str) -> int:
-        """Record a new run; returns its number."""
+    def begin_run(self, workers: int, *, done_before: int, started: float, host: str, pid: int, code: str, source: str) -> int:
+        """Record a new run (``done_before``: jobs done when it starts); returns its number."""
         with self._transaction():
-            done = self.counts()[JobState.DONE]
             cursor = self._db.execute(
                 "INSERT INTO runs (started, updated, workers, done_before, status, host, pid, code, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (started, started, workers, done, RunStatus.RUNNING, host, pid, code, source),
+                (started, started, workers, done_before, RunStatus.RUNNING, host, pid, code, source),
             )
         return int(cursor.lastrowid or 0)
 
@@ -330,8 +334,11 @@ class Journal:
 
     def _commit(self, run: int, attempts: Sequence[AttemptRow], running: Iterable[RunningAttempt], now: float) -> None:
         with self._transaction():
-            self._db.executemany(_INSERT_DONE, [_done_values(a) for a in attempts if a.outcome == Outcome.DONE])
-            self._db.executemany(_INSERT_ATTEMPT, [tuple(a) for a in attempts if a.outcome != Outcome.DONE])
+            for done, group in itertools.groupby(attempts, key=_is_done):  # in order: ids follow time
+                if done:
+                    self._db.executemany(_INSERT_DONE, map(_done_values, group))
+                else:
+                    self._db.executemany(_INSERT_ATTEMPT, map(tuple, group))
             self._db.execute("DELETE FROM running")
             self._db.executemany("INSERT INTO running (job_id, attempt, slot, pid, started) VALUES (?, ?, ?, ?, ?)", running)
             self._db.execute("UPDATE runs SET updated = ? WHERE run = ?", (now, run))

@@ -177,7 +177,9 @@ class MachineRun:
             self.events.notice(f"resuming: {counts[JobState.DONE]} done, {failed_before} failed, {len(todo)} to go")
         workers = min(settings.workers, max(len(todo), 1))
         started = clock.time()
-        run = journal.begin_run(workers, started=started, host=socket.gethostname(), pid=os.getpid(), code=self.code, source=StaticShare.name)
+        run = journal.begin_run(
+            workers, done_before=counts[JobState.DONE], started=started, host=socket.gethostname(), pid=os.getpid(), code=self.code, source=StaticShare.name
+        )
         results = ResultsFile(folder.results, csv_header_line(project.header), () if fresh else journal.result_lines())
         log = MachineLog(folder, project.logging)
         total, done = sum(counts.values()), counts[JobState.DONE]
@@ -208,7 +210,7 @@ class MachineRun:
                 results.close()
                 narrator.logger.info("run %d %s: %s done, %s failed in %.1f s", run, status, plural(final.done_this_run, "job"), plural(runner.counts.failed, "job"), final.elapsed)
                 log.close()
-        after = journal.counts()
+        after = {JobState.DONE: final.done, JobState.FAILED: final.failed} if fresh else journal.counts()  # a new journal: the runner's counts are all
         return RunSummary(status, narrator.total, after[JobState.DONE], after[JobState.FAILED], final.done_this_run, final.elapsed, workers)
 
     def _worker_setup(self, workers: int, started: float) -> WorkerSetup:

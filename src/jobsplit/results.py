@@ -49,17 +49,22 @@ class RowFormatter:
         self._run_at, self._start_at, self._time_at = (order[c] for c in ("Run Start Time", "Job Start Time", "Job Running Time"))
         self._sink = _LastLine()
         self._writer = csv.writer(self._sink, lineterminator="\n")
+        self._suffix = f",{machine},{digest},{code}\n"  # never quoted: a machine name, hex digits
 
     def line(self, value: Any, job_started: float, running_time: float, job_id: str, job_args: str) -> str:
-        fields = ["", "", "", *self.cells(value), job_id, job_args, self.machine, self.digest, self.code]
-        fields[self._run_at] = self.run_started
-        fields[self._start_at] = utc_timestamp(job_started)
-        fields[self._time_at] = f"{running_time:.6f}"
-        line = ",".join(fields)
-        if line.count(",") == len(fields) - 1 and '"' not in line and "\n" not in line and "\r" not in line:
-            return line + "\n"  # no cell needs quoting: what csv would write, several times faster
-        self._writer.writerow(fields)
-        return self._sink.line
+        """The CSV line csv.writer would write, built directly when no cell holds a line break
+        (only a cell with a comma or a quote needs quoting then; csv itself only for the rest)."""
+        timing = ["", "", ""]
+        timing[self._run_at] = self.run_started
+        timing[self._start_at] = utc_timestamp(job_started)
+        timing[self._time_at] = f"{running_time:.6f}"
+        cells = self.cells(value)
+        try:
+            quoted = [_quoted(cell) for cell in cells]
+            return f"{','.join(timing)},{','.join(quoted)},{job_id},{_quoted(job_args)}{self._suffix}" if cells else f"{','.join(timing)},{job_id},{_quoted(job_args)}{self._suffix}"
+        except _LineBreak:
+            self._writer.writerow([*timing, *cells, job_id, job_args, self.machine, self.digest, self.code])
+            return self._sink.line
 
     def cells(self, value: Any) -> list[str]:
         """The result columns' cells: a sequence in column order, a dict by name, or a scalar."""
@@ -103,6 +108,18 @@ def _cell(value: Any, column: str) -> str:
         return str(value)
     name = type(value).__name__
     raise ResultShapeError(f"the value for column {column!r} is {article(name)} {name}; cells must be numbers, strings, booleans or None")
+
+
+class _LineBreak(Exception):
+    """A cell holds a line break: csv.writer decides (Python versions quote a CR differently)."""
+
+
+def _quoted(cell: str) -> str:
+    if "\n" in cell or "\r" in cell:
+        raise _LineBreak
+    if "," in cell or '"' in cell:
+        return '"' + cell.replace('"', '""') + '"'
+    return cell
 
 
 def _differences(missing: list[str], extra: list[str]) -> str:

@@ -45,8 +45,12 @@ FLUSH_INTERVAL = 0.05
 """Seconds a short job's record may wait in the worker to travel with others."""
 CHILD_GRACE = 1.0
 """Seconds a job's leftover child processes get between SIGTERM and SIGKILL."""
-MEASURE_MEMORY_ABOVE = 0.001
-"""Jobs shorter than this (seconds) get no peak-memory reading: it would cost more than the job."""
+MEASURE_ABOVE = 0.001
+"""Jobs shorter than this (seconds) get no peak memory and CPU time: a reading would cost more
+than the job, and tell little."""
+CHILDREN_ABOVE = 50e-6
+"""Jobs shorter than this (seconds) cannot have started a program (a fork and exec alone take
+longer), so nobody looks for the children they left."""
 REPR_LIMIT = 10_000
 """Characters of a wrong-shaped value's repr kept in the error, so it need not be recomputed."""
 
@@ -278,6 +282,9 @@ class _JobRunner:
         self.rows = RowFormatter(setup.header, setup.machine, setup.run_started, setup.digest, setup.code)
         self.progress = ProgressReporter(setup.board, slot)
         self.memory = _PeakMemory()
+        self._cpu = _cpu_seconds()
+        """CPU time read at the end of the last job: the next job's start, as a worker uses
+        next to no CPU between jobs (one reading a job, not two)."""
 
     def __call__(self, ticket: int, position: int, job_id: str, job: Any, job_args: str | None) -> None:
         setup, board, outbox = self.setup, self.setup.board, self.outbox
@@ -287,7 +294,6 @@ class _JobRunner:
             self.progress.restart()
             self.capture.start_job(job_id)
             rng = job_random(setup.seed, job_id)
-            before = os.times()
         except BaseException:  # noqa: BLE001 - reported as jobsplit's own failure
             outbox.add(ticket, Outcome.ERROR, started, 0.0, None, _internal(), None, None)
             outbox.internal(ticket)
@@ -304,10 +310,10 @@ class _JobRunner:
             error, value = clean_text(traceback.format_exc()), None
         running_time = time.perf_counter() - clock
         board.finish(self.slot)
-        after = os.times()
-        cpu = after.user - before.user + after.system - before.system + after.children_user - before.children_user + after.children_system - before.children_system
-        max_rss = self.memory.peak() if running_time >= MEASURE_MEMORY_ABOVE else None
-        self._stop_leftovers()
+        before, self._cpu = self._cpu, _cpu_seconds()
+        cpu, max_rss = (self._cpu - before, self.memory.peak()) if running_time >= MEASURE_ABOVE else (None, None)
+        if running_time >= CHILDREN_ABOVE:
+            self._stop_leftovers()
         self.capture.end_job()
         if error is not None:
             outbox.add(ticket, Outcome.ERROR, started, running_time, None, error, max_rss, cpu)
@@ -334,6 +340,12 @@ class _JobRunner:
             listed = ", ".join(f"pid {pid} ({command[:80]})" for pid, command in left)
             count = f"{len(left)} child process{'es' if len(left) > 1 else ''}"
             self.capture.emit(time.time(), "WARNING", "jobsplit", f"the job left {count} running: {listed}; stopped them (SIGTERM, then SIGKILL after {CHILD_GRACE:g} s)")
+
+
+def _cpu_seconds() -> float:
+    """This process's CPU time, the child processes it waited for included (one system call)."""
+    now = os.times()
+    return now.user + now.system + now.children_user + now.children_system
 
 
 def bounded_repr(value: Any, limit: int = REPR_LIMIT) -> str:
