@@ -7,7 +7,6 @@ import dataclasses
 import json
 import multiprocessing
 import os
-import subprocess
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -28,7 +27,6 @@ from .plan import STRATEGIES
 from .pool import JobKey, JobPool
 from .project import CostFn, Project, find_config_dir, load_project
 from .run_command import run_share
-from .sbatch_command import SbatchFlags, program_command, sbatch
 from .scaffold import write_templates
 from .settings import RunFlags
 
@@ -38,6 +36,7 @@ TOOL_NAMES = ("merge-results", "status", "merge-logs", "report", "trace")
 
 if TYPE_CHECKING:
     from .reduction import ReduceFn
+    from .sbatch_command import SbatchFlags
 
 
 def tools() -> tuple[ModuleType, ...]:
@@ -103,6 +102,8 @@ def entry_main(
             _show_plan(project, as_json=args.json)
             return 0
         if args.command == "sbatch":
+            from .sbatch_command import program_command, sbatch  # only here: a run starts faster without it
+
             return sbatch(project, _sbatch_flags(args), program_command(), messages)
         return run_share(project, job, _run_flags(args), messages)
 
@@ -134,6 +135,8 @@ def _delegate(entry: Path, command: str, options: Sequence[str]) -> int:
     if not entry.is_file():
         raise UserError(f"{entry} is not a file; name the entry script (my_study.py) or its executable")
     program = [sys.executable, str(entry)] if entry.suffix == ".py" else [str(entry.absolute())]
+    import subprocess
+
     return subprocess.run([*program, command, *options], check=False).returncode
 
 
@@ -226,6 +229,8 @@ def _add_sbatch_options(sbatch: argparse.ArgumentParser) -> None:
 
 
 def _sbatch_flags(args: argparse.Namespace) -> SbatchFlags:
+    from .sbatch_command import SbatchFlags
+
     names = {f.name for f in dataclasses.fields(SbatchFlags)} - {"config_dir", "extra"}
     return SbatchFlags(config_dir=find_config_dir(args.config_dir), extra=tuple(args.extra), **{name: getattr(args, name) for name in names})
 
