@@ -215,6 +215,7 @@ _ONE_PROCESS = {"slurm", "slurm_cluster", "executable"}
 the tests using them share one worker process, so it starts once."""
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if _ONE_PROCESS & set(getattr(item, "fixturenames", ())):
