@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from .balance import BalanceConfig, BalanceSettings, resolve_balance
 from .config import JobsplitSettings
 from .errors import UserError
 from .hostconfig import HostSettings
@@ -19,6 +20,7 @@ T = TypeVar("T")
 DEFAULT_OUT = Path("jobsplit-out")
 DEFAULT_NICE = 10
 DEFAULT_CONSOLE = "auto"
+NO_BALANCE = BalanceConfig()
 OVERSUBSCRIBED = 4
 """More workers than this many per core of the host earns a warning."""
 
@@ -39,6 +41,8 @@ class RunFlags:
     retries: int | None = None
     retry_failed: bool = False
     fresh: bool = False
+    balance: str | None = None
+    lease: float | None = None
 
 
 @dataclass(frozen=True)
@@ -51,9 +55,11 @@ class RunSettings:
        ``--timeout``, ``--retries``);
     2. host.ini ``[host]``, this host's own settings, never part of the digest
        (``workers``, ``out``, ``nice``, ``console``, ``start_method``);
-    3. config.ini ``[jobsplit]``, settings every host shares, part of the digest (``timeout``);
+    3. config.ini ``[jobsplit]``, settings every host shares, part of the digest (``timeout``),
+       and ``[balance]`` (``url``, ``lease``; ``--balance`` and ``--lease`` override them);
     4. the default: the machine's cores from machines.json, ``./jobsplit-out``, niceness 10,
-       a live console on a terminal, ``fork`` on Linux, no timeout, no retries.
+       a live console on a terminal, ``fork`` on Linux, no timeout, no retries, no shared
+       queue (the machine runs its static share), leases of 60 s.
     """
 
     machine: Machine
@@ -66,13 +72,15 @@ class RunSettings:
     retries: int
     retry_failed: bool
     fresh: bool
+    balance: BalanceSettings | None = None
+    """The shared queue to take jobs from; None: this machine's static share."""
 
     @property
     def folder(self) -> MachineDir:
         return MachineDir(self.out / self.machine.name, self.machine.name)
 
 
-def resolve(flags: RunFlags, host: HostSettings, shared: JobsplitSettings, machine: Machine) -> RunSettings:
+def resolve(flags: RunFlags, host: HostSettings, shared: JobsplitSettings, machine: Machine, balance: BalanceConfig = NO_BALANCE) -> RunSettings:
     """The one place where flags, host.ini, config.ini and defaults meet (see RunSettings)."""
     return RunSettings(
         machine=machine,
@@ -85,6 +93,7 @@ def resolve(flags: RunFlags, host: HostSettings, shared: JobsplitSettings, machi
         retries=_first(flags.retries, 0),
         retry_failed=flags.retry_failed,
         fresh=flags.fresh,
+        balance=resolve_balance(flags.balance, flags.lease, balance),
     )
 
 
