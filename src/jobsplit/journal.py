@@ -337,7 +337,7 @@ class Journal:
     def hold(self, job_ids: Sequence[str]) -> dict[str, int]:
         """Record jobs claimed from a shared queue as this machine's; returns the newest attempt
         number each has here (absent: none)."""
-        with self._transaction():
+        with self._lazily_synced():
             self._db.executemany("INSERT OR IGNORE INTO job (job_id) VALUES (?)", ((job_id,) for job_id in job_ids))
         last: dict[str, int] = {}
         for start in range(0, len(job_ids), 500):  # below SQLite's limit on bound parameters
@@ -347,8 +347,20 @@ class Journal:
 
     def unhold(self, job_ids: Iterable[str]) -> None:
         """Jobs handed back to a shared queue are no longer this machine's (their attempts stay)."""
-        with self._transaction():
+        with self._lazily_synced():
             self._db.executemany("DELETE FROM job WHERE job_id = ?", ((job_id,) for job_id in job_ids))
+
+    @contextmanager
+    def _lazily_synced(self) -> Iterator[None]:
+        """A transaction committed without waiting for the disk (it survives a killed process,
+        and the next synchronous commit makes it durable): holdings follow each claim, and the
+        queue's leases, not this journal, protect a claim whose record a power cut loses."""
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            with self._transaction():
+                yield
+        finally:
+            self._db.execute("PRAGMA synchronous=FULL")
 
     def supersede(self, job_ids: Sequence[str]) -> None:
         """A shared queue accepted another host's result for these jobs first: the done attempt

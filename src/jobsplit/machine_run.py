@@ -257,7 +257,7 @@ class MachineRun:
         return RedisQueue(
             connection, digest=project.digest, machine=settings.machine.name, ids=[pool.id_hex(p) for p in range(len(pool))],
             seed_order=order, order_name=order_name, lease=settings.balance.lease, retries=settings.retries,
-            retry_failed=settings.retry_failed, holdings=journal, say=say, clock=self.clock,
+            retry_failed=settings.retry_failed, workers=settings.workers, holdings=journal, say=say, clock=self.clock,
         )  # fmt: skip
 
     def _worker_setup(self, workers: int, started: float) -> WorkerSetup:

@@ -65,7 +65,7 @@ Guarantees, and their limits
 from __future__ import annotations
 
 import secrets
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
@@ -83,6 +83,9 @@ SCRIPT_CHUNK = 1000
 """Job ids per script call when reporting a journal (bounds the time Redis is busy with one call)."""
 FIRST_BACKOFF = 0.1
 MAX_BACKOFF = 5.0
+VALID_FOR = 0.75
+"""A claim counts as certainly current for this fraction of a lease after the take that renewed
+it was sent (Redis set its deadline later than that, on its own clock)."""
 SEED_EXPIRY = 3600
 """A half-built seed list (its host died while seeding) disappears after this many seconds."""
 
@@ -110,6 +113,21 @@ local function requeue(job, head)
         redis.call(head and 'LPUSH' or 'RPUSH', pending, job)
     end
 end
+local function acknowledge(me, machine, job, tok, verdict, conflicts)
+    local mine = redis.call('HGET', token, job) == tok and (redis.call('HGET', owner, job) or me) == me
+    if verdict == 'done' then
+        local by = redis.call('HGET', done, job)
+        if not by then
+            redis.call('HSET', done, job, machine)
+            redis.call('HDEL', failed, job)
+        elseif by ~= machine then
+            table.insert(conflicts, job)
+        end
+    elseif mine and redis.call('HEXISTS', done, job) == 0 then
+        redis.call('HSETNX', failed, job, machine)
+    end
+    if mine then unclaim(job) end
+end
 local function figures()
     local d, f = redis.call('HLEN', done), redis.call('HLEN', failed)
     return {tonumber(redis.call('HGET', meta, 'total')) - d - f, d, f}
@@ -117,12 +135,17 @@ end
 """
 
 _SCRIPTS = {
-    # ARGV: epoch, me, limit, lease ms, then (job, token) of every claim this host holds
+    # ARGV: epoch, me, machine, limit, spare, lease ms, count of acknowledgements, then as many
+    # (job, token, verdict) committed to the journal, then (job, token) of every claim held
     "take": """
-local me, limit, lease = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local me, machine, limit, spare, lease, acks = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 redis.call('HSET', hosts, me, now)
+local conflicts = {}
+for i = 8, 7 + 3 * acks, 3 do
+    acknowledge(me, machine, ARGV[i], ARGV[i + 1], ARGV[i + 2], conflicts)
+end
 local lost = {}
-for i = 5, #ARGV, 2 do
+for i = 8 + 3 * acks, #ARGV, 2 do
     local job, tok = ARGV[i], ARGV[i + 1]
     local holder = redis.call('HGET', owner, job)
     if redis.call('HGET', token, job) == tok and not settled(job) and (not holder or holder == me) then
@@ -145,6 +168,10 @@ for _, job in ipairs(redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0
 end
 local claims = {}
 local hold = tonumber(redis.call('HGET', meta, 'hold_until') or '0') - now
+local claimed = redis.call('HLEN', owner)
+if limit > 0 and figures()[1] - claimed > 4 * (claimed + spare) then
+    limit = limit + spare  -- plenty left for everyone: a spare job per worker saves a round trip
+end
 if hold <= 0 then
     local skipped = 0
     while #claims < 2 * limit and skipped < 10000 do
@@ -159,7 +186,7 @@ if hold <= 0 then
         end
     end
 end
-return {'ok', claims, lost, figures(), math.max(hold, 0)}
+return {'ok', claims, lost, figures(), math.max(hold, 0), conflicts}
 """,
     # ARGV: epoch, me, lease ms, then (job, token, "done" | "fail", retries) per ended attempt
     "settle": """
@@ -190,30 +217,16 @@ return {'ok', verdicts, figures()}
 """,
     # ARGV: epoch, me, machine, then (job, token, "done" | "failed") committed to the journal
     "acknowledge": """
-local me, machine = ARGV[2], ARGV[3]
 local conflicts = {}
 for i = 4, #ARGV, 3 do
-    local job, tok, verdict = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-    local mine = redis.call('HGET', token, job) == tok and (redis.call('HGET', owner, job) or me) == me
-    if verdict == 'done' then
-        local by = redis.call('HGET', done, job)
-        if not by then
-            redis.call('HSET', done, job, machine)
-            redis.call('HDEL', failed, job)
-        elseif by ~= machine then
-            table.insert(conflicts, job)
-        end
-    elseif mine and redis.call('HEXISTS', done, job) == 0 then
-        redis.call('HSETNX', failed, job, machine)
-    end
-    if mine then unclaim(job) end
+    acknowledge(ARGV[2], ARGV[3], ARGV[i], ARGV[i + 1], ARGV[i + 2], conflicts)
 end
 return {'ok', conflicts, figures()}
 """,
     # ARGV: epoch, me, then (job, token, "1" to count a failure | "0") handed back
     "release": """
 local me = ARGV[2]
-for i = 3, #ARGV, 3 do
+for i = #ARGV - 2, 3, -3 do  -- backwards: LPUSHed one by one, the jobs keep their order at the head
     local job, tok, failure = ARGV[i], ARGV[i + 1], ARGV[i + 2]
     if redis.call('HGET', token, job) == tok and redis.call('HGET', owner, job) == me then
         unclaim(job)
@@ -353,6 +366,7 @@ class RedisQueue:
         lease: float,
         retries: int,
         retry_failed: bool,
+        workers: int,
         holdings: Holdings,
         say: Callable[[str], None],
         clock: Clock = SYSTEM_CLOCK,
@@ -366,7 +380,7 @@ class RedisQueue:
         self._position = {job_id: position for position, job_id in enumerate(ids)}
         self._seed_order, self._order_name = seed_order, order_name
         self._lease, self._lease_ms = lease, int(lease * 1000)
-        self._retries, self._retry_failed = retries, retry_failed
+        self._retries, self._retry_failed, self._workers = retries, retry_failed, workers
         self._holdings, self._say, self._clock = holdings, say, clock
         self._poll = min(0.5, lease / 8)
         self._max_backoff = min(MAX_BACKOFF, lease / 4)
@@ -381,6 +395,8 @@ class RedisQueue:
         """Committed, not yet acknowledged to Redis (it was unreachable)."""
         self._releases: list[tuple[str, int, bool]] = []
         """Handed back while Redis was unreachable: (job, token, count a failure)."""
+        self._spare: deque[Task] = deque()
+        """Claimed ahead, not handed to the runner yet (see the take script)."""
         self._issued: dict[str, int] = {}
         self._local_failures: Counter[str] = Counter()
         self._figures = (len(ids), 0, 0)
@@ -391,6 +407,8 @@ class RedisQueue:
         self._backoff = FIRST_BACKOFF
         self._next_renew = 0.0
         self._next_poll = 0.0
+        self._renewed_at = float("-inf")
+        """When the last take that renewed every claim was sent (this host's clock)."""
         self._hold_said = ""
         self.superseded = 0
         self.corrected = 0
@@ -402,41 +420,61 @@ class RedisQueue:
         now = self._clock.monotonic()
         if self._unavailable_since is not None and (now < self._retry_at or not self._rejoin()):
             return []
+        ready = [self._spare.popleft() for _ in range(min(limit, len(self._spare)))]
+        limit -= len(ready)
         asking = limit > 0 and now >= self._next_poll
-        if not asking and now < self._next_renew:
-            return []
+        if not asking and not self._acks and now < self._next_renew:
+            return ready
         renew = [(key[0], token) for key, token in self._claims.items() if key not in self._lost]
         renew += [(job, token) for job, (token, _) in self._verdicts.items()]
+        acks = self._acks[:SCRIPT_CHUNK]
         try:
-            _, claims, lost, figures, hold = self._call("take", self.me, limit if asking else 0, self._lease_ms, *_flat(renew))
+            _, claims, lost, figures, hold, conflicts = self._call(
+                "take", self.me, self.machine, limit if asking else 0, self._workers, self._lease_ms, len(acks), *_flat(acks), *_flat(renew)
+            )
         except _Unavailable:
-            return []
+            return ready
+        del self._acks[: len(acks)]
+        self._renewed_at = now
         self._next_renew = now + self._lease / 4
         self._figures = _figures(figures)
+        self._supersede(conflicts, "while Redis could not hear from this host")
         self._mark_lost(list(zip(lost[::2], map(int, lost[1::2]))))
         if hold and self._hold_said != self._epoch:
             self._hold_said = self._epoch
             self._say(f"Redis lost the queue and it was seeded again: no job is handed out for {hold / 1000:.1f} s, while every host reports what it holds")
         pairs = list(zip(claims[::2], map(int, claims[1::2])))
         tasks = self._hold(pairs) if pairs else []
-        self._next_poll = now if asking and len(tasks) >= limit else now + self._poll
-        return tasks
+        if asking:  # a queue that gave fewer than asked is asked again only after the poll interval
+            self._next_poll = now if len(tasks) >= limit else now + self._poll
+        self._spare.extend(tasks[limit:])
+        return ready + tasks[:limit]
 
     def settle(self, ended: Sequence[tuple[Task, Outcome]]) -> list[JobState]:
-        items = []
+        """DONE of a claim whose lease is certainly still valid needs no round trip: nobody else
+        can hold the job, and the acknowledgement after the commit settles any race. Failures,
+        and results of claims that may have lapsed, ask Redis."""
+        fresh = self._unavailable_since is None and self._clock.monotonic() < self._renewed_at + VALID_FOR * self._lease
+        items, verdicts, ask = [], [], []
         for task, outcome in ended:
             key = (task.job_id, task.token)
+            lapsed = key in self._lost
             self._lost.discard(key)
-            items.append((task.job_id, self._claims.pop(key, task.token), "done" if outcome == Outcome.DONE else "fail"))
-        verdicts: list[str] | None = None
-        if self._unavailable_since is None:
+            kind = "done" if outcome == Outcome.DONE else "fail"
+            items.append((task.job_id, self._claims.pop(key, task.token), kind))
+            verdicts.append("done" if kind == "done" and fresh and not lapsed else "")
+            if not verdicts[-1]:
+                ask.append(len(items) - 1)
+        if ask and self._unavailable_since is None:
             try:
-                _, verdicts, figures = self._call("settle", self.me, self._lease_ms, *_flat((job, token, kind, self._retries) for job, token, kind in items))
+                _, answers, figures = self._call("settle", self.me, self._lease_ms, *_flat((*items[i], self._retries) for i in ask))
                 self._figures = _figures(figures)
+                for i, verdict in zip(ask, answers):
+                    verdicts[i] = verdict
             except _Unavailable:
-                verdicts = None
-        if verdicts is None:
-            verdicts = [self._decide_alone(*item) for item in items]
+                pass
+        for i in ask:
+            verdicts[i] = verdicts[i] or self._decide_alone(*items[i])
         superseded, retried = [], []
         for (job, token, _), verdict in zip(items, verdicts):
             if verdict in ("done", "failed"):
@@ -472,14 +510,13 @@ class RedisQueue:
     # --- beyond the protocol: the journal's commits, the display, the end -------------------
 
     def committed(self, attempts: Sequence[AttemptRow]) -> None:
-        """The journal committed these attempts: make their DONE or FAILED final in Redis."""
+        """The journal committed these attempts: their DONE or FAILED becomes final in Redis with
+        the next ``take``, which the runner calls before it next waits."""
         for attempt in attempts:
             verdict = self._verdicts.get(attempt.job_id)
             if verdict is not None and attempt.state in (JobState.DONE, JobState.FAILED):
                 del self._verdicts[attempt.job_id]
                 self._acks.append((attempt.job_id, *verdict))
-        if self._acks and self._unavailable_since is None:
-            self._send_acks()
 
     def tally(self) -> tuple[int, int, int]:
         """(pool size, done, failed) of the whole pool, as Redis last said."""
@@ -499,7 +536,10 @@ class RedisQueue:
             self._holdings.unhold(held)  # a killed run's claims: back in the queue, no longer this machine's
 
     def close(self) -> None:
-        """Acknowledge what is left if Redis is there, and disconnect."""
+        """Hand back the spare claims, acknowledge what is left if Redis is there, disconnect."""
+        if self._spare:
+            self.release(list(self._spare))
+            self._spare.clear()
         if self._acks and self._unavailable_since is None:
             self._send_acks()
         self._client.close()
