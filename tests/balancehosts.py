@@ -62,11 +62,12 @@ class Cluster:
     def log(self, machine: str, run: int | None = None) -> Path:
         return self.root / f"{machine}-{run if run is not None else self.starts[machine]}.out"
 
-    def env(self, factor: float, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("REDIS_")}
+    def env(self, factor: float, inherit: bool = True) -> dict[str, str]:
+        """The host's environment: this process's (without REDIS_*), or only what a host needs."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("REDIS_")} if inherit else {"HOME": str(self.root), "LANG": "C.UTF-8", "PATH": "/nonexistent"}
         env.update(
             XDG_CONFIG_HOME=str(self.root / "xdg"), NO_COLOR="1", COLUMNS="200", PYTHONUNBUFFERED="1",
-            JOBSPLIT_TEST_FACTOR=str(factor), JOBSPLIT_TEST_POOL=str(self.pool), **extra,
+            JOBSPLIT_TEST_FACTOR=str(factor), JOBSPLIT_TEST_POOL=str(self.pool),
         )  # fmt: skip
         return env
 
@@ -77,13 +78,16 @@ class Cluster:
             args += ["--balance", balance, "--lease", f"{self.lease:g}"]
         return args + list(extra)
 
-    def start(self, machine: str, factor: float, balance: str | None, *extra: str, command: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
-        """Start a host in its own session (a process group to stop or kill whole); output to a file."""
+    def start(
+        self, machine: str, factor: float, balance: str | None, *extra: str, command: Sequence[str] | None = None, env: Mapping[str, str] | None = None, inherit: bool = True
+    ) -> subprocess.Popen[bytes]:
+        """Start a host in its own session (a process group to stop or kill whole); output to a file.
+        ``inherit=False``: an environment without this process's (no Python on PATH, no PYTHONPATH)."""
         self.starts[machine] += 1
         with self.log(machine).open("wb") as out:
             process = subprocess.Popen(
                 [*(command or [sys.executable, str(ENTRY)]), *self.args(machine, balance, *extra)],
-                env={**self.env(factor), **(env or {})}, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                env={**self.env(factor, inherit), **(env or {})}, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         self.processes[machine] = process
         return process
@@ -122,10 +126,12 @@ def make_cluster(root: Path, *, pool: int, base: float, machines: Mapping[str, l
     return Cluster(root, pool, machines, lease)
 
 
-def run_hosts(cluster: Cluster, balance: str | None, factors: Mapping[str, float] = FACTORS, timeout: float = 120, commands: Mapping[str, Sequence[str]] | None = None) -> dict[str, str]:
-    """Start every host at once, wait for all; each must exit 0. Returns their outputs."""
+def run_hosts(cluster: Cluster, balance: str | None, factors: Mapping[str, float] = FACTORS, timeout: float = 120, frozen: Mapping[str, Sequence[str]] | None = None) -> dict[str, str]:
+    """Start every host at once, wait for all; each must exit 0. Returns their outputs.
+    ``frozen``: machine -> the command of an executable to run that host with, in a bare environment."""
     for machine, factor in factors.items():
-        cluster.start(machine, factor, balance, command=(commands or {}).get(machine))
+        command = (frozen or {}).get(machine)
+        cluster.start(machine, factor, balance, command=command, inherit=command is None)
     outputs = {}
     for machine in factors:
         code, output = cluster.wait(machine, timeout)

@@ -442,7 +442,7 @@ class RedisQueue:
         self._mark_lost(list(zip(lost[::2], map(int, lost[1::2]))))
         if hold and self._hold_said != self._epoch:
             self._hold_said = self._epoch
-            self._say(f"Redis lost the queue and it was seeded again: no job is handed out for {hold / 1000:.1f} s, while every host reports what it holds")
+            self._say(f"the queue was seeded again by a host with earlier results (had Redis lost it?): no job is handed out for {hold / 1000:.1f} s, while every host reports what it holds")
         pairs = list(zip(claims[::2], map(int, claims[1::2])))
         tasks = self._hold(pairs) if pairs else []
         if asking:  # a queue that gave fewer than asked is asked again only after the poll interval
@@ -526,14 +526,18 @@ class RedisQueue:
     def start(self) -> None:
         """Join the queue (seed it if there is none): called once, before the run."""
         held = [job for job, state in self._holdings.states() if state in (JobState.PENDING, JobState.RUNNING)]
+        returned = 0
         try:
             self._join(first=True)
             for chunk in _chunks(held, SCRIPT_CHUNK):
-                self._call("disown", self.me, self.machine, *chunk)
+                returned += self._call("disown", self.me, self.machine, *chunk)[1]
+            self.take(0)  # the pool's figures
         except _Unavailable:
             raise UserError(f"lost Redis at {self._address.masked} (from {self._address.source}) while joining its queue; start again once it is back") from None
         if held:
             self._holdings.unhold(held)  # a killed run's claims: back in the queue, no longer this machine's
+        if returned:
+            self._say(f"returned {plural(returned, 'claim')} of this machine's previous run (killed?) to the queue")
 
     def close(self) -> None:
         """Hand back the spare claims, acknowledge what is left if Redis is there, disconnect."""
