@@ -30,17 +30,25 @@ Protocol
       the plan's seeded order, minus what its journal holds as done) in a temporary list with
       pipelined RPUSHes, then one script renames it to ``pending`` and writes ``meta`` unless
       another host seeded first: others see no queue or the whole queue, never a part.
-    * ``take`` (every tick of the runner, at most every quarter lease or poll interval on the
-      wire): one script renews this host's leases (only for the current token, so a host that
-      lost a claim learns it), moves every expired claim back to the head of ``pending`` (any
-      host does this for all), and claims up to ``limit`` jobs (token + 1, owner, deadline).
-    * ``settle``: accepted only for the current token. A job done elsewhere, or claimed again
-      since (a host paused past its lease, then resumed) is SUPERSEDED: recorded here, not done.
-      A failure counts against ``--retries``: PENDING goes to the tail of the queue.
-    * DONE and FAILED become final in Redis only after the journal committed them (the
-      recorder's ``on_commit`` calls :meth:`RedisQueue.committed`): a host killed in between
-      left no trace in Redis, so its lease expires and the job runs again; nothing is lost.
-    * ``release`` (Ctrl-C, a stopped worker): the claim goes back to the head of the queue at once.
+    * ``take`` (every tick of the runner; on the wire when a worker wants a job, when results
+      await acknowledgement, or every quarter lease): one script acknowledges committed
+      results, renews this host's leases (only for the current token, so a host that lost a
+      claim learns it), moves every expired claim back to the head of ``pending`` (any host
+      does this for all), and claims jobs (token + 1, owner, deadline): what the runner asked
+      for, plus a spare one per worker while the unclaimed jobs are more than four times the
+      claims of all hosts, so that most jobs start without waiting for a round trip and none
+      waits on a busy host at the end.
+    * ``settle``: accepted only for the current token. DONE of a claim this host renewed less
+      than 3/4 lease ago needs no round trip (no other host can hold it); anything else asks.
+      A job done elsewhere, or claimed again since (a host paused past its lease, then resumed)
+      is SUPERSEDED: recorded here, not done. A failure counts against ``--retries``: PENDING
+      goes to the tail of the queue.
+    * DONE and FAILED become final in Redis only once the journal committed them (the
+      recorder's ``on_commit`` calls :meth:`RedisQueue.committed`; the next ``take``, before
+      the runner next waits, carries them): a host killed in between left no trace in Redis,
+      so its lease expires and the job runs again; nothing is lost. Until then the claim is
+      held and renewed.
+    * ``release`` (Ctrl-C, a stopped worker, unused spares): back to the head of the queue at once.
 
 Guarantees, and their limits
     * Nothing recorded is lost: every host's journal is the truth about what it computed; when a
@@ -48,8 +56,11 @@ Guarantees, and their limits
       Redis credits to this machine but its journal lacks (a ``--fresh`` start) is queued again.
     * While Redis keeps its data, a job is done in exactly one journal: a late result of a
       stale claim is refused at ``settle``; one that reaches Redis only later (the host was
-      cut off, or stopped between commit and acknowledgement) and finds another host's result
-      accepted is re-marked superseded in this journal (``Journal.supersede``).
+      cut off, or paused between commit and acknowledgement) and finds another host's result
+      accepted is re-marked superseded in this journal (``Journal.supersede``), and leaves
+      results.csv. The one gap: a host killed after its commit and before the acknowledgement
+      (the same turn of its loop, about a millisecond) and never started again leaves a job
+      that another host runs too; merge-results reports it in both folders.
     * Redis unreachable: running jobs finish and are recorded here; DONE is kept, failures are
       decided on this host's count; the host retries with backoff (at most a quarter lease
       apart) and says so. On return it reports what it recorded meanwhile.
