@@ -30,6 +30,9 @@ FACTORS = {"fast": 1.0, "mid": 1.5, "slow": 2.0}
 """The hosts' real speeds: job time = base x factor."""
 WRONG_WEIGHTS = {name: [1.0, 2] for name in FACTORS}
 """machines.json that ignores the speeds: the static split gives every host a third."""
+POOL, BASE = 600, 0.08
+"""Must show 1: 600 jobs of 80, 120 and 160 ms (long enough that the engine's per-job cost of a
+few milliseconds on a busy machine does not decide the ratio)."""
 
 
 @dataclass

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from balancehosts import ROOT, assert_exactly_once, make_cluster, makespan, run_hosts
+from balancehosts import BASE, POOL, ROOT, assert_exactly_once, make_cluster, makespan, run_hosts
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not sys.platform.startswith("linux"), reason="built and tested on Linux")]
 
@@ -30,7 +30,7 @@ def executable(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_the_executable_runs_one_host_of_the_balanced_pool(executable, redis_server, tmp_path, capsys) -> None:
     server = redis_server.start()
-    cluster = make_cluster(tmp_path, pool=600, base=0.05)
+    cluster = make_cluster(tmp_path, pool=POOL, base=BASE)
     outputs = run_hosts(cluster, balance=server.url, frozen={"fast": [str(executable)]})
     assert "through the shared queue" in outputs["fast"]
     assert_exactly_once(cluster)

@@ -15,8 +15,10 @@ import sys
 import time
 
 from balancehosts import (
+    BASE,
     ENTRY,
     FACTORS,
+    POOL,
     assert_exactly_once,
     make_cluster,
     makespan,
@@ -29,13 +31,13 @@ from conftest import error_lines
 
 
 def test_three_hosts_of_different_speeds_balance_to_near_ideal(redis_server, tmp_path, capsys) -> None:
-    """Must show 1: 600 jobs of 50 ms x (1, 1.5, 2) on three hosts. The static split with
+    """Must show 1: 600 jobs of 80 ms x (1, 1.5, 2) on three hosts. The static split with
     machines.json weights that ignore the speeds waits for the slowest host; the queue does not."""
     server = redis_server.start()
-    static = make_cluster(tmp_path / "static", pool=600, base=0.05)
+    static = make_cluster(tmp_path / "static", pool=POOL, base=BASE)
     run_hosts(static, balance=None)
     assert_exactly_once(static)
-    dynamic = make_cluster(tmp_path / "dynamic", pool=600, base=0.05)
+    dynamic = make_cluster(tmp_path / "dynamic", pool=POOL, base=BASE)
     run_hosts(dynamic, balance=server.url)
     assert_exactly_once(dynamic)
     s, d = makespan(static), makespan(dynamic)

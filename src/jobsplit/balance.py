@@ -149,6 +149,15 @@ class Pipeline(Protocol):
     def execute(self) -> list[Any]: ...
 
 
+class SideConnection(Protocol):
+    """One connection of the client, used without waiting for replies (see sources.redis)."""
+
+    def send_command(self, *args: str | int) -> None: ...
+    def can_read(self, timeout: float = ...) -> bool: ...
+    def read_response(self) -> Any: ...
+    def disconnect(self) -> None: ...
+
+
 class Client(Protocol):
     """The few calls of the ``redis`` client jobsplit makes (an optional dependency, typed here)."""
 
@@ -168,6 +177,12 @@ class Connection:
     client: Client
     address: QueueAddress
     lost: tuple[type[BaseException], ...]
+    side: SideConnection
+    """A connection of its own for messages whose replies are read later."""
+
+    def close(self) -> None:
+        self.side.disconnect()
+        self.client.close()
 
 
 def connect(address: QueueAddress, timeout: float = 5.0) -> Connection:
@@ -201,7 +216,7 @@ def connect(address: QueueAddress, timeout: float = 5.0) -> Connection:
         client.close()
         raise UserError(f"{where} answered PING with an error ({address.mask(str(exc))}); check the server's configuration") from None
     lost = (redis.ConnectionError, redis.TimeoutError, redis.ResponseError, OSError)
-    return Connection(cast(Client, client), address, lost)
+    return Connection(cast(Client, client), address, lost, cast(SideConnection, client.connection_pool.make_connection()))
 
 
 def instance_name(machine: str) -> str:

@@ -108,7 +108,7 @@ class MachineRun:
                 finally:
                     journal.close()
             finally:
-                connection.client.close()
+                connection.close()
         positions = list(project.plan.share_of(settings.machine.name))
         job_ids = [project.pool.id_hex(p) for p in positions]
         journal = self._open_journal(job_ids)

@@ -151,7 +151,7 @@ def _queues(url: str, digest: str | None) -> list[balance.QueueFigures]:
     except connection.lost as exc:
         raise UserError(f"lost Redis at {address.masked} while reading the queue ({address.mask(str(exc))}); try again") from None
     finally:
-        connection.client.close()
+        connection.close()
     found = [f for f in figures if f is not None]
     if not found:
         which = f"for digest {format_digest(digest)}" if digest is not None else "at all"

@@ -43,11 +43,12 @@ Protocol
       A job done elsewhere, or claimed again since (a host paused past its lease, then resumed)
       is SUPERSEDED: recorded here, not done. A failure counts against ``--retries``: PENDING
       goes to the tail of the queue.
-    * DONE and FAILED become final in Redis only once the journal committed them (the
-      recorder's ``on_commit`` calls :meth:`RedisQueue.committed`; the next ``take``, before
-      the runner next waits, carries them): a host killed in between left no trace in Redis,
-      so its lease expires and the job runs again; nothing is lost. Until then the claim is
-      held and renewed.
+    * DONE and FAILED become final in Redis only once the journal committed them: the
+      recorder's ``on_commit`` calls :meth:`RedisQueue.committed`, which sends the
+      acknowledgement at once on a connection of its own and reads the reply later, so the
+      next job need not wait for it (once written to the socket it reaches Redis even if the
+      host dies). A host killed before that left no trace in Redis: its lease expires and the
+      job runs again; nothing is lost. Until then the claim is held and renewed.
     * ``release`` (Ctrl-C, a stopped worker, unused spares): back to the head of the queue at once.
 
 Guarantees, and their limits
@@ -58,9 +59,9 @@ Guarantees, and their limits
       stale claim is refused at ``settle``; one that reaches Redis only later (the host was
       cut off, or paused between commit and acknowledgement) and finds another host's result
       accepted is re-marked superseded in this journal (``Journal.supersede``), and leaves
-      results.csv. The one gap: a host killed after its commit and before the acknowledgement
-      (the same turn of its loop, about a millisecond) and never started again leaves a job
-      that another host runs too; merge-results reports it in both folders.
+      results.csv. The one gap: a host killed between its commit and the write of the
+      acknowledgement (microseconds) and never started again leaves a job that another host
+      runs too; merge-results reports it in both folders.
     * Redis unreachable: running jobs finish and are recorded here; DONE is kept, failures are
       decided on this host's count; the host retries with backoff (at most a quarter lease
       apart) and says so. On return it reports what it recorded meanwhile.
@@ -385,6 +386,8 @@ class RedisQueue:
         self._conn, self._client, self._address = connection, connection.client, connection.address
         self._keys = queue_keys(digest)
         self._scripts = {name: self._client.register_script(_PRELUDE + body) for name, body in _SCRIPTS.items()}
+        self._sent: deque[list[tuple[str, int, str]]] = deque()
+        """Acknowledgements written to the side connection, whose replies are not read yet."""
         self._seed_script = self._client.register_script(_SEED)
         self.machine, self.me = machine, instance_name(machine)
         self._ids = ids
@@ -429,6 +432,7 @@ class RedisQueue:
 
     def take(self, limit: int) -> list[Task]:
         now = self._clock.monotonic()
+        self._read_replies(wait=limit == 0)
         if self._unavailable_since is not None and (now < self._retry_at or not self._rejoin()):
             return []
         ready = [self._spare.popleft() for _ in range(min(limit, len(self._spare)))]
@@ -521,13 +525,14 @@ class RedisQueue:
     # --- beyond the protocol: the journal's commits, the display, the end -------------------
 
     def committed(self, attempts: Sequence[AttemptRow]) -> None:
-        """The journal committed these attempts: their DONE or FAILED becomes final in Redis with
-        the next ``take``, which the runner calls before it next waits."""
+        """The journal committed these attempts: make their DONE or FAILED final in Redis."""
         for attempt in attempts:
             verdict = self._verdicts.get(attempt.job_id)
             if verdict is not None and attempt.state in (JobState.DONE, JobState.FAILED):
                 del self._verdicts[attempt.job_id]
                 self._acks.append((attempt.job_id, *verdict))
+        if self._acks and self._unavailable_since is None:
+            self._write_acks()
 
     def tally(self) -> tuple[int, int, int]:
         """(pool size, done, failed) of the whole pool, as Redis last said."""
@@ -555,9 +560,10 @@ class RedisQueue:
         if self._spare:
             self.release(list(self._spare))
             self._spare.clear()
+        self._read_replies(wait=True)
         if self._acks and self._unavailable_since is None:
             self._send_acks()
-        self._client.close()
+        self._conn.close()
 
     # --- joining, seeding, reconnecting --------------------------------------------------
 
@@ -707,6 +713,45 @@ class RedisQueue:
         except _Unavailable:
             pass
         self._supersede(conflicts, "while Redis could not hear from this host")
+
+    def _write_acks(self) -> None:
+        """Send the acknowledgements without waiting for Redis to answer (see _read_replies)."""
+        script = _PRELUDE + _SCRIPTS["acknowledge"]
+        while self._acks:
+            chunk = self._acks[:SCRIPT_CHUNK]
+            try:
+                self._conn.side.send_command("EVAL", script, len(self._keys), *self._keys, self._epoch, self.me, self.machine, *_flat(chunk))
+            except self._conn.lost as exc:
+                self._side_failed(exc)
+                return
+            del self._acks[: len(chunk)]
+            self._sent.append(chunk)
+
+    def _read_replies(self, *, wait: bool) -> None:
+        """Read the answers to acknowledgements sent earlier: those there already, or (``wait``) all."""
+        side = self._conn.side
+        try:
+            while self._sent and (wait or side.can_read(0)):
+                reply = side.read_response()
+                chunk = self._sent.popleft()
+                if reply[0] != "ok":  # the queue is gone: acknowledge again once rejoined
+                    self._acks[:0] = chunk
+                    if self._unavailable_since is None:
+                        self._unavailable_since, self._retry_at = self._clock.monotonic(), 0.0
+                    continue
+                _, conflicts, figures = reply
+                self._figures = _figures(figures)
+                self._supersede(conflicts, "while Redis could not hear from this host")
+        except self._conn.lost as exc:
+            self._side_failed(exc)
+
+    def _side_failed(self, exc: BaseException) -> None:
+        """Unanswered acknowledgements are sent again after reconnecting (they are idempotent)."""
+        for chunk in reversed(self._sent):
+            self._acks[:0] = chunk
+        self._sent.clear()
+        self._conn.side.disconnect()
+        self._unreachable(exc)
 
     def _send_releases(self, items: list[tuple[str, int, bool]]) -> None:
         if self._unavailable_since is None:
