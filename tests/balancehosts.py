@@ -154,6 +154,14 @@ def query(path: Path, sql: str, params: Sequence[object] = ()) -> list[tuple[obj
         db.close()
 
 
+def count_now(path: Path, sql: str) -> int:
+    """A count from a journal a run is writing: 0 while it is not there yet (or not set up)."""
+    try:
+        return int(query(path, sql)[0][0])  # type: ignore[call-overload]
+    except sqlite3.Error:
+        return 0
+
+
 @dataclass(frozen=True)
 class Makespan:
     seconds: float
@@ -223,7 +231,10 @@ def check_outputs(cluster: Cluster, digest: str | None = None) -> Check:
         with (cluster.out / machine / "results.csv").open(newline="") as f:
             in_results.update(row["Job ID"] for row in csv.DictReader(f))
     merged_path = cluster.root / "merged.csv"
-    merge = subprocess.run([sys.executable, "-m", "jobsplit", "merge-results", str(cluster.out), "-o", str(merged_path)], capture_output=True, text=True, env={**os.environ, "NO_COLOR": "1", "COLUMNS": "300"})
+    merge = subprocess.run(
+        [sys.executable, "-m", "jobsplit", "merge-results", str(cluster.out), "-o", str(merged_path)],
+        capture_output=True, text=True, env={**os.environ, "NO_COLOR": "1", "COLUMNS": "300"}, check=False,
+    )  # fmt: skip
     rows: list[dict[str, str]] = []
     if merged_path.exists():
         with merged_path.open(newline="") as f:

@@ -22,7 +22,7 @@ def executable(tmp_path_factory: pytest.TempPathFactory) -> Path:
     dist = tmp_path_factory.mktemp("dist")
     build = subprocess.run(
         ["make", "-s", "exe", f"ENTRY={ROOT / 'tests' / 'frozen' / 'balance_entry.py'}", "NAME=balance", f"DIST={dist}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=900,
+        cwd=ROOT, capture_output=True, text=True, timeout=900, check=False,
     )  # fmt: skip
     assert build.returncode == 0, build.stdout + build.stderr
     return dist / "balance"

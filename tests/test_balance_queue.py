@@ -220,7 +220,7 @@ def test_a_restarted_host_returns_its_predecessors_claims(url) -> None:
     ids = ids_of(3)
     before = Host(url, "a", ids)
     before.queue.start()
-    tasks = before.take(2)
+    before.take(2)
     after = Host(url, "a", ids, journal=before.journal, lease=60)  # same machine, same journal: its claims are pending there
     after.queue.start()
     assert not after.journal.state
