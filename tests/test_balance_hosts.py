@@ -9,6 +9,7 @@ that each job was done exactly once, and drew the random numbers of its id.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -72,6 +73,8 @@ def test_a_killed_hosts_claims_run_elsewhere_after_the_lease(redis_server, tmp_p
     (queue,) = doc["queues"]
     assert queue["done"] == 240 and queue["claimed"] == {} and queue["reclaimed_from"].get("slow", 0) >= len(held)
     assert doc["overall"]["done"] == 240 and doc["overall"]["total"] == 240
+    table = subprocess.run([sys.executable, "-m", "jobsplit", "status", "--balance", server.url], capture_output=True, text=True, check=True, env={**os.environ, "COLUMNS": "200"})
+    assert "240/240 done, 0 failed, 0 pending" in table.stdout and "Reclaimed from it" in table.stdout
     assert queue_done(server.port, digest) == 240
 
 

@@ -53,12 +53,14 @@ class FakeJournal:
 class Host:
     """One RedisQueue (a host), its fake journal and what it said."""
 
-    def __init__(self, url: str, machine: str, ids: Sequence[str], *, retries: int = 0, journal: FakeJournal | None = None, digest: str = DIGEST, lease: float = LEASE) -> None:
+    def __init__(
+        self, url: str, machine: str, ids: Sequence[str], *, retries: int = 0, journal: FakeJournal | None = None, digest: str = DIGEST, lease: float = LEASE, retry_failed: bool = False
+    ) -> None:
         self.journal = journal or FakeJournal()
         self.said: list[str] = []
         self.queue = RedisQueue(
             balance.connect(parse_url(url, "--balance")), digest=digest, machine=machine, ids=ids, seed_order=lambda: range(len(ids)),
-            order_name="in pool order", lease=lease, retries=retries, retry_failed=False, workers=0, holdings=self.journal, say=self.said.append,
+            order_name="in pool order", lease=lease, retries=retries, retry_failed=retry_failed, workers=0, holdings=self.journal, say=self.said.append,
         )  # fmt: skip
 
     def take(self, limit: int) -> list[Task]:
@@ -237,6 +239,29 @@ def test_journal_done_jobs_are_reported_and_conflicts_superseded(url) -> None:
     late.queue.start()
     assert late.journal.superseded == [ids[0]]  # a's result was accepted first
     assert [t.job_id for t in take_all(a, 4)] == ids[2:]  # ids[1] is done (by b): never handed out
+
+
+def test_a_fresh_journal_gives_back_what_redis_credited_to_its_machine(url) -> None:
+    ids = ids_of(3)
+    before = Host(url, "a", ids)
+    before.queue.start()
+    before.finish(take_all(before, 2))
+    fresh = Host(url, "a", ids)  # --fresh: the old journal went to a backup folder
+    fresh.queue.start()
+    assert any("does not hold as done; they go back to the queue" in s for s in fresh.said)
+    assert sorted(t.job_id for t in take_all(fresh, 3)) == ids
+
+
+def test_retry_failed_puts_jobs_failed_anywhere_back(url) -> None:
+    ids = ids_of(2)
+    a = Host(url, "a", ids)
+    a.queue.start()
+    a.finish(take_all(a, 2), Outcome.ERROR)
+    assert a.queue.tally() == (2, 0, 2)
+    b = Host(url, "b", ids, retry_failed=True)
+    b.queue.start()
+    assert b.queue.tally() == (2, 0, 0)
+    assert b.finish(take_all(b, 2)) == [JobState.DONE, JobState.DONE]
 
 
 def test_redis_lost_mid_run_then_back_empty(redis_server) -> None:
