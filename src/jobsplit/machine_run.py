@@ -185,24 +185,12 @@ class MachineRun:
         counts = journal.counts()
         failed_before = 0 if settings.retry_failed else counts[JobState.FAILED]
         say = _Say(self.events)
-        queue: RedisQueue | None = None
-        source: JobSource
         if connection is None:
             assert position_of is not None, "a static share knows its jobs"
-            todo = journal.to_run(retry_failed=settings.retry_failed)
-            if counts[JobState.DONE] or failed_before:
-                self.events.notice(f"resuming: {counts[JobState.DONE]} done, {failed_before} failed, {len(todo)} to go")
-            source = StaticShare((Task(job_id, position_of[job_id], attempt + 1) for job_id, attempt in todo), settings.retries)
-            workers = min(settings.workers, max(len(todo), 1))
-            to_run = f"{plural(len(todo), 'job')} of {sum(counts.values())} to run"
+            feed = self._static_feed(journal, counts, failed_before, position_of)
         else:
-            source = queue = self._queue(journal, connection, say)
-            queue.start()
-            total, done, failed = queue.tally()
-            if counts[JobState.DONE] or failed_before:
-                self.events.notice(f"resuming: {counts[JobState.DONE]} done here, {failed_before} failed here; the pool: {done} of {total} done, {failed} failed")
-            workers = settings.workers
-            to_run = f"jobs from the shared queue at {connection.address.masked} (lease {settings.balance.lease:g} s, {total - done - failed} of {total} to run)"  # type: ignore[union-attr]
+            feed = self._queue_feed(journal, counts, failed_before, connection, say)
+        source, queue, workers = feed.source, feed.queue, feed.workers
         started = clock.time()
         run = journal.begin_run(workers, started=started, host=socket.gethostname(), pid=os.getpid(), code=self.code, source=source.name)
         results = ResultsFile(folder.results, csv_header_line(project.header), journal.result_lines())
@@ -213,7 +201,7 @@ class MachineRun:
         )  # fmt: skip
         narrator.logger.info(
             "run %d started: digest %s, code %s, strategy %s, %s, %s (%s)", run, format_digest(project.digest), self.code,
-            project.strategy, to_run, plural(workers, "worker"), settings.start_method,
+            project.strategy, feed.to_run, plural(workers, "worker"), settings.start_method,
         )  # fmt: skip
         say.log_to(narrator.logger)
         runner = self._runner = Runner(
@@ -243,22 +231,37 @@ class MachineRun:
         after = journal.counts()
         return RunSummary(status, narrator.total, after[JobState.DONE], after[JobState.FAILED], final.done_this_run, final.elapsed, workers)
 
-    def _queue(self, journal: Journal, connection: balance.Connection, say: Callable[[str], None]) -> RedisQueue:
-        """The shared queue as this run's source: seeded longest first when the entry gives
-        ``cost=``, else in the plan's seeded order (a random mix every host agrees on)."""
+    def _static_feed(self, journal: Journal, counts: dict[str, int], failed_before: int, position_of: dict[str, int]) -> _Feed:
+        """This machine's share of the plan, what the journal does not hold as settled."""
+        settings = self.settings
+        todo = journal.to_run(retry_failed=settings.retry_failed)
+        if counts[JobState.DONE] or failed_before:
+            self.events.notice(f"resuming: {counts[JobState.DONE]} done, {failed_before} failed, {len(todo)} to go")
+        source = StaticShare((Task(job_id, position_of[job_id], attempt + 1) for job_id, attempt in todo), settings.retries)
+        return _Feed(source, min(settings.workers, max(len(todo), 1)), f"{plural(len(todo), 'job')} of {sum(counts.values())} to run")
+
+    def _queue_feed(self, journal: Journal, counts: dict[str, int], failed_before: int, connection: balance.Connection, say: Callable[[str], None]) -> _Feed:
+        """The shared queue, joined (or seeded: longest first when the entry gives ``cost=``,
+        else in the plan's seeded order, a random mix every host agrees on)."""
         project, settings = self.project, self.settings
         assert settings.balance is not None
-        pool, costs = project.pool, project.costs
+        pool, costs, lease = project.pool, project.costs, settings.balance.lease
         order: Callable[[], Sequence[int]]
         if costs is not None:
             order, order_name = (lambda: sorted(sorted(range(len(pool)), key=pool.ids.__getitem__), key=costs.__getitem__, reverse=True)), "longest first"
         else:
             order, order_name = (lambda: seeded_order(pool.ids, project.seed)), "in the plan's seeded order"
-        return RedisQueue(
+        queue = RedisQueue(
             connection, digest=project.digest, machine=settings.machine.name, ids=[pool.id_hex(p) for p in range(len(pool))],
-            seed_order=order, order_name=order_name, lease=settings.balance.lease, retries=settings.retries,
+            seed_order=order, order_name=order_name, lease=lease, retries=settings.retries,
             retry_failed=settings.retry_failed, workers=settings.workers, holdings=journal, say=say, clock=self.clock,
         )  # fmt: skip
+        queue.start()
+        total, done, failed = queue.tally()
+        if counts[JobState.DONE] or failed_before:
+            self.events.notice(f"resuming: {counts[JobState.DONE]} done here, {failed_before} failed here; the pool: {done} of {total} done, {failed} failed")
+        to_run = f"jobs from the shared queue at {connection.address.masked} (lease {lease:g} s, {total - done - failed} of {total} to run)"
+        return _Feed(queue, settings.workers, to_run, queue)
 
     def _worker_setup(self, workers: int, started: float) -> WorkerSetup:
         project, settings = self.project, self.settings
@@ -274,6 +277,17 @@ class MachineRun:
     def _label(self, position: int) -> str:
         text = self.project.pool.identity_text(position)
         return text if len(text) <= 60 else text[:59] + "…"
+
+
+@dataclass(frozen=True)
+class _Feed:
+    """Where a run's jobs come from: the source, the workers it needs, and what the log says of it."""
+
+    source: JobSource
+    workers: int
+    to_run: str
+    queue: RedisQueue | None = None
+    """The shared queue, when that is the source (it also hears of commits, and shows the pool)."""
 
 
 class _Say:

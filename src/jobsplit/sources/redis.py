@@ -386,8 +386,6 @@ class RedisQueue:
         self._conn, self._client, self._address = connection, connection.client, connection.address
         self._keys = queue_keys(digest)
         self._scripts = {name: self._client.register_script(_PRELUDE + body) for name, body in _SCRIPTS.items()}
-        self._sent: deque[list[tuple[str, int, str]]] = deque()
-        """Acknowledgements written to the side connection, whose replies are not read yet."""
         self._seed_script = self._client.register_script(_SEED)
         self.machine, self.me = machine, instance_name(machine)
         self._ids = ids
@@ -407,6 +405,8 @@ class RedisQueue:
         """Settled DONE or FAILED, not committed to the journal yet: job -> (token, verdict)."""
         self._acks: list[tuple[str, int, str]] = []
         """Committed, not yet acknowledged to Redis (it was unreachable)."""
+        self._sent: deque[list[tuple[str, int, str]]] = deque()
+        """Acknowledgements written to the side connection, whose replies are not read yet."""
         self._releases: list[tuple[str, int, bool]] = []
         """Handed back while Redis was unreachable: (job, token, count a failure)."""
         self._spare: deque[Task] = deque()
@@ -424,7 +424,6 @@ class RedisQueue:
         self._renewed_at = float("-inf")
         """When the last take that renewed every claim was sent (this host's clock)."""
         self._hold_said = ""
-        self.superseded = 0
         self.corrected = 0
         """Done jobs of this journal re-marked superseded (another host's result came first)."""
 
@@ -433,10 +432,10 @@ class RedisQueue:
     def take(self, limit: int) -> list[Task]:
         now = self._clock.monotonic()
         self._read_replies(wait=limit == 0)
-        if self._unavailable_since is not None and (now < self._retry_at or not self._rejoin()):
-            return []
-        ready = [self._spare.popleft() for _ in range(min(limit, len(self._spare)))]
+        ready = [self._spare.popleft() for _ in range(min(limit, len(self._spare)))]  # claimed: they may run even if Redis is away
         limit -= len(ready)
+        if self._unavailable_since is not None and (now < self._retry_at or not self._rejoin()):
+            return ready
         asking = limit > 0 and now >= self._next_poll
         if not asking and not self._acks and now < self._next_renew:
             return ready
@@ -501,7 +500,6 @@ class RedisQueue:
         if retried:
             self._unhold(retried)
         if superseded:
-            self.superseded += len(superseded)
             self._say(
                 f"{plural(len(superseded), 'result')} not accepted ({', '.join(superseded[:10])}{' ...' if len(superseded) > 10 else ''}): the claim had expired and another host took "
                 "the job (this host was paused or cut off past its lease); recorded here as superseded"
