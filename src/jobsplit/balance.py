@@ -255,27 +255,34 @@ class QueueFigures:
     reclaimed: int
     """Claims taken back from hosts that stopped renewing them (died, paused, lost)."""
     reclaimed_from: dict[str, int]
+    last_contact: dict[str, float]
+    """machine -> seconds since any of its runs last talked to the queue."""
     hold_seconds: float
     """After Redis lost the queue: seconds until jobs are handed out again."""
 
 
 def queue_figures(client: Client, digest: str) -> QueueFigures | None:
     """The figures of the queue of ``digest``, or None when this server holds no such queue."""
-    meta, _, owner, _, _, _, done, failed, stats, _ = queue_keys(digest)
+    meta, _, owner, _, _, _, done, failed, stats, hosts = queue_keys(digest)
     pipe = client.pipeline(transaction=True)
-    for call, key in ((pipe.hgetall, meta), (pipe.hvals, owner), (pipe.hvals, done), (pipe.hlen, failed), (pipe.hgetall, stats)):
+    for call, key in ((pipe.hgetall, meta), (pipe.hvals, owner), (pipe.hvals, done), (pipe.hlen, failed), (pipe.hgetall, stats), (pipe.hgetall, hosts)):
         call(key)
     pipe.time()
-    info, owners, done_by, failed_count, counters, (seconds, micros) = pipe.execute()
+    info, owners, done_by, failed_count, counters, contacts, (seconds, micros) = pipe.execute()
     if not info:
         return None
     claimed = Counter(machine_of(o) for o in owners)
     total, done_count = int(info["total"]), len(done_by)
     reclaimed_from = {key.partition(":")[2]: int(value) for key, value in counters.items() if key.startswith("reclaimed:")}
-    hold = max(0.0, int(info.get("hold_until", 0)) / 1000 - (int(seconds) + int(micros) / 1e6))
+    now = int(seconds) + int(micros) / 1e6
+    hold = max(0.0, int(info.get("hold_until", 0)) / 1000 - now)
+    last: dict[str, float] = {}
+    for instance, at in contacts.items():
+        machine = machine_of(instance)
+        last[machine] = min(last.get(machine, float("inf")), max(0.0, now - int(at) / 1000))
     return QueueFigures(
         digest, total, done_count, int(failed_count), max(0, total - done_count - int(failed_count) - sum(claimed.values())),
-        dict(sorted(claimed.items())), dict(sorted(Counter(done_by).items())), int(counters.get("reclaimed", 0)), reclaimed_from, hold,
+        dict(sorted(claimed.items())), dict(sorted(Counter(done_by).items())), int(counters.get("reclaimed", 0)), reclaimed_from, dict(sorted(last.items())), hold,
     )  # fmt: skip
 
 

@@ -161,12 +161,13 @@ def _queues(url: str, digest: str | None) -> list[balance.QueueFigures]:
 
 def _queue_table(q: balance.QueueFigures) -> None:
     table = Table(title=f"shared queue of digest {format_digest(q.digest)}: {q.done}/{q.total} done, {q.failed} failed, {q.pending} pending")
-    for column in ("Host", "Claimed now", "Done", "Reclaimed from it"):
+    for column in ("Host", "Claimed now", "Done", "Reclaimed from it", "Last contact"):
         table.add_column(column, justify="left" if column == "Host" else "right")
-    for host in sorted(set(q.claimed) | set(q.done_by) | set(q.reclaimed_from)):
-        table.add_row(host, str(q.claimed.get(host, 0)), str(q.done_by.get(host, 0)), str(q.reclaimed_from.get(host, 0)))
+    for host in sorted(set(q.claimed) | set(q.done_by) | set(q.reclaimed_from) | set(q.last_contact)):
+        seen = f"{duration(q.last_contact[host])} ago" if host in q.last_contact else "-"
+        table.add_row(host, str(q.claimed.get(host, 0)), str(q.done_by.get(host, 0)), str(q.reclaimed_from.get(host, 0)), seen)
     table.add_section()
-    table.add_row("all", str(sum(q.claimed.values())), str(q.done), str(q.reclaimed))
+    table.add_row("all", str(sum(q.claimed.values())), str(q.done), str(q.reclaimed), "")
     data_console().print(table)
     if q.hold_seconds:
         data_console().print(f"Redis lost this queue and it was seeded again: jobs are handed out again in {q.hold_seconds:.1f} s")
