@@ -145,7 +145,8 @@ def test_redis_killed_mid_run_and_back_empty(redis_server, tmp_path) -> None:
 
 def test_redis_errors_at_start_are_one_sentence(redis_server, tmp_path) -> None:
     """Must show 5: Redis down at start, a wrong or missing password, a malformed URL (flag and
-    config.ini), each exit 2 with one sentence naming where the URL came from; no password shown."""
+    config.ini), no client library: each exit 2 with one sentence naming where the URL came
+    from; no password shown."""
     secret = "pa55-w0rd"
     server = redis_server.start(password=secret)
     cluster = make_cluster(tmp_path, pool=4, base=0.0)
@@ -170,6 +171,12 @@ def test_redis_errors_at_start_are_one_sentence(redis_server, tmp_path) -> None:
         assert code == 2 and len(errors) == 1, output
         assert __import__("re").search(expected, errors[0]), errors[0]
         assert not (cluster.out / "fast" / "journal.sqlite").exists()
+    no_client = tmp_path / "no-client" / "redis"
+    no_client.mkdir(parents=True)
+    (no_client / "__init__.py").write_text("raise ImportError('the redis extra is not installed')\n")
+    cluster.start("fast", 1.0, server.url, env={"PYTHONPATH": str(no_client.parent)})
+    code, output = cluster.wait("fast", 30)
+    assert code == 2 and "--balance needs the redis client library, which is not installed here; pip install 'jobsplit[redis]'" in error_lines(output)[0], output
     (cluster.config / "config.ini").write_text("[experiment]\nbase = 0\n\n[balance]\nurl = redis//nowhere\n")
     cluster.start("fast", 1.0, None)
     code, output = cluster.wait("fast", 30)
