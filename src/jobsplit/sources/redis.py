@@ -83,7 +83,7 @@ from typing import Any, Protocol
 
 from ..balance import Connection, instance_name, queue_keys
 from ..clock import SYSTEM_CLOCK, Clock
-from ..errors import UserError
+from ..errors import StorageError, UserError
 from ..journal import AttemptRow
 from ..states import JobState, Outcome
 from ..text import plural
@@ -777,7 +777,10 @@ class RedisQueue:
     def _unhold(self, jobs: list[str]) -> None:
         """Drop jobs from the journal's holdings unless another claim of the same job is on a worker."""
         still = {job for job, _ in self._claims}
-        self._holdings.unhold([job for job in jobs if job not in still and job not in self._verdicts])
+        try:
+            self._holdings.unhold([job for job in jobs if job not in still and job not in self._verdicts])
+        except StorageError:
+            pass  # a full disk, while stopping: the next start hands back what the journal still holds
 
     def _mark_lost(self, lost: list[tuple[str, int]]) -> None:
         if not lost:
