@@ -5,6 +5,7 @@ so the redis client it needs must be inside the bundle. Slow: the build takes ab
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -12,13 +13,15 @@ from pathlib import Path
 import pytest
 
 from balancehosts import BASE, POOL, ROOT, assert_exactly_once, make_cluster, makespan, run_hosts
+from components import unavailable
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not sys.platform.startswith("linux"), reason="built and tested on Linux")]
 
 
 @pytest.fixture(scope="module")
 def executable(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("redis", reason="the redis extra is not installed, so the executable would not bundle it")
+    if importlib.util.find_spec("redis") is None:
+        unavailable("the redis client is not installed (pip install -e '.[redis]'), so the executable would not bundle it")
     dist = tmp_path_factory.mktemp("dist")
     build = subprocess.run(
         ["make", "-s", "exe", f"ENTRY={ROOT / 'tests' / 'frozen' / 'balance_entry.py'}", "NAME=balance", f"DIST={dist}"],

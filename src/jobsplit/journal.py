@@ -3,7 +3,8 @@
 It records the jobs this machine holds or ran, whatever decided that it should (a static
 share of the plan, a shared queue, a cluster array index), and every attempt at them:
 
-``meta``      digest, machine, strategy, header, the plan's shape, the entry's code fingerprint
+``meta``      digest, machine, strategy, header, the plan's shape, the entry's code fingerprint;
+              for a shared queue's run also ``source`` (redis) and ``pool`` (the pool's size)
 ``job``       the jobs this machine holds, keyed by job id; ``seq`` is the order it got them
               (plan order for a static share; a shared queue adds them as claimed, and drops
               those it hands back)
