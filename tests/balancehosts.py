@@ -111,13 +111,22 @@ class Cluster:
         os.killpg(self.processes[machine].pid, signum)
 
     def kill_all(self) -> None:
+        """SIGKILL every host's process group (workers included), even of hosts that exited."""
         for process in self.processes.values():
-            if process.poll() is None:
-                try:
-                    os.killpg(process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                process.wait()
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            process.wait()
+
+
+STARTED: list[Cluster] = []
+"""Every cluster made, so that a test's teardown can kill what a failed test left running."""
+
+
+def kill_started() -> None:
+    while STARTED:
+        STARTED.pop().kill_all()
 
 
 def make_cluster(root: Path, *, pool: int, base: float, machines: Mapping[str, list[float]] = WRONG_WEIGHTS, lease: float = 2.0) -> Cluster:
@@ -126,7 +135,8 @@ def make_cluster(root: Path, *, pool: int, base: float, machines: Mapping[str, l
     (config / "config.ini").write_text(f"[jobsplit]\nstrategy = quota\n\n[experiment]\nbase = {base}\n")
     (config / "header.csv").write_text(HEADER)
     (config / "machines.json").write_text(json.dumps(machines))
-    return Cluster(root, pool, machines, lease)
+    STARTED.append(Cluster(root, pool, machines, lease))
+    return STARTED[-1]
 
 
 def run_hosts(cluster: Cluster, balance: str | None, factors: Mapping[str, float] = FACTORS, timeout: float = 120, frozen: Mapping[str, Sequence[str]] | None = None) -> dict[str, str]:

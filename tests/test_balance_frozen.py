@@ -8,11 +8,12 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from balancehosts import BASE, POOL, ROOT, assert_exactly_once, make_cluster, makespan, run_hosts
+from balancehosts import BASE, POOL, ROOT, assert_exactly_once, kill_started, make_cluster, makespan, run_hosts
 from components import unavailable
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not sys.platform.startswith("linux"), reason="built and tested on Linux")]
@@ -30,6 +31,13 @@ def executable(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert build.returncode == 0, build.stdout + build.stderr
     return dist / "balance"
 
+
+
+@pytest.fixture(autouse=True)
+def _no_host_left_behind() -> Iterator[None]:
+    """A failed test leaves its hosts running (retrying a Redis that is gone): kill them."""
+    yield
+    kill_started()
 
 def test_the_executable_runs_one_host_of_the_balanced_pool(executable, redis_server, tmp_path, capsys) -> None:
     server = redis_server.start()

@@ -14,6 +14,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+
+import pytest
 
 from balancehosts import (
     BASE,
@@ -22,6 +25,7 @@ from balancehosts import (
     POOL,
     assert_exactly_once,
     count_now,
+    kill_started,
     make_cluster,
     makespan,
     query,
@@ -31,6 +35,12 @@ from balancehosts import (
 )
 from conftest import error_lines
 
+
+@pytest.fixture(autouse=True)
+def _no_host_left_behind() -> Iterator[None]:
+    """A failed test leaves its hosts running (retrying a Redis that is gone): kill them."""
+    yield
+    kill_started()
 
 def test_three_hosts_of_different_speeds_balance_to_near_ideal(redis_server, tmp_path, capsys) -> None:
     """Must show 1: 600 jobs of 80 ms x (1, 1.5, 2) on three hosts. The static split with
