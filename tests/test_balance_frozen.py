@@ -32,12 +32,12 @@ def executable(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return dist / "balance"
 
 
-
 @pytest.fixture(autouse=True)
 def _no_host_left_behind() -> Iterator[None]:
     """A failed test leaves its hosts running (retrying a Redis that is gone): kill them."""
     yield
     kill_started()
+
 
 def test_the_executable_runs_one_host_of_the_balanced_pool(executable, redis_server, tmp_path, capsys) -> None:
     server = redis_server.start()

@@ -42,6 +42,7 @@ def _no_host_left_behind() -> Iterator[None]:
     yield
     kill_started()
 
+
 def test_three_hosts_of_different_speeds_balance_to_near_ideal(redis_server, tmp_path, capsys) -> None:
     """Must show 1: 600 jobs of 80 ms x (1, 1.5, 2) on three hosts. The static split with
     machines.json weights that ignore the speeds waits for the slowest host; the queue does not."""
