@@ -16,7 +16,7 @@ EXTRA ?=
 # The venv is rebuilt when pyproject.toml changes (or was never built here).
 $(READY): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -e '.[test,build]'
+	$(PY) -m pip install --quiet -e '.[test,build,redis]'
 	touch $@
 
 ## Lint, then the whole test suite (slow end-to-end tests included), then the other Pythons.

@@ -19,6 +19,15 @@ max ratio. Target: at n = 1,000, sigma = 1, ``cost`` with exact hints <= 1.05 (m
 
     .venv/bin/python benchmarks/bench_balance.py                        # the full table
     .venv/bin/python benchmarks/bench_balance.py --sizes 60 1000 --seeds 3
+
+``--live`` measures real runs instead (it needs ``redis-server``): three hosts on this machine
+(processes of tests/frozen/balance_entry.py, 2 workers each) whose jobs sleep base x 1, 1.5
+and 2, once with the static split of a machines.json that ignores those speeds and once with
+``--balance`` through a local Redis. Makespan = first job start to last job end, read from the
+journals; ideal = the least possible for the hosts' measured speeds and start times. Target:
+``--balance`` <= 1.05 (median). It also times seeding a queue with 100,000 jobs.
+
+    .venv/bin/python benchmarks/bench_balance.py --live                 # 600 jobs of 0.1 s x factor, 3 times
 """
 
 from __future__ import annotations
@@ -27,8 +36,11 @@ import argparse
 import math
 import random
 import statistics
+import sys
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 from jobsplit.machines import Machine
 from jobsplit.plan import PlanInput, make_plan
@@ -95,13 +107,92 @@ def run_cell(n: int, sigma: float, noise: float, seeds: int) -> tuple[dict[str, 
     return ratios, binding
 
 
+LIVE_TARGET = 1.05
+
+
+def live(pool: int, base: float, repeats: int) -> None:
+    """Static split (wrong weights) against --balance, as real processes; prints both ratios."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from balancehosts import FACTORS, check_outputs, make_cluster, makespan, run_hosts
+    from components import RedisServer, find_program
+
+    binary = find_program("redis-server")
+    if binary is None:
+        raise SystemExit("bench_balance --live needs redis-server (apt-get install redis-server)")
+    print(f"bench_balance --live: 3 hosts x 2 workers, {pool} jobs of {base:g} s x {', '.join(f'{f:g}' for f in FACTORS.values())} ({', '.join(FACTORS)}); "
+          "static split with machines.json weights 1:1:1 vs --balance (lease 2 s)\n")  # fmt: skip
+    print(f"{'run':>4} {'static':>8} {'--balance':>10}   jobs per host with --balance")
+    with tempfile.TemporaryDirectory() as tmp:
+        server = RedisServer(binary, Path(tmp)).start()
+        statics, dynamics = [], []
+        try:
+            for run in range(repeats):
+                results = []
+                for kind, url in (("static", None), ("balance", server.url)):
+                    cluster = make_cluster(Path(tmp) / f"{kind}{run}", pool=pool, base=base)
+                    run_hosts(cluster, url, timeout=max(600, 20 * pool * base))
+                    check = check_outputs(cluster)
+                    if check.lost or check.done_twice or check.merge_status:
+                        raise SystemExit(f"{kind} run {run}: not every job exactly once: {check}")
+                    results.append(makespan(cluster))
+                static, dynamic = results
+                statics.append(static.ratio)
+                dynamics.append(dynamic.ratio)
+                print(f"{run + 1:>4} {static.ratio:>8.3f} {dynamic.ratio:>10.3f}   {({m: n for m, (n, _) in dynamic.per_host.items()})}")
+            print(f"\nmedian makespan / ideal: static {statistics.median(statics):.3f}, --balance {statistics.median(dynamics):.3f}   "
+                  f"target --balance <= {LIVE_TARGET}   {'PASS' if statistics.median(dynamics) <= LIVE_TARGET else 'MISS'}")  # fmt: skip
+            print(f"seeding a queue with 100,000 jobs (ids, seeded order, pipelined upload, atomic commit): {seed_time(server.url):.2f} s")
+        finally:
+            server.stop()
+
+
+def seed_time(url: str, jobs: int = 100_000) -> float:
+    """Seconds for the first host to seed a queue of ``jobs`` jobs, as a run does."""
+    from jobsplit.balance import connect, parse_url
+    from jobsplit.plan.base import seeded_order
+    from jobsplit.sources.redis import RedisQueue
+
+    class NoJournal:
+        def hold(self, job_ids: Sequence[str]) -> dict[str, int]:
+            return {}
+
+        def unhold(self, job_ids: object) -> None:
+            pass
+
+        def supersede(self, job_ids: Sequence[str]) -> None:
+            pass
+
+        def states(self) -> Iterator[tuple[str, str]]:
+            return iter(())
+
+    rng = random.Random("bench_balance/seed")
+    ids = [rng.randbytes(16) for _ in range(jobs)]
+    began = time.perf_counter()
+    queue = RedisQueue(
+        connect(parse_url(url, "--balance")), digest=rng.randbytes(16).hex(), machine="bench", ids=[i.hex() for i in ids],
+        seed_order=lambda: seeded_order(ids, b"seed"), order_name="seeded", lease=60, retries=0, retry_failed=False, workers=1,
+        holdings=NoJournal(), say=lambda text: None,
+    )  # fmt: skip
+    queue.start()
+    seconds = time.perf_counter() - began
+    queue.close()
+    return seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[60, 1000, 20000], help="pool sizes (default: 60 1000 20000)")
     parser.add_argument("--sigmas", type=float, nargs="+", default=[0.0, 1.0], help="log-normal sigmas of job costs (default: 0 1)")
     parser.add_argument("--seeds", type=int, default=10, help="random pools per cell (default: 10)")
     parser.add_argument("--noise", type=float, default=0.5, help="sigma of the log-normal noise on cost hints (default: 0.5)")
+    parser.add_argument("--live", action="store_true", help="run three real hosts, static split vs --balance (needs redis-server)")
+    parser.add_argument("--pool", type=int, default=600, help="--live: jobs in the pool (default: 600)")
+    parser.add_argument("--base", type=float, default=0.1, help="--live: seconds of a job on the fastest host (default: 0.1)")
+    parser.add_argument("--repeats", type=int, default=3, help="--live: runs of each (default: 3)")
     args = parser.parse_args()
+    if args.live:
+        live(args.pool, args.base, args.repeats)
+        return
 
     total_capacity = sum(m.capacity for m in MACHINES)
     print(f"bench_balance: makespan / lower bound, median (max) over {args.seeds} seeds per cell")

@@ -192,7 +192,7 @@ def error_lines(text: str) -> list[str]:
 
 
 # Real components (Redis, a one-node Slurm cluster, headless Chromium): see components.py.
-from components import chromium, redis_server, slurm, slurm_cluster  # noqa: E402, F401
+from components import chromium, redis_server, slurm, slurm_cluster  # noqa: F401
 
 _ROOT = Path(__file__).resolve().parents[1]
 

@@ -351,12 +351,12 @@ def test_syntax_error_quotes_the_line_cleanly(setup, tmp_path):
 def test_plan_json_is_streamed_as_the_very_text_of_one_json_dumps(entry_file, config_dir, tmp_path):
     """`plan --json` is written as it is produced (issue 14), yet byte for byte what one
     json.dumps of the whole document gives: scripts that compare it see no change."""
+    import importlib.util
+
     from jobsplit.cli import _write_plan_json
     from jobsplit.digest import format_digest
     from jobsplit.pool import JobPool
     from jobsplit.project import load_project
-
-    import importlib.util
 
     spec = importlib.util.spec_from_file_location("plan_entry", entry_file)
     module = importlib.util.module_from_spec(spec)

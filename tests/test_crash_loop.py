@@ -13,7 +13,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -44,7 +43,7 @@ WORKERS = 2
 def _has_plan(journal: Path) -> bool:
     try:
         return bool(journal_query(journal, "SELECT 1 FROM meta WHERE key = 'digest'"))
-    except Exception:  # noqa: BLE001 - not there yet, or being created
+    except Exception:
         return False
 
 

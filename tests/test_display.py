@@ -20,9 +20,9 @@ from rich.console import Console
 import jobsplit.progress as progress_module
 from jobsplit.config import Header, JobConfig, LogSettings
 from jobsplit.display import PlainDisplay, RunningJob, Snapshot, duration, summary_line
-from jobsplit.livedisplay import LiveDisplay, render
 from jobsplit.journal import Journal
 from jobsplit.links import ProcessHub
+from jobsplit.livedisplay import LiveDisplay, render
 from jobsplit.pool import JobPool
 from jobsplit.progress import IDLE, ProgressBoard, ProgressReporter
 from jobsplit.recorder import Recorder

@@ -88,7 +88,7 @@ def assert_others_done(pool, failing, jobs, rows, side, *, exactly_once: bool = 
 @pytest.mark.parametrize("start_method", START_METHODS)
 @pytest.mark.parametrize("kind", list(FAILURES))
 def test_a_failing_job_is_recorded_and_the_others_finish(tmp_path, kind, start_method):
-    lead = lambda n: [[kind, 1000 + n]]  # noqa: E731
+    lead = lambda n: [[kind, 1000 + n]]
     result, pool, jobs, rows, side = run_failing(tmp_path, lead, start_method)
     assert result.returncode == 1, result.stderr
     failing = pool[0]
@@ -106,7 +106,7 @@ def test_a_failing_job_is_recorded_and_the_others_finish(tmp_path, kind, start_m
 @pytest.mark.parametrize("start_method", START_METHODS)
 def test_several_dying_workers_cost_only_their_own_jobs(tmp_path, start_method):
     """Two workers, three of them dying: at least one replacement worker must run a job."""
-    lead = lambda n: [["exit3", 2000 + n], ["sigkill", 2000 + n], ["segv", 2000 + n], ["raise", 2000 + n]]  # noqa: E731
+    lead = lambda n: [["exit3", 2000 + n], ["sigkill", 2000 + n], ["segv", 2000 + n], ["raise", 2000 + n]]
     result, pool, jobs, rows, side = run_failing(tmp_path, lead, start_method, workers=2, rest=pool_spec("ok", 10), first=False)
     assert result.returncode == 1, result.stderr
     outcomes = {spec[0]: jobs[spec_id(spec)]["outcome"] for spec in pool[:4]}
@@ -116,7 +116,7 @@ def test_several_dying_workers_cost_only_their_own_jobs(tmp_path, start_method):
 
 @pytest.mark.parametrize("start_method", START_METHODS)
 def test_a_hung_job_times_out_and_its_worker_slot_is_reused(tmp_path, start_method):
-    lead = lambda n: [["hang", 3000 + n]]  # noqa: E731
+    lead = lambda n: [["hang", 3000 + n]]
     result, pool, jobs, rows, side = run_failing(tmp_path, lead, start_method, "--timeout", "1")
     assert result.returncode == 1, result.stderr
     hung = jobs[spec_id(pool[0])]
@@ -134,7 +134,7 @@ def test_the_timeout_can_come_from_config_ini(tmp_path):
     from runhelpers import CONFIG
 
     config = CONFIG.replace("strategy = quota", "strategy = quota\ntimeout = 0.5")
-    lead = lambda n: [["hang", 3100 + n]]  # noqa: E731
+    lead = lambda n: [["hang", 3100 + n]]
     result, pool, jobs, rows, side = run_failing(tmp_path, lead, "fork", config=config)
     assert result.returncode == 1, result.stderr
     hung = jobs[spec_id(pool[0])]
@@ -145,7 +145,7 @@ def test_the_timeout_can_come_from_config_ini(tmp_path):
 @pytest.mark.parametrize("start_method", START_METHODS)
 def test_retries_count_attempts(tmp_path, start_method):
     """--retries 2: an always-failing job has 3 attempts; a job failing once ends done with 2."""
-    lead = lambda n: [["raise", 4000 + n], ["exit3", 4000 + n], ["flaky", 4000 + n]]  # noqa: E731
+    lead = lambda n: [["raise", 4000 + n], ["exit3", 4000 + n], ["flaky", 4000 + n]]
     result, pool, jobs, rows, side = run_failing(tmp_path, lead, start_method, "--retries", "2", workers=2, first=False)
     assert result.returncode == 1, result.stderr
     raising, crashing, flaky = (jobs[spec_id(s)] for s in pool[:3])
@@ -159,7 +159,7 @@ def test_retries_count_attempts(tmp_path, start_method):
 
 
 def test_without_retries_a_flaky_job_fails_once(tmp_path):
-    lead = lambda n: [["flaky", 4100 + n]]  # noqa: E731
+    lead = lambda n: [["flaky", 4100 + n]]
     result, pool, jobs, rows, side = run_failing(tmp_path, lead, "fork")
     assert result.returncode == 1
     flaky = jobs[spec_id(pool[0])]

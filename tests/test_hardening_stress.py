@@ -50,7 +50,7 @@ TWIN_JOB_SECONDS = 0.06  # as test_crash_loop: a worker finishes at most one job
 def _has_plan(journal: Path) -> bool:
     try:
         return bool(journal_query(journal, "SELECT 1 FROM meta WHERE key = 'digest'"))
-    except Exception:  # noqa: BLE001 - not there yet, or being created
+    except Exception:
         return False
 
 

@@ -14,7 +14,7 @@ import signal
 from test_runner_logic import make  # noqa: F401 - the fixture
 
 
-def test_a_worker_killed_by_an_outside_sigterm_stops_the_run_and_its_job_runs_again(make):  # noqa: F811
+def test_a_worker_killed_by_an_outside_sigterm_stops_the_run_and_its_job_runs_again(make):
     setup = make([("ok", 1.0, i) for i in range(6)], workers=2)
     runner = setup.runner()
     started = setup.clock.now

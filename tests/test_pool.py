@@ -256,10 +256,10 @@ def test_pool_keeps_user_order_and_ids():
 
 # --- the fast paths of large pools (issue 14) ------------------------------------------------
 
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from jobsplit.pool import _encode, _formatted, _uniform_kinds  # noqa: E402
+from jobsplit.pool import _encode, _formatted, _uniform_kinds
 
 _SCALAR = {
     int: st.integers(min_value=-(2**70), max_value=2**70),

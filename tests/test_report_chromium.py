@@ -22,8 +22,6 @@ import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
-import pytest
-
 from components import png_is_blank
 from runhelpers import pool_spec, run_args, run_env, spec_id, write_kinds_entry
 from test_report_journal import Att, RunRow, machines_json, write_journal

@@ -87,7 +87,7 @@ class RunRow(NamedTuple):
     status: str = "completed"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def job_hex(name: str) -> str:
     """A fixture job's 32-hex id, from its short name."""
     return hashlib.md5(name.encode()).hexdigest()

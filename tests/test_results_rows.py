@@ -156,8 +156,8 @@ def test_a_row_round_trips_through_csv():
 
 # --- the line is built without csv when it can be: always what csv would write (issue 14) ------
 
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 _CELLS = st.one_of(st.text(alphabet=st.sampled_from(list('ab,"\n\r é;\t'))), st.integers(), st.floats(allow_nan=False), st.none(), st.booleans())
 

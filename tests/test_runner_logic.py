@@ -145,7 +145,7 @@ def test_a_worker_that_ignores_sigterm_is_killed_after_the_grace(make):
     setup = make([("hang", 0, 0), ("ok", 1.0, 1)], workers=1, timeout=2.0)
     runner = setup.runner()
 
-    def stubborn(signum: int, link=None) -> None:  # noqa: ANN001 - the fake's signal, minus SIGTERM's effect
+    def stubborn(signum: int, link=None) -> None:
         link = setup.hub.links[0]
         link.signals.append(signum)
         if signum == signal.SIGKILL and link.dies_at is None:
@@ -153,7 +153,7 @@ def test_a_worker_that_ignores_sigterm_is_killed_after_the_grace(make):
 
     original = setup.hub.start
 
-    def start(slot: int):  # noqa: ANN202
+    def start(slot: int):
         link = original(slot)
         if len(setup.hub.links) == 1:
             link.signal = stubborn  # type: ignore[method-assign]

@@ -65,17 +65,17 @@ def test_a_finished_run_leaves_its_snapshot(runs):
 
 
 def test_status_on_another_host_reads_the_snapshots_and_lists_every_task(runs, elsewhere, capsys):
-    digest, statuses = gather([runs])
+    digest, statuses, _ = gather([runs])
     assert digest == read_snapshot(runs / "ws").digest
     by_name = {s.name: s for s in statuses}
     assert list(by_name) == ["sim[0]", "sim[1]", "sim[2]", "ws"]
     assert by_name["sim[1]"].state == "finished" and by_name["sim[1]"].done == 5 and by_name["sim[1]"].jobs_per_second
     assert by_name["sim[2]"].state == "not started" and by_name["sim[2]"].pending == 5
     assert unfinished_tasks(statuses) == {"sim": ([2], 0)}
-    assert status_run(argparse.Namespace(dirs=[runs], json=False), message_console()) == 0
+    assert status_run(argparse.Namespace(dirs=[runs], json=False, balance=None), message_console()) == 0
     out = capsys.readouterr().out
     assert "sim: resubmit the 1 task not finished with --array=2" in out
-    assert status_run(argparse.Namespace(dirs=[runs], json=True), message_console()) == 0
+    assert status_run(argparse.Namespace(dirs=[runs], json=True, balance=None), message_console()) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["arrays"] == {"sim": {"unfinished": [2], "running": 0, "resubmit": "--array=2"}}
 
@@ -85,11 +85,11 @@ def test_running_and_stalled_tasks_on_another_host(runs, tmp_path, elsewhere, ca
     as_if_running_on(root / "sim@0", "node7", time.time())
     as_if_running_on(root / "sim@1", "node8", time.time() - STALLED_AFTER - 60)
     (root / "sim@0" / "journal.sqlite").write_bytes(b"not opened from another host while its run goes on\n" * 50)
-    _, statuses = gather([root])
+    _, statuses, _ = gather([root])
     states = {s.name: (s.state, s.done, s.running) for s in statuses}
     assert states["sim[0]"] == ("running", 3, 1) and states["sim[1]"][0] == "stalled"
     assert unfinished_tasks(statuses) == {"sim": ([1, 2], 1)}
-    assert status_run(argparse.Namespace(dirs=[root], json=False), message_console()) == 0
+    assert status_run(argparse.Namespace(dirs=[root], json=False, balance=None), message_console()) == 0
     assert "with --array=1-2" in capsys.readouterr().out
 
     merged = merge([root])  # the damaged journal of sim[0] was never opened
@@ -112,7 +112,7 @@ def test_on_the_runs_own_host_the_journal_is_read(runs, tmp_path):
     """Same host: WAL readers are safe, and the journal is live to its last commit."""
     root = shutil.copytree(runs, tmp_path / "out")
     as_if_running_on(root / "sim@0", __import__("socket").gethostname(), time.time())
-    _, statuses = gather([root])
+    _, statuses, _ = gather([root])
     assert {s.name: s.state for s in statuses}["sim[0]"] == "finished"  # what its journal says
     assert merge([root]).elsewhere == {}
 
@@ -123,12 +123,12 @@ def test_the_writer_writes_every_interval_and_at_once_when_asked(tmp_path):
     writer = SnapshotWriter(tmp_path, first, clock)
     assert read_snapshot(tmp_path) == first
     clock.now += INTERVAL / 2
-    writer.update(2, 0, 1)
+    writer.update(5, 2, 0, 1)
     assert read_snapshot(tmp_path).done == 0  # not yet due
     clock.now += INTERVAL / 2
-    writer.update(3, 0, 1)
+    writer.update(5, 3, 0, 1)
     assert (read_snapshot(tmp_path).done, read_snapshot(tmp_path).updated) == (3, clock.time())
-    writer.write(5, 0, 0, "completed")
+    writer.write(5, 5, 0, 0, "completed")
     assert read_snapshot(tmp_path).state == "completed"
     assert [p.name for p in tmp_path.iterdir()] == ["progress.json"]  # no temporary file left
 

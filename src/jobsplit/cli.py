@@ -211,6 +211,9 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
     failures.add_argument("--retries", type=_non_negative_int, metavar="N", help="run a failed, crashed or timed-out job up to N more times (default: 0)")
     failures.add_argument("--retry-failed", action="store_true", help="also run the jobs that failed in earlier runs")
     failures.add_argument("--fresh", action="store_true", help="start over; the old journal and results are kept in a backup folder")
+    queue = run.add_argument_group("dynamic balancing (see README)")
+    queue.add_argument("--balance", metavar="URL", help="take jobs from a shared Redis queue at redis://HOST:PORT/DB (default: config.ini [balance] url, else run this machine's share)")
+    queue.add_argument("--lease", type=_positive_float, metavar="SECONDS", help="how long a claim on a job lasts unless renewed (default: config.ini [balance] lease, else 60)")
 
 
 def _add_sbatch_options(sbatch: argparse.ArgumentParser) -> None:

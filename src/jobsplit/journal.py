@@ -3,12 +3,16 @@
 It records the jobs this machine holds or ran, whatever decided that it should (a static
 share of the plan, a shared queue, a cluster array index), and every attempt at them:
 
-``meta``      digest, machine, strategy, header, the plan's shape, the entry's code fingerprint
+``meta``      digest, machine, strategy, header, the plan's shape, the entry's code fingerprint;
+              for a shared queue's run also ``source`` (redis) and ``pool`` (the pool's size)
 ``job``       the jobs this machine holds, keyed by job id; ``seq`` is the order it got them
-              (plan order for a static share)
+              (plan order for a static share; a shared queue adds them as claimed, and drops
+              those it hands back)
 ``attempts``  one row per ended attempt: worker slot and pid, wall-clock start and end, outcome,
               the job's state after it, exit status or signal, peak memory, CPU time, and the
-              results.csv line (done) or the error (not done)
+              results.csv line (done) or the error (not done). Never updated, but for one
+              case: a shared queue that accepted another host's result first re-marks this
+              done attempt superseded (see ``supersede``)
 ``running``   attempts on a worker at the last commit (a killed run leaves them: the next run
               records them as interrupted)
 ``runs``      one row per run of the ``run`` command
@@ -348,6 +352,45 @@ class Journal:
         with self._transaction():
             self._db.executemany("INSERT OR IGNORE INTO job (job_id) VALUES (?)", ((a.job_id,) for a in attempts))
             self._db.executemany(_INSERT_ATTEMPT.replace("INSERT", "INSERT OR IGNORE", 1), attempts)
+
+    # --- holdings of a shared queue (sources.redis) -------------------------------------
+
+    def hold(self, job_ids: Sequence[str]) -> dict[str, int]:
+        """Record jobs claimed from a shared queue as this machine's; returns the newest attempt
+        number each has here (absent: none)."""
+        with self._lazily_synced():
+            self._db.executemany("INSERT OR IGNORE INTO job (job_id) VALUES (?)", ((job_id,) for job_id in job_ids))
+        last: dict[str, int] = {}
+        for start in range(0, len(job_ids), 500):  # below SQLite's limit on bound parameters
+            chunk = job_ids[start : start + 500]
+            last.update(self._db.execute(f"SELECT job_id, MAX(attempt) FROM attempts WHERE job_id IN ({', '.join('?' * len(chunk))}) GROUP BY job_id", chunk))
+        return last
+
+    def unhold(self, job_ids: Iterable[str]) -> None:
+        """Jobs handed back to a shared queue are no longer this machine's (their attempts stay)."""
+        with self._lazily_synced():
+            self._db.executemany("DELETE FROM job WHERE job_id = ?", ((job_id,) for job_id in job_ids))
+
+    @contextmanager
+    def _lazily_synced(self) -> Iterator[None]:
+        """A transaction committed without waiting for the disk (it survives a killed process,
+        and the next synchronous commit makes it durable): holdings follow each claim, and the
+        queue's leases, not this journal, protect a claim whose record a power cut loses."""
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            with self._transaction():
+                yield
+        finally:
+            self._db.execute("PRAGMA synchronous=FULL")
+
+    def supersede(self, job_ids: Sequence[str]) -> None:
+        """A shared queue accepted another host's result for these jobs first: the done attempt
+        here becomes superseded (its row stays, and leaves results.csv at the next start)."""
+        with self._transaction():
+            self._db.executemany(
+                "UPDATE attempts SET state = ? WHERE id = (SELECT MAX(id) FROM attempts WHERE job_id = ? AND state = ?)",
+                ((JobState.SUPERSEDED, job_id, JobState.DONE) for job_id in job_ids),
+            )
 
     def close(self) -> None:
         self._db.close()

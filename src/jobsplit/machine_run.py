@@ -1,5 +1,10 @@
 """One run of this machine's share, wired from its settings: source, runner, recorder, journal,
-results and log. It prints nothing: what the user should hear goes to its ``RunEvents``."""
+results and log. It prints nothing: what the user should hear goes to its ``RunEvents``.
+
+The source is the one thing that differs between a static share and a shared queue
+(``--balance``): which jobs the machine holds (its share, or what it claims), and who decides
+what runs next. The runner, journal, results, logs and display are the same code for both.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,12 @@ import logging
 import multiprocessing
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from . import balance
 from ._version import __version__
 from .clock import SYSTEM_CLOCK, Clock
 from .digest import format_digest
@@ -23,6 +29,7 @@ from .journal import AttemptRow, Journal
 from .links import ProcessHub
 from .logs import MachineLog, parent_logger
 from .messages import LogEntry
+from .plan.base import seeded_order
 from .progress import ProgressBoard
 from .project import Project
 from .recorder import Recorder
@@ -31,7 +38,8 @@ from .results import ResultsFile, csv_header_line
 from .runner import Runner
 from .settings import RunSettings
 from .snapshot import RunSnapshot, SnapshotWriter
-from .sources import StaticShare, Task
+from .sources import JobSource, StaticShare, Task
+from .sources.redis import RedisQueue
 from .states import JobState, RunStatus
 from .text import plural
 from .timefmt import utc_timestamp
@@ -97,6 +105,16 @@ class MachineRun:
         """Prepare the journal and results, run until the share is settled or ``should_stop()``."""
         project, settings, folder = self.project, self.settings, self.folder
         folder.create()
+        if settings.balance is not None:
+            connection = balance.connect(settings.balance.address, timeout=min(5.0, max(0.5, settings.balance.lease / 4)))  # exit 2 when unreachable
+            try:
+                journal, _ = self._open_journal(None)
+                try:
+                    return self._run(journal, False, None, should_stop, connection)
+                finally:
+                    journal.close()
+            finally:
+                connection.close()
         positions = list(project.plan.share_of(settings.machine.name))
         job_ids = [project.pool.id_hex(p) for p in positions]
         journal, fresh = self._open_journal(job_ids)
@@ -110,21 +128,24 @@ class MachineRun:
         if self._runner is not None:
             self._runner.kill()
 
-    def _open_journal(self, job_ids: list[str]) -> tuple[Journal, bool]:
-        """The journal, new or resumed, holding every result results.csv proves done; and
-        whether it is brand new (nothing in it to read back)."""
+    def _open_journal(self, job_ids: list[str] | None) -> tuple[Journal, bool]:
+        """The journal, new or resumed, holding every result results.csv proves done; and whether
+        it is brand new (nothing in it to read back). ``job_ids``: the static share; None: a
+        shared queue, whose jobs join as they are claimed."""
         project, folder = self.project, self.folder
         existed = Journal.holds_a_plan(folder.journal)
-        share = set(job_ids)
+        share = set(job_ids) if job_ids is not None else {project.pool.id_hex(p) for p in range(len(project.pool))}
         if not existed and not folder.results.exists() and folder.segments():
             raise _lost_journal(folder.journal, folder.log)
         journal = Journal(folder.journal)
         try:
             if existed:
-                journal.check(project.digest, job_ids)
+                self._check_source(journal)
+                journal.check(project.digest, job_ids if job_ids is not None else journal.job_ids())  # a queue's holdings are its own
             rows = read_rows(folder.results, project.header, project.digest, share.__contains__, digest_known=existed)
             if not existed:
-                journal.initialize(self._meta(), job_ids)
+                queue = {"source": RedisQueue.name, "pool": str(len(project.pool))} if job_ids is None else {}
+                journal.initialize({**self._meta(), **queue}, job_ids or [])
             adopted = adopt(journal, rows)
             if adopted:
                 how = "rebuilt the journal" if not existed else "took back into the journal"
@@ -141,6 +162,14 @@ class MachineRun:
             journal.close()
             raise
         return journal, not existed and not adopted
+
+    def _check_source(self, journal: Journal) -> None:
+        """Refuse to mix a static share and a shared queue in one folder: their holdings differ."""
+        recorded = journal.meta().get("source", StaticShare.name)
+        wanted = RedisQueue.name if self.settings.balance is not None else StaticShare.name
+        if recorded != wanted:
+            how = "through a shared queue (--balance)" if recorded == RedisQueue.name else "as a static share (without --balance)"
+            raise UserError(f"{journal.path} was made by a run {how}; run this machine the same way, or pass --fresh to start over (the old files are kept in a backup folder)")
 
     def _meta(self) -> dict[str, str]:
         """What the merge, status and report tools need without the pool: the digest and the
@@ -159,43 +188,54 @@ class MachineRun:
         }
 
     def _plan_counts(self) -> dict[str, int]:
-        """Every machine of the plan -> its job count."""
+        """Every machine of the plan -> its job count; of a shared queue's run, ``{"": pool size}``:
+        no machine is held to a share."""
         plan = self.project.plan
+        if self.settings.balance is not None:
+            return {"": len(self.project.pool)}
         return {m.name: len(share) for m, share in zip(plan.machines, plan.shares)}
 
-    def _run(self, journal: Journal, fresh: bool, position_of: dict[str, int], should_stop: Callable[[], bool]) -> RunSummary:
+    def _run(
+        self, journal: Journal, fresh: bool, position_of: dict[str, int] | None, should_stop: Callable[[], bool], connection: balance.Connection | None = None
+    ) -> RunSummary:
         project, settings, folder, clock = self.project, self.settings, self.folder, self.clock
         if fresh:  # nothing to read back: every job of the share is pending, in plan order
+            assert position_of is not None, "only a static share starts from a fresh journal"
             counts: dict[str, int] = {**dict.fromkeys(JobState, 0), JobState.PENDING: len(position_of)}
-            todo = [(job_id, 0) for job_id in position_of]
         else:
             journal.close_crashed_runs(clock.time())
             counts = journal.counts()
-            todo = journal.to_run(retry_failed=settings.retry_failed)
         failed_before = 0 if settings.retry_failed else counts[JobState.FAILED]
-        if counts[JobState.DONE] or failed_before:
-            self.events.notice(f"resuming: {counts[JobState.DONE]} done, {failed_before} failed, {len(todo)} to go")
-        workers = min(settings.workers, max(len(todo), 1))
+        say = _Say(self.events)
+        if connection is None:
+            assert position_of is not None, "a static share knows its jobs"
+            feed = self._static_feed(journal, fresh, counts, failed_before, position_of)
+        else:
+            feed = self._queue_feed(journal, counts, failed_before, connection, say)
+        source, queue, workers = feed.source, feed.queue, feed.workers
         started = clock.time()
-        run = journal.begin_run(
-            workers, done_before=counts[JobState.DONE], started=started, host=socket.gethostname(), pid=os.getpid(), code=self.code, source=StaticShare.name
-        )
+        done_before = counts[JobState.DONE]
+        run = journal.begin_run(workers, done_before=done_before, started=started, host=socket.gethostname(), pid=os.getpid(), code=self.code, source=source.name)
         results = ResultsFile(folder.results, csv_header_line(project.header), () if fresh else journal.result_lines())
         log = MachineLog(folder, project.logging)
-        total, done = sum(counts.values()), counts[JobState.DONE]
+        total = sum(counts.values())
         snapshots = SnapshotWriter(folder.path, RunSnapshot(
             settings.machine.name, project.digest, self._plan_counts(), RunStatus.RUNNING, socket.gethostname(), os.getpid(),
-            started, started, total, done, failed_before, 0, done, workers,
+            started, started, total, done_before, failed_before, 0, done_before, workers,
         ), clock)  # fmt: skip
-        narrator = _Narrator(log, parent_logger(log, project.logging), self.events, settings.machine.name, total, done, failed_before, clock, self._label, snapshots)
-        narrator.logger.info(
-            "run %d started: digest %s, code %s, strategy %s, %s of %s to run, %s (%s)", run, format_digest(project.digest), self.code,
-            project.strategy, plural(len(todo), "job"), narrator.total, plural(workers, "worker"), settings.start_method,
+        narrator = _Narrator(
+            log, parent_logger(log, project.logging), self.events, settings.machine.name, total, done_before, failed_before, clock, self._label,
+            snapshots, tally=queue.tally if queue is not None else None,
         )  # fmt: skip
+        narrator.logger.info(
+            "run %d started: digest %s, code %s, strategy %s, %s, %s (%s)", run, format_digest(project.digest), self.code,
+            project.strategy, feed.to_run, plural(workers, "worker"), settings.start_method,
+        )  # fmt: skip
+        say.log_to(narrator.logger)
         runner = self._runner = Runner(
-            StaticShare((Task(job_id, position_of[job_id], attempt + 1) for job_id, attempt in todo), settings.retries),
+            source,
             ProcessHub(multiprocessing.get_context(settings.start_method), self._worker_setup(workers, started)),
-            Recorder(journal, results, run, clock=clock), project.pool,
+            Recorder(journal, results, run, clock=clock, on_commit=queue.committed if queue is not None else None), project.pool,
             workers=workers, run=run, timeout=settings.timeout, clock=clock, on_attempt=narrator.attempt_failed, on_log=narrator.worker_output,
         )  # fmt: skip
         status = RunStatus.STOPPED
@@ -204,14 +244,53 @@ class MachineRun:
         finally:
             final = narrator.show(runner)
             try:
+                if queue is not None:
+                    queue.close()  # acknowledges what the last commit made final
                 journal.end_run(run, status, clock.time())
-                snapshots.write(final.done, final.failed, 0, status)
+                snapshots.write(*narrator.held(runner), status)
             finally:
                 results.close()
+                if queue is not None and queue.corrected:  # results.csv drops the rows re-marked superseded
+                    ResultsFile(folder.results, csv_header_line(project.header), journal.result_lines()).close()
                 narrator.logger.info("run %d %s: %s done, %s failed in %.1f s", run, status, plural(final.done_this_run, "job"), plural(runner.counts.failed, "job"), final.elapsed)
                 log.close()
+        if queue is not None:
+            total, done, failed = queue.tally()
+            return RunSummary(status, total, done, failed, final.done_this_run, final.elapsed, workers)
         after = {JobState.DONE: final.done, JobState.FAILED: final.failed} if fresh else journal.counts()  # a new journal: the runner's counts are all
         return RunSummary(status, narrator.total, after[JobState.DONE], after[JobState.FAILED], final.done_this_run, final.elapsed, workers)
+
+    def _static_feed(self, journal: Journal, fresh: bool, counts: dict[str, int], failed_before: int, position_of: dict[str, int]) -> _Feed:
+        """This machine's share of the plan, what the journal does not hold as settled."""
+        settings = self.settings
+        todo = [(job_id, 0) for job_id in position_of] if fresh else journal.to_run(retry_failed=settings.retry_failed)
+        if counts[JobState.DONE] or failed_before:
+            self.events.notice(f"resuming: {counts[JobState.DONE]} done, {failed_before} failed, {len(todo)} to go")
+        source = StaticShare((Task(job_id, position_of[job_id], attempt + 1) for job_id, attempt in todo), settings.retries)
+        return _Feed(source, min(settings.workers, max(len(todo), 1)), f"{plural(len(todo), 'job')} of {sum(counts.values())} to run")
+
+    def _queue_feed(self, journal: Journal, counts: dict[str, int], failed_before: int, connection: balance.Connection, say: Callable[[str], None]) -> _Feed:
+        """The shared queue, joined (or seeded: longest first when the entry gives ``cost=``,
+        else in the plan's seeded order, a random mix every host agrees on)."""
+        project, settings = self.project, self.settings
+        assert settings.balance is not None
+        pool, costs, lease = project.pool, project.costs, settings.balance.lease
+        order: Callable[[], Sequence[int]]
+        if costs is not None:
+            order, order_name = (lambda: sorted(sorted(range(len(pool)), key=pool.ids.__getitem__), key=costs.__getitem__, reverse=True)), "longest first"
+        else:
+            order, order_name = (lambda: seeded_order(pool.ids, project.seed)), "in the plan's seeded order"
+        queue = RedisQueue(
+            connection, digest=project.digest, machine=settings.machine.name, ids=[pool.id_hex(p) for p in range(len(pool))],
+            seed_order=order, order_name=order_name, lease=lease, retries=settings.retries,
+            retry_failed=settings.retry_failed, workers=settings.workers, holdings=journal, say=say, clock=self.clock,
+        )  # fmt: skip
+        queue.start()
+        total, done, failed = queue.tally()
+        if counts[JobState.DONE] or failed_before:
+            self.events.notice(f"resuming: {counts[JobState.DONE]} done here, {failed_before} failed here; the pool: {done} of {total} done, {failed} failed")
+        to_run = f"jobs from the shared queue at {connection.address.masked} (lease {lease:g} s, {total - done - failed} of {total} to run)"
+        return _Feed(queue, settings.workers, to_run, queue)
 
     def _worker_setup(self, workers: int, started: float) -> WorkerSetup:
         project, settings = self.project, self.settings
@@ -227,6 +306,39 @@ class MachineRun:
     def _label(self, position: int) -> str:
         text = self.project.pool.identity_text(position)
         return text if len(text) <= 60 else text[:59] + "…"
+
+
+@dataclass(frozen=True)
+class _Feed:
+    """Where a run's jobs come from: the source, the workers it needs, and what the log says of it."""
+
+    source: JobSource
+    workers: int
+    to_run: str
+    queue: RedisQueue | None = None
+    """The shared queue, when that is the source (it also hears of commits, and shows the pool)."""
+
+
+class _Say:
+    """A shared queue's news: to the user at once, and to the machine log once it is open."""
+
+    def __init__(self, events: RunEvents) -> None:
+        self.events = events
+        self.logger: logging.Logger | None = None
+        self.early: list[str] = []
+
+    def __call__(self, text: str) -> None:
+        self.events.notice(text)
+        if self.logger is None:
+            self.early.append(text)
+        else:
+            self.logger.warning(text)
+
+    def log_to(self, logger: logging.Logger) -> None:
+        self.logger = logger
+        for text in self.early:
+            logger.warning(text)
+        self.early.clear()
 
 
 class _Narrator:
@@ -245,10 +357,13 @@ class _Narrator:
         clock: Clock,
         label: Callable[[int], str],
         snapshots: SnapshotWriter,
+        tally: Callable[[], tuple[int, int, int]] | None = None,
     ) -> None:
         self.log, self.logger, self.events, self.snapshots = log, logger, events, snapshots
         self.machine, self.total, self.done_before, self.failed_before = machine, total, done_before, failed_before
         self.clock, self.label = clock, label
+        self.tally = tally
+        """A shared queue's (pool size, done, failed): the display shows the whole pool."""
         self.began = clock.monotonic()
         self.shown_at = -DISPLAY_INTERVAL
 
@@ -267,16 +382,23 @@ class _Narrator:
         now = self.clock.monotonic()
         if now - self.shown_at >= DISPLAY_INTERVAL:
             self.shown_at = now
-            snapshot = self.show(runner)
+            self.show(runner)
             self.log.flush_if_due()
-            self.snapshots.update(snapshot.done, snapshot.failed, len(snapshot.running))
+            self.snapshots.update(*self.held(runner))
+
+    def held(self, runner: Runner) -> tuple[int, int, int, int]:
+        """This machine's (jobs held, done, failed, running), for its snapshot; a shared queue's
+        run holds what it has claimed so far."""
+        counts, running = runner.counts, len(runner.running())
+        done, failed = self.done_before + counts.done, self.failed_before + counts.failed
+        total = self.total if self.tally is None else max(self.total, done + failed + running)
+        return total, done, failed, running
 
     def show(self, runner: Runner) -> Snapshot:
         running = tuple(RunningJob(r.task.job_id, self.label(r.task.position), r.fraction, r.elapsed) for r in runner.running())
         counts = runner.counts
-        snapshot = Snapshot(
-            self.machine, self.total, self.done_before + counts.done, self.failed_before + counts.failed, counts.done, self.clock.monotonic() - self.began, running
-        )
+        total, done, failed = self.tally() if self.tally is not None else (self.total, self.done_before + counts.done, self.failed_before + counts.failed)
+        snapshot = Snapshot(self.machine, total, done, failed, counts.done, self.clock.monotonic() - self.began, running)
         self.events.progress(snapshot)
         return snapshot
 

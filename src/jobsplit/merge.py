@@ -7,6 +7,11 @@ whole plan's shape, so a machine whose folder is absent is still reported.
 A folder whose progress snapshot says that a run on another host is writing it is not opened
 (SQLite's WAL cannot be shared across hosts, see ``snapshot``): its jobs count as missing,
 and the report says where it runs. On the host of the run, or once it has ended, it is read.
+
+Folders of a run through a shared queue (``--balance``) hold what each machine claimed, not a
+share: there, complete means every job of the pool (its size is in each journal) done in
+exactly one folder. A job a host computed after its claim had passed to another host is
+recorded there as superseded; it is counted, and left out.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from .fingerprint import UNKNOWN
 from .journal import Journal
 from .outdir import JOURNAL_FILE, find_machine_dirs
 from .snapshot import RunSnapshot, split_written_elsewhere
+from .sources.redis import RedisQueue
 from .states import JobState
 from .text import plural
 
@@ -74,6 +80,18 @@ class Merged:
     """machines whose folder another host's run is writing -> its snapshot (not opened)."""
     codes: dict[str, Counter[str]] = field(default_factory=dict)
     """code fingerprint -> done jobs per machine computed with it (known fingerprints only)."""
+    pool_size: int | None = None
+    """A shared queue's run: the whole pool's size (None: static shares)."""
+    superseded: int = 0
+    """Jobs some folder computed but holds as superseded (another claim's result counts)."""
+
+    @property
+    def unclaimed(self) -> int:
+        """A shared queue's run: jobs of the pool no folder holds at all."""
+        if self.pool_size is None:
+            return 0
+        held = set(self.holders).union(job_id for jobs in self.missing.values() for job_id, _ in jobs)
+        return max(0, self.pool_size - len(held))
 
     @property
     def mixed_code(self) -> bool:
@@ -86,7 +104,7 @@ class Merged:
 
     @property
     def complete(self) -> bool:
-        return not self.missing and not self.absent and not self.elsewhere and not self.duplicates
+        return not self.missing and not self.absent and not self.elsewhere and not self.duplicates and not self.unclaimed
 
     def rows(self) -> Iterator[dict[str, Any]]:
         """Each done job's row once, cells parsed back to numbers where they read as numbers."""
@@ -115,20 +133,33 @@ def merge(paths: Sequence[Path]) -> Merged:
     if len(digests) > 1:
         groups = "; ".join(f"{format_digest(d)}: {', '.join(str(m.path) for m in machines if m.digest == d)}" for d in sorted(digests))
         raise UserError(f"these folders come from different pools or config files (different digests: {groups}); merge each group separately")
+    sources = {m.meta.get("source", "static") for m in machines}
+    if len(sources) > 1:
+        raise UserError("these folders mix runs through a shared queue (--balance) and static shares of one digest; merge each kind separately")
     first = machines[0].meta
-    merged = Merged(machines, json.loads(first["header"]), json.loads(first["plan"]), elsewhere={s.machine: s for s in elsewhere.values()})
+    queue = sources == {RedisQueue.name}
+    merged = Merged(
+        machines, json.loads(first["header"]), json.loads(first["plan"]), elsewhere={s.machine: s for s in elsewhere.values()}, pool_size=int(first["pool"]) if queue else None
+    )
+    superseded: set[str] = set()
     for machine in machines:
         for job_id, state in machine.journal.states():
             if state == JobState.DONE:
                 merged.holders.setdefault(job_id, []).append(machine.machine)
-            elif state != JobState.SUPERSEDED:  # a shared queue took another host's result: not missing
+            elif state == JobState.SUPERSEDED:  # a shared queue took another host's result: not missing
+                superseded.add(job_id)
+            else:
                 merged.missing.setdefault(machine.machine, []).append((job_id, state))
         for _, line in machine.journal.done_lines():
             code = line.rstrip("\n").rsplit(",", 1)[-1] or UNKNOWN  # the last column: hex, never quoted
             if code != UNKNOWN:
                 merged.codes.setdefault(code, Counter())[machine.machine] += 1
+    merged.superseded = len(superseded)
+    if queue:  # a job held here but done elsewhere (released, retried, taken over) is not missing
+        merged.missing = {name: kept for name, jobs in merged.missing.items() if (kept := [(j, s) for j, s in jobs if j not in merged.holders])}
     present = {m.machine for m in machines} | set(merged.elsewhere)
-    merged.absent = {name: count for name, count in merged.plan.items() if name not in present and count}
+    if not queue:
+        merged.absent = {name: count for name, count in merged.plan.items() if name not in present and count}
     return merged
 
 
@@ -147,20 +178,34 @@ def report(merged: Merged, console: Console) -> None:
             markup=False,
             soft_wrap=True,
         )
+    if merged.unclaimed:
+        console.print(
+            f"missing: {merged.unclaimed} jobs of the pool are in none of these folders (still in the shared queue, or done on a host "
+            "whose folder was not given); run a host again to take them, or add the missing folder", markup=False, soft_wrap=True,
+        )  # fmt: skip
+    if merged.superseded:
+        console.print(
+            f"superseded: {merged.superseded} jobs were also computed on a host whose claim had passed to another; the accepted result is kept, one row per job",
+            markup=False, soft_wrap=True,
+        )  # fmt: skip
     duplicates = merged.duplicates
     if duplicates:
         shown = list(duplicates.items())[:SHOWN]
         listed = ", ".join(f"{job_id} ({' + '.join(where)})" for job_id, where in shown)
         more = f" and {len(duplicates) - SHOWN} more" if len(duplicates) > SHOWN else ""
-        console.print(f"present more than once: {len(duplicates)} jobs: {listed}{more}", markup=False, soft_wrap=True)
+        why = (
+            " (through a shared queue this happens only when Redis lost its queue while the host that had done them was away; "
+            "the rows agree, and --allow-missing writes the first of each)"
+        ) if merged.pool_size is not None else ""
+        console.print(f"present more than once: {len(duplicates)} jobs: {listed}{more}{why}", markup=False, soft_wrap=True)
     if merged.mixed_code:
         versions = "; ".join(
             f"code {code} on " + ", ".join(f"{name} ({plural(count, 'job')})" for name, count in sorted(machines.items()))
             for code, machines in sorted(merged.codes.items())
         )
         console.print(f"mixed code: the results come from different versions of the entry script: {versions}", markup=False, soft_wrap=True)
-    total = sum(merged.plan.values())
-    verdict = "complete: every job of the plan exactly once" if merged.complete else "INCOMPLETE"
+    total = merged.pool_size if merged.pool_size is not None else sum(merged.plan.values())
+    verdict = f"complete: every job of the {'pool' if merged.pool_size is not None else 'plan'} exactly once" if merged.complete else "INCOMPLETE"
     console.print(f"{len(merged.holders)} of {total} jobs present from {len(merged.machines)} machine folders; {verdict}", markup=False, soft_wrap=True)
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .balance import BalanceConfig, balance_config
 from .config import (
     CONFIG_FILE,
     HEADER_FILE,
@@ -58,6 +59,7 @@ class Project:
     logging: LogSettings = LogSettings()
     seed_override: str | None = None
     costs: list[float] | None = None
+    balance: BalanceConfig = BalanceConfig()
     notices: tuple[str, ...] = field(default=(), compare=False)
 
     @property
@@ -98,6 +100,7 @@ def load_project(
         notices.append(f"No {machines_path}: planning for this host alone ({machines[0].name}, {machines[0].cores} cores).")
     settings = jobsplit_settings(config, config_path)
     logging_settings = log_settings(config, config_path)
+    balance = balance_config(config, config_path)
     strategy_name = _strategy(strategy, settings.strategy, config_path)
     costs = _costs(pool, cost) if cost is not None else None
     if STRATEGIES[strategy_name].needs_costs and costs is None:
@@ -111,7 +114,7 @@ def load_project(
         seed_override=seed,
         costs_by_id=dict(zip(pool.ids, costs)) if costs is not None and strategy_name == "cost" else None,
     )
-    return Project(pool, config, header, machines, strategy_name, digest, settings, logging_settings, seed, costs, tuple(notices))
+    return Project(pool, config, header, machines, strategy_name, digest, settings, logging_settings, seed, costs, balance, tuple(notices))
 
 
 def _strategy(flag: str | None, configured: str | None, config_path: Path) -> str:

@@ -10,7 +10,7 @@ committed, and results.csv only ever shows committed rows.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from .clock import SYSTEM_CLOCK, Clock
 from .errors import StorageError
@@ -35,12 +35,15 @@ class Recorder:
         clock: Clock = SYSTEM_CLOCK,
         max_group: int = 4096,
         max_delay: float = 0.05,
+        on_commit: Callable[[Sequence[AttemptRow]], None] | None = None,
     ) -> None:
         self.journal = journal
         self.results = results
         self.run = run
         self.max_group = max_group
         self.max_delay = max_delay
+        self.on_commit = on_commit
+        """Told of every commit's attempts once they are durable (a shared queue makes them final)."""
         self._clock = clock
         self._attempts: list[AttemptRow] = []
         self._oldest = 0.0
@@ -90,3 +93,5 @@ class Recorder:
         self._attempts = []
         self._committed_at, self._committed_running = self._clock.monotonic(), now_running
         self.results.append(a.row for a in attempts if a.state == JobState.DONE)  # type: ignore[misc]
+        if self.on_commit is not None and attempts:
+            self.on_commit(attempts)

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from . import exitcodes
+from .balance import hide_passwords
 from .console import say_notice
 from .digest import format_digest, normalize_digest
 from .display import Display, PlainDisplay, Snapshot, duration
@@ -43,7 +44,7 @@ def run_share(project: Project, job: Callable[..., Any], flags: RunFlags, consol
     allocation = current_allocation(os.environ)
     machine = _choose_machine(project, flags, allocation, console, interactive)
     digest_checked = _check_digest(project, flags.expect_digest)
-    settings = resolve(flags, load_host_settings(), project.settings, machine, allocation)
+    settings = resolve(flags, load_host_settings(), project.settings, machine, allocation, project.balance)
     check_nice(settings.nice)
     code = entry_fingerprint()
     console.print(
@@ -99,7 +100,8 @@ def _sum_up(summary: RunSummary, settings: RunSettings, console: Console) -> int
         soft_wrap=True,
     )
     if summary.status == RunStatus.INTERRUPTED:
-        console.print(f"Interrupted: running jobs were stopped and will run again. Resume with: {shlex.join(sys.orig_argv)}", markup=False, soft_wrap=True)
+        resume = hide_passwords(shlex.join(sys.orig_argv))
+        console.print(f"Interrupted: running jobs were stopped and will run again. Resume with: {resume}", markup=False, soft_wrap=True)
         return exitcodes.INTERRUPTED
     if summary.failed:
         console.print(f"{plural(summary.failed, 'job')} failed (see above); run again with --retry-failed to retry them.", markup=False)
@@ -108,7 +110,9 @@ def _sum_up(summary: RunSummary, settings: RunSettings, console: Console) -> int
 
 
 def _share_line(project: Project, settings: RunSettings) -> str:
-    """``40 jobs``, or where a resumed share stands."""
+    """``40 jobs``, or where a resumed share stands, or where the jobs come from."""
+    if settings.balance is not None:
+        return f"the pool's {plural(len(project.pool), 'job')} through the shared queue at {settings.balance.address.masked}"
     share = len(project.plan.share_of(settings.machine.name))
     path = settings.folder.journal
     if settings.fresh or written_elsewhere(settings.folder.path, time.time()) or not Journal.holds_a_plan(path):

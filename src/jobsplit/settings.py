@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from .balance import BalanceConfig, BalanceSettings, resolve_balance
 from .config import JobsplitSettings
 from .errors import UserError
 from .hostconfig import HostSettings
@@ -20,6 +21,7 @@ T = TypeVar("T")
 DEFAULT_OUT = Path("jobsplit-out")
 DEFAULT_NICE = 10
 DEFAULT_CONSOLE = "auto"
+NO_BALANCE = BalanceConfig()
 OVERSUBSCRIBED = 4
 """More workers than this many per core of the host earns a warning."""
 
@@ -41,6 +43,8 @@ class RunFlags:
     retries: int | None = None
     retry_failed: bool = False
     fresh: bool = False
+    balance: str | None = None
+    lease: float | None = None
 
 
 @dataclass(frozen=True)
@@ -50,16 +54,18 @@ class RunSettings:
     Each comes from the first of these that sets it:
 
     1. the command line (``--workers``, ``--out``, ``--nice``, ``--console``, ``--start-method``,
-       ``--timeout``, ``--retries``);
+       ``--timeout``, ``--retries``, ``--balance``, ``--lease``);
     2. the batch scheduler's allocation (``workers``: Slurm's ``SLURM_CPUS_PER_TASK``): what the
        task was granted, so it comes before host.ini, which a cluster's shared home folder
        gives to every node and the login node alike;
     3. host.ini ``[host]``, this host's own settings, never part of the digest
        (``workers``, ``out``, ``nice``, ``console``, ``start_method``);
-    4. config.ini ``[jobsplit]``, settings every host shares, part of the digest (``timeout``);
+    4. config.ini ``[jobsplit]``, settings every host shares, part of the digest (``timeout``),
+       and ``[balance]`` (``url``, ``lease``; ``--balance`` and ``--lease`` override them);
     5. the default: the machine's cores from machines.json, ``./jobsplit-out``, niceness 10,
        a live console on a terminal (plain lines otherwise, as in a batch job), ``fork`` on
-       Linux, no timeout, no retries.
+       Linux, no timeout, no retries, no shared queue (the machine runs its static share),
+       leases of 60 s.
     """
 
     machine: Machine
@@ -72,13 +78,17 @@ class RunSettings:
     retries: int
     retry_failed: bool
     fresh: bool
+    balance: BalanceSettings | None = None
+    """The shared queue to take jobs from; None: this machine's static share."""
 
     @property
     def folder(self) -> MachineDir:
         return MachineDir.of(self.out, self.machine.name)
 
 
-def resolve(flags: RunFlags, host: HostSettings, shared: JobsplitSettings, machine: Machine, allocation: Allocation) -> RunSettings:
+def resolve(
+    flags: RunFlags, host: HostSettings, shared: JobsplitSettings, machine: Machine, allocation: Allocation, balance: BalanceConfig = NO_BALANCE
+) -> RunSettings:
     """The one place where flags, the scheduler, host.ini, config.ini and defaults meet (see RunSettings)."""
     return RunSettings(
         machine=machine,
@@ -91,6 +101,7 @@ def resolve(flags: RunFlags, host: HostSettings, shared: JobsplitSettings, machi
         retries=_first(flags.retries, 0),
         retry_failed=flags.retry_failed,
         fresh=flags.fresh,
+        balance=resolve_balance(flags.balance, flags.lease, balance),
     )
 
 

@@ -125,11 +125,12 @@ class SnapshotWriter:
         self.written_at = clock.monotonic()
         write_snapshot(folder, first)
 
-    def update(self, done: int, failed: int, running: int) -> None:
+    def update(self, total: int, done: int, failed: int, running: int) -> None:
         if self.clock.monotonic() - self.written_at >= INTERVAL:
-            self.write(done, failed, running, RunStatus.RUNNING)
+            self.write(total, done, failed, running, RunStatus.RUNNING)
 
-    def write(self, done: int, failed: int, running: int, state: str) -> None:
-        self.last = replace(self.last, done=done, failed=failed, running=running, state=str(state), updated=self.clock.time())
+    def write(self, total: int, done: int, failed: int, running: int, state: str) -> None:
+        """``total``: the jobs this machine holds (a shared queue's run holds more as it claims them)."""
+        self.last = replace(self.last, total=total, done=done, failed=failed, running=running, state=str(state), updated=self.clock.time())
         self.written_at = self.clock.monotonic()
         write_snapshot(self.folder, self.last)

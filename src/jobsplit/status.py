@@ -9,6 +9,10 @@ process has probably died.
 
 For arrays (see ``machines``), every task is listed, and the ones neither finished nor running
 are printed as a ready ``--array=3,17,40`` for resubmission.
+
+Machines of a run through a shared queue hold what they claimed; the overall line counts the
+whole pool. ``--balance URL`` shows the queue itself: pending, claimed per host, done, failed,
+and the claims taken back from hosts that stopped renewing them.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from . import balance
 from .console import data_console
 from .digest import format_digest
 from .display import duration
@@ -58,7 +63,8 @@ class MachineStatus:
 
 
 def machine_status(path: Path, now: float) -> tuple[str, dict[str, int], MachineStatus]:
-    """(digest, plan, status) of one machine folder."""
+    """(digest, plan, status) of one machine folder; a shared queue's run has no plan to
+    hold machines to: its ``plan`` is ``{"": pool size}``."""
     snapshot = read_snapshot(path)
     if snapshot is not None and snapshot.from_elsewhere:
         return snapshot.digest, snapshot.plan, _from_snapshot(snapshot, now)
@@ -84,7 +90,7 @@ def machine_status(path: Path, now: float) -> tuple[str, dict[str, int], Machine
     if state == RunStatus.COMPLETED:
         state = "finished"
     status = MachineStatus(meta["machine"], sum(counts.values()), counts[JobState.DONE], counts[JobState.FAILED], counts[JobState.PENDING], counts[JobState.RUNNING], rate, eta, last_update, state)
-    return meta["digest"], json.loads(meta["plan"]), status
+    return meta["digest"], {"": int(meta["pool"])} if "pool" in meta else json.loads(meta["plan"]), status
 
 
 def _from_snapshot(snapshot: RunSnapshot, now: float) -> MachineStatus:
@@ -112,7 +118,8 @@ def unfinished_tasks(statuses: list[MachineStatus]) -> dict[str, tuple[list[int]
     return found
 
 
-def gather(paths: list[Path]) -> tuple[str, list[MachineStatus]]:
+def gather(paths: list[Path]) -> tuple[str, list[MachineStatus], int | None]:
+    """(digest, machines, the pool's size if the run goes through a shared queue)."""
     now = time.time()
     found = [machine_status(p, now) for p in find_machine_dirs(paths)]
     digests = {digest for digest, _, _ in found}
@@ -120,23 +127,28 @@ def gather(paths: list[Path]) -> tuple[str, list[MachineStatus]]:
         raise UserError(f"these folders come from different pools or config files (digests {', '.join(map(format_digest, sorted(digests)))}); ask for each group separately")
     statuses = [s for _, _, s in found]
     plan = found[0][1]
+    pool = plan.get("")
     seen = {s.name for s in statuses}
-    statuses += [MachineStatus(name, count, pending=count) for name, count in plan.items() if name not in seen]
-    return digests.pop(), sorted(statuses, key=lambda s: sort_key(s.name))
+    if pool is None:
+        statuses += [MachineStatus(name, count, pending=count) for name, count in plan.items() if name not in seen]
+    return digests.pop(), sorted(statuses, key=lambda s: sort_key(s.name)), pool
 
 
-def overall(statuses: list[MachineStatus]) -> MachineStatus:
-    total = sum(s.total for s in statuses)
+def overall(statuses: list[MachineStatus], pool: int | None = None) -> MachineStatus:
+    """The sum of the machines; of a shared queue's run, the whole pool (pending: done nowhere yet)."""
+    total = sum(s.total for s in statuses) if pool is None else pool
+    done, failed, running = (sum(getattr(s, name) for s in statuses) for name in ("done", "failed", "running"))
+    pending = sum(s.pending for s in statuses) if pool is None else max(0, pool - done - failed - running)
     rates = [s.jobs_per_second for s in statuses if s.state == RunStatus.RUNNING and s.jobs_per_second]
     # the pool is finished when the slowest running machine is
     etas = [s.eta_seconds for s in statuses if s.eta_seconds is not None]
     return MachineStatus(
         "overall",
         total,
-        sum(s.done for s in statuses),
-        sum(s.failed for s in statuses),
-        sum(s.pending for s in statuses),
-        sum(s.running for s in statuses),
+        done,
+        failed,
+        pending,
+        running,
         sum(rates) if rates else None,
         max(etas) if etas else None,
         max((s.last_update for s in statuses if s.last_update), default=None),
@@ -145,20 +157,72 @@ def overall(statuses: list[MachineStatus]) -> MachineStatus:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="an output root, or machine folders (DIR/<machine>)")
+    parser.add_argument("dirs", nargs="*", type=Path, metavar="DIR", help="an output root, or machine folders (DIR/<machine>)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument("--balance", metavar="URL", help="also show the shared queue at redis://HOST:PORT/DB (without DIR: every queue there)")
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
-    digest, statuses = gather(args.dirs)
-    total = overall(statuses)
+    if not args.dirs and args.balance is None:
+        raise UserError("status needs output folders (DIR...) or --balance URL; give an output root, machine folders, or the queue's URL")
+    digest, statuses, pool = gather(args.dirs) if args.dirs else (None, [], None)
+    queues = _queues(args.balance, digest) if args.balance is not None else []
     arrays = unfinished_tasks(statuses)
     if args.json:
-        doc: dict[str, Any] = {"digest": format_digest(digest), "machines": [asdict(s) for s in statuses], "overall": asdict(total)}
+        doc: dict[str, Any] = {"queues": [asdict(q) for q in queues]} if args.balance is not None else {}
+        if digest is not None:
+            doc = {"digest": format_digest(digest), "machines": [asdict(s) for s in statuses], "overall": asdict(overall(statuses, pool)), **doc}
         if arrays:
             doc["arrays"] = {name: {"unfinished": tasks, "running": running, "resubmit": f"--array={format_indices(tasks)}" if tasks else None} for name, (tasks, running) in arrays.items()}
         print(json.dumps(doc))
         return 0
+    if digest is not None:
+        _machine_table(digest, statuses, overall(statuses, pool))
+    for queue in queues:
+        _queue_table(queue)
+    out = data_console()
+    for name, (tasks, running) in arrays.items():
+        now_running = f" ({running} running now, not included)" if running else ""
+        if tasks:
+            out.print(f"{name}: resubmit the {plural(len(tasks), 'task')} not finished{now_running} with --array={format_indices(tasks)}", markup=False, soft_wrap=True)
+        else:
+            out.print(f"{name}: nothing to resubmit" + (f" ({running} running now)" if running else ", every task finished"), markup=False, soft_wrap=True)
+    return 0
+
+
+def _queues(url: str, digest: str | None) -> list[balance.QueueFigures]:
+    """The queue of ``digest`` (or every queue) on the server at ``url``."""
+    address = balance.parse_url(url, "--balance")
+    connection = balance.connect(address)
+    try:
+        digests = [digest] if digest is not None else balance.queue_digests(connection.client)
+        figures = [balance.queue_figures(connection.client, d) for d in digests]
+    except connection.lost as exc:
+        raise UserError(f"lost Redis at {address.masked} while reading the queue ({address.mask(str(exc))}); try again") from None
+    finally:
+        connection.close()
+    found = [f for f in figures if f is not None]
+    if not found:
+        which = f"for digest {format_digest(digest)}" if digest is not None else "at all"
+        raise UserError(f"Redis at {address.masked} holds no jobsplit queue {which}; check the URL (and the database number)")
+    return found
+
+
+def _queue_table(q: balance.QueueFigures) -> None:
+    table = Table(title=f"shared queue of digest {format_digest(q.digest)}: {q.done}/{q.total} done, {q.failed} failed, {q.pending} pending")
+    for column in ("Host", "Claimed now", "Done", "Reclaimed from it", "Last contact"):
+        table.add_column(column, justify="left" if column == "Host" else "right")
+    for host in sorted(set(q.claimed) | set(q.done_by) | set(q.reclaimed_from) | set(q.last_contact)):
+        seen = f"{duration(q.last_contact[host])} ago" if host in q.last_contact else "-"
+        table.add_row(host, str(q.claimed.get(host, 0)), str(q.done_by.get(host, 0)), str(q.reclaimed_from.get(host, 0)), seen)
+    table.add_section()
+    table.add_row("all", str(sum(q.claimed.values())), str(q.done), str(q.reclaimed), "")
+    data_console().print(table)
+    if q.hold_seconds:
+        data_console().print(f"Redis lost this queue and it was seeded again: jobs are handed out again in {q.hold_seconds:.1f} s")
+
+
+def _machine_table(digest: str, statuses: list[MachineStatus], total: MachineStatus) -> None:
     table = Table(title=f"digest {format_digest(digest)}")
     for column in ("Machine", "Done", "Failed", "Pending", "Running", "Jobs/s", "ETA", "Last update (UTC)", "State"):
         table.add_column(column, justify="left" if column in ("Machine", "State", "Last update (UTC)") else "right")
@@ -176,12 +240,4 @@ def run(args: argparse.Namespace, console: Console) -> int:
             (s.last_update or "-").replace("T", " ")[:19],
             s.state,
         )
-    out = data_console()
-    out.print(table)
-    for name, (tasks, running) in arrays.items():
-        now_running = f" ({running} running now, not included)" if running else ""
-        if tasks:
-            out.print(f"{name}: resubmit the {plural(len(tasks), 'task')} not finished{now_running} with --array={format_indices(tasks)}", markup=False, soft_wrap=True)
-        else:
-            out.print(f"{name}: nothing to resubmit" + (f" ({running} running now)" if running else ", every task finished"), markup=False, soft_wrap=True)
-    return 0
+    data_console().print(table)

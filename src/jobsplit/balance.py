@@ -1,0 +1,292 @@
+"""Dynamic balancing through a shared Redis queue: where the queue is, how to reach it, what it holds.
+
+``--balance redis://HOST:PORT/DB`` (or config.ini ``[balance] url``) makes every host take jobs
+from one queue as its workers free up, instead of running a fixed share (the queue itself is
+``sources.redis``). This module turns the URL into an address, connects with errors a user can
+act on, and reads a queue's figures for ``status --balance``.
+
+The password comes from the URL (``redis://:PASSWORD@HOST...``), else from ``REDIS_PASSWORD``. It
+is never printed: every message and log line shows the URL with ``***`` in its place, and any
+error text from the client has it masked too.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import re
+import secrets
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, cast
+from urllib.parse import unquote, urlsplit
+
+from .config import positive_seconds
+from .errors import UserError
+
+DEFAULT_LEASE = 60.0
+"""Seconds a claim lasts unless its host renews it (hosts renew every quarter lease)."""
+PASSWORD_VARIABLE = "REDIS_PASSWORD"
+KEY_PREFIX = "jobsplit:"
+URL_HINT = "write redis://HOST:PORT/DB (rediss:// for TLS), e.g. redis://10.0.0.5:6379/0"
+
+
+# --- settings ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BalanceConfig:
+    """config.ini ``[balance]``: shared by every host (so part of the digest)."""
+
+    url: str | None = None
+    lease: float | None = None
+    where: str = "config.ini [balance]"
+    """The file and section, for messages."""
+
+
+def balance_config(config: configparser.ConfigParser, path: Path) -> BalanceConfig:
+    """Parse ``[balance]``, refusing unknown keys so that a typo is not silently ignored."""
+    if not config.has_section("balance"):
+        return BalanceConfig()
+    values = {k: v.strip() for k, v in config.items("balance", raw=True) if k not in config.defaults()}
+    known = {"url", "lease"}
+    for key in values:
+        if key not in known:
+            raise UserError(f"{path} [balance] {key} is not a balance setting; the settings are: {', '.join(sorted(known))}")
+    lease = positive_seconds(values["lease"], f"{path} [balance] lease") if values.get("lease") else None
+    return BalanceConfig(url=values.get("url") or None, lease=lease, where=f"{path} [balance]")
+
+
+@dataclass(frozen=True)
+class QueueAddress:
+    """Where the queue is. ``source`` names the flag or config key it came from, for messages."""
+
+    host: str
+    port: int
+    db: int
+    tls: bool
+    source: str
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+    @property
+    def masked(self) -> str:
+        """The URL as it may be shown: the password, if any, is ``***``."""
+        auth = f"{self.username or ''}:***@" if self.password else (f"{self.username}@" if self.username else "")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'rediss' if self.tls else 'redis'}://{auth}{host}:{self.port}/{self.db}"
+
+    def mask(self, text: str) -> str:
+        """``text`` with the password replaced by ``***`` wherever it occurs."""
+        return text.replace(self.password, "***") if self.password else text
+
+
+@dataclass(frozen=True)
+class BalanceSettings:
+    address: QueueAddress
+    lease: float
+
+
+def parse_url(text: str, source: str, environ: Any = os.environ) -> QueueAddress:
+    """A ``redis://`` or ``rediss://`` URL as an address; a malformed one is a UserError naming ``source``."""
+    shown = hide_passwords(text)
+    try:
+        parts = urlsplit(text.strip())
+        port = parts.port or 6379  # raises ValueError when not a number in 0..65535
+        if parts.scheme not in ("redis", "rediss"):
+            raise ValueError(f"the scheme must be redis:// or rediss://, not {parts.scheme or 'missing'}")
+        if not parts.hostname:
+            raise ValueError("it names no host")
+        if parts.query or parts.fragment:
+            raise ValueError("it has a ?query or #fragment, which jobsplit does not use")
+        path = parts.path.strip("/")
+        if path and not path.isdigit():
+            raise ValueError(f"the database must be a number, not {path!r}")
+    except ValueError as exc:
+        raise UserError(f"{source} {shown!r} is not a Redis URL ({hide_passwords(str(exc))}); {URL_HINT}") from None
+    password = unquote(parts.password) if parts.password else environ.get(PASSWORD_VARIABLE) or None
+    username = unquote(parts.username) if parts.username else None
+    return QueueAddress(parts.hostname, port, int(path or 0), parts.scheme == "rediss", source, username, password)
+
+
+def hide_passwords(text: str) -> str:
+    """``text`` with the password of every URL in it (``//user:secret@``) shown as ``***``."""
+    return re.sub(r"(//[^/:@]*):[^@/]*@", r"\1:***@", text)
+
+
+def resolve_balance(flag_url: str | None, flag_lease: float | None, shared: BalanceConfig) -> BalanceSettings | None:
+    """``--balance`` over config.ini ``[balance] url``; ``--lease`` over ``[balance] lease``, else 60 s.
+    None: no queue, the run takes this machine's static share."""
+    if flag_url is not None:
+        address = parse_url(flag_url, "--balance")
+    elif shared.url is not None:
+        address = parse_url(shared.url, f"{shared.where} url")
+    else:
+        return None
+    lease = flag_lease if flag_lease is not None else shared.lease if shared.lease is not None else DEFAULT_LEASE
+    return BalanceSettings(address, lease)
+
+
+# --- connecting ----------------------------------------------------------------------------
+
+
+class Script(Protocol):
+    """A Lua script registered with the client (re-sent by itself after a server restart)."""
+
+    def __call__(self, keys: Sequence[str] = ..., args: Iterable[str | int | float] = ...) -> Any: ...
+
+
+class Pipeline(Protocol):
+    def rpush(self, name: str, *values: str) -> Any: ...
+    def expire(self, name: str, time: int) -> Any: ...
+    def hgetall(self, name: str) -> Any: ...
+    def hvals(self, name: str) -> Any: ...
+    def hlen(self, name: str) -> Any: ...
+    def llen(self, name: str) -> Any: ...
+    def time(self) -> Any: ...
+    def execute(self) -> list[Any]: ...
+
+
+class SideConnection(Protocol):
+    """One connection of the client, used without waiting for replies (see sources.redis)."""
+
+    def send_command(self, *args: str | int) -> None: ...
+    def can_read(self, timeout: float = ...) -> bool: ...
+    def read_response(self) -> Any: ...
+    def disconnect(self) -> None: ...
+
+
+class Client(Protocol):
+    """The few calls of the ``redis`` client jobsplit makes (an optional dependency, typed here)."""
+
+    def register_script(self, script: str) -> Script: ...
+    def pipeline(self, transaction: bool = ...) -> Pipeline: ...
+    def ping(self) -> Any: ...
+    def hget(self, name: str, key: str) -> Any: ...
+    def hgetall(self, name: str) -> Any: ...
+    def scan_iter(self, match: str = ..., count: int = ...) -> Iterable[str]: ...
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Connection:
+    """A client and the exceptions that mean "Redis is unreachable or unwell right now"."""
+
+    client: Client
+    address: QueueAddress
+    lost: tuple[type[BaseException], ...]
+    side: SideConnection
+    """A connection of its own for messages whose replies are read later."""
+
+    def close(self) -> None:
+        self.side.disconnect()
+        self.client.close()
+
+
+def connect(address: QueueAddress, timeout: float = 5.0) -> Connection:
+    """Connect and PING: an unreachable server, a wrong password or a missing client library is
+    a UserError (exit 2) in one sentence naming where the URL came from."""
+    try:
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+    except ImportError:
+        raise UserError(
+            f"{address.source} needs the redis client library, which is not installed here; "
+            "pip install 'jobsplit[redis]' (for an executable: install it, then build again)"
+        ) from None
+    client = redis.Redis(
+        host=address.host, port=address.port, db=address.db, username=address.username, password=address.password,
+        ssl=address.tls, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0),
+        decode_responses=True, client_name=f"jobsplit-{secrets.token_hex(3)}",
+    )  # fmt: skip
+    where = f"Redis at {address.masked} (from {address.source})"
+    try:
+        client.ping()
+    except redis.AuthenticationError as exc:
+        client.close()
+        how = f"check the password (from the URL, else {PASSWORD_VARIABLE})" if address.password else f"set {PASSWORD_VARIABLE} (or put it in the URL)"
+        raise UserError(f"{where} refused to let jobsplit in ({address.mask(str(exc)).rstrip('.')}); {how}") from None
+    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        client.close()
+        raise UserError(f"cannot reach {where}: {address.mask(str(exc)).rstrip('.')}; start the server, or fix the URL") from None
+    except redis.ResponseError as exc:
+        client.close()
+        raise UserError(f"{where} answered PING with an error ({address.mask(str(exc))}); check the server's configuration") from None
+    lost = (redis.ConnectionError, redis.TimeoutError, redis.ResponseError, OSError)
+    return Connection(cast(Client, client), address, lost, cast(SideConnection, client.connection_pool.make_connection()))
+
+
+def instance_name(machine: str) -> str:
+    """Who holds a claim: the machine's name and this process (a restarted host is a new holder)."""
+    return f"{machine}/{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def machine_of(owner: str) -> str:
+    return owner.rpartition("/")[0] or owner
+
+
+# --- keys and figures ----------------------------------------------------------------------
+
+
+def queue_keys(digest: str) -> list[str]:
+    """The keys of the queue of one digest, in the order the scripts take them (see sources.redis).
+
+    The digest in braces is a cluster hash tag: every key of one queue lives in one slot."""
+    prefix = f"{KEY_PREFIX}{{{digest}}}:"
+    return [prefix + name for name in ("meta", "pending", "owner", "leases", "token", "failures", "done", "failed", "stats", "hosts")]
+
+
+@dataclass(frozen=True)
+class QueueFigures:
+    """What ``status --balance`` shows about the queue of one digest."""
+
+    digest: str
+    total: int
+    done: int
+    failed: int
+    pending: int
+    """Neither done, failed nor claimed (waiting in the queue)."""
+    claimed: dict[str, int]
+    """machine -> jobs it holds now."""
+    done_by: dict[str, int]
+    reclaimed: int
+    """Claims taken back from hosts that stopped renewing them (died, paused, lost)."""
+    reclaimed_from: dict[str, int]
+    last_contact: dict[str, float]
+    """machine -> seconds since any of its runs last talked to the queue."""
+    hold_seconds: float
+    """After Redis lost the queue: seconds until jobs are handed out again."""
+
+
+def queue_figures(client: Client, digest: str) -> QueueFigures | None:
+    """The figures of the queue of ``digest``, or None when this server holds no such queue."""
+    meta, _, owner, _, _, _, done, failed, stats, hosts = queue_keys(digest)
+    pipe = client.pipeline(transaction=True)
+    for call, key in ((pipe.hgetall, meta), (pipe.hvals, owner), (pipe.hvals, done), (pipe.hlen, failed), (pipe.hgetall, stats), (pipe.hgetall, hosts)):
+        call(key)
+    pipe.time()
+    info, owners, done_by, failed_count, counters, contacts, (seconds, micros) = pipe.execute()
+    if not info:
+        return None
+    claimed = Counter(machine_of(o) for o in owners)
+    total, done_count = int(info["total"]), len(done_by)
+    reclaimed_from = {key.partition(":")[2]: int(value) for key, value in counters.items() if key.startswith("reclaimed:")}
+    now = int(seconds) + int(micros) / 1e6
+    hold = max(0.0, int(info.get("hold_until", 0)) / 1000 - now)
+    last: dict[str, float] = {}
+    for instance, at in contacts.items():
+        machine = machine_of(instance)
+        last[machine] = min(last.get(machine, float("inf")), max(0.0, now - int(at) / 1000))
+    return QueueFigures(
+        digest, total, done_count, int(failed_count), max(0, total - done_count - int(failed_count) - sum(claimed.values())),
+        dict(sorted(claimed.items())), dict(sorted(Counter(done_by).items())), int(counters.get("reclaimed", 0)), reclaimed_from, dict(sorted(last.items())), hold,
+    )  # fmt: skip
+
+
+def queue_digests(client: Client) -> list[str]:
+    """Digests of every jobsplit queue on this server."""
+    found = {key[len(KEY_PREFIX) + 1 : -len("}:meta")] for key in client.scan_iter(match=f"{KEY_PREFIX}{{*}}:meta", count=1000)}
+    return sorted(found)

@@ -1,0 +1,827 @@
+"""A shared Redis queue as the source of work: hosts take jobs as their workers free up.
+
+Why lists, a lease sorted set and Lua, not Streams
+    A job needs a claim that expires unless renewed, a fencing token, a failure count that
+    decides retries, and "done" that outlives the claim. Streams with consumer groups give
+    delivery counts and XAUTOCLAIM, but idle time (not a deadline) decides expiry, renewal is an
+    XCLAIM per entry, and done/failed/retries would still need hashes beside the stream; the
+    seeding order (longest first) would be spread over stream ids. Plain structures, changed
+    only by Lua scripts (each one atomic on the server), say exactly what they mean, and every
+    multi-step change is one script.
+
+Keys (``jobsplit:{DIGEST}:...``: one queue per digest, so hosts of different plans never mix;
+the braces keep a queue in one cluster slot):
+
+``meta``      hash: ``epoch`` (random, new at every seeding), ``total`` (the pool's size),
+              ``hold_until`` (server ms: no claims before), ``order``, ``seeded``
+``pending``   list of job ids, taken from the head. Entries are dropped lazily: an id popped
+              while done, failed or claimed is skipped, so nothing ever scans the list
+``owner``     hash job -> ``machine/instance`` holding the claim now
+``leases``    sorted set job -> deadline (server ms)
+``token``     hash job -> delivery count: the fencing token of the newest claim
+``failures``  hash job -> failed attempts (decides retries against the host's ``--retries``)
+``done``      hash job -> the machine whose result was accepted
+``failed``    hash job -> the machine where it failed for good
+``stats``     hash: ``reclaimed``, ``reclaimed:<machine>``, ``superseded`` (for ``status``)
+``hosts``     hash ``machine/instance`` -> last contact (server ms)
+
+Protocol
+    * Seeding: the first host builds the whole pool (longest first with ``cost=`` hints, else
+      the plan's seeded order, minus what its journal holds as done) in a temporary list with
+      pipelined RPUSHes, then one script renames it to ``pending`` and writes ``meta`` unless
+      another host seeded first: others see no queue or the whole queue, never a part.
+    * ``take`` (every tick of the runner; on the wire when a worker wants a job, when results
+      await acknowledgement, or every quarter lease): one script acknowledges committed
+      results, renews this host's leases (only for the current token, so a host that lost a
+      claim learns it), moves every expired claim back to the head of ``pending`` (any host
+      does this for all), and claims jobs (token + 1, owner, deadline): what the runner asked
+      for, plus a spare one per worker while the unclaimed jobs are more than four times the
+      claims of all hosts, so that most jobs start without waiting for a round trip and none
+      waits on a busy host at the end.
+    * ``settle``: accepted only for the current token. DONE of a claim this host renewed less
+      than 3/4 lease ago needs no round trip (no other host can hold it); anything else asks.
+      A job done elsewhere, or claimed again since (a host paused past its lease, then resumed)
+      is SUPERSEDED: recorded here, not done. A failure counts against ``--retries``: PENDING
+      goes to the tail of the queue.
+    * DONE and FAILED become final in Redis only once the journal committed them: the
+      recorder's ``on_commit`` calls :meth:`RedisQueue.committed`, which sends the
+      acknowledgement at once on a connection of its own and reads the reply later, so the
+      next job need not wait for it (once written to the socket it reaches Redis even if the
+      host dies). A host killed before that left no trace in Redis: its lease expires and the
+      job runs again; nothing is lost. Until then the claim is held and renewed.
+    * ``release`` (Ctrl-C, a stopped worker, unused spares): back to the head of the queue at once.
+
+Guarantees, and their limits
+    * Nothing recorded is lost: every host's journal is the truth about what it computed; when a
+      host (re)joins, it reports its done jobs (``done`` is rebuilt from journals), and a result
+      Redis credits to this machine but its journal lacks (a ``--fresh`` start) is queued again.
+    * While Redis keeps its data, a job is done in exactly one journal: a late result of a
+      stale claim is refused at ``settle``; one that reaches Redis only later (the host was
+      cut off, or paused between commit and acknowledgement) and finds another host's result
+      accepted is re-marked superseded in this journal (``Journal.supersede``), and leaves
+      results.csv. The one gap: a host killed between its commit and the write of the
+      acknowledgement (microseconds) and never started again leaves a job that another host
+      runs too; merge-results reports it in both folders.
+    * Redis unreachable: running jobs finish and are recorded here; DONE is kept, failures are
+      decided on this host's count; the host retries with backoff (at most a quarter lease
+      apart) and says so. On return it reports what it recorded meanwhile.
+    * Redis back empty (restarted without persistence): the first host to notice seeds again,
+      without the jobs its journal holds as done, and no job is handed out for one lease, in
+      which every live host reports its done jobs and re-adopts its running claims. A host
+      that is not running then (finished, dead) cannot report: its done jobs run again
+      elsewhere, and ``merge-results`` finds them in two folders (it keeps one row each and
+      says so). Redis with persistence (``appendonly yes``) avoids this.
+    * Timing: leases are measured on the Redis server's clock only, so host clocks may differ.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, Protocol
+
+from ..balance import Connection, instance_name, queue_keys
+from ..clock import SYSTEM_CLOCK, Clock
+from ..errors import StorageError, UserError
+from ..journal import AttemptRow
+from ..states import JobState, Outcome
+from ..text import plural
+from .base import Task
+
+SEED_CHUNK = 2000
+"""Job ids per RPUSH while seeding (pipelined: a round trip per pipeline, not per chunk)."""
+SCRIPT_CHUNK = 1000
+"""Job ids per script call when reporting a journal (bounds the time Redis is busy with one call)."""
+FIRST_BACKOFF = 0.1
+MAX_BACKOFF = 5.0
+VALID_FOR = 0.75
+"""A claim counts as certainly current for this fraction of a lease after the take that renewed
+it was sent (Redis set its deadline later than that, on its own clock)."""
+SEED_EXPIRY = 3600
+"""A half-built seed list (its host died while seeding) disappears after this many seconds."""
+
+_PRELUDE = """
+local meta, pending, owner, leases, token, failures, done, failed, stats, hosts =
+    KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+local epoch = redis.call('HGET', meta, 'epoch')
+if not epoch then return {'noqueue'} end
+if epoch ~= ARGV[1] then return {'epoch', epoch} end
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local function settled(job)
+    return redis.call('HEXISTS', done, job) == 1 or redis.call('HEXISTS', failed, job) == 1
+end
+local function unclaim(job)
+    redis.call('HDEL', owner, job)
+    redis.call('ZREM', leases, job)
+end
+local function claim(job, me, lease)
+    redis.call('HSET', owner, job, me)
+    redis.call('ZADD', leases, now + lease, job)
+end
+local function requeue(job, head)
+    if not settled(job) then
+        redis.call(head and 'LPUSH' or 'RPUSH', pending, job)
+    end
+end
+local function acknowledge(me, machine, job, tok, verdict, conflicts)
+    local mine = redis.call('HGET', token, job) == tok and (redis.call('HGET', owner, job) or me) == me
+    if verdict == 'done' then
+        local by = redis.call('HGET', done, job)
+        if not by then
+            redis.call('HSET', done, job, machine)
+            redis.call('HDEL', failed, job)
+        elseif by ~= machine then
+            table.insert(conflicts, job)
+        end
+    elseif mine and redis.call('HEXISTS', done, job) == 0 then
+        redis.call('HSETNX', failed, job, machine)
+    end
+    if mine then unclaim(job) end
+end
+local function figures()
+    local d, f = redis.call('HLEN', done), redis.call('HLEN', failed)
+    return {tonumber(redis.call('HGET', meta, 'total')) - d - f, d, f}
+end
+"""
+
+_SCRIPTS = {
+    # ARGV: epoch, me, machine, limit, spare, lease ms, count of acknowledgements, then as many
+    # (job, token, verdict) committed to the journal, then (job, token) of every claim held
+    "take": """
+local me, machine, limit, spare, lease, acks = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+redis.call('HSET', hosts, me, now)
+local conflicts = {}
+for i = 8, 7 + 3 * acks, 3 do
+    acknowledge(me, machine, ARGV[i], ARGV[i + 1], ARGV[i + 2], conflicts)
+end
+local lost = {}
+for i = 8 + 3 * acks, #ARGV, 2 do
+    local job, tok = ARGV[i], ARGV[i + 1]
+    local holder = redis.call('HGET', owner, job)
+    if redis.call('HGET', token, job) == tok and not settled(job) and (not holder or holder == me) then
+        claim(job, me, lease)
+    else
+        table.insert(lost, job)
+        table.insert(lost, tok)
+    end
+end
+for _, job in ipairs(redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, 1000)) do
+    local holder = redis.call('HGET', owner, job)
+    unclaim(job)
+    if not settled(job) then
+        redis.call('LPUSH', pending, job)
+        redis.call('HINCRBY', stats, 'reclaimed', 1)
+        if holder then
+            redis.call('HINCRBY', stats, 'reclaimed:' .. (string.match(holder, '^(.*)/') or holder), 1)
+        end
+    end
+end
+local claims = {}
+local hold = tonumber(redis.call('HGET', meta, 'hold_until') or '0') - now
+local claimed = redis.call('HLEN', owner)
+if limit > 0 and figures()[1] - claimed > 4 * (claimed + spare) then
+    limit = limit + spare  -- plenty left for everyone: a spare job per worker saves a round trip
+end
+if hold <= 0 then
+    local skipped = 0
+    while #claims < 2 * limit and skipped < 10000 do
+        local job = redis.call('LPOP', pending)
+        if not job then break end
+        if settled(job) or redis.call('HEXISTS', owner, job) == 1 then
+            skipped = skipped + 1
+        else
+            table.insert(claims, job)
+            table.insert(claims, redis.call('HINCRBY', token, job, 1))
+            claim(job, me, lease)
+        end
+    end
+end
+return {'ok', claims, lost, figures(), math.max(hold, 0), conflicts}
+""",
+    # ARGV: epoch, me, lease ms, then (job, token, "done" | "fail", retries) per ended attempt
+    "settle": """
+local me, lease = ARGV[2], tonumber(ARGV[3])
+local verdicts = {}
+for i = 4, #ARGV, 4 do
+    local job, tok, kind, retries = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
+    local holder = redis.call('HGET', owner, job)
+    local verdict
+    if settled(job) or redis.call('HGET', token, job) ~= tok or (holder and holder ~= me) then
+        verdict = 'superseded'
+        if kind == 'done' then redis.call('HINCRBY', stats, 'superseded', 1) end
+    elseif kind == 'done' then
+        verdict = 'done'
+    elseif redis.call('HINCRBY', failures, job, 1) <= retries then
+        verdict = 'retry'
+        unclaim(job)
+        redis.call('RPUSH', pending, job)
+    else
+        verdict = 'failed'
+    end
+    if verdict == 'done' or verdict == 'failed' then
+        claim(job, me, lease)  -- held until the journal has it (see acknowledge)
+    end
+    table.insert(verdicts, verdict)
+end
+return {'ok', verdicts, figures()}
+""",
+    # ARGV: epoch, me, machine, then (job, token, "done" | "failed") committed to the journal
+    "acknowledge": """
+local conflicts = {}
+for i = 4, #ARGV, 3 do
+    acknowledge(ARGV[2], ARGV[3], ARGV[i], ARGV[i + 1], ARGV[i + 2], conflicts)
+end
+return {'ok', conflicts, figures()}
+""",
+    # ARGV: epoch, me, then (job, token, "1" to count a failure | "0") handed back
+    "release": """
+local me = ARGV[2]
+for i = #ARGV - 2, 3, -3 do  -- backwards: LPUSHed one by one, the jobs keep their order at the head
+    local job, tok, failure = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+    if redis.call('HGET', token, job) == tok and redis.call('HGET', owner, job) == me then
+        unclaim(job)
+        if failure == '1' then redis.call('HINCRBY', failures, job, 1) end
+        requeue(job, failure ~= '1')
+    end
+end
+return {'ok', figures()}
+""",
+    # ARGV: epoch, me, machine, then jobs a killed run of this machine held: back to the queue now
+    "disown": """
+local me, prefix = ARGV[2], ARGV[3] .. '/'
+local count = 0
+for i = 4, #ARGV do
+    local job = ARGV[i]
+    local holder = redis.call('HGET', owner, job)
+    if holder and holder ~= me and string.sub(holder, 1, #prefix) == prefix then
+        unclaim(job)
+        requeue(job, true)
+        count = count + 1
+    end
+end
+return {'ok', count}
+""",
+    # ARGV: epoch, machine, "done" | "failed", then jobs this machine's journal holds so
+    "report": """
+local machine, kind = ARGV[2], ARGV[3]
+local conflicts = {}
+for i = 4, #ARGV do
+    local job = ARGV[i]
+    if kind == 'done' then
+        local by = redis.call('HGET', done, job)
+        if not by then
+            redis.call('HSET', done, job, machine)
+            redis.call('HDEL', failed, job)
+        elseif by ~= machine then
+            table.insert(conflicts, job)
+        end
+    elseif redis.call('HEXISTS', done, job) == 0 and redis.call('HEXISTS', owner, job) == 0 then
+        redis.call('HSETNX', failed, job, machine)
+    end
+end
+return {'ok', conflicts}
+""",
+    # ARGV: epoch, machine, then jobs Redis credits to this machine that its journal lacks
+    "undo": """
+for i = 3, #ARGV do
+    if redis.call('HGET', done, ARGV[i]) == ARGV[2] then
+        redis.call('HDEL', done, ARGV[i])
+        redis.call('LPUSH', pending, ARGV[i])
+    end
+end
+return {'ok'}
+""",
+    # ARGV: epoch, me, lease ms, then jobs running here when Redis lost the queue: claim them again
+    "adopt": """
+local me, lease = ARGV[2], tonumber(ARGV[3])
+local tokens = {}
+for i = 4, #ARGV do
+    local job = ARGV[i]
+    local holder = redis.call('HGET', owner, job)
+    if settled(job) or (holder and holder ~= me) then
+        table.insert(tokens, 0)
+    else
+        if holder then
+            table.insert(tokens, tonumber(redis.call('HGET', token, job)))
+        else
+            table.insert(tokens, redis.call('HINCRBY', token, job, 1))
+        end
+        claim(job, me, lease)
+    end
+end
+return {'ok', tokens}
+""",
+    # ARGV: epoch (--retry-failed): every job failed for good goes back to the queue
+    "revive": """
+local jobs = redis.call('HKEYS', failed)
+for _, job in ipairs(jobs) do
+    redis.call('HDEL', failed, job)
+    redis.call('HDEL', failures, job)
+    redis.call('RPUSH', pending, job)
+end
+return {'ok', #jobs}
+""",
+}
+
+_SEED = """
+local meta, seed = KEYS[1], KEYS[11]
+local current = redis.call('HGET', meta, 'epoch')
+if current then
+    redis.call('DEL', seed)
+    return {'joined', current}
+end
+for i = 2, 10 do redis.call('DEL', KEYS[i]) end
+if redis.call('EXISTS', seed) == 1 then
+    redis.call('RENAME', seed, KEYS[2])
+    redis.call('PERSIST', KEYS[2])
+end
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+redis.call('HSET', meta, 'epoch', ARGV[1], 'total', ARGV[2], 'hold_until', now + tonumber(ARGV[3]), 'order', ARGV[4], 'seeded', now)
+return {'seeded', ARGV[1]}
+"""
+"""KEYS: the queue's keys, then the seed list. ARGV: new epoch, pool size, hold ms, order name.
+Seeds only where no queue exists (the first host, or Redis came back empty)."""
+
+_STATES = {"done": JobState.DONE, "failed": JobState.FAILED, "retry": JobState.PENDING, "superseded": JobState.SUPERSEDED}
+
+
+class Holdings(Protocol):
+    """What the queue writes to this machine's journal: the jobs it holds (see ``Journal``)."""
+
+    def hold(self, job_ids: Sequence[str]) -> dict[str, int]: ...
+    def unhold(self, job_ids: Iterable[str]) -> None: ...
+    def supersede(self, job_ids: Sequence[str]) -> None: ...
+    def states(self) -> Iterator[tuple[str, str]]: ...
+
+
+class _Unavailable(Exception):
+    """Redis cannot be used now (unreachable, or it lost the queue): the caller goes on without it."""
+
+
+class RedisQueue:
+    """The pool's jobs through a shared Redis queue (see the module docstring)."""
+
+    name = "redis"
+
+    def __init__(
+        self,
+        connection: Connection,
+        *,
+        digest: str,
+        machine: str,
+        ids: Sequence[str],
+        seed_order: Callable[[], Sequence[int]],
+        order_name: str,
+        lease: float,
+        retries: int,
+        retry_failed: bool,
+        workers: int,
+        holdings: Holdings,
+        say: Callable[[str], None],
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self._conn, self._client, self._address = connection, connection.client, connection.address
+        self._keys = queue_keys(digest)
+        self._scripts = {name: self._client.register_script(_PRELUDE + body) for name, body in _SCRIPTS.items()}
+        self._seed_script = self._client.register_script(_SEED)
+        self.machine, self.me = machine, instance_name(machine)
+        self._ids = ids
+        self._position = {job_id: position for position, job_id in enumerate(ids)}
+        self._seed_order, self._order_name = seed_order, order_name
+        self._lease, self._lease_ms = lease, int(lease * 1000)
+        self._retries, self._retry_failed, self._workers = retries, retry_failed, workers
+        self._holdings, self._say, self._clock = holdings, say, clock
+        self._poll = min(0.5, lease / 8)
+        self._max_backoff = min(MAX_BACKOFF, lease / 4)
+        self._epoch = ""
+        self._claims: dict[tuple[str, int], int] = {}
+        """(job id, the task's token) -> the claim's token in Redis (new after a re-adoption)."""
+        self._lost: set[tuple[str, int]] = set()
+        """Claims Redis gave to another host: no longer renewed, their result will be superseded."""
+        self._verdicts: dict[str, tuple[int, str]] = {}
+        """Settled DONE or FAILED, not committed to the journal yet: job -> (token, verdict)."""
+        self._acks: list[tuple[str, int, str]] = []
+        """Committed, not yet acknowledged to Redis (it was unreachable)."""
+        self._sent: deque[list[tuple[str, int, str]]] = deque()
+        """Acknowledgements written to the side connection, whose replies are not read yet."""
+        self._releases: list[tuple[str, int, bool]] = []
+        """Handed back while Redis was unreachable: (job, token, count a failure)."""
+        self._spare: deque[Task] = deque()
+        """Claimed ahead, not handed to the runner yet (see the take script)."""
+        self._issued: dict[str, int] = {}
+        self._local_failures: Counter[str] = Counter()
+        self._figures = (len(ids), 0, 0)
+        """(remaining, done, failed) of the whole pool, as Redis last said."""
+        self._unavailable_since: float | None = None
+        self._offline = False
+        self._retry_at = 0.0
+        self._backoff = FIRST_BACKOFF
+        self._next_renew = 0.0
+        self._next_poll = 0.0
+        self._renewed_at = float("-inf")
+        """When the last take that renewed every claim was sent (this host's clock)."""
+        self._hold_said = ""
+        self.corrected = 0
+        """Done jobs of this journal re-marked superseded (another host's result came first)."""
+
+    # --- the source protocol -------------------------------------------------------------
+
+    def take(self, limit: int) -> list[Task]:
+        now = self._clock.monotonic()
+        self._read_replies(wait=limit == 0)
+        ready = [self._spare.popleft() for _ in range(min(limit, len(self._spare)))]  # claimed: they may run even if Redis is away
+        limit -= len(ready)
+        if self._unavailable_since is not None and (now < self._retry_at or not self._rejoin()):
+            return ready
+        asking = limit > 0 and now >= self._next_poll
+        if not asking and not self._acks and now < self._next_renew:
+            return ready
+        renew = [(key[0], token) for key, token in self._claims.items() if key not in self._lost]
+        renew += [(job, token) for job, (token, _) in self._verdicts.items()]
+        acks = self._acks[:SCRIPT_CHUNK]
+        try:
+            _, claims, lost, figures, hold, conflicts = self._call(
+                "take", self.me, self.machine, limit if asking else 0, self._workers, self._lease_ms, len(acks), *_flat(acks), *_flat(renew)
+            )
+        except _Unavailable:
+            return ready
+        del self._acks[: len(acks)]
+        self._renewed_at = now
+        self._next_renew = now + self._lease / 4
+        self._figures = _figures(figures)
+        self._supersede(conflicts, "while Redis could not hear from this host")
+        self._mark_lost(list(zip(lost[::2], map(int, lost[1::2]))))
+        if hold and self._hold_said != self._epoch:
+            self._hold_said = self._epoch
+            self._say(f"the queue was seeded again by a host with earlier results (had Redis lost it?): no job is handed out for {hold / 1000:.1f} s, while every host reports what it holds")
+        pairs = list(zip(claims[::2], map(int, claims[1::2])))
+        tasks = self._hold(pairs) if pairs else []
+        if asking:  # a queue that gave fewer than asked is asked again only after the poll interval
+            self._next_poll = now if len(tasks) >= limit else now + self._poll
+        self._spare.extend(tasks[limit:])
+        return ready + tasks[:limit]
+
+    def settle(self, ended: Sequence[tuple[Task, Outcome]]) -> list[JobState]:
+        """DONE of a claim whose lease is certainly still valid needs no round trip: nobody else
+        can hold the job, and the acknowledgement after the commit settles any race. Failures,
+        and results of claims that may have lapsed, ask Redis."""
+        fresh = self._unavailable_since is None and self._clock.monotonic() < self._renewed_at + VALID_FOR * self._lease
+        items, verdicts, ask = [], [], []
+        for task, outcome in ended:
+            key = (task.job_id, task.token)
+            lapsed = key in self._lost
+            self._lost.discard(key)
+            kind = "done" if outcome == Outcome.DONE else "fail"
+            items.append((task.job_id, self._claims.pop(key, task.token), kind))
+            verdicts.append("done" if kind == "done" and fresh and not lapsed else "")
+            if not verdicts[-1]:
+                ask.append(len(items) - 1)
+        if ask and self._unavailable_since is None:
+            try:
+                _, answers, figures = self._call("settle", self.me, self._lease_ms, *_flat((*items[i], self._retries) for i in ask))
+                self._figures = _figures(figures)
+                for i, verdict in zip(ask, answers):
+                    verdicts[i] = verdict
+            except _Unavailable:
+                pass
+        for i in ask:
+            verdicts[i] = verdicts[i] or self._decide_alone(*items[i])
+        superseded, retried = [], []
+        for (job, token, _), verdict in zip(items, verdicts):
+            if verdict in ("done", "failed"):
+                self._verdicts[job] = (token, verdict)
+            elif verdict == "retry":
+                retried.append(job)
+            else:
+                superseded.append(job)
+        if retried:
+            self._unhold(retried)
+        if superseded:
+            self._say(
+                f"{plural(len(superseded), 'result')} not accepted ({', '.join(superseded[:10])}{' ...' if len(superseded) > 10 else ''}): the claim had expired and another host took "
+                "the job (this host was paused or cut off past its lease); recorded here as superseded"
+            )
+        return [_STATES[verdict] for verdict in verdicts]
+
+    def release(self, tasks: Iterable[Task]) -> None:
+        items = []
+        for task in tasks:
+            key = (task.job_id, task.token)
+            self._lost.discard(key)
+            items.append((task.job_id, self._claims.pop(key, task.token), False))
+        if not items:
+            return
+        self._unhold([job for job, _, _ in items])
+        self._send_releases(items)
+
+    def remaining(self) -> int:
+        return self._figures[0]
+
+    # --- beyond the protocol: the journal's commits, the display, the end -------------------
+
+    def committed(self, attempts: Sequence[AttemptRow]) -> None:
+        """The journal committed these attempts: make their DONE or FAILED final in Redis."""
+        for attempt in attempts:
+            verdict = self._verdicts.get(attempt.job_id)
+            if verdict is not None and attempt.state in (JobState.DONE, JobState.FAILED):
+                del self._verdicts[attempt.job_id]
+                self._acks.append((attempt.job_id, *verdict))
+        if self._acks and self._unavailable_since is None:
+            self._write_acks()
+
+    def tally(self) -> tuple[int, int, int]:
+        """(pool size, done, failed) of the whole pool, as Redis last said."""
+        remaining, done, failed = self._figures
+        return remaining + done + failed, done, failed
+
+    def start(self) -> None:
+        """Join the queue (seed it if there is none): called once, before the run."""
+        held = [job for job, state in self._holdings.states() if state in (JobState.PENDING, JobState.RUNNING)]
+        returned = 0
+        try:
+            self._join(first=True)
+            for chunk in _chunks(held, SCRIPT_CHUNK):
+                returned += self._call("disown", self.me, self.machine, *chunk)[1]
+            self.take(0)  # the pool's figures
+        except _Unavailable:
+            raise UserError(f"lost Redis at {self._address.masked} (from {self._address.source}) while joining its queue; start again once it is back") from None
+        if held:
+            self._holdings.unhold(held)  # a killed run's claims: back in the queue, no longer this machine's
+        if returned:
+            self._say(f"returned {plural(returned, 'claim')} of this machine's previous run (killed?) to the queue")
+
+    def close(self) -> None:
+        """Hand back the spare claims, acknowledge what is left if Redis is there, disconnect."""
+        if self._spare:
+            self.release(list(self._spare))
+            self._spare.clear()
+        self._read_replies(wait=True)
+        if self._acks and self._unavailable_since is None:
+            self._send_acks()
+        self._conn.close()
+
+    # --- joining, seeding, reconnecting --------------------------------------------------
+
+    def _join(self, *, first: bool) -> None:
+        """Report this journal to the queue (seeding it if Redis has none); after a loss, also
+        claim again the jobs running here."""
+        states = list(self._holdings.states())
+        done = [job for job, state in states if state == JobState.DONE]
+        failed = [job for job, state in states if state == JobState.FAILED]
+        revive = first and self._retry_failed
+        try:
+            epoch = self._client.hget(self._keys[0], "epoch")
+        except self._conn.lost as exc:
+            self._unreachable(exc)
+            raise _Unavailable from None
+        if epoch is None:
+            epoch = self._seed(set(done) | (set() if revive else set(failed)), hold=not first or bool(done or failed))
+        self._epoch = epoch
+        conflicts = []
+        for chunk in _chunks(done, SCRIPT_CHUNK):
+            conflicts += self._call("report", self.machine, "done", *chunk)[1]
+        if revive:
+            self._holdings.unhold(failed)
+            self._call("revive")
+        else:
+            for chunk in _chunks(failed, SCRIPT_CHUNK):
+                self._call("report", self.machine, "failed", *chunk)
+        if first:
+            self._undo_foreign(set(done))
+        else:
+            self._adopt()
+        self._supersede(conflicts, "when this host reported its journal")
+
+    def _seed(self, exclude: set[str], *, hold: bool) -> str:
+        """Seed the queue in one atomic step (unless another host just did); returns the epoch."""
+        ids = [self._ids[p] for p in self._seed_order() if self._ids[p] not in exclude]
+        seed_key = f"{self._keys[0].rpartition(':')[0]}:seed:{secrets.token_hex(8)}"
+        hold_ms = self._lease_ms if hold else 0
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for chunk in _chunks(ids, SEED_CHUNK):
+                pipe.rpush(seed_key, *chunk)
+            if ids:
+                pipe.expire(seed_key, SEED_EXPIRY)
+            pipe.execute()
+            status, epoch = self._seed_script(keys=[*self._keys, seed_key], args=[secrets.token_hex(8), len(self._ids), hold_ms, self._order_name])
+        except self._conn.lost as exc:
+            self._unreachable(exc)
+            raise _Unavailable from None
+        if status == "seeded":
+            what = f"seeded the shared queue at {self._address.masked} with {plural(len(ids), 'job')} ({self._order_name})"
+            if exclude:
+                what += f", leaving out the {len(exclude)} this machine's journal holds as done or failed"
+            if hold_ms:
+                self._hold_said = str(epoch)
+                what += f"; no job is handed out for {self._lease:g} s, while every host reports what it holds"
+            self._say(what)
+        return str(epoch)
+
+    def _undo_foreign(self, done_here: set[str]) -> None:
+        """Jobs Redis credits to this machine but its journal lacks (a --fresh start, a lost
+        journal) go back to the queue: the journal is the truth about what this machine did."""
+        try:
+            credited = self._client.hgetall(self._keys[6])
+        except self._conn.lost as exc:
+            self._unreachable(exc)
+            raise _Unavailable from None
+        lacking = [job for job, machine in credited.items() if machine == self.machine and job not in done_here]
+        for chunk in _chunks(lacking, SCRIPT_CHUNK):
+            self._call("undo", self.machine, *chunk)
+        if lacking:
+            self._say(f"the queue credited {plural(len(lacking), 'job')} to {self.machine} that its journal does not hold as done; they go back to the queue")
+
+    def _adopt(self) -> None:
+        """After Redis lost the queue: claim again the jobs on this host's workers and those
+        awaiting acknowledgement."""
+        keys = list(self._claims) + [(job, -1) for job in self._verdicts]
+        jobs = [job for job, _ in keys]
+        tokens: list[int] = []
+        for chunk in _chunks(jobs, SCRIPT_CHUNK):
+            tokens += self._call("adopt", self.me, self._lease_ms, *chunk)[1]
+        for key, token in zip(keys, tokens):
+            job = key[0]
+            if key[1] == -1:
+                self._verdicts[job] = (int(token), self._verdicts[job][1])
+            elif token:
+                self._claims[key] = int(token)
+            else:
+                self._lost.add(key)
+
+    def _rejoin(self) -> bool:
+        """Redis was unreachable or had lost the queue: try again now. True once back."""
+        since, offline = self._unavailable_since or 0.0, self._offline
+        try:
+            self._join(first=False)
+        except _Unavailable:
+            return False
+        self._unavailable_since, self._offline = None, False
+        if offline:
+            self._say(f"reconnected to Redis at {self._address.masked} after {self._clock.monotonic() - since:.1f} s")
+        releases, self._releases = self._releases, []
+        if releases:
+            self._send_releases(releases)
+        if self._acks:
+            self._send_acks()
+        self._next_renew = self._next_poll = 0.0
+        return self._unavailable_since is None
+
+    # --- talking to Redis ----------------------------------------------------------------
+
+    def _call(self, name: str, *args: str | int) -> Any:
+        """Run a script; Redis unreachable, or without this epoch's queue, raises _Unavailable."""
+        try:
+            reply = self._scripts[name](keys=self._keys, args=[self._epoch, *args])
+        except self._conn.lost as exc:
+            self._unreachable(exc)
+            raise _Unavailable from None
+        if reply[0] != "ok":  # the queue is gone (Redis came back empty) or was seeded again
+            if self._unavailable_since is None:
+                self._unavailable_since, self._retry_at = self._clock.monotonic(), 0.0
+            raise _Unavailable
+        return reply
+
+    def _unreachable(self, exc: BaseException) -> None:
+        now = self._clock.monotonic()
+        if not self._offline:
+            self._offline = True
+            self._backoff = FIRST_BACKOFF
+            self._unavailable_since = self._unavailable_since or now
+            reason = self._address.mask(str(exc)).rstrip(".") or type(exc).__name__
+            self._say(
+                f"lost Redis at {self._address.masked} ({reason}); the running jobs go on and are recorded here; "
+                f"retrying with backoff, every {self._max_backoff:g} s at most"
+            )
+        self._retry_at = now + self._backoff
+        self._backoff = min(self._backoff * 2, self._max_backoff)
+
+    def _send_acks(self) -> None:
+        acks = self._acks
+        conflicts = []
+        try:
+            for chunk in _chunks(acks, SCRIPT_CHUNK):
+                _, found, figures = self._call("acknowledge", self.me, self.machine, *_flat(chunk))
+                conflicts += found
+                self._figures = _figures(figures)
+                del acks[: len(chunk)]
+        except _Unavailable:
+            pass
+        self._supersede(conflicts, "while Redis could not hear from this host")
+
+    def _write_acks(self) -> None:
+        """Send the acknowledgements without waiting for Redis to answer (see _read_replies)."""
+        script = _PRELUDE + _SCRIPTS["acknowledge"]
+        while self._acks:
+            chunk = self._acks[:SCRIPT_CHUNK]
+            try:
+                self._conn.side.send_command("EVAL", script, len(self._keys), *self._keys, self._epoch, self.me, self.machine, *_flat(chunk))
+            except self._conn.lost as exc:
+                self._side_failed(exc)
+                return
+            del self._acks[: len(chunk)]
+            self._sent.append(chunk)
+
+    def _read_replies(self, *, wait: bool) -> None:
+        """Read the answers to acknowledgements sent earlier: those there already, or (``wait``) all."""
+        side = self._conn.side
+        try:
+            while self._sent and (wait or side.can_read(0)):
+                reply = side.read_response()
+                chunk = self._sent.popleft()
+                if reply[0] != "ok":  # the queue is gone: acknowledge again once rejoined
+                    self._acks[:0] = chunk
+                    if self._unavailable_since is None:
+                        self._unavailable_since, self._retry_at = self._clock.monotonic(), 0.0
+                    continue
+                _, conflicts, figures = reply
+                self._figures = _figures(figures)
+                self._supersede(conflicts, "while Redis could not hear from this host")
+        except self._conn.lost as exc:
+            self._side_failed(exc)
+
+    def _side_failed(self, exc: BaseException) -> None:
+        """Unanswered acknowledgements are sent again after reconnecting (they are idempotent)."""
+        for chunk in reversed(self._sent):
+            self._acks[:0] = chunk
+        self._sent.clear()
+        self._conn.side.disconnect()
+        self._unreachable(exc)
+
+    def _send_releases(self, items: list[tuple[str, int, bool]]) -> None:
+        if self._unavailable_since is None:
+            try:
+                for chunk in _chunks(items, SCRIPT_CHUNK):
+                    self._figures = _figures(self._call("release", self.me, *_flat((j, t, int(f)) for j, t, f in chunk))[1])
+                return
+            except _Unavailable:
+                pass
+        self._releases += items
+
+    # --- local bookkeeping ---------------------------------------------------------------
+
+    def _hold(self, pairs: list[tuple[str, int]]) -> list[Task]:
+        """Record claimed jobs as this machine's and make their tasks."""
+        last = self._holdings.hold([job for job, _ in pairs])
+        tasks = []
+        for job, token in pairs:
+            attempt = max(last.get(job, 0), self._issued.get(job, 0)) + 1
+            self._issued[job] = attempt
+            self._claims[(job, token)] = token
+            tasks.append(Task(job, self._position[job], attempt, token))
+        return tasks
+
+    def _unhold(self, jobs: list[str]) -> None:
+        """Drop jobs from the journal's holdings unless another claim of the same job is on a worker."""
+        still = {job for job, _ in self._claims}
+        try:
+            self._holdings.unhold([job for job in jobs if job not in still and job not in self._verdicts])
+        except StorageError:
+            pass  # a full disk, while stopping: the next start hands back what the journal still holds
+
+    def _mark_lost(self, lost: list[tuple[str, int]]) -> None:
+        if not lost:
+            return
+        by_token = {(key[0], token): key for key, token in self._claims.items()}
+        for item in lost:
+            key = by_token.get(item)
+            if key is not None:
+                self._lost.add(key)
+
+    def _decide_alone(self, job: str, token: int, kind: str) -> str:
+        """A verdict while Redis is unreachable: DONE stands (it is recorded here, and reported
+        on return); a failure is retried while this host's own count allows."""
+        if kind == "done":
+            return "done"
+        self._local_failures[job] += 1
+        if self._local_failures[job] <= self._retries:
+            self._releases.append((job, token, True))
+            return "retry"
+        return "failed"
+
+    def _supersede(self, jobs: list[str], when: str) -> None:
+        if not jobs:
+            return
+        self._holdings.supersede(jobs)
+        self.corrected += len(jobs)
+        self._say(
+            f"{plural(len(jobs), 'job')} done here had also been done by another host {when} ({', '.join(jobs[:10])}"
+            f"{' ...' if len(jobs) > 10 else ''}); the queue keeps the other result, this journal now records these as superseded"
+        )
+
+
+def _figures(reply: Sequence[Any]) -> tuple[int, int, int]:
+    """(remaining, done, failed) of the pool from a script's reply."""
+    return int(reply[0]), int(reply[1]), int(reply[2])
+
+
+def _flat(items: Iterable[tuple[Any, ...]]) -> list[Any]:
+    return [value for item in items for value in item]
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,228 @@
+"""Dynamic balancing through a shared Redis queue, end to end (issue 11, Must show 1-5): hosts
+are processes of tests/frozen/balance_entry.py with different speeds, against a real redis-server.
+
+Leases are 2 s so that a dead or paused host's jobs come back quickly. Every test ends with the
+checker of balancehosts: the pool, every journal, every results.csv and the merged CSV agree
+that each job was done exactly once, and drew the random numbers of its id.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from balancehosts import (
+    BASE,
+    ENTRY,
+    FACTORS,
+    POOL,
+    assert_exactly_once,
+    count_now,
+    kill_started,
+    make_cluster,
+    makespan,
+    query,
+    queue_done,
+    run_hosts,
+    wait_until,
+)
+from conftest import error_lines
+from jobsplit.snapshot import read_snapshot
+
+
+@pytest.fixture(autouse=True)
+def _no_host_left_behind() -> Iterator[None]:
+    """A failed test leaves its hosts running (retrying a Redis that is gone): kill them."""
+    yield
+    kill_started()
+
+
+def test_three_hosts_of_different_speeds_balance_to_near_ideal(redis_server, tmp_path, capsys) -> None:
+    """Must show 1: 600 jobs of 80 ms x (1, 1.5, 2) on three hosts. The static split with
+    machines.json weights that ignore the speeds waits for the slowest host; the queue does not."""
+    server = redis_server.start()
+    static = make_cluster(tmp_path / "static", pool=POOL, base=BASE)
+    run_hosts(static, balance=None)
+    assert_exactly_once(static)
+    dynamic = make_cluster(tmp_path / "dynamic", pool=POOL, base=BASE)
+    run_hosts(dynamic, balance=server.url)
+    assert_exactly_once(dynamic)
+    s, d = makespan(static), makespan(dynamic)
+    with capsys.disabled():
+        print(f"\nmakespan / ideal: static split (wrong weights) {s.ratio:.3f} ({s.seconds:.2f} s / {s.ideal:.2f} s), "
+              f"--balance {d.ratio:.3f} ({d.seconds:.2f} s / {d.ideal:.2f} s); jobs per host {({m: n for m, (n, _) in d.per_host.items()})}")  # fmt: skip
+    assert d.ratio <= 1.10
+    assert s.ratio >= 1.2 * d.ratio
+    fast, mid, slow = (d.per_host[m][0] for m in FACTORS)
+    assert fast > mid > slow  # each host took as many as its speed allowed
+    for machine in FACTORS:  # the snapshot status reads from another host: what this host held, of the whole pool
+        snapshot = read_snapshot(dynamic.journal(machine).parent)
+        assert snapshot is not None and snapshot.plan == {"": POOL} and snapshot.state == "completed"
+        assert snapshot.total == snapshot.done == d.per_host[machine][0] and snapshot.pending == 0
+
+
+def test_a_killed_hosts_claims_run_elsewhere_after_the_lease(redis_server, tmp_path) -> None:
+    """Must show 2: SIGKILL of one host (its whole process group) mid-run."""
+    server = redis_server.start()
+    cluster = make_cluster(tmp_path, pool=240, base=0.05)
+    digest = cluster.digest
+    for machine in FACTORS:
+        cluster.start(machine, 1.0, server.url)
+    wait_until(lambda: count_now(cluster.journal("slow"), "SELECT COUNT(*) FROM jobs WHERE state = 'done'") >= 10, 30, "slow to finish 10 jobs")
+    cluster.signal("slow", signal.SIGKILL)
+    cluster.processes["slow"].wait()
+    for machine in ("fast", "mid"):
+        code, output = cluster.wait(machine, 60)
+        assert code == 0, output
+    held = {job for (job,) in query(cluster.journal("slow"), "SELECT job_id FROM jobs WHERE state IN ('pending', 'running')")}
+    assert held, "the killed host held claims"
+    assert_exactly_once(cluster)
+    status = subprocess.run([sys.executable, "-m", "jobsplit", "status", str(cluster.out), "--balance", server.url, "--json"], capture_output=True, text=True, check=True)
+    doc = json.loads(status.stdout)
+    (queue,) = doc["queues"]
+    assert queue["done"] == 240 and queue["claimed"] == {} and queue["reclaimed_from"].get("slow", 0) >= len(held)
+    assert doc["overall"]["done"] == 240 and doc["overall"]["total"] == 240
+    table = subprocess.run([sys.executable, "-m", "jobsplit", "status", "--balance", server.url], capture_output=True, text=True, check=True, env={**os.environ, "COLUMNS": "200"})
+    assert "240/240 done, 0 failed, 0 pending" in table.stdout and "Reclaimed from it" in table.stdout
+    assert queue_done(server.port, digest) == 240
+
+
+def test_a_host_paused_past_its_lease_has_its_stale_results_superseded(redis_server, tmp_path) -> None:
+    """Must show 3: SIGSTOP of a host (process group, as a closed laptop lid) for two leases, then SIGCONT."""
+    server = redis_server.start()
+    cluster = make_cluster(tmp_path, pool=36, base=0.5)
+    for machine in FACTORS:
+        cluster.start(machine, 1.0, server.url)
+    wait_until(lambda: count_now(cluster.journal("slow"), "SELECT COUNT(*) FROM running") == 2, 30, "slow to run two jobs")
+    cluster.signal("slow", signal.SIGSTOP)
+    time.sleep(2 * cluster.lease + 0.5)
+    cluster.signal("slow", signal.SIGCONT)
+    outputs = {machine: cluster.wait(machine, 60) for machine in FACTORS}
+    for machine, (code, output) in outputs.items():
+        assert code == 0, f"{machine}: {output}"
+    check = assert_exactly_once(cluster)
+    superseded = query(cluster.journal("slow"), "SELECT job_id FROM attempts WHERE state = 'superseded' AND outcome = 'done'")
+    assert superseded and check.superseded == len(superseded)
+    assert "not accepted" in outputs["slow"][1] and "recorded here as superseded" in outputs["slow"][1]
+    assert f"superseded: {len(superseded)} jobs were also computed" in check.merge_output
+
+
+def test_soak_10000_short_jobs_with_a_host_killed_and_restarted_twice(redis_server, tmp_path, capsys) -> None:
+    """Must show 4: lost = 0 and duplicated = 0 across the plan, every journal and the merged CSV."""
+    server = redis_server.start()
+    cluster = make_cluster(tmp_path, pool=10_000, base=0.0005)
+    digest = cluster.digest
+    began = time.monotonic()
+    for machine in FACTORS:
+        cluster.start(machine, 1.0, server.url)
+    mid_done_in_run = "SELECT COUNT(*) FROM attempts WHERE outcome = 'done' AND run = (SELECT MAX(run) FROM runs)"
+    for run, fraction in ((1, 0.25), (2, 0.5)):
+        wait_until(lambda f=fraction: queue_done(server.port, digest) >= f * cluster.pool, 120, f"{fraction:.0%} of the pool done")  # type: ignore[misc]
+        wait_until(lambda r=run: count_now(cluster.journal("mid"), "SELECT COUNT(*) FROM runs") == r and count_now(cluster.journal("mid"), mid_done_in_run) >= 50, 60, f"mid's run {run} to get going")  # type: ignore[misc]
+        cluster.signal("mid", signal.SIGKILL)
+        cluster.processes["mid"].wait()
+        cluster.start("mid", 1.0, server.url)
+    for machine in FACTORS:
+        code, output = cluster.wait(machine, 180)
+        assert code == 0, f"{machine}: {output}"
+    check = assert_exactly_once(cluster)
+    runs = query(cluster.journal("mid"), "SELECT status FROM runs ORDER BY run")
+    assert [status for (status,) in runs] == ["crashed", "crashed", "completed"]
+    assert any("of this machine's previous run (killed?) to the queue" in cluster.output("mid", run) for run in (2, 3))
+    with capsys.disabled():
+        print(f"\nsoak: 10,000 jobs over 3 hosts, one killed twice: lost 0, duplicated 0, superseded {check.superseded}, {time.monotonic() - began:.1f} s")
+
+
+def test_redis_killed_mid_run_and_back_empty(redis_server, tmp_path) -> None:
+    """Must show 5: the hosts go on, retry, re-seed the queue without what journals hold as
+    done, wait a lease for every host to report, and complete with every job exactly once."""
+    server = redis_server.start()
+    cluster = make_cluster(tmp_path, pool=150, base=0.05)
+    digest = cluster.digest
+    for machine in FACTORS:
+        cluster.start(machine, 1.0, server.url)
+    wait_until(lambda: queue_done(server.port, digest) >= 50, 30, "50 jobs done")
+    server.kill()
+    time.sleep(1.5)
+    server.start()  # same port, empty
+    outputs = {machine: cluster.wait(machine, 60) for machine in FACTORS}
+    for machine, (code, output) in outputs.items():
+        assert code == 0, f"{machine}: {output}"
+        assert "lost Redis at redis://127.0.0.1" in output and "retrying with backoff" in output and "reconnected to Redis" in output
+    reseeded = [line for _, output in outputs.values() for line in output.splitlines() if "seeded the shared queue" in line and "no job is handed out" in line]
+    assert len(reseeded) == 1, reseeded  # one host seeds again; the others report what they hold
+    assert_exactly_once(cluster)
+
+
+def test_redis_errors_at_start_are_one_sentence(redis_server, tmp_path) -> None:
+    """Must show 5: Redis down at start, a wrong or missing password, a malformed URL (flag and
+    config.ini), no client library: each exit 2 with one sentence naming where the URL came
+    from; no password shown."""
+    secret = "pa55-w0rd"
+    server = redis_server.start(password=secret)
+    cluster = make_cluster(tmp_path, pool=4, base=0.0)
+
+    def run(url: str, *, password: str | None = None) -> tuple[int, str]:
+        env = {"REDIS_PASSWORD": password} if password is not None else {}
+        cluster.start("fast", 1.0, url, env=env)
+        code, output = cluster.wait("fast", 30)
+        assert secret not in output and "wrong-one" not in output
+        return code, output
+
+    down = f"redis://127.0.0.1:{server.port + 1 if server.port < 65535 else 1}/0"
+    for url, password, expected in [
+        (down, None, r"cannot reach Redis at redis://127\.0\.0\.1:\d+/0 \(from --balance\): .*; start the server, or fix the URL"),
+        (f"redis://127.0.0.1:{server.port}/0", "wrong-one", r"Redis at .* \(from --balance\) refused to let jobsplit in \(.*\); check the password"),
+        (f"redis://127.0.0.1:{server.port}/0", None, r"refused to let jobsplit in \(.*\); set REDIS_PASSWORD"),
+        (f"redis://:wrong-one@127.0.0.1:{server.port}/0", secret, r"Redis at redis://:\*\*\*@127\.0\.0\.1:\d+/0 \(from --balance\) refused"),
+        ("redis://127.0.0.1:notaport/0", None, r"--balance 'redis://127\.0\.0\.1:notaport/0' is not a Redis URL \(.*\); write redis://HOST:PORT/DB"),
+    ]:
+        code, output = run(url, password=password)
+        errors = error_lines(output)
+        assert code == 2 and len(errors) == 1, output
+        assert __import__("re").search(expected, errors[0]), errors[0]
+        assert not (cluster.out / "fast" / "journal.sqlite").exists()
+    no_client = tmp_path / "no-client" / "redis"
+    no_client.mkdir(parents=True)
+    (no_client / "__init__.py").write_text("raise ImportError('the redis extra is not installed')\n")
+    cluster.start("fast", 1.0, server.url, env={"PYTHONPATH": str(no_client.parent)})
+    code, output = cluster.wait("fast", 30)
+    assert code == 2 and "--balance needs the redis client library, which is not installed here; pip install 'jobsplit[redis]'" in error_lines(output)[0], output
+    (cluster.config / "config.ini").write_text("[experiment]\nbase = 0\n\n[balance]\nurl = redis//nowhere\n")
+    cluster.start("fast", 1.0, None)
+    code, output = cluster.wait("fast", 30)
+    assert code == 2 and "config.ini [balance] url 'redis//nowhere' is not a Redis URL" in error_lines(output)[0], output
+    (cluster.config / "config.ini").write_text("[experiment]\nbase = 0\n\n[balance]\nurls = redis://h/0\n")
+    cluster.start("fast", 1.0, None)
+    code, output = cluster.wait("fast", 30)
+    assert code == 2 and "[balance] urls is not a balance setting" in output
+
+
+def test_the_password_is_never_shown_and_ctrl_c_returns_claims_at_once(redis_server, tmp_path) -> None:
+    """A run with the password in the URL, interrupted: the console, the log and the resume hint
+    show ***; the interrupted host's claims are pending again at once (no lease to wait for)."""
+    secret = "Hunter2-secret"
+    server = redis_server.start(password=secret)
+    cluster = make_cluster(tmp_path, pool=20, base=5.0, lease=60)
+    cluster.start("fast", 1.0, server.url)
+    wait_until(lambda: count_now(cluster.journal("fast"), "SELECT COUNT(*) FROM running") == 2, 30, "two jobs running")
+    cluster.signal("fast", signal.SIGINT)
+    code, output = cluster.wait("fast", 30)
+    assert code == 130, output
+    assert secret not in output and f"redis://:***@127.0.0.1:{server.port}/0" in output
+    import gzip
+
+    log = gzip.decompress((cluster.out / "fast" / "fast.log.gz").read_bytes()).decode()
+    assert secret not in log and "redis://:***@" in log
+    owners = server.command("HLEN", f"jobsplit:{{{cluster.digest}}}:owner")
+    pending = server.command("LLEN", f"jobsplit:{{{cluster.digest}}}:pending")
+    assert owners == 0 and pending == 20
+    assert query(cluster.journal("fast"), "SELECT COUNT(*) FROM job")[0][0] == 0  # holds nothing now
+    assert ENTRY.exists()

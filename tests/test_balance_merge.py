@@ -1,0 +1,59 @@
+"""merge-results and status over journals of a shared-queue run (issue 11), written by hand:
+completeness is every job of the pool done once across folders; superseded results are
+counted and left out; a job done in two folders is reported with the reason it can happen."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from jobsplit import merge, status
+from jobsplit.journal import AttemptRow, Journal
+from jobsplit.states import JobState, Outcome
+
+DIGEST = "cd" * 16
+HEADER = ["Run Start Time", "Job Running Time", "Job Start Time", "Value"]
+
+
+def folder(root: Path, machine: str, done: list[str], superseded: list[str] = (), pending: list[str] = (), pool: int = 4) -> Path:
+    path = root / machine
+    path.mkdir(parents=True)
+    journal = Journal(path / "journal.sqlite")
+    meta = {"digest": DIGEST, "machine": machine, "strategy": "quota", "header": json.dumps(HEADER), "plan": json.dumps({"a": 2, "b": 2}),
+            "machines": json.dumps({"a": [1, 1], "b": [1, 1]}), "source": "redis", "pool": str(pool)}  # fmt: skip
+    journal.initialize(meta, [])
+    run = journal.begin_run(1, done_before=0, started=1.0, host="h", pid=1, code="c", source="redis")
+    journal.hold([*done, *superseded, *pending])
+    rows = [AttemptRow(j, 1, run, 0, 1, 1.0, 2.0, Outcome.DONE, JobState.DONE, row=f"t,1,t,{j[-1]},{j},[],{machine},{DIGEST},c\n") for j in done]
+    rows += [AttemptRow(j, 1, run, 0, 1, 1.0, 2.0, Outcome.DONE, JobState.SUPERSEDED, row="x\n") for j in superseded]
+    journal.commit(run, rows, [], 3.0)
+    journal.close()
+    return path
+
+
+def ids(*numbers: int) -> list[str]:
+    return [f"{n:032x}" for n in numbers]
+
+
+def test_every_job_of_the_pool_once_with_superseded_left_out(tmp_path) -> None:
+    folder(tmp_path, "a", ids(0, 1, 2), pending=ids(3))  # 3: claimed by a, then taken over by b
+    folder(tmp_path, "b", ids(3), superseded=ids(1))
+    merged = merge.merge([tmp_path])
+    assert merged.complete and merged.superseded == 1 and not merged.missing and not merged.absent
+    assert len(list(merged.lines())) == 4
+    _, statuses, pool = status.gather([tmp_path])
+    assert pool == 4 and status.overall(statuses, pool).total == 4 and {s.name for s in statuses} == {"a", "b"}
+
+
+def test_jobs_nobody_holds_are_missing_and_doubles_are_reported(tmp_path, capsys) -> None:
+    folder(tmp_path, "a", ids(0, 1))
+    folder(tmp_path, "b", ids(1))
+    merged = merge.merge([tmp_path])
+    assert not merged.complete and merged.unclaimed == 2 and list(merged.duplicates) == ids(1)
+    from rich.console import Console
+
+    merge.report(merged, Console(width=300, no_color=True))
+    out = capsys.readouterr().out
+    assert "missing: 2 jobs of the pool are in none of these folders" in out
+    assert "Redis lost its queue while the host that had done them was away" in out
+    assert "2 of 4 jobs present" in out and "INCOMPLETE" in out

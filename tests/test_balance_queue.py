@@ -1,0 +1,312 @@
+"""The shared Redis queue (issue 11) in one process against a real redis-server: seeding,
+claims, leases, fencing, retries, release, acknowledgement after commit, and the journal's
+view of it (a fake journal here; the end-to-end tests use the real one).
+
+Several RedisQueue objects on one server stand for several hosts. Leases are short (0.3 s) so
+that expiry is quick; the server's clock decides expiry, so the tests wait for it, never fake it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Sequence
+
+import pytest
+
+from jobsplit import balance
+from jobsplit.balance import parse_url, queue_keys
+from jobsplit.errors import UserError
+from jobsplit.journal import AttemptRow
+from jobsplit.sources import Task
+from jobsplit.sources.redis import RedisQueue
+from jobsplit.states import JobState, Outcome
+
+DIGEST = "ab" * 16
+LEASE = 0.3
+
+
+class FakeJournal:
+    """What a RedisQueue writes to a journal, in memory: held jobs and their states."""
+
+    def __init__(self, done: Iterable[str] = (), failed: Iterable[str] = ()) -> None:
+        self.state: dict[str, str] = {job: JobState.DONE for job in done} | {job: JobState.FAILED for job in failed}
+        self.superseded: list[str] = []
+
+    def hold(self, job_ids: Sequence[str]) -> dict[str, int]:
+        for job in job_ids:
+            self.state.setdefault(job, JobState.PENDING)
+        return {}
+
+    def unhold(self, job_ids: Iterable[str]) -> None:
+        for job in job_ids:
+            self.state.pop(job, None)
+
+    def supersede(self, job_ids: Sequence[str]) -> None:
+        self.superseded += job_ids
+        for job in job_ids:
+            self.state[job] = JobState.SUPERSEDED
+
+    def states(self) -> Iterator[tuple[str, str]]:
+        return iter(list(self.state.items()))
+
+
+class Host:
+    """One RedisQueue (a host), its fake journal and what it said."""
+
+    def __init__(
+        self, url: str, machine: str, ids: Sequence[str], *, retries: int = 0, journal: FakeJournal | None = None, digest: str = DIGEST, lease: float = LEASE, retry_failed: bool = False
+    ) -> None:
+        self.journal = journal or FakeJournal()
+        self.said: list[str] = []
+        self.queue = RedisQueue(
+            balance.connect(parse_url(url, "--balance")), digest=digest, machine=machine, ids=ids, seed_order=lambda: range(len(ids)),
+            order_name="in pool order", lease=lease, retries=retries, retry_failed=retry_failed, workers=0, holdings=self.journal, say=self.said.append,
+        )  # fmt: skip
+
+    def take(self, limit: int) -> list[Task]:
+        return self.queue.take(limit)
+
+    def finish(self, tasks: Sequence[Task], outcome: Outcome = Outcome.DONE) -> list[JobState]:
+        """Settle, then commit as the recorder would (which acknowledges DONE and FAILED)."""
+        states = self.queue.settle([(t, outcome) for t in tasks])
+        for task, state in zip(tasks, states):
+            if state != JobState.PENDING:  # a retry went back to the shared queue: not held here any more
+                self.journal.state[task.job_id] = state
+        self.queue.committed([AttemptRow(t.job_id, t.attempt, 1, 0, 1, 0.0, 0.0, outcome, state) for t, state in zip(tasks, states)])
+        self.queue.take(0)  # the runner's next turn: acknowledges the commit
+        return states
+
+
+def ids_of(count: int) -> list[str]:
+    return [f"{i:032x}" for i in range(count)]
+
+
+def take_all(host: Host, limit: int = 1000, within: float = 5.0) -> list[Task]:
+    """Take until the host gets something (the poll interval may hold a call back)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        tasks = host.take(limit)
+        if tasks:
+            return tasks
+        time.sleep(0.02)
+    return []
+
+
+@pytest.fixture
+def url(redis_server) -> str:
+    return redis_server.start().url
+
+
+def test_first_host_seeds_in_order_and_others_join(url, redis_server) -> None:
+    ids = ids_of(20)
+    a, b = Host(url, "a", ids), Host(url, "b", ids)
+    a.queue.start()
+    b.queue.start()
+    assert [t.job_id for t in a.take(3)] == ids[:3]
+    assert [t.job_id for t in b.take(2)] == ids[3:5]
+    assert any("seeded the shared queue" in s for s in a.said) and not b.said
+    assert a.queue.remaining() == 20
+
+
+def test_two_hosts_seeding_at_once_make_one_queue(url) -> None:
+    ids = ids_of(5000)
+    hosts = [Host(url, f"h{i}", ids) for i in range(3)]
+    for host in hosts:
+        host.queue._epoch = ""
+    epochs = {host.queue._seed(set(), hold=False) for host in hosts}  # three seedings racing: one wins
+    assert len(epochs) == 1
+    server = hosts[0].queue._client
+    assert server.pipeline().llen(queue_keys(DIGEST)[1]).execute() == [5000]
+
+
+def test_seeding_100000_jobs_is_quick_and_complete(url, capsys) -> None:
+    ids = ids_of(100_000)
+    host = Host(url, "a", ids)
+    began = time.perf_counter()
+    host.queue.start()
+    seconds = time.perf_counter() - began
+    with capsys.disabled():
+        print(f"\nseeding 100,000 jobs took {seconds:.2f} s")
+    assert host.queue._client.pipeline().llen(queue_keys(DIGEST)[1]).execute() == [100_000]
+    assert [t.job_id for t in host.take(2)] == ids[:2]
+
+
+def test_queues_of_different_digests_never_mix(url) -> None:
+    a, b = Host(url, "a", ids_of(4)), Host(url, "b", ids_of(4)[::-1], digest="cd" * 16)
+    a.queue.start()
+    b.queue.start()
+    assert [t.job_id for t in take_all(a)] == ids_of(4)
+    assert [t.job_id for t in take_all(b)] == ids_of(4)[::-1]
+
+
+def test_a_stale_completion_is_superseded_and_the_current_claim_wins(url) -> None:
+    ids = ids_of(1)
+    paused, other = Host(url, "paused", ids), Host(url, "other", ids)
+    paused.queue.start()
+    other.queue.start()
+    (stale,) = paused.take(1)
+    assert stale.token == 1
+    time.sleep(LEASE + 0.1)  # the paused host renews nothing: its lease expires
+    (current,) = take_all(other)
+    assert current.job_id == stale.job_id and current.token == 2
+    assert paused.finish([stale]) == [JobState.SUPERSEDED]
+    assert other.finish([current]) == [JobState.DONE]
+    assert other.queue.remaining() == 0
+    assert any("not accepted" in s for s in paused.said)
+
+
+def test_a_late_result_is_accepted_while_nobody_took_the_job(url) -> None:
+    ids = ids_of(2)
+    host = Host(url, "a", ids)
+    host.queue.start()
+    tasks = host.take(2)
+    time.sleep(LEASE + 0.1)
+    host.queue._next_renew = host.queue._next_poll = 0.0
+    assert host.take(0) == []  # reclaims its own expired claims: both back in the queue, and the renewal re-owns them
+    assert host.finish(tasks) == [JobState.DONE, JobState.DONE]
+    assert host.queue.remaining() == 0
+
+
+def test_renewed_claims_outlive_their_lease(url) -> None:
+    ids = ids_of(1)
+    holder, other = Host(url, "holder", ids), Host(url, "other", ids)
+    holder.queue.start()
+    other.queue.start()
+    (task,) = holder.take(1)
+    for _ in range(8):  # 0.8 s: more than two leases, renewed every quarter lease
+        time.sleep(0.1)
+        holder.take(0)
+        assert other.take(1) == []
+    assert holder.finish([task]) == [JobState.DONE]
+
+
+def test_failures_count_across_hosts_against_retries(url) -> None:
+    ids = ids_of(1)
+    a, b = Host(url, "a", ids, retries=1), Host(url, "b", ids, retries=1)
+    a.queue.start()
+    b.queue.start()
+    (first,) = a.take(1)
+    assert a.finish([first], Outcome.ERROR) == [JobState.PENDING]
+    assert first.job_id not in a.journal.state  # back in the shared queue: no longer held here
+    (second,) = take_all(b)
+    assert second.token == 2
+    assert b.finish([second], Outcome.CRASHED) == [JobState.FAILED]
+    assert b.queue.remaining() == 0 and b.queue.tally() == (1, 0, 1)
+
+
+def test_release_puts_claims_back_at_the_head_at_once(url) -> None:
+    ids = ids_of(5)
+    a, b = Host(url, "a", ids), Host(url, "b", ids)
+    a.queue.start()
+    b.queue.start()
+    tasks = a.take(2)
+    a.queue.release(tasks)
+    assert not a.journal.state
+    assert [t.job_id for t in take_all(b, 2)] == ids[:2]
+
+
+def test_done_is_final_only_after_the_commit(url) -> None:
+    ids = ids_of(1)
+    killed, other = Host(url, "killed", ids), Host(url, "other", ids)
+    killed.queue.start()
+    other.queue.start()
+    (task,) = killed.take(1)
+    assert killed.queue.settle([(task, Outcome.DONE)]) == [JobState.DONE]
+    assert killed.queue.remaining() == 1  # not committed yet: a kill now leaves the job to run again
+    time.sleep(LEASE + 0.1)
+    (again,) = take_all(other)
+    assert other.finish([again]) == [JobState.DONE]
+
+
+def test_a_restarted_host_returns_its_predecessors_claims(url) -> None:
+    ids = ids_of(3)
+    before = Host(url, "a", ids)
+    before.queue.start()
+    before.take(2)
+    after = Host(url, "a", ids, journal=before.journal, lease=60)  # same machine, same journal: its claims are pending there
+    after.queue.start()
+    assert not after.journal.state
+    assert sorted(t.job_id for t in take_all(after, 3)) == ids
+
+
+def test_journal_done_jobs_are_reported_and_conflicts_superseded(url) -> None:
+    ids = ids_of(4)
+    a = Host(url, "a", ids)
+    a.queue.start()
+    (task,) = a.take(1)
+    a.finish([task])
+    late = Host(url, "b", ids, journal=FakeJournal(done=[ids[0], ids[1]]))  # e.g. done while cut off from Redis
+    late.queue.start()
+    assert late.journal.superseded == [ids[0]]  # a's result was accepted first
+    assert [t.job_id for t in take_all(a, 4)] == ids[2:]  # ids[1] is done (by b): never handed out
+
+
+def test_a_fresh_journal_gives_back_what_redis_credited_to_its_machine(url) -> None:
+    ids = ids_of(3)
+    before = Host(url, "a", ids)
+    before.queue.start()
+    before.finish(take_all(before, 2))
+    fresh = Host(url, "a", ids)  # --fresh: the old journal went to a backup folder
+    fresh.queue.start()
+    assert any("does not hold as done; they go back to the queue" in s for s in fresh.said)
+    assert sorted(t.job_id for t in take_all(fresh, 3)) == ids
+
+
+def test_retry_failed_puts_jobs_failed_anywhere_back(url) -> None:
+    ids = ids_of(2)
+    a = Host(url, "a", ids)
+    a.queue.start()
+    a.finish(take_all(a, 2), Outcome.ERROR)
+    assert a.queue.tally() == (2, 0, 2)
+    b = Host(url, "b", ids, retry_failed=True)
+    b.queue.start()
+    assert b.queue.tally() == (2, 0, 0)
+    assert b.finish(take_all(b, 2)) == [JobState.DONE, JobState.DONE]
+
+
+def test_redis_lost_mid_run_then_back_empty(redis_server) -> None:
+    server = redis_server.start()
+    ids = ids_of(6)
+    a, b = Host(server.url, "a", ids, lease=1.0), Host(server.url, "b", ids, lease=1.0)
+    a.queue.start()
+    b.queue.start()
+    (done_before,) = a.take(1)
+    a.finish([done_before])
+    running = a.take(1)
+    server.kill()
+    assert a.finish(running) == [JobState.DONE]  # recorded here; Redis hears of it on return
+    assert any("lost Redis" in s for s in a.said)
+    assert a.take(1) == []
+    server.start()  # back, empty
+    deadline = time.monotonic() + 5
+    while a.queue._unavailable_since is not None and time.monotonic() < deadline:
+        a.take(0)
+        time.sleep(0.05)
+    assert any("reconnected" in s for s in a.said)
+    assert any("seeded the shared queue" in s and "no job is handed out" in s for s in a.said)
+    assert a.queue.tally() == (6, 2, 0)  # both done jobs reported from the journal
+    assert a.take(5) == []  # the hold: every host may report first
+    time.sleep(1.1)
+    a.queue._next_poll = 0.0
+    assert sorted(t.job_id for t in a.take(10)) == ids[2:]
+
+
+def test_unreachable_wrong_password_and_malformed_urls(redis_server, monkeypatch) -> None:
+    secret = "s3cret-pw"
+    server = redis_server.start(password=secret)
+    with pytest.raises(UserError, match=r"^cannot reach Redis at redis://127\.0\.0\.1:1/0 \(from --balance\)"):
+        balance.connect(parse_url("redis://127.0.0.1:1/0", "--balance"), timeout=1)
+    monkeypatch.setenv("REDIS_PASSWORD", "wrong")
+    with pytest.raises(UserError, match="refused to let jobsplit in") as wrong:
+        balance.connect(parse_url(f"redis://127.0.0.1:{server.port}/0", "--balance"))
+    assert "wrong" not in str(wrong.value)
+    monkeypatch.delenv("REDIS_PASSWORD")
+    with pytest.raises(UserError, match="set REDIS_PASSWORD"):
+        balance.connect(parse_url(f"redis://127.0.0.1:{server.port}/0", "--balance"))
+    address = parse_url(server.url, "--balance")
+    assert address.masked == f"redis://:***@127.0.0.1:{server.port}/0" and secret not in repr(address)
+    balance.connect(address).client.close()
+    for bad in ("redis//host:6379/0", "http://host/0", "redis://host:port/0", "redis://host:6379/zero", "redis://:pw@/0", "redis://h:1/0?x=1"):
+        with pytest.raises(UserError, match=r"^--balance '.*' is not a Redis URL \(.*\); write redis://HOST:PORT/DB") as error:
+            parse_url(bad, "--balance")
+        assert ":pw@" not in str(error.value)
