@@ -3,7 +3,10 @@
 Every runner runs the same pool in a fresh interpreter started for each round (so every runner
 is cold in every round: joblib cannot keep its workers between rounds, as it does within one
 process), the rounds alternate between runners, and the figure is the median. Only ratios
-between runners of the same run mean anything: machines are noisy.
+between runners of the same run mean anything: machines are noisy. Every runner gets one
+untimed round first, and the runs ignore ``PYTHONDONTWRITEBYTECODE``: an installed package
+starts from its cached bytecode, not by compiling its sources in every process (jobsplit, an
+editable install here, would otherwise compile some 60 modules per run: about 0.15 s).
 
 - ``noop``: 20,000 no-op jobs with 200-byte arguments. jobsplit runs its whole ``run`` command
   with the journal and results.csv on (durable, one timed row per job); joblib and Pool.map
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sqlite3
 import statistics
@@ -32,6 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 PYTHON = sys.executable
+ENV = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
 
 POOL = """
 def make_pool(kind, n):
@@ -91,7 +96,7 @@ def run_jobsplit(folder: Path, kind: str, n: int, workers: int) -> tuple[float, 
     shutil.rmtree(out, ignore_errors=True)
     command = [PYTHON, "entry.py", kind, str(n), "run", "--config-dir", ".", "--out", "out", "--machine", "bench", "--yes", "--console", "plain", "--nice", "0", "--workers", str(workers)]
     start = time.perf_counter()
-    subprocess.run(command, cwd=folder, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(command, cwd=folder, env=ENV, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     whole = time.perf_counter() - start
     db = sqlite3.connect(out / "bench" / "journal.sqlite")
     try:
@@ -105,7 +110,7 @@ def run_jobsplit(folder: Path, kind: str, n: int, workers: int) -> tuple[float, 
 
 def run_peer(folder: Path, runner: str, kind: str, n: int, workers: int) -> float:
     start = time.perf_counter()
-    subprocess.run([PYTHON, "peers.py", runner, kind, str(n), str(workers)], cwd=folder, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([PYTHON, "peers.py", runner, kind, str(n), str(workers)], cwd=folder, env=ENV, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - start
 
 
@@ -120,7 +125,10 @@ def sleep_duration() -> float:
 
 
 def rounds_of(measures: dict[str, Callable[[], float]], rounds: int) -> dict[str, float]:
-    """Median seconds per runner, the runners alternating round by round."""
+    """Median seconds per runner, the runners alternating round by round (after one untimed
+    round: bytecode caches written, files in the page cache)."""
+    for measure in measures.values():
+        measure()
     seen: dict[str, list[float]] = {name: [] for name in measures}
     for _ in range(rounds):
         for name, measure in measures.items():
@@ -178,7 +186,7 @@ def main() -> None:
             print(f"\n{args.sleep_jobs:,} jobs of time.sleep(0.01) (which lasts {1e3 * lasts:.2f} ms here), {args.workers} workers, median of {args.rounds}")
             print(f"  ideal: {ideal:.3f} s (the jobs' own time / workers)")
             seconds = rounds_of(measures, args.rounds)
-            span = statistics.median(spans)
+            span = statistics.median(spans[1:])  # spans[0]: the untimed round
             print(f"  {'runner':14} {'whole s':>8} {'/ ideal':>8}")
             for name, value in seconds.items():
                 print(f"  {name:14} {value:8.3f} {value / ideal:8.3f}")

@@ -41,9 +41,11 @@ from .states import JobState, Outcome
 
 TICK = 0.1
 """Longest the runner sleeps: the pace of timeouts, interrupts and display updates."""
-BATCH_SECONDS = 0.02
-"""Short jobs are sent in batches that take about this long: long enough to amortize a
-message, short enough that an idle worker never waits long for work."""
+BATCH_SECONDS = 0.1
+"""Short jobs are sent in batches that take about this long: long enough to amortize the two
+messages of a batch (a worker's send of its results costs about 0.1 ms here, as it wakes the
+runner), short enough that the last batches still spread over every worker (they shrink near
+the end) and that a worker's crash hands back little."""
 MAX_BATCH = 512
 """At most this many jobs in one message, whatever their length."""
 PER_JOB_GUESS = 20e-6
