@@ -197,17 +197,21 @@ from components import chromium, redis_server, slurm, slurm_cluster  # noqa: F40
 _ROOT = Path(__file__).resolve().parents[1]
 
 
+def build_executable(entry: str, name: str, dist: Path) -> Path:
+    """``make exe`` of tests/frozen/<entry> into ``dist``: the program a user would copy to a host."""
+    build = subprocess.run(
+        ["make", "-s", "exe", f"ENTRY={_ROOT / 'tests' / 'frozen' / entry}", f"NAME={name}", f"DIST={dist}"],
+        cwd=_ROOT, capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+    assert build.returncode == 0, build.stdout + build.stderr
+    return dist / name
+
+
 @pytest.fixture(scope="session")
 def executable(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """tests/frozen/e2e_entry.py built once with `make exe` (about 40 s), for every test that
     runs the frozen program."""
-    dist = tmp_path_factory.mktemp("dist")
-    build = subprocess.run(
-        ["make", "-s", "exe", f"ENTRY={_ROOT / 'tests' / 'frozen' / 'e2e_entry.py'}", "NAME=e2e", f"DIST={dist}"],
-        cwd=_ROOT, capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
-    assert build.returncode == 0, build.stdout + build.stderr
-    return dist / "e2e"
+    return build_executable("e2e_entry.py", "e2e", tmp_path_factory.mktemp("dist"))
 
 
 _ONE_PROCESS = {"slurm", "slurm_cluster", "executable"}

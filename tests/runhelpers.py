@@ -283,6 +283,15 @@ def done_ids(path: Path) -> set[str]:
     return {row[0] for row in journal_query(path, "SELECT job_id FROM jobs WHERE state = 'done'")}
 
 
+def done_so_far(path: Path) -> set[str]:
+    """The done jobs of a journal that may not exist yet, or hold no plan yet (a run killed as it started)."""
+    try:
+        planned = bool(journal_query(path, "SELECT 1 FROM meta WHERE key = 'digest'"))
+    except (sqlite3.Error, OSError):
+        return set()
+    return done_ids(path) if planned else set()
+
+
 def side_lines(path: Path) -> list[str]:
     if not path.exists():
         return []

@@ -6,15 +6,15 @@ so the redis client it needs must be inside the bundle. Slow: the build takes ab
 from __future__ import annotations
 
 import importlib.util
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from balancehosts import BASE, POOL, ROOT, assert_exactly_once, kill_started, make_cluster, makespan, run_hosts
+from balancehosts import BASE, POOL, assert_exactly_once, kill_started, make_cluster, makespan, run_hosts
 from components import unavailable
+from conftest import build_executable
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not sys.platform.startswith("linux"), reason="built and tested on Linux")]
 
@@ -23,13 +23,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(not sys.platform.startswith("
 def executable(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if importlib.util.find_spec("redis") is None:
         unavailable("the redis client is not installed (pip install -e '.[redis]'), so the executable would not bundle it")
-    dist = tmp_path_factory.mktemp("dist")
-    build = subprocess.run(
-        ["make", "-s", "exe", f"ENTRY={ROOT / 'tests' / 'frozen' / 'balance_entry.py'}", "NAME=balance", f"DIST={dist}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=900, check=False,
-    )  # fmt: skip
-    assert build.returncode == 0, build.stdout + build.stderr
-    return dist / "balance"
+    return build_executable("balance_entry.py", "balance", tmp_path_factory.mktemp("dist"))
 
 
 @pytest.fixture(autouse=True)

@@ -20,7 +20,7 @@ import pytest
 from jobsplit.journal import Journal
 from runhelpers import (
     connect_ro,
-    done_ids,
+    done_so_far,
     journal_jobs,
     journal_query,
     kill_session,
@@ -38,13 +38,6 @@ from runhelpers import (
 
 JOBS = 1000
 WORKERS = 2
-
-
-def _has_plan(journal: Path) -> bool:
-    try:
-        return bool(journal_query(journal, "SELECT 1 FROM meta WHERE key = 'digest'"))
-    except Exception:
-        return False
 
 
 @pytest.mark.slow
@@ -80,7 +73,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_reruns_little(tmp_path):
                     process.wait(10)
                     survivors = wait_no_processes(process.pid, 20.0)  # a watchdog, not a measure
                     assert survivors == [], f"workers outlived their parent: {survivors} {context}"
-                    crashes.append((before, len(side_lines(side)), done_ids(journal) if _has_plan(journal) else set()))
+                    crashes.append((before, len(side_lines(side)), done_so_far(journal)))
                     continue
             process.wait(300)
         finally:

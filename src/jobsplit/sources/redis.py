@@ -125,16 +125,19 @@ local function requeue(job, head)
         redis.call(head and 'LPUSH' or 'RPUSH', pending, job)
     end
 end
+local function record_done(job, machine, conflicts)
+    local by = redis.call('HGET', done, job)
+    if not by then
+        redis.call('HSET', done, job, machine)
+        redis.call('HDEL', failed, job)
+    elseif by ~= machine then
+        table.insert(conflicts, job)
+    end
+end
 local function acknowledge(me, machine, job, tok, verdict, conflicts)
     local mine = redis.call('HGET', token, job) == tok and (redis.call('HGET', owner, job) or me) == me
     if verdict == 'done' then
-        local by = redis.call('HGET', done, job)
-        if not by then
-            redis.call('HSET', done, job, machine)
-            redis.call('HDEL', failed, job)
-        elseif by ~= machine then
-            table.insert(conflicts, job)
-        end
+        record_done(job, machine, conflicts)
     elseif mine and redis.call('HEXISTS', done, job) == 0 then
         redis.call('HSETNX', failed, job, machine)
     end
@@ -270,13 +273,7 @@ local conflicts = {}
 for i = 4, #ARGV do
     local job = ARGV[i]
     if kind == 'done' then
-        local by = redis.call('HGET', done, job)
-        if not by then
-            redis.call('HSET', done, job, machine)
-            redis.call('HDEL', failed, job)
-        elseif by ~= machine then
-            table.insert(conflicts, job)
-        end
+        record_done(job, machine, conflicts)
     elseif redis.call('HEXISTS', done, job) == 0 and redis.call('HEXISTS', owner, job) == 0 then
         redis.call('HSETNX', failed, job, machine)
     end
