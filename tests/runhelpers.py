@@ -292,6 +292,14 @@ def done_so_far(path: Path) -> set[str]:
     return done_ids(path) if planned else set()
 
 
+def rerun_bound(workers: int) -> int:
+    """The most jobs one kill may cost for jobs longer than the runner's batch (one job a unit):
+    each worker holds a running job and one queued behind it, and both may end before the runner
+    hears of them when the machine is busy (the runner waits for a core); add one result per
+    worker heard of but not yet committed (the recorder's ``max_delay``)."""
+    return 3 * workers
+
+
 def side_lines(path: Path) -> list[str]:
     if not path.exists():
         return []
