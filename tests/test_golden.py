@@ -14,10 +14,10 @@ import json
 
 import pytest
 
-from conftest import run_entry, write_config_dir
 from jobsplit.digest import format_digest
 from jobsplit.pool import JobPool
 from jobsplit.project import load_project
+from conftest import run_entry, write_config_dir
 
 GOLDEN_POOL = [
     (0,), (1,), (1.0,), (True,), (None,), ("",), (-7, "neg"), (2**63, "big int"),
