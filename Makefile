@@ -22,7 +22,7 @@ $(READY): pyproject.toml
 ## Lint, then the whole test suite (slow end-to-end tests included), then the other Pythons.
 ## Three test processes on two cores: most tests wait on processes they started.
 test: lint $(READY)
-	$(PY) -m pytest -n 3 --dist loadgroup
+	$(PY) -m pytest -n 3
 	scripts/test-pythons
 
 ## ruff (lint and import order) and mypy (strict) on src/.

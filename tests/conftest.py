@@ -13,6 +13,7 @@ Fixtures: ``config_dir`` (a tmp folder with small working config files) and ``en
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -197,13 +198,29 @@ from components import chromium, redis_server, slurm, slurm_cluster  # noqa: F40
 _ROOT = Path(__file__).resolve().parents[1]
 
 
-def build_executable(entry: str, name: str, dist: Path) -> Path:
-    """``make exe`` of tests/frozen/<entry> into ``dist``: the program a user would copy to a host."""
-    build = subprocess.run(
-        ["make", "-s", "exe", f"ENTRY={_ROOT / 'tests' / 'frozen' / entry}", f"NAME={name}", f"DIST={dist}"],
-        cwd=_ROOT, capture_output=True, text=True, timeout=900, check=False,
-    )  # fmt: skip
-    assert build.returncode == 0, build.stdout + build.stderr
+def build_executable(entry: str, name: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``make exe`` of tests/frozen/<entry>: the program a user would copy to a host, built once
+    per test session and shared by pytest-xdist's workers.
+
+    Builds never overlap: two at once would share PyInstaller's work folder (and its cache, which
+    ``--clean`` empties), so one lock on the checkout's build folder serialises them, and a
+    worker that gets the lock after another built the program takes that one."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # one folder per session, shared by its workers
+    dist = root / f"dist-{name}"
+    built = dist / f"{name}.built"
+    lock_path = _ROOT / "build" / "make-exe.lock"
+    lock_path.parent.mkdir(exist_ok=True)
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not built.exists():
+            build = subprocess.run(
+                ["make", "-s", "exe", f"ENTRY={_ROOT / 'tests' / 'frozen' / entry}", f"NAME={name}", f"DIST={dist}"],
+                cwd=_ROOT, capture_output=True, text=True, timeout=900, check=False,
+            )  # fmt: skip
+            assert build.returncode == 0, build.stdout + build.stderr
+            built.touch()
     return dist / name
 
 
@@ -211,16 +228,4 @@ def build_executable(entry: str, name: str, dist: Path) -> Path:
 def executable(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """tests/frozen/e2e_entry.py built once with `make exe` (about 40 s), for every test that
     runs the frozen program."""
-    return build_executable("e2e_entry.py", "e2e", tmp_path_factory.mktemp("dist"))
-
-
-_ONE_PROCESS = {"slurm", "slurm_cluster", "executable"}
-"""Fixtures that start something once per session (a cluster, a 40 s build): under pytest-xdist
-the tests using them share one worker process, so it starts once."""
-
-
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if _ONE_PROCESS & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.xdist_group("once-per-session"))
+    return build_executable("e2e_entry.py", "e2e", tmp_path_factory)

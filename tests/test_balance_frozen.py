@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(not sys.platform.startswith("
 def executable(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if importlib.util.find_spec("redis") is None:
         unavailable("the redis client is not installed (pip install -e '.[redis]'), so the executable would not bundle it")
-    return build_executable("balance_entry.py", "balance", tmp_path_factory.mktemp("dist"))
+    return build_executable("balance_entry.py", "balance", tmp_path_factory)
 
 
 @pytest.fixture(autouse=True)
