@@ -117,16 +117,21 @@ def test_a_host_paused_past_its_lease_has_its_stale_results_superseded(redis_ser
 def test_soak_10000_short_jobs_with_a_host_killed_and_restarted_twice(redis_server, tmp_path, capsys) -> None:
     """Must show 4: lost = 0 and duplicated = 0 across the plan, every journal and the merged CSV."""
     server = redis_server.start()
-    cluster = make_cluster(tmp_path, pool=10_000, base=0.0005)
+    # Jobs of 8 to 16 ms: the pool lasts about 18 s, so each of mid's two restarts (a second or two
+    # each, longer on a busy machine) finds most of it still pending. At 0.5 ms the others
+    # emptied the queue while mid restarted, and its second run never got going.
+    cluster = make_cluster(tmp_path, pool=10_000, base=0.008)
     digest = cluster.digest
     began = time.monotonic()
     for machine in FACTORS:
         cluster.start(machine, 1.0, server.url)
     mid_done_in_run = "SELECT COUNT(*) FROM attempts WHERE outcome = 'done' AND run = (SELECT MAX(run) FROM runs)"
-    wait_until(lambda: queue_done(server.port, digest) >= 0.25 * cluster.pool, 120, "a quarter of the pool done")
+    wait_until(lambda: queue_done(server.port, digest) >= 0.1 * cluster.pool, 120, "a tenth of the pool done")
+    killed_at: list[int] = []  # jobs of the pool done when mid was killed
     for run in (1, 2):  # each of mid's runs is killed once it is under way (no later: the others may finish the pool)
         wait_until(lambda r=run: count_now(cluster.journal("mid"), "SELECT COUNT(*) FROM runs") == r and count_now(cluster.journal("mid"), mid_done_in_run) >= 50, 60, f"mid's run {run} to get going")  # type: ignore[misc]
         cluster.signal("mid", signal.SIGKILL)
+        killed_at.append(queue_done(server.port, digest))
         cluster.processes["mid"].wait()
         cluster.start("mid", 1.0, server.url)
     for machine in FACTORS:
@@ -137,7 +142,7 @@ def test_soak_10000_short_jobs_with_a_host_killed_and_restarted_twice(redis_serv
     assert [status for (status,) in runs] == ["crashed", "crashed", "completed"]
     assert any("of this machine's previous run (killed?) to the queue" in cluster.output("mid", run) for run in (2, 3))
     with capsys.disabled():
-        print(f"\nsoak: 10,000 jobs over 3 hosts, one killed twice: lost 0, duplicated 0, superseded {check.superseded}, {time.monotonic() - began:.1f} s")
+        print(f"\nsoak: 10,000 jobs over 3 hosts, one killed twice (at {killed_at} done): lost 0, duplicated 0, superseded {check.superseded}, {time.monotonic() - began:.1f} s")
 
 
 def test_redis_killed_mid_run_and_back_empty(redis_server, tmp_path) -> None:
