@@ -521,7 +521,13 @@ def kinds_job(*args, progress=None):
         time.sleep(float(param))
     elif kind == "sleepenv":  # sleeps JOBSPLIT_TEST_SLEEP seconds if set, else param
         time.sleep(float(os.environ.get("JOBSPLIT_TEST_SLEEP", param)))
-    elif kind == "gate":  # sleeps param seconds, then waits while HERE/hold exists (at most 120 s)
+    elif kind in ("gate", "daemongate"):  # sleeps param seconds, then waits while HERE/hold exists (at most 120 s)
+        if kind == "daemongate":  # first forks a process into a session of its own, sharing the worker's open files
+            if os.fork() == 0:
+                os.setsid()
+                _append("JOBSPLIT_TEST_CHILDREN", str(os.getpid()))
+                time.sleep(120)
+                os._exit(0)
         time.sleep(float(param))
         deadline = time.monotonic() + 120
         while (HERE / "hold").exists() and time.monotonic() < deadline:

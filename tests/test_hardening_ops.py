@@ -105,6 +105,34 @@ def test_a_second_run_of_the_same_machine_is_refused_while_the_first_runs(tmp_pa
     assert sorted(side_lines(share.starts)) == sorted(share.ids()), "a job ran twice"
 
 
+def test_the_lock_dies_with_the_killed_run_not_with_what_its_jobs_left_running(tmp_path):
+    """Forked processes share their parent's open files: were the lock an ``flock``, a process
+    forked by a job into a session of its own would still hold it after the run was SIGKILLed,
+    and every restart would be refused in the name of a dead run."""
+    share = HardeningShare(tmp_path, kinds_spec([["daemongate", i, 0.2] for i in range(4)]))
+    hold = tmp_path / "hold"
+    hold.write_text("")
+    a = share.start("--workers", "2", "--start-method", "fork", env=share.env())
+    try:
+        wait_for(lambda: len(side_lines(share.children)) == 2, WATCHDOG, "run A's jobs to fork")
+        os.kill(a.pid, signal.SIGKILL)  # its workers follow it; the forked processes stay
+        a.wait(WATCHDOG)
+        assert wait_no_processes(a.pid, 10) == []
+        assert all(pid_alive(int(pid)) for pid in side_lines(share.children))
+        hold.unlink()
+        status, _, err = share.run("--workers", "2", "--start-method", "fork", env=share.env())
+        assert status == 0, err
+    finally:
+        hold.unlink(missing_ok=True)
+        kill_session(a.pid)
+        for pid in side_lines(share.children):
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    assert_all_done_once(share, share.ids())
+
+
 # --- 8. a negative --nice without the privilege -------------------------------------------
 
 PROBE_NICE = """

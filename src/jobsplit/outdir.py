@@ -131,9 +131,11 @@ def glob_escape(name: str) -> str:
 class MachineLock:
     """An exclusive lock on a machine folder, held by the one run that writes it.
 
-    ``flock`` locks die with the process that holds them, so a run killed with SIGKILL never
-    leaves a stale lock. The file names the holder (pid, host, start) for the run it refuses.
-    Readers (``status``, the merge tools) never take it.
+    A POSIX record lock (``lockf``) belongs to the process that took it and dies with it, so a
+    run killed with SIGKILL never leaves a stale lock. Not an ``flock``: that belongs to the open
+    file, which forked workers and whatever a job forks share, so a process a job left running
+    would hold the lock of a run killed long ago. The file names the holder (pid, host, start)
+    for the run it refuses. Readers (``status``, the merge tools) never take it.
     """
 
     def __init__(self, folder: Path) -> None:
@@ -146,8 +148,11 @@ class MachineLock:
         except OSError as exc:
             raise folder_error(self.path.parent, exc) from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EAGAIN):
+                os.close(fd)
+                raise folder_error(self.path.parent, exc) from None
             holder = _read_holder(fd)
             os.close(fd)
             raise UserError(
@@ -165,7 +170,7 @@ class MachineLock:
 
     def release(self) -> None:
         if self._fd is not None:
-            os.close(self._fd)  # closing the descriptor releases the lock
+            os.close(self._fd)  # closing it releases the lock (as would closing any other descriptor of the file here)
             self._fd = None
 
     def __enter__(self) -> MachineLock:
