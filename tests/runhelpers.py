@@ -300,6 +300,22 @@ def rerun_bound(workers: int) -> int:
     return 3 * workers
 
 
+def assert_kills_explain_reruns(ran: list[str], kills: list[tuple[int, int, set[str]]], workers: int, context: str) -> list[int]:
+    """Check a trace of executions (``ran``, side-file order) against the kills that cut it:
+    each kill is (trace length before its run, after the kill, the journal's done set then). No
+    job recorded done runs again, each kill costs at most :func:`rerun_bound` re-runs, and every
+    repeat in the trace is one of those. Returns the re-runs per kill."""
+    reruns = []
+    for k, (start, end, done) in enumerate(kills):
+        later = set(ran[end:])
+        assert not done & later, f"kill {k}: {len(done & later)} jobs recorded done ran again {context}"
+        lost = set(ran[start:end]) - done  # finished in the killed run but not recorded: they run again
+        reruns.append(len(lost))
+        assert len(lost) <= rerun_bound(workers), f"kill {k} cost {len(lost)} re-runs {context}"
+    assert len(ran) - len(set(ran)) == sum(reruns), f"jobs ran more often than the kills explain {context}"
+    return reruns
+
+
 def side_lines(path: Path) -> list[str]:
     if not path.exists():
         return []

@@ -19,6 +19,7 @@ import pytest
 
 from jobsplit.journal import Journal
 from runhelpers import (
+    assert_kills_explain_reruns,
     connect_ro,
     done_so_far,
     journal_jobs,
@@ -26,7 +27,6 @@ from runhelpers import (
     kill_session,
     pool_spec,
     read_results,
-    rerun_bound,
     run_args,
     run_env,
     session_processes,
@@ -89,14 +89,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_reruns_little(tmp_path):
     ran = side_lines(side)
     assert set(ran) == all_ids
 
-    reruns = []
-    for k, (start, end, done) in enumerate(crashes):
-        later = set(ran[end:])
-        assert not done & later, f"crash {k}: {len(done & later)} jobs recorded done ran again {context}"
-        lost = set(ran[start:end]) - done  # finished in the killed run but not recorded: they run again
-        reruns.append(len(lost))
-        assert len(lost) <= rerun_bound(WORKERS), f"crash {k} cost {len(lost)} re-runs {context}"
-    assert len(ran) - len(set(ran)) == sum(reruns), context
+    reruns = assert_kills_explain_reruns(ran, crashes, WORKERS, context)
 
     # Every job exactly once in the journal and in results.csv.
     jobs = journal_jobs(journal)

@@ -25,12 +25,12 @@ import pytest
 from conftest import error_lines
 from runhelpers import (
     HardeningShare,
+    assert_kills_explain_reruns,
     connect_ro,
     done_so_far,
     journal_states,
     kill_session,
     kinds_spec,
-    rerun_bound,
     results_ids,
     run_env,
     session_processes,
@@ -101,14 +101,7 @@ def test_two_runs_at_once_and_sigkills_of_the_holder_lose_nothing(tmp_path):
     assert len(crashes) >= target, f"the share finished after {len(crashes)} kills {context}"
     ran = side_lines(share.side)
     assert set(ran) == all_ids
-    reruns = []
-    for k, (start, end, done) in enumerate(crashes):
-        later = set(ran[end:])
-        assert not done & later, f"kill {k}: {len(done & later)} jobs recorded done ran again {context}"
-        lost = set(ran[start:end]) - done  # finished in the killed run but not recorded: they run again
-        reruns.append(len(lost))
-        assert len(lost) <= rerun_bound(TWIN_WORKERS), f"kill {k} cost {len(lost)} re-runs {context}"
-    assert len(ran) - len(set(ran)) == sum(reruns), f"jobs ran more often than the kills explain {context}"
+    reruns = assert_kills_explain_reruns(ran, crashes, TWIN_WORKERS, context)
 
     assert journal_states(share.journal) == dict.fromkeys(all_ids, "done")
     assert sorted(results_ids(share.results)) == sorted(all_ids)
