@@ -6,8 +6,9 @@ sequence of kill moments; JOBSPLIT_STRESS_SCALE (default 1) scales S2's job coun
 
 S2's 1 MB case runs 40 jobs in the suite (JOBSPLIT_STRESS_BIG=1000 for the issue's full
 count): each of its jobs writes 2 MB to the journal and 2 MB to results.csv (its 1 MB Job Args
-and its 1 MB result), about 110 s a run at the full count on this machine's disk, six runs in
-all. One job fills a pipe, so a deadlock shows at 40 jobs as surely as at 1,000.
+and its 1 MB result). At the full count the six tests took 8 minutes here (each run 26 to 49 s,
+then the checks of its 2 GB of files). One job fills a pipe, so a deadlock shows at 40 jobs as
+surely as at 1,000.
 """
 
 from __future__ import annotations
