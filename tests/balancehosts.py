@@ -1,6 +1,6 @@
 """Hosts of one project on this machine, for the shared-queue tests and ``bench_balance --live``.
 
-Each host is a process of ``tests/frozen/balance_entry.py`` (or of its frozen executable) with
+Each host is a process of ``tests/frozen/e2e_entry.py`` (or of its frozen executable) with
 its own output folder and its own speed: every job sleeps ``base x factor`` seconds, so a
 factor of 2 is a host half as fast. :func:`check_outputs` is the checker the tests share: it
 compares the pool, every journal, every results.csv and the merged CSV, and checks that each
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ENTRY = ROOT / "tests" / "frozen" / "balance_entry.py"
+ENTRY = ROOT / "tests" / "frozen" / "e2e_entry.py"
 HEADER = "Run Start Time,Job Running Time,Job Start Time,Index,Draw\n"
 FACTORS = {"fast": 1.0, "mid": 1.5, "slow": 2.0}
 """The hosts' real speeds: job time = base x factor."""

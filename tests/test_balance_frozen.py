@@ -1,6 +1,7 @@
 """The frozen executable, built with the redis extra, runs one host of the balanced pool (issue 11,
 Must show 7): the fast host of Must show 1 is the executable in an environment without Python,
-so the redis client it needs must be inside the bundle. Slow: the build takes about a minute.
+so the redis client it needs must be inside the bundle. Slow: it runs the frozen program of the
+end-to-end tests (conftest's ``executable``, built once per session).
 """
 
 from __future__ import annotations
@@ -14,16 +15,16 @@ import pytest
 
 from balancehosts import BASE, POOL, assert_exactly_once, kill_started, make_cluster, makespan, run_hosts
 from components import unavailable
-from conftest import build_executable
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not sys.platform.startswith("linux"), reason="built and tested on Linux")]
 
 
 @pytest.fixture(scope="module")
-def executable(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def executable(executable: Path) -> Path:
+    """The end-to-end tests' program (conftest), which must have bundled the redis client."""
     if importlib.util.find_spec("redis") is None:
         unavailable("the redis client is not installed (pip install -e '.[redis]'), so the executable would not bundle it")
-    return build_executable("balance_entry.py", "balance", tmp_path_factory)
+    return executable
 
 
 @pytest.fixture(autouse=True)

@@ -1,5 +1,5 @@
 """Dynamic balancing through a shared Redis queue, end to end (issue 11, Must show 1-5): hosts
-are processes of tests/frozen/balance_entry.py with different speeds, against a real redis-server.
+are processes of tests/frozen/e2e_entry.py with different speeds, against a real redis-server.
 
 Leases are 2 s so that a dead or paused host's jobs come back quickly. Every test ends with the
 checker of balancehosts: the pool, every journal, every results.csv and the merged CSV agree

@@ -1,6 +1,13 @@
-"""The entry the end-to-end tests freeze: short jobs that log, report progress and draw randomness."""
+"""The one entry the end-to-end tests run and freeze (one program: one build per test session).
+
+Its config chooses the job. With ``[e2e] pause``: short jobs that log, report progress and draw
+randomness. With ``[experiment] base`` (the shared-queue tests): each job sleeps the base time
+times this host's factor (JOBSPLIT_TEST_FACTOR: a slower host), then draws from its random
+stream. The pool has 60 jobs, or JOBSPLIT_TEST_POOL.
+"""
 
 import logging
+import os
 import time
 
 import jobsplit
@@ -9,6 +16,9 @@ log = logging.getLogger("e2e")
 
 
 def job(index, random_obj, config, progress):
+    if config.has_section("experiment"):
+        time.sleep(config.getfloat("experiment", "base") * float(os.environ.get("JOBSPLIT_TEST_FACTOR", "1")))
+        return index, random_obj.random()
     pause = config.getfloat("e2e", "pause")
     for step in range(4):
         time.sleep(pause / 4)
@@ -17,7 +27,7 @@ def job(index, random_obj, config, progress):
     return index, random_obj.random()
 
 
-pool = [(i,) for i in range(60)]
+pool = [(i,) for i in range(int(os.environ.get("JOBSPLIT_TEST_POOL", "60")))]
 
 if __name__ == "__main__":
     jobsplit.main(job, pool)
