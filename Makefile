@@ -16,14 +16,13 @@ EXTRA ?=
 # The venv is rebuilt when pyproject.toml changes (or was never built here).
 $(READY): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -e '.[test,build,redis]'
+	$(PY) -m pip install --quiet -e '.[test,lint,build,redis]'
 	touch $@
 
-## Lint, then the whole test suite (slow end-to-end tests included), then the other Pythons.
-## Three test processes on two cores: most tests wait on processes they started.
+## Lint, then the whole test suite (slow end-to-end tests included, and test-pythons from
+## tests/test_other_pythons.py). Three test processes on two cores: most tests wait on processes.
 test: lint $(READY)
 	$(PY) -m pytest -n 3
-	scripts/test-pythons
 
 ## ruff (lint and import order) and mypy (strict) on src/.
 lint: $(READY)
