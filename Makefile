@@ -62,4 +62,4 @@ bench: $(READY)
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf build dist $(VENV) $(VENV)-3.*
+	rm -rf build dist $(VENV)
