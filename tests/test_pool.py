@@ -259,7 +259,7 @@ def test_pool_keeps_user_order_and_ids():
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jobsplit.pool import _encode, _formatted, _uniform_kinds
+from jobsplit.pool import _encode, _id_texts, _uniform_texts
 
 _SCALAR = {
     int: st.integers(min_value=-(2**70), max_value=2**70),
@@ -275,17 +275,40 @@ _SCALAR = {
 def test_the_formatted_text_is_the_canonical_json_exactly(pool):
     """Uniform pools take a %-format shortcut; its text must be the encoder's, byte for byte
     (ids, and so digests and plans, hang on it), whatever the chunk boundaries."""
-    kinds = _uniform_kinds(pool)
-    assert kinds is not None
-    texts = [piece.decode() for pieces in _formatted(pool, kinds, b"", chunk=3) for piece in pieces]
+    assert _uniform_texts(pool, b"") is not None
+    texts = [piece.decode() for pieces in _id_texts(pool, b"", chunk=3) for piece in pieces]
     assert texts == [_encode(job) for job in pool]
 
 
+_ANY_SCALAR = st.one_of(st.none(), st.booleans(), *_SCALAR.values(), st.just(float("nan")), st.just(float("-inf")))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(
+    st.tuples(st.integers(), st.floats(allow_nan=False, allow_infinity=False)),  # runs of uniform chunks...
+    st.lists(_ANY_SCALAR, max_size=3).map(tuple),  # ...beside chunks of any scalars, any length
+), min_size=1, max_size=30))  # fmt: skip
+def test_chunks_of_any_shape_get_the_encoders_text(pool):
+    """Each chunk is checked on its own: a chunk that mixes kinds, lengths, None, bools or NaN
+    falls back to the encoder, and the text is still the encoder's, byte for byte."""
+    texts = [piece.decode() for pieces in _id_texts(pool, b"", chunk=3) for piece in pieces]
+    assert texts == [_encode(job) for job in pool]
+    unique = list({job_id(job): job for job in pool}.values())
+    assert list(JobPool(unique).ids) == [job_id(job) for job in unique]
+
+
+def test_a_chunk_with_a_non_scalar_ends_the_fast_path():
+    pool = [(1, 2.0)] * 3 + [(1, [2])]
+    assert [pieces is None for pieces in _id_texts(pool, b"", chunk=3)] == [False, True]
+    assert [pieces is None for pieces in _id_texts([{"a": 1}, (1,)], b"", chunk=1)] == [True]
+
+
 def test_other_pools_are_left_to_the_encoder():
-    assert _uniform_kinds([(1.0,), (float("nan"),)]) is None  # NaN is spelled NaN in JSON, not nan
-    assert _uniform_kinds([(1, 2), (1, "a")]) is None  # mixed kinds in one place
-    assert _uniform_kinds([(True,)]) is None and _uniform_kinds([(None,)]) is None
-    assert _uniform_kinds([(1,), (1, 2)]) is None and _uniform_kinds([()]) is None
+    assert _uniform_texts([(1.0,), (float("nan"),)], b"") is None  # NaN is spelled NaN in JSON, not nan
+    assert _uniform_texts([(1, 2), (1, "a")], b"") is None  # mixed kinds in one place
+    assert _uniform_texts([(True,)], b"") is None and _uniform_texts([(None,)], b"") is None
+    assert _uniform_texts([(1,), (1, 2)], b"") is None and _uniform_texts([()], b"") is None
+    assert _uniform_texts([(1, "a"), ("a", 1)], b"") is None  # each place on its own, not the mix of all
 
 
 def test_packed_ids_behave_as_a_sequence_of_ids():

@@ -16,6 +16,7 @@ import json
 import math
 import numbers
 import operator
+import struct
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, overload
 
@@ -186,16 +187,11 @@ class JobPool:
         """Ids of the common pool, tuples of plain scalars, in one tight pass, into ``buffer``
         (pool order) and ``buckets`` (by first byte); False when the pool needs the general
         path, which names bad jobs."""
-        jobs = self.jobs
-        if set(map(type, jobs)) != {tuple}:
-            return False
-        kinds = _uniform_kinds(jobs)
-        if kinds is None and not _SCALARS.issuperset(map(type, itertools.chain.from_iterable(jobs))):
-            return False
-        texts = _formatted(jobs, kinds, _ID_DOMAIN) if kinds else ([_ID_DOMAIN + _encode(job).encode() for job in jobs],)
         digest = operator.methodcaller("digest")
         try:
-            for pieces in texts:
+            for pieces in _id_texts(self.jobs, _ID_DOMAIN):
+                if pieces is None:
+                    return False
                 for full in map(digest, map(hashlib.sha256, pieces)):
                     one = full[:ID_BYTES]
                     buffer += one
@@ -210,11 +206,11 @@ class JobPool:
         id is a UserError."""
         ordered = bytearray()
         for index, bucket in enumerate(buckets):
-            packed = bytes(bucket)
+            ids = list(struct.Struct(f"{ID_BYTES}s" * (len(bucket) // ID_BYTES)).unpack(bucket))  # not struct.unpack: its cache would keep each format
             buckets[index] = bytearray()  # free as we go
-            ids = sorted(packed[i : i + ID_BYTES] for i in range(0, len(packed), ID_BYTES))
-            repeated = next((a for a, b in itertools.pairwise(ids) if a == b), None)
-            if repeated is not None:
+            ids.sort()
+            if any(map(operator.eq, ids, itertools.islice(ids, 1, None))):
+                repeated = next(a for a, b in itertools.pairwise(ids) if a == b)
                 first = self.ids.position(repeated)
                 second = self.ids.position(repeated, first + 1)
                 raise UserError(
@@ -225,39 +221,58 @@ class JobPool:
         return ordered
 
 
-def _uniform_kinds(jobs: list[tuple[Any, ...]]) -> list[type] | None:
-    """The kind of each place when every job is a tuple of the same length whose places each
-    hold one kind: int, finite float or str (the shape of most parameter grids); else None."""
-    lengths = set(map(len, jobs))  # C-level passes: the checks cost a fraction of the hashing
-    if len(lengths) != 1 or not jobs:
-        return None
-    (length,) = lengths
-    kinds = [set(map(type, map(operator.itemgetter(k), jobs))) for k in range(length)]
-    if not length or not all(len(types) == 1 and types <= {int, float, str} for types in kinds):
-        return None
-    for k, types in enumerate(kinds):
-        if types == {float} and not all(map(math.isfinite, map(operator.itemgetter(k), jobs))):
-            return None  # NaN and infinities are spelled otherwise in JSON
-    return [types.pop() for types in kinds]
+def _id_texts(jobs: list[Any], prefix: bytes, chunk: int = 4096) -> Iterator[list[bytes] | None]:
+    """``prefix`` + the canonical JSON of each job, UTF-8, a chunk of jobs at a time, checked
+    and formatted while the chunk is in the CPU's cache; None (and the end) at the first chunk
+    holding a job that is not a tuple of plain scalars, which the general path handles."""
+    for start in range(0, len(jobs), chunk):
+        part = jobs[start : start + chunk]
+        if set(map(type, part)) != {tuple}:
+            yield None
+            return
+        uniform = _uniform_texts(part, prefix)
+        if uniform is not None:
+            yield uniform
+        elif _SCALARS.issuperset(map(type, itertools.chain.from_iterable(part))):
+            yield [prefix + _encode(job).encode() for job in part]
+        else:
+            yield None
+            return
 
 
-def _formatted(jobs: list[tuple[Any, ...]], kinds: list[type], prefix: bytes, chunk: int = 4096) -> Iterator[list[bytes]]:
-    """``prefix`` + the canonical JSON of each job, UTF-8, a chunk of jobs at a time.
+def _uniform_texts(jobs: list[tuple[Any, ...]], prefix: bytes) -> list[bytes] | None:
+    """``prefix`` + the canonical JSON of each job, UTF-8, when every job is a tuple of the same
+    length whose places each hold one kind: int, finite float or str (the shape of most
+    parameter grids); else None.
 
-    One %-format per chunk rather than one encoder call per job: ``%d`` of an int, ``%r``
+    The checks are C-level passes over one flat list of the places, and the text is one
+    %-format for all the jobs rather than one encoder call per job: ``%d`` of an int, ``%r``
     (shortest repr) of a finite float and the encoder's own escaping of a string are exactly
     the encoder's text. Pieces are cut at NUL, which JSON text never holds (it escapes it).
     """
-    spec = prefix.decode() + "[" + ",".join({int: "%d", float: "%r", str: "%s"}[kind] for kind in kinds) + "]\0"
-    width, strings, escape = len(kinds), [k for k, kind in enumerate(kinds) if kind is str], json.encoder.encode_basestring
-    for start in range(0, len(jobs), chunk):
-        part = jobs[start : start + chunk]
-        values = list(itertools.chain.from_iterable(part))
-        for k in strings:
-            values[k::width] = map(escape, values[k::width])
-        pieces = ((spec * len(part)) % tuple(values)).encode().split(b"\0")
-        pieces.pop()  # after the last NUL
-        yield pieces
+    lengths = set(map(len, jobs))
+    if len(lengths) != 1:
+        return None
+    (width,) = lengths
+    values = list(itertools.chain.from_iterable(jobs))
+    spec = []
+    for k in range(width):
+        place = values[k::width]
+        kinds = set(map(type, place))
+        if kinds == {str}:
+            values[k::width] = map(json.encoder.encode_basestring, place)
+            spec.append("%s")
+        elif kinds == {int}:
+            spec.append("%d")
+        elif kinds == {float} and all(map(math.isfinite, place)):  # NaN and infinities are spelled otherwise
+            spec.append("%r")
+        else:
+            return None
+    if not spec:
+        return None
+    pieces = (((prefix.decode() + "[" + ",".join(spec) + "]\0") * len(jobs)) % tuple(values)).encode().split(b"\0")
+    pieces.pop()  # after the last NUL
+    return pieces
 
 
 def _normalize(value: Any, where: str, depth: int) -> Any:
