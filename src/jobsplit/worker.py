@@ -201,37 +201,29 @@ class _Outbox:
         self._results = results
         self._lock = threading.Lock()
         self._since = 0.0
-        self._new()
-
-    def _new(self) -> None:
-        self._group = Results([], [], [], [], [], [], [], [], [])
+        self._ended: list[tuple[int, str, float, float, str | None, str | None, int | None, float | None]] = []
+        """One tuple per attempt (one append between two jobs), in ``Results`` order."""
+        self._internal: list[int] = []
 
     def add(self, ticket: int, outcome: str, started: float, running_time: float, row: str | None, error: str | None, max_rss: int | None, cpu: float | None) -> None:
         with self._lock:
-            group = self._group
-            if not group.tickets:
+            if not self._ended:
                 self._since = time.monotonic()
-            group.tickets.append(ticket)
-            group.outcomes.append(outcome)
-            group.started.append(started)
-            group.running_times.append(running_time)
-            group.rows.append(row)
-            group.errors.append(error)
-            group.max_rss.append(max_rss)
-            group.cpu_seconds.append(cpu)
+            self._ended.append((ticket, outcome, started, running_time, row, error, max_rss, cpu))
         if running_time >= FLUSH_INTERVAL:
             self.flush()
 
     def internal(self, ticket: int) -> None:
         """The last result added was jobsplit's own failure."""
         with self._lock:
-            self._group.internal.append(ticket)
+            self._internal.append(ticket)
 
     def flush(self, older_than: float = 0.0) -> None:
         with self._lock:
-            if self._group.tickets and time.monotonic() - self._since >= older_than:
-                self._results.send((RESULTS, self._group))
-                self._new()
+            if self._ended and time.monotonic() - self._since >= older_than:
+                tickets, outcomes, started, running_times, rows, errors, max_rss, cpu = map(list, zip(*self._ended))
+                self._results.send((RESULTS, Results(tickets, outcomes, started, running_times, rows, errors, max_rss, cpu, self._internal)))
+                self._ended, self._internal = [], []
 
     def send_log(self, entries: list[LogEntry]) -> None:
         with self._lock:
