@@ -15,7 +15,9 @@ editable install here, would otherwise compile some 60 modules per run: about 0.
 - ``sleep``: 2,000 jobs of ``time.sleep(0.01)`` on 2 workers. The ideal is the jobs' own time
   divided by the workers (``time.sleep(0.01)`` itself lasts a little over 10 ms, measured here);
   jobsplit's span is its run from the first job's start to the last result committed.
-  Target (issue 14): jobsplit's span <= 1.02x the ideal.
+  Target (issue 14): jobsplit's span <= 1.02x the ideal. For information, the span is also
+  divided by the jobs' own running times per worker, as the journal has them: on a busy machine
+  the sleeps themselves overrun (``Pool.map`` shows how much), and that is not jobsplit's.
 
 Needs joblib (``pip install joblib``); without it, joblib's rows are skipped.
 """
@@ -90,8 +92,9 @@ def write_project(folder: Path, workers: int) -> None:
     (folder / "machines.json").write_text(json.dumps({"bench": [1.0, workers]}))
 
 
-def run_jobsplit(folder: Path, kind: str, n: int, workers: int) -> tuple[float, float | None]:
-    """(whole process seconds, the run's span from the first job's start to the last end)."""
+def run_jobsplit(folder: Path, kind: str, n: int, workers: int) -> tuple[float, float, float]:
+    """(whole process seconds, the run's span from the first job's start to the last result
+    committed, the jobs' own running times as the journal has them / workers)."""
     out = folder / "out"
     shutil.rmtree(out, ignore_errors=True)
     command = [PYTHON, "entry.py", kind, str(n), "run", "--config-dir", ".", "--out", "out", "--machine", "bench", "--yes", "--console", "plain", "--nice", "0", "--workers", str(workers)]
@@ -100,12 +103,12 @@ def run_jobsplit(folder: Path, kind: str, n: int, workers: int) -> tuple[float, 
     whole = time.perf_counter() - start
     db = sqlite3.connect(out / "bench" / "journal.sqlite")
     try:
-        done, first, last = db.execute("SELECT COUNT(*), MIN(started), MAX(ended) FROM attempts WHERE outcome = 'done'").fetchone()
+        done, first, last, own = db.execute("SELECT COUNT(*), MIN(started), MAX(ended), SUM(ended - started) FROM attempts WHERE outcome = 'done'").fetchone()
         committed = db.execute("SELECT MAX(updated) FROM runs").fetchone()[0]
     finally:
         db.close()
     assert done == n, f"{done} of {n} done"
-    return whole, (max(last, committed) - first)
+    return whole, (max(last, committed) - first), own / workers
 
 
 def run_peer(folder: Path, runner: str, kind: str, n: int, workers: int) -> float:
@@ -155,6 +158,7 @@ def main() -> None:
         folder = Path(tmp)
         write_project(folder, args.workers)
         spans: list[float] = []
+        own_times: list[float] = []
 
         def jobsplit_noop() -> float:
             return run_jobsplit(folder, "noop", args.jobs, args.workers)[0]
@@ -176,8 +180,9 @@ def main() -> None:
             ideal = args.sleep_jobs * lasts / args.workers
 
             def jobsplit_sleep() -> float:
-                whole, span = run_jobsplit(folder, "sleep", args.sleep_jobs, args.workers)
+                whole, span, own = run_jobsplit(folder, "sleep", args.sleep_jobs, args.workers)
                 spans.append(span)
+                own_times.append(span / own)
                 return whole
 
             measures = {"jobsplit run": jobsplit_sleep}
@@ -191,6 +196,10 @@ def main() -> None:
             for name, value in seconds.items():
                 print(f"  {name:14} {value:8.3f} {value / ideal:8.3f}")
             print(f"  jobsplit's run from its first job's start to its last result committed: {span:.3f} s = {span / ideal:.3f}x ideal")
+            print(
+                f"  the same span / its jobs' own running times per worker: {statistics.median(own_times[1:]):.3f}x "
+                "(informational: sleeps that overran on a busy machine are not counted as jobsplit's)"
+            )
             checks.append((f"jobsplit's span <= 1.02x ideal (now {span / ideal:.3f}x)", span <= 1.02 * ideal))
     print()
     for name, ok in checks:
