@@ -14,8 +14,11 @@ from pathlib import Path
 import pytest
 
 from conftest import run_entry
+from conftest import write_config_dir
 from runhelpers import (
     CSV_COLUMNS,
+    assert_user_error,
+    journal_query,
     journal_jobs,
     pool_spec,
     project_first,
@@ -178,3 +181,41 @@ def test_a_traceback_names_only_the_job(tmp_path):
     assert len(errors) == 15
     polluted = [e for e in errors if "EOFError" in e or "runner.py" in e or "During handling" in e]
     assert not polluted, polluted[0]
+
+
+# --- workers that cannot start ------------------------------------------------------------
+
+DIES_IN_WORKERS = """
+import os
+
+import jobsplit
+
+if os.environ.get("ENTRY_RAN_BEFORE"):  # a worker running the entry again (spawn) exits at once
+    os._exit(3)
+os.environ["ENTRY_RAN_BEFORE"] = "1"
+
+
+def job(i, random_obj, config, progress):
+    return i
+
+
+if __name__ == "__main__":
+    jobsplit.main(job, list(range(6)))
+"""
+
+
+def test_workers_that_die_as_they_start_stop_the_run_with_one_sentence(tmp_path):
+    """Replacing workers that never get going would loop for ever, saying nothing: after a few
+    the run stops (exit 2), naming the exit status and the fix; nothing is lost."""
+    entry = tmp_path / "entry.py"
+    entry.write_text(DIES_IN_WORKERS, encoding="utf-8")
+    config_dir = write_config_dir(tmp_path / "config", header=("Run Start Time", "Job Running Time", "Job Start Time", "Value"), machines={"solo": [1.0, 2]})
+    out, env = tmp_path / "out", run_env(tmp_path)
+    spawned = run_entry(entry, *run_args(config_dir, out, "--workers", "2", "--start-method", "spawn"), env=env, timeout=90)
+    assert_user_error(spawned.returncode, spawned.stdout, spawned.stderr, "worker processes in a row exited as they started", "exit status 3", "--start-method fork")
+    journal = out / "solo" / "journal.sqlite"
+    assert journal_query(journal, "SELECT state, COUNT(*) FROM jobs GROUP BY state") == [("pending", 6)]
+    assert journal_query(journal, "SELECT status FROM runs") == [("stopped",)]
+    forked = run_entry(entry, *run_args(config_dir, out, "--workers", "2", "--start-method", "fork"), env=env, timeout=90)
+    assert forked.returncode == 0, forked.stderr
+    assert journal_query(journal, "SELECT state, COUNT(*) FROM jobs GROUP BY state") == [("done", 6)]

@@ -263,6 +263,47 @@ def test_sigkill_of_the_main_process_takes_the_jobs_programs_along(tmp_path):
         kill_pids(share.children)
 
 
+
+NESTED_POOLS = """
+import concurrent.futures
+import multiprocessing
+
+import jobsplit
+
+
+def square(x):
+    return x * x
+
+
+def job(n, random_obj, config, progress):
+    with multiprocessing.Pool(2) as pool:  # leaving the block terminates the pool: SIGTERM to its processes
+        by_pool = sum(pool.map(square, range(n)))
+    with concurrent.futures.ProcessPoolExecutor(2) as executor:
+        by_executor = sum(executor.map(square, range(n)))
+    return by_pool, by_executor
+
+
+if __name__ == "__main__":
+    jobsplit.main(job, [5, 10, 20, 40])
+"""
+
+
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_a_job_may_run_its_own_process_pool(tmp_path, start_method):
+    """Research code often parallelizes inside a job: a worker is no daemonic process to
+    multiprocessing (which forbids those children), and a pool's process that inherits the
+    worker's SIGTERM handler dies of the signal alone, never taking its worker along."""
+    entry = tmp_path / "entry.py"
+    entry.write_text(NESTED_POOLS, encoding="utf-8")
+    config_dir = write_config_dir(tmp_path / "config", header=("Run Start Time", "Job Running Time", "Job Start Time", "Pool", "Executor"), machines={"solo": [1.0, 2]})
+    out = tmp_path / "out"
+    status, _, err = watched([sys.executable, entry, *run_args(config_dir, out, "--workers", "2", "--start-method", start_method)], run_env(tmp_path), WATCHDOG)
+    assert status == 0, err
+    _, rows = read_results(out / "solo" / "results.csv")
+    squares = {str(sum(i * i for i in range(n))) for n in (5, 10, 20, 40)}
+    assert sorted((r["Pool"], r["Executor"]) for r in rows) == sorted((v, v) for v in squares)
+    assert journal_query(out / "solo" / "journal.sqlite", "SELECT outcome, COUNT(*) FROM attempts GROUP BY outcome") == [("done", 4)]
+
 # --- 11. the code fingerprint ---------------------------------------------------------------
 
 TWO_MACHINES = {"m1": [1.0, 1], "m2": [1.0, 1]}

@@ -157,6 +157,7 @@ def test_workers_run_at_niceness_10_by_default(tmp_path):
         ("[host]\nworkers = 0\n", ["workers", "at least 1"]),
         ("[host]\nnice = low\n", ["nice", "whole number"]),
         ("[host]\nconsole = fancy\n", ["console"]),
+        ("[host]\nstart_method = forkserver\n", ["start_method", "fork, spawn", "'forkserver'"]),  # its workers would take the runner for dead
         ("[host\nworkers = 2\n", ["cannot be read"]),
     ],
 )

@@ -16,17 +16,17 @@ from typing import Any
 
 import pytest
 
-from fakeworkers import EPOCH, FakeClock, FakeHub
+from fakeworkers import EPOCH, FakeClock, FakeHub, FakeLink
 from jobsplit.clock import SYSTEM_CLOCK
 from jobsplit.config import Header, JobConfig, LogSettings
-from jobsplit.errors import InternalError
+from jobsplit.errors import InternalError, UserError
 from jobsplit.journal import Journal
 from jobsplit.links import ProcessHub
 from jobsplit.pool import JobPool
 from jobsplit.progress import ProgressBoard
 from jobsplit.recorder import Recorder
 from jobsplit.results import ResultsFile
-from jobsplit.runner import KILL_GRACE, Runner
+from jobsplit.runner import KILL_GRACE, START_FAILURES_LIMIT, Runner
 from jobsplit.sources import JobSource, StaticShare, Task
 from jobsplit.states import JobState, Outcome
 from jobsplit.worker import WorkerSetup
@@ -234,6 +234,48 @@ def test_internal_errors_in_a_row_stop_the_run(make):
         setup.runner().run(lambda: False)
     assert 3 <= len(setup.journal.attempts()) <= 4  # the one queued behind the third may have run too
     assert setup.hub.links[0].stop_asked or setup.hub.links[0].signals  # shut down, not abandoned
+
+
+class StillbornLink(FakeLink):
+    """A worker that exits (status 3) as it starts: it takes no job and says nothing."""
+
+    def _start_next(self) -> None:
+        pass
+
+
+class StartFailingHub(FakeHub):
+    """Its workers numbered in ``dying`` (0: the first started) are stillborn."""
+
+    def __init__(self, clock: FakeClock, dying: set[int]) -> None:
+        super().__init__(clock)
+        self.dying = dying
+
+    def start(self, slot: int) -> FakeLink:
+        if len(self.links) not in self.dying:
+            return super().start(slot)
+        link = StillbornLink(self, slot, pid=1000 + len(self.links), dies_at=self.clock.now, dies_with=3)
+        self.links.append(link)
+        return link
+
+
+def test_workers_that_die_before_saying_anything_stop_the_run(make):
+    clock = FakeClock()
+    setup = make([("ok", 0.1, i) for i in range(6)], workers=2, clock=clock, hub=StartFailingHub(clock, set(range(100))))
+    with pytest.raises(UserError, match=r"3 worker processes in a row exited as they started.*exit status 3"):
+        setup.runner().run(lambda: False)
+    assert START_FAILURES_LIMIT <= len(setup.hub.links) <= START_FAILURES_LIMIT + 1  # not replaced for ever
+    assert setup.journal.attempts() == []  # no job blamed: none was running
+
+
+def test_workers_that_got_going_in_between_keep_the_run_going(make):
+    """Two start failures, a worker that crashes on its first job (it got going), two more, a
+    worker that reports: never three in a row, so the run finishes."""
+    clock = FakeClock()
+    jobs = [("crash", 0.1, 0), *[("ok", 0.1, i) for i in range(1, 6)]]
+    setup = make(jobs, workers=1, clock=clock, hub=StartFailingHub(clock, {0, 1, 3, 4}))
+    assert setup.runner().run(lambda: False) is True
+    assert len(setup.hub.links) == 6
+    assert {job_id: tries[-1][1] for job_id, tries in setup.attempts().items()} == {setup.ids[0]: "crashed", **dict.fromkeys(setup.ids[1:], "done")}
 
 
 def test_a_job_that_cannot_be_sent_fails_alone(make):

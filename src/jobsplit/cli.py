@@ -21,7 +21,7 @@ from .console import data_console, message_console, say_error, say_notice
 from .digest import format_digest
 from .errors import JobsplitError, UserError
 from .fingerprint import entry_fingerprint
-from .hostconfig import CONSOLE_STYLES
+from .hostconfig import CONSOLE_STYLES, START_METHODS
 from .lifecycle import follow_bootloader
 from .plan import STRATEGIES
 from .pool import JobKey, JobPool
@@ -205,7 +205,7 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
     host.add_argument("--out", type=Path, metavar="DIR", help="output root; this machine writes DIR/<machine>/ (default: ./jobsplit-out)")
     host.add_argument("--nice", type=int, metavar="N", help="niceness added to workers (default: 10)")
     host.add_argument("--console", choices=CONSOLE_STYLES, help="live display, plain lines, or auto (live on a terminal)")
-    host.add_argument("--start-method", choices=multiprocessing.get_all_start_methods(), help="how workers start (default: fork on Linux)")
+    host.add_argument("--start-method", choices=START_METHODS, help="how workers start (default: fork on Linux)")
     failures = run.add_argument_group("failures and resuming")
     failures.add_argument("--timeout", type=_positive_float, metavar="SECONDS", help="stop and record a job that runs longer (default: config.ini [jobsplit] timeout, else none)")
     failures.add_argument("--retries", type=_non_negative_int, metavar="N", help="run a failed, crashed or timed-out job up to N more times (default: 0)")

@@ -72,8 +72,13 @@ def check_choice(value: str, choices: tuple[str, ...], source: str) -> str:
     return value
 
 
+START_METHODS = tuple(method for method in ("fork", "spawn") if method in multiprocessing.get_all_start_methods())
+"""How workers may start. Not ``forkserver``: its workers are the fork server's children, not
+the runner's, and a worker that outlives its parent stops (see ``lifecycle.die_with_parent``)."""
+
+
 def check_start_method(value: str, source: str) -> str:
-    return check_choice(value, tuple(multiprocessing.get_all_start_methods()), source)
+    return check_choice(value, START_METHODS, source)
 
 
 def _int(section: configparser.SectionProxy, key: str, path: Path) -> int:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from .clock import SYSTEM_CLOCK, Clock
-from .errors import InternalError
+from .errors import InternalError, UserError
 from .journal import AttemptRow, RunningAttempt
 from .links import WorkerHub, WorkerLink
 from .messages import LOG, REVOKED, Batch, LogEntry, Results, Revoke
@@ -55,6 +55,9 @@ KILL_GRACE = 1.0
 INTERNAL_LIMIT = 3
 """After this many attempts in a row failed inside jobsplit's own code (none done), the run
 stops: every job would fail the same way, and it is not the jobs' fault."""
+START_FAILURES_LIMIT = 3
+"""After this many workers in a row died before they said anything (no job running), the run
+stops: workers cannot start here, and replacing them would loop for ever."""
 
 
 class RunningJob(NamedTuple):
@@ -88,6 +91,8 @@ class _Slot:
     revoking: set[int] = field(default_factory=set)
     """Tickets asked back from this worker (for an idle one), not yet confirmed."""
     kill_at: float = 0.0
+    heard: bool = False
+    """Whether the worker has sent anything: one that dies before it does never got going."""
 
 
 class Runner:
@@ -126,6 +131,8 @@ class Runner:
         self._started_at: dict[int, float] = {}
         """Ticket -> wall-clock start of a running job, fixed when first seen."""
         self._internal_in_a_row = 0
+        self._start_failures: list[int | None] = []
+        """Exit statuses of the workers that died in a row before they said anything."""
         self._stopping = False
         self._terminated = False
         """A worker was stopped by a SIGTERM not ours: the run stops as if it had one too."""
@@ -158,6 +165,13 @@ class Runner:
                     raise InternalError(
                         f"jobsplit failed on {self._internal_in_a_row} jobs in a row inside its own code, not in the jobs "
                         "(see the log for the traceback); the jobs stay pending. This is a bug in jobsplit: please report it"
+                    )
+                if len(self._start_failures) >= START_FAILURES_LIMIT:
+                    raise UserError(
+                        f"{len(self._start_failures)} worker processes in a row exited as they started, before running any job "
+                        f"(the last {describe_exit(self._start_failures[-1])}); the jobs stay pending. A worker runs the entry's "
+                        "top-level code again under --start-method spawn and in executables: make it work there (its error is "
+                        "printed above), or try --start-method fork"
                     )
                 on_tick()
             return False
@@ -291,6 +305,9 @@ class Runner:
         """Log entries go to the log; ended attempts to the source, then the recorder; revoked
         jobs back to the source, for an idle worker."""
         for kind, payload in messages:
+            if not slot.heard:
+                slot.heard = True
+                self._start_failures.clear()
             if kind == LOG:
                 self.on_log(slot.link.slot, payload)  # type: ignore[arg-type]
                 continue
@@ -388,6 +405,10 @@ class Runner:
             else:
                 culprit, outcome = state.ticket, Outcome.CRASHED
                 error = f"the worker process died while running this job ({describe_exit(code)})"
+            if state.ticket == IDLE and not slot.heard:
+                self._start_failures.append(code)
+            else:
+                self._start_failures.clear()  # it got going: workers can start here
             sent = self._find(slot, culprit)
             if sent is not None:
                 slot.queue.remove(sent)
@@ -399,7 +420,7 @@ class Runner:
         self._close(slot)
         index = self._slots.index(slot)
         del self._by_link[id(slot.link)]
-        if self._stopping or self._terminated:
+        if self._stopping or self._terminated or len(self._start_failures) >= START_FAILURES_LIMIT:
             del self._slots[index]
         else:
             replacement = self._start(slot.link.slot)

@@ -16,6 +16,7 @@ Three threads, none of which can block another's progress for good:
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
 import random
 import reprlib
@@ -146,10 +147,14 @@ def _identity_or_none(job: Any, position: int) -> str | None:
 
 def worker_main(setup: WorkerSetup, tasks: Connection, results: Connection, slot: int, parent_pid: int) -> None:
     """Entry point of a worker process."""
-    global _parent_pid
-    _parent_pid = parent_pid
+    global _parent_pid, _worker_pid
+    _parent_pid, _worker_pid = parent_pid, os.getpid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     become_group_leader_and_subreaper()
+    # The runner starts workers daemonic (its exit stops them), but multiprocessing forbids a
+    # daemonic process children: a job's own Pool would fail. The job's processes are stopped
+    # with it anyway (its worker's process group; leftovers, see children.py).
+    multiprocessing.current_process().daemon = False
     signal.signal(signal.SIGTERM, _on_terminate)
     die_with_parent(parent_pid, signal.SIGTERM)
     restore_library_path()
@@ -170,14 +175,17 @@ def worker_main(setup: WorkerSetup, tasks: Connection, results: Connection, slot
     capture.close()  # the last output of the last job reaches the log before the worker exits
 
 
-_parent_pid = 0
-"""The runner's pid, set when the worker starts."""
+_parent_pid = _worker_pid = 0
+"""The runner's pid and the worker's own, set when the worker starts."""
 
 
 def _on_terminate(signum: int, frame: FrameType | None) -> None:
     """SIGTERM: from the runner (a timeout, a stop), or the kernel's word that the parent died.
-    Without a parent, the programs the job started go too; then die of the signal as usual."""
-    if os.getppid() != _parent_pid:
+    Without a parent, the programs the job started go too; then die of the signal as usual.
+
+    A process the job forked (a ``multiprocessing.Pool``'s) inherits this handler: there it
+    only dies, as the job's own code expects when it terminates its pool."""
+    if os.getpid() == _worker_pid and os.getppid() != _parent_pid:
         _kill_own_group()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
