@@ -231,6 +231,19 @@ def test_per_job_logs_hold_only_their_jobs_output_and_records(tmp_path):
         assert find(records, job=job_id, message=f"record of job {i}")
 
 
+
+def test_per_job_logs_stay_put_when_a_job_changes_directory(tmp_path):
+    """``--out`` given relative to where the run started, and jobs that ``os.chdir``: each job's
+    log still goes to the machine folder (it once went nowhere, failing every job)."""
+    entry = make_project(tmp_path, 'os.chdir("/")\nprint(f"moved job {i}")\nreturn i\n', config="[logging]\nper_job = true\n", pool="list(range(4))")
+    args = run_args(tmp_path, workers=1)
+    args[args.index("--out") + 1] = "out"
+    result = run_entry(entry, *args, env=env_for(tmp_path), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    machine_dir = tmp_path / "out" / "m1"
+    for i, job_id in job_ids(machine_dir).items():
+        assert f"moved job {i}" in gunzip(machine_dir / "jobs" / f"{job_id}.log.gz")
+
 # --- readable while the run goes on ----------------------------------------------------------
 
 

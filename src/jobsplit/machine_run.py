@@ -294,7 +294,7 @@ class MachineRun:
 
     def _worker_setup(self, workers: int, started: float) -> WorkerSetup:
         project, settings = self.project, self.settings
-        per_job_logs = self.folder.per_job_logs if project.logging.per_job else None
+        per_job_logs = self.folder.per_job_logs.absolute() if project.logging.per_job else None  # a job may chdir
         if per_job_logs is not None:
             per_job_logs.mkdir(exist_ok=True)
         board = ProgressBoard(multiprocessing.get_context(settings.start_method), workers)
