@@ -22,6 +22,7 @@ from .digest import format_digest
 from .errors import JobsplitError, UserError
 from .fingerprint import entry_fingerprint
 from .hostconfig import CONSOLE_STYLES, START_METHODS
+from .jobcall import check_job_function
 from .lifecycle import follow_bootloader
 from .plan import STRATEGIES
 from .pool import JobKey, JobPool
@@ -101,6 +102,8 @@ def entry_main(
         if args.command == "plan":
             _show_plan(project, as_json=args.json)
             return 0
+        if len(project.pool):  # before a run, or a batch job that would run it, starts
+            check_job_function(job, project.pool.jobs[0])
         if args.command == "sbatch":
             from .sbatch_command import program_command, sbatch  # only here: a run starts faster without it
 

@@ -1,0 +1,51 @@
+"""The job function's signature, checked against how workers call it before any worker starts.
+
+A worker calls ``job(*args, random_obj, config, progress=progress)`` for a tuple job,
+``job(**kwargs, random_obj=..., config=..., progress=...)`` for a dict job, and
+``job(value, random_obj, config, progress=progress)`` for any other (see ``worker._JobRunner``).
+A function written for ``map`` (``def job(x)``) would fail every job, one traceback at a time,
+each pointing into jobsplit: refused here instead, in one sentence, before anything runs.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from .errors import UserError
+from .pool import call_args
+
+INJECTED = ("random_obj", "config", "progress")
+"""What every job gets after its own arguments, in this order (``progress`` by keyword)."""
+
+
+def check_job_function(job: Callable[..., Any], sample: Any, where: str = "pool[0]") -> None:
+    """Refuse a job function that cannot take the arguments jobsplit adds to ``sample`` (a job
+    of the pool). A job whose own arguments do not fit the function is left to fail alone, as
+    any bad job does: one the function cannot take, or one that fills the parameters named for
+    jobsplit's arguments (too many arguments for a function written for jobsplit)."""
+    try:
+        signature = inspect.signature(job, follow_wrapped=False)  # a wrapper's own (*args, **kwargs) takes anything
+    except (TypeError, ValueError):
+        return  # no signature to read (some built-ins): the jobs themselves will tell
+    args, kwargs = call_args(sample)
+    try:
+        own = signature.bind_partial(*args, **kwargs)
+    except TypeError:
+        return
+    if not kwargs and any(name in INJECTED for name in own.arguments):
+        return
+    injected = object()
+    try:
+        if kwargs:
+            signature.bind(**kwargs, random_obj=injected, config=injected, progress=injected)
+        else:
+            signature.bind(*args, injected, injected, progress=injected)
+    except TypeError as exc:
+        name = getattr(job, "__name__", type(job).__name__)
+        call = f"{name}(**{where}, random_obj=..., config=..., progress=...)" if kwargs else f"{name}(*{where}, random_obj, config, progress=...)"
+        raise UserError(
+            f"the job function {name}{signature} cannot be called as jobsplit calls it: {call} fails ({exc}); a job function "
+            "takes the job's own arguments, then random_obj, config and progress, e.g. def job(x, y, random_obj, config, progress)"
+        ) from None

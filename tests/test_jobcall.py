@@ -1,0 +1,114 @@
+"""A job function that cannot take what jobsplit passes (``random_obj``, ``config``,
+``progress=``) is refused before anything runs, in one sentence; any other is left alone."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import pytest
+
+from conftest import run_entry, write_config_dir
+from jobsplit.errors import UserError
+from jobsplit.jobcall import check_job_function
+from runhelpers import assert_user_error, run_args, run_env
+
+
+def full(n, random_obj, config, progress):
+    return n
+
+
+def renamed(a, b, rng, cfg, progress):  # the positional ones may have any name
+    return a
+
+
+def keywords(a, b, random_obj, config, progress=None):
+    return a
+
+
+def anything(*args, **kwargs):
+    return 0
+
+
+def wrong_arity(a, random_obj, config, progress):
+    return a
+
+
+def decorated(function):
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):  # a decorator may consume the injected arguments itself
+        return function(*args[:-2])
+
+    return wrapper
+
+
+@decorated
+def inner(n):
+    return n
+
+
+@pytest.mark.parametrize(
+    "job, sample",
+    [
+        (full, 5),
+        (full, "a single argument"),
+        (renamed, (1, 2)),
+        (keywords, {"a": 1, "b": 2}),
+        (anything, (1, 2)),
+        (functools.partial(renamed, 1), (2,)),
+        (inner, (1,)),
+        (wrong_arity, (1, 2, 3)),  # the job's own arguments do not fit: it fails alone, as any bad job does
+    ],
+)
+def test_functions_that_take_the_call_are_accepted(job: Any, sample: Any):
+    check_job_function(job, sample)
+
+
+def map_style(n):
+    return n
+
+
+def no_progress(a, b, rng, cfg):
+    return a
+
+
+def no_progress_kw(a, b, random_obj, config):
+    return a
+
+
+@pytest.mark.parametrize(
+    "job, sample, words",
+    [
+        (map_style, 5, ["map_style(n) cannot be called", "map_style(*pool[0], random_obj, config, progress=...)", "too many positional arguments"]),
+        (no_progress, (1, 2), ["no_progress(a, b, rng, cfg) cannot be called", "'progress'"]),
+        (no_progress_kw, {"a": 1, "b": 2}, ["no_progress_kw(**pool[0], random_obj=..., config=..., progress=...)", "'progress'"]),
+        (renamed, (1, 2, 3), ["renamed(a, b, rng, cfg, progress) cannot be called", "multiple values for argument 'progress'"]),  # names give no hint: refused
+    ],
+)
+def test_functions_that_cannot_take_the_injected_arguments_are_refused(job: Any, sample: Any, words: list[str]):
+    with pytest.raises(UserError) as refused:
+        check_job_function(job, sample)
+    for word in [*words, "then random_obj, config and progress"]:
+        assert word in str(refused.value)
+
+
+MAP_STYLE_ENTRY = """
+import jobsplit
+
+
+def job(n):
+    return n * 2
+
+
+if __name__ == "__main__":
+    jobsplit.main(job, list(range(50)))
+"""
+
+
+def test_a_map_style_job_function_is_refused_before_anything_runs(tmp_path):
+    entry = tmp_path / "entry.py"
+    entry.write_text(MAP_STYLE_ENTRY, encoding="utf-8")
+    config_dir = write_config_dir(tmp_path / "config", header=("Run Start Time", "Job Running Time", "Job Start Time", "Value"), machines={"solo": [1.0, 2]})
+    result = run_entry(entry, *run_args(config_dir, tmp_path / "out"), env=run_env(tmp_path))
+    assert_user_error(result.returncode, result.stdout, result.stderr, "job(n) cannot be called", "random_obj, config and progress")
+    assert not (tmp_path / "out").exists()  # nothing started, nothing to clean up
