@@ -7,8 +7,10 @@ left in that session (workers, and the resource tracker under spawn).
 from __future__ import annotations
 
 import os
+import pty
 import signal
 import sqlite3
+import sys
 import time
 from pathlib import Path
 
@@ -64,18 +66,17 @@ class Run:
     def env(self, **extra: str) -> dict[str, str]:
         return run_env(self.root, JOBSPLIT_TEST_SIDE=str(self.side), JOBSPLIT_TEST_STARTS=str(self.starts), **extra)
 
+    def busy_sleepers(self, busy: int = 2) -> set[str] | None:
+        """The running jobs, once ``busy`` sleepers run and the quick lead jobs are done."""
+        sleepers = {spec_id(s) for s in self.pool if s[0] == "sleepenv"}
+        running = running_in_journal(self.journal)
+        return running if len(running & sleepers) >= busy and {spec_id(s) for s in self.pool[:LEAD]} <= done_in_journal(self.journal) else None
+
     def start_until_busy(self, busy: int = 2):
         """Start the run; return it once ``busy`` sleepers are running (journal and side file agree)."""
         process = start_entry(self.entry, self.args, self.env())
-        sleepers = {spec_id(s) for s in self.pool if s[0] == "sleepenv"}
-        lead = {spec_id(s) for s in self.pool[:LEAD]}
-
-        def busy_sleepers() -> set[str] | None:
-            running = running_in_journal(self.journal)
-            return running if len(running & sleepers) >= busy and lead <= done_in_journal(self.journal) else None
-
         try:
-            in_flight = wait_for(busy_sleepers, 60, f"{busy} running sleepers")
+            in_flight = wait_for(lambda: self.busy_sleepers(busy), 60, f"{busy} running sleepers")
         except AssertionError:
             kill_session(process.pid)
             process.kill()
@@ -127,6 +128,41 @@ def test_an_interrupt_stops_cleanly_and_the_run_resumes(tmp_path, how, start_met
     assert wait_no_processes(process.pid, 10.0) == []
     assert "Interrupted" in err and "Resume with:" in err
     assert "Traceback" not in err
+    check_resumable(run, in_flight)
+
+
+def exit_code(pid: int) -> int | None:
+    """The exit code of a child that ended (negative: the signal), else None."""
+    ended, status = os.waitpid(pid, os.WNOHANG)
+    return os.waitstatus_to_exitcode(status) if ended else None
+
+
+def test_a_terminal_that_hangs_up_stops_the_run_cleanly(tmp_path):
+    """An SSH session that drops takes its terminal along: the kernel sends SIGHUP, and writes
+    to the terminal fail. The run stops as for SIGTERM, recorded in full, and resumes."""
+    run = Run(tmp_path, "fork")
+    args = [*run.args[: run.args.index("--console")], *run.args[run.args.index("--console") + 2 :], "--console", "live"]
+    pid, terminal = pty.fork()
+    if pid == 0:  # the run, on a terminal of its own as its controlling one
+        os.execve(sys.executable, [sys.executable, str(run.entry), *args], run.env())
+    try:
+        os.set_blocking(terminal, False)
+
+        def drained_and_busy() -> set[str] | None:
+            try:
+                while os.read(terminal, 1 << 16):  # the live display must never block on a full terminal
+                    pass
+            except OSError:
+                pass  # nothing to read now
+            return run.busy_sleepers()
+
+        in_flight = wait_for(drained_and_busy, 60, "2 running sleepers")
+        os.close(terminal)  # the terminal hangs up
+        code = wait_for(lambda: exit_code(pid), 60, "the run to stop", interval=0.05)
+    finally:
+        kill_session(pid)
+    assert code == 130, f"the run ended with {code}, not the interrupt's 130"  # stopped, not killed by SIGHUP
+    assert wait_no_processes(pid, 10.0) == []
     check_resumable(run, in_flight)
 
 

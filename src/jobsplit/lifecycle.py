@@ -72,10 +72,12 @@ def fresh_program_environment() -> dict[str, str]:
 
 
 class Interrupts:
-    """Ctrl-C and SIGTERM ask for a clean stop; a second Ctrl-C forces an immediate exit.
+    """Ctrl-C, SIGTERM and SIGHUP ask for a clean stop; a second Ctrl-C forces an immediate exit.
 
-    A frozen one-file program receives each Ctrl-C twice (directly, and forwarded by its
-    bootloader), so a repeat within ``grace`` seconds counts as the same press.
+    SIGHUP says the terminal is gone (an SSH session dropped): the run stops as for SIGTERM, its
+    output to the terminal silenced first (writes to a hung-up terminal fail), so the stop is
+    recorded in full. A frozen one-file program receives each Ctrl-C twice (directly, and
+    forwarded by its bootloader), so a repeat within ``grace`` seconds counts as the same press.
     """
 
     def __init__(self, on_force: Callable[[], None], grace: float = 0.5) -> None:
@@ -83,13 +85,15 @@ class Interrupts:
         self._on_force = on_force
         self._grace = grace
         self._previous: dict[int, object] = {}
+        self._terminal: list[int] = []
 
     @property
     def requested(self) -> bool:
         return self.requested_at is not None
 
     def __enter__(self) -> Interrupts:
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        self._terminal = [fd for fd in (1, 2) if os.isatty(fd)]  # asked now: a hung-up terminal is no tty to isatty()
+        for signum in _STOP_SIGNALS:
             self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
@@ -98,8 +102,24 @@ class Interrupts:
             signal.signal(signum, handler)  # type: ignore[arg-type]
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if signum == _SIGHUP:
+            _silence(self._terminal)
         now = time.monotonic()
         if self.requested_at is None:
             self.requested_at = now
         elif signum == signal.SIGINT and now - self.requested_at > self._grace:
             self._on_force()
+
+
+_SIGHUP = getattr(signal, "SIGHUP", None)
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM) + ((_SIGHUP,) if _SIGHUP is not None else ())
+
+
+def _silence(fds: list[int]) -> None:
+    """Point these descriptors (a terminal that hung up) to /dev/null."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for fd in fds:
+            os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
