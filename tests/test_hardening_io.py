@@ -223,6 +223,40 @@ def test_an_interrupted_run_whose_journal_is_lost_resumes_from_results_csv(tmp_p
     assert_all_done_once(share, share.ids())
 
 
+@pytest.mark.parametrize("victim", ["results.csv", "journal", "folder"])
+def test_files_deleted_during_a_run_lose_no_result(tmp_path, victim):
+    """Results, journal or the whole machine folder deleted (or moved away) while the run goes
+    on: every result recorded is in results.csv again when the run ends, which says what
+    happened, and no recorded job runs again. Without its folder the run stops at its next
+    write there (exit 2, resumable), as it would on a full disk."""
+    share = HardeningShare(tmp_path, kinds_spec(SLEEPERS))
+    process = share.start("--workers", "2")
+    try:
+        wait_for(lambda: _done_count(share) >= 4, WATCHDOG, "4 done jobs")
+        if victim == "results.csv":
+            share.results.unlink()
+        elif victim == "journal":
+            share.remove_journal()
+        else:
+            shutil.rmtree(share.machine_dir)
+        status, _, err = communicate(process, WATCHDOG)
+    finally:
+        kill_session(process.pid)
+    assert "was deleted or replaced during the run" in err
+    recorded = results_ids(share.results)
+    if victim == "folder":
+        assert status == 2 and "check that its folder exists" in err, err
+        assert len(recorded) >= 4 and len(set(recorded)) == len(recorded) and set(recorded) <= set(side_lines(share.side))
+    else:
+        assert status == 0, err
+        assert sorted(recorded) == sorted(share.ids())
+    status, _, err = share.run(env=share.env(**QUICK))
+    assert status == 0, err
+    ran = side_lines(share.side)
+    assert not [job for job in recorded if ran.count(job) > 1], "a recorded job ran again"
+    assert_all_done_once(share, share.ids())
+
+
 def test_a_lost_journal_and_a_changed_config_is_refused_unless_fresh(tmp_path):
     share = HardeningShare(tmp_path, kinds_spec([["ok", i] for i in range(8)]))
     status, _, err = share.run()

@@ -249,9 +249,15 @@ class MachineRun:
                 journal.end_run(run, status, clock.time())
                 snapshots.write(*narrator.held(runner), status)
             finally:
+                lost = results.replaced()
                 results.close()
-                if queue is not None and queue.corrected:  # results.csv drops the rows re-marked superseded
+                if lost or (queue is not None and queue.corrected):  # a queue's correction drops the rows re-marked superseded
+                    folder.create()  # deleted whole, the folder still gets every result the (open) journal holds
                     ResultsFile(folder.results, csv_header_line(project.header), journal.result_lines()).close()
+                if journal.replaced():
+                    self.events.notice(f"{folder.journal} was deleted or replaced during the run; {folder.results} holds every result, and the next start takes them back into a journal")
+                elif lost:
+                    self.events.notice(f"{folder.results} was deleted or replaced during the run; wrote it again from the journal")
                 narrator.logger.info("run %d %s: %s done, %s failed in %.1f s", run, status, plural(final.done_this_run, "job"), plural(runner.counts.failed, "job"), final.elapsed)
                 log.close()
         if queue is not None:

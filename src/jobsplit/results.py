@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import numbers
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -157,6 +158,15 @@ class ResultsFile:
             self._file.flush()
         except OSError as exc:
             raise StorageError(f"{self.path} cannot be written: {describe_os_error(exc)}; free some space and run the same command again to resume") from None
+
+    def replaced(self) -> bool:
+        """Whether ``path`` no longer names the file being written (deleted, moved away or
+        replaced while the run went on): the run then writes it again from the journal."""
+        try:
+            here, ours = os.stat(self.path), os.fstat(self._file.fileno())
+        except OSError:
+            return True
+        return (here.st_dev, here.st_ino) != (ours.st_dev, ours.st_ino)
 
     def close(self) -> None:
         try:
