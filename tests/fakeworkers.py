@@ -187,6 +187,9 @@ class FakeHub:
         self.links.append(link)
         return link
 
+    def stop_orphans(self) -> list[tuple[int, str]]:
+        return []  # fake workers start no programs
+
     def wait(self, links: Any, timeout: float) -> list[FakeLink]:
         alive = [link for link in links if link.code is None]
         events = [t for link in alive if (t := link.next_event()) is not None]

@@ -464,6 +464,7 @@ starts), JOBSPLIT_TEST_PIDS (the worker's pid, when a job starts), JOBSPLIT_TEST
 import faulthandler
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -491,8 +492,9 @@ def _tracing():
     return any(os.environ.get(v) for v in ("JOBSPLIT_TEST_SIDE", "JOBSPLIT_TEST_STARTS"))
 
 
-def _child():
-    child = subprocess.Popen(["sleep", "1000"], stdin=subprocess.DEVNULL)
+def _child(detached=False):
+    """``sleep 1000``, in the worker's process group, or (``detached``) in a session of its own."""
+    child = subprocess.Popen(["sleep", "1000"], stdin=subprocess.DEVNULL, start_new_session=detached)
     _append("JOBSPLIT_TEST_CHILDREN", str(child.pid))
     return child
 
@@ -575,6 +577,16 @@ def kinds_job(*args, progress=None):
         time.sleep(600)
     elif kind == "childleft":  # a child process left running by a job that returns
         _child()
+    elif kind == "detachhang":  # a child in a session of its own, then a hang (for --timeout)
+        _child(detached=True)
+        time.sleep(600)
+    elif kind == "detachdeaf":  # the same from a job deaf to SIGTERM: its worker is killed outright
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        _child(detached=True)
+        time.sleep(600)
+    elif kind == "detachcrash":  # a child in a session of its own, then the worker dies
+        _child(detached=True)
+        os._exit(9)
     else:
         raise SystemExit(f"unknown kind {kind!r}")
     _append("JOBSPLIT_TEST_SIDE", my_id)

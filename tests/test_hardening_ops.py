@@ -108,14 +108,19 @@ def test_a_second_run_of_the_same_machine_is_refused_while_the_first_runs(tmp_pa
 def test_the_lock_dies_with_the_killed_run_not_with_what_its_jobs_left_running(tmp_path):
     """Forked processes share their parent's open files: were the lock an ``flock``, a process
     forked by a job into a session of its own would still hold it after the run was SIGKILLed,
-    and every restart would be refused in the name of a dead run."""
+    and every restart would be refused in the name of a dead run. Killed with its workers at
+    once (``pkill -9 -f`` does that), the run leaves nobody to stop such processes."""
     share = HardeningShare(tmp_path, kinds_spec([["daemongate", i, 0.2] for i in range(4)]))
     hold = tmp_path / "hold"
     hold.write_text("")
     a = share.start("--workers", "2", "--start-method", "fork", env=share.env())
     try:
         wait_for(lambda: len(side_lines(share.children)) == 2, WATCHDOG, "run A's jobs to fork")
-        os.kill(a.pid, signal.SIGKILL)  # its workers follow it; the forked processes stay
+        workers = set(map(int, side_lines(share.pids)))
+        for pid in workers:
+            os.kill(pid, signal.SIGSTOP)  # no worker acts on its parent's death before it dies too
+        for pid in (a.pid, *workers):  # the forked processes stay
+            os.kill(pid, signal.SIGKILL)
         a.wait(WATCHDOG)
         assert wait_no_processes(a.pid, 10) == []
         assert all(pid_alive(int(pid)) for pid in side_lines(share.children))
@@ -229,6 +234,26 @@ def test_a_child_process_left_by_a_finished_job_is_stopped_with_a_warning(tmp_pa
         warned = [line for line in share.log().splitlines() if re.search(rf"(?<!\d){child}(?!\d)", line) and "WARNING" in line]
         assert warned, f"no warning in the log about the child {child}"
         assert gone(child), f"the job's child {child} outlived its job"
+    finally:
+        kill_pids(share.children)
+
+
+@pytest.mark.parametrize("kind, outcome", [("detachhang", "timeout"), ("detachdeaf", "timeout"), ("detachcrash", "crashed")])
+def test_a_program_in_a_session_of_its_own_goes_with_its_failed_job(tmp_path, kind, outcome):
+    """``start_new_session=True`` takes a program out of its worker's process group, beyond the
+    signal that stops the group. A worker stopped for a timeout signals it itself; one that is
+    killed outright (deaf to SIGTERM) or dies leaves it to the runner, a subreaper that inherits
+    it and kills it, naming it in the log."""
+    share = HardeningShare(tmp_path, kinds_spec([[kind, 0], ["ok", 1], ["ok", 2]]))
+    try:
+        status, _, err = run_keeping_children(share, "--workers", "1", "--timeout", "1")
+        assert status == 1, err
+        assert journal_jobs(share.journal)[tuple_id([kind, 0])]["outcome"] == outcome
+        (child,) = map(int, side_lines(share.children))
+        assert gone(child), f"the job's detached child {child} outlived its job"
+        if kind != "detachhang":  # the runner's doing: named in the log
+            assert re.search(rf"WARNING killed 1 program .*pid {child} \(sleep 1000\)", share.log()), share.log()
+        assert {job for job, row in journal_jobs(share.journal).items() if row["state"] == "done"} == set(share.ids("ok"))
     finally:
         kill_pids(share.children)
 

@@ -3,7 +3,10 @@
 Each worker leads its own process group, so the runner can stop a job together with the
 programs it started (on a timeout, a crash or a stop). On Linux the worker is also a child
 subreaper: programs that daemonize are re-parented to it rather than to PID 1, so after a job
-returns, whatever it left running is still the worker's child and can be found here.
+returns, whatever it left running is still the worker's child and can be found here. Programs
+that left the worker's process group (a session of their own) are beyond a signal to the group:
+a worker that is stopped signals them itself, and the runner, a subreaper too, inherits those
+of a worker that died and stops them (``stop_orphans``).
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Container
 from pathlib import Path
+from typing import NamedTuple
 
 _PR_SET_CHILD_SUBREAPER = 36
 REAP_INTERVAL = 0.02
@@ -25,6 +30,11 @@ def become_group_leader_and_subreaper() -> None:
         os.setpgid(0, 0)
     except OSError:
         pass  # already a group leader (the parent set it)
+    become_subreaper()
+
+
+def become_subreaper() -> None:
+    """(Linux) Descendants whose parent dies are re-parented to this process, not to PID 1."""
     if sys.platform.startswith("linux"):
         try:
             ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
@@ -46,8 +56,18 @@ def reap_zombies() -> bool:
             return True
 
 
-def live_children() -> list[tuple[int, str]]:
-    """(pid, command line) of this process's live children (Linux: read from /proc)."""
+class _Child(NamedTuple):
+    pid: int
+    state: str
+    """R, S, D, ... or Z (exited, not yet reaped)."""
+    pgid: int
+    started: int
+    """Clock ticks after boot."""
+    command: str
+
+
+def _children() -> list[_Child]:
+    """This process's children (Linux: read from /proc; elsewhere none are found)."""
     me = os.getpid()
     found = []
     for entry in Path("/proc").iterdir() if sys.platform.startswith("linux") else ():
@@ -55,14 +75,58 @@ def live_children() -> list[tuple[int, str]]:
             continue
         try:
             stat = (entry / "stat").read_text()
-            fields = stat[stat.rindex(")") + 2 :].split()
-            if int(fields[1]) != me or fields[0] in "ZX":
+            fields = stat[stat.rindex(")") + 2 :].split()  # from the state on: field 3 of proc(5)
+            if int(fields[1]) != me:
                 continue
             command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "backslashreplace").strip()
+            found.append(_Child(int(entry.name), fields[0], int(fields[2]), int(fields[19]), command or stat[stat.index("(") + 1 : stat.rindex(")")]))
         except (OSError, ValueError, IndexError):
             continue  # gone meanwhile
-        found.append((int(entry.name), command or stat[stat.index("(") + 1 : stat.rindex(")")]))
     return found
+
+
+def live_children() -> list[tuple[int, str]]:
+    """(pid, command line) of this process's live children."""
+    return [(child.pid, child.command) for child in _children() if child.state not in "ZX"]
+
+
+def started_at(pid: int) -> int | None:
+    """When a process started, in clock ticks after boot (Linux; None elsewhere, or if gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat[stat.rindex(")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def stop_orphans(workers: Container[int], since: int) -> list[tuple[int, str]]:
+    """Kill the programs that workers which died left behind, re-parented to this process (a
+    subreaper): its children that are no worker, started at or after ``since`` (the first
+    worker's start), outside its own process group (where its own helpers are, such as
+    multiprocessing's resource tracker); and reap those that have exited. Returns the (pid,
+    command) of those killed."""
+    own_group, killed = os.getpgrp(), []
+    for child in _children():
+        if child.pid in workers or child.started < since or child.pgid == own_group:
+            continue
+        if child.state in "ZX":
+            try:
+                os.waitpid(child.pid, os.WNOHANG)
+            except ChildProcessError:
+                pass  # reaped meanwhile
+        else:
+            _signal_tree(child.pid, signal.SIGKILL)
+            killed.append((child.pid, child.command))
+    return killed
+
+
+def signal_strays(signum: int) -> None:
+    """Signal the live children outside this process's group (and the group of each that leads
+    one): programs that left it are beyond a signal to the group."""
+    own_group = os.getpgrp()
+    for child in _children():
+        if child.state not in "ZX" and child.pgid != own_group:
+            _signal_tree(child.pid, signum)
 
 
 def stop_children(grace: float) -> list[tuple[int, str]]:

@@ -26,6 +26,7 @@ from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
 from typing import Any, Protocol
 
+from .children import become_subreaper, started_at, stop_orphans
 from .progress import ProgressBoard, SlotState
 from .worker import WorkerSetup, worker_main
 
@@ -75,6 +76,11 @@ class WorkerLink(Protocol):
 class WorkerHub(Protocol):
     def start(self, slot: int) -> WorkerLink: ...
 
+    def stop_orphans(self) -> list[tuple[int, str]]:
+        """Kill the programs that workers which died left outside their process groups (beyond
+        a signal to the group); returns their (pid, command), for the log."""
+        ...
+
     def wait(self, links: Sequence[WorkerLink], timeout: float) -> list[WorkerLink]:
         """Block until some link has news (a message, room in its task pipe, an exit), at
         most ``timeout`` seconds; returns those links."""
@@ -89,6 +95,11 @@ class ProcessHub:
         self.setup = setup
         self.board: ProgressBoard = setup.board
         self._selector = selectors.DefaultSelector()
+        self._pids: set[int] = set()
+        """Every worker started: never taken for an orphan, even once it has exited."""
+        self._since: int | None = None
+        """When the first worker started (clock ticks after boot): this process's older children are its own."""
+        become_subreaper()  # what a dying worker leaves comes here, not to PID 1, and can be stopped
 
     def start(self, slot: int) -> ProcessLink:
         self.board.finish(slot)
@@ -102,6 +113,9 @@ class ProcessHub:
         )
         process.start()
         assert process.pid is not None, "a started process has a pid"
+        self._pids.add(process.pid)
+        if self._since is None:
+            self._since = started_at(process.pid)
         try:
             os.setpgid(process.pid, process.pid)  # the worker does it too: whoever is first, no race
         except OSError:
@@ -109,6 +123,9 @@ class ProcessHub:
         task_reader.close()
         result_writer.close()
         return ProcessLink(slot, process, task_writer, result_reader, self.board, self._selector)
+
+    def stop_orphans(self) -> list[tuple[int, str]]:
+        return [] if self._since is None else stop_orphans(self._pids, self._since)
 
     def wait(self, links: Sequence[WorkerLink], timeout: float) -> list[WorkerLink]:
         ready: dict[int, WorkerLink] = {}

@@ -38,6 +38,7 @@ from .progress import IDLE
 from .recorder import Recorder
 from .sources import JobSource, Task
 from .states import JobState, Outcome
+from .text import plural
 
 TICK = 0.1
 """Longest the runner sleeps: the pace of timeouts, interrupts and display updates."""
@@ -417,6 +418,7 @@ class Runner:
                 self._started_at.pop(sent.ticket, None)
                 self._record(slot, [(sent.task, outcome, now - elapsed, now, None, None, None, error)], exit_code=code)
         slot.link.signal(signal.SIGKILL)  # the programs its job started die with it
+        self._stop_orphans(slot.link.slot)
         self._close(slot)
         index = self._slots.index(slot)
         del self._by_link[id(slot.link)]
@@ -480,8 +482,19 @@ class Runner:
                 self._interrupted(slot, sent, "the run stopped while this job ran (Ctrl-C, SIGTERM, or an error of jobsplit or the disk); it runs again")
             slot.link.signal(signal.SIGKILL)  # anything its job started and left behind
             self._close(slot)
+        if self._slots:
+            self._stop_orphans(self._slots[0].link.slot)
         self._slots.clear()
         self._by_link.clear()
+
+    def _stop_orphans(self, slot: int) -> None:
+        """Programs left by workers that died, outside their process groups: killed, and named
+        in the log (as a worker names those a finished job left)."""
+        orphans = self.hub.stop_orphans()
+        if orphans:
+            listed = ", ".join(f"pid {pid} ({command[:80]})" for pid, command in orphans)
+            message = f"killed {plural(len(orphans), 'program')} that a stopped or dead worker's jobs left running outside its process group: {listed}"
+            self.on_log(slot, [LogEntry(self.clock.time(), "WARNING", "jobsplit", "-", message)])
 
     def _interrupted(self, slot: _Slot, sent: _Sent, error: str) -> None:
         """Record the job running on a stopped worker as interrupted, and hand it back: it runs again."""

@@ -34,7 +34,7 @@ from types import FrameType, TracebackType
 from typing import Any, NamedTuple
 
 from .capture import OutputCapture
-from .children import become_group_leader_and_subreaper, stop_children
+from .children import become_group_leader_and_subreaper, signal_strays, stop_children
 from .config import Header, JobConfig, LogSettings
 from .journal import clean_text
 from .lifecycle import die_with_parent, restore_library_path
@@ -183,15 +183,20 @@ def _on_terminate(signum: int, frame: FrameType | None) -> None:
     """SIGTERM: from the runner (a timeout, a stop), or the kernel's word that the parent died.
     Without a parent, the programs the job started go too; then die of the signal as usual.
 
-    A process the job forked (a ``multiprocessing.Pool``'s) inherits this handler: there it
-    only dies, as the job's own code expects when it terminates its pool."""
-    if os.getpid() == _worker_pid and os.getppid() != _parent_pid:
-        _kill_own_group()
+    Programs the job started outside this process group are signalled too. A process the job
+    forked (a ``multiprocessing.Pool``'s) inherits this handler: there it only dies, as the job's
+    own code expects when it terminates its pool."""
+    if os.getpid() == _worker_pid:
+        if os.getppid() != _parent_pid:
+            _kill_own_group()
+        signal_strays(signal.SIGTERM)  # the group had it from the runner, with this process
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _kill_own_group() -> None:
+    """The parent died: everything this worker and its job started goes, this worker last."""
+    signal_strays(signal.SIGKILL)
     try:
         os.killpg(os.getpgrp(), signal.SIGKILL)
     except OSError:
