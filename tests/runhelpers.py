@@ -584,6 +584,13 @@ def kinds_job(*args, progress=None):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         _child(detached=True)
         time.sleep(600)
+    elif kind in ("forkexit", "forkraise"):  # forks a child that leaves as naive code does: sys.exit(param), or raising
+        child = os.fork()
+        if child == 0:
+            if kind == "forkraise":
+                raise ValueError("raised in a forked child")
+            sys.exit(int(param))
+        note = str(os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]))
     elif kind == "detachcrash":  # a child in a session of its own, then the worker dies
         _child(detached=True)
         os._exit(9)

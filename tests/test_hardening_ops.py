@@ -258,6 +258,22 @@ def test_a_program_in_a_session_of_its_own_goes_with_its_failed_job(tmp_path, ki
         kill_pids(share.children)
 
 
+def test_a_forked_child_that_leaves_by_sys_exit_never_acts_as_the_worker(tmp_path):
+    """``os.fork()`` then ``sys.exit()`` in the child (not ``os._exit``): SystemExit unwinds the
+    child into the worker's code, where it once carried on as a second worker on the same pipes,
+    recording jobs it never ran and hanging the run. It ends there, with the status it asked for."""
+    jobs = [["forkexit", 0, 0], ["forkexit", 1, 3], ["forkraise", 2], ["ok", 3], ["forkexit", 4, 0]]
+    share = HardeningShare(tmp_path, kinds_spec(jobs))
+    status, _, err = share.run("--workers", "1")
+    assert status == 0, err
+    assert_all_done_once(share, share.ids())
+    _, rows = read_results(share.results)
+    assert {(r["Kind"], r["Index"], r["Note"]) for r in rows if r["Kind"] != "ok"} == {
+        ("forkexit", "0", "0"), ("forkexit", "1", "3"), ("forkraise", "2", "1"), ("forkexit", "4", "0")
+    }
+    assert "ValueError: raised in a forked child" in share.log()  # its traceback, as an uncaught one
+
+
 def test_sigterm_stops_the_child_process_of_a_running_job(tmp_path):
     share = HardeningShare(tmp_path, kinds_spec([["childhang", 0], ["ok", 1]]))
     process = share.start("--workers", "1")

@@ -31,7 +31,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from queue import SimpleQueue
 from types import FrameType, TracebackType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 from .capture import OutputCapture
 from .children import become_group_leader_and_subreaper, signal_strays, stop_children
@@ -155,6 +155,7 @@ def worker_main(setup: WorkerSetup, tasks: Connection, results: Connection, slot
     # daemonic process children: a job's own Pool would fail. The job's processes are stopped
     # with it anyway (its worker's process group; leftovers, see children.py).
     multiprocessing.current_process().daemon = False
+    os.register_at_fork(after_in_child=_note_fork)
     signal.signal(signal.SIGTERM, _on_terminate)
     die_with_parent(parent_pid, signal.SIGTERM)
     restore_library_path()
@@ -177,6 +178,35 @@ def worker_main(setup: WorkerSetup, tasks: Connection, results: Connection, slot
 
 _parent_pid = _worker_pid = 0
 """The runner's pid and the worker's own, set when the worker starts."""
+_forked = False
+"""True in a process forked by a job (``os.register_at_fork``): see _end_forked_child."""
+
+
+def _note_fork() -> None:
+    global _forked
+    _forked = True
+
+
+def _end_forked_child(exc: BaseException | None) -> NoReturn:
+    """A process the job forked came back into the worker's code, returning or raising (as
+    ``sys.exit()`` does) where it should have called ``os._exit``: it ends here, as a Python
+    program would, and never takes the worker's part (the worker's pipes are its too)."""
+    status = 0
+    if isinstance(exc, SystemExit):
+        if isinstance(exc.code, int):
+            status = exc.code
+        elif exc.code is not None:
+            print(exc.code, file=sys.stderr)
+            status = 1
+    elif exc is not None:
+        traceback.print_exception(exc)
+        status = 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(status)
 
 
 def _on_terminate(signum: int, frame: FrameType | None) -> None:
@@ -346,8 +376,12 @@ class _JobRunner:
                 value = setup.job(**kwargs, random_obj=rng, config=self.config, progress=self.progress)
             else:
                 value = setup.job(*args, rng, self.config, progress=self.progress)
-        except BaseException:  # noqa: BLE001 - anything a job raises is that job's failure
+        except BaseException as exc:  # noqa: BLE001 - anything a job raises is that job's failure
+            if _forked:
+                _end_forked_child(exc)
             error, value = clean_text(traceback.format_exc()), None
+        if _forked:
+            _end_forked_child(None)
         running_time = time.perf_counter() - clock
         board.finish(self.slot)
         before, self._cpu = self._cpu, _cpu_seconds()
