@@ -584,6 +584,10 @@ def kinds_job(*args, progress=None):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         _child(detached=True)
         time.sleep(600)
+    elif kind == "setconfig":  # changes the config its worker's jobs share
+        config["experiment"]["steps"] = "99"
+    elif kind == "getconfig":
+        note = config["experiment"]["steps"]
     elif kind in ("forkexit", "forkraise"):  # forks a child that leaves as naive code does: sys.exit(param), or raising
         child = os.fork()
         if child == 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 import jobsplit
 from conftest import DEFAULT_CONFIG, write_config_dir
 from jobsplit import UserError, parse_filesize
-from jobsplit.config import load_config, load_header
+from jobsplit.config import JobConfig, ReadOnlyConfigError, load_config, load_header
 
 # --- parse_filesize ------------------------------------------------------------------------
 
@@ -193,3 +194,48 @@ def test_bad_headers(tmp_path, text, needle):
 def test_missing_header_points_to_init(tmp_path):
     with pytest.raises(UserError, match=r"header\.csv not found.*`init`"):
         load_header(tmp_path / "header.csv")
+
+
+# --- the config a worker's jobs share: read-only ---------------------------------------------
+
+
+def frozen_config() -> JobConfig:
+    config = JobConfig()
+    config.read_dict({"run": {"samples": "200", "scratch": "64MiB"}, "DEFAULT": {"seed": "7"}})
+    return config.freeze()
+
+
+CHANGES = {
+    "set": lambda c: c.set("run", "samples", "5"),
+    "section item": lambda c: c["run"].__setitem__("samples", "5"),
+    "section assignment": lambda c: c.__setitem__("new", {"k": "v"}),
+    "a section replaced": lambda c: c.__setitem__("run", {"k": "v"}),
+    "add_section": lambda c: c.add_section("new"),
+    "remove_option": lambda c: c.remove_option("run", "samples"),
+    "del option": lambda c: c["run"].__delitem__("samples"),
+    "remove_section": lambda c: c.remove_section("run"),
+    "del section": lambda c: c.__delitem__("run"),
+    "read_dict": lambda c: c.read_dict({"new": {"k": "v"}}),
+    "read_string": lambda c: c.read_string("[new]\nk = v\n"),
+}
+
+
+@pytest.mark.parametrize("change", list(CHANGES))
+def test_a_frozen_config_refuses_every_change_and_keeps_its_values(change):
+    """A worker's jobs share one config: a change would reach the jobs after it on that worker
+    only, so results would depend on the schedule. Refused, saying how to get a copy."""
+    config = frozen_config()
+    with pytest.raises(ReadOnlyConfigError, match=r"read-only.*copy\.deepcopy\(config\)"):
+        CHANGES[change](config)
+    assert config.as_document() == {"run": {"samples": "200", "scratch": "64MiB", "seed": "7"}, "DEFAULT": {"seed": "7"}}
+    assert (config.getint("run", "samples"), config["run"]["samples"], config.getfilesize("run", "scratch")) == (200, "200", 64 * 2**20)
+
+
+@pytest.mark.parametrize("how", [copy.deepcopy, copy.copy])
+def test_a_copy_of_the_config_can_be_changed(how):
+    config = frozen_config()
+    mine = how(config)
+    assert isinstance(mine, JobConfig) and mine.as_document() == config.as_document()
+    mine["run"]["samples"] = "5"
+    mine.add_section("new")
+    assert (mine.getint("run", "samples"), mine.getfilesize("run", "scratch"), config.getint("run", "samples")) == (5, 64 * 2**20, 200)

@@ -274,6 +274,20 @@ def test_a_forked_child_that_leaves_by_sys_exit_never_acts_as_the_worker(tmp_pat
     assert "ValueError: raised in a forked child" in share.log()  # its traceback, as an uncaught one
 
 
+def test_a_job_cannot_change_the_config_the_jobs_after_it_read(tmp_path):
+    """One config serves every job of a worker: a change made by one job reached the jobs after
+    it on that worker only, and results depended on the schedule. Refused, that job fails."""
+    share = HardeningShare(tmp_path, kinds_spec([["setconfig", 0], *[["getconfig", i] for i in range(1, 12)]]))
+    status, _, err = share.run("--workers", "1")
+    assert status == 1, err
+    starts = side_lines(share.starts)
+    assert starts.index(tuple_id(["setconfig", 0])) < len(starts) - 1, "no job ran after the change: nothing to see"
+    failed = journal_jobs(share.journal)[tuple_id(["setconfig", 0])]
+    assert failed["state"] == "failed" and "ReadOnlyConfigError: config is read-only" in failed["error"], failed
+    _, rows = read_results(share.results)
+    assert sorted(r["Note"] for r in rows) == ["5"] * 11  # config.ini's value, before and after
+
+
 def test_sigterm_stops_the_child_process_of_a_running_job(tmp_path):
     share = HardeningShare(tmp_path, kinds_spec([["childhang", 0], ["ok", 1]]))
     process = share.start("--workers", "1")

@@ -10,9 +10,11 @@ import ast
 import configparser
 import csv
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
+from typing import Any
 
 from .errors import UserError
 
@@ -46,17 +48,73 @@ def parse_filesize(text: str) -> int:
 class JobConfig(configparser.ConfigParser):
     """The ``config`` every job receives: a ConfigParser with ``getfilesize``.
 
-    Interpolation is off, so a ``%`` in a value means a ``%``.
+    Interpolation is off, so a ``%`` in a value means a ``%``. A worker's jobs share one, frozen
+    (see ``freeze``): a job that changed it would change the jobs after it on that worker, which
+    differ from machine to machine, and results would depend on the schedule. ``copy.deepcopy``
+    gives a copy to change.
     """
 
     def __init__(self) -> None:
         super().__init__(interpolation=None, converters={"filesize": parse_filesize})
+        self._frozen = False
+
+    def freeze(self) -> JobConfig:
+        """Refuse every change from now on (ReadOnlyConfigError)."""
+        self._frozen = True
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> JobConfig:
+        thawed = JobConfig()
+        thawed.read_dict(self.as_document())
+        return thawed
+
+    def __copy__(self) -> JobConfig:
+        return self.__deepcopy__({})
+
+    def _change(self) -> None:
+        if self._frozen:
+            raise ReadOnlyConfigError(
+                "config is read-only: the jobs of a worker share it, so a change would reach the jobs after this one "
+                "(which differ from machine to machine); change a copy instead: mine = copy.deepcopy(config)"
+            )
+
+    def set(self, section: str, option: str, value: str | None = None) -> None:
+        self._change()
+        super().set(section, option, value)
+
+    def add_section(self, section: str) -> None:
+        self._change()
+        super().add_section(section)
+
+    def remove_section(self, section: str) -> bool:
+        self._change()
+        return super().remove_section(section)
+
+    def remove_option(self, section: str, option: str) -> bool:
+        self._change()
+        return super().remove_option(section, option)
+
+    def _read(self, fp: Iterable[str], fpname: str) -> None:  # what read(), read_file() and read_string() call
+        self._change()
+        super()._read(fp, fpname)  # type: ignore[misc]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._change()
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self._change()
+        super().__delitem__(key)
 
     def as_document(self) -> dict[str, dict[str, str]]:
         """Sections, keys and values only: what the digest covers."""
         doc = {section: dict(self.items(section, raw=True)) for section in self.sections()}
         doc[self.default_section] = dict(self.defaults())
         return doc
+
+
+class ReadOnlyConfigError(TypeError):
+    """A job tried to change the ``config`` its worker's jobs share."""
 
 
 @dataclass(frozen=True)

@@ -349,6 +349,7 @@ class _JobRunner:
         self.outbox = outbox
         self.config = JobConfig()
         self.config.read_dict(setup.config)
+        self.config.freeze()  # shared by this worker's jobs
         self.rows = RowFormatter(setup.header, setup.machine, setup.run_started, setup.digest, setup.code)
         self.progress = ProgressReporter(setup.board, slot)
         self.memory = _PeakMemory()
