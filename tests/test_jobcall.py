@@ -10,7 +10,7 @@ import pytest
 
 from conftest import run_entry, write_config_dir
 from jobsplit.errors import UserError
-from jobsplit.jobcall import check_job_function
+from jobsplit.jobcall import check_job_function, check_sendable
 from runhelpers import assert_user_error, run_args, run_env
 
 
@@ -112,3 +112,38 @@ def test_a_map_style_job_function_is_refused_before_anything_runs(tmp_path):
     result = run_entry(entry, *run_args(config_dir, tmp_path / "out"), env=run_env(tmp_path))
     assert_user_error(result.returncode, result.stdout, result.stderr, "job(n) cannot be called", "random_obj, config and progress")
     assert not (tmp_path / "out").exists()  # nothing started, nothing to clean up
+
+
+def local_function():
+    def job(n, random_obj, config, progress):
+        return n
+
+    return job
+
+
+@pytest.mark.parametrize("job", [lambda n, random_obj, config, progress: n, local_function()], ids=["lambda", "local"])
+def test_a_function_that_cannot_be_pickled_is_refused_for_spawn_workers_only(job: Any):
+    check_sendable(job, "fork")  # forked workers inherit it
+    with pytest.raises(UserError, match=r"cannot be sent to workers started by spawn .*top level of the entry file.*--start-method fork"):
+        check_sendable(job, "spawn")
+
+
+def test_a_top_level_function_can_be_sent():
+    check_sendable(full, "spawn")
+
+
+LAMBDA_ENTRY = """
+import jobsplit
+
+if __name__ == "__main__":
+    jobsplit.main(lambda n, random_obj, config, progress: n, [1, 2, 3])
+"""
+
+
+def test_a_lambda_under_spawn_is_refused_before_anything_runs(tmp_path):
+    entry = tmp_path / "entry.py"
+    entry.write_text(LAMBDA_ENTRY, encoding="utf-8")
+    config_dir = write_config_dir(tmp_path / "config", header=("Run Start Time", "Job Running Time", "Job Start Time", "Value"), machines={"solo": [1.0, 2]})
+    result = run_entry(entry, *run_args(config_dir, tmp_path / "out", "--start-method", "spawn"), env=run_env(tmp_path))
+    assert_user_error(result.returncode, result.stdout, result.stderr, "<lambda> cannot be sent", "--start-method fork")
+    assert not (tmp_path / "out").exists()

@@ -1,4 +1,5 @@
-"""The job function's signature, checked against how workers call it before any worker starts.
+"""The job function, checked before any worker starts: its signature against how workers call
+it, and (under ``spawn``) that it can be sent to them.
 
 A worker calls ``job(*args, random_obj, config, progress=progress)`` for a tuple job,
 ``job(**kwargs, random_obj=..., config=..., progress=...)`` for a dict job, and
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from .errors import UserError
@@ -48,4 +50,19 @@ def check_job_function(job: Callable[..., Any], sample: Any, where: str = "pool[
         raise UserError(
             f"the job function {name}{signature} cannot be called as jobsplit calls it: {call} fails ({exc}); a job function "
             "takes the job's own arguments, then random_obj, config and progress, e.g. def job(x, y, random_obj, config, progress)"
+        ) from None
+
+
+def check_sendable(job: Callable[..., Any], start_method: str) -> None:
+    """Workers that do not fork get the job function pickled, which names it by module and
+    qualified name: a lambda, or a function defined inside another, cannot be sent."""
+    if start_method == "fork":
+        return
+    try:
+        ForkingPickler.dumps(job)
+    except Exception as exc:  # noqa: BLE001 - whatever pickling raises, the function cannot travel
+        name = getattr(job, "__qualname__", type(job).__name__)
+        raise UserError(
+            f"the job function {name} cannot be sent to workers started by {start_method} ({type(exc).__name__}: {exc}); "
+            "define it with def at the top level of the entry file (not a lambda, nor inside another function), or use --start-method fork"
         ) from None

@@ -25,6 +25,7 @@ from .display import Display, PlainDisplay, Snapshot, duration
 from .errors import UserError
 from .fingerprint import entry_fingerprint
 from .hostconfig import load_host_settings
+from .jobcall import check_sendable
 from .journal import Journal
 from .lifecycle import Interrupts
 from .machine_run import MachineRun, RunSummary
@@ -46,6 +47,7 @@ def run_share(project: Project, job: Callable[..., Any], flags: RunFlags, consol
     digest_checked = _check_digest(project, flags.expect_digest)
     settings = resolve(flags, load_host_settings(), project.settings, machine, allocation, project.balance)
     check_nice(settings.nice)
+    check_sendable(job, settings.start_method)
     code = entry_fingerprint()
     console.print(
         f"digest [bold]{format_digest(project.digest)}[/]  code {code}  strategy {project.strategy}  "
