@@ -1,5 +1,6 @@
-"""A job function that cannot take what jobsplit passes (``random_obj``, ``config``,
-``progress=``) is refused before anything runs, in one sentence; any other is left alone."""
+"""What is refused before anything runs, in one sentence: a job function that cannot take what
+jobsplit passes (``random_obj``, ``config``, ``progress=``), one that spawn workers cannot
+receive, and an empty pool; any other is left alone."""
 
 from __future__ import annotations
 
@@ -147,3 +148,31 @@ def test_a_lambda_under_spawn_is_refused_before_anything_runs(tmp_path):
     result = run_entry(entry, *run_args(config_dir, tmp_path / "out", "--start-method", "spawn"), env=run_env(tmp_path))
     assert_user_error(result.returncode, result.stdout, result.stderr, "<lambda> cannot be sent", "--start-method fork")
     assert not (tmp_path / "out").exists()
+
+
+EMPTY_POOL_ENTRY = """
+import glob
+
+import jobsplit
+
+
+def job(path, random_obj, config, progress):
+    return path
+
+
+if __name__ == "__main__":
+    jobsplit.main(job, sorted(glob.glob("no-such-data/*.csv")))
+"""
+
+
+def test_an_empty_pool_is_refused_by_run_and_shown_by_digest(tmp_path):
+    """A pool built from a glob in the wrong folder is empty: "0 of 0 done (100.0%)" and exit 0
+    on every host would look like success."""
+    entry = tmp_path / "entry.py"
+    entry.write_text(EMPTY_POOL_ENTRY, encoding="utf-8")
+    config_dir = write_config_dir(tmp_path / "config", header=("Run Start Time", "Job Running Time", "Job Start Time", "Value"), machines={"solo": [1.0, 2]})
+    result = run_entry(entry, *run_args(config_dir, tmp_path / "out"), env=run_env(tmp_path))
+    assert_user_error(result.returncode, result.stdout, result.stderr, "pool passed to jobsplit.main is empty", "glob")
+    assert not (tmp_path / "out").exists()
+    digest = run_entry(entry, "digest", "--config-dir", config_dir, env=run_env(tmp_path))
+    assert digest.returncode == 0 and len(digest.stdout.strip()) == 39, digest.stderr

@@ -102,8 +102,9 @@ def entry_main(
         if args.command == "plan":
             _show_plan(project, as_json=args.json)
             return 0
-        if len(project.pool):  # before a run, or a batch job that would run it, starts
-            check_job_function(job, project.pool.jobs[0])
+        if not len(project.pool):  # a glob that matched no file, more likely than a study of nothing
+            raise UserError("the pool passed to jobsplit.main is empty: there is nothing to run; check how the entry builds it (a glob that matched no file? a filter that kept nothing?)")
+        check_job_function(job, project.pool.jobs[0])  # before a run, or a batch job that would run it, starts
         if args.command == "sbatch":
             from .sbatch_command import program_command, sbatch  # only here: a run starts faster without it
 
