@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import runpy
+import shutil
 from pathlib import Path
 
 import pytest
@@ -117,6 +118,18 @@ def test_plan_table_shows_machines_and_digest(setup):
 
 def test_config_dir_defaults_to_the_current_directory(setup):
     result = ok(run_entry(setup.entry, "digest", cwd=setup.config))
+    assert result.stdout.strip() == setup.plan("quota")["digest"]
+
+
+def test_else_the_config_files_beside_the_entry_script_are_found(setup, tmp_path):
+    """``python ~/study/entry.py run`` from any folder finds ~/study's config files (as an
+    executable finds those beside it), rather than suggesting to write templates where it stands."""
+    study = tmp_path / "study"
+    shutil.copytree(setup.config, study)
+    entry = shutil.copy(setup.entry, study / "entry.py")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = ok(run_entry(Path(entry), "digest", cwd=elsewhere))
     assert result.stdout.strip() == setup.plan("quota")["digest"]
 
 

@@ -36,14 +36,15 @@ CostFn = Callable[..., float]
 
 
 def find_config_dir(explicit: Path | None) -> Path:
-    """``--config-dir``, else the current directory, else (frozen) the executable's folder."""
+    """``--config-dir``, else the current directory, else the folder of the program: the
+    executable, or the entry script (``python ~/study/entry.py`` run from anywhere)."""
     if explicit is not None:
         return explicit
     here = Path.cwd()
-    if getattr(sys, "frozen", False) and not (here / CONFIG_FILE).exists():
-        beside = Path(sys.executable).resolve().parent
-        if (beside / CONFIG_FILE).exists():
-            return beside
+    if not (here / CONFIG_FILE).exists():
+        program = sys.executable if getattr(sys, "frozen", False) else getattr(sys.modules["__main__"], "__file__", None)
+        if program is not None and (Path(program).resolve().parent / CONFIG_FILE).exists():
+            return Path(program).resolve().parent
     return here
 
 
