@@ -171,8 +171,8 @@ class Runner:
                     raise UserError(
                         f"{len(self._start_failures)} worker processes in a row exited as they started, before running any job "
                         f"(the last {describe_exit(self._start_failures[-1])}); the jobs stay pending. A worker runs the entry's "
-                        "top-level code again under --start-method spawn and in executables: make it work there (its error is "
-                        "printed above), or try --start-method fork"
+                        "top-level code again under --start-method spawn and in executables: make it work there (what a worker "
+                        "printed, if anything, is above), or try --start-method fork"
                     )
                 on_tick()
             return False
