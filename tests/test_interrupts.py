@@ -166,6 +166,24 @@ def test_a_terminal_that_hangs_up_stops_the_run_cleanly(tmp_path):
     check_resumable(run, in_flight)
 
 
+def test_under_nohup_a_hangup_leaves_the_run_going(tmp_path):
+    """``nohup`` ignores SIGHUP so that the run outlives its terminal: that choice is kept."""
+    run = Run(tmp_path, "fork")
+    process = start_entry(run.entry, run.args, run.env(), preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    try:
+        in_flight = wait_for(run.busy_sleepers, 60, "2 running sleepers")
+        os.kill(process.pid, signal.SIGHUP)
+        time.sleep(2)  # a stop takes a fraction of this: the sleepers end at once
+        assert process.poll() is None, "the run stopped on a SIGHUP it was told to ignore"
+        assert running_in_journal(run.journal) == in_flight
+        os.kill(process.pid, signal.SIGTERM)
+        status, _, err = communicate(process, 60)
+    finally:
+        kill_session(process.pid)
+    assert status == 130, err
+    check_resumable(run, in_flight)
+
+
 @pytest.mark.parametrize("start_method", ["fork", "spawn"])
 def test_workers_die_with_a_killed_parent_and_the_run_resumes(tmp_path, start_method):
     run = Run(tmp_path, start_method)

@@ -76,7 +76,7 @@ class Interrupts:
 
     SIGHUP says the terminal is gone (an SSH session dropped): the run stops as for SIGTERM, its
     output to the terminal silenced first (writes to a hung-up terminal fail), so the stop is
-    recorded in full. A frozen one-file program receives each Ctrl-C twice (directly, and
+    recorded in full; unless SIGHUP was ignored when the run started (``nohup``). A frozen one-file program receives each Ctrl-C twice (directly, and
     forwarded by its bootloader), so a repeat within ``grace`` seconds counts as the same press.
     """
 
@@ -94,6 +94,8 @@ class Interrupts:
     def __enter__(self) -> Interrupts:
         self._terminal = [fd for fd in (1, 2) if os.isatty(fd)]  # asked now: a hung-up terminal is no tty to isatty()
         for signum in _STOP_SIGNALS:
+            if signum == _SIGHUP and signal.getsignal(signum) == signal.SIG_IGN:
+                continue  # under nohup: the run is meant to outlive its terminal
             self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
