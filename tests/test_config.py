@@ -231,6 +231,10 @@ def test_a_frozen_config_refuses_every_change_and_keeps_its_values(change):
     assert (config.getint("run", "samples"), config["run"]["samples"], config.getfilesize("run", "scratch")) == (200, "200", 64 * 2**20)
 
 
+def test_the_read_only_error_is_public():
+    assert jobsplit.ReadOnlyConfigError is ReadOnlyConfigError and "ReadOnlyConfigError" in jobsplit.__all__
+
+
 @pytest.mark.parametrize("how", [copy.deepcopy, copy.copy])
 def test_a_copy_of_the_config_can_be_changed(how):
     config = frozen_config()

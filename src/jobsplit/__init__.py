@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from ._version import __version__
 from .cli import main
-from .config import JobConfig, parse_filesize
+from .config import JobConfig, ReadOnlyConfigError, parse_filesize
 from .errors import UserError
 from .progress import ProgressReporter
 
-__all__ = ["JobConfig", "ProgressReporter", "UserError", "__version__", "main", "parse_filesize"]
+__all__ = ["JobConfig", "ProgressReporter", "ReadOnlyConfigError", "UserError", "__version__", "main", "parse_filesize"]
