@@ -75,7 +75,7 @@ def _children() -> list[_Child]:
             continue
         try:
             stat = (entry / "stat").read_text()
-            fields = stat[stat.rindex(")") + 2 :].split()  # from the state on: field 3 of proc(5)
+            fields = _fields(stat)
             if int(fields[1]) != me:
                 continue
             command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "backslashreplace").strip()
@@ -93,10 +93,15 @@ def live_children() -> list[tuple[int, str]]:
 def started_at(pid: int) -> int | None:
     """When a process started, in clock ticks after boot (Linux; None elsewhere, or if gone)."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return int(stat[stat.rindex(")") + 2 :].split()[19])
+        return int(_fields(Path(f"/proc/{pid}/stat").read_text())[19])
     except (OSError, ValueError, IndexError):
         return None
+
+
+def _fields(stat: str) -> list[str]:
+    """The fields of a /proc/<pid>/stat line from the state on (field 3 of proc(5)): the command
+    before them is in parentheses and may hold spaces and parentheses itself."""
+    return stat[stat.rindex(")") + 2 :].split()
 
 
 def stop_orphans(workers: Container[int], since: int) -> list[tuple[int, str]]:

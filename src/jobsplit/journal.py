@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import itertools
 import operator
-import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -37,6 +36,7 @@ from typing import Any, NamedTuple
 
 from .digest import format_digest
 from .errors import StorageError, UserError
+from .fileid import file_id
 from .states import JobState, Outcome, RunStatus
 
 SCHEMA_VERSION = "2"
@@ -181,7 +181,7 @@ class Journal:
                 self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
         except sqlite3.Error as exc:
             raise UserError(f"{path} cannot be opened ({exc}); check the folder and its permissions") from None
-        self._identity = _identity(path)
+        self._file_id = file_id(path)
         try:
             if read_only:
                 if not self.meta().get("digest"):
@@ -397,7 +397,7 @@ class Journal:
     def replaced(self) -> bool:
         """Whether ``path`` no longer names the database this journal writes (deleted, moved
         away or replaced while a run went on)."""
-        return _identity(self.path) != self._identity
+        return file_id(self.path) != self._file_id
 
     def close(self) -> None:
         self._db.close()
@@ -425,14 +425,6 @@ class Journal:
         if any(cause in text for cause in ("disk is full", "disk i/o error", "readonly database", "unable to open")):
             return StorageError(f"{self.path} cannot be written ({exc}); free some space (or fix the folder's permissions) and run the same command again to resume")
         return None
-
-
-def _identity(path: Path) -> tuple[int, int] | None:
-    try:
-        found = os.stat(path)
-    except OSError:
-        return None
-    return found.st_dev, found.st_ino
 
 
 def _escaped(attempt: AttemptRow) -> AttemptRow:

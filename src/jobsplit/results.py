@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import io
 import numbers
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 from .atomicfile import atomic_file
 from .config import RESERVED_COLUMNS, TIMING_COLUMNS, Header
 from .errors import StorageError, describe_os_error
+from .fileid import file_id
 from .text import article
 from .timefmt import utc_timestamp
 
@@ -151,6 +151,7 @@ class ResultsFile:
             self._file = open(path, "a", encoding="utf-8", newline="")  # noqa: SIM115 - open for the whole run
         except OSError as exc:
             raise StorageError(f"{path} cannot be written ({describe_os_error(exc)})") from None
+        self._file_id = file_id(path)
 
     def append(self, lines: Iterable[str]) -> None:
         try:
@@ -162,11 +163,7 @@ class ResultsFile:
     def replaced(self) -> bool:
         """Whether ``path`` no longer names the file being written (deleted, moved away or
         replaced while the run went on): the run then writes it again from the journal."""
-        try:
-            here, ours = os.stat(self.path), os.fstat(self._file.fileno())
-        except OSError:
-            return True
-        return (here.st_dev, here.st_ino) != (ours.st_dev, ours.st_ino)
+        return file_id(self.path) != self._file_id
 
     def close(self) -> None:
         try:

@@ -1,0 +1,15 @@
+"""Which file a path names now: to notice a file deleted, moved away or replaced while it is written."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def file_id(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file ``path`` names, or None if it names none."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
