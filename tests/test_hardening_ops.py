@@ -341,6 +341,38 @@ if __name__ == "__main__":
 """
 
 
+TERMINATED_AS_THEY_START = """
+import multiprocessing
+
+import jobsplit
+
+
+def job(n, random_obj, config, progress):
+    for _ in range(10):
+        multiprocessing.Pool(2).terminate()  # SIGTERM may reach a pool's process while it is being forked
+    return n
+
+
+if __name__ == "__main__":
+    jobsplit.main(job, [1, 2, 3, 4])
+"""
+
+
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_a_pool_a_job_terminates_as_it_starts_never_hangs_the_job(tmp_path, start_method):
+    """A forked process inherited the worker's Python SIGTERM handler, and a SIGTERM that came
+    before Python's own fork handling was done was dropped there: ``Pool.terminate()`` then
+    waited for ever for a process that had not died. Forked processes now start with SIGTERM
+    at its default action, none lost meanwhile."""
+    entry = tmp_path / "entry.py"
+    entry.write_text(TERMINATED_AS_THEY_START, encoding="utf-8")
+    config_dir = write_config_dir(tmp_path / "config", header=("Run Start Time", "Job Running Time", "Job Start Time", "Value"), machines={"solo": [1.0, 2]})
+    out = tmp_path / "out"
+    status, _, err = watched([sys.executable, entry, *run_args(config_dir, out, "--workers", "2", "--start-method", start_method)], run_env(tmp_path), WATCHDOG)
+    assert status == 0, err
+    assert journal_query(out / "solo" / "journal.sqlite", "SELECT outcome, COUNT(*) FROM attempts GROUP BY outcome") == [("done", 4)]
+
+
 @pytest.mark.parametrize("start_method", ["fork", "spawn"])
 def test_a_job_may_run_its_own_process_pool(tmp_path, start_method):
     """Research code often parallelizes inside a job: a worker is no daemonic process to

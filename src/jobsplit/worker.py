@@ -155,7 +155,7 @@ def worker_main(setup: WorkerSetup, tasks: Connection, results: Connection, slot
     # daemonic process children: a job's own Pool would fail. The job's processes are stopped
     # with it anyway (its worker's process group; leftovers, see children.py).
     multiprocessing.current_process().daemon = False
-    os.register_at_fork(after_in_child=_note_fork)
+    os.register_at_fork(before=_hold_sigterm, after_in_parent=_release_sigterm, after_in_child=_start_forked_child)
     signal.signal(signal.SIGTERM, _on_terminate)
     die_with_parent(parent_pid, signal.SIGTERM)
     restore_library_path()
@@ -180,11 +180,27 @@ _parent_pid = _worker_pid = 0
 """The runner's pid and the worker's own, set when the worker starts."""
 _forked = False
 """True in a process forked by a job (``os.register_at_fork``): see _end_forked_child."""
+_fork_masks = threading.local()
+"""The forking thread's signal mask before the fork, restored after it (in both processes)."""
 
 
-def _note_fork() -> None:
+def _hold_sigterm() -> None:
+    """A job forks (a ``multiprocessing.Pool`` starting, say): SIGTERM waits until the child has
+    the default action. Otherwise a SIGTERM that reached the child before Python's own fork
+    handling (a pool terminated as it starts) went to the inherited Python handler and was
+    dropped there, and the job waited for ever on a child it had asked to die."""
+    _fork_masks.before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+
+def _release_sigterm() -> None:
+    signal.pthread_sigmask(signal.SIG_SETMASK, _fork_masks.before)
+
+
+def _start_forked_child() -> None:
     global _forked
     _forked = True
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # as a process started outside jobsplit has it
+    _release_sigterm()  # a SIGTERM that came meanwhile ends the child now
 
 
 def _end_forked_child(exc: BaseException | None) -> NoReturn:
