@@ -230,8 +230,8 @@ def _on_terminate(signum: int, frame: FrameType | None) -> None:
     Without a parent, the programs the job started go too; then die of the signal as usual.
 
     Programs the job started outside this process group are signalled too. A process the job
-    forked (a ``multiprocessing.Pool``'s) inherits this handler: there it only dies, as the job's
-    own code expects when it terminates its pool."""
+    forks starts with the default action (see _hold_sigterm); one forked by C code, without
+    Python's fork hooks, may still inherit this handler: there it only dies."""
     if os.getpid() == _worker_pid:
         if os.getppid() != _parent_pid:
             _kill_own_group()
