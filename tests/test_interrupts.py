@@ -17,10 +17,13 @@ from pathlib import Path
 import pytest
 
 from runhelpers import (
+    HardeningShare,
+    assert_all_done_once,
     communicate,
     journal_jobs,
     journal_query,
     kill_session,
+    kinds_spec,
     pool_spec,
     project_first,
     read_results,
@@ -167,21 +170,23 @@ def test_a_terminal_that_hangs_up_stops_the_run_cleanly(tmp_path):
 
 
 def test_under_nohup_a_hangup_leaves_the_run_going(tmp_path):
-    """``nohup`` ignores SIGHUP so that the run outlives its terminal: that choice is kept."""
-    run = Run(tmp_path, "fork")
-    process = start_entry(run.entry, run.args, run.env(), preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    """``nohup`` ignores SIGHUP so that the run outlives its terminal: that choice is kept. The
+    jobs wait on a gate until the hangup is sent; the run then ends them all (a stop would
+    have exited 130, their attempts interrupted)."""
+    share = HardeningShare(tmp_path, kinds_spec([["gate", i, 0.0] for i in range(6)]))
+    hold = tmp_path / "hold"
+    hold.write_text("")
+    process = share.start("--workers", "2", preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
     try:
-        in_flight = wait_for(run.busy_sleepers, 60, "2 running sleepers")
+        wait_for(lambda: len(running_in_journal(share.journal)) == 2, 60, "2 running jobs")
         os.kill(process.pid, signal.SIGHUP)
-        time.sleep(2)  # a stop takes a fraction of this: the sleepers end at once
-        assert process.poll() is None, "the run stopped on a SIGHUP it was told to ignore"
-        assert running_in_journal(run.journal) == in_flight
-        os.kill(process.pid, signal.SIGTERM)
+        hold.unlink()
         status, _, err = communicate(process, 60)
     finally:
+        hold.unlink(missing_ok=True)
         kill_session(process.pid)
-    assert status == 130, err
-    check_resumable(run, in_flight)
+    assert status == 0, err
+    assert_all_done_once(share, share.ids())
 
 
 @pytest.mark.parametrize("start_method", ["fork", "spawn"])
