@@ -17,6 +17,8 @@ import csv
 import io
 import json
 import os
+import pty
+import select
 import signal
 import sqlite3
 import subprocess
@@ -595,6 +597,8 @@ def kinds_job(*args, progress=None):
                 raise ValueError("raised in a forked child")
             sys.exit(int(param))
         note = str(os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]))
+    elif kind == "readstdin":  # a program that reads its standard input to the end, as `cat` given no file
+        note = str(len(subprocess.run(["cat"], stdout=subprocess.PIPE, check=True).stdout))
     elif kind == "detachcrash":  # a child in a session of its own, then the worker dies
         _child(detached=True)
         os._exit(9)
@@ -728,6 +732,31 @@ def watched(command: Sequence[str | os.PathLike[str]], env: dict[str, str], time
         return communicate(process, timeout)
     finally:
         kill_session(process.pid)
+
+
+def on_a_terminal(command: Sequence[str | os.PathLike[str]], env: dict[str, str], timeout: float) -> tuple[int, str]:
+    """Run a command on a pseudo-terminal of its own, as its controlling terminal (as a person
+    runs it), its output drained as it comes; (exit code, output). The session is killed after."""
+    pid, terminal = pty.fork()
+    if pid == 0:
+        os.execve(str(command[0]), [str(part) for part in command], env)
+    output = bytearray()
+
+    def ended() -> tuple[int] | None:
+        try:
+            while ready := select.select([terminal], [], [], 0)[0]:
+                output.extend(os.read(ready[0], 1 << 16))
+        except OSError:
+            pass  # the terminal's other side is closed: the command has ended
+        done, status = os.waitpid(pid, os.WNOHANG)
+        return (os.waitstatus_to_exitcode(status),) if done else None
+
+    try:
+        (code,) = wait_for(ended, timeout, "the command on the terminal to end", interval=0.05)
+    finally:
+        kill_session(pid)
+        os.close(terminal)
+    return code, output.decode("utf-8", "replace")
 
 
 def jobsplit_script() -> Path:

@@ -31,6 +31,7 @@ from runhelpers import (
     journal_query,
     kill_session,
     kinds_spec,
+    on_a_terminal,
     pid_alive,
     read_results,
     run_args,
@@ -270,6 +271,17 @@ def test_a_forked_child_that_leaves_by_sys_exit_never_acts_as_the_worker(tmp_pat
         ("forkexit", "0", "0"), ("forkexit", "1", "3"), ("forkraise", "2", "1"), ("forkexit", "4", "0")
     }
     assert "ValueError: raised in a forked child" in share.log()  # its traceback, as an uncaught one
+
+
+def test_a_program_reading_standard_input_gets_its_end_not_the_terminal(tmp_path):
+    """``cat`` given no file reads its standard input. Run from a terminal, it must get
+    end-of-file: a worker's process group is in the background there, so the terminal would
+    stop the reader (SIGTTIN) and its job would hang until the timeout."""
+    share = HardeningShare(tmp_path, kinds_spec([["readstdin", i, 0.0] for i in range(2)]))
+    code, output = on_a_terminal(share.command("--workers", "2", "--timeout", "20"), share.env(), WATCHDOG)
+    assert code == 0, output
+    assert_all_done_once(share, share.ids())
+    assert {row["Note"] for row in read_results(share.results)[1]} == {"0"}  # nothing read
 
 
 def test_a_job_cannot_change_the_config_the_jobs_after_it_read(tmp_path):

@@ -151,6 +151,7 @@ def worker_main(setup: WorkerSetup, tasks: Connection, results: Connection, slot
     _parent_pid, _worker_pid = parent_pid, os.getpid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     become_group_leader_and_subreaper()
+    _read_nothing_on_stdin()
     # The runner starts workers daemonic (its exit stops them), but multiprocessing forbids a
     # daemonic process children: a job's own Pool would fail. The job's processes are stopped
     # with it anyway (its worker's process group; leftovers, see children.py).
@@ -174,6 +175,18 @@ def worker_main(setup: WorkerSetup, tasks: Connection, results: Connection, slot
                 run(ready)
         outbox.flush()  # a batch ended: a worker that dies loses at most the group it was running
     capture.close()  # the last output of the last job reaches the log before the worker exits
+
+
+def _read_nothing_on_stdin() -> None:
+    """Descriptor 0 becomes /dev/null: a program a job starts that reads its standard input
+    (``sort`` or ``wc`` given no file, a shell, an interpreter) gets end-of-file at once. On the
+    run's terminal it would wait for ever: a worker's process group is in the background there,
+    so the terminal stops such a reader (SIGTTIN) and its job hung until its timeout, if any.
+    (multiprocessing already gives ``sys.stdin`` /dev/null, but not the descriptor.)"""
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    if devnull != 0:
+        os.dup2(devnull, 0)
+        os.close(devnull)
 
 
 _parent_pid = _worker_pid = 0
