@@ -41,7 +41,7 @@ def test_every_job_of_the_pool_once_with_superseded_left_out(tmp_path) -> None:
     merged = merge.merge([tmp_path])
     assert merged.complete and merged.superseded == 1 and not merged.missing and not merged.absent
     assert len(list(merged.lines())) == 4
-    _, statuses, pool = status.gather([tmp_path])
+    _, statuses, pool, _ = status.gather([tmp_path])
     assert pool == 4 and status.overall(statuses, pool).total == 4 and {s.name for s in statuses} == {"a", "b"}
 
 

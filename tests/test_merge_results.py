@@ -237,6 +237,24 @@ def test_a_machine_folder_copied_to_a_second_root_is_duplicated(project, tmp_pat
     assert sorted(ids) == sorted(project.owner)  # written once each
 
 
+def test_a_machine_chosen_on_two_hosts_is_named_with_its_folders(project, tmp_path):
+    """The usual way a share runs twice: a second host also answered m1 (and none ran m3). One
+    sentence names the machine and both folders and says what to do, beside the doubled and the
+    missing jobs."""
+    first = project.copy(tmp_path / "host1", "m1", "m2")
+    second = tmp_path / "host2"
+    result = run_machine(project.entry, second, "m1")
+    assert result.returncode == 0, result.stderr
+    result = jobsplit_tool("merge-results", first, second, "-o", tmp_path / "merged.csv", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("machine ")]
+    folders = f"({(first / 'm1').resolve()}, {(second / 'm1').resolve()})"
+    assert line.startswith(f"machine m1 is in 2 folders {folders}: its share ran 2 times"), line
+    assert "keep one folder per machine" in line
+    assert "missing from m3: all 8 jobs" in result.stderr
+    assert "present more than once: 8 jobs" in result.stderr
+
+
 def test_a_fake_folder_with_a_journal_copy_is_duplicated(project, tmp_path):
     fake = tmp_path / "elsewhere" / "extra"
     fake.mkdir(parents=True)

@@ -65,7 +65,7 @@ def test_a_finished_run_leaves_its_snapshot(runs):
 
 
 def test_status_on_another_host_reads_the_snapshots_and_lists_every_task(runs, elsewhere, capsys):
-    digest, statuses, _ = gather([runs])
+    digest, statuses, _, _ = gather([runs])
     assert digest == read_snapshot(runs / "ws").digest
     by_name = {s.name: s for s in statuses}
     assert list(by_name) == ["sim[0]", "sim[1]", "sim[2]", "ws"]
@@ -85,7 +85,7 @@ def test_running_and_stalled_tasks_on_another_host(runs, tmp_path, elsewhere, ca
     as_if_running_on(root / "sim@0", "node7", time.time())
     as_if_running_on(root / "sim@1", "node8", time.time() - STALLED_AFTER - 60)
     (root / "sim@0" / "journal.sqlite").write_bytes(b"not opened from another host while its run goes on\n" * 50)
-    _, statuses, _ = gather([root])
+    _, statuses, _, _ = gather([root])
     states = {s.name: (s.state, s.done, s.running) for s in statuses}
     assert states["sim[0]"] == ("running", 3, 1) and states["sim[1]"][0] == "stalled"
     assert unfinished_tasks(statuses) == {"sim": ([1, 2], 1)}
@@ -112,7 +112,7 @@ def test_on_the_runs_own_host_the_journal_is_read(runs, tmp_path):
     """Same host: WAL readers are safe, and the journal is live to its last commit."""
     root = shutil.copytree(runs, tmp_path / "out")
     as_if_running_on(root / "sim@0", __import__("socket").gethostname(), time.time())
-    _, statuses, _ = gather([root])
+    _, statuses, _, _ = gather([root])
     assert {s.name: s.state for s in statuses}["sim[0]"] == "finished"  # what its journal says
     assert merge([root]).elsewhere == {}
 

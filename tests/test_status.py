@@ -50,7 +50,7 @@ def status_json(*dirs: Path, cwd: Path) -> dict:
 
 def check_document(doc: dict) -> None:
     """The documented shape, and counts that add up."""
-    assert set(doc) == {"digest", "machines", "overall"}
+    assert set(doc) - {"repeated"} == {"digest", "machines", "overall"}  # "repeated": a machine in several folders
     for entry in [*doc["machines"], doc["overall"]]:
         assert set(entry) == FIELDS, entry
         assert entry["done"] + entry["failed"] + entry["pending"] + entry["running"] == entry["total"], entry
@@ -59,8 +59,9 @@ def check_document(doc: dict) -> None:
             assert entry[number] is None or (isinstance(entry[number], (int, float)) and entry[number] >= 0), entry
     overall = doc["overall"]
     assert overall["name"] == "overall"
+    counted = {m["name"]: m for m in sorted(doc["machines"], key=lambda m: m["done"])}  # once each, the furthest along
     for count in ("total", "done", "failed", "pending", "running"):
-        assert overall[count] == sum(m[count] for m in doc["machines"]), count
+        assert overall[count] == sum(m[count] for m in counted.values()), count
     assert [m["name"] for m in doc["machines"]] == sorted(m["name"] for m in doc["machines"])
 
 
@@ -143,6 +144,20 @@ def test_machines_not_started_come_from_the_plan(project, tmp_path):
         assert entry["last_update"] is None and entry["jobs_per_second"] is None and entry["eta_seconds"] is None
     assert counts(doc["overall"]) == (24, 8, 0, 16, 0)
     assert doc["overall"]["state"] != "finished"
+
+
+def test_a_machine_in_two_folders_is_named_and_counted_once(project, tmp_path):
+    """Two hosts that both chose m1 (none chose m3): the overall line counts m1 once, and a
+    sentence names both folders."""
+    first = project.copy(tmp_path / "host1", "m1", "m2")
+    second = project.copy(tmp_path / "host2", "m1")
+    doc = status_json(first, second, cwd=tmp_path)
+    assert [m["name"] for m in doc["machines"]] == ["m1", "m1", "m2", "m3"]
+    assert counts(doc["overall"]) == (24, 16, 0, 8, 0)
+    assert doc["repeated"] == {"m1": [str((first / "m1").resolve()), str((second / "m1").resolve())]}
+    result = status(first, second, as_json=False, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"machine m1 is in 2 folders ({(first / 'm1').resolve()}, {(second / 'm1').resolve()})" in result.stderr
 
 
 def test_table_shows_every_machine_and_an_overall_line(project, tmp_path):

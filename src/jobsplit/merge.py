@@ -34,7 +34,7 @@ from .digest import format_digest
 from .errors import UserError
 from .fingerprint import UNKNOWN
 from .journal import Journal
-from .outdir import JOURNAL_FILE, find_machine_dirs
+from .outdir import JOURNAL_FILE, find_machine_dirs, repeated_machine_sentence, repeated_machines
 from .snapshot import RunSnapshot, split_written_elsewhere
 from .sources.redis import RedisQueue
 from .states import JobState
@@ -188,6 +188,9 @@ def report(merged: Merged, console: Console) -> None:
             f"superseded: {merged.superseded} jobs were also computed on a host whose claim had passed to another; the accepted result is kept, one row per job",
             markup=False, soft_wrap=True,
         )  # fmt: skip
+    if merged.pool_size is None:  # through a shared queue, hosts of one name claim different jobs: no share repeats
+        for name, folders in repeated_machines((m.machine, m.path) for m in merged.machines).items():
+            console.print(repeated_machine_sentence(name, folders), markup=False, soft_wrap=True)
     duplicates = merged.duplicates
     if duplicates:
         shown = list(duplicates.items())[:SHOWN]

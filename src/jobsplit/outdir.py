@@ -21,7 +21,7 @@ import os
 import re
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -203,3 +203,21 @@ def find_machine_dirs(paths: Sequence[Path]) -> list[Path]:
             raise UserError(f"{path} holds no {JOURNAL_FILE}; copy each machine's whole output folder (DIR/<machine>/) from its host")
         found.update((p.resolve(), None) for p in below)
     return list(found)
+
+
+def repeated_machines(folders: Iterable[tuple[str, Path]]) -> dict[str, list[Path]]:
+    """Machine names that more than one of these (machine, folder) pairs hold -> their folders."""
+    by_name: dict[str, list[Path]] = {}
+    for name, folder in folders:
+        by_name.setdefault(name, []).append(folder)
+    return {name: found for name, found in by_name.items() if len(found) > 1}
+
+
+def repeated_machine_sentence(name: str, folders: Sequence[Path]) -> str:
+    """What a machine found in several folders means, and what to do: the usual cause is a
+    machine chosen on two hosts, which leaves some other machine's share run by nobody."""
+    return (
+        f"machine {name} is in {len(folders)} folders ({', '.join(map(str, folders))}): its share ran {len(folders)} times, "
+        f"on hosts that each chose {name} (or a folder was copied twice); each machine is chosen on one host only: keep one "
+        "folder per machine, and run the shares of machines that have none on the hosts meant for them"
+    )

@@ -34,7 +34,7 @@ from .display import duration
 from .errors import UserError
 from .journal import Journal
 from .machines import sort_key, split_member
-from .outdir import JOURNAL_FILE, find_machine_dirs
+from .outdir import JOURNAL_FILE, find_machine_dirs, repeated_machine_sentence, repeated_machines
 from .recorder import HEARTBEAT
 from .schedulers.slurm import format_indices
 from .snapshot import RunSnapshot, read_snapshot
@@ -118,10 +118,12 @@ def unfinished_tasks(statuses: list[MachineStatus]) -> dict[str, tuple[list[int]
     return found
 
 
-def gather(paths: list[Path]) -> tuple[str, list[MachineStatus], int | None]:
-    """(digest, machines, the pool's size if the run goes through a shared queue)."""
+def gather(paths: list[Path]) -> tuple[str, list[MachineStatus], int | None, dict[str, list[Path]]]:
+    """(digest, machines, the pool's size if the run goes through a shared queue, machines of a
+    static plan found in more than one folder -> those folders)."""
     now = time.time()
-    found = [machine_status(p, now) for p in find_machine_dirs(paths)]
+    folders = find_machine_dirs(paths)
+    found = [machine_status(p, now) for p in folders]
     digests = {digest for digest, _, _ in found}
     if len(digests) > 1:
         raise UserError(f"these folders come from different pools or config files (digests {', '.join(map(format_digest, sorted(digests)))}); ask for each group separately")
@@ -129,13 +131,22 @@ def gather(paths: list[Path]) -> tuple[str, list[MachineStatus], int | None]:
     plan = found[0][1]
     pool = plan.get("")
     seen = {s.name for s in statuses}
+    repeated = {}
     if pool is None:
         statuses += [MachineStatus(name, count, pending=count) for name, count in plan.items() if name not in seen]
-    return digests.pop(), sorted(statuses, key=lambda s: sort_key(s.name)), pool
+        repeated = repeated_machines((s.name, folder) for s, folder in zip(statuses, folders))
+    return digests.pop(), sorted(statuses, key=lambda s: sort_key(s.name)), pool, repeated
 
 
 def overall(statuses: list[MachineStatus], pool: int | None = None) -> MachineStatus:
-    """The sum of the machines; of a shared queue's run, the whole pool (pending: done nowhere yet)."""
+    """The sum of the machines; of a shared queue's run, the whole pool (pending: done nowhere yet).
+    A machine of a static plan in several folders counts once, as its folder furthest along."""
+    if pool is None:
+        furthest: dict[str, MachineStatus] = {}
+        for s in statuses:
+            if s.name not in furthest or s.done > furthest[s.name].done:
+                furthest[s.name] = s
+        statuses = list(furthest.values())
     total = sum(s.total for s in statuses) if pool is None else pool
     done, failed, running = (sum(getattr(s, name) for s in statuses) for name in ("done", "failed", "running"))
     pending = sum(s.pending for s in statuses) if pool is None else max(0, pool - done - failed - running)
@@ -165,19 +176,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, console: Console) -> int:
     if not args.dirs and args.balance is None:
         raise UserError("status needs output folders (DIR...) or --balance URL; give an output root, machine folders, or the queue's URL")
-    digest, statuses, pool = gather(args.dirs) if args.dirs else (None, [], None)
+    digest, statuses, pool, repeated = gather(args.dirs) if args.dirs else (None, [], None, {})
     queues = _queues(args.balance, digest) if args.balance is not None else []
     arrays = unfinished_tasks(statuses)
     if args.json:
         doc: dict[str, Any] = {"queues": [asdict(q) for q in queues]} if args.balance is not None else {}
         if digest is not None:
             doc = {"digest": format_digest(digest), "machines": [asdict(s) for s in statuses], "overall": asdict(overall(statuses, pool)), **doc}
+        if repeated:
+            doc["repeated"] = {name: [str(folder) for folder in folders] for name, folders in repeated.items()}
         if arrays:
             doc["arrays"] = {name: {"unfinished": tasks, "running": running, "resubmit": f"--array={format_indices(tasks)}" if tasks else None} for name, (tasks, running) in arrays.items()}
         print(json.dumps(doc))
         return 0
     if digest is not None:
         _machine_table(digest, statuses, overall(statuses, pool))
+    for name, folders in repeated.items():
+        console.print(repeated_machine_sentence(name, folders), markup=False, soft_wrap=True)
     for queue in queues:
         _queue_table(queue)
     out = data_console()
