@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from conftest import entry_env, error_lines, run_entry, write_config_dir
+from jobsplit.capture import MAX_LINE
 
 HEADER = ("Run Start Time", "Job Running Time", "Job Start Time", "Value")
 MACHINES = {"m1": [1.0, 2]}
@@ -401,6 +402,28 @@ def test_descriptor_output_of_the_last_job_is_not_lost(tmp_path):
     records = parse_log(gunzip(tmp_path / "out" / "m1" / "m1.log.gz"))
     numbers = [r["message"] for r in records if r["worker"] != "main"]
     assert numbers == [str(n) for n in range(1, 20001)]
+
+
+def test_a_progress_bar_is_one_line_and_an_endless_line_comes_in_pieces(tmp_path):
+    """A progress bar redrawn in place (tqdm's way, on stderr) is logged as its last state; 3 MiB
+    of dots without a line break are logged in pieces of MAX_LINE, every dot kept."""
+    body = """\
+for k in range(1, 201):
+    sys.stderr.write(f"\\r{k:3d}/200 |{'#' * (k // 10):20s}|")
+sys.stderr.write("\\n")
+for _ in range(3 * 2**20 // 64):
+    sys.stdout.write("." * 64)
+print("!")
+return i
+"""
+    entry = make_project(tmp_path, body, pool="[0]")
+    result = run(tmp_path, entry, workers=1)
+    assert result.returncode == 0, result.stderr
+    messages = [r["message"] for r in parse_log(gunzip(tmp_path / "out" / "m1" / "m1.log.gz")) if r["worker"] != "main"]
+    assert [m for m in messages if "/200" in m] == ["200/200 |####################|"]
+    pieces = [m for m in messages if m and set(m) <= {".", "!"}]
+    assert [len(m) for m in pieces] == [MAX_LINE, MAX_LINE, MAX_LINE, 1]
+    assert "".join(pieces) == "." * (3 * 2**20) + "!"
 
 
 def test_log_stays_sorted_through_a_burst(tmp_path):

@@ -6,6 +6,12 @@ and ``sys.stdout`` / ``sys.stderr`` are real text files on them: ``print``, ``fi
 work, and every line lands in the log. The root logger and ``warnings`` go the same way as
 records. When a job ends, the job thread itself drains the pipes before the next job starts,
 so everything a job (or a child it waited for) wrote is attributed to it.
+
+Of a line redrawn in place (a progress bar such as tqdm's: a carriage return, then the whole
+line again), only what follows the last carriage return is logged, so a progress bar becomes one
+line with its last state. An unfinished line longer than ``MAX_LINE`` (a job printing dots for
+hours) is logged in pieces of that length: the worker never holds more of a line, whatever the
+job writes.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ from .timefmt import utc_timestamp
 STREAMS = ((1, "stdout", "INFO"), (2, "stderr", "WARNING"))
 """(file descriptor, name, level) of the captured streams."""
 READ_SIZE = 65536
+MAX_LINE = 1 << 20
+"""Bytes of one line held before they are logged as a piece of it."""
 
 
 class OutputCapture:
@@ -87,8 +95,7 @@ class OutputCapture:
                     self._read(fd)
             for pipe in self._pipes.values():
                 if pipe.partial:
-                    self._emit(time.time(), pipe.level, pipe.name, pipe.partial)
-                    pipe.partial = b""
+                    self._emit(time.time(), pipe.level, pipe.name, pipe.rest())
             self._job = "-"
             if self._job_file is not None:
                 self._job_file.close()
@@ -124,12 +131,10 @@ class OutputCapture:
                 raise
             if not chunk:
                 if pipe.partial:
-                    self._emit(time.time(), pipe.level, pipe.name, pipe.partial)
-                    pipe.partial = b""
+                    self._emit(time.time(), pipe.level, pipe.name, pipe.rest())
                 return False
-            *lines, pipe.partial = (pipe.partial + chunk).split(b"\n")
             now = time.time()
-            for line in lines:
+            for line in pipe.take(chunk):
                 self._emit(now, pipe.level, pipe.name, line)
 
     def _read_while_alive(self) -> None:
@@ -143,13 +148,50 @@ class OutputCapture:
                         open_fds.remove(fd)
 
 
+_CR = ord("\r")
+
+
 class _Pipe:
+    """One captured stream, and the line it is in the middle of."""
+
     __slots__ = ("level", "name", "partial")
 
     def __init__(self, name: str, level: str) -> None:
         self.name = name
         self.level = level
-        self.partial = b""
+        self.partial = bytearray()
+        """The line so far, without what a carriage return went back over; appended to in
+        place, so a line written a few bytes at a time costs time in proportion to its length."""
+
+    def take(self, chunk: bytes) -> list[bytes]:
+        """The lines ``chunk`` completes, each from its last carriage return on, then pieces of
+        MAX_LINE bytes of an unfinished line that grew longer. A line is cut every MAX_LINE bytes
+        from its start, whatever the chunks it came in."""
+        *lines, rest = chunk.split(b"\n")
+        if lines:
+            lines[0] = bytes(self.partial) + lines[0]
+            self.partial.clear()
+        partial = self.partial
+        start = max(0, len(partial) - 1)  # the text before was done, but for a carriage return that ended it
+        partial += rest
+        end = len(partial)
+        while end > start and partial[end - 1] == _CR:  # final carriage returns stay: a CR LF, or text to come
+            end -= 1
+        back = partial.rfind(b"\r", start, end)
+        if back >= 0:
+            del partial[: back + 1]
+        shown = [body[body.rfind(b"\r") + 1 :] for line in lines for body in [line.rstrip(b"\r")]]
+        lines = [line[at : at + MAX_LINE] for line in shown for at in range(0, len(line) or 1, MAX_LINE)]
+        while len(partial) > MAX_LINE:
+            lines.append(bytes(partial[:MAX_LINE]))
+            del partial[:MAX_LINE]
+        return lines
+
+    def rest(self) -> bytes:
+        """The unfinished line, now taken as a whole one."""
+        line = bytes(self.partial)
+        self.partial.clear()
+        return line
 
 
 class _Handler(logging.Handler):
