@@ -23,6 +23,9 @@ import pytest
 
 from conftest import entry_env, error_lines, run_entry, write_config_dir
 from jobsplit.capture import MAX_LINE
+from jobsplit.config import LogSettings
+from jobsplit.logs import MachineLog
+from jobsplit.outdir import MachineDir
 
 HEADER = ("Run Start Time", "Job Running Time", "Job Start Time", "Value")
 MACHINES = {"m1": [1.0, 2]}
@@ -494,3 +497,66 @@ def test_fresh_keeps_the_previous_per_job_logs(tmp_path):
     texts = [gunzip(p) for p in machine_dir.rglob("jobs/*.log.gz")]
     assert any("job 0 run second" in t for t in texts)
     assert any("job 0 run first" in t for t in texts), "the first run's per-job log was overwritten"
+
+
+# --- a job that prints a flood of lines ------------------------------------------------------
+
+
+def test_young_records_held_back_never_make_every_write_flush(tmp_path, monkeypatch):
+    """Records younger than HOLD_BACK stay buffered for time order. Once a megabyte of them was
+    buffered, each further write flushed again (a sort and a scan of the whole buffer, writing
+    nothing): a job printing a million lines took 40 s. Now a flush comes after each MAX_BUFFER
+    of new text, and the log still holds every record, in time order."""
+    flushes = []
+    real_flush = MachineLog.flush
+
+    def counted(self, *, everything=False):
+        flushes.append(everything)
+        real_flush(self, everything=everything)
+
+    monkeypatch.setattr(MachineLog, "flush", counted)
+    machine_dir = tmp_path / "m1"
+    machine_dir.mkdir()
+    log = MachineLog(MachineDir(machine_dir, "m1"), LogSettings())
+    message = "x" * 1000
+    now = time.time()  # young: held back by every flush before close
+    for i in range(3000):
+        log.write(now + i * 1e-6, "w0", "-", "INFO", "job", f"{i} {message}")
+    assert 2 <= len(flushes) <= 4, f"{len(flushes)} flushes for 3 MB of records"
+    log.close()
+    records = parse_log(gunzip(machine_dir / "m1.log.gz"))
+    assert [int(r["message"].split()[0]) for r in records] == list(range(3000))
+
+
+FLOOD = """
+import multiprocessing, os, sys
+from jobsplit.capture import OutputCapture
+from jobsplit.config import LogSettings
+
+def child(report):
+    messages = []
+    capture = OutputCapture(messages.append, LogSettings(), None)
+    capture.start_job("j" * 32)
+    os.write(1, b"".join(b"line %d\\n" % i for i in range(10000)))  # about 90 KB in one write
+    capture.end_job()
+    report.send((len(messages), [entry.message for batch in messages for entry in batch]))
+
+if __name__ == "__main__":
+    ours, theirs = multiprocessing.Pipe()
+    process = multiprocessing.get_context("fork").Process(target=child, args=(theirs,))
+    process.start()
+    count, lines = ours.recv()
+    process.join()
+    assert lines == [f"line {i}" for i in range(10000)], lines[:5]
+    print(count)
+"""
+
+
+def test_output_lines_read_together_travel_in_one_message(tmp_path):
+    """A worker sends the lines of one read from its output pipe as one message, not one message
+    a line (the pickling and sending of which made a chatty job several times slower)."""
+    script = tmp_path / "flood.py"
+    script.write_text(FLOOD)
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=entry_env(), timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) <= 10, f"{result.stdout.strip()} messages for 10,000 lines"

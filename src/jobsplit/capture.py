@@ -113,11 +113,16 @@ class OutputCapture:
         os.close(devnull)
         self._reader.join(timeout=5)  # a job's own child process may still hold a write end
 
-    def _emit(self, created: float, level: str, name: str, message: str | bytes) -> None:
-        text = message.decode("utf-8", "backslashreplace").rstrip("\r") if isinstance(message, bytes) else clean_text(message)
-        if self._job_file is not None:
-            self._job_file.write(f"{utc_timestamp(created)} {level} {name}: {text}\n")
-        self._send([LogEntry(created, level, name, self._job, text)])
+    def _emit(self, created: float, level: str, name: str, *messages: str | bytes) -> None:
+        """Log messages (lines read from a pipe, or one record), in one message to the parent."""
+        entries = []
+        for message in messages:
+            text = message.decode("utf-8", "backslashreplace").rstrip("\r") if isinstance(message, bytes) else clean_text(message)
+            if self._job_file is not None:
+                self._job_file.write(f"{utc_timestamp(created)} {level} {name}: {text}\n")
+            entries.append(LogEntry(created, level, name, self._job, text))
+        if entries:
+            self._send(entries)
 
     def _read(self, fd: int) -> bool:
         """Read what the pipe holds now and log its complete lines; False at its end."""
@@ -133,9 +138,7 @@ class OutputCapture:
                 if pipe.partial:
                     self._emit(time.time(), pipe.level, pipe.name, pipe.rest())
                 return False
-            now = time.time()
-            for line in pipe.take(chunk):
-                self._emit(now, pipe.level, pipe.name, line)
+            self._emit(time.time(), pipe.level, pipe.name, *pipe.take(chunk))
 
     def _read_while_alive(self) -> None:
         """Log output as it comes (a long job's progress shows in the log while it runs)."""

@@ -12,6 +12,7 @@ UTF-8 (lone surrogates, binary junk) is written with backslash escapes.
 
 from __future__ import annotations
 
+import bisect
 import gzip
 import logging
 import time
@@ -30,7 +31,8 @@ HOLD_BACK = 1.0
 """Records younger than this wait for the next member, so late deliveries from workers still
 land in time order: each log file is sorted by time, which ``merge-logs`` relies on."""
 MAX_BUFFER = 1 << 20
-"""Buffered text that triggers an early flush of the records old enough to be written."""
+"""Text buffered since the last flush that triggers an early flush of the records old enough to
+be written (counted from the last flush: the young records it held back never trigger the next)."""
 MAX_HELD = 16 << 20
 """Buffered text beyond which even young records are written (memory before order)."""
 PARENT = "main"
@@ -45,6 +47,8 @@ class MachineLog:
         self.settings = settings
         self._buffer: list[tuple[float, str]] = []
         self._buffered = 0
+        self._flush_at = MAX_BUFFER
+        """Buffered text at which to flush early: MAX_BUFFER more than the last flush left."""
         self._flushed_at = time.monotonic()
         self._file: BinaryIO | None = None  # created with the first member: never an empty .gz
         self._last_segment: int | None = None  # read from the folder at the first rotation only
@@ -56,7 +60,7 @@ class MachineLog:
         text = line.rstrip().replace("\n", "\n  ") + "\n"
         self._buffer.append((created, text))
         self._buffered += len(text)
-        if self._buffered >= MAX_BUFFER:
+        if self._buffered >= self._flush_at:
             self.flush(everything=self._buffered >= MAX_HELD)
 
     def flush_if_due(self) -> None:
@@ -68,12 +72,13 @@ class MachineLog:
         self._flushed_at = time.monotonic()
         self._buffer.sort(key=lambda entry: entry[0])
         cutoff = float("inf") if everything else time.time() - HOLD_BACK
-        ready = next((i for i, (created, _) in enumerate(self._buffer) if created > cutoff), len(self._buffer))
-        if not ready:
-            return
+        ready = bisect.bisect_right(self._buffer, cutoff, key=lambda entry: entry[0])
         texts = [text for _, text in self._buffer[:ready]]
         del self._buffer[:ready]
-        self._buffered = sum(len(text) for _, text in self._buffer)
+        self._buffered -= sum(map(len, texts))
+        self._flush_at = self._buffered + MAX_BUFFER
+        if not texts:
+            return
         try:
             if self._file is None:
                 self._file = open(self.folder.log, "ab")  # noqa: SIM115 - open for the whole run
