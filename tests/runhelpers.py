@@ -469,6 +469,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -597,6 +598,12 @@ def kinds_job(*args, progress=None):
                 raise ValueError("raised in a forked child")
             sys.exit(int(param))
         note = str(os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]))
+    elif kind == "chdirgone":  # moves to a scratch folder, then deletes it, and returns there
+        scratch = tempfile.mkdtemp()
+        os.chdir(scratch)
+        os.rmdir(scratch)
+    elif kind == "getcwd":
+        note = os.getcwd()
     elif kind == "readstdin":  # a program that reads its standard input to the end, as `cat` given no file
         note = str(len(subprocess.run(["cat"], stdout=subprocess.PIPE, check=True).stdout))
     elif kind == "detachcrash":  # a child in a session of its own, then the worker dies

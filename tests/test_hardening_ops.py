@@ -284,6 +284,16 @@ def test_a_program_reading_standard_input_gets_its_end_not_the_terminal(tmp_path
     assert {row["Note"] for row in read_results(share.results)[1]} == {"0"}  # nothing read
 
 
+def test_every_job_starts_in_the_run_folder_whatever_folder_the_job_before_left(tmp_path):
+    """A job that moved to a scratch folder and deleted it (or just moved) must not leave its
+    worker's next jobs there: their relative paths would depend on the schedule."""
+    share = HardeningShare(tmp_path, kinds_spec([[kind, i, 0.0] for i in range(4) for kind in ("chdirgone", "getcwd")]))
+    status, _, err = share.run("--workers", "1")
+    assert status == 0, err
+    assert_all_done_once(share, share.ids())
+    assert {row["Note"] for row in read_results(share.results)[1] if row["Kind"] == "getcwd"} == {os.getcwd()}  # where the run started
+
+
 def test_a_job_cannot_change_the_config_the_jobs_after_it_read(tmp_path):
     """One config serves every job of a worker: a change made by one job reached the jobs after
     it on that worker only, and results depended on the schedule. Refused, that job fails."""

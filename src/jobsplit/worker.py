@@ -382,6 +382,8 @@ class _JobRunner:
         self.rows = RowFormatter(setup.header, setup.machine, setup.run_started, setup.digest, setup.code)
         self.progress = ProgressReporter(setup.board, slot)
         self.memory = _PeakMemory()
+        self._folder = os.getcwd()
+        """Where every job starts: the run's current folder."""
         self._cpu = _cpu_seconds()
         """CPU time read at the end of the last job: the next job's start, as a worker uses
         next to no CPU between jobs (one reading a job, not two)."""
@@ -419,6 +421,7 @@ class _JobRunner:
         max_rss = self.memory.peak() if running_time >= PEAK_ABOVE else None
         if running_time >= CHILDREN_ABOVE:
             self._stop_leftovers()
+        self._return_to_folder()
         self.capture.end_job()
         if error is not None:
             outbox.add(ticket, Outcome.ERROR, started, running_time, None, error, max_rss, cpu)
@@ -437,6 +440,20 @@ class _JobRunner:
             outbox.add(ticket, Outcome.DONE, started, running_time, line if line.isascii() else clean_text(line), None, max_rss, cpu)
             return
         outbox.add(ticket, Outcome.ERROR, started, running_time, None, error, max_rss, cpu)
+
+    def _return_to_folder(self) -> None:
+        """A job that changed the current folder (to a scratch folder, say, perhaps deleted since)
+        leaves it to this worker's next job no more: relative paths in a job must not depend on
+        which jobs its worker ran before."""
+        try:
+            if os.getcwd() == self._folder:
+                return
+        except OSError:
+            pass  # the folder the job left us in was deleted
+        try:
+            os.chdir(self._folder)
+        except OSError as exc:
+            self.capture.emit(time.time(), "WARNING", "jobsplit", f"cannot return to {self._folder} after the job changed folder ({exc}); the next jobs start where it left")
 
     def _stop_leftovers(self) -> None:
         """Programs the job started and left running are stopped (and said so in the log)."""
