@@ -604,6 +604,13 @@ def kinds_job(*args, progress=None):
         os.rmdir(scratch)
     elif kind == "getcwd":
         note = os.getcwd()
+    elif kind == "setenv":  # sets a variable and changes PATH, for itself and the programs it runs
+        os.environ["JOBSPLIT_TEST_LEAK"] = str(i)
+        os.environ["PATH"] = "/nowhere"
+        del os.environ["HOME"]
+    elif kind == "getenv":
+        note = f"{os.environ.get('JOBSPLIT_TEST_LEAK', '-')} {os.environ['PATH'] != '/nowhere'} {'HOME' in os.environ}"
+        note += " " + subprocess.run(["sh", "-c", 'echo "${JOBSPLIT_TEST_LEAK:--}"'], stdout=subprocess.PIPE, text=True, check=True).stdout.strip()
     elif kind == "readstdin":  # a program that reads its standard input to the end, as `cat` given no file
         note = str(len(subprocess.run(["cat"], stdout=subprocess.PIPE, check=True).stdout))
     elif kind == "detachcrash":  # a child in a session of its own, then the worker dies

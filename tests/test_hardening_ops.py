@@ -294,6 +294,16 @@ def test_every_job_starts_in_the_run_folder_whatever_folder_the_job_before_left(
     assert {row["Note"] for row in read_results(share.results)[1] if row["Kind"] == "getcwd"} == {os.getcwd()}  # where the run started
 
 
+def test_every_job_starts_with_the_run_environment_whatever_the_job_before_set(tmp_path):
+    """A job that sets, changes or removes environment variables (for a program it runs) must
+    not pass them on to its worker's next jobs, nor to the programs those run."""
+    share = HardeningShare(tmp_path, kinds_spec([[kind, i, 0.0] for i in range(3) for kind in ("setenv", "getenv")]))
+    status, _, err = share.run("--workers", "1", env=share.env(HOME="/home/someone"))
+    assert status == 0, err
+    assert_all_done_once(share, share.ids())
+    assert {row["Note"] for row in read_results(share.results)[1] if row["Kind"] == "getenv"} == {"- True True -"}
+
+
 def test_a_job_cannot_change_the_config_the_jobs_after_it_read(tmp_path):
     """One config serves every job of a worker: a change made by one job reached the jobs after
     it on that worker only, and results depended on the schedule. Refused, that job fails."""

@@ -384,6 +384,10 @@ class _JobRunner:
         self.memory = _PeakMemory()
         self._folder = os.getcwd()
         """Where every job starts: the run's current folder."""
+        self._environ = dict(os.environ)
+        self._environ_bytes = dict(getattr(os.environ, "_data", {}))
+        """Every job's environment variables, and as CPython keeps them (encoded): one cheap
+        comparison tells whether a job changed them."""
         self._cpu = _cpu_seconds()
         """CPU time read at the end of the last job: the next job's start, as a worker uses
         next to no CPU between jobs (one reading a job, not two)."""
@@ -421,7 +425,7 @@ class _JobRunner:
         max_rss = self.memory.peak() if running_time >= PEAK_ABOVE else None
         if running_time >= CHILDREN_ABOVE:
             self._stop_leftovers()
-        self._return_to_folder()
+        self._restore_surroundings()
         self.capture.end_job()
         if error is not None:
             outbox.add(ticket, Outcome.ERROR, started, running_time, None, error, max_rss, cpu)
@@ -441,10 +445,13 @@ class _JobRunner:
             return
         outbox.add(ticket, Outcome.ERROR, started, running_time, None, error, max_rss, cpu)
 
-    def _return_to_folder(self) -> None:
-        """A job that changed the current folder (to a scratch folder, say, perhaps deleted since)
-        leaves it to this worker's next job no more: relative paths in a job must not depend on
-        which jobs its worker ran before."""
+    def _restore_surroundings(self) -> None:
+        """The next job starts in the run's folder with the run's environment variables, whatever
+        this job changed (a scratch folder, deleted since; ``os.environ`` for a program it ran):
+        what a job sees must not depend on which jobs its worker ran before."""
+        if getattr(os.environ, "_data", self._environ_bytes) != self._environ_bytes:  # elsewhere than CPython: not checked
+            os.environ.clear()
+            os.environ.update(self._environ)
         try:
             if os.getcwd() == self._folder:
                 return
