@@ -259,3 +259,72 @@ def test_without_pdeathsig_workers_still_notice_the_parent_died(tmp_path, start_
         assert survivors == [], f"alive 2 s after the parent's death: {survivors}"
     finally:
         kill_session(process.pid)
+
+
+JOB_CONTROL_SHELL = r'''
+"""What an interactive shell does with a command: a process group of its own, in the terminal's
+foreground (so that Ctrl-Z reaches it), then wait for it to end."""
+import os, signal, sys
+signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+child = os.fork()
+if child == 0:
+    os.setpgid(0, 0)
+    os.tcsetpgrp(0, os.getpgrp())
+    signal.signal(signal.SIGTTOU, signal.SIG_DFL)
+    os.execve(sys.argv[1], sys.argv[1:], os.environ)
+try:
+    os.setpgid(child, child)
+except OSError:
+    pass  # the child did it first
+_, status = os.waitpid(child, 0)
+sys.exit(os.waitstatus_to_exitcode(status) & 0xFF)
+'''
+
+
+def process_state(pid: int) -> str:
+    """R, S, T (stopped), ... of a live process; "gone" if there is none."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return "gone"
+    return stat[stat.rindex(")") + 2 :].split()[0]
+
+
+def test_ctrl_z_pauses_the_jobs_too_and_no_timeout_counts_the_pause(tmp_path):
+    """The terminal stops only the run's own process group on Ctrl-Z, while workers lead groups of
+    their own: the run stops them too (and their jobs' programs), and continues them when the
+    shell continues it (``fg``). A pause longer than --timeout stops no job."""
+    share = HardeningShare(tmp_path, kinds_spec([["sleep", i, 2.0] for i in range(4)]))
+    pid, terminal = pty.fork()
+    if pid == 0:  # a shell with job control on a terminal of its own, running the command
+        os.execve(sys.executable, [sys.executable, "-c", JOB_CONTROL_SHELL, *map(str, share.command("--workers", "2", "--timeout", "4"))], share.env())
+    os.set_blocking(terminal, False)
+
+    def drained(condition):
+        def check():
+            try:
+                while os.read(terminal, 1 << 16):  # the live display must never block on a full terminal
+                    pass
+            except OSError:
+                pass  # nothing to read now
+            return condition()
+
+        return check
+
+    try:
+        wait_for(drained(lambda: len(side_lines(share.starts)) == 2), 60, "2 running jobs")
+        workers = {int(p) for p in side_lines(share.pids)}
+        run = next(p for p, _, command in session_processes(pid) if p != pid and p not in workers and "entry.py" in command)
+        os.write(terminal, b"\x1a")  # Ctrl-Z
+        wait_for(drained(lambda: {process_state(p) for p in {run, *workers}} == {"T"}), 30, "the run and its workers to stop")
+        time.sleep(5)  # a pause longer than --timeout
+        assert {process_state(p) for p in {run, *workers}} == {"T"}
+        assert len(side_lines(share.starts)) == 2, "a job started during the pause"
+        os.killpg(run, signal.SIGCONT)  # what the shell's fg does
+        (code,) = wait_for(drained(lambda: None if (ended := exit_code(pid)) is None else (ended,)), 60, "the run to end", interval=0.05)
+    finally:
+        kill_session(pid)
+        os.close(terminal)
+    assert code == 0
+    assert_all_done_once(share, share.ids())
+    assert journal_query(share.journal, "SELECT outcome, COUNT(*) FROM attempts GROUP BY outcome") == [("done", 4)]

@@ -72,18 +72,33 @@ def fresh_program_environment() -> dict[str, str]:
 
 
 class Interrupts:
-    """Ctrl-C, SIGTERM and SIGHUP ask for a clean stop; a second Ctrl-C forces an immediate exit.
+    """Ctrl-C, SIGTERM and SIGHUP ask for a clean stop; a second Ctrl-C forces an immediate exit;
+    Ctrl-Z pauses the whole run.
 
     SIGHUP says the terminal is gone (an SSH session dropped): the run stops as for SIGTERM, its
     output to the terminal silenced first (writes to a hung-up terminal fail), so the stop is
-    recorded in full; unless SIGHUP was ignored when the run started (``nohup``). A frozen one-file program receives each Ctrl-C twice (directly, and
-    forwarded by its bootloader), so a repeat within ``grace`` seconds counts as the same press.
+    recorded in full; unless SIGHUP was ignored when the run started (``nohup``). A frozen
+    one-file program receives each Ctrl-C twice (directly, and forwarded by its bootloader), so a
+    repeat within ``grace`` seconds counts as the same press.
+
+    Ctrl-Z (SIGTSTP) reaches only this process: workers lead process groups of their own. So
+    ``on_pause`` stops them first, then this process stops as usual; when the shell continues it
+    (``fg``, ``bg``), ``on_resume`` gets the seconds the pause lasted and continues them.
     """
 
-    def __init__(self, on_force: Callable[[], None], grace: float = 0.5) -> None:
+    def __init__(
+        self,
+        on_force: Callable[[], None],
+        grace: float = 0.5,
+        *,
+        on_pause: Callable[[], None] = lambda: None,
+        on_resume: Callable[[float], None] = lambda paused: None,
+    ) -> None:
         self.requested_at: float | None = None
         self._on_force = on_force
         self._grace = grace
+        self._on_pause = on_pause
+        self._on_resume = on_resume
         self._previous: dict[int, object] = {}
         self._terminal: list[int] = []
 
@@ -97,6 +112,8 @@ class Interrupts:
             if signum == _SIGHUP and signal.getsignal(signum) == signal.SIG_IGN:
                 continue  # under nohup: the run is meant to outlive its terminal
             self._previous[signum] = signal.signal(signum, self._handle)
+        if _SIGTSTP is not None and signal.getsignal(_SIGTSTP) != signal.SIG_IGN:  # ignored: a shell without job control
+            self._previous[_SIGTSTP] = signal.signal(_SIGTSTP, self._pause)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -113,7 +130,19 @@ class Interrupts:
             self._on_force()
 
 
+    def _pause(self, signum: int, frame: FrameType | None) -> None:
+        began = time.monotonic()
+        self._on_pause()
+        signal.signal(signum, signal.SIG_DFL)
+        try:
+            os.kill(os.getpid(), signum)  # stopped here until continued
+        finally:
+            signal.signal(signum, self._pause)
+            self._on_resume(time.monotonic() - began)
+
+
 _SIGHUP = getattr(signal, "SIGHUP", None)
+_SIGTSTP = getattr(signal, "SIGTSTP", None)
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM) + ((_SIGHUP,) if _SIGHUP is not None else ())
 
 

@@ -128,6 +128,15 @@ class MachineRun:
         if self._runner is not None:
             self._runner.kill()
 
+    def pause(self) -> None:
+        """Ctrl-Z: the workers stop with the main process."""
+        if self._runner is not None:
+            self._runner.pause()
+
+    def resume(self, paused: float) -> None:
+        if self._runner is not None:
+            self._runner.resume(paused)
+
     def _open_journal(self, job_ids: list[str] | None) -> tuple[Journal, bool]:
         """The journal, new or resumed, holding every result results.csv proves done; and whether
         it is brand new (nothing in it to read back). ``job_ids``: the static share; None: a

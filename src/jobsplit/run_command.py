@@ -67,7 +67,7 @@ def run_share(project: Project, job: Callable[..., Any], flags: RunFlags, consol
         events = _ConsoleEvents(console, _display(console, settings.console))
         machine_run = MachineRun(project, job, settings, code=code, events=events)
         try:
-            with Interrupts(on_force=lambda: _force_exit(machine_run)) as interrupts:
+            with Interrupts(lambda: _force_exit(machine_run), on_pause=machine_run.pause, on_resume=machine_run.resume) as interrupts:
                 summary = machine_run.execute(lambda: interrupts.requested)
         finally:
             events.close()

@@ -134,6 +134,8 @@ class Runner:
         self._internal_in_a_row = 0
         self._start_failures: list[int | None] = []
         """Exit statuses of the workers that died in a row before they said anything."""
+        self._pauses: list[tuple[float, float]] = []
+        """(start, end) of each pause (Ctrl-Z), monotonic: time no job's timeout counts."""
         self._stopping = False
         self._terminated = False
         """A worker was stopped by a SIGTERM not ours: the run stops as if it had one too."""
@@ -206,6 +208,19 @@ class Runner:
         """Kill every worker and what its job started, at once (a forced exit follows)."""
         for slot in self._slots:
             slot.link.signal(signal.SIGKILL)
+
+    def pause(self) -> None:
+        """Stop every worker and the programs its job started (Ctrl-Z)."""
+        for slot in self._slots:
+            slot.link.signal(signal.SIGSTOP)
+
+    def resume(self, paused: float) -> None:
+        """Continue the workers after a pause of ``paused`` seconds, which no timeout counts."""
+        now = self.clock.monotonic()
+        self._pauses.append((now - paused, now))
+        for slot in self._slots:
+            slot.kill_at += paused
+            slot.link.signal(signal.SIGCONT)
 
     def _start(self, index: int) -> _Slot:
         return _Slot(self.hub.start(index))
@@ -446,9 +461,12 @@ class Runner:
                     slot.link.signal(signal.SIGKILL)
             elif self.timeout is not None:
                 state = slot.link.current()
-                if state.ticket != IDLE and now - state.started > self.timeout:
+                if state.ticket != IDLE and now - state.started - self._paused_since(state.started) > self.timeout:
                     slot.timed_out, slot.kill_at = state.ticket, now + KILL_GRACE
                     slot.link.signal(signal.SIGTERM)
+
+    def _paused_since(self, start: float) -> float:
+        return sum(end - max(begin, start) for begin, end in self._pauses if end > start)
 
     def _find(self, slot: _Slot, ticket: int) -> _Sent | None:
         if ticket == IDLE:
