@@ -273,15 +273,17 @@ def test_a_forked_child_that_leaves_by_sys_exit_never_acts_as_the_worker(tmp_pat
     assert "ValueError: raised in a forked child" in share.log()  # its traceback, as an uncaught one
 
 
-def test_a_program_reading_standard_input_gets_its_end_not_the_terminal(tmp_path):
-    """``cat`` given no file reads its standard input. Run from a terminal, it must get
-    end-of-file: a worker's process group is in the background there, so the terminal would
-    stop the reader (SIGTTIN) and its job would hang until the timeout."""
-    share = HardeningShare(tmp_path, kinds_spec([["readstdin", i, 0.0] for i in range(2)]))
+def test_programs_reading_the_terminal_get_nothing_rather_than_wait_for_ever(tmp_path):
+    """``cat`` given no file reads its standard input; ssh asking for a password opens /dev/tty.
+    Run from a terminal, neither may wait on it: a worker's process group is in the background
+    there, so the terminal would stop the reader (SIGTTIN) and its job would hang until the
+    timeout. The first gets end-of-file, the second no terminal to open."""
+    share = HardeningShare(tmp_path, kinds_spec([[kind, i, 0.0] for i in range(2) for kind in ("readstdin", "readtty")]))
     code, output = on_a_terminal(share.command("--workers", "2", "--timeout", "20"), share.env(), WATCHDOG)
     assert code == 0, output
     assert_all_done_once(share, share.ids())
-    assert {row["Note"] for row in read_results(share.results)[1]} == {"0"}  # nothing read
+    assert {(row["Kind"], row["Note"]) for row in read_results(share.results)[1]} == {("readstdin", "0"), ("readtty", "no terminal")}
+    assert "password:" not in output  # nothing written over the display either
 
 
 def test_every_job_starts_in_the_run_folder_whatever_folder_the_job_before_left(tmp_path):

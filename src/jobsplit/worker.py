@@ -15,6 +15,7 @@ Three threads, none of which can block another's progress for good:
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import multiprocessing
 import os
@@ -22,6 +23,7 @@ import random
 import reprlib
 import signal
 import sys
+import termios
 import threading
 import time
 import traceback
@@ -151,7 +153,7 @@ def worker_main(setup: WorkerSetup, tasks: Connection, results: Connection, slot
     _parent_pid, _worker_pid = parent_pid, os.getpid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     become_group_leader_and_subreaper()
-    _read_nothing_on_stdin()
+    _leave_the_terminal()
     # The runner starts workers daemonic (its exit stops them), but multiprocessing forbids a
     # daemonic process children: a job's own Pool would fail. The job's processes are stopped
     # with it anyway (its worker's process group; leftovers, see children.py).
@@ -177,16 +179,29 @@ def worker_main(setup: WorkerSetup, tasks: Connection, results: Connection, slot
     capture.close()  # the last output of the last job reaches the log before the worker exits
 
 
-def _read_nothing_on_stdin() -> None:
-    """Descriptor 0 becomes /dev/null: a program a job starts that reads its standard input
-    (``sort`` or ``wc`` given no file, a shell, an interpreter) gets end-of-file at once. On the
-    run's terminal it would wait for ever: a worker's process group is in the background there,
-    so the terminal stops such a reader (SIGTTIN) and its job hung until its timeout, if any.
-    (multiprocessing already gives ``sys.stdin`` /dev/null, but not the descriptor.)"""
+def _leave_the_terminal() -> None:
+    """Nothing a job starts can wait on the run's terminal. A worker's process group is in the
+    background there, so the terminal stops a program that reads from it (SIGTTIN), and its job
+    hung until its timeout, if any. Descriptor 0 becomes /dev/null, so a program reading its
+    standard input (``sort`` or ``wc`` given no file, a shell) gets end-of-file at once
+    (multiprocessing gives ``sys.stdin`` /dev/null, but not the descriptor). And the worker gives
+    up its controlling terminal (TIOCNOTTY: the process alone, still in the run's session and its
+    own process group), so a program that opens /dev/tty for a password (ssh, git, sudo) fails
+    at once with ENXIO, instead of writing its prompt over the display and waiting for ever."""
     devnull = os.open(os.devnull, os.O_RDONLY)
     if devnull != 0:
         os.dup2(devnull, 0)
         os.close(devnull)
+    try:
+        terminal = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
+    except OSError:
+        return  # no controlling terminal
+    try:
+        fcntl.ioctl(terminal, getattr(termios, "TIOCNOTTY", 0x5422))  # 0x5422: Linux's value
+    except OSError:
+        pass  # the terminal stays: programs may still wait on it
+    finally:
+        os.close(terminal)
 
 
 _parent_pid = _worker_pid = 0
