@@ -8,6 +8,8 @@ The way pytest-xdist tests its schedulers with fake nodes: :class:`FakeHub` stan
 ``raise``     ends with an error
 ``internal``  ends with an error inside jobsplit's own code
 ``crash``     its worker dies (SIGSEGV) at the end
+``oom``       its worker is killed (SIGKILL) at the end, the machine's out-of-memory kills counted
+``kill9``     its worker is killed (SIGKILL) at the end, by someone else
 ``hang``      never ends (until its worker is signalled)
 ``flaky``     fails the first time it runs, ends done the next
 
@@ -156,8 +158,10 @@ class FakeLink:
     def _end(self, job: _Job) -> None:
         kind = job.assignment.job[0]
         self.current_job = None
-        if kind == "crash":
-            self.dies_at, self.dies_with = job.ends, -signal.SIGSEGV
+        if kind in ("crash", "oom", "kill9"):
+            self.dies_at, self.dies_with = job.ends, -signal.SIGSEGV if kind == "crash" else -signal.SIGKILL
+            if kind == "oom" and self.hub.oom_killed is not None:
+                self.hub.oom_killed += 1
             self.current_job = job  # it was running when its worker died
             job.ends = None
             return
@@ -181,6 +185,8 @@ class FakeHub:
         self.clock = clock
         self.links: list[FakeLink] = []
         self._flaky_runs: dict[str, int] = {}
+        self.oom_killed: int | None = 0
+        """The machine's count of out-of-memory kills, as a test sets it."""
 
     def start(self, slot: int) -> FakeLink:
         link = FakeLink(self, slot, pid=1000 + len(self.links))
@@ -189,6 +195,9 @@ class FakeHub:
 
     def stop_orphans(self) -> list[tuple[int, str]]:
         return []  # fake workers start no programs
+
+    def oom_kills(self) -> int | None:
+        return self.oom_killed
 
     def wait(self, links: Any, timeout: float) -> list[FakeLink]:
         alive = [link for link in links if link.code is None]

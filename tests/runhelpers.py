@@ -613,6 +613,10 @@ def kinds_job(*args, progress=None):
         note += " " + subprocess.run(["sh", "-c", 'echo "${JOBSPLIT_TEST_LEAK:--}"'], stdout=subprocess.PIPE, text=True, check=True).stdout.strip()
     elif kind == "readstdin":  # a program that reads its standard input to the end, as `cat` given no file
         note = str(len(subprocess.run(["cat"], stdout=subprocess.PIPE, check=True).stdout))
+    elif kind == "hog":  # holds more and more memory until something stops it
+        held = []
+        while True:
+            held.append(b"m" * (16 << 20))
     elif kind == "readtty":  # a program that asks the terminal itself for a password, as ssh does
         note = "opened" if subprocess.run(["sh", "-c", "printf 'password: ' > /dev/tty; read x < /dev/tty"], check=False).returncode == 0 else "no terminal"
     elif kind == "detachcrash":  # a child in a session of its own, then the worker dies

@@ -16,10 +16,12 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from conftest import error_lines, write_config_dir
+from jobsplit.children import oom_counter_files
 from runhelpers import (
     HEADER,
     HardeningShare,
@@ -545,3 +547,78 @@ def test_the_percentage_counts_only_done_jobs(tmp_path):
     assert "100.0%" not in err, err
     final = [line for line in err.splitlines() if re.search(r"(?<![\d.])50\.0%", line) and re.search(r"\b2(/| of )4\b", line)]
     assert final, f"no final summary line saying 2 of 4 done, 50.0%:\n{err}"
+
+
+# --- out of memory -------------------------------------------------------------------------------
+
+MEMORY_LIMIT = 300 << 20
+
+
+@pytest.fixture
+def memory_cgroup():
+    """A memory cgroup (v1, or v2 with the memory controller) limited to MEMORY_LIMIT bytes,
+    removed afterwards; the test is skipped where none can be made (it needs root)."""
+    name = f"jobsplit-test-{os.getpid()}-{time.monotonic_ns()}"
+    for root, limit in ((Path("/sys/fs/cgroup/memory"), "memory.limit_in_bytes"), (Path("/sys/fs/cgroup"), "memory.max")):
+        group = root / name
+        try:
+            group.mkdir()
+        except OSError:
+            continue
+        try:
+            (group / limit).write_text(str(MEMORY_LIMIT))
+        except OSError:
+            group.rmdir()
+            continue
+        try:
+            yield group
+        finally:
+            wait_for(lambda: not (group / "cgroup.procs").read_text().split(), 30, "the cgroup to empty")
+            group.rmdir()
+        return
+    pytest.skip("no memory cgroup can be made here (it needs root and a writable cgroup memory controller)")
+
+
+def test_a_job_the_out_of_memory_killer_stops_is_said_to_have_run_out_of_memory(tmp_path, memory_cgroup):
+    """A job that holds more memory than its cgroup allows: the kernel kills its worker with
+    SIGKILL. The crash names the likely cause and the fix, the other jobs are done."""
+    share = HardeningShare(tmp_path, kinds_spec([["hog", 0, 0.0], *[["ok", i, 0.0] for i in range(1, 5)]]))
+    procs = memory_cgroup / "cgroup.procs"
+    status, _, err = watched_in(share, procs)
+    assert status == 1, err
+    jobs = journal_jobs(share.journal)
+    hog = tuple_id(["hog", 0, 0.0])
+    assert jobs[hog]["outcome"] == "crashed"
+    assert jobs[hog]["error"].startswith("the worker process died while running this job (killed by SIGKILL: the kernel's out-of-memory killer"), jobs[hog]["error"]
+    assert sorted(job_id for job_id, job in jobs.items() if job["state"] == "done") == sorted(share.ids("ok"))
+
+
+def watched_in(share: HardeningShare, procs: Path) -> tuple[int, str, str]:
+    """Run the share (no retries) with the run, and so its workers, in the cgroup of ``procs``."""
+    process = share.start("--workers", "2", "--retries", "0", preexec_fn=lambda: procs.write_text(str(os.getpid())))
+    return communicate(process, WATCHDOG)
+
+
+V1_MOUNTS = """\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+"""
+
+
+@pytest.mark.parametrize(
+    ("cgroups", "mounts", "files"),
+    [
+        ("4:memory:/slurm/job_7\n1:cpu:/\n0::/\n", V1_MOUNTS, ["/sys/fs/cgroup/memory/slurm/job_7/memory.oom_control", "/sys/fs/cgroup/unified/memory.events"]),
+        ("0::/user.slice/run-1.scope\n", "29 23 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw,nsdelegate\n", ["/sys/fs/cgroup/user.slice/run-1.scope/memory.events"]),
+        ("0::/docker/abc\n", "29 23 0:26 /docker/abc /sys/fs/cgroup ro,nosuid - cgroup2 cgroup2 rw\n", ["/sys/fs/cgroup/memory.events"]),  # a container sees its own group as the root
+        ("0::/elsewhere\n", "29 23 0:26 /docker/abc /sys/fs/cgroup ro - cgroup2 cgroup2 rw\n", []),  # mounted, but not our group
+        ("", "", []),
+    ],
+    ids=["v1 hybrid", "v2", "v2 in a container", "v2 not ours", "no cgroups"],
+)
+def test_the_oom_counter_is_the_memory_cgroup_s_own(cgroups, mounts, files):
+    """The out-of-memory kills are read for the run's own memory cgroup, wherever it is mounted,
+    so that one cgroup's kills (another Slurm job's) are never taken for this run's."""
+    assert oom_counter_files(cgroups, mounts) == files

@@ -189,6 +189,24 @@ def test_a_crash_blames_only_the_running_job_and_hands_back_the_queued_ones(make
     assert first.signals == [signal.SIGKILL]  # what its job started goes with it
 
 
+def test_a_worker_killed_when_the_out_of_memory_killer_struck_is_said_to_be_out_of_memory(make):
+    """A SIGKILL that came with a rise in the machine's count of out-of-memory kills gets the
+    likely cause and the fix; a SIGKILL without one, or where the count is unknown, does not."""
+    setup = make([("oom", 0.1, 0), ("kill9", 0.1, 1), ("ok", 0.1, 2)], workers=1)
+    setup.hub.oom_killed = 7
+    assert setup.runner().run(lambda: False) is True
+    errors = {a["job_id"]: a["error"] for a in setup.journal.attempts() if a["outcome"] == "crashed"}
+    assert errors[setup.ids[0]].startswith("the worker process died while running this job (killed by SIGKILL: the kernel's out-of-memory killer")
+    assert "run fewer jobs at a time (--workers)" in errors[setup.ids[0]]
+    assert errors[setup.ids[1]] == "the worker process died while running this job (killed by SIGKILL)"
+
+    unknown = make([("oom", 0.1, 0)], workers=1)
+    unknown.hub.oom_killed = None
+    assert unknown.runner().run(lambda: False) is True
+    (attempt,) = unknown.journal.attempts()
+    assert attempt["error"] == "the worker process died while running this job (killed by SIGKILL)"
+
+
 def test_crashes_are_retried_by_the_source_when_retries_are_left(make):
     setup = make([("crash", 0.1, 0), ("ok", 0.1, 1)], workers=1, retries=2)
     assert setup.runner().run(lambda: False) is True

@@ -12,6 +12,7 @@ of a worker that died and stops them (``stop_orphans``).
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import signal
 import sys
@@ -151,6 +152,54 @@ def stop_children(grace: float) -> list[tuple[int, str]]:
                 _signal_tree(pid, signal.SIGKILL)
             killed = True
         time.sleep(REAP_INTERVAL)
+    return found
+
+
+def oom_kills() -> int | None:
+    """How many processes the kernel's out-of-memory killer has killed in this process's memory
+    cgroup (its workers share it), counted by Linux per cgroup: a limit of its own (a Slurm job, a
+    container) or the machine's memory; else on the whole machine (/proc/vmstat, Linux 4.13 and
+    later); None where neither is known."""
+    for path in _oom_counters():
+        try:
+            with open(path, "rb") as f:
+                for line in f:
+                    if line.startswith(b"oom_kill "):
+                        return int(line.split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    return None
+
+
+@functools.cache
+def _oom_counters() -> tuple[str, ...]:
+    try:
+        cgroups, mounts = Path("/proc/self/cgroup").read_text(), Path("/proc/self/mountinfo").read_text()
+    except OSError:
+        cgroups = mounts = ""
+    return (*oom_counter_files(cgroups, mounts), "/proc/vmstat")
+
+
+def oom_counter_files(cgroups: str, mountinfo: str) -> list[str]:
+    """The files counting OOM kills in the memory cgroup that ``cgroups`` (/proc/self/cgroup)
+    names, where ``mountinfo`` (/proc/self/mountinfo) has it mounted: ``memory.oom_control`` of
+    cgroup v1's memory controller, ``memory.events`` of cgroup v2 (which has a memory controller
+    where that file exists)."""
+    found = []
+    for line in cgroups.splitlines():
+        _, controllers, group = line.split(":", 2)
+        v1 = "memory" in controllers.split(",")
+        if not v1 and controllers:
+            continue
+        for mount in mountinfo.splitlines():
+            fields = mount.split()
+            if "-" not in fields[6:]:
+                continue
+            tail = fields.index("-", 6)
+            fstype, root, point, options = fields[tail + 1], fields[3].rstrip("/"), fields[4], ",".join(fields[tail + 3 :]).split(",")
+            ours = fstype == "cgroup" and "memory" in options if v1 else fstype == "cgroup2"
+            if ours and (group == root or group.startswith(root + "/")):  # the mount shows our group
+                found.append(f"{point}{group[len(root) :].rstrip('/')}/{'memory.oom_control' if v1 else 'memory.events'}")
     return found
 
 

@@ -26,7 +26,7 @@ from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
 from typing import Any, Protocol
 
-from .children import become_subreaper, started_at, stop_orphans
+from .children import become_subreaper, oom_kills, started_at, stop_orphans
 from .progress import ProgressBoard, SlotState
 from .worker import WorkerSetup, worker_main
 
@@ -86,6 +86,11 @@ class WorkerHub(Protocol):
         most ``timeout`` seconds; returns those links."""
         ...
 
+    def oom_kills(self) -> int | None:
+        """How many processes the kernel's out-of-memory killer has killed here so far (None:
+        not known): a worker killed by SIGKILL while it rose was most likely one of them."""
+        ...
+
 
 class ProcessHub:
     """Real worker processes of one ``multiprocessing`` context."""
@@ -126,6 +131,9 @@ class ProcessHub:
 
     def stop_orphans(self) -> list[tuple[int, str]]:
         return [] if self._since is None else stop_orphans(self._pids, self._since)
+
+    def oom_kills(self) -> int | None:
+        return oom_kills()
 
     def wait(self, links: Sequence[WorkerLink], timeout: float) -> list[WorkerLink]:
         ready: dict[int, WorkerLink] = {}

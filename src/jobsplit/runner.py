@@ -134,6 +134,8 @@ class Runner:
         self._internal_in_a_row = 0
         self._start_failures: list[int | None] = []
         """Exit statuses of the workers that died in a row before they said anything."""
+        self._oom_kills = hub.oom_kills()
+        """The machine's count of out-of-memory kills when last read (at the start, at each crash)."""
         self._pauses: list[tuple[float, float]] = []
         """(start, end) of each pause (Ctrl-Z), monotonic: time no job's timeout counts."""
         self._stopping = False
@@ -420,7 +422,7 @@ class Runner:
                 error = f"timed out after {self.timeout:g} s (the limit set by --timeout or [jobsplit] timeout)"
             else:
                 culprit, outcome = state.ticket, Outcome.CRASHED
-                error = f"the worker process died while running this job ({describe_exit(code)})"
+                error = f"the worker process died while running this job ({describe_exit(code)}{self._out_of_memory(code)})"
             if state.ticket == IDLE and not slot.heard:
                 self._start_failures.append(code)
             else:
@@ -464,6 +466,17 @@ class Runner:
                 if state.ticket != IDLE and now - state.started - self._paused_since(state.started) > self.timeout:
                     slot.timed_out, slot.kill_at = state.ticket, now + KILL_GRACE
                     slot.link.signal(signal.SIGTERM)
+
+    def _out_of_memory(self, code: int | None) -> str:
+        """What to add to the crash of a worker that exited with ``code``: whether the kernel's
+        out-of-memory killer (which kills with SIGKILL) killed a process meanwhile."""
+        before, self._oom_kills = self._oom_kills, self.hub.oom_kills()
+        if code != -signal.SIGKILL or before is None or self._oom_kills is None or self._oom_kills <= before:
+            return ""
+        return (
+            ": the kernel's out-of-memory killer killed a process on this machine meanwhile, most likely this worker: "
+            "the job needed more memory than there was; make it hold less at once, or run fewer jobs at a time (--workers)"
+        )
 
     def _paused_since(self, start: float) -> float:
         return sum(end - max(begin, start) for begin, end in self._pauses if end > start)
