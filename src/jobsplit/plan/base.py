@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import struct
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -51,10 +52,11 @@ def seeded_order(ids: Sequence[bytes], seed: bytes) -> array[int]:
         state.update(job_id)
         return state.digest()
 
+    record = struct.Struct(f">{_KEY_BYTES}sI").pack  # "16s" keeps a key's first 16 bytes
     buckets = [bytearray() for _ in range(256)]
     for position, job_id in enumerate(ids):
         key = order_key(job_id)
-        buckets[key[0]] += key[:_KEY_BYTES] + position.to_bytes(4, "big")
+        buckets[key[0]] += record(key, position)
     order = array("I")
     for index, bucket in enumerate(buckets):
         packed = bytes(bucket)
