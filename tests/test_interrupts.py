@@ -293,18 +293,21 @@ def process_state(pid: int) -> str:
 def test_ctrl_z_pauses_the_jobs_too_and_no_timeout_counts_the_pause(tmp_path):
     """The terminal stops only the run's own process group on Ctrl-Z, while workers lead groups of
     their own: the run stops them too (and their jobs' programs), and continues them when the
-    shell continues it (``fg``). A pause longer than --timeout stops no job."""
+    shell continues it (``fg``). A pause longer than --timeout stops no job. The shell gets the
+    terminal back with the cursor the live display hides shown."""
     share = HardeningShare(tmp_path, kinds_spec([["sleep", i, 2.0] for i in range(4)]))
     pid, terminal = pty.fork()
     if pid == 0:  # a shell with job control on a terminal of its own, running the command
-        os.execve(sys.executable, [sys.executable, "-c", JOB_CONTROL_SHELL, *map(str, share.command("--workers", "2", "--timeout", "4"))], share.env())
+        command = share.command("--workers", "2", "--timeout", "4", "--console", "live")
+        os.execve(sys.executable, [sys.executable, "-c", JOB_CONTROL_SHELL, *map(str, command)], share.env())
     os.set_blocking(terminal, False)
+    output = bytearray()
 
     def drained(condition):
         def check():
             try:
-                while os.read(terminal, 1 << 16):  # the live display must never block on a full terminal
-                    pass
+                while chunk := os.read(terminal, 1 << 16):  # the live display must never block on a full terminal
+                    output.extend(chunk)
             except OSError:
                 pass  # nothing to read now
             return condition()
@@ -317,6 +320,8 @@ def test_ctrl_z_pauses_the_jobs_too_and_no_timeout_counts_the_pause(tmp_path):
         run = next(p for p, _, command in session_processes(pid) if p != pid and p not in workers and "entry.py" in command)
         os.write(terminal, b"\x1a")  # Ctrl-Z
         wait_for(drained(lambda: {process_state(p) for p in {run, *workers}} == {"T"}), 30, "the run and its workers to stop")
+        drained(lambda: None)()
+        assert output.rfind(b"\x1b[?25h") > output.rfind(b"\x1b[?25l") >= 0, "the cursor stays hidden at the shell's prompt"
         time.sleep(5)  # a pause longer than --timeout
         assert {process_state(p) for p in {run, *workers}} == {"T"}
         assert len(side_lines(share.starts)) == 2, "a job started during the pause"

@@ -53,6 +53,12 @@ class Display(Protocol):
         """A line for the record (a failure, a notice), kept above any live area."""
         ...
 
+    def suspend(self) -> None:
+        """The run stops for a while (Ctrl-Z): the terminal goes back to the shell as it was."""
+        ...
+
+    def resume(self) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -92,6 +98,12 @@ class PlainDisplay:
 
     def message(self, text: str) -> None:
         self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    def suspend(self) -> None:
+        pass
+
+    def resume(self) -> None:
+        pass
 
     def close(self) -> None:
         pass

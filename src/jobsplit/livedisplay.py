@@ -6,6 +6,8 @@ noticeable part of the start-up of every run that prints plain lines.
 
 from __future__ import annotations
 
+import os
+
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.markup import escape
@@ -30,8 +32,22 @@ class LiveDisplay:
     def message(self, text: str) -> None:
         self._live.console.print(escape(text), highlight=False, soft_wrap=True)
 
+    def suspend(self) -> None:
+        """Show the cursor the live view hides, written straight to the terminal: the handler of
+        Ctrl-Z may run while rich is midway through a render, its buffer not yet written."""
+        self._cursor(b"\x1b[?25h")
+
+    def resume(self) -> None:
+        self._cursor(b"\x1b[?25l")
+
     def close(self) -> None:
         self._live.stop()
+
+    def _cursor(self, control: bytes) -> None:
+        try:
+            os.write(self.console.file.fileno(), control)
+        except (OSError, ValueError):
+            pass  # no terminal behind the console after all
 
 
 def render(s: Snapshot) -> RenderableType:

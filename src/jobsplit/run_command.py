@@ -67,11 +67,22 @@ def run_share(project: Project, job: Callable[..., Any], flags: RunFlags, consol
         events = _ConsoleEvents(console, _display(console, settings.console))
         machine_run = MachineRun(project, job, settings, code=code, events=events)
         try:
-            with Interrupts(lambda: _force_exit(machine_run), on_pause=machine_run.pause, on_resume=machine_run.resume) as interrupts:
+            with Interrupts(lambda: _force_exit(machine_run), on_pause=lambda: _pause(machine_run, events), on_resume=lambda paused: _resume(machine_run, events, paused)) as interrupts:
                 summary = machine_run.execute(lambda: interrupts.requested)
         finally:
             events.close()
     return _sum_up(summary, settings, console)
+
+
+def _pause(machine_run: MachineRun, events: _ConsoleEvents) -> None:
+    """Ctrl-Z: the jobs stop, and the terminal goes back to the shell as it was."""
+    machine_run.pause()
+    events.display.suspend()
+
+
+def _resume(machine_run: MachineRun, events: _ConsoleEvents, paused: float) -> None:
+    events.display.resume()
+    machine_run.resume(paused)
 
 
 class _ConsoleEvents:
