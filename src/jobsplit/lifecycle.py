@@ -129,8 +129,8 @@ class Interrupts:
         elif signum == signal.SIGINT and now - self.requested_at > self._grace:
             self._on_force()
 
-
     def _pause(self, signum: int, frame: FrameType | None) -> None:
+        """Ctrl-Z: the workers stop, then this process, until the shell continues it."""
         began = time.monotonic()
         self._on_pause()
         signal.signal(signum, signal.SIG_DFL)

@@ -135,7 +135,7 @@ class Runner:
         self._start_failures: list[int | None] = []
         """Exit statuses of the workers that died in a row before they said anything."""
         self._oom_kills = hub.oom_kills()
-        """The machine's count of out-of-memory kills when last read (at the start, at each crash)."""
+        """The count of out-of-memory kills (see WorkerHub.oom_kills) when last read: at the start, at each crash."""
         self._pauses: list[tuple[float, float]] = []
         """(start, end) of each pause (Ctrl-Z), monotonic: time no job's timeout counts."""
         self._stopping = False
@@ -474,8 +474,8 @@ class Runner:
         if code != -signal.SIGKILL or before is None or self._oom_kills is None or self._oom_kills <= before:
             return ""
         return (
-            ": the kernel's out-of-memory killer killed a process on this machine meanwhile, most likely this worker: "
-            "the job needed more memory than there was; make it hold less at once, or run fewer jobs at a time (--workers)"
+            ": the kernel's out-of-memory killer killed a process meanwhile, most likely this worker: the job needed more "
+            "memory than there was (or than the run's memory limit allows); make it hold less at once, or run fewer jobs at a time (--workers)"
         )
 
     def _paused_since(self, start: float) -> float:

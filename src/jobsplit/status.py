@@ -131,7 +131,7 @@ def gather(paths: list[Path]) -> tuple[str, list[MachineStatus], int | None, dic
     plan = found[0][1]
     pool = plan.get("")
     seen = {s.name for s in statuses}
-    repeated = {}
+    repeated: dict[str, list[Path]] = {}
     if pool is None:
         statuses += [MachineStatus(name, count, pending=count) for name, count in plan.items() if name not in seen]
         repeated = repeated_machines((s.name, folder) for s, folder in zip(statuses, folders))
