@@ -6,10 +6,12 @@ left in that session (workers, and the resource tracker under spawn).
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import signal
 import sqlite3
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -294,7 +296,7 @@ def test_ctrl_z_pauses_the_jobs_too_and_no_timeout_counts_the_pause(tmp_path):
     """The terminal stops only the run's own process group on Ctrl-Z, while workers lead groups of
     their own: the run stops them too (and their jobs' programs), and continues them when the
     shell continues it (``fg``). A pause longer than --timeout stops no job. The shell gets the
-    terminal back with the cursor the live display hides shown."""
+    terminal back with the cursor the live display hides shown; ``status`` says "paused"."""
     share = HardeningShare(tmp_path, kinds_spec([["sleep", i, 2.0] for i in range(4)]))
     pid, terminal = pty.fork()
     if pid == 0:  # a shell with job control on a terminal of its own, running the command
@@ -324,6 +326,8 @@ def test_ctrl_z_pauses_the_jobs_too_and_no_timeout_counts_the_pause(tmp_path):
         assert output.rfind(b"\x1b[?25h") > output.rfind(b"\x1b[?25l") >= 0, "the cursor stays hidden at the shell's prompt"
         time.sleep(5)  # a pause longer than --timeout
         assert {process_state(p) for p in {run, *workers}} == {"T"}
+        status = subprocess.run([sys.executable, "-m", "jobsplit", "status", str(share.out), "--json"], capture_output=True, text=True, env=share.env(), timeout=60, check=True)
+        assert [m["state"] for m in json.loads(status.stdout)["machines"]] == ["paused"]
         assert len(side_lines(share.starts)) == 2, "a job started during the pause"
         os.killpg(run, signal.SIGCONT)  # what the shell's fg does
         (code,) = wait_for(drained(lambda: None if (ended := exit_code(pid)) is None else (ended,)), 60, "the run to end", interval=0.05)

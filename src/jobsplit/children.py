@@ -99,6 +99,14 @@ def started_at(pid: int) -> int | None:
         return None
 
 
+def stopped(pid: int) -> bool:
+    """Whether process ``pid`` of this host is stopped (Ctrl-Z, SIGSTOP; Linux: read from /proc)."""
+    try:
+        return _fields(Path(f"/proc/{pid}/stat").read_text())[0] in ("T", "t")
+    except (OSError, ValueError, IndexError):
+        return False
+
+
 def _fields(stat: str) -> list[str]:
     """The fields of a /proc/<pid>/stat line from the state on (field 3 of proc(5)): the command
     before them is in parentheses and may hold spaces and parentheses itself."""

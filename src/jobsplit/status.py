@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import balance
+from .children import stopped
 from .console import data_console
 from .digest import format_digest
 from .display import duration
@@ -59,7 +61,7 @@ class MachineStatus:
     eta_seconds: float | None = None
     last_update: str | None = None
     state: str = "not started"
-    """not started, running, stalled, interrupted, crashed or finished."""
+    """not started, running, paused, stalled, interrupted, crashed or finished."""
 
 
 def machine_status(path: Path, now: float) -> tuple[str, dict[str, int], MachineStatus]:
@@ -80,7 +82,9 @@ def machine_status(path: Path, now: float) -> tuple[str, dict[str, int], Machine
         updated, started = float(last["updated"]), float(last["started"])
         last_update = utc_timestamp(updated)
         state = str(last["status"])
-        if state == RunStatus.RUNNING and now - updated > STALLED_AFTER:
+        if state == RunStatus.RUNNING and last["host"] == socket.gethostname() and last["pid"] and stopped(int(last["pid"])):
+            state = "paused"  # Ctrl-Z: quiet, but alive (its process is on this host to ask)
+        elif state == RunStatus.RUNNING and now - updated > STALLED_AFTER:
             state = "stalled"
         if updated > started:
             rate = (counts[JobState.DONE] - int(last["done_before"])) / (updated - started)
