@@ -253,6 +253,9 @@ def test_a_machine_chosen_on_two_hosts_is_named_with_its_folders(project, tmp_pa
     assert "keep one folder per machine" in line
     assert "missing from m3: all 8 jobs" in result.stderr
     assert "present more than once: 8 jobs" in result.stderr
+    report = jobsplit_tool("report", first, second, "-o", tmp_path / "report.html", cwd=tmp_path)  # the report says so too
+    assert report.returncode == 0, report.stderr
+    assert [line for line in report.stderr.splitlines() if line.startswith("machine ")] == [line]
 
 
 def test_a_fake_folder_with_a_journal_copy_is_duplicated(project, tmp_path):

@@ -29,6 +29,7 @@ from .digest import format_digest
 from .display import duration
 from .errors import UserError
 from .figures import WORST_FIRST, FailureGroup, Figures, MachineFigures, as_document, compute, failure_message
+from .outdir import repeated_machine_sentence, repeated_machines
 from .runfacts import KINDS, Attempt, RunFacts, last_log_lines, load
 from .timefmt import utc_timestamp
 
@@ -69,6 +70,9 @@ def run(args: argparse.Namespace, console: Console) -> int:
     if args.output is None and not args.json:
         raise UserError("say where the report goes: -o report.html (or --json for the figures on stdout)")
     facts = load(args.dirs)
+    if "" not in facts.plan:  # a static plan (a shared queue's hosts of one name claim different jobs)
+        for name, folders in repeated_machines((m.name, m.path) for m in facts.machines).items():
+            console.print(repeated_machine_sentence(name, folders), markup=False, soft_wrap=True)
     figures = compute(facts)
     logs = failure_logs(facts, figures)
     if args.json:
