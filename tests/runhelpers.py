@@ -608,6 +608,13 @@ def kinds_job(*args, progress=None):
         os.environ["JOBSPLIT_TEST_LEAK"] = str(i)
         os.environ["PATH"] = "/nowhere"
         del os.environ["HOME"]
+    elif kind == "alarmleft":  # arms a SIGALRM time limit of half a second and returns at once, leaving it set
+        def too_long(signum, frame):
+            raise TimeoutError("the alarm went off")
+
+        signal.signal(signal.SIGALRM, too_long)
+        signal.setitimer(signal.ITIMER_REAL, 0.5)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     elif kind == "getenv":
         note = f"{os.environ.get('JOBSPLIT_TEST_LEAK', '-')} {os.environ['PATH'] != '/nowhere'} {'HOME' in os.environ}"
         note += " " + subprocess.run(["sh", "-c", 'echo "${JOBSPLIT_TEST_LEAK:--}"'], stdout=subprocess.PIPE, text=True, check=True).stdout.strip()

@@ -295,6 +295,7 @@ def test_every_job_starts_in_the_run_folder_whatever_folder_the_job_before_left(
     status, _, err = share.run("--workers", "1")
     assert status == 0, err
     assert_all_done_once(share, share.ids())
+    assert ran_after(share, "chdirgone", "getcwd")
     assert {row["Note"] for row in read_results(share.results)[1] if row["Kind"] == "getcwd"} == {os.getcwd()}  # where the run started
 
 
@@ -305,7 +306,34 @@ def test_every_job_starts_with_the_run_environment_whatever_the_job_before_set(t
     status, _, err = share.run("--workers", "1", env=share.env(HOME="/home/someone"))
     assert status == 0, err
     assert_all_done_once(share, share.ids())
+    assert ran_after(share, "setenv", "getenv")
     assert {row["Note"] for row in read_results(share.results)[1] if row["Kind"] == "getenv"} == {"- True True -"}
+
+
+def test_an_alarm_or_signal_handler_a_job_left_never_reaches_the_next_jobs(tmp_path):
+    """A job that armed a SIGALRM time limit and returned before it went off (and made itself deaf
+    to SIGTERM) must not leave them to its worker's next job: the alarm would go off in that job,
+    and a timeout could no longer stop it with SIGTERM."""
+    share = HardeningShare(tmp_path, kinds_spec([[kind, i, 1.0] for i in range(2) for kind in ("alarmleft", "sleep")]))
+    status, _, err = share.run("--workers", "1")
+    assert status == 0, err
+    assert_all_done_once(share, share.ids())
+    assert ran_after(share, "alarmleft", "sleep")
+
+    deaf = HardeningShare(tmp_path / "deaf", kinds_spec([*[["alarmleft", i, 0.0] for i in range(5)], ["sleep", 9, 60.0]]))
+    status, _, err = deaf.run("--workers", "1", "--timeout", "2")
+    assert status == 1, err
+    assert ran_after(deaf, "alarmleft", "sleep")
+    assert journal_query(deaf.journal, "SELECT outcome, signal FROM attempts WHERE outcome != 'done'") == [("timeout", signal.SIGTERM)]  # not SIGKILL after the grace
+
+
+def ran_after(share: HardeningShare, first: str, then: str) -> bool:
+    """Whether a job of kind ``then`` started after one of kind ``first`` ended (on one worker):
+    the tests of what one job leaves to the next hold only then."""
+    kinds = {tuple_id(job): job[0] for job in share.spec["jobs"]}
+    attempts = journal_query(share.journal, "SELECT job_id, started, ended FROM attempts")
+    ends = [ended for job_id, _, ended in attempts if kinds[job_id] == first]
+    return bool(ends) and any(started > min(ends) for job_id, started, _ in attempts if kinds[job_id] == then)
 
 
 def test_a_job_cannot_change_the_config_the_jobs_after_it_read(tmp_path):

@@ -204,6 +204,10 @@ def _leave_the_terminal() -> None:
         os.close(terminal)
 
 
+_KEPT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGALRM, signal.SIGCHLD, signal.SIGPIPE, signal.SIGUSR1, signal.SIGUSR2)
+"""Signals whose handling a job may change for itself (jobsplit's own SIGTERM handler among
+them): each job starts with the worker's."""
+
 _parent_pid = _worker_pid = 0
 """The runner's pid and the worker's own, set when the worker starts."""
 _forked = False
@@ -403,6 +407,8 @@ class _JobRunner:
         self._environ_bytes = dict(getattr(os.environ, "_data", {}))
         """Every job's environment variables, and as CPython keeps them (encoded): one cheap
         comparison tells whether a job changed them."""
+        self._handlers = {signum: signal.getsignal(signum) for signum in _KEPT_SIGNALS}
+        """What every job starts with for the signals a job may take over."""
         self._cpu = _cpu_seconds()
         """CPU time read at the end of the last job: the next job's start, as a worker uses
         next to no CPU between jobs (one reading a job, not two)."""
@@ -461,12 +467,18 @@ class _JobRunner:
         outbox.add(ticket, Outcome.ERROR, started, running_time, None, error, max_rss, cpu)
 
     def _restore_surroundings(self) -> None:
-        """The next job starts in the run's folder with the run's environment variables, whatever
-        this job changed (a scratch folder, deleted since; ``os.environ`` for a program it ran):
-        what a job sees must not depend on which jobs its worker ran before."""
+        """The next job starts in the run's folder with the run's environment variables and
+        signal handlers, and no alarm set, whatever this job changed (a scratch folder, deleted
+        since; ``os.environ`` for a program it ran; a SIGALRM time limit it left armed, which would
+        go off in the next job): what a job sees must not depend on which jobs its worker ran before."""
         if getattr(os.environ, "_data", self._environ_bytes) != self._environ_bytes:  # elsewhere than CPython: not checked
             os.environ.clear()
             os.environ.update(self._environ)
+        if signal.getitimer(signal.ITIMER_REAL)[0]:  # signal.alarm() sets this timer too
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        for signum, handler in self._handlers.items():
+            if signal.getsignal(signum) != handler:
+                signal.signal(signum, handler)
         try:
             if os.getcwd() == self._folder:
                 return
