@@ -337,3 +337,24 @@ def test_ctrl_z_pauses_the_jobs_too_and_no_timeout_counts_the_pause(tmp_path):
     assert code == 0
     assert_all_done_once(share, share.ids())
     assert journal_query(share.journal, "SELECT outcome, COUNT(*) FROM attempts GROUP BY outcome") == [("done", 4)]
+
+
+def test_a_worker_sent_sigtstp_stops_alone(tmp_path):
+    """A forked worker inherits the main process's handler of Ctrl-Z, which stops every worker:
+    a SIGTSTP sent to one worker (by a person, a tool) must stop that worker alone, as it stops
+    any process, and the run goes on once it is continued."""
+    share = HardeningShare(tmp_path, kinds_spec([["sleep", i, 1.5] for i in range(4)]))
+    process = share.start("--workers", "2", "--start-method", "fork")
+    try:
+        wait_for(lambda: len(side_lines(share.starts)) == 2, 60, "2 running jobs")
+        first, second = sorted({int(p) for p in side_lines(share.pids)})
+        os.kill(second, signal.SIGTSTP)
+        wait_for(lambda: process_state(second) == "T", 30, "the worker sent SIGTSTP to stop")
+        time.sleep(0.5)  # the inherited handler stopped the other worker at once
+        assert process_state(first) != "T" and process_state(process.pid) != "T"
+        os.kill(second, signal.SIGCONT)
+        status, _, err = communicate(process, 60)
+    finally:
+        kill_session(process.pid)
+    assert status == 0, err
+    assert_all_done_once(share, share.ids())

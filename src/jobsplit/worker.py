@@ -152,6 +152,7 @@ def worker_main(setup: WorkerSetup, tasks: Connection, results: Connection, slot
     global _parent_pid, _worker_pid
     _parent_pid, _worker_pid = parent_pid, os.getpid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    signal.signal(signal.SIGTSTP, signal.SIG_DFL)  # a forked worker has the parent's handler, which would pause the run's workers from here
     become_group_leader_and_subreaper()
     _leave_the_terminal()
     # The runner starts workers daemonic (its exit stops them), but multiprocessing forbids a
