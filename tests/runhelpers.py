@@ -540,6 +540,12 @@ def kinds_job(*args, progress=None):
         pass
     elif kind == "sleep":
         time.sleep(float(param))
+    elif kind == "printgate":  # prints, waits while HERE/hold exists (at most 120 s), prints again
+        print(f"before the gate {i}", flush=True)
+        deadline = time.monotonic() + 120
+        while (HERE / "hold").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        print(f"after the gate {i}", flush=True)
     elif kind == "sleepenv":  # sleeps JOBSPLIT_TEST_SLEEP seconds if set, else param
         time.sleep(float(os.environ.get("JOBSPLIT_TEST_SLEEP", param)))
     elif kind in ("gate", "daemongate"):  # sleeps param seconds, then waits while HERE/hold exists (at most 120 s)

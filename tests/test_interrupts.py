@@ -358,3 +358,44 @@ def test_a_worker_sent_sigtstp_stops_alone(tmp_path):
         kill_session(process.pid)
     assert status == 0, err
     assert_all_done_once(share, share.ids())
+
+
+def test_a_worker_sent_sighup_keeps_logging_its_jobs_output(tmp_path):
+    """A forked worker inherited the main process's SIGHUP handler, which silences a hung-up
+    terminal by pointing descriptors 1 and 2 to /dev/null: in a worker, the pipes to the log. A
+    SIGHUP sent to a worker of a run on a terminal must change nothing: its job's later output
+    still reaches the log."""
+    share = HardeningShare(tmp_path, kinds_spec([["printgate", i, 0.0] for i in range(2)]))
+    hold = tmp_path / "hold"
+    hold.write_text("")
+    pid, terminal = pty.fork()
+    if pid == 0:  # the run on a terminal of its own
+        os.execve(sys.executable, [str(part) for part in share.command("--workers", "2", "--start-method", "fork")], share.env())
+    os.set_blocking(terminal, False)
+
+    def drained(condition):
+        def check():
+            try:
+                while os.read(terminal, 1 << 16):
+                    pass
+            except OSError:
+                pass  # nothing to read now
+            return condition()
+
+        return check
+
+    try:
+        wait_for(drained(lambda: len(side_lines(share.starts)) == 2), 60, "2 running jobs")
+        for worker in {int(p) for p in side_lines(share.pids)}:
+            os.kill(worker, signal.SIGHUP)
+        time.sleep(0.2)  # for the handlers to run
+        hold.unlink()
+        (code,) = wait_for(drained(lambda: None if (ended := exit_code(pid)) is None else (ended,)), 60, "the run to end", interval=0.05)
+    finally:
+        hold.unlink(missing_ok=True)
+        kill_session(pid)
+        os.close(terminal)
+    assert code == 0
+    assert_all_done_once(share, share.ids())
+    log = share.log()
+    assert all(f"after the gate {i}" in log for i in range(2)), log

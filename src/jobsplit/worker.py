@@ -153,6 +153,7 @@ def worker_main(setup: WorkerSetup, tasks: Connection, results: Connection, slot
     _parent_pid, _worker_pid = parent_pid, os.getpid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     signal.signal(signal.SIGTSTP, signal.SIG_DFL)  # a forked worker has the parent's handler, which would pause the run's workers from here
+    signal.signal(signal.SIGHUP, _no_hangup)
     become_group_leader_and_subreaper()
     _leave_the_terminal()
     # The runner starts workers daemonic (its exit stops them), but multiprocessing forbids a
@@ -178,6 +179,14 @@ def worker_main(setup: WorkerSetup, tasks: Connection, results: Connection, slot
                 run(ready)
         outbox.flush()  # a batch ended: a worker that dies loses at most the group it was running
     capture.close()  # the last output of the last job reaches the log before the worker exits
+
+
+def _no_hangup(signum: int, frame: FrameType | None) -> None:
+    """A worker has no terminal to lose: a SIGHUP (from a person, or from the kernel to a stopped
+    worker whose parent died, before its SIGCONT) changes nothing. The main process's handler,
+    which a forked worker would otherwise keep, points descriptors 1 and 2 to /dev/null: there,
+    the pipes that carry the jobs' output to the log. The programs a job starts get SIGHUP's
+    default action back when they exec, as from any handler."""
 
 
 def _leave_the_terminal() -> None:
