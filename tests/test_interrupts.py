@@ -283,6 +283,25 @@ sys.exit(os.waitstatus_to_exitcode(status) & 0xFF)
 '''
 
 
+def terminal_reader(terminal: int, output: bytearray):
+    """``drained(condition)``: a condition for wait_for that first reads what the run wrote to the
+    pseudo-terminal (into ``output``): a live display must never block on a full terminal."""
+    os.set_blocking(terminal, False)
+
+    def drained(condition):
+        def check():
+            try:
+                while chunk := os.read(terminal, 1 << 16):
+                    output.extend(chunk)
+            except OSError:
+                pass  # nothing to read now
+            return condition()
+
+        return check
+
+    return drained
+
+
 def process_state(pid: int) -> str:
     """R, S, T (stopped), ... of a live process; "gone" if there is none."""
     try:
@@ -302,19 +321,8 @@ def test_ctrl_z_pauses_the_jobs_too_and_no_timeout_counts_the_pause(tmp_path):
     if pid == 0:  # a shell with job control on a terminal of its own, running the command
         command = share.command("--workers", "2", "--timeout", "4", "--console", "live")
         os.execve(sys.executable, [sys.executable, "-c", JOB_CONTROL_SHELL, *map(str, command)], share.env())
-    os.set_blocking(terminal, False)
     output = bytearray()
-
-    def drained(condition):
-        def check():
-            try:
-                while chunk := os.read(terminal, 1 << 16):  # the live display must never block on a full terminal
-                    output.extend(chunk)
-            except OSError:
-                pass  # nothing to read now
-            return condition()
-
-        return check
+    drained = terminal_reader(terminal, output)
 
     try:
         wait_for(drained(lambda: len(side_lines(share.starts)) == 2), 60, "2 running jobs")
@@ -371,18 +379,7 @@ def test_a_worker_sent_sighup_keeps_logging_its_jobs_output(tmp_path):
     pid, terminal = pty.fork()
     if pid == 0:  # the run on a terminal of its own
         os.execve(sys.executable, [str(part) for part in share.command("--workers", "2", "--start-method", "fork")], share.env())
-    os.set_blocking(terminal, False)
-
-    def drained(condition):
-        def check():
-            try:
-                while os.read(terminal, 1 << 16):
-                    pass
-            except OSError:
-                pass  # nothing to read now
-            return condition()
-
-        return check
+    drained = terminal_reader(terminal, bytearray())
 
     try:
         wait_for(drained(lambda: len(side_lines(share.starts)) == 2), 60, "2 running jobs")
