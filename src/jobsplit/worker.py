@@ -423,11 +423,10 @@ class _JobRunner:
         self._environ_bytes = dict(getattr(os.environ, "_data", {}))
         """Every job's environment variables, and as CPython keeps them (encoded): one cheap
         comparison tells whether a job changed them."""
-        self._handlers = {signum: handler for signum in _KEPT_SIGNALS if (handler := _getsignal(signum)) is not None}
-        """What every job starts with for the signals a job may take over (None: set outside
-        Python, so it cannot be set back from Python)."""
-        self._handled = tuple(self._handlers)
-        self._handlers_now = tuple(self._handlers.values())
+        kept = {signum: handler for signum in _KEPT_SIGNALS if (handler := _getsignal(signum)) is not None}
+        self._signals, self._handlers = tuple(kept), tuple(kept.values())
+        """The signals a job may take over, and what every job starts with for them (a handler
+        set outside Python reads None, and cannot be set back from Python: left out)."""
         self._cpu = _cpu_seconds()
         """CPU time read at the end of the last job: the next job's start, as a worker uses
         next to no CPU between jobs (one reading a job, not two)."""
@@ -495,8 +494,8 @@ class _JobRunner:
             os.environ.update(self._environ)
         if signal.getitimer(signal.ITIMER_REAL)[0]:  # signal.alarm() sets this timer too
             signal.setitimer(signal.ITIMER_REAL, 0)
-        if tuple(map(_getsignal, self._handled)) != self._handlers_now:
-            for signum, handler in self._handlers.items():
+        if tuple(map(_getsignal, self._signals)) != self._handlers:
+            for signum, handler in zip(self._signals, self._handlers):
                 signal.signal(signum, handler)
         try:
             if os.getcwd() == self._folder:
