@@ -259,7 +259,7 @@ def test_pool_keeps_user_order_and_ids():
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jobsplit.pool import _encode, _id_texts, _uniform_texts
+from jobsplit.pool import _ID_DOMAIN, _ONE_BLOCK, _encode, _id_texts, _short_sha256, _uniform_texts
 
 _SCALAR = {
     int: st.integers(min_value=-(2**70), max_value=2**70),
@@ -295,6 +295,18 @@ def test_chunks_of_any_shape_get_the_encoders_text(pool):
     assert texts == [_encode(job) for job in pool]
     unique = list({job_id(job): job for job in pool}.values())
     assert list(JobPool(unique).ids) == [job_id(job) for job in unique]
+
+
+def test_ids_are_sha256_whichever_implementation_hashes_a_chunk():
+    """Chunks of one-block texts are hashed by CPython's own SHA-256, longer ones by OpenSSL's:
+    the ids are the general path's either way, on both sides of the boundary."""
+    room = _ONE_BLOCK - len(_ID_DOMAIN) - len('["",0]')
+    short = [("x" * room, i) for i in range(10)]  # exactly one block each
+    long = [("x" * (room + 1), i) for i in range(10)]  # one byte more
+    assert {len(_ID_DOMAIN + _encode(job).encode()) for job in short} == {_ONE_BLOCK}
+    for pool in (short, long, short + long):
+        assert list(JobPool(pool).ids) == [hashlib.sha256(_ID_DOMAIN + _encode(job).encode()).digest()[:ID_BYTES] for job in pool]
+    assert _short_sha256(b"abc").digest() == hashlib.sha256(b"abc").digest()
 
 
 def test_a_chunk_with_a_non_scalar_ends_the_fast_path():
