@@ -77,6 +77,36 @@ def test_long_lines_come_in_pieces_of_max_line_however_the_output_arrives(text, 
     assert pieces == expected
 
 
+@settings(deadline=None)
+@given(st.lists(st.sampled_from(["abc", "é", "€", "😀", "\n"]), max_size=40).map("".join), st.data())
+def test_pieces_of_a_long_line_never_cut_a_character_in_two(text, data):
+    """Each piece is whole UTF-8, at most MAX_LINE bytes and at most three bytes short of it
+    (but the last of a line), and the pieces are the same however the output arrives."""
+    raw = text.encode()
+    at = data.draw(st.sets(st.integers(0, len(raw))))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(capture, "MAX_LINE", SMALL)
+        pieces_of = [logged(cut(raw, at)), logged([raw])]
+    assert pieces_of[0] == pieces_of[1]
+    pieces = pieces_of[0]
+    for piece in pieces:
+        piece.decode("utf-8")  # raises if a character was cut
+        assert len(piece) <= SMALL
+    assert b"".join(pieces) == raw.replace(b"\n", b"")
+    lines = raw.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+    assert len(pieces) >= len(lines)
+
+
+def test_binary_junk_is_cut_at_most_three_bytes_short():
+    """Bytes that are not UTF-8 (continuation bytes in a row) are cut all the same."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(capture, "MAX_LINE", SMALL)
+        pieces = logged([b"\x80" * 50])
+    assert [len(piece) for piece in pieces] == [13, 13, 13, 11]
+
+
 def test_a_line_written_in_small_pieces_is_never_copied_whole_again():
     """The unfinished line grows in place: appending to it never copies what it holds (a copy per
     write made a job that wrote 32 MB of dots 100 bytes at a time take 20 s instead of 0.4)."""

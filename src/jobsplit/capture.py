@@ -10,8 +10,8 @@ so everything a job (or a child it waited for) wrote is attributed to it.
 Of a line redrawn in place (a progress bar such as tqdm's: a carriage return, then the whole
 line again), only what follows the last carriage return is logged, so a progress bar becomes one
 line with its last state. An unfinished line longer than ``MAX_LINE`` (a job printing dots for
-hours) is logged in pieces of that length: the worker never holds more of a line, whatever the
-job writes.
+hours) is logged in pieces of that length (a few bytes less where a UTF-8 character would be cut
+in two): the worker never holds more of a line, whatever the job writes.
 """
 
 from __future__ import annotations
@@ -184,10 +184,11 @@ class _Pipe:
         if back >= 0:
             del partial[: back + 1]
         shown = [body[body.rfind(b"\r") + 1 :] for line in lines for body in [line.rstrip(b"\r")]]
-        lines = [line[at : at + MAX_LINE] for line in shown for at in range(0, len(line) or 1, MAX_LINE)]
+        lines = [piece for line in shown for piece in _pieces(line)]
         while len(partial) > MAX_LINE:
-            lines.append(bytes(partial[:MAX_LINE]))
-            del partial[:MAX_LINE]
+            at = _cut(partial, 0)
+            lines.append(bytes(partial[:at]))
+            del partial[:at]
         return lines
 
     def rest(self) -> bytes:
@@ -195,6 +196,27 @@ class _Pipe:
         line = bytes(self.partial)
         self.partial.clear()
         return line
+
+
+def _pieces(line: bytes) -> list[bytes]:
+    """A complete line in pieces, cut where an unfinished one would have been (see _cut)."""
+    pieces, start = [], 0
+    while len(line) - start > MAX_LINE:
+        at = _cut(line, start)
+        pieces.append(line[start:at])
+        start = at
+    pieces.append(line[start:])
+    return pieces
+
+
+def _cut(line: bytes | bytearray, start: int) -> int:
+    """Where the piece of a long line that begins at ``start`` ends: MAX_LINE bytes on, or up to
+    three bytes sooner, so that no UTF-8 character is cut in two (each half would be logged as
+    escapes). Only the bytes decide, never how they arrived."""
+    at = start + MAX_LINE
+    while at > start + MAX_LINE - 3 and line[at] & 0xC0 == 0x80:  # a continuation byte
+        at -= 1
+    return at
 
 
 class _Handler(logging.Handler):
