@@ -174,7 +174,7 @@ class FakeLink:
         self._start_next()
 
     def _report(self, ticket: int, outcome: str, started: float, duration: float, row: str | None, error: str | None, internal: bool = False) -> None:
-        results = Results([ticket], [outcome], [started], [duration], [row], [error], [1 << 20], [duration], [ticket] if internal else [])
+        results = Results([ticket], [outcome], [started], [duration], [0.0], [row], [error], [1 << 20], [duration], [ticket] if internal else [])
         self.outbox.append((RESULTS, results))
 
 
@@ -195,6 +195,9 @@ class FakeHub:
 
     def stop_orphans(self) -> list[tuple[int, str]]:
         return []  # fake workers start no programs
+
+    def resumed(self, paused: float) -> None:
+        pass  # fake jobs take the fake clock's time, which a pause does not move
 
     def oom_kills(self) -> int | None:
         return self.oom_killed

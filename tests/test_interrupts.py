@@ -6,6 +6,7 @@ left in that session (workers, and the resource tracker under spawn).
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import pty
@@ -314,8 +315,9 @@ def process_state(pid: int) -> str:
 def test_ctrl_z_pauses_the_jobs_too_and_no_timeout_counts_the_pause(tmp_path):
     """The terminal stops only the run's own process group on Ctrl-Z, while workers lead groups of
     their own: the run stops them too (and their jobs' programs), and continues them when the
-    shell continues it (``fg``). A pause longer than --timeout stops no job. The shell gets the
-    terminal back with the cursor the live display hides shown; ``status`` says "paused"."""
+    shell continues it (``fg``). A pause longer than --timeout stops no job, and no job's
+    ``Job Running Time`` counts it (the journal's start and end stay wall-clock times). The shell
+    gets the terminal back with the cursor the live display hides shown; ``status`` says "paused"."""
     share = HardeningShare(tmp_path, kinds_spec([["sleep", i, 2.0] for i in range(4)]))
     pid, terminal = pty.fork()
     if pid == 0:  # a shell with job control on a terminal of its own, running the command
@@ -345,6 +347,11 @@ def test_ctrl_z_pauses_the_jobs_too_and_no_timeout_counts_the_pause(tmp_path):
     assert code == 0
     assert_all_done_once(share, share.ids())
     assert journal_query(share.journal, "SELECT outcome, COUNT(*) FROM attempts GROUP BY outcome") == [("done", 4)]
+    with share.results.open(newline="") as f:
+        running_times = [float(row["Job Running Time"]) for row in csv.DictReader(f)]
+    assert len(running_times) == 4 and max(running_times) < 4, f"the jobs of 2 s count the pause of 5 s: {running_times}"
+    paused_spans = journal_query(share.journal, "SELECT ended - started FROM attempts ORDER BY ended - started DESC LIMIT 2")
+    assert all(span >= 5 for (span,) in paused_spans), f"the journal's start and end are not wall-clock times: {paused_spans}"
 
 
 def test_a_worker_sent_sigtstp_stops_alone(tmp_path):

@@ -86,6 +86,11 @@ class WorkerHub(Protocol):
         most ``timeout`` seconds; returns those links."""
         ...
 
+    def resumed(self, paused: float) -> None:
+        """The workers are about to continue after a pause of ``paused`` seconds (Ctrl-Z), which
+        their jobs leave out of their running times."""
+        ...
+
     def oom_kills(self) -> int | None:
         """How many processes the kernel's out-of-memory killer has killed here so far (None:
         not known): a worker killed by SIGKILL while it rose was most likely one of them."""
@@ -131,6 +136,9 @@ class ProcessHub:
 
     def stop_orphans(self) -> list[tuple[int, str]]:
         return [] if self._since is None else stop_orphans(self._pids, self._since)
+
+    def resumed(self, paused: float) -> None:
+        self.board.add_pause(paused)
 
     def oom_kills(self) -> int | None:
         return oom_kills()

@@ -45,6 +45,9 @@ class Results(NamedTuple):
     started: list[float]
     """Wall clock, UTC epoch seconds, read in the worker."""
     running_times: list[float]
+    """The jobs' own: a pause of the run (Ctrl-Z) is left out."""
+    paused: list[float]
+    """Seconds each attempt was paused: its wall-clock end is its start + running time + this."""
     rows: list[str | None]
     """The results.csv line of each done job."""
     errors: list[str | None]

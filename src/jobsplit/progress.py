@@ -2,7 +2,9 @@
 
 Each worker owns one slot of a shared array: which job it is running, since when, and the
 fraction the job last reported. Workers write their slot; the parent only reads it to draw the
-display, to enforce timeouts, and to learn which job a dead worker was running.
+display, to enforce timeouts, and to learn which job a dead worker was running. One more value,
+written by the parent, is how long the run has been paused (Ctrl-Z) so far: a job leaves the
+pauses it went through out of its running time.
 """
 
 from __future__ import annotations
@@ -28,7 +30,16 @@ class ProgressBoard:
     """One slot per worker in a shared ``RawArray`` (passed to workers when they start)."""
 
     def __init__(self, context: BaseContext, slots: int) -> None:
-        self._values = context.RawArray("d", [IDLE, 0.0, 0.0] * slots)
+        self._values = context.RawArray("d", [IDLE, 0.0, 0.0] * slots + [0.0])
+        self._paused_at = slots * _FIELDS
+
+    def add_pause(self, seconds: float) -> None:
+        """The run was paused this long (the parent writes it before it continues the workers)."""
+        self._values[self._paused_at] += seconds
+
+    def paused(self) -> float:
+        """Seconds the run has been paused so far."""
+        return float(self._values[self._paused_at])
 
     def start(self, slot: int, ticket: int) -> None:
         """A job begins: fraction and start time are written before the ticket."""

@@ -220,6 +220,7 @@ class Runner:
         """Continue the workers after a pause of ``paused`` seconds, which no timeout counts."""
         now = self.clock.monotonic()
         self._pauses.append((now - paused, now))
+        self.hub.resumed(paused)  # before any job goes on: each leaves the pause out of its running time
         for slot in self._slots:
             slot.kill_at += paused
             slot.link.signal(signal.SIGCONT)
@@ -331,8 +332,8 @@ class Runner:
                 continue
             results: Results = payload  # type: ignore[assignment]
             ended, revoked, queue, started_at = [], [], slot.queue, self._started_at
-            for ticket, outcome, started, running_time, row, error, max_rss, cpu in zip(
-                results.tickets, results.outcomes, results.started, results.running_times, results.rows, results.errors, results.max_rss, results.cpu_seconds
+            for ticket, outcome, started, running_time, paused, row, error, max_rss, cpu in zip(
+                results.tickets, results.outcomes, results.started, results.running_times, results.paused, results.rows, results.errors, results.max_rss, results.cpu_seconds
             ):
                 if outcome == REVOKED:  # confirmed as soon as asked: ahead of the job still running
                     sent = next(s for s in queue if s.ticket == ticket)
@@ -344,7 +345,7 @@ class Runner:
                 assert sent.ticket == ticket, "a worker reports its jobs in the order it was given them"
                 if started_at:
                     started_at.pop(ticket, None)
-                ended.append((sent.task, outcome, started, started + running_time, max_rss, cpu, row, error))
+                ended.append((sent.task, outcome, started, started + running_time + paused, max_rss, cpu, row, error))
             if revoked:
                 self.source.release(revoked)
             if ended:

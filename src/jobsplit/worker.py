@@ -308,15 +308,15 @@ class _Outbox:
         self._results = results
         self._lock = threading.Lock()
         self._since = 0.0
-        self._ended: list[tuple[int, str, float, float, str | None, str | None, int | None, float | None]] = []
+        self._ended: list[tuple[int, str, float, float, float, str | None, str | None, int | None, float | None]] = []
         """One tuple per attempt (one append between two jobs), in ``Results`` order."""
         self._internal: list[int] = []
 
-    def add(self, ticket: int, outcome: str, started: float, running_time: float, row: str | None, error: str | None, max_rss: int | None, cpu: float | None) -> None:
+    def add(self, ticket: int, outcome: str, started: float, running_time: float, paused: float, row: str | None, error: str | None, max_rss: int | None, cpu: float | None) -> None:
         with self._lock:
             if not self._ended:
                 self._since = time.monotonic()
-            self._ended.append((ticket, outcome, started, running_time, row, error, max_rss, cpu))
+            self._ended.append((ticket, outcome, started, running_time, paused, row, error, max_rss, cpu))
         if running_time >= FLUSH_INTERVAL:
             self.flush()
 
@@ -328,8 +328,8 @@ class _Outbox:
     def flush(self, older_than: float = 0.0) -> None:
         with self._lock:
             if self._ended and time.monotonic() - self._since >= older_than:
-                tickets, outcomes, started, running_times, rows, errors, max_rss, cpu = map(list, zip(*self._ended))
-                self._results.send((RESULTS, Results(tickets, outcomes, started, running_times, rows, errors, max_rss, cpu, self._internal)))
+                tickets, outcomes, started, running_times, paused, rows, errors, max_rss, cpu = map(list, zip(*self._ended))
+                self._results.send((RESULTS, Results(tickets, outcomes, started, running_times, paused, rows, errors, max_rss, cpu, self._internal)))
                 self._ended, self._internal = [], []
 
     def send_log(self, entries: list[LogEntry]) -> None:
@@ -373,7 +373,7 @@ class _Revocations:
         with self._lock:
             tickets, self._unconfirmed = self._unconfirmed, []
         for ticket in tickets:
-            outbox.add(ticket, REVOKED, 0.0, 0.0, None, None, None, None)
+            outbox.add(ticket, REVOKED, 0.0, 0.0, 0.0, None, None, None, None)
         if tickets:
             outbox.flush()
 
@@ -440,11 +440,12 @@ class _JobRunner:
             self.progress.restart()
             self.capture.start_job(job_id)
         except BaseException:  # noqa: BLE001 - reported as jobsplit's own failure
-            outbox.add(ticket, Outcome.ERROR, started, 0.0, None, _internal(), None, None)
+            outbox.add(ticket, Outcome.ERROR, started, 0.0, 0.0, None, _internal(), None, None)
             outbox.internal(ticket)
             return
         board.start(self.slot, ticket)
         started, clock = time.time(), time.perf_counter()
+        paused = board.paused()  # read after the clock, and before it at the end: a pause is never taken out unless it was in
         error: str | None = None
         try:
             if kwargs:
@@ -457,7 +458,8 @@ class _JobRunner:
             error, value = clean_text(traceback.format_exc()), None
         if _forked:
             _end_forked_child(None)
-        running_time = time.perf_counter() - clock
+        paused = board.paused() - paused  # Ctrl-Z: not the job's time
+        running_time = max(0.0, time.perf_counter() - clock - paused)
         board.finish(self.slot)
         before, self._cpu = self._cpu, _cpu_seconds()
         cpu = self._cpu - before if running_time >= CPU_ABOVE else None
@@ -467,7 +469,7 @@ class _JobRunner:
         self._restore_surroundings()
         self.capture.end_job()
         if error is not None:
-            outbox.add(ticket, Outcome.ERROR, started, running_time, None, error, max_rss, cpu)
+            outbox.add(ticket, Outcome.ERROR, started, running_time, paused, None, error, max_rss, cpu)
             return
         try:
             line = self.rows.line(value, started, running_time, job_id, job_args or identity_text(job, position))
@@ -475,14 +477,14 @@ class _JobRunner:
             error = clean_text(f"wrong result shape: {exc}; the job returned: {bounded_repr(value)}")
         except BaseException as exc:  # noqa: BLE001 - a value whose own methods fail is the job's; else ours
             if _raised_in_jobsplit(exc.__traceback__):
-                outbox.add(ticket, Outcome.ERROR, started, running_time, None, _internal(), max_rss, cpu)
+                outbox.add(ticket, Outcome.ERROR, started, running_time, paused, None, _internal(), max_rss, cpu)
                 outbox.internal(ticket)
                 return
             error = clean_text(traceback.format_exc())
         else:
-            outbox.add(ticket, Outcome.DONE, started, running_time, line if line.isascii() else clean_text(line), None, max_rss, cpu)
+            outbox.add(ticket, Outcome.DONE, started, running_time, paused, line if line.isascii() else clean_text(line), None, max_rss, cpu)
             return
-        outbox.add(ticket, Outcome.ERROR, started, running_time, None, error, max_rss, cpu)
+        outbox.add(ticket, Outcome.ERROR, started, running_time, paused, None, error, max_rss, cpu)
 
     def _restore_surroundings(self) -> None:
         """The next job starts in the run's folder with the run's environment variables and
