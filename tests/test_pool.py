@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import re
+import sys
 
 import pytest
 
@@ -321,6 +322,22 @@ def test_other_pools_are_left_to_the_encoder():
     assert _uniform_texts([(True,)], b"") is None and _uniform_texts([(None,)], b"") is None
     assert _uniform_texts([(1,), (1, 2)], b"") is None and _uniform_texts([()], b"") is None
     assert _uniform_texts([(1, "a"), ("a", 1)], b"") is None  # each place on its own, not the mix of all
+
+
+def test_an_integer_of_any_length_is_hashed_whole():
+    """Python refuses str() of an int of more than 4,300 digits by default: such an argument made
+    planning fail with a traceback. Its id hashes every digit, on the fast path and the general
+    one alike, its Job Args text has them all, and the limit is left as it was."""
+    huge = 10**5000 + 3
+    limit = sys.get_int_max_str_digits()
+    text = f"[1{'0' * 4999}3,2]"
+    assert identity_text((huge, 2), 0) == text
+    expected = hashlib.sha256(_ID_DOMAIN + text.encode()).digest()[:ID_BYTES]
+    assert job_id((huge, 2)) == expected
+    assert JobPool([(huge, 2), (1, 2)]).ids[0] == expected  # uniform: the %-format path
+    assert JobPool([(huge, 2), (1, "x", None)]).ids[0] == expected  # mixed: the encoder's path
+    assert JobPool([(huge, 2)], key=lambda job: job).ids[0] == expected  # keyed
+    assert sys.get_int_max_str_digits() == limit
 
 
 def test_packed_ids_behave_as_a_sequence_of_ids():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import time
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -119,6 +120,19 @@ def test_timing_columns_follow_the_header_order():
 )
 def test_one_result_column_takes_a_scalar_or_a_one_item_row(value, cells):
     assert formatter("Only").cells(value) == cells
+
+
+def test_an_integer_of_any_length_is_written_whole():
+    """Python refuses str() of an int of more than 4,300 digits by default; a result is written
+    whole all the same (it was taken for an error in jobsplit's own code), and the limit stays
+    as the job had it."""
+    huge = 7 * 10**5000 + 1
+    limit = sys.get_int_max_str_digits()
+    assert formatter("A", "B").cells((huge, -huge)) == [f"7{'0' * 4999}1", f"-7{'0' * 4999}1"]
+    assert formatter("Only").cells(huge) == [f"7{'0' * 4999}1"]
+    assert sys.get_int_max_str_digits() == limit
+    with pytest.raises(ValueError):
+        str(huge)
 
 
 def test_no_result_columns_take_none():

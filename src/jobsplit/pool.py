@@ -22,6 +22,7 @@ import struct
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, overload
 
+from .digits import every_digit
 from .errors import UserError
 from .text import article
 
@@ -95,8 +96,17 @@ def identity_text(job: Any, position: int, key: JobKey | None = None) -> str:
     """The canonical JSON that a job's id hashes (its ``Job Args`` column).
 
     Positional arguments encode as a JSON array, keyword arguments as an object. With
-    ``key``, the text is the canonical JSON of ``key(job)`` instead.
+    ``key``, the text is the canonical JSON of ``key(job)`` instead. Integers are written whole,
+    however many digits they have (see ``digits``).
     """
+    try:
+        return _identity_text(job, position, key)
+    except ValueError:  # an int with more digits than str() converts by default
+        with every_digit():
+            return _identity_text(job, position, key)
+
+
+def _identity_text(job: Any, position: int, key: JobKey | None) -> str:
     if key is not None:
         try:
             keyed = key(job)
@@ -183,14 +193,15 @@ class JobPool:
         self.jobs: list[Any] = jobs if type(jobs) is list else list(jobs)  # the user's list is not copied
         self.key = key
         buffer, buckets = bytearray(), [bytearray() for _ in range(256)]
-        if key is not None or not self._plain_ids(buffer, buckets):
-            buffer[:] = b""
-            for bucket in buckets:
-                bucket[:] = b""
-            for position, job in enumerate(self.jobs):
-                one = job_id(job, position, key)
-                buffer += one
-                buckets[one[0]] += one
+        with every_digit():  # whole integers, as identity_text writes them
+            if key is not None or not self._plain_ids(buffer, buckets):
+                buffer[:] = b""
+                for bucket in buckets:
+                    bucket[:] = b""
+                for position, job in enumerate(self.jobs):
+                    one = job_id(job, position, key)
+                    buffer += one
+                    buckets[one[0]] += one
         self.ids = JobIds(buffer)
         self._sorted = self._sort_checking_unique(buckets)
 

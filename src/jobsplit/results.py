@@ -18,6 +18,7 @@ from typing import Any
 
 from .atomicfile import atomic_file
 from .config import RESERVED_COLUMNS, TIMING_COLUMNS, Header
+from .digits import int_text
 from .errors import StorageError, describe_os_error
 from .fileid import file_id
 from .text import article
@@ -91,7 +92,7 @@ class RowFormatter:
         raise ResultShapeError(f"the job returned {article(kind.__name__)} {kind.__name__} but header.csv expects {expected}")
 
 
-_SCALAR_TEXT: dict[type, Any] = {str: str, int: str, bool: str, float: repr, type(None): lambda _: ""}
+_SCALAR_TEXT: dict[type, Any] = {str: str, int: int_text, bool: str, float: repr, type(None): lambda _: ""}
 """Exact scalar types and their cell text (``repr`` of a float reads back to the same float)."""
 
 
@@ -102,7 +103,7 @@ def _cell(value: Any, column: str) -> str:
     if isinstance(value, str):
         return str(value)
     if isinstance(value, numbers.Integral):
-        return str(int(value))
+        return int_text(int(value))
     if isinstance(value, numbers.Real):
         return repr(float(value))
     if isinstance(value, numbers.Number):
