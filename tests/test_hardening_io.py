@@ -183,6 +183,20 @@ def test_a_lost_journal_is_rebuilt_from_results_csv(tmp_path, damage):
     assert_all_done_once(share, share.ids())
 
 
+def test_a_lost_journal_is_rebuilt_with_the_rows_of_cells_longer_than_csv_reads_by_default(tmp_path):
+    """A job may return a cell longer than the csv module reads by default (128 KiB): the rebuild
+    took such a row for a damaged one, and its job ran again."""
+    share = HardeningShare(tmp_path, kinds_spec([["big", i, 200_000] for i in range(3)] + [["ok", i] for i in range(3)]))
+    status, _, err = share.run()
+    assert status == 0, err
+    ran = side_lines(share.side)
+    share.remove_journal()
+    status, _, err = share.run()
+    assert status == 0, err
+    assert side_lines(share.side) == ran, "jobs done before ran again"
+    assert_all_done_once(share, share.ids())
+
+
 def interrupt_midway(share: HardeningShare, done_at_least: int = 4) -> set[str]:
     """Start a run of sleepers, SIGTERM it once ``done_at_least`` jobs are done; return those done."""
     process = share.start("--workers", "2")

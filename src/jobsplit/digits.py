@@ -36,3 +36,12 @@ def int_text(value: int) -> str:
     except ValueError:  # more digits than str() converts by default
         with every_digit():
             return str(value)
+
+
+def int_of_text(digits: str) -> int:
+    """``int(digits)``, every digit of it."""
+    try:
+        return int(digits)
+    except ValueError:  # more digits than int() converts by default (or no number at all: raises again)
+        with every_digit():
+            return int(digits)

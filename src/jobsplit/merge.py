@@ -31,10 +31,12 @@ from rich.console import Console
 from .atomicfile import atomic_file
 from .config import RESERVED_COLUMNS
 from .digest import format_digest
+from .digits import int_of_text
 from .errors import UserError
 from .fingerprint import UNKNOWN
 from .journal import Journal
 from .outdir import JOURNAL_FILE, find_machine_dirs, repeated_machine_sentence, repeated_machines
+from .results import row_cells
 from .snapshot import RunSnapshot, split_written_elsewhere
 from .sources.redis import RedisQueue
 from .states import JobState
@@ -109,7 +111,7 @@ class Merged:
     def rows(self) -> Iterator[dict[str, Any]]:
         """Each done job's row once, cells parsed back to numbers where they read as numbers."""
         width = len(self.header)
-        for cells in csv.reader(self.lines()):
+        for cells in row_cells(self.lines()):
             row: dict[str, Any] = {c: _parse_cell(v) for c, v in zip(self.header, cells)}
             row.update(zip(RESERVED_COLUMNS, cells[width:]))
             row["args"] = json.loads(row["Job Args"])
@@ -259,7 +261,7 @@ def _parse_cell(text: str) -> Any:
     if text == "":
         return None
     if _INTEGER.fullmatch(text):
-        return int(text)
+        return int_of_text(text)
     if _DECIMAL.fullmatch(text):
         return float(text)
     return text

@@ -17,6 +17,7 @@ from typing import NamedTuple
 from .config import RESERVED_COLUMNS, Header
 from .errors import UserError
 from .journal import AttemptRow, Journal
+from .results import row_cells
 from .states import JobState, Outcome
 from .timefmt import parse_utc_timestamp
 
@@ -49,7 +50,7 @@ def read_rows(path: Path, header: Header, digest: str, belongs: Callable[[str], 
     lines = text.splitlines(keepends=True)
     if not lines[-1].endswith("\n"):
         lines.pop()  # a torn last line: never committed to a journal
-    columns = next(csv.reader(lines[:1]))
+    columns = next(row_cells(lines[:1]))
     modern = columns == [*header.columns, *RESERVED_COLUMNS]
     if not modern and not (digest_known and columns == [*header.columns, *_BEFORE_0_2]):
         raise UserError(f"{path} has other columns than header.csv gives now; move it away or pass --fresh to start over (the old files are kept in a backup folder)")
@@ -78,7 +79,7 @@ def _cells(lines: list[str]) -> list[list[str]]:
     cells = []
     for line in lines:
         try:
-            cells.append(next(csv.reader([line]), []))
+            cells.append(next(row_cells([line]), []))
         except csv.Error:
             cells.append([])
     return cells

@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import numbers
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,17 @@ from .errors import StorageError, describe_os_error
 from .fileid import file_id
 from .text import article
 from .timefmt import utc_timestamp
+
+_FIELD_LIMIT = 2**31 - 1
+"""The longest cell read back (the csv module's default, 128 KiB, is less than a job may return)."""
+
+
+def row_cells(lines: Iterable[str]) -> Iterator[list[str]]:
+    """``csv.reader`` over lines of results.csv: cells of any length read back (the csv module's
+    limit is per process; it is only ever raised)."""
+    if csv.field_size_limit() < _FIELD_LIMIT:
+        csv.field_size_limit(_FIELD_LIMIT)
+    return csv.reader(lines)
 
 
 class ResultShapeError(Exception):

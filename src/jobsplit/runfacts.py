@@ -10,7 +10,6 @@ share one reading of the data.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import re
@@ -25,6 +24,7 @@ from .digest import format_digest
 from .errors import UserError
 from .logmerge import LogFile
 from .outdir import JOURNAL_FILE, MachineDir, find_machine_dirs
+from .results import row_cells
 from .snapshot import split_written_elsewhere
 
 SCHEMA = "2"
@@ -224,7 +224,7 @@ def _args(row: str | None, args: str | None, at: int) -> str | None:
     """The job's arguments: its own column for an attempt that failed, the row's "Job Args" cell for a done one."""
     if args is not None or not row:
         return args
-    cells = next(csv.reader(io.StringIO(row)), [])
+    cells = next(row_cells(io.StringIO(row)), [])
     return cells[at] if len(cells) > at else None
 
 
