@@ -338,6 +338,7 @@ def test_ctrl_z_pauses_the_jobs_too_and_no_timeout_counts_the_pause(tmp_path):
         assert {process_state(p) for p in {run, *workers}} == {"T"}
         status = subprocess.run([sys.executable, "-m", "jobsplit", "status", str(share.out), "--json"], capture_output=True, text=True, env=share.env(), timeout=60, check=True)
         assert [m["state"] for m in json.loads(status.stdout)["machines"]] == ["paused"]
+        assert json.loads((share.machine_dir / "progress.json").read_text())["state"] == "paused", "the snapshot other hosts read"
         assert len(side_lines(share.starts)) == 2, "a job started during the pause"
         os.killpg(run, signal.SIGCONT)  # what the shell's fg does
         (code,) = wait_for(drained(lambda: None if (ended := exit_code(pid)) is None else (ended,)), 60, "the run to end", interval=0.05)

@@ -100,6 +100,22 @@ def test_running_and_stalled_tasks_on_another_host(runs, tmp_path, elsewhere, ca
     assert "missing from sim[0]: all 5 jobs (its run goes on on node7" in text and "INCOMPLETE" in text
 
 
+def test_a_paused_run_on_another_host_is_paused_not_stalled(runs, tmp_path, elsewhere):
+    """A run paused with Ctrl-Z says so in its snapshot: status on another host shows it paused
+    however long ago (it was taken for a dead run after a minute); its journal is left alone
+    while its snapshot is as recent as a running run's must be, and read after that, as a
+    stalled run's is (a run killed while paused never says so)."""
+    root = shutil.copytree(runs, tmp_path / "out")
+    for name, updated in (("sim@0", time.time()), ("sim@1", time.time() - STALLED_AFTER - 3600)):
+        as_if_running_on(root / name, "node7", updated)
+        snapshot = read_snapshot(root / name)
+        write_snapshot(root / name, RunSnapshot(**{**snapshot.__dict__, "state": "paused"}))
+    _, statuses, _, _ = gather([root])
+    states = {s.name: (s.state, s.eta_seconds) for s in statuses}
+    assert states["sim[0]"] == ("paused", None) and states["sim[1]"] == ("paused", None)
+    assert set(merge([root]).elsewhere) == {"sim[0]"}
+
+
 def test_merge_refuses_when_every_folder_is_written_elsewhere(runs, tmp_path, elsewhere):
     root = shutil.copytree(runs, tmp_path / "out")
     for name in ("sim@0", "sim@1", "ws"):
@@ -128,6 +144,12 @@ def test_the_writer_writes_every_interval_and_at_once_when_asked(tmp_path):
     clock.now += INTERVAL / 2
     writer.update(5, 3, 0, 1)
     assert (read_snapshot(tmp_path).done, read_snapshot(tmp_path).updated) == (3, clock.time())
+    clock.now += 1
+    writer.paused()  # Ctrl-Z: at once, however recent the last snapshot
+    assert (read_snapshot(tmp_path).state, read_snapshot(tmp_path).updated) == ("paused", clock.time())
+    clock.now += 3600
+    writer.update(5, 4, 0, 1)  # the first update after the pause says the run goes on
+    assert (read_snapshot(tmp_path).state, read_snapshot(tmp_path).done) == ("running", 4)
     writer.write(5, 5, 0, 0, "completed")
     assert read_snapshot(tmp_path).state == "completed"
     assert [p.name for p in tmp_path.iterdir()] == ["progress.json"]  # no temporary file left

@@ -12,14 +12,15 @@ from .errors import NO_SPACE, StorageError, UserError, describe_os_error
 
 
 @contextmanager
-def atomic_file(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
+def atomic_file(path: Path, mode: str = "w", *, writer: str = "partial") -> Iterator[IO[Any]]:
     """Write under a temporary name in the same folder, sync, then rename over ``path``.
 
     ``mode`` is ``"w"`` (UTF-8 text, newlines as written) or ``"wb"``. A file that cannot be
     written is a UserError naming it (a StorageError when the disk is full); the temporary
-    file never stays behind.
+    file never stays behind. ``writer`` names the temporary file: a write from a signal handler
+    takes a name of its own, so that it never mixes with a write of the same file it interrupted.
     """
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{writer}")
     try:
         with open(temporary, mode) if "b" in mode else open(temporary, mode, encoding="utf-8", newline="") as f:
             yield f

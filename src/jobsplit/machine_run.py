@@ -23,7 +23,7 @@ from ._version import __version__
 from .clock import SYSTEM_CLOCK, Clock
 from .digest import format_digest
 from .display import RunningJob, Snapshot
-from .errors import UserError
+from .errors import StorageError, UserError
 from .fingerprint import UNKNOWN
 from .journal import AttemptRow, Journal
 from .links import ProcessHub
@@ -100,6 +100,7 @@ class MachineRun:
         self.clock = clock
         self.folder = settings.folder
         self._runner: Runner | None = None
+        self._snapshots: SnapshotWriter | None = None
 
     def execute(self, should_stop: Callable[[], bool]) -> RunSummary:
         """Prepare the journal and results, run until the share is settled or ``should_stop()``."""
@@ -129,9 +130,15 @@ class MachineRun:
             self._runner.kill()
 
     def pause(self) -> None:
-        """Ctrl-Z: the workers stop with the main process."""
+        """Ctrl-Z: the workers stop with the main process, and the snapshot says the run is
+        paused (``status`` on another host would take the quiet run for a dead one)."""
         if self._runner is not None:
             self._runner.pause()
+        if self._snapshots is not None:
+            try:
+                self._snapshots.paused()
+            except (UserError, StorageError):
+                pass  # the snapshot stays as it was: status shows the run as stalled, no more
 
     def resume(self, paused: float) -> None:
         if self._runner is not None:
@@ -228,7 +235,7 @@ class MachineRun:
         results = ResultsFile(folder.results, csv_header_line(project.header), () if fresh else journal.result_lines())
         log = MachineLog(folder, project.logging)
         total = sum(counts.values())
-        snapshots = SnapshotWriter(folder.path, RunSnapshot(
+        snapshots = self._snapshots = SnapshotWriter(folder.path, RunSnapshot(
             settings.machine.name, project.digest, self._plan_counts(), RunStatus.RUNNING, socket.gethostname(), os.getpid(),
             started, started, total, done_before, failed_before, 0, done_before, workers,
         ), clock)  # fmt: skip

@@ -32,6 +32,8 @@ INTERVAL = 10.0
 STALLED_AFTER = 6 * INTERVAL
 """A running snapshot older than this is taken for a dead run (a killed task, a lost node); six
 intervals, because the clocks of the writing and the reading host may differ a little."""
+PAUSED = "paused"
+"""A snapshot's state while its run is paused (Ctrl-Z), never a journal's: quiet, but not dead."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ class RunSnapshot:
     plan: dict[str, int]
     """Every machine of the plan -> its job count: ``status`` lists the machines never started."""
     state: str
-    """A RunStatus: running, then completed, interrupted or stopped."""
+    """A RunStatus: running (or PAUSED meanwhile), then completed, interrupted or stopped."""
     host: str
     pid: int
     started: float
@@ -70,12 +72,14 @@ class RunSnapshot:
         return self.host != socket.gethostname()
 
     def written_elsewhere(self, now: float) -> bool:
-        """Whether a live run on another host writes this folder (its journal is not to be opened here)."""
-        return self.state == RunStatus.RUNNING and not self.stalled(now) and self.from_elsewhere
+        """Whether a live run on another host writes this folder (its journal is not to be opened
+        here). A paused run counts as long as a running one: it may go on at any time, but a run
+        killed while paused never says so."""
+        return self.state in (RunStatus.RUNNING, PAUSED) and now - self.updated <= STALLED_AFTER and self.from_elsewhere
 
 
-def write_snapshot(folder: Path, snapshot: RunSnapshot) -> None:
-    with atomic_file(folder / PROGRESS_FILE) as f:
+def write_snapshot(folder: Path, snapshot: RunSnapshot, *, writer: str = "partial") -> None:
+    with atomic_file(folder / PROGRESS_FILE, writer=writer) as f:
         f.write(json.dumps({"format": FORMAT, **asdict(snapshot)}, sort_keys=True) + "\n")
 
 
@@ -124,6 +128,13 @@ class SnapshotWriter:
         self.clock = clock
         self.written_at = clock.monotonic()
         write_snapshot(folder, first)
+
+    def paused(self) -> None:
+        """The run is being paused (Ctrl-Z): said at once, from the signal handler, under a
+        temporary name of its own (see atomic_file). ``update`` says it runs again."""
+        self.last = replace(self.last, state=PAUSED, updated=self.clock.time())
+        self.written_at = self.clock.monotonic() - INTERVAL  # the first update after the pause writes
+        write_snapshot(self.folder, self.last, writer="paused")
 
     def update(self, total: int, done: int, failed: int, running: int) -> None:
         if self.clock.monotonic() - self.written_at >= INTERVAL:
