@@ -285,7 +285,8 @@ def _uniform_texts(jobs: list[tuple[Any, ...]], prefix: bytes) -> list[bytes] | 
     The checks are C-level passes over one flat list of the places, and the text is one
     %-format for all the jobs rather than one encoder call per job: ``%d`` of an int, ``%r``
     (shortest repr) of a finite float and the encoder's own escaping of a string (or quotes
-    alone, when no string of the place holds anything to escape) are exactly the encoder's text. Pieces are cut at NUL, which JSON text never holds (it escapes it).
+    alone, when no string of the place holds anything to escape) are exactly the encoder's
+    text. Pieces are cut at NUL, which JSON text never holds (it escapes it).
     """
     lengths = set(map(len, jobs))
     if len(lengths) != 1:
