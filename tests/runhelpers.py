@@ -621,6 +621,15 @@ def kinds_job(*args, progress=None):
         signal.signal(signal.SIGALRM, too_long)
         signal.setitimer(signal.ITIMER_REAL, 0.5)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    elif kind == "stdoutswap":  # silences what it prints by swapping sys.stdout for a file, and never swaps it back
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        print("silenced")
+    elif kind == "stdoutclose":  # closes its standard streams
+        sys.stdout.close()
+        sys.stderr.close()
+    elif kind == "printmark":  # prints a line on each standard stream
+        print(f"out-mark-{i}")
+        print(f"err-mark-{i}", file=sys.stderr)
     elif kind == "getenv":
         note = f"{os.environ.get('JOBSPLIT_TEST_LEAK', '-')} {os.environ['PATH'] != '/nowhere'} {'HOME' in os.environ}"
         note += " " + subprocess.run(["sh", "-c", 'echo "${JOBSPLIT_TEST_LEAK:--}"'], stdout=subprocess.PIPE, text=True, check=True).stdout.strip()

@@ -310,6 +310,23 @@ def test_every_job_starts_with_the_run_environment_whatever_the_job_before_set(t
     assert {row["Note"] for row in read_results(share.results)[1] if row["Kind"] == "getenv"} == {"- True True -"}
 
 
+@pytest.mark.parametrize("spoiler", ["stdoutswap", "stdoutclose"])
+def test_every_job_prints_to_the_log_whatever_the_job_before_did_to_its_streams(tmp_path, spoiler):
+    """A job that swapped ``sys.stdout`` for a file of its own (to silence a library) and never
+    swapped it back, or closed its standard streams, must not silence its worker's next jobs
+    (their output went to that file) nor make them fail (``print`` to a closed file raises)."""
+    share = HardeningShare(tmp_path, kinds_spec([[kind, i, 0.0] for i in range(5) for kind in (spoiler, "printmark")]))
+    status, _, err = share.run("--workers", "1")
+    assert status == 0, err
+    assert_all_done_once(share, share.ids())
+    assert ran_after(share, spoiler, "printmark")
+    lines = share.log().splitlines()
+    for job in share.spec["jobs"]:
+        if job[0] == "printmark":
+            for marker in (f"out-mark-{job[1]}", f"err-mark-{job[1]}"):
+                assert [line for line in lines if marker in line and tuple_id(job) in line], f"no log line {marker!r} of its job"
+
+
 def test_an_alarm_or_signal_handler_a_job_left_never_reaches_the_next_jobs(tmp_path):
     """A job that armed a SIGALRM time limit and returned before it went off (and made itself deaf
     to SIGTERM) must not leave them to its worker's next job: the alarm would go off in that job,
