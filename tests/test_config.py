@@ -243,3 +243,19 @@ def test_a_copy_of_the_config_can_be_changed(how):
     mine["run"]["samples"] = "5"
     mine.add_section("new")
     assert (mine.getint("run", "samples"), mine.getfilesize("run", "scratch"), config.getint("run", "samples")) == (5, 64 * 2**20, 200)
+
+
+def test_a_value_that_does_not_convert_names_its_section_and_key():
+    """A job's getint / getfloat / getboolean / getfilesize of a bad value: the error names where
+    in config.ini to look, and is still a ValueError (a job may catch it)."""
+    config = JobConfig()
+    config.read_dict({"exp": {"scratch": "12 parsecs", "n": "ten", "flag": "maybe", "ok": "64MiB"}})
+    with pytest.raises(ValueError, match=r"^config.ini \[exp\] scratch: '12 parsecs' is not a file size"):
+        config.getfilesize("exp", "scratch")
+    with pytest.raises(ValueError, match=r"^config.ini \[exp\] scratch: "):
+        config["exp"].getfilesize("scratch")  # through the section, too
+    with pytest.raises(ValueError, match=r"^config.ini \[exp\] n: invalid literal for int"):
+        config.getint("exp", "n")
+    with pytest.raises(ValueError, match=r"^config.ini \[exp\] flag: Not a boolean"):
+        config.getboolean("exp", "flag")
+    assert config.getfilesize("exp", "ok") == 64 * 2**20 and config.getint("exp", "missing", fallback=3) == 3

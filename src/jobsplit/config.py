@@ -78,6 +78,14 @@ class JobConfig(configparser.ConfigParser):
                 "(which differ from machine to machine); change a copy instead: mine = copy.deepcopy(config)"
             )
 
+    def _get_conv(self, section: str, option: str, *args: Any, **kwargs: Any) -> Any:
+        """``getint``, ``getfloat``, ``getboolean`` and ``getfilesize`` name the key of a value
+        they cannot convert (the job's traceback showed only the value)."""
+        try:
+            return super()._get_conv(section, option, *args, **kwargs)
+        except ValueError as exc:
+            raise ValueError(f"config.ini [{section}] {option}: {exc}") from None
+
     def set(self, section: str, option: str, value: str | None = None) -> None:
         self._change()
         super().set(section, option, value)
