@@ -84,6 +84,7 @@ def no_progress_kw(a, b, random_obj, config):
         (no_progress, (1, 2), ["no_progress(a, b, rng, cfg) cannot be called", "'progress'"]),
         (no_progress_kw, {"a": 1, "b": 2}, ["no_progress_kw(**pool[0], random_obj=..., config=..., progress=...)", "'progress'"]),
         (renamed, (1, 2, 3), ["renamed(a, b, rng, cfg, progress) cannot be called", "multiple values for argument 'progress'"]),  # names give no hint: refused
+        (functools.partial(renamed, b=2), (1,), ["functools.partial binding b=... makes the parameters after it keyword-only", "calling renamed(..., b=...) inside"]),
     ],
 )
 def test_functions_that_cannot_take_the_injected_arguments_are_refused(job: Any, sample: Any, words: list[str]):

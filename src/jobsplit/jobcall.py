@@ -10,6 +10,7 @@ each pointing into jobsplit: refused here instead, in one sentence, before anyth
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from multiprocessing.reduction import ForkingPickler
@@ -49,8 +50,18 @@ def check_job_function(job: Callable[..., Any], sample: Any, where: str = "pool[
         call = f"{name}(**{where}, random_obj=..., config=..., progress=...)" if kwargs else f"{name}(*{where}, random_obj, config, progress=...)"
         raise UserError(
             f"the job function {name}{signature} cannot be called as jobsplit calls it: {call} fails ({exc}); a job function "
-            "takes the job's own arguments, then random_obj, config and progress, e.g. def job(x, y, random_obj, config, progress)"
+            f"takes the job's own arguments, then random_obj, config and progress, e.g. def job(x, y, random_obj, config, progress){_partial_hint(job)}"
         ) from None
+
+
+def _partial_hint(job: Callable[..., Any]) -> str:
+    """What went wrong with a ``functools.partial`` that binds keywords: Python makes the
+    parameters after the first one it binds keyword-only, so random_obj and config can no
+    longer come by position."""
+    if not isinstance(job, functools.partial) or not job.keywords:
+        return ""
+    bound = ", ".join(f"{key}=..." for key in job.keywords)
+    return f" (functools.partial binding {bound} makes the parameters after it keyword-only: define the job with def, calling {getattr(job.func, '__name__', 'the function')}(..., {bound}) inside)"
 
 
 def check_sendable(job: Callable[..., Any], start_method: str) -> None:
