@@ -163,6 +163,11 @@ def test_a_machine_folder_not_given_is_missing_with_its_whole_share(project, tmp
     assert result.returncode == 1, result.stderr
     assert sorted(r["Job ID"] for r in read_csv(merged)[1]) == sorted(project.plan["m1"] + project.plan["m2"])
 
+    one = jobsplit_tool("merge-results", project.out / "m1", "-o", merged, "--allow-missing", cwd=tmp_path)
+    assert "8 of 24 jobs present from 1 machine folder;" in one.stderr, one.stderr
+    report = jobsplit_tool("report", project.out / "m1", "-o", tmp_path / "report.html", cwd=tmp_path)
+    assert report.returncode == 0 and "8 attempts on 1 machine" in report.stdout + report.stderr, report.stdout + report.stderr
+
 
 def test_a_machine_killed_mid_run_has_its_unfinished_jobs_missing(project, tmp_path):
     root = project.copy(tmp_path / "out", "m1", "m3")

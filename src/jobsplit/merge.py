@@ -211,7 +211,7 @@ def report(merged: Merged, console: Console) -> None:
         console.print(f"mixed code: the results come from different versions of the entry script: {versions}", markup=False, soft_wrap=True)
     total = merged.pool_size if merged.pool_size is not None else sum(merged.plan.values())
     verdict = f"complete: every job of the {'pool' if merged.pool_size is not None else 'plan'} exactly once" if merged.complete else "INCOMPLETE"
-    console.print(f"{len(merged.holders)} of {total} jobs present from {len(merged.machines)} machine folders; {verdict}", markup=False, soft_wrap=True)
+    console.print(f"{len(merged.holders)} of {total} jobs present from {plural(len(merged.machines), 'machine folder')}; {verdict}", markup=False, soft_wrap=True)
 
 
 

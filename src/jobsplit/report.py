@@ -31,6 +31,7 @@ from .errors import UserError
 from .figures import WORST_FIRST, FailureGroup, Figures, MachineFigures, as_document, compute, failure_message
 from .outdir import repeated_machine_sentence, repeated_machines
 from .runfacts import KINDS, Attempt, RunFacts, last_log_lines, load
+from .text import plural
 from .timefmt import utc_timestamp
 
 NAME = "report"
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         with atomic_file(args.output) as f:
             f.writelines(render(facts, figures, logs))
         size = args.output.stat().st_size
-        console.print(f"wrote {args.output} ({size:,} bytes): {figures.attempts:,} attempts on {len(facts.machines)} machines", markup=False, soft_wrap=True)
+        console.print(f"wrote {args.output} ({size:,} bytes): {plural(figures.attempts, 'attempt')} on {plural(len(facts.machines), 'machine')}", markup=False, soft_wrap=True)
     return 0
 
 
