@@ -114,6 +114,11 @@ for i in $(seq 120); do sleep 1 & wait $!; done
 """
 
 
+def line_written(path: Path) -> bool:
+    """Whether a whole line is in the file (it may exist, still empty, while a shell writes it)."""
+    return path.exists() and path.read_text().endswith("\n")
+
+
 @pytest.mark.slow
 def test_slurm_scancel_signal_reaches_the_batch_script_with_batch(slurm: SlurmCluster, tmp_path: Path):
     script = write_script(tmp_path / "trap.sh", TRAP_BODY.format(d=tmp_path), "--array=0-1", "--cpus-per-task=1")
@@ -127,7 +132,7 @@ def test_slurm_scancel_signal_reaches_the_batch_script_with_batch(slurm: SlurmCl
     assert not (tmp_path / "term_1").exists()
 
     slurm.scancel("--batch", "--signal=TERM", f"{job}_1")
-    assert wait_for((tmp_path / "term_1").exists, 30)
+    assert wait_for(lambda: line_written(tmp_path / "term_1"), 30)  # the trap's echo creates the file, then writes it
     assert (tmp_path / "term_1").read_text() == "TERM 0\n"
     assert wait_for(lambda: not slurm.squeue(f"{job}_1"), 30)
     assert slurm.job_states(job)[f"{job}_1"] == "COMPLETED"  # the trap exited 0
