@@ -45,3 +45,24 @@ def test_blocks_that_overlap_in_two_threads_keep_the_limit_lifted_until_the_last
     thread.join()
     assert len(seen) == 1 and len(seen[0]) == 5001
     assert sys.get_int_max_str_digits() == limit
+
+
+def _convert_in_child() -> None:
+    assert len(int_text(10**5000)) == 5001
+
+
+def test_a_forked_worker_converts_whatever_lock_its_parent_held():
+    """A worker forked while another thread of the runner held the lock (for a moment) must not
+    wait for ever on its copy of it."""
+    import multiprocessing
+
+    from jobsplit import digits
+
+    with digits._lock:  # as another thread of the parent, at the fork
+        child = multiprocessing.get_context("fork").Process(target=_convert_in_child)
+        child.start()
+        child.join(30)
+    if child.exitcode is None:
+        child.kill()
+        child.join()
+    assert child.exitcode == 0

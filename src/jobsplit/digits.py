@@ -9,6 +9,7 @@ for its own conversions, and only when one needs it.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from collections.abc import Iterator
@@ -20,6 +21,16 @@ _lifted = 0
 puts it back (a worker's task reader and its job thread may both convert at once)."""
 _limit = 0
 """The limit as it was before the first of them."""
+
+
+def _new_lock() -> None:
+    """A forked worker starts with a free lock, whatever another thread of its parent held."""
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock)
 
 
 @contextmanager
