@@ -337,14 +337,3 @@ def test_a_damaged_journal_is_named(project, tmp_path):
     assert result.returncode == 2
     (error,) = error_lines(result.stderr)
     assert str(damaged) in error
-
-
-def test_cells_read_back_whole_however_long():
-    """What reduce gets: a cell longer than csv reads by default (128 KiB), an integer of more
-    digits than int() converts by default (4,300), each read back whole."""
-    from jobsplit.merge import _parse_cell
-    from jobsplit.results import row_cells
-
-    long_text, digits = "x" * 300_000, "9" * 5000
-    assert list(row_cells([f'{long_text},"{long_text}",{digits}\n'])) == [[long_text, long_text, digits]]
-    assert _parse_cell(digits) == 10**5000 - 1 and _parse_cell("-" + digits) == 1 - 10**5000

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import numbers
+import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,12 +29,21 @@ _FIELD_LIMIT = 2**31 - 1
 """The longest cell read back (the csv module's default, 128 KiB, is less than a job may return)."""
 
 
+_NUL_STAND_IN = "\udc00"
+"""Stands for NUL while Python 3.10's csv module, which refuses NUL, reads a line: a lone
+surrogate never occurs in what jobsplit reads back (results.csv as strict UTF-8, journal text
+made valid by clean_text)."""
+
+
 def row_cells(lines: Iterable[str]) -> Iterator[list[str]]:
     """``csv.reader`` over lines of results.csv: cells of any length read back (the csv module's
-    limit is per process; it is only ever raised)."""
+    limit is per process; it is only ever raised), and cells holding NUL (a job may return one)."""
     if csv.field_size_limit() < _FIELD_LIMIT:
         csv.field_size_limit(_FIELD_LIMIT)
-    return csv.reader(lines)
+    if sys.version_info >= (3, 11):
+        return csv.reader(lines)
+    stood_in = csv.reader(line.replace("\0", _NUL_STAND_IN) for line in lines)
+    return ([cell.replace(_NUL_STAND_IN, "\0") for cell in cells] for cells in stood_in)
 
 
 class ResultShapeError(Exception):

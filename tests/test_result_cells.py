@@ -1,0 +1,36 @@
+"""Result cells read back whole by jobsplit's own readers (the journal's rebuild from results.csv,
+reduce, the report), whatever a job returned: a cell longer than the csv module reads by default
+(128 KiB), an integer of more digits than int() converts by default (4,300), a NUL (which Python
+3.10's csv module refuses). Run on every Python this machine has (``scripts/test-pythons``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from jobsplit.config import Header
+from jobsplit.merge import _parse_cell
+from jobsplit.recovery import read_rows
+from jobsplit.results import RowFormatter, csv_header_line, row_cells
+
+HEADER = Header(("Run Start Time", "Job Running Time", "Job Start Time", "Value"))
+DIGEST = "d" * 32
+
+
+def test_long_cells_and_long_integers_read_back_whole():
+    long_text, digits = "x" * 300_000, "9" * 5000
+    assert list(row_cells([f'{long_text},"{long_text}",{digits}\n'])) == [[long_text, long_text, digits]]
+    assert _parse_cell(digits) == 10**5000 - 1 and _parse_cell("-" + digits) == 1 - 10**5000
+
+
+def test_a_cell_holding_nul_reads_back():
+    assert list(row_cells(['a\0b,"c\0,d"\n', "e,f\n"])) == [["a\0b", "c\0,d"], ["e", "f"]]
+
+
+def test_the_journal_rebuild_keeps_rows_of_any_cell(tmp_path: Path):
+    """A row the rebuild cannot read is taken for a damaged one, and its job runs again."""
+    rows = RowFormatter(HEADER, "m1", 1.7e9, DIGEST, "c" * 12)
+    values = {"1" * 32: "x" * 200_000, "2" * 32: "a\0b", "3" * 32: 10**5000}
+    path = tmp_path / "results.csv"
+    path.write_text(csv_header_line(HEADER) + "".join(rows.line(value, 1.7e9 + 1, 0.5, job_id, "[1]") for job_id, value in values.items()), encoding="utf-8")
+    read = read_rows(path, HEADER, DIGEST, lambda job_id: True, digest_known=True)
+    assert [row.job_id for row in read] == list(values)
