@@ -16,7 +16,6 @@ import pytest
 from jobsplit import balance
 from jobsplit.balance import parse_url, queue_keys
 from jobsplit.errors import UserError
-from jobsplit.journal import AttemptRow
 from jobsplit.sources import Task
 from jobsplit.sources.redis import RedisQueue
 from jobsplit.states import JobState, Outcome
@@ -72,7 +71,7 @@ class Host:
         for task, state in zip(tasks, states):
             if state != JobState.PENDING:  # a retry went back to the shared queue: not held here any more
                 self.journal.state[task.job_id] = state
-        self.queue.committed([AttemptRow(t.job_id, t.attempt, 1, 0, 1, 0.0, 0.0, outcome, state) for t, state in zip(tasks, states)])
+        self.queue.committed([(t.job_id, state) for t, state in zip(tasks, states)])
         self.queue.take(0)  # the runner's next turn: acknowledges the commit
         return states
 

@@ -392,3 +392,31 @@ def test_a_scripted_source_drives_real_worker_processes(make, tmp_path):
     assert attempts[setup.ids[2]] == [(1, "error", "pending"), (2, "done", "done")]
     assert all(attempts[setup.ids[p]] == [(1, "done", "done")] for p in (0, 1, 3, 4, 5))
     assert [name for name, _ in source.calls].count("take") >= 2
+
+
+class SupersedingShare(StaticShare):
+    """A static share that, like a shared queue whose claim lapsed, does not accept one done job."""
+
+    def __init__(self, tasks: Iterable[Task], refused: str) -> None:
+        super().__init__(tasks)
+        self.refused = refused
+
+    def settle(self, ended: Sequence[tuple[Task, Outcome]]) -> list[JobState]:
+        states = super().settle(ended)
+        return [JobState.SUPERSEDED if task.job_id == self.refused else state for (task, _), state in zip(ended, states)]
+
+
+def test_a_group_of_done_results_the_source_does_not_all_accept_is_recorded_one_by_one(make):
+    """Done results are recorded as columns (a DoneGroup) only when the source leaves every job
+    done: one it supersedes is recorded as superseded, and its row stays out of results.csv."""
+    setup = make([("ok", 0.0005, i) for i in range(300)])
+    refused = setup.ids[150]
+    runner = setup.runner(SupersedingShare((Task(job_id, p) for p, job_id in enumerate(setup.ids)), refused))
+    assert runner.run(lambda: False) is True
+    attempts = setup.attempts()
+    assert attempts[refused] == [(1, "done", "superseded")]
+    assert all(attempts[job_id] == [(1, "done", "done")] for job_id in setup.ids if job_id != refused)
+    assert runner.counts.done == 299
+    setup.results.close()
+    lines = (setup.tmp_path / "results.csv").read_text().splitlines()
+    assert len(lines) == 1 + 299 and not any(refused in line for line in lines)

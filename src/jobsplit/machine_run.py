@@ -285,11 +285,13 @@ class MachineRun:
     def _static_feed(self, journal: Journal, fresh: bool, counts: dict[str, int], failed_before: int, position_of: dict[str, int]) -> _Feed:
         """This machine's share of the plan, what the journal does not hold as settled."""
         settings = self.settings
-        todo = [(job_id, 0) for job_id in position_of] if fresh else journal.to_run(retry_failed=settings.retry_failed)
+        if fresh:  # every job, first attempts, in plan order (the dict's): one Task each, made in C-level passes
+            tasks = list(map(Task, position_of, position_of.values()))
+        else:
+            tasks = [Task(job_id, position_of[job_id], attempt + 1) for job_id, attempt in journal.to_run(retry_failed=settings.retry_failed)]
         if counts[JobState.DONE] or failed_before:
-            self.events.notice(f"resuming: {counts[JobState.DONE]} done, {failed_before} failed, {len(todo)} to go")
-        source = StaticShare((Task(job_id, position_of[job_id], attempt + 1) for job_id, attempt in todo), settings.retries)
-        return _Feed(source, min(settings.workers, max(len(todo), 1)), f"{plural(len(todo), 'job')} of {sum(counts.values())} to run")
+            self.events.notice(f"resuming: {counts[JobState.DONE]} done, {failed_before} failed, {len(tasks)} to go")
+        return _Feed(StaticShare(tasks, settings.retries), min(settings.workers, max(len(tasks), 1)), f"{plural(len(tasks), 'job')} of {sum(counts.values())} to run")
 
     def _queue_feed(self, journal: Journal, counts: dict[str, int], failed_before: int, connection: balance.Connection, say: Callable[[str], None]) -> _Feed:
         """The shared queue, joined (or seeded: longest first when the entry gives ``cost=``,

@@ -11,13 +11,12 @@ counts as recorded once its group is committed, and results.csv only ever shows 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 
 from .clock import SYSTEM_CLOCK, Clock
 from .errors import StorageError
-from .journal import AttemptRow, Journal, RunningAttempt
+from .journal import DoneGroup, Ended, Journal, RunningAttempt, result_rows, settled
 from .results import ResultsFile
-from .states import JobState
 
 Running = Callable[[], list[RunningAttempt]]
 """What is on a worker now, asked for only when a commit is due."""
@@ -36,7 +35,7 @@ class Recorder:
         clock: Clock = SYSTEM_CLOCK,
         max_group: int = 4096,
         max_delay: float = 0.05,
-        on_commit: Callable[[Sequence[AttemptRow]], None] | None = None,
+        on_commit: Callable[[Iterable[tuple[str, str]]], None] | None = None,
     ) -> None:
         self.journal = journal
         self.results = results
@@ -44,9 +43,12 @@ class Recorder:
         self.max_group = max_group
         self.max_delay = max_delay
         self.on_commit = on_commit
-        """Told of every commit's attempts once they are durable (a shared queue makes them final)."""
+        """Told (job id, state) of every commit's attempts once they are durable (a shared queue
+        makes them final)."""
         self._clock = clock
-        self._attempts: list[AttemptRow] = []
+        self._attempts: list[Ended] = []
+        self._count = 0
+        """Attempts waiting in ``_attempts`` (a done group holds many)."""
         self._oldest = 0.0
         self._committed_at = clock.monotonic()
         self._committed_running: list[RunningAttempt] = []
@@ -54,13 +56,16 @@ class Recorder:
         """A commit that failed (a full disk): raised by the next flush, so a runner that is
         stopping its workers is never interrupted by it."""
 
-    def add(self, attempts: Iterable[AttemptRow], running: Running) -> None:
-        """Attempts that ended; ``running`` tells which are running now, if a commit is due."""
+    def add(self, attempts: Iterable[Ended], running: Running) -> None:
+        """Attempts that ended (one by one, or done groups); ``running`` tells which are running
+        now, if a commit is due."""
         now = self._clock.monotonic()
         if not self._attempts:
             self._oldest = now
-        self._attempts.extend(attempts)
-        if self._error is None and (len(self._attempts) >= self.max_group or now - self._committed_at >= self.max_delay):
+        for record in attempts:
+            self._attempts.append(record)
+            self._count += len(record.job_ids) if isinstance(record, DoneGroup) else 1
+        if self._error is None and (self._count >= self.max_group or now - self._committed_at >= self.max_delay):
             try:
                 self.flush(running)
             except StorageError as exc:
@@ -91,8 +96,8 @@ class Recorder:
             raise self._error
         attempts, now_running = self._attempts, running()
         self.journal.commit(self.run, attempts, now_running, self._clock.time())
-        self._attempts = []
+        self._attempts, self._count = [], 0
         self._committed_at, self._committed_running = self._clock.monotonic(), now_running
-        self.results.append(a.row for a in attempts if a.state == JobState.DONE)  # type: ignore[misc]
+        self.results.append(result_rows(attempts))
         if self.on_commit is not None and attempts:
-            self.on_commit(attempts)
+            self.on_commit(settled(attempts))

@@ -84,7 +84,6 @@ from typing import Any, Protocol
 from ..balance import Connection, instance_name, queue_keys
 from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import StorageError, UserError
-from ..journal import AttemptRow
 from ..states import JobState, Outcome
 from ..text import plural
 from .base import Task
@@ -519,13 +518,13 @@ class RedisQueue:
 
     # --- beyond the protocol: the journal's commits, the display, the end -------------------
 
-    def committed(self, attempts: Sequence[AttemptRow]) -> None:
-        """The journal committed these attempts: make their DONE or FAILED final in Redis."""
-        for attempt in attempts:
-            verdict = self._verdicts.get(attempt.job_id)
-            if verdict is not None and attempt.state in (JobState.DONE, JobState.FAILED):
-                del self._verdicts[attempt.job_id]
-                self._acks.append((attempt.job_id, *verdict))
+    def committed(self, attempts: Iterable[tuple[str, str]]) -> None:
+        """The journal committed these attempts, (job id, state): make their DONE or FAILED final in Redis."""
+        for job_id, state in attempts:
+            verdict = self._verdicts.get(job_id)
+            if verdict is not None and state in (JobState.DONE, JobState.FAILED):
+                del self._verdicts[job_id]
+                self._acks.append((job_id, *verdict))
         if self._acks and self._unavailable_since is None:
             self._write_acks()
 
