@@ -260,7 +260,7 @@ def test_pool_keeps_user_order_and_ids():
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jobsplit.pool import _ID_DOMAIN, _ONE_BLOCK, _encode, _id_texts, _short_sha256, _uniform_texts
+from jobsplit.pool import _ID_DOMAIN, _ONE_BLOCK, _encode, _id_texts, _short_sha256, _uniform_texts, identity_text, identity_texts
 
 _SCALAR = {
     int: st.integers(min_value=-(2**70), max_value=2**70),
@@ -279,6 +279,23 @@ def test_the_formatted_text_is_the_canonical_json_exactly(pool):
     assert _uniform_texts(pool, b"") is not None
     texts = [piece.decode() for pieces in _id_texts(pool, b"", chunk=3) for piece in pieces]
     assert texts == [_encode(job) for job in pool]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([int, float, str]), min_size=1, max_size=4).flatmap(
+    lambda kinds: st.lists(st.tuples(*(_SCALAR[kind] for kind in kinds)), min_size=1, max_size=20)
+))  # fmt: skip
+def test_a_batch_s_job_args_made_at_once_are_each_job_s_identity_text(pool):
+    """A worker makes the Job Args texts of a batch of uniform tuples in one %-format: the very
+    texts identity_text gives each job (results.csv rows, and rebuilding a journal, hang on it)."""
+    assert identity_texts(pool) == [identity_text(job, position) for position, job in enumerate(pool)]
+
+
+def test_batches_of_other_shapes_are_left_to_identity_text():
+    assert identity_texts([]) is None and identity_texts([1, 2]) is None and identity_texts([{"a": 1}]) is None
+    assert identity_texts([(1, 2.0), (1, "a")]) is None and identity_texts([(True,)]) is None
+    huge = 10**5000  # more digits than str() converts by default: identity_text writes them all
+    assert identity_texts([(huge,)]) is None and len(identity_text((huge,), 0)) == len("[]") + 5001
 
 
 _ANY_SCALAR = st.one_of(st.none(), st.booleans(), *_SCALAR.values(), st.just(float("nan")), st.just(float("-inf")))

@@ -30,6 +30,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import repeat
 from multiprocessing.connection import Connection
 from pathlib import Path
 from queue import SimpleQueue
@@ -42,7 +43,7 @@ from .config import Header, JobConfig, LogSettings
 from .journal import clean_text
 from .lifecycle import die_with_parent, restore_library_path
 from .messages import LOG, RESULTS, REVOKED, Batch, LogEntry, Results, Revoke
-from .pool import call_args, identity_text
+from .pool import call_args, identity_text, identity_texts
 from .progress import ProgressBoard, ProgressReporter
 from .results import ResultShapeError, RowFormatter
 from .states import Outcome
@@ -85,8 +86,17 @@ class WorkerSetup:
 
 
 def job_random(seed: bytes, job_id: str) -> random.Random:
-    """The job's own stream: the same job draws the same numbers on any machine and worker."""
-    return _SeededOnFirstUse(seed, job_id)
+    """The job's own stream: the same job draws the same numbers on any machine and worker.
+
+    Made without a Python-level ``__new__`` or ``__init__`` (each would go through the class's
+    ``__getattribute__``): a short job's worker makes one per job."""
+    rng = _new_random(_SeededOnFirstUse)
+    _attribute(rng, "__dict__")["_seed_on_first_use"] = (seed, job_id)
+    return rng
+
+
+_new_random = random.Random.__new__
+_attribute = object.__getattribute__
 
 
 def job_seed(seed: bytes, job_id: str) -> int:
@@ -101,13 +111,9 @@ class _SeededOnFirstUse(random.Random):
     job's whole dispatch, and many jobs never draw a number. On first attribute access the
     object seeds itself and becomes a plain ``random.Random``, so later calls run at full
     speed and the stream is exactly ``random.Random(job_seed(seed, job_id))``'s.
+
+    Made by :func:`job_random` only.
     """
-
-    def __new__(cls, seed: bytes, job_id: str) -> _SeededOnFirstUse:
-        return super().__new__(cls)  # before Python 3.11, Random.__new__ refuses a second argument
-
-    def __init__(self, seed: bytes, job_id: str) -> None:  # seeding is deferred on purpose
-        self.__dict__["_seed_on_first_use"] = (seed, job_id)
 
     def __getattribute__(self, name: str) -> Any:
         state = object.__getattribute__(self, "__dict__")
@@ -133,12 +139,10 @@ class _Ready(NamedTuple):
 def _prepare(batch: Batch, seed: bytes) -> list[_Ready]:
     """The task reader's work on a batch: between two jobs (after a 10 ms job, on this VM) the
     identity text and the random object took 40 us of a 250 us gap; made here, they cost the
-    job thread nothing while a job runs (and are made from the arguments as they arrived)."""
-    texts = batch.job_args if batch.job_args is not None else [_identity_or_none(job, position) for job, position in zip(batch.jobs, batch.positions)]
-    return [
-        _Ready(ticket, position, job_id, job, text, job_random(seed, job_id))
-        for ticket, position, job_id, job, text in zip(batch.tickets, batch.positions, batch.job_ids, batch.jobs, texts)
-    ]
+    job thread nothing while a job runs (and are made from the arguments as they arrived). The
+    texts of a batch of tuples of one shape are made at once (``identity_texts``)."""
+    texts: list[str] | list[str | None] = batch.job_args or identity_texts(batch.jobs) or [_identity_or_none(job, position) for job, position in zip(batch.jobs, batch.positions)]
+    return list(map(_Ready._make, zip(batch.tickets, batch.positions, batch.job_ids, batch.jobs, texts, map(job_random, repeat(seed), batch.job_ids))))
 
 
 def _identity_or_none(job: Any, position: int) -> str | None:
