@@ -228,7 +228,7 @@ def check_outputs(cluster: Cluster, digest: str | None = None) -> Check:
     from jobsplit.worker import job_seed
 
     pool = JobPool([(i,) for i in range(cluster.pool)])
-    ids = [pool.id_hex(p) for p in range(len(pool))]
+    ids = pool.ids_hex(range(len(pool)))
     done: Counter[str] = Counter()
     in_results: Counter[str] = Counter()
     superseded = 0

@@ -379,7 +379,7 @@ def test_plan_json_is_streamed_as_the_very_text_of_one_json_dumps(entry_file, co
     doc = {
         "digest": format_digest(project.digest), "strategy": plan.strategy, "total_jobs": total,
         "machines": [
-            {"name": m.name, "speed": m.speed, "cores": m.cores, "share": len(s) / total, "jobs": len(s), "job_ids": [project.pool.id_hex(p) for p in s]}
+            {"name": m.name, "speed": m.speed, "cores": m.cores, "share": len(s) / total, "jobs": len(s), "job_ids": project.pool.ids_hex(s)}
             for m, s in zip(plan.machines, plan.shares)
         ],
     }  # fmt: skip

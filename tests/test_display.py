@@ -225,7 +225,7 @@ def test_progress_of_a_running_job_reaches_the_supervisor(tmp_path: Path, start_
     config = JobConfig()
     setup = WorkerSetup(stepping_job, config.as_document(), header, "alpha", "00" * 16, "code", time.time(), b"seed", board, 0, LogSettings())
     pool = JobPool([(5, 0.12), (4, 0.15)])
-    ids = [pool.id_hex(p) for p in range(len(pool))]
+    ids = pool.ids_hex(range(len(pool)))
     journal = Journal(tmp_path / "journal.sqlite")
     journal.initialize({"digest": "00" * 16}, ids)
     run = journal.begin_run(2, done_before=0, started=time.time(), host="here", pid=0, code="code", source="static")

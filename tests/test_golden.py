@@ -108,7 +108,7 @@ def test_golden_pool_ids():
     """Each of the 40 jobs has its pinned id."""
     assert len(GOLDEN_POOL) == len(GOLDEN_IDS) == 40
     pool = JobPool(GOLDEN_POOL)
-    assert [pool.id_hex(i) for i in range(len(pool))] == GOLDEN_IDS
+    assert pool.ids_hex(range(len(pool))) == GOLDEN_IDS
 
 
 @pytest.mark.parametrize("strategy", list(GOLDEN_PLANS))
@@ -118,7 +118,7 @@ def test_golden_digest_and_assignment(golden_dir, strategy):
     digest, _ = GOLDEN_PLANS[strategy]
     assert project.digest == digest
     assert [m.name for m in project.plan.machines] == ["alpha", "beta", "gamma"]
-    shares = [[project.pool.id_hex(p) for p in share] for share in project.plan.shares]
+    shares = [project.pool.ids_hex(share) for share in project.plan.shares]
     assert shares == expected_job_ids(strategy)
 
 

@@ -121,7 +121,7 @@ def test_id_is_128_bits_shown_as_32_hex(job):
     assert isinstance(raw, bytes) and len(raw) == ID_BYTES == 16
     assert re.fullmatch(r"[0-9a-f]{32}", raw.hex())
     pool = JobPool([job])
-    assert pool.id_hex(0) == raw.hex()
+    assert pool.ids_hex([0]) == [raw.hex()]
 
 
 def test_id_is_sha256_of_the_documented_canonical_text():
@@ -362,6 +362,6 @@ def test_packed_ids_behave_as_a_sequence_of_ids():
     pool = JobPool(jobs)
     ids = [job_id(j) for j in jobs]
     assert len(pool.ids) == 300 and list(pool.ids) == ids and pool.ids[-1] == ids[-1] and pool.ids[5:8] == ids[5:8]
-    assert [pool.id_hex(p) for p in range(300)] == [i.hex() for i in ids]
+    assert pool.ids_hex(range(300)) == [i.hex() for i in ids]
     assert pool.ids.position(ids[123]) == 123 and pool.ids.position(b"\0" * 16) == -1
     assert pool.sorted_ids() == b"".join(sorted(ids))

@@ -39,7 +39,7 @@ class Setup:
         self.clock = clock or FakeClock()
         self.hub = hub or FakeHub(self.clock)
         self.pool = JobPool(jobs)
-        self.ids = [self.pool.id_hex(p) for p in range(len(jobs))]
+        self.ids = self.pool.ids_hex(range(len(jobs)))
         self.journal = Journal(tmp_path / "journal.sqlite")
         self.journal.initialize({"digest": "0" * 32}, self.ids)
         self.run_number = self.journal.begin_run(workers, done_before=0, started=self.clock.time(), host="test", pid=1, code="c0de", source="test")

@@ -291,7 +291,7 @@ def _write_plan_json(project: Project, write: Callable[[str], object], chunk: in
         machine = json.dumps({"name": m.name, "speed": m.speed, "cores": m.cores, "share": len(share) / total if total else 0.0, "jobs": len(share)})
         write((", " if index else "") + machine[:-1] + ', "job_ids": [')
         for start in range(0, len(share), chunk):
-            write((", " if start else "") + ", ".join(f'"{pool.id_hex(p)}"' for p in share[start : start + chunk]))
+            write((", " if start else "") + ", ".join(f'"{job_id}"' for job_id in pool.ids_hex(share[start : start + chunk])))
         write("]}")
     write("]}\n")
 

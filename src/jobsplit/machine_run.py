@@ -117,7 +117,7 @@ class MachineRun:
             finally:
                 connection.close()
         positions = list(project.plan.share_of(settings.machine.name))
-        job_ids = [project.pool.id_hex(p) for p in positions]
+        job_ids = project.pool.ids_hex(positions)
         journal, fresh = self._open_journal(job_ids)
         try:
             return self._run(journal, fresh, dict(zip(job_ids, positions)), should_stop)
@@ -150,7 +150,7 @@ class MachineRun:
         shared queue, whose jobs join as they are claimed."""
         project, folder = self.project, self.folder
         existed = Journal.holds_a_plan(folder.journal)
-        share = set(job_ids) if job_ids is not None else {project.pool.id_hex(p) for p in range(len(project.pool))}
+        share = set(job_ids) if job_ids is not None else set(project.pool.ids_hex(range(len(project.pool))))
         if not existed and not folder.results.exists() and folder.segments():
             raise _lost_journal(folder.journal, folder.log)
         journal = Journal(folder.journal)
@@ -305,7 +305,7 @@ class MachineRun:
         else:
             order, order_name = (lambda: seeded_order(pool.ids, project.seed)), "in the plan's seeded order"
         queue = RedisQueue(
-            connection, digest=project.digest, machine=settings.machine.name, ids=[pool.id_hex(p) for p in range(len(pool))],
+            connection, digest=project.digest, machine=settings.machine.name, ids=pool.ids_hex(range(len(pool))),
             seed_order=order, order_name=order_name, lease=lease, retries=settings.retries,
             retry_failed=settings.retry_failed, workers=settings.workers, holdings=journal, say=say, clock=self.clock,
         )  # fmt: skip

@@ -212,9 +212,11 @@ class JobPool:
         """Every id in byte order, packed: what the digest covers (pool order never matters)."""
         return self._sorted
 
-    def id_hex(self, position: int) -> str:
-        start = position * ID_BYTES
-        return self.ids._buffer[start : start + ID_BYTES].hex()
+    def ids_hex(self, positions: Iterable[int]) -> list[str]:
+        """The hex ids of ``positions``, in their order: a share's ids, or a chunk of ``plan
+        --json``, without a method call per job (a third of the time)."""
+        buffer, size = self.ids._buffer, ID_BYTES
+        return [buffer[size * p : size * p + size].hex() for p in positions]
 
     def identity_text(self, position: int) -> str:
         return identity_text(self.jobs[position], position, self.key)

@@ -290,7 +290,7 @@ class Runner:
     def _send(self, slot: _Slot, tasks: list[Task]) -> None:
         first = self._tickets + 1
         self._tickets += len(tasks)
-        sent = [_Sent(ticket, task) for ticket, task in zip(range(first, self._tickets + 1), tasks)]
+        sent = list(map(_Sent._make, zip(range(first, self._tickets + 1), tasks)))  # tuple.__new__ in C: no Python call per job
         try:
             slot.link.send(self._batch(sent))
         except Exception:  # noqa: BLE001 - some job cannot be pickled: find out which, one by one
