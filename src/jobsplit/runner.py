@@ -2,13 +2,14 @@
 
 The data path of one machine::
 
-    pool --> plan --> source --take()--> Runner --[Assignment, ...]--> task pipe --> worker
-                        ^                 | ^                                    (reader thread
-                        |  settle()       | |                                     -> job thread)
-                        +--release()------+ +--(RECORDS, [Record]) | (LOG, [LogEntry])-- result pipe
+    pool --> plan --> source --take()--> Runner --Batch | Revoke--> task pipe --> worker
+                        ^                 | ^                                 (reader thread
+                        |  settle()       | |                                  -> job thread)
+                        +--release()------+ +--(RESULTS, Results) | (LOG, [LogEntry])-- result pipe
                                           |
-                               AttemptRow |                        LogEntry
-                                          v                           v
+               DoneGroup (a group of done |                        LogEntry
+               jobs, as columns) or       |                           |
+               AttemptRow (any other)     v                           v
                          Recorder --> journal.sqlite --> results.csv   MachineLog --> <machine>.log.gz
 
 The source decides which job runs next and what a failed attempt means (retry or not); the
@@ -17,7 +18,8 @@ standard pools, a worker that dies costs only the job it was running: each worke
 pipes and a slot on the progress board saying which job it runs, so the runner knows exactly
 which job to blame, hands the worker's other jobs back, and starts a replacement. A timeout
 stops only the worker (and the programs its job started) of the job that ran too long. Short
-jobs travel in batches. Nothing here blocks on a worker: see ``links``.
+jobs travel in batches, and come back in groups that are settled and recorded as columns, with
+no Python object per job. Nothing here blocks on a worker: see ``links``.
 """
 
 from __future__ import annotations
