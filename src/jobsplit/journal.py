@@ -30,9 +30,9 @@ import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from itertools import repeat
+from itertools import groupby, repeat
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from .digest import format_digest
 from .errors import StorageError, UserError
@@ -393,14 +393,15 @@ class Journal:
 
     def _commit(self, run: int, attempts: Sequence[Ended], running: Iterable[RunningAttempt], now: float) -> None:
         with self._transaction():
-            for record in attempts:  # in order: ids follow time
-                if isinstance(record, DoneGroup):
+            for grouped, records in groupby(attempts, key=_is_group):  # in order: ids follow time
+                if not grouped:
+                    self._db.executemany(_INSERT_ATTEMPT, map(tuple, records))  # sqlite3 binds exact tuples faster than NamedTuples
+                    continue
+                for group in cast("Iterator[DoneGroup]", records):
                     self._db.executemany(_INSERT_DONE, zip(
-                        record.job_ids, record.attempts, repeat(record.run), repeat(record.slot), repeat(record.pid), record.started,
-                        record.ended, repeat(Outcome.DONE.value), repeat(JobState.DONE.value), record.max_rss, record.cpu_seconds, record.rows,
+                        group.job_ids, group.attempts, repeat(group.run), repeat(group.slot), repeat(group.pid), group.started,
+                        group.ended, repeat(Outcome.DONE.value), repeat(JobState.DONE.value), group.max_rss, group.cpu_seconds, group.rows,
                     ))  # fmt: skip
-                else:
-                    self._db.execute(_INSERT_ATTEMPT, tuple(record))  # failures and the like: few
             self._db.execute("DELETE FROM running")
             self._db.executemany("INSERT INTO running (job_id, attempt, slot, pid, started) VALUES (?, ?, ?, ?, ?)", running)
             self._db.execute("UPDATE runs SET updated = ? WHERE run = ?", (now, run))
@@ -481,6 +482,10 @@ class Journal:
         if any(cause in text for cause in ("disk is full", "disk i/o error", "readonly database", "unable to open")):
             return StorageError(f"{self.path} cannot be written ({exc}); free some space (or fix the folder's permissions) and run the same command again to resume")
         return None
+
+
+def _is_group(record: Ended) -> bool:
+    return isinstance(record, DoneGroup)
 
 
 def _attempt_rows(record: Ended) -> list[AttemptRow]:
