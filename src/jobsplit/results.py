@@ -60,7 +60,8 @@ class _LastLine:
 
 
 class RowFormatter:
-    """Turns (timings, return value, identity) into a CSV line; lives in each worker."""
+    """Turns (timings, return value, identity) into a CSV line; lives in each worker, where two
+    threads may format at once (it keeps no state that a line changes)."""
 
     def __init__(self, header: Header, machine: str, run_started: float, digest: str, code: str) -> None:
         self.columns = header.result_columns
@@ -70,8 +71,6 @@ class RowFormatter:
         self.run_started = utc_timestamp(run_started)
         order = {name: i for i, name in enumerate(header.columns[: len(TIMING_COLUMNS)])}
         self._run_at, self._start_at, self._time_at = (order[c] for c in ("Run Start Time", "Job Start Time", "Job Running Time"))
-        self._sink = _LastLine()
-        self._writer = csv.writer(self._sink, lineterminator="\n")
         self._suffix = f",{machine},{digest},{code}\n"  # never quoted: a machine name, hex digits
 
     def line(self, value: Any, job_started: float, running_time: float, job_id: str, job_args: str) -> str:
@@ -85,9 +84,10 @@ class RowFormatter:
         try:
             quoted = [_quoted(cell) for cell in cells]
             return f"{','.join(timing)},{','.join(quoted)},{job_id},{_quoted(job_args)}{self._suffix}" if cells else f"{','.join(timing)},{job_id},{_quoted(job_args)}{self._suffix}"
-        except _LineBreak:
-            self._writer.writerow([*timing, *cells, job_id, job_args, self.machine, self.digest, self.code])
-            return self._sink.line
+        except _LineBreak:  # rare: a writer of its own, so that two threads never share one
+            sink = _LastLine()
+            csv.writer(sink, lineterminator="\n").writerow([*timing, *cells, job_id, job_args, self.machine, self.digest, self.code])
+            return sink.line
 
     def cells(self, value: Any) -> list[str]:
         """The result columns' cells: a sequence in column order, a dict by name, or a scalar."""

@@ -1,0 +1,83 @@
+"""Rows formatted when their group is sent (issue 14): a worker formats the row of a job that
+returned plain values (scalars, or a tuple of them) when the group goes to the runner, not
+between two jobs. Any other value is formatted at once, as the job left it: a later job that
+changes what an earlier one returned never changes the earlier row."""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+from conftest import run_entry, write_config_dir
+from jobsplit.config import Header
+from jobsplit.results import RowFormatter
+from runhelpers import read_results, run_args, run_env
+
+HEADER = ("Run Start Time", "Job Running Time", "Job Start Time", "Value", "Text")
+
+SHARED_RESULTS = """\
+import jobsplit
+
+LIST = [0, ""]
+STATE = {"Value": 0, "Text": ""}
+
+
+def job(i, kind, random_obj, config, progress):
+    # each job overwrites what the job before it returned, in place
+    LIST[:] = [i, f"list {i}"]
+    STATE.update(Value=i, Text=f"dict {i}")
+    if kind == "list":
+        return LIST
+    if kind == "dict":
+        return STATE
+    if kind == "nested":
+        return (i, LIST)  # a tuple holding a list: not plain, and not a cell either
+    return (i, f"tuple {i}")
+
+
+if __name__ == "__main__":
+    jobsplit.main(job, [(i, ("list", "dict", "tuple", "nested")[i % 4]) for i in range(200)])
+"""
+
+
+def test_a_value_a_later_job_changes_keeps_the_row_it_had_when_its_job_returned(tmp_path):
+    """One worker, 200 short jobs: they travel in batches, so rows of one group wait for the
+    group; the jobs returning the module's list or dict (changed by every later job) still get
+    their own values, and those returning plain tuples get theirs when the group is sent."""
+    entry = tmp_path / "entry.py"
+    entry.write_text(SHARED_RESULTS, encoding="utf-8")
+    config_dir = write_config_dir(tmp_path / "config", header=HEADER, machines={"solo": [1.0, 1]})
+    result = run_entry(entry, *run_args(config_dir, tmp_path / "out", "--workers", "1"), env=run_env(tmp_path), timeout=90)
+    assert result.returncode == 1, result.stderr  # the nested ones fail: a list is no cell
+    _, rows = read_results(tmp_path / "out" / "solo" / "results.csv")
+    kinds = {"list": "list", "dict": "dict", "tuple": "tuple"}
+    assert len(rows) == 150
+    for row in rows:
+        i, kind = eval(row["Job Args"])  # [i, "kind"]
+        assert (row["Value"], row["Text"]) == (str(i), f"{kinds[kind]} {i}")
+    assert "50 jobs failed" in result.stdout + result.stderr
+
+
+def test_two_threads_formatting_lines_with_line_breaks_never_mix_them():
+    """The watcher sends groups (and formats their rows) while the job thread formats a value
+    that could not wait: cells with line breaks go through the csv module, by a writer each."""
+    rows = RowFormatter(Header(HEADER), "solo", 0.0, "d" * 64, "c" * 12)
+    failures: list[str] = []
+
+    def format_many(tag: str) -> None:
+        for i in range(3000):
+            line = rows.line((i, f"{tag}\nline {i}"), 1.0, 0.5, "a" * 32, "[1]")
+            if f'"{tag}\nline {i}"' not in line or not line.startswith("1970-01-01T00:00:00.000Z,") or line.count("\n") != 2:
+                failures.append(line)
+
+    threads = [threading.Thread(target=format_many, args=(tag,)) for tag in ("first", "second")]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # the threads take turns every few bytecodes: a shared writer would mix lines
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert failures == []
