@@ -5,12 +5,16 @@ changes what an earlier one returned never changes the earlier row."""
 
 from __future__ import annotations
 
+import multiprocessing
 import sys
 import threading
 
 from conftest import run_entry, write_config_dir
+from jobsplit import worker
 from jobsplit.config import Header
+from jobsplit.messages import RESULTS
 from jobsplit.results import RowFormatter
+from jobsplit.states import Outcome
 from runhelpers import read_results, run_args, run_env
 
 HEADER = ("Run Start Time", "Job Running Time", "Job Start Time", "Value", "Text")
@@ -81,3 +85,20 @@ def test_two_threads_formatting_lines_with_line_breaks_never_mix_them():
     finally:
         sys.setswitchinterval(interval)
     assert failures == []
+
+
+def test_jobsplit_s_own_failure_to_make_a_row_is_marked_internal_in_the_group_it_travels_in():
+    """Whether a row is made at once (a list) or when its group is sent (an int), a failure in
+    jobsplit's own code is an error marked internal, in the same group as its attempt: the
+    runner counts those in a row and stops the run, not the job's fault."""
+    reader, writer = multiprocessing.Pipe(duplex=False)
+    outbox = worker._Outbox(writer, RowFormatter(Header(HEADER[:4]), "solo", 0.0, "d" * 64, "c" * 12))
+    broken_time = "not a time"  # the row's Job Start Time then fails inside jobsplit's timefmt
+    outbox.add_returned(worker._returned((1, broken_time, 0.001, 0.0, None, None, 7, "a" * 32, "[1]", (1,), 0)))
+    outbox.add_returned(worker._returned((2, broken_time, 0.001, 0.0, None, None, [7], "b" * 32, "[2]", (2,), 1)))
+    outbox.add_returned(worker._returned((3, 1.0, 0.001, 0.0, None, None, 7, "c" * 32, "[3]", (3,), 2)))
+    outbox.flush()
+    kind, results = reader.recv()
+    assert kind == RESULTS and results.tickets == [1, 2, 3]
+    assert results.outcomes == [Outcome.ERROR, Outcome.ERROR, Outcome.DONE] and sorted(results.internal) == [1, 2]
+    assert all("internal error in jobsplit" in error for error in results.errors[:2]) and results.rows[2].startswith("1970-01-01T00:00:00.000Z,")

@@ -16,6 +16,7 @@ Three threads, none of which can block another's progress for good:
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import io
 import multiprocessing
@@ -323,13 +324,17 @@ class _Returned(NamedTuple):
     position: int
 
 
+_returned = functools.partial(tuple.__new__, _Returned)
+"""``_Returned`` made in C (a NamedTuple's own ``__new__`` is Python code): one per job."""
+
+
 class _Outbox:
     """What a worker sends: ended attempts, grouped for short jobs, and log entries.
 
     A group goes when its batch ends, when a job of it was long, or (sent by the watcher) when
     it has waited FLUSH_INTERVAL behind a long job.
 
-    The row of a job that returned plain values (see _keeps) is formatted when its group is
+    The row of a job that returned plain values (see add_returned) is formatted when its group is
     sent, not between two jobs: right after a job, on this VM, every step runs from cold caches,
     and formatting the row took about 45 us of a 10 ms job's 230 us gap; a group's rows are
     formatted in one warm loop. Such values run no code of the job's and no later job can change
@@ -346,45 +351,44 @@ class _Outbox:
         """One item per attempt (one append between two jobs), in ``Results`` order."""
         self._internal: list[int] = []
 
-    def add(self, ticket: int, outcome: str, started: float, running_time: float, paused: float, row: str | None, error: str | None, max_rss: int | None, cpu: float | None) -> None:
-        self._append((ticket, outcome, started, running_time, paused, row, error, max_rss, cpu), running_time)
+    def add(
+        self, ticket: int, outcome: str, started: float, running_time: float, paused: float, row: str | None, error: str | None, max_rss: int | None, cpu: float | None,
+        *, internal: bool = False,
+    ) -> None:
+        """An ended attempt; ``internal``: its error arose in jobsplit's own code, not in the job."""
+        self._append((ticket, outcome, started, running_time, paused, row, error, max_rss, cpu), running_time, internal)
 
     def add_returned(self, returned: _Returned) -> None:
-        """A job returned ``returned.value``: its row now, or when its group is sent."""
-        if returned.job_args is not None and _keeps(returned.value):  # its Job Args text made beforehand: no code of the job's runs later
+        """A job returned ``returned.value``: its row when its group is sent, if the value is a
+        plain scalar or a tuple of them (exact built-in types: no code of the job's runs for
+        their cells, and no later job can change them) and its Job Args text was made
+        beforehand; else now."""
+        value = returned.value
+        kind = type(value)
+        if returned.job_args is not None and (kind in _PLAIN or (kind is tuple and _PLAIN.issuperset(map(type, value)))):
             self._append(returned, returned.running_time)
             return
-        entry, internal = _finished(self._rows, returned)
-        if internal:
-            self.internal(returned.ticket)
-        self._append(entry, returned.running_time)
+        internal: list[int] = []
+        self._append(_finished(self._rows, returned, internal), returned.running_time, bool(internal))
 
-    def _append(self, item: _Entry | _Returned, running_time: float) -> None:
-        with self._lock:
+    def _append(self, item: _Entry | _Returned, running_time: float, internal: bool = False) -> None:
+        with self._lock:  # an attempt and its internal mark travel in one group
             if not self._ended:
                 self._since = time.monotonic()
             self._ended.append(item)
+            if internal:
+                self._internal.append(item[0])
         if running_time >= FLUSH_INTERVAL:
             self.flush()
-
-    def internal(self, ticket: int) -> None:
-        """The last result added was jobsplit's own failure."""
-        with self._lock:
-            self._internal.append(ticket)
 
     def flush(self, older_than: float = 0.0) -> None:
         with self._lock:
             if self._ended and time.monotonic() - self._since >= older_than:
-                ended = [self._entry(item) if type(item) is _Returned else item for item in self._ended]
+                formatter, internal = self._rows, self._internal
+                ended = [_finished(formatter, item, internal) if type(item) is _Returned else item for item in self._ended]
                 tickets, outcomes, started, running_times, paused, rows, errors, max_rss, cpu = map(list, zip(*ended))
                 self._results.send((RESULTS, Results(tickets, outcomes, started, running_times, paused, rows, errors, max_rss, cpu, self._internal)))
                 self._ended, self._internal = [], []
-
-    def _entry(self, returned: _Returned) -> _Entry:
-        entry, internal = _finished(self._rows, returned)
-        if internal:
-            self._internal.append(returned.ticket)
-        return entry
 
     def send_log(self, entries: list[LogEntry]) -> None:
         with self._lock:
@@ -394,16 +398,9 @@ class _Outbox:
 _PLAIN = frozenset({str, int, float, bool, type(None)})
 
 
-def _keeps(value: Any) -> bool:
-    """Whether ``value`` is a plain scalar or a tuple of them: exact built-in types, whose cells
-    run no code of the job's and which no later job can change."""
-    kind = type(value)
-    return kind in _PLAIN or (kind is tuple and _PLAIN.issuperset(map(type, value)))
-
-
-def _finished(rows: RowFormatter, returned: _Returned) -> tuple[_Entry, bool]:
-    """The attempt of a job that returned, with its row (DONE) or why there is none (ERROR); and
-    whether the failure is jobsplit's own."""
+def _finished(rows: RowFormatter, returned: _Returned, internal: list[int]) -> _Entry:
+    """The attempt of a job that returned, with its row (DONE) or why there is none (ERROR); its
+    ticket is added to ``internal`` if the failure is jobsplit's own."""
     ticket, started, running_time, paused, max_rss, cpu, value, job_id, job_args, job, position = returned
     try:
         line = rows.line(value, started, running_time, job_id, job_args or identity_text(job, position))
@@ -411,11 +408,12 @@ def _finished(rows: RowFormatter, returned: _Returned) -> tuple[_Entry, bool]:
         error = clean_text(f"wrong result shape: {exc}; the job returned: {bounded_repr(value)}")
     except BaseException as exc:  # noqa: BLE001 - a value whose own methods fail is the job's; else ours
         if _raised_in_jobsplit(exc.__traceback__):
-            return (ticket, Outcome.ERROR, started, running_time, paused, None, _internal(), max_rss, cpu), True
+            internal.append(ticket)
+            return (ticket, Outcome.ERROR, started, running_time, paused, None, _internal(), max_rss, cpu)
         error = clean_text(traceback.format_exc())
     else:
-        return (ticket, Outcome.DONE, started, running_time, paused, line if line.isascii() else clean_text(line), None, max_rss, cpu), False
-    return (ticket, Outcome.ERROR, started, running_time, paused, None, error, max_rss, cpu), False
+        return (ticket, Outcome.DONE, started, running_time, paused, line if line.isascii() else clean_text(line), None, max_rss, cpu)
+    return (ticket, Outcome.ERROR, started, running_time, paused, None, error, max_rss, cpu)
 
 
 class _Revocations:
@@ -522,8 +520,7 @@ class _JobRunner:
             self.progress.restart()
             self.capture.start_job(job_id)
         except BaseException:  # noqa: BLE001 - reported as jobsplit's own failure
-            outbox.add(ticket, Outcome.ERROR, started, 0.0, 0.0, None, _internal(), None, None)
-            outbox.internal(ticket)
+            outbox.add(ticket, Outcome.ERROR, started, 0.0, 0.0, None, _internal(), None, None, internal=True)
             return
         board.start(self.slot, ticket)
         started, clock = time.time(), time.perf_counter()
@@ -553,7 +550,7 @@ class _JobRunner:
         if error is not None:
             outbox.add(ticket, Outcome.ERROR, started, running_time, paused, None, error, max_rss, cpu)
         else:
-            outbox.add_returned(_Returned(ticket, started, running_time, paused, max_rss, cpu, value, job_id, job_args, job, position))
+            outbox.add_returned(_returned((ticket, started, running_time, paused, max_rss, cpu, value, job_id, job_args, job, position)))
 
     def _restore_surroundings(self) -> None:
         """The next job starts in the run's folder with the run's environment variables, signal
