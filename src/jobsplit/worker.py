@@ -2,15 +2,16 @@
 
 Three threads, none of which can block another's progress for good:
 
-- the job thread (main) runs jobs and formats each result into its CSV line, so what crosses
-  back to the parent is plain text: a value that cannot be pickled never hangs the run;
+- the job thread (main) runs jobs, and each result becomes its CSV line in the worker (at once,
+  or for plain values when its group is sent: see _Outbox), so what crosses back to the parent
+  is plain text: a value that cannot be pickled never hangs the run;
 - the task reader moves batches from the task pipe into a queue, making what each job needs
   before it starts (its ``Job Args`` text and its ``random_obj``) so that the job thread goes
   from one job to the next with as little work as it can, and notes revocations (jobs the runner
   takes back before they start, to give an idle worker): it never writes, so the parent's sends
   always drain, whatever the result pipe holds;
-- the watcher sends results that waited too long behind a long job, and stops the worker (and
-  every program its job started) if the parent has died.
+- the watcher sends results that waited too long behind a long job (making the rows they still
+  lack), and stops the worker (and every program its job started) if the parent has died.
 """
 
 from __future__ import annotations
