@@ -1,7 +1,7 @@
 """The result path: every ended attempt goes through one recorder, journal first, then CSV.
 
 An attempt that ends after a quiet spell (no commit for ``max_delay`` seconds) is committed at
-once, so slow jobs are durable the moment they end; attempts ending faster than that are
+once (at the end of the runner's turn), so slow jobs are durable the moment they end; attempts ending faster than that are
 grouped into one commit per ``max_delay`` (or per ``max_group`` attempts), so durability costs
 little per job however short the jobs. After a crash, only jobs the runner had not yet heard
 of or committed run again: those on a worker (running, or queued and perhaps ended since) and
@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from .clock import SYSTEM_CLOCK, Clock
-from .errors import StorageError
 from .journal import DoneGroup, Ended, Journal, RunningAttempt, result_rows, settled
 from .results import ResultsFile
 
@@ -52,38 +51,38 @@ class Recorder:
         self._oldest = 0.0
         self._committed_at = clock.monotonic()
         self._committed_running: list[RunningAttempt] = []
-        self._error: StorageError | None = None
-        """A commit that failed (a full disk): raised by the next flush, so a runner that is
-        stopping its workers is never interrupted by it."""
+        self._at_once = False
+        """The waiting attempts are to be committed at the next flush_if_due: they ended a quiet
+        spell (a slow job is durable the moment the runner hears of it), or fill a group."""
 
-    def add(self, attempts: Iterable[Ended], running: Running) -> None:
-        """Attempts that ended (one by one, or done groups); ``running`` tells which are running
-        now, if a commit is due."""
+    def add(self, attempts: Iterable[Ended]) -> None:
+        """Attempts that ended (one by one, or done groups), committed by the next flush_if_due:
+        at once if they end a quiet spell or fill a group, else within ``max_delay``."""
         now = self._clock.monotonic()
         if not self._attempts:
             self._oldest = now
+            self._at_once = now - self._committed_at >= self.max_delay
         for record in attempts:
             self._attempts.append(record)
             self._count += len(record.job_ids) if isinstance(record, DoneGroup) else 1
-        if self._error is None and (self._count >= self.max_group or now - self._committed_at >= self.max_delay):
-            try:
-                self.flush(running)
-            except StorageError as exc:
-                self._error = exc
+        self._at_once = self._at_once or self._count >= self.max_group
 
     def due_in(self) -> float:
         """Seconds until waiting attempts must be committed (infinite when none wait)."""
         if not self._attempts:
             return float("inf")
+        if self._at_once:
+            return 0.0
         return max(0.0, self._oldest + self.max_delay - self._clock.monotonic())
 
     def flush_if_due(self, running: Running) -> None:
-        """Commit attempts old enough, or a change in the running jobs, or a heartbeat."""
-        if self._error is not None:
-            raise self._error
+        """Commit attempts that end a quiet spell, fill a group or are old enough; or a change in
+        the running jobs, or a heartbeat. The runner calls it once the workers have their next
+        jobs: a commit of a group of short jobs takes tens of milliseconds, longer than a worker's
+        queued jobs last."""
         now = self._clock.monotonic()
         if self._attempts:
-            due = self._oldest + self.max_delay <= now  # the very expression due_in() waits for
+            due = self._at_once or self._oldest + self.max_delay <= now  # the very expressions due_in() waits for
         else:
             due = now - self._committed_at >= HEARTBEAT or (
                 now - self._committed_at >= self.max_delay and running() != self._committed_running
@@ -92,11 +91,9 @@ class Recorder:
             self.flush(running)
 
     def flush(self, running: Running) -> None:
-        if self._error is not None:
-            raise self._error
         attempts, now_running = self._attempts, running()
         self.journal.commit(self.run, attempts, now_running, self._clock.time())
-        self._attempts, self._count = [], 0
+        self._attempts, self._count, self._at_once = [], 0, False
         self._committed_at, self._committed_running = self._clock.monotonic(), now_running
         self.results.append(result_rows(attempts))
         if self.on_commit is not None and attempts:

@@ -161,6 +161,7 @@ class Runner:
                 if growing:
                     self._add(self._start(len(self._slots)))
                 self._dispatch()
+                self.recorder.flush_if_due(self.running_attempts)  # after the dispatch: the workers' next jobs are on their way while it commits
                 if self.source.remaining() == 0:
                     return True
                 timeout = 0.0 if growing else min(TICK, self.recorder.due_in())
@@ -169,7 +170,6 @@ class Runner:
                     if slot is not None:
                         self._service(slot)
                 self._enforce_timeouts()
-                self.recorder.flush_if_due(self.running_attempts)
                 if self._internal_in_a_row >= INTERNAL_LIMIT:
                     raise InternalError(
                         f"jobsplit failed on {self._internal_in_a_row} jobs in a row inside its own code, not in the jobs "
@@ -379,7 +379,7 @@ class Runner:
                 results.started, ended, results.max_rss, results.cpu_seconds, results.rows,  # type: ignore[arg-type] # all done: every row is a line
             )  # fmt: skip
             self.counts.done += count
-            self.recorder.add([group], self.running_attempts)
+            self.recorder.add([group])
         else:
             self._record(slot, list(zip(tasks, results.outcomes, results.started, ended, results.max_rss, results.cpu_seconds, results.rows, results.errors)), states=states)
         self._internal_in_a_row = 0
@@ -423,7 +423,7 @@ class Runner:
                 failed += 1
         self.counts.done += done
         self.counts.failed += failed
-        self.recorder.add(attempts, self.running_attempts)
+        self.recorder.add(attempts)
 
     def _learn(self, results: Results, count: int) -> None:
         """The cost of a job on a worker, jobsplit's own included: the span of a group of
@@ -570,7 +570,7 @@ class Runner:
             self._started_at.pop(sent.ticket, self._wall(slot.link.current().started)), self.clock.time(), Outcome.INTERRUPTED, JobState.PENDING,
             args=self.pool.identity_text(sent.task.position), error=error,
         )  # fmt: skip
-        self.recorder.add([attempt], self.running_attempts)
+        self.recorder.add([attempt])
         self.source.release([sent.task])
 
     def _await_exits(self, seconds: float) -> None:
