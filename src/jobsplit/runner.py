@@ -401,7 +401,8 @@ class Runner:
         exit_code: int | None = None,
         states: Sequence[JobState] | None = None,
     ) -> None:
-        """Settle ended attempts with the source (unless ``states`` says how they were) and hand them to the recorder."""
+        """Settle ended attempts with the source (unless ``states`` says how it settled them)
+        and hand them to the recorder."""
         if states is None:
             states = self.source.settle([(task, outcome) for task, outcome, *_ in ended])  # type: ignore[misc]
         run, worker, pid = self.run_number, slot.link.slot, slot.link.pid
