@@ -3,11 +3,11 @@
 An attempt that ends after a quiet spell (no commit for ``max_delay`` seconds) is committed at
 once (right after the runner's next dispatch), so slow jobs are durable the moment they end;
 attempts ending faster than that are grouped into one commit per ``max_delay`` (or per
-``max_group`` attempts), so durability costs
-little per job however short the jobs. After a crash, only jobs the runner had not yet heard
-of or committed run again: those on a worker (running, or queued and perhaps ended since) and
-those that ended within the last ``max_delay`` (longer when the runner waits for a core). A job
-counts as recorded once its group is committed, and results.csv only ever shows committed rows.
+``max_group`` attempts), so durability costs little per job however short the jobs. After a
+crash, only jobs the runner had not yet heard of or committed run again: those on a worker
+(running, or queued and perhaps ended since) and those that ended within the last
+``max_delay`` (longer when the runner waits for a core). A job counts as recorded once its
+group is committed, and results.csv only ever shows committed rows.
 """
 
 from __future__ import annotations
