@@ -70,3 +70,13 @@ def test_the_share_is_recorded_row_by_row_where_sqlite_has_no_json_functions(tmp
     assert journal.job_ids() == IDS
     with pytest.raises(sqlite3.OperationalError, match="json_each"):
         journal._db.execute("SELECT value FROM json_each('[1]')")  # the stand-in really refuses it
+
+
+def test_the_share_is_recorded_in_its_order_across_chunks(tmp_path, monkeypatch):
+    """A share goes into ``job`` a bounded number of ids at a time (ten million ids as one JSON
+    text would cost hundreds of megabytes): seq still follows the share's order."""
+    monkeypatch.setattr(journal_module, "_JOBS_AT_ONCE", 4)
+    ids = [f"{i * 7919 % 101:032x}" for i in range(10)]  # not sorted, so order is not the index's
+    journal = Journal(tmp_path / "journal.sqlite")
+    journal.initialize({"digest": "0" * 64}, ids)
+    assert journal.job_ids() == ids

@@ -211,6 +211,11 @@ _INSERT_DONE = f"INSERT INTO attempts ({', '.join(_DONE_FIELDS)}) VALUES ({', '.
 fewer columns than a whole row (no NULLs of exit status, signal, args, error)."""
 
 
+_JOBS_AT_ONCE = 65536
+"""A share's ids go into ``job`` this many at a time: one JSON text of ten million ids would
+take some 350 MB on top of the list."""
+
+
 class Journal:
     """One machine's journal. Writers group their changes into few commits (see Recorder)."""
 
@@ -274,18 +279,19 @@ class Journal:
     def meta(self) -> dict[str, str]:
         return dict(self._db.execute("SELECT key, value FROM meta"))
 
-    def initialize(self, meta: dict[str, str], job_ids: Iterable[str]) -> None:
+    def initialize(self, meta: dict[str, str], job_ids: Sequence[str]) -> None:
         """Record the digest and the jobs this machine holds (once, when the journal is new)."""
         with self._transaction():
             self._db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", [*meta.items(), ("schema", SCHEMA_VERSION)])
-            self._insert_jobs(list(job_ids))
+            for start in range(0, len(job_ids), _JOBS_AT_ONCE):
+                self._insert_jobs(job_ids[start : start + _JOBS_AT_ONCE])
 
-    def _insert_jobs(self, job_ids: list[str]) -> None:
+    def _insert_jobs(self, job_ids: Sequence[str]) -> None:
         """``job`` rows in this order, from one JSON array (SQLite's ``json_each`` reads it in C: half
         the time of binding a row at a time, the share's ids being hex); row by row where this
         SQLite has no JSON functions (before 3.38 they were optional)."""
         try:
-            self._db.execute("INSERT INTO job (job_id) SELECT value FROM json_each(?) ORDER BY key", (json.dumps(job_ids),))
+            self._db.execute("INSERT INTO job (job_id) SELECT value FROM json_each(?) ORDER BY key", (json.dumps(list(job_ids)),))
         except sqlite3.OperationalError as exc:
             if "json_each" not in str(exc):
                 raise
