@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import json
 import re
 import sys
 
@@ -260,7 +261,7 @@ def test_pool_keeps_user_order_and_ids():
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jobsplit.pool import _ID_DOMAIN, _ONE_BLOCK, _encode, _id_texts, _short_sha256, _uniform_texts, identity_text, identity_texts
+from jobsplit.pool import _ID_DOMAIN, _ONE_BLOCK, _encode, _escapes_nothing, _id_texts, _short_sha256, _uniform_texts, identity_text, identity_texts
 
 _SCALAR = {
     int: st.integers(min_value=-(2**70), max_value=2**70),
@@ -293,6 +294,19 @@ def test_a_batch_s_job_args_made_at_once_are_each_job_s_identity_text(pool):
     """A worker makes the Job Args texts of a batch of uniform tuples in one %-format: the very
     texts identity_text gives each job (results.csv rows, and rebuilding a journal, hang on it)."""
     assert identity_texts(pool) == [identity_text(job, position) for position, job in enumerate(pool)]
+
+
+def test_the_escape_check_agrees_with_the_encoder_on_every_character():
+    """The shortcut writes a place's strings between bare quotes only if the check finds nothing
+    the encoder would escape: it must agree with the encoder on every code point (the UTF-8 bytes
+    of a character beyond ASCII never look like a quote, a backslash or a control character)."""
+    escaped = []
+    for c in range(0x110000):  # lone surrogates included
+        kept = json.encoder.encode_basestring(chr(c)) == f'"{chr(c)}"'
+        assert _escapes_nothing(f"a{chr(c)}b") == kept, hex(c)
+        escaped += [] if kept else [chr(c)]
+    assert escaped == [*map(chr, range(0x20)), '"', "\\"]
+    assert _escapes_nothing("") and not _escapes_nothing("x" * 10_000 + "\n")
 
 
 def test_batches_of_other_shapes_are_left_to_identity_text():
