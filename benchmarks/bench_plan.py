@@ -8,6 +8,11 @@ measures, in the same run:
 - the baseline: ``sha256(json.dumps(job).encode()).hexdigest()`` for every job;
 - jobsplit: ``JobPool(pool)`` (ids), ``compute_digest`` over the sorted ids, a small config,
   5 machines and a header (digest), then ``make_plan("quota", ...)`` (plan), each phase timed;
+- the floor: the three steps the ids cannot skip, each timed alone as C-level passes over
+  chunks of the pool (the shortest repr of each float, SHA-256 of each job's identity text,
+  sorting the ids for the digest and the duplicate check): what any id pass that keeps the
+  golden ids costs at the least, before formatting the rest of the text, checking its types,
+  keeping the ids in pool order and grouping them to sort in bounded memory;
 - for information, the planning time of the ``rendezvous`` and ``cost`` strategies.
 
 Timings are medians over ``--repeat`` runs (the spread is shown). Peak memory is the
@@ -30,10 +35,12 @@ import functools
 import gc
 import hashlib
 import json
+import operator
 import platform
 import random
 import resource
 import statistics
+import struct
 import subprocess
 import sys
 import time
@@ -44,7 +51,7 @@ from typing import TypeVar
 from jobsplit.digest import compute_digest
 from jobsplit.machines import Machine
 from jobsplit.plan import Plan, PlanInput, make_plan
-from jobsplit.pool import JobPool
+from jobsplit.pool import _ID_DOMAIN, ID_BYTES, JobPool, _short_sha256, _uniform_texts  # the floor times exactly what the id pass hashes
 
 T = TypeVar("T")
 Job = tuple[int, float, str]
@@ -101,6 +108,38 @@ def plan_like_a_host(pool: Sequence[Job]) -> HostRun:
     plan_done = time.perf_counter()
     seconds = {"ids": ids_done - start, "digest": digest_done - ids_done, "plan": plan_done - digest_done}
     return HostRun(job_pool, digest, plan, seconds)
+
+
+FLOOR_STEPS = ("float repr", "SHA-256", "sort")
+FLOOR_CHUNK = 4096
+
+
+def floor_seconds(pool: Sequence[Job], ids: JobPool) -> dict[str, float]:
+    """Seconds of each step no id pass can skip, timed alone; what feeds each step (the floats,
+    the identity texts, the ids grouped by first byte) is made untimed."""
+    seconds = dict.fromkeys(FLOOR_STEPS, 0.0)
+    digest = operator.methodcaller("digest")
+    for start in range(0, len(pool), FLOOR_CHUNK):
+        part = list(pool[start : start + FLOOR_CHUNK])
+        floats = [job[1] for job in part]
+        texts = _uniform_texts(part, _ID_DOMAIN)
+        assert texts is not None, "the bench pool is a uniform grid"
+        begin = time.perf_counter()
+        list(map(repr, floats))
+        middle = time.perf_counter()
+        list(map(digest, map(_short_sha256, texts)))
+        seconds["float repr"] += middle - begin
+        seconds["SHA-256"] += time.perf_counter() - middle
+    buckets = [bytearray() for _ in range(256)]
+    for one in ids.ids:
+        buckets[one[0]] += one
+    begin = time.perf_counter()
+    for index, bucket in enumerate(buckets):
+        ordered = list(struct.Struct(f"{ID_BYTES}s" * (len(bucket) // ID_BYTES)).unpack(bucket))
+        buckets[index] = bytearray()
+        ordered.sort()
+    seconds["sort"] = time.perf_counter() - begin
+    return seconds
 
 
 def timed(fn: Callable[[], T]) -> tuple[float, T]:
@@ -196,6 +235,16 @@ def main() -> None:
     digest_ratio = digest_time / statistics.median(building)
     print(f"digest (ids + digest) / building the pool list: {digest_ratio:.2f}   target <= {DIGEST_TARGET}   {verdict(digest_ratio <= DIGEST_TARGET)}")
 
+    job_pool = JobPool(pool)
+    floors = [floor_seconds(pool, job_pool) for _ in range(args.repeat)]
+    print("\nthe floor: steps no id pass that keeps the ids can skip, each timed alone (C-level passes)")
+    for step in FLOOR_STEPS:
+        values = [floor[step] for floor in floors]
+        print(f"  {step:36}{spread(values):>28}{statistics.median(values) * per_job:>9.2f} us   {statistics.median(values) / statistics.median(building):.2f}x building")
+    floor_total = statistics.median([sum(floor.values()) for floor in floors])
+    print(f"  {'together':36}{floor_total:8.3f} s{'':19}{floor_total * per_job:>9.2f} us   {floor_total / statistics.median(building):.2f}x building")
+    print(f"  jobsplit's digest spends {1e6 * (digest_time - floor_total) / n:.2f} us a job beyond the floor (the rest of the text, type checks, ids in pool order, grouping)")
+
     own = rss["pool"] - rss["imports"]
     print("\npeak RSS of a fresh process that builds the pool, then digests and plans it (ru_maxrss)")
     print(f"  interpreter + imports       {rss['imports']:8.1f} MiB")
@@ -206,7 +255,6 @@ def main() -> None:
     print(f"peak while digesting / the pool list's own: {memory_ratio:.2f}   target <= {MEMORY_TARGET}   {verdict(memory_ratio <= MEMORY_TARGET)}")
     print(f"peak with the plan too / the pool list's own: {(rss['planned'] - rss['imports']) / own:.2f}   (informational)")
 
-    job_pool = JobPool(pool)
     seed = hashlib.sha256(b"bench_plan").digest()[:16]
     rng = random.Random(1)
     costs = [rng.lognormvariate(0.0, 1.0) for _ in range(n)]
