@@ -11,7 +11,12 @@ editable install here, would otherwise compile some 60 modules per run: about 0.
 - ``noop``: 20,000 no-op jobs with 200-byte arguments. jobsplit runs its whole ``run`` command
   with the journal and results.csv on (durable, one timed row per job); joblib and Pool.map
   return the results to the caller and record nothing.
-  Target (issue 14): jobsplit <= 0.8x joblib.
+  Target (issue 14): jobsplit <= 0.8x joblib. For information, the budget that target leaves:
+  jobsplit ``run`` of one job (its fixed cost: Python's start, imports, the plan, the journal,
+  the workers' start and stop) is timed in the same rounds, and the CPU time per job that
+  ``0.8 x joblib`` then leaves on the workers' cores is set beside two costs no runner with a
+  durable record of each job avoids: ``Pool.map``'s own (sending a job, calling it, returning
+  its value) and the journal's (a done job's row committed in groups, as the runner does).
 - ``sleep``: 2,000 jobs of ``time.sleep(0.01)`` on 2 workers. The ideal is the jobs' own time
   divided by the workers (``time.sleep(0.01)`` itself lasts a little over 10 ms, measured here);
   jobsplit's span is its run from the first job's start to the last result committed.
@@ -37,6 +42,8 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from jobsplit.journal import DoneGroup, Journal
 
 PYTHON = sys.executable
 ENV = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
@@ -129,6 +136,25 @@ def run_peer(folder: Path, runner: str, kind: str, n: int, workers: int) -> Timi
     return timed([PYTHON, "peers.py", runner, kind, str(n), str(workers)], folder)
 
 
+def journal_cpu_per_job(n: int, group: int = 512) -> float:
+    """CPU seconds per done job of the journal alone: ``n`` rows like the benchmark's, committed
+    ``group`` at a time (the runner's largest batch), each commit synced (best of 3)."""
+    row = "2026-12-06T12:00:00.000Z,0.000001,2026-12-06T12:00:00.000Z,5," + "a" * 32 + ',"[5,""/data/experiment/' + "x" * 170 + '/00000005.dat""]",bench,' + "b" * 32 + ",cccccccccccc\n"
+    ids = [f"{i:032x}" for i in range(n)]
+    best = float("inf")
+    for _ in range(3):
+        with tempfile.TemporaryDirectory() as tmp:
+            journal = Journal(Path(tmp) / "journal.sqlite")
+            journal.initialize({"digest": "0" * 32}, ids)
+            start = time.process_time()
+            for first in range(0, n, group):
+                k = len(ids[first : first + group])
+                journal.commit(1, [DoneGroup(1, 0, 1, ids[first : first + k], [1] * k, [1.5] * k, [1.6] * k, [None] * k, [None] * k, [row] * k)], [], time.time())
+            best = min(best, time.process_time() - start)
+            journal.close()
+    return best / n
+
+
 def sleep_duration() -> float:
     """How long ``time.sleep(0.01)`` really lasts here (median of 200)."""
     lengths = []
@@ -175,18 +201,32 @@ def main() -> None:
         def jobsplit_noop() -> Timing:
             return run_jobsplit(folder, "noop", args.jobs, args.workers)[0]
 
+        def jobsplit_one() -> Timing:
+            return run_jobsplit(folder, "noop", 1, args.workers)[0]
+
         measures: dict[str, Callable[[], Timing]] = {"jobsplit run": jobsplit_noop}
         for peer in peers:
             measures[peer] = lambda peer=peer: run_peer(folder, peer, "noop", args.jobs, args.workers)  # type: ignore[misc]
+        measures["jobsplit, 1 job"] = jobsplit_one
         print(f"{args.jobs:,} no-op jobs with 200-byte arguments, {args.workers} workers, whole processes, median of {args.rounds} alternated rounds")
         timings = rounds_of(measures, args.rounds)
         ours = timings["jobsplit run"][0]
         print(f"  {'runner':14} {'seconds':>8} {'us/job':>8} {'jobsplit / this':>16} {'CPU s':>8} {'CPU us/job':>11}")
+        fixed, fixed_cpu = timings.pop("jobsplit, 1 job")
         for name, (value, cpu) in timings.items():
             print(f"  {name:14} {value:8.3f} {1e6 * value / args.jobs:8.1f} {ours / value:16.2f} {cpu:8.3f} {1e6 * cpu / args.jobs:11.1f}")
         print("  (CPU: the whole process and its workers, for information; the target is on the wall clock)")
         if "joblib" in timings:
-            checks.append((f"jobsplit <= 0.8x joblib (now {ours / timings['joblib'][0]:.2f}x)", ours <= 0.8 * timings["joblib"][0]))
+            target = 0.8 * timings["joblib"][0]
+            checks.append((f"jobsplit <= 0.8x joblib (now {ours / timings['joblib'][0]:.2f}x)", ours <= target))
+            transport = timings["Pool.map"][1] / args.jobs
+            journal = journal_cpu_per_job(args.jobs)
+            cores = min(args.workers, os.cpu_count() or 1)
+            budget = max(0.0, target - fixed) * cores / args.jobs
+            now = (timings["jobsplit run"][1] - fixed_cpu) / args.jobs
+            print(f"\n  the budget of 0.8x joblib ({target:.3f} s), for information: jobsplit run of 1 job takes {fixed:.3f} s, which leaves")
+            print(f"  {1e6 * budget:.1f} us of CPU per job on {cores} cores; Pool.map's CPU per job (its start included) {1e6 * transport:.1f} us and")
+            print(f"  the journal's per done job {1e6 * journal:.1f} us take {1e6 * (transport + journal):.1f} us of it; jobsplit takes {1e6 * now:.1f} us per job beyond its 1-job run")
 
         if args.sleep_jobs:
             lasts = sleep_duration()
