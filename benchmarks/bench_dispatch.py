@@ -30,6 +30,7 @@ Needs joblib (``pip install joblib``); without it, joblib's rows are skipped.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import resource
@@ -43,17 +44,24 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from jobsplit.config import Header
 from jobsplit.journal import DoneGroup, Journal
+from jobsplit.pool import JobPool
+from jobsplit.results import RowFormatter
 
 PYTHON = sys.executable
 ENV = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
 
-POOL = """
-def make_pool(kind, n):
+
+
+def make_pool(kind: str, n: int) -> list[tuple[int, str]]:
     if kind == "noop":
         return [(i, "/data/experiment/" + "x" * 170 + f"/{i:08d}.dat") for i in range(n)]
     return [(i, "sleep") for i in range(n)]
-"""
+
+
+POOL = "\n" + inspect.getsource(make_pool)
+"""``make_pool``'s text, for the runners' scripts: every runner makes the very same pool."""
 
 JOBSPLIT_ENTRY = POOL + """
 import sys, time
@@ -92,11 +100,14 @@ if __name__ == "__main__":
 """
 
 
+HEADER = ("Run Start Time", "Job Running Time", "Job Start Time", "Value")
+
+
 def write_project(folder: Path, workers: int) -> None:
     (folder / "entry.py").write_text(JOBSPLIT_ENTRY)
     (folder / "peers.py").write_text(PEERS)
     (folder / "config.ini").write_text("[jobsplit]\n")
-    (folder / "header.csv").write_text("Run Start Time,Job Running Time,Job Start Time,Value\n")
+    (folder / "header.csv").write_text(",".join(HEADER) + "\n")
     (folder / "machines.json").write_text(json.dumps({"bench": [1.0, workers]}))
 
 
@@ -139,8 +150,10 @@ def run_peer(folder: Path, runner: str, kind: str, n: int, workers: int) -> Timi
 def journal_cpu_per_job(n: int, group: int = 512) -> float:
     """CPU seconds per done job of the journal alone: ``n`` rows like the benchmark's, committed
     ``group`` at a time (the runner's largest batch), each commit synced (best of 3)."""
-    row = "2026-12-06T12:00:00.000Z,0.000001,2026-12-06T12:00:00.000Z,5," + "a" * 32 + ',"[5,""/data/experiment/' + "x" * 170 + '/00000005.dat""]",bench,' + "b" * 32 + ",cccccccccccc\n"
-    ids = [f"{i:032x}" for i in range(n)]
+    pool = JobPool(make_pool("noop", n))
+    ids = pool.ids_hex(range(n))
+    formatter = RowFormatter(Header(HEADER), "bench", time.time(), "0" * 32, "0" * 12)
+    rows = [formatter.line(job[0], time.time(), 1e-6, job_id, pool.identity_text(p)) for p, (job, job_id) in enumerate(zip(pool.jobs, ids))]
     best = float("inf")
     for _ in range(3):
         with tempfile.TemporaryDirectory() as tmp:
@@ -149,7 +162,7 @@ def journal_cpu_per_job(n: int, group: int = 512) -> float:
             start = time.process_time()
             for first in range(0, n, group):
                 k = len(ids[first : first + group])
-                journal.commit(1, [DoneGroup(1, 0, 1, ids[first : first + k], [1] * k, [1.5] * k, [1.6] * k, [None] * k, [None] * k, [row] * k)], [], time.time())
+                journal.commit(1, [DoneGroup(1, 0, 1, ids[first : first + k], [1] * k, [1.5] * k, [1.6] * k, [None] * k, [None] * k, rows[first : first + k])], [], time.time())
             best = min(best, time.process_time() - start)
             journal.close()
     return best / n
