@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import gc
 import os
 import pickle
 import selectors
@@ -121,7 +122,7 @@ class ProcessHub:
             name=f"jobsplit-worker-{slot}",
             daemon=True,
         )
-        process.start()
+        _start_with_frozen_heap(process)
         assert process.pid is not None, "a started process has a pid"
         self._pids.add(process.pid)
         if self._since is None:
@@ -148,6 +149,29 @@ class ProcessHub:
         for key, _ in self._selector.select(max(timeout, 0.0)):
             ready[id(key.data)] = key.data
         return list(ready.values())
+
+
+def _start_with_frozen_heap(process: BaseProcess) -> None:
+    """Start ``process`` with every object the runner holds now moved out of its garbage
+    collector's sight (``gc.freeze``), as the ``gc`` documentation advises before a fork.
+
+    A forked worker shares the runner's memory until either writes to a page. Its collector's
+    full passes write to the header of every tracked object it inherited (every module, the
+    plan, a pool of lists or dicts), and the kernel copies each page that holds one: a million
+    two-item lists in the runner became 124 MB of private memory in each worker after one
+    collection. Frozen, they are never looked at in the worker, which could not free them anyway
+    (the runner's frames stay alive in a forked child). For the 20,000-job benchmark this halves
+    the workers' page faults (7,580 to 3,906 a run) and takes 9% off their CPU time. The runner
+    unfreezes at once, so its own collections are as before, unless the job's code had frozen
+    objects itself (``gc.unfreeze`` cannot tell whose they are): then the runner's stay frozen
+    with them. Under ``spawn`` nothing changes."""
+    frozen_before = gc.get_freeze_count()
+    gc.freeze()
+    try:
+        process.start()
+    finally:
+        if not frozen_before:
+            gc.unfreeze()
 
 
 class ProcessLink:
