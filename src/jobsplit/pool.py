@@ -260,10 +260,13 @@ class JobPool:
         return ordered
 
 
-def _id_texts(jobs: list[Any], prefix: bytes, chunk: int = 4096) -> Iterator[list[bytes] | None]:
+def _id_texts(jobs: list[Any], prefix: bytes, chunk: int = 512) -> Iterator[list[bytes] | None]:
     """``prefix`` + the canonical JSON of each job, UTF-8, a chunk of jobs at a time, checked
-    and formatted while the chunk is in the CPU's cache; None (and the end) at the first chunk
-    holding a job that is not a tuple of plain scalars, which the general path handles."""
+    and formatted while the chunk is in the CPU's cache, in memory the next chunk reuses. (At
+    4,096 jobs a chunk, a pool with arguments of 100 characters or more took fresh pages from the
+    system for every chunk's texts: with 1,000 characters, 5.0 us a job against 3.0 at 512, the
+    difference mostly page faults.) None (and the end) at the first chunk holding a job that is
+    not a tuple of plain scalars, which the general path handles."""
     for start in range(0, len(jobs), chunk):
         part = jobs[start : start + chunk]
         if set(map(type, part)) != {tuple}:
