@@ -80,3 +80,22 @@ def test_the_share_is_recorded_in_its_order_across_chunks(tmp_path, monkeypatch)
     journal = Journal(tmp_path / "journal.sqlite")
     journal.initialize({"digest": "0" * 64}, ids)
     assert journal.job_ids() == ids
+
+
+def test_a_new_journal_has_large_pages_and_an_older_one_keeps_its_own(tmp_path):
+    """PAGE_SIZE only takes effect if set before WAL mode writes the file's header: a new
+    journal must have it, and a journal made with SQLite's default pages still opens, keeps them
+    and records as before."""
+    journal, run = new_journal(tmp_path / "new.sqlite")
+    journal.commit(run, [group(IDS[:2], ["a,1\n", "b,2\n"], run)], [], 30.0)
+    journal.close()
+    with sqlite3.connect(tmp_path / "new.sqlite") as db:
+        assert db.execute("PRAGMA page_size").fetchone()[0] == journal_module.PAGE_SIZE == 16384
+
+    sqlite3.connect(tmp_path / "old.sqlite").execute("PRAGMA journal_mode=WAL").close()  # 4,096-byte pages, as before
+    old, run = new_journal(tmp_path / "old.sqlite")
+    old.commit(run, [group(IDS[:2], ["a,1\n", "b,2\n"], run)], [], 30.0)
+    assert list(old.result_lines()) == ["a,1\n", "b,2\n"]
+    old.close()
+    with sqlite3.connect(tmp_path / "old.sqlite") as db:
+        assert db.execute("PRAGMA page_size").fetchone()[0] == 4096

@@ -211,6 +211,13 @@ _INSERT_DONE = f"INSERT INTO attempts ({', '.join(_DONE_FIELDS)}) VALUES ({', '.
 fewer columns than a whole row (no NULLs of exit status, signal, args, error)."""
 
 
+PAGE_SIZE = 16384
+"""Bytes a page of a new journal (SQLite's default: 4,096). Done rows are appended a group at a
+time, and every page is written twice (to the WAL, then to the file at a checkpoint): with 16
+KB pages, a journal of 20,000 jobs recording them all done (rows of 300 bytes, 40 commits) took
+93 ms of CPU, against 103 with 4 KB pages (a third less system time). A journal keeps the page
+size it was made with."""
+
 _JOBS_AT_ONCE = 65536
 """A share's ids go into ``job`` this many at a time: one JSON text of ten million ids would
 take some 350 MB on top of the list."""
@@ -235,6 +242,7 @@ class Journal:
                     raise sqlite3.DatabaseError("no plan recorded")
                 self.schema = self.meta().get("schema", "1")
             else:
+                self._db.execute(f"PRAGMA page_size={PAGE_SIZE}")  # takes effect only in a new file, so before WAL creates it
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=FULL")  # commits are grouped, so syncing each is cheap
                 self.schema = self._prepare()
