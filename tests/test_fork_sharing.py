@@ -12,6 +12,9 @@ import csv
 import gc
 import multiprocessing
 import sys
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 import pytest
@@ -35,12 +38,12 @@ def private_mib() -> float:
         return sum(int(line.split()[1]) for line in f if line.startswith(("Private_Dirty:", "Private_Clean:"))) / 1024
 
 
-def _collect_and_report(sender: multiprocessing.connection.Connection) -> None:
+def _collect_and_report(sender: Connection) -> None:
     gc.collect()
     sender.send(private_mib())
 
 
-def _private_after_collection(start: object) -> float:
+def _private_after_collection(start: Callable[[BaseProcess], None]) -> float:
     """A forked child's private memory after a full collection, started by ``start``."""
     context = multiprocessing.get_context("fork")
     receiver, sender = context.Pipe(duplex=False)
