@@ -16,7 +16,8 @@ import pytest
 
 from conftest import run_entry
 from jobsplit.digest import normalize_digest
-from jobsplit.worker import job_random, job_seed
+from jobsplit.messages import Batch
+from jobsplit.worker import RANDOMS_AHEAD, _prepare, job_random, job_seed
 from runhelpers import pool_spec, read_results, run_args, run_env, spec_id, write_kinds_entry
 
 SEED = bytes.fromhex("5a39a0a9ed3ec5d1c4ad249a4460278d")
@@ -113,6 +114,19 @@ def test_the_derivation_is_pinned():
 def test_1000_job_ids_give_1000_distinct_first_draws_in_process():
     ids = [f"{i:032x}" for i in range(1000)]
     assert len({job_random(SEED, job_id).random() for job_id in ids}) == 1000
+
+
+def test_a_small_batch_brings_its_random_objects_and_a_large_one_leaves_them_to_the_job_thread():
+    """Two paths to one stream: the task reader makes the random objects of a batch of longer
+    jobs; the job thread those of a batch of short ones (the end-to-end tests below run both)."""
+
+    def batch(size: int) -> Batch:
+        ids = [f"{i:032x}" for i in range(size)]
+        return Batch(list(range(1, size + 1)), list(range(size)), ids, [(i,) for i in range(size)], None)
+
+    small = _prepare(batch(RANDOMS_AHEAD), SEED)
+    assert [ready.random_obj.random() for ready in small] == [random.Random(job_seed(SEED, ready.job_id)).random() for ready in small]
+    assert all(ready.random_obj is None for ready in _prepare(batch(RANDOMS_AHEAD + 1), SEED))
 
 
 # --- end to end ------------------------------------------------------------------------------

@@ -5,11 +5,11 @@ Three threads, none of which can block another's progress for good:
 - the job thread (main) runs jobs, and each result becomes its CSV line in the worker (at once,
   or for plain values when its group is sent: see _Outbox), so what crosses back to the parent
   is plain text: a value that cannot be pickled never hangs the run;
-- the task reader moves batches from the task pipe into a queue, making each job's ``Job Args``
-  text before it starts so that the job thread goes from one job to the next with as little
-  work as it can, and notes revocations (jobs the runner takes back before they start, to give
-  an idle worker): it never writes, so the parent's sends always drain, whatever the result
-  pipe holds;
+- the task reader moves batches from the task pipe into a queue, making what each job needs
+  before it starts (its ``Job Args`` text, and for longer jobs its ``random_obj``) so that the
+  job thread goes from one job to the next with as little work as it can, and notes
+  revocations (jobs the runner takes back before they start, to give an idle worker): it never
+  writes, so the parent's sends always drain, whatever the result pipe holds;
 - the watcher sends results that waited too long behind a long job (making the rows they still
   lack), and stops the worker (and every program its job started) if the parent has died.
 """
@@ -32,6 +32,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import repeat
 from multiprocessing.connection import Connection
 from pathlib import Path
 from queue import SimpleQueue
@@ -134,20 +135,29 @@ class _Ready(NamedTuple):
     job_args: str | None
     """The canonical JSON of the job's identity (None: the job thread computes it, and reports
     what fails)."""
+    random_obj: random.Random | None
+    """None: the job thread makes it (see RANDOMS_AHEAD)."""
 
 
-def _prepare(batch: Batch) -> list[_Ready]:
-    """The task reader's work on a batch: each job's identity text, made here rather than
-    between two jobs (where every step runs from cold caches), costs the job thread nothing while
-    a job runs, and is made from the arguments as they arrived. The texts of a batch of tuples of
-    one shape are made at once (``identity_texts``).
+RANDOMS_AHEAD = 32
+"""Batches of at most this many jobs (jobs of about 3 ms or more: the runner sizes batches to
+0.1 s) get their random objects from the task reader; larger ones (of shorter jobs), from the
+job thread, just before each job.
 
-    The random object is not made here but by the job thread, just before its job (about 0.3
-    us): each holds the generator's 2.5 KB state, and a batch's worth made at once took fresh
-    memory from the system each time (1.5 us a job here), where one made after the last job
-    has ended reuses that job's."""
+Made between two jobs, where every step runs from cold caches, a random object lengthened the
+gap between two 10 ms jobs by 7 to 18 us here. But each holds the generator's 2.5 KB state, and
+512 made at once took fresh memory from the system for every batch (1.5 us a job), where one
+made by the job thread reuses the memory of the last job's (0.3 us)."""
+
+
+def _prepare(batch: Batch, seed: bytes) -> list[_Ready]:
+    """The task reader's work on a batch: each job's identity text (and random object, see
+    RANDOMS_AHEAD), made here rather than between two jobs, costs the job thread nothing while a
+    job runs, and is made from the arguments as they arrived. The texts of a batch of tuples of
+    one shape are made at once (``identity_texts``)."""
     texts: list[str] | list[str | None] = batch.job_args or identity_texts(batch.jobs) or [_identity_or_none(job, position) for job, position in zip(batch.jobs, batch.positions)]
-    return list(map(_Ready._make, zip(batch.tickets, batch.positions, batch.job_ids, batch.jobs, texts)))
+    randoms = map(job_random, repeat(seed), batch.job_ids) if len(batch.job_ids) <= RANDOMS_AHEAD else repeat(None)
+    return list(map(_Ready._make, zip(batch.tickets, batch.positions, batch.job_ids, batch.jobs, texts, randoms)))
 
 
 def _identity_or_none(job: Any, position: int) -> str | None:
@@ -180,7 +190,7 @@ def worker_main(setup: WorkerSetup, tasks: Connection, results: Connection, slot
     capture = OutputCapture(outbox.send_log, setup.log, setup.per_job_logs)
     inbox: SimpleQueue[list[_Ready] | None] = SimpleQueue()
     revocations = _Revocations()
-    threading.Thread(target=_read_tasks, args=(tasks, inbox, revocations), daemon=True, name="jobsplit-tasks").start()
+    threading.Thread(target=_read_tasks, args=(tasks, inbox, revocations, setup.seed), daemon=True, name="jobsplit-tasks").start()
     threading.Thread(target=_watch, args=(outbox, revocations, parent_pid), daemon=True, name="jobsplit-watch").start()
     run = _JobRunner(setup, slot, capture, outbox)
     while (batch := inbox.get()) is not None:
@@ -461,7 +471,7 @@ class _Revocations:
             outbox.flush()
 
 
-def _read_tasks(tasks: Connection, inbox: SimpleQueue[list[_Ready] | None], revocations: _Revocations) -> None:
+def _read_tasks(tasks: Connection, inbox: SimpleQueue[list[_Ready] | None], revocations: _Revocations, seed: bytes) -> None:
     """Move batches from the pipe into the queue, prepared, and grant revocations, and nothing
     else: never waits on the result pipe, so the parent's sends always drain."""
     try:
@@ -470,7 +480,7 @@ def _read_tasks(tasks: Connection, inbox: SimpleQueue[list[_Ready] | None], revo
             if isinstance(message, Revoke):
                 revocations.ask(message.ticket)
             else:
-                inbox.put(None if message is None else _prepare(message))  # None: stop
+                inbox.put(None if message is None else _prepare(message, seed))  # None: stop
     except (EOFError, OSError):
         os._exit(1)  # the parent closed our pipe only by dying: it never does so to a live worker
 
@@ -517,11 +527,12 @@ class _JobRunner:
 
     def __call__(self, ready: _Ready) -> None:
         setup, board, outbox = self.setup, self.setup.board, self.outbox
-        ticket, position, job_id, job, job_args = ready
+        ticket, position, job_id, job, job_args, rng = ready
         started = time.time()
         try:  # jobsplit's side: a failure here is not the job's
             args, kwargs = call_args(job)
-            rng = job_random(setup.seed, job_id)
+            if rng is None:
+                rng = job_random(setup.seed, job_id)
             self.progress.restart()
             self.capture.start_job(job_id)
         except BaseException:  # noqa: BLE001 - reported as jobsplit's own failure
