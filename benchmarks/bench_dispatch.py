@@ -16,7 +16,10 @@ editable install here, would otherwise compile some 60 modules per run: about 0.
   the workers' start and stop) is timed in the same rounds, and the CPU time per job that
   ``0.8 x joblib`` then leaves on the workers' cores is set beside two costs no runner with a
   durable record of each job avoids: ``Pool.map``'s own (sending a job, calling it, returning
-  its value) and the journal's (a done job's row committed in groups, as the runner does).
+  its value) and the journal's (a done job's row committed in groups, as the runner does). Also
+  the page faults jobsplit takes beyond its 1-job run, at the cost of one copy-on-write fault
+  measured here: after the fork, the runner and each worker copy every shared page they first
+  write to.
 - ``sleep``: 2,000 jobs of ``time.sleep(0.01)`` on 2 workers. The ideal is the jobs' own time
   divided by the workers (``time.sleep(0.01)`` itself lasts a little over 10 ms, measured here);
   jobsplit's span is its run from the first job's start to the last result committed.
@@ -32,6 +35,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import mmap
 import os
 import resource
 import shutil
@@ -111,19 +115,20 @@ def write_project(folder: Path, workers: int) -> None:
     (folder / "machines.json").write_text(json.dumps({"bench": [1.0, workers]}))
 
 
-Timing = tuple[float, float]
-"""(wall-clock seconds, CPU seconds) of one whole process, its workers included."""
+Timing = tuple[float, float, int]
+"""(wall-clock seconds, CPU seconds, minor page faults) of one whole process, its workers included."""
 
 
 def timed(command: list[str], folder: Path) -> Timing:
     """Run ``command`` to its end: its wall-clock time, and the CPU time of it and every process it
-    waited for (its workers), which a busy machine inflates less than the wall clock."""
+    waited for (its workers), which a busy machine inflates less than the wall clock, and their
+    page faults."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(command, cwd=folder, env=ENV, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), after.ru_minflt - before.ru_minflt
 
 
 def run_jobsplit(folder: Path, kind: str, n: int, workers: int) -> tuple[Timing, float, float]:
@@ -178,16 +183,39 @@ def sleep_duration() -> float:
     return statistics.median(lengths)
 
 
+def copy_on_write_fault() -> float:
+    """Seconds one copy-on-write page fault takes here (median of 5 passes over 4,096 pages):
+    what the runner and each forked worker pay for every shared page they first write to."""
+    pages, size = 4096, mmap.PAGESIZE
+    costs = []
+    for _ in range(5):
+        memory = bytearray(pages * size)
+        memory[::size] = b"\1" * pages  # mapped before the fork
+        hold, release = os.pipe()
+        child = os.fork()
+        if child == 0:  # keeps the pages shared until the parent has written to them
+            os.close(release)
+            os.read(hold, 1)
+            os._exit(0)
+        os.close(hold)
+        start = time.perf_counter()
+        memory[::size] = b"\2" * pages
+        costs.append((time.perf_counter() - start) / pages)
+        os.close(release)
+        os.waitpid(child, 0)
+    return statistics.median(costs)
+
+
 def rounds_of(measures: dict[str, Callable[[], Timing]], rounds: int) -> dict[str, Timing]:
-    """Median wall-clock and CPU seconds per runner, the runners alternating round by round
-    (after one untimed round: bytecode caches written, files in the page cache)."""
+    """Median wall-clock and CPU seconds and page faults per runner, the runners alternating
+    round by round (after one untimed round: bytecode caches written, files in the page cache)."""
     for measure in measures.values():
         measure()
     seen: dict[str, list[Timing]] = {name: [] for name in measures}
     for _ in range(rounds):
         for name, measure in measures.items():
             seen[name].append(measure())
-    return {name: (statistics.median(w for w, _ in values), statistics.median(c for _, c in values)) for name, values in seen.items()}
+    return {name: (statistics.median(w for w, _, _ in values), statistics.median(c for _, c, _ in values), int(statistics.median(f for _, _, f in values))) for name, values in seen.items()}
 
 
 def main() -> None:
@@ -224,11 +252,11 @@ def main() -> None:
         print(f"{args.jobs:,} no-op jobs with 200-byte arguments, {args.workers} workers, whole processes, median of {args.rounds} alternated rounds")
         timings = rounds_of(measures, args.rounds)
         ours = timings["jobsplit run"][0]
-        print(f"  {'runner':14} {'seconds':>8} {'us/job':>8} {'jobsplit / this':>16} {'CPU s':>8} {'CPU us/job':>11}")
-        fixed, fixed_cpu = timings.pop("jobsplit, 1 job")
-        for name, (value, cpu) in timings.items():
-            print(f"  {name:14} {value:8.3f} {1e6 * value / args.jobs:8.1f} {ours / value:16.2f} {cpu:8.3f} {1e6 * cpu / args.jobs:11.1f}")
-        print("  (CPU: the whole process and its workers, for information; the target is on the wall clock)")
+        print(f"  {'runner':14} {'seconds':>8} {'us/job':>8} {'jobsplit / this':>16} {'CPU s':>8} {'CPU us/job':>11} {'page faults':>12}")
+        fixed, fixed_cpu, fixed_faults = timings.pop("jobsplit, 1 job")
+        for name, (value, cpu, faults) in timings.items():
+            print(f"  {name:14} {value:8.3f} {1e6 * value / args.jobs:8.1f} {ours / value:16.2f} {cpu:8.3f} {1e6 * cpu / args.jobs:11.1f} {faults:12,}")
+        print("  (CPU and page faults: the whole process and its workers, for information; the target is on the wall clock)")
         if "joblib" in timings:
             target = 0.8 * timings["joblib"][0]
             checks.append((f"jobsplit <= 0.8x joblib (now {ours / timings['joblib'][0]:.2f}x)", ours <= target))
@@ -240,6 +268,8 @@ def main() -> None:
             print(f"\n  the budget of 0.8x joblib ({target:.3f} s), for information: jobsplit run of 1 job takes {fixed:.3f} s, which leaves")
             print(f"  {1e6 * budget:.1f} us of CPU per job on {cores} cores; Pool.map's CPU per job (its start included) {1e6 * transport:.1f} us and")
             print(f"  the journal's per done job {1e6 * journal:.1f} us take {1e6 * (transport + journal):.1f} us of it; jobsplit takes {1e6 * now:.1f} us per job beyond its 1-job run")
+            extra, fault = timings["jobsplit run"][2] - fixed_faults, copy_on_write_fault()
+            print(f"  of which page faults: {extra:,} more than its 1-job run, at {1e6 * fault:.1f} us each (a copy on write, measured here): {1e6 * extra * fault / args.jobs:.1f} us per job")
 
         if args.sleep_jobs:
             lasts = sleep_duration()
@@ -259,7 +289,7 @@ def main() -> None:
             timings = rounds_of(measures, args.rounds)
             span = statistics.median(spans[1:])  # spans[0]: the untimed round
             print(f"  {'runner':14} {'whole s':>8} {'/ ideal':>8}")
-            for name, (value, _) in timings.items():
+            for name, (value, _, _) in timings.items():
                 print(f"  {name:14} {value:8.3f} {value / ideal:8.3f}")
             print(f"  jobsplit's run from its first job's start to its last result committed: {span:.3f} s = {span / ideal:.3f}x ideal")
             print(
