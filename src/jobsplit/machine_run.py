@@ -285,7 +285,7 @@ class MachineRun:
     def _static_feed(self, journal: Journal, fresh: bool, counts: dict[str, int], failed_before: int, position_of: dict[str, int]) -> _Feed:
         """This machine's share of the plan, what the journal does not hold as settled."""
         settings = self.settings
-        if fresh:  # every job, first attempts, in plan order (the dict's): one Task each, made in C-level passes
+        if fresh:  # every job, first attempts, in plan order (the dict's): one Task each, without a Python loop
             tasks = list(map(Task, position_of, position_of.values()))
         else:
             tasks = [Task(job_id, position_of[job_id], attempt + 1) for job_id, attempt in journal.to_run(retry_failed=settings.retry_failed)]

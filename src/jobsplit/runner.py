@@ -292,7 +292,7 @@ class Runner:
     def _send(self, slot: _Slot, tasks: list[Task]) -> None:
         first = self._tickets + 1
         self._tickets += len(tasks)
-        sent = list(map(_Sent._make, zip(range(first, self._tickets + 1), tasks)))  # tuple.__new__ in C: no Python call per job
+        sent = list(map(_Sent._make, zip(range(first, self._tickets + 1), tasks)))  # no Python loop (a _make call per job remains)
         try:
             slot.link.send(self._batch(sent))
         except Exception:  # noqa: BLE001 - some job cannot be pickled: find out which, one by one
