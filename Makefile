@@ -53,6 +53,7 @@ exe: $(READY)
 		--paths "$(abspath $(dir $(ENTRY)))" \
 		--add-data "$(abspath templates):jobsplit/templates" \
 		--add-data "$(abspath build/fingerprints/$(NAME)/entry.fingerprint):jobsplit" \
+		--runtime-hook "$(abspath src/jobsplit/frozen_hook.py)" \
 		--distpath "$(DIST)" --workpath build/pyinstaller/$(NAME)-$(MODE) --specpath build/pyinstaller/$(NAME)-$(MODE) \
 		$(EXTRA) "$(ENTRY)"
 	"$(DIST)/$(NAME)$(if $(filter onedir,$(MODE)),/$(NAME))" --version

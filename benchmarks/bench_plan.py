@@ -11,13 +11,16 @@ measures, in the same run:
 - the floor: the three steps the ids cannot skip, each timed alone as C-level passes over
   chunks of the pool (the shortest repr of each float, SHA-256 of each job's identity text,
   sorting the ids for the digest and the duplicate check): what any id pass that keeps the
-  golden ids costs at the least, before formatting the rest of the text, checking its types,
-  keeping the ids in pool order and grouping them to sort in bounded memory;
+  golden ids costs one process at the least, before formatting the rest of the text, checking
+  its types, keeping the ids in pool order and grouping them to sort in bounded memory. From
+  ``HELPER_FROM`` jobs (500,000) jobsplit shares the hashing and sorting with its id helper
+  (see idhelper.py), so on two cores it can take less than this floor;
 - for information, the planning time of the ``rendezvous`` and ``cost`` strategies.
 
-Timings are medians over ``--repeat`` runs (the spread is shown). Peak memory is the
-``ru_maxrss`` of a fresh child process that builds the pool and then digests and plans it like
-a host. The machine is shared and noisy, so only ratios between figures of the same run are
+Timings are medians over ``--repeat`` runs (the spread is shown). Peak memory is that of a
+fresh child process that builds the pool and then digests and plans it like a host, with its id
+helper: the sum of their proportional set sizes (PSS: a page both map counts once), sampled
+every 10 ms, beside the host's own ``ru_maxrss``. The machine is shared and noisy, so only ratios between figures of the same run are
 compared with targets; the script exits 0 whether or not they are met:
 
 - issue 2: ids + digest + quota plan <= 1.5x the baseline;
@@ -43,15 +46,18 @@ import statistics
 import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 from jobsplit.digest import compute_digest
+from jobsplit.idhash import ID_BYTES, ID_DOMAIN, short_sha256, texts_of
+from jobsplit.idhelper import helper_usable
 from jobsplit.machines import Machine
 from jobsplit.plan import Plan, PlanInput, make_plan
-from jobsplit.pool import _ID_DOMAIN, ID_BYTES, JobPool, _short_sha256, _uniform_texts  # the floor times exactly what the id pass hashes
+from jobsplit.pool import HELPER_FROM, JobPool, _id_texts  # the floor times exactly what the id pass hashes
 
 T = TypeVar("T")
 Job = tuple[int, float, str]
@@ -122,12 +128,13 @@ def floor_seconds(pool: Sequence[Job], ids: JobPool) -> dict[str, float]:
     for start in range(0, len(pool), FLOOR_CHUNK):
         part = list(pool[start : start + FLOOR_CHUNK])
         floats = [job[1] for job in part]
-        texts = _uniform_texts(part, _ID_DOMAIN)
-        assert texts is not None, "the bench pool is a uniform grid"
+        chunk = next(_id_texts(part, ID_DOMAIN, chunk=len(part)))
+        assert chunk is not None, "the bench pool is tuples of plain scalars"
+        texts = texts_of(chunk)
         begin = time.perf_counter()
         list(map(repr, floats))
         middle = time.perf_counter()
-        list(map(digest, map(_short_sha256, texts)))
+        list(map(digest, map(short_sha256, texts)))
         seconds["float repr"] += middle - begin
         seconds["SHA-256"] += time.perf_counter() - middle
     buckets = [bytearray() for _ in range(256)]
@@ -156,24 +163,74 @@ def peak_rss_mib() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
+MEMORY_STEPS = ("imports", "pool", "digested", "planned")
+
+
 def rss_child(n: int) -> None:
-    """Run in a fresh interpreter: print peak RSS after imports, the pool list, the digest and
-    the plan."""
-    imports = peak_rss_mib()
+    """Run in a fresh interpreter: build the pool, then digest and plan it like a host. After
+    each step, print the step and this process's peak RSS, and wait for a line on stdin, so that
+    the parent can read the memory of this process and of its id helper (see measure_memory)."""
+
+    def step(name: str) -> None:
+        print(name, peak_rss_mib(), flush=True)
+        sys.stdin.readline()
+
+    step("imports")
     pool = make_pool(n)
-    with_pool = peak_rss_mib()
+    step("pool")
     job_pool = JobPool(pool)
     digest = compute_digest(sorted_ids=job_pool.sorted_ids(), config=CONFIG, machines=MACHINES, header=HEADER, strategy="quota")
-    digested = peak_rss_mib()
+    step("digested")
     make_plan("quota", PlanInput(job_pool.ids, MACHINES, bytes.fromhex(digest)))
-    planned = peak_rss_mib()
-    print(json.dumps({"imports": imports, "pool": with_pool, "digested": digested, "planned": planned}))
+    step("planned")
 
 
-def measure_rss(n: int) -> dict[str, float]:
-    """Peak RSS figures (MiB) from ``rss_child`` run in a new interpreter."""
-    child = subprocess.run([sys.executable, __file__, "--jobs", str(n), "--rss-child"], capture_output=True, text=True, check=True)
-    return json.loads(child.stdout)
+def proportional_mib(pid: int) -> float:
+    """The memory of ``pid`` and its descendants, each shared page divided among the processes
+    that map it (PSS), so that the pool the id helper shares, or the ids both map, count once."""
+    total = 0.0
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as rollup:
+            total += next(int(line.split()[1]) for line in rollup if line.startswith("Pss:")) / 2**10
+        with open(f"/proc/{pid}/task/{pid}/children") as children:
+            total += sum(proportional_mib(int(child)) for child in children.read().split())
+    except (OSError, StopIteration):
+        pass  # it has just exited
+    return total
+
+
+@dataclass
+class MemoryStep:
+    peak_mib: float
+    """The highest PSS of the host and its helper since the step before (sampled every 10 ms)."""
+    rss_mib: float
+    """The host process's own peak RSS (ru_maxrss, exact), for comparison."""
+
+
+def measure_memory(n: int) -> dict[str, MemoryStep]:
+    """Each step of ``rss_child``, run in a new interpreter, with its memory."""
+    child = subprocess.Popen([sys.executable, __file__, "--jobs", str(n), "--rss-child"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert child.stdin is not None and child.stdout is not None
+    peak, done = [0.0], threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.01):
+            peak[0] = max(peak[0], proportional_mib(child.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    steps = {}
+    for line in child.stdout:
+        name, rss = line.split()
+        steps[name] = MemoryStep(max(peak[0], proportional_mib(child.pid)), float(rss))
+        peak[0] = 0.0
+        child.stdin.write("\n")
+        child.stdin.flush()
+    done.set()
+    sampler.join()
+    if child.wait() != 0 or list(steps) != list(MEMORY_STEPS):
+        sys.exit(f"the memory child failed (exit status {child.returncode})")
+    return steps
 
 
 def verdict(ok: bool) -> str:
@@ -197,7 +254,7 @@ def main() -> None:
         return
 
     n = args.jobs
-    rss = measure_rss(n)  # first: a child's ru_maxrss starts at its parent's RSS when it was started
+    memory = measure_memory(n)  # first: a child's ru_maxrss starts at its parent's RSS when it was started
     print(f"bench_plan: {n:,} jobs (int, float, str), {len(MACHINES)} machines, median of {args.repeat} runs")
     print(f"Python {platform.python_version()} on {platform.machine()}, {platform.system()}\n")
     building: list[float] = []
@@ -243,17 +300,25 @@ def main() -> None:
         print(f"  {step:36}{spread(values):>28}{statistics.median(values) * per_job:>9.2f} us   {statistics.median(values) / statistics.median(building):.2f}x building")
     floor_total = statistics.median([sum(floor.values()) for floor in floors])
     print(f"  {'together':36}{floor_total:8.3f} s{'':19}{floor_total * per_job:>9.2f} us   {floor_total / statistics.median(building):.2f}x building")
-    print(f"  jobsplit's digest spends {1e6 * (digest_time - floor_total) / n:.2f} us a job beyond the floor (the rest of the text, type checks, ids in pool order, grouping)")
+    helped = n >= HELPER_FROM and helper_usable()
+    print(f"  jobsplit's digest takes {digest_time / floor_total:.2f}x this floor, {1e6 * (digest_time - floor_total) / n:+.2f} us a job", end="")
+    print(", sharing the work with its id helper" if helped else " (one process: the rest of the text, type checks, ids in pool order, grouping)")
 
-    own = rss["pool"] - rss["imports"]
-    print("\npeak RSS of a fresh process that builds the pool, then digests and plans it (ru_maxrss)")
-    print(f"  interpreter + imports       {rss['imports']:8.1f} MiB")
-    print(f"  + the pool list             {rss['pool']:8.1f} MiB  (+{own:.1f}: the pool list's own, {own * 2**20 / n:.0f} bytes/job)")
-    print(f"  + ids and digest            {rss['digested']:8.1f} MiB  (+{rss['digested'] - rss['pool']:.1f}, {(rss['digested'] - rss['pool']) * 2**20 / n:.0f} bytes/job)")
-    print(f"  + quota plan                {rss['planned']:8.1f} MiB  (+{rss['planned'] - rss['digested']:.1f}, {(rss['planned'] - rss['digested']) * 2**20 / n:.0f} bytes/job)")
-    memory_ratio = (rss["digested"] - rss["imports"]) / own
+    base = memory["imports"].peak_mib
+    own = memory["pool"].peak_mib - base
+    print("\nmemory of a fresh process that builds the pool, then digests and plans it: the peak of it and its id")
+    print("helper together (PSS, sampled), beside the host process's own peak RSS (ru_maxrss)")
+    labels = {"imports": "interpreter + imports", "pool": "+ the pool list", "digested": "+ ids and digest", "planned": "+ quota plan"}
+    before = 0.0
+    for name, label in labels.items():
+        step = memory[name]
+        added = step.peak_mib - before if name != "imports" else 0.0
+        note = f"  (+{added:.1f}, {added * 2**20 / n:.0f} bytes/job)" if name != "imports" else ""
+        print(f"  {label:26}{step.peak_mib:9.1f} MiB{note:34}  host alone {step.rss_mib:9.1f} MiB")
+        before = step.peak_mib
+    memory_ratio = (memory["digested"].peak_mib - base) / own
     print(f"peak while digesting / the pool list's own: {memory_ratio:.2f}   target <= {MEMORY_TARGET}   {verdict(memory_ratio <= MEMORY_TARGET)}")
-    print(f"peak with the plan too / the pool list's own: {(rss['planned'] - rss['imports']) / own:.2f}   (informational)")
+    print(f"peak with the plan too / the pool list's own: {(memory['planned'].peak_mib - base) / own:.2f}   (informational)\n")
 
     seed = hashlib.sha256(b"bench_plan").digest()[:16]
     rng = random.Random(1)

@@ -13,6 +13,7 @@ import gzip
 import json
 import os
 import pty
+import re
 import select
 import shutil
 import signal
@@ -24,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from jobsplit.fingerprint import file_fingerprint
+from jobsplit.idhelper import HELPER_FLAG
 
 ROOT = Path(__file__).resolve().parents[1]
 MACHINES = {"fast": [2.0, 2], "mid": [1.0, 2], "slow": [0.5, 1]}
@@ -216,3 +218,35 @@ def test_ctrl_c_stops_the_frozen_program_cleanly(executable: Path, tmp_path: Pat
     with open(folder / "jobsplit-out" / "fast" / "results.csv", newline="") as f:
         ids = [row["Job ID"] for row in csv.DictReader(f)]
     assert len(ids) == len(set(ids)) > 2
+
+
+def test_the_executable_starts_itself_as_the_id_helper(executable: Path, tmp_path: Path) -> None:
+    """A pool of 600,000 jobs (issue 14): the program starts a copy of itself as the id helper,
+    which its runtime hook turns into the helper before the entry would build the pool again,
+    and the digest is the one Python computes from the same entry alone."""
+    folder = host(tmp_path, "big", executable)
+    env = {**bare_env(tmp_path), "JOBSPLIT_TEST_POOL": "600000"}
+    program = start(folder, env, "digest")
+    helpers = set()  # copies started as the helper that got as far as mapping the memory for the ids
+    while program.poll() is None:
+        for pid in processes_of(folder):
+            try:
+                if HELPER_FLAG.encode() in Path(f"/proc/{pid}/cmdline").read_bytes() and "memfd:jobsplit-ids" in Path(f"/proc/{pid}/maps").read_text():
+                    helpers.add(pid)
+            except OSError:
+                continue  # it has just exited
+        time.sleep(0.005)
+    output = program.communicate()[0]
+    assert program.returncode == 0, output
+    alone = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "frozen" / "e2e_entry.py"), "digest", "--config-dir", str(folder)],
+        env={**os.environ, "JOBSPLIT_TEST_POOL": "600000", "NO_COLOR": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    digest = re.compile(r"[0-9a-f]{4}(?:-[0-9a-f]{4}){7}")
+    assert digest.findall(output) == digest.findall(alone.stdout) != []
+    assert helpers, "no id helper was seen at work"
+    assert processes_of(folder) == []

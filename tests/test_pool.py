@@ -261,7 +261,8 @@ def test_pool_keeps_user_order_and_ids():
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jobsplit.pool import _ID_DOMAIN, _ONE_BLOCK, _encode, _escapes_nothing, _id_texts, _short_sha256, _uniform_texts, identity_text, identity_texts
+from jobsplit.idhash import ID_DOMAIN, ONE_BLOCK, short_sha256, texts_of
+from jobsplit.pool import _encode, _escapes_nothing, _id_texts, _uniform_text, identity_text, identity_texts
 
 _SCALAR = {
     int: st.integers(min_value=-(2**70), max_value=2**70),
@@ -277,8 +278,8 @@ _SCALAR = {
 def test_the_formatted_text_is_the_canonical_json_exactly(pool):
     """Uniform pools take a %-format shortcut; its text must be the encoder's, byte for byte
     (ids, and so digests and plans, hang on it), whatever the chunk boundaries."""
-    assert _uniform_texts(pool, b"") is not None
-    texts = [piece.decode() for pieces in _id_texts(pool, b"", chunk=3) for piece in pieces]
+    assert _uniform_text(pool, "") is not None
+    texts = [text.decode() for chunk in _id_texts(pool, b"", chunk=3) for text in texts_of(chunk)]
     assert texts == [_encode(job) for job in pool]
 
 
@@ -327,7 +328,7 @@ _ANY_SCALAR = st.one_of(st.none(), st.booleans(), *_SCALAR.values(), st.just(flo
 def test_chunks_of_any_shape_get_the_encoders_text(pool):
     """Each chunk is checked on its own: a chunk that mixes kinds, lengths, None, bools or NaN
     falls back to the encoder, and the text is still the encoder's, byte for byte."""
-    texts = [piece.decode() for pieces in _id_texts(pool, b"", chunk=3) for piece in pieces]
+    texts = [text.decode() for chunk in _id_texts(pool, b"", chunk=3) for text in texts_of(chunk)]
     assert texts == [_encode(job) for job in pool]
     unique = list({job_id(job): job for job in pool}.values())
     assert list(JobPool(unique).ids) == [job_id(job) for job in unique]
@@ -336,27 +337,27 @@ def test_chunks_of_any_shape_get_the_encoders_text(pool):
 def test_ids_are_sha256_whichever_implementation_hashes_a_chunk():
     """Chunks of one-block texts are hashed by CPython's own SHA-256, longer ones by OpenSSL's:
     the ids are the general path's either way, on both sides of the boundary."""
-    room = _ONE_BLOCK - len(_ID_DOMAIN) - len('["",0]')
+    room = ONE_BLOCK - len(ID_DOMAIN) - len('["",0]')
     short = [("x" * room, i) for i in range(10)]  # exactly one block each
     long = [("x" * (room + 1), i) for i in range(10)]  # one byte more
-    assert {len(_ID_DOMAIN + _encode(job).encode()) for job in short} == {_ONE_BLOCK}
+    assert {len(ID_DOMAIN + _encode(job).encode()) for job in short} == {ONE_BLOCK}
     for pool in (short, long, short + long):
-        assert list(JobPool(pool).ids) == [hashlib.sha256(_ID_DOMAIN + _encode(job).encode()).digest()[:ID_BYTES] for job in pool]
-    assert _short_sha256(b"abc").digest() == hashlib.sha256(b"abc").digest()
+        assert list(JobPool(pool).ids) == [hashlib.sha256(ID_DOMAIN + _encode(job).encode()).digest()[:ID_BYTES] for job in pool]
+    assert short_sha256(b"abc").digest() == hashlib.sha256(b"abc").digest()
 
 
 def test_a_chunk_with_a_non_scalar_ends_the_fast_path():
     pool = [(1, 2.0)] * 3 + [(1, [2])]
-    assert [pieces is None for pieces in _id_texts(pool, b"", chunk=3)] == [False, True]
-    assert [pieces is None for pieces in _id_texts([{"a": 1}, (1,)], b"", chunk=1)] == [True]
+    assert [chunk is None for chunk in _id_texts(pool, b"", chunk=3)] == [False, True]
+    assert [chunk is None for chunk in _id_texts([{"a": 1}, (1,)], b"", chunk=1)] == [True]
 
 
 def test_other_pools_are_left_to_the_encoder():
-    assert _uniform_texts([(1.0,), (float("nan"),)], b"") is None  # NaN is spelled NaN in JSON, not nan
-    assert _uniform_texts([(1, 2), (1, "a")], b"") is None  # mixed kinds in one place
-    assert _uniform_texts([(True,)], b"") is None and _uniform_texts([(None,)], b"") is None
-    assert _uniform_texts([(1,), (1, 2)], b"") is None and _uniform_texts([()], b"") is None
-    assert _uniform_texts([(1, "a"), ("a", 1)], b"") is None  # each place on its own, not the mix of all
+    assert _uniform_text([(1.0,), (float("nan"),)], "") is None  # NaN is spelled NaN in JSON, not nan
+    assert _uniform_text([(1, 2), (1, "a")], "") is None  # mixed kinds in one place
+    assert _uniform_text([(True,)], "") is None and _uniform_text([(None,)], "") is None
+    assert _uniform_text([(1,), (1, 2)], "") is None and _uniform_text([()], "") is None
+    assert _uniform_text([(1, "a"), ("a", 1)], "") is None  # each place on its own, not the mix of all
 
 
 def test_an_integer_of_any_length_is_hashed_whole():
@@ -367,7 +368,7 @@ def test_an_integer_of_any_length_is_hashed_whole():
     limit = sys.get_int_max_str_digits()
     text = f"[1{'0' * 4999}3,2]"
     assert identity_text((huge, 2), 0) == text
-    expected = hashlib.sha256(_ID_DOMAIN + text.encode()).digest()[:ID_BYTES]
+    expected = hashlib.sha256(ID_DOMAIN + text.encode()).digest()[:ID_BYTES]
     assert job_id((huge, 2)) == expected
     assert JobPool([(huge, 2), (1, 2)]).ids[0] == expected  # uniform: the %-format path
     assert JobPool([(huge, 2), (1, "x", None)]).ids[0] == expected  # mixed: the encoder's path

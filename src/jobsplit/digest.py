@@ -13,8 +13,9 @@ import re
 import struct
 from collections.abc import Mapping, Sequence
 
+from .idhash import ID_BYTES
 from .machines import Machine
-from .pool import ID_BYTES, canonical_json
+from .pool import IdBuffer, canonical_json
 
 DIGEST_HEX = 32
 _SEPARATORS = re.compile(r"[\s:_-]+")
@@ -22,7 +23,7 @@ _SEPARATORS = re.compile(r"[\s:_-]+")
 
 def compute_digest(
     *,
-    sorted_ids: bytes | bytearray,
+    sorted_ids: IdBuffer,
     config: Mapping[str, Mapping[str, str]],
     machines: Sequence[Machine],
     header: Sequence[str],

@@ -11,26 +11,28 @@ which is the single positional argument (as ``map`` would pass it).
 from __future__ import annotations
 
 import hashlib
-import importlib
 import itertools
 import json
 import math
+import mmap
 import numbers
-import operator
-import struct
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, overload
 
 from .digits import every_digit
 from .errors import UserError
+from .idhash import GROUPS, ID_BYTES, ID_DOMAIN, IdGroups, RepeatedId, hash_chunk, sort_group
+from .idhelper import helped_ids, helper_usable
 from .text import article
 
-ID_BYTES = 16
-"""Job ids are the first 128 bits of SHA-256: 32 hex characters, no collisions in practice."""
+HELPER_FROM = 500_000
+"""Pools of this many jobs or more are identified with the id helper's help (see idhelper), where
+this host can run it. Its start takes about 0.06 s: here it broke even at about 200,000 jobs and
+took 0.50 s instead of 0.79 at 600,000."""
 
-_ID_DOMAIN = b"jobsplit/job/v1\n"
-_ONE_BLOCK = 55
-"""The longest message SHA-256 hashes in one block (64 bytes, less its padding)."""
+IdBuffer = bytes | bytearray | mmap.mmap
+"""Packed ids: computed here, or by the id helper into shared memory."""
+
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 _MAX_DEPTH = 64
 
@@ -53,23 +55,6 @@ def _make_encoder() -> Callable[[Any], str]:
 
 _encode = _make_encoder()
 
-
-def _own_sha256() -> Callable[[bytes], Any]:
-    """CPython's own SHA-256 (``_sha2`` from 3.12, ``_sha256`` before), where there is one.
-
-    For a message of one block it is faster than OpenSSL's (0.55 against 0.75 us a job here),
-    whose set-up of each new hash object costs more than hashing the block; for longer
-    messages OpenSSL is faster. The digest is SHA-256's either way.
-    """
-    for name in ("_sha2", "_sha256"):
-        try:
-            return importlib.import_module(name).sha256  # type: ignore[no-any-return]
-        except (ImportError, AttributeError):
-            continue
-    return hashlib.sha256
-
-
-_short_sha256 = _own_sha256()
 
 _ESCAPED = bytes(range(0x20)) + b'"\\'
 """What the encoder escapes in a string, as UTF-8 bytes (non-ASCII text is kept as it is, and
@@ -125,7 +110,7 @@ def _identity_text(job: Any, position: int, key: JobKey | None) -> str:
 
 def id_of_text(text: str) -> bytes:
     """The binary job id of an identity text."""
-    return hashlib.sha256(_ID_DOMAIN + text.encode("utf-8")).digest()[:ID_BYTES]
+    return hashlib.sha256(ID_DOMAIN + text.encode("utf-8")).digest()[:ID_BYTES]
 
 
 def job_id(job: Any, position: int = 0, key: JobKey | None = None) -> bytes:
@@ -142,7 +127,7 @@ class JobIds(Sequence[bytes]):
 
     __slots__ = ("_buffer",)
 
-    def __init__(self, buffer: bytes | bytearray) -> None:
+    def __init__(self, buffer: IdBuffer) -> None:
         self._buffer = buffer
 
     def __len__(self) -> int:
@@ -192,23 +177,19 @@ class JobPool:
             raise UserError(f"the pool passed to jobsplit.main is {what}; pass a list (or any iterable) of the jobs' arguments, e.g. [(1, 'a'), (2, 'b')]")
         self.jobs: list[Any] = jobs if type(jobs) is list else list(jobs)  # the user's list is not copied
         self.key = key
-        buffer, buckets = bytearray(), [bytearray() for _ in range(256)]
         with every_digit():  # whole integers, as identity_text writes them
-            if key is not None or not self._plain_ids(buffer, buckets):
-                buffer[:] = b""
-                for bucket in buckets:
-                    bucket[:] = b""
-                for position, job in enumerate(self.jobs):
-                    one = job_id(job, position, key)
-                    buffer += one
-                    buckets[one[0]] += one
-        self.ids = JobIds(buffer)
-        self._sorted = self._sort_checking_unique(buckets)
+            ids, sorted_ids, repeated = self._identify()
+        self.ids = JobIds(ids)
+        if repeated is not None:
+            first = self.ids.position(repeated)
+            second = self.ids.position(repeated, first + 1)
+            raise UserError(f"pool[{first}] and pool[{second}] are the same job (id {repeated.hex()}); remove the duplicate, or pass key= to jobsplit.main to tell them apart")
+        self._sorted = sorted_ids
 
     def __len__(self) -> int:
         return len(self.jobs)
 
-    def sorted_ids(self) -> bytes | bytearray:
+    def sorted_ids(self) -> IdBuffer:
         """Every id in byte order, packed: what the digest covers (pool order never matters)."""
         return self._sorted
 
@@ -221,65 +202,72 @@ class JobPool:
     def identity_text(self, position: int) -> str:
         return identity_text(self.jobs[position], position, self.key)
 
-    def _plain_ids(self, buffer: bytearray, buckets: list[bytearray]) -> bool:
-        """Ids of the common pool, tuples of plain scalars, in one tight pass, into ``buffer``
-        (pool order) and ``buckets`` (by first byte); False when the pool needs the general
-        path, which names bad jobs."""
-        digest = operator.methodcaller("digest")
+    def _identify(self) -> tuple[IdBuffer, IdBuffer, bytes | None]:
+        """The ids in pool order and in byte order, and the first repeated id (or None).
+
+        The common pool, tuples of plain scalars, takes one tight pass (with the id helper's
+        help when it is large); any other pool, or one with ``key=``, the general path, which
+        names bad jobs."""
+        if self.key is None:
+            try:
+                if len(self.jobs) >= HELPER_FROM and helper_usable():
+                    helped = helped_ids(_id_texts(self.jobs, ID_DOMAIN), len(self.jobs))
+                    if helped is not None:
+                        return helped.ids, helped.sorted_ids, helped.repeated
+                plain = _ordered_and_sorted(None if chunk is None else hash_chunk(chunk) for chunk in _id_texts(self.jobs, ID_DOMAIN))
+                if plain is not None:
+                    return plain
+            except UnicodeEncodeError:
+                pass  # a lone surrogate: the general path says which job
+        general = _ordered_and_sorted(self._general_ids())
+        assert general is not None, "the general path identifies every job or raises UserError"
+        return general
+
+    def _general_ids(self, chunk: int = 512) -> Iterator[list[bytes]]:
+        """Each job's id made on its own, by the encoder (or from ``key``), which names a bad job."""
+        for start in range(0, len(self.jobs), chunk):
+            yield [job_id(job, position, self.key) for position, job in enumerate(self.jobs[start : start + chunk], start)]
+
+
+def _ordered_and_sorted(id_chunks: Iterable[Sequence[bytes] | None]) -> tuple[bytearray, bytearray, bytes | None] | None:
+    """The ids of ``id_chunks`` in their order and in byte order, and the first repeated id (the
+    sort stops there); None if a chunk is None. Sorting goes group by group (see IdGroups)."""
+    in_order, groups = bytearray(), IdGroups()
+    for ids in id_chunks:
+        if ids is None:
+            return None
+        in_order += b"".join(ids)
+        groups.add(ids)
+    ordered = bytearray()
+    for first in range(GROUPS):
         try:
-            for pieces in _id_texts(self.jobs, _ID_DOMAIN):
-                if pieces is None:
-                    return False
-                sha256 = _short_sha256 if max(map(len, pieces)) <= _ONE_BLOCK else hashlib.sha256
-                for full in map(digest, map(sha256, pieces)):
-                    one = full[:ID_BYTES]
-                    buffer += one
-                    buckets[one[0]] += one
-        except UnicodeEncodeError:
-            return False  # a lone surrogate: the general path says which job
-        return True
-
-    def _sort_checking_unique(self, buckets: list[bytearray]) -> bytearray:
-        """The ids in byte order, packed, sorted bucket by bucket (by first byte) so that only a
-        bucket's ids are ever Python objects at once, each bucket freed once sorted; a repeated
-        id is a UserError."""
-        ordered = bytearray()
-        for index, bucket in enumerate(buckets):
-            ids = list(struct.Struct(f"{ID_BYTES}s" * (len(bucket) // ID_BYTES)).unpack(bucket))  # not struct.unpack: its cache would keep each format
-            buckets[index] = bytearray()  # free as we go
-            ids.sort()
-            if any(map(operator.eq, ids, itertools.islice(ids, 1, None))):
-                repeated = next(a for a, b in itertools.pairwise(ids) if a == b)
-                first = self.ids.position(repeated)
-                second = self.ids.position(repeated, first + 1)
-                raise UserError(
-                    f"pool[{first}] and pool[{second}] are the same job (id {repeated.hex()}); "
-                    "remove the duplicate, or pass key= to jobsplit.main to tell them apart"
-                )
-            ordered += b"".join(ids)
-        return ordered
+            ordered += sort_group(groups.take(first))
+        except RepeatedId as error:
+            return in_order, ordered, error.job_id
+    return in_order, ordered, None
 
 
-def _id_texts(jobs: list[Any], prefix: bytes, chunk: int = 512) -> Iterator[list[bytes] | None]:
-    """``prefix`` + the canonical JSON of each job, UTF-8, a chunk of jobs at a time, checked
-    and formatted while the chunk is in the CPU's cache, in memory the next chunk reuses. (At
-    4,096 jobs a chunk, a pool with arguments of 100 characters or more took fresh pages from the
-    system for every chunk's texts: with 1,000 characters, 5.0 us a job against 3.0 at 512, the
-    difference mostly page faults.) None (and the end) at the first chunk holding a job that is
-    not a tuple of plain scalars, which the general path handles."""
+def _id_texts(jobs: list[Any], prefix: bytes, chunk: int = 512) -> Iterator[bytes | None]:
+    """What each job's id hashes, a chunk of jobs at a time: ``prefix`` + the job's canonical
+    JSON, UTF-8, each followed by a NUL (see idhash.texts_of). Each chunk is checked and
+    formatted while it is in the CPU's cache, in memory the next chunk reuses. (At 4,096 jobs a
+    chunk, a pool with arguments of 100 characters or more took fresh pages from the system for
+    every chunk's texts: with 1,000 characters, 5.0 us a job against 3.0 at 512, the difference
+    mostly page faults.) None (and the end) at the first chunk holding a job that is not a tuple
+    of plain scalars, which the general path handles."""
+    text_prefix = prefix.decode()
     for start in range(0, len(jobs), chunk):
         part = jobs[start : start + chunk]
         if set(map(type, part)) != {tuple}:
             yield None
             return
-        uniform = _uniform_texts(part, prefix)
-        if uniform is not None:
-            yield uniform
-        elif _SCALARS.issuperset(map(type, itertools.chain.from_iterable(part))):
-            yield [prefix + _encode(job).encode() for job in part]
-        else:
-            yield None
-            return
+        text = _uniform_text(part, text_prefix)
+        if text is None:
+            if not _SCALARS.issuperset(map(type, itertools.chain.from_iterable(part))):
+                yield None
+                return
+            text = "".join([text_prefix + _encode(job) + "\0" for job in part])
+        yield text.encode()
 
 
 def identity_texts(jobs: list[Any]) -> list[str] | None:
@@ -297,16 +285,6 @@ def identity_texts(jobs: list[Any]) -> list[str] | None:
     texts = text.split("\0")
     texts.pop()  # after the last NUL
     return texts
-
-
-def _uniform_texts(jobs: list[tuple[Any, ...]], prefix: bytes) -> list[bytes] | None:
-    """``prefix`` + the canonical JSON of each job, UTF-8, cut from _uniform_text's one text."""
-    text = _uniform_text(jobs, prefix.decode())
-    if text is None:
-        return None
-    pieces = text.encode().split(b"\0")
-    pieces.pop()  # after the last NUL
-    return pieces
 
 
 def _uniform_text(jobs: list[tuple[Any, ...]], prefix: str) -> str | None:
