@@ -220,7 +220,7 @@ def rounds_of(measures: dict[str, Callable[[], Timing]], rounds: int) -> dict[st
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=20_000, help="no-op jobs (default 20,000)")
+    parser.add_argument("--jobs", type=int, default=20_000, help="no-op jobs (default 20,000; 0 skips)")
     parser.add_argument("--sleep-jobs", type=int, default=2_000, help="10 ms jobs (default 2,000; 0 skips)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5)
@@ -239,37 +239,38 @@ def main() -> None:
         spans: list[float] = []
         own_times: list[float] = []
 
-        def jobsplit_noop() -> Timing:
-            return run_jobsplit(folder, "noop", args.jobs, args.workers)[0]
+        if args.jobs:
+            def jobsplit_noop() -> Timing:
+                return run_jobsplit(folder, "noop", args.jobs, args.workers)[0]
 
-        def jobsplit_one() -> Timing:
-            return run_jobsplit(folder, "noop", 1, args.workers)[0]
+            def jobsplit_one() -> Timing:
+                return run_jobsplit(folder, "noop", 1, args.workers)[0]
 
-        measures: dict[str, Callable[[], Timing]] = {"jobsplit run": jobsplit_noop}
-        for peer in peers:
-            measures[peer] = lambda peer=peer: run_peer(folder, peer, "noop", args.jobs, args.workers)  # type: ignore[misc]
-        measures["jobsplit, 1 job"] = jobsplit_one
-        print(f"{args.jobs:,} no-op jobs with 200-byte arguments, {args.workers} workers, whole processes, median of {args.rounds} alternated rounds")
-        timings = rounds_of(measures, args.rounds)
-        ours = timings["jobsplit run"][0]
-        print(f"  {'runner':14} {'seconds':>8} {'us/job':>8} {'jobsplit / this':>16} {'CPU s':>8} {'CPU us/job':>11} {'page faults':>12}")
-        fixed, fixed_cpu, fixed_faults = timings.pop("jobsplit, 1 job")
-        for name, (value, cpu, faults) in timings.items():
-            print(f"  {name:14} {value:8.3f} {1e6 * value / args.jobs:8.1f} {ours / value:16.2f} {cpu:8.3f} {1e6 * cpu / args.jobs:11.1f} {faults:12,}")
-        print("  (CPU and page faults: the whole process and its workers, for information; the target is on the wall clock)")
-        if "joblib" in timings:
-            target = 0.8 * timings["joblib"][0]
-            checks.append((f"jobsplit <= 0.8x joblib (now {ours / timings['joblib'][0]:.2f}x)", ours <= target))
-            transport = timings["Pool.map"][1] / args.jobs
-            journal = journal_cpu_per_job(args.jobs)
-            cores = min(args.workers, os.cpu_count() or 1)
-            budget = max(0.0, target - fixed) * cores / args.jobs
-            now = (timings["jobsplit run"][1] - fixed_cpu) / args.jobs
-            print(f"\n  the budget of 0.8x joblib ({target:.3f} s), for information: jobsplit run of 1 job takes {fixed:.3f} s, which leaves")
-            print(f"  {1e6 * budget:.1f} us of CPU per job on {cores} cores; Pool.map's CPU per job (its start included) {1e6 * transport:.1f} us and")
-            print(f"  the journal's per done job {1e6 * journal:.1f} us take {1e6 * (transport + journal):.1f} us of it; jobsplit takes {1e6 * now:.1f} us per job beyond its 1-job run")
-            extra, fault = timings["jobsplit run"][2] - fixed_faults, copy_on_write_fault()
-            print(f"  of which page faults: {extra:,} more than its 1-job run, at {1e6 * fault:.1f} us each (a copy on write, measured here): {1e6 * extra * fault / args.jobs:.1f} us per job")
+            measures: dict[str, Callable[[], Timing]] = {"jobsplit run": jobsplit_noop}
+            for peer in peers:
+                measures[peer] = lambda peer=peer: run_peer(folder, peer, "noop", args.jobs, args.workers)  # type: ignore[misc]
+            measures["jobsplit, 1 job"] = jobsplit_one
+            print(f"{args.jobs:,} no-op jobs with 200-byte arguments, {args.workers} workers, whole processes, median of {args.rounds} alternated rounds")
+            timings = rounds_of(measures, args.rounds)
+            ours = timings["jobsplit run"][0]
+            print(f"  {'runner':14} {'seconds':>8} {'us/job':>8} {'jobsplit / this':>16} {'CPU s':>8} {'CPU us/job':>11} {'page faults':>12}")
+            fixed, fixed_cpu, fixed_faults = timings.pop("jobsplit, 1 job")
+            for name, (value, cpu, faults) in timings.items():
+                print(f"  {name:14} {value:8.3f} {1e6 * value / args.jobs:8.1f} {ours / value:16.2f} {cpu:8.3f} {1e6 * cpu / args.jobs:11.1f} {faults:12,}")
+            print("  (CPU and page faults: the whole process and its workers, for information; the target is on the wall clock)")
+            if "joblib" in timings:
+                target = 0.8 * timings["joblib"][0]
+                checks.append((f"jobsplit <= 0.8x joblib (now {ours / timings['joblib'][0]:.2f}x)", ours <= target))
+                transport = timings["Pool.map"][1] / args.jobs
+                journal = journal_cpu_per_job(args.jobs)
+                cores = min(args.workers, os.cpu_count() or 1)
+                budget = max(0.0, target - fixed) * cores / args.jobs
+                now = (timings["jobsplit run"][1] - fixed_cpu) / args.jobs
+                print(f"\n  the budget of 0.8x joblib ({target:.3f} s), for information: jobsplit run of 1 job takes {fixed:.3f} s, which leaves")
+                print(f"  {1e6 * budget:.1f} us of CPU per job on {cores} cores; Pool.map's CPU per job (its start included) {1e6 * transport:.1f} us and")
+                print(f"  the journal's per done job {1e6 * journal:.1f} us take {1e6 * (transport + journal):.1f} us of it; jobsplit takes {1e6 * now:.1f} us per job beyond its 1-job run")
+                extra, fault = timings["jobsplit run"][2] - fixed_faults, copy_on_write_fault()
+                print(f"  of which page faults: {extra:,} more than its 1-job run, at {1e6 * fault:.1f} us each (a copy on write, measured here): {1e6 * extra * fault / args.jobs:.1f} us per job")
 
         if args.sleep_jobs:
             lasts = sleep_duration()
