@@ -10,9 +10,10 @@ import functools
 import hashlib
 import importlib
 import itertools
+import mmap
 import operator
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 ID_BYTES = 16
@@ -46,14 +47,6 @@ def _own_sha256() -> Callable[[bytes], Any]:
 
 
 short_sha256 = _own_sha256()
-
-
-class RepeatedId(Exception):
-    """Two jobs of the pool have this id: the pool names them (see JobPool)."""
-
-    def __init__(self, job_id: bytes) -> None:
-        super().__init__(job_id.hex())
-        self.job_id = job_id
 
 
 def texts_of(chunk: bytes) -> list[bytes]:
@@ -92,16 +85,21 @@ class IdGroups:
         """Where each group starts in the sorted ids, and where the last ends."""
         return list(itertools.accumulate(map(len, self._groups), initial=0))
 
-    def take(self, first: int) -> bytearray:
-        """The group of ids starting with byte ``first``, no longer held here."""
-        group, self._groups[first] = self._groups[first], bytearray()
-        return group
+    def move_into(self, into: bytearray | mmap.mmap, offsets: Sequence[int]) -> None:
+        """Each group, unsorted, at its place in ``into`` (see offsets), freed here as it goes."""
+        for first, start in enumerate(offsets[:-1]):
+            group, self._groups[first] = self._groups[first], bytearray()
+            into[start : start + len(group)] = group
 
 
-def sort_group(group: bytes | bytearray) -> bytes:
-    """A group's packed ids in byte order; RepeatedId if one is there twice."""
-    ids = list(struct.Struct(f"{ID_BYTES}s" * (len(group) // ID_BYTES)).unpack(group))  # not struct.unpack: its cache would keep each format
-    ids.sort()
-    if any(map(operator.eq, ids, itertools.islice(ids, 1, None))):
-        raise RepeatedId(next(a for a, b in itertools.pairwise(ids) if a == b))
-    return b"".join(ids)
+def sort_groups(ids: bytearray | mmap.mmap, offsets: Sequence[int]) -> bytes | None:
+    """Sort, in place, each group of ``ids`` between two consecutive ``offsets``; the first
+    repeated id in byte order, or None."""
+    repeated = None
+    for start, end in itertools.pairwise(offsets):
+        group = list(struct.Struct(f"{ID_BYTES}s" * ((end - start) // ID_BYTES)).unpack(ids[start:end]))  # not struct.unpack: its cache would keep each format
+        group.sort()
+        ids[start:end] = b"".join(group)
+        if repeated is None and any(map(operator.eq, group, itertools.islice(group, 1, None))):
+            repeated = next(a for a, b in itertools.pairwise(group) if a == b)
+    return repeated

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import itertools
 import mmap
 import os
 import signal
@@ -35,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from .idhash import GROUPS, ID_BYTES, IdGroups, RepeatedId, hash_chunk, sort_group
+from .idhash import GROUPS, ID_BYTES, IdGroups, hash_chunk, sort_groups
 
 HELPER_FLAG = "--jobsplit-id-helper"
 """How an executable built by ``make exe`` is started as the helper (see frozen_hook)."""
@@ -82,10 +81,10 @@ def helper_usable() -> bool:
     return frozen_ok and hasattr(os, "memfd_create") and len(os.sched_getaffinity(0)) >= 2
 
 
-def helped_ids(chunks: Iterable[bytes | None], count: int) -> HelpedIds | None:
+def helped_ids(chunks: Iterable[bytes], count: int) -> HelpedIds | None:
     """The ids of ``count`` jobs whose texts ``chunks`` gives, hashed by the helper while the
-    chunks are made here. None when ``chunks`` yields None (this pool needs the general path)
-    or the helper fails: the caller then computes the ids itself."""
+    chunks are made here. None when the helper fails: the caller then computes the ids itself.
+    What ``chunks`` raises stops the helper and goes on."""
     try:
         shared = os.memfd_create("jobsplit-ids", os.MFD_CLOEXEC)
     except OSError:  # e.g. refused by a container's system call filter
@@ -98,14 +97,12 @@ def helped_ids(chunks: Iterable[bytes | None], count: int) -> HelpedIds | None:
             with contextlib.suppress(OSError):
                 fcntl.fcntl(helper.stdin, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
             for chunk in chunks:
-                if chunk is None:
-                    return None
                 helper.stdin.write(_LENGTH.pack(len(chunk)) + chunk)
             helper.stdin.close()
             answer = helper.stdout.read(_OFFSETS.size)
             if len(answer) != _OFFSETS.size:
                 return None
-            repeated = _sort_upper_half(sorted_ids, _OFFSETS.unpack(answer))
+            repeated = sort_groups(sorted_ids, _OFFSETS.unpack(answer))
             status = helper.stdout.read(_STATUS.size)
             if len(status) != _STATUS.size or helper.wait() != 0:
                 return None
@@ -166,17 +163,6 @@ def _helper_command() -> list[str]:
     return [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {package_parent!r}); from jobsplit.idhelper import serve; serve(sys.argv[1:])"]
 
 
-def _sort_upper_half(sorted_ids: mmap.mmap, offsets: tuple[int, ...]) -> bytes | None:
-    """Sort, in place, the groups the helper left unsorted; the first repeated id, if any."""
-    repeated = None
-    for start, end in itertools.pairwise(offsets):
-        try:
-            sorted_ids[start:end] = sort_group(sorted_ids[start:end])
-        except RepeatedId as error:
-            repeated = repeated or error.job_id
-    return repeated
-
-
 def serve(argv: list[str]) -> None:
     """The helper's side: ``argv`` is the job count and the shared memory's descriptor."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's to handle: it stops the helper
@@ -192,17 +178,11 @@ def serve(argv: list[str]) -> None:
     if written != len(ids):
         sys.exit(1)  # the caller stopped early: it computes the ids itself
     offsets = groups.offsets()
-    for first in range(SPLIT, GROUPS):
-        sorted_ids[offsets[first] : offsets[first + 1]] = groups.take(first)
+    groups.move_into(sorted_ids, offsets)
     out = sys.stdout.buffer
     out.write(_OFFSETS.pack(*offsets[SPLIT:]))
     out.flush()
-    repeated = None
-    for first in range(SPLIT):
-        try:
-            sorted_ids[offsets[first] : offsets[first + 1]] = sort_group(groups.take(first))
-        except RepeatedId as error:
-            repeated = repeated or error.job_id
+    repeated = sort_groups(sorted_ids, offsets[: SPLIT + 1])
     out.write(_STATUS.pack(repeated is not None, repeated or b""))
     out.flush()
 

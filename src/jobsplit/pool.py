@@ -21,7 +21,7 @@ from typing import Any, overload
 
 from .digits import every_digit
 from .errors import UserError
-from .idhash import GROUPS, ID_BYTES, ID_DOMAIN, IdGroups, RepeatedId, hash_chunk, sort_group
+from .idhash import ID_BYTES, ID_DOMAIN, IdGroups, hash_chunk, sort_groups
 from .idhelper import helped_ids, helper_usable
 from .text import article
 
@@ -211,17 +211,13 @@ class JobPool:
         if self.key is None:
             try:
                 if len(self.jobs) >= HELPER_FROM and helper_usable():
-                    helped = helped_ids(_id_texts(self.jobs, ID_DOMAIN), len(self.jobs))
+                    helped = helped_ids(_plain_texts(self.jobs), len(self.jobs))
                     if helped is not None:
                         return helped.ids, helped.sorted_ids, helped.repeated
-                plain = _ordered_and_sorted(None if chunk is None else hash_chunk(chunk) for chunk in _id_texts(self.jobs, ID_DOMAIN))
-                if plain is not None:
-                    return plain
-            except UnicodeEncodeError:
-                pass  # a lone surrogate: the general path says which job
-        general = _ordered_and_sorted(self._general_ids())
-        assert general is not None, "the general path identifies every job or raises UserError"
-        return general
+                return _ordered_and_sorted(map(hash_chunk, _plain_texts(self.jobs)))
+            except (_NotPlain, UnicodeEncodeError):
+                pass  # not plain, or a lone surrogate: the general path says which job
+        return _ordered_and_sorted(self._general_ids())
 
     def _general_ids(self, chunk: int = 512) -> Iterator[list[bytes]]:
         """Each job's id made on its own, by the encoder (or from ``key``), which names a bad job."""
@@ -229,22 +225,30 @@ class JobPool:
             yield [job_id(job, position, self.key) for position, job in enumerate(self.jobs[start : start + chunk], start)]
 
 
-def _ordered_and_sorted(id_chunks: Iterable[Sequence[bytes] | None]) -> tuple[bytearray, bytearray, bytes | None] | None:
-    """The ids of ``id_chunks`` in their order and in byte order, and the first repeated id (the
-    sort stops there); None if a chunk is None. Sorting goes group by group (see IdGroups)."""
+def _ordered_and_sorted(id_chunks: Iterable[Sequence[bytes]]) -> tuple[bytearray, bytearray, bytes | None]:
+    """The ids of ``id_chunks`` in their order and in byte order, and the first repeated id (or
+    None). Sorting goes group by group (see IdGroups)."""
     in_order, groups = bytearray(), IdGroups()
     for ids in id_chunks:
-        if ids is None:
-            return None
         in_order += b"".join(ids)
         groups.add(ids)
-    ordered = bytearray()
-    for first in range(GROUPS):
-        try:
-            ordered += sort_group(groups.take(first))
-        except RepeatedId as error:
-            return in_order, ordered, error.job_id
-    return in_order, ordered, None
+    offsets = groups.offsets()
+    ordered = bytearray(offsets[-1])
+    groups.move_into(ordered, offsets)
+    return in_order, ordered, sort_groups(ordered, offsets)
+
+
+class _NotPlain(Exception):
+    """The pool is not all tuples of plain scalars: its ids take the general path."""
+
+
+def _plain_texts(jobs: list[Any]) -> Iterator[bytes]:
+    """What the ids of a pool of tuples of plain scalars hash (see _id_texts); _NotPlain at the
+    first chunk that is not."""
+    for chunk in _id_texts(jobs, ID_DOMAIN):
+        if chunk is None:
+            raise _NotPlain
+        yield chunk
 
 
 def _id_texts(jobs: list[Any], prefix: bytes, chunk: int = 512) -> Iterator[bytes | None]:
