@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .runfacts import Attempt, MachineFacts, RunFacts
+from .text import last_line
 
 WORST_FIRST = ("crashed", "timeout", "error", "retried", "interrupted", "running", "done")
 """Which kind colours a group of attempts drawn as one bar: the worst one in it."""
@@ -256,9 +257,8 @@ def failure_groups(attempts: list[Attempt]) -> list[FailureGroup]:
 
 def failure_message(a: Attempt) -> str:
     """The error's last line; for a worker that died without one, how it died."""
-    lines = [line.strip() for line in (a.error or "").splitlines() if line.strip()]
-    if lines:
-        return lines[-1]
+    if (line := last_line(a.error)) is not None:
+        return line
     if a.signal is not None:
         return f"killed by signal {a.signal}{_signal_name(a.signal)}"
     if a.exit_code is not None:

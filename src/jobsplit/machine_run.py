@@ -24,6 +24,7 @@ from .clock import SYSTEM_CLOCK, Clock
 from .digest import format_digest
 from .display import RunningJob, Snapshot
 from .errors import StorageError, UserError
+from .failurelines import failure_kind
 from .fingerprint import UNKNOWN
 from .journal import AttemptRow, Journal
 from .links import ProcessHub
@@ -56,8 +57,9 @@ class RunEvents(Protocol):
         """A sentence worth reading before the run goes on (a recovery, a changed entry)."""
         ...
 
-    def failure(self, text: str) -> None:
-        """An attempt that did not end done."""
+    def failure(self, text: str, kind: str) -> None:
+        """An attempt that did not end done; ``kind`` is what failures alike share (see
+        ``failurelines.failure_kind``), so that a console can show repeats once."""
         ...
 
     def progress(self, snapshot: Snapshot) -> None:
@@ -399,7 +401,7 @@ class _Narrator:
         then = f"; it will run again (attempt {task.attempt + 1})" if attempt.state == JobState.PENDING else ""
         message = f"job {task.job_id} (pool[{task.position}], attempt {task.attempt}) {attempt.outcome}{then}: {(attempt.error or '').rstrip()}"
         self.logger.error(message, extra={"job": task.job_id})
-        self.events.failure(message)
+        self.events.failure(message, failure_kind(attempt.outcome, attempt.error))
 
     def tick(self, runner: Runner) -> None:
         """About ten times a second: progress to the display, due log records and snapshot to the disk."""

@@ -12,6 +12,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -23,6 +24,7 @@ from .console import say_notice
 from .digest import format_digest, normalize_digest
 from .display import Display, PlainDisplay, Snapshot, duration
 from .errors import UserError
+from .failurelines import FailureLines
 from .fingerprint import entry_fingerprint
 from .hostconfig import load_host_settings
 from .jobcall import check_sendable
@@ -64,14 +66,14 @@ def run_share(project: Project, job: Callable[..., Any], flags: RunFlags, consol
             if backup:
                 console.print(f"kept the previous results in {escape(str(backup))}")
         _warn_if_oversubscribed(settings, console)
-        events = _ConsoleEvents(console, _display(console, settings.console))
+        events = _ConsoleEvents(console, _display(console, settings.console), folder.log)
         machine_run = MachineRun(project, job, settings, code=code, events=events)
         try:
             with Interrupts(lambda: _force_exit(machine_run), on_pause=lambda: _pause(machine_run, events), on_resume=lambda paused: _resume(machine_run, events, paused)) as interrupts:
                 summary = machine_run.execute(lambda: interrupts.requested)
         finally:
             events.close()
-    return _sum_up(summary, settings, console)
+    return _sum_up(summary, settings, console, events.failures.summary())
 
 
 def _pause(machine_run: MachineRun, events: _ConsoleEvents) -> None:
@@ -86,17 +88,19 @@ def _resume(machine_run: MachineRun, events: _ConsoleEvents, paused: float) -> N
 
 
 class _ConsoleEvents:
-    """A run's events on the console: notices and failures as lines, progress on the display."""
+    """A run's events on the console: notices and failures as lines (repeats counted: see
+    ``failurelines``), progress on the display."""
 
-    def __init__(self, console: Console, display: Display) -> None:
+    def __init__(self, console: Console, display: Display, log: Path) -> None:
         self.console = console
         self.display = display
+        self.failures = FailureLines(display.message, log)
 
     def notice(self, text: str) -> None:
         say_notice(self.console, text)
 
-    def failure(self, text: str) -> None:
-        self.display.message(text)
+    def failure(self, text: str, kind: str) -> None:
+        self.failures.add(text, kind)
 
     def progress(self, snapshot: Snapshot) -> None:
         self.display.update(snapshot)
@@ -105,13 +109,15 @@ class _ConsoleEvents:
         self.display.close()
 
 
-def _sum_up(summary: RunSummary, settings: RunSettings, console: Console) -> int:
+def _sum_up(summary: RunSummary, settings: RunSettings, console: Console, not_shown: str) -> int:
     console.print(
         f"{settings.machine.name}: {summary.done} of {summary.total} done ({summary.percent_done:.1f}%), {summary.failed} failed; this run: "
         f"{summary.done_this_run} done in {duration(summary.elapsed)} ({summary.rate:.3g} jobs/s). Results: {settings.folder.results}",
         markup=False,
         soft_wrap=True,
     )
+    if not_shown:
+        console.print(f"{not_shown}.", markup=False, soft_wrap=True)
     if summary.status == RunStatus.INTERRUPTED:
         resume = hide_passwords(shlex.join(sys.orig_argv))
         console.print(f"Interrupted: running jobs were stopped and will run again. Resume with: {resume}", markup=False, soft_wrap=True)

@@ -11,3 +11,9 @@ def plural(count: int, noun: str, plural_form: str | None = None) -> str:
 def article(word: str) -> str:
     """``an`` before a vowel, else ``a``: "an object", "a list"."""
     return "an" if word[:1].lower() in "aeiou" else "a"
+
+
+def last_line(text: str | None) -> str | None:
+    """The last line of ``text`` that is not blank, stripped (a traceback's: the exception)."""
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    return lines[-1] if lines else None
