@@ -50,7 +50,7 @@ def test_the_first_failures_and_each_new_kind_are_shown_and_the_rest_counted(kin
         first_hidden = next(n for n in range(len(kinds)) if n not in set(expected))
         assert shown.index(notes[0]) == sum(1 for n in expected if n < first_hidden)
         assert str(LOG) in notes[0]
-        assert lines.summary().startswith(f"{lines.hidden:,} failure") and str(LOG) in lines.summary()
+        assert lines.summary().startswith(f"{lines.hidden:,} failed attempt") and str(LOG) in lines.summary()
     else:
         assert lines.summary() == ""
 
@@ -69,8 +69,8 @@ def test_a_run_whose_jobs_all_fail_shows_a_few_and_logs_every_one(tmp_path):
     assert IN_FULL <= len(on_console) <= IN_FULL + 1, console
     assert "wrong result shape" in console
     assert console.count("ValueError: job") <= IN_FULL
-    assert f"{hidden} failures of this run not shown above: each is in {tmp_path / 'out' / 'solo' / 'solo.log.gz'}" in console
-    assert console.count("further failures of the kinds above are counted, not shown") == 1
+    assert f"{hidden} failed attempts of this run not shown above: each is in {tmp_path / 'out' / 'solo' / 'solo.log.gz'}" in console
+    assert console.count("further failed attempts of the kinds above are counted, not shown") == 1
     assert f"{len(failing)} jobs failed" in console
     # nothing is lost: the log and the journal have every failure
     log = machine_log_text(tmp_path / "out" / "solo")

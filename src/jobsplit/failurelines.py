@@ -1,11 +1,11 @@
 """Which failures a run shows on its console: the first few in full, then each new kind once.
 
-A run whose jobs all fail alike (an input folder missing, header.csv a column short) printed
-every failure: 20,000 tracebacks, 14 MB of terminal text that buried the first and most useful
-one, and 0.7 ms of the runner's time each on a live display (16.5 s for 20,000 no-op jobs that
-raise, 1.9 s when only the first are shown). The log and the journal keep every failure as before; the console shows
-the first ``IN_FULL``, then the first of each kind it has not shown (up to ``KINDS``), and
-counts the rest, which the run's summary names with the log that holds them.
+A run whose jobs all fail alike printed every failure: 20,000 tracebacks, 14 MB of terminal
+text that buried the first and most useful one, and 0.7 ms of the runner's time each on a live
+display (16.5 s for 20,000 no-op jobs that raise, 1.9 s when only the first are shown). The log
+and the journal keep every failure as before; the console shows the first ``IN_FULL`` failed
+attempts, then the first of each kind it has not shown (up to ``KINDS``), and counts the rest,
+which the run's last lines name with the log that holds them.
 """
 
 from __future__ import annotations
@@ -49,11 +49,11 @@ class FailureLines:
             self._show(text)
             return
         if not self.hidden:
-            self._show(f"(further failures of the kinds above are counted, not shown; the log has each one: {self._log})")
+            self._show(f"(further failed attempts of the kinds above are counted, not shown; the log has each one: {self._log})")
         self.hidden += 1
 
     def summary(self) -> str:
         """Where the failures not shown are, for the run's last lines ("" if none was hidden)."""
         if not self.hidden:
             return ""
-        return f"{plural(self.hidden, 'failure')} of this run not shown above: each is in {self._log} (the report command groups them by kind)"
+        return f"{plural(self.hidden, 'failed attempt')} of this run not shown above: each is in {self._log} (the report command groups them by kind)"
