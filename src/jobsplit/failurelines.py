@@ -56,4 +56,4 @@ class FailureLines:
         """Where the failures not shown are, for the run's last lines ("" if none was hidden)."""
         if not self.hidden:
             return ""
-        return f"{plural(self.hidden, 'failed attempt')} of this run not shown above: each is in {self._log} (the report command groups them by kind)"
+        return f"{plural(self.hidden, 'failed attempt')} of this run not shown above: each is in {self._log} or its rotated segments (the report command groups them by kind)"
