@@ -247,7 +247,7 @@ def start_entry(entry: Path, args: Sequence[str], env: dict[str, str], **popen: 
 
 def read_results(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     """(header, rows) of a results.csv; every line must be complete (ends with a newline)."""
-    text = path.read_text(encoding="utf-8")
+    text = path.read_bytes().decode("utf-8")  # not read_text: it would turn a CR in a cell into a newline
     assert text.endswith("\n"), f"{path} ends with a torn line: {text[-200:]!r}"
     reader = csv.reader(io.StringIO(text, newline=""))
     header = next(reader)
@@ -581,6 +581,8 @@ def kinds_job(*args, progress=None):
         return (kind, i, draw, object())
     elif kind == "big":  # a result of about `param` bytes
         note = "n" * int(param)
+    elif kind == "text":  # a result cell of exactly `param`
+        note = param
     elif kind == "childhang":  # a child process, then a hang (for --timeout)
         _child()
         time.sleep(600)

@@ -197,6 +197,47 @@ def test_a_lost_journal_is_rebuilt_with_the_rows_of_cells_longer_than_csv_reads_
     assert_all_done_once(share, share.ids())
 
 
+ODD_TEXTS = ["bare\rcr", "two\nlines", "crlf\r\nend", "\r", "\n\n", '"\rq"', "ls\u2028sep", "ff\x0cfeed", "nel\x85x", "gs\x1dy", "vt\x0bz", 'q"uote,comma', "nul\x00x"]
+"""Cells that break a row if written unquoted (a CR: Python's csv module before 3.13 leaves it
+so) or split it where lines are told by ``str.splitlines`` (a form feed, U+2028, ...)."""
+
+
+def test_odd_text_cells_read_back_exactly_and_a_lost_journal_is_rebuilt_with_them(tmp_path):
+    """A job returning program output with a lone CR (a progress bar) made results.csv rows that
+    every CSV reader broke in two; and rebuilding a lost journal split rows at any line boundary
+    ``str.splitlines`` knows, so those jobs ran again."""
+    share = HardeningShare(tmp_path, kinds_spec([["text", i, text] for i, text in enumerate(ODD_TEXTS)] + [["ok", i] for i in range(3)]))
+    status, _, err = share.run()
+    assert status == 0, err
+    header, rows = read_results(share.results)
+    assert len(rows) == len(ODD_TEXTS) + 3
+    assert sorted(row["Note"] for row in rows if row["Kind"] == "text") == sorted(ODD_TEXTS)
+    ran = side_lines(share.side)
+    share.remove_journal()
+    status, _, err = share.run()
+    assert status == 0, err
+    assert f"{len(ran)} jobs done there were recorded as done" in err
+    assert side_lines(share.side) == ran, "jobs done before ran again"
+    assert_all_done_once(share, share.ids())
+
+
+def test_a_damaged_line_inside_results_csv_costs_only_itself_when_the_journal_is_rebuilt(tmp_path):
+    """A line cut short by hand (an unclosed quote) must not swallow the rows after it."""
+    share = HardeningShare(tmp_path, kinds_spec([["text", i, text] for i, text in enumerate(["two\nlines", "plain", "a,b"])] + [["ok", i] for i in range(6)]))
+    status, _, err = share.run()
+    assert status == 0, err
+    lines = share.results.read_bytes().decode("utf-8").split("\n")
+    damaged = next(n for n, line in enumerate(lines) if share.ids("ok")[0] in line)
+    lines[damaged] = lines[damaged][:40] + ',"unclosed'  # its quotes unbalanced: it reads on into the next lines
+    share.results.write_bytes("\n".join(lines).encode("utf-8"))
+    share.remove_journal()
+    status, _, err = share.run()
+    assert status == 0, err
+    assert f"{len(share.ids()) - 1} jobs done there were recorded as done" in err
+    assert len(side_lines(share.side)) == len(share.ids()) + 1, "only the damaged row's job ran again"
+    assert_all_done_once(share, share.ids())
+
+
 def interrupt_midway(share: HardeningShare, done_at_least: int = 4) -> set[str]:
     """Start a run of sleepers, SIGTERM it once ``done_at_least`` jobs are done; return those done."""
     process = share.start("--workers", "2")

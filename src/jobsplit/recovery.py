@@ -10,7 +10,7 @@ this plan cannot have made are never dropped: the run refuses to start instead.
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -47,9 +47,9 @@ def read_rows(path: Path, header: Header, digest: str, belongs: Callable[[str], 
         raise UserError(f"{path} cannot be read ({exc}); move it away or pass --fresh to start over (the old files are kept in a backup folder)") from None
     if "\n" not in text:
         return []
-    lines = text.splitlines(keepends=True)
-    if not lines[-1].endswith("\n"):
-        lines.pop()  # a torn last line: never committed to a journal
+    # Split at newlines only (str.splitlines also splits at a CR, a form feed, U+2028 and more,
+    # which a cell may hold), and drop what follows the last one: a torn line, never committed.
+    lines = [line + "\n" for line in text.split("\n")[:-1]]
     columns = next(row_cells(lines[:1]))
     modern = columns == [*header.columns, *RESERVED_COLUMNS]
     if not modern and not (digest_known and columns == [*header.columns, *_BEFORE_0_2]):
@@ -57,10 +57,8 @@ def read_rows(path: Path, header: Header, digest: str, belongs: Callable[[str], 
     start_at, time_at = columns.index("Job Start Time"), columns.index("Job Running Time")
     id_at = len(header.columns)
     rows = []
-    for number, (cells, line) in enumerate(zip(_cells(lines[1:]), lines[1:]), 2):
+    for number, line, cells in _records(lines, 1, len(columns)):
         try:
-            if len(cells) != len(columns):
-                raise ValueError("not a row of this table")
             started, running_time = parse_utc_timestamp(cells[start_at]), float(cells[time_at])
         except ValueError:
             continue  # a damaged line is no result: it cannot say which job it was
@@ -74,15 +72,27 @@ def read_rows(path: Path, header: Header, digest: str, belongs: Callable[[str], 
     return rows
 
 
-def _cells(lines: list[str]) -> list[list[str]]:
-    """Each line's cells on its own, so a damaged line (an unclosed quote) spoils only itself."""
-    cells = []
-    for line in lines:
+def _records(lines: list[str], first: int, width: int) -> Iterator[tuple[int, str, list[str]]]:
+    """(line number, text, cells) of each record of ``width`` cells from ``lines[first:]``. A
+    record goes on over the next line while its quotes are unbalanced (a quoted cell that holds
+    a line break); one that does not read as ``width`` cells (a damaged line, an unclosed quote)
+    costs only its first line, and the next record starts at the line after it."""
+    start = first
+    while start < len(lines):
+        end, quotes = start, 0
+        while end < len(lines) and (end == start or quotes % 2):
+            quotes += lines[end].count('"')
+            end += 1
+        text = "".join(lines[start:end])
         try:
-            cells.append(next(row_cells([line]), []))
+            cells = next(row_cells([text]), [])
         except csv.Error:
-            cells.append([])
-    return cells
+            cells = []
+        if len(cells) == width:
+            yield start + 1, text, cells
+            start = end
+        else:
+            start += 1
 
 
 def adopt(journal: Journal, rows: list[ResultRow]) -> int:

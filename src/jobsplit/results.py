@@ -10,7 +10,6 @@ finished lines of text.
 from __future__ import annotations
 
 import csv
-import io
 import numbers
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -50,15 +49,6 @@ class ResultShapeError(Exception):
     """A job returned something that does not fit the header's result columns."""
 
 
-class _LastLine:
-    """A file-like sink that keeps the one line a csv writer just wrote."""
-
-    line = ""
-
-    def write(self, text: str) -> None:
-        self.line = text
-
-
 class RowFormatter:
     """Turns (timings, return value, identity) into a CSV line; lives in each worker, where two
     threads may format at once (it keeps no state that a line changes)."""
@@ -74,20 +64,17 @@ class RowFormatter:
         self._suffix = f",{machine},{digest},{code}\n"  # never quoted: a machine name, hex digits
 
     def line(self, value: Any, job_started: float, running_time: float, job_id: str, job_args: str) -> str:
-        """The CSV line csv.writer would write, built directly when no cell holds a line break
-        (only a cell with a comma or a quote needs quoting then; csv itself only for the rest)."""
+        """The row as one CSV record ending in a newline (RFC 4180: a cell holding a comma, a
+        quote or a line break is quoted), built without the csv module, which quotes a lone CR
+        only from Python 3.13 on: before, "a\\rb" went out unquoted, and every CSV reader, Python's
+        own and the one that rebuilds a lost journal, broke the row there."""
         timing = ["", "", ""]
         timing[self._run_at] = self.run_started
         timing[self._start_at] = utc_timestamp(job_started)
         timing[self._time_at] = f"{running_time:.6f}"
         cells = self.cells(value)
-        try:
-            quoted = [_quoted(cell) for cell in cells]
-            return f"{','.join(timing)},{','.join(quoted)},{job_id},{_quoted(job_args)}{self._suffix}" if cells else f"{','.join(timing)},{job_id},{_quoted(job_args)}{self._suffix}"
-        except _LineBreak:  # rare: a writer of its own, so that two threads never share one
-            sink = _LastLine()
-            csv.writer(sink, lineterminator="\n").writerow([*timing, *cells, job_id, job_args, self.machine, self.digest, self.code])
-            return sink.line
+        quoted = [_quoted(cell) for cell in cells]
+        return f"{','.join(timing)},{','.join(quoted)},{job_id},{_quoted(job_args)}{self._suffix}" if cells else f"{','.join(timing)},{job_id},{_quoted(job_args)}{self._suffix}"
 
     def cells(self, value: Any) -> list[str]:
         """The result columns' cells: a sequence in column order, a dict by name, or a scalar."""
@@ -133,14 +120,8 @@ def _cell(value: Any, column: str) -> str:
     raise ResultShapeError(f"the value for column {column!r} is {article(name)} {name}; cells must be numbers, strings, booleans or None")
 
 
-class _LineBreak(Exception):
-    """A cell holds a line break: csv.writer decides (Python versions quote a CR differently)."""
-
-
 def _quoted(cell: str) -> str:
-    if "\n" in cell or "\r" in cell:
-        raise _LineBreak
-    if "," in cell or '"' in cell:
+    if "," in cell or '"' in cell or "\n" in cell or "\r" in cell:
         return '"' + cell.replace('"', '""') + '"'
     return cell
 
@@ -155,9 +136,7 @@ def _differences(missing: list[str], extra: list[str]) -> str:
 
 
 def csv_header_line(header: Header) -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerow([*header.columns, *RESERVED_COLUMNS])
-    return buffer.getvalue()
+    return ",".join(map(_quoted, [*header.columns, *RESERVED_COLUMNS])) + "\n"
 
 
 class ResultsFile:
