@@ -219,6 +219,8 @@ def test_odd_text_cells_read_back_exactly_and_a_lost_journal_is_rebuilt_with_the
     assert f"{len(ran)} jobs done there were recorded as done" in err
     assert side_lines(share.side) == ran, "jobs done before ran again"
     assert_all_done_once(share, share.ids())
+    _, rows = read_results(share.results)  # rewritten from the rebuilt journal: every CR kept
+    assert sorted(row["Note"] for row in rows if row["Kind"] == "text") == sorted(ODD_TEXTS)
 
 
 def test_a_damaged_line_inside_results_csv_costs_only_itself_when_the_journal_is_rebuilt(tmp_path):

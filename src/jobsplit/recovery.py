@@ -40,7 +40,7 @@ def read_rows(path: Path, header: Header, digest: str, belongs: Callable[[str], 
     none, can be trusted). Refuses, naming the file, rows it cannot account for.
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_bytes().decode("utf-8")  # not read_text, which turns a CR in a cell into a newline
     except FileNotFoundError:
         return []
     except (OSError, UnicodeDecodeError) as exc:
