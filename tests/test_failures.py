@@ -179,8 +179,9 @@ def test_a_traceback_names_only_the_job(tmp_path):
     jobs = journal_jobs(tmp_path / "out" / "solo" / "journal.sqlite")
     errors = [job["error"] for job in jobs.values() if job["outcome"] == "error"]
     assert len(errors) == 15
-    polluted = [e for e in errors if "EOFError" in e or "runner.py" in e or "During handling" in e]
+    polluted = [e for e in errors if "EOFError" in e or "runner.py" in e or "worker.py" in e or "During handling" in e]
     assert not polluted, polluted[0]
+    assert all(re.match(r'Traceback \(most recent call last\):\n  File ".*entry\.py", line \d+, in job\n', e) for e in errors), errors[0]
 
 
 # --- workers that cannot start ------------------------------------------------------------

@@ -550,7 +550,7 @@ class _JobRunner:
         except BaseException as exc:  # noqa: BLE001 - anything a job raises is that job's failure
             if _forked:
                 _end_forked_child(exc)
-            error, value = clean_text(traceback.format_exc()), None
+            error, value = clean_text(_job_traceback(exc)), None
         if _forked:
             _end_forked_child(None)
         paused = board.paused() - paused  # Ctrl-Z: not the job's time
@@ -636,6 +636,14 @@ def bounded_repr(value: Any, limit: int = REPR_LIMIT) -> str:
     except Exception as exc:  # noqa: BLE001 - a repr that fails is still worth a mention
         return f"<a {type(value).__name__} whose repr() raised {type(exc).__name__}: {exc}>"
     return text if len(text) <= limit else f"{text[:limit]}... (cut at {limit:,} characters)"
+
+
+def _job_traceback(exc: BaseException) -> str:
+    """A job's traceback from the job's own first frame on: the worker's frame that called it
+    (``value = setup.job(...)`` in jobsplit's source, or inside the executable) tells the job's
+    author nothing. A call that failed before the job's code ran keeps that frame."""
+    tb = exc.__traceback__
+    return "".join(traceback.format_exception(type(exc), exc, tb.tb_next if tb is not None and tb.tb_next is not None else tb))
 
 
 def _internal() -> str:
