@@ -195,3 +195,28 @@ def test_a_line_is_exactly_what_csv_writes(cells, job_args, timing):
     csv.writer(buffer, lineterminator="\r\n").writerow(fields)
     assert line == buffer.getvalue().removesuffix("\r\n") + "\n"
     assert list(csv.reader(io.StringIO(line, newline=""))) == [fields]
+
+
+# --- rows read back from results.csv when a lost journal is rebuilt --------------------------
+
+_TEXT = st.text(alphabet=st.sampled_from(list('ab,"\n\r\x0c\u2028 é')), max_size=6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_TEXT, min_size=1, max_size=6), st.integers(0, 6), st.sampled_from(['x,"oops', 'a,1,2,3,4,5,6,7,"oops', "cut", '"']))
+def test_rows_read_back_whatever_their_cells_and_a_damaged_line_costs_only_itself(tmp_path_factory, notes, at, damage):
+    """Each row formatted for results.csv reads back as exactly that row (cells with any line
+    break, quotes and commas); a damaged line put among them (an unclosed quote that would take
+    in the lines after it, some of them even as many cells as a row) is the only row lost."""
+    from jobsplit.recovery import read_rows
+    from jobsplit.results import csv_header_line
+
+    header = Header(("Run Start Time", "Job Running Time", "Job Start Time", "Note"))
+    formatter = RowFormatter(header, "m", STARTED, "d" * 32, "c" * 12)
+    lines = [formatter.line(note, STARTED + n, 0.5, f"{n:032x}", f'["{n}"]') for n, note in enumerate(notes)]
+    damaged = [*lines[:at], damage + "\n", *lines[at:]]
+    path = tmp_path_factory.mktemp("rows") / "results.csv"
+    path.write_bytes((csv_header_line(header) + "".join(damaged)).encode("utf-8"))
+    rows = read_rows(path, header, "d" * 32, lambda job: True, digest_known=True)
+    assert [row.line for row in rows] == lines
+    assert [row.started for row in rows] == pytest.approx([STARTED + n for n in range(len(notes))])

@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from .config import RESERVED_COLUMNS, Header
 from .errors import UserError
@@ -21,7 +21,7 @@ from .results import row_cells
 from .states import JobState, Outcome
 from .timefmt import parse_utc_timestamp
 
-_MODERN = len(RESERVED_COLUMNS)
+_Row = TypeVar("_Row")
 _BEFORE_0_2 = RESERVED_COLUMNS[:3]  # jobsplit 0.1 wrote no Digest and Code columns
 
 
@@ -56,12 +56,18 @@ def read_rows(path: Path, header: Header, digest: str, belongs: Callable[[str], 
         raise UserError(f"{path} has other columns than header.csv gives now; move it away or pass --fresh to start over (the old files are kept in a backup folder)")
     start_at, time_at = columns.index("Job Start Time"), columns.index("Job Running Time")
     id_at = len(header.columns)
-    rows = []
-    for number, line, cells in _records(lines, 1, len(columns)):
+
+    def timed(cells: list[str]) -> tuple[list[str], float, float] | None:
+        """A row of this table with its start and running time; None for anything else."""
+        if len(cells) != len(columns):
+            return None
         try:
-            started, running_time = parse_utc_timestamp(cells[start_at]), float(cells[time_at])
+            return cells, parse_utc_timestamp(cells[start_at]), float(cells[time_at])
         except ValueError:
-            continue  # a damaged line is no result: it cannot say which job it was
+            return None  # a damaged line is no result: it cannot say which job it was
+
+    rows = []
+    for number, line, (cells, started, running_time) in _records(lines, 1, timed):
         job_id = cells[id_at]
         if (modern and cells[-2] != digest) or not belongs(job_id):
             raise UserError(
@@ -72,11 +78,11 @@ def read_rows(path: Path, header: Header, digest: str, belongs: Callable[[str], 
     return rows
 
 
-def _records(lines: list[str], first: int, width: int) -> Iterator[tuple[int, str, list[str]]]:
-    """(line number, text, cells) of each record of ``width`` cells from ``lines[first:]``. A
-    record goes on over the next line while its quotes are unbalanced (a quoted cell that holds
-    a line break); one that does not read as ``width`` cells (a damaged line, an unclosed quote)
-    costs only its first line, and the next record starts at the line after it."""
+def _records(lines: list[str], first: int, read: Callable[[list[str]], _Row | None]) -> Iterator[tuple[int, str, _Row]]:
+    """(line number, text, what ``read`` makes of its cells) of each record from ``lines[first:]``.
+    A record goes on over the next line while its quotes are unbalanced (a quoted cell that holds
+    a line break); one that ``read`` refuses (a damaged line, an unclosed quote that took in the
+    lines after it) costs only its first line: the next record starts at the line after it."""
     start = first
     while start < len(lines):
         end, quotes = start, 0
@@ -85,11 +91,11 @@ def _records(lines: list[str], first: int, width: int) -> Iterator[tuple[int, st
             end += 1
         text = "".join(lines[start:end])
         try:
-            cells = next(row_cells([text]), [])
+            row = read(next(row_cells([text]), []))
         except csv.Error:
-            cells = []
-        if len(cells) == width:
-            yield start + 1, text, cells
+            row = None
+        if row is not None:
+            yield start + 1, text, row
             start = end
         else:
             start += 1
