@@ -629,9 +629,13 @@ def kinds_job(*args, progress=None):
     elif kind == "stdoutclose":  # closes its standard streams
         sys.stdout.close()
         sys.stderr.close()
-    elif kind == "printmark":  # prints a line on each standard stream
+    elif kind == "fdclose":  # closes descriptors 0, 1 and 2 themselves, not just the Python streams
+        for fd in (0, 1, 2):
+            os.close(fd)
+    elif kind == "printmark":  # prints a line on each standard stream, and a program too
         print(f"out-mark-{i}")
         print(f"err-mark-{i}", file=sys.stderr)
+        subprocess.run(["sh", "-c", f"echo sh-mark-{i}; cat >/dev/null; echo read-$?"], check=True)
     elif kind == "getenv":
         note = f"{os.environ.get('JOBSPLIT_TEST_LEAK', '-')} {os.environ['PATH'] != '/nowhere'} {'HOME' in os.environ}"
         note += " " + subprocess.run(["sh", "-c", 'echo "${JOBSPLIT_TEST_LEAK:--}"'], stdout=subprocess.PIPE, text=True, check=True).stdout.strip()

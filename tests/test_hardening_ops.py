@@ -310,11 +310,13 @@ def test_every_job_starts_with_the_run_environment_whatever_the_job_before_set(t
     assert {row["Note"] for row in read_results(share.results)[1] if row["Kind"] == "getenv"} == {"- True True -"}
 
 
-@pytest.mark.parametrize("spoiler", ["stdoutswap", "stdoutclose"])
+@pytest.mark.parametrize("spoiler", ["stdoutswap", "stdoutclose", "fdclose"])
 def test_every_job_prints_to_the_log_whatever_the_job_before_did_to_its_streams(tmp_path, spoiler):
     """A job that swapped ``sys.stdout`` for a file of its own (to silence a library) and never
-    swapped it back, or closed its standard streams, must not silence its worker's next jobs
-    (their output went to that file) nor make them fail (``print`` to a closed file raises)."""
+    swapped it back, or closed its standard streams or their descriptors, must not silence its
+    worker's next jobs (their output went to that file) nor make them fail (``print`` to a
+    closed file raises, a closed descriptor gives EBADF): they and the programs they run print
+    to the log, and read an empty standard input."""
     share = HardeningShare(tmp_path, kinds_spec([[kind, i, 0.0] for i in range(5) for kind in (spoiler, "printmark")]))
     status, _, err = share.run("--workers", "1")
     assert status == 0, err
@@ -323,8 +325,11 @@ def test_every_job_prints_to_the_log_whatever_the_job_before_did_to_its_streams(
     lines = share.log().splitlines()
     for job in share.spec["jobs"]:
         if job[0] == "printmark":
-            for marker in (f"out-mark-{job[1]}", f"err-mark-{job[1]}"):
+            for marker in (f"out-mark-{job[1]}", f"err-mark-{job[1]}", f"sh-mark-{job[1]}", "read-0"):
                 assert [line for line in lines if marker in line and tuple_id(job) in line], f"no log line {marker!r} of its job"
+    if spoiler == "fdclose":
+        closed = [line for line in lines if "the job closed its standard output (descriptor 1); the next jobs have it back" in line]
+        assert len(closed) == 5, closed
 
 
 def test_an_alarm_or_signal_handler_a_job_left_never_reaches_the_next_jobs(tmp_path):

@@ -16,6 +16,7 @@ in two): the worker never holds more of a line, whatever the job writes.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import gzip
 import logging
@@ -58,15 +59,20 @@ class OutputCapture:
         jobsplit_logger.handlers.clear()
         jobsplit_logger.propagate = True
         logging.captureWarnings(True)
+        self._kept = {0: os.dup(0)}
+        """A copy of each standard descriptor (0 is /dev/null by now) as the worker set it up,
+        not inherited by programs: put back where a job closed it (see end_job)."""
         for fd, name, level in STREAMS:
             read_end, write_end = os.pipe()
             os.dup2(write_end, fd)
-            os.close(write_end)
+            self._kept[fd] = write_end
             os.set_blocking(read_end, False)
             self._pipes[read_end] = _Pipe(name, level)
         self._ready = select.poll()
         for fd in self._pipes:
             self._ready.register(fd, select.POLLIN)
+        for fd in self._kept:
+            self._ready.register(fd, 0)  # no event asked: reported only if closed (POLLNVAL)
         # Real text files on descriptors 1 and 2, line-buffered like a terminal's; odd text is
         # escaped, never an error in the job.
         sys.stdout = open(1, "w", encoding="utf-8", errors="backslashreplace", buffering=1, closefd=False)  # noqa: SIM115 - lives as long as the worker
@@ -90,9 +96,11 @@ class OutputCapture:
             except (OSError, ValueError):
                 pass  # the job closed or broke it: nothing left to flush
         with self._lock:
-            for fd, _ in self._ready.poll(0):  # one system call when the job wrote nothing
+            for fd, events in self._ready.poll(0):  # one system call when the job wrote nothing
                 if fd in self._pipes:
                     self._read(fd)
+                elif events & select.POLLNVAL:
+                    self._put_back(fd)
             for pipe in self._pipes.values():
                 if pipe.partial:
                     self._emit(time.time(), pipe.level, pipe.name, pipe.rest())
@@ -105,12 +113,25 @@ class OutputCapture:
         with self._lock:
             self._emit(created, level, name, message)
 
+    def _put_back(self, fd: int) -> None:
+        """The job closed a standard descriptor (``os.close(1)``, a library that detaches): the
+        next jobs would fail to print (EBADF), or print into whatever file took its number."""
+        try:
+            os.dup2(self._kept[fd], fd)
+        except OSError:
+            return  # the job closed the copy too (os.closerange): nothing to put back
+        name = ("standard input", "standard output", "standard error")[fd]
+        self._emit(time.time(), "WARNING", "jobsplit", f"the job closed its {name} (descriptor {fd}); the next jobs have it back")
+
     def close(self) -> None:
         """The worker is done: read what is left in the pipes before it exits."""
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 1)  # the pipes' last write ends: their reader now sees the end
         os.dup2(devnull, 2)
         os.close(devnull)
+        for fd in self._kept.values():
+            with contextlib.suppress(OSError):  # closed by a job already
+                os.close(fd)
         self._reader.join(timeout=5)  # a job's own child process may still hold a write end
 
     def _emit(self, created: float, level: str, name: str, *messages: str | bytes) -> None:
