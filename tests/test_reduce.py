@@ -229,3 +229,35 @@ def test_a_reduce_function_that_raises_is_shown_with_its_traceback(project, tmp_
 def test_the_fold_source_is_what_the_entry_uses():
     """The entry embeds this module's fold verbatim: the comparison is like with like."""
     assert textwrap.dedent(inspect.getsource(fold)) in ENTRY
+
+
+TEXT_ENTRY = '''\
+import jobsplit
+
+TEXTS = ["plain", "bare\\rcr", "two\\nlines", "crlf\\r\\nend", 'q"uote,comma']
+
+
+def job(n, random_obj, config, progress):
+    return TEXTS[n], 0.5
+
+
+def texts(rows):
+    return sorted(row["Value"] for row in rows)
+
+
+if __name__ == "__main__":
+    jobsplit.main(job, [(n,) for n in range(len(TEXTS))], reduce=texts)
+'''
+
+
+def test_the_rows_reach_the_reduce_function_whatever_text_their_cells_hold(tmp_path):
+    """A cell holding a lone CR (program output with a progress bar) went out unquoted, and
+    ``reduce`` stopped with a traceback (csv.Error: new-line character seen in unquoted field)."""
+    write_config_dir(tmp_path, header=HEADER, machines={"m1": [1.0, 2]})
+    entry = tmp_path / "entry.py"
+    entry.write_text(TEXT_ENTRY, encoding="utf-8")
+    result = run_machine(entry, tmp_path / "out", "m1")
+    assert result.returncode == 0, result.stderr
+    result = reduce(entry, tmp_path / "out", "-o", tmp_path / "texts.json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "texts.json").read_text(encoding="utf-8")) == sorted(["plain", "bare\rcr", "two\nlines", "crlf\r\nend", 'q"uote,comma'])
