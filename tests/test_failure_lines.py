@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import run_entry
-from jobsplit.failurelines import IN_FULL, KIND_LENGTH, KINDS, FailureLines, failure_kind
+from jobsplit.failurelines import IN_FULL, KIND_LENGTH, KINDS, TEXT_LIMIT, FailureLines, failure_kind
 from runhelpers import journal_jobs, machine_log_text, pool_spec, run_args, run_env, spec_id, write_kinds_entry
 
 LOG = Path("out/solo/solo.log.gz")
@@ -53,6 +53,20 @@ def test_the_first_failures_and_each_new_kind_are_shown_and_the_rest_counted(kin
         assert lines.summary().startswith(f"{lines.hidden:,} failed attempt") and str(LOG) in lines.summary()
     else:
         assert lines.summary() == ""
+
+
+def test_a_huge_failure_shows_its_start_and_its_end_and_where_the_rest_is():
+    """An exception carrying a file's worth of text printed megabytes to the console for each
+    failure; the start and the end (a traceback's exception) are shown, the log has the rest."""
+    shown: list[str] = []
+    lines = FailureLines(shown.append, LOG)
+    text = "Traceback (most recent call last):\n" + "x" * 5_000_000 + "\nValueError: the end"
+    lines.add(text, "error: ValueError")
+    lines.add("short", "error: ValueError")
+    assert len(shown[0]) < TEXT_LIMIT + 200
+    assert shown[0].startswith("Traceback (most recent call last):\nxxx") and shown[0].endswith("xxx\nValueError: the end")
+    assert f"{len(text) - TEXT_LIMIT:,} characters not shown; the log has them: {LOG}" in shown[0]
+    assert shown[1] == "short"
 
 
 def test_a_run_whose_jobs_all_fail_shows_a_few_and_logs_every_one(tmp_path):

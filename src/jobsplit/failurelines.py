@@ -21,6 +21,9 @@ KINDS = 50
 """Kinds of failure shown at most: a bound even if every failure is of a kind of its own."""
 KIND_LENGTH = 100
 """Characters of an error's last line that can make its kind."""
+TEXT_LIMIT = 4000
+"""Characters of one failure shown: its start and its end (where a traceback's exception is);
+an exception that carries a file's worth of text printed megabytes for each failure."""
 
 
 def failure_kind(outcome: str, error: str | None) -> str:
@@ -46,11 +49,17 @@ class FailureLines:
         if self._shown < IN_FULL or (kind not in self._kinds and len(self._kinds) < KINDS):
             self._kinds.add(kind)
             self._shown += 1
-            self._show(text)
+            self._show(self._shortened(text))
             return
         if not self.hidden:
             self._show(f"(further failed attempts of the kinds above are counted, not shown; the log has each one: {self._log})")
         self.hidden += 1
+
+    def _shortened(self, text: str) -> str:
+        if len(text) <= TEXT_LIMIT:
+            return text
+        head, tail = TEXT_LIMIT * 3 // 4, TEXT_LIMIT // 4
+        return f"{text[:head]} [... {len(text) - head - tail:,} characters not shown; the log has them: {self._log} ...] {text[-tail:]}"
 
     def summary(self) -> str:
         """Where the failures not shown are, for the run's last lines ("" if none was hidden)."""
