@@ -220,3 +220,19 @@ def test_rows_read_back_whatever_their_cells_and_a_damaged_line_costs_only_itsel
     rows = read_rows(path, header, "d" * 32, lambda job: True, digest_known=True)
     assert [row.line for row in rows] == lines
     assert [row.started for row in rows] == pytest.approx([STARTED + n for n in range(len(notes))])
+
+
+def test_a_row_of_another_plan_is_refused_naming_its_line(tmp_path):
+    """The line number counts the lines of the rows before it, line breaks in their cells too."""
+    from jobsplit.errors import UserError
+    from jobsplit.recovery import read_rows
+    from jobsplit.results import csv_header_line
+
+    header = Header(("Run Start Time", "Job Running Time", "Job Start Time", "Note"))
+    formatter = RowFormatter(header, "m", STARTED, "d" * 32, "c" * 12)
+    notes = ["one", "two\nlines", "three\r\nlines\nhere", "stranger"]
+    lines = [formatter.line(note, STARTED, 0.5, f"{n:032x}", f"[{n}]") for n, note in enumerate(notes)]
+    path = tmp_path / "results.csv"
+    path.write_bytes((csv_header_line(header) + "".join(lines)).encode("utf-8"))
+    with pytest.raises(UserError, match=f"{re.escape(str(path))} line 8 holds a result of another plan"):
+        read_rows(path, header, "d" * 32, lambda job: job != f"{3:032x}", digest_known=True)

@@ -47,10 +47,8 @@ def read_rows(path: Path, header: Header, digest: str, belongs: Callable[[str], 
         raise UserError(f"{path} cannot be read ({exc}); move it away or pass --fresh to start over (the old files are kept in a backup folder)") from None
     if "\n" not in text:
         return []
-    # Split at newlines only (str.splitlines also splits at a CR, a form feed, U+2028 and more,
-    # which a cell may hold), and drop what follows the last one: a torn line, never committed.
-    lines = [line + "\n" for line in text.split("\n")[:-1]]
-    columns = next(row_cells(lines[:1]))
+    body = text.index("\n") + 1
+    columns = next(row_cells([text[:body]]))
     modern = columns == [*header.columns, *RESERVED_COLUMNS]
     if not modern and not (digest_known and columns == [*header.columns, *_BEFORE_0_2]):
         raise UserError(f"{path} has other columns than header.csv gives now; move it away or pass --fresh to start over (the old files are kept in a backup folder)")
@@ -67,7 +65,7 @@ def read_rows(path: Path, header: Header, digest: str, belongs: Callable[[str], 
             return None  # a damaged line is no result: it cannot say which job it was
 
     rows = []
-    for number, line, (cells, started, running_time) in _records(lines, 1, timed):
+    for number, line, (cells, started, running_time) in _records(text, body, 2, timed):
         job_id = cells[id_at]
         if (modern and cells[-2] != digest) or not belongs(job_id):
             raise UserError(
@@ -78,27 +76,31 @@ def read_rows(path: Path, header: Header, digest: str, belongs: Callable[[str], 
     return rows
 
 
-def _records(lines: list[str], first: int, read: Callable[[list[str]], _Row | None]) -> Iterator[tuple[int, str, _Row]]:
-    """(line number, text, what ``read`` makes of its cells) of each record from ``lines[first:]``.
-    A record goes on over the next line while its quotes are unbalanced (a quoted cell that holds
-    a line break); one that ``read`` refuses (a damaged line, an unclosed quote that took in the
-    lines after it) costs only its first line: the next record starts at the line after it."""
-    start = first
-    while start < len(lines):
-        end, quotes = start, 0
-        while end < len(lines) and (end == start or quotes % 2):
-            quotes += lines[end].count('"')
-            end += 1
-        text = "".join(lines[start:end])
+def _records(text: str, start: int, number: int, read: Callable[[list[str]], _Row | None]) -> Iterator[tuple[int, str, _Row]]:
+    """(line number, text, what ``read`` makes of its cells) of each record of ``text[start:]``,
+    line ``number`` on. Lines end at newlines only (``str.splitlines`` also ends them at a CR, a
+    form feed, U+2028 and more, which a cell may hold), and what follows the last one is a torn
+    line, never committed. A record goes on over the next line while its quotes are unbalanced (a
+    quoted cell that holds a line break); one that ``read`` refuses (a damaged line, an unclosed
+    quote that took in the lines after it) costs only its first line: the next record starts at
+    the line after it. Records are slices of ``text``: no list of its lines is made."""
+    complete = text.rfind("\n") + 1
+    while start < complete:
+        end, quotes, lines = start, 0, 0
+        while end < complete and (lines == 0 or quotes % 2):
+            stop = text.index("\n", end) + 1
+            quotes += text.count('"', end, stop)
+            end, lines = stop, lines + 1
+        record = text[start:end]
         try:
-            row = read(next(row_cells([text]), []))
+            row = read(next(row_cells([record]), []))
         except csv.Error:
             row = None
         if row is not None:
-            yield start + 1, text, row
-            start = end
+            yield number, record, row
+            start, number = end, number + lines
         else:
-            start += 1
+            start, number = text.index("\n", start) + 1, number + 1
 
 
 def adopt(journal: Journal, rows: list[ResultRow]) -> int:
