@@ -15,5 +15,4 @@ def article(word: str) -> str:
 
 def last_line(text: str | None) -> str | None:
     """The last line of ``text`` that is not blank, stripped (a traceback's: the exception)."""
-    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
-    return lines[-1] if lines else None
+    return next((stripped for line in reversed((text or "").splitlines()) if (stripped := line.strip())), None)
