@@ -116,6 +116,13 @@ def job(*args, **kwargs):
     elif kind == "quickfirst":  # the first `param` jobs to start are quick, later ones sleep
         if len(Path(os.environ["JOBSPLIT_TEST_STARTS"]).read_text().split()) > int(param):
             time.sleep(float(os.environ.get("JOBSPLIT_TEST_SLEEP", 60)))
+    elif kind == "stopafter":  # the job started after the first `param` stops the run and waits, if JOBSPLIT_TEST_STOP says how:
+        how = os.environ.get("JOBSPLIT_TEST_STOP")  # "interrupt" (SIGINT to the run) or "scheduler" (SIGTERM to the run and this worker at once)
+        if how and len(Path(os.environ["JOBSPLIT_TEST_STARTS"]).read_text().split()) > int(param):
+            os.kill(os.getppid(), signal.SIGINT if how == "interrupt" else signal.SIGTERM)
+            if how == "scheduler":
+                os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(60)
     elif kind == "nodeathsig":  # as where PR_SET_PDEATHSIG does not exist: only the ppid polling is left
         ctypes.CDLL(None).prctl(1, 0, 0, 0, 0)  # PR_SET_PDEATHSIG, 0: no signal on the parent's death
         time.sleep(float(param))

@@ -239,6 +239,34 @@ def test_a_finished_job_is_recorded_while_the_next_job_of_its_batch_runs(tmp_pat
     assert sorted(ran) == sorted(spec_id(s) for s in pool), "a finished job ran again after the interrupt"
 
 
+@pytest.mark.parametrize("how", ["interrupt", "scheduler"])
+def test_jobs_that_finished_just_before_a_stop_are_recorded_and_never_run_again(tmp_path, how):
+    """A short job's result waits in its worker to travel with its batch's: a stop must not lose it.
+
+    One worker: the first job is sent alone, the next four as one batch; its fourth job stops the
+    run at once (the run's Ctrl-C, or a scheduler's SIGTERM to every process), two jobs after the
+    last result the worker sent.
+    """
+    pool = pool_spec("stopafter", 10, 4)
+    entry, config_dir = write_kinds_entry(tmp_path, pool)
+    side, starts, journal = tmp_path / "side.txt", tmp_path / "starts.txt", tmp_path / "out" / "solo" / "journal.sqlite"
+    env = run_env(tmp_path, JOBSPLIT_TEST_SIDE=str(side), JOBSPLIT_TEST_STARTS=str(starts), JOBSPLIT_TEST_STOP=how)
+    args = run_args(config_dir, tmp_path / "out", "--workers", "1", "--start-method", "fork")
+    status, _, err = communicate(start_entry(entry, args, env), 60)
+    assert status == 130, err
+    finished = side_lines(side)
+    assert len(finished) == 4 and len(side_lines(starts)) == 5, (finished, side_lines(starts))
+    assert done_in_journal(journal) == set(finished), "a job that finished before the stop is not recorded done"
+    _, rows = read_results(journal.parent / "results.csv")
+    assert sorted(r["Job ID"] for r in rows) == sorted(finished)
+
+    del env["JOBSPLIT_TEST_STOP"]
+    status, _, err = communicate(start_entry(entry, args, env), 60)
+    assert status == 0, err
+    assert "resuming: 4 done, 0 failed, 6 to go" in err
+    assert sorted(side_lines(side)) == sorted(spec_id(s) for s in pool), "a finished job ran again after the stop"
+
+
 @pytest.mark.parametrize(
     "start_method",
     [

@@ -52,6 +52,9 @@ from .states import Outcome
 
 FLUSH_INTERVAL = 0.05
 """Seconds a short job's record may wait in the worker to travel with others."""
+LAST_SEND_WAIT = 0.2
+"""Seconds a worker stopped by SIGTERM waits for its outbox (another thread sending) before it
+sends the records still waiting there."""
 CHILD_GRACE = 1.0
 """Seconds a job's leftover child processes get between SIGTERM and SIGKILL."""
 CPU_ABOVE = 0.001
@@ -169,7 +172,7 @@ def _identity_or_none(job: Any, position: int) -> str | None:
 
 def worker_main(setup: WorkerSetup, tasks: Connection, results: Connection, slot: int, parent_pid: int) -> None:
     """Entry point of a worker process."""
-    global _parent_pid, _worker_pid
+    global _parent_pid, _worker_pid, _outbox
     _parent_pid, _worker_pid = parent_pid, os.getpid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     signal.signal(signal.SIGTSTP, signal.SIG_DFL)  # a forked worker has the parent's handler, which would pause the run's workers from here
@@ -186,7 +189,7 @@ def worker_main(setup: WorkerSetup, tasks: Connection, results: Connection, slot
     restore_library_path()
     if setup.nice:
         os.nice(setup.nice)  # the parent checked that this is allowed
-    outbox = _Outbox(results, RowFormatter(setup.header, setup.machine, setup.run_started, setup.digest, setup.code))
+    outbox = _outbox = _Outbox(results, RowFormatter(setup.header, setup.machine, setup.run_started, setup.digest, setup.code))
     capture = OutputCapture(outbox.send_log, setup.log, setup.per_job_logs)
     inbox: SimpleQueue[list[_Ready] | None] = SimpleQueue()
     revocations = _Revocations()
@@ -246,6 +249,8 @@ jobs here (against 0.03 ms for this check as it is)."""
 
 _parent_pid = _worker_pid = 0
 """The runner's pid and the worker's own, set when the worker starts."""
+_outbox: _Outbox | None = None
+"""The worker's outbox, for the SIGTERM handler's last send."""
 _forked = False
 """True in a process forked by a job (``os.register_at_fork``): see _end_forked_child."""
 _fork_masks = threading.local()
@@ -303,6 +308,8 @@ def _on_terminate(signum: int, frame: FrameType | None) -> None:
     if os.getpid() == _worker_pid:
         if os.getppid() != _parent_pid:
             _kill_own_group()
+        if _outbox is not None:
+            _outbox.send_last()
         signal_strays(signal.SIGTERM)  # the group had it from the runner, with this process
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
@@ -398,11 +405,27 @@ class _Outbox:
     def flush(self, older_than: float = 0.0) -> None:
         with self._lock:
             if self._ended and time.monotonic() - self._since >= older_than:
-                formatter, internal = self._rows, self._internal
-                ended = [_finished(formatter, item, internal) if type(item) is _Returned else item for item in self._ended]
-                tickets, outcomes, started, running_times, paused, rows, errors, max_rss, cpu = map(list, zip(*ended))
-                self._results.send((RESULTS, Results(tickets, outcomes, started, running_times, paused, rows, errors, max_rss, cpu, self._internal)))
-                self._ended, self._internal = [], []
+                self._send()
+
+    def send_last(self) -> None:
+        """The worker is about to die of a SIGTERM (a stop, a scheduler's signal, a timeout): the
+        attempts that ended go now, or the parent would hand them out again. Called by the signal
+        handler, in the job thread: if that thread was interrupted inside the outbox itself, its
+        lock never comes and nothing goes (its message may be half written). The lock is kept, so
+        that no other thread starts a message that the exit would cut short."""
+        if self._lock.acquire(timeout=LAST_SEND_WAIT) and self._ended:
+            try:
+                self._send()
+            except OSError:
+                pass  # the parent is gone: nobody to tell
+
+    def _send(self) -> None:
+        """Send the ended attempts as one ``Results`` group (the lock held)."""
+        formatter, internal = self._rows, self._internal
+        ended = [_finished(formatter, item, internal) if type(item) is _Returned else item for item in self._ended]
+        tickets, outcomes, started, running_times, paused, rows, errors, max_rss, cpu = map(list, zip(*ended))
+        self._results.send((RESULTS, Results(tickets, outcomes, started, running_times, paused, rows, errors, max_rss, cpu, self._internal)))
+        self._ended, self._internal = [], []
 
     def send_log(self, entries: list[LogEntry]) -> None:
         with self._lock:
