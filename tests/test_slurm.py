@@ -231,9 +231,15 @@ def test_a_signalled_and_requeued_task_resumes_and_runs_no_finished_job_twice(sl
         recorded = query(journal, "SELECT COUNT(*) FROM runs")
         return bool(recorded) and recorded[0][0] == runs and len(begun) - len(finished) == 2 * runs and set(finished) == done()
 
+    def seen() -> dict[str, object]:
+        """What held() looks at, for a failure's message."""
+        finished, begun = task0(side), task0(starts)
+        return {"runs": query(journal, "SELECT COUNT(*) FROM runs"), "begun": begun, "finished": finished,
+                "finished, not done": set(finished) - done(), "queue": slurm.squeue(job)}  # fmt: skip
+
     assert wait_for(lambda: len(task0(side)) >= 6, 120), slurm.squeue(job)
     hold.touch()
-    assert wait_for(lambda: held(1), 60), (task0(starts), task0(side), slurm.squeue(job))
+    assert wait_for(lambda: held(1), 60), seen()
 
     # 1. scancel --batch --signal=TERM: the run stops like Ctrl-C and exits 130
     slurm.scancel("--batch", "--signal=TERM", task)
@@ -245,7 +251,7 @@ def test_a_signalled_and_requeued_task_resumes_and_runs_no_finished_job_twice(sl
 
     # 2. scontrol requeue: it runs again from its journal (still held), then requeue it while it runs
     slurm.scontrol("requeue", task)
-    assert wait_for(lambda: held(2), 120), (task0(starts), task0(side), slurm.squeue(job))
+    assert wait_for(lambda: held(2), 120), seen()
     slurm.scontrol("requeue", task)  # SIGTERM to the running task (every process of it), then pending
     assert wait_for(lambda: query(journal, "SELECT status FROM runs") == [("interrupted",)] * 2, 60), query(journal, "SELECT * FROM runs")
     hold.unlink()
