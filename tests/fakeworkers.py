@@ -111,6 +111,9 @@ class FakeLink:
     def exit_code(self) -> int | None:
         return self.code
 
+    def stop(self) -> None:
+        self.signal(signal.SIGTERM)
+
     def signal(self, signum: int) -> None:
         self.signals.append(signum)
         if self.code is None and self.dies_at is None:

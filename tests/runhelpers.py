@@ -80,6 +80,16 @@ def _append(variable, text):
             os.close(fd)
 
 
+def _stop_the_run():
+    """Stop the run as JOBSPLIT_TEST_STOP says, then wait: "interrupt" (SIGINT to the run, as
+    Ctrl-C) or "scheduler" (SIGTERM to the run and this worker at once, as Slurm's requeue)."""
+    how = os.environ["JOBSPLIT_TEST_STOP"]
+    os.kill(os.getppid(), signal.SIGINT if how == "interrupt" else signal.SIGTERM)
+    if how == "scheduler":
+        os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(60)
+
+
 def job(*args, **kwargs):
     if args:  # a tuple job: (kind, i[, param]), random_obj, config; progress by keyword
         *fields, random_obj, config = args
@@ -116,13 +126,14 @@ def job(*args, **kwargs):
     elif kind == "quickfirst":  # the first `param` jobs to start are quick, later ones sleep
         if len(Path(os.environ["JOBSPLIT_TEST_STARTS"]).read_text().split()) > int(param):
             time.sleep(float(os.environ.get("JOBSPLIT_TEST_SLEEP", 60)))
-    elif kind == "stopafter":  # the job started after the first `param` stops the run and waits, if JOBSPLIT_TEST_STOP says how:
-        how = os.environ.get("JOBSPLIT_TEST_STOP")  # "interrupt" (SIGINT to the run) or "scheduler" (SIGTERM to the run and this worker at once)
-        if how and len(Path(os.environ["JOBSPLIT_TEST_STARTS"]).read_text().split()) > int(param):
-            os.kill(os.getppid(), signal.SIGINT if how == "interrupt" else signal.SIGTERM)
-            if how == "scheduler":
-                os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(60)
+    elif kind == "stopafter":  # with JOBSPLIT_TEST_STOP set, the job started after the first `param` stops the run and waits
+        if os.environ.get("JOBSPLIT_TEST_STOP") and len(Path(os.environ["JOBSPLIT_TEST_STARTS"]).read_text().split()) > int(param):
+            _stop_the_run()
+    elif kind == "termexit":  # ends itself on SIGTERM (its own handler raises SystemExit); stops the run if JOBSPLIT_TEST_STOP is set
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit("stopped by SIGTERM"))
+        if os.environ.get("JOBSPLIT_TEST_STOP"):
+            _stop_the_run()
+        time.sleep(float(os.environ.get("JOBSPLIT_TEST_SLEEP", param)))
     elif kind == "nodeathsig":  # as where PR_SET_PDEATHSIG does not exist: only the ppid polling is left
         ctypes.CDLL(None).prctl(1, 0, 0, 0, 0)  # PR_SET_PDEATHSIG, 0: no signal on the parent's death
         time.sleep(float(param))

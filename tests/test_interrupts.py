@@ -267,6 +267,46 @@ def test_jobs_that_finished_just_before_a_stop_are_recorded_and_never_run_again(
     assert sorted(side_lines(side)) == sorted(spec_id(s) for s in pool), "a finished job ran again after the stop"
 
 
+@pytest.mark.parametrize("how", ["interrupt", "scheduler"])
+def test_a_job_that_ends_itself_on_sigterm_is_interrupted_by_a_stop_not_failed(tmp_path, how):
+    """Research code often handles SIGTERM itself (to save a checkpoint, then ``sys.exit``): a job
+    that fails as the run stops it runs again, like any job the stop interrupted."""
+    entry, config_dir, pool = project_first(tmp_path, lambda n: [["termexit", 100 + n, 60]], pool_spec("ok", 3))
+    journal = tmp_path / "out" / "solo" / "journal.sqlite"
+    env = run_env(tmp_path, JOBSPLIT_TEST_STOP=how)
+    args = run_args(config_dir, tmp_path / "out", "--workers", "1", "--start-method", "fork")
+    status, _, err = communicate(start_entry(entry, args, env), 60)
+    assert status == 130, err
+    jobs = journal_jobs(journal)
+    stopper = jobs[spec_id(pool[0])]
+    assert (stopper["state"], stopper["outcome"]) == ("pending", "interrupted"), stopper
+    assert stopper["error"].startswith("the run stopped while this job ran") and "SystemExit: stopped by SIGTERM" in stopper["error"]
+    if how == "interrupt":  # the job outlived its SIGTERM, and its worker started no other
+        assert {job["state"] for job in jobs.values()} == {"pending"}
+    else:  # every process had it at once: the worker may take its next job before the run hears of it
+        assert {job["state"] for job in jobs.values()} <= {"pending", "done"}
+
+    del env["JOBSPLIT_TEST_STOP"]
+    env["JOBSPLIT_TEST_SLEEP"] = "0.01"
+    status, _, err = communicate(start_entry(entry, args, env), 60)
+    assert status == 0, err
+    assert {job["state"] for job in journal_jobs(journal).values()} == {"done"}
+
+
+def test_a_job_that_ends_itself_on_sigterm_at_its_timeout_is_a_timeout_and_its_worker_goes(tmp_path):
+    entry, config_dir, pool = project_first(tmp_path, lambda n: [["termexit", 100 + n, 60]], pool_spec("ok", 3))
+    journal = tmp_path / "out" / "solo" / "journal.sqlite"
+    args = run_args(config_dir, tmp_path / "out", "--workers", "1", "--start-method", "fork", "--timeout", "0.5")
+    status, _, err = communicate(start_entry(entry, args, run_env(tmp_path)), 60)
+    assert status == 1, err
+    attempts = journal_query(journal, "SELECT job_id, outcome, pid, error FROM attempts ORDER BY started")
+    (first, *later) = attempts
+    assert first[0] == spec_id(pool[0]) and first[1] == "timeout", attempts
+    assert first[3].startswith("timed out after 0.5 s") and "SystemExit: stopped by SIGTERM" in first[3]
+    assert [a[1] for a in later] == ["done"] * 3
+    assert first[2] not in {a[2] for a in later}, "the worker of a timed-out job is replaced"
+
+
 @pytest.mark.parametrize(
     "start_method",
     [

@@ -69,6 +69,10 @@ class WorkerLink(Protocol):
         """Signal the worker's whole process group: the job and the programs it started."""
         ...
 
+    def stop(self) -> None:
+        """Stop the worker: it starts no other job, and its process group gets SIGTERM."""
+        ...
+
     def close(self) -> None:
         """Free the pipes (the worker has exited)."""
         ...
@@ -113,7 +117,7 @@ class ProcessHub:
         become_subreaper()  # what a dying worker leaves comes here, not to PID 1, and can be stopped
 
     def start(self, slot: int) -> ProcessLink:
-        self.board.finish(slot)
+        self.board.take(slot)
         task_reader, task_writer = self.context.Pipe(duplex=False)
         result_reader, result_writer = self.context.Pipe(duplex=False)
         process: BaseProcess = self.context.Process(  # type: ignore[attr-defined] # typeshed has Process on the concrete contexts only
@@ -233,6 +237,10 @@ class ProcessLink:
             self._sentinel_watched = False  # an exited process's sentinel stays ready: stop watching it
             self._unregister(self.process.sentinel)
         return code
+
+    def stop(self) -> None:
+        self._board.stop(self.slot)
+        self.signal(signal.SIGTERM)
 
     def signal(self, signum: int) -> None:
         try:

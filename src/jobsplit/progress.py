@@ -1,10 +1,11 @@
 """Live state of every worker, shared between processes without messages.
 
 Each worker owns one slot of a shared array: which job it is running, since when, and the
-fraction the job last reported. Workers write their slot; the parent only reads it to draw the
-display, to enforce timeouts, and to learn which job a dead worker was running. One more value,
-written by the parent, is how long the run has been paused (Ctrl-Z) so far: a job leaves the
-pauses it went through out of its running time.
+fraction the job last reported. Workers write these; the parent reads them to draw the display,
+to enforce timeouts, and to learn which job a dead worker was running. The slot's last value is
+the parent's: whether it is stopping that worker, which then starts no job. One more value, also
+the parent's, is how long the run has been paused (Ctrl-Z) so far: a job leaves the pauses it
+went through out of its running time.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 from dataclasses import dataclass
 from multiprocessing.context import BaseContext
 
-_FIELDS = 3  # ticket of the running job (-1: idle), its start (monotonic clock), reported fraction
+_FIELDS = 4  # ticket of the running job (-1: idle), its start (monotonic clock), reported fraction, stop asked (1.0)
 IDLE = -1
 REPORT_INTERVAL = 0.1
 """Seconds between two reports a job publishes (about 10 a second)."""
@@ -30,7 +31,7 @@ class ProgressBoard:
     """One slot per worker in a shared ``RawArray`` (passed to workers when they start)."""
 
     def __init__(self, context: BaseContext, slots: int) -> None:
-        self._values = context.RawArray("d", [IDLE, 0.0, 0.0] * slots + [0.0])
+        self._values = context.RawArray("d", [IDLE, 0.0, 0.0, 0.0] * slots + [0.0])
         self._paused_at = slots * _FIELDS
 
     def add_pause(self, seconds: float) -> None:
@@ -40,6 +41,21 @@ class ProgressBoard:
     def paused(self) -> float:
         """Seconds the run has been paused so far."""
         return float(self._values[self._paused_at])
+
+    def take(self, slot: int) -> None:
+        """A new worker takes the slot: idle, and not stopping."""
+        base = slot * _FIELDS
+        self._values[base] = IDLE
+        self._values[base + 3] = 0.0
+
+    def stop(self, slot: int) -> None:
+        """The parent stops the slot's worker (written before it sends the SIGTERM)."""
+        self._values[slot * _FIELDS + 3] = 1.0
+
+    def stopping(self, slot: int) -> bool:
+        """Whether the parent stops this worker: it starts no other job, even when the one it ran
+        outlived its SIGTERM (a handler of the job's own, raising SystemExit or ignoring it)."""
+        return bool(self._values[slot * _FIELDS + 3])
 
     def start(self, slot: int, ticket: int) -> None:
         """A job begins: fraction and start time are written before the ticket."""
@@ -56,7 +72,7 @@ class ProgressBoard:
 
     def read(self, slot: int) -> SlotState:
         base = slot * _FIELDS
-        ticket, started, fraction = self._values[base : base + _FIELDS]
+        ticket, started, fraction = self._values[base : base + 3]
         return SlotState(int(ticket), started, fraction)
 
 

@@ -63,6 +63,9 @@ stops: every job would fail the same way, and it is not the jobs' fault."""
 START_FAILURES_LIMIT = 3
 """After this many workers in a row died before they said anything (no job running), the run
 stops: workers cannot start here, and replacing them would loop for ever."""
+STOPPED_WHILE_RUNNING = "the run stopped while this job ran (Ctrl-C, SIGTERM, or an error of jobsplit or the disk); it runs again"
+"""Why a job is recorded as interrupted: also a job that failed as the run stopped it (its own
+SIGTERM handler raising SystemExit, say), since it may have failed only because it was stopped."""
 
 
 class RunningJob(NamedTuple):
@@ -145,6 +148,7 @@ class Runner:
         self._stopping = False
         self._terminated = False
         """A worker was stopped by a SIGTERM not ours: the run stops as if it had one too."""
+        self._should_stop: Callable[[], bool] = lambda: False
 
     # --- the loop -----------------------------------------------------------------------
 
@@ -155,6 +159,7 @@ class Runner:
         Workers start one per turn of the loop, so a stop is honoured while they start.
         """
         wanted_workers = min(self.size, self.source.remaining())
+        self._should_stop = should_stop
         try:
             while not (should_stop() or self._terminated):
                 growing = len(self._slots) < wanted_workers
@@ -339,6 +344,7 @@ class Runner:
                 self._record_done(slot, results)
                 continue
             ended, revoked, queue, started_at = [], [], slot.queue, self._started_at
+            stopping = self._stopping or self._terminated or self._should_stop()
             for ticket, outcome, started, running_time, paused, row, error, max_rss, cpu in zip(
                 results.tickets, results.outcomes, results.started, results.running_times, results.paused, results.rows, results.errors, results.max_rss, results.cpu_seconds
             ):
@@ -352,6 +358,12 @@ class Runner:
                 assert sent.ticket == ticket, "a worker reports its jobs in the order it was given them"
                 if started_at:
                     started_at.pop(ticket, None)
+                if outcome != Outcome.DONE:
+                    if ticket == slot.timed_out:  # the job's own SIGTERM handler ended it
+                        outcome, error = Outcome.TIMEOUT, f"{self._timed_out()}; how the job ended as it was stopped:\n{error}"
+                    elif stopping:
+                        self._record_interrupted(slot, sent.task, started, started + running_time + paused, f"{STOPPED_WHILE_RUNNING}. How the job ended as it was stopped:\n{error}")
+                        continue
                 ended.append((sent.task, outcome, started, started + running_time + paused, max_rss, cpu, row, error))
             if revoked:
                 self.source.release(revoked)
@@ -454,8 +466,7 @@ class Runner:
                 self._interrupted(slot, sent, "the worker was stopped by a SIGTERM from outside jobsplit (a time limit, a preemption or requeue, a service stop); it runs again")
         else:
             if slot.timed_out is not None:
-                culprit, outcome = slot.timed_out, Outcome.TIMEOUT
-                error = f"timed out after {self.timeout:g} s (the limit set by --timeout or [jobsplit] timeout)"
+                culprit, outcome, error = slot.timed_out, Outcome.TIMEOUT, self._timed_out()
             else:
                 culprit, outcome = state.ticket, Outcome.CRASHED
                 error = f"the worker process died while running this job ({describe_exit(code)}{self._out_of_memory(code)})"
@@ -501,7 +512,7 @@ class Runner:
                 state = slot.link.current()
                 if state.ticket != IDLE and now - state.started - self._paused_since(state.started) > self.timeout:
                     slot.timed_out, slot.kill_at = state.ticket, now + KILL_GRACE
-                    slot.link.signal(signal.SIGTERM)
+                    slot.link.stop()
 
     def _out_of_memory(self, code: int | None) -> str:
         """What to add to the crash of a worker that exited with ``code``: whether the kernel's
@@ -533,7 +544,7 @@ class Runner:
         self._stopping = True
         for slot in self._slots:
             if slot.queue:
-                slot.link.signal(signal.SIGTERM)  # interrupted: its jobs will run again
+                slot.link.stop()  # interrupted: its jobs will run again
             else:
                 slot.link.send(None)  # idle: a polite stop
         self._await_exits(KILL_GRACE)
@@ -546,7 +557,7 @@ class Runner:
             state = slot.link.current()
             sent = self._find(slot, state.ticket)
             if sent is not None:
-                self._interrupted(slot, sent, "the run stopped while this job ran (Ctrl-C, SIGTERM, or an error of jobsplit or the disk); it runs again")
+                self._interrupted(slot, sent, STOPPED_WHILE_RUNNING)
             slot.link.signal(signal.SIGKILL)  # anything its job started and left behind
             self._close(slot)
         if self._slots:
@@ -566,13 +577,19 @@ class Runner:
     def _interrupted(self, slot: _Slot, sent: _Sent, error: str) -> None:
         """Record the job running on a stopped worker as interrupted, and hand it back: it runs again."""
         slot.queue.remove(sent)
+        started = self._started_at.pop(sent.ticket, self._wall(slot.link.current().started))
+        self._record_interrupted(slot, sent.task, started, self.clock.time(), error)
+
+    def _record_interrupted(self, slot: _Slot, task: Task, started: float, ended: float, error: str) -> None:
         attempt = AttemptRow(
-            sent.task.job_id, sent.task.attempt, self.run_number, slot.link.slot, slot.link.pid,
-            self._started_at.pop(sent.ticket, self._wall(slot.link.current().started)), self.clock.time(), Outcome.INTERRUPTED, JobState.PENDING,
-            args=self.pool.identity_text(sent.task.position), error=error,
+            task.job_id, task.attempt, self.run_number, slot.link.slot, slot.link.pid, started, ended, Outcome.INTERRUPTED, JobState.PENDING,
+            args=self.pool.identity_text(task.position), error=error,
         )  # fmt: skip
         self.recorder.add([attempt])
-        self.source.release([sent.task])
+        self.source.release([task])
+
+    def _timed_out(self) -> str:
+        return f"timed out after {self.timeout:g} s (the limit set by --timeout or [jobsplit] timeout)"
 
     def _await_exits(self, seconds: float) -> None:
         """Service the workers until all have exited or ``seconds`` have passed (a worker blocked

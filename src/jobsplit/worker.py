@@ -195,9 +195,11 @@ def worker_main(setup: WorkerSetup, tasks: Connection, results: Connection, slot
     revocations = _Revocations()
     threading.Thread(target=_read_tasks, args=(tasks, inbox, revocations, setup.seed), daemon=True, name="jobsplit-tasks").start()
     threading.Thread(target=_watch, args=(outbox, revocations, parent_pid), daemon=True, name="jobsplit-watch").start()
-    run = _JobRunner(setup, slot, capture, outbox)
+    run, board = _JobRunner(setup, slot, capture, outbox), setup.board
     while (batch := inbox.get()) is not None:
         for ready in batch:
+            if board.stopping(slot):  # the last job outlived the SIGTERM that stops us: go as it would have taken us
+                _on_terminate(signal.SIGTERM, None)
             if revocations.start(ready.ticket, outbox):
                 run(ready)
         outbox.flush()  # a batch ended: a worker that dies loses at most the group it was running
