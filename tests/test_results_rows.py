@@ -122,6 +122,27 @@ def test_one_result_column_takes_a_scalar_or_a_one_item_row(value, cells):
     assert formatter("Only").cells(value) == cells
 
 
+class _ArrayScalar:
+    """As NumPy's scalars and arrays are to the formatter: no ``numbers.Number`` (``numpy.bool_``,
+    a 0-d array), and ``item()`` gives the Python value, or raises for more than one item."""
+
+    def __init__(self, *items: object) -> None:
+        self.items = items
+
+    def item(self) -> object:
+        if len(self.items) != 1:
+            raise ValueError("can only convert an array of size 1 to a Python scalar")
+        return self.items[0]
+
+
+def test_a_numpy_like_scalar_is_written_as_its_python_value():
+    rows = formatter("Big", "Mean", "Label", "Empty")
+    assert rows.cells((_ArrayScalar(True), _ArrayScalar(1.5), _ArrayScalar("a,b"), _ArrayScalar(None))) == ["True", "1.5", "a,b", ""]
+    for value in (_ArrayScalar(1, 2), _ArrayScalar(object()), _ArrayScalar([1])):  # more than one item, or no plain value
+        with pytest.raises(ResultShapeError, match="the value for column 'Only' is a _ArrayScalar"):
+            formatter("Only").cells(value)
+
+
 def test_an_integer_of_any_length_is_written_whole():
     """Python refuses str() of an int of more than 4,300 digits by default; a result is written
     whole all the same (it was taken for an error in jobsplit's own code), and the limit stays

@@ -116,8 +116,28 @@ def _cell(value: Any, column: str) -> str:
         return repr(float(value))
     if isinstance(value, numbers.Number):
         return str(value)
+    plain = _item(value)
+    to_text = _SCALAR_TEXT.get(type(plain))
+    if to_text is not None:  # _NO_ITEM is a plain object: none
+        return to_text(plain)  # type: ignore[no-any-return]
     name = type(value).__name__
     raise ResultShapeError(f"the value for column {column!r} is {article(name)} {name}; cells must be numbers, strings, booleans or None")
+
+
+_NO_ITEM = object()
+
+
+def _item(value: Any) -> Any:
+    """The Python scalar that a NumPy scalar or one-item array stands for, by the ``item()``
+    they share (and the like of other array libraries); else _NO_ITEM. ``numpy.bool_``, which
+    ``x > 0.5`` gives, is no ``numbers.Number``: without this, every job returning one failed."""
+    item = getattr(value, "item", None)
+    if not callable(item):
+        return _NO_ITEM
+    try:
+        return item()
+    except (TypeError, ValueError):  # an array of more than one item, say
+        return _NO_ITEM
 
 
 def _quoted(cell: str) -> str:
