@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import sqlite3
@@ -92,3 +93,40 @@ def test_the_tools_read_a_0_1_folder_as_it_is(tmp_path):
     header, rows = read_results(merged)
     assert header[-5:] == ["Job ID", "Job Args", "Machine", "Digest", "Code"] and len(rows) == 5
     assert schema_of(root / "out" / "solo" / "journal.sqlite") == "1"  # read, not changed
+
+
+def test_a_lone_cr_that_0_1_left_unquoted_reads_back_from_every_tool(tmp_path):
+    """0.1 wrote rows with Python's csv module, which quotes a lone CR only from Python 3.13 on: a
+    cell such as a progress bar's "50%\\r100%" went out bare, and every CSV reader broke the row
+    there (the report stopped with a traceback). Every tool now reads such a row quoted: merging
+    the 0.1 journal as it is, and after a run migrated and resumed it, results.csv and the report."""
+    root = copy_fixture(tmp_path)
+    journal = root / "out" / "solo" / "journal.sqlite"
+    db = sqlite3.connect(journal)
+    try:
+        seq, row = db.execute("SELECT seq, row FROM outcomes WHERE row LIKE '%,[7],%'").fetchone()
+        cells = next(csv.reader([row]))
+        cells[4] = "50%\r100%"
+        db.execute("UPDATE outcomes SET row = ? WHERE seq = ?", (",".join(cells) + "\n", seq))  # as 0.1 wrote it: no comma or quote to quote
+        db.commit()
+    finally:
+        db.close()
+    tool = [sys.executable, "-m", "jobsplit"]
+
+    def square_of_7(results: Path) -> str:
+        _, rows = read_results(results)
+        return next(row["Square"] for row in rows if json.loads(row["Job Args"]) == [7])
+
+    merged = tmp_path / "merged.csv"
+    merge = subprocess.run([*tool, "merge-results", str(root / "out"), "-o", str(merged), "--allow-missing"], capture_output=True, text=True, env=run_env(tmp_path), timeout=60)
+    assert merge.returncode == 1 and "Traceback" not in merge.stderr, merge.stderr  # 5 jobs missing
+    assert square_of_7(merged) == "50%\r100%"
+
+    result = run_entry(
+        root / "entry.py", "run", "--config-dir", root / "config", "--out", root / "out", "--machine", "solo",
+        "--yes", "--console", "plain", "--workers", "2", "--nice", "0", env=run_env(tmp_path, JOBSPLIT_TEST_SLEEP="0"), cwd=root,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr  # job 2 failed under 0.1 and stays failed
+    assert square_of_7(root / "out" / "solo" / "results.csv") == "50%\r100%"
+    report = subprocess.run([*tool, "report", str(root / "out"), "-o", str(tmp_path / "report.html")], capture_output=True, text=True, env=run_env(tmp_path), timeout=60)
+    assert report.returncode == 0, report.stderr  # it reads the jobs' arguments from their rows

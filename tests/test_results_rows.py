@@ -218,6 +218,29 @@ def test_a_line_is_exactly_what_csv_writes(cells, job_args, timing):
     assert list(csv.reader(io.StringIO(line, newline=""))) == [fields]
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(alphabet=st.sampled_from(list('ab,"\n\r é'))), min_size=2, max_size=5))  # a row has many cells (csv quotes a lone empty one)
+def test_a_row_written_with_a_lone_cr_unquoted_reads_back_requoted_and_any_other_line_as_it_is(cells):
+    """0.1's rows came from csv.writer(lineterminator="\n"), which before Python 3.13 quoted a
+    cell for a comma, a quote or a LF, but not for a lone CR. ``requoted`` makes such a line what
+    RFC 4180 wants, and leaves a line written as it wants (the csv module given "\r\n") alone."""
+    import csv
+    import io
+
+    from jobsplit.results import requoted
+
+    def quoted(cell: str, breaks: str) -> str:
+        return f'"{cell.replace(chr(34), 2 * chr(34))}"' if any(c in cell for c in ',"' + breaks) else cell
+
+    legacy = ",".join(quoted(cell, "\n") for cell in cells) + "\n"
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerow(cells)
+    proper = buffer.getvalue().removesuffix("\r\n") + "\n"
+    assert requoted(legacy) == proper
+    assert requoted(proper) == proper
+    assert list(csv.reader(io.StringIO(requoted(legacy), newline=""))) == [cells]
+
+
 # --- rows read back from results.csv when a lost journal is rebuilt --------------------------
 
 _TEXT = st.text(alphabet=st.sampled_from(list('ab,"\n\r\x0c\u2028 é')), max_size=6)

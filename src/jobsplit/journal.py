@@ -37,6 +37,7 @@ from typing import Any, NamedTuple, cast
 from .digest import format_digest
 from .errors import StorageError, UserError
 from .fileid import file_id
+from .results import requoted
 from .states import JobState, Outcome, RunStatus
 
 SCHEMA_VERSION = "2"
@@ -365,12 +366,14 @@ class Journal:
         return [(job_id, attempt) for job_id, state, attempt in self._db.execute(_STATES) if state in wanted]
 
     def done_lines(self) -> Iterator[tuple[str, str]]:
-        """(job id, results.csv line) of every done job, in the order they finished."""
+        """(job id, results.csv line) of every done job, in the order they finished; a row
+        recorded with a lone CR unquoted (see ``requoted``) comes out quoted."""
         if self.schema == "1":  # a 0.1 journal read as it is: its rows lack the Digest and Code columns
             digest = self.meta()["digest"]
             rows = self._db.execute("SELECT job_id, row FROM jobs WHERE state = 'done' ORDER BY started + running_time, seq")
-            return ((job_id, f"{line[:-1]},{digest},\n") for job_id, line in rows)
-        return iter(self._db.execute("SELECT job_id, row FROM attempts WHERE state = 'done' ORDER BY ended, id"))
+            return ((job_id, requoted(f"{line[:-1]},{digest},\n")) for job_id, line in rows)
+        rows = self._db.execute("SELECT job_id, row FROM attempts WHERE state = 'done' ORDER BY ended, id")
+        return ((job_id, requoted(line)) for job_id, line in rows)
 
     def result_lines(self) -> Iterator[str]:
         """The results.csv lines of done jobs, in the order they finished."""

@@ -17,7 +17,7 @@ from typing import NamedTuple, TypeVar
 from .config import RESERVED_COLUMNS, Header
 from .errors import UserError
 from .journal import AttemptRow, Journal
-from .results import row_cells
+from .results import requoted, row_cells
 from .states import JobState, Outcome
 from .timefmt import parse_utc_timestamp
 
@@ -91,7 +91,7 @@ def _records(text: str, start: int, number: int, read: Callable[[list[str]], _Ro
             stop = text.index("\n", end) + 1
             quotes += text.count('"', end, stop)
             end, lines = stop, lines + 1
-        record = text[start:end]
+        record = requoted(text[start:end])
         try:
             row = read(next(row_cells([record]), []))
         except csv.Error:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import numbers
+import re
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -43,6 +44,32 @@ def row_cells(lines: Iterable[str]) -> Iterator[list[str]]:
         return csv.reader(lines)
     stood_in = csv.reader(line.replace("\0", _NUL_STAND_IN) for line in lines)
     return ([cell.replace(_NUL_STAND_IN, "\0") for cell in cells] for cells in stood_in)
+
+
+_CELL = re.compile(r'"(?:[^"]|"")*"|[^,"]*')
+"""A cell of a line as the csv module writes it: quoted, or with no comma or quote in it."""
+
+
+def requoted(line: str) -> str:
+    """``line`` with a lone CR quoted, as RFC 4180 says. Rows written before jobsplit quoted cells
+    itself (0.1, and journals begun before) came from Python's csv module, which quotes a lone CR
+    only from Python 3.13 on: every CSV reader broke such a row there. Any other line, and every
+    line written since, comes back as it is."""
+    if "\r" not in line:
+        return line
+    body, end = (line[:-1], "\n") if line.endswith("\n") else (line, "")
+    cells, at = [], 0
+    while True:
+        cell = _CELL.match(body, at)
+        assert cell is not None, "the pattern matches the empty string"
+        cells.append(cell.group())
+        at = cell.end()
+        if at == len(body):
+            break
+        if body[at] != ",":
+            return line  # not a line the csv module wrote
+        at += 1
+    return ",".join(f'"{cell}"' if "\r" in cell and not cell.startswith('"') else cell for cell in cells) + end
 
 
 class ResultShapeError(Exception):

@@ -24,7 +24,7 @@ from .digest import format_digest
 from .errors import UserError
 from .logmerge import LogFile
 from .outdir import JOURNAL_FILE, MachineDir, find_machine_dirs
-from .results import row_cells
+from .results import requoted, row_cells
 from .snapshot import split_written_elsewhere
 
 SCHEMA = "2"
@@ -224,7 +224,7 @@ def _args(row: str | None, args: str | None, at: int) -> str | None:
     """The job's arguments: its own column for an attempt that failed, the row's "Job Args" cell for a done one."""
     if args is not None or not row:
         return args
-    cells = next(row_cells(io.StringIO(row)), [])
+    cells = next(row_cells(io.StringIO(requoted(row))), [])
     return cells[at] if len(cells) > at else None
 
 
