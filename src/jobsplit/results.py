@@ -145,7 +145,7 @@ def _cell(value: Any, column: str) -> str:
         return str(value)
     plain = _item(value)
     to_text = _SCALAR_TEXT.get(type(plain))
-    if to_text is not None:  # _NO_ITEM is a plain object: none
+    if to_text is not None:  # never for _NO_ITEM, a bare object()
         return to_text(plain)  # type: ignore[no-any-return]
     name = type(value).__name__
     raise ResultShapeError(f"the value for column {column!r} is {article(name)} {name}; cells must be numbers, strings, booleans or None")
