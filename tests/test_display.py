@@ -195,6 +195,12 @@ def test_reports_are_clamped_to_a_fraction(board):
     reporter.restart()
     reporter.report(-5, base=10)
     assert board.read(0).fraction == 0.0
+    reporter.restart()
+    reporter.report(float("nan"), base=10)  # a numpy 0/0, say: the display showed "nan%"
+    assert board.read(0).fraction == 0.0
+    reporter.restart()
+    reporter.report(float("inf"), base=10)
+    assert board.read(0).fraction == 1.0
 
 
 def test_a_tight_loop_of_reports_publishes_rarely(board, monkeypatch):

@@ -99,4 +99,4 @@ class ProgressReporter:
         now = time.monotonic()
         if now >= self._next or value >= base:
             self._next = now + REPORT_INTERVAL
-            self._board.publish(self._slot, min(max(value / base, 0.0), 1.0) if base else 0.0)
+            self._board.publish(self._slot, min(1.0, max(0.0, value / base)) if base else 0.0)  # in this order, NaN gives 0
