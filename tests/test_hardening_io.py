@@ -280,18 +280,23 @@ def test_an_interrupted_run_whose_journal_is_lost_resumes_from_results_csv(tmp_p
     assert_all_done_once(share, share.ids())
 
 
-@pytest.mark.parametrize("victim", ["results.csv", "journal", "folder"])
+@pytest.mark.parametrize("victim", ["results.csv", "journal", "folder", "log"])
 def test_files_deleted_during_a_run_lose_no_result(tmp_path, victim):
-    """Results, journal or the whole machine folder deleted (or moved away) while the run goes
-    on: every result recorded is in results.csv again when the run ends, which says what
-    happened, and no recorded job runs again. Without its folder the run stops at its next
-    write there (exit 2, resumable), as it would on a full disk."""
+    """Results, journal, log or the whole machine folder deleted (or moved away) while the run
+    goes on: every result recorded is in results.csv again when the run ends, which says what
+    happened, and no recorded job runs again; the log is written again with every record it
+    held. Without its folder the run stops at its next write there (exit 2, resumable), as it
+    would on a full disk."""
     share = HardeningShare(tmp_path, kinds_spec(SLEEPERS))
     process = share.start("--workers", "2")
     try:
         wait_for(lambda: _done_count(share) >= 4, WATCHDOG, "4 done jobs")
         if victim == "results.csv":
             share.results.unlink()
+        elif victim == "log":
+            log_file = share.machine_dir / f"{share.machine}.log.gz"
+            wait_for(log_file.exists, WATCHDOG, "the log's first member")
+            log_file.unlink()
         elif victim == "journal":
             share.remove_journal()
         else:
@@ -307,6 +312,11 @@ def test_files_deleted_during_a_run_lose_no_result(tmp_path, victim):
     else:
         assert status == 0, err
         assert sorted(recorded) == sorted(share.ids())
+    if victim in ("log", "folder"):  # what the deleted log held (or had yet to write) is in the new one
+        log = share.log()
+        assert "INFO run 1 started" in log and ("INFO run 1 completed" in log or "INFO run 1 stopped" in log), log
+    if victim == "log":
+        assert log.index("INFO run 1 started") < log.index(f"WARNING {share.machine_dir / share.machine}.log.gz was deleted or replaced during the run; wrote it again with every record it held")
     status, _, err = share.run(env=share.env(**QUICK))
     assert status == 0, err
     ran = side_lines(share.side)

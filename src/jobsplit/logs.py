@@ -15,6 +15,8 @@ from __future__ import annotations
 import bisect
 import gzip
 import logging
+import os
+import shutil
 import time
 from collections.abc import Iterator
 from typing import BinaryIO
@@ -22,6 +24,7 @@ from typing import BinaryIO
 from .capture import log_message
 from .config import LogSettings
 from .errors import StorageError, describe_os_error
+from .fileid import file_id
 from .outdir import MachineDir
 from .timefmt import utc_timestamp
 
@@ -51,13 +54,13 @@ class MachineLog:
         """Buffered text at which to flush early: MAX_BUFFER more than the last flush left."""
         self._flushed_at = time.monotonic()
         self._file: BinaryIO | None = None  # created with the first member: never an empty .gz
+        self._file_id: tuple[int, int] | None = None
+        self.rewritten = False
+        """Whether the log was deleted or replaced during the run (then written again)."""
         self._last_segment: int | None = None  # read from the folder at the first rotation only
 
     def write(self, created: float, worker: str, job: str, level: str, name: str, message: str) -> None:
-        line = self.settings.format.format(
-            time=utc_timestamp(created), machine=self.folder.machine, worker=worker, job=job, level=level, name=name, message=message
-        )
-        text = line.rstrip().replace("\n", "\n  ") + "\n"
+        text = self._text(created, worker, job, level, name, message)
         self._buffer.append((created, text))
         self._buffered += len(text)
         if self._buffered >= self._flush_at:
@@ -68,28 +71,60 @@ class MachineLog:
             self.flush()
 
     def flush(self, *, everything: bool = False) -> None:
-        """Append buffered records (all, or those older than HOLD_BACK) as one gzip member, sorted."""
+        """Append buffered records (all, or those older than HOLD_BACK) as one gzip member, sorted.
+        Records that could not be written stay buffered: the flush at the run's end writes them,
+        once there is room again or the deleted machine folder is back."""
         self._flushed_at = time.monotonic()
         self._buffer.sort(key=lambda entry: entry[0])
         cutoff = float("inf") if everything else time.time() - HOLD_BACK
         ready = bisect.bisect_right(self._buffer, cutoff, key=lambda entry: entry[0])
         texts = [text for _, text in self._buffer[:ready]]
-        del self._buffer[:ready]
-        self._buffered -= sum(map(len, texts))
+        size = sum(map(len, texts))
+        if texts:
+            try:
+                if self._file is None:
+                    self._file = self._open()
+                elif file_id(self.folder.log) != self._file_id and self.folder.path.is_dir():  # without its folder, the run stops at its next write there
+                    texts.append(self._text(self._buffer[ready - 1][0], PARENT, "-", "WARNING", "jobsplit", self._write_again()))  # dated last: the file stays in time order
+                for group in _groups(texts, self.settings.max_size):
+                    member = gzip.compress("".join(group).encode("utf-8", "backslashreplace"), compresslevel=6)
+                    if self._file.tell() and self._file.tell() + len(member) > self.settings.max_size:
+                        self._rotate()  # before writing: the current log always holds the newest member
+                    self._file.write(member)
+                self._file.flush()
+            except OSError as exc:
+                raise StorageError(f"{self.folder.log} cannot be written: {describe_os_error(exc)}; free some space and run the same command again to resume") from None
+            del self._buffer[:ready]
+            self._buffered -= size
         self._flush_at = self._buffered + MAX_BUFFER
-        if not texts:
-            return
+
+    def _open(self) -> BinaryIO:
+        file = open(self.folder.log, "ab")  # noqa: SIM115 - open for the whole run
+        opened = os.fstat(file.fileno())
+        self._file_id = opened.st_dev, opened.st_ino
+        return file
+
+    def _write_again(self) -> str:
+        """The log was deleted or moved away while the run went on (a clean-up script, a slip):
+        a new one starts with everything the old one held, read back through the descriptor
+        still open on it (Linux's /proc). Returns what to say about it in the log."""
+        assert self._file is not None
+        old, self._file = self._file, self._open()
+        self.rewritten = True
         try:
-            if self._file is None:
-                self._file = open(self.folder.log, "ab")  # noqa: SIM115 - open for the whole run
-            for group in _groups(texts, self.settings.max_size):
-                member = gzip.compress("".join(group).encode("utf-8", "backslashreplace"), compresslevel=6)
-                if self._file.tell() and self._file.tell() + len(member) > self.settings.max_size:
-                    self._rotate()  # before writing: the current log always holds the newest member
-                self._file.write(member)
-            self._file.flush()
-        except OSError as exc:
-            raise StorageError(f"{self.folder.log} cannot be written: {describe_os_error(exc)}; free some space and run the same command again to resume") from None
+            with open(f"/proc/self/fd/{old.fileno()}", "rb") as earlier:
+                shutil.copyfileobj(earlier, self._file)
+            done = "wrote it again with every record it held"
+        except OSError:
+            done = "the records written to it before are not in this file"
+        old.close()
+        return f"{self.folder.log} was deleted or replaced during the run; {done}"
+
+    def _text(self, created: float, worker: str, job: str, level: str, name: str, message: str) -> str:
+        line = self.settings.format.format(
+            time=utc_timestamp(created), machine=self.folder.machine, worker=worker, job=job, level=level, name=name, message=message
+        )
+        return line.rstrip().replace("\n", "\n  ") + "\n"
 
     def close(self) -> None:
         try:
@@ -109,7 +144,7 @@ class MachineLog:
             self._last_segment = max((n for n, _ in self.folder.numbered_segments()), default=0)
         self._last_segment += 1
         self.folder.log.rename(self.folder.segment(self._last_segment))
-        self._file = open(self.folder.log, "ab")  # noqa: SIM115 - open for the whole run
+        self._file = self._open()
 
 
 def _groups(texts: list[str], limit: int) -> Iterator[list[str]]:

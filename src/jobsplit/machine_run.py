@@ -278,6 +278,8 @@ class MachineRun:
                     self.events.notice(f"{folder.results} was deleted or replaced during the run; wrote it again from the journal")
                 narrator.logger.info("run %d %s: %s done, %s failed in %.1f s", run, status, plural(final.done_this_run, "job"), plural(runner.counts.failed, "job"), final.elapsed)
                 log.close()
+                if log.rewritten:
+                    self.events.notice(f"{folder.log} was deleted or replaced during the run; wrote it again with every record it held")
         if queue is not None:
             total, done, failed = queue.tally()
             return RunSummary(status, total, done, failed, final.done_this_run, final.elapsed, workers)
