@@ -76,7 +76,10 @@ def kill_pids(path) -> None:
 # --- 2. one run per machine folder ------------------------------------------------------
 
 
-def test_a_second_run_of_the_same_machine_is_refused_while_the_first_runs(tmp_path):
+@pytest.mark.parametrize("lock_file", ["kept", "deleted"])
+def test_a_second_run_of_the_same_machine_is_refused_while_the_first_runs(tmp_path, lock_file):
+    """Also when run.lock was deleted while the first run went on (a clean-up of "stale" lock
+    files): the second run's lock is then on a new file, and only the journal tells."""
     share = HardeningShare(tmp_path, kinds_spec([["gate", i, 0.2] for i in range(40)]))
     hold = tmp_path / "hold"  # A's jobs wait while it exists: A is still running until it goes
     hold.write_text("")
@@ -85,6 +88,8 @@ def test_a_second_run_of_the_same_machine_is_refused_while_the_first_runs(tmp_pa
     try:
         time.sleep(0.3)
         wait_for(lambda: side_lines(share.starts), WATCHDOG, "run A's first job")
+        if lock_file == "deleted":
+            (share.machine_dir / "run.lock").unlink()
         status, out, err = watched(share.command("--workers", "2"), env, 30)
         assert a.poll() is None, "run A ended before run B"
         line = assert_user_error(status, out, err)

@@ -99,6 +99,18 @@ def started_at(pid: int) -> int | None:
         return None
 
 
+def running_since(pid: int, since: float) -> bool:
+    """Whether process ``pid`` of this host lives and started by ``since`` (a wall-clock time):
+    the process that began something then, not one that got its pid after it ended (Linux:
+    read from /proc; False elsewhere)."""
+    try:
+        fields = _fields(Path(f"/proc/{pid}/stat").read_text())
+        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime "))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return False
+    return fields[0] != "Z" and boot + int(fields[19]) / os.sysconf("SC_CLK_TCK") <= since + 2.0  # btime is whole seconds
+
+
 def stopped(pid: int) -> bool:
     """Whether process ``pid`` of this host is stopped (Ctrl-Z, SIGSTOP; Linux: read from /proc)."""
     try:

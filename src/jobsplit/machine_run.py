@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from . import balance
 from ._version import __version__
+from .children import running_since
 from .clock import SYSTEM_CLOCK, Clock
 from .digest import format_digest
 from .display import RunningJob, Snapshot
@@ -30,6 +31,7 @@ from .journal import AttemptRow, Journal
 from .links import ProcessHub
 from .logs import MachineLog, parent_logger
 from .messages import LogEntry
+from .outdir import LOCK_FILE
 from .plan.base import seeded_order
 from .progress import ProgressBoard
 from .project import Project
@@ -158,6 +160,7 @@ class MachineRun:
         journal = Journal(folder.journal)
         try:
             if existed:
+                _refuse_a_live_run(journal)  # before anything is written to it
                 self._check_source(journal)
                 journal.check(project.digest, job_ids if job_ids is not None else journal.job_ids())  # a queue's holdings are its own
             rows = read_rows(folder.results, project.header, project.digest, share.__contains__, digest_known=existed)
@@ -429,6 +432,21 @@ class _Narrator:
         snapshot = Snapshot(self.machine, total, done, failed, counts.done, self.clock.monotonic() - self.began, running)
         self.events.progress(snapshot)
         return snapshot
+
+
+def _refuse_a_live_run(journal: Journal) -> None:
+    """The lock this run holds is no proof that no other run writes the folder if someone
+    deleted run.lock (a clean-up of "stale" lock files) while that run went on: the second run
+    then took a lock on a new file, and both ran the same jobs. The journal's newest run, still
+    running on this host, in a process that lives and began before it, is refused here too."""
+    runs = journal.runs()
+    last = runs[-1] if runs else None
+    if last and last["status"] == RunStatus.RUNNING and last["host"] == socket.gethostname() and last["pid"] and running_since(int(last["pid"]), float(last["started"])):
+        raise UserError(
+            f"{journal.path.parent} is in use by another run of this machine (pid {last['pid']} on {last['host']}, since "
+            f"{utc_timestamp(float(last['started']))}), whose {LOCK_FILE} was deleted; wait for it to finish or stop it "
+            "(two runs of one machine would run every job twice)"
+        )
 
 
 def _lost_journal(journal: Path, log: Path) -> UserError:
