@@ -12,6 +12,7 @@ import json
 import os
 import re
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -172,6 +173,25 @@ def test_declining_the_confirmation_starts_nothing(project, answer):
     assert "Traceback" not in term.text
     assert not (root / "out").exists()
     assert not (root / "side.txt").exists()
+
+
+@pytest.mark.parametrize("key", ["ctrl-c", "ctrl-d"])
+@pytest.mark.parametrize("prompt", ["Number or name", "Start?"])
+def test_ctrl_c_or_ctrl_d_at_a_prompt_starts_nothing_without_a_traceback(project, prompt, key):
+    root, entry, config_dir, _ = project
+    term = Terminal(entry, ["run", "--config-dir", str(config_dir), "--out", str(root / "out")], terminal_env(root))
+    if prompt == "Start?":
+        term.expect("Number or name")
+        term.send("1")
+    term.expect(prompt)
+    if key == "ctrl-c":
+        os.kill(term.process.pid, signal.SIGINT)  # what the terminal sends its foreground group
+    else:
+        os.write(term.master, b"\x04")  # end of input, at the start of a line
+    status = term.finish()
+    assert status == 130, term.text
+    assert "not started" in term.text and "Traceback" not in term.text, term.text
+    assert not (root / "out").exists() and not (root / "side.txt").exists()
 
 
 def test_the_machine_named_like_this_host_is_offered_as_default(tmp_path):

@@ -174,7 +174,7 @@ def _choose_machine(project: Project, flags: RunFlags, allocation: Allocation, c
         console.print(f"  {i}) {escape(m.name)}  (speed {m.speed:g}, {plural(m.cores, 'core')})")
     while True:
         hint = f" [{default}]" if default else ""
-        answer = console.input(f"Number or name{escape(hint)}: ").strip()
+        answer = _ask(console, f"Number or name{escape(hint)}: ").strip()
         if not answer and default:
             return machines[default - 1]
         if answer.isdigit() and 1 <= int(answer) <= len(machines):
@@ -204,9 +204,19 @@ def _confirm(console: Console, interactive: bool) -> None:
     if not interactive:
         raise UserError("nobody can confirm the digest here (stdin is not a terminal); pass --yes, or --expect-digest DIGEST to check it")
     console.print("Is this digest the same on every host?")
-    answer = console.input(escape("Start? [y/N]: ")).strip().lower()
+    answer = _ask(console, escape("Start? [y/N]: ")).strip().lower()
     if answer not in ("y", "yes"):
         raise _Declined()
+
+
+def _ask(console: Console, prompt: str) -> str:
+    """A line typed at the terminal. Ctrl-C or Ctrl-D there declines, as "n" does: nothing has
+    started yet (it was a traceback)."""
+    try:
+        return console.input(prompt)
+    except (KeyboardInterrupt, EOFError):
+        console.print()  # the prompt's line ends before the sentence that follows
+        raise _Declined() from None
 
 
 class _Declined(UserError):
