@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import write_config_dir
 from runhelpers import (
     HardeningShare,
     assert_all_done_once,
@@ -475,3 +476,45 @@ def test_a_worker_sent_sighup_keeps_logging_its_jobs_output(tmp_path):
     assert_all_done_once(share, share.ids())
     log = share.log()
     assert all(f"after the gate {i}" in log for i in range(2)), log
+
+
+SLOW_POOL_ENTRY = """
+import os
+import time
+
+import jobsplit
+
+
+def job(i, random_obj, config, progress):
+    return i
+
+
+def slow_pool():  # a pool that takes its time to build, as a big one does
+    for i in range(10):
+        if i == 5:
+            open(os.environ["JOBSPLIT_TEST_MARK"], "w").close()
+            time.sleep(60)
+        yield (i,)
+
+
+if __name__ == "__main__":
+    jobsplit.main(job, slow_pool())
+"""
+
+
+def test_ctrl_c_before_the_run_starts_is_one_sentence_and_exit_130(tmp_path):
+    """Ctrl-C while the pool is still being built, identified or planned (tens of seconds for
+    millions of jobs), before the run's own handling of it: a traceback, before."""
+    entry, mark = tmp_path / "entry.py", tmp_path / "building"
+    entry.write_text(SLOW_POOL_ENTRY)
+    config_dir = write_config_dir(tmp_path / "config", header=["Run Start Time", "Job Running Time", "Job Start Time", "I"], machines={"solo": [1.0, 1]})
+    process = start_entry(entry, run_args(config_dir, tmp_path / "out"), run_env(tmp_path, JOBSPLIT_TEST_MARK=str(mark)))
+    try:
+        wait_for(mark.exists, 30, "the pool to be half built")
+        os.killpg(process.pid, signal.SIGINT)  # as a terminal does: the whole process group
+        status, _, err = communicate(process, 30)
+    finally:
+        kill_session(process.pid)
+    assert status == 130, err
+    assert "Traceback" not in err and "interrupted (Ctrl-C)" in err, err
+    assert not (tmp_path / "out").exists()

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import multiprocessing
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -168,6 +169,10 @@ def _guarded(console: Console, command: Callable[[], int]) -> int:
     except JobsplitError as exc:
         say_error(console, str(exc))
         return exc.exit_status
+    except KeyboardInterrupt:  # Ctrl-C outside a run (which handles it): say, while a big pool is digested
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # an impatient second Ctrl-C cuts no sentence short
+        say_error(console, "interrupted (Ctrl-C); nothing was left half-written: run the same command again")
+        return exitcodes.INTERRUPTED
 
 
 def _entry_parser() -> argparse.ArgumentParser:
