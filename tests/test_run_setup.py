@@ -97,6 +97,18 @@ def test_the_default_output_folder_is_jobsplit_out_here(tmp_path):
     assert header == list(CSV_COLUMNS) and len(rows) == 3
 
 
+@pytest.mark.parametrize("where", ["out", "out/solo"])
+def test_an_output_folder_that_is_a_file_is_named_as_such(tmp_path, where):
+    """It was "OUT/solo/progress.json cannot be read (Not a directory); check the folder's
+    permissions" for a file given as --out."""
+    entry, config_dir = write_kinds_entry(tmp_path / "project", pool_spec("ok", 3))
+    (tmp_path / where).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / where).write_text("a file")
+    result = run_entry(entry, "run", "--config-dir", config_dir, "--machine", "solo", "--yes", "--out", tmp_path / "out", env=run_env(tmp_path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert f"error: {tmp_path / where} is a file, not a folder; choose another --out" in result.stderr, result.stderr
+
+
 # --- host.ini --------------------------------------------------------------------------------
 
 POOL = [*pool_spec("nice", 2), *pool_spec("sleep", 4, 0.25)]

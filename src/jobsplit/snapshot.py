@@ -89,7 +89,7 @@ def read_snapshot(folder: Path) -> RunSnapshot | None:
     try:
         doc = json.loads(path.read_bytes())
         return RunSnapshot(**{f.name: doc[f.name] for f in fields(RunSnapshot)})
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # the second: a file where a folder should be, which making the folder names
         return None
     except OSError as exc:
         raise UserError(f"{path} cannot be read ({describe_os_error(exc)}); check the folder's permissions") from None
