@@ -80,6 +80,7 @@ class MachineLog:
         ready = bisect.bisect_right(self._buffer, cutoff, key=lambda entry: entry[0])
         texts = [text for _, text in self._buffer[:ready]]
         size = sum(map(len, texts))
+        self._flush_at = self._buffered - size + MAX_BUFFER  # set first: a failed flush is not tried again at every record
         if texts:
             try:
                 if self._file is None:
@@ -96,7 +97,6 @@ class MachineLog:
                 raise StorageError(f"{self.folder.log} cannot be written: {describe_os_error(exc)}; free some space and run the same command again to resume") from None
             del self._buffer[:ready]
             self._buffered -= size
-        self._flush_at = self._buffered + MAX_BUFFER
 
     def _open(self) -> BinaryIO:
         file = open(self.folder.log, "ab")  # noqa: SIM115 - open for the whole run
