@@ -281,7 +281,11 @@ def test_a_job_that_ends_itself_on_sigterm_is_interrupted_by_a_stop_not_failed(t
     jobs = journal_jobs(journal)
     stopper = jobs[spec_id(pool[0])]
     assert (stopper["state"], stopper["outcome"]) == ("pending", "interrupted"), stopper
-    assert stopper["error"].startswith("the run stopped while this job ran") and "SystemExit: stopped by SIGTERM" in stopper["error"]
+    assert stopper["error"].startswith("the run stopped while this job ran"), stopper
+    if how == "interrupt":  # one SIGTERM, the run's: what the job raised comes back with it. (A scheduler's
+        # and then the run's may both reach the job's handler, the second while its worker records the first:
+        # the worker then goes without sending it, and the job is interrupted all the same.)
+        assert "SystemExit: stopped by SIGTERM" in stopper["error"], stopper
     if how == "interrupt":  # the job outlived its SIGTERM, and its worker started no other
         assert {job["state"] for job in jobs.values()} == {"pending"}
     else:  # every process had it at once: the worker may take its next job before the run hears of it

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import socket
 import sys
 import time
@@ -215,6 +216,7 @@ def _ask(console: Console, prompt: str) -> str:
     try:
         return console.input(prompt)
     except (KeyboardInterrupt, EOFError):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # nothing is left to stop: a second Ctrl-C cuts no sentence short
         console.print()  # the prompt's line ends before the sentence that follows
         raise _Declined() from None
 
