@@ -212,7 +212,7 @@ def _confirm(console: Console, interactive: bool) -> None:
 
 def _ask(console: Console, prompt: str) -> str:
     """A line typed at the terminal. Ctrl-C or Ctrl-D there declines, as "n" does: nothing has
-    started yet (it was a traceback)."""
+    started yet, so one sentence is all there is to say."""
     try:
         return console.input(prompt)
     except (KeyboardInterrupt, EOFError):
