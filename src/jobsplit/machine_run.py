@@ -31,7 +31,7 @@ from .journal import AttemptRow, Journal
 from .links import ProcessHub
 from .logs import MachineLog, parent_logger
 from .messages import LogEntry
-from .outdir import LOCK_FILE
+from .outdir import LOCK_FILE, holder_text, in_use
 from .plan.base import seeded_order
 from .progress import ProgressBoard
 from .project import Project
@@ -442,11 +442,8 @@ def _refuse_a_live_run(journal: Journal) -> None:
     runs = journal.runs()
     last = runs[-1] if runs else None
     if last and last["status"] == RunStatus.RUNNING and last["host"] == socket.gethostname() and last["pid"] and running_since(int(last["pid"]), float(last["started"])):
-        raise UserError(
-            f"{journal.path.parent} is in use by another run of this machine (pid {last['pid']} on {last['host']}, since "
-            f"{utc_timestamp(float(last['started']))}), whose {LOCK_FILE} was deleted; wait for it to finish or stop it "
-            "(two runs of one machine would run every job twice)"
-        )
+        holder = holder_text(last["pid"], last["host"], utc_timestamp(float(last["started"])))
+        raise in_use(journal.path.parent, f"{holder}; its {LOCK_FILE} was deleted")
 
 
 def _lost_journal(journal: Path, log: Path) -> UserError:

@@ -155,10 +155,7 @@ class MachineLock:
                 raise folder_error(self.path.parent, exc) from None
             holder = _read_holder(fd)
             os.close(fd)
-            raise UserError(
-                f"{self.path.parent} is in use by another run of this machine ({holder}); "
-                "wait for it to finish or stop it (two runs of one machine would run every job twice)"
-            ) from None
+            raise in_use(self.path.parent, holder) from None
         holder_text = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": utc_timestamp(time.time())})
         try:
             os.ftruncate(fd, 0)
@@ -181,10 +178,19 @@ class MachineLock:
         self.release()
 
 
+def in_use(folder: Path, holder: str) -> UserError:
+    """A second run of a machine, refused: ``holder`` says which run has the folder."""
+    return UserError(f"{folder} is in use by another run of this machine ({holder}); wait for it to finish or stop it (two runs of one machine would run every job twice)")
+
+
+def holder_text(pid: int, host: str, since: str) -> str:
+    return f"pid {pid} on {host}, since {since}"
+
+
 def _read_holder(fd: int) -> str:
     try:
         holder = json.loads(os.pread(fd, 4096, 0) or b"{}")
-        return f"pid {holder['pid']} on {holder['host']}, since {holder['since']}"
+        return holder_text(holder["pid"], holder["host"], holder["since"])
     except (OSError, ValueError, KeyError, TypeError):
         return "a run that has not said who it is yet"
 

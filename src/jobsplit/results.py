@@ -99,9 +99,7 @@ class RowFormatter:
         timing[self._run_at] = self.run_started
         timing[self._start_at] = utc_timestamp(job_started)
         timing[self._time_at] = f"{running_time:.6f}"
-        cells = self.cells(value)
-        quoted = [_quoted(cell) for cell in cells]
-        return f"{','.join(timing)},{','.join(quoted)},{job_id},{_quoted(job_args)}{self._suffix}" if cells else f"{','.join(timing)},{job_id},{_quoted(job_args)}{self._suffix}"
+        return ",".join([*timing, *map(_quoted, self.cells(value)), job_id, _quoted(job_args)]) + self._suffix
 
     def cells(self, value: Any) -> list[str]:
         """The result columns' cells: a sequence in column order, a dict by name, or a scalar."""

@@ -358,13 +358,14 @@ class Runner:
                 assert sent.ticket == ticket, "a worker reports its jobs in the order it was given them"
                 if started_at:
                     started_at.pop(ticket, None)
+                ended_at = started + running_time + paused
                 if outcome != Outcome.DONE:
                     if ticket == slot.timed_out:  # the job's own SIGTERM handler ended it
                         outcome, error = Outcome.TIMEOUT, f"{self._timed_out()}; how the job ended as it was stopped:\n{error}"
                     elif stopping:
-                        self._record_interrupted(slot, sent.task, started, started + running_time + paused, f"{STOPPED_WHILE_RUNNING}. How the job ended as it was stopped:\n{error}")
+                        self._record_interrupted(slot, sent.task, started, ended_at, f"{STOPPED_WHILE_RUNNING}. How the job ended as it was stopped:\n{error}")
                         continue
-                ended.append((sent.task, outcome, started, started + running_time + paused, max_rss, cpu, row, error))
+                ended.append((sent.task, outcome, started, ended_at, max_rss, cpu, row, error))
             if revoked:
                 self.source.release(revoked)
             if ended:
