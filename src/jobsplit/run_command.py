@@ -139,6 +139,8 @@ def _share_line(project: Project, settings: RunSettings) -> str:
         return plural(share, "job")  # a journal another host writes is not opened from here
     journal = Journal(path, read_only=True)
     try:
+        if journal.meta().get("digest") != project.digest:
+            return plural(share, "job")  # not resumed: the run refuses that journal next, saying why
         counts = journal.counts()
     finally:
         journal.close()
