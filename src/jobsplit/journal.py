@@ -391,9 +391,6 @@ class Journal:
     def runs(self) -> list[dict[str, Any]]:
         return self._dicts("SELECT * FROM runs ORDER BY run")
 
-    def integrity(self) -> str:
-        return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])
-
     def _dicts(self, sql: str) -> list[dict[str, Any]]:
         cursor = self._db.execute(sql)
         names = [d[0] for d in cursor.description]

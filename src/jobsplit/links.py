@@ -324,13 +324,3 @@ class ProcessLink:
         if start:
             del buffer[:start]
         return messages
-
-
-def stop_signal_of(code: int | None) -> signal.Signals | None:
-    """The signal a negative exit status stands for."""
-    if code is None or code >= 0:
-        return None
-    try:
-        return signal.Signals(-code)
-    except ValueError:
-        return None

@@ -33,10 +33,6 @@ class Plan:
                 return share
         raise KeyError(machine_name)
 
-    def owner_of(self) -> dict[int, str]:
-        """Pool position -> the machine that runs it."""
-        return {position: m.name for m, share in zip(self.machines, self.shares) for position in share}
-
 
 def make_plan(strategy: str, plan_input: PlanInput) -> Plan:
     shares = STRATEGIES[strategy].split(plan_input)
