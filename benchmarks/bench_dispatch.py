@@ -27,7 +27,7 @@ editable install here, would otherwise compile some 60 modules per run: about 0.
   divided by the jobs' own running times per worker, as the journal has them: on a busy machine
   the sleeps themselves overrun (``Pool.map`` shows how much), and that is not jobsplit's.
 
-Needs joblib (``pip install joblib``); without it, joblib's rows are skipped.
+Needs joblib (in the test extra, so in ``.venv``); without it, joblib's rows are skipped.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ child processes the tests start are killed afterwards.
 
 from __future__ import annotations
 
+import gzip
 import os
 import re
 import shutil
@@ -479,6 +480,104 @@ def test_a_job_may_run_its_own_process_pool(tmp_path, start_method):
     squares = {str(sum(i * i for i in range(n))) for n in (5, 10, 20, 40)}
     assert sorted((r["Pool"], r["Executor"]) for r in rows) == sorted((v, v) for v in squares)
     assert journal_query(out / "solo" / "journal.sqlite", "SELECT outcome, COUNT(*) FROM attempts GROUP BY outcome") == [("done", 4)]
+
+LIBRARY_HELPERS = """
+import multiprocessing
+import multiprocessing.forkserver
+import multiprocessing.resource_tracker
+from multiprocessing import shared_memory
+
+import jobsplit
+
+
+def square(x):
+    return x * x
+
+
+def job(n, random_obj, config, progress):
+    with multiprocessing.get_context("forkserver").Pool(1) as pool:
+        total = sum(pool.map(square, range(n)))
+    memory = shared_memory.SharedMemory(create=True, size=4096)
+    memory.close()  # never unlinked: the resource tracker's to clean up when the worker ends
+    helpers = (multiprocessing.forkserver._forkserver._forkserver_pid, multiprocessing.resource_tracker._resource_tracker._pid)
+    return total, " ".join(map(str, helpers)), memory.name
+
+
+if __name__ == "__main__":
+    jobsplit.main(job, [3, 4, 5, 6])
+"""
+
+JOBLIB_JOBS = """
+import os
+
+from joblib import Parallel, delayed
+
+import jobsplit
+
+
+def job(n, random_obj, config, progress):
+    squares = Parallel(n_jobs=2)(delayed(pow)(i, 2) for i in range(n))
+    from joblib.externals.loky import reusable_executor
+
+    return sum(squares), " ".join(map(str, sorted(reusable_executor._executor._processes))), os.getpid()
+
+
+if __name__ == "__main__":
+    jobsplit.main(job, [3, 4, 5, 6])
+"""
+
+
+def run_entry(tmp_path: Path, text: str, columns: tuple[str, ...]) -> tuple[list[dict[str, str]], str]:
+    """Run ``text`` as the entry on one worker to its end; its rows and its log."""
+    entry = tmp_path / "entry.py"
+    entry.write_text(text, encoding="utf-8")
+    config_dir = write_config_dir(tmp_path / "config", header=("Run Start Time", "Job Running Time", "Job Start Time", *columns), machines={"solo": [1.0, 1]})
+    out = tmp_path / "out"
+    status, _, err = watched([sys.executable, entry, *run_args(config_dir, out, "--workers", "1")], run_env(tmp_path), WATCHDOG)
+    assert status == 0, err
+    _, rows = read_results(out / "solo" / "results.csv")
+    assert len(rows) == 4
+    log = "\n".join(line for path in sorted(out.glob("solo/*.log.gz")) for line in gzip.open(path, "rt", encoding="utf-8"))
+    return rows, log
+
+
+def assert_no_helper_was_stopped(log: str) -> None:
+    assert not re.search(r"the job left .* running", log), log
+    assert "died unexpectedly" not in log, log
+
+
+def test_the_helpers_multiprocessing_keeps_serve_every_job_and_clean_up_when_the_run_ends(tmp_path):
+    """multiprocessing's fork server and resource tracker are started by the first job that
+    needs them and kept for the life of the worker, as in any Python program: they are no
+    leftovers to stop after each job (which cost a second a job, restarted them with warnings,
+    and killed the tracker before it unlinked what it tracked). When the run ends, the worker
+    stops them as a Python program's end would: the tracker unlinks the shared memory a job
+    left, and says so in the log."""
+    rows, log = run_entry(tmp_path, LIBRARY_HELPERS, ("Total", "Helpers", "Memory"))
+    segments = [Path("/dev/shm", r["Memory"].lstrip("/")) for r in rows]
+    try:
+        assert sorted(int(r["Total"]) for r in rows) == [sum(i * i for i in range(n)) for n in (3, 4, 5, 6)]
+        assert len({r["Helpers"] for r in rows}) == 1, rows  # the same fork server and tracker for every job
+        assert_no_helper_was_stopped(log)
+        assert "leaked shared_memory objects" in log
+        assert not [path for path in segments if path.exists()], "shared memory left: the resource tracker did not clean up"
+    finally:
+        for path in segments:
+            path.unlink(missing_ok=True)
+
+
+def test_joblib_in_a_job_reuses_its_workers_and_cleans_up_when_the_run_ends(tmp_path):
+    """joblib's ``Parallel`` (scikit-learn's ``n_jobs``) keeps its worker processes for the next
+    call, and a resource tracker: the next job reuses them, nothing is stopped or warned about,
+    and when the run ends they exit and joblib's temporary folders are removed."""
+    rows, log = run_entry(tmp_path, JOBLIB_JOBS, ("Total", "Workers", "Pid"))
+    assert sorted(int(r["Total"]) for r in rows) == [sum(i * i for i in range(n)) for n in (3, 4, 5, 6)]
+    assert len({r["Workers"] for r in rows}) == 1, rows  # the executor's workers served every job
+    assert_no_helper_was_stopped(log)
+    (pid,) = {r["Pid"] for r in rows}
+    assert not list(Path("/dev/shm").glob(f"joblib_memmapping_folder_{pid}_*"))
+    assert not [int(p) for p in rows[0]["Workers"].split() if pid_alive(int(p))]
+
 
 # --- 11. the code fingerprint ---------------------------------------------------------------
 

@@ -17,9 +17,9 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Container
+from collections.abc import Callable, Collection, Container
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 _PR_SET_CHILD_SUBREAPER = 36
 REAP_INTERVAL = 0.02
@@ -43,11 +43,21 @@ def become_subreaper() -> None:
             pass
 
 
-def reap_zombies() -> bool:
-    """Collect children that have exited; True if some are still alive (the rare case).
+def _has_children() -> bool:
+    """Whether this process has a child, running or exited, none of them reaped (a library's
+    helper that exited is its owner's to wait for): one system call. Where there is no
+    ``waitid``, those that exited are reaped to tell."""
+    if not hasattr(os, "waitid"):
+        return _reap_zombies()
+    try:
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return False
+    return True
 
-    With no children at all this is one system call.
-    """
+
+def _reap_zombies() -> bool:
+    """Collect children that have exited; True if some are still alive."""
     while True:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)
@@ -86,9 +96,86 @@ def _children() -> list[_Child]:
     return found
 
 
-def live_children() -> list[tuple[int, str]]:
-    """(pid, command line) of this process's live children."""
-    return [(child.pid, child.command) for child in _children() if child.state not in "ZX"]
+def live_children(keep: Collection[int] = ()) -> list[tuple[int, str]]:
+    """(pid, command line) of this process's live children but ``keep``; the others that have
+    exited are reaped (never one of ``keep``: its owner waits for it)."""
+    live = []
+    for child in _children():
+        if child.pid in keep:
+            continue
+        if child.state not in "ZX":
+            live.append((child.pid, child.command))
+            continue
+        try:
+            os.waitpid(child.pid, os.WNOHANG)
+        except ChildProcessError:
+            pass  # reaped meanwhile
+    return live
+
+
+_HELPERS = (
+    ("multiprocessing.forkserver", "_forkserver", "_forkserver_pid"),
+    ("multiprocessing.resource_tracker", "_resource_tracker", "_pid"),
+    ("joblib.externals.loky.backend.resource_tracker", "_resource_tracker", "_pid"),
+    ("loky.backend.resource_tracker", "_resource_tracker", "_pid"),
+)
+"""(module, its singleton, the attribute holding the pid) of the helper processes Python
+libraries start once and keep for the life of the process: multiprocessing's fork server and
+resource tracker (spawn and forkserver pools, shared memory), and loky's resource tracker
+(joblib), in the order they are stopped."""
+_REUSABLE_EXECUTORS = ("joblib.externals.loky.reusable_executor", "loky.reusable_executor")
+"""Modules whose ``_executor`` keeps its worker processes between calls (``_processes``, by
+pid): joblib's ``Parallel`` reuses them from one job to the next."""
+
+
+def library_helpers() -> set[int]:
+    """The pids of the helpers that libraries keep on purpose between calls (see _HELPERS): not
+    a job's leftovers. Read from the libraries' own state, and only of those already imported; a
+    library that keeps it elsewhere simply has its helpers stopped."""
+    pids = {pid for _, pid in _helper_singletons()}
+    for executor in _reusable_executors():
+        processes = getattr(executor, "_processes", None)
+        if isinstance(processes, dict):
+            pids.update(pid for pid in list(processes) if isinstance(pid, int))
+    return pids
+
+
+def end_library_helpers() -> None:
+    """Before a worker exits: shut the reusable executors down (their workers exit), then stop
+    each helper this process started, as the end of a plain Python program would: it cleans up
+    what it tracked (shared memory, joblib's temporary folders), and says so on stderr, into the
+    log. Left to the exit, a multiprocessing child first waits for its non-daemonic children,
+    which end only when their executor shuts down, later in that exit; and the helpers hold the
+    output pipes the capture reads to their end: the worker would wait until killed, and its
+    helpers would be killed with it, their cleanup undone."""
+    for executor in _reusable_executors():
+        try:
+            executor.shutdown(wait=True)
+        except Exception:  # noqa: BLE001 - a library's failure while the worker exits: its helpers go with it anyway
+            pass
+    mine = {child.pid for child in _children()}
+    for singleton, pid in _helper_singletons():
+        stop = getattr(singleton, "_stop", None)
+        if pid in mine and callable(stop):  # not one inherited from the runner, which it stops itself
+            try:
+                stop()  # closes its pipe, and waits for it to clean up and exit
+            except Exception:  # noqa: BLE001 - as above
+                pass
+
+
+def _helper_singletons() -> list[tuple[Any, int]]:
+    """(singleton, pid) of each helper in _HELPERS that is running."""
+    found = []
+    for module, name, attribute in _HELPERS:
+        singleton = getattr(sys.modules.get(module), name, None)
+        pid = getattr(singleton, attribute, None)
+        if isinstance(pid, int):
+            found.append((singleton, pid))
+    return found
+
+
+def _reusable_executors() -> list[Any]:
+    return [executor for module in _REUSABLE_EXECUTORS if (executor := getattr(sys.modules.get(module), "_executor", None)) is not None]
 
 
 def started_at(pid: int) -> int | None:
@@ -155,20 +242,22 @@ def signal_strays(signum: int) -> None:
             _signal_tree(child.pid, signum)
 
 
-def stop_children(grace: float) -> list[tuple[int, str]]:
-    """Stop the children this process still has: SIGTERM, then SIGKILL after ``grace``
-    seconds. Returns the (pid, command) of those found alive, for the log."""
-    if not reap_zombies():
+def stop_children(grace: float, keep: Callable[[], Collection[int]] = frozenset) -> list[tuple[int, str]]:
+    """Stop the children this process still has but those ``keep()`` names (asked only if it
+    has any): SIGTERM, then SIGKILL after ``grace`` seconds. Returns the (pid, command) of those
+    found alive, for the log."""
+    if not _has_children():
         return []
-    found = live_children()
+    kept = keep()
+    found = live_children(kept)
     for pid, _ in found:
         _signal_tree(pid, signal.SIGTERM)
     kill_at = time.monotonic() + grace
     give_up_at = kill_at + max(grace, 1.0)  # a child in uninterruptible sleep cannot hold the worker forever
     killed = False
-    while reap_zombies() and time.monotonic() < give_up_at:
+    while found and (left := live_children(kept)) and time.monotonic() < give_up_at:
         if not killed and time.monotonic() >= kill_at:
-            for pid, _ in live_children():  # the survivors, and orphans re-parented meanwhile
+            for pid, _ in left:  # the survivors, and orphans re-parented meanwhile
                 _signal_tree(pid, signal.SIGKILL)
             killed = True
         time.sleep(REAP_INTERVAL)

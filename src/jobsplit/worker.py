@@ -40,7 +40,7 @@ from types import FrameType, TracebackType
 from typing import Any, NamedTuple, NoReturn, TextIO
 
 from .capture import OutputCapture
-from .children import become_group_leader_and_subreaper, signal_strays, stop_children
+from .children import become_group_leader_and_subreaper, end_library_helpers, library_helpers, signal_strays, stop_children
 from .config import Header, JobConfig, LogSettings
 from .journal import clean_text
 from .lifecycle import die_with_parent, restore_library_path
@@ -203,6 +203,7 @@ def worker_main(setup: WorkerSetup, tasks: Connection, results: Connection, slot
             if revocations.start(ready.ticket, outbox):
                 run(ready)
         outbox.flush()  # a batch ended: a worker that dies loses at most the group it was running
+    end_library_helpers()
     capture.close()  # the last output of the last job reaches the log before the worker exits
 
 
@@ -621,8 +622,11 @@ class _JobRunner:
             self.capture.emit(time.time(), "WARNING", "jobsplit", f"cannot return to {self._folder} after the job changed folder ({exc}); the next jobs start where it left")
 
     def _stop_leftovers(self) -> None:
-        """Programs the job started and left running are stopped (and said so in the log)."""
-        left = stop_children(CHILD_GRACE)
+        """Programs the job started and left running are stopped (and said so in the log); not the
+        helpers a library keeps for later calls (joblib's workers, multiprocessing's fork server
+        and resource tracker): stopped, they failed the next job's pool or were started again,
+        with warnings, each time, and what they tracked was never cleaned up."""
+        left = stop_children(CHILD_GRACE, keep=library_helpers)
         if left:
             listed = ", ".join(f"pid {pid} ({command[:80]})" for pid, command in left)
             count = f"{len(left)} child process{'es' if len(left) > 1 else ''}"
