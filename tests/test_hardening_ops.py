@@ -9,6 +9,8 @@ child processes the tests start are killed afterwards.
 from __future__ import annotations
 
 import gzip
+import json
+import logging
 import os
 import re
 import shutil
@@ -336,6 +338,64 @@ def test_every_job_prints_to_the_log_whatever_the_job_before_did_to_its_streams(
     if spoiler == "fdclose":
         closed = [line for line in lines if "the job closed its standard output (descriptor 1); the next jobs have it back" in line]
         assert len(closed) == 5, closed
+
+
+LOGGING_SET_UPS = """
+import logging
+import os
+
+import jobsplit
+
+
+def job(kind, n, random_obj, config, progress):
+    open_files = len(os.listdir("/proc/self/fd"))  # before this job opens its own
+    path = os.path.join(os.environ["JOB_LOGS"], f"{kind}-{n}.log")
+    if kind == "root":  # a log file of the job's own, and more detail
+        logging.getLogger().addHandler(logging.FileHandler(path))
+        logging.getLogger().setLevel(logging.DEBUG)
+    elif kind == "forced":  # a whole set-up of its own, replacing the worker's
+        logging.basicConfig(filename=path, level=logging.DEBUG, force=True)
+    else:  # a handler on the job's own logger
+        logging.getLogger("experiment").addHandler(logging.FileHandler(path))
+    logging.getLogger("experiment").info("record of %s-%d", kind, n)
+    logging.getLogger("experiment").debug("detail of %s-%d", kind, n)
+    return n, open_files, logging.getLogger().level
+
+
+if __name__ == "__main__":
+    jobsplit.main(job, [(kind, n) for n in range(3) for kind in ("root", "forced", "named")])
+"""
+
+
+def test_every_job_starts_with_the_worker_s_logging_whatever_the_job_before_set_up(tmp_path):
+    """A job that adds a log file of its own to a logger (or replaces the whole set-up with
+    ``basicConfig(force=True)``) and leaves it must not hand it to its worker's next jobs: their
+    records landed in its file, the root logger's level it set stayed, and each such job left
+    one more file open. Each job's file holds its own records only, the next jobs log to the
+    machine log again, and the worker's open files stay as many."""
+    logs = tmp_path / "joblogs"
+    logs.mkdir()
+    entry = tmp_path / "entry.py"
+    entry.write_text(LOGGING_SET_UPS, encoding="utf-8")
+    config_dir = write_config_dir(tmp_path / "config", header=("Run Start Time", "Job Running Time", "Job Start Time", "N", "Open Files", "Root Level"), machines={"solo": [1.0, 1]})
+    out = tmp_path / "out"
+    status, _, err = watched([sys.executable, entry, *run_args(config_dir, out, "--workers", "1")], {**run_env(tmp_path), "JOB_LOGS": str(logs)}, WATCHDOG)
+    assert status == 0, err
+    _, rows = read_results(out / "solo" / "results.csv")
+    assert len(rows) == 9
+    assert len({r["Open Files"] for r in rows}) == 1, [(r["Job Args"], r["Open Files"]) for r in rows]
+    kinds = [json.loads(r["Job Args"])[0] for r in sorted(rows, key=lambda r: r["Job Start Time"])]
+    assert "named" in kinds[kinds.index("root") :], kinds  # a job that leaves the root's level alone ran after one that set it
+    levels = {(json.loads(r["Job Args"])[0], r["Root Level"]) for r in rows}
+    assert levels == {("root", str(logging.DEBUG)), ("forced", str(logging.DEBUG)), ("named", str(logging.INFO))}
+    files = sorted(logs.iterdir())
+    assert len(files) == 9
+    for path in files:  # the job's own records, and no other job's
+        assert re.findall(r"(?:record|detail) of (\w+-\d)", path.read_text(encoding="utf-8")) == [path.stem] * (1 if path.stem.startswith("named") else 2), path
+    machine_log = "\n".join(line for path in sorted(out.glob("solo/*.log.gz")) for line in gzip.open(path, "rt", encoding="utf-8"))
+    for kind in ("root", "named"):
+        for n in range(3):
+            assert f"record of {kind}-{n}" in machine_log, f"{kind}-{n} did not log to the machine log"
 
 
 def test_an_alarm_or_signal_handler_a_job_left_never_reaches_the_next_jobs(tmp_path):

@@ -25,7 +25,7 @@ import select
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TextIO
 
@@ -258,3 +258,49 @@ def log_message(record: logging.LogRecord) -> str:
     if record.exc_info:
         message += "\n" + logging.Formatter().formatException(record.exc_info)
     return message
+
+
+class LoggingSetup:
+    """The logging set-up every job of a worker starts with: each logger's handlers and the
+    root logger's level, as the worker made them. Otherwise a job that adds a handler (a log file
+    of its own, say) and leaves it hands it to every later job of its worker: their records land
+    in its file, and each such job leaves one more file open, until none can be opened."""
+
+    def __init__(self) -> None:
+        self._handlers = {name: list(logger.handlers) for name, logger in _loggers()}
+        self._root_level = logging.root.level
+        self._created = _handlers_created()
+
+    def restore(self) -> None:
+        """Undo what the job changed: the handlers it added are removed and closed (as the end of
+        a program would close them), those it removed are put back, the root's level is reset."""
+        root = logging.root
+        if _handlers_created() == self._created and root.handlers == self._handlers[""] and root.level == self._root_level:
+            return  # the common case: nothing created, nothing changed
+        kept = {id(handler) for handlers in self._handlers.values() for handler in handlers}
+        for name, logger in _loggers():
+            _close_all(handler for handler in logger.handlers if id(handler) not in kept)
+            logger.handlers[:] = self._handlers.get(name, [])
+        root.setLevel(self._root_level)
+        self._created = _handlers_created()  # counted once no reference of ours holds the job's
+
+
+def _close_all(handlers: Iterable[logging.Handler]) -> None:
+    for handler in handlers:
+        try:
+            handler.close()
+        except Exception:  # noqa: BLE001 - the job's handler: its failure to close is no reason to stop
+            pass
+
+
+def _loggers() -> list[tuple[str, logging.Logger]]:
+    """The root logger (named "") and every logger made so far."""
+    made = list(logging.root.manager.loggerDict.items())
+    return [("", logging.root), *((name, logger) for name, logger in made if isinstance(logger, logging.Logger))]
+
+
+def _handlers_created() -> int:
+    """How many handlers live (logging keeps a weak reference to each, for its shutdown): a job
+    that adds one to a logger created it. -1 where logging keeps no such list."""
+    handlers = getattr(logging, "_handlerList", None)
+    return -1 if handlers is None else len(handlers)

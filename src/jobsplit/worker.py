@@ -39,7 +39,7 @@ from queue import SimpleQueue
 from types import FrameType, TracebackType
 from typing import Any, NamedTuple, NoReturn, TextIO
 
-from .capture import OutputCapture
+from .capture import LoggingSetup, OutputCapture
 from .children import become_group_leader_and_subreaper, end_library_helpers, library_helpers, signal_strays, stop_children
 from .config import Header, JobConfig, LogSettings
 from .journal import clean_text
@@ -543,6 +543,7 @@ class _JobRunner:
         comparison tells whether a job changed them."""
         self._streams = (sys.stdout, sys.stderr)
         """What ``print`` writes to in every job (they write to the log)."""
+        self._logging = LoggingSetup()
         kept = {signum: handler for signum in _KEPT_SIGNALS if (handler := _getsignal(signum)) is not None}
         self._signals, self._handlers = tuple(kept), tuple(kept.values())
         """The signals a job may take over, and what every job starts with for them (a handler
@@ -596,16 +597,18 @@ class _JobRunner:
 
     def _restore_surroundings(self) -> None:
         """The next job starts in the run's folder with the run's environment variables, signal
-        handlers and standard streams, and no alarm set, whatever this job changed (a scratch
-        folder, deleted since; ``os.environ`` for a program it ran; a SIGALRM time limit it left
-        armed, which would go off in the next job; ``sys.stdout`` swapped for a file to silence a
-        library, or closed): what a job sees must not depend on which jobs its worker ran before."""
+        handlers, standard streams and logging set-up, and no alarm set, whatever this job changed
+        (a scratch folder, deleted since; ``os.environ`` for a program it ran; a SIGALRM time limit
+        it left armed, which would go off in the next job; ``sys.stdout`` swapped for a file to
+        silence a library, or closed; a log file of its own): what a job sees must not depend on
+        which jobs its worker ran before."""
         stdout, stderr = self._streams
         if sys.stdout is not stdout or sys.stderr is not stderr or stdout.closed or stderr.closed:
             self._streams = sys.stdout, sys.stderr = _reopened(stdout, 1), _reopened(stderr, 2)
         if getattr(os.environ, "_data", self._environ_bytes) != self._environ_bytes:  # elsewhere than CPython: not checked
             os.environ.clear()
             os.environ.update(self._environ)
+        self._logging.restore()
         if signal.getitimer(signal.ITIMER_REAL)[0]:  # signal.alarm() sets this timer too
             signal.setitimer(signal.ITIMER_REAL, 0)
         if tuple(map(_getsignal, self._signals)) != self._handlers:
