@@ -398,6 +398,41 @@ def test_every_job_starts_with_the_worker_s_logging_whatever_the_job_before_set_
             assert f"record of {kind}-{n}" in machine_log, f"{kind}-{n} did not log to the machine log"
 
 
+STRICT_WARNINGS = """
+import warnings
+
+import jobsplit
+
+
+def job(kind, n, random_obj, config, progress):
+    if kind == "strict":
+        warnings.simplefilter("error")  # this job's warnings are errors
+    else:
+        warnings.warn(f"gentle warning {n}")
+    return n
+
+
+if __name__ == "__main__":
+    jobsplit.main(job, [(kind, n) for n in range(3) for kind in ("strict", "warns")])
+"""
+
+
+def test_warnings_a_job_made_errors_stay_warnings_in_the_next_jobs(tmp_path):
+    """``warnings.simplefilter("error")`` in one job must not fail the later jobs of its worker
+    that warn (or not, depending on the schedule): each job starts with the worker's filters."""
+    entry = tmp_path / "entry.py"
+    entry.write_text(STRICT_WARNINGS, encoding="utf-8")
+    config_dir = write_config_dir(tmp_path / "config", header=("Run Start Time", "Job Running Time", "Job Start Time", "N"), machines={"solo": [1.0, 1]})
+    out = tmp_path / "out"
+    status, _, err = watched([sys.executable, entry, *run_args(config_dir, out, "--workers", "1")], run_env(tmp_path), WATCHDOG)
+    assert status == 0, err
+    _, rows = read_results(out / "solo" / "results.csv")
+    kinds = [json.loads(r["Job Args"])[0] for r in sorted(rows, key=lambda r: r["Job Start Time"])]
+    assert len(kinds) == 6 and "warns" in kinds[kinds.index("strict") :], kinds
+    machine_log = "\n".join(line for path in sorted(out.glob("solo/*.log.gz")) for line in gzip.open(path, "rt", encoding="utf-8"))
+    assert all(f"gentle warning {n}" in machine_log for n in range(3)), machine_log
+
+
 def test_an_alarm_or_signal_handler_a_job_left_never_reaches_the_next_jobs(tmp_path):
     """A job that armed a SIGALRM time limit and returned before it went off (and made itself deaf
     to SIGTERM) must not leave them to its worker's next job: the alarm would go off in that job,

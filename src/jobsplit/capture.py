@@ -25,6 +25,7 @@ import select
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TextIO
@@ -261,19 +262,26 @@ def log_message(record: logging.LogRecord) -> str:
 
 
 class LoggingSetup:
-    """The logging set-up every job of a worker starts with: each logger's handlers and the
-    root logger's level, as the worker made them. Otherwise a job that adds a handler (a log file
-    of its own, say) and leaves it hands it to every later job of its worker: their records land
-    in its file, and each such job leaves one more file open, until none can be opened."""
+    """The logging and warnings set-up every job of a worker starts with: each logger's handlers,
+    the root logger's level and the warnings filters, as the worker made them. Otherwise a job
+    that adds a handler (a log file of its own, say) and leaves it hands it to every later job of
+    its worker: their records land in its file, and each such job leaves one more file open,
+    until none can be opened; and one that turns warnings into errors fails later jobs that
+    warn, or not, depending on which worker ran them."""
 
     def __init__(self) -> None:
         self._handlers = {name: list(logger.handlers) for name, logger in _loggers()}
         self._root_level = logging.root.level
         self._created = _handlers_created()
+        self._filters = list(warnings.filters)
 
     def restore(self) -> None:
         """Undo what the job changed: the handlers it added are removed and closed (as the end of
-        a program would close them), those it removed are put back, the root's level is reset."""
+        a program would close them), those it removed are put back, the root's level and the
+        warnings filters are reset."""
+        if warnings.filters != self._filters:
+            warnings.filters = list(self._filters)  # as warnings.catch_warnings puts them back
+            warnings._filters_mutated()  # type: ignore[attr-defined]  # and so that the registries of warnings seen are reset
         root = logging.root
         if _handlers_created() == self._created and root.handlers == self._handlers[""] and root.level == self._root_level:
             return  # the common case: nothing created, nothing changed
