@@ -5,7 +5,8 @@ and ``sys.stdout`` / ``sys.stderr`` are real text files on them: ``print``, ``fi
 ``.buffer``, ``.reconfigure()``, ``faulthandler`` and child processes given ``sys.stdout`` all
 work, and every line lands in the log. The root logger and ``warnings`` go the same way as
 records. When a job ends, the job thread itself drains the pipes before the next job starts,
-so everything a job (or a child it waited for) wrote is attributed to it.
+so everything a job (or a child it waited for) wrote is attributed to it, and the logging and
+warnings set-up it changed is put back (``LoggingSetup``).
 
 Of a line redrawn in place (a progress bar such as tqdm's: a carriage return, then the whole
 line again), only what follows the last carriage return is logged, so a progress bar becomes one
