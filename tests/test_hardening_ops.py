@@ -8,7 +8,6 @@ child processes the tests start are killed afterwards.
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 import os
@@ -36,6 +35,7 @@ from runhelpers import (
     journal_query,
     kill_session,
     kinds_spec,
+    machine_log_text,
     on_a_terminal,
     pid_alive,
     read_results,
@@ -207,6 +207,23 @@ def test_sigterm_while_hundreds_of_workers_start_stops_cleanly(tmp_path):
     assert_all_done_once(share, share.ids())
 
 
+def run_entry(tmp_path: Path, text: str, columns: tuple[str, ...], **env: str) -> tuple[list[dict[str, str]], str]:
+    """Run ``text`` as the entry, on one worker, to its end (exit 0); its rows and its log."""
+    entry = tmp_path / "entry.py"
+    entry.write_text(text, encoding="utf-8")
+    config_dir = write_config_dir(tmp_path / "config", header=("Run Start Time", "Job Running Time", "Job Start Time", *columns), machines={"solo": [1.0, 1]})
+    out = tmp_path / "out"
+    status, _, err = watched([sys.executable, entry, *run_args(config_dir, out, "--workers", "1")], {**run_env(tmp_path), **env}, WATCHDOG)
+    assert status == 0, err
+    _, rows = read_results(out / "solo" / "results.csv")
+    return rows, machine_log_text(out / "solo")
+
+
+def kinds_in_order(rows: list[dict[str, str]]) -> list[str]:
+    """The first argument of each job, in the order the jobs started."""
+    return [json.loads(r["Job Args"])[0] for r in sorted(rows, key=lambda r: r["Job Start Time"])]
+
+
 # --- 10. child processes die with their job -----------------------------------------------
 
 
@@ -375,16 +392,10 @@ def test_every_job_starts_with_the_worker_s_logging_whatever_the_job_before_set_
     machine log again, and the worker's open files stay as many."""
     logs = tmp_path / "joblogs"
     logs.mkdir()
-    entry = tmp_path / "entry.py"
-    entry.write_text(LOGGING_SET_UPS, encoding="utf-8")
-    config_dir = write_config_dir(tmp_path / "config", header=("Run Start Time", "Job Running Time", "Job Start Time", "N", "Open Files", "Root Level"), machines={"solo": [1.0, 1]})
-    out = tmp_path / "out"
-    status, _, err = watched([sys.executable, entry, *run_args(config_dir, out, "--workers", "1")], {**run_env(tmp_path), "JOB_LOGS": str(logs)}, WATCHDOG)
-    assert status == 0, err
-    _, rows = read_results(out / "solo" / "results.csv")
+    rows, machine_log = run_entry(tmp_path, LOGGING_SET_UPS, ("N", "Open Files", "Root Level"), JOB_LOGS=str(logs))
     assert len(rows) == 9
     assert len({r["Open Files"] for r in rows}) == 1, [(r["Job Args"], r["Open Files"]) for r in rows]
-    kinds = [json.loads(r["Job Args"])[0] for r in sorted(rows, key=lambda r: r["Job Start Time"])]
+    kinds = kinds_in_order(rows)
     assert "named" in kinds[kinds.index("root") :], kinds  # a job that leaves the root's level alone ran after one that set it
     levels = {(json.loads(r["Job Args"])[0], r["Root Level"]) for r in rows}
     assert levels == {("root", str(logging.DEBUG)), ("forced", str(logging.DEBUG)), ("named", str(logging.INFO))}
@@ -392,7 +403,6 @@ def test_every_job_starts_with_the_worker_s_logging_whatever_the_job_before_set_
     assert len(files) == 9
     for path in files:  # the job's own records, and no other job's
         assert re.findall(r"(?:record|detail) of (\w+-\d)", path.read_text(encoding="utf-8")) == [path.stem] * (1 if path.stem.startswith("named") else 2), path
-    machine_log = "\n".join(line for path in sorted(out.glob("solo/*.log.gz")) for line in gzip.open(path, "rt", encoding="utf-8"))
     for kind in ("root", "named"):
         for n in range(3):
             assert f"record of {kind}-{n}" in machine_log, f"{kind}-{n} did not log to the machine log"
@@ -420,16 +430,9 @@ if __name__ == "__main__":
 def test_warnings_a_job_made_errors_stay_warnings_in_the_next_jobs(tmp_path):
     """``warnings.simplefilter("error")`` in one job must not fail the later jobs of its worker
     that warn (or not, depending on the schedule): each job starts with the worker's filters."""
-    entry = tmp_path / "entry.py"
-    entry.write_text(STRICT_WARNINGS, encoding="utf-8")
-    config_dir = write_config_dir(tmp_path / "config", header=("Run Start Time", "Job Running Time", "Job Start Time", "N"), machines={"solo": [1.0, 1]})
-    out = tmp_path / "out"
-    status, _, err = watched([sys.executable, entry, *run_args(config_dir, out, "--workers", "1")], run_env(tmp_path), WATCHDOG)
-    assert status == 0, err
-    _, rows = read_results(out / "solo" / "results.csv")
-    kinds = [json.loads(r["Job Args"])[0] for r in sorted(rows, key=lambda r: r["Job Start Time"])]
+    rows, machine_log = run_entry(tmp_path, STRICT_WARNINGS, ("N",))
+    kinds = kinds_in_order(rows)
     assert len(kinds) == 6 and "warns" in kinds[kinds.index("strict") :], kinds
-    machine_log = "\n".join(line for path in sorted(out.glob("solo/*.log.gz")) for line in gzip.open(path, "rt", encoding="utf-8"))
     assert all(f"gentle warning {n}" in machine_log for n in range(3)), machine_log
 
 
@@ -622,20 +625,6 @@ if __name__ == "__main__":
 """
 
 
-def run_entry(tmp_path: Path, text: str, columns: tuple[str, ...]) -> tuple[list[dict[str, str]], str]:
-    """Run ``text`` as the entry on one worker to its end; its rows and its log."""
-    entry = tmp_path / "entry.py"
-    entry.write_text(text, encoding="utf-8")
-    config_dir = write_config_dir(tmp_path / "config", header=("Run Start Time", "Job Running Time", "Job Start Time", *columns), machines={"solo": [1.0, 1]})
-    out = tmp_path / "out"
-    status, _, err = watched([sys.executable, entry, *run_args(config_dir, out, "--workers", "1")], run_env(tmp_path), WATCHDOG)
-    assert status == 0, err
-    _, rows = read_results(out / "solo" / "results.csv")
-    assert len(rows) == 4
-    log = "\n".join(line for path in sorted(out.glob("solo/*.log.gz")) for line in gzip.open(path, "rt", encoding="utf-8"))
-    return rows, log
-
-
 def assert_no_helper_was_stopped(log: str) -> None:
     assert not re.search(r"the job left .* running", log), log
     assert "died unexpectedly" not in log, log
@@ -649,6 +638,7 @@ def test_the_helpers_multiprocessing_keeps_serve_every_job_and_clean_up_when_the
     stops them as a Python program's end would: the tracker unlinks the shared memory a job
     left, and says so in the log."""
     rows, log = run_entry(tmp_path, LIBRARY_HELPERS, ("Total", "Helpers", "Memory"))
+    assert len(rows) == 4
     segments = [Path("/dev/shm", r["Memory"].lstrip("/")) for r in rows]
     try:
         assert sorted(int(r["Total"]) for r in rows) == [sum(i * i for i in range(n)) for n in (3, 4, 5, 6)]
@@ -666,6 +656,7 @@ def test_joblib_in_a_job_reuses_its_workers_and_cleans_up_when_the_run_ends(tmp_
     call, and a resource tracker: the next job reuses them, nothing is stopped or warned about,
     and when the run ends they exit and joblib's temporary folders are removed."""
     rows, log = run_entry(tmp_path, JOBLIB_JOBS, ("Total", "Workers", "Pid"))
+    assert len(rows) == 4
     assert sorted(int(r["Total"]) for r in rows) == [sum(i * i for i in range(n)) for n in (3, 4, 5, 6)]
     assert len({r["Workers"] for r in rows}) == 1, rows  # the executor's workers served every job
     assert_no_helper_was_stopped(log)
