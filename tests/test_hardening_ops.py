@@ -207,6 +207,32 @@ def test_sigterm_while_hundreds_of_workers_start_stops_cleanly(tmp_path):
     assert_all_done_once(share, share.ids())
 
 
+def with_open_files_limit(soft: int, hard: int, command: list[str]) -> list[str]:
+    """``command``, run with that limit of open files (``ulimit -Sn soft -Hn hard``)."""
+    limited = "import os, resource, sys; resource.setrlimit(resource.RLIMIT_NOFILE, (int(sys.argv[1]), int(sys.argv[2]))); os.execv(sys.argv[3], sys.argv[3:])"
+    return [sys.executable, "-c", limited, str(soft), str(hard), *command]
+
+
+def test_workers_get_the_open_files_they_need_up_to_the_hard_limit(tmp_path):
+    """The runner holds a few descriptors per worker, and each worker inherits those of the
+    workers before it: at a soft limit of 1,024 (the usual default) a 256-core host ran out of
+    them as its workers started (a traceback, the run stopped). The soft limit is raised as far
+    as the hard limit allows; below what the workers need, one sentence says how many fit."""
+    share = HardeningShare(tmp_path, kinds_spec([["sleep", i, 0.5] for i in range(40)]))
+    status, _, err = watched(with_open_files_limit(64, 1024, share.command("--workers", "40")), share.env(), 120)
+    assert status == 0, err
+    assert_all_done_once(share, share.ids())
+    assert len(set(side_lines(share.pids))) == 40  # every worker started, each with its job
+
+    fresh = HardeningShare(tmp_path / "refused", kinds_spec([["sleep", i, 0.5] for i in range(40)]))
+    status, out, err = watched(with_open_files_limit(128, 128, fresh.command("--workers", "40")), fresh.env(), 60)
+    assert_user_error(status, out, err, "40 workers need about 224 open files, but this host allows a process at most 128", "pass --workers 16 or fewer")
+    assert side_lines(fresh.starts) == []  # no job started
+    status, _, err = watched(with_open_files_limit(128, 128, fresh.command("--workers", "16")), fresh.env(), 120)
+    assert status == 0, err  # what it said fits
+    assert_all_done_once(fresh, fresh.ids())
+
+
 def run_entry(tmp_path: Path, text: str, columns: tuple[str, ...], **env: str) -> tuple[list[dict[str, str]], str]:
     """Run ``text`` as the entry, on one worker, to its end (exit 0); its rows and its log."""
     entry = tmp_path / "entry.py"

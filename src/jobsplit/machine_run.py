@@ -28,6 +28,7 @@ from .errors import StorageError, UserError
 from .failurelines import failure_kind
 from .fingerprint import UNKNOWN
 from .journal import AttemptRow, Journal
+from .limits import make_room_for_workers
 from .links import ProcessHub
 from .logs import MachineLog, parent_logger
 from .messages import LogEntry
@@ -234,6 +235,7 @@ class MachineRun:
         else:
             feed = self._queue_feed(journal, counts, failed_before, connection, say)
         source, queue, workers = feed.source, feed.queue, feed.workers
+        make_room_for_workers(workers)  # before the run is recorded: a refusal leaves no trace of it
         started = clock.time()
         done_before = counts[JobState.DONE]
         run = journal.begin_run(workers, done_before=done_before, started=started, host=socket.gethostname(), pid=os.getpid(), code=self.code, source=source.name)
