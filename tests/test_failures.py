@@ -44,7 +44,7 @@ FAILURES = {
     "lockexc": ("error", [r"Traceback \(most recent call last\)", r"LockedError: job {i} raised an unpicklable exception"]),
     "short": ("error", [r"wrong result shape", r"returned 3 values but header.csv has 4 result columns"]),
     "badkey": ("error", [r"wrong result shape", r"without \['Note'\]", r"unknown keys \['Nope'\]"]),
-    "badcell": ("error", [r"wrong result shape", r"'Note' is an object; cells must be numbers, strings, booleans or None"]),
+    "badcell": ("error", [r"wrong result shape", r"'Note' is an object; cells must be numbers, strings, booleans, None, dates, times or paths"]),
 }
 
 

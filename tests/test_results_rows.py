@@ -5,13 +5,15 @@ End to end under fork and spawn, then the row formatter's rules in-process.
 
 from __future__ import annotations
 
+import enum
 import json
 import re
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
 
@@ -141,6 +143,18 @@ def test_a_numpy_like_scalar_is_written_as_its_python_value():
     for value in (_ArrayScalar(1, 2), _ArrayScalar(object()), _ArrayScalar([1])):  # more than one item, or no plain value
         with pytest.raises(ResultShapeError, match="the value for column 'Only' is a _ArrayScalar"):
             formatter("Only").cells(value)
+
+
+def test_dates_times_and_paths_are_written_as_their_standard_text():
+    """Dates and times as ISO 8601 (a NumPy ``datetime64`` gives one by ``item()``), paths as
+    given: each has one text, so a job returning one is not failed after its work. An enum has
+    none (its name? its value?), and fails naming it."""
+    moment = datetime(2026, 12, 6, 20, 59, 3, 250_000, tzinfo=timezone(timedelta(hours=1)))
+    values = (moment, moment.date(), datetime(2026, 1, 1, 7, 30).time(), Path("runs/a b.csv"), _ArrayScalar(datetime(2026, 1, 2).date()))
+    cells = formatter("When", "Day", "Time", "File", "Stamp").cells(values)
+    assert cells == ["2026-12-06T20:59:03.250000+01:00", "2026-12-06", "07:30:00", "runs/a b.csv", "2026-01-02"]
+    with pytest.raises(ResultShapeError, match="'Only' is a Color; cells must be numbers, strings, booleans, None, dates, times or paths"):
+        formatter("Only").cells(enum.Enum("Color", "RED").RED)
 
 
 def test_an_integer_of_any_length_is_written_whole():

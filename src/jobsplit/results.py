@@ -10,7 +10,9 @@ finished lines of text.
 from __future__ import annotations
 
 import csv
+import datetime
 import numbers
+import os
 import re
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -145,8 +147,22 @@ def _cell(value: Any, column: str) -> str:
     to_text = _SCALAR_TEXT.get(type(plain))
     if to_text is not None:  # never for _NO_ITEM, a bare object()
         return to_text(plain)  # type: ignore[no-any-return]
+    text = _standard_text(value if plain is _NO_ITEM else plain)
+    if text is not None:
+        return text
     name = type(value).__name__
-    raise ResultShapeError(f"the value for column {column!r} is {article(name)} {name}; cells must be numbers, strings, booleans or None")
+    raise ResultShapeError(f"the value for column {column!r} is {article(name)} {name}; cells must be numbers, strings, booleans, None, dates, times or paths")
+
+
+def _standard_text(value: Any) -> str | None:
+    """The one text a date or time has (ISO 8601, as ``isoformat`` writes it, with its offset if
+    it has one) and a file path (as given); None for anything else, whose text is no one's to
+    choose (an enum: its name, its value, its repr?)."""
+    if isinstance(value, (datetime.date, datetime.time)):  # a datetime is a date
+        return value.isoformat()
+    if isinstance(value, os.PathLike):
+        return os.fsdecode(value)
+    return None
 
 
 _NO_ITEM = object()
