@@ -2,10 +2,10 @@
 
 The runner holds about ``FILES_PER_WORKER`` descriptors for each worker (its pipes and its
 sentinel), and a forked worker inherits those of the workers started before it. At the usual
-default soft limit of 1,024 open files, a host of 256 cores ran out of descriptors while its
-workers started. The soft limit is raised, up to the hard limit, by what the workers take, so
-that jobs keep the room they would have had; where the hard limit is too low for the workers
-themselves, the run is refused before anything is written.
+default soft limit of 1,024 open files, a run of some 250 workers (a host of 256 cores) ran out
+of descriptors while its workers started. The soft limit is raised, up to the hard limit, by
+what the workers take, so that jobs keep the room they would have had; where the hard limit is
+too low for the workers themselves, the run is refused before it is recorded.
 """
 
 from __future__ import annotations

@@ -597,11 +597,11 @@ class _JobRunner:
 
     def _restore_surroundings(self) -> None:
         """The next job starts in the run's folder with the run's environment variables, signal
-        handlers, standard streams and logging set-up, and no alarm set, whatever this job changed
-        (a scratch folder, deleted since; ``os.environ`` for a program it ran; a SIGALRM time limit
-        it left armed, which would go off in the next job; ``sys.stdout`` swapped for a file to
-        silence a library, or closed; a log file of its own): what a job sees must not depend on
-        which jobs its worker ran before."""
+        handlers, standard streams, logging set-up and warnings filters, and no alarm set, whatever
+        this job changed (a scratch folder, deleted since; ``os.environ`` for a program it ran; a
+        SIGALRM time limit it left armed, which would go off in the next job; ``sys.stdout``
+        swapped for a file to silence a library, or closed; a log file of its own; warnings made
+        errors): what a job sees must not depend on which jobs its worker ran before."""
         stdout, stderr = self._streams
         if sys.stdout is not stdout or sys.stderr is not stderr or stdout.closed or stderr.closed:
             self._streams = sys.stdout, sys.stderr = _reopened(stdout, 1), _reopened(stderr, 2)
