@@ -250,3 +250,28 @@ def test_the_executable_starts_itself_as_the_id_helper(executable: Path, tmp_pat
     assert digest.findall(output) == digest.findall(alone.stdout) != []
     assert helpers, "no id helper was seen at work"
     assert processes_of(folder) == []
+
+
+def test_the_executable_acts_as_python_for_the_helpers_libraries_start(executable: Path, tmp_path: Path) -> None:
+    """joblib's pool (scikit-learn's ``n_jobs``) starts its workers and its resource tracker as
+    ``sys.executable -m ...`` and ``sys.executable -c ...``: the program, which took those
+    arguments for its own and exited ("unrecognized arguments"), so every job that used joblib
+    failed. Started so, it now acts as Python, before the entry builds its pool; its own
+    command line is unchanged."""
+    env = bare_env(tmp_path)
+    code = subprocess.run([str(executable), "-B", "-S", "-I", "-c", "import sys; print(sys.argv); raise SystemExit(3)", "a"], env=env, capture_output=True, text=True, timeout=60)
+    assert (code.returncode, code.stdout) == (3, "['-c', 'a']\n"), code.stderr
+    failing = subprocess.run([str(executable), "-c", "1 / 0"], env=env, capture_output=True, text=True, timeout=60)
+    assert failing.returncode == 1 and "ZeroDivisionError" in failing.stderr
+    assert subprocess.run([str(executable), "--version"], env=env, capture_output=True, text=True, timeout=60).stdout.startswith("jobsplit ")
+
+    folder = host(tmp_path, "sklearn", executable)
+    (folder / "config.ini").write_text(CONFIG + "joblib = yes\n")
+    run = subprocess.run(["./e2e", "run", "--machine", "mid", "--yes", "--console", "plain"], cwd=folder, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    with open(folder / "jobsplit-out" / "mid" / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and all(int(r["Draw"]) == sum(i**3 for i in range(int(r["Index"]) + 1)) for r in rows)
+    log = gzip.decompress((folder / "jobsplit-out" / "mid" / "mid.log.gz").read_bytes()).decode()
+    assert "unrecognized arguments" not in log and "the job left" not in log, log[:2000]
+    assert processes_of(folder) == []

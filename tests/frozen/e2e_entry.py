@@ -1,7 +1,7 @@
 """The one entry the end-to-end tests run and freeze (one program: one build per test session).
 
 Its config chooses the job. With ``[e2e] pause``: short jobs that log, report progress and draw
-randomness. With ``[experiment] base`` (the shared-queue tests): each job sleeps the base time
+randomness; with ``[e2e] joblib = yes``: each job sums cubes on a joblib pool of its own. With ``[experiment] base`` (the shared-queue tests): each job sleeps the base time
 times this host's factor (JOBSPLIT_TEST_FACTOR: a slower host), then draws from its random
 stream. The pool has 60 jobs, or JOBSPLIT_TEST_POOL.
 """
@@ -15,7 +15,15 @@ import jobsplit
 log = logging.getLogger("e2e")
 
 
+def cube(x):
+    return x**3
+
+
 def job(index, random_obj, config, progress):
+    if config.getboolean("e2e", "joblib", fallback=False):  # a pool of the job's own, as scikit-learn's n_jobs starts
+        from joblib import Parallel, delayed
+
+        return index, sum(Parallel(n_jobs=2)(delayed(cube)(i) for i in range(index + 1)))
     if config.has_section("experiment"):
         time.sleep(config.getfloat("experiment", "base") * float(os.environ.get("JOBSPLIT_TEST_FACTOR", "1")))
         return index, random_obj.random()

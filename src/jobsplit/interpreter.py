@@ -1,0 +1,79 @@
+"""A frozen executable started as ``python -c CODE`` or ``python -m MODULE`` acts as Python.
+
+Libraries start their helper processes by running ``sys.executable`` with Python's command
+line: joblib's process pool (loky: ``-m ...popen_loky_posix`` for each worker, ``-c ...`` for its
+resource tracker), which scikit-learn's ``n_jobs`` uses. In an executable, ``sys.executable`` is
+the program itself, which took those arguments for its own and exited: every job that used
+joblib failed ("unrecognized arguments: -m joblib.externals.loky..."). PyInstaller does this for
+multiprocessing's own two helpers only. The runtime hook (frozen_hook.py) calls ``act_as_python``
+before the entry script runs, so the helper never builds the pool.
+
+The program's own command line never starts so: its commands are words, and its ``-h`` and
+``--version`` are not taken for Python's. Interpreter options before ``-c``/``-m`` are accepted
+and have no effect (an executable has no site-packages, bytecode files or environment to
+ignore).
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+import types
+from collections.abc import Callable
+from typing import NoReturn
+
+_OPTIONS = frozenset("bBdEiIOPqsSuvx")
+"""Python's options of one letter that take no argument (not ``h``, ``V``: the program's own)."""
+_WITH_ARGUMENT = ("W", "X")
+
+
+def act_as_python(argv: list[str]) -> None:
+    """Run ``-c CODE`` or ``-m MODULE`` as Python would, then exit; return for anything else."""
+    at = 1
+    while at < len(argv):
+        word = argv[at]
+        if len(word) < 2 or word[0] != "-" or word[1] == "-":
+            return  # a command of the program's, or one of its long options
+        letter, joined = word[1], word[2:]
+        if letter in "cm":
+            if joined:
+                payload, rest = joined, argv[at + 1 :]
+            elif at + 1 < len(argv):
+                payload, rest = argv[at + 1], argv[at + 2 :]
+            else:
+                return
+            if letter == "c":
+                _run_code(payload, rest)
+            _run_module(payload, rest)
+        if letter in _WITH_ARGUMENT:
+            at += 1 if joined else 2
+        elif set(word[1:]) <= _OPTIONS:
+            at += 1
+        else:
+            return
+
+
+def _run_code(code: str, rest: list[str]) -> NoReturn:
+    sys.argv = ["-c", *rest]
+    main = types.ModuleType("__main__")
+    sys.modules["__main__"] = main
+    _exit_as_python(lambda: exec(compile(code, "<string>", "exec"), main.__dict__))
+
+
+def _run_module(name: str, rest: list[str]) -> NoReturn:
+    import runpy
+
+    sys.argv = [name, *rest]  # runpy puts the module's file in sys.argv[0]
+    _exit_as_python(lambda: runpy.run_module(name, run_name="__main__", alter_sys=True))
+
+
+def _exit_as_python(run: Callable[[], object]) -> NoReturn:
+    """Run, then exit as Python does: 0, the code of a SystemExit, or 1 with the traceback."""
+    try:
+        run()
+    except SystemExit:
+        raise
+    except BaseException:  # noqa: BLE001 - as Python's own top level: reported, status 1
+        traceback.print_exc()
+        sys.exit(1)
+    sys.exit(0)

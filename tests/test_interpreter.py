@@ -1,0 +1,37 @@
+"""The executable's Python command line (interpreter.py), outside an executable: which command
+lines it takes for Python's, and that it then runs them as Python does (the frozen program
+itself: test_executable.py)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from jobsplit.interpreter import act_as_python
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [[], ["run", "--machine", "a"], ["-h"], ["--version"], ["-V"], ["-B", "-S", "-I"], ["-Wignore", "-q", "init"], ["-c"], ["-Z", "-c", "x"]],
+)
+def test_the_program_s_own_command_lines_are_left_to_it(argv):
+    act_as_python(["program", *argv])  # returns: nothing run, no exit
+
+
+def as_python(*argv: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    script = "import sys; from jobsplit.interpreter import act_as_python; act_as_python(['program', *sys.argv[1:]]); print('not taken')"
+    return subprocess.run([sys.executable, "-c", script, *argv], input=stdin, capture_output=True, text=True, timeout=60, check=False)
+
+
+@pytest.mark.parametrize("options", [[], ["-B", "-S", "-I"], ["-W", "ignore", "-X", "utf8", "-u"], ["-BsE"]])
+def test_code_and_modules_run_as_python_runs_them(options):
+    code = as_python(*options, "-c", "import sys; print(sys.argv, __name__); raise SystemExit(3)", "a")
+    assert (code.returncode, code.stdout) == (3, "['-c', 'a'] __main__\n"), code.stderr
+    joined = as_python(*options, "-cprint('joined')")
+    assert (joined.returncode, joined.stdout) == (0, "joined\n"), joined.stderr
+    module = as_python(*options, "-m", "json.tool", stdin='{"a": [1]}')
+    assert (module.returncode, module.stdout.split()) == (0, ["{", '"a":', "[", "1", "]", "}"]), module.stderr
+    failing = as_python(*options, "-c", "1 / 0")
+    assert failing.returncode == 1 and failing.stderr.rstrip().endswith("ZeroDivisionError: division by zero")
