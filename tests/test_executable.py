@@ -263,6 +263,9 @@ def test_the_executable_acts_as_python_for_the_helpers_libraries_start(executabl
     assert (code.returncode, code.stdout) == (3, "['-c', 'a']\n"), code.stderr
     failing = subprocess.run([str(executable), "-c", "1 / 0"], env=env, capture_output=True, text=True, timeout=60)
     assert failing.returncode == 1 and "ZeroDivisionError" in failing.stderr
+    (tmp_path / "analysis.py").write_text("import sys\nprint(sys.argv[1:])\n")
+    script = subprocess.run([str(executable), str(tmp_path / "analysis.py"), "x"], env=env, capture_output=True, text=True, timeout=60)
+    assert (script.returncode, script.stdout) == (0, "['x']\n"), script.stderr
     assert subprocess.run([str(executable), "--version"], env=env, capture_output=True, text=True, timeout=60).stdout.startswith("jobsplit ")
 
     folder = host(tmp_path, "sklearn", executable)

@@ -35,3 +35,12 @@ def test_code_and_modules_run_as_python_runs_them(options):
     assert (module.returncode, module.stdout.split()) == (0, ["{", '"a":', "[", "1", "]", "}"]), module.stderr
     failing = as_python(*options, "-c", "1 / 0")
     assert failing.returncode == 1 and failing.stderr.rstrip().endswith("ZeroDivisionError: division by zero")
+
+
+def test_a_script_runs_as_python_runs_it(tmp_path):
+    script = tmp_path / "analysis.py"
+    (tmp_path / "helper.py").write_text("ANSWER = 42\n")
+    script.write_text("import sys, helper\nprint(sys.argv[1:], helper.ANSWER, __name__)\n")
+    result = as_python(str(script), "x")
+    assert (result.returncode, result.stdout) == (0, "['x'] 42 __main__\n"), result.stderr  # its folder first on sys.path, as Python puts it
+    assert as_python(str(tmp_path / "missing.py")).stdout == "not taken\n"  # no such file: the program's argument

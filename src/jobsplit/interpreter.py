@@ -1,4 +1,5 @@
-"""A frozen executable started as ``python -c CODE`` or ``python -m MODULE`` acts as Python.
+"""A frozen executable started as ``python -c CODE``, ``python -m MODULE`` or ``python
+SCRIPT.py`` acts as Python.
 
 Libraries start their helper processes by running ``sys.executable`` with Python's command
 line: joblib's process pool (loky: ``-m ...popen_loky_posix`` for each worker, ``-c ...`` for its
@@ -8,14 +9,16 @@ joblib failed ("unrecognized arguments: -m joblib.externals.loky..."). PyInstall
 multiprocessing's own two helpers only. The runtime hook (frozen_hook.py) calls ``act_as_python``
 before the entry script runs, so the helper never builds the pool.
 
-The program's own command line never starts so: its commands are words, and its ``-h`` and
-``--version`` are not taken for Python's. Interpreter options before ``-c``/``-m`` are accepted
-and have no effect (an executable has no site-packages, bytecode files or environment to
-ignore).
+Jobs do the same (``subprocess.run([sys.executable, "analysis.py"])``). The program's own
+command line never starts so: its commands are words, and its ``-h`` and ``--version`` are not
+taken for Python's; a script is an existing file whose name ends in ``.py``. Interpreter options
+before ``-c``/``-m`` are accepted and have no effect (an executable has no site-packages,
+bytecode files or environment to ignore).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 import types
@@ -28,10 +31,13 @@ _WITH_ARGUMENT = ("W", "X")
 
 
 def act_as_python(argv: list[str]) -> None:
-    """Run ``-c CODE`` or ``-m MODULE`` as Python would, then exit; return for anything else."""
+    """Run ``-c CODE``, ``-m MODULE`` or ``SCRIPT.py`` as Python would, then exit; return for
+    anything else."""
     at = 1
     while at < len(argv):
         word = argv[at]
+        if word.endswith(".py") and os.path.isfile(word):
+            _run_script(word, argv[at + 1 :])
         if len(word) < 2 or word[0] != "-" or word[1] == "-":
             return  # a command of the program's, or one of its long options
         letter, joined = word[1], word[2:]
@@ -65,6 +71,14 @@ def _run_module(name: str, rest: list[str]) -> NoReturn:
 
     sys.argv = [name, *rest]  # runpy puts the module's file in sys.argv[0]
     _exit_as_python(lambda: runpy.run_module(name, run_name="__main__", alter_sys=True))
+
+
+def _run_script(path: str, rest: list[str]) -> NoReturn:
+    import runpy
+
+    sys.argv = [path, *rest]
+    sys.path.insert(0, os.path.dirname(os.path.abspath(path)))  # as Python puts the script's folder first
+    _exit_as_python(lambda: runpy.run_path(path, run_name="__main__"))
 
 
 def _exit_as_python(run: Callable[[], object]) -> NoReturn:
