@@ -558,6 +558,10 @@ def kinds_job(*args, progress=None):
         pass
     elif kind == "sleep":
         time.sleep(float(param))
+    elif kind == "together":  # waits (at most 60 s) until param jobs have started: that many run at once
+        deadline = time.monotonic() + 60
+        while len(Path(os.environ["JOBSPLIT_TEST_STARTS"]).read_text().split()) < int(param) and time.monotonic() < deadline:
+            time.sleep(0.02)
     elif kind == "printgate":  # prints, waits while HERE/hold exists (at most 120 s), prints again
         print(f"before the gate {i}", flush=True)
         deadline = time.monotonic() + 120

@@ -218,11 +218,11 @@ def test_workers_get_the_open_files_they_need_up_to_the_hard_limit(tmp_path):
     workers before it: at a soft limit of 1,024 (the usual default) a 256-core host ran out of
     them as its workers started (a traceback, the run stopped). The soft limit is raised as far
     as the hard limit allows; below what the workers need, one sentence says how many fit."""
-    share = HardeningShare(tmp_path, kinds_spec([["sleep", i, 0.5] for i in range(40)]))
+    share = HardeningShare(tmp_path, kinds_spec([["together", i, 40] for i in range(40)]))
     status, _, err = watched(with_open_files_limit(64, 1024, share.command("--workers", "40")), share.env(), 120)
     assert status == 0, err
     assert_all_done_once(share, share.ids())
-    assert len(set(side_lines(share.pids))) == 40  # every worker started, each with its job
+    assert len(set(side_lines(share.pids))) == 40  # 40 workers at once: each job waited for all the others to start
 
     fresh = HardeningShare(tmp_path / "refused", kinds_spec([["sleep", i, 0.5] for i in range(40)]))
     status, out, err = watched(with_open_files_limit(128, 128, fresh.command("--workers", "40")), fresh.env(), 60)
