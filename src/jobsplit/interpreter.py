@@ -5,9 +5,9 @@ Libraries start their helper processes by running ``sys.executable`` with Python
 line: joblib's process pool (loky: ``-m ...popen_loky_posix`` for each worker, ``-c ...`` for its
 resource tracker), which scikit-learn's ``n_jobs`` uses. In an executable, ``sys.executable`` is
 the program itself, which took those arguments for its own and exited: every job that used
-joblib failed ("unrecognized arguments: -m joblib.externals.loky..."). PyInstaller does this for
-multiprocessing's own two helpers only. The runtime hook (frozen_hook.py) calls ``act_as_python``
-before the entry script runs, so the helper never builds the pool.
+joblib failed ("unrecognized arguments: -m joblib.externals.loky..."). PyInstaller's own hook
+does this for multiprocessing's two helpers only. The runtime hook (frozen_hook.py) calls
+``act_as_python`` before the entry script runs, so a helper never builds the pool.
 
 Jobs do the same (``subprocess.run([sys.executable, "analysis.py"])``). The program's own
 command line never starts so: its commands are words, and its ``-h`` and ``--version`` are not
