@@ -5,6 +5,7 @@ receive, and an empty pool; any other is left alone."""
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any
 
 import pytest
@@ -92,6 +93,35 @@ def test_functions_that_cannot_take_the_injected_arguments_are_refused(job: Any,
         check_job_function(job, sample)
     for word in [*words, "then random_obj, config and progress"]:
         assert word in str(refused.value)
+
+
+def generator_job(n, random_obj, config, progress):
+    yield n
+
+
+async def async_job(n, random_obj, config, progress):
+    return n
+
+
+async def async_generator_job(n, random_obj, config, progress):
+    yield n
+
+
+@pytest.mark.parametrize(
+    "job, words",
+    [
+        (generator_job, "the job function generator_job uses yield, so calling it runs nothing; return the job's result instead"),
+        (functools.partial(generator_job, 1), "the job function generator_job uses yield"),
+        (async_job, "the job function async_job is defined with async def, so calling it runs nothing; define it with def, running its async code with asyncio.run(...) inside"),
+        (async_generator_job, "async_generator_job is defined with async def"),
+    ],
+    ids=["generator", "partial", "async", "async-generator"],
+)
+def test_a_job_function_that_runs_nothing_when_called_is_refused(job: Any, words: str):
+    """Calling a generator function or an ``async def`` returns at once, running none of its
+    body: every job failed on its result's shape, with nothing computed, one at a time."""
+    with pytest.raises(UserError, match=re.escape(words)):
+        check_job_function(job, (1,) if not isinstance(job, functools.partial) else ())
 
 
 MAP_STYLE_ENTRY = """

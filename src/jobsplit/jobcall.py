@@ -28,6 +28,7 @@ def check_job_function(job: Callable[..., Any], sample: Any, where: str = "pool[
     of the pool). A job whose own arguments do not fit the function is left to fail alone, as
     any bad job does: one the function cannot take, or one that fills the parameters named for
     jobsplit's arguments (too many arguments for a function written for jobsplit)."""
+    _refuse_a_job_that_returns_before_running(job)
     try:
         signature = inspect.signature(job, follow_wrapped=False)  # a wrapper's own (*args, **kwargs) takes anything
     except (TypeError, ValueError):
@@ -52,6 +53,19 @@ def check_job_function(job: Callable[..., Any], sample: Any, where: str = "pool[
             f"the job function {name}{signature} cannot be called as jobsplit calls it: {call} fails ({exc}); a job function "
             f"takes the job's own arguments, then random_obj, config and progress, e.g. def job(x, y, random_obj, config, progress){_partial_hint(job)}"
         ) from None
+
+
+def _refuse_a_job_that_returns_before_running(job: Callable[..., Any]) -> None:
+    """A generator function (``yield``) or an ``async def`` returns at once, having run none of
+    its body: every job would fail on its result's shape, with nothing computed."""
+    function = job
+    while isinstance(function, functools.partial):
+        function = function.func
+    name = getattr(function, "__name__", type(function).__name__)
+    if inspect.isasyncgenfunction(job) or inspect.iscoroutinefunction(job):
+        raise UserError(f"the job function {name} is defined with async def, so calling it runs nothing; define it with def, running its async code with asyncio.run(...) inside")
+    if inspect.isgeneratorfunction(job):
+        raise UserError(f"the job function {name} uses yield, so calling it runs nothing; return the job's result instead (the values of its result columns)")
 
 
 def _partial_hint(job: Callable[..., Any]) -> str:
