@@ -288,8 +288,8 @@ class LoggingSetup:
             return  # the common case: nothing created, nothing changed
         kept = {id(handler) for handlers in self._handlers.values() for handler in handlers}
         for name, logger in _loggers():
-            _close_all(handler for handler in logger.handlers if id(handler) not in kept)
-            logger.handlers[:] = self._handlers.get(name, [])
+            _close_all(handler for handler in list(logger.handlers or ()) if id(handler) not in kept)
+            logger.handlers = list(self._handlers.get(name, ()))  # a list again, whatever the job put there
         root.setLevel(self._root_level)
         self._created = _handlers_created()  # counted once no reference of ours holds the job's
 
