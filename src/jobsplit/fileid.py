@@ -13,3 +13,9 @@ def file_id(path: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return found.st_dev, found.st_ino
+
+
+def open_file_id(fd: int) -> tuple[int, int]:
+    """(device, inode) of the file open on ``fd``: the one written, whatever its path names now."""
+    found = os.fstat(fd)
+    return found.st_dev, found.st_ino

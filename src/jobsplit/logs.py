@@ -15,7 +15,6 @@ from __future__ import annotations
 import bisect
 import gzip
 import logging
-import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ from typing import BinaryIO
 from .capture import log_message
 from .config import LogSettings
 from .errors import StorageError, describe_os_error
-from .fileid import file_id
+from .fileid import file_id, open_file_id
 from .outdir import MachineDir
 from .timefmt import utc_timestamp
 
@@ -100,8 +99,7 @@ class MachineLog:
 
     def _open(self) -> BinaryIO:
         file = open(self.folder.log, "ab")  # noqa: SIM115 - open for the whole run
-        opened = os.fstat(file.fileno())
-        self._file_id = opened.st_dev, opened.st_ino
+        self._file_id = open_file_id(file.fileno())
         return file
 
     def _write_again(self) -> str:
