@@ -51,6 +51,7 @@ import ctypes
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -82,8 +83,13 @@ def _append(variable, text):
 
 def _stop_the_run():
     """Stop the run as JOBSPLIT_TEST_STOP says, then wait: "interrupt" (SIGINT to the run, as
-    Ctrl-C) or "scheduler" (SIGTERM to the run and this worker at once, as Slurm's requeue)."""
+    Ctrl-C), "scheduler" (SIGTERM to the run and this worker at once, as Slurm's requeue) or
+    "workersfirst" (the same, reaching this worker's process group half a second before the run)."""
     how = os.environ["JOBSPLIT_TEST_STOP"]
+    if how == "workersfirst":  # a scheduler's SIGTERM that reaches this worker's group half a second before the run
+        code = f"import os, signal, time; os.killpg({os.getpgrp()}, signal.SIGTERM); time.sleep(0.5); os.kill({os.getppid()}, signal.SIGTERM)"
+        subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+        time.sleep(60)
     os.kill(os.getppid(), signal.SIGINT if how == "interrupt" else signal.SIGTERM)
     if how == "scheduler":
         os.kill(os.getpid(), signal.SIGTERM)
@@ -669,6 +675,11 @@ def kinds_job(*args, progress=None):
             held.append(b"m" * (16 << 20))
     elif kind == "readtty":  # a program that asks the terminal itself for a password, as ssh does
         note = "opened" if subprocess.run(["sh", "-c", "printf 'password: ' > /dev/tty; read x < /dev/tty"], check=False).returncode == 0 else "no terminal"
+    elif kind == "killgroup":  # a shell script whose exit trap signals its whole process group, the worker included
+        note = str(subprocess.run(["sh", "-c", "trap 'kill 0' EXIT; sleep 30 & exit 0"], check=False).returncode)
+    elif kind == "killgroupleft":  # leaves a shell script whose trap signals its whole process group when it is stopped
+        script = subprocess.Popen(["sh", "-c", "trap 'kill 0' TERM; sleep 30 & echo trapped; wait"], stdout=subprocess.PIPE)
+        note = script.stdout.readline().decode().strip()  # its trap is set
     elif kind == "detachcrash":  # a child in a session of its own, then the worker dies
         _child(detached=True)
         os._exit(9)

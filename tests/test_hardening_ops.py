@@ -310,6 +310,27 @@ def test_a_program_in_a_session_of_its_own_goes_with_its_failed_job(tmp_path, ki
         kill_pids(share.children)
 
 
+def test_a_script_that_signals_its_whole_process_group_fails_its_job_not_the_run(tmp_path):
+    """``trap 'kill 0' EXIT``, a common way for a shell script to take its background programs
+    along, signals the script's whole process group: run from a job, the worker's too. The
+    worker died of it, and the run stopped as for a scheduler's SIGTERM ("Interrupted"), with
+    the job pending, to stop again on it at every resume. Now that job fails, saying what
+    happened and what to do, and the same worker runs the jobs after it. Such a signal between
+    two jobs (the trap of a program the job left, as it is stopped) changes nothing."""
+    share = HardeningShare(tmp_path, kinds_spec([["killgroup", 0], ["ok", 1], ["killgroupleft", 2], ["ok", 3]]))
+    status, _, err = share.run("--workers", "1")
+    assert status == 1, err
+    assert "Interrupted" not in err, err
+    jobs = journal_jobs(share.journal)
+    failed = jobs[tuple_id(["killgroup", 0])]
+    assert (failed["outcome"], failed["state"]) == ("error", "failed"), failed
+    assert "got a SIGTERM that jobsplit did not send" in failed["error"] and "start_new_session=True" in failed["error"], failed
+    assert "in kinds_job" in failed["error"] and "_on_terminate" not in failed["error"], failed  # where the job was, not the handler
+    assert {job for job, row in jobs.items() if row["state"] == "done"} == {tuple_id(j) for j in (["ok", 1], ["killgroupleft", 2], ["ok", 3])}
+    assert len(set(side_lines(share.pids))) == 1, "the worker was replaced"
+    assert "the job left 1 child process running" in share.log()  # the script, stopped with its trap's signal
+
+
 def test_a_forked_child_that_leaves_by_sys_exit_never_acts_as_the_worker(tmp_path):
     """``os.fork()`` then ``sys.exit()`` in the child (not ``os._exit``): SystemExit unwinds the
     child into the worker's code, where it once carried on as a second worker on the same pipes,

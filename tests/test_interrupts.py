@@ -240,13 +240,15 @@ def test_a_finished_job_is_recorded_while_the_next_job_of_its_batch_runs(tmp_pat
     assert sorted(ran) == sorted(spec_id(s) for s in pool), "a finished job ran again after the interrupt"
 
 
-@pytest.mark.parametrize("how", ["interrupt", "scheduler"])
+@pytest.mark.parametrize("how", ["interrupt", "scheduler", "workersfirst"])
 def test_jobs_that_finished_just_before_a_stop_are_recorded_and_never_run_again(tmp_path, how):
     """A short job's result waits in its worker to travel with its batch's: a stop must not lose it.
 
     One worker: the first job is sent alone, the next four as one batch; its fourth job stops the
-    run at once (the run's Ctrl-C, or a scheduler's SIGTERM to every process), two jobs after the
-    last result the worker sent.
+    run at once (the run's Ctrl-C, or a scheduler's SIGTERM to every process, reaching the run
+    first or half a second after the workers), two jobs after the last result the worker sent.
+    The job it stopped is interrupted, not failed: a worker given a SIGTERM the runner did not send
+    waits for the runner's own before it takes it for the job's doing.
     """
     pool = pool_spec("stopafter", 10, 4)
     entry, config_dir = write_kinds_entry(tmp_path, pool)

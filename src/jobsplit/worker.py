@@ -66,6 +66,9 @@ read), 2.5% of a 10 ms job."""
 CHILDREN_ABOVE = 50e-6
 """Jobs shorter than this (seconds) cannot have started a program (a fork and exec alone take
 longer), so nobody looks for the children they left."""
+STOP_WAIT = 5.0
+"""Seconds a worker given a SIGTERM the runner did not send waits for the runner's own (see
+_on_terminate)."""
 REPR_LIMIT = 10_000
 """Characters of a wrong-shaped value's repr kept in the error, so it need not be recomputed."""
 
@@ -172,8 +175,8 @@ def _identity_or_none(job: Any, position: int) -> str | None:
 
 def worker_main(setup: WorkerSetup, tasks: Connection, results: Connection, slot: int, parent_pid: int) -> None:
     """Entry point of a worker process."""
-    global _parent_pid, _worker_pid, _outbox
-    _parent_pid, _worker_pid = parent_pid, os.getpid()
+    global _parent_pid, _worker_pid, _outbox, _board, _slot
+    _parent_pid, _worker_pid, _board, _slot = parent_pid, os.getpid(), setup.board, slot
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     signal.signal(signal.SIGTSTP, signal.SIG_DFL)  # a forked worker has the parent's handler, which would pause the run's workers from here
     signal.signal(signal.SIGHUP, _no_hangup)
@@ -254,6 +257,12 @@ _parent_pid = _worker_pid = 0
 """The runner's pid and the worker's own, set when the worker starts."""
 _outbox: _Outbox | None = None
 """The worker's outbox, for the SIGTERM handler's last send."""
+_board: ProgressBoard | None = None
+_slot = 0
+"""The run's board and this worker's slot on it, where the SIGTERM handler reads whether the
+runner stops this worker."""
+_in_job = False
+"""True while the job function runs (in the job thread, where signal handlers run)."""
 _forked = False
 """True in a process forked by a job (``os.register_at_fork``): see _end_forked_child."""
 _fork_masks = threading.local()
@@ -305,17 +314,56 @@ def _on_terminate(signum: int, frame: FrameType | None) -> None:
     """SIGTERM: from the runner (a timeout, a stop), or the kernel's word that the parent died.
     Without a parent, the programs the job started go too; then die of the signal as usual.
 
+    A SIGTERM the runner did not send may come from a scheduler, which signals every process of
+    the run at once: the runner then stops this worker too, in well under STOP_WAIT. If it does
+    not, a program of the job signalled the job's whole process group, this worker included
+    (``kill 0`` in a shell script's exit trap, a common idiom), or someone signalled this worker
+    alone: the job fails, saying so, and the run goes on. Dying of it would have stopped the
+    whole run as a scheduler's signal does, on that job again at every resume. Between two jobs
+    (from a leftover program's trap, as it is stopped) such a signal changes nothing: a
+    scheduler's stop reaches this worker again, from the runner, if it takes the next job.
+
     Programs the job started outside this process group are signalled too. A process the job
     forks starts with the default action (see _hold_sigterm); one forked by C code, without
     Python's fork hooks, may still inherit this handler: there it only dies."""
     if os.getpid() == _worker_pid:
         if os.getppid() != _parent_pid:
             _kill_own_group()
+        if not _in_job and _board is not None and not _board.stopping(_slot):
+            return  # between two jobs, a stop comes with its mark on the board first
+        if not _stopped_by_the_runner():
+            raise _SigtermFromTheJob
         if _outbox is not None:
             _outbox.send_last()
         signal_strays(signal.SIGTERM)  # the group had it from the runner, with this process
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _stopped_by_the_runner() -> bool:
+    """Whether the runner stops this worker (it marks the board before it signals), waiting up to
+    STOP_WAIT for it, time paused by Ctrl-Z not counted."""
+    if _board is None:
+        return True
+    paused, give_up_at = _board.paused(), time.monotonic() + STOP_WAIT
+    while not _board.stopping(_slot):
+        if os.getppid() != _parent_pid:
+            _kill_own_group()
+        if time.monotonic() - (_board.paused() - paused) >= give_up_at:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+class _SigtermFromTheJob(BaseException):
+    """A SIGTERM that neither the runner nor a scheduler sent stopped the job (see _on_terminate):
+    a BaseException, so that the job's ``except Exception`` does not take it for its own error."""
+
+    MESSAGE = (
+        "the job's process group got a SIGTERM that jobsplit did not send, and the job was stopped. A program the job ran "
+        "signalled its whole group, jobsplit's worker included (`kill 0` in a shell script's trap, say: start such a "
+        "program with subprocess's start_new_session=True, so that its group is its own), or someone signalled the worker"
+    )
 
 
 def _kill_own_group() -> None:
@@ -569,12 +617,16 @@ class _JobRunner:
         started, clock = time.time(), time.perf_counter()
         paused = board.paused()  # read after the clock, and before it at the end: a pause is never taken out unless it was in
         error: str | None = None
+        global _in_job
         try:
+            _in_job = True
             if kwargs:
                 value = setup.job(**kwargs, random_obj=rng, config=self.config, progress=self.progress)
             else:
                 value = setup.job(*args, rng, self.config, progress=self.progress)
+            _in_job = False
         except BaseException as exc:  # noqa: BLE001 - anything a job raises is that job's failure
+            _in_job = False
             if _forked:
                 _end_forked_child(exc)
             error, value = clean_text(_job_traceback(exc)), None
@@ -673,9 +725,14 @@ def bounded_repr(value: Any, limit: int = REPR_LIMIT) -> str:
 def _job_traceback(exc: BaseException) -> str:
     """A job's traceback from the job's own first frame on: the worker's frame that called it
     (``value = setup.job(...)`` in jobsplit's source, or inside the executable) tells the job's
-    author nothing. A call that failed before the job's code ran keeps that frame."""
+    author nothing. A call that failed before the job's code ran keeps that frame. A foreign
+    SIGTERM's says why, then where the job was, without the signal handler's frames."""
     tb = exc.__traceback__
-    return "".join(traceback.format_exception(type(exc), exc, tb.tb_next if tb is not None and tb.tb_next is not None else tb))
+    tb = tb.tb_next if tb is not None and tb.tb_next is not None else tb
+    if isinstance(exc, _SigtermFromTheJob):
+        where = [frame for frame in traceback.extract_tb(tb) if frame.filename != __file__]
+        return f"{exc.MESSAGE}; it was here:\n" + "".join(traceback.format_list(where))
+    return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
 def _internal() -> str:
