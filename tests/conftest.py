@@ -8,7 +8,10 @@ Helpers (plain functions, importable as ``from conftest import ...``):
   environment.
 
 Fixtures: ``config_dir`` (a tmp folder with small working config files) and ``entry_file``
-(the default entry script in tmp_path).
+(the default entry script in tmp_path). Every test has a state folder of its own
+(``XDG_STATE_HOME``, which its runs inherit): the folders where a share ran are noted there (see
+jobsplit.sharefolders), and tests running the same share in their own folders must not see
+each other's.
 """
 
 from __future__ import annotations
@@ -42,6 +45,11 @@ DEFAULT_HEADER = ("Run Start Time", "Job Running Time", "Job Start Time", "Value
 DEFAULT_MACHINES: dict[str, list[Any]] = {"alpha": [1.0, 8], "beta": [1.5, 4], "gamma": [0.5, 2]}
 
 _UNSET: Any = object()
+
+
+@pytest.fixture(autouse=True)
+def own_state_folder(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
 
 
 def write_config_dir(

@@ -7,6 +7,7 @@ every run here gets its own XDG_CONFIG_HOME, so a developer's own host.ini never
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -95,6 +96,33 @@ def test_the_default_output_folder_is_jobsplit_out_here(tmp_path):
     assert result.returncode == 0, result.stderr
     header, rows = read_results(work / "jobsplit-out" / "solo" / "results.csv")
     assert header == list(CSV_COLUMNS) and len(rows) == 3
+
+
+def test_a_share_started_in_a_new_folder_names_the_folder_holding_its_done_jobs(tmp_path):
+    """The output is ``./jobsplit-out`` by default: a resume run from another folder (a new
+    terminal, after a reboot) found no journal there and started the whole share over, silently,
+    its done jobs left in the first folder. It still starts over (the folder may be meant), but
+    says first, before the confirmation, where the done jobs are and how to go on from there."""
+    entry, config_dir = write_kinds_entry(tmp_path / "project", pool_spec("ok", 3))
+    first, second, third = (tmp_path / name for name in ("first", "second", "third"))
+    for folder in (first, second, third):
+        folder.mkdir()
+
+    def run(cwd: Path, *extra: str) -> str:
+        result = run_entry(entry, "run", "--config-dir", config_dir, "--machine", "solo", "--yes", *extra, env=run_env(tmp_path), cwd=cwd)
+        assert result.returncode == 0, result.stderr
+        return result.stderr
+
+    assert "note:" not in run(first)
+    said = run(second)
+    done_in = first / "jobsplit-out" / "solo"
+    assert f"note: 3 jobs of this share are done in {done_in}, by a run from another folder" in said, said
+    assert f"this run starts the share over in {second / 'jobsplit-out' / 'solo'}. To go on from there instead, stop here and run with --out {done_in.parent}" in said, said
+    assert said.index("note: 3 jobs") < said.index("0/3 done"), said  # before anything runs
+    assert "resuming: 3 done" in run(second) and "note: 3 jobs" not in run(second)  # its own journal now: a resume
+    assert "note: 3 jobs" not in run(third, "--fresh")  # starting over, as asked
+    shutil.rmtree(first / "jobsplit-out")
+    assert f"in {done_in}" not in run(tmp_path), "a folder since deleted is still named"
 
 
 @pytest.mark.parametrize("where", ["out", "out/solo"])

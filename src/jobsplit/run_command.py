@@ -33,10 +33,11 @@ from .journal import Journal
 from .lifecycle import Interrupts
 from .machine_run import MachineRun, RunSummary
 from .machines import Machine, pick, usable_cores
-from .outdir import MachineLock
+from .outdir import MachineDir, MachineLock
 from .project import Project
 from .schedulers import Allocation, current_allocation
 from .settings import OVERSUBSCRIBED, RunFlags, RunSettings, check_nice, resolve
+from .sharefolders import done_elsewhere, note_folder
 from .snapshot import written_elsewhere
 from .states import JobState, RunStatus
 from .text import plural
@@ -57,11 +58,14 @@ def run_share(project: Project, job: Callable[..., Any], flags: RunFlags, consol
         f"machine [bold]{escape(machine.name)}[/]: {escape(_share_line(project, settings))}",
         soft_wrap=True,
     )
+    folder = settings.folder
+    if settings.balance is None and not settings.fresh and not folder.journal.exists():
+        _say_done_elsewhere(project.digest, machine.name, folder, console)
     if not (flags.yes or digest_checked):
         _confirm(console, interactive)
-    folder = settings.folder
     folder.create()
     with MachineLock(folder.path):  # from here to the end: no second run of this machine can start
+        note_folder(project.digest, machine.name, folder.path)
         if settings.fresh:
             backup = folder.back_up()
             if backup:
@@ -75,6 +79,16 @@ def run_share(project: Project, job: Callable[..., Any], flags: RunFlags, consol
         finally:
             events.close()
     return _sum_up(summary, settings, console, events.failures.summary())
+
+
+def _say_done_elsewhere(digest: str, machine: str, folder: MachineDir, console: Console) -> None:
+    """A share about to start in a new folder whose done jobs are in another (see sharefolders)."""
+    for place, done in done_elsewhere(digest, machine, folder.path):
+        say_notice(
+            console,
+            f"{plural(done, 'job')} of this share {'is' if done == 1 else 'are'} done in {place}, by a run from another folder or with "
+            f"another --out; this run starts the share over in {folder.path.resolve()}. To go on from there instead, stop here and run with --out {place.parent}",
+        )
 
 
 def _pause(machine_run: MachineRun, events: _ConsoleEvents) -> None:

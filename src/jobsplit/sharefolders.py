@@ -1,0 +1,69 @@
+"""The folders each share was run in, noted for this user: where a share's done jobs are.
+
+A resume is the same command run again, with the output in ``./jobsplit-out`` by default: run
+from another folder (after a reboot, from a new terminal), it found no journal there and ran the
+whole share again, while its done jobs sat in the first folder. So every run notes its machine
+folder under the share's digest and machine, in the user's state folder (platformdirs: on
+Linux ``~/.local/state/jobsplit``, or ``$XDG_STATE_HOME``), and a run that starts a share in a
+new folder names the folders that hold done jobs of it. Best effort: a state folder that cannot
+be written, or a journal that cannot be read, only means nothing is said.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+import platformdirs
+
+from .errors import UserError
+from .journal import Journal
+from .outdir import folder_name
+from .states import JobState
+
+
+def _note(digest: str, machine: str) -> Path:
+    return Path(platformdirs.user_state_dir("jobsplit", appauthor=False)) / "shares" / f"{digest}-{folder_name(machine)}.txt"
+
+
+def note_folder(digest: str, machine: str, folder: Path) -> None:
+    """Note that this share is run in ``folder`` (its machine folder), once."""
+    note, place = _note(digest, machine), str(folder.resolve())
+    try:
+        if place in _noted(note):
+            return
+        note.parent.mkdir(parents=True, exist_ok=True)
+        with open(note, "a", encoding="utf-8") as f:  # one short line: appended whole
+            f.write(place + "\n")
+    except OSError:
+        pass
+
+
+def done_elsewhere(digest: str, machine: str, folder: Path) -> list[tuple[Path, int]]:
+    """(machine folder, done jobs) of every other folder noted for this share whose journal, of
+    this digest, holds done jobs."""
+    here = str(folder.resolve())
+    found = []
+    for place in _noted(_note(digest, machine)):
+        journal = Path(place) / "journal.sqlite"
+        if place == here or not Journal.holds_a_plan(journal):
+            continue
+        try:
+            other = Journal(journal, read_only=True)
+            try:
+                done = other.counts()[JobState.DONE] if other.meta().get("digest") == digest else 0
+            finally:
+                other.close()
+        except (UserError, sqlite3.Error):
+            continue
+        if done:
+            found.append((Path(place), done))
+    return found
+
+
+def _noted(note: Path) -> list[str]:
+    try:
+        return [line for line in note.read_text(encoding="utf-8").splitlines() if os.path.isabs(line)]
+    except (OSError, UnicodeDecodeError):
+        return []
