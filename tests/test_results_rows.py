@@ -145,6 +145,39 @@ def test_a_numpy_like_scalar_is_written_as_its_python_value():
             formatter("Only").cells(value)
 
 
+def test_numpy_values_are_written_as_their_python_values_and_a_one_dimensional_array_is_a_row():
+    """What research code returns: NumPy scalars (``numpy.bool_`` is no ``numbers.Number``), a
+    ``datetime64``, a 0-d array, and the row itself as ``numpy.array([estimate, error])``, which
+    was failed after the job's work ("returned a ndarray but header.csv expects 2 values"). An
+    array of two dimensions is no row (which axis?), nor is one with keys (a pandas ``Series``,
+    whose order may not be the columns')."""
+    numpy = pytest.importorskip("numpy")
+    rows = formatter("Estimate", "Error")
+    assert rows.cells(numpy.array([1.5, 0.25])) == ["1.5", "0.25"]
+    assert rows.cells(numpy.array([3, -4], dtype=numpy.int64)) == ["3", "-4"]
+    assert rows.cells(numpy.array(["2020-01-01", "2021-06-30"], dtype="datetime64[D]")) == ["2020-01-01", "2021-06-30"]
+    assert rows.cells((numpy.float64(1.5), numpy.bool_(True))) == ["1.5", "True"]
+    assert rows.cells([numpy.array(2.5), numpy.int32(7)]) == ["2.5", "7"]  # a 0-d array is its one value
+    assert rows.cells(numpy.array([numpy.nan, numpy.inf])) == ["nan", "inf"]
+    assert formatter("Only").cells(numpy.array([7])) == ["7"]
+    with pytest.raises(ResultShapeError, match=r"returned 3 values but header.csv has 2 result columns"):
+        rows.cells(numpy.array([1.0, 2.0, 3.0]))
+    with pytest.raises(ResultShapeError, match=r"returned a ndarray but header.csv expects 2 values \(a list, tuple, dict or one-dimensional array"):
+        rows.cells(numpy.array([[1.0, 2.0]]))
+
+    class Keyed:  # as a pandas Series is to the formatter: one dimension, tolist(), and keys
+        ndim = 1
+
+        def tolist(self) -> list[object]:
+            return [0.25, 1.5]
+
+        def keys(self) -> list[str]:
+            return ["Error", "Estimate"]
+
+    with pytest.raises(ResultShapeError, match="returned a Keyed"):
+        rows.cells(Keyed())
+
+
 def test_dates_times_and_paths_are_written_as_their_standard_text():
     """Dates and times as ISO 8601 (a NumPy ``datetime64`` gives one by ``item()``), paths as
     given: each has one text, so a job returning one is not failed after its work. An enum has

@@ -109,6 +109,8 @@ class RowFormatter:
         kind = type(value)
         if kind in _SCALAR_TEXT and len(columns) == 1:
             return [_SCALAR_TEXT[kind](value)]
+        if _is_vector(value):
+            value = value.tolist()
         if kind is tuple or kind is list or (isinstance(value, Sequence) and not isinstance(value, (str, bytes, bytearray))):
             if len(value) != len(columns):
                 raise ResultShapeError(f"the job returned {len(value)} values but header.csv has {len(columns)} result columns {list(columns)}")
@@ -123,7 +125,7 @@ class RowFormatter:
             return [_cell(value, columns[0])]
         if not columns and value is None:
             return []
-        expected = f"{len(columns)} values (a list, tuple or dict for {list(columns)})" if columns else "None (header.csv has no result columns)"
+        expected = f"{len(columns)} values (a list, tuple, dict or one-dimensional array for {list(columns)})" if columns else "None (header.csv has no result columns)"
         raise ResultShapeError(f"the job returned {article(kind.__name__)} {kind.__name__} but header.csv expects {expected}")
 
 
@@ -163,6 +165,13 @@ def _standard_text(value: Any) -> str | None:
     if isinstance(value, os.PathLike):
         return os.fsdecode(value)
     return None
+
+
+def _is_vector(value: Any) -> bool:
+    """Whether ``value`` is an array of one dimension, NumPy's (``numpy.array([estimate, error])``)
+    or the like of other array libraries: its items, by the ``tolist()`` they share, are a row.
+    Not one with keys (a pandas ``Series``), whose order may not be the columns'."""
+    return getattr(value, "ndim", None) == 1 and callable(getattr(value, "tolist", None)) and not hasattr(value, "keys")
 
 
 _NO_ITEM = object()
