@@ -31,7 +31,9 @@ from .journal import AttemptRow, Journal
 from .limits import make_room_for_workers
 from .links import ProcessHub
 from .logs import MachineLog, parent_logger
+from .machines import usable_cores
 from .messages import LogEntry
+from .nativethreads import size_thread_pools
 from .outdir import LOCK_FILE, holder_text, in_use
 from .plan.base import seeded_order
 from .progress import ProgressBoard
@@ -236,6 +238,7 @@ class MachineRun:
             feed = self._queue_feed(journal, counts, failed_before, connection, say)
         source, queue, workers = feed.source, feed.queue, feed.workers
         make_room_for_workers(workers)  # before the run is recorded: a refusal leaves no trace of it
+        threads = size_thread_pools(usable_cores(), workers)
         started = clock.time()
         done_before = counts[JobState.DONE]
         run = journal.begin_run(workers, done_before=done_before, started=started, host=socket.gethostname(), pid=os.getpid(), code=self.code, source=source.name)
@@ -254,10 +257,12 @@ class MachineRun:
             "run %d started: digest %s, code %s, strategy %s, %s, %s (%s)", run, format_digest(project.digest), self.code,
             project.strategy, feed.to_run, plural(workers, "worker"), settings.start_method,
         )  # fmt: skip
+        if threads is not None:
+            narrator.logger.info("native thread pools (OpenMP, BLAS) get %s a worker; set OMP_NUM_THREADS to choose", plural(threads, "thread"))
         say.log_to(narrator.logger)
         runner = self._runner = Runner(
             source,
-            ProcessHub(multiprocessing.get_context(settings.start_method), self._worker_setup(workers, started)),
+            ProcessHub(multiprocessing.get_context(settings.start_method), self._worker_setup(workers, started, threads)),
             Recorder(journal, results, run, clock=clock, on_commit=queue.committed if queue is not None else None), project.pool,
             workers=workers, run=run, timeout=settings.timeout, clock=clock, on_attempt=narrator.attempt_failed, on_log=narrator.worker_output,
         )  # fmt: skip
@@ -325,7 +330,7 @@ class MachineRun:
         to_run = f"jobs from the shared queue at {connection.address.masked} (lease {lease:g} s, {total - done - failed} of {total} to run)"
         return _Feed(queue, settings.workers, to_run, queue)
 
-    def _worker_setup(self, workers: int, started: float) -> WorkerSetup:
+    def _worker_setup(self, workers: int, started: float, threads: int | None) -> WorkerSetup:
         project, settings = self.project, self.settings
         per_job_logs = self.folder.per_job_logs.absolute() if project.logging.per_job else None  # a job may chdir
         if per_job_logs is not None:
@@ -333,7 +338,7 @@ class MachineRun:
         board = ProgressBoard(multiprocessing.get_context(settings.start_method), workers)
         return WorkerSetup(
             self.job, project.config.as_document(), project.header, settings.machine.name, project.digest, self.code,
-            started, project.seed, board, settings.nice, project.logging, per_job_logs,
+            started, project.seed, board, settings.nice, project.logging, per_job_logs, threads,
         )  # fmt: skip
 
     def _label(self, position: int) -> str:

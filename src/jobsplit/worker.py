@@ -45,6 +45,7 @@ from .config import Header, JobConfig, LogSettings
 from .journal import clean_text
 from .lifecycle import die_with_parent, restore_library_path
 from .messages import LOG, RESULTS, REVOKED, Batch, LogEntry, Results, Revoke
+from .nativethreads import limit_loaded_thread_pools
 from .pool import call_args, identity_text, identity_texts
 from .progress import ProgressBoard, ProgressReporter
 from .results import ResultShapeError, RowFormatter
@@ -91,6 +92,8 @@ class WorkerSetup:
     nice: int
     log: LogSettings
     per_job_logs: Path | None = None
+    threads: int | None = None
+    """Threads of each native thread pool (see nativethreads); None: the user chose."""
 
 
 def job_random(seed: bytes, job_id: str) -> random.Random:
@@ -190,6 +193,8 @@ def worker_main(setup: WorkerSetup, tasks: Connection, results: Connection, slot
     signal.signal(signal.SIGTERM, _on_terminate)
     die_with_parent(parent_pid, signal.SIGTERM)
     restore_library_path()
+    if setup.threads is not None:
+        limit_loaded_thread_pools(setup.threads)
     if setup.nice:
         os.nice(setup.nice)  # the parent checked that this is allowed
     outbox = _outbox = _Outbox(results, RowFormatter(setup.header, setup.machine, setup.run_started, setup.digest, setup.code))
