@@ -19,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -194,6 +195,31 @@ def test_config_beside_the_executable(executable: Path, tmp_path: Path) -> None:
     here = subprocess.run([str(folder / "e2e"), "digest"], cwd=elsewhere, env=bare_env(tmp_path), capture_output=True, text=True, timeout=60)
     there = subprocess.run(["./e2e", "digest"], cwd=folder, env=bare_env(tmp_path), capture_output=True, text=True, timeout=60)
     assert here.returncode == 0 and here.stdout == there.stdout, here.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="runs the program as a user id without an account: needs root")
+def test_a_user_without_a_home_folder_runs_the_program(executable: Path) -> None:
+    """A container run with an arbitrary user id (``--user 4242``) and no HOME: platformdirs can
+    find no folder for host.ini (nor for the notes of where shares ran), and raised, so the run
+    ended in a traceback before it started. Now it runs without them, leaving no ``~`` folder."""
+    user = 4242
+    import pwd
+
+    with pytest.raises(KeyError):
+        pwd.getpwuid(user)  # an id without an account here
+    with tempfile.TemporaryDirectory() as tmp:  # outside pytest's own temporary folder, which only root may enter
+        root = Path(tmp)
+        folder = host(root, "container", executable)
+        for path in (root, folder, *folder.iterdir()):
+            path.chmod(0o777)
+        env = {"PATH": "/usr/bin:/bin", "TMPDIR": str(folder), "NO_COLOR": "1", "LANG": "C.UTF-8"}  # no HOME, no XDG_*
+        result = subprocess.run(
+            ["./e2e", "run", "--machine", "slow", "--yes", "--console", "plain"], cwd=folder, env=env, capture_output=True, text=True, timeout=120,
+            user=user, group=user, extra_groups=[],
+        )  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "slow: " in result.stdout + result.stderr and done_count(folder, "slow") > 0
+        assert not any(path.name == "~" for path in folder.rglob("*")), sorted(folder.rglob("*"))
 
 
 def test_ctrl_c_stops_the_frozen_program_cleanly(executable: Path, tmp_path: Path) -> None:

@@ -12,9 +12,8 @@ import multiprocessing
 from dataclasses import dataclass
 from pathlib import Path
 
-import platformdirs
-
 from .errors import UserError
+from .userfolders import user_folder
 
 CONSOLE_STYLES = ("auto", "live", "plain")
 
@@ -30,14 +29,16 @@ class HostSettings:
     start_method: str | None = None
 
 
-def host_ini_path() -> Path:
-    return Path(platformdirs.user_config_dir("jobsplit", appauthor=False)) / "host.ini"
+def host_ini_path() -> Path | None:
+    """This user's host.ini; None for a user without a home folder (see user_folder)."""
+    folder = user_folder("config")
+    return folder / "host.ini" if folder is not None else None
 
 
 def load_host_settings(path: Path | None = None) -> HostSettings:
     """Read host.ini's ``[host]`` section if the file exists; unknown keys are refused."""
     path = path or host_ini_path()
-    if not path.exists():
+    if path is None or not path.exists():
         return HostSettings()
     parser = configparser.ConfigParser(interpolation=None)
     try:

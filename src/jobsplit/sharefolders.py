@@ -15,21 +15,24 @@ import os
 import sqlite3
 from pathlib import Path
 
-import platformdirs
-
 from .errors import UserError
 from .journal import Journal
 from .outdir import folder_name
 from .states import JobState
+from .userfolders import user_folder
 
 
-def _note(digest: str, machine: str) -> Path:
-    return Path(platformdirs.user_state_dir("jobsplit", appauthor=False)) / "shares" / f"{digest}-{folder_name(machine)}.txt"
+def _note(digest: str, machine: str) -> Path | None:
+    """The share's note; None for a user without a home folder (see user_folder)."""
+    state = user_folder("state")
+    return state / "shares" / f"{digest}-{folder_name(machine)}.txt" if state is not None else None
 
 
 def note_folder(digest: str, machine: str, folder: Path) -> None:
     """Note that this share is run in ``folder`` (its machine folder), once."""
     note, place = _note(digest, machine), str(folder.resolve())
+    if note is None:
+        return
     try:
         if place in _noted(note):
             return
@@ -62,7 +65,9 @@ def done_elsewhere(digest: str, machine: str, folder: Path) -> list[tuple[Path, 
     return found
 
 
-def _noted(note: Path) -> list[str]:
+def _noted(note: Path | None) -> list[str]:
+    if note is None:
+        return []
     try:
         return [line for line in note.read_text(encoding="utf-8").splitlines() if os.path.isabs(line)]
     except (OSError, UnicodeDecodeError):
