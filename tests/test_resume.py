@@ -145,7 +145,7 @@ def test_a_journal_for_another_digest_is_refused_unless_fresh(tmp_path):
 
     refused = project.run(status=2)
     assert format_digest(old_digest) in refused.stderr and format_digest(new_digest) in refused.stderr
-    assert "--fresh" in refused.stderr and "Traceback" not in refused.stderr
+    assert "--fresh" in refused.stderr and "another campaign its own --out" in refused.stderr and "Traceback" not in refused.stderr
     assert "resuming" not in refused.stderr  # the summary before the refusal does not promise it
     assert side_lines(project.side) == ran
     assert journal_query(project.journal, "SELECT value FROM meta WHERE key = 'digest'") == [(old_digest,)]

@@ -316,7 +316,8 @@ class Journal:
         if recorded != digest:
             raise UserError(
                 f"{self.path} was made for digest {format_digest(recorded)}, but the pool and config files now give "
-                f"{format_digest(digest)}; restore the files it was made with, or pass --fresh to start over (the old results are kept as a backup)"
+                f"{format_digest(digest)}; restore the files it was made with, or pass --fresh to start over (the old results are kept as a backup), "
+                "or give another campaign its own --out"
             )
         if self.job_ids() != list(job_ids):
             raise UserError(f"{self.path} holds a different share than the plan for this digest; pass --fresh to start over")
