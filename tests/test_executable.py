@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from jobsplit.fingerprint import file_fingerprint
+from jobsplit.fingerprint import file_fingerprint, local_modules
 from jobsplit.idhelper import HELPER_FLAG
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,8 +128,11 @@ def test_three_hosts_kill_resume_and_merge(executable: Path, tmp_path: Path) -> 
     for row in rows:
         owner = next(m["name"] for m in plan["machines"] if row["Job ID"] in m["job_ids"])
         assert row["Machine"] == owner
-    # The executable's code fingerprint is its script's: in --version and on every row.
-    code = file_fingerprint(ROOT / "tests" / "frozen" / "e2e_entry.py")
+    # The executable's code fingerprint is its script's, the module of its folder it imports
+    # included: in --version and on every row.
+    entry = ROOT / "tests" / "frozen" / "e2e_entry.py"
+    assert [module.name for module in local_modules(entry)] == ["e2e_steps.py"]
+    code = file_fingerprint(entry)
     version = subprocess.run(["./e2e", "--version"], cwd=hosts["fast"], env=env, capture_output=True, text=True, timeout=60)
     assert f"(entry code {code})" in version.stdout, version.stdout
     assert {row["Code"] for row in rows} == {code}

@@ -765,6 +765,56 @@ def test_changed_code_changes_the_fingerprint_not_the_digest_and_resuming_warns(
     assert_all_done_once(share, share.ids())
 
 
+LOCAL_ENTRY = """
+import jobsplit
+import helpers
+from models import fit
+
+def job(i, random_obj, config, progress):
+    from lazy import scale  # imported only where the job runs
+    return fit(i) * scale
+
+if __name__ == "__main__":
+    jobsplit.main(job, list(range(4)))
+"""
+
+
+def test_the_fingerprint_covers_the_modules_of_the_entry_s_folder_it_imports(tmp_path):
+    """An entry that keeps its science in ``helpers.py`` beside it, or in a package of the
+    project: a change there gave the same fingerprint, so rows of two versions of the code got
+    one Code, resuming said nothing and merge-results saw no mixed code. Every module of the
+    entry's folder that it imports counts (at its top, inside the job, through a package, through
+    another module), in the script and in an executable built from it alike; a file of the folder
+    that it does not import does not."""
+    project = tmp_path / "project"
+    (project / "models").mkdir(parents=True)
+    (project / "entry.py").write_text(LOCAL_ENTRY)
+    (project / "helpers.py").write_text("import lazy\n")
+    (project / "models" / "__init__.py").write_text("from .core import fit\n")
+    (project / "models" / "core.py").write_text("def fit(i):\n    return i + 1\n")
+    (project / "lazy.py").write_text("scale = 2\n")
+    (project / "notes.py").write_text("# not imported\n")
+    config_dir = write_config_dir(tmp_path / "config", header=(*HEADER[:3], "Value"), machines={"solo": [1.0, 1]})
+
+    def run() -> str:
+        status, _, err = watched([sys.executable, project / "entry.py", *run_args(config_dir, tmp_path / "out")], run_env(tmp_path), WATCHDOG)
+        assert status == 0, err
+        return fingerprint(err)
+
+    codes = [run()]
+    from jobsplit.fingerprint import file_fingerprint, local_modules
+
+    assert [p.relative_to(project.resolve()).as_posix() for p in local_modules(project / "entry.py")] == ["helpers.py", "lazy.py", "models/__init__.py", "models/core.py"]
+    assert codes[0] == file_fingerprint(project / "entry.py")  # what `make exe` bundles
+    for changed in ("models/core.py", "lazy.py", "helpers.py"):
+        path = project / changed
+        path.write_text(path.read_text() + "# changed\n")
+        codes.append(run())
+    assert len(set(codes)) == 4, codes
+    (project / "notes.py").write_text("# not imported, changed\n")
+    assert run() == codes[-1]
+
+
 def test_merging_results_of_different_code_needs_allow_mixed_code(tmp_path):
     share = HardeningShare(tmp_path, kinds_spec([["ok", i] for i in range(8)]), machine="m1", machines=TWO_MACHINES)
     status, _, err1 = share.run(machine="m1")

@@ -1,14 +1,18 @@
 """The code fingerprint: which version of the entry script computed a result.
 
 The digest covers the pool and the config files (it seeds the random streams, so it must not
-change when only code changes); the fingerprint covers the entry's code. It is SHA-256 of
-the entry script's source (line endings normalized, so a copy edited on Windows matches), the
-same for the script and for the executable built from it: ``make exe`` computes it from the
-script and bundles it. Modules the entry imports are not covered.
+change when only code changes); the fingerprint covers the entry's code: SHA-256 of the entry
+script's source (line endings normalized, so a copy edited on Windows matches) and of the
+modules of its own folder that it imports (``helpers.py`` beside it, a package of the project),
+found in its import statements, those inside functions too, and theirs in turn. It is the same
+for the script and for the executable built from it: ``make exe`` computes it from the script
+and bundles it. Installed packages are not covered (their versions are not the entry's code), nor
+a module found only through a ``sys.path`` the entry changes.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import sys
 from pathlib import Path
@@ -19,14 +23,72 @@ BUNDLED_NAME = "entry.fingerprint"
 UNKNOWN = "unknown"
 
 
-def source_fingerprint(source: bytes) -> str:
-    """The fingerprint of an entry script's bytes."""
-    normalized = source.removeprefix(b"\xef\xbb\xbf").replace(b"\r\n", b"\n")
-    return hashlib.sha256(b"jobsplit/code/v1\n" + normalized).hexdigest()[:FINGERPRINT_HEX]
-
-
 def file_fingerprint(path: Path) -> str:
-    return source_fingerprint(path.read_bytes())
+    """The fingerprint of the entry script at ``path`` and of the local modules it imports (an
+    entry that imports none has the fingerprint it had before they were covered)."""
+    state = hashlib.sha256(b"jobsplit/code/v1\n" + _normalized(path.read_bytes()))
+    root = path.resolve().parent
+    for module in local_modules(path):
+        state.update(b"\0" + module.relative_to(root).as_posix().encode() + b"\0" + _normalized(module.read_bytes()))
+    return state.hexdigest()[:FINGERPRINT_HEX]
+
+
+def local_modules(entry: Path) -> list[Path]:
+    """The modules of the entry's folder (and below) that it imports, directly or through one
+    another, in the order of their paths: each ``import`` and ``from ... import`` statement,
+    wherever it is, names files that exist there or it names none."""
+    root = entry.resolve().parent
+    found: set[Path] = set()
+    pending = [entry.resolve()]
+    while pending:
+        path = pending.pop()
+        for module in _imported_files(path, root):
+            if module not in found and module != entry.resolve():
+                found.add(module)
+                pending.append(module)
+    return sorted(found)
+
+
+def _imported_files(path: Path, root: Path) -> list[Path]:
+    """The files of ``root`` that the import statements of the module at ``path`` may load."""
+    try:
+        tree = ast.parse(path.read_bytes())
+    except (SyntaxError, ValueError, OSError):
+        return []  # a file that is no Python, or unreadable: nothing of it is known to import
+    files = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            files += [f for alias in node.names for f in _module_files(root, alias.name.split("."))]
+        elif isinstance(node, ast.ImportFrom):
+            base = root
+            if node.level:  # relative: from the importing module's own package
+                base = path.parent
+                for _ in range(node.level - 1):
+                    base = base.parent
+            parts = node.module.split(".") if node.module else []
+            files += _module_files(base, parts)
+            files += [f for alias in node.names if alias.name != "*" for f in _module_files(base, [*parts, alias.name])]  # a submodule, maybe
+    return [f for f in files if f.is_relative_to(root)]
+
+
+def _module_files(base: Path, parts: list[str]) -> list[Path]:
+    """The files importing ``parts`` (a dotted name) from ``base`` runs: each package's
+    ``__init__.py`` on the way, and the module itself."""
+    files: list[Path] = []
+    folder = base
+    for i, part in enumerate(parts):
+        if not part.isidentifier():
+            return files
+        if i == len(parts) - 1 and (module := folder / f"{part}.py").is_file():
+            files.append(module.resolve())
+        folder = folder / part
+        if (package := folder / "__init__.py").is_file():
+            files.append(package.resolve())
+    return files
+
+
+def _normalized(source: bytes) -> bytes:
+    return source.removeprefix(b"\xef\xbb\xbf").replace(b"\r\n", b"\n")
 
 
 def entry_fingerprint() -> str:

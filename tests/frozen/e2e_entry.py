@@ -11,6 +11,7 @@ import os
 import time
 
 import jobsplit
+from e2e_steps import STEPS
 
 log = logging.getLogger("e2e")
 
@@ -28,9 +29,9 @@ def job(index, random_obj, config, progress):
         time.sleep(config.getfloat("experiment", "base") * float(os.environ.get("JOBSPLIT_TEST_FACTOR", "1")))
         return index, random_obj.random()
     pause = config.getfloat("e2e", "pause")
-    for step in range(4):
-        time.sleep(pause / 4)
-        progress.report(step + 1, base=4)
+    for step in range(STEPS):
+        time.sleep(pause / STEPS)
+        progress.report(step + 1, base=STEPS)
     log.info("job %d finished", index)
     return index, random_obj.random()
 
