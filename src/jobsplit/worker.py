@@ -367,7 +367,7 @@ class _SigtermFromTheJob(BaseException):
     MESSAGE = (
         "the job's process group got a SIGTERM that jobsplit did not send, and the job was stopped. A program the job ran "
         "signalled its whole group, jobsplit's worker included (`kill 0` in a shell script's trap, say: start such a "
-        "program with subprocess's start_new_session=True, so that its group is its own), or someone signalled the worker"
+        "program with subprocess's start_new_session=True, or through `setsid`, so that its group is its own), or someone signalled the worker"
     )
 
 
