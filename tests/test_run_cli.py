@@ -229,6 +229,29 @@ def run_without_terminal(entry: Path, args: list[str], root: Path, timeout: floa
     return communicate(process, timeout)
 
 
+def test_an_array_is_one_line_of_the_prompt_and_one_name_of_the_error(tmp_path):
+    """A cluster's array of 300 tasks beside two workstations: the prompt listed 302 numbered
+    machines, and the error without a terminal named all 302. Each array is now one line (one
+    name), and a task is still chosen by its name."""
+    machines = {"alpha": [1.0, 2], "beta": [1.0, 2], "cluster": {"speed": 1.5, "cores": 4, "array": 300}}
+    entry, config_dir = write_kinds_entry(tmp_path, pool_spec("ok", 400), machines=machines)
+    args = ["run", "--config-dir", str(config_dir), "--out", str(tmp_path / "out")]
+    status, _, err = run_without_terminal(entry, [*args, "--yes"], tmp_path)
+    assert status == 2 and "(one of: alpha, beta, cluster)" in err, err
+    term = Terminal(entry, args, terminal_env(tmp_path))
+    shown = term.expect("Number or name")
+    assert re.search(r"1\) alpha ", shown) and re.search(r"2\) beta ", shown) and "3)" not in shown, shown
+    assert "cluster[0] to cluster[299]: an array (speed 1.5, 4 cores each); answer cluster[INDEX]" in shown, shown
+    assert "cluster[1]" not in shown
+    term.send("3")  # only the two workstations have numbers
+    term.expect("Please answer with a number from 1 to 2, or a machine's name")
+    term.send("cluster[7]")
+    shown = term.expect("Start?")
+    assert "machine cluster[7]" in shown, shown
+    term.send("n")
+    term.finish()
+
+
 def test_no_terminal_and_no_machine_is_a_clear_error(project):
     root, entry, config_dir, _ = project
     status, out, err = run_without_terminal(entry, ["run", "--config-dir", str(config_dir), "--out", str(root / "out"), "--yes"], root)

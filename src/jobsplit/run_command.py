@@ -32,7 +32,7 @@ from .jobcall import check_sendable
 from .journal import Journal
 from .lifecycle import Interrupts
 from .machine_run import MachineRun, RunSummary
-from .machines import Machine, pick, usable_cores
+from .machines import Machine, array_members, entry_names, pick, split_member, usable_cores
 from .outdir import MachineDir, MachineLock
 from .project import Project
 from .schedulers import Allocation, current_allocation
@@ -181,24 +181,28 @@ def _choose_machine(project: Project, flags: RunFlags, allocation: Allocation, c
     machines = project.machines
     if len(machines) == 1:
         return machines[0]
-    names = ", ".join(m.name for m in machines)
     if not interactive:
-        raise UserError(f"which machine is this? stdin is not a terminal, so pass --machine NAME (one of: {names})")
+        raise UserError(f"which machine is this? stdin is not a terminal, so pass --machine NAME (one of: {', '.join(entry_names(machines))})")
     host = socket.gethostname()
-    default = next((i for i, m in enumerate(machines, 1) if m.name in (host, host.split(".")[0])), None)
+    singles = [m for m in machines if split_member(m.name) is None]  # an array's tasks are offered by a line each array
+    default = next((i for i, m in enumerate(singles, 1) if m.name in (host, host.split(".")[0])), None)
     console.print("Which machine is this?")
-    for i, m in enumerate(machines, 1):
+    for i, m in enumerate(singles, 1):
         console.print(f"  {i}) {escape(m.name)}  (speed {m.speed:g}, {plural(m.cores, 'core')})")
+    for name in entry_names(machines):
+        if members := array_members(machines, name):
+            first = members[0]
+            console.print(f"  {escape(name)}[0] to {escape(members[-1].name)}: an array (speed {first.speed:g}, {plural(first.cores, 'core')} each); answer {escape(name)}[INDEX] for one of its tasks")
     while True:
         hint = f" [{default}]" if default else ""
         answer = _ask(console, f"Number or name{escape(hint)}: ").strip()
         if not answer and default:
-            return machines[default - 1]
-        if answer.isdigit() and 1 <= int(answer) <= len(machines):
-            return machines[int(answer) - 1]
+            return singles[default - 1]
+        if answer.isdigit() and 1 <= int(answer) <= len(singles):
+            return singles[int(answer) - 1]
         if any(m.name == answer for m in machines):
             return project.machine(answer)
-        console.print(f"Please answer with a number from 1 to {len(machines)} or one of: {escape(names)}")
+        console.print(f"Please answer with a number from 1 to {len(singles)}, or a machine's name" if singles else "Please answer with a machine's name")
 
 
 def _check_digest(project: Project, expected: str | None) -> bool:
