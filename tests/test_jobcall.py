@@ -4,6 +4,7 @@ receive, and an empty pool; any other is left alone."""
 
 from __future__ import annotations
 
+import csv
 import functools
 import re
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 
 from conftest import run_entry, write_config_dir
 from jobsplit.errors import UserError
-from jobsplit.jobcall import check_job_function, check_sendable
+from jobsplit.jobcall import check_job_function, check_sendable, injects_by_name
 from runhelpers import assert_user_error, run_args, run_env
 
 
@@ -49,6 +50,18 @@ def inner(n):
     return n
 
 
+def keyword_only(a, *, random_obj, config, progress):
+    return a
+
+
+def named_after(a, b, random_obj, config, progress):
+    return a
+
+
+def no_names_before(x, random_obj, config, /, progress):  # positional-only: they cannot go by name
+    return x
+
+
 @pytest.mark.parametrize(
     "job, sample",
     [
@@ -60,10 +73,28 @@ def inner(n):
         (functools.partial(renamed, 1), (2,)),
         (inner, (1,)),
         (wrong_arity, (1, 2, 3)),  # the job's own arguments do not fit: it fails alone, as any bad job does
+        (keyword_only, (1,)),
+        (functools.partial(named_after, b=2), (1,)),  # keyword-only after the bound keyword: by name, they fit
     ],
 )
 def test_functions_that_take_the_call_are_accepted(job: Any, sample: Any):
     check_job_function(job, sample)
+
+
+def optional(x, y=5, random_obj=None, config=None, progress=None):
+    return x
+
+
+def swapped(x, config, random_obj, progress):
+    return x
+
+
+@pytest.mark.parametrize(
+    "job, by_name",
+    [(full, True), (keywords, True), (keyword_only, True), (optional, True), (swapped, True), (renamed, False), (anything, False), (inner, False), (no_names_before, False)],
+)
+def test_random_obj_and_config_go_by_name_to_a_function_that_names_them(job: Any, by_name: bool):
+    assert injects_by_name(job) is by_name
 
 
 def map_style(n):
@@ -135,6 +166,43 @@ def job(n):
 if __name__ == "__main__":
     jobsplit.main(job, list(range(50)))
 """
+
+
+BINDING_ENTRY = """
+import sys
+
+import jobsplit
+
+
+def optional(x, y=5, random_obj=None, config=None, progress=None):
+    return f"y={y!r} random_obj={type(random_obj).__mro__[-2].__name__} config={type(config).__name__}"
+
+
+def swapped(x, config, random_obj, progress):
+    return f"random_obj={type(random_obj).__mro__[-2].__name__} config={type(config).__name__}"
+
+
+if __name__ == "__main__":
+    jobsplit.main(optional if sys.argv.pop(1) == "optional" else swapped, [("a",), ("b",)])
+"""
+
+
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+@pytest.mark.parametrize(
+    "kind, value",
+    [("optional", "y=5 random_obj=Random config=JobConfig"), ("swapped", "random_obj=Random config=JobConfig")],
+)
+def test_random_obj_and_config_reach_the_parameters_of_their_names(tmp_path, kind, value, start_method):
+    """By position, ``def job(x, y=5, random_obj=None, config=None, progress=None)`` got the
+    random object in y and the config in random_obj, and a function naming them in the other
+    order got them swapped: silently, with results to match."""
+    entry = tmp_path / "entry.py"
+    entry.write_text(BINDING_ENTRY, encoding="utf-8")
+    config_dir = write_config_dir(tmp_path / "config", header=("Run Start Time", "Job Running Time", "Job Start Time", "Value"), machines={"solo": [1.0, 2]})
+    result = run_entry(entry, kind, *run_args(config_dir, tmp_path / "out", "--start-method", start_method), env=run_env(tmp_path))
+    assert result.returncode == 0, result.stderr
+    with open(tmp_path / "out" / "solo" / "results.csv", newline="") as f:
+        assert {row["Value"] for row in csv.DictReader(f)} == {value}
 
 
 def test_a_map_style_job_function_is_refused_before_anything_runs(tmp_path):

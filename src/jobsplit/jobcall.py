@@ -3,7 +3,9 @@ it, and (under ``spawn``) that it can be sent to them.
 
 A worker calls ``job(*args, random_obj, config, progress=progress)`` for a tuple job,
 ``job(**kwargs, random_obj=..., config=..., progress=...)`` for a dict job, and
-``job(value, random_obj, config, progress=progress)`` for any other (see ``worker._JobRunner``).
+``job(value, random_obj, config, progress=progress)`` for any other (see ``worker._JobRunner``);
+``random_obj`` and ``config`` go by name, for every job, to a function with parameters of those
+names (see injects_by_name).
 A function written for ``map`` (``def job(x)``) would fail every job, one traceback at a time,
 each pointing into jobsplit: refused here instead, in one sentence, before anything runs.
 """
@@ -41,18 +43,35 @@ def check_job_function(job: Callable[..., Any], sample: Any, where: str = "pool[
     if not kwargs and any(name in INJECTED for name in own.arguments):
         return
     injected = object()
+    by_name = bool(kwargs) or injects_by_name(job)
     try:
-        if kwargs:
-            signature.bind(**kwargs, random_obj=injected, config=injected, progress=injected)
+        if by_name:
+            signature.bind(*args, **kwargs, random_obj=injected, config=injected, progress=injected)
         else:
             signature.bind(*args, injected, injected, progress=injected)
     except TypeError as exc:
         name = getattr(job, "__name__", type(job).__name__)
-        call = f"{name}(**{where}, random_obj=..., config=..., progress=...)" if kwargs else f"{name}(*{where}, random_obj, config, progress=...)"
+        spread = f"**{where}" if kwargs else f"*{where}"
+        call = f"{name}({spread}, random_obj=..., config=..., progress=...)" if by_name else f"{name}({spread}, random_obj, config, progress=...)"
         raise UserError(
             f"the job function {name}{signature} cannot be called as jobsplit calls it: {call} fails ({exc}); a job function "
             f"takes the job's own arguments, then random_obj, config and progress, e.g. def job(x, y, random_obj, config, progress){_partial_hint(job)}"
         ) from None
+
+
+def injects_by_name(job: Callable[..., Any]) -> bool:
+    """Whether ``random_obj`` and ``config`` go to the job function by name: it has parameters of
+    those names that can take them so (a decorated function's are its inner function's). By
+    position, a parameter with a default before them took ``random_obj`` whenever a job left it
+    out (``def job(x, y=5, random_obj=None, config=None, ...)``: y got the random object,
+    random_obj the config), and a function naming them in the other order got them swapped,
+    silently. A function whose parameters have other names gets them by position."""
+    try:
+        parameters = inspect.signature(job).parameters
+    except (TypeError, ValueError):
+        return False
+    by_name = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return all(name in parameters and parameters[name].kind in by_name for name in INJECTED[:2])
 
 
 def _refuse_a_job_that_returns_before_running(job: Callable[..., Any]) -> None:

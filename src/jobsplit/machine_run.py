@@ -27,6 +27,7 @@ from .display import RunningJob, Snapshot
 from .errors import StorageError, UserError
 from .failurelines import failure_kind
 from .fingerprint import UNKNOWN
+from .jobcall import injects_by_name
 from .journal import AttemptRow, Journal
 from .limits import make_room_for_workers
 from .links import ProcessHub
@@ -338,7 +339,7 @@ class MachineRun:
         board = ProgressBoard(multiprocessing.get_context(settings.start_method), workers)
         return WorkerSetup(
             self.job, project.config.as_document(), project.header, settings.machine.name, project.digest, self.code,
-            started, project.seed, board, settings.nice, project.logging, per_job_logs, threads,
+            started, project.seed, board, settings.nice, project.logging, per_job_logs, threads, injects_by_name(self.job),
         )  # fmt: skip
 
     def _label(self, position: int) -> str:

@@ -94,6 +94,8 @@ class WorkerSetup:
     per_job_logs: Path | None = None
     threads: int | None = None
     """Threads of each native thread pool (see nativethreads); None: the user chose."""
+    by_name: bool = False
+    """``random_obj`` and ``config`` go to the job function by name (see jobcall.injects_by_name)."""
 
 
 def job_random(seed: bytes, job_id: str) -> random.Random:
@@ -625,8 +627,8 @@ class _JobRunner:
         global _in_job
         try:
             _in_job = True
-            if kwargs:
-                value = setup.job(**kwargs, random_obj=rng, config=self.config, progress=self.progress)
+            if kwargs or setup.by_name:
+                value = setup.job(*args, **kwargs, random_obj=rng, config=self.config, progress=self.progress)
             else:
                 value = setup.job(*args, rng, self.config, progress=self.progress)
             _in_job = False
