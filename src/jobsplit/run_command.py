@@ -184,7 +184,7 @@ def _choose_machine(project: Project, flags: RunFlags, allocation: Allocation, c
     if not interactive:
         raise UserError(f"which machine is this? stdin is not a terminal, so pass --machine NAME (one of: {', '.join(entry_names(machines))})")
     host = socket.gethostname()
-    singles = [m for m in machines if split_member(m.name) is None]  # an array's tasks are offered by a line each array
+    singles = [m for m in machines if split_member(m.name) is None]  # each array is offered as one line, not one per task
     default = next((i for i, m in enumerate(singles, 1) if m.name in (host, host.split(".")[0])), None)
     console.print("Which machine is this?")
     for i, m in enumerate(singles, 1):
