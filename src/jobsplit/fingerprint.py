@@ -13,6 +13,7 @@ a module found only through a ``sys.path`` the entry changes.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import sys
 from pathlib import Path
@@ -91,8 +92,10 @@ def _normalized(source: bytes) -> bytes:
     return source.removeprefix(b"\xef\xbb\xbf").replace(b"\r\n", b"\n")
 
 
+@functools.cache
 def entry_fingerprint() -> str:
-    """The running entry's fingerprint: bundled in an executable, else of ``__main__``'s file."""
+    """The running entry's fingerprint: bundled in an executable, else of ``__main__``'s file
+    and its local modules (read once: the parser's ``--version`` and the run both show it)."""
     if getattr(sys, "frozen", False):
         bundled = Path(getattr(sys, "_MEIPASS", "")) / "jobsplit" / BUNDLED_NAME
         try:

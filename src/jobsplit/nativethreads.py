@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import MutableMapping
 
 THREAD_VARIABLES = (
     "OMP_NUM_THREADS",
@@ -32,15 +31,15 @@ _LOADERS = ("numpy", "scipy", "torch", "numexpr", "numba", "sklearn", "tensorflo
 """Modules that load native thread pools: when none is imported, none can be loaded yet."""
 
 
-def size_thread_pools(cores: int, workers: int, environ: MutableMapping[str, str] = os.environ) -> int | None:
+def size_thread_pools(cores: int, workers: int) -> int | None:
     """Set the variables for ``workers`` sharing ``cores`` (before the workers start: they and
     the programs they run inherit them); the threads each worker gets, or None where the user
     set a variable already."""
-    if any(name in environ for name in THREAD_VARIABLES):
+    if any(name in os.environ for name in THREAD_VARIABLES):
         return None
     threads = max(1, cores // max(1, workers))
     for name in THREAD_VARIABLES:
-        environ[name] = str(threads)
+        os.environ[name] = str(threads)
     return threads
 
 

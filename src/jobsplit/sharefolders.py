@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .errors import UserError
 from .journal import Journal
-from .outdir import folder_name
+from .outdir import JOURNAL_FILE, folder_name
 from .states import JobState
 from .userfolders import user_folder
 
@@ -49,11 +49,10 @@ def done_elsewhere(digest: str, machine: str, folder: Path) -> list[tuple[Path, 
     here = str(folder.resolve())
     found = []
     for place in _noted(_note(digest, machine)):
-        journal = Path(place) / "journal.sqlite"
-        if place == here or not Journal.holds_a_plan(journal):
+        if place == here:
             continue
         try:
-            other = Journal(journal, read_only=True)
+            other = Journal(Path(place) / JOURNAL_FILE, read_only=True)  # refused: gone, empty, or with no plan
             try:
                 done = other.counts()[JobState.DONE] if other.meta().get("digest") == digest else 0
             finally:

@@ -336,10 +336,11 @@ def _on_terminate(signum: int, frame: FrameType | None) -> None:
     if os.getpid() == _worker_pid:
         if os.getppid() != _parent_pid:
             _kill_own_group()
-        if not _in_job and _board is not None and not _board.stopping(_slot):
-            return  # between two jobs, a stop comes with its mark on the board first
-        if not _stopped_by_the_runner():
-            raise _SigtermFromTheJob
+        if _board is not None and not _board.stopping(_slot):  # not (yet) the runner's
+            if not _in_job:
+                return  # between two jobs, a stop comes with its mark on the board first
+            if not _stopped_by_the_runner(_board):
+                raise _SigtermFromTheJob
         if _outbox is not None:
             _outbox.send_last()
         signal_strays(signal.SIGTERM)  # the group had it from the runner, with this process
@@ -347,16 +348,14 @@ def _on_terminate(signum: int, frame: FrameType | None) -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _stopped_by_the_runner() -> bool:
+def _stopped_by_the_runner(board: ProgressBoard) -> bool:
     """Whether the runner stops this worker (it marks the board before it signals), waiting up to
     STOP_WAIT for it, time paused by Ctrl-Z not counted."""
-    if _board is None:
-        return True
-    paused, give_up_at = _board.paused(), time.monotonic() + STOP_WAIT
-    while not _board.stopping(_slot):
+    paused, give_up_at = board.paused(), time.monotonic() + STOP_WAIT
+    while not board.stopping(_slot):
         if os.getppid() != _parent_pid:
             _kill_own_group()
-        if time.monotonic() - (_board.paused() - paused) >= give_up_at:
+        if time.monotonic() - (board.paused() - paused) >= give_up_at:
             return False
         time.sleep(0.01)
     return True
