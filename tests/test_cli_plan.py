@@ -284,6 +284,71 @@ def test_digest_changes_with_the_input(setup, tmp_path, base_digest, change):
     assert digest(entry, folder, *args) != base_digest
 
 
+PART_OF_CHANGE = {
+    "config-value": {"config"},
+    "config-new-key": {"config"},
+    "config-strategy": {"config", "strategy"},
+    "machine-speed": {"machines"},
+    "machine-cores": {"machines"},
+    "machine-added": {"machines"},
+    "machine-renamed": {"machines"},
+    "header-renamed": {"header"},
+    "header-reordered": {"header"},
+    "job-added": {"pool"},
+    "job-argument-changed": {"pool"},
+    "job-removed": {"pool"},
+    "strategy-flag": {"strategy"},
+    "seed-flag": {"seed"},
+}
+
+
+def digest_parts(entry: Path, config: Path, *args: str, env=None) -> tuple[str, dict[str, str]]:
+    """Run `digest --parts`: the digest, then one line per part (name, fingerprint, what it is)."""
+    lines = ok(run_entry(entry, "digest", "--parts", "--config-dir", config, *args, env=env)).stdout.splitlines()
+    assert DIGEST_RE.fullmatch(lines[0]), lines
+    parts = {line.split()[0]: line.split()[1] for line in lines[1:]}
+    assert list(parts) == ["pool", "config", "header", "machines", "seed", "strategy"], lines
+    return lines[0], parts
+
+
+@pytest.fixture(scope="module")
+def base_parts(setup) -> dict[str, str]:
+    digest, parts = digest_parts(setup.entry, setup.config)
+    assert digest == setup.plan("quota")["digest"]  # --parts does not change the digest it prints
+    return parts
+
+
+@pytest.mark.parametrize("change", list(CHANGES))
+def test_digest_parts_name_the_part_that_differs(setup, tmp_path, base_parts, change):
+    """Two hosts whose digests differ compare `digest --parts`: the fingerprints that differ are
+    those of the part that changed, and only those."""
+    files, extra, args = CHANGES[change]
+    folder = write_config_dir(tmp_path / "config", **files)
+    entry = write_entry(tmp_path / "entry.py", extra=extra) if extra else setup.entry
+    _, parts = digest_parts(entry, folder, *args)
+    assert {name for name in parts if parts[name] != base_parts[name]} == PART_OF_CHANGE[change]
+
+
+def test_digest_parts_do_not_depend_on_pool_order_or_hash_seed(setup, base_parts):
+    _, parts = digest_parts(setup.entry, setup.config, env=entry_env(JOBSPLIT_TEST_ORDER="shuffled", PYTHONHASHSEED="123"))
+    assert parts == base_parts
+
+
+def test_digest_jobs_lists_the_pool_so_that_a_diff_shows_the_job_that_differs(setup, tmp_path):
+    """`digest --jobs`: one line per job (Job Args, a tab, Job ID), sorted, whatever the pool's
+    order; a job changed on one host is the one line that differs."""
+    listed = ok(run_entry(setup.entry, "digest", "--jobs", "--config-dir", setup.config)).stdout.splitlines()
+    pool = JobPool(pool_of(setup.entry))
+    assert sorted(listed) == listed and len(listed) == len(pool)
+    assert set(listed) == {f"{pool.identity_text(p)}\t{job_id}" for p, job_id in enumerate(pool.ids_hex(range(len(pool))))}
+    shuffled = run_entry(setup.entry, "digest", "--jobs", "--config-dir", setup.config, env=entry_env(JOBSPLIT_TEST_ORDER="shuffled"))
+    assert ok(shuffled).stdout.splitlines() == listed
+    changed = write_entry(tmp_path / "entry.py", extra=CHANGES["job-argument-changed"][1])
+    other = ok(run_entry(changed, "digest", "--jobs", "--config-dir", setup.config)).stdout.splitlines()
+    assert [line.split("\t")[0] for line in set(listed) - set(other)] == ['[10,1.4285714285714286,"name-10"]']
+    assert [line.split("\t")[0] for line in set(other) - set(listed)] == ['[10,1.4285714285714286,"name-ten"]']
+
+
 def test_cost_hints_are_part_of_the_cost_digest(setup, tmp_path):
     """With the cost strategy, different cost estimates give another digest."""
     entry = write_entry(tmp_path / "entry.py", extra="_cost = cost\ncost = lambda *a, **k: _cost(*a, **k) * 2")

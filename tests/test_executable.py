@@ -88,6 +88,10 @@ def test_three_hosts_kill_resume_and_merge(executable: Path, tmp_path: Path) -> 
     expected = digest.stdout.strip()
     plan = json.loads(subprocess.run(["./e2e", "plan", "--json"], cwd=hosts["slow"], env=env, capture_output=True, text=True, timeout=60).stdout)
     assert plan["digest"] == expected  # the same files give the same digest on another host
+    parts = [subprocess.run(["./e2e", "digest", "--parts"], cwd=hosts[name], env=env, capture_output=True, text=True, timeout=60) for name in ("fast", "slow")]
+    assert parts[0].returncode == 0 and parts[0].stdout.startswith(expected + "\n") and parts[0].stdout == parts[1].stdout, parts
+    wrong = subprocess.run(["./e2e", "run", "--machine", "fast", "--expect-digest", "0" * 32], cwd=hosts["fast"], env=env, capture_output=True, text=True, timeout=60)
+    assert wrong.returncode == 2 and "compare `./e2e digest --parts` here" in wrong.stderr, wrong.stderr  # the program as it was started
 
     runs = {
         name: start(folder, env, "run", "--machine", name, "--yes", "--expect-digest", expected.upper(), "--console", "plain",

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import select
+import shlex
 import signal
 import socket
 import subprocess
@@ -170,6 +171,7 @@ def test_declining_the_confirmation_starts_nothing(project, answer):
     status = term.finish()
     assert status not in (0, 1), term.text
     assert "not started" in term.text
+    assert "digest --parts` here and on a host that gives the other digest" in " ".join(term.text.split())  # how to find why digests differ
     assert "Traceback" not in term.text
     assert not (root / "out").exists()
     assert not (root / "side.txt").exists()
@@ -323,6 +325,9 @@ def test_a_wrong_expected_digest_names_both_and_starts_nothing(project):
     )  # fmt: skip
     assert result.returncode == 2, result.stderr
     assert format_digest(digest) in result.stderr and wrong in result.stderr
+    program = shlex.join([sys.executable, str(entry)])  # how this host started the entry, to run its `digest` the same way
+    assert f"`{program} digest --parts` here and on a host that gives the other digest" in result.stderr
+    assert f"`{program} digest --jobs` on both hosts" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (root / "out").exists() and not (root / "side.txt").exists()
 

@@ -18,6 +18,7 @@ from rich.console import Console
 
 from . import exitcodes
 from ._version import __version__
+from .config import CONFIG_FILE, HEADER_FILE
 from .console import data_console, message_console, say_error, say_notice
 from .digest import format_digest
 from .errors import JobsplitError, UserError
@@ -25,6 +26,7 @@ from .fingerprint import entry_fingerprint
 from .hostconfig import CONSOLE_STYLES, START_METHODS
 from .jobcall import check_job_function
 from .lifecycle import follow_bootloader
+from .machines import MACHINES_FILE
 from .plan import STRATEGIES
 from .pool import JobKey, JobPool
 from .project import CostFn, Project, find_config_dir, load_project
@@ -98,7 +100,7 @@ def entry_main(
         for notice in project.notices:
             say_notice(messages, notice)
         if args.command == "digest":
-            data_console().print(format_digest(project.digest))
+            _show_digest(project, parts=args.parts, jobs=args.jobs)
             return 0
         if args.command == "plan":
             _show_plan(project, as_json=args.json)
@@ -192,7 +194,10 @@ def _entry_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = commands.add_parser("run", parents=[shared, planning], help="run this machine's share (the default)")
     _add_run_options(run)
-    commands.add_parser("digest", parents=[shared, planning], help="print the digest, which must be equal on every host")
+    digest = commands.add_parser("digest", parents=[shared, planning], help="print the digest, which must be equal on every host")
+    detail = digest.add_mutually_exclusive_group()
+    detail.add_argument("--parts", action="store_true", help="also a fingerprint of each part it covers: compare them between two hosts to see what differs")
+    detail.add_argument("--jobs", action="store_true", help="list every job's Job Args and id instead, sorted: compare two hosts' lists with diff")
     plan = commands.add_parser("plan", parents=[shared, planning], help="show every machine's share")
     plan.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     commands.add_parser("init", parents=[shared], help="write the config file templates (never overwrites)")
@@ -284,6 +289,40 @@ def _init(dest: Path) -> int:
         markup=False,
     )
     return 0
+
+
+_PARTS = {
+    "pool": "{jobs:,} jobs: their ids{costs} (`digest --jobs` lists them)",
+    "config": f"{CONFIG_FILE}, as parsed (comments, spacing, key order and line endings aside)",
+    "header": f"{HEADER_FILE}'s columns",
+    "machines": f"{MACHINES_FILE}: names, speeds and cores",
+    "seed": "--seed: {seed}",
+    "strategy": "{strategy}",
+}
+"""What ``digest --parts`` says of each part (see digest.digest_parts)."""
+
+
+def _show_digest(project: Project, *, parts: bool, jobs: bool, chunk: int = 10_000) -> None:
+    """The digest; with ``parts``, each part's fingerprint; with ``jobs``, each job's identity
+    text and id instead, sorted by the text (pool order aside, as in the digest), so that a job
+    that differs between two hosts shows as neighbouring lines in a diff."""
+    if jobs:
+        pool = project.pool
+        listed = sorted(zip(map(pool.identity_text, range(len(pool))), pool.ids_hex(range(len(pool)))))
+        for start in range(0, len(listed), chunk):
+            sys.stdout.write("".join(f"{text}\t{job_id}\n" for text, job_id in listed[start : start + chunk]))
+        return
+    out = data_console()
+    out.print(format_digest(project.digest))
+    if parts:
+        facts = {
+            "jobs": len(project.pool),
+            "costs": " and cost hints" if project.strategy == "cost" else "",
+            "seed": "none, the digest seeds the plan" if project.seed_override is None else repr(project.seed_override),
+            "strategy": project.strategy,
+        }
+        for name, part in project.digest_parts().items():
+            out.print(f"  {name:9} {format_digest(part)}  {_PARTS[name].format(**facts)}", markup=False)
 
 
 def _write_plan_json(project: Project, write: Callable[[str], object], chunk: int = 10_000) -> None:

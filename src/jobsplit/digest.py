@@ -12,44 +12,68 @@ import hashlib
 import re
 import struct
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 from .idhash import ID_BYTES
 from .machines import Machine
 from .pool import IdBuffer, canonical_json
 
 DIGEST_HEX = 32
+PART_HEX = 16
 _SEPARATORS = re.compile(r"[\s:_-]+")
 
 
-def compute_digest(
-    *,
-    sorted_ids: IdBuffer,
-    config: Mapping[str, Mapping[str, str]],
-    machines: Sequence[Machine],
-    header: Sequence[str],
-    strategy: str,
-    seed_override: str | None = None,
-    costs_by_id: Mapping[bytes, float] | None = None,
-) -> str:
-    """32 lowercase hex characters (128 bits). ``sorted_ids`` are the pool's binary ids in
-    byte order, packed: hashing them in one update equals hashing them one by one."""
-    settings = {
-        "config": config,
-        "header": list(header),
-        "machines": {m.name: [m.speed, m.cores] for m in machines},
-        "seed": seed_override,
-        "strategy": strategy,
-    }
-    state = hashlib.sha256(b"jobsplit/digest/v1\n")
-    state.update(canonical_json(settings).encode() + b"\n")
-    if costs_by_id is None:
-        state.update(sorted_ids)
-    else:
-        for start in range(0, len(sorted_ids), ID_BYTES):
-            job_id = bytes(sorted_ids[start : start + ID_BYTES])
+class DigestInput(NamedTuple):
+    """Everything the digest covers."""
+
+    sorted_ids: IdBuffer
+    """The pool's binary ids in byte order, packed: hashing them in one update equals hashing
+    them one by one."""
+    config: Mapping[str, Mapping[str, str]]
+    machines: Sequence[Machine]
+    header: Sequence[str]
+    strategy: str
+    seed_override: str | None = None
+    costs_by_id: Mapping[bytes, float] | None = None
+    """The cost hints, for the ``cost`` strategy only."""
+
+    def settings(self) -> dict[str, object]:
+        return {
+            "config": self.config,
+            "header": list(self.header),
+            "machines": {m.name: [m.speed, m.cores] for m in self.machines},
+            "seed": self.seed_override,
+            "strategy": self.strategy,
+        }
+
+    def hash_pool(self, state: hashlib._Hash) -> None:
+        if self.costs_by_id is None:
+            state.update(self.sorted_ids)
+            return
+        for start in range(0, len(self.sorted_ids), ID_BYTES):
+            job_id = bytes(self.sorted_ids[start : start + ID_BYTES])
             state.update(job_id)
-            state.update(struct.pack(">d", costs_by_id[job_id]))
+            state.update(struct.pack(">d", self.costs_by_id[job_id]))
+
+
+def compute_digest(covered: DigestInput) -> str:
+    """32 lowercase hex characters (128 bits)."""
+    state = hashlib.sha256(b"jobsplit/digest/v1\n")
+    state.update(canonical_json(covered.settings()).encode() + b"\n")
+    covered.hash_pool(state)
     return state.hexdigest()[:DIGEST_HEX]
+
+
+def digest_parts(covered: DigestInput) -> dict[str, str]:
+    """A short fingerprint of each part the digest covers (``pool``, then the settings by name),
+    to compare between two hosts whose digests differ: the part whose fingerprints differ is
+    the cause. Not part of the digest itself, which stays as it was."""
+    pool = hashlib.sha256()
+    covered.hash_pool(pool)
+    parts = {"pool": pool.hexdigest()[:PART_HEX]}
+    for name, value in covered.settings().items():
+        parts[name] = hashlib.sha256(canonical_json(value).encode()).hexdigest()[:PART_HEX]
+    return parts
 
 
 def format_digest(digest: str) -> str:

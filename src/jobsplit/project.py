@@ -26,7 +26,7 @@ from .config import (
     load_header,
     log_settings,
 )
-from .digest import compute_digest
+from .digest import DigestInput, compute_digest, digest_parts
 from .errors import UserError
 from .machines import MACHINES_FILE, Machine, load_machines, this_host
 from .plan import DEFAULT_STRATEGY, STRATEGIES, Plan, PlanInput, make_plan
@@ -72,6 +72,10 @@ class Project:
     def plan(self) -> Plan:
         return make_plan(self.strategy, PlanInput(self.pool.ids, self.machines, self.seed, self.costs))
 
+    def digest_parts(self) -> dict[str, str]:
+        """A fingerprint of each part of the digest (see digest.digest_parts)."""
+        return digest_parts(_covered(self.pool, self.config, self.header, self.machines, self.strategy, self.seed_override, self.costs))
+
     def machine(self, name: str) -> Machine:
         for machine in self.machines:
             if machine.name == name:
@@ -106,16 +110,13 @@ def load_project(
     costs = _costs(pool, cost) if cost is not None else None
     if STRATEGIES[strategy_name].needs_costs and costs is None:
         raise UserError(f'the "{strategy_name}" strategy needs estimated job costs; pass cost=<function> to jobsplit.main, or choose another strategy')
-    digest = compute_digest(
-        sorted_ids=pool.sorted_ids(),
-        config=config.as_document(),
-        machines=machines,
-        header=header.columns,
-        strategy=strategy_name,
-        seed_override=seed,
-        costs_by_id=dict(zip(pool.ids, costs)) if costs is not None and strategy_name == "cost" else None,
-    )
+    digest = compute_digest(_covered(pool, config, header, machines, strategy_name, seed, costs))
     return Project(pool, config, header, machines, strategy_name, digest, settings, logging_settings, seed, costs, balance, tuple(notices))
+
+
+def _covered(pool: JobPool, config: JobConfig, header: Header, machines: tuple[Machine, ...], strategy: str, seed: str | None, costs: list[float] | None) -> DigestInput:
+    costs_by_id = dict(zip(pool.ids, costs)) if costs is not None and strategy == "cost" else None
+    return DigestInput(pool.sorted_ids(), config.as_document(), machines, header.columns, strategy, seed, costs_by_id)
 
 
 def _strategy(flag: str | None, configured: str | None, config_path: Path) -> str:

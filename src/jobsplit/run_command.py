@@ -216,9 +216,24 @@ def check_digest(digest: str, expected: str, source: str) -> None:
     """Refuse a digest other than the one expected (as typed, or as recorded somewhere)."""
     if normalize_digest(expected) != digest:
         raise UserError(
-            f"this host's digest is {format_digest(digest)} but {source} is {expected}; "
-            "copy the same entry script, config.ini, header.csv and machines.json to every host"
+            f"this host's digest is {format_digest(digest)} but {source} is {expected}; copy the same entry script, config.ini, "
+            f"header.csv and machines.json to every host, and if they are the same, {_FIND_THE_PART.format(program=_program())}"
         )
+
+
+_FIND_THE_PART = (
+    "compare `{program} digest --parts` here and on a host that gives the other digest: the part whose fingerprints differ is "
+    "the cause; if it is the pool (built otherwise there: from other files, or by another version of a library), "
+    "`{program} digest --jobs` on both hosts, compared with diff, shows the jobs that differ"
+)
+"""How to find why two hosts' digests differ (see digest.digest_parts)."""
+
+
+def _program() -> str:
+    """The command line that started this program, up to its arguments: ``python study.py``,
+    or ``./study`` for an executable, to name commands to run the same way."""
+    words = sys.orig_argv[: len(sys.orig_argv) - len(sys.argv) + 1] if len(sys.argv) <= len(sys.orig_argv) else sys.argv[:1]
+    return shlex.join(words)
 
 
 def _confirm(console: Console, interactive: bool) -> None:
@@ -245,7 +260,7 @@ class _Declined(UserError):
     exit_status = exitcodes.INTERRUPTED
 
     def __init__(self) -> None:
-        super().__init__("not started")
+        super().__init__(f"not started; if the digest is not the same on every host, {_FIND_THE_PART.format(program=_program())}")
 
 
 def _display(console: Console, style: str) -> Display:
