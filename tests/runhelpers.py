@@ -494,6 +494,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -503,6 +504,8 @@ from jobsplit.pool import job_id
 HERE = Path(__file__).resolve().parent
 SPEC = json.loads((HERE / "spec.json").read_text())
 SHAPE = SPEC["shape"]
+LEAKED = []
+"""What "leak" jobs keep, as research code keeps a growing cache: their worker's for good."""
 
 
 def _append(variable, text):
@@ -669,6 +672,11 @@ def kinds_job(*args, progress=None):
         note += " " + subprocess.run(["sh", "-c", 'echo "${JOBSPLIT_TEST_LEAK:--}"'], stdout=subprocess.PIPE, text=True, check=True).stdout.strip()
     elif kind == "readstdin":  # a program that reads its standard input to the end, as `cat` given no file
         note = str(len(subprocess.run(["cat"], stdout=subprocess.PIPE, check=True).stdout))
+    elif kind == "leak":  # keeps `param` MiB in the worker for good, written to, then takes 0.15 s
+        LEAKED.append(bytearray(b"m" * (param << 20)))
+        if len(LEAKED) == 1:  # and the first in a worker leaves a thread (not a daemon) that a normal exit would wait for
+            threading.Thread(target=time.sleep, args=(300,), name="left-by-the-job").start()
+        time.sleep(0.15)
     elif kind == "hog":  # holds more and more memory until something stops it
         held = []
         while True:

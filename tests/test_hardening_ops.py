@@ -930,6 +930,33 @@ def test_a_job_the_out_of_memory_killer_stops_is_said_to_have_run_out_of_memory(
     assert sorted(job_id for job_id, job in jobs.items() if job["state"] == "done") == sorted(share.ids("ok"))
 
 
+@pytest.mark.parametrize("limit", [None, "100MiB"], ids=["no limit", "worker-memory"])
+def test_a_worker_whose_jobs_leak_is_replaced_before_the_host_runs_out(tmp_path, memory_cgroup, limit):
+    """Jobs that each keep 40 MiB in their worker for good (a growing cache): one worker, in a
+    memory cgroup of 300 MiB. Without a limit its memory grows job after job until the kernel
+    kills it mid-job (a crash that names --worker-memory). With --worker-memory 100MiB the
+    worker is replaced between two jobs, every three or so, before that: every job is done,
+    none crashed or ran twice, and the log says why workers were replaced."""
+    share = HardeningShare(tmp_path, kinds_spec([["leak", i, 40] for i in range(14)]))
+    procs = memory_cgroup / "cgroup.procs"
+    flags = ["--worker-memory", limit] if limit else []
+    process = share.start("--workers", "1", "--retries", "0", *flags, preexec_fn=lambda: procs.write_text(str(os.getpid())))
+    status, _, err = communicate(process, WATCHDOG)
+    jobs = journal_jobs(share.journal)
+    crashed = [job for job in jobs.values() if job["outcome"] == "crashed"]
+    if limit is None:
+        assert status == 1 and crashed, err
+        assert all("--worker-memory SIZE" in job["error"] for job in crashed), crashed
+        return
+    assert status == 0, err
+    assert all(job["state"] == "done" and job["attempts"] == 1 for job in jobs.values()) and len(jobs) == 14, jobs
+    assert sorted(share.side.read_text().split()) == sorted(share.ids())  # each job ran once
+    workers = set(share.pids.read_text().split())
+    assert 4 <= len(workers) <= 7, workers  # 14 jobs of 40 MiB, a worker replaced once it grew by more than 100 MiB
+    log = machine_log_text(share.machine_dir)
+    assert log.count("more than --worker-memory 100 MiB allows: a new worker takes its place") == len(workers) - 1, log
+
+
 def watched_in(share: HardeningShare, procs: Path) -> tuple[int, str, str]:
     """Run the share (no retries) with the run, and so its workers, in the cgroup of ``procs``."""
     process = share.start("--workers", "2", "--retries", "0", preexec_fn=lambda: procs.write_text(str(os.getpid())))

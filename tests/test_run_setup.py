@@ -20,6 +20,7 @@ from jobsplit.machines import this_host
 from runhelpers import (
     CSV_COLUMNS,
     journal_query,
+    machine_log_text,
     pool_spec,
     read_results,
     run_env,
@@ -199,6 +200,7 @@ def test_workers_run_at_niceness_10_by_default(tmp_path):
         ("[host]\nconsole = fancy\n", ["console"]),
         ("[host]\nstart_method = forkserver\n", ["start_method", "fork, spawn", "'forkserver'"]),  # its workers would take the runner for dead
         ("[host\nworkers = 2\n", ["cannot be read"]),
+        ("[host]\nworker_memory = lots\n", ["worker_memory", "'lots' is not a file size"]),
     ],
 )
 def test_a_bad_host_ini_is_refused_naming_it(tmp_path, text, words):
@@ -209,6 +211,33 @@ def test_a_bad_host_ini_is_refused_naming_it(tmp_path, text, words):
     for word in words:
         assert word in result.stderr
     assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "host_ini, flags, said",
+    [
+        ("[host]\nworker_memory = 2GiB\n", [], "2 GiB"),
+        ("[host]\nworker_memory = 2GiB\n", ["--worker-memory", "1.5G"], "1.5 GiB"),
+        ("[host]\nworker_memory = 2GiB\n", ["--worker-memory", "0"], None),  # 0: no limit, whatever host.ini says
+        ("", [], None),
+    ],
+)
+def test_the_worker_memory_limit_comes_from_the_flag_or_host_ini(tmp_path, host_ini, flags, said):
+    if host_ini:
+        write_host_ini(tmp_path, host_ini)
+    result = run_host(tmp_path, "--out", str(tmp_path / "out"), "--console", "plain", *flags)
+    assert result.returncode == 0, result.stderr
+    log = machine_log_text(tmp_path / "out" / "solo")
+    if said is None:
+        assert "--worker-memory" not in log
+    else:
+        assert f"a worker that grows by more than {said} is replaced between two jobs (--worker-memory)" in log
+
+
+def test_a_bad_worker_memory_flag_is_refused(tmp_path):
+    result = run_host(tmp_path, "--out", str(tmp_path / "out"), "--worker-memory", "4 gigs")
+    assert result.returncode == 2 and "--worker-memory: '4 gigs' is not a size such as 4GiB or 500MB" in result.stderr, result.stderr
     assert not (tmp_path / "out").exists()
 
 

@@ -198,6 +198,7 @@ def test_a_worker_killed_when_the_out_of_memory_killer_struck_is_said_to_be_out_
     errors = {a["job_id"]: a["error"] for a in setup.journal.attempts() if a["outcome"] == "crashed"}
     assert errors[setup.ids[0]].startswith("the worker process died while running this job (killed by SIGKILL: the kernel's out-of-memory killer")
     assert "run fewer jobs at a time (--workers)" in errors[setup.ids[0]]
+    assert "--worker-memory SIZE" in errors[setup.ids[0]]  # the remedy for a leak
     assert errors[setup.ids[1]] == "the worker process died while running this job (killed by SIGKILL)"
 
     unknown = make([("oom", 0.1, 0)], workers=1)

@@ -18,7 +18,7 @@ from rich.console import Console
 
 from . import exitcodes
 from ._version import __version__
-from .config import CONFIG_FILE, HEADER_FILE
+from .config import CONFIG_FILE, HEADER_FILE, parse_filesize
 from .console import data_console, message_console, say_error, say_notice
 from .digest import format_digest
 from .errors import JobsplitError, UserError
@@ -220,6 +220,10 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
     host.add_argument("--nice", type=int, metavar="N", help="niceness added to workers (default: 10)")
     host.add_argument("--console", choices=CONSOLE_STYLES, help="live display, plain lines, or auto (live on a terminal)")
     host.add_argument("--start-method", choices=START_METHODS, help="how workers start (default: fork on Linux)")
+    host.add_argument(
+        "--worker-memory", type=_size, metavar="SIZE",
+        help="replace a worker between two jobs once it has grown by more than SIZE (e.g. 4GiB), so that jobs that leak memory never exhaust the host (default: no limit; 0: none)",
+    )  # fmt: skip
     failures = run.add_argument_group("failures and resuming")
     failures.add_argument("--timeout", type=_positive_float, metavar="SECONDS", help="stop and record a job that runs longer (default: config.ini [jobsplit] timeout, else none)")
     failures.add_argument("--retries", type=_non_negative_int, metavar="N", help="run a failed, crashed or timed-out job up to N more times (default: 0)")
@@ -272,6 +276,7 @@ def _number(convert: Callable[[str], Any], accept: Callable[[Any], bool], what: 
 
 _positive_int = _number(int, lambda v: v >= 1, "a whole number >= 1")
 _non_negative_int = _number(int, lambda v: v >= 0, "a whole number >= 0")
+_size = _number(parse_filesize, lambda v: v >= 0, "a size such as 4GiB or 500MB")
 _positive_float = _number(float, lambda v: 0 < v < float("inf"), "a number of seconds > 0")
 
 

@@ -1,6 +1,6 @@
 """Per-host settings that must not change the digest: ``<user config dir>/jobsplit/host.ini``.
 
-Workers, output folder, niceness, console style and start method belong to one host (a
+Workers, output folder, niceness, console style, start method and a worker's memory limit belong to one host (a
 shared desktop may want fewer workers than its cores). Only what the file sets is here;
 ``settings`` resolves it against the flags and the defaults.
 """
@@ -12,6 +12,7 @@ import multiprocessing
 from dataclasses import dataclass
 from pathlib import Path
 
+from .config import parse_filesize
 from .errors import UserError
 from .userfolders import user_folder
 
@@ -27,6 +28,7 @@ class HostSettings:
     nice: int | None = None
     console: str | None = None
     start_method: str | None = None
+    worker_memory: int | None = None
 
 
 def host_ini_path() -> Path | None:
@@ -48,7 +50,7 @@ def load_host_settings(path: Path | None = None) -> HostSettings:
     if not parser.has_section("host"):
         return HostSettings()
     section = parser["host"]
-    known = {"workers", "out", "nice", "console", "start_method"}
+    known = {"workers", "out", "nice", "console", "start_method", "worker_memory"}
     for key in section:
         if key not in known:
             raise UserError(f"{path} [host] {key} is not a host setting; the settings are: {', '.join(sorted(known))}")
@@ -58,6 +60,7 @@ def load_host_settings(path: Path | None = None) -> HostSettings:
         nice=_int(section, "nice", path) if "nice" in section else None,
         console=check_choice(section["console"], CONSOLE_STYLES, f"{path} [host] console") if "console" in section else None,
         start_method=check_start_method(section["start_method"], f"{path} [host] start_method") if "start_method" in section else None,
+        worker_memory=_size(section, "worker_memory", path) if "worker_memory" in section else None,
     )
 
 
@@ -80,6 +83,13 @@ the runner's, and a worker that outlives its parent stops (see ``lifecycle.die_w
 
 def check_start_method(value: str, source: str) -> str:
     return check_choice(value, START_METHODS, source)
+
+
+def _size(section: configparser.SectionProxy, key: str, path: Path) -> int:
+    try:
+        return parse_filesize(section[key])
+    except ValueError as exc:
+        raise UserError(f"{path} [host] {key}: {exc}") from None
 
 
 def _int(section: configparser.SectionProxy, key: str, path: Path) -> int:

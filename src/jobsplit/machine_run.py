@@ -48,7 +48,7 @@ from .snapshot import RunSnapshot, SnapshotWriter
 from .sources import JobSource, StaticShare, Task
 from .sources.redis import RedisQueue
 from .states import JobState, RunStatus
-from .text import plural
+from .text import plural, size_text
 from .timefmt import utc_timestamp
 from .worker import WorkerSetup
 
@@ -260,6 +260,8 @@ class MachineRun:
         )  # fmt: skip
         if threads is not None:
             narrator.logger.info("native thread pools (OpenMP, BLAS) get %s a worker; set OMP_NUM_THREADS to choose", plural(threads, "thread"))
+        if settings.worker_memory is not None:
+            narrator.logger.info("a worker that grows by more than %s is replaced between two jobs (--worker-memory)", size_text(settings.worker_memory))
         say.log_to(narrator.logger)
         runner = self._runner = Runner(
             source,
@@ -339,7 +341,7 @@ class MachineRun:
         board = ProgressBoard(multiprocessing.get_context(settings.start_method), workers)
         return WorkerSetup(
             self.job, project.config.as_document(), project.header, settings.machine.name, project.digest, self.code,
-            started, project.seed, board, settings.nice, project.logging, per_job_logs, threads, injects_by_name(self.job),
+            started, project.seed, board, settings.nice, project.logging, per_job_logs, threads, injects_by_name(self.job), settings.worker_memory,
         )  # fmt: skip
 
     def _label(self, position: int) -> str:

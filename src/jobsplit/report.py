@@ -31,7 +31,7 @@ from .errors import UserError
 from .figures import WORST_FIRST, FailureGroup, Figures, MachineFigures, as_document, compute, failure_message
 from .outdir import repeated_machine_sentence, repeated_machines
 from .runfacts import KINDS, Attempt, RunFacts, last_log_lines, load
-from .text import plural
+from .text import plural, size_text
 from .timefmt import utc_timestamp
 
 NAME = "report"
@@ -421,14 +421,7 @@ def _hours(value: float | None, unit: str) -> str:
 
 
 def _bytes(value: int | None) -> str:
-    if value is None:
-        return "?"
-    size = float(value)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024:
-            return f"{size:.3g} {unit}"
-        size /= 1024
-    return f"{size:.3g} TiB"
+    return "?" if value is None else size_text(value)
 
 
 def _short(text: str) -> str:

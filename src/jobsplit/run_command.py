@@ -41,6 +41,7 @@ from .sharefolders import done_elsewhere, note_folder
 from .snapshot import written_elsewhere
 from .states import JobState, RunStatus
 from .text import plural
+from .workermemory import check_supported
 
 
 def run_share(project: Project, job: Callable[..., Any], flags: RunFlags, console: Console) -> int:
@@ -51,6 +52,8 @@ def run_share(project: Project, job: Callable[..., Any], flags: RunFlags, consol
     digest_checked = _check_digest(project, flags.expect_digest)
     settings = resolve(flags, load_host_settings(), project.settings, machine, allocation, project.balance)
     check_nice(settings.nice)
+    if settings.worker_memory is not None:
+        check_supported("--worker-memory")
     check_sendable(job, settings.start_method)
     code = entry_fingerprint()
     console.print(

@@ -523,7 +523,8 @@ class Runner:
             return ""
         return (
             ": the kernel's out-of-memory killer killed a process meanwhile, most likely this worker: the job needed more "
-            "memory than there was (or than the run's memory limit allows); make it hold less at once, or run fewer jobs at a time (--workers)"
+            "memory than there was (or than the run's memory limit allows); make it hold less at once, or run fewer jobs at a time (--workers), "
+            "or, if a worker's memory grows job after job (a leak), have workers replaced before that with --worker-memory SIZE"
         )
 
     def _paused_since(self, start: float) -> float:

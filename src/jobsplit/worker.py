@@ -50,6 +50,7 @@ from .pool import call_args, identity_text, identity_texts
 from .progress import ProgressBoard, ProgressReporter
 from .results import ResultShapeError, RowFormatter
 from .states import Outcome
+from .workermemory import MemoryWatch
 
 FLUSH_INTERVAL = 0.05
 """Seconds a short job's record may wait in the worker to travel with others."""
@@ -96,6 +97,8 @@ class WorkerSetup:
     """Threads of each native thread pool (see nativethreads); None: the user chose."""
     by_name: bool = False
     """``random_obj`` and ``config`` go to the job function by name (see jobcall.injects_by_name)."""
+    memory_limit: int | None = None
+    """Bytes this worker may grow by before another replaces it (see workermemory); None: no limit."""
 
 
 def job_random(seed: bytes, job_id: str) -> random.Random:
@@ -205,16 +208,30 @@ def worker_main(setup: WorkerSetup, tasks: Connection, results: Connection, slot
     revocations = _Revocations()
     threading.Thread(target=_read_tasks, args=(tasks, inbox, revocations, setup.seed), daemon=True, name="jobsplit-tasks").start()
     threading.Thread(target=_watch, args=(outbox, revocations, parent_pid), daemon=True, name="jobsplit-watch").start()
-    run, board = _JobRunner(setup, slot, capture, outbox), setup.board
+    outgrown = _run_jobs(inbox, _JobRunner(setup, slot, capture, outbox), revocations, MemoryWatch(setup.memory_limit) if setup.memory_limit else None)
+    end_library_helpers()
+    capture.close()  # the last output of the last job reaches the log before the worker exits
+    if outgrown:
+        os._exit(0)  # at once: nobody stops this worker, and a thread a job left running would hold up a normal exit for ever
+
+
+def _run_jobs(inbox: SimpleQueue[list[_Ready] | None], run: _JobRunner, revocations: _Revocations, memory: MemoryWatch | None) -> bool:
+    """Run the batches the task reader queues until the runner's stop (None: False), or until
+    this worker has outgrown its memory limit (True): it then exits, and the runner hands the
+    jobs still queued here to the worker that replaces it (never started, they were not running)."""
+    board, slot, outbox = run.setup.board, run.slot, run.outbox
     while (batch := inbox.get()) is not None:
         for ready in batch:
             if board.stopping(slot):  # the last job outlived the SIGTERM that stops us: go as it would have taken us
                 _on_terminate(signal.SIGTERM, None)
             if revocations.start(ready.ticket, outbox):
                 run(ready)
+                if memory is not None and memory.outgrown():
+                    run.capture.emit(time.time(), "WARNING", "jobsplit", memory.explain(ready.job_id))
+                    outbox.flush()
+                    return True
         outbox.flush()  # a batch ended: a worker that dies loses at most the group it was running
-    end_library_helpers()
-    capture.close()  # the last output of the last job reaches the log before the worker exits
+    return False
 
 
 def _no_hangup(signum: int, frame: FrameType | None) -> None:
