@@ -177,6 +177,8 @@ def test_header_columns(tmp_path):
         ("Value,Error\n", "must start with the columns"),
         ("Run Start Time,Job Running Time,Value\n", "must start with the columns"),
         ("", "must start with the columns"),
+        ("Run Start Time;Job Running Time;Job Start Time;Value\n", "separated by semicolons, as spreadsheets save CSV in some languages"),
+        ("Run Start Time\tJob Running Time\tJob Start Time\n", "separated by tabs"),
         ("Run Start Time,Job Running Time,Job Start Time,A,B,A\n", '"A"'),
         ("Run Start Time,Job Running Time,Job Start Time,Job ID\n", '"Job ID"'),
         ("Run Start Time,Job Running Time,Job Start Time,Machine\n", '"Machine"'),

@@ -151,6 +151,10 @@ def load_config(path: Path) -> JobConfig:
     return config
 
 
+_OTHER_SEPARATORS = ((";", "semicolons"), ("\t", "tabs"))
+"""What a header.csv written as one cell may be separated by instead of commas."""
+
+
 def load_header(path: Path) -> Header:
     """Read header.csv's first row; the three timing columns must come first."""
     try:
@@ -169,7 +173,9 @@ def load_header(path: Path) -> Header:
         columns.pop()  # spreadsheets often add empty trailing cells
     if set(columns[: len(TIMING_COLUMNS)]) != set(TIMING_COLUMNS):
         expected = ", ".join(f'"{c}"' for c in TIMING_COLUMNS)
-        raise UserError(f"{path} must start with the columns {expected}, then your result columns; it starts with {columns[:3]}")
+        separator = next((name for mark, name in _OTHER_SEPARATORS if len(columns) == 1 and mark in columns[0]), None)
+        other = f" (a CSV line separated by {separator}, as spreadsheets save CSV in some languages: separate the columns with commas)" if separator else ""
+        raise UserError(f"{path} must start with the columns {expected}, then your result columns; it starts with {columns[:3]}{other}")
     seen: set[str] = set()
     for column in columns:
         if not column:
