@@ -38,6 +38,7 @@ class DigestInput(NamedTuple):
     """The cost hints, for the ``cost`` strategy only."""
 
     def settings(self) -> dict[str, object]:
+        """Everything but the pool, by name, as the digest hashes it (in one canonical JSON)."""
         return {
             "config": self.config,
             "header": list(self.header),
@@ -47,6 +48,7 @@ class DigestInput(NamedTuple):
         }
 
     def hash_pool(self, state: hashlib._Hash) -> None:
+        """Feed ``state`` the sorted ids, each followed by its cost hint if there are any."""
         if self.costs_by_id is None:
             state.update(self.sorted_ids)
             return

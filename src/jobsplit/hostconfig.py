@@ -1,8 +1,8 @@
 """Per-host settings that must not change the digest: ``<user config dir>/jobsplit/host.ini``.
 
-Workers, output folder, niceness, console style, start method and a worker's memory limit belong to one host (a
-shared desktop may want fewer workers than its cores). Only what the file sets is here;
-``settings`` resolves it against the flags and the defaults.
+Workers, output folder, niceness, console style, start method and a worker's memory limit
+belong to one host (a shared desktop may want fewer workers than its cores). Only what the file
+sets is here; ``settings`` resolves it against the flags and the defaults.
 """
 
 from __future__ import annotations

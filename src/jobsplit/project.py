@@ -115,6 +115,7 @@ def load_project(
 
 
 def _covered(pool: JobPool, config: JobConfig, header: Header, machines: tuple[Machine, ...], strategy: str, seed: str | None, costs: list[float] | None) -> DigestInput:
+    """What the digest covers, from the project's parts (its cost hints only for ``cost``)."""
     costs_by_id = dict(zip(pool.ids, costs)) if costs is not None and strategy == "cost" else None
     return DigestInput(pool.sorted_ids(), config.as_document(), machines, header.columns, strategy, seed, costs_by_id)
 

@@ -65,8 +65,8 @@ class RunSettings:
        and ``[balance]`` (``url``, ``lease``; ``--balance`` and ``--lease`` override them);
     5. the default: the machine's cores from machines.json, ``./jobsplit-out``, niceness 10,
        a live console on a terminal (plain lines otherwise, as in a batch job), ``fork`` on
-       Linux, no limit on a worker's memory, no timeout, no retries, no shared queue (the machine runs its static share),
-       leases of 60 s.
+       Linux, no limit on a worker's memory, no timeout, no retries, no shared queue (the
+       machine runs its static share), leases of 60 s.
     """
 
     machine: Machine

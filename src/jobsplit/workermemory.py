@@ -8,8 +8,11 @@ grown by more than it (after a garbage collection) finishes the job it ran, send
 and exits, and a new worker takes the jobs it had queued: the leak starts over from nothing.
 
 Growth is measured as resident plus swapped memory since the worker started (Linux: VmRSS and
-VmSwap of /proc/self/status, some 20 us to read here, so at most once a CHECK_INTERVAL). Resident memory is right for forked workers too: the pages a worker shares
-with the runner counted from its start, whether either side later writes to them or not.
+VmSwap of /proc/self/status, some 20 us to read here, so at most once a CHECK_INTERVAL).
+Resident memory is right for forked workers too: the pages a worker shares with the runner
+count from its start, whether either side later writes to them (a copy) or not. Private or
+proportional memory would not be: they grow in a worker as the runner writes to pages they
+share (as it does to the pool's jobs it sends), with no leak at all.
 """
 
 from __future__ import annotations
