@@ -8,9 +8,12 @@ Bad input must end in one sentence naming the file and field, exit status 2, no 
 from __future__ import annotations
 
 import json
+import os
 import re
 import runpy
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -332,6 +335,22 @@ def test_digest_parts_name_the_part_that_differs(setup, tmp_path, base_parts, ch
 def test_digest_parts_do_not_depend_on_pool_order_or_hash_seed(setup, base_parts):
     _, parts = digest_parts(setup.entry, setup.config, env=entry_env(JOBSPLIT_TEST_ORDER="shuffled", PYTHONHASHSEED="123"))
     assert parts == base_parts
+
+
+@pytest.mark.parametrize("args", [["digest"], ["digest", "--parts"], ["digest", "--jobs"], ["plan"], ["plan", "--json"]], ids=" ".join)
+def test_a_reader_that_goes_away_ends_the_command_with_status_141(setup, args):
+    """`ENTRY plan | head -0`: the reader of stdout is gone before anything is written. The
+    command ends as a shell reports SIGPIPE (141, as the README says), saying nothing."""
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        result = subprocess.run(
+            [sys.executable, str(setup.entry), *args, "--config-dir", str(setup.config)],
+            stdout=writer, stderr=subprocess.PIPE, text=True, env=entry_env(), timeout=60,
+        )  # fmt: skip
+    finally:
+        os.close(writer)
+    assert result.returncode == 141 and result.stderr == "", result
 
 
 def test_digest_jobs_lists_the_pool_so_that_a_diff_shows_the_job_that_differs(setup, tmp_path):

@@ -10,7 +10,15 @@ from rich.markup import escape
 
 def data_console() -> Console:
     """stdout: what scripts read (digests, tables, JSON); wide when it is not a terminal."""
-    return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+    return _DataConsole(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+
+
+class _DataConsole(Console):
+    def on_broken_pipe(self) -> None:
+        """The reader of stdout went away (``| head``): the command ends as every command does
+        then (see cli._closing_stdout), with exit status 141, not with rich's own exit status 1."""
+        self.quiet = True
+        raise BrokenPipeError
 
 
 def message_console() -> Console:
