@@ -52,7 +52,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from jobsplit.digest import compute_digest
+from jobsplit.digest import DigestInput, compute_digest
 from jobsplit.idhash import ID_BYTES, ID_DOMAIN, short_sha256, texts_of
 from jobsplit.idhelper import helper_usable
 from jobsplit.machines import Machine
@@ -108,7 +108,7 @@ def plan_like_a_host(pool: Sequence[Job]) -> HostRun:
     start = time.perf_counter()
     job_pool = JobPool(pool)
     ids_done = time.perf_counter()
-    digest = compute_digest(sorted_ids=job_pool.sorted_ids(), config=CONFIG, machines=MACHINES, header=HEADER, strategy="quota")
+    digest = compute_digest(DigestInput(job_pool.sorted_ids(), CONFIG, MACHINES, HEADER, "quota"))
     digest_done = time.perf_counter()
     plan = make_plan("quota", PlanInput(job_pool.ids, MACHINES, bytes.fromhex(digest)))
     plan_done = time.perf_counter()
@@ -179,7 +179,7 @@ def rss_child(n: int) -> None:
     pool = make_pool(n)
     step("pool")
     job_pool = JobPool(pool)
-    digest = compute_digest(sorted_ids=job_pool.sorted_ids(), config=CONFIG, machines=MACHINES, header=HEADER, strategy="quota")
+    digest = compute_digest(DigestInput(job_pool.sorted_ids(), CONFIG, MACHINES, HEADER, "quota"))
     step("digested")
     make_plan("quota", PlanInput(job_pool.ids, MACHINES, bytes.fromhex(digest)))
     step("planned")
