@@ -205,6 +205,51 @@ def test_random_obj_and_config_reach_the_parameters_of_their_names(tmp_path, kin
         assert {row["Value"] for row in csv.DictReader(f)} == {value}
 
 
+CONTAINERS_ENTRY = """
+import collections
+import sys
+
+import jobsplit
+
+
+def job(*args, random_obj, config, progress, **kwargs):
+    return f"{type(args).__name__}{list(args)} {type(kwargs).__name__}{sorted(kwargs.items())}"
+
+
+def rows():
+    Row = collections.namedtuple("Pandas", ["alpha", "n"])  # made on the fly, as pandas' itertuples() does: cannot be pickled
+    return [Row(0.5 * i, i) for i in range(3)]
+
+
+def defaults():
+    return [collections.defaultdict(lambda: 0, {"alpha": 0.5 * i, "n": i}) for i in range(3, 5)]  # a lambda: cannot be pickled
+
+
+if __name__ == "__main__":
+    jobsplit.main(job, [*rows(), *defaults(), (9.5, 9)])
+"""
+
+
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_jobs_that_are_tuples_or_dicts_of_classes_that_cannot_be_pickled_run(tmp_path, start_method):
+    """``pool = list(df.itertuples(index=False))``, a common pandas idiom, gave every job "the
+    job's arguments cannot be sent to a worker process": pandas makes the namedtuple class on the
+    fly, and it cannot be pickled. Such tuples and dicts go as plain ones: the job gets the same
+    arguments, and its Job Args are those of a plain tuple or dict."""
+    entry = tmp_path / "entry.py"
+    entry.write_text(CONTAINERS_ENTRY, encoding="utf-8")
+    config_dir = write_config_dir(tmp_path / "config", header=("Run Start Time", "Job Running Time", "Job Start Time", "Value"), machines={"solo": [1.0, 2]})
+    result = run_entry(entry, *run_args(config_dir, tmp_path / "out", "--start-method", start_method), env=run_env(tmp_path))
+    assert result.returncode == 0, result.stderr
+    with open(tmp_path / "out" / "solo" / "results.csv", newline="") as f:
+        got = {row["Job Args"]: row["Value"] for row in csv.DictReader(f)}
+    assert got == {
+        **{f"[{0.5 * i},{i}]": f"tuple[{0.5 * i}, {i}] dict[]" for i in range(3)},
+        **{f'{{"alpha":{0.5 * i},"n":{i}}}': f"tuple[] dict[('alpha', {0.5 * i}), ('n', {i})]" for i in range(3, 5)},
+        "[9.5,9]": "tuple[9.5, 9] dict[]",
+    }
+
+
 def test_a_map_style_job_function_is_refused_before_anything_runs(tmp_path):
     entry = tmp_path / "entry.py"
     entry.write_text(MAP_STYLE_ENTRY, encoding="utf-8")

@@ -298,32 +298,43 @@ class Runner:
         first = self._tickets + 1
         self._tickets += len(tasks)
         sent = list(map(_Sent._make, zip(range(first, self._tickets + 1), tasks)))  # no Python loop (a _make call per job remains)
+        if self._try_send(slot, sent) is None:
+            slot.queue.extend(sent)
+            return
+        for one in sent:  # some job cannot be pickled: find out which, one by one
+            failure = self._try_send(slot, [one])
+            if failure is None:
+                slot.queue.append(one)
+            else:
+                now = self.clock.time()
+                error = f"the job's arguments cannot be sent to a worker process ({type(failure).__name__}: {failure})"
+                self._record(slot, [(one.task, Outcome.ERROR, now, now, None, None, None, error)])
+
+    def _try_send(self, slot: _Slot, sent: list[_Sent]) -> Exception | None:
+        """Send a batch of jobs, or say why it cannot be pickled.
+
+        A job that is a tuple or dict of a class that cannot be pickled (the namedtuples of
+        pandas' ``itertuples()``, made on the fly; a ``defaultdict`` with a lambda) is sent as
+        a plain tuple or dict: the job function gets its items as arguments, never the object,
+        and its identity is the same."""
         try:
             slot.link.send(self._batch(sent))
-        except Exception:  # noqa: BLE001 - some job cannot be pickled: find out which, one by one
-            for one in sent:
-                self._send_alone(slot, one)
-            return
-        slot.queue.extend(sent)
+        except Exception:  # noqa: BLE001 - any pickling failure: try again with plain containers
+            try:
+                slot.link.send(self._batch(sent, plain=True))
+            except Exception as exc:  # noqa: BLE001 - any pickling failure is these jobs'
+                return exc
+        return None
 
-    def _send_alone(self, slot: _Slot, sent: _Sent) -> None:
-        try:
-            slot.link.send(self._batch([sent]))
-        except Exception as exc:  # noqa: BLE001 - any pickling failure is this job's
-            now = self.clock.time()
-            error = f"the job's arguments cannot be sent to a worker process ({type(exc).__name__}: {exc})"
-            self._record(slot, [(sent.task, Outcome.ERROR, now, now, None, None, None, error)])
-            return
-        slot.queue.append(sent)
-
-    def _batch(self, sent: list[_Sent]) -> Batch:
+    def _batch(self, sent: list[_Sent], *, plain: bool = False) -> Batch:
         pool = self.pool
         positions = [s.task.position for s in sent]
+        jobs = [pool.jobs[p] for p in positions]
         return Batch(
             [s.ticket for s in sent],
             positions,
             [s.task.job_id for s in sent],
-            [pool.jobs[p] for p in positions],
+            list(map(_plain_container, jobs)) if plain else jobs,
             [pool.identity_text(p) for p in positions] if pool.key is not None else None,
         )
 
@@ -602,6 +613,15 @@ class Runner:
                 slot = self._by_link.get(id(link))
                 if slot is not None:
                     self._handle(slot, link.pump())
+
+
+def _plain_container(job: object) -> object:
+    """A job as a built-in tuple or dict if it is one of a subclass (see Runner._try_send)."""
+    if isinstance(job, tuple) and type(job) is not tuple:
+        return tuple(job)
+    if isinstance(job, dict) and type(job) is not dict:
+        return dict(job)
+    return job
 
 
 def describe_exit(code: int | None) -> str:
