@@ -181,6 +181,13 @@ def test_non_json_like_argument_is_a_user_error(bad_job, where, type_name):
     assert "\n" not in message
 
 
+def test_an_array_in_the_pool_is_refused_saying_that_tolist_gives_its_values():
+    """``jobsplit.main(job, df.to_numpy())``: each job is a NumPy row."""
+    numpy = pytest.importorskip("numpy")
+    with pytest.raises(UserError, match=r"pool\[0\] is a numpy\.ndarray, .*\(its \.tolist\(\) gives its values as a list\)"):
+        JobPool(numpy.array([[0.1, 1.0], [0.2, 2.0]]))
+
+
 def test_key_makes_non_json_like_pools_acceptable():
     """With key=, the key's value is what identifies a job, so any job object is fine."""
 

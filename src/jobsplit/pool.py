@@ -358,9 +358,10 @@ def _normalize(value: Any, where: str, depth: int) -> Any:
         return float(value)
     if isinstance(value, str):
         return str(value)
+    listed = " (its .tolist() gives its values as a list)" if callable(getattr(value, "tolist", None)) else ""  # a NumPy array, a pandas Series
     raise UserError(
         f"{where} is {article(_type_name(value))} {_type_name(value)}, which has no stable encoding; use JSON-like values "
-        "(None, bool, int, float, str, list, tuple, dict with str keys) or pass key= to jobsplit.main"
+        f"(None, bool, int, float, str, list, tuple, dict with str keys){listed} or pass key= to jobsplit.main"
     )
 
 
