@@ -149,8 +149,8 @@ def test_numpy_values_are_written_as_their_python_values_and_a_one_dimensional_a
     """What research code returns: NumPy scalars (``numpy.bool_`` is no ``numbers.Number``), a
     ``datetime64``, a 0-d array, and the row itself as ``numpy.array([estimate, error])``, which
     was failed after the job's work ("returned a ndarray but header.csv expects 2 values"). An
-    array of two dimensions is no row (which axis?), nor is one with keys (a pandas ``Series``,
-    whose order may not be the columns')."""
+    array of two dimensions is no row (which axis?); one with keys is one by its keys (see the
+    pandas test)."""
     numpy = pytest.importorskip("numpy")
     rows = formatter("Estimate", "Error")
     assert rows.cells(numpy.array([1.5, 0.25])) == ["1.5", "0.25"]
@@ -165,17 +165,24 @@ def test_numpy_values_are_written_as_their_python_values_and_a_one_dimensional_a
     with pytest.raises(ResultShapeError, match=r"returned a ndarray but header.csv expects 2 values \(a list, tuple, dict or one-dimensional array"):
         rows.cells(numpy.array([[1.0, 2.0]]))
 
-    class Keyed:  # as a pandas Series is to the formatter: one dimension, tolist(), and keys
-        ndim = 1
 
-        def tolist(self) -> list[object]:
-            return [0.25, 1.5]
 
-        def keys(self) -> list[str]:
-            return ["Error", "Estimate"]
-
-    with pytest.raises(ResultShapeError, match="returned a Keyed"):
-        rows.cells(Keyed())
+def test_a_pandas_series_is_a_row_by_its_labels():
+    """``df.mean()``, ``s.agg(["mean", "std"])``, ``pd.Series({"std": s, "mean": m})``: the row of
+    a pandas user, labelled, in whatever order. Its labels name the columns, as a dict's keys
+    do; it was failed after the job's work ("returned a Series but header.csv expects 2
+    values"). Labels that are not exactly the columns, or one label twice, fail naming them."""
+    pandas = pytest.importorskip("pandas")
+    rows = formatter("mean", "std")
+    assert rows.cells(pandas.Series({"std": 0.5, "mean": 2})) == ["2.0", "0.5"]  # one dtype: float
+    assert rows.cells(pandas.Series([1.0, 2.0, 6.0]).agg(["mean", "std"])) == ["3.0", repr(float(pandas.Series([1.0, 2.0, 6.0]).std()))]
+    assert rows.cells(pandas.DataFrame({"mean": [1.0, 3.0], "std": [0.5, 1.5]}).mean()) == ["2.0", "1.0"]
+    with pytest.raises(ResultShapeError, match=r"returned a Series without \['std'\] and with unknown keys \['max'\]; its keys must be exactly"):
+        rows.cells(pandas.Series({"mean": 1.0, "max": 2.0}))
+    with pytest.raises(ResultShapeError, match=r"returned a Series without \['mean', 'std'\] and with unknown keys \['0', '1'\]"):
+        rows.cells(pandas.Series([1.0, 2.0]))  # no labels: which is which?
+    with pytest.raises(ResultShapeError, match=r"returned a Series with the label 'mean' more than once"):
+        rows.cells(pandas.Series([1.0, 2.0], index=["mean", "mean"]))
 
 
 def test_dates_times_and_paths_are_written_as_their_standard_text():

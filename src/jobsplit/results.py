@@ -104,13 +104,14 @@ class RowFormatter:
         return ",".join([*timing, *map(_quoted, self.cells(value)), job_id, _quoted(job_args)]) + self._suffix
 
     def cells(self, value: Any) -> list[str]:
-        """The result columns' cells: a sequence in column order, a dict by name, or a scalar."""
+        """The result columns' cells: a sequence in column order, a dict (or a pandas Series) by
+        name, or a scalar."""
         columns = self.columns
         kind = type(value)
         if kind in _SCALAR_TEXT and len(columns) == 1:
             return [_SCALAR_TEXT[kind](value)]
         if _is_vector(value):
-            value = value.tolist()
+            value = value.tolist() if not hasattr(value, "keys") else _by_label(value)
         if kind is tuple or kind is list or (isinstance(value, Sequence) and not isinstance(value, (str, bytes, bytearray))):
             if len(value) != len(columns):
                 raise ResultShapeError(f"the job returned {len(value)} values but header.csv has {len(columns)} result columns {list(columns)}")
@@ -119,7 +120,8 @@ class RowFormatter:
             missing = [c for c in columns if c not in value]
             extra = [str(k) for k in value if k not in columns]
             if missing or extra:
-                raise ResultShapeError(f"the job returned a dict {_differences(missing, extra)}; its keys must be exactly the result columns {list(columns)}")
+                what = f"{article(kind.__name__)} {kind.__name__}"  # a dict, or a Series (see _by_label)
+                raise ResultShapeError(f"the job returned {what} {_differences(missing, extra)}; its keys must be exactly the result columns {list(columns)}")
             return [_cell(value[c], c) for c in columns]
         if len(columns) == 1:
             return [_cell(value, columns[0])]
@@ -169,9 +171,20 @@ def _standard_text(value: Any) -> str | None:
 
 def _is_vector(value: Any) -> bool:
     """Whether ``value`` is an array of one dimension, NumPy's (``numpy.array([estimate, error])``)
-    or the like of other array libraries: its items, by the ``tolist()`` they share, are a row.
-    Not one with keys (a pandas ``Series``), whose order may not be the columns'."""
-    return getattr(value, "ndim", None) == 1 and callable(getattr(value, "tolist", None)) and not hasattr(value, "keys")
+    or the like of other array libraries: its items, by the ``tolist()`` they share, are a row;
+    if it has keys (a pandas ``Series``: ``df.mean()``, ``s.agg(["mean", "std"])``), by label
+    (see _by_label)."""
+    return getattr(value, "ndim", None) == 1 and callable(getattr(value, "tolist", None))
+
+
+def _by_label(value: Any) -> dict[Any, Any]:
+    """A labelled array as the dict of its labels and items, so that its labels name the columns,
+    as a dict's keys do (its order may not be theirs)."""
+    labels, items = list(value.keys()), value.tolist()
+    if len(set(labels)) != len(labels):
+        repeated = next(label for label in labels if labels.count(label) > 1)
+        raise ResultShapeError(f"the job returned {article(type(value).__name__)} {type(value).__name__} with the label {repeated!r} more than once")
+    return dict(zip(labels, items))
 
 
 _NO_ITEM = object()
