@@ -140,6 +140,16 @@ def job(*args, **kwargs):
         if os.environ.get("JOBSPLIT_TEST_STOP"):
             _stop_the_run()
         time.sleep(float(os.environ.get("JOBSPLIT_TEST_SLEEP", param)))
+    elif kind == "checkpoint":  # on SIGTERM, saves a checkpoint for JOBSPLIT_TEST_SAVE seconds, notes it in the side file, then exits
+        def save_and_exit(signum, frame):
+            time.sleep(float(os.environ["JOBSPLIT_TEST_SAVE"]))
+            _append("JOBSPLIT_TEST_SIDE", f"saved {my_id}")
+            sys.exit("checkpoint saved")
+
+        signal.signal(signal.SIGTERM, save_and_exit)
+        if os.environ.get("JOBSPLIT_TEST_STOP"):
+            _stop_the_run()
+        time.sleep(param)
     elif kind == "nodeathsig":  # as where PR_SET_PDEATHSIG does not exist: only the ppid polling is left
         ctypes.CDLL(None).prctl(1, 0, 0, 0, 0)  # PR_SET_PDEATHSIG, 0: no signal on the parent's death
         time.sleep(float(param))

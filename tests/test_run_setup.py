@@ -16,7 +16,11 @@ from pathlib import Path
 import pytest
 
 from conftest import run_entry
-from jobsplit.machines import this_host
+from jobsplit.config import JobsplitSettings
+from jobsplit.hostconfig import load_host_settings
+from jobsplit.machines import Machine, this_host
+from jobsplit.schedulers import Allocation
+from jobsplit.settings import RunFlags, resolve
 from runhelpers import (
     CSV_COLUMNS,
     journal_query,
@@ -201,6 +205,7 @@ def test_workers_run_at_niceness_10_by_default(tmp_path):
         ("[host]\nstart_method = forkserver\n", ["start_method", "fork, spawn", "'forkserver'"]),  # its workers would take the runner for dead
         ("[host\nworkers = 2\n", ["cannot be read"]),
         ("[host]\nworker_memory = lots\n", ["worker_memory", "'lots' is not a file size"]),
+        ("[host]\nstop_grace = -1\n", ["stop_grace", "seconds >= 0"]),
     ],
 )
 def test_a_bad_host_ini_is_refused_naming_it(tmp_path, text, words):
@@ -233,6 +238,18 @@ def test_the_worker_memory_limit_comes_from_the_flag_or_host_ini(tmp_path, host_
         assert "--worker-memory" not in log
     else:
         assert f"a worker that grows by more than {said} is replaced between two jobs (--worker-memory)" in log
+
+
+@pytest.mark.parametrize(
+    "host_ini, flags, grace",
+    [("", [], 1.0), ("[host]\nstop_grace = 30\n", [], 30.0), ("[host]\nstop_grace = 30\n", ["--stop-grace", "0"], 0.0)],
+)
+def test_the_stop_grace_comes_from_the_flag_or_host_ini(tmp_path, host_ini, flags, grace):
+    """Resolved as every host setting is (the flag, then host.ini, then the default of 1 s)."""
+    path = write_host_ini(tmp_path, host_ini) if host_ini else tmp_path / "none.ini"
+    flag = {"stop_grace": float(flags[1])} if flags else {}
+    settings = resolve(RunFlags(**flag), load_host_settings(path), JobsplitSettings(), Machine("solo", 1.0, 2), Allocation())
+    assert settings.stop_grace == grace
 
 
 def test_a_bad_worker_memory_flag_is_refused(tmp_path):

@@ -225,6 +225,10 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
         help="replace a worker between two jobs once it has grown by more than SIZE (e.g. 4GiB), so that jobs that leak memory never exhaust the host (default: no limit; 0: none)",
     )  # fmt: skip
     failures = run.add_argument_group("failures and resuming")
+    failures.add_argument(
+        "--stop-grace", type=_non_negative_float, metavar="SECONDS",
+        help="how long a stopped job (a timeout, Ctrl-C, a scheduler's SIGTERM) has to end by its own SIGTERM handler, saving a checkpoint say, before it is killed (default: host.ini, else 1)",
+    )  # fmt: skip
     failures.add_argument("--timeout", type=_positive_float, metavar="SECONDS", help="stop and record a job that runs longer (default: config.ini [jobsplit] timeout, else none)")
     failures.add_argument("--retries", type=_non_negative_int, metavar="N", help="run a failed, crashed or timed-out job up to N more times (default: 0)")
     failures.add_argument("--retry-failed", action="store_true", help="also run the jobs that failed in earlier runs")
@@ -278,6 +282,7 @@ _positive_int = _number(int, lambda v: v >= 1, "a whole number >= 1")
 _non_negative_int = _number(int, lambda v: v >= 0, "a whole number >= 0")
 _size = _number(parse_filesize, lambda v: v >= 0, "a size such as 4GiB or 500MB")
 _positive_float = _number(float, lambda v: 0 < v < float("inf"), "a number of seconds > 0")
+_non_negative_float = _number(float, lambda v: 0 <= v < float("inf"), "a number of seconds >= 0")
 
 
 def _init(dest: Path) -> int:

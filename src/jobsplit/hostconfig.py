@@ -1,7 +1,7 @@
 """Per-host settings that must not change the digest: ``<user config dir>/jobsplit/host.ini``.
 
-Workers, output folder, niceness, console style, start method and a worker's memory limit
-belong to one host (a shared desktop may want fewer workers than its cores). Only what the file
+Workers, output folder, niceness, console style, start method, a worker's memory limit and the
+time a stopped job has to end belong to one host (a shared desktop may want fewer workers than its cores). Only what the file
 sets is here; ``settings`` resolves it against the flags and the defaults.
 """
 
@@ -29,6 +29,7 @@ class HostSettings:
     console: str | None = None
     start_method: str | None = None
     worker_memory: int | None = None
+    stop_grace: float | None = None
 
 
 def host_ini_path() -> Path | None:
@@ -50,7 +51,7 @@ def load_host_settings(path: Path | None = None) -> HostSettings:
     if not parser.has_section("host"):
         return HostSettings()
     section = parser["host"]
-    known = {"workers", "out", "nice", "console", "start_method", "worker_memory"}
+    known = {"workers", "out", "nice", "console", "start_method", "worker_memory", "stop_grace"}
     for key in section:
         if key not in known:
             raise UserError(f"{path} [host] {key} is not a host setting; the settings are: {', '.join(sorted(known))}")
@@ -61,6 +62,7 @@ def load_host_settings(path: Path | None = None) -> HostSettings:
         console=check_choice(section["console"], CONSOLE_STYLES, f"{path} [host] console") if "console" in section else None,
         start_method=check_start_method(section["start_method"], f"{path} [host] start_method") if "start_method" in section else None,
         worker_memory=_size(section, "worker_memory", path) if "worker_memory" in section else None,
+        stop_grace=_seconds(section, "stop_grace", path) if "stop_grace" in section else None,
     )
 
 
@@ -90,6 +92,16 @@ def _size(section: configparser.SectionProxy, key: str, path: Path) -> int:
         return parse_filesize(section[key])
     except ValueError as exc:
         raise UserError(f"{path} [host] {key}: {exc}") from None
+
+
+def _seconds(section: configparser.SectionProxy, key: str, path: Path) -> float:
+    try:
+        value = section.getfloat(key)
+    except ValueError:
+        value = None
+    if value is None or not 0 <= value < float("inf"):
+        raise UserError(f"{path} [host] {key} must be a number of seconds >= 0; got {section[key]!r}") from None
+    return value
 
 
 def _int(section: configparser.SectionProxy, key: str, path: Path) -> int:

@@ -267,7 +267,8 @@ class MachineRun:
             source,
             ProcessHub(multiprocessing.get_context(settings.start_method), self._worker_setup(workers, started, threads)),
             Recorder(journal, results, run, clock=clock, on_commit=queue.committed if queue is not None else None), project.pool,
-            workers=workers, run=run, timeout=settings.timeout, clock=clock, on_attempt=narrator.attempt_failed, on_log=narrator.worker_output,
+            workers=workers, run=run, timeout=settings.timeout, stop_grace=settings.stop_grace, clock=clock, on_attempt=narrator.attempt_failed,
+            on_log=narrator.worker_output,
         )  # fmt: skip
         status = RunStatus.STOPPED
         try:

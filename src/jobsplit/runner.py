@@ -56,7 +56,8 @@ MAX_BATCH = 512
 PER_JOB_GUESS = 20e-6
 """Seconds of jobsplit's own work per job in a worker, until groups of results measure it."""
 KILL_GRACE = 1.0
-"""Seconds between asking a worker's process group to stop (SIGTERM) and killing it."""
+"""Seconds between asking a worker's process group to stop (SIGTERM) and killing it, unless the
+run says otherwise (``--stop-grace``); and the wait for killed workers to exit."""
 INTERNAL_LIMIT = 3
 """After this many attempts in a row failed inside jobsplit's own code (none done), the run
 stops: every job would fail the same way, and it is not the jobs' fault."""
@@ -116,6 +117,7 @@ class Runner:
         workers: int,
         run: int,
         timeout: float | None = None,
+        stop_grace: float = KILL_GRACE,
         clock: Clock = SYSTEM_CLOCK,
         on_attempt: Callable[[Task, AttemptRow], None] = lambda task, attempt: None,
         on_log: Callable[[int, list[LogEntry]], None] = lambda slot, entries: None,
@@ -127,6 +129,9 @@ class Runner:
         self.size = workers
         self.run_number = run
         self.timeout = timeout
+        self.stop_grace = stop_grace
+        """Seconds a stopped job (a timeout, a stop of the run) has to end, by its own SIGTERM
+        handler if it has one (saving a checkpoint, say), before its worker is killed."""
         self.clock = clock
         self.on_attempt = on_attempt
         self.on_log = on_log
@@ -523,7 +528,7 @@ class Runner:
             elif self.timeout is not None:
                 state = slot.link.current()
                 if state.ticket != IDLE and now - state.started - self._paused_since(state.started) > self.timeout:
-                    slot.timed_out, slot.kill_at = state.ticket, now + KILL_GRACE
+                    slot.timed_out, slot.kill_at = state.ticket, now + self.stop_grace
                     slot.link.stop()
 
     def _out_of_memory(self, code: int | None) -> str:
@@ -560,7 +565,7 @@ class Runner:
                 slot.link.stop()  # interrupted: its jobs will run again
             else:
                 slot.link.send(None)  # idle: a polite stop
-        self._await_exits(KILL_GRACE)
+        self._await_exits(self.stop_grace)
         for slot in self._slots:
             if slot.link.exit_code() is None:
                 slot.link.signal(signal.SIGKILL)

@@ -15,6 +15,7 @@ from .errors import UserError
 from .hostconfig import HostSettings
 from .machines import Machine
 from .outdir import MachineDir
+from .runner import KILL_GRACE
 from .schedulers import Allocation
 
 T = TypeVar("T")
@@ -40,6 +41,7 @@ class RunFlags:
     console: str | None = None
     start_method: str | None = None
     worker_memory: int | None = None
+    stop_grace: float | None = None
     timeout: float | None = None
     retries: int | None = None
     retry_failed: bool = False
@@ -55,18 +57,19 @@ class RunSettings:
     Each comes from the first of these that sets it:
 
     1. the command line (``--workers``, ``--out``, ``--nice``, ``--console``, ``--start-method``,
-       ``--worker-memory``, ``--timeout``, ``--retries``, ``--balance``, ``--lease``);
+       ``--worker-memory``, ``--stop-grace``, ``--timeout``, ``--retries``, ``--balance``, ``--lease``);
     2. the batch scheduler's allocation (``workers``: Slurm's ``SLURM_CPUS_PER_TASK``): what the
        task was granted, so it comes before host.ini, which a cluster's shared home folder
        gives to every node and the login node alike;
     3. host.ini ``[host]``, this host's own settings, never part of the digest
-       (``workers``, ``out``, ``nice``, ``console``, ``start_method``, ``worker_memory``);
+       (``workers``, ``out``, ``nice``, ``console``, ``start_method``, ``worker_memory``,
+       ``stop_grace``);
     4. config.ini ``[jobsplit]``, settings every host shares, part of the digest (``timeout``),
        and ``[balance]`` (``url``, ``lease``; ``--balance`` and ``--lease`` override them);
     5. the default: the machine's cores from machines.json, ``./jobsplit-out``, niceness 10,
        a live console on a terminal (plain lines otherwise, as in a batch job), ``fork`` on
-       Linux, no limit on a worker's memory, no timeout, no retries, no shared queue (the
-       machine runs its static share), leases of 60 s.
+       Linux, no limit on a worker's memory, 1 s for a stopped job's own SIGTERM handler, no
+       timeout, no retries, no shared queue (the machine runs its static share), leases of 60 s.
     """
 
     machine: Machine
@@ -77,6 +80,8 @@ class RunSettings:
     start_method: str
     worker_memory: int | None
     """Bytes a worker may grow by before it is replaced between two jobs (see workermemory); None: no limit."""
+    stop_grace: float
+    """Seconds a stopped job has to end by its own SIGTERM handler before it is killed (see Runner.stop_grace)."""
     timeout: float | None
     retries: int
     retry_failed: bool
@@ -101,6 +106,7 @@ def resolve(
         console=_first(flags.console, host.console, DEFAULT_CONSOLE),
         start_method=_first(flags.start_method, host.start_method, default_start_method()),
         worker_memory=_first(flags.worker_memory, host.worker_memory, 0) or None,  # 0: no limit
+        stop_grace=_first(flags.stop_grace, host.stop_grace, KILL_GRACE),
         timeout=flags.timeout if flags.timeout is not None else shared.timeout,
         retries=_first(flags.retries, 0),
         retry_failed=flags.retry_failed,
