@@ -102,3 +102,35 @@ def test_jobsplit_s_own_failure_to_make_a_row_is_marked_internal_in_the_group_it
     assert kind == RESULTS and results.tickets == [1, 2, 3]
     assert results.outcomes == [Outcome.ERROR, Outcome.ERROR, Outcome.DONE] and sorted(results.internal) == [1, 2]
     assert all("internal error in jobsplit" in error for error in results.errors[:2]) and results.rows[2].startswith("1970-01-01T00:00:00.000Z,")
+
+
+def test_a_batch_s_group_is_sent_before_the_next_batch_s_first_job_starts():
+    """So a worker that dies loses at most the group it was running. Handed to the watcher
+    thread (to be sent while the next job ran), the group was lost too when that job crashed as
+    it started, and its jobs ran again: test_failures' retries test saw one run three times."""
+    events: list[str] = []
+
+    class Outbox:
+        def flush(self) -> None:
+            events.append("sent")
+
+    class Board:
+        def stopping(self, slot: int) -> bool:
+            return False
+
+    class Run:
+        setup, slot, outbox = type("Setup", (), {"board": Board()})(), 0, Outbox()
+
+        def __call__(self, ready) -> None:
+            events.append(f"job {ready.ticket}")
+
+    class Revocations:
+        def start(self, ticket: int, outbox: object) -> bool:
+            return True
+
+    inbox = worker.SimpleQueue()
+    for tickets in ((1, 2, 3), (4, 5)):
+        inbox.put([worker._Ready(t, t, "a" * 32, (t,), f"[{t}]", None) for t in tickets])
+    inbox.put(None)
+    assert worker._run_jobs(inbox, Run(), Revocations(), None) is False  # type: ignore[arg-type]
+    assert events == ["job 1", "job 2", "job 3", "sent", "job 4", "job 5", "sent"]
