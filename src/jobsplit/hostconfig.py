@@ -100,7 +100,7 @@ def _seconds(section: configparser.SectionProxy, key: str, path: Path) -> float:
     except ValueError:
         value = None
     if value is None or not 0 <= value < float("inf"):
-        raise UserError(f"{path} [host] {key} must be a number of seconds >= 0; got {section[key]!r}") from None
+        raise UserError(f"{path} [host] {key} must be a number of seconds >= 0; got {section[key]!r}")
     return value
 
 
