@@ -113,6 +113,19 @@ def sbatch(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return run_entry(project / "entry.py", "sbatch", *args, env=env, cwd=project)
 
 
+def test_run_options_given_to_sbatch_reach_the_run_of_each_task(project):
+    """Retries for a preemptible partition, a timeout, the grace of a job saving its checkpoint
+    (Slurm's SIGTERM comes 120 s before the end), a memory limit for leaking jobs: given to
+    sbatch, written into each task's run command (the same options as run's, defined once)."""
+    result = sbatch(project, "--machine", "sim", "--max-array-size", "100", "--timeout", "3600", "--retries", "2", "--stop-grace", "20", "--worker-memory", "4GiB")
+    assert result.returncode == 0, result.stderr
+    exec_line = (project / "sim.sbatch").read_text().splitlines()[-1]
+    assert exec_line.endswith(" --timeout 3600 --retries 2 --stop-grace 20 --worker-memory 4294967296"), exec_line
+    assert " --timeout " not in (project / "sim.sbatch").read_text().replace(exec_line, "")
+    plain = sbatch(project, "--machine", "sim", "--max-array-size", "100", "--script", "plain.sbatch")
+    assert plain.returncode == 0 and "--retries" not in (project / "plain.sbatch").read_text()
+
+
 def test_the_command_writes_one_file_per_submission(project):
     result = sbatch(project, "--machine", "sim", "--max-array-size", "3", "--max-parallel", "2", "--out", "runs")
     assert result.returncode == 0, result.stderr

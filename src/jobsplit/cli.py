@@ -220,22 +220,28 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
     host.add_argument("--nice", type=int, metavar="N", help="niceness added to workers (default: 10)")
     host.add_argument("--console", choices=CONSOLE_STYLES, help="live display, plain lines, or auto (live on a terminal)")
     host.add_argument("--start-method", choices=START_METHODS, help="how workers start (default: fork on Linux)")
-    host.add_argument(
-        "--worker-memory", type=_size, metavar="SIZE",
-        help="replace a worker between two jobs once it has grown by more than SIZE (e.g. 4GiB), so that jobs that leak memory never exhaust the host (default: no limit; 0: none)",
-    )  # fmt: skip
     failures = run.add_argument_group("failures and resuming")
-    failures.add_argument(
-        "--stop-grace", type=_non_negative_float, metavar="SECONDS",
-        help="how long a stopped job (a timeout, Ctrl-C, a scheduler's SIGTERM) has to end by its own SIGTERM handler, saving a checkpoint say, before it is killed (default: host.ini, else 1)",
-    )  # fmt: skip
-    failures.add_argument("--timeout", type=_positive_float, metavar="SECONDS", help="stop and record a job that runs longer (default: config.ini [jobsplit] timeout, else none)")
-    failures.add_argument("--retries", type=_non_negative_int, metavar="N", help="run a failed, crashed or timed-out job up to N more times (default: 0)")
+    _add_job_handling(failures)
     failures.add_argument("--retry-failed", action="store_true", help="also run the jobs that failed in earlier runs")
     failures.add_argument("--fresh", action="store_true", help="start over; the old journal and results are kept in a backup folder")
     queue = run.add_argument_group("dynamic balancing (see README)")
     queue.add_argument("--balance", metavar="URL", help="take jobs from a shared Redis queue at redis://HOST:PORT/DB (default: config.ini [balance] url, else run this machine's share)")
     queue.add_argument("--lease", type=_positive_float, metavar="SECONDS", help="how long a claim on a job lasts unless renewed (default: config.ini [balance] lease, else 60)")
+
+
+def _add_job_handling(group: argparse._ArgumentGroup) -> None:
+    """How jobs are stopped, retried and watched: options of a run, which ``sbatch`` passes to
+    the run of each task."""
+    group.add_argument("--timeout", type=_positive_float, metavar="SECONDS", help="stop and record a job that runs longer (default: config.ini [jobsplit] timeout, else none)")
+    group.add_argument("--retries", type=_non_negative_int, metavar="N", help="run a failed, crashed or timed-out job up to N more times (default: 0)")
+    group.add_argument(
+        "--stop-grace", type=_non_negative_float, metavar="SECONDS",
+        help="how long a stopped job (a timeout, Ctrl-C, a scheduler's SIGTERM) has to end by its own SIGTERM handler, saving a checkpoint say, before it is killed (default: host.ini, else 1)",
+    )  # fmt: skip
+    group.add_argument(
+        "--worker-memory", type=_size, metavar="SIZE",
+        help="replace a worker between two jobs once it has grown by more than SIZE (e.g. 4GiB), so that jobs that leak memory never exhaust the host (default: host.ini, else no limit; 0: none)",
+    )  # fmt: skip
 
 
 def _add_sbatch_options(sbatch: argparse.ArgumentParser) -> None:
@@ -251,6 +257,7 @@ def _add_sbatch_options(sbatch: argparse.ArgumentParser) -> None:
     for name, example in (("partition", "gpu"), ("time", "2-00:00:00"), ("mem", "64G"), ("account", "lab")):
         slurm.add_argument(f"--{name}", metavar=name.upper(), help=f"e.g. {example}")
     slurm.add_argument("--extra", action="append", default=[], metavar="OPTION", help="any other sbatch option, one per --extra (--extra=--qos=long)")
+    _add_job_handling(sbatch.add_argument_group("passed to the run of each task"))
 
 
 def _sbatch_flags(args: argparse.Namespace) -> SbatchFlags:

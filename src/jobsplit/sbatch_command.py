@@ -55,6 +55,11 @@ class SbatchFlags:
     account: str | None = None
     extra: tuple[str, ...] = ()
     submit: bool = False
+    timeout: float | None = None
+    retries: int | None = None
+    stop_grace: float | None = None
+    worker_memory: int | None = None
+    """The run options each task passes on (None: not given)."""
 
 
 def sbatch(project: Project, flags: SbatchFlags, program: Sequence[str], console: Console) -> int:
@@ -76,6 +81,9 @@ def sbatch(project: Project, flags: SbatchFlags, program: Sequence[str], console
         raise folder_error(out, exc) from None
     run_options = ["--config-dir", str(flags.config_dir.absolute()), "--out", str(out)]
     run_options += [*(["--strategy", flags.strategy] if flags.strategy else []), *(["--seed", flags.seed] if flags.seed is not None else [])]
+    for option, value in (("--timeout", flags.timeout), ("--retries", flags.retries), ("--stop-grace", flags.stop_grace), ("--worker-memory", flags.worker_memory)):
+        if value is not None:
+            run_options += [option, f"{value:g}" if isinstance(value, float) else str(value)]
     script = ArrayScript(
         flags.machine, len(members), members[0].cores, format_digest(project.digest), program, run_options,
         str(out / SLURM_LOGS / "%x-%A_%a.out"), flags.job_name or flags.machine, flags.max_parallel,
