@@ -281,11 +281,13 @@ def log_settings(config: JobConfig, path: Path) -> LogSettings:
     return LogSettings(level, fmt, max_size, per_job)
 
 
-def positive_seconds(text: str, source: str) -> float:
+def positive_seconds(text: str, source: str, *, zero: bool = False) -> float:
+    """A finite number of seconds > 0 (>= 0 with ``zero``) from a settings file; ``source``
+    names where it comes from in the refusal."""
     try:
         value = float(text)
     except ValueError:
         value = float("nan")
-    if not value > 0 or value == float("inf"):
-        raise UserError(f"{source} must be a number of seconds > 0; got {text!r}")
+    if not (value >= 0 if zero else value > 0) or value == float("inf"):
+        raise UserError(f"{source} must be a number of seconds {'>=' if zero else '>'} 0; got {text!r}")
     return value

@@ -1,8 +1,9 @@
 """Per-host settings that must not change the digest: ``<user config dir>/jobsplit/host.ini``.
 
 Workers, output folder, niceness, console style, start method, a worker's memory limit and the
-time a stopped job has to end belong to one host (a shared desktop may want fewer workers than its cores). Only what the file
-sets is here; ``settings`` resolves it against the flags and the defaults.
+time a stopped job has to end belong to one host (a shared desktop may want fewer workers than
+its cores). Only what the file sets is here; ``settings`` resolves it against the flags and the
+defaults.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import multiprocessing
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import parse_filesize
+from .config import parse_filesize, positive_seconds
 from .errors import UserError
 from .userfolders import user_folder
 
@@ -62,7 +63,7 @@ def load_host_settings(path: Path | None = None) -> HostSettings:
         console=check_choice(section["console"], CONSOLE_STYLES, f"{path} [host] console") if "console" in section else None,
         start_method=check_start_method(section["start_method"], f"{path} [host] start_method") if "start_method" in section else None,
         worker_memory=_size(section, "worker_memory", path) if "worker_memory" in section else None,
-        stop_grace=_seconds(section, "stop_grace", path) if "stop_grace" in section else None,
+        stop_grace=positive_seconds(section["stop_grace"], f"{path} [host] stop_grace", zero=True) if "stop_grace" in section else None,
     )
 
 
@@ -92,16 +93,6 @@ def _size(section: configparser.SectionProxy, key: str, path: Path) -> int:
         return parse_filesize(section[key])
     except ValueError as exc:
         raise UserError(f"{path} [host] {key}: {exc}") from None
-
-
-def _seconds(section: configparser.SectionProxy, key: str, path: Path) -> float:
-    try:
-        value = section.getfloat(key)
-    except ValueError:
-        value = None
-    if value is None or not 0 <= value < float("inf"):
-        raise UserError(f"{path} [host] {key} must be a number of seconds >= 0; got {section[key]!r}")
-    return value
 
 
 def _int(section: configparser.SectionProxy, key: str, path: Path) -> int:
