@@ -130,6 +130,23 @@ def test_a_share_started_in_a_new_folder_names_the_folder_holding_its_done_jobs(
     assert f"in {done_in}" not in run(tmp_path), "a folder since deleted is still named"
 
 
+def test_a_share_done_in_several_folders_is_one_note_naming_the_newest_first(tmp_path):
+    """Each clone of a project that ran its demo is one more folder of the same share: one
+    sentence a folder made a wall of notes. One note names the first three, the newest first."""
+    entry, config_dir = write_kinds_entry(tmp_path / "project", pool_spec("ok", 3))
+    folders = [tmp_path / f"run{i}" for i in range(5)]
+    said = ""
+    for folder in folders:
+        folder.mkdir()
+        result = run_entry(entry, "run", "--config-dir", config_dir, "--machine", "solo", "--yes", env=run_env(tmp_path), cwd=folder)
+        assert result.returncode == 0, result.stderr
+        said = result.stderr
+    assert said.count("note:") == 1, said
+    done_in = [folder / "jobsplit-out" / "solo" for folder in folders[:4]]
+    assert f"note: jobs of this share are done in 4 other folders, {done_in[3]} (3 done), {done_in[2]} (3 done), {done_in[1]} (3 done) and 1 more, by runs" in said, said
+    assert f"To go on from the newest instead, stop here and run with --out {done_in[3].parent}" in said, said
+
+
 @pytest.mark.parametrize("where", ["out", "out/solo"])
 def test_an_output_folder_that_is_a_file_is_named_as_such(tmp_path, where):
     """It was "OUT/solo/progress.json cannot be read (Not a directory); check the folder's

@@ -84,14 +84,28 @@ def run_share(project: Project, job: Callable[..., Any], flags: RunFlags, consol
     return _sum_up(summary, settings, console, events.failures.summary())
 
 
+FOLDERS_SHOWN = 3
+"""Folders of a share's done jobs named at most in the note of a run that starts it over."""
+
+
 def _say_done_elsewhere(digest: str, machine: str, folder: MachineDir, console: Console) -> None:
-    """A share about to start in a new folder whose done jobs are in another (see sharefolders)."""
-    for place, done in done_elsewhere(digest, machine, folder.path):
-        say_notice(
-            console,
-            f"{plural(done, 'job')} of this share {'is' if done == 1 else 'are'} done in {place}, by a run from another folder or with "
-            f"another --out; this run starts the share over in {folder.path.resolve()}. To go on from there instead, stop here and run with --out {place.parent}",
-        )
+    """A share about to start in a new folder whose done jobs are in others (see sharefolders):
+    one note, the newest of them first."""
+    found = done_elsewhere(digest, machine, folder.path)[::-1]
+    if not found:
+        return
+    (newest, done), here = found[0], folder.path.resolve()
+    if len(found) == 1:
+        where, by, there = f"{plural(done, 'job')} of this share {'is' if done == 1 else 'are'} done in {newest}", "a run", "there"
+    else:
+        shown = ", ".join(f"{place} ({done:,} done)" for place, done in found[:FOLDERS_SHOWN])
+        more = f" and {len(found) - FOLDERS_SHOWN} more" if len(found) > FOLDERS_SHOWN else ""
+        where, by, there = f"jobs of this share are done in {len(found)} other folders, {shown}{more}", "runs", "the newest"
+    say_notice(
+        console,
+        f"{where}, by {by} from another folder or with another --out; this run starts the share over in {here}. "
+        f"To go on from {there} instead, stop here and run with --out {newest.parent}",
+    )
 
 
 def _pause(machine_run: MachineRun, events: _ConsoleEvents) -> None:
