@@ -611,6 +611,8 @@ def kinds_job(*args, progress=None):
         raise ValueError("bad \udcff")
     elif kind == "printsur":
         print("x\udcffy")
+    elif kind == "readfile":  # param: a file name in HERE/data, perhaps one that is not UTF-8 (a lone surrogate)
+        note = (HERE / "data" / param).read_text()
     elif kind == "stdio":
         _stdio(param)
         note = param

@@ -366,6 +366,9 @@ def test_digest_jobs_lists_the_pool_so_that_a_diff_shows_the_job_that_differs(se
     other = ok(run_entry(changed, "digest", "--jobs", "--config-dir", setup.config)).stdout.splitlines()
     assert [line.split("\t")[0] for line in set(listed) - set(other)] == ['[10,1.4285714285714286,"name-10"]']
     assert [line.split("\t")[0] for line in set(other) - set(listed)] == ['[10,1.4285714285714286,"name-ten"]']
+    named = write_entry(tmp_path / "named" / "entry.py", extra="pool[10] = (10, 10 / 7, 'caf\\udce9.dat')")  # os.listdir's name for b"caf\\xe9.dat"
+    other = ok(run_entry(named, "digest", "--jobs", "--config-dir", setup.config)).stdout.splitlines()
+    assert [line.split("\t")[0] for line in set(other) - set(listed)] == ['[10,1.4285714285714286,"caf\\udce9.dat"]']  # as its Job Args cell shows it
 
 
 def test_cost_hints_are_part_of_the_cost_digest(setup, tmp_path):

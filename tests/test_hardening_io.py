@@ -7,6 +7,7 @@ hang is a failure, never a stuck test session.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -120,6 +121,31 @@ def test_an_error_with_a_lone_surrogate_is_recorded_escaped(tmp_path):
     assert failing["state"] == "failed", failing
     assert "bad \\udcff" in failing["error"], failing["error"]
     assert {jobs[i]["state"] for i in share.ids("ok")} == {"done"}
+
+
+def test_a_pool_of_file_names_that_are_not_utf8_runs_each_job_once(tmp_path):
+    """The pool straight from ``os.listdir`` of a folder holding names that are not UTF-8 (Latin-1
+    names from an old disk: Python gives lone surrogates): each job opens its own file, its
+    Job Args cell is JSON that reads back as the very name, and a second run runs nothing. A name
+    spelling the escape with a real backslash is another job."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for raw in (b"caf\xe9.dat", b"\xff\xfe.dat", b"caf\\udce9.dat", b"plain.dat"):
+        with open(os.path.join(os.fsencode(data), raw), "w", encoding="utf-8") as f:
+            f.write(raw.hex())
+    names = sorted(os.listdir(data))
+    assert "caf\udce9.dat" in names and "caf\\udce9.dat" in names
+    share = HardeningShare(tmp_path, kinds_spec([["readfile", i, name] for i, name in enumerate(names)]))
+    status, _, err = share.run()
+    assert status == 0, err
+    assert_all_done_once(share, share.ids())
+    _, rows = read_results(share.results)
+    read = {tuple(json.loads(row["Job Args"])): row["Note"] for row in rows}
+    assert read == {("readfile", i, name): os.fsencode(name).hex() for i, name in enumerate(names)}
+    started = side_lines(share.starts)
+    status, _, err = share.run()
+    assert status == 0, err
+    assert side_lines(share.starts) == started, "the second run ran jobs again"
 
 
 def test_a_lone_surrogate_printed_by_a_job_reaches_the_log_escaped(tmp_path):

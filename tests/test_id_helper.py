@@ -142,10 +142,13 @@ def test_a_pool_that_needs_the_general_path_stops_the_helper(helped):
     assert helper_children() == []
 
 
-def test_a_lone_surrogate_is_named_by_the_general_path(helped):
-    jobs = [(i, "ok") for i in range(1500)] + [(1500, "bad \udc80")]
-    with pytest.raises(UserError, match=r"pool\[1500\] contains a string that is not valid Unicode"):
-        JobPool(jobs)
+def test_lone_surrogates_get_the_very_ids_of_this_process(helped):
+    """File names that are not UTF-8 (lone surrogates) in a pool large enough for the helper:
+    the helper hashes what this process would."""
+    jobs = [(i, f"caf\udce9-{i}.dat") for i in range(1500)] + [(1500, "\ud800"), (1501, "\\udce9")]
+    pool = JobPool(jobs)
+    assert was_helped(pool)
+    assert list(pool.ids) == list(alone(jobs).ids) == [job_id(job) for job in jobs]
     assert helper_children() == []
 
 

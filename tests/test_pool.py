@@ -270,6 +270,7 @@ from hypothesis import strategies as st
 
 from jobsplit.idhash import ID_DOMAIN, ONE_BLOCK, short_sha256, texts_of
 from jobsplit.pool import _encode, _escapes_nothing, _id_texts, _uniform_text, identity_text, identity_texts
+from jobsplit.text import clean_text
 
 _SCALAR = {
     int: st.integers(min_value=-(2**70), max_value=2**70),
@@ -290,8 +291,11 @@ def test_the_formatted_text_is_the_canonical_json_exactly(pool):
     assert texts == [_encode(job) for job in pool]
 
 
-_ANY_TEXT = {**_SCALAR, str: st.text()}
-"""Lone surrogates too: a path from ``os.fsdecode`` of a name that is not UTF-8 holds one."""
+_TRICKY_TEXT = st.text(st.sampled_from(["a", "é", "\U000100e9", "\\", '"', "\n", "\udce9", "\udcff", "\ud800"]), max_size=8)
+"""Lone surrogates among what the encoder escapes and what it keeps: a path from ``os.fsdecode``
+of a name that is not UTF-8 holds one (``st.text()`` itself never makes them)."""
+
+_ANY_TEXT = {**_SCALAR, str: st.one_of(st.text(), _TRICKY_TEXT)}
 
 
 @settings(max_examples=200, deadline=None)
@@ -302,6 +306,25 @@ def test_a_batch_s_job_args_made_at_once_are_each_job_s_identity_text(pool):
     """A worker makes the Job Args texts of a batch of uniform tuples in one %-format: the very
     texts identity_text gives each job (results.csv rows, and rebuilding a journal, hang on it)."""
     assert identity_texts(pool) == [identity_text(job, position) for position, job in enumerate(pool)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.tuples(st.integers(0, 3), _TRICKY_TEXT), st.lists(_TRICKY_TEXT, max_size=2).map(tuple)), min_size=1, max_size=20, unique=True))
+def test_a_lone_surrogate_is_hashed_as_the_json_escape_its_job_args_cell_shows(pool):
+    """``os.listdir`` gives lone surrogates for names that are not UTF-8, and such a pool runs:
+    a job's id is the SHA-256 of its identity text with each lone surrogate written as its JSON
+    escape, the text its Job Args cell shows; the same by the fast path and by the encoder. JSON
+    reads that text back as the very job when its lone surrogates are low ones, as ``os.fsdecode``
+    makes them (a high one before a low one reads back as the character of the pair). No two jobs
+    share an id (JobPool refuses repeats): not a pair of lone surrogates and the character it
+    escapes, nor a name that spells the escape with a real backslash."""
+    texts = [identity_text(job, 0) for job in pool]
+    shown = list(map(clean_text, texts))
+    for job, text, cell in zip(pool, texts, shown):
+        assert tuple(json.loads(cell)) == job or re.search("[\ud800-\udbff]", text)
+    expected = [hashlib.sha256(ID_DOMAIN + text.encode()).digest()[:ID_BYTES] for text in shown]
+    assert list(JobPool(pool).ids) == [job_id(job) for job in pool] == expected
+    assert job_id(("caf\udce9",)) != job_id(("caf\\udce9",))
 
 
 def test_the_escape_check_agrees_with_the_encoder_on_every_character():

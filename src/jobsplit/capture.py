@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import TextIO
 
 from .config import LogSettings
-from .journal import clean_text
 from .messages import LogEntry
+from .text import clean_text
 from .timefmt import utc_timestamp
 
 STREAMS = ((1, "stdout", "INFO"), (2, "stderr", "WARNING"))

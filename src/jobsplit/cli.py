@@ -33,6 +33,7 @@ from .project import CostFn, Project, find_config_dir, load_project
 from .run_command import run_share
 from .scaffold import write_templates
 from .settings import RunFlags
+from .text import clean_text
 
 ENTRY_COMMANDS = ("run", "digest", "plan", "init", "reduce", "sbatch")
 TOOL_NAMES = ("merge-results", "status", "merge-logs", "report", "trace")
@@ -327,7 +328,7 @@ def _show_digest(project: Project, *, parts: bool, jobs: bool, chunk: int = 10_0
         pool = project.pool
         listed = sorted(zip(map(pool.identity_text, range(len(pool))), pool.ids_hex(range(len(pool)))))
         for start in range(0, len(listed), chunk):
-            sys.stdout.write("".join(f"{text}\t{job_id}\n" for text, job_id in listed[start : start + chunk]))
+            sys.stdout.write("".join(f"{clean_text(text)}\t{job_id}\n" for text, job_id in listed[start : start + chunk]))
         return
     out = data_console()
     out.print(format_digest(project.digest))

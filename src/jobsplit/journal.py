@@ -39,6 +39,7 @@ from .errors import StorageError, UserError
 from .fileid import file_id
 from .results import requoted
 from .states import JobState, Outcome, RunStatus
+from .text import clean_text
 
 SCHEMA_VERSION = "2"
 
@@ -509,13 +510,3 @@ def _attempt_rows(record: Ended) -> list[AttemptRow]:
 
 def _escaped(attempt: AttemptRow) -> AttemptRow:
     return AttemptRow._make(clean_text(value) if isinstance(value, str) else value for value in attempt)
-
-
-def clean_text(text: str) -> str:
-    """``text`` as valid UTF-8: lone surrogates (from ``os.fsdecode`` of non-UTF-8 names) become
-    backslash escapes such as ``\\udcff``, the same in the journal, results.csv and the logs."""
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -1,4 +1,4 @@
-"""Small helpers for sentences shown to people: counts, articles and sizes."""
+"""Small helpers for text shown to people: counts, articles, sizes, and text made valid UTF-8."""
 
 from __future__ import annotations
 
@@ -26,3 +26,14 @@ def size_text(size_in_bytes: int) -> str:
             return f"{size:.4g} {unit}"
         size /= 1024
     return f"{size:.4g} TiB"
+
+
+def clean_text(text: str) -> str:
+    """``text`` as valid UTF-8: lone surrogates (from ``os.fsdecode`` of non-UTF-8 names) become
+    backslash escapes such as ``\\udcff``, the same in the journal, results.csv, the logs and
+    ``digest --jobs``, and as a job's id hashes them (see pool.id_of_text)."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -42,7 +42,6 @@ from typing import Any, NamedTuple, NoReturn, TextIO
 from .capture import LoggingSetup, OutputCapture
 from .children import become_group_leader_and_subreaper, end_library_helpers, library_helpers, signal_strays, stop_children
 from .config import Header, JobConfig, LogSettings
-from .journal import clean_text
 from .lifecycle import die_with_parent, restore_library_path
 from .messages import LOG, RESULTS, REVOKED, Batch, LogEntry, Results, Revoke
 from .nativethreads import limit_loaded_thread_pools
@@ -50,6 +49,7 @@ from .pool import call_args, identity_text, identity_texts
 from .progress import ProgressBoard, ProgressReporter
 from .results import ResultShapeError, RowFormatter
 from .states import Outcome
+from .text import clean_text
 from .workermemory import MemoryWatch
 
 FLUSH_INTERVAL = 0.05
