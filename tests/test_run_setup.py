@@ -222,6 +222,7 @@ def test_workers_run_at_niceness_10_by_default(tmp_path):
         ("[host]\nstart_method = forkserver\n", ["start_method", "fork, spawn", "'forkserver'"]),  # its workers would take the runner for dead
         ("[host\nworkers = 2\n", ["cannot be read"]),
         ("[host]\nworker_memory = lots\n", ["worker_memory", "'lots' is not a file size"]),
+        ("[host]\nworker_memory = 8\n", ["worker_memory", "'8' has no unit; write 8GiB, 8MiB"]),  # not 8 bytes
         ("[host]\nstop_grace = -1\n", ["stop_grace", "seconds >= 0"]),
     ],
 )
@@ -269,9 +270,12 @@ def test_the_stop_grace_comes_from_the_flag_or_host_ini(tmp_path, host_ini, flag
     assert settings.stop_grace == grace
 
 
-def test_a_bad_worker_memory_flag_is_refused(tmp_path):
-    result = run_host(tmp_path, "--out", str(tmp_path / "out"), "--worker-memory", "4 gigs")
-    assert result.returncode == 2 and "--worker-memory: '4 gigs' is not a size such as 4GiB or 500MB" in result.stderr, result.stderr
+@pytest.mark.parametrize("value", ["4 gigs", "10", "2.5"])
+def test_a_bad_worker_memory_flag_is_refused(tmp_path, value):
+    """Also a number without its unit: whoever writes ``--worker-memory 10`` means gigabytes or
+    megabytes, never the 10 bytes that would replace the worker after every job."""
+    result = run_host(tmp_path, "--out", str(tmp_path / "out"), "--worker-memory", value)
+    assert result.returncode == 2 and f"--worker-memory: '{value}' is not a size with its unit, such as 4GiB or 500MB (0: no limit)" in result.stderr, result.stderr
     assert not (tmp_path / "out").exists()
 
 

@@ -18,7 +18,7 @@ from rich.console import Console
 
 from . import exitcodes
 from ._version import __version__
-from .config import CONFIG_FILE, HEADER_FILE, parse_filesize
+from .config import CONFIG_FILE, HEADER_FILE
 from .console import data_console, message_console, say_error, say_notice
 from .digest import format_digest
 from .errors import JobsplitError, UserError
@@ -34,6 +34,7 @@ from .run_command import run_share
 from .scaffold import write_templates
 from .settings import RunFlags
 from .text import clean_text
+from .workermemory import parse_limit
 
 ENTRY_COMMANDS = ("run", "digest", "plan", "init", "reduce", "sbatch")
 TOOL_NAMES = ("merge-results", "status", "merge-logs", "report", "trace")
@@ -240,7 +241,7 @@ def _add_job_handling(group: argparse._ArgumentGroup) -> None:
         help="how long a stopped job (a timeout, Ctrl-C, a scheduler's SIGTERM) has to end by its own SIGTERM handler, saving a checkpoint say, before it is killed (default: host.ini, else 1)",
     )  # fmt: skip
     group.add_argument(
-        "--worker-memory", type=_size, metavar="SIZE",
+        "--worker-memory", type=_memory_limit, metavar="SIZE",
         help="replace a worker between two jobs once it has grown by more than SIZE (e.g. 4GiB), so that jobs that leak memory never exhaust the host (default: host.ini, else no limit; 0: none)",
     )  # fmt: skip
 
@@ -288,7 +289,7 @@ def _number(convert: Callable[[str], Any], accept: Callable[[Any], bool], what: 
 
 _positive_int = _number(int, lambda v: v >= 1, "a whole number >= 1")
 _non_negative_int = _number(int, lambda v: v >= 0, "a whole number >= 0")
-_size = _number(parse_filesize, lambda v: v >= 0, "a size such as 4GiB or 500MB")
+_memory_limit = _number(parse_limit, lambda v: v >= 0, "a size with its unit, such as 4GiB or 500MB (0: no limit)")
 _positive_float = _number(float, lambda v: 0 < v < float("inf"), "a number of seconds > 0")
 _non_negative_float = _number(float, lambda v: 0 <= v < float("inf"), "a number of seconds >= 0")
 

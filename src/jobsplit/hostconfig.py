@@ -13,9 +13,10 @@ import multiprocessing
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import parse_filesize, positive_seconds
+from .config import positive_seconds
 from .errors import UserError
 from .userfolders import user_folder
+from .workermemory import parse_limit
 
 CONSOLE_STYLES = ("auto", "live", "plain")
 
@@ -62,7 +63,7 @@ def load_host_settings(path: Path | None = None) -> HostSettings:
         nice=_int(section, "nice", path) if "nice" in section else None,
         console=check_choice(section["console"], CONSOLE_STYLES, f"{path} [host] console") if "console" in section else None,
         start_method=check_start_method(section["start_method"], f"{path} [host] start_method") if "start_method" in section else None,
-        worker_memory=_size(section, "worker_memory", path) if "worker_memory" in section else None,
+        worker_memory=_memory_limit(section, "worker_memory", path) if "worker_memory" in section else None,
         stop_grace=positive_seconds(section["stop_grace"], f"{path} [host] stop_grace", zero=True) if "stop_grace" in section else None,
     )
 
@@ -88,9 +89,9 @@ def check_start_method(value: str, source: str) -> str:
     return check_choice(value, START_METHODS, source)
 
 
-def _size(section: configparser.SectionProxy, key: str, path: Path) -> int:
+def _memory_limit(section: configparser.SectionProxy, key: str, path: Path) -> int:
     try:
-        return parse_filesize(section[key])
+        return parse_limit(section[key])
     except ValueError as exc:
         raise UserError(f"{path} [host] {key}: {exc}") from None
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import gc
 import time
 
+from .config import parse_filesize
 from .errors import UserError
 from .text import size_text
 
@@ -28,6 +29,16 @@ CHECK_INTERVAL = 0.1
 by a reading (a leak of one such job is small), so the check costs at most 0.02%."""
 
 _STATUS = "/proc/self/status"
+
+
+def parse_limit(text: str) -> int:
+    """Bytes of a limit such as ``4GiB`` or ``500MB``; ``0``: no limit. A number without its unit
+    is refused: ``--worker-memory 10`` means 10 gigabytes or megabytes to whoever wrote it, never
+    the 10 bytes that would replace the worker after every job."""
+    size = parse_filesize(text)
+    if size and not text.strip()[-1:].isalpha():
+        raise ValueError(f"{text!r} has no unit; write {text.strip()}GiB, {text.strip()}MiB or another size with its unit (0: no limit)")
+    return size
 
 
 def check_supported(source: str) -> None:
