@@ -245,6 +245,30 @@ def run_entry(tmp_path: Path, text: str, columns: tuple[str, ...], **env: str) -
     return rows, machine_log_text(out / "solo")
 
 
+PATHS_ENTRY = """
+from pathlib import Path
+import jobsplit
+
+def job(path, random_obj, config, progress):
+    return type(path).__name__, path.read_text()
+
+if __name__ == "__main__":
+    jobsplit.main(job, sorted((Path(__file__).parent / "data").glob("*.csv")))
+"""
+
+
+def test_a_pool_of_paths_runs_each_job_with_its_path(tmp_path):
+    """The pool straight from ``Path.glob``: each job gets its ``Path`` (not a text) and reads
+    its file; its Job Args cell is the path's text."""
+    (tmp_path / "data").mkdir()
+    for name in ("a", "b", "c"):
+        (tmp_path / "data" / f"{name}.csv").write_text(f"rows of {name}")
+    rows, _ = run_entry(tmp_path, PATHS_ENTRY, ("Kind", "Text"))
+    assert sorted((r["Kind"], r["Text"], json.loads(r["Job Args"])) for r in rows) == [
+        ("PosixPath", f"rows of {name}", [str(tmp_path / "data" / f"{name}.csv")]) for name in ("a", "b", "c")
+    ]
+
+
 def kinds_in_order(rows: list[dict[str, str]]) -> list[str]:
     """The first argument of each job, in the order the jobs started."""
     return [json.loads(r["Job Args"])[0] for r in sorted(rows, key=lambda r: r["Job Start Time"])]

@@ -11,6 +11,7 @@ import hashlib
 import json
 import re
 import sys
+from pathlib import Path, PurePosixPath
 
 import pytest
 
@@ -179,6 +180,23 @@ def test_non_json_like_argument_is_a_user_error(bad_job, where, type_name):
     assert type_name in message
     assert "key=" in message  # and it says how to get around it
     assert "\n" not in message
+
+
+def test_a_path_is_its_text_to_the_id():
+    """``sorted(Path("data").glob("*.csv"))`` makes a pool: a path's id is its text's, in any
+    place, so a path and its text are one job; a path of bytes has no text and is refused."""
+    assert identity_text((PurePosixPath("data/a.csv"), 1), 0) == '["data/a.csv",1]'
+    assert job_id(Path("data/a.csv")) == job_id("data/a.csv") == job_id(PurePosixPath("data/a.csv"))
+    assert job_id({"input": Path("a"), "n": [Path("b")]}) == job_id({"input": "a", "n": ["b"]})
+    with pytest.raises(UserError, match=r"pool\[0\] and pool\[1\] are the same job"):
+        JobPool([Path("data/a.csv"), "data/a.csv"])
+
+    class BytesPath:
+        def __fspath__(self):
+            return b"raw"
+
+    with pytest.raises(UserError, match=r"pool\[0\] is a .*BytesPath, which has no stable encoding"):
+        JobPool([BytesPath()])
 
 
 def test_an_array_in_the_pool_is_refused_saying_that_tolist_gives_its_values():

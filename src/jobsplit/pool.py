@@ -16,6 +16,7 @@ import json
 import math
 import mmap
 import numbers
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, overload
 
@@ -363,10 +364,12 @@ def _normalize(value: Any, where: str, depth: int) -> Any:
         return float(value)
     if isinstance(value, str):
         return str(value)
+    if isinstance(value, os.PathLike) and isinstance(path := os.fspath(value), str):  # pathlib's: the job gets the path, its id hashes the text
+        return path
     listed = " (its .tolist() gives its values as a list)" if callable(getattr(value, "tolist", None)) else ""  # a NumPy array, a pandas Series
     raise UserError(
         f"{where} is {article(_type_name(value))} {_type_name(value)}, which has no stable encoding; use JSON-like values "
-        f"(None, bool, int, float, str, list, tuple, dict with str keys){listed} or pass key= to jobsplit.main"
+        f"(None, bool, int, float, str, a path, list, tuple, dict with str keys){listed} or pass key= to jobsplit.main"
     )
 
 
