@@ -6,6 +6,7 @@ or pool order, so these tests pin the encoding itself, not just its self-consist
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hashlib
 import json
@@ -180,6 +181,21 @@ def test_non_json_like_argument_is_a_user_error(bad_job, where, type_name):
     assert type_name in message
     assert "key=" in message  # and it says how to get around it
     assert "\n" not in message
+
+
+def test_a_dataclass_or_an_enum_in_the_pool_is_refused_saying_what_gives_an_encoding():
+    @dataclasses.dataclass
+    class Params:
+        n: int
+
+    class Mode(enum.Enum):
+        FAST = "fast"
+
+    with pytest.raises(UserError, match=r"pool\[0\] is a .*Params, .* or pass key=dataclasses\.asdict to jobsplit\.main, which identifies each job by its fields$"):
+        JobPool([Params(1)])
+    with pytest.raises(UserError, match=r"pool\[0\]\[1\] is a .*Mode, .* \(its \.value or \.name gives one\) or pass key= to jobsplit\.main$"):
+        JobPool([(1, Mode.FAST)])
+    assert list(JobPool([Params(1), Params(2)], key=dataclasses.asdict).ids) == [job_id({"n": 1}), job_id({"n": 2})]
 
 
 def test_a_path_is_its_text_to_the_id():

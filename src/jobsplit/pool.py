@@ -10,6 +10,8 @@ which is the single positional argument (as ``map`` would pass it).
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import hashlib
 import itertools
 import json
@@ -366,11 +368,21 @@ def _normalize(value: Any, where: str, depth: int) -> Any:
         return str(value)
     if isinstance(value, os.PathLike) and isinstance(path := os.fspath(value), str):  # pathlib's: the job gets the path, its id hashes the text
         return path
-    listed = " (its .tolist() gives its values as a list)" if callable(getattr(value, "tolist", None)) else ""  # a NumPy array, a pandas Series
     raise UserError(
         f"{where} is {article(_type_name(value))} {_type_name(value)}, which has no stable encoding; use JSON-like values "
-        f"(None, bool, int, float, str, a path, list, tuple, dict with str keys){listed} or pass key= to jobsplit.main"
+        f"(None, bool, int, float, str, a path, list, tuple, dict with str keys){_way_out(value)}"
     )
+
+
+def _way_out(value: Any) -> str:
+    """The end of the refusal: how such a value gives a stable encoding."""
+    if dataclasses.is_dataclass(value):
+        return " or pass key=dataclasses.asdict to jobsplit.main, which identifies each job by its fields"
+    if isinstance(value, enum.Enum):
+        return " (its .value or .name gives one) or pass key= to jobsplit.main"
+    if callable(getattr(value, "tolist", None)):  # a NumPy array, a pandas Series
+        return " (its .tolist() gives its values as a list) or pass key= to jobsplit.main"
+    return " or pass key= to jobsplit.main"
 
 
 def _type_name(value: Any) -> str:
