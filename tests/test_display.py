@@ -12,6 +12,8 @@ import io
 import multiprocessing
 import re
 import time
+from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -201,6 +203,32 @@ def test_reports_are_clamped_to_a_fraction(board):
     reporter.restart()
     reporter.report(float("inf"), base=10)
     assert board.read(0).fraction == 1.0
+
+
+@pytest.mark.parametrize(
+    "value, base, fraction",
+    [
+        (Decimal("2.5"), 10, 0.25),
+        (Fraction(1, 3), 1, 1 / 3),
+        (10**400, 10**401, 0.1),  # exact integers of any size, as Python divides them
+        (10**400, 100, 1.0),  # a quotient beyond a float's range
+        (-(10**400), 100, 0.0),
+        (5, 0, 0.0),
+    ],
+)
+def test_any_two_numbers_make_a_report(board, value, base, fraction):
+    """No number fails the job it reports on (before, 10**400 raised OverflowError)."""
+    reporter = ProgressReporter(board, 0)
+    reporter.report(value, base=base)
+    assert board.read(0).fraction == pytest.approx(fraction)
+
+
+@pytest.mark.parametrize("value, base", [("50", 100), (None, 100), (50, "100")])
+def test_a_report_of_what_is_not_a_number_says_what_is_expected(board, value, base):
+    reporter = ProgressReporter(board, 0)
+    for _ in range(2):  # published or held back by the throttle, alike
+        with pytest.raises(TypeError, match=r"^progress\.report\(done, base=total\) takes two numbers; got "):
+            reporter.report(value, base=base)
 
 
 def test_a_tight_loop_of_reports_publishes_rarely(board, monkeypatch):

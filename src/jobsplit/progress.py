@@ -95,8 +95,26 @@ class ProgressReporter:
         self._next = 0.0
 
     def report(self, value: float, base: float = 100) -> None:
-        """Say the job is ``value`` out of ``base`` done (e.g. ``report(3, base=10)`` is 30 %)."""
+        """Say the job is ``value`` out of ``base`` done (e.g. ``report(3, base=10)`` is 30 %).
+
+        Any two numbers do (a ``Decimal``, a ``Fraction``, integers beyond a float's range), and
+        no number fails the job; anything else raises a TypeError that says what is expected,
+        at the first report rather than hours into the job."""
         now = time.monotonic()
-        if now >= self._next or value >= base:
+        try:
+            finished = value >= base
+        except TypeError:
+            raise TypeError(f"progress.report(done, base=total) takes two numbers; got {value!r} and base={base!r}") from None
+        if now >= self._next or finished:
             self._next = now + REPORT_INTERVAL
-            self._board.publish(self._slot, min(1.0, max(0.0, value / base)) if base else 0.0)  # in this order, NaN gives 0
+            self._board.publish(self._slot, _fraction(value, base))
+
+
+def _fraction(value: float, base: float) -> float:
+    """``value / base`` within [0, 1]; NaN and a base of 0 give 0."""
+    if not base:
+        return 0.0
+    try:
+        return min(1.0, max(0.0, float(value / base)))  # in this order, NaN gives 0
+    except OverflowError:  # integers whose quotient is beyond a float: far out, one way or the other
+        return 1.0 if (value > 0) == (base > 0) else 0.0
