@@ -959,7 +959,7 @@ def test_a_worker_whose_jobs_leak_is_replaced_before_the_host_runs_out(tmp_path,
     """Jobs that each keep 40 MiB in their worker for good (a growing cache): one worker, in a
     memory cgroup of 300 MiB. Without a limit its memory grows job after job until the kernel
     kills it mid-job (a crash that names --worker-memory). With --worker-memory 100MiB the
-    worker is replaced between two jobs, every three or so, before that: every job is done,
+    worker is replaced between two jobs, every four or so, before that: every job is done,
     none crashed or ran twice, and the log says why workers were replaced."""
     share = HardeningShare(tmp_path, kinds_spec([["leak", i, 40] for i in range(14)]))
     procs = memory_cgroup / "cgroup.procs"
@@ -979,6 +979,19 @@ def test_a_worker_whose_jobs_leak_is_replaced_before_the_host_runs_out(tmp_path,
     assert 4 <= len(workers) <= 7, workers  # 14 jobs of 40 MiB, a worker replaced once it grew by more than 100 MiB
     log = machine_log_text(share.machine_dir)
     assert log.count("more than --worker-memory 100 MiB allows: a new worker takes its place") == len(workers) - 1, log
+
+
+def test_what_a_worker_s_first_job_keeps_is_not_a_leak(tmp_path):
+    """A first job that keeps 80 MiB (a library it imports, a model it loads once), and jobs that
+    keep nothing after it: with --worker-memory 50MiB the one worker runs every job. Counted
+    from the worker's start, the limit replaced it after every job, each new worker loading the
+    80 MiB again."""
+    share = HardeningShare(tmp_path, kinds_spec([["loadonce", i, 80] for i in range(8)]))
+    status, _, err = share.run("--workers", "1", "--worker-memory", "50MiB")
+    assert status == 0, err
+    assert_all_done_once(share, share.ids())
+    assert len(set(share.pids.read_text().split())) == 1
+    assert "a new worker takes its place" not in machine_log_text(share.machine_dir)
 
 
 def watched_in(share: HardeningShare, procs: Path) -> tuple[int, str, str]:

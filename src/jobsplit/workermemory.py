@@ -7,12 +7,16 @@ kills a worker mid-job (a crashed job, and maybe others' too). With a limit, a w
 grown by more than it (after a garbage collection) finishes the job it ran, sends its records
 and exits, and a new worker takes the jobs it had queued: the leak starts over from nothing.
 
-Growth is measured as resident plus swapped memory since the worker started (Linux: VmRSS and
-VmSwap of /proc/self/status, some 20 us to read here, so at most once a CHECK_INTERVAL).
-Resident memory is right for forked workers too: the pages a worker shares with the runner
-count from its start, whether either side later writes to them (a copy) or not. Private or
-proportional memory would not be: they grow in a worker as the runner writes to pages they
-share (as it does to the pool's jobs it sends), with no leak at all.
+Growth is measured as resident plus swapped memory since the worker's first job ended (Linux:
+VmRSS and VmSwap of /proc/self/status, some 20 us to read here, so at most once a
+CHECK_INTERVAL). A leak is growth from job to job: what the first job takes and keeps (the
+libraries it imports, a model it loads once) is not one, and counted from the worker's start it
+replaced the worker after every job once the limit was below it (a job importing PyTorch takes
+half a gigabyte), each new worker importing it all again. Resident memory is right for forked
+workers too: the pages a worker shares with the runner count from the start, whether either
+side later writes to them (a copy) or not. Private or proportional memory would not be: they
+grow in a worker as the runner writes to pages they share (as it does to the pool's jobs it
+sends), with no leak at all.
 """
 
 from __future__ import annotations
@@ -62,19 +66,24 @@ def memory_in_use() -> int | None:
 
 class MemoryWatch:
     """Tells, between two jobs, whether this worker has grown by more than ``limit`` bytes since
-    it was made (at the worker's start, before its first job)."""
+    its first job ended."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.start = memory_in_use() or 0
+        self.start: int | None = None
+        """This worker's memory when its first job had ended."""
         self.grown = 0
         """The growth found by the last reading that went over the limit."""
-        self._next = time.monotonic() + CHECK_INTERVAL
+        self._next = 0.0
 
     def outgrown(self) -> bool:
         """Whether to replace this worker: over the limit, and still so after a garbage
-        collection (cycles a job left behind are freed first)."""
+        collection (cycles a job left behind are freed first). Called after every job."""
         now = time.monotonic()
+        if self.start is None:  # the first job ended: what it left (but cycles) is the baseline
+            gc.collect()
+            self.start, self._next = memory_in_use() or 0, now + CHECK_INTERVAL
+            return False
         if now < self._next:
             return False
         self._next = now + CHECK_INTERVAL
@@ -86,12 +95,12 @@ class MemoryWatch:
     def explain(self, job_id: str) -> str:
         """The log's warning when this worker is replaced after job ``job_id``."""
         return (
-            f"this worker grew by {size_text(self.grown)} since it started (resident and swapped memory, after job {job_id} and a "
+            f"this worker grew by {size_text(self.grown)} since its first job (resident and swapped memory, after job {job_id} and a "
             f"garbage collection), more than --worker-memory {size_text(self.limit)} allows: a new worker takes its place. Some "
             "job keeps memory it no longer needs (a cache or a module-level list that grows with every call, figures never closed)"
         )
 
     def _over(self) -> bool:
         used = memory_in_use()
-        self.grown = used - self.start if used is not None else 0
+        self.grown = used - (self.start or 0) if used is not None else 0
         return self.grown > self.limit
