@@ -254,6 +254,16 @@ def test_an_array_is_one_line_of_the_prompt_and_one_name_of_the_error(tmp_path):
     term.finish()
 
 
+def test_on_windows_main_says_where_to_run_in_one_sentence():
+    """jobsplit needs POSIX (its workers' process groups, signals, fcntl locks): on Windows an
+    entry script's ``jobsplit.main`` says so, not an ImportError's traceback. (Windows is
+    played by sys.platform, set once multiprocessing, which would import _winapi, is in.)"""
+    script = "import multiprocessing.context, sys\nsys.platform = 'win32'\nimport jobsplit\njobsplit.main(print, [1, 2])\n"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr == "error: jobsplit runs on Linux (and macOS, untested), not on Windows; run this script in WSL (the Windows Subsystem for Linux)\n"
+
+
 def test_no_terminal_and_no_machine_is_a_clear_error(project):
     root, entry, config_dir, _ = project
     status, out, err = run_without_terminal(entry, ["run", "--config-dir", str(config_dir), "--out", str(root / "out"), "--yes"], root)

@@ -7,8 +7,10 @@ every module is an implementation detail that may change between versions.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import sys
+from typing import TYPE_CHECKING, Any, NoReturn
 
+from . import exitcodes
 from ._version import __version__
 from .config import JobConfig, ReadOnlyConfigError, parse_filesize
 from .errors import UserError
@@ -23,11 +25,20 @@ def __getattr__(name: str) -> Any:
     which the id helper (a process of its own that imports only ``jobsplit.idhelper``) does not
     need: 0.17 s and some 20 MB less at its start."""
     if name == "main":
+        if sys.platform == "win32":
+            return _not_on_windows
         from .cli import main
 
         globals()["main"] = main
         return main
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _not_on_windows(*args: Any, **kwargs: Any) -> NoReturn:
+    """``main`` on Windows, where jobsplit cannot run its workers (it needs POSIX: process groups,
+    signals, ``fcntl`` locks): one sentence, not an ImportError's traceback."""
+    sys.stderr.write("error: jobsplit runs on Linux (and macOS, untested), not on Windows; run this script in WSL (the Windows Subsystem for Linux)\n")
+    raise SystemExit(exitcodes.USAGE)
 
 
 __all__ = ["JobConfig", "ProgressReporter", "ReadOnlyConfigError", "UserError", "__version__", "main", "parse_filesize"]
