@@ -15,6 +15,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -303,6 +304,41 @@ def test_an_interrupted_run_whose_journal_is_lost_resumes_from_results_csv(tmp_p
     again = sorted(i for i in done if ran.count(i) > 1)
     assert not again, f"{len(again)} jobs done before the journal was lost ran again"
     assert set(ran) == set(share.ids())
+    assert_all_done_once(share, share.ids())
+
+
+def _damage(journal: Path, where: str) -> None:
+    """Overwrite part of a closed journal, as a failing disk or a broken copy would: its first
+    page (SQLite's header: no database at all), or the page that holds the attempts (one
+    malformed table, which opens and reads as usual until that page is read)."""
+    with sqlite3.connect(journal) as db:
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+        root = db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'attempts'").fetchone()[0]
+    db.close()
+    offset = 0 if where == "header" else (root - 1) * page_size + 8
+    with open(journal, "r+b") as f:
+        f.seek(offset)
+        f.write(b"\xde\xad\xbe\xef" * 64)
+
+
+@pytest.mark.parametrize("where", ["header", "attempts page"])
+def test_an_interrupted_run_whose_journal_is_damaged_resumes_from_results_csv(tmp_path, where):
+    """A journal a failing disk damaged is set aside (kept in a backup folder, and said so) and
+    rebuilt from results.csv, as a lost one is: the jobs done before never run again. Before,
+    a damaged header was refused with the advice to start over (--fresh), and a damaged page
+    ended the run with a traceback."""
+    share = HardeningShare(tmp_path, kinds_spec(SLEEPERS))
+    done = interrupt_midway(share)
+    _damage(share.journal, where)
+    status, _, err = share.run(env=share.env(**QUICK))
+    assert status == 0, err
+    assert "Traceback" not in err
+    (backup,) = share.machine_dir.glob("backup-*")
+    assert re.search(rf"note: \S*journal\.sqlite is damaged \(.+\); it is kept in \S*{backup.name}, and a new journal takes its place", err), err
+    assert f"{len(done)} jobs done there were recorded as done, and will not run again" in err
+    assert (backup / "journal.sqlite").exists()
+    ran = side_lines(share.side)
+    assert not [i for i in done if ran.count(i) > 1], "jobs done before the journal was damaged ran again"
     assert_all_done_once(share, share.ids())
 
 

@@ -35,7 +35,7 @@ from .logs import MachineLog, parent_logger
 from .machines import usable_cores
 from .messages import LogEntry
 from .nativethreads import size_thread_pools
-from .outdir import LOCK_FILE, holder_text, in_use
+from .outdir import JOURNAL_FILES, LOCK_FILE, holder_text, in_use
 from .plan.base import seeded_order
 from .progress import ProgressBoard
 from .project import Project
@@ -157,6 +157,10 @@ class MachineRun:
         it is brand new (nothing in it to read back). ``job_ids``: the static share; None: a
         shared queue, whose jobs join as they are claimed."""
         project, folder = self.project, self.folder
+        damage = Journal.damage(folder.journal)
+        if damage is not None:  # results.csv rebuilds it, as it would a lost one
+            kept = folder.back_up(JOURNAL_FILES)
+            self.events.notice(f"{folder.journal} is damaged ({damage}); it is kept in {kept}, and a new journal takes its place")
         existed = Journal.holds_a_plan(folder.journal)
         share = set(job_ids) if job_ids is not None else set(project.pool.ids_hex(range(len(project.pool))))
         if not existed and not folder.results.exists() and folder.segments():

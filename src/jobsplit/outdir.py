@@ -21,7 +21,7 @@ import os
 import re
 import socket
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +35,8 @@ PROGRESS_FILE = "progress.json"
 LOCK_FILE = "run.lock"
 PER_JOB_DIR = "jobs"
 BACKUP_PREFIX = "backup-"
+JOURNAL_FILES = (JOURNAL_FILE, f"{JOURNAL_FILE}-wal", f"{JOURNAL_FILE}-shm")
+"""The journal and SQLite's files beside it, which go wherever it goes."""
 
 
 def folder_name(machine: str) -> str:
@@ -98,9 +100,10 @@ class MachineDir:
         except OSError as exc:
             raise folder_error(self.path, exc) from None
 
-    def back_up(self) -> Path | None:
-        """Move everything but the lock and earlier backups into a new ``backup-<time>`` folder."""
-        entries = [p for p in self.path.iterdir() if p.name != LOCK_FILE and not p.name.startswith(BACKUP_PREFIX)]
+    def back_up(self, names: Collection[str] | None = None) -> Path | None:
+        """Move everything but the lock and earlier backups (or only the files ``names``) into
+        a new ``backup-<time>`` folder."""
+        entries = [p for p in self.path.iterdir() if p.name != LOCK_FILE and not p.name.startswith(BACKUP_PREFIX) and (names is None or p.name in names)]
         if not entries:
             return None
         stamp = time.strftime(f"{BACKUP_PREFIX}%Y%m%dT%H%M%SZ", time.gmtime())

@@ -10,6 +10,7 @@ import os
 import shlex
 import signal
 import socket
+import sqlite3
 import sys
 import time
 from collections.abc import Callable
@@ -173,6 +174,8 @@ def _share_line(project: Project, settings: RunSettings) -> str:
         if journal.meta().get("digest") != project.digest:
             return plural(share, "job")  # not resumed: the run refuses that journal next, saying why
         counts = journal.counts()
+    except sqlite3.DatabaseError:
+        return plural(share, "job")  # a damaged journal: the run sets it aside next, saying so
     finally:
         journal.close()
     done = counts[JobState.DONE]
