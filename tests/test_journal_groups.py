@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from jobsplit import journal as journal_module
+from jobsplit.errors import StorageError
 from jobsplit.journal import AttemptRow, DoneGroup, Journal, result_rows, settled
 from jobsplit.states import JobState, Outcome
 
@@ -52,6 +53,25 @@ def test_a_lone_surrogate_in_a_done_group_is_escaped_and_the_commit_kept(tmp_pat
     journal, run = new_journal(tmp_path / "journal.sqlite")
     journal.commit(run, [group(IDS[:2], ["ok\n", "bad \udcff\n"], run)], [], 30.0)
     assert list(journal.result_lines()) == ["ok\n", "bad \\udcff\n"]
+
+
+def test_a_commit_on_a_page_a_failing_disk_damaged_stops_the_run_as_a_full_disk_does(tmp_path):
+    """The page that holds the attempts damaged under a journal in use: the commit is a
+    StorageError (the run stops, exit 74, as on a full disk) saying that the next run rebuilds
+    the journal, not a sqlite3.DatabaseError's traceback."""
+    path = tmp_path / "journal.sqlite"
+    journal, run = new_journal(path)
+    journal.commit(run, [group(IDS[:2], ["a,1\n", "b,2\n"], run)], [], 30.0)
+    page_size, root = journal._db.execute("SELECT (SELECT page_size FROM pragma_page_size), rootpage FROM sqlite_master WHERE name = 'attempts'").fetchone()
+    journal.close()
+    with open(path, "r+b") as f:
+        f.seek((root - 1) * page_size)
+        f.write(b"\xde\xad\xbe\xef" * (page_size // 4))  # its header too: no page of any kind
+    assert Journal.damage(path) is not None
+    journal = Journal(path)
+    with pytest.raises(StorageError, match=r"journal\.sqlite is damaged \(database disk image is malformed\); run the same command again: a run sets a damaged journal aside"):
+        journal.commit(run, [failed(IDS[2], run)], [], 40.0)
+    journal.close()
 
 
 class _NoJsonConnection(sqlite3.Connection):

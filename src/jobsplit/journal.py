@@ -253,9 +253,7 @@ class Journal:
             if read_only:
                 raise UserError(f"{path} is not a usable jobsplit journal ({exc}); copy it again from its host, or leave its folder out") from None
             raise self._storage_error(exc) or UserError(
-                f"{path} is damaged ({exc}); run again: a run sets a damaged journal aside and rebuilds it from results.csv"
-                if is_damage(exc)
-                else f"{path} cannot be used ({exc}); close any program that holds it open (a sqlite3 shell, say) and run again"
+                f"{path} cannot be used ({exc}); close any program that holds it open (a sqlite3 shell, say) and run again"
             ) from None
 
     def _prepare(self) -> str:
@@ -507,7 +505,7 @@ class Journal:
                 self._rollback()
                 raise
             self._db.execute("COMMIT")
-        except sqlite3.OperationalError as exc:
+        except sqlite3.DatabaseError as exc:
             raise self._storage_error(exc) or exc from None
 
     def _rollback(self) -> None:
@@ -515,7 +513,10 @@ class Journal:
             self._db.execute("ROLLBACK")
 
     def _storage_error(self, exc: sqlite3.Error) -> StorageError | None:
-        """A write that failed for want of room or permission: a StorageError naming the journal."""
+        """A write that failed for want of room or permission, or on a page a failing disk
+        damaged: a StorageError naming the journal (the run stops as on a full disk)."""
+        if isinstance(exc, sqlite3.DatabaseError) and is_damage(exc):
+            return StorageError(f"{self.path} is damaged ({exc}); run the same command again: a run sets a damaged journal aside and rebuilds it from results.csv")
         text = str(exc).lower()
         if any(cause in text for cause in ("disk is full", "disk i/o error", "readonly database", "unable to open")):
             return StorageError(f"{self.path} cannot be written ({exc}); free some space (or fix the folder's permissions) and run the same command again to resume")
