@@ -250,6 +250,34 @@ def test_jobs_that_are_tuples_or_dicts_of_classes_that_cannot_be_pickled_run(tmp
     }
 
 
+UNGUARDED_ENTRY = """
+import os
+import jobsplit
+
+def job(n, random_obj, config, progress):
+    return os.getpid()
+
+jobsplit.main(job, list(range(6)))  # no `if __name__ == "__main__":`
+"""
+
+
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_an_entry_without_the_main_guard_runs(tmp_path, start_method):
+    """A spawned worker runs the entry's top level, so an entry that calls main without the guard
+    called it again in every worker, which then found the machine folder in use and exited: no
+    job ran ("3 worker processes in a row exited as they started"). In a starting worker main
+    returns at once, and the worker goes on."""
+    entry = tmp_path / "entry.py"
+    entry.write_text(UNGUARDED_ENTRY, encoding="utf-8")
+    config_dir = write_config_dir(tmp_path / "config", header=("Run Start Time", "Job Running Time", "Job Start Time", "Pid"), machines={"solo": [1.0, 2]})
+    result = run_entry(entry, *run_args(config_dir, tmp_path / "out", "--start-method", start_method), env=run_env(tmp_path))
+    assert result.returncode == 0, result.stderr
+    with open(tmp_path / "out" / "solo" / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len({row["Job ID"] for row in rows}) == len(rows) == 6
+    assert len({row["Pid"] for row in rows}) <= 2  # on the run's two workers
+
+
 def test_a_map_style_job_function_is_refused_before_anything_runs(tmp_path):
     entry = tmp_path / "entry.py"
     entry.write_text(MAP_STYLE_ENTRY, encoding="utf-8")

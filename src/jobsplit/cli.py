@@ -61,12 +61,18 @@ def main(
     cost: CostFn | None = None,
     reduce: ReduceFn | None = None,
     argv: Sequence[str] | None = None,
-) -> NoReturn:
+) -> None:
     """The entry point of a researcher's script: ``jobsplit.main(job, pool)``.
 
-    Runs the command given on the command line (``run`` by default) and exits with its status.
+    Runs the command given on the command line (``run`` by default) and exits with its status;
+    returns at once in a worker that is starting (see below).
     """
     multiprocessing.freeze_support()  # first: a frozen spawn child must not parse our argv
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        # A worker started by spawn runs the entry's top level to find the job function (the flag
+        # is multiprocessing's own, see spawn._check_not_importing_main): an entry that calls
+        # main without `if __name__ == "__main__":` lands here, and the worker must go on.
+        return
     follow_bootloader()
     sys.exit(_closing_stdout(lambda: entry_main(job, pool, key=key, cost=cost, reduce=reduce, argv=argv)))
 
