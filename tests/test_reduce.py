@@ -226,6 +226,22 @@ def test_a_reduce_function_that_raises_is_shown_with_its_traceback(project, tmp_
     assert not output.exists()
 
 
+TWO_PASSES = "reduce=lambda rows: {'count': len(rows), 'first': rows[0]['Job ID'], 'mean': sum(1 for _ in rows) and sum(r['Value'] for r in rows) / len(rows)}"
+
+
+def test_the_reduce_function_gets_a_list_it_may_read_twice(project, tmp_path):
+    """``len(rows)``, ``rows[0]`` and a second pass: the rows were an iterator, so the first two
+    failed and a mean taken in two passes came out 0 without an error."""
+    entry = entry_in(project.base, "two_passes.py", reduce=TWO_PASSES)
+    output = tmp_path / "two.json"
+    result = reduce(entry, project.out, "-o", output)
+    assert result.returncode == 0, result.stderr
+    rows = csv_rows(*(project.out / m for m in MACHINES))
+    got = json.loads(output.read_text(encoding="utf-8"))
+    assert got["count"] == len(rows) == 24 and got["first"] in {r["Job ID"] for r in rows}
+    assert math.isclose(got["mean"], sum(r["Value"] for r in rows) / len(rows), rel_tol=1e-12)
+
+
 def test_the_fold_source_is_what_the_entry_uses():
     """The entry embeds this module's fold verbatim: the comparison is like with like."""
     assert textwrap.dedent(inspect.getsource(fold)) in ENTRY

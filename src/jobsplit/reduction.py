@@ -1,8 +1,11 @@
 """``python ENTRY reduce DIR...``: merge the machines' results, then fold them with ``reduce=``.
 
-The entry's reduce function receives the merged rows (each job once) as dicts: the header's
-columns with numbers parsed back, ``Job ID``, ``Job Args``, ``Machine``, and ``args`` (the
-job's arguments, decoded from Job Args). Whatever it returns is written as JSON or CSV.
+The entry's reduce function receives the merged rows (each job once) as a list of dicts: the
+header's columns with numbers parsed back, ``Job ID``, ``Job Args``, ``Machine``, and ``args``
+(the job's arguments, decoded from Job Args). A list, not an iterator: a fold that takes two
+passes (a count, then a sum) or ``len(rows)`` must not find the rows gone on its second look,
+which with an iterator gave a mean of 0 and no error. Whatever it returns is written as JSON or
+CSV.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import traceback
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,7 @@ from .atomicfile import atomic_file
 from .errors import UserError
 from .merge import merge, report
 
-ReduceFn = Callable[[Iterator[dict[str, Any]]], Any]
+ReduceFn = Callable[[list[dict[str, Any]]], Any]
 
 
 def reduce_results(reduce: ReduceFn | None, dirs: Sequence[Path], output: Path | None, *, allow_missing: bool, console: Console) -> int:
@@ -33,8 +36,9 @@ def reduce_results(reduce: ReduceFn | None, dirs: Sequence[Path], output: Path |
     if not merged.complete and not allow_missing:
         console.print("nothing reduced; pass --allow-missing to reduce the rows there are", markup=False)
         return 1
+    rows = list(merged.rows())
     try:
-        value = reduce(merged.rows())
+        value = reduce(rows)
     except Exception:  # noqa: BLE001 - the user's own function: show them where it broke
         console.print(f"the reduce function raised an exception:\n{traceback.format_exc()}", markup=False, soft_wrap=True)
         return 1
