@@ -4,6 +4,8 @@ and results.csv rebuilt from the journal. (Resuming after Ctrl-C/SIGTERM/SIGKILL
 
 from __future__ import annotations
 
+import json
+import sqlite3
 import time
 from pathlib import Path
 
@@ -158,6 +160,44 @@ def test_a_journal_for_another_digest_is_refused_unless_fresh(tmp_path):
     assert sorted(side_lines(project.side)) == sorted(list(project.ids()) * 2)
     assert len(list(project.machine_dir.glob("backup-*/journal.sqlite"))) == 1
     project.assert_csv_matches_journal()
+
+
+def _change(project: Project, part: str) -> None:
+    config = project.config_dir
+    if part in ("config", "unrecorded"):
+        (config / "config.ini").write_text((config / "config.ini").read_text() + "extra = 1\n")
+    elif part == "header":
+        (config / "header.csv").write_text((config / "header.csv").read_text().replace("Note", "Remark"))
+    elif part == "machines":
+        (config / "machines.json").write_text('{"solo": [2.0, 2]}')
+    else:  # more jobs, from the same entry: as a pool listed from a folder that got new files
+        (project.root / "pool.json").write_text(json.dumps([*project.pool, ["ok", 99]]))
+
+
+@pytest.mark.parametrize(
+    "part, said",
+    [
+        ("config", ": config.ini changed since it was made; restore what it was made with"),
+        ("header", ": header.csv changed since it was made; restore"),
+        ("machines", ": machines.json changed since it was made; restore"),
+        ("pool", ": the pool changed since it was made (if nobody changed the entry, it now builds other jobs: from files that changed, or with what differs from run to run, such as hash() of a text"),
+        ("unrecorded", ": the pool or the config files changed since; restore"),  # a journal of jobsplit 0.2, which recorded no parts
+    ],
+)
+def test_a_journal_for_another_digest_says_what_changed_since_it_was_made(tmp_path, part, said):
+    """On a refusal the user had to guess which of four files changed (or whether the entry now
+    builds other jobs): the journal records the digest's parts, and the refusal names those that
+    differ now."""
+    project = Project(tmp_path, pool_spec("ok", 4))
+    project.run()
+    if part == "unrecorded":
+        with sqlite3.connect(project.journal) as db:
+            db.execute("DELETE FROM meta WHERE key = 'parts'")
+        db.close()
+    _change(project, part)
+    refused = project.run(status=2)
+    assert said in refused.stderr, refused.stderr
+    assert refused.stderr.count("changed since") == 1
 
 
 def _cut_mid_line(path: Path) -> None:

@@ -20,6 +20,8 @@ from .pool import IdBuffer, canonical_json
 
 DIGEST_HEX = 32
 PART_HEX = 16
+PART_NAMES = {"pool": "the pool", "config": "config.ini", "header": "header.csv", "machines": "machines.json", "seed": "--seed", "strategy": "the strategy"}
+"""Each part of ``digest_parts`` as a sentence names it."""
 _SEPARATORS = re.compile(r"[\s:_-]+")
 
 

@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from itertools import groupby, repeat
 from pathlib import Path
 from typing import Any, NamedTuple, cast
 
-from .digest import format_digest
+from .digest import PART_NAMES, format_digest
 from .errors import StorageError, UserError
 from .fileid import file_id
 from .results import requoted
@@ -331,14 +331,25 @@ class Journal:
         with self._transaction():
             self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
-    def check(self, digest: str, job_ids: Sequence[str]) -> None:
-        """Refuse to resume a journal made for another digest (or, impossibly, another share)."""
-        recorded = self.meta().get("digest", "")
+    def check(self, digest: str, job_ids: Sequence[str], parts: Callable[[], Mapping[str, str]]) -> None:
+        """Refuse to resume a journal made for another digest (or, impossibly, another share),
+        naming what changed since: ``parts`` gives the digest's parts now (see digest_parts),
+        to compare with those the journal recorded."""
+        meta = self.meta()
+        recorded = meta.get("digest", "")
         if recorded != digest:
+            then = json.loads(meta.get("parts", "{}"))
+            changed = [name for name, part in parts().items() if then.get(name) != part] if then else []
+            what = f"{' and '.join(PART_NAMES[name] for name in changed)} changed since it was made" if changed else "the pool or the config files changed since"
+            unsteady = (
+                " (if nobody changed the entry, it now builds other jobs: from files that changed, or with what differs from run "
+                "to run, such as hash() of a text, id(), a set's order or the time)"
+                if "pool" in changed
+                else ""
+            )
             raise UserError(
-                f"{self.path} was made for digest {format_digest(recorded)}, but the pool and config files now give "
-                f"{format_digest(digest)}; restore the files it was made with, or pass --fresh to start over (the old results are kept as a backup), "
-                "or give another campaign its own --out"
+                f"{self.path} was made for digest {format_digest(recorded)}, but the digest is now {format_digest(digest)}: {what}{unsteady}; "
+                "restore what it was made with, or pass --fresh to start over (the old results are kept as a backup), or give another campaign its own --out"
             )
         if self.job_ids() != list(job_ids):
             raise UserError(f"{self.path} holds a different share than the plan for this digest; pass --fresh to start over")

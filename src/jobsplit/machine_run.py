@@ -170,7 +170,7 @@ class MachineRun:
             if existed:
                 _refuse_a_live_run(journal)  # before anything is written to it
                 self._check_source(journal)
-                journal.check(project.digest, job_ids if job_ids is not None else journal.job_ids())  # a queue's holdings are its own
+                journal.check(project.digest, job_ids if job_ids is not None else journal.job_ids(), project.digest_parts)  # a queue's holdings are its own
             rows = read_rows(folder.results, project.header, project.digest, share.__contains__, digest_known=existed)
             if not existed:
                 queue = {"source": RedisQueue.name, "pool": str(len(project.pool))} if job_ids is None else {}
@@ -214,6 +214,7 @@ class MachineRun:
             "created": utc_timestamp(self.clock.time()),
             "jobsplit": __version__,
             "code": self.code,
+            "parts": json.dumps(project.digest_parts()),  # to say what changed, should the digest one day differ
         }
 
     def _plan_counts(self) -> dict[str, int]:
