@@ -230,19 +230,24 @@ if __name__ == "__main__":
 """
 
 
+def rows_of_a_run(tmp_path, text: str, column: str, start_method: str) -> list[dict[str, str]]:
+    """Run ``text`` as the entry (one result column, two workers) to its end (exit 0): its rows."""
+    entry = tmp_path / "entry.py"
+    entry.write_text(text, encoding="utf-8")
+    config_dir = write_config_dir(tmp_path / "config", header=("Run Start Time", "Job Running Time", "Job Start Time", column), machines={"solo": [1.0, 2]})
+    result = run_entry(entry, *run_args(config_dir, tmp_path / "out", "--start-method", start_method), env=run_env(tmp_path))
+    assert result.returncode == 0, result.stderr
+    with open(tmp_path / "out" / "solo" / "results.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
 @pytest.mark.parametrize("start_method", ["fork", "spawn"])
 def test_jobs_that_are_tuples_or_dicts_of_classes_that_cannot_be_pickled_run(tmp_path, start_method):
     """``pool = list(df.itertuples(index=False))``, a common pandas idiom, gave every job "the
     job's arguments cannot be sent to a worker process": pandas makes the namedtuple class on the
     fly, and it cannot be pickled. Such tuples and dicts go as plain ones: the job gets the same
     arguments, and its Job Args are those of a plain tuple or dict."""
-    entry = tmp_path / "entry.py"
-    entry.write_text(CONTAINERS_ENTRY, encoding="utf-8")
-    config_dir = write_config_dir(tmp_path / "config", header=("Run Start Time", "Job Running Time", "Job Start Time", "Value"), machines={"solo": [1.0, 2]})
-    result = run_entry(entry, *run_args(config_dir, tmp_path / "out", "--start-method", start_method), env=run_env(tmp_path))
-    assert result.returncode == 0, result.stderr
-    with open(tmp_path / "out" / "solo" / "results.csv", newline="") as f:
-        got = {row["Job Args"]: row["Value"] for row in csv.DictReader(f)}
+    got = {row["Job Args"]: row["Value"] for row in rows_of_a_run(tmp_path, CONTAINERS_ENTRY, "Value", start_method)}
     assert got == {
         **{f"[{0.5 * i},{i}]": f"tuple[{0.5 * i}, {i}] dict[]" for i in range(3)},
         **{f'{{"alpha":{0.5 * i},"n":{i}}}': f"tuple[] dict[('alpha', {0.5 * i}), ('n', {i})]" for i in range(3, 5)},
@@ -267,13 +272,7 @@ def test_an_entry_without_the_main_guard_runs(tmp_path, start_method):
     called it again in every worker, which then found the machine folder in use and exited: no
     job ran ("3 worker processes in a row exited as they started"). In a starting worker main
     returns at once, and the worker goes on."""
-    entry = tmp_path / "entry.py"
-    entry.write_text(UNGUARDED_ENTRY, encoding="utf-8")
-    config_dir = write_config_dir(tmp_path / "config", header=("Run Start Time", "Job Running Time", "Job Start Time", "Pid"), machines={"solo": [1.0, 2]})
-    result = run_entry(entry, *run_args(config_dir, tmp_path / "out", "--start-method", start_method), env=run_env(tmp_path))
-    assert result.returncode == 0, result.stderr
-    with open(tmp_path / "out" / "solo" / "results.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = rows_of_a_run(tmp_path, UNGUARDED_ENTRY, "Pid", start_method)
     assert len({row["Job ID"] for row in rows}) == len(rows) == 6
     assert len({row["Pid"] for row in rows}) <= 2  # on the run's two workers
 
