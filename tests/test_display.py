@@ -223,8 +223,10 @@ def test_any_two_numbers_make_a_report(board, value, base, fraction):
     assert board.read(0).fraction == pytest.approx(fraction)
 
 
-@pytest.mark.parametrize("value, base", [("50", 100), (None, 100), (50, "100")])
+@pytest.mark.parametrize("value, base", [("50", 100), (None, 100), (50, "100"), ("array", 100)])
 def test_a_report_of_what_is_not_a_number_says_what_is_expected(board, value, base):
+    if value == "array":  # a job's progress as a NumPy array of several values
+        value = pytest.importorskip("numpy").array([1, 2])
     reporter = ProgressReporter(board, 0)
     for _ in range(2):  # published or held back by the throttle, alike
         with pytest.raises(TypeError, match=r"^progress\.report\(done, base=total\) takes two numbers; got "):

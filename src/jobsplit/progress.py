@@ -102,8 +102,8 @@ class ProgressReporter:
         at the first report rather than hours into the job."""
         now = time.monotonic()
         try:
-            finished = value >= base
-        except TypeError:
+            finished = bool(value >= base)
+        except (TypeError, ValueError):  # ValueError: a NumPy array of several values has no truth value
             raise TypeError(f"progress.report(done, base=total) takes two numbers; got {value!r} and base={base!r}") from None
         if now >= self._next or finished:
             self._next = now + REPORT_INTERVAL
