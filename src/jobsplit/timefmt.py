@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import calendar
+import datetime
+import re
 import time
 
 
@@ -29,7 +31,25 @@ _MILLIS = [f".{millis:03d}Z" for millis in range(1000)] + [".999Z"]
 
 
 def parse_utc_timestamp(text: str) -> float:
-    """The epoch seconds of a :func:`utc_timestamp` text; ValueError if it is not one."""
+    """The epoch seconds of a :func:`utc_timestamp` text; ValueError if it is not one.
+
+    A resuming run reads every row's start time back from results.csv: ``strptime`` took 13 us
+    a row here, 2.6 s of a 200,000-job share's restart. The fixed-width text jobsplit writes is
+    read field by field (``datetime`` checks the date, as ``strptime`` does); anything else
+    still goes to ``strptime``, which decides as before."""
     head, _, fraction = text.removesuffix("Z").partition(".")
-    seconds = calendar.timegm(time.strptime(head, "%Y-%m-%dT%H:%M:%S"))
-    return seconds + (int(fraction) / 10 ** len(fraction) if fraction else 0.0)
+    return _whole_seconds(head) + (int(fraction) / 10 ** len(fraction) if fraction else 0.0)
+
+
+def _whole_seconds(head: str) -> int:
+    fields = _FIXED_WIDTH.fullmatch(head)
+    if fields is not None:
+        year, month, day, hour, minute, second = map(int, fields.groups())
+        try:
+            return calendar.timegm(datetime.datetime(year, month, day, hour, minute, second).timetuple())
+        except ValueError:
+            pass  # not a date, or a leap second (":60", which strptime takes): strptime decides
+    return calendar.timegm(time.strptime(head, "%Y-%m-%dT%H:%M:%S"))
+
+
+_FIXED_WIDTH = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)", re.ASCII)
