@@ -395,8 +395,19 @@ class Journal:
 
     def to_run(self, *, retry_failed: bool) -> list[tuple[str, int]]:
         """(job id, its newest attempt's number) of the jobs a run should start, in ``seq`` order."""
+        return self.standing(retry_failed=retry_failed)[1]
+
+    def standing(self, *, retry_failed: bool) -> tuple[dict[str, int], list[tuple[str, int]]]:
+        """Jobs per state (zeros included) and ``to_run``, from one scan of the attempts: a
+        resuming run needs both, and each scan reads every row's text (0.8 s for 200,000 jobs)."""
+        counts: dict[str, int] = dict.fromkeys(JobState, 0)
         wanted = {JobState.PENDING, JobState.RUNNING} | ({JobState.FAILED} if retry_failed else set())
-        return [(job_id, attempt) for job_id, state, attempt in self._db.execute(_STATES) if state in wanted]
+        start = []
+        for job_id, state, attempt in self._db.execute(_STATES):
+            counts[state] += 1
+            if state in wanted:
+                start.append((job_id, attempt))
+        return counts, start
 
     def done_lines(self) -> Iterator[tuple[str, str]]:
         """(job id, results.csv line) of every done job, in the order they finished; a row

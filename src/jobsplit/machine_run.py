@@ -229,17 +229,18 @@ class MachineRun:
         self, journal: Journal, fresh: bool, position_of: dict[str, int] | None, should_stop: Callable[[], bool], connection: balance.Connection | None = None
     ) -> RunSummary:
         project, settings, folder, clock = self.project, self.settings, self.folder, self.clock
+        to_run: list[tuple[str, int]] | None = None
         if fresh:  # nothing to read back: every job of the share is pending, in plan order
             assert position_of is not None, "only a static share starts from a fresh journal"
             counts: dict[str, int] = {**dict.fromkeys(JobState, 0), JobState.PENDING: len(position_of)}
         else:
             journal.close_crashed_runs(clock.time())
-            counts = journal.counts()
+            counts, to_run = journal.standing(retry_failed=settings.retry_failed)
         failed_before = 0 if settings.retry_failed else counts[JobState.FAILED]
         say = _Say(self.events)
         if connection is None:
             assert position_of is not None, "a static share knows its jobs"
-            feed = self._static_feed(journal, fresh, counts, failed_before, position_of)
+            feed = self._static_feed(to_run, counts, failed_before, position_of)
         else:
             feed = self._queue_feed(journal, counts, failed_before, connection, say)
         source, queue, workers = feed.source, feed.queue, feed.workers
@@ -305,13 +306,14 @@ class MachineRun:
         after = {JobState.DONE: final.done, JobState.FAILED: final.failed} if fresh else journal.counts()  # a new journal: the runner's counts are all
         return RunSummary(status, narrator.total, after[JobState.DONE], after[JobState.FAILED], final.done_this_run, final.elapsed, workers)
 
-    def _static_feed(self, journal: Journal, fresh: bool, counts: dict[str, int], failed_before: int, position_of: dict[str, int]) -> _Feed:
-        """This machine's share of the plan, what the journal does not hold as settled."""
+    def _static_feed(self, to_run: list[tuple[str, int]] | None, counts: dict[str, int], failed_before: int, position_of: dict[str, int]) -> _Feed:
+        """This machine's share of the plan, what the journal does not hold as settled
+        (``to_run``, see Journal.to_run; None: a fresh journal, every job)."""
         settings = self.settings
-        if fresh:  # every job, first attempts, in plan order (the dict's): one Task each, without a Python loop
+        if to_run is None:  # every job, first attempts, in plan order (the dict's): one Task each, without a Python loop
             tasks = list(map(Task, position_of, position_of.values()))
         else:
-            tasks = [Task(job_id, position_of[job_id], attempt + 1) for job_id, attempt in journal.to_run(retry_failed=settings.retry_failed)]
+            tasks = [Task(job_id, position_of[job_id], attempt + 1) for job_id, attempt in to_run]
         if counts[JobState.DONE] or failed_before:
             self.events.notice(f"resuming: {counts[JobState.DONE]} done, {failed_before} failed, {len(tasks)} to go")
         return _Feed(StaticShare(tasks, settings.retries), min(settings.workers, max(len(tasks), 1)), f"{plural(len(tasks), 'job')} of {sum(counts.values())} to run")
