@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from itertools import groupby, repeat
 from pathlib import Path
 from typing import Any, NamedTuple, cast
@@ -232,7 +232,7 @@ class Journal:
         self.path = path
         try:
             if read_only:
-                self._db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None, timeout=5)
+                self._db = read_only_connection(path)
             else:
                 self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
         except sqlite3.Error as exc:
@@ -278,11 +278,8 @@ class Journal:
         if not path.exists() or path.stat().st_size == 0:
             return False
         try:
-            db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-            try:
+            with closing(read_only_connection(path)) as db:
                 return bool(db.execute("SELECT COUNT(*) FROM meta WHERE key = 'digest'").fetchone()[0])
-            finally:
-                db.close()
         except sqlite3.DatabaseError:
             return False
 
@@ -294,11 +291,8 @@ class Journal:
         if not path.exists() or path.stat().st_size == 0:
             return None
         try:
-            db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-            try:
+            with closing(read_only_connection(path)) as db:
                 found = [problem for (problem,) in db.execute("PRAGMA quick_check(3)")]
-            finally:
-                db.close()
         except sqlite3.DatabaseError as exc:
             return str(exc) if is_damage(exc) else None  # other errors (permissions, a lock) are said where the journal is opened
         if found == ["ok"]:
@@ -551,6 +545,12 @@ def _is_group(record: Ended) -> bool:
 
 def _attempt_rows(record: Ended) -> list[AttemptRow]:
     return record.attempt_rows() if isinstance(record, DoneGroup) else [record]
+
+
+def read_only_connection(path: Path) -> sqlite3.Connection:
+    """A connection that only reads the journal at ``path``: the tools', and the checks before a
+    run writes it."""
+    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None, timeout=5)
 
 
 def is_damage(exc: sqlite3.DatabaseError) -> bool:

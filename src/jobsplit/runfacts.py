@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .digest import format_digest
 from .errors import UserError
+from .journal import read_only_connection
 from .logmerge import LogFile
 from .outdir import JOURNAL_FILE, MachineDir, find_machine_dirs
 from .results import requoted, row_cells
@@ -180,7 +181,7 @@ def load(paths: Sequence[Path]) -> RunFacts:
 def _load_machine(path: Path) -> tuple[dict[str, str], MachineFacts]:
     journal = path / JOURNAL_FILE
     try:
-        db = sqlite3.connect(f"{journal.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None, timeout=5)
+        db = read_only_connection(journal)
     except sqlite3.Error as exc:
         raise UserError(f"{journal} cannot be opened ({exc}); copy it again from its host, or leave its folder out") from None
     try:
