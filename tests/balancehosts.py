@@ -189,10 +189,12 @@ class Makespan:
 
 def makespan(cluster: Cluster, workers: int = 2) -> Makespan:
     """From the journals: first attempt start to last attempt end, against the ideal for the
-    hosts' measured speeds (workers / mean done-attempt time) and start times."""
+    hosts' measured speeds (workers / mean done-attempt time) and start times. A host's jobs
+    are those it did (state done), not a result that came after its claim had lapsed and
+    another host took the job (superseded, its outcome done too): a busy CI run had one."""
     starts, last, per_host = {}, 0.0, {}
     for machine in cluster.machines:
-        rows = query(cluster.journal(machine), "SELECT MIN(started), MAX(ended), COUNT(*), AVG(ended - started) FROM attempts WHERE outcome = 'done'")
+        rows = query(cluster.journal(machine), "SELECT MIN(started), MAX(ended), COUNT(*), AVG(ended - started) FROM attempts WHERE outcome = 'done' AND state = 'done'")
         start, end, count, mean = rows[0]
         starts[machine], last = float(start), max(last, float(end))  # type: ignore[arg-type]
         per_host[machine] = (int(count), float(mean))  # type: ignore[arg-type]
