@@ -69,7 +69,7 @@ class Cluster:
         """The host's environment: this process's (without REDIS_*), or only what a host needs."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("REDIS_")} if inherit else {"HOME": str(self.root), "LANG": "C.UTF-8", "PATH": "/nonexistent"}
         env.update(
-            XDG_CONFIG_HOME=str(self.root / "xdg"), NO_COLOR="1", COLUMNS="200", PYTHONUNBUFFERED="1",
+            XDG_CONFIG_HOME=str(self.root / "xdg"), XDG_STATE_HOME=str(self.root / "state"), NO_COLOR="1", COLUMNS="200", PYTHONUNBUFFERED="1",
             JOBSPLIT_TEST_FACTOR=str(factor), JOBSPLIT_TEST_POOL=str(self.pool),
         )  # fmt: skip
         return env
