@@ -49,6 +49,8 @@ class Assignment(NamedTuple):
     ticket: int
     job_id: str
     job: Any
+    sent: float
+    """When the runner sent it: it starts no earlier."""
 
 
 @dataclass
@@ -92,7 +94,7 @@ class FakeLink:
         batch: Batch = message
         if any(job[0] == "unpicklable" for job in batch.jobs):
             raise TypeError("cannot pickle '_thread.lock' object")
-        assignments = [Assignment(t, i, j) for t, i, j in zip(batch.tickets, batch.job_ids, batch.jobs)]
+        assignments = [Assignment(t, i, j, self.hub.clock.now) for t, i, j in zip(batch.tickets, batch.job_ids, batch.jobs)]
         self.batches.append(assignments)
         self.inbox.extend(assignments)
         self._start_next()
@@ -151,12 +153,15 @@ class FakeLink:
             news = True
         return news
 
-    def _start_next(self) -> None:
+    def _start_next(self, at: float | None = None) -> None:
+        """The next queued job starts ``at`` (the last one's end; default: now), or when it was
+        sent if that is later. A test that moves the clock on its own (a runner busy elsewhere)
+        sees the queued jobs run meanwhile."""
         if self.current_job is None and self.inbox and self.code is None:
             assignment = self.inbox.popleft()
             kind, seconds = assignment.job[:2]
-            ends = None if kind == "hang" else self.hub.clock.now + seconds
-            self.current_job = _Job(assignment, self.hub.clock.now, ends)
+            start = max(self.hub.clock.now if at is None else at, assignment.sent)
+            self.current_job = _Job(assignment, start, None if kind == "hang" else start + seconds)
 
     def _end(self, job: _Job) -> None:
         kind = job.assignment.job[0]
@@ -174,7 +179,7 @@ class FakeLink:
             self._report(ticket, Outcome.ERROR, EPOCH + job.started, duration, None, f"{kind} on purpose", internal=kind == "internal")
         else:
             self._report(ticket, Outcome.DONE, EPOCH + job.started, duration, f"row of {job.assignment.job_id}\n", None)
-        self._start_next()
+        self._start_next(job.ends)
 
     def _report(self, ticket: int, outcome: str, started: float, duration: float, row: str | None, error: str | None, internal: bool = False) -> None:
         results = Results([ticket], [outcome], [started], [duration], [0.0], [row], [error], [1 << 20], [duration], [ticket] if internal else [])

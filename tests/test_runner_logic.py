@@ -26,7 +26,7 @@ from jobsplit.pool import JobPool
 from jobsplit.progress import ProgressBoard
 from jobsplit.recorder import Recorder
 from jobsplit.results import ResultsFile
-from jobsplit.runner import KILL_GRACE, START_FAILURES_LIMIT, Runner
+from jobsplit.runner import BATCH_SECONDS, KILL_GRACE, MAX_BATCH, START_FAILURES_LIMIT, Runner
 from jobsplit.sources import JobSource, StaticShare, Task
 from jobsplit.states import JobState, Outcome
 from jobsplit.worker import WorkerSetup
@@ -107,6 +107,34 @@ def test_long_jobs_keep_one_job_queued_behind_the_running_one(make):
     starts = sorted(a["started"] for a in setup.journal.attempts())
     assert starts[2:] == ends[:-2]  # each next job started the moment the one before it ended
     assert len(setup.attempts()) == 8
+
+
+def test_very_short_jobs_keep_their_workers_busy_while_the_runner_commits(make):
+    """Jobs so short that MAX_BATCH of them take less than BATCH_SECONDS are queued in several
+    messages, about BATCH_SECONDS of them on each worker, so that a worker runs on while the
+    runner is busy: here 10 ms in every 30 ms of virtual time, as a commit of the journal (up to
+    25 ms on this VM, while 512 no-op jobs take about 8 ms)."""
+    seconds = 5e-6
+    setup = make([("ok", seconds, i) for i in range(20_000)])
+    runner, clock = setup.runner(), setup.clock
+    queued: list[int] = []
+    busy_from = [clock.now + 0.020]  # once the first results told the runner how short the jobs are
+
+    def busy_now_and_then() -> None:
+        queued.extend(len(slot.queue) for slot in runner._slots)
+        if clock.now >= busy_from[0]:
+            clock.now += 0.010  # the runner sends nothing meanwhile: the workers run what they hold
+            busy_from[0] = clock.now + 0.020
+
+    assert runner.run(lambda: False, busy_now_and_then) is True
+    assert max(len(batch) for link in setup.hub.links for batch in link.batches) <= MAX_BATCH
+    assert max(queued) > 2 * MAX_BATCH  # more than the batch run and one behind it
+    assert max(queued) * seconds < 2 * BATCH_SECONDS  # held in time, not in count
+    for slot in (0, 1):
+        ran = sorted((a["started"], a["ended"]) for a in setup.journal.attempts() if a["slot"] == slot)
+        waits = [start - end for (_, end), (start, _) in zip(ran, ran[1:]) if start - end > 1e-9]
+        assert len(ran) > 5_000 and waits == [], f"worker {slot} waited {len(waits)} times, {sum(waits) * 1e3:.1f} ms in all"
+    assert {a for job in setup.attempts().values() for a in job} == {(1, "done", "done")}
 
 
 def test_an_idle_worker_takes_a_queued_job_from_a_busy_one(make):

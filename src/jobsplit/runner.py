@@ -50,9 +50,12 @@ BATCH_SECONDS = 0.1
 """Short jobs are sent in batches that take about this long: long enough to amortize the two
 messages of a batch (a worker's send of its results costs about 0.1 ms here, as it wakes the
 runner), short enough that the last batches still spread over every worker (they shrink near
-the end) and that a worker's crash hands back little."""
+the end) and that a worker's crash hands back little. A worker also has about this much work
+queued behind the batch it runs: more than a commit of the journal takes (up to 25 ms here),
+during which the runner sends nothing."""
 MAX_BATCH = 512
-"""At most this many jobs in one message, whatever their length."""
+"""At most this many jobs in one message, whatever their length: jobs shorter than
+BATCH_SECONDS / MAX_BATCH (0.2 ms) are queued in several messages."""
 PER_JOB_GUESS = 20e-6
 """Seconds of jobsplit's own work per job in a worker, until groups of results measure it."""
 KILL_GRACE = 1.0
@@ -257,26 +260,34 @@ class Runner:
     def _dispatch(self) -> None:
         asked = False
         for slot in sorted(self._slots, key=lambda s: len(s.queue)):  # idle workers first
-            if slot.timed_out is None and (wanted := self._wanted(slot)):
-                tasks = self.source.take(wanted)
+            count, unit = self._wanted(slot)
+            if slot.timed_out is None and count:
+                tasks = self.source.take(count)
                 asked = True
-                if tasks:
-                    self._send(slot, tasks)
+                for start in range(0, len(tasks), unit):
+                    self._send(slot, tasks[start : start + unit])
         if not asked:
             self.source.take(0)  # the source's tick: a shared queue renews its leases here
         if any(not slot.queue for slot in self._slots):
             self._steal()
 
-    def _wanted(self, slot: _Slot) -> int:
-        """How many jobs to send now: a worker always has one unit queued behind the one it
-        runs, so it never waits for the runner between jobs; a unit is one job, or for short
-        jobs a batch that takes about BATCH_SECONDS. Near the end the units shrink, so the last
-        jobs spread over every worker."""
+    def _wanted(self, slot: _Slot) -> tuple[int, int]:
+        """How many jobs to send now, in messages of how many (a unit): a worker always has at
+        least one unit queued behind the one it runs, so it never waits for the runner between
+        jobs; a unit is one job, or for short jobs a batch that takes about BATCH_SECONDS. Jobs
+        so short that a unit of MAX_BATCH takes less get several units queued, about
+        BATCH_SECONDS of them, so that the worker runs on while the runner commits. Near the end
+        units and queues shrink, so the last jobs spread over every worker."""
         cost = self._job_cost
-        unit = 1 if cost is None else max(1, min(MAX_BATCH, int(BATCH_SECONDS / cost)))
-        if unit > 1:
-            unit = max(1, min(unit, (self.source.remaining() - self._in_flight()) // (2 * self.size)))
-        return unit if len(slot.queue) - len(slot.revoking) <= unit else 0
+        unit = ahead = 1 if cost is None else max(1, int(BATCH_SECONDS / cost))
+        if ahead > 1:
+            spare = (self.source.remaining() - self._in_flight()) // (2 * self.size)
+            unit = max(1, min(MAX_BATCH, ahead, spare))
+            ahead = max(unit, min(ahead, spare))
+        queued = len(slot.queue) - len(slot.revoking)
+        if queued > ahead:
+            return 0, unit
+        return ahead + unit - queued if ahead > unit else unit, unit
 
     def _in_flight(self) -> int:
         return sum(len(slot.queue) for slot in self._slots)
