@@ -155,6 +155,8 @@ def job(*args, **kwargs):
         time.sleep(float(param))
     elif kind == "hang":
         time.sleep(600)
+    elif kind == "leavethread":  # leaves a thread (not a daemon) asleep for `param` seconds: its worker cannot exit before
+        threading.Thread(target=time.sleep, args=(param,)).start()
     elif kind == "lock":
         return threading.Lock()
     elif kind == "lockcell":

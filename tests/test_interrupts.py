@@ -240,6 +240,27 @@ def test_a_finished_job_is_recorded_while_the_next_job_of_its_batch_runs(tmp_pat
     assert sorted(ran) == sorted(spec_id(s) for s in pool), "a finished job ran again after the interrupt"
 
 
+def test_the_last_results_are_committed_before_the_workers_are_stopped(tmp_path):
+    """The share is done, but a job left a thread that is not a daemon, so its worker cannot exit:
+    the runner waits the stop grace (here 30 s) before it kills it. The last results must not
+    wait with it (a second Ctrl-C, a power cut, meanwhile would lose them): they are in the
+    journal and results.csv while the run is still stopping its workers."""
+    pool = pool_spec("leavethread", 3, 60)
+    entry, config_dir = write_kinds_entry(tmp_path, pool)
+    journal = tmp_path / "out" / "solo" / "journal.sqlite"
+    args = run_args(config_dir, tmp_path / "out", "--workers", "1", "--start-method", "fork", "--stop-grace", "30")
+    process = start_entry(entry, args, run_env(tmp_path))
+    try:
+        wait_for(lambda: len(done_in_journal(journal)) == 3, 20, "the 3 jobs done in the journal")
+        assert process.poll() is None, "the run ended before the stop grace: the test proves nothing"
+        _, rows = read_results(journal.parent / "results.csv")
+        assert sorted(row["Job ID"] for row in rows) == sorted(spec_id(s) for s in pool)
+    finally:
+        kill_session(process.pid)
+        process.kill()
+        communicate(process, 30)
+
+
 @pytest.mark.parametrize("how", ["interrupt", "scheduler", "workersfirst"])
 def test_jobs_that_finished_just_before_a_stop_are_recorded_and_never_run_again(tmp_path, how):
     """A short job's result waits in its worker to travel with its batch's: a stop must not lose it.

@@ -79,8 +79,7 @@ class Recorder:
     def flush_if_due(self, running: Running) -> None:
         """Commit attempts that end a quiet spell, fill a group or are old enough; or a change in
         the running jobs, or a heartbeat. The runner calls it once the workers have their next
-        jobs: a commit of a group of short jobs takes tens of milliseconds, longer than a worker's
-        queued jobs last."""
+        jobs: a commit of a group of short jobs takes tens of milliseconds."""
         now = self._clock.monotonic()
         if self._attempts:
             due = self._at_once or self._oldest + self.max_delay <= now  # the very expressions due_in() waits for

@@ -198,10 +198,13 @@ class Runner:
                 on_tick()
             return False
         finally:
-            try:
-                self._shut_down()
-            finally:
+            try:  # what ended is durable before the workers stop, which takes up to the stop grace for each
                 self.recorder.flush(self.running_attempts)
+            finally:
+                try:
+                    self._shut_down()
+                finally:
+                    self.recorder.flush(self.running_attempts)
 
     def running(self) -> list[RunningJob]:
         now, jobs = self.clock.monotonic(), []
