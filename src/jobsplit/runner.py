@@ -198,7 +198,7 @@ class Runner:
                 on_tick()
             return False
         finally:
-            try:  # what ended is durable before the workers stop, which takes up to the stop grace for each
+            try:  # what ended is durable before the workers stop, which can take the stop grace
                 self.recorder.flush(self.running_attempts)
             finally:
                 try:
