@@ -10,11 +10,13 @@ import csv
 import json
 import os
 import pty
+import random
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -289,6 +291,49 @@ def test_jobs_that_finished_just_before_a_stop_are_recorded_and_never_run_again(
     assert status == 0, err
     assert "resuming: 4 done, 0 failed, 6 to go" in err
     assert sorted(side_lines(side)) == sorted(spec_id(s) for s in pool), "a finished job ran again after the stop"
+
+
+def test_tiny_jobs_stopped_again_and_again_run_once_unless_a_stop_interrupted_them(tmp_path):
+    """Jobs of some 40 us, 512 to a message, and the run stopped (Ctrl-C) at random moments until
+    the share is done: every run of a job is in the journal, as done or as interrupted. A stop
+    used to lose whole groups of finished jobs, which then ran again: the SIGTERM handler found
+    the outbox's lock taken by the very thread it interrupted (formatting or sending a batch's
+    results), or by a last send that thread had begun when it saw the runner's mark on the board
+    before the signal came; it gave up and the worker died with the results unsent (in 4 stops of
+    6 here, up to 512 jobs a stop)."""
+    count = 30_000
+    pool = pool_spec("ok", count)
+    entry, config_dir = write_kinds_entry(tmp_path, pool)
+    side, journal = tmp_path / "side.txt", tmp_path / "out" / "solo" / "journal.sqlite"
+    env = run_env(tmp_path, JOBSPLIT_TEST_SIDE=str(side))
+    args = run_args(config_dir, tmp_path / "out", "--workers", "2", "--start-method", "fork")
+    rng = random.Random(20261207)
+    stops = 0
+    while True:
+        assert stops <= 40, "the share never finished"
+        process = start_entry(entry, args, env)
+        before = len(side_lines(side))
+        target = before + rng.randrange(1_000, 5_000)
+        try:
+            wait_for(lambda p=process, t=target: p.poll() is not None or len(side_lines(side)) >= t, 60, f"{target} jobs run", interval=0.005)
+            if process.poll() is None:
+                os.kill(process.pid, signal.SIGINT)
+            status, _, err = communicate(process, 60)
+        finally:
+            kill_session(process.pid)
+        if status == 0:
+            break
+        assert status == 130, err
+        stops += 1
+    assert stops >= 4, f"only {stops} stops: the test proves little"
+    ran = Counter(side_lines(side))
+    attempts = Counter(job for (job,) in journal_query(journal, "SELECT job_id FROM attempts"))
+    unrecorded = {job: runs for job, runs in ran.items() if runs > attempts[job]}
+    assert not unrecorded, f"{len(unrecorded)} runs of jobs left no attempt in the journal, in {stops} stops"
+    ids = sorted(spec_id(s) for s in pool)
+    assert {job: row["state"] for job, row in journal_jobs(journal).items()} == dict.fromkeys(ids, "done")
+    _, rows = read_results(journal.parent / "results.csv")
+    assert sorted(row["Job ID"] for row in rows) == ids
 
 
 @pytest.mark.parametrize("how", ["interrupt", "scheduler"])

@@ -227,14 +227,18 @@ def _run_jobs(inbox: SimpleQueue[list[_Ready] | None], run: _JobRunner, revocati
             if revocations.start(ready.ticket, outbox):
                 run(ready)
                 if memory is not None and memory.outgrown():
+                    _record_from_here()
                     run.capture.emit(time.time(), "WARNING", "jobsplit", memory.explain(ready.job_id))
                     outbox.flush()
+                    _recorded()
                     return True
         # A batch ended: its group goes now, from this thread, before the next job starts, so a
         # worker that dies loses at most the group it was running. Handed to the watcher instead,
         # it left 0.2 ms more for the jobs between batches (a mean gap of 167 us against 195 for
         # 10 ms jobs here), but a job that crashed as it started took the last group with it too.
+        _record_from_here()
         outbox.flush()
+        _recorded()
     return False
 
 
@@ -291,6 +295,17 @@ _slot = 0
 runner stops this worker."""
 _in_job = False
 """True while the job function runs (in the job thread, where signal handlers run)."""
+_recording = False
+"""True while the job thread holds an ended attempt not yet in the outbox, or is in the outbox,
+whose lock the SIGTERM handler would then wait for in vain: a stop that comes meanwhile waits
+for it (see _recorded). Set before ``_in_job`` is cleared, so that no moment is left between."""
+_stop_deferred = False
+"""The runner's stop came while ``_recording``: the job thread ends the worker once it is done."""
+_ending = False
+"""The worker is ending (its last send under way): a SIGTERM handled meanwhile changes nothing.
+The job thread may see the runner's mark on the board, and begin its last send, before the
+runner's SIGTERM arrives: handled in the middle of that send, the signal found the outbox's lock
+taken (by the send it interrupted), killed the worker, and cut the message short."""
 _forked = False
 """True in a process forked by a job (``os.register_at_fork``): see _end_forked_child."""
 _fork_masks = threading.local()
@@ -354,7 +369,10 @@ def _on_terminate(signum: int, frame: FrameType | None) -> None:
     Programs the job started outside this process group are signalled too. A process the job
     forks starts with the default action (see _hold_sigterm); one forked by C code, without
     Python's fork hooks, may still inherit this handler: there it only dies."""
+    global _stop_deferred, _ending
     if os.getpid() == _worker_pid:
+        if _ending:
+            return  # the last send goes on, then the worker ends
         if os.getppid() != _parent_pid:
             _kill_own_group()
         if _board is not None and not _board.stopping(_slot):  # not (yet) the runner's
@@ -362,11 +380,32 @@ def _on_terminate(signum: int, frame: FrameType | None) -> None:
                 return  # between two jobs, a stop comes with its mark on the board first
             if not _stopped_by_the_runner(_board):
                 raise _SigtermFromTheJob
+        if _recording:
+            _stop_deferred = True  # the job thread records what ended, then comes back here
+            return
+        _ending = True
         if _outbox is not None:
             _outbox.send_last()
         signal_strays(signal.SIGTERM)  # the group had it from the runner, with this process
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _record_from_here() -> None:
+    """The job thread is about to hand what ended to the outbox (see _recording)."""
+    global _recording
+    _recording = True
+
+
+def _recorded() -> None:
+    """The job thread has handed what ended to the outbox and left it: a stop that came
+    meanwhile takes effect now, and the last send carries it. Handled at once, a stop that came
+    while the job thread formatted or sent a batch's results waited for the outbox's lock in
+    vain, and the worker died with them unsent: those jobs ran again at the next start."""
+    global _recording
+    _recording = False
+    if _stop_deferred:
+        _on_terminate(signal.SIGTERM, None)
 
 
 def _stopped_by_the_runner(board: ProgressBoard) -> bool:
@@ -487,10 +526,10 @@ class _Outbox:
 
     def send_last(self) -> None:
         """The worker is about to die of a SIGTERM (a stop, a scheduler's signal, a timeout): the
-        attempts that ended go now, or the parent would hand them out again. Called by the signal
-        handler, in the job thread: if that thread was interrupted inside the outbox itself, its
-        lock never comes and nothing goes (its message may be half written). The lock is kept, so
-        that no other thread starts a message that the exit would cut short."""
+        attempts that ended go now, or the parent would hand them out again. Called in the job
+        thread, never while it is in the outbox (a stop then waits for it, see _recording): the
+        lock comes once another thread's send ends. The lock is kept, so that no other thread
+        starts a message that the exit would cut short."""
         if self._lock.acquire(timeout=LAST_SEND_WAIT) and self._ended:
             try:
                 self._send()
@@ -560,7 +599,9 @@ class _Revocations:
             if ticket not in self._revoked:
                 return True
             self._revoked.discard(ticket)
+        _record_from_here()
         self.confirm(outbox)
+        _recorded()
         return False
 
     def confirm(self, outbox: _Outbox) -> None:
@@ -638,21 +679,25 @@ class _JobRunner:
             self.progress.restart()
             self.capture.start_job(job_id)
         except BaseException:  # noqa: BLE001 - reported as jobsplit's own failure
+            _record_from_here()
             outbox.add(ticket, Outcome.ERROR, started, 0.0, 0.0, None, _internal(), None, None, internal=True)
+            _recorded()
             return
         board.start(self.slot, ticket)
         started, clock = time.time(), time.perf_counter()
         paused = board.paused()  # read after the clock, and before it at the end: a pause is never taken out unless it was in
         error: str | None = None
-        global _in_job
+        global _in_job, _recording
         try:
             _in_job = True
             if kwargs or setup.by_name:
                 value = setup.job(*args, **kwargs, random_obj=rng, config=self.config, progress=self.progress)
             else:
                 value = setup.job(*args, rng, self.config, progress=self.progress)
+            _recording = True
             _in_job = False
         except BaseException as exc:  # noqa: BLE001 - anything a job raises is that job's failure
+            _recording = True
             _in_job = False
             if _forked:
                 _end_forked_child(exc)
@@ -673,6 +718,7 @@ class _JobRunner:
             outbox.add(ticket, Outcome.ERROR, started, running_time, paused, None, error, max_rss, cpu)
         else:
             outbox.add_returned(_returned((ticket, started, running_time, paused, max_rss, cpu, value, job_id, job_args, job, position)))
+        _recorded()
 
     def _restore_surroundings(self) -> None:
         """The next job starts in the run's folder with the run's environment variables, signal
