@@ -6,6 +6,7 @@ left in that session (workers, and the resource tracker under spawn).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -293,9 +294,11 @@ def test_jobs_that_finished_just_before_a_stop_are_recorded_and_never_run_again(
     assert sorted(side_lines(side)) == sorted(spec_id(s) for s in pool), "a finished job ran again after the stop"
 
 
-def test_tiny_jobs_stopped_again_and_again_run_once_unless_a_stop_interrupted_them(tmp_path):
-    """Jobs of some 40 us, 512 to a message, and the run stopped (Ctrl-C) at random moments until
-    the share is done: every run of a job is in the journal, as done or as interrupted. A stop
+@pytest.mark.parametrize("how", ["interrupt", "scheduler"])
+def test_tiny_jobs_stopped_again_and_again_run_once_unless_a_stop_interrupted_them(tmp_path, how):
+    """Jobs of some 40 us, 512 to a message, and the run stopped at random moments until the share
+    is done (Ctrl-C, or a scheduler's SIGTERM to every process of the run at once): every run of a
+    job is in the journal, as done or as interrupted. A stop
     used to lose whole groups of finished jobs, which then ran again: the SIGTERM handler found
     the outbox's lock taken by the very thread it interrupted (formatting or sending a batch's
     results), or by a last send that thread had begun when it saw the runner's mark on the board
@@ -309,15 +312,22 @@ def test_tiny_jobs_stopped_again_and_again_run_once_unless_a_stop_interrupted_th
     args = run_args(config_dir, tmp_path / "out", "--workers", "2", "--start-method", "fork")
     rng = random.Random(20261207)
     stops = 0
+
+    def finished() -> int:  # read while workers append: a line may be half there
+        return side.read_bytes().count(b"\n") if side.exists() else 0
+
     while True:
         assert stops <= 40, "the share never finished"
         process = start_entry(entry, args, env)
-        before = len(side_lines(side))
-        target = before + rng.randrange(1_000, 5_000)
+        target = finished() + rng.randrange(1_000, 5_000)
         try:
-            wait_for(lambda p=process, t=target: p.poll() is not None or len(side_lines(side)) >= t, 60, f"{target} jobs run", interval=0.005)
-            if process.poll() is None:
+            wait_for(lambda p=process, t=target: p.poll() is not None or finished() >= t, 60, f"{target} jobs run", interval=0.005)
+            if process.poll() is None and how == "interrupt":
                 os.kill(process.pid, signal.SIGINT)
+            elif process.poll() is None:
+                for pid, _, _ in session_processes(process.pid):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGTERM)
             status, _, err = communicate(process, 60)
         finally:
             kill_session(process.pid)
