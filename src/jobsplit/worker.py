@@ -30,7 +30,8 @@ import termios
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import repeat
 from multiprocessing.connection import Connection
@@ -227,18 +228,16 @@ def _run_jobs(inbox: SimpleQueue[list[_Ready] | None], run: _JobRunner, revocati
             if revocations.start(ready.ticket, outbox):
                 run(ready)
                 if memory is not None and memory.outgrown():
-                    _record_from_here()
-                    run.capture.emit(time.time(), "WARNING", "jobsplit", memory.explain(ready.job_id))
-                    outbox.flush()
-                    _recorded()
+                    with _recording_here():
+                        run.capture.emit(time.time(), "WARNING", "jobsplit", memory.explain(ready.job_id))
+                        outbox.flush()
                     return True
         # A batch ended: its group goes now, from this thread, before the next job starts, so a
         # worker that dies loses at most the group it was running. Handed to the watcher instead,
         # it left 0.2 ms more for the jobs between batches (a mean gap of 167 us against 195 for
         # 10 ms jobs here), but a job that crashed as it started took the last group with it too.
-        _record_from_here()
-        outbox.flush()
-        _recorded()
+        with _recording_here():
+            outbox.flush()
     return False
 
 
@@ -391,10 +390,15 @@ def _on_terminate(signum: int, frame: FrameType | None) -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _record_from_here() -> None:
-    """The job thread is about to hand what ended to the outbox (see _recording)."""
+@contextmanager
+def _recording_here() -> Iterator[None]:
+    """The job thread hands what ended to the outbox (see _recording)."""
     global _recording
     _recording = True
+    try:
+        yield
+    finally:
+        _recorded()
 
 
 def _recorded() -> None:
@@ -599,9 +603,8 @@ class _Revocations:
             if ticket not in self._revoked:
                 return True
             self._revoked.discard(ticket)
-        _record_from_here()
-        self.confirm(outbox)
-        _recorded()
+        with _recording_here():
+            self.confirm(outbox)
         return False
 
     def confirm(self, outbox: _Outbox) -> None:
@@ -679,9 +682,8 @@ class _JobRunner:
             self.progress.restart()
             self.capture.start_job(job_id)
         except BaseException:  # noqa: BLE001 - reported as jobsplit's own failure
-            _record_from_here()
-            outbox.add(ticket, Outcome.ERROR, started, 0.0, 0.0, None, _internal(), None, None, internal=True)
-            _recorded()
+            with _recording_here():
+                outbox.add(ticket, Outcome.ERROR, started, 0.0, 0.0, None, _internal(), None, None, internal=True)
             return
         board.start(self.slot, ticket)
         started, clock = time.time(), time.perf_counter()
