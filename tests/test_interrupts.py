@@ -620,3 +620,52 @@ def test_ctrl_c_before_the_run_starts_is_one_sentence_and_exit_130(tmp_path):
     assert status == 130, err
     assert "Traceback" not in err and "interrupted (Ctrl-C)" in err, err
     assert not (tmp_path / "out").exists()
+
+
+SLOW_IMPORT_ENTRY = """
+import importlib.abc
+import os
+import sys
+import time
+
+import jobsplit
+
+
+class SlowRunner(importlib.abc.MetaPathFinder):
+    # jobsplit.main loads the runner and the console when first used: this makes that moment long
+    def find_spec(self, name, path, target=None):
+        if name == "jobsplit.run_command":
+            open(os.environ["JOBSPLIT_TEST_MARK"], "w").close()
+            time.sleep(60)
+        return None
+
+
+sys.meta_path.insert(0, SlowRunner())
+
+
+def job(i, random_obj, config, progress):
+    return i
+
+
+if __name__ == "__main__":
+    jobsplit.main(job, [(i,) for i in range(10)])
+"""
+
+
+def test_ctrl_c_while_jobsplit_loads_is_one_sentence_and_exit_130(tmp_path):
+    """Ctrl-C in the tenth of a second ``jobsplit.main`` takes to load the runner and the console
+    (the first thing a user who started the wrong command does): a traceback through the
+    imports, before, and the process died of SIGINT. Found by stopping runs at random moments."""
+    entry, mark = tmp_path / "entry.py", tmp_path / "loading"
+    entry.write_text(SLOW_IMPORT_ENTRY)
+    config_dir = write_config_dir(tmp_path / "config", header=["Run Start Time", "Job Running Time", "Job Start Time", "I"], machines={"solo": [1.0, 1]})
+    process = start_entry(entry, run_args(config_dir, tmp_path / "out"), run_env(tmp_path, JOBSPLIT_TEST_MARK=str(mark)))
+    try:
+        wait_for(mark.exists, 30, "jobsplit.main to load the runner")
+        os.killpg(process.pid, signal.SIGINT)  # as a terminal does: the whole process group
+        status, _, err = communicate(process, 30)
+    finally:
+        kill_session(process.pid)
+    assert status == 130, err
+    assert "Traceback" not in err and err.strip() == "error: interrupted (Ctrl-C); nothing was left half-written: run the same command again", err
+    assert not (tmp_path / "out").exists()

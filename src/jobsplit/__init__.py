@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from . import exitcodes
 from ._version import __version__
 from .config import JobConfig, ReadOnlyConfigError, parse_filesize
-from .errors import UserError
+from .errors import UserError, exit_interrupted
 from .progress import ProgressReporter
 
 if TYPE_CHECKING:
@@ -27,8 +27,10 @@ def __getattr__(name: str) -> Any:
     if name == "main":
         if sys.platform == "win32":
             return _not_on_windows
-        from .cli import main
-
+        try:
+            from .cli import main
+        except KeyboardInterrupt:  # the runner and the console load for a tenth of a second
+            exit_interrupted()
         globals()["main"] = main
         return main
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,7 +7,6 @@ import dataclasses
 import json
 import multiprocessing
 import os
-import signal
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -21,7 +20,7 @@ from ._version import __version__
 from .config import CONFIG_FILE, HEADER_FILE
 from .console import data_console, message_console, say_error, say_notice
 from .digest import format_digest
-from .errors import JobsplitError, UserError
+from .errors import JobsplitError, UserError, exit_interrupted
 from .fingerprint import entry_fingerprint
 from .hostconfig import CONSOLE_STYLES, START_METHODS
 from .jobcall import check_job_function
@@ -161,11 +160,14 @@ def script_main() -> NoReturn:
 
 
 def _closing_stdout(command: Callable[[], int]) -> int:
-    """Run a command whose output may go to a pipe that closes early (``| head``): no traceback."""
+    """Run a command with no traceback for an output pipe that closes early (``| head``), nor for
+    Ctrl-C outside a run (which stops in its own way): say, while a big pool is digested."""
     try:
         status = command()
         sys.stdout.flush()
         return status
+    except KeyboardInterrupt:
+        exit_interrupted()
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # let the exit-time flush succeed
         return exitcodes.BROKEN_PIPE
@@ -179,10 +181,6 @@ def _guarded(console: Console, command: Callable[[], int]) -> int:
     except JobsplitError as exc:
         say_error(console, str(exc))
         return exc.exit_status
-    except KeyboardInterrupt:  # Ctrl-C outside a run (which handles it): say, while a big pool is digested
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # an impatient second Ctrl-C cuts no sentence short
-        say_error(console, "interrupted (Ctrl-C); nothing was left half-written: run the same command again")
-        return exitcodes.INTERRUPTED
 
 
 def _entry_parser() -> argparse.ArgumentParser:

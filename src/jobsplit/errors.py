@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import errno
+import signal
+import sys
+from typing import NoReturn
 
 from . import exitcodes
 
@@ -30,6 +33,14 @@ class InternalError(JobsplitError):
     """jobsplit's own code failed, not the user's job."""
 
     exit_status = exitcodes.INTERNAL
+
+
+def exit_interrupted() -> NoReturn:
+    """Ctrl-C outside a run (which stops in its own way): while jobsplit's modules load, or the
+    pool is built, identified or planned. One sentence and exit status 130, not a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # an impatient second Ctrl-C cuts no sentence short
+    sys.stderr.write("error: interrupted (Ctrl-C); nothing was left half-written: run the same command again\n")
+    raise SystemExit(exitcodes.INTERRUPTED)
 
 
 NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
