@@ -21,6 +21,7 @@ pytestmark = pytest.mark.slow
 
 RUNS = {
     "bench_plan.py": (["--jobs", "2000", "--repeat", "1", "--rendezvous-jobs", "200"], ["digest", "peak"]),
+    "bench_journal.py": (["--jobs", "500"], ["old / new"]),
     "bench_dispatch.py": (["--jobs", "300", "--sleep-jobs", "20", "--rounds", "1"], ["jobsplit <= 0.8x joblib", "jobsplit's span <= 1.02x ideal"]),
     "bench_balance.py": (["--sizes", "60", "--seeds", "2"], ["bound:"]),
     "bench_merge_logs.py": (["--lines", "2000", "--files", "2"], ["ratio merge-logs / baseline", "peak RSS of merge-logs"]),
