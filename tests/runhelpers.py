@@ -49,6 +49,7 @@ KINDS_ENTRY = r'''
 """A jobsplit entry written by the run tests: one job function, many behaviours."""
 import ctypes
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -116,6 +117,8 @@ def job(*args, **kwargs):
     note = via
     if kind == "ok":
         pass
+    elif kind == "logs":  # a record through the logging module, as research code writes them (sent from the job thread)
+        logging.getLogger("study").warning("job %s of %s", i, param)
     elif kind == "sleep":
         time.sleep(float(param))
     elif kind == "raise":

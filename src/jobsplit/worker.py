@@ -31,7 +31,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from itertools import repeat
 from multiprocessing.connection import Connection
@@ -295,11 +295,12 @@ runner stops this worker."""
 _in_job = False
 """True while the job function runs (in the job thread, where signal handlers run)."""
 _recording = False
-"""True while the job thread holds an ended attempt not yet in the outbox, or is in the outbox,
-whose lock the SIGTERM handler would then wait for in vain: a stop that comes meanwhile waits
+"""True while the job thread holds an ended attempt not yet in the outbox, or is in the outbox
+(its results, or a log record of the job's: a job's ``logging`` call sends from the job thread),
+whose lock the SIGTERM handler would then wait for in vain: a SIGTERM that comes meanwhile waits
 for it (see _recorded). Set before ``_in_job`` is cleared, so that no moment is left between."""
 _stop_deferred = False
-"""The runner's stop came while ``_recording``: the job thread ends the worker once it is done."""
+"""A SIGTERM came while ``_recording``: the job thread handles it once it is done."""
 _ending = False
 """The worker is ending (its last send under way): a SIGTERM handled meanwhile changes nothing.
 The job thread may see the runner's mark on the board, and begin its last send, before the
@@ -374,14 +375,14 @@ def _on_terminate(signum: int, frame: FrameType | None) -> None:
             return  # the last send goes on, then the worker ends
         if os.getppid() != _parent_pid:
             _kill_own_group()
+        if _recording:
+            _stop_deferred = True  # the job thread leaves the outbox, then comes back here
+            return
         if _board is not None and not _board.stopping(_slot):  # not (yet) the runner's
             if not _in_job:
                 return  # between two jobs, a stop comes with its mark on the board first
             if not _stopped_by_the_runner(_board):
                 raise _SigtermFromTheJob
-        if _recording:
-            _stop_deferred = True  # the job thread records what ended, then comes back here
-            return
         _ending = True
         if _outbox is not None:
             _outbox.send_last()
@@ -392,8 +393,12 @@ def _on_terminate(signum: int, frame: FrameType | None) -> None:
 
 @contextmanager
 def _recording_here() -> Iterator[None]:
-    """The job thread hands what ended to the outbox (see _recording)."""
+    """The job thread hands what ended to the outbox, or sends through it (see _recording); in
+    such a section already, the outer one ends it."""
     global _recording
+    if _recording:
+        yield
+        return
     _recording = True
     try:
         yield
@@ -402,13 +407,16 @@ def _recording_here() -> Iterator[None]:
 
 
 def _recorded() -> None:
-    """The job thread has handed what ended to the outbox and left it: a stop that came
-    meanwhile takes effect now, and the last send carries it. Handled at once, a stop that came
-    while the job thread formatted or sent a batch's results waited for the outbox's lock in
-    vain, and the worker died with them unsent: those jobs ran again at the next start."""
-    global _recording
+    """The job thread has handed what ended to the outbox and left it: a SIGTERM that came
+    meanwhile is handled now, and a stop's last send carries what ended. Handled at once, a stop
+    that came while the job thread formatted or sent a batch's results, or a log record of its
+    job, waited for the outbox's lock in vain, and the worker died with the results it held
+    unsent: those jobs ran again at the next start. (A SIGTERM the runner did not send, handled
+    at once there, would also have raised in the middle of a message.)"""
+    global _recording, _stop_deferred
     _recording = False
     if _stop_deferred:
+        _stop_deferred = False
         _on_terminate(signal.SIGTERM, None)
 
 
@@ -549,7 +557,9 @@ class _Outbox:
         self._ended, self._internal = [], []
 
     def send_log(self, entries: list[LogEntry]) -> None:
-        with self._lock:
+        """Log entries, sent from any thread: the job thread's (the job's ``logging`` calls,
+        between jobs the output it left) as a recording section (see _recording)."""
+        with _recording_here() if threading.current_thread() is threading.main_thread() else nullcontext(), self._lock:
             self._results.send((LOG, entries))
 
 
