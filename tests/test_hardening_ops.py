@@ -652,6 +652,66 @@ def test_a_job_may_run_its_own_process_pool(tmp_path, start_method):
     assert sorted((r["Pool"], r["Executor"]) for r in rows) == sorted((v, v) for v in squares)
     assert journal_query(out / "solo" / "journal.sqlite", "SELECT outcome, COUNT(*) FROM attempts GROUP BY outcome") == [("done", 4)]
 
+LOGGING_POOLS = """
+import logging
+import multiprocessing
+import threading
+
+import jobsplit
+
+log = logging.getLogger("study")
+
+
+def part(x):
+    log.warning("part %d of the pool", x)
+    return x * x
+
+
+def chatter(stop):  # a thread that prints as the job forks: the worker's reader then sends output
+    while not stop.is_set():
+        print("x" * 100)
+
+
+def job(n, random_obj, config, progress):
+    stop = threading.Event()
+    printer = threading.Thread(target=chatter, args=(stop,), daemon=True)
+    printer.start()
+    try:
+        totals = []
+        for _ in range(5):
+            with multiprocessing.get_context("fork").Pool(2) as pool:
+                totals.append(sum(pool.map_async(part, range(4)).get(timeout=30)))
+    finally:
+        stop.set()
+        printer.join()
+    return sum(totals)
+
+
+if __name__ == "__main__":
+    jobsplit.main(job, list(range(12)))
+"""
+
+
+def test_the_processes_of_a_job_s_fork_pool_log_through_its_output_not_the_worker_s_pipe(tmp_path):
+    """The processes of a fork pool that a job starts inherit the worker's logging set-up. Their
+    records went through the worker's own pipe to the runner, under the worker's locks: their
+    messages and the worker's (here, the output of a printing thread) interleaved, and the
+    runner read garbage and failed with a traceback (a script doing this, 3 runs in 3); or a
+    pool's process waited for ever on a lock the fork had copied while the worker's reader
+    thread held it, and its job timed out (this test, on the old code). Now each such record is
+    a line on the process's standard error, logged with the job like any program's output."""
+    entry = tmp_path / "entry.py"
+    entry.write_text(LOGGING_POOLS, encoding="utf-8")
+    config_dir = write_config_dir(tmp_path / "config", header=("Run Start Time", "Job Running Time", "Job Start Time", "Total"), machines={"solo": [1.0, 2]})
+    out = tmp_path / "out"
+    status, _, err = watched([sys.executable, entry, *run_args(config_dir, out, "--workers", "2")], run_env(tmp_path), WATCHDOG)
+    assert status == 0, err
+    assert "Traceback" not in err
+    _, rows = read_results(out / "solo" / "results.csv")
+    assert sorted(r["Total"] for r in rows) == ["70"] * 12
+    log = machine_log_text(out / "solo")
+    assert len(re.findall(r"WARNING:study:part \d of the pool", log)) == 12 * 5 * 4, log[-2000:]
+
 LIBRARY_HELPERS = """
 import multiprocessing
 import multiprocessing.forkserver

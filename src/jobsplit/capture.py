@@ -81,6 +81,8 @@ class OutputCapture:
         sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", buffering=1, closefd=False)  # noqa: SIM115 - lives as long as the worker
         self._reader = threading.Thread(target=self._read_while_alive, daemon=True, name="jobsplit-output")
         self._reader.start()
+        self._forked = False
+        os.register_at_fork(after_in_child=self._in_forked_child)
 
     def start_job(self, job_id: str) -> None:
         with self._lock:
@@ -112,8 +114,21 @@ class OutputCapture:
                 self._job_file = None
 
     def emit(self, created: float, level: str, name: str, message: str) -> None:
+        if self._forked:
+            _write_line(2, f"{level}:{name}:{message}")
+            return
         with self._lock:
             self._emit(created, level, name, message)
+
+    def _in_forked_child(self) -> None:
+        """A process the job forked (a fork ``multiprocessing.Pool``'s, say) logs its records as
+        lines on its standard error, which the worker reads like any program's: never through
+        the worker's own pipe to the runner, where its messages and the worker's (a record of
+        the job's, the output the worker was reading) interleaved and the runner, reading
+        garbage, failed with a traceback; nor under this object's lock or the outbox's, which
+        the fork may have copied while another of the worker's threads held it, and which no
+        thread would then ever release in the child."""
+        self._forked = True
 
     def _put_back(self, fd: int) -> None:
         """The job closed a standard descriptor (``os.close(1)``, a library that detaches): the
@@ -252,6 +267,17 @@ class _Handler(logging.Handler):
             self.sink.emit(record.created, record.levelname, record.name, log_message(record))
         except Exception:  # noqa: BLE001 - logging must never break the job
             self.handleError(record)
+
+
+def _write_line(fd: int, text: str) -> None:
+    """``text`` and a newline on ``fd`` with no buffer nor lock of Python's in between; nothing
+    if the descriptor is closed."""
+    data = (text + "\n").encode("utf-8", "backslashreplace")
+    try:
+        while data:
+            data = data[os.write(fd, data) :]
+    except OSError:
+        pass
 
 
 def log_message(record: logging.LogRecord) -> str:
