@@ -220,3 +220,49 @@ def test_workers_that_die_as_they_start_stop_the_run_with_one_sentence(tmp_path)
     forked = run_entry(entry, *run_args(config_dir, out, "--workers", "2", "--start-method", "fork"), env=env, timeout=90)
     assert forked.returncode == 0, forked.stderr
     assert journal_query(journal, "SELECT state, COUNT(*) FROM jobs GROUP BY state") == [("done", 6)]
+
+
+
+GARBLES_ITS_PIPE = """
+import os
+import time
+
+import jobsplit
+from jobsplit import worker
+
+
+def job(i, random_obj, config, progress):
+    if i == 5 and os.environ.get("JOBSPLIT_TEST_GARBLE"):
+        time.sleep(0.3)  # the results of the jobs before it reach the runner (they wait at most 0.05 s in the worker)
+        os.write(worker._outbox._results.fileno(), (16).to_bytes(4, "big", signed=True) + bytes(16))  # a frame of 16 bytes that are no pickle
+        time.sleep(60)
+    with open(os.environ["JOBSPLIT_TEST_SIDE"], "a") as side:
+        side.write(f"{i}\\n")
+    return i
+
+
+if __name__ == "__main__":
+    jobsplit.main(job, list(range(10)))
+"""
+
+
+def test_bytes_in_a_worker_s_pipe_that_are_no_message_stop_the_run_with_one_sentence(tmp_path):
+    """What a worker sends is read as messages; bytes that are none (something else wrote into
+    the pipe, as a job's forked processes once did through their logging) made the run fail with a
+    traceback from pickle. Now the run stops as on an internal error (exit 70, one sentence), with
+    every result reported before them recorded, and the next run does the rest."""
+    entry = tmp_path / "entry.py"
+    entry.write_text(GARBLES_ITS_PIPE, encoding="utf-8")
+    config_dir = write_config_dir(tmp_path / "config", header=("Run Start Time", "Job Running Time", "Job Start Time", "Value"), machines={"solo": [1.0, 1]})
+    out, side = tmp_path / "out", tmp_path / "side.txt"
+    args = run_args(config_dir, out, "--workers", "1", "--start-method", "fork")
+    garbled = run_entry(entry, *args, env=run_env(tmp_path, JOBSPLIT_TEST_GARBLE="1", JOBSPLIT_TEST_SIDE=str(side)), timeout=90)
+    assert_user_error(garbled.returncode, garbled.stdout, garbled.stderr, "could not read what worker 0", "UnpicklingError", exit_status=70)
+    finished = side_lines(side) if side.exists() else []
+    assert finished, "no job finished before the garbled bytes: the test proves little"
+    _, rows = read_results(out / "solo" / "results.csv")
+    assert sorted(row["Value"] for row in rows) == sorted(finished), "a job that finished before the garbled bytes is not recorded"
+    again = run_entry(entry, *args, env=run_env(tmp_path, JOBSPLIT_TEST_SIDE=str(side)), timeout=90)
+    assert again.returncode == 0, again.stderr
+    assert f"resuming: {len(finished)} done, 0 failed, {10 - len(finished)} to go" in again.stderr
+    assert sorted(side_lines(side), key=int) == [str(i) for i in range(10)]  # each job once

@@ -28,6 +28,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any, Protocol
 
 from .children import become_subreaper, oom_kills, started_at, stop_orphans
+from .messages import GARBLED
 from .progress import ProgressBoard, SlotState
 from .worker import WorkerSetup, worker_main
 
@@ -319,7 +320,13 @@ class ProcessLink:
                 header = 12
             if len(buffer) - start - header < size:
                 break
-            messages.append(pickle.loads(buffer[start + header : start + header + size]))
+            try:
+                messages.append(pickle.loads(buffer[start + header : start + header + size]))
+            except Exception as exc:  # noqa: BLE001 - bytes no worker sent: nothing after them can be trusted
+                self._readable = False
+                self._unregister(self._result_fd)
+                buffer.clear()
+                return [*messages, (GARBLED, f"{type(exc).__name__}: {exc}")]
             start += header + size
         if start:
             del buffer[:start]

@@ -72,3 +72,6 @@ class LogEntry(NamedTuple):
 
 RESULTS, LOG = "results", "log"
 """The kinds of message a worker sends: ``(RESULTS, Results)`` and ``(LOG, [LogEntry, ...])``."""
+GARBLED = "garbled"
+"""What the runner's end of a worker's pipe makes of bytes it cannot read as a message
+(``(GARBLED, why)``), after the messages before them: never sent by a worker."""

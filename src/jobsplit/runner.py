@@ -36,7 +36,7 @@ from .clock import SYSTEM_CLOCK, Clock
 from .errors import InternalError, UserError
 from .journal import AttemptRow, DoneGroup, RunningAttempt
 from .links import WorkerHub, WorkerLink
-from .messages import LOG, REVOKED, Batch, LogEntry, Results, Revoke
+from .messages import GARBLED, LOG, REVOKED, Batch, LogEntry, Results, Revoke
 from .pool import JobPool
 from .progress import IDLE
 from .recorder import Recorder
@@ -369,6 +369,12 @@ class Runner:
             if kind == LOG:
                 self.on_log(slot.link.slot, payload)  # type: ignore[arg-type]
                 continue
+            if kind == GARBLED:
+                raise InternalError(
+                    f"jobsplit could not read what worker {slot.link.slot} (pid {slot.link.pid}) sent ({payload}): something that is "
+                    "not jobsplit's wrote into its pipe to the runner; what the workers reported before is recorded, the other jobs stay "
+                    "pending. Please report it"
+                )
             results: Results = payload  # type: ignore[assignment]
             if results.outcomes.count(Outcome.DONE) == len(results.tickets) and not results.internal:
                 self._record_done(slot, results)
