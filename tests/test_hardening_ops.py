@@ -655,6 +655,7 @@ def test_a_job_may_run_its_own_process_pool(tmp_path, start_method):
 LOGGING_POOLS = """
 import logging
 import multiprocessing
+import os
 import threading
 
 import jobsplit
@@ -663,7 +664,10 @@ log = logging.getLogger("study")
 
 
 def part(x):
-    log.warning("part %d of the pool", x)
+    if os.environ["JOBSPLIT_TEST_HOW"] == "log":
+        log.warning("part %d of the pool", x)
+    else:
+        print(f"part {x} of the pool")
     return x * x
 
 
@@ -692,25 +696,29 @@ if __name__ == "__main__":
 """
 
 
-def test_the_processes_of_a_job_s_fork_pool_log_through_its_output_not_the_worker_s_pipe(tmp_path):
+@pytest.mark.parametrize("how", ["log", "print"])
+def test_the_processes_of_a_job_s_fork_pool_log_and_print_through_their_own_output(tmp_path, how):
     """The processes of a fork pool that a job starts inherit the worker's logging set-up. Their
     records went through the worker's own pipe to the runner, under the worker's locks: their
     messages and the worker's (here, the output of a printing thread) interleaved, and the
     runner read garbage and failed with a traceback (a script doing this, 3 runs in 3); or a
     pool's process waited for ever on a lock the fork had copied while the worker's reader
-    thread held it, and its job timed out (this test, on the old code). Now each such record is
-    a line on the process's standard error, logged with the job like any program's output."""
+    thread held it, and its job timed out (``log``, on the old code). Now each such record is
+    a line on the process's standard error, logged with the job like any program's output.
+    ``print``: they also inherited the worker's standard streams, whose lock the printing thread
+    held as the job forked: their first ``print`` waited for ever. They now get their own."""
     entry = tmp_path / "entry.py"
     entry.write_text(LOGGING_POOLS, encoding="utf-8")
     config_dir = write_config_dir(tmp_path / "config", header=("Run Start Time", "Job Running Time", "Job Start Time", "Total"), machines={"solo": [1.0, 2]})
     out = tmp_path / "out"
-    status, _, err = watched([sys.executable, entry, *run_args(config_dir, out, "--workers", "2")], run_env(tmp_path), WATCHDOG)
+    status, _, err = watched([sys.executable, entry, *run_args(config_dir, out, "--workers", "2")], run_env(tmp_path, JOBSPLIT_TEST_HOW=how), WATCHDOG)
     assert status == 0, err
     assert "Traceback" not in err
     _, rows = read_results(out / "solo" / "results.csv")
     assert sorted(r["Total"] for r in rows) == ["70"] * 12
     log = machine_log_text(out / "solo")
-    assert len(re.findall(r"WARNING:study:part \d of the pool", log)) == 12 * 5 * 4, log[-2000:]
+    said = r"WARNING:study:part \d of the pool" if how == "log" else r"INFO part \d of the pool"
+    assert len(re.findall(said, log)) == 12 * 5 * 4, log[-2000:]
 
 LIBRARY_HELPERS = """
 import multiprocessing

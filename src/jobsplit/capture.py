@@ -75,10 +75,7 @@ class OutputCapture:
             self._ready.register(fd, select.POLLIN)
         for fd in self._kept:
             self._ready.register(fd, 0)  # no event asked: reported only if closed (POLLNVAL)
-        # Real text files on descriptors 1 and 2, line-buffered like a terminal's; odd text is
-        # escaped, never an error in the job.
-        sys.stdout = open(1, "w", encoding="utf-8", errors="backslashreplace", buffering=1, closefd=False)  # noqa: SIM115 - lives as long as the worker
-        sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", buffering=1, closefd=False)  # noqa: SIM115 - lives as long as the worker
+        self._streams = sys.stdout, sys.stderr = _text_file(1), _text_file(2)
         self._reader = threading.Thread(target=self._read_while_alive, daemon=True, name="jobsplit-output")
         self._reader.start()
         self._forked = False
@@ -127,8 +124,19 @@ class OutputCapture:
         the job's, the output the worker was reading) interleaved and the runner, reading
         garbage, failed with a traceback; nor under this object's lock or the outbox's, which
         the fork may have copied while another of the worker's threads held it, and which no
-        thread would then ever release in the child."""
+        thread would then ever release in the child.
+
+        For the same reason it prints through standard streams of its own (unless the job put
+        others in their place): where a thread of the job was printing as it forked, the child
+        had the worker's streams with their lock held, and its first ``print`` waited for ever
+        (6 and 8 pools in 10 of a plain script printing so through such streams, none through
+        the standard streams Python made at its start). What the worker's held unwritten, a
+        line begun, stays the worker's to write, not written twice."""
         self._forked = True
+        if sys.stdout is self._streams[0]:
+            sys.stdout = _text_file(1)
+        if sys.stderr is self._streams[1]:
+            sys.stderr = _text_file(2)
 
     def _put_back(self, fd: int) -> None:
         """The job closed a standard descriptor (``os.close(1)``, a library that detaches): the
@@ -267,6 +275,12 @@ class _Handler(logging.Handler):
             self.sink.emit(record.created, record.levelname, record.name, log_message(record))
         except Exception:  # noqa: BLE001 - logging must never break the job
             self.handleError(record)
+
+
+def _text_file(fd: int) -> TextIO:
+    """A real text file on ``fd``, line-buffered like a terminal's; odd text is escaped, never an
+    error in the job."""
+    return open(fd, "w", encoding="utf-8", errors="backslashreplace", buffering=1, closefd=False)
 
 
 def _write_line(fd: int, text: str) -> None:
