@@ -22,6 +22,7 @@ from jobsplit.config import Header, JobConfig, LogSettings
 from jobsplit.errors import InternalError, UserError
 from jobsplit.journal import Journal
 from jobsplit.links import ProcessHub
+from jobsplit.messages import GARBLED
 from jobsplit.pool import JobPool
 from jobsplit.progress import ProgressBoard
 from jobsplit.recorder import Recorder
@@ -281,6 +282,37 @@ def test_internal_errors_in_a_row_stop_the_run(make):
         setup.runner().run(lambda: False)
     assert 3 <= len(setup.journal.attempts()) <= 4  # the one queued behind the third may have run too
     assert setup.hub.links[0].stop_asked or setup.hub.links[0].signals  # shut down, not abandoned
+
+
+class GarblingLink(FakeLink):
+    """A worker whose pipe holds bytes that are no message once it is stopped."""
+
+    def signal(self, signum: int) -> None:
+        if not self.signals:
+            self.outbox.append((GARBLED, "UnpicklingError: invalid load key, '\\x00'."))
+        super().signal(signum)
+
+
+class GarblingFirstHub(FakeHub):
+    def start(self, slot: int) -> FakeLink:
+        link = (GarblingLink if not self.links else FakeLink)(self, slot, pid=1000 + len(self.links))
+        self.links.append(link)
+        return link
+
+
+def test_a_garbled_pipe_found_as_the_run_stops_fails_the_run_after_every_worker_is_stopped(make):
+    """Reading the last messages of the first worker fails as it stops: the run still fails (an
+    internal error), but only once every worker's process group has had its SIGKILL (what its
+    job left running goes) and the jobs running on both are recorded as interrupted. Raised at
+    once, it skipped all that, and a job's hung pool process outlived the run."""
+    clock = FakeClock()
+    setup = make([("hang", 0.0, i) for i in range(2)], workers=2, clock=clock, hub=GarblingFirstHub(clock))
+    stop_at = clock.now + 1.0
+    with pytest.raises(InternalError, match="could not read what worker 0"):
+        setup.runner().run(lambda: clock.now >= stop_at)
+    assert [link.signals[-1] for link in setup.hub.links] == [signal.SIGKILL, signal.SIGKILL]
+    assert all(link.closed for link in setup.hub.links)
+    assert setup.attempts() == dict.fromkeys(setup.ids, [(1, "interrupted", "pending")])
 
 
 class StillbornLink(FakeLink):

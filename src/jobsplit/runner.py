@@ -578,30 +578,42 @@ class Runner:
 
     def _shut_down(self) -> None:
         """Stop every worker; a job that was running is recorded as interrupted, and every job
-        not reported goes back to the source."""
+        not reported goes back to the source. What fails in reading a worker's last messages is
+        raised once every worker's process group is killed: raised at once, it left what their
+        jobs started running after the run (a hung process of a job's pool, seen once)."""
         self._stopping = True
         for slot in self._slots:
             if slot.queue:
                 slot.link.stop()  # interrupted: its jobs will run again
             else:
                 slot.link.send(None)  # idle: a polite stop
-        self._await_exits(self.stop_grace)
+        failures: list[Exception] = []
+        self._await_exits(self.stop_grace, failures)
         for slot in self._slots:
             if slot.link.exit_code() is None:
                 slot.link.signal(signal.SIGKILL)
-        self._await_exits(KILL_GRACE)
+        self._await_exits(KILL_GRACE, failures)
         for slot in list(self._slots):
-            self._handle(slot, slot.link.pump())
-            state = slot.link.current()
-            sent = self._find(slot, state.ticket)
-            if sent is not None:
-                self._interrupted(slot, sent, STOPPED_WHILE_RUNNING)
+            self._handle_last(slot, failures)
             slot.link.signal(signal.SIGKILL)  # anything its job started and left behind
             self._close(slot)
         if self._slots:
             self._stop_orphans(self._slots[0].link.slot)
         self._slots.clear()
         self._by_link.clear()
+        if failures:
+            raise failures[0]
+
+    def _handle_last(self, slot: _Slot, failures: list[Exception], *, exited: bool = True) -> None:
+        """A stopping worker's messages, and once it has exited the job it was running, recorded
+        as interrupted; what fails (a garbled pipe, say) goes to ``failures``, for _shut_down to
+        raise once every worker is stopped."""
+        try:
+            self._handle(slot, slot.link.pump())
+            if exited and (sent := self._find(slot, slot.link.current().ticket)) is not None:
+                self._interrupted(slot, sent, STOPPED_WHILE_RUNNING)
+        except Exception as exc:  # noqa: BLE001 - raised by _shut_down, after the other workers are stopped
+            failures.append(exc)
 
     def _stop_orphans(self, slot: int) -> None:
         """Programs left by workers that died, outside their process groups: killed, and named
@@ -629,7 +641,7 @@ class Runner:
     def _timed_out(self) -> str:
         return f"timed out after {self.timeout:g} s (the limit set by --timeout or [jobsplit] timeout)"
 
-    def _await_exits(self, seconds: float) -> None:
+    def _await_exits(self, seconds: float, failures: list[Exception]) -> None:
         """Service the workers until all have exited or ``seconds`` have passed (a worker blocked
         writing to a full pipe can only exit once it is read)."""
         deadline = self.clock.monotonic() + seconds
@@ -637,7 +649,7 @@ class Runner:
             for link in self.hub.wait([s.link for s in alive], min(TICK, deadline - self.clock.monotonic())):
                 slot = self._by_link.get(id(link))
                 if slot is not None:
-                    self._handle(slot, link.pump())
+                    self._handle_last(slot, failures, exited=False)
 
 
 def _plain_container(job: object) -> object:
