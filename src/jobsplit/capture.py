@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import gzip
+import io
 import logging
 import os
 import select
@@ -76,6 +77,7 @@ class OutputCapture:
         for fd in self._kept:
             self._ready.register(fd, 0)  # no event asked: reported only if closed (POLLNVAL)
         self._streams = sys.stdout, sys.stderr = _text_file(1), _text_file(2)
+        """What ``print`` writes to in every job (they write to the log)."""
         self._reader = threading.Thread(target=self._read_while_alive, daemon=True, name="jobsplit-output")
         self._reader.start()
         self._forked = False
@@ -116,6 +118,13 @@ class OutputCapture:
             return
         with self._lock:
             self._emit(created, level, name, message)
+
+    def restore_streams(self) -> None:
+        """The next job prints through the worker's standard streams, whatever this one did to
+        them: swapped for a file (to silence a library), or closed."""
+        stdout, stderr = self._streams
+        if sys.stdout is not stdout or sys.stderr is not stderr or stdout.closed or stderr.closed:
+            self._streams = sys.stdout, sys.stderr = _reopened(stdout, 1), _reopened(stderr, 2)
 
     def _in_forked_child(self) -> None:
         """A process the job forked (a fork ``multiprocessing.Pool``'s, say) logs its records as
@@ -275,6 +284,21 @@ class _Handler(logging.Handler):
             self.sink.emit(record.created, record.levelname, record.name, log_message(record))
         except Exception:  # noqa: BLE001 - logging must never break the job
             self.handleError(record)
+
+
+def _reopened(stream: TextIO, fd: int) -> TextIO:
+    """``stream``, or a stream like it on the same descriptor if it was closed (closing a standard
+    stream leaves its descriptor open: it carries the next jobs' output to the log)."""
+    if not stream.closed:
+        return stream
+    try:
+        raw = open(fd, "wb", buffering=0 if isinstance(stream.buffer, io.FileIO) else -1, closefd=False)  # noqa: SIM115 - it is the new stream's
+    except OSError:
+        return stream  # the descriptor was closed too: nothing to write to
+    return io.TextIOWrapper(
+        raw, encoding=stream.encoding, errors=stream.errors,
+        line_buffering=getattr(stream, "line_buffering", False), write_through=getattr(stream, "write_through", False),
+    )  # fmt: skip
 
 
 def _text_file(fd: int) -> TextIO:

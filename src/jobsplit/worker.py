@@ -19,7 +19,6 @@ from __future__ import annotations
 import fcntl
 import functools
 import hashlib
-import io
 import multiprocessing
 import os
 import random
@@ -38,7 +37,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from queue import SimpleQueue
 from types import FrameType, TracebackType
-from typing import Any, NamedTuple, NoReturn, TextIO
+from typing import Any, NamedTuple, NoReturn
 
 from .capture import LoggingSetup, OutputCapture
 from .children import become_group_leader_and_subreaper, end_library_helpers, library_helpers, signal_strays, stop_children
@@ -670,8 +669,6 @@ class _JobRunner:
         self._environ_bytes = dict(getattr(os.environ, "_data", {}))
         """Every job's environment variables, and as CPython keeps them (encoded): one cheap
         comparison tells whether a job changed them."""
-        self._streams = (sys.stdout, sys.stderr)
-        """What ``print`` writes to in every job (they write to the log)."""
         self._logging = LoggingSetup()
         kept = {signum: handler for signum in _KEPT_SIGNALS if (handler := _getsignal(signum)) is not None}
         self._signals, self._handlers = tuple(kept), tuple(kept.values())
@@ -739,9 +736,7 @@ class _JobRunner:
         SIGALRM time limit it left armed, which would go off in the next job; ``sys.stdout``
         swapped for a file to silence a library, or closed; a log file of its own; warnings made
         errors): what a job sees must not depend on which jobs its worker ran before."""
-        stdout, stderr = self._streams
-        if sys.stdout is not stdout or sys.stderr is not stderr or stdout.closed or stderr.closed:
-            self._streams = sys.stdout, sys.stderr = _reopened(stdout, 1), _reopened(stderr, 2)
+        self.capture.restore_streams()
         if getattr(os.environ, "_data", self._environ_bytes) != self._environ_bytes:  # elsewhere than CPython: not checked
             os.environ.clear()
             os.environ.update(self._environ)
@@ -771,21 +766,6 @@ class _JobRunner:
             listed = ", ".join(f"pid {pid} ({command[:80]})" for pid, command in left)
             count = f"{len(left)} child process{'es' if len(left) > 1 else ''}"
             self.capture.emit(time.time(), "WARNING", "jobsplit", f"the job left {count} running: {listed}; stopped them (SIGTERM, then SIGKILL after {CHILD_GRACE:g} s)")
-
-
-def _reopened(stream: TextIO, fd: int) -> TextIO:
-    """``stream``, or a stream like it on the same descriptor if it was closed (closing a standard
-    stream leaves its descriptor open: it carries the next jobs' output to the log)."""
-    if not stream.closed:
-        return stream
-    try:
-        raw = open(fd, "wb", buffering=0 if isinstance(stream.buffer, io.FileIO) else -1, closefd=False)  # noqa: SIM115 - it is the new stream's
-    except OSError:
-        return stream  # the descriptor was closed too: nothing to write to
-    return io.TextIOWrapper(
-        raw, encoding=stream.encoding, errors=stream.errors,
-        line_buffering=getattr(stream, "line_buffering", False), write_through=getattr(stream, "write_through", False),
-    )  # fmt: skip
 
 
 def _cpu_seconds() -> float:
