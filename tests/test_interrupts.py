@@ -28,6 +28,7 @@ from runhelpers import (
     assert_all_done_once,
     communicate,
     journal_jobs,
+    jobsplit_script,
     journal_query,
     kill_session,
     kinds_spec,
@@ -607,25 +608,27 @@ if __name__ == "__main__":
 """
 
 
-SLOW_IMPORT_ENTRY = """
+SLOW_IMPORT = """
 import importlib.abc
 import os
 import sys
 import time
 
-import jobsplit
 
-
-class SlowRunner(importlib.abc.MetaPathFinder):
-    # jobsplit.main loads the runner and the console when first used: this makes that moment long
+class SlowImport(importlib.abc.MetaPathFinder):
+    # jobsplit loads its runner and console when first used: this makes that moment long
     def find_spec(self, name, path, target=None):
-        if name == "jobsplit.run_command":
+        if name == "{module}":
             open(os.environ["JOBSPLIT_TEST_MARK"], "w").close()
             time.sleep(60)
         return None
 
 
-sys.meta_path.insert(0, SlowRunner())
+sys.meta_path.insert(0, SlowImport())
+"""
+
+SLOW_IMPORT_ENTRY = SLOW_IMPORT.format(module="jobsplit.run_command") + """
+import jobsplit
 
 
 def job(i, random_obj, config, progress):
@@ -661,3 +664,22 @@ def test_ctrl_c_before_the_run_starts_is_one_sentence_and_exit_130(tmp_path, ent
     assert status == 130, err
     assert err.strip() == "error: interrupted (Ctrl-C); nothing was left half-written: run the same command again", err
     assert not (tmp_path / "out").exists()
+
+
+def test_ctrl_c_while_the_jobsplit_command_loads_is_one_sentence_and_exit_130(tmp_path):
+    """The ``jobsplit`` console script imports its function's module before any of jobsplit's
+    code runs: a Ctrl-C in the tenth of a second the command line takes to load (the console,
+    the merge and report tools) was a traceback through the imports, and death by SIGINT."""
+    mark = tmp_path / "mark"
+    (tmp_path / "sitecustomize.py").write_text(SLOW_IMPORT.format(module="jobsplit.cli"))
+    env = run_env(tmp_path, JOBSPLIT_TEST_MARK=str(mark), PYTHONPATH=str(tmp_path))
+    process = subprocess.Popen([str(jobsplit_script()), "--help"], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        wait_for(mark.exists, 30, "the jobsplit command to load its command line")
+        os.killpg(process.pid, signal.SIGINT)
+        status, out, err = communicate(process, 30)
+    finally:
+        kill_session(process.pid)
+    assert status == 130, err
+    assert err.strip() == "error: interrupted (Ctrl-C); nothing was left half-written: run the same command again", err
+    assert out == ""
