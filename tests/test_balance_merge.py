@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from rich.console import Console
+
 from jobsplit import merge, status
 from jobsplit.journal import AttemptRow, Journal
 from jobsplit.states import JobState, Outcome
@@ -35,12 +37,14 @@ def ids(*numbers: int) -> list[str]:
     return [f"{n:032x}" for n in numbers]
 
 
-def test_every_job_of_the_pool_once_with_superseded_left_out(tmp_path) -> None:
+def test_every_job_of_the_pool_once_with_superseded_left_out(tmp_path, capsys) -> None:
     folder(tmp_path, "a", ids(0, 1, 2), pending=ids(3))  # 3: claimed by a, then taken over by b
     folder(tmp_path, "b", ids(3), superseded=ids(1))
     merged = merge.merge([tmp_path])
     assert merged.complete and merged.superseded == 1 and not merged.missing and not merged.absent
     assert len(list(merged.lines())) == 4
+    merge.report(merged, Console(width=300, no_color=True))
+    assert "superseded: 1 job also computed on a host whose claim had passed to another" in capsys.readouterr().out
     _, statuses, pool, _ = status.gather([tmp_path])
     assert pool == 4 and status.overall(statuses, pool).total == 4 and {s.name for s in statuses} == {"a", "b"}
 
@@ -50,10 +54,9 @@ def test_jobs_nobody_holds_are_missing_and_doubles_are_reported(tmp_path, capsys
     folder(tmp_path, "b", ids(1))
     merged = merge.merge([tmp_path])
     assert not merged.complete and merged.unclaimed == 2 and list(merged.duplicates) == ids(1)
-    from rich.console import Console
-
     merge.report(merged, Console(width=300, no_color=True))
     out = capsys.readouterr().out
-    assert "missing: 2 jobs of the pool are in none of these folders" in out
+    assert "missing: 2 jobs of the pool, in none of these folders" in out
+    assert f"present more than once: 1 job: {ids(1)[0]} (" in out
     assert "Redis lost its queue while the host that had done them was away" in out
     assert "2 of 4 jobs present" in out and "INCOMPLETE" in out

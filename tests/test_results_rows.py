@@ -220,7 +220,7 @@ def test_no_result_columns_take_none():
     "value, message",
     [
         ((1, 2, 3), r"returned 3 values but header.csv has 2 result columns \['A', 'B'\]"),
-        ([1], r"returned 1 values"),
+        ([1], r"returned 1 value but header.csv has 2 result columns"),
         ({"A": 1}, r"without \['B'\]"),
         ({"A": 1, "B": 2, "C": 3}, r"unknown keys \['C'\]"),
         ((1, object()), r"'B' is an object"),

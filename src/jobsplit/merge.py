@@ -170,24 +170,24 @@ def report(merged: Merged, console: Console) -> None:
     for name, jobs in sorted(merged.missing.items()):
         states = Counter(state for _, state in jobs)
         listed = ", ".join(job_id for job_id, _ in jobs[:SHOWN]) + (f" and {len(jobs) - SHOWN} more" if len(jobs) > SHOWN else "")
-        console.print(f"missing from {name}: {len(jobs)} jobs ({_counted(states)}): {listed}", markup=False, soft_wrap=True)
+        console.print(f"missing from {name}: {plural(len(jobs), 'job')} ({_counted(states)}): {listed}", markup=False, soft_wrap=True)
     for name, count in sorted(merged.absent.items()):
-        console.print(f"missing from {name}: all {count} jobs (no folder for this machine was given)", markup=False, soft_wrap=True)
+        console.print(f"missing from {name}: {_all(count)} (no folder for this machine was given)", markup=False, soft_wrap=True)
     for name, snapshot in sorted(merged.elsewhere.items()):
         console.print(
-            f"missing from {name}: all {snapshot.total} jobs (its run goes on on {snapshot.host}, pid {snapshot.pid}, {snapshot.done} done so far; "
+            f"missing from {name}: {_all(snapshot.total)} (its run goes on on {snapshot.host}, pid {snapshot.pid}, {snapshot.done} done so far; "
             "its journal is not opened from another host while it is written: merge again when the run has ended)",
             markup=False,
             soft_wrap=True,
         )
     if merged.unclaimed:
         console.print(
-            f"missing: {merged.unclaimed} jobs of the pool are in none of these folders (still in the shared queue, or done on a host "
+            f"missing: {plural(merged.unclaimed, 'job')} of the pool, in none of these folders (still in the shared queue, or done on a host "
             "whose folder was not given); run a host again to take them, or add the missing folder", markup=False, soft_wrap=True,
         )  # fmt: skip
     if merged.superseded:
         console.print(
-            f"superseded: {merged.superseded} jobs were also computed on a host whose claim had passed to another; the accepted result is kept, one row per job",
+            f"superseded: {plural(merged.superseded, 'job')} also computed on a host whose claim had passed to another; the accepted result is kept, one row per job",
             markup=False, soft_wrap=True,
         )  # fmt: skip
     if merged.pool_size is None:  # through a shared queue, hosts of one name claim different jobs: no share repeats
@@ -202,7 +202,7 @@ def report(merged: Merged, console: Console) -> None:
             " (through a shared queue this happens only when Redis lost its queue while the host that had done them was away; "
             "the rows agree, and --allow-missing writes the first of each)"
         ) if merged.pool_size is not None else ""
-        console.print(f"present more than once: {len(duplicates)} jobs: {listed}{more}{why}", markup=False, soft_wrap=True)
+        console.print(f"present more than once: {plural(len(duplicates), 'job')}: {listed}{more}{why}", markup=False, soft_wrap=True)
     if merged.mixed_code:
         versions = "; ".join(
             f"code {code} on " + ", ".join(f"{name} ({plural(count, 'job')})" for name, count in sorted(machines.items()))
@@ -245,6 +245,11 @@ def run(args: argparse.Namespace, console: Console) -> int:
     else:
         console.print("nothing written; pass --allow-missing to write the rows there are", markup=False)
     return 0 if merged.complete and code_ok else 1
+
+
+def _all(count: int) -> str:
+    """``all 8 jobs``, or ``its 1 job``."""
+    return f"all {count:,} jobs" if count != 1 else "its 1 job"
 
 
 def _counted(states: Counter[str]) -> str:

@@ -131,7 +131,7 @@ def _header(facts: RunFacts, figures: Figures) -> str:
     absent = "".join(f"<li>{escape(name)}: {count:,} planned jobs, no folder given</li>" for name, count in sorted(figures.absent.items()))
     return (
         f"<header><h1>Run report</h1>\n<p>Digest <code>{escape(format_digest(facts.digest))}</code>, strategy <b>{escape(facts.strategy or '?')}</b>, "
-        f"{len(facts.machines)} machine folders, {figures.attempts:,} attempts, {span}: <b>{state}</b>. "
+        f"{plural(len(facts.machines), 'machine folder')}, {plural(figures.attempts, 'attempt')}, {span}: <b>{state}</b>. "
         f"Made {escape(_when(time.time()))} by jobsplit report.</p>\n"
         + (f"<p class=warn>Machines of the plan missing here:</p><ul>{absent}</ul>\n" if absent else "")
         + "</header>\n"
@@ -354,7 +354,7 @@ def timeline_svg(facts: RunFacts, figures: Figures) -> Iterator[str]:
             y += lane_h
         if mf.idle_at_end_seconds and mf.finish is not None:
             yield (f'<rect class="idle" x="{x(mf.finish):.1f}" y="{top}" width="{x(figures.end) - x(mf.finish):.1f}" height="{block - 2}" fill="url(#hatch)">'
-                   f"<title>{escape(machine.name)} idle at the end: {_dur(mf.idle_at_end_seconds)} × {machine.workers} workers</title></rect>\n")  # fmt: skip
+                   f"<title>{escape(machine.name)} idle at the end: {_dur(mf.idle_at_end_seconds)} × {plural(machine.workers, 'worker')}</title></rect>\n")  # fmt: skip
         y += MACHINE_GAP
     yield "</svg>\n"
 

@@ -24,7 +24,7 @@ from .config import RESERVED_COLUMNS, TIMING_COLUMNS, Header
 from .digits import int_text
 from .errors import StorageError, describe_os_error
 from .fileid import file_id
-from .text import article
+from .text import article, plural
 from .timefmt import utc_timestamp
 
 _FIELD_LIMIT = 2**31 - 1
@@ -114,7 +114,7 @@ class RowFormatter:
             value = value.tolist() if not hasattr(value, "keys") else _by_label(value)
         if kind is tuple or kind is list or (isinstance(value, Sequence) and not isinstance(value, (str, bytes, bytearray))):
             if len(value) != len(columns):
-                raise ResultShapeError(f"the job returned {len(value)} values but header.csv has {len(columns)} result columns {list(columns)}")
+                raise ResultShapeError(f"the job returned {plural(len(value), 'value')} but header.csv has {plural(len(columns), 'result column')} {list(columns)}")
             return [_cell(item, c) for item, c in zip(value, columns)]
         if isinstance(value, Mapping):
             missing = [c for c in columns if c not in value]

@@ -34,6 +34,7 @@ from .digest import format_digest
 from .errors import UserError
 from .figures import failure_message
 from .runfacts import Attempt, RunFacts, load
+from .text import plural
 
 NAME = "trace"
 HELP = "write the run's attempts as Chrome trace-event JSON (open it in ui.perfetto.dev)"
@@ -66,7 +67,7 @@ def trace_document(facts: RunFacts) -> dict[str, Any]:
     for pid, machine in enumerate(facts.machines, start=1):
         events.append(_metadata("process_name", pid, None, name=machine.name))
         events.append(_metadata("process_sort_index", pid, None, sort_index=pid))
-        events.append(_metadata("process_labels", pid, None, labels=f"speed {machine.speed:g}, {machine.cores} cores, {machine.workers} workers"))
+        events.append(_metadata("process_labels", pid, None, labels=f"speed {machine.speed:g}, {plural(machine.cores, 'core')}, {plural(machine.workers, 'worker')}"))
         tracks: dict[int, list[Attempt]] = {slot: [] for slot in range(machine.workers)}
         for a in machine.attempts:
             tracks.setdefault(a.slot, []).append(a)
