@@ -72,7 +72,6 @@ def isolate(folder: Path) -> None:
     ENV.update(XDG_STATE_HOME=str(folder / "state"), XDG_CONFIG_HOME=str(folder / "config"))
 
 
-
 def make_pool(kind: str, n: int) -> list[tuple[int, str]]:
     if kind == "noop":
         return [(i, "/data/experiment/" + "x" * 170 + f"/{i:08d}.dat") for i in range(n)]

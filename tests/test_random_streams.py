@@ -1,7 +1,9 @@
 """Per-job random streams (issue 3, Must show 3).
 
 ``random_obj`` is ``random.Random(job_seed(seed, job id))``, created lazily: the same job draws
-the same numbers on any machine, worker and worker count; different jobs draw differently.
+the same numbers on any machine, worker and worker count; different jobs draw differently. The
+module-level generators (``random.random()``, ``numpy.random.rand()``) are seeded before each
+job with the same promise.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_entry
+from conftest import run_entry, write_config_dir
 from jobsplit.digest import normalize_digest
 from jobsplit.messages import Batch
-from jobsplit.worker import RANDOMS_AHEAD, _prepare, job_random, job_seed
+from jobsplit.jobrandom import job_random, job_seed, seed_module_generators
+from jobsplit.worker import RANDOMS_AHEAD, _prepare
 from runhelpers import pool_spec, read_results, run_args, run_env, spec_id, write_kinds_entry
 
 SEED = bytes.fromhex("5a39a0a9ed3ec5d1c4ad249a4460278d")
@@ -111,6 +114,50 @@ def test_the_derivation_is_pinned():
     assert repr(job_random(b"seed", "ab" * 16).gauss(0, 1)) == "0.08695533577103559"
 
 
+@pytest.fixture
+def module_generators():
+    """NumPy's module, with this process's module-level generators put back afterwards."""
+    np = pytest.importorskip("numpy")
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    yield np
+    random.setstate(python_state)
+    np.random.set_state(numpy_state)
+
+
+def test_module_generators_are_seeded_by_seed_and_job_id_alone(module_generators):
+    np = module_generators
+
+    def draws(seed: bytes, job_id: str) -> tuple[float, float]:
+        seed_module_generators(seed, job_id)
+        return random.random(), np.random.rand()
+
+    first = draws(SEED, IDS[0])
+    random.random(), np.random.rand()  # what the job drew further, or another job before
+    assert draws(SEED, IDS[0]) == first == draws(bytes(SEED), IDS[0].upper())
+    for other in (draws(SEED, IDS[1]), draws(b"other seed", IDS[0])):
+        assert other[0] != first[0] and other[1] != first[1]
+    # A job's three streams are not one: random_obj, random's and NumPy's differ.
+    assert len({job_random(SEED, IDS[0]).random(), *first}) == 3
+    # Pinned, as random_obj's: hosts with different jobsplit or Python versions must agree.
+    seed_module_generators(bytes(16), "00" * 16)
+    assert (repr(random.random()), repr(np.random.rand())) == ("0.4409757946406445", "0.8673730280276086")
+    seed_module_generators(b"seed", "ab" * 16)
+    assert (repr(random.gauss(0, 1)), repr(np.random.normal())) == ("0.21360843408719857", "0.08966094024186143")
+
+
+def test_module_generators_of_1000_jobs_draw_1000_distinct_numbers(module_generators):
+    """NumPy's gets 256 bits, not a 32-bit integer, under which 1000 jobs would share no
+    stream either, but a million some hundred pairs: here, what that seed shows of the key."""
+    np = module_generators
+    firsts = set()
+    for i in range(1000):
+        seed_module_generators(SEED, f"{i:032x}")
+        firsts.add((random.random(), np.random.rand()))
+    assert len({python for python, _ in firsts}) == len({numpy for _, numpy in firsts}) == 1000
+    seed_module_generators(SEED, IDS[0])
+    assert len(np.random.get_state(legacy=False)["state"]["key"]) == 624
+
+
 def test_1000_job_ids_give_1000_distinct_first_draws_in_process():
     ids = [f"{i:032x}" for i in range(1000)]
     assert len({job_random(SEED, job_id).random() for job_id in ids}) == 1000
@@ -193,3 +240,56 @@ def test_1000_jobs_draw_1000_distinct_first_numbers(tmp_path, start_method):
     assert len(set(draws.values())) == 1000
     for job_id, draw in draws.items():
         assert draw == repr(random.Random(job_seed(digest, job_id)).random())
+
+
+MODULE_DRAWS_ENTRY = """
+import random
+import sys
+
+import numpy as np
+
+import jobsplit
+
+
+def job(n, x, random_obj, config, progress):
+    return random.random(), np.random.rand(), np.random.normal()
+
+
+if __name__ == "__main__":
+    np.random.seed(1)  # "for reproducibility", as study scripts do
+    pool = [(n, float(x)) for n, x in enumerate(np.random.rand(16))]
+    random.seed(1)
+    jobsplit.main(job, pool)
+"""
+
+
+@pytest.mark.parametrize("start_method", START_METHODS)
+def test_jobs_that_draw_from_the_module_generators_draw_their_own_numbers_on_any_worker(tmp_path, start_method):
+    """A script that seeds NumPy (or draws from it to build its pool) before the run: every
+    forked worker had its generator in the same state, so jobs on different workers drew the
+    same numbers (16 jobs, 2 workers: 8 values, each twice), and which ones depended on the
+    worker count and order. Now each job's draws are its own, the same whatever runs it."""
+    pytest.importorskip("numpy")
+    entry = tmp_path / "entry.py"
+    entry.write_text(MODULE_DRAWS_ENTRY)
+    config_dir = write_config_dir(tmp_path / "config", header=["Run Start Time", "Job Running Time", "Job Start Time", "Py", "Np", "Normal"], machines={"solo": [1.0, 2]})
+    runs = []
+    for workers in ("2", "1"):
+        result = run_entry(entry, *run_args(config_dir, tmp_path / workers, "--workers", workers, "--start-method", start_method), env=run_env(tmp_path), timeout=90)
+        assert result.returncode == 0, result.stderr
+        _, rows = read_results(tmp_path / workers / "solo" / "results.csv")
+        runs.append({r["Job ID"]: (r["Py"], r["Np"], r["Normal"]) for r in rows})
+    two, one = runs
+    assert len(two) == 16 and two == one
+    for column in range(3):
+        assert len({draws[column] for draws in two.values()}) == 16
+    digest = _digest_from(result.stderr)
+    np = pytest.importorskip("numpy")
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    try:
+        for job_id, draws in two.items():
+            seed_module_generators(digest, job_id)
+            assert draws == (repr(random.random()), repr(np.random.rand()), repr(np.random.normal()))
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import fcntl
 import functools
-import hashlib
 import multiprocessing
 import os
 import random
@@ -42,6 +41,7 @@ from typing import Any, NamedTuple, NoReturn
 from .capture import LoggingSetup, OutputCapture
 from .children import become_group_leader_and_subreaper, end_library_helpers, library_helpers, signal_strays, stop_children
 from .config import Header, JobConfig, LogSettings
+from .jobrandom import job_random, seed_module_generators
 from .lifecycle import die_with_parent, restore_library_path
 from .messages import LOG, RESULTS, REVOKED, Batch, LogEntry, Results, Revoke
 from .nativethreads import limit_loaded_thread_pools
@@ -99,44 +99,6 @@ class WorkerSetup:
     """``random_obj`` and ``config`` go to the job function by name (see jobcall.injects_by_name)."""
     memory_limit: int | None = None
     """Bytes this worker may grow by before another replaces it (see workermemory); None: no limit."""
-
-
-def job_random(seed: bytes, job_id: str) -> random.Random:
-    """The job's own stream: the same job draws the same numbers on any machine and worker.
-
-    Made without a Python-level ``__new__`` or ``__init__`` (each would go through the class's
-    ``__getattribute__``): a short job's worker makes one per job."""
-    rng = _new_random(_SeededOnFirstUse)
-    _attribute(rng, "__dict__")["_seed_on_first_use"] = (seed, job_id)
-    return rng
-
-
-_new_random = random.Random.__new__
-_attribute = object.__getattribute__
-
-
-def job_seed(seed: bytes, job_id: str) -> int:
-    """The integer a job's ``random.Random`` is seeded with: SHA-256 of (seed, job id)."""
-    return int.from_bytes(hashlib.sha256(b"jobsplit/random/v1\n" + seed + bytes.fromhex(job_id)).digest(), "big")
-
-
-class _SeededOnFirstUse(random.Random):
-    """A ``random.Random`` that seeds itself when the job first touches it.
-
-    Seeding costs a hash and the Mersenne Twister's set-up, about 5 us: more than a short
-    job's whole dispatch, and many jobs never draw a number. On first attribute access the
-    object seeds itself and becomes a plain ``random.Random``, so later calls run at full
-    speed and the stream is exactly ``random.Random(job_seed(seed, job_id))``'s.
-
-    Made by :func:`job_random` only.
-    """
-
-    def __getattribute__(self, name: str) -> Any:
-        state = object.__getattribute__(self, "__dict__")
-        if "_seed_on_first_use" in state:
-            object.__setattr__(self, "__class__", random.Random)
-            random.Random.seed(self, job_seed(*state.pop("_seed_on_first_use")))
-        return object.__getattribute__(self, name)
 
 
 class _Ready(NamedTuple):
@@ -686,6 +648,7 @@ class _JobRunner:
             args, kwargs = call_args(job)
             if rng is None:
                 rng = job_random(setup.seed, job_id)
+            seed_module_generators(setup.seed, job_id)
             self.progress.restart()
             self.capture.start_job(job_id)
         except BaseException:  # noqa: BLE001 - reported as jobsplit's own failure
