@@ -226,8 +226,8 @@ class Check:
 
 def check_outputs(cluster: Cluster, digest: str | None = None) -> Check:
     """Compare the plan, every journal, every results.csv and the merged CSV (merge-results)."""
-    from jobsplit.pool import JobPool
     from jobsplit.jobrandom import job_seed
+    from jobsplit.pool import JobPool
 
     pool = JobPool([(i,) for i in range(cluster.pool)])
     ids = pool.ids_hex(range(len(pool)))

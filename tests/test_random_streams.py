@@ -18,8 +18,8 @@ import pytest
 
 from conftest import run_entry, write_config_dir
 from jobsplit.digest import normalize_digest
-from jobsplit.messages import Batch
 from jobsplit.jobrandom import job_random, job_seed, seed_module_generators
+from jobsplit.messages import Batch
 from jobsplit.worker import RANDOMS_AHEAD, _prepare
 from runhelpers import pool_spec, read_results, run_args, run_env, spec_id, write_kinds_entry
 
