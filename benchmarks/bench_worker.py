@@ -96,7 +96,6 @@ def measure(jobs: int, passes: int, report: Connection) -> None:
     whole = per_job()
     pieces: dict[str, Callable[[], float]] = {
         "the CPU time (os.times)": lambda: without(worker, _cpu_seconds=lambda: 0.0),
-        "seeding the module-level generators": lambda: without(worker, seed_module_generators=lambda seed, job_id: None),
         "restoring the job's surroundings": lambda: without(worker._JobRunner, _restore_surroundings=lambda self: None),
         "the output capture's start and end": lambda: without(capture, start_job=lambda job_id: None, end_job=lambda: None),
         "the row": lambda: without(outbox._rows, line=lambda *args: "0,0,0,0\n"),

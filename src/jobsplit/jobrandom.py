@@ -1,9 +1,10 @@
 """What a job's random draws start from: its own ``random_obj``, and the module-level
-generators it may draw from instead (``random.random()``, NumPy's ``numpy.random.rand()``).
+generators it may draw from instead (NumPy's ``numpy.random.rand()``, ``random.random()``).
 
-Each is seeded from (the run's seed, the job's id) alone, by SHA-2 under a label of its own,
-so that the same job draws the same numbers on any machine, worker and run, different jobs
-draw different streams, and a job's three generators never share one.
+``random_obj`` and NumPy's are seeded from (the run's seed, the job's id) alone, by SHA-256
+under labels of their own, so that the same job draws the same numbers on any machine, worker
+and run, different jobs draw different streams, and the two never share one. ``random``'s is
+seeded per worker, from the system.
 """
 
 from __future__ import annotations
@@ -52,22 +53,19 @@ class _SeededOnFirstUse(random.Random):
         return object.__getattribute__(self, name)
 
 
-def seed_module_generators(seed: bytes, job_id: str) -> None:
-    """Seed, before the job, the generators its module-level calls draw from.
+def seed_numpy_random(seed: bytes, job_id: str) -> None:
+    """Seed NumPy's module-level generator (``numpy.random.rand()`` and the like) before the
+    job, where NumPy is loaded, with 256 bits from (seed, job id): among a million jobs seeded
+    with one 32-bit integer each, some hundred pairs would share a stream.
 
-    Without this they were the worker's, carried from job to job, and NumPy's was the same in
-    every worker: forked from a runner whose script had drawn from it or seeded it
-    (``numpy.random.seed(1)`` "for reproducibility"), every worker drew the same numbers, so a
-    Monte Carlo study's jobs on different workers repeated each other's samples. (Python's own
-    ``random`` is re-seeded in every forked process, but not for a spawned worker that runs the
-    script's ``random.seed(1)`` again.) NumPy's is seeded only where NumPy is loaded, with 256
-    bits, not one 32-bit integer: among a million jobs, some hundred pairs would share a stream.
-    About 5 us a job, and 8 more where NumPy is loaded."""
-    digest = hashlib.sha512(b"jobsplit/module-random/v1\n" + seed + bytes.fromhex(job_id)).digest()
-    random.seed(int.from_bytes(digest[:32], "big"))
+    Forked from a runner whose script had seeded it (``numpy.random.seed(1)`` "for
+    reproducibility") or drawn from it, every worker's was in the same state, and jobs on
+    different workers drew the same numbers; and NumPy code draws from it deep in helpers that
+    no ``random_obj`` reaches. About 9 us a job where NumPy is loaded, nothing elsewhere."""
     numpy_seed = getattr(_numpy_random(), "seed", None)  # None: not loaded, or half-imported
     if numpy_seed is not None:
-        numpy_seed([int.from_bytes(digest[at : at + 4], "big") for at in range(32, 64, 4)])
+        key = hashlib.sha256(b"jobsplit/numpy-random/v1\n" + seed + bytes.fromhex(job_id)).digest()
+        numpy_seed([int.from_bytes(key[at : at + 4], "big") for at in range(0, 32, 4)])
 
 
 def _numpy_random() -> Any:
@@ -79,3 +77,12 @@ def _numpy_random() -> Any:
     if module is None and (numpy := sys.modules.get("numpy")) is not None:
         module = getattr(numpy, "random", None)
     return module
+
+
+def seed_python_random() -> None:
+    """Seed ``random``'s module-level generator from the system as a worker starts: a spawned
+    worker has run the script's ``random.seed(1)`` again, and would repeat the other workers'
+    stream (a forked one is seeded anew by Python itself). Not per job, as NumPy's: that costs
+    5 us a job, as much as the rest of a short job's worker-side work, and ``random_obj`` has
+    the same methods, seeded per job."""
+    random.seed()
