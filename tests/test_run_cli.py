@@ -31,6 +31,7 @@ from runhelpers import (
     kill_session,
     pool_spec,
     read_results,
+    run_args,
     run_env,
     side_lines,
     spec_args,
@@ -339,6 +340,23 @@ def test_a_wrong_expected_digest_names_both_and_starts_nothing(project):
     assert f"`{program} digest --parts` here and on a host that gives the other digest" in result.stderr
     assert f"`{program} digest --jobs` on both hosts" in result.stderr
     assert "Traceback" not in result.stderr
+    assert not (root / "out").exists() and not (root / "side.txt").exists()
+
+
+@pytest.mark.parametrize("typed", ["cut short", "with words around it", "with a stray letter"])
+def test_an_expected_digest_that_is_no_digest_is_named_so_and_starts_nothing(project, typed):
+    """A digest cut short in a copy and paste, or copied with the word before it, was told to
+    differ from this host's, and its user went comparing files between hosts."""
+    root, entry, config_dir, pool = project
+    digest = format_digest(digest_of(pool, config_dir))
+    expected = {"cut short": digest[:9], "with words around it": f"digest {digest}", "with a stray letter": "x" + digest[1:]}[typed]
+    result = run_entry(entry, *run_args(config_dir, root / "out", "--expect-digest", expected, machine="alpha"), env=run_env(root, JOBSPLIT_TEST_SIDE=str(root / "side.txt")))
+    assert result.returncode == 2, result.stderr
+    program = shlex.join([sys.executable, str(entry)])
+    assert result.stderr.strip() == (
+        f"error: --expect-digest {expected} is not a digest: a digest is 32 hexadecimal digits in groups of four, "
+        f"as `{program} digest` prints it (here {digest}); copy the whole of it, and nothing else"
+    ), result.stderr
     assert not (root / "out").exists() and not (root / "side.txt").exists()
 
 

@@ -11,6 +11,7 @@ import shlex
 import signal
 import socket
 import sqlite3
+import string
 import sys
 import time
 from collections.abc import Callable
@@ -233,8 +234,16 @@ def _check_digest(project: Project, expected: str | None) -> bool:
 
 
 def check_digest(digest: str, expected: str, source: str) -> None:
-    """Refuse a digest other than the one expected (as typed, or as recorded somewhere)."""
-    if normalize_digest(expected) != digest:
+    """Refuse a digest other than the one expected (as typed, or as recorded somewhere). One cut
+    short or with words around it in a copy and paste is named as such: told that the digests
+    differ, its user went looking for a file that differs between hosts."""
+    typed = normalize_digest(expected)
+    if len(typed) != len(digest) or not set(typed) <= set(string.hexdigits):
+        raise UserError(
+            f"{source} {expected} is not a digest: a digest is {len(digest)} hexadecimal digits in groups of four, "
+            f"as `{_program()} digest` prints it (here {format_digest(digest)}); copy the whole of it, and nothing else"
+        )
+    if typed != digest:
         raise UserError(
             f"this host's digest is {format_digest(digest)} but {source} is {expected}; copy the same entry script, config.ini, "
             f"header.csv and machines.json to every host, and if they are the same, {_FIND_THE_PART.format(program=_program())}"
