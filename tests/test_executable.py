@@ -311,3 +311,22 @@ def test_the_executable_acts_as_python_for_the_helpers_libraries_start(executabl
     log = gzip.decompress((folder / "jobsplit-out" / "mid" / "mid.log.gz").read_bytes()).decode()
     assert "unrecognized arguments" not in log and "the job left" not in log, log[:2000]
     assert processes_of(folder) == []
+
+
+@pytest.mark.parametrize("method", ["forkserver", "spawn"])
+def test_a_job_s_own_multiprocessing_pool_runs_in_the_executable(executable: Path, tmp_path: Path, method: str) -> None:
+    """A job's own pool of processes, started as ``forkserver`` (Linux's default from Python
+    3.14) or ``spawn``. The fork server was run as plain ``python -c``, without the entry, so
+    its children found no entry to take the job's function from and died as they started; the
+    pool started others for ever, and every such job hung (here, until its --timeout)."""
+    env = {**bare_env(tmp_path), "JOBSPLIT_TEST_POOL": "8"}
+    folder = host(tmp_path, method, executable)
+    (folder / "config.ini").write_text(CONFIG + f"pool = {method}\n")
+    run = subprocess.run(["./e2e", "run", "--machine", "fast", "--yes", "--console", "plain", "--timeout", "30"], cwd=folder, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    with open(folder / "jobsplit-out" / "fast" / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and all(int(r["Draw"]) == sum(i**3 for i in range(int(r["Index"]) + 1)) for r in rows)
+    log = gzip.decompress((folder / "jobsplit-out" / "fast" / "fast.log.gz").read_bytes()).decode()
+    assert "Traceback" not in log and "the job left" not in log, log[:3000]
+    assert processes_of(folder) == []

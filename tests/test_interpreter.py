@@ -20,6 +20,15 @@ def test_the_program_s_own_command_lines_are_left_to_it(argv):
     act_as_python(["program", *argv])  # returns: nothing run, no exit
 
 
+def test_the_fork_server_is_left_to_the_entry():
+    """multiprocessing's fork server takes the job's functions from its ``__main__``: the entry,
+    which runs first (the executable's multiprocessing.freeze_support runs the fork server as
+    jobsplit.main starts), not an empty module (test_executable.py runs such a pool)."""
+    as_started = ["-B", "-s", "-c", "from multiprocessing.forkserver import main; main(3, 4, ['__main__'], **{})"]
+    assert as_python(*as_started).stdout == "not taken\n"
+    assert as_python("-c", "import sys; from multiprocessing.forkserver import main; main(3, 4, [])").stdout == "not taken\n"  # Python 3.13.13 and later
+
+
 def as_python(*argv: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     script = "import sys; from jobsplit.interpreter import act_as_python; act_as_python(['program', *sys.argv[1:]]); print('not taken')"
     return subprocess.run([sys.executable, "-c", script, *argv], input=stdin, capture_output=True, text=True, timeout=60, check=False)

@@ -25,6 +25,15 @@ import types
 from collections.abc import Callable
 from typing import NoReturn
 
+_FORK_SERVER = "from multiprocessing.forkserver import main"
+"""The command that starts multiprocessing's fork server (a ``forkserver`` pool's, the default
+start method on Linux from Python 3.14). Its children take the job's functions from the fork
+server's ``__main__``, which must be the entry: run as ``-c`` here, before the entry, each child
+found no entry to load and died at its start, and the pool, starting others in their place,
+hung its job for ever. It is left to PyInstaller's ``freeze_support``, which ``jobsplit.main``
+calls first, after the entry's top level has run, as for a ``spawn`` pool's processes (the pool
+is built again there, once a worker: see the README)."""
+
 _OPTIONS = frozenset("bBdEiIOPqsSuvx")
 """Python's options of one letter that take no argument (not ``h``, ``V``: the program's own)."""
 _WITH_ARGUMENT = ("W", "X")
@@ -49,6 +58,8 @@ def act_as_python(argv: list[str]) -> None:
             else:
                 return
             if letter == "c":
+                if _FORK_SERVER in payload:
+                    return  # run by multiprocessing.freeze_support() as jobsplit.main starts, see below
                 _run_code(payload, rest)
             _run_module(payload, rest)
         if letter in _WITH_ARGUMENT:

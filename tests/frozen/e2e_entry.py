@@ -1,7 +1,9 @@
 """The one entry the end-to-end tests run and freeze (one program: one build per test session).
 
 Its config chooses the job. With ``[e2e] pause``: short jobs that log, report progress and draw
-randomness; with ``[e2e] joblib = yes``: each job sums cubes on a joblib pool of its own. With ``[experiment] base`` (the shared-queue tests): each job sleeps the base time
+randomness; with ``[e2e] joblib = yes``: each job sums cubes on a joblib pool of its own, and
+with ``[e2e] pool = forkserver`` (or another start method) on a multiprocessing pool of its own.
+With ``[experiment] base`` (the shared-queue tests): each job sleeps the base time
 times this host's factor (JOBSPLIT_TEST_FACTOR: a slower host), then draws from its random
 stream. The pool has 60 jobs, or JOBSPLIT_TEST_POOL.
 """
@@ -25,6 +27,11 @@ def job(index, random_obj, config, progress):
         from joblib import Parallel, delayed
 
         return index, sum(Parallel(n_jobs=2)(delayed(cube)(i) for i in range(index + 1)))
+    if config.has_option("e2e", "pool"):
+        import multiprocessing
+
+        with multiprocessing.get_context(config.get("e2e", "pool")).Pool(2) as workers:
+            return index, sum(workers.map(cube, range(index + 1)))
     if config.has_section("experiment"):
         time.sleep(config.getfloat("experiment", "base") * float(os.environ.get("JOBSPLIT_TEST_FACTOR", "1")))
         return index, random_obj.random()
