@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,19 +20,40 @@ def atomic_file(path: Path, mode: str = "w", *, writer: str = "partial") -> Iter
     written is a UserError naming it (a StorageError when the disk is full); the temporary
     file never stays behind. ``writer`` names the temporary file: a write from a signal handler
     takes a name of its own, so that it never mixes with a write of the same file it interrupted.
+
+    A symbolic link stays a link: the file it points to is replaced. What is not a file stays
+    what it is, written straight to: ``-o /dev/null`` (to check a merge and keep nothing),
+    ``/dev/stdout``, a named pipe. The rename replaced ``/dev/null`` itself with a file, for
+    every program of a machine where jobsplit ran as root (and failed for anyone else).
     """
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{writer}")
+    in_place = _not_a_file(path)
+    target = path if in_place else Path(os.path.realpath(path))
+    temporary = target if in_place else target.with_name(f".{target.name}.{os.getpid()}.{writer}")
     try:
         with open(temporary, mode) if "b" in mode else open(temporary, mode, encoding="utf-8", newline="") as f:
             yield f
             f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
+            if not in_place:
+                os.fsync(f.fileno())
+        if not in_place:
+            os.replace(temporary, target)
     except OSError as exc:
-        temporary.unlink(missing_ok=True)
+        if not in_place:
+            temporary.unlink(missing_ok=True)
         if exc.errno in NO_SPACE:
             raise StorageError(f"{path} cannot be written: {describe_os_error(exc)}; free some space and try again") from None
         raise UserError(f"{path} cannot be written ({describe_os_error(exc)}); check that its folder exists and is writable") from None
     except BaseException:
-        temporary.unlink(missing_ok=True)
+        if not in_place:
+            temporary.unlink(missing_ok=True)
         raise
+
+
+def _not_a_file(path: Path) -> bool:
+    """Whether ``path`` is there and is no regular file (nor a folder, which fails as such):
+    a device, a pipe, a socket."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
