@@ -302,15 +302,21 @@ def test_the_executable_acts_as_python_for_the_helpers_libraries_start(executabl
     assert subprocess.run([str(executable), "--version"], env=env, capture_output=True, text=True, timeout=60).stdout.startswith("jobsplit ")
 
     folder = host(tmp_path, "sklearn", executable)
-    (folder / "config.ini").write_text(CONFIG + "joblib = yes\n")
-    run = subprocess.run(["./e2e", "run", "--machine", "mid", "--yes", "--console", "plain"], cwd=folder, env=env, capture_output=True, text=True, timeout=300)
+    log = run_cube_sums(folder, env, "joblib = yes")
+    assert "unrecognized arguments" not in log and "the job left" not in log, log[:2000]
+    assert processes_of(folder) == []
+
+
+def run_cube_sums(folder: Path, env: dict[str, str], setting: str, *flags: str) -> str:
+    """Run machine ``mid`` of a host whose jobs sum cubes on a pool of their own (``setting``, a
+    line of [e2e]); check every row's sum; the machine's log."""
+    (folder / "config.ini").write_text(CONFIG + setting + "\n")
+    run = subprocess.run(["./e2e", "run", "--machine", "mid", "--yes", "--console", "plain", *flags], cwd=folder, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     with open(folder / "jobsplit-out" / "mid" / "results.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert rows and all(int(r["Draw"]) == sum(i**3 for i in range(int(r["Index"]) + 1)) for r in rows)
-    log = gzip.decompress((folder / "jobsplit-out" / "mid" / "mid.log.gz").read_bytes()).decode()
-    assert "unrecognized arguments" not in log and "the job left" not in log, log[:2000]
-    assert processes_of(folder) == []
+    return gzip.decompress((folder / "jobsplit-out" / "mid" / "mid.log.gz").read_bytes()).decode()
 
 
 @pytest.mark.parametrize("method", ["forkserver", "spawn"])
@@ -319,14 +325,7 @@ def test_a_job_s_own_multiprocessing_pool_runs_in_the_executable(executable: Pat
     3.14) or ``spawn``. The fork server was run as plain ``python -c``, without the entry, so
     its children found no entry to take the job's function from and died as they started; the
     pool started others for ever, and every such job hung (here, until its --timeout)."""
-    env = {**bare_env(tmp_path), "JOBSPLIT_TEST_POOL": "8"}
     folder = host(tmp_path, method, executable)
-    (folder / "config.ini").write_text(CONFIG + f"pool = {method}\n")
-    run = subprocess.run(["./e2e", "run", "--machine", "fast", "--yes", "--console", "plain", "--timeout", "30"], cwd=folder, env=env, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stdout + run.stderr
-    with open(folder / "jobsplit-out" / "fast" / "results.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    assert rows and all(int(r["Draw"]) == sum(i**3 for i in range(int(r["Index"]) + 1)) for r in rows)
-    log = gzip.decompress((folder / "jobsplit-out" / "fast" / "fast.log.gz").read_bytes()).decode()
+    log = run_cube_sums(folder, {**bare_env(tmp_path), "JOBSPLIT_TEST_POOL": "8"}, f"pool = {method}", "--timeout", "30")
     assert "Traceback" not in log and "the job left" not in log, log[:3000]
     assert processes_of(folder) == []
