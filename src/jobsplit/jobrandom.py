@@ -82,7 +82,7 @@ def _numpy_random() -> Any:
 def seed_python_random() -> None:
     """Seed ``random``'s module-level generator from the system as a worker starts: a spawned
     worker has run the script's ``random.seed(1)`` again, and would repeat the other workers'
-    stream (a forked one is seeded anew by Python itself). Not per job, as NumPy's: that costs
-    5 us a job, as much as the rest of a short job's worker-side work, and ``random_obj`` has
-    the same methods, seeded per job."""
+    stream (a forked one is seeded anew by Python itself). Not per job, as NumPy's: that cost
+    7 us of CPU on every job of every script (a quarter more for a no-op job, bench_dispatch),
+    and ``random_obj`` has the same methods, seeded per job."""
     random.seed()
