@@ -237,7 +237,6 @@ def test_1000_jobs_draw_1000_distinct_first_numbers(tmp_path, start_method):
 
 MODULE_DRAWS_ENTRY = """
 import random
-import sys
 
 import numpy as np
 
@@ -261,8 +260,8 @@ if __name__ == "__main__":
 def test_jobs_that_draw_from_the_module_generators_do_not_repeat_each_other(tmp_path, start_method):
     """A script that seeds NumPy (or draws from it to build its pool) before the run: every
     forked worker had its generator in the same state, so jobs on different workers drew the
-    same numbers (16 jobs, 2 workers: 8 values, each twice), and which job drew which depended
-    on the worker count. A spawned worker ran the script's ``random.seed(1)`` again: the same
+    same numbers (16 jobs on 2 workers: 9 distinct values), and which job drew which depended on
+    the worker count. A spawned worker ran the script's ``random.seed(1)`` again: the same
     for ``random.random()``. Now NumPy's draws are each job's own, the same whatever runs it,
     and ``random``'s are each worker's own."""
     np = pytest.importorskip("numpy")
