@@ -52,7 +52,8 @@ def test_bom_and_whitespace_are_fine(tmp_path):
         ({"alpha": [True, 8]}, ['"alpha" speed', "true"]),
         ({"alpha": [None, 8]}, ['"alpha" speed', "null"]),
         ('{"alpha": [NaN, 8]}', ['"alpha" speed', "NaN"]),
-        ('{"alpha": [Infinity, 8]}', ['"alpha" speed', "Infinity"]),
+        ('{"alpha": [Infinity, 8]}', ['"alpha" speed', "a finite number", "Infinity"]),
+        ('{"alpha": [1e400, 8]}', ['"alpha" speed', "a finite number", "Infinity"]),  # a number too large for a float
         ({"alpha": [1.0, 0]}, ['"alpha" cores', ">= 1"]),
         ({"alpha": [1.0, -4]}, ['"alpha" cores', "-4"]),
         ({"alpha": [1.0, 2.5]}, ['"alpha" cores', "2.5"]),

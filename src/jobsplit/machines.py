@@ -96,7 +96,7 @@ def _array_entry(path: Path | str, name: str, value: _Object) -> tuple[float, in
 
 def _speed(path: Path | str, name: str, speed: Any) -> float:
     if isinstance(speed, bool) or not isinstance(speed, (int, float)) or not math.isfinite(speed) or speed <= 0:
-        raise UserError(f'{path} "{name}" speed: must be a number > 0 (relative single-thread speed); got {_shown(speed)}')
+        raise UserError(f'{path} "{name}" speed: must be a finite number > 0 (relative single-thread speed); got {_shown(speed)}')
     return float(speed)
 
 
