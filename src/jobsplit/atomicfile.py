@@ -28,25 +28,26 @@ def atomic_file(path: Path, mode: str = "w", *, writer: str = "partial") -> Iter
     """
     in_place = _not_a_file(path)
     target = path if in_place else Path(os.path.realpath(path))
-    temporary = target if in_place else target.with_name(f".{target.name}.{os.getpid()}.{writer}")
+    temporary = None if in_place else target.with_name(f".{target.name}.{os.getpid()}.{writer}")
     try:
-        with open(temporary, mode) if "b" in mode else open(temporary, mode, encoding="utf-8", newline="") as f:
+        with _opened(temporary or target, mode) as f:
             yield f
             f.flush()
-            if not in_place:
+            if temporary is not None:
                 os.fsync(f.fileno())
-        if not in_place:
+        if temporary is not None:
             os.replace(temporary, target)
     except OSError as exc:
-        if not in_place:
-            temporary.unlink(missing_ok=True)
         if exc.errno in NO_SPACE:
             raise StorageError(f"{path} cannot be written: {describe_os_error(exc)}; free some space and try again") from None
         raise UserError(f"{path} cannot be written ({describe_os_error(exc)}); check that its folder exists and is writable") from None
-    except BaseException:
-        if not in_place:
-            temporary.unlink(missing_ok=True)
-        raise
+    finally:
+        if temporary is not None:
+            temporary.unlink(missing_ok=True)  # a failed write's; after the rename, nothing is there
+
+
+def _opened(path: Path, mode: str) -> IO[Any]:
+    return open(path, mode) if "b" in mode else open(path, mode, encoding="utf-8", newline="")
 
 
 def _not_a_file(path: Path) -> bool:
