@@ -66,9 +66,12 @@ def parse_machines(data: Any, path: Path | str = MACHINES_FILE) -> tuple[Machine
     if not data:
         raise UserError(f"{path} names no machines; add at least one, like {_EXAMPLE}")
     machines = []
+    folded: dict[str, str] = {}
     for name, value in data.items():
         if not _NAME.fullmatch(name):
             raise UserError(f'{path}: the machine name "{name}" is also a folder name, so use only letters, digits, "_", "-" and "." (not first)')
+        if (other := folded.setdefault(name.casefold(), name)) != name:
+            raise UserError(f'{path} names the machines "{other}" and "{name}", which differ only in case: on macOS and Windows disks their output folders would be one folder; rename one')
         if isinstance(value, (_Object, dict)):
             speed, cores, count = _array_entry(path, name, value if isinstance(value, _Object) else _Object(value.items()))
             machines += [Machine(member_name(name, index), speed, cores) for index in range(count)]
