@@ -909,6 +909,25 @@ def test_the_fingerprint_covers_the_modules_of_the_entry_s_folder_it_imports(tmp
     assert run() == codes[-1]
 
 
+def test_a_run_under_a_profiler_has_the_entry_s_fingerprint(tmp_path):
+    """``python -m cProfile entry.py``, to see where a slow run's time goes: ``__main__`` is then
+    cProfile, not the entry, so its fingerprint was the profiler's and that of the standard
+    library modules it imports (some 300 files parsed: 3 s), and merge-results refused the
+    profiled run's rows as of other code. The fingerprint is the entry's, as without the profiler."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "entry.py").write_text(LOCAL_ENTRY.replace("import helpers\nfrom models import fit\n", "from helpers import fit\n").replace("from lazy import scale", "scale = 2"))
+    (project / "helpers.py").write_text("def fit(i):\n    return i + 1\n")
+    config_dir = write_config_dir(tmp_path / "config", header=(*HEADER[:3], "Value"), machines={"solo": [1.0, 1]})
+    profiled = [sys.executable, "-m", "cProfile", "-o", tmp_path / "run.prof", project / "entry.py", *run_args(config_dir, tmp_path / "out")]
+    status, _, err = watched(profiled, run_env(tmp_path), WATCHDOG)
+    assert status == 0, err
+    from jobsplit.fingerprint import file_fingerprint
+
+    assert fingerprint(err) == file_fingerprint(project / "entry.py")
+    assert (tmp_path / "run.prof").stat().st_size > 0
+
+
 def test_merging_results_of_different_code_needs_allow_mixed_code(tmp_path):
     share = HardeningShare(tmp_path, kinds_spec([["ok", i] for i in range(8)]), machine="m1", machines=TWO_MACHINES)
     status, _, err1 = share.run(machine="m1")

@@ -91,7 +91,7 @@ def entry_main(
         return tool_main(argv)  # the merge and status tools travel inside every executable too
     if not argv or argv[0] not in (*ENTRY_COMMANDS, "-h", "--help", "--version"):
         argv.insert(0, "run")  # a double-clicked executable runs this machine's share
-    args = _entry_parser().parse_args(argv)
+    args = _entry_parser(job).parse_args(argv)
     messages = message_console()
 
     def command() -> int:
@@ -183,7 +183,7 @@ def _guarded(console: Console, command: Callable[[], int]) -> int:
         return exc.exit_status
 
 
-def _entry_parser() -> argparse.ArgumentParser:
+def _entry_parser(job: Callable[..., Any]) -> argparse.ArgumentParser:
     prog = Path(sys.argv[0]).name if not getattr(sys, "frozen", False) else Path(sys.executable).name
     tool_list = ", ".join(TOOL_NAMES)
     parser = argparse.ArgumentParser(
@@ -191,7 +191,7 @@ def _entry_parser() -> argparse.ArgumentParser:
         description="Run this machine's share of the job pool (see `run --help`).",
         epilog=f"Also available here: {tool_list} (see `{prog} COMMAND --help`).",
     )
-    parser.add_argument("--version", action="version", version=f"jobsplit {__version__} (entry code {entry_fingerprint()})")
+    parser.add_argument("--version", action="version", version=f"jobsplit {__version__} (entry code {entry_fingerprint(job)})")
     shared = argparse.ArgumentParser(add_help=False)
     shared.add_argument("--config-dir", type=Path, metavar="DIR", help="where config.ini, header.csv and machines.json are (default: here)")
     planning = argparse.ArgumentParser(add_help=False)

@@ -16,7 +16,9 @@ import ast
 import functools
 import hashlib
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 FINGERPRINT_HEX = 12
 BUNDLED_NAME = "entry.fingerprint"
@@ -92,21 +94,40 @@ def _normalized(source: bytes) -> bytes:
     return source.removeprefix(b"\xef\xbb\xbf").replace(b"\r\n", b"\n")
 
 
-@functools.cache
-def entry_fingerprint() -> str:
-    """The running entry's fingerprint: bundled in an executable, else of ``__main__``'s file
-    and its local modules (read once: the parser's ``--version`` and the run both show it)."""
+def entry_fingerprint(job: Callable[..., Any]) -> str:
+    """The running entry's fingerprint: bundled in an executable, else of the entry script's file
+    and its local modules (each read once: the parser's ``--version`` and the run both show it)."""
     if getattr(sys, "frozen", False):
-        bundled = Path(getattr(sys, "_MEIPASS", "")) / "jobsplit" / BUNDLED_NAME
-        try:
-            return bundled.read_text(encoding="ascii").strip() or UNKNOWN
-        except OSError:
-            return UNKNOWN  # built without `make exe`
-    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+        return _bundled_fingerprint()
+    main_file = _entry_file(job)
+    return _script_fingerprint(main_file) if main_file else UNKNOWN
+
+
+@functools.cache
+def _bundled_fingerprint() -> str:
     try:
-        return file_fingerprint(Path(main_file)) if main_file else UNKNOWN
+        return (Path(getattr(sys, "_MEIPASS", "")) / "jobsplit" / BUNDLED_NAME).read_text(encoding="ascii").strip() or UNKNOWN
+    except OSError:
+        return UNKNOWN  # built without `make exe`
+
+
+@functools.cache
+def _script_fingerprint(main_file: str) -> str:
+    try:
+        return file_fingerprint(Path(main_file))
     except OSError:
         return UNKNOWN
+
+
+def _entry_file(job: Callable[..., Any]) -> str | None:
+    """The entry script: the file of a job defined in it, else ``__main__``'s (a job imported
+    from a module of the project). Under ``python -m cProfile entry.py`` (or ``profile``,
+    ``trace``) ``__main__`` is the profiler and the script runs as a namespace of its own,
+    which the job's globals are."""
+    names = getattr(job, "__globals__", {})
+    if names.get("__name__") == "__main__" and isinstance(names.get("__file__"), str):
+        return str(names["__file__"])
+    return getattr(sys.modules.get("__main__"), "__file__", None)
 
 
 def main(argv: list[str]) -> None:
