@@ -256,17 +256,36 @@ if __name__ == "__main__":
 """
 
 
+IN_JOB_IMPORT_ENTRY = """
+import random
+
+import jobsplit
+
+
+def job(n, x, random_obj, config, progress):
+    import numpy as np  # loaded where the job runs (a spawned worker then starts faster)
+    return random.random(), np.random.rand(), np.random.normal()
+
+
+if __name__ == "__main__":
+    jobsplit.main(job, [(n, n / 16) for n in range(16)])
+"""
+
+
 @pytest.mark.parametrize("start_method", START_METHODS)
-def test_jobs_that_draw_from_the_module_generators_do_not_repeat_each_other(tmp_path, start_method):
+@pytest.mark.parametrize("entry_text", [MODULE_DRAWS_ENTRY, IN_JOB_IMPORT_ENTRY], ids=["numpy-at-the-top", "numpy-in-the-job"])
+def test_jobs_that_draw_from_the_module_generators_do_not_repeat_each_other(tmp_path, start_method, entry_text):
     """A script that seeds NumPy (or draws from it to build its pool) before the run: every
     forked worker had its generator in the same state, so jobs on different workers drew the
     same numbers (16 jobs on 2 workers: 9 distinct values), and which job drew which depended on
     the worker count. A spawned worker ran the script's ``random.seed(1)`` again: the same
     for ``random.random()``. Now NumPy's draws are each job's own, the same whatever runs it,
-    and ``random``'s are each worker's own."""
+    and ``random``'s are each worker's own. A job that imports NumPy itself loaded it after its
+    worker had seeded nothing: each worker's first job drew other numbers in every run; now
+    NumPy is seeded for it as it loads."""
     np = pytest.importorskip("numpy")
     entry = tmp_path / "entry.py"
-    entry.write_text(MODULE_DRAWS_ENTRY)
+    entry.write_text(entry_text)
     config_dir = write_config_dir(tmp_path / "config", header=["Run Start Time", "Job Running Time", "Job Start Time", "Py", "Np", "Normal"], machines={"solo": [1.0, 2]})
     runs = []
     for workers in ("2", "1"):

@@ -10,8 +10,13 @@ seeded per worker, from the system.
 from __future__ import annotations
 
 import hashlib
+import importlib.abc
+import importlib.util
 import random
 import sys
+import types
+from collections.abc import Sequence
+from importlib.machinery import ModuleSpec
 from typing import Any
 
 
@@ -56,13 +61,22 @@ class _SeededOnFirstUse(random.Random):
 def seed_numpy_random(seed: bytes, job_id: str) -> None:
     """Seed NumPy's module-level generator (``numpy.random.rand()`` and the like) before the
     job, where NumPy is loaded, with 256 bits from (seed, job id): among a million jobs seeded
-    with one 32-bit integer each, some hundred pairs would share a stream.
+    with one 32-bit integer each, some hundred pairs would share a stream. Where it is not, the
+    job that loads it has it seeded so as it loads (see ``prepare_module_generators``).
 
     Forked from a runner whose script had seeded it (``numpy.random.seed(1)`` "for
     reproducibility") or drawn from it, every worker's was in the same state, and jobs on
     different workers drew the same numbers; and NumPy code draws from it deep in helpers that
     no ``random_obj`` reaches. About 9 us a job where NumPy is loaded, nothing elsewhere."""
-    numpy_seed = getattr(_numpy_random(), "seed", None)  # None: not loaded, or half-imported
+    module = _numpy_random()
+    if module is None:
+        _NUMPY_IMPORT.job = (seed, job_id)
+    else:
+        _seed_numpy(module, seed, job_id)
+
+
+def _seed_numpy(module: Any, seed: bytes, job_id: str) -> None:
+    numpy_seed = getattr(module, "seed", None)  # None: half-imported
     if numpy_seed is not None:
         key = hashlib.sha256(b"jobsplit/numpy-random/v1\n" + seed + bytes.fromhex(job_id)).digest()
         numpy_seed([int.from_bytes(key[at : at + 4], "big") for at in range(0, 32, 4)])
@@ -79,10 +93,56 @@ def _numpy_random() -> Any:
     return module
 
 
-def seed_python_random() -> None:
-    """Seed ``random``'s module-level generator from the system as a worker starts: a spawned
-    worker has run the script's ``random.seed(1)`` again, and would repeat the other workers'
-    stream (a forked one is seeded anew by Python itself). Not per job, as NumPy's: that cost
-    7 us of CPU on every job of every script (a quarter more for a no-op job, bench_dispatch),
-    and ``random_obj`` has the same methods, seeded per job."""
+def prepare_module_generators() -> None:
+    """As a worker starts: seed ``random``'s module-level generator from the system, and have
+    NumPy's seeded for the job that loads it, if one does.
+
+    ``random``: a spawned worker has run the script's ``random.seed(1)`` again, and would repeat
+    the other workers' stream (a forked one is seeded anew by Python itself). Not per job, as
+    NumPy's: that cost 7 us of CPU on every job of every script (a quarter more for a no-op
+    job, bench_dispatch), and ``random_obj`` has the same methods, seeded per job.
+
+    NumPy: a job that imports it in its own body (``def job(...): import numpy as np``) loads it
+    after its worker seeded nothing, so each worker's first job drew from a generator seeded by
+    the system: other numbers in every run."""
     random.seed()
+    if "numpy" not in sys.modules and _NUMPY_IMPORT not in sys.meta_path:
+        sys.meta_path.insert(0, _NUMPY_IMPORT)
+
+
+class _SeedNumpyOnImport(importlib.abc.MetaPathFinder):
+    """Finds nothing itself: hands ``numpy.random``'s spec, as the other finders make it, to a
+    loader that seeds the module as it loads, for the job that loads it (``job``)."""
+
+    def __init__(self) -> None:
+        self.job: tuple[bytes, str] | None = None
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None, target: types.ModuleType | None = None) -> ModuleSpec | None:
+        if fullname != "numpy.random":
+            return None
+        sys.meta_path.remove(self)  # a module loads once; every other import is left alone
+        spec = importlib.util.find_spec(fullname)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _SeedingLoader(spec.loader, self)
+        return spec
+
+
+class _SeedingLoader(importlib.abc.Loader):
+    """``numpy.random``'s own loader, which seeds the module once it has run."""
+
+    def __init__(self, loader: importlib.abc.Loader, finder: _SeedNumpyOnImport) -> None:
+        self.loader, self.finder = loader, finder
+
+    def create_module(self, spec: ModuleSpec) -> types.ModuleType | None:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        module.__loader__ = self.loader  # the module keeps its own loader, not this one
+        if module.__spec__ is not None:
+            module.__spec__.loader = self.loader
+        self.loader.exec_module(module)
+        if self.finder.job is not None:
+            _seed_numpy(module, *self.finder.job)
+
+
+_NUMPY_IMPORT = _SeedNumpyOnImport()

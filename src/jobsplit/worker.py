@@ -41,7 +41,7 @@ from typing import Any, NamedTuple, NoReturn
 from .capture import LoggingSetup, OutputCapture
 from .children import become_group_leader_and_subreaper, end_library_helpers, library_helpers, signal_strays, stop_children
 from .config import Header, JobConfig, LogSettings
-from .jobrandom import job_random, seed_numpy_random, seed_python_random
+from .jobrandom import job_random, prepare_module_generators, seed_numpy_random
 from .lifecycle import die_with_parent, restore_library_path
 from .messages import LOG, RESULTS, REVOKED, Batch, LogEntry, Results, Revoke
 from .nativethreads import limit_loaded_thread_pools
@@ -160,7 +160,7 @@ def worker_main(setup: WorkerSetup, tasks: Connection, results: Connection, slot
     signal.signal(signal.SIGTERM, _on_terminate)
     die_with_parent(parent_pid, signal.SIGTERM)
     restore_library_path()
-    seed_python_random()
+    prepare_module_generators()
     if setup.threads is not None:
         limit_loaded_thread_pools(setup.threads)
     if setup.nice:
