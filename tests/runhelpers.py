@@ -153,6 +153,15 @@ def job(*args, **kwargs):
         if os.environ.get("JOBSPLIT_TEST_STOP"):
             _stop_the_run()
         time.sleep(param)
+    elif kind == "termreturn":  # its own SIGTERM handler only sets a flag, and the job returns what it has so far; stops the run (Ctrl-C) if JOBSPLIT_TEST_STOP is set
+        stopped = []
+        signal.signal(signal.SIGTERM, lambda signum, frame: stopped.append(signum))
+        if os.environ.get("JOBSPLIT_TEST_STOP"):
+            os.kill(os.getppid(), signal.SIGINT)
+        deadline = time.monotonic() + float(os.environ.get("JOBSPLIT_TEST_SLEEP", param))
+        while not stopped and time.monotonic() < deadline:
+            time.sleep(0.01)
+        note = "partial" if stopped else "full"
     elif kind == "nodeathsig":  # as where PR_SET_PDEATHSIG does not exist: only the ppid polling is left
         ctypes.CDLL(None).prctl(1, 0, 0, 0, 0)  # PR_SET_PDEATHSIG, 0: no signal on the parent's death
         time.sleep(float(param))

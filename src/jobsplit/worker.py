@@ -677,6 +677,8 @@ class _JobRunner:
             error, value = clean_text(_job_traceback(exc)), None
         if _forked:
             _end_forked_child(None)
+        if error is None and board.stopping(self.slot):
+            error, value = _returned_when_stopped(value), None
         paused = board.paused() - paused  # Ctrl-Z: not the job's time
         running_time = max(0.0, time.perf_counter() - clock - paused)
         board.finish(self.slot)
@@ -736,6 +738,14 @@ def _cpu_seconds() -> float:
     """This process's CPU time, the child processes it waited for included (one system call)."""
     now = os.times()
     return now.user + now.system + now.children_user + now.children_system
+
+
+def _returned_when_stopped(value: Any) -> str:
+    """Why a job that returned is not done: the runner stopped it (a timeout, the run's stop)
+    and the job's own SIGTERM handler let it return, with what it had so far (a checkpoint
+    saved, a partial sum). Taken as its result, it was a finished job that never ran again; the
+    runner records it as the timeout or the interrupted attempt it was."""
+    return clean_text(f"the job returned after jobsplit's SIGTERM stopped it (its own SIGTERM handler let it return), so what it returned is not taken as its result: {bounded_repr(value)}")
 
 
 def bounded_repr(value: Any, limit: int = REPR_LIMIT) -> str:
