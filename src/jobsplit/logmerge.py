@@ -8,14 +8,16 @@ with the number of inputs, not with their length.
 
 INPUT is a log file (gzip or plain text), a machine directory (each machine's rotated segments
 and current log are read oldest first as one stream) or an output root (its subdirectories
-<machine>/ holding <machine>.log.gz). Records are ordered by their bytes: time first, then the
-rest of the line. A truncated last gzip member (a log copied while its run was writing, or a
+<machine>/ holding <machine>.log.gz). Records are ordered by their time; those of one millisecond
+keep their order: a log's as written (a job's lines, a traceback printed line by line), and the
+logs' by file name, so the merge does not depend on the order of the inputs. A truncated last gzip member (a log copied while its run was writing, or a
 killed run) is reported, and the complete records before the cut are kept."""
 
 from __future__ import annotations
 
 import argparse
 import gzip
+import operator
 import re
 import sys
 import time
@@ -46,6 +48,8 @@ GZIP_MAGIC = b"\x1f\x8b"
 
 _RECORD_START = re.compile(rb"\n(?=\d)")
 """A line that starts with a digit starts a record; any other line continues the previous one."""
+_time_of = operator.itemgetter(slice(0, TIME_WIDTH))
+"""A record's timestamp: its first TIME_WIDTH bytes."""
 _LOG_NAME = re.compile(r"(.+)\.log(?:\.\d+)?\.gz")
 
 Write = Callable[[bytes], object]
@@ -73,7 +77,8 @@ def _count(n: int, noun: str) -> str:
 
 
 def find_streams(inputs: list[str]) -> list[list[Path]]:
-    """The inputs as sorted streams, each a list of files read one after the other.
+    """The inputs as sorted streams, each a list of files read one after the other, in the
+    order of their (last) files' names: the order of a millisecond's records from several logs.
 
     A file reached twice (named twice, or also found in a directory) is read once.
     """
@@ -91,7 +96,7 @@ def find_streams(inputs: list[str]) -> list[list[Path]]:
             unique = [file for file in files if _first_time(file, seen)]
             if unique:
                 streams.append(unique)
-    return streams
+    return sorted(streams, key=lambda files: (files[-1].name, str(files[-1])))
 
 
 def directory_logs(directory: Path) -> list[list[Path]]:
@@ -210,12 +215,14 @@ class LogStream:
 
 
 def merge(inputs: list[LogStream], write: Write) -> int:
-    """Write the records of all inputs in byte order; return how many were written.
+    """Write the records of all inputs in time order, a millisecond's in the inputs' order and
+    each input's own; return how many were written.
 
     Each round takes the earliest timestamp among the last buffered records of the inputs
     still being read as a bound: no unread record is older than it, so every buffered record
     older than it can be written. Each input's records older than the bound are found by
-    bisection and merged by ``list.sort`` (Timsort merges the sorted runs in C).
+    bisection (a record is older than the bound exactly when its time is: its bytes begin with it)
+    and merged by ``list.sort`` on the time alone (Timsort merges the sorted runs, and is stable).
     """
     for stream in inputs:
         stream.fill()
@@ -230,7 +237,7 @@ def merge(inputs: list[LogStream], write: Write) -> int:
             ready += stream.records[:cut]
             del stream.records[:cut]
         if ready:
-            ready.sort()
+            ready.sort(key=_time_of)
             write(b"\n".join(ready))
             write(b"\n")
             written += len(ready)
