@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 import json
+import numbers
 import re
 import sys
 import time
@@ -165,6 +166,38 @@ def test_numpy_values_are_written_as_their_python_values_and_a_one_dimensional_a
     with pytest.raises(ResultShapeError, match=r"returned a ndarray but header.csv expects 2 values \(a list, tuple, dict or one-dimensional array"):
         rows.cells(numpy.array([[1.0, 2.0]]))
 
+
+
+def test_numpy_datetimes_are_iso_8601_to_the_nanosecond_and_durations_fail_saying_why():
+    """A pandas column of times is ``datetime64[ns]`` (pandas 2), whose ``item()`` is an integer (no Python
+    datetime holds nanoseconds): such a value was written as 1709368200000000000, silently. A
+    ``timedelta64`` counts as an integer, and its conversion raised a TypeError taken for
+    jobsplit's own failure: three such jobs in a row stopped the run (exit 70). A duration has
+    no one text (seconds? days?): it fails as the job's, saying what to return, as a value whose
+    own conversion fails does."""
+    numpy = pytest.importorskip("numpy")
+    pandas = pytest.importorskip("pandas")
+    moment = numpy.datetime64("2024-03-02T08:30:00.123456789", "ns")
+    column = pandas.DataFrame({"t": pandas.to_datetime(["2024-03-02 08:30"]).as_unit("ns")})["t"].values  # pandas 2's default unit
+    assert formatter("When", "Column", "Missing", "Day").cells((moment, column[0], numpy.datetime64("NaT", "ns"), numpy.datetime64("2024-03-02"))) == [
+        "2024-03-02T08:30:00.123456789", "2024-03-02T08:30:00.000000000", "", "2024-03-02"
+    ]  # fmt: skip
+    assert formatter("A", "B").cells(numpy.array(["2024-03-02T08:30:00.5", "2024-03-03"], dtype="datetime64[ns]")) == ["2024-03-02T08:30:00.500000000", "2024-03-03T00:00:00.000000000"]
+    for duration in (numpy.diff(column.repeat(2))[0], numpy.timedelta64(3, "D"), timedelta(seconds=5), pandas.Timedelta("1h")):
+        with pytest.raises(ResultShapeError, match=r"'Only' is an? \w+, a duration: return a number in a unit of yours \(td.total_seconds\(\)"):
+            formatter("Only").cells(duration)
+
+
+@numbers.Integral.register
+class _NoInt:
+    """An integer whose conversion fails in C, as a NumPy value's may."""
+
+    __int__ = None  # int() then raises TypeError with no Python frame of the value's
+
+
+def test_a_value_whose_conversion_fails_fails_its_job_not_jobsplit():
+    with pytest.raises(ResultShapeError, match=r"the value for column 'Only', a _NoInt, has no text \(TypeError: "):
+        formatter("Only").cells(_NoInt())
 
 
 def test_a_pandas_series_is_a_row_by_its_labels():

@@ -111,7 +111,7 @@ class RowFormatter:
         if kind in _SCALAR_TEXT and len(columns) == 1:
             return [_SCALAR_TEXT[kind](value)]
         if _is_vector(value):
-            value = value.tolist() if not hasattr(value, "keys") else _by_label(value)
+            value = _by_label(value) if hasattr(value, "keys") else list(value) if _numpy_kind(value) in ("M", "m") else value.tolist()  # times: see _text
         if kind is tuple or kind is list or (isinstance(value, Sequence) and not isinstance(value, (str, bytes, bytearray))):
             if len(value) != len(columns):
                 raise ResultShapeError(f"the job returned {plural(len(value), 'value')} but header.csv has {plural(len(columns), 'result column')} {list(columns)}")
@@ -139,8 +139,28 @@ def _cell(value: Any, column: str) -> str:
     to_text = _SCALAR_TEXT.get(type(value))
     if to_text is not None:
         return to_text(value)  # type: ignore[no-any-return]
+    try:
+        text = _text(value, column)
+    except (TypeError, ValueError, ArithmeticError) as exc:  # raised by the value's own conversion, often in C: the job's, not jobsplit's
+        name = type(value).__name__
+        raise ResultShapeError(f"the value for column {column!r}, {article(name)} {name}, has no text ({type(exc).__name__}: {exc})") from None
+    if text is None:
+        name = type(value).__name__
+        raise ResultShapeError(f"the value for column {column!r} is {article(name)} {name}; cells must be numbers, strings, booleans, None, dates, times or paths")
+    return text
+
+
+def _text(value: Any, column: str) -> str | None:
+    """The cell text of a value that is not of an exact plain type; None for a value that has none."""
     if isinstance(value, str):
         return str(value)
+    numpy_kind = _numpy_kind(value)
+    if numpy_kind == "m" or isinstance(value, datetime.timedelta):  # NumPy's timedelta64 counts as an integer: of what unit?
+        name = type(value).__name__
+        raise ResultShapeError(f"the value for column {column!r} is {article(name)} {name}, a duration: return a number in a unit of yours (td.total_seconds(), td / numpy.timedelta64(1, 's'))")
+    if numpy_kind == "M":  # NumPy's datetime64 is a datetime down to microseconds, an integer below (pandas' columns: nanoseconds)
+        plain = _item(value)
+        return "" if plain is None else plain.isoformat() if isinstance(plain, datetime.date) else str(value)
     if isinstance(value, numbers.Integral):
         return int_text(int(value))
     if isinstance(value, numbers.Real):
@@ -151,11 +171,12 @@ def _cell(value: Any, column: str) -> str:
     to_text = _SCALAR_TEXT.get(type(plain))
     if to_text is not None:  # never for _NO_ITEM, a bare object()
         return to_text(plain)  # type: ignore[no-any-return]
-    text = _standard_text(value if plain is _NO_ITEM else plain)
-    if text is not None:
-        return text
-    name = type(value).__name__
-    raise ResultShapeError(f"the value for column {column!r} is {article(name)} {name}; cells must be numbers, strings, booleans, None, dates, times or paths")
+    return _standard_text(value if plain is _NO_ITEM else plain)
+
+
+def _numpy_kind(value: Any) -> str | None:
+    """The kind of a NumPy value's (or array's) dtype: "M" for datetime64, "m" for timedelta64."""
+    return getattr(getattr(value, "dtype", None), "kind", None)
 
 
 def _standard_text(value: Any) -> str | None:
