@@ -4,6 +4,8 @@ and results.csv rebuilt from the journal. (Resuming after Ctrl-C/SIGTERM/SIGKILL
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import sqlite3
 import time
@@ -236,3 +238,51 @@ def test_a_damaged_results_csv_is_rebuilt_from_the_journal(tmp_path, damage):
     assert sorted(project.results.read_text(encoding="utf-8").splitlines()) == sorted(intact.splitlines())
     assert not project.results.with_name("results.csv.tmp").exists()
 
+
+
+def _with_bom(path: Path) -> None:
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+
+
+def _semicolons(path: Path) -> None:
+    rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"), newline="")))
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        csv.writer(f, delimiter=";").writerows(rows)
+
+
+def test_a_results_csv_a_spreadsheet_saved_again_does_not_stop_the_share(tmp_path):
+    """Opened in a spreadsheet and saved: with a UTF-8 BOM (Excel's "CSV UTF-8"), the file was
+    refused as having "other columns than header.csv" (the same columns), and so was one saved
+    with semicolons (a European Excel) though the journal held every result: both advices given,
+    --fresh or moving it away, cost work when the journal is lost too. A BOM is read through; a
+    table of other columns is kept in a backup folder and written again from the journal; with
+    no journal to vouch for the rows, it is refused, saying why, and left where it is."""
+    project = Project(tmp_path, pool_spec("ok", 12))
+    project.run()
+    intact = sorted(project.results.read_text(encoding="utf-8").splitlines())
+    _with_bom(project.results)
+    result = project.run()
+    assert "resuming: 12 done" in result.stderr and "backup" not in result.stderr
+    assert sorted(project.results.read_text(encoding="utf-8").splitlines()) == intact
+
+    _semicolons(project.results)
+    resaved = project.results.read_bytes()
+    result = project.run()
+    assert "resuming: 12 done" in result.stderr
+    notice = next(line for line in result.stderr.splitlines() if "other columns than header.csv" in line)
+    assert "separated by semicolons" in notice and "written again from the journal" in notice, notice
+    (backup,) = project.machine_dir.glob("backup-*")
+    assert (backup / "results.csv").read_bytes() == resaved
+    assert sorted(project.results.read_text(encoding="utf-8").splitlines()) == intact
+    assert len(side_lines(project.side)) == 12  # nothing ran again
+
+    _semicolons(project.results)
+    resaved = project.results.read_bytes()
+    for name in ("journal.sqlite", "journal.sqlite-wal", "journal.sqlite-shm"):
+        (project.machine_dir / name).unlink(missing_ok=True)
+    result = project.run(status=2)
+    (line,) = [line for line in result.stderr.splitlines() if line.strip()][-1:]
+    assert "results.csv has other columns than header.csv gives now (its cells are separated by semicolons" in line, result.stderr
+    assert "Traceback" not in result.stderr
+    assert project.results.read_bytes() == resaved
+    assert len(side_lines(project.side)) == 12

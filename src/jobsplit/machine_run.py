@@ -40,7 +40,7 @@ from .plan.base import seeded_order
 from .progress import ProgressBoard
 from .project import Project
 from .recorder import Recorder
-from .recovery import adopt, read_rows
+from .recovery import ForeignTable, adopt, read_rows
 from .results import ResultsFile, csv_header_line
 from .runner import Runner
 from .settings import RunSettings
@@ -171,7 +171,14 @@ class MachineRun:
                 _refuse_a_live_run(journal)  # before anything is written to it
                 self._check_source(journal)
                 journal.check(project.digest, job_ids if job_ids is not None else journal.job_ids(), project.digest_parts)  # a queue's holdings are its own
-            rows = read_rows(folder.results, project.header, project.digest, share.__contains__, digest_known=existed)
+            try:
+                rows = read_rows(folder.results, project.header, project.digest, share.__contains__, digest_known=existed)
+            except ForeignTable as exc:
+                if not existed:
+                    raise  # its rows may be the only record of the jobs done
+                kept = folder.back_up([folder.results.name])
+                rows = []
+                self.events.notice(f"{exc.what}: it is kept in {kept}, and written again from the journal")
             if not existed:
                 queue = {"source": RedisQueue.name, "pool": str(len(project.pool))} if job_ids is None else {}
                 journal.initialize({**self._meta(), **queue}, job_ids or [])

@@ -25,6 +25,15 @@ _Row = TypeVar("_Row")
 _BEFORE_0_2 = RESERVED_COLUMNS[:3]  # jobsplit 0.1 wrote no Digest and Code columns
 
 
+class ForeignTable(UserError):
+    """results.csv is no table of this header's: re-saved by a spreadsheet (semicolons between
+    its cells, say), or made for another header.csv. ``what``: the fact, without the advice."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what}; move it away (keep it: its rows may be the only copy) or pass --fresh to start over (the old files are kept in a backup folder)")
+        self.what = what
+
+
 class ResultRow(NamedTuple):
     job_id: str
     line: str
@@ -40,7 +49,7 @@ def read_rows(path: Path, header: Header, digest: str, belongs: Callable[[str], 
     none, can be trusted). Refuses, naming the file, rows it cannot account for.
     """
     try:
-        text = path.read_bytes().decode("utf-8")  # not read_text, which turns a CR in a cell into a newline
+        text = path.read_bytes().decode("utf-8").removeprefix("\ufeff")  # not read_text, which turns a CR in a cell into a newline; a BOM: Excel's "CSV UTF-8"
     except FileNotFoundError:
         return []
     except (OSError, UnicodeDecodeError) as exc:
@@ -51,7 +60,8 @@ def read_rows(path: Path, header: Header, digest: str, belongs: Callable[[str], 
     columns = next(row_cells([text[:body]]))
     modern = columns == [*header.columns, *RESERVED_COLUMNS]
     if not modern and not (digest_known and columns == [*header.columns, *_BEFORE_0_2]):
-        raise UserError(f"{path} has other columns than header.csv gives now; move it away or pass --fresh to start over (the old files are kept in a backup folder)")
+        saved = " (its cells are separated by semicolons, as a spreadsheet saves them)" if ";" in text[:body] and len(columns) == 1 else ""
+        raise ForeignTable(f"{path} has other columns than header.csv gives now{saved}")
     start_at, time_at = columns.index("Job Start Time"), columns.index("Job Running Time")
     id_at = len(header.columns)
 
