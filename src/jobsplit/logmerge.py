@@ -19,7 +19,6 @@ import argparse
 import gzip
 import operator
 import re
-import sys
 import time
 import zlib
 from bisect import bisect_left
@@ -30,10 +29,10 @@ from typing import BinaryIO
 
 from rich.console import Console
 
-from .atomicfile import atomic_file
 from .console import say_notice
 from .errors import UserError
 from .outdir import MachineDir
+from .tooloutput import tool_output
 
 NAME = "merge-logs"
 HELP = "merge machines' logs into one log ordered by time"
@@ -250,15 +249,11 @@ def merge(inputs: list[LogStream], write: Write) -> int:
 
 @contextmanager
 def open_output(out: str) -> Iterator[Write]:
-    """A writer of OUT: stdout for ``-``, else a file written whole (see ``atomic_file``)."""
-    if out == "-":
-        yield sys.stdout.buffer.write
-        sys.stdout.buffer.flush()
-        return
-    final = Path(out)
-    with atomic_file(final, "wb") as raw:
-        if final.name.endswith(".gz"):
-            with gzip.GzipFile(final.name, "wb", compresslevel=6, fileobj=raw) as compressed:
+    """A writer of OUT: stdout for ``-``, else a file written whole (see ``tool_output``),
+    compressed if its name ends with ``.gz``."""
+    with tool_output(out, "wb") as raw:
+        if out != "-" and out.endswith(".gz"):
+            with gzip.GzipFile(Path(out).name, "wb", compresslevel=6, fileobj=raw) as compressed:
                 yield compressed.write
         else:
             yield raw.write

@@ -28,7 +28,6 @@ from typing import Any
 
 from rich.console import Console
 
-from .atomicfile import atomic_file
 from .config import RESERVED_COLUMNS
 from .digest import format_digest
 from .digits import int_of_text
@@ -41,6 +40,7 @@ from .snapshot import RunSnapshot, split_written_elsewhere
 from .sources.redis import RedisQueue
 from .states import JobState
 from .text import plural
+from .tooloutput import tool_output
 
 NAME = "merge-results"
 HELP = "combine the machines' results into one CSV and report missing or duplicate jobs"
@@ -218,7 +218,7 @@ def report(merged: Merged, console: Console) -> None:
 def write_csv(merged: Merged, output: Path) -> int:
     """Write the merged table (atomically: a temporary file renamed); returns rows written."""
     count = 0
-    with atomic_file(output) as f:
+    with tool_output(output) as f:
         csv.writer(f, lineterminator="\n").writerow([*merged.header, *RESERVED_COLUMNS])
         for line in merged.lines():
             f.write(line)
@@ -228,7 +228,7 @@ def write_csv(merged: Merged, output: Path) -> int:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="an output root, or machine folders (DIR/<machine>)")
-    parser.add_argument("-o", "--output", type=Path, required=True, metavar="FILE", help="the merged CSV to write")
+    parser.add_argument("-o", "--output", type=Path, required=True, metavar="FILE", help="the merged CSV to write, - for stdout")
     parser.add_argument("--allow-missing", action="store_true", help="write what there is even if jobs are missing or doubled (exit status stays 1)")
     parser.add_argument("--allow-mixed-code", action="store_true", help="accept results computed by different versions of the entry script")
 
@@ -239,7 +239,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     code_ok = not merged.mixed_code or args.allow_mixed_code
     if (merged.complete or args.allow_missing) and code_ok:
         rows = write_csv(merged, args.output)
-        console.print(f"wrote {plural(rows, 'row')} to {args.output}", markup=False, soft_wrap=True)
+        console.print(f"wrote {plural(rows, 'row')} to {'stdout' if str(args.output) == '-' else args.output}", markup=False, soft_wrap=True)
     elif not code_ok:
         console.print("nothing written; pass --allow-mixed-code to merge results of different code versions", markup=False)
     else:

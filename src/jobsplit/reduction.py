@@ -19,9 +19,9 @@ from typing import Any
 
 from rich.console import Console
 
-from .atomicfile import atomic_file
 from .errors import UserError
 from .merge import merge, report
+from .tooloutput import tool_output
 
 ReduceFn = Callable[[list[dict[str, Any]]], Any]
 
@@ -51,7 +51,7 @@ def reduce_results(reduce: ReduceFn | None, dirs: Sequence[Path], output: Path |
 
 
 def _write(value: Any, output: Path) -> None:
-    with atomic_file(output) as f:
+    with tool_output(output) as f:
         if output.suffix.lower() == ".json":
             json.dump(value, f, indent=2, default=str)
             f.write("\n")

@@ -24,7 +24,6 @@ from pathlib import Path
 
 from rich.console import Console
 
-from .atomicfile import atomic_file
 from .digest import format_digest
 from .display import duration
 from .errors import UserError
@@ -33,6 +32,7 @@ from .outdir import repeated_machine_sentence, repeated_machines
 from .runfacts import KINDS, Attempt, RunFacts, last_log_lines, load
 from .text import plural, size_text
 from .timefmt import utc_timestamp
+from .tooloutput import tool_output
 
 NAME = "report"
 HELP = "write one self-contained HTML report of a run: timeline, figures, failures, measured speeds"
@@ -63,7 +63,7 @@ COLOURS = {
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="an output root, or machine folders (DIR/<machine>)")
-    parser.add_argument("-o", "--output", type=Path, metavar="FILE", help="the HTML file to write (e.g. report.html)")
+    parser.add_argument("-o", "--output", type=Path, metavar="FILE", help="the HTML file to write (e.g. report.html), - for stdout")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object on stdout")
 
 
@@ -79,8 +79,10 @@ def run(args: argparse.Namespace, console: Console) -> int:
     if args.json:
         print(json.dumps(as_document(figures, logs)))
     if args.output is not None:
-        with atomic_file(args.output) as f:
+        with tool_output(args.output) as f:
             f.writelines(render(facts, figures, logs))
+        if str(args.output) == "-":
+            return 0
         size = args.output.stat().st_size
         console.print(f"wrote {args.output} ({size:,} bytes): {plural(figures.attempts, 'attempt')} on {plural(len(facts.machines), 'machine')}", markup=False, soft_wrap=True)
     return 0

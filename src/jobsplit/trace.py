@@ -22,19 +22,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
 from . import __version__
-from .atomicfile import atomic_file
 from .digest import format_digest
 from .errors import UserError
 from .figures import failure_message
 from .runfacts import Attempt, RunFacts, load
 from .text import plural
+from .tooloutput import tool_output
 
 NAME = "trace"
 HELP = "write the run's attempts as Chrome trace-event JSON (open it in ui.perfetto.dev)"
@@ -49,11 +48,10 @@ def run(args: argparse.Namespace, console: Console) -> int:
     facts = load(args.dirs)
     document = trace_document(facts)
     text = json.dumps(document, separators=(",", ":"), allow_nan=False)
+    with tool_output(args.output) as f:
+        f.write(text + "\n" if args.output == "-" else text)
     if args.output == "-":
-        sys.stdout.write(text + "\n")
         return 0
-    with atomic_file(Path(args.output)) as f:
-        f.write(text)
     attempts = sum(1 for e in document["traceEvents"] if e["ph"] == "X")
     console.print(f"wrote {args.output}: {attempts:,} attempts; open it at https://ui.perfetto.dev (Open trace file)", markup=False, soft_wrap=True)
     return 0

@@ -1,0 +1,52 @@
+"""Where the tools (merge-results, merge-logs, report, trace, reduce) write their ``-o``: a file
+written whole, or stdout for ``-``; never over a file that a run keeps in its machine folder.
+
+``merge-results OUT -o OUT/a/results.csv`` replaced machine a's results with every machine's,
+so that its next run refused them as of another plan; ``-o OUT/a/journal.sqlite`` replaced the
+journal itself; ``merge-logs OUT -o OUT/a/a.log.gz`` gave every later merge its records twice.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+from .atomicfile import atomic_file
+from .errors import UserError
+from .outdir import JOURNAL_FILES, LOCK_FILE, PROGRESS_FILE, RESULTS_FILE, MachineDir
+
+_RUN_FILES = frozenset({*JOURNAL_FILES, RESULTS_FILE, PROGRESS_FILE, LOCK_FILE})
+
+
+@contextmanager
+def tool_output(out: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
+    """The tool's output file (``mode`` ``"w"``: UTF-8 text, or ``"wb"``), written whole (see
+    ``atomic_file``); stdout for ``-``. A file a run keeps is refused, naming it."""
+    if str(out) == "-":
+        stream: IO[Any] = sys.stdout.buffer if "b" in mode else sys.stdout
+        yield stream
+        stream.flush()
+        return
+    path = Path(out)
+    _refuse_a_run_s_file(path)
+    with atomic_file(path, mode) as f:
+        yield f
+
+
+def _refuse_a_run_s_file(path: Path) -> None:
+    target = Path(os.path.realpath(path))  # what the write would replace: a link's target
+    folder = MachineDir(target.parent, target.parent.name)
+    if target.name not in _RUN_FILES and not _is_log(folder, target):
+        return
+    if any(p.exists() for p in (folder.journal, folder.results, folder.log, folder.path / LOCK_FILE)):
+        raise UserError(f"-o {path}: that is a file a run keeps in its machine folder {folder.path}; write the output elsewhere (outside the output folder, say)")
+
+
+def _is_log(folder: MachineDir, path: Path) -> bool:
+    """Whether ``path`` is named as the folder's log or one of its rotated segments."""
+    return re.fullmatch(re.escape(folder.path.name) + r"\.log(?:\.\d+)?\.gz", path.name) is not None
