@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -62,7 +63,7 @@ def measure(jobs: int, passes: int, report: Connection) -> None:
     receiver, sender = multiprocessing.Pipe(duplex=False)
     threading.Thread(target=_drain, args=(receiver,), daemon=True).start()
     outbox = worker._Outbox(sender, RowFormatter(setup.header, setup.machine, setup.run_started, setup.digest, setup.code))
-    capture = worker.OutputCapture(outbox.send_log, setup.log, None)
+    capture = worker.OutputCapture(outbox.send_log, setup.log, None, [os.pipe(), os.pipe()])
     runner = worker._JobRunner(setup, 0, capture, outbox)
 
     def per_job() -> float:

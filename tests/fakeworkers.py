@@ -103,6 +103,9 @@ class FakeLink:
         messages, self.outbox = self.outbox, []
         return messages
 
+    def leftover_output(self) -> list[tuple[str, str, bytes]]:
+        return []
+
     def current(self) -> SlotState:
         """Like the shared board: a dead worker's slot still names the job it was running."""
         job = self.current_job

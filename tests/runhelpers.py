@@ -511,6 +511,7 @@ JOBSPLIT_TEST_SIDE (job id, when a job ends well), JOBSPLIT_TEST_STARTS (job id,
 starts), JOBSPLIT_TEST_PIDS (the worker's pid, when a job starts), JOBSPLIT_TEST_CHILDREN
 (the pid of a child process a job started).
 """
+import ctypes
 import faulthandler
 import json
 import os
@@ -630,6 +631,15 @@ def kinds_job(*args, progress=None):
     elif kind == "stdio":
         _stdio(param)
         note = param
+    elif kind == "lastwords":  # a line on each standard stream, then its worker dies as param says, faulthandler on
+        faulthandler.enable()
+        print(f"last words {i} on stdout", flush=True)
+        print(f"last words {i} on stderr", file=sys.stderr, flush=True)
+        if param == "exit":
+            os._exit(3)
+        elif param == "segv":
+            ctypes.string_at(0)
+        os.abort()
     elif kind == "short":
         return ("short", 1, 0.5)
     elif kind == "huge":

@@ -184,6 +184,29 @@ def test_jobs_can_use_their_real_standard_streams(tmp_path, start_method):
         assert [line for line in lines if marker in line and job_id in line], f"no log line with {marker!r} and {job_id}"
 
 
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_what_a_job_writes_as_its_worker_dies_reaches_the_log(tmp_path, start_method):
+    """A job that prints, then dies with its worker (``os._exit``, a segfault, an abort): its
+    worker's thread read the pipes only while it lived, so such lines were mostly lost (3 of 12
+    kept on stdout, none on stderr), and so was every traceback ``faulthandler`` writes as the
+    segfault kills it: what a researcher reads first to find the crash. The runner reads what
+    is left in the pipes once the worker has died, and logs it under that job."""
+    hows = ["exit", "segv", "abort"] * 2
+    jobs = [["lastwords", i, how] for i, how in enumerate(hows)]
+    share = HardeningShare(tmp_path, kinds_spec(jobs))
+    status, _, err = share.run("--workers", "2", "--start-method", start_method)
+    assert status == 1, err
+    assert {j["outcome"] for j in journal_jobs(share.journal).values()} == {"crashed"}
+    lines = share.log().splitlines()
+    for job in jobs:
+        i, how, job_id = job[1], job[2], tuple_id(job)
+        for stream in ("stdout", "stderr"):
+            assert [line for line in lines if f"last words {i} on {stream}" in line and job_id in line and stream in line], f"job {i} ({how}): no {stream} line"
+        if how != "exit":
+            fatal = "Segmentation fault" if how == "segv" else "Aborted"
+            assert [line for line in lines if f"Fatal Python error: {fatal}" in line and job_id in line], f"job {i} ({how}): no faulthandler traceback"
+
+
 # --- 5. a lost or empty journal -------------------------------------------------------------
 
 

@@ -535,7 +535,7 @@ from jobsplit.config import LogSettings
 
 def child(report):
     messages = []
-    capture = OutputCapture(messages.append, LogSettings(), None)
+    capture = OutputCapture(messages.append, LogSettings(), None, [os.pipe(), os.pipe()])
     capture.start_job("j" * 32)
     os.write(1, b"".join(b"line %d\\n" % i for i in range(10000)))  # about 90 KB in one write
     capture.end_job()

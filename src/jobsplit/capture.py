@@ -1,7 +1,9 @@
 """A worker's output and logging, routed to the parent's machine log with the job's id.
 
 Workers need no set-up from the job. File descriptors 1 and 2 become pipes read by a thread,
-and ``sys.stdout`` / ``sys.stderr`` are real text files on them: ``print``, ``fileno()``,
+made by the runner, which keeps read ends of its own: what a job writes as its worker dies (a
+line printed just before ``os._exit``, the traceback ``faulthandler`` writes as a segfault kills
+it), which the thread had no time to read, is still in the pipe for the runner to log. And ``sys.stdout`` / ``sys.stderr`` are real text files on them: ``print``, ``fileno()``,
 ``.buffer``, ``.reconfigure()``, ``faulthandler`` and child processes given ``sys.stdout`` all
 work, and every line lands in the log. The root logger and ``warnings`` go the same way as
 records. When a job ends, the job thread itself drains the pipes before the next job starts,
@@ -28,7 +30,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -47,7 +49,8 @@ MAX_LINE = 1 << 20
 class OutputCapture:
     """Installed once in each worker; ``send`` must be safe to call from any thread."""
 
-    def __init__(self, send: Callable[[list[LogEntry]], None], settings: LogSettings, per_job_dir: Path | None) -> None:
+    def __init__(self, send: Callable[[list[LogEntry]], None], settings: LogSettings, per_job_dir: Path | None, pipes: Sequence[tuple[int, int]]) -> None:
+        """``pipes``: (read end, write end) of the pipe of each of STREAMS."""
         self._send = send
         self._per_job_dir = per_job_dir
         self._job = "-"
@@ -65,8 +68,7 @@ class OutputCapture:
         self._kept = {0: os.dup(0)}
         """A copy of each standard descriptor (0 is /dev/null by now) as the worker set it up,
         not inherited by programs: put back where a job closed it (see end_job)."""
-        for fd, name, level in STREAMS:
-            read_end, write_end = os.pipe()
+        for (fd, name, level), (read_end, write_end) in zip(STREAMS, pipes):
             os.dup2(write_end, fd)
             self._kept[fd] = write_end
             os.set_blocking(read_end, False)
@@ -172,7 +174,7 @@ class OutputCapture:
         """Log messages (lines read from a pipe, or one record), in one message to the parent."""
         entries = []
         for message in messages:
-            text = message.decode("utf-8", "backslashreplace").rstrip("\r") if isinstance(message, bytes) else clean_text(message)
+            text = _line_text(message) if isinstance(message, bytes) else clean_text(message)
             if self._job_file is not None:
                 self._job_file.write(f"{utc_timestamp(created)} {level} {name}: {text}\n")
             entries.append(LogEntry(created, level, name, self._job, text))
@@ -207,6 +209,19 @@ class OutputCapture:
 
 
 _CR = ord("\r")
+
+
+def output_lines(data: bytes) -> list[str]:
+    """The lines of output ``data`` as the log holds them (see _Pipe); its end is a line too."""
+    pipe = _Pipe("", "")
+    lines = pipe.take(data)
+    if pipe.partial:
+        lines.append(pipe.rest())
+    return list(map(_line_text, lines))
+
+
+def _line_text(line: bytes) -> str:
+    return line.decode("utf-8", "backslashreplace").rstrip("\r")
 
 
 class _Pipe:

@@ -27,6 +27,7 @@ from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
 from typing import Any, Protocol
 
+from .capture import STREAMS
 from .children import become_subreaper, oom_kills, started_at, stop_orphans
 from .messages import GARBLED
 from .progress import ProgressBoard, SlotState
@@ -35,6 +36,8 @@ from .worker import WorkerSetup, worker_main
 PIPE_SIZE = 1 << 20
 """Bytes a pipe holds (Linux; the default is 64 KiB): fewer wake-ups for large arguments."""
 READ_SIZE = 1 << 20
+LEFTOVER_LIMIT = 1 << 20
+"""Bytes of a dead worker's unread output read at most (a program its job left may go on writing)."""
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 _SHORT_HEADER = struct.Struct("!i")  # multiprocessing.connection's framing, so workers use Connection
 _LONG_HEADER = struct.Struct("!Q")
@@ -72,6 +75,11 @@ class WorkerLink(Protocol):
 
     def stop(self) -> None:
         """Stop the worker: it starts no other job, and its process group gets SIGTERM."""
+        ...
+
+    def leftover_output(self) -> list[tuple[str, str, bytes]]:
+        """(stream, level, bytes) of what the worker's jobs wrote to its standard output and
+        error that it never read: called once it has died."""
         ...
 
     def close(self) -> None:
@@ -121,9 +129,10 @@ class ProcessHub:
         self.board.take(slot)
         task_reader, task_writer = self.context.Pipe(duplex=False)
         result_reader, result_writer = self.context.Pipe(duplex=False)
+        output = [self.context.Pipe(duplex=False) for _ in STREAMS]
         process: BaseProcess = self.context.Process(  # type: ignore[attr-defined] # typeshed has Process on the concrete contexts only
             target=worker_main,
-            args=(self.setup, task_reader, result_writer, slot, os.getpid()),
+            args=(self.setup, task_reader, result_writer, output, slot, os.getpid()),
             name=f"jobsplit-worker-{slot}",
             daemon=True,
         )
@@ -138,7 +147,9 @@ class ProcessHub:
             pass  # it already has (or, under spawn, has exec'd: then it did it itself)
         task_reader.close()
         result_writer.close()
-        return ProcessLink(slot, process, task_writer, result_reader, self.board, self._selector)
+        for _, write_end in output:
+            write_end.close()
+        return ProcessLink(slot, process, task_writer, result_reader, [read_end for read_end, _ in output], self.board, self._selector)
 
     def stop_orphans(self) -> list[tuple[int, str]]:
         return [] if self._since is None else stop_orphans(self._pids, self._since)
@@ -188,6 +199,7 @@ class ProcessLink:
         process: BaseProcess,
         tasks: Connection,
         results: Connection,
+        output: list[Connection],
         board: ProgressBoard,
         selector: selectors.BaseSelector,
     ) -> None:
@@ -195,6 +207,9 @@ class ProcessLink:
         self.process = process
         self.pid = process.pid or 0
         self._tasks, self._results = tasks, results
+        self._output = output
+        """Our read ends of the pipes of the worker's fds 1 and 2 (see capture): never read
+        while it lives, which its own thread does."""
         self._task_fd, self._result_fd = tasks.fileno(), results.fileno()
         self._board = board
         self._selector = selector
@@ -260,6 +275,24 @@ class ProcessLink:
             self._unregister(fd)
         self._tasks.close()
         self._results.close()
+        for end in self._output:
+            end.close()
+
+    def leftover_output(self) -> list[tuple[str, str, bytes]]:
+        leftover = []
+        for end, (_, name, level) in zip(self._output, STREAMS):
+            os.set_blocking(end.fileno(), False)  # a program the job left may hold the write end
+            data = bytearray()
+            try:
+                while data_read := os.read(end.fileno(), READ_SIZE):
+                    data += data_read
+                    if len(data) >= LEFTOVER_LIMIT:
+                        break
+            except OSError:
+                pass  # nothing (more) to read now
+            if data:
+                leftover.append((name, level, bytes(data)))
+        return leftover
 
     def _write(self) -> None:
         try:

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from itertools import repeat
 from typing import NamedTuple
 
+from .capture import output_lines
 from .clock import SYSTEM_CLOCK, Clock
 from .errors import InternalError, UserError
 from .journal import AttemptRow, DoneGroup, RunningAttempt
@@ -493,6 +494,7 @@ class Runner:
         self._handle(slot, slot.link.pump())
         code = slot.link.exit_code()
         state = slot.link.current()
+        self._log_leftover_output(slot, state.ticket)
         if slot.timed_out is None and code == -signal.SIGTERM:
             # Not ours (ours are timeouts and stops, which never come here): a scheduler's time
             # limit, preemption or requeue signals every process of the job at once, a service
@@ -610,10 +612,23 @@ class Runner:
         raise once every worker is stopped."""
         try:
             self._handle(slot, slot.link.pump())
+            if exited:
+                self._log_leftover_output(slot, slot.link.current().ticket)
             if exited and (sent := self._find(slot, slot.link.current().ticket)) is not None:
                 self._interrupted(slot, sent, STOPPED_WHILE_RUNNING)
         except Exception as exc:  # noqa: BLE001 - raised by _shut_down, after the other workers are stopped
             failures.append(exc)
+
+    def _log_leftover_output(self, slot: _Slot, ticket: int) -> None:
+        """Log what the jobs of a worker that exited wrote and it never read, under the job it
+        was running (``ticket``): a line printed just before ``os._exit``, the traceback that
+        ``faulthandler`` writes as a segfault kills it, the last words of a job killed at its
+        timeout. Its own thread read them only while it lived."""
+        sent = self._find(slot, ticket)
+        job, now = sent.task.job_id if sent is not None else "-", self.clock.time()
+        entries = [LogEntry(now, level, name, job, line) for name, level, data in slot.link.leftover_output() for line in output_lines(data)]
+        if entries:
+            self.on_log(slot.link.slot, entries)
 
     def _stop_orphans(self, slot: int) -> None:
         """Programs left by workers that died, outside their process groups: killed, and named

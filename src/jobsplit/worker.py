@@ -28,7 +28,7 @@ import termios
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from itertools import repeat
@@ -143,8 +143,9 @@ def _identity_or_none(job: Any, position: int) -> str | None:
         return None
 
 
-def worker_main(setup: WorkerSetup, tasks: Connection, results: Connection, slot: int, parent_pid: int) -> None:
-    """Entry point of a worker process."""
+def worker_main(setup: WorkerSetup, tasks: Connection, results: Connection, output: Sequence[tuple[Connection, Connection]], slot: int, parent_pid: int) -> None:
+    """Entry point of a worker process. ``output``: (read end, write end) of the pipes its jobs'
+    standard output and error go to (see capture)."""
     global _parent_pid, _worker_pid, _outbox, _board, _slot
     _parent_pid, _worker_pid, _board, _slot = parent_pid, os.getpid(), setup.board, slot
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
@@ -166,7 +167,7 @@ def worker_main(setup: WorkerSetup, tasks: Connection, results: Connection, slot
     if setup.nice:
         os.nice(setup.nice)  # the parent checked that this is allowed
     outbox = _outbox = _Outbox(results, RowFormatter(setup.header, setup.machine, setup.run_started, setup.digest, setup.code))
-    capture = OutputCapture(outbox.send_log, setup.log, setup.per_job_logs)
+    capture = OutputCapture(outbox.send_log, setup.log, setup.per_job_logs, [(_own_fd(read_end), _own_fd(write_end)) for read_end, write_end in output])
     inbox: SimpleQueue[list[_Ready] | None] = SimpleQueue()
     revocations = _Revocations()
     threading.Thread(target=_read_tasks, args=(tasks, inbox, revocations, setup.seed), daemon=True, name="jobsplit-tasks").start()
@@ -201,6 +202,13 @@ def _run_jobs(inbox: SimpleQueue[list[_Ready] | None], run: _JobRunner, revocati
         with _recording_here():
             outbox.flush()
     return False
+
+
+def _own_fd(end: Connection) -> int:
+    """The descriptor of a pipe's end, as the worker's own (the Connection closes its copy)."""
+    fd = os.dup(end.fileno())
+    end.close()
+    return fd
 
 
 def _no_hangup(signum: int, frame: FrameType | None) -> None:
