@@ -318,6 +318,37 @@ def test_a_path_without_a_journal_is_named(project, tmp_path, kind):
     assert not merged.exists()
 
 
+def test_a_machine_folder_copied_without_its_journal_is_named_not_missing(project, tmp_path):
+    """A host's folder copied without journal.sqlite (only results.csv and the log, "the results"):
+    merge-results, status and report skipped it in the root and said the machine's whole share
+    was missing ("no folder for this machine was given"), and --allow-missing wrote a merge
+    without the results sitting in that folder."""
+    root = project.copy(tmp_path / "collected", *MACHINES)
+    for name in ("journal.sqlite", "journal.sqlite-wal", "journal.sqlite-shm"):
+        (root / "m3" / name).unlink(missing_ok=True)
+    merged = tmp_path / "merged.csv"
+    for command in (["merge-results", root, "-o", merged, "--allow-missing"], ["status", root], ["report", root, "-o", tmp_path / "r.html"]):
+        result = jobsplit_tool(*command, cwd=tmp_path)
+        assert result.returncode == 2, (command, result.stdout, result.stderr)
+        (error,) = error_lines(result.stderr)
+        assert f"{root / 'm3'} holds results.csv" in error and "but no journal.sqlite" in error and "copy that machine's whole output folder" in error, error
+        assert "no folder for this machine was given" not in result.stderr
+    assert not merged.exists()
+
+
+def test_a_run_given_its_machine_s_folder_as_out_is_found_and_told(project, tmp_path):
+    """``run --machine m3 --out OUT/m3`` writes OUT/m3/m3: the run says where, and the tools given
+    OUT find it (they said m3's whole share was missing)."""
+    root = project.copy(tmp_path / "collected", "m1", "m2")
+    result = run_machine(project.entry, root / "m3", "m3")
+    assert result.returncode == 0, result.stderr
+    assert f"--out {root / 'm3'} is named as this machine's own folder, which is {root / 'm3' / 'm3'}" in " ".join(result.stderr.split()), result.stderr
+    merged = tmp_path / "merged.csv"
+    result = jobsplit_tool("merge-results", root, "-o", merged, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert sorted(r["Job ID"] for r in read_csv(merged)[1]) == sorted(project.owner)
+
+
 # --- found problems ------------------------------------------------------------------------
 
 

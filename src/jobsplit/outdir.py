@@ -199,7 +199,10 @@ def _read_holder(fd: int) -> str:
 
 
 def find_machine_dirs(paths: Sequence[Path]) -> list[Path]:
-    """Machine folders (with a journal) among the paths, or among their immediate subfolders."""
+    """Machine folders (with a journal) among the paths, or among their immediate subfolders
+    (and theirs, for a run given its machine's folder as ``--out``: ``OUT/b/b``). A subfolder
+    with a machine's files but no journal is refused: skipped, it was a machine "missing" whose
+    results were right there."""
     found: dict[Path, None] = {}
     for path in paths:
         if not path.exists():
@@ -207,11 +210,23 @@ def find_machine_dirs(paths: Sequence[Path]) -> list[Path]:
         if (path / JOURNAL_FILE).is_file():
             found[path.resolve()] = None
             continue
-        below = sorted(p for p in path.iterdir() if (p / JOURNAL_FILE).is_file()) if path.is_dir() else []
-        if not below:
+        below = [_machine_dir_in(p) for p in sorted(path.iterdir()) if p.is_dir()] if path.is_dir() else []
+        if not any(below):
             raise UserError(f"{path} holds no {JOURNAL_FILE}; copy each machine's whole output folder (DIR/<machine>/) from its host")
-        found.update((p.resolve(), None) for p in below)
+        found.update((p.resolve(), None) for p in below if p is not None)
     return list(found)
+
+
+def _machine_dir_in(folder: Path) -> Path | None:
+    """The machine folder that a subfolder of an output root is, or holds (None: neither)."""
+    if (folder / JOURNAL_FILE).is_file():
+        return folder
+    if (nested := folder / folder.name / JOURNAL_FILE).is_file():
+        return nested.parent
+    kept = [name for name in (RESULTS_FILE, PROGRESS_FILE) if (folder / name).is_file()] + [p.name for p in MachineDir(folder, folder.name).segments()]
+    if kept:
+        raise UserError(f"{folder} holds {', '.join(kept)} but no {JOURNAL_FILE}, which the tools read: copy that machine's whole output folder from its host again")
+    return None
 
 
 def repeated_machines(folders: Iterable[tuple[str, Path]]) -> dict[str, list[Path]]:

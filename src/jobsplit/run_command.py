@@ -66,6 +66,8 @@ def run_share(project: Project, job: Callable[..., Any], flags: RunFlags, consol
     folder = settings.folder
     if settings.balance is None and not settings.fresh and not folder.journal.exists():
         _say_done_elsewhere(project.digest, machine.name, folder, console)
+        if folder.path.parent.name == folder.path.name:
+            say_notice(console, f"--out {settings.out} is named as this machine's own folder, which is {folder.path}: --out is the output root that holds every machine's folder")
     if not (flags.yes or digest_checked):
         _confirm(console, interactive)
     folder.create()
