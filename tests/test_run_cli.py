@@ -148,6 +148,24 @@ def test_run_through_a_terminal_answers_both_prompts(project):
     assert f"beta: {len(beta)} of {len(beta)} done (100.0%), 0 failed" in term.text
 
 
+def test_machines_named_by_numbers_are_chosen_by_name_only(tmp_path):
+    """machines.json names machines "2", "5" and "node": the menu numbered them 1) 2, 2) 5,
+    3) node, and the answer "2", this machine's name, chose the second line, machine 5. The
+    digest is the same whichever machine is chosen: share 5 ran twice, share 2 never. Where a
+    name is a number, the menu has no numbers: an answer is a name."""
+    entry, config_dir = write_kinds_entry(tmp_path, pool_spec("ok", 12), machines={"node": [1.0, 1], "2": [1.0, 1], "5": [1.0, 1]})
+    term = Terminal(entry, ["run", "--config-dir", str(config_dir), "--out", str(tmp_path / "out")], terminal_env(tmp_path))
+    shown = term.expect("Name")
+    assert re.search(r"- 2 .*\n.*- 5 .*\n.*- node ", shown) and "1)" not in shown, shown
+    term.send("3")  # a line number: no machine's name
+    term.expect("Please answer with a machine's name")
+    term.send("2")
+    shown = term.expect("Start?")
+    assert "machine 2:" in shown, shown
+    term.send("n")
+    term.finish()
+
+
 def test_the_confirmation_prompt_shows_its_answers(project):
     root, entry, config_dir, _ = project
     term = Terminal(entry, ["run", "--config-dir", str(config_dir), "--out", str(root / "out"), "--machine", "alpha"], terminal_env(root))

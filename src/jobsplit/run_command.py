@@ -209,23 +209,24 @@ def _choose_machine(project: Project, flags: RunFlags, allocation: Allocation, c
     host = socket.gethostname()
     singles = [m for m in machines if split_member(m.name) is None]  # each array is offered as one line, not one per task
     default = next((i for i, m in enumerate(singles, 1) if m.name in (host, host.split(".")[0])), None)
+    numbered = not any(m.name.isdigit() for m in singles)  # machines named 2 and 5: is "2" the second, or machine 2?
     console.print("Which machine is this?")
     for i, m in enumerate(singles, 1):
-        console.print(f"  {i}) {escape(m.name)}  (speed {m.speed:g}, {plural(m.cores, 'core')})")
+        console.print(f"  {f'{i}) ' if numbered else '- '}{escape(m.name)}  (speed {m.speed:g}, {plural(m.cores, 'core')})")
     for name in entry_names(machines):
         if members := array_members(machines, name):
             first = members[0]
             console.print(f"  {escape(name)}[0] to {escape(members[-1].name)}: an array (speed {first.speed:g}, {plural(first.cores, 'core')} each); answer {escape(name)}[INDEX] for one of its tasks")
     while True:
-        hint = f" [{default}]" if default else ""
-        answer = _ask(console, f"Number or name{escape(hint)}: ").strip()
+        hint = f" [{default if numbered else singles[default - 1].name}]" if default else ""
+        answer = _ask(console, f"{'Number or name' if numbered else 'Name'}{escape(hint)}: ").strip()
         if not answer and default:
             return singles[default - 1]
-        if answer.isdigit() and 1 <= int(answer) <= len(singles):
+        if numbered and answer.isdigit() and 1 <= int(answer) <= len(singles):
             return singles[int(answer) - 1]
         if any(m.name == answer for m in machines):
             return project.machine(answer)
-        console.print(f"Please answer with a number from 1 to {len(singles)}, or a machine's name" if singles else "Please answer with a machine's name")
+        console.print(f"Please answer with a number from 1 to {len(singles)}, or a machine's name" if singles and numbered else "Please answer with a machine's name")
 
 
 def _check_digest(project: Project, expected: str | None) -> bool:
