@@ -10,7 +10,7 @@ import pytest
 import jobsplit
 from conftest import DEFAULT_CONFIG, write_config_dir
 from jobsplit import UserError, parse_filesize
-from jobsplit.config import JobConfig, ReadOnlyConfigError, load_config, load_header
+from jobsplit.config import JobConfig, ReadOnlyConfigError, inline_comments, load_config, load_header
 
 # --- parse_filesize ------------------------------------------------------------------------
 
@@ -120,6 +120,27 @@ def test_values_are_part_of_the_document(tmp_path):
     one = load_config(write_config_dir(tmp_path / "one", config="[a]\nx = 1\n") / "config.ini").as_document()
     two = load_config(write_config_dir(tmp_path / "two", config="[a]\nx = 2\n") / "config.ini").as_document()
     assert one != two
+
+
+@pytest.mark.parametrize("section", ["jobsplit", "logging", "balance"])
+def test_a_comment_after_a_value_of_jobsplit_s_own_is_refused_naming_it(tmp_path, section):
+    """The README's own example had ``timeout = 3600 ; seconds``: refused as "got '3600 ; seconds'",
+    with no word on why; ``strategy = quota ; quota (default), ...`` as an unknown strategy."""
+    path = write_config_dir(tmp_path, config=f"[{section}]\nsome_key = 3600      ; seconds\n") / "config.ini"
+    with pytest.raises(UserError, match=rf"\[{section}\] some_key = '3600      ; seconds': config.ini takes no comment after a value \(the value is all after '='\); put the comment on a line of its own"):
+        inline_comments(load_config(path), path)
+
+
+def test_a_value_that_looks_commented_in_the_job_s_sections_is_noted(tmp_path):
+    """``method = fast # or slow`` gives the job "fast # or slow", never equal to "fast": silently
+    the other branch. A notice names each such value (it may be meant: a value can hold '#')."""
+    path = write_config_dir(tmp_path, config="[DEFAULT]\nseed = 7 # fixed\n[study]\nmethod = fast # or slow\nlabel = A#1;B\nnote = ; nothing\n[other]\nx = 1\n") / "config.ini"
+    config = load_config(path)
+    notices = inline_comments(config, path)
+    assert [n.split(" holds what looks like a comment")[0] for n in notices] == [
+        f"{path} [DEFAULT] seed = '7 # fixed'", f"{path} [study] method = 'fast # or slow'"
+    ], notices  # "A#1;B" has no blank before its '#' or ';', and "; nothing" none before its ';'
+    assert config.get("study", "method") == "fast # or slow"  # what the job gets: unchanged
 
 
 @pytest.mark.parametrize(
@@ -261,3 +282,19 @@ def test_a_value_that_does_not_convert_names_its_section_and_key():
     with pytest.raises(ValueError, match=r"^config.ini \[exp\] flag: Not a boolean"):
         config.getboolean("exp", "flag")
     assert config.getfilesize("exp", "ok") == 64 * 2**20 and config.getint("exp", "missing", fallback=3) == 3
+
+
+def test_the_readme_s_config_examples_load_as_they_are(tmp_path):
+    """Its example had comments after values, which config.ini refuses in jobsplit's sections."""
+    from jobsplit.balance import balance_config
+    from jobsplit.config import jobsplit_settings, log_settings
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    blocks = [block.split("```", 1)[0] for block in readme.split("```ini\n")[1:]]
+    examples = [block for block in blocks if block.lstrip().startswith(("[jobsplit]", "[logging]", "[balance]"))]
+    assert len(examples) >= 2, "the README's config.ini examples moved"
+    for number, text in enumerate(examples):
+        path = write_config_dir(tmp_path / str(number), config=text) / "config.ini"
+        config = load_config(path)
+        assert inline_comments(config, path) == []
+        jobsplit_settings(config, path), log_settings(config, path), balance_config(config, path)

@@ -151,6 +151,30 @@ def load_config(path: Path) -> JobConfig:
     return config
 
 
+_AFTER_A_VALUE = re.compile(r"\s[;#]")
+"""What a comment after a value looks like: config.ini takes none there (a value is all after its =)."""
+_JOBSPLIT_SECTIONS = ("jobsplit", "logging", "balance")
+
+
+def inline_comments(config: JobConfig, path: Path) -> list[str]:
+    """Values holding what looks like a comment after them (``timeout = 3600 ; seconds``): in
+    jobsplit's own sections a UserError naming the key; in the job's, a notice for each, as the
+    job gets the comment too (``method = fast # or slow`` is not ``"fast"``), whatever it makes
+    of it."""
+    defaults = config.defaults()
+    notices = []
+    for section in (config.default_section, *config.sections()):
+        items = defaults.items() if section == config.default_section else [(k, v) for k, v in config.items(section, raw=True) if defaults.get(k) != v]
+        for key, value in items:
+            if not _AFTER_A_VALUE.search(value):
+                continue
+            where = f"{path} [{section}] {key} = {value!r}"
+            if section in _JOBSPLIT_SECTIONS:
+                raise UserError(f"{where}: config.ini takes no comment after a value (the value is all after '='); put the comment on a line of its own")
+            notices.append(f"{where} holds what looks like a comment, which the job gets as part of the value (config.ini takes none after a value); if it is one, put it on a line of its own")
+    return notices
+
+
 _OTHER_SEPARATORS = ((";", "semicolons"), ("\t", "tabs"))
 """What a header.csv written as one cell may be separated by instead of commas."""
 

@@ -21,6 +21,7 @@ from .config import (
     JobConfig,
     JobsplitSettings,
     LogSettings,
+    inline_comments,
     jobsplit_settings,
     load_config,
     load_header,
@@ -96,7 +97,7 @@ def load_project(
     config_path = config_dir / CONFIG_FILE
     config = load_config(config_path)
     header = load_header(config_dir / HEADER_FILE)
-    notices = []
+    notices = inline_comments(config, config_path)
     machines_path = config_dir / MACHINES_FILE
     if machines_path.exists():
         machines = load_machines(machines_path)
