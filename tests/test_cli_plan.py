@@ -12,6 +12,7 @@ import os
 import re
 import runpy
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ import pytest
 
 from conftest import DEFAULT_CONFIG, DEFAULT_HEADER, DEFAULT_MACHINES, ENTRY_POOL_SIZE, entry_env, run_entry, write_config_dir, write_entry
 from jobsplit.pool import JobPool
+from runhelpers import pool_spec, read_results, run_args, run_env, write_kinds_entry
 
 STRATEGY_NAMES = ("quota", "rendezvous", "cost")
 DIGEST_RE = re.compile(r"[0-9a-f]{4}(?:-[0-9a-f]{4}){7}")
@@ -351,6 +353,40 @@ def test_a_reader_that_goes_away_ends_the_command_with_status_141(setup, args):
     finally:
         os.close(writer)
     assert result.returncode == 141 and result.stderr == "", result
+
+
+@pytest.mark.parametrize("closed", ["stdout", "stderr", "stdin"])
+def test_a_command_started_with_a_standard_stream_closed_works(setup, tmp_path, closed):
+    """``ENTRY digest >&-``: Python leaves a closed stream None, and the first print failed with
+    a traceback (``'NoneType' object has no attribute 'isatty'``), after a whole run for ``run``
+    (exit 1); and the next file opened took the closed descriptor's number, for whatever writes
+    there to write into it. /dev/null takes it first: the commands work as with no reader."""
+    fd = {"stdin": 0, "stdout": 1, "stderr": 2}[closed]
+    entry, config_dir = write_kinds_entry(tmp_path, pool_spec("ok", 6))
+    for args in (["digest", "--parts"], ["plan"], ["run", *[str(a) for a in run_args(config_dir, tmp_path / "out")][1:]]):
+        command = [sys.executable, str(entry), *args, *([] if args[0] == "run" else ["--config-dir", str(config_dir)])]
+        result = subprocess.run(["sh", "-c", f'exec "$@" {fd}>&-', "sh", *command], capture_output=True, text=True, env=run_env(tmp_path), timeout=90, check=False)
+        assert result.returncode == 0, (args, result.stdout, result.stderr)
+        assert "Traceback" not in result.stderr + result.stdout
+    _, rows = read_results(tmp_path / "out" / "solo" / "results.csv")
+    assert len(rows) == 6
+    assert sqlite3.connect(tmp_path / "out" / "solo" / "journal.sqlite").execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_a_run_whose_console_reader_goes_away_goes_on(tmp_path):
+    """``run 2>&1 | head -1`` (or a ``tee`` that died): rich's answer to the broken pipe, exit
+    status 1 at the next message, stopped the run with every job pending, and the log said only
+    "stopped". The run goes on without its messages (its log has them) and ends as it would."""
+    entry, config_dir = write_kinds_entry(tmp_path, pool_spec("sleep", 12, 0.02))
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        result = subprocess.run([sys.executable, str(entry), *run_args(config_dir, tmp_path / "out")], stdout=writer, stderr=writer, env=run_env(tmp_path), timeout=90, check=False)
+    finally:
+        os.close(writer)
+    assert result.returncode == 0
+    _, rows = read_results(tmp_path / "out" / "solo" / "results.csv")
+    assert len(rows) == 12
 
 
 def test_digest_jobs_lists_the_pool_so_that_a_diff_shows_the_job_that_differs(setup, tmp_path):

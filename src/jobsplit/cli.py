@@ -162,6 +162,7 @@ def script_main() -> NoReturn:
 def _closing_stdout(command: Callable[[], int]) -> int:
     """Run a command with no traceback for an output pipe that closes early (``| head``), nor for
     Ctrl-C outside a run (which stops in its own way): say, while a big pool is digested."""
+    _open_standard_descriptors()
     try:
         status = command()
         sys.stdout.flush()
@@ -171,6 +172,23 @@ def _closing_stdout(command: Callable[[], int]) -> int:
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # let the exit-time flush succeed
         return exitcodes.BROKEN_PIPE
+
+
+def _open_standard_descriptors() -> None:
+    """A command started with a standard descriptor closed (``cmd >&-``): the next file opened
+    took its number (the journal as descriptor 1, say), and whatever wrote there, a program a
+    job runs or a library's C code, wrote into that file; and Python, which leaves such a stream
+    None, failed with a traceback at the first print. /dev/null takes the number first."""
+    for fd, name in enumerate(("stdin", "stdout", "stderr")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)  # the lowest free number: this one, as the lower ones are open
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            if getattr(sys, name) is None:
+                setattr(sys, name, open(fd, "r" if fd == 0 else "w", encoding="utf-8", errors="backslashreplace", closefd=False))  # noqa: SIM115 - the process's own stream
 
 
 def _guarded(console: Console, command: Callable[[], int]) -> int:

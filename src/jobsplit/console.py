@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from rich.console import Console
@@ -23,7 +24,18 @@ class _DataConsole(Console):
 
 def message_console() -> Console:
     """stderr: notices, prompts, progress and errors (NO_COLOR is honoured by rich)."""
-    return Console(stderr=True, highlight=False)
+    return _MessageConsole(stderr=True, highlight=False)
+
+
+class _MessageConsole(Console):
+    def on_broken_pipe(self) -> None:
+        """The reader of stderr went away (``run 2>&1 | head``, a ``tee`` that died): the command
+        goes on without its messages, as after a hang-up (a run's log has them all). rich's own
+        way, exit status 1 at the next message, stopped a run with every job still pending."""
+        self.quiet = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self.file.fileno())  # what else writes there (a traceback at exit) goes nowhere too
+        os.close(devnull)
 
 
 def say_error(console: Console, message: str) -> None:
