@@ -63,6 +63,8 @@ def test_bom_and_whitespace_are_fine(tmp_path):
         ('{"alpha": [1, 8], "beta": [1, 2], "alpha": [2, 4]}', ['"alpha"', "twice"]),
         ({"Lab": [1, 8], "beta": [1, 2], "lab": [2, 4]}, ['"Lab" and "lab"', "only in case"]),
         ({"sim": {"speed": 1, "cores": 2, "array": 3}, "SIM": [1, 8]}, ['"sim" and "SIM"', "only in case"]),  # an array's members too
+        ({"n" * 101: [1, 8]}, ['"nnnnnnnnnnnnnnnnnnnn..." is 101 bytes long', "at most 100"]),  # a folder name of 250 was a traceback
+        ({"é" * 51: [1, 8]}, ["is 102 bytes long"]),
         ({"a b": [1, 8]}, ['"a b"', "name"]),
         ({"a/b": [1, 8]}, ['"a/b"', "name"]),
         ({".hidden": [1, 8]}, ['".hidden"', "name"]),

@@ -66,6 +66,22 @@ def test_init_writes_the_three_templates_and_never_overwrites(tmp_path):
     assert f"kept {dest / 'config.ini'}" in again.stderr and f"wrote {dest / 'header.csv'}" in again.stderr
 
 
+def test_init_where_it_cannot_write_says_so_in_a_sentence(tmp_path):
+    """A folder that cannot be made (a file in the way, as a read-only disk would refuse it) and
+    a header.csv that is a link to nowhere: both were tracebacks."""
+    (tmp_path / "file").write_text("x")
+    result = run_entry(EXAMPLE, "init", "--config-dir", tmp_path / "file" / "cfg", env=run_env(tmp_path))
+    assert result.returncode == 2, result.stderr
+    assert f"cannot write {tmp_path / 'file' / 'cfg'} (Not a directory); run init where you may write" in result.stderr
+    dest = tmp_path / "cfg"
+    dest.mkdir()
+    (dest / "header.csv").symlink_to(tmp_path / "gone.csv")
+    result = run_entry(EXAMPLE, "init", "--config-dir", dest, env=run_env(tmp_path))
+    assert result.returncode == 2, result.stderr
+    assert f"{dest / 'header.csv'} is a link to {tmp_path / 'gone.csv'}, which does not exist" in " ".join(result.stderr.split())
+    assert "Traceback" not in result.stderr and not (tmp_path / "gone.csv").exists()
+
+
 @pytest.mark.parametrize("missing", ["config.ini", "header.csv"])
 def test_a_run_missing_a_config_file_points_at_init(tmp_path, missing):
     entry, config_dir = write_kinds_entry(tmp_path, pool_spec("ok", 3))

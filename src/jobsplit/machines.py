@@ -29,6 +29,9 @@ _ARRAY_KEYS = ("speed", "cores", "array")
 _MEMBER = re.compile(r"(.+)\[(0|[1-9][0-9]*)\]")
 MAX_ARRAY = 100_000
 """Most tasks one array entry may have (a typo of a few digits would otherwise plan millions)."""
+MAX_NAME = 100
+"""Bytes (UTF-8) of a machine's name, also its folder's and its log files' (``<name>.log.<N>.gz``):
+well within the 255 a file name may have."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,8 @@ def parse_machines(data: Any, path: Path | str = MACHINES_FILE) -> tuple[Machine
     for name, value in data.items():
         if not _NAME.fullmatch(name):
             raise UserError(f'{path}: the machine name "{name}" is also a folder name, so use only letters, digits, "_", "-" and "." (not first)')
+        if len(name.encode()) > MAX_NAME:
+            raise UserError(f'{path}: the machine name "{name[:20]}..." is {len(name.encode())} bytes long; it is also a folder and file name: use at most {MAX_NAME}')
         if (other := folded.setdefault(name.casefold(), name)) != name:
             raise UserError(f'{path} names the machines "{other}" and "{name}", which differ only in case: on macOS and Windows disks their output folders would be one folder; rename one')
         if isinstance(value, (_Object, dict)):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 from .config import CONFIG_FILE, HEADER_FILE
+from .errors import UserError, describe_os_error
 from .machines import MACHINES_FILE
 
 TEMPLATE_FILES = (CONFIG_FILE, HEADER_FILE, MACHINES_FILE)
@@ -20,14 +22,22 @@ def templates_dir() -> Path:
 
 
 def write_templates(dest: Path, files: tuple[str, ...] = TEMPLATE_FILES) -> tuple[list[Path], list[Path]]:
-    """Copy the templates into ``dest``; returns (written, already there and left alone)."""
-    dest.mkdir(parents=True, exist_ok=True)
+    """Copy the templates into ``dest``; returns (written, already there and left alone). A
+    file that cannot be written (a read-only folder, a link to nowhere) is a UserError naming it."""
     written, kept = [], []
-    for name in files:
-        target = dest / name
-        if target.exists():
-            kept.append(target)
-            continue
-        shutil.copyfile(templates_dir() / name, target)
-        written.append(target)
+    target = dest
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        for name in files:
+            target = dest / name
+            if target.exists():
+                kept.append(target)
+                continue
+            if target.is_symlink():
+                raise UserError(f"{target} is a link to {os.readlink(target)}, which does not exist; remove the link, or make what it names")
+            with open(templates_dir() / name, "rb") as template, open(target, "xb") as copy:  # never over a file (or through a link)
+                shutil.copyfileobj(template, copy)
+            written.append(target)
+    except OSError as exc:
+        raise UserError(f"cannot write {target} ({describe_os_error(exc)}); run init where you may write, or pass --config-dir DIR") from None
     return written, kept

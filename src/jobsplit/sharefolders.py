@@ -37,7 +37,7 @@ def note_folder(digest: str, machine: str, folder: Path) -> None:
         if place in _noted(note):
             return
         note.parent.mkdir(parents=True, exist_ok=True)
-        with open(note, "a", encoding="utf-8") as f:  # one short line: appended whole
+        with open(note, "a", encoding="utf-8", errors="surrogateescape") as f:  # one short line: appended whole; a path's bytes as they are, whatever the locale
             f.write(place + "\n")
     except OSError:
         pass
@@ -68,6 +68,6 @@ def _noted(note: Path | None) -> list[str]:
     if note is None:
         return []
     try:
-        return [line for line in note.read_text(encoding="utf-8").splitlines() if os.path.isabs(line)]
+        return [line for line in note.read_text(encoding="utf-8", errors="surrogateescape").splitlines() if os.path.isabs(line)]
     except (OSError, UnicodeDecodeError):
         return []
