@@ -8,6 +8,7 @@ child processes the tests start are killed afterwards.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -114,6 +115,55 @@ def test_a_second_run_of_the_same_machine_is_refused_while_the_first_runs(tmp_pa
         kill_session(a.pid)
     assert_all_done_once(share, share.ids())
     assert sorted(side_lines(share.starts)) == sorted(share.ids()), "a job ran twice"
+
+
+def test_the_same_machine_run_again_into_another_folder_is_refused_while_the_first_runs(tmp_path):
+    """The output folder is ``./jobsplit-out`` by default, relative: the same command from another
+    folder (a second terminal) while the first run goes on started the share over there, and
+    every job ran twice; no word was said until jobs were done in the first. It is refused,
+    naming the folder and the run that holds it."""
+    share = HardeningShare(tmp_path, kinds_spec([["gate", i, 0.2] for i in range(8)]))
+    hold = tmp_path / "hold"
+    hold.write_text("")
+    env = share.env()
+    a = share.start("--workers", "2", env=env)
+    try:
+        wait_for(lambda: side_lines(share.starts), WATCHDOG, "run A's first job")
+        status, out, err = watched(share.command("--workers", "2", out=tmp_path / "elsewhere"), env, 30)
+        line = assert_user_error(status, out, err)
+        assert f"{share.machine_dir} is in use by another run of this machine (pid {a.pid} on {socket.gethostname()}" in line, line
+        assert f"this run would be in {tmp_path / 'elsewhere' / share.machine}" in line, line
+        assert not (tmp_path / "elsewhere").exists()
+        hold.unlink()
+        status, _, err = communicate(a, WATCHDOG)
+        assert status == 0, err
+    finally:
+        hold.unlink(missing_ok=True)
+        kill_session(a.pid)
+    assert sorted(side_lines(share.starts)) == sorted(share.ids()), "a job ran twice"
+
+
+@pytest.mark.parametrize("age", [5, 120], ids=["live", "stale"])
+def test_a_run_another_host_writes_into_a_shared_folder_is_refused_by_its_progress(tmp_path, age):
+    """A machine folder on a shared disk: a run on another host holds run.lock, but once the file
+    is deleted (or where the disk's locks do not reach: NFS mounted ``nolock``) a second host ran
+    the same share into the same journal (26 done attempts for 16 jobs), though that run's
+    progress.json, written seconds before, said it was live (status and merge-results read it
+    so). A live one is refused naming the host; a stale one (a dead run) is not."""
+    from jobsplit.snapshot import read_snapshot, write_snapshot
+
+    share = HardeningShare(tmp_path, kinds_spec([["ok", i] for i in range(6)]))
+    status, _, err = share.run()
+    assert status == 0, err
+    mine = read_snapshot(share.machine_dir)
+    now = time.time()
+    write_snapshot(share.machine_dir, dataclasses.replace(mine, host="node17", pid=4242, state="running", updated=now - age, started=now - 600))
+    status, out, err = share.run()
+    if age > 60:
+        assert status == 0, err
+        return
+    line = assert_user_error(status, out, err)
+    assert "in use by another run of this machine (pid 4242 on node17" in line and "progress.json was written" in line, line
 
 
 def test_the_lock_dies_with_the_killed_run_not_with_what_its_jobs_left_running(tmp_path):

@@ -13,6 +13,7 @@ import logging
 import multiprocessing
 import os
 import socket
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,7 @@ from .logs import MachineLog, parent_logger
 from .machines import usable_cores
 from .messages import LogEntry
 from .nativethreads import size_thread_pools
-from .outdir import JOURNAL_FILES, LOCK_FILE, holder_text, in_use
+from .outdir import JOURNAL_FILES, LOCK_FILE, PROGRESS_FILE, holder_text, in_use
 from .plan.base import seeded_order
 from .progress import ProgressBoard
 from .project import Project
@@ -44,7 +45,7 @@ from .recovery import ForeignTable, adopt, read_rows
 from .results import ResultsFile, csv_header_line
 from .runner import Runner
 from .settings import RunSettings
-from .snapshot import RunSnapshot, SnapshotWriter
+from .snapshot import STALLED_AFTER, RunSnapshot, SnapshotWriter, written_elsewhere
 from .sources import JobSource, StaticShare, Task
 from .sources.redis import RedisQueue
 from .states import JobState, RunStatus
@@ -469,6 +470,14 @@ def _refuse_a_live_run(journal: Journal) -> None:
     if last and last["status"] == RunStatus.RUNNING and last["host"] == socket.gethostname() and last["pid"] and running_since(int(last["pid"]), float(last["started"])):
         holder = holder_text(last["pid"], last["host"], utc_timestamp(float(last["started"])))
         raise in_use(journal.path.parent, f"{holder}; its {LOCK_FILE} was deleted")
+    now = time.time()
+    if (snapshot := written_elsewhere(journal.path.parent, now)) is not None:  # a shared disk: another host's run, whose lock is gone or never reached here
+        holder = holder_text(snapshot.pid, snapshot.host, utc_timestamp(snapshot.started))
+        raise in_use(
+            journal.path.parent,
+            f"{holder}, whose {PROGRESS_FILE} was written {now - snapshot.updated:.0f} s ago; its {LOCK_FILE} was deleted, or this disk's locks do not "
+            f"reach that host (NFS without locking). If that run is dead, its progress goes stale within {STALLED_AFTER:.0f} s",
+        )
 
 
 def _lost_journal(journal: Path, log: Path) -> UserError:

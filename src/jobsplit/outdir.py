@@ -181,6 +181,22 @@ class MachineLock:
         self.release()
 
 
+def lock_holder(folder: Path) -> str | None:
+    """Who holds ``folder``'s run lock now (see holder_text); None if no run does. Tried, not
+    read: a lock left in the file by a run that died is no lock."""
+    try:
+        fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return None  # no lock file: no run there
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        return _read_holder(fd) if exc.errno in (errno.EACCES, errno.EAGAIN) else None
+    finally:
+        os.close(fd)  # and with it the lock, if this took it
+    return None
+
+
 def in_use(folder: Path, holder: str) -> UserError:
     """A second run of a machine, refused: ``holder`` says which run has the folder."""
     return UserError(f"{folder} is in use by another run of this machine ({holder}); wait for it to finish or stop it (two runs of one machine would run every job twice)")

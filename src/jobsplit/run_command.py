@@ -35,11 +35,11 @@ from .journal import Journal
 from .lifecycle import Interrupts
 from .machine_run import MachineRun, RunSummary
 from .machines import Machine, array_members, entry_names, pick, split_member, usable_cores
-from .outdir import MachineDir, MachineLock
+from .outdir import MachineDir, MachineLock, in_use
 from .project import Project
 from .schedulers import Allocation, current_allocation
 from .settings import OVERSUBSCRIBED, RunFlags, RunSettings, check_nice, resolve
-from .sharefolders import done_elsewhere, note_folder
+from .sharefolders import done_elsewhere, note_folder, running_elsewhere
 from .snapshot import written_elsewhere
 from .states import JobState, RunStatus
 from .text import plural
@@ -64,6 +64,9 @@ def run_share(project: Project, job: Callable[..., Any], flags: RunFlags, consol
         soft_wrap=True,
     )
     folder = settings.folder
+    if settings.balance is None and (running := running_elsewhere(project.digest, machine.name, folder.path)):
+        place, holder = running[0]
+        raise in_use(place, f"{holder}; this run would be in {folder.path}")
     if settings.balance is None and not settings.fresh and not folder.journal.exists():
         _say_done_elsewhere(project.digest, machine.name, folder, console)
         if folder.path.parent.name == folder.path.name:

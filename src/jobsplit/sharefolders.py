@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .errors import UserError
 from .journal import Journal
-from .outdir import JOURNAL_FILE, folder_name
+from .outdir import JOURNAL_FILE, folder_name, lock_holder
 from .states import JobState
 from .userfolders import user_folder
 
@@ -62,6 +62,14 @@ def done_elsewhere(digest: str, machine: str, folder: Path) -> list[tuple[Path, 
         if done:
             found.append((Path(place), done))
     return found
+
+
+def running_elsewhere(digest: str, machine: str, folder: Path) -> list[tuple[Path, str]]:
+    """(machine folder, the run holding it) of every other folder noted for this share where a
+    run of it goes on now: the same machine run again from another folder (``./jobsplit-out``
+    is relative) while the first run goes on, which ran every job of the share twice."""
+    here = str(folder.resolve())
+    return [(Path(place), holder) for place in _noted(_note(digest, machine)) if place != here and (holder := lock_holder(Path(place))) is not None]
 
 
 def _noted(note: Path | None) -> list[str]:
