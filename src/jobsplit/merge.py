@@ -114,7 +114,7 @@ class Merged:
         for cells in row_cells(self.lines()):
             row: dict[str, Any] = {c: _parse_cell(v) for c, v in zip(self.header, cells)}
             row.update(zip(RESERVED_COLUMNS, cells[width:]))
-            row["args"] = json.loads(row["Job Args"])
+            row[ARGS] = json.loads(row["Job Args"])
             yield row
 
     def lines(self) -> Iterator[str]:
@@ -256,17 +256,21 @@ def _counted(states: Counter[str]) -> str:
     return ", ".join(f"{count} {state}" for state, count in sorted(states.items()))
 
 
+ARGS = "args"
+"""The key under which each merged row holds its job's arguments (see reduction)."""
 _INTEGER = re.compile(r"-?(0|[1-9][0-9]*)")
-_DECIMAL = re.compile(r"-?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?|-?inf|nan")
 
 
 def _parse_cell(text: str) -> Any:
     """A cell back as the number jobsplit wrote (int, or a float's repr), None if empty; else
-    the text (``"007"`` stays text)."""
+    the text: ``"007"``, ``"1e3"`` or ``"1_000"`` were never written for a number (they came
+    back as 7.0 and 1000.0)."""
     if text == "":
         return None
     if _INTEGER.fullmatch(text):
         return int_of_text(text)
-    if _DECIMAL.fullmatch(text):
-        return float(text)
-    return text
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return number if repr(number) == text else text

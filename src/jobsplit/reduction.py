@@ -20,7 +20,7 @@ from typing import Any
 from rich.console import Console
 
 from .errors import UserError
-from .merge import merge, report
+from .merge import ARGS, merge, report
 from .tooloutput import tool_output
 
 ReduceFn = Callable[[list[dict[str, Any]]], Any]
@@ -32,6 +32,8 @@ def reduce_results(reduce: ReduceFn | None, dirs: Sequence[Path], output: Path |
     if output is not None and output.suffix.lower() not in (".json", ".csv"):
         raise UserError(f"{output}: the reduced value is written as .json or .csv; choose one of those extensions")
     merged = merge(dirs)
+    if ARGS in merged.header:
+        raise UserError(f'header.csv has a column named "{ARGS}", the key under which reduce gives each row its job\'s arguments; rename the column')
     report(merged, console)
     if not merged.complete and not allow_missing:
         console.print("nothing reduced; pass --allow-missing to reduce the rows there are", markup=False)
