@@ -228,3 +228,21 @@ def test_memory_stays_flat_as_the_input_grows(tmp_path: Path) -> None:
         peaks[lines] = peak_rss_kib(*logs, "-o", tmp_path / "merged.log")
         assert (tmp_path / "merged.log").read_bytes().count(b"\n") == 2 * lines
     assert peaks[500_000] - peaks[50_000] <= 20 * 1024, peaks
+
+
+def test_a_file_that_is_no_log_is_refused(root: Path, tmp_path: Path) -> None:
+    """``merge-logs OUT/*/*`` (a shell glob) took the journals, results.csv and progress.json for
+    logs and "merged" them: binary SQLite pages at the top of the merged log, exit 0."""
+    journal = tmp_path / "journal.sqlite"
+    journal.write_bytes(b"SQLite format 3\x00" + bytes(200))
+    results = tmp_path / "results.csv"
+    results.write_text("Run Start Time,Job Running Time,Job Start Time,Value\n2026-01-01T00:00:00Z,0.5,2026-01-01T00:00:00Z,1\n")
+    for bad in (journal, results):
+        out = tmp_path / "merged.log"
+        done = merge_logs(root / "alpha", bad, "-o", out)
+        assert done.returncode == 2, done.stderr
+        assert f"{bad} is no jobsplit log: it does not begin with a record's time" in " ".join(done.stderr.decode().split())
+        assert not out.exists()
+    empty = tmp_path / "empty.log"
+    empty.write_bytes(b"")
+    assert merge_logs(root / "alpha", empty, "-o", tmp_path / "merged.log").returncode == 0
