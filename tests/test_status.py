@@ -8,8 +8,10 @@ they succeed, show it running, and do not hold it up.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -208,6 +210,31 @@ def test_status_during_a_run_sees_it_running_and_does_not_hold_it_up(project, tm
     assert len(snapshots) >= 2 and done[0] < 8  # status answered again and again while the run went on
     final = by_name(status_json(root, cwd=tmp_path))["m1"]
     assert counts(final) == (8, 8, 0, 0, 0) and final["state"] == "finished"
+
+
+def test_a_run_killed_on_this_host_is_crashed_at_once_not_running_for_a_minute(project, tmp_path):
+    """``kill -9`` of a run (or a full disk that stopped it before it could say so): its journal
+    says running, and status said so, with an ETA, until a minute without news made it stalled,
+    though the run's process was on this host to ask."""
+    root = tmp_path / "out"
+    process = subprocess.Popen(
+        [sys.executable, str(project.entry), *run_args(root, "m1")],
+        env=env_for(project.base, JOB_SLEEP="30"), cwd=project.base, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+
+    def both_workers_busy() -> bool:
+        return (root / "m1" / "journal.sqlite").exists() and by_name(status_json(root, cwd=tmp_path))["m1"]["running"] == 2
+
+    try:
+        deadline = time.monotonic() + 60
+        while not both_workers_busy() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert by_name(status_json(root, cwd=tmp_path))["m1"]["state"] == "running"
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    machine = by_name(status_json(root, cwd=tmp_path))["m1"]
+    assert machine["state"] == "crashed" and machine["eta_seconds"] is None, machine
 
 
 # --- refusals ------------------------------------------------------------------------------

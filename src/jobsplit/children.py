@@ -213,6 +213,12 @@ def running_since(pid: int, since: float) -> bool:
     return fields[0] != "Z" and boot + int(fields[19]) / os.sysconf("SC_CLK_TCK") <= since + 2.0  # btime is whole seconds
 
 
+def ended(pid: int, since: float) -> bool:
+    """Whether the process ``pid`` of this host that began something at ``since`` is known to
+    be gone (see running_since; False where it cannot be told: no /proc)."""
+    return os.path.isdir("/proc/self") and not running_since(pid, since)
+
+
 def stopped(pid: int) -> bool:
     """Whether process ``pid`` of this host is stopped (Ctrl-Z, SIGSTOP; Linux: read from /proc)."""
     try:

@@ -29,7 +29,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import balance
-from .children import stopped
+from .children import ended, stopped
 from .console import data_console
 from .digest import format_digest
 from .display import duration
@@ -82,8 +82,11 @@ def machine_status(path: Path, now: float) -> tuple[str, dict[str, int], Machine
         updated, started = float(last["updated"]), float(last["started"])
         last_update = utc_timestamp(updated)
         state = str(last["status"])
-        if state == RunStatus.RUNNING and last["host"] == socket.gethostname() and last["pid"] and stopped(int(last["pid"])):
-            state = "paused"  # Ctrl-Z: quiet, but alive (its process is on this host to ask)
+        here = state == RunStatus.RUNNING and last["host"] == socket.gethostname() and last["pid"]
+        if here and ended(int(last["pid"]), started):
+            state = RunStatus.CRASHED  # killed (kill -9, the OOM killer), or stopped by a full disk that could not say so: its process is on this host to ask
+        elif here and stopped(int(last["pid"])):
+            state = "paused"  # Ctrl-Z: quiet, but alive
         elif state == RunStatus.RUNNING and now - updated > STALLED_AFTER:
             state = "stalled"
         if updated > started:
