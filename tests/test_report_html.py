@@ -106,3 +106,16 @@ def test_it_refuses_with_one_sentence(tmp_path: Path) -> None:
     schema1 = report(old, "--json")
     assert schema1.returncode == 2 and "schema 1" in schema1.stderr and len(error_lines(schema1.stderr)) == 1
     assert not (tmp_path / "r.html").exists()
+
+
+def test_control_characters_of_a_job_s_message_are_shown_and_keep_the_svg_well_formed(tmp_path: Path) -> None:
+    """A job's error with a NUL, a BEL and a form feed (binary junk a program printed): the
+    characters went into the page as they were, so its inline SVG was no well-formed XML, and the
+    form feed, which ``splitlines`` takes for a line end, made the failure's title ``\\x07``."""
+    out = tmp_path / "out"
+    error = "Traceback (most recent call last):\nValueError: bad\x00byte \x0c\x07\n"
+    write_journal(out, "A", [Att("j1", 1, 0, 0, 40, "error", "failed", error=error)], [RunRow(0, 50, 50, 2, "completed")], jobs=["j1"], plan=PLAN, machines=MACHINES)
+    page = write_report(out, tmp_path / "report.html")
+    assert not re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", page)
+    svg_of(page)  # well-formed
+    assert "<b>ValueError: bad\u2400byte \u240c\u2407</b>" in page

@@ -14,12 +14,12 @@ among them, with a tooltip that counts them, so 100,000 jobs make a few megabyte
 from __future__ import annotations
 
 import argparse
+import html
 import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from html import escape
 from pathlib import Path
 
 from rich.console import Console
@@ -33,6 +33,15 @@ from .runfacts import KINDS, Attempt, RunFacts, last_log_lines, load
 from .text import plural, size_text
 from .timefmt import utc_timestamp
 from .tooloutput import tool_output
+
+_VISIBLE = {code: 0x2400 + code for code in range(32) if code not in (9, 10, 13)} | {0x7F: 0x2421}
+"""Control characters as their pictures (U+2400 on): a job's output with a NUL or a BEL made the
+report's inline SVG malformed XML, and HTML has no place for them either."""
+
+
+def escape(text: str) -> str:
+    return html.escape(text).translate(_VISIBLE)
+
 
 NAME = "report"
 HELP = "write one self-contained HTML report of a run: timeline, figures, failures, measured speeds"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 def plural(count: int, noun: str, plural_form: str | None = None) -> str:
     """``1 worker``, ``2 workers``, ``1 process``, ``3 processes`` (with ``plural_form``)."""
@@ -13,9 +15,14 @@ def article(word: str) -> str:
     return "an" if word[:1].lower() in "aeiou" else "a"
 
 
+_LINE_END = re.compile(r"\r\n|\r|\n")
+
+
 def last_line(text: str | None) -> str | None:
-    """The last line of ``text`` that is not blank, stripped (a traceback's: the exception)."""
-    return next((stripped for line in reversed((text or "").splitlines()) if (stripped := line.strip())), None)
+    """The last line of ``text`` that is not blank, stripped (a traceback's: the exception). Lines
+    end at a newline or carriage return only: ``splitlines`` also ends them at a form feed or a
+    vertical tab, which a job's message may hold (the report titled a failure ``\x07``)."""
+    return next((stripped for line in reversed(_LINE_END.split(text or "")) if (stripped := line.strip())), None)
 
 
 def size_text(size_in_bytes: int) -> str:
