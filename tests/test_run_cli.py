@@ -219,6 +219,8 @@ def test_ctrl_c_or_ctrl_d_at_a_prompt_starts_nothing_without_a_traceback(project
     status = term.finish()
     assert status == 130, term.text
     assert "not started" in term.text and "Traceback" not in term.text, term.text
+    # how to find why two hosts' digests differ: only once a digest was shown
+    assert ("digest --parts" in term.text) == (prompt == "Start?"), term.text
     assert not (root / "out").exists() and not (root / "side.txt").exists()
 
 

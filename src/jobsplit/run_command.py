@@ -275,12 +275,12 @@ def _confirm(console: Console, interactive: bool) -> None:
     if not interactive:
         raise UserError("nobody can confirm the digest here (stdin is not a terminal); pass --yes, or --expect-digest DIGEST to check it")
     console.print("Is this digest the same on every host?")
-    answer = _ask(console, escape("Start? [y/N]: ")).strip().lower()
+    answer = _ask(console, escape("Start? [y/N]: "), digest_shown=True).strip().lower()
     if answer not in ("y", "yes"):
-        raise _Declined()
+        raise _Declined(digest_shown=True)
 
 
-def _ask(console: Console, prompt: str) -> str:
+def _ask(console: Console, prompt: str, *, digest_shown: bool = False) -> str:
     """A line typed at the terminal. Ctrl-C or Ctrl-D there declines, as "n" does: nothing has
     started yet, so one sentence is all there is to say."""
     try:
@@ -288,14 +288,16 @@ def _ask(console: Console, prompt: str) -> str:
     except (KeyboardInterrupt, EOFError):
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # nothing is left to stop: a second Ctrl-C cuts no sentence short
         console.print()  # the prompt's line ends before the sentence that follows
-        raise _Declined() from None
+        raise _Declined(digest_shown=digest_shown) from None
 
 
 class _Declined(UserError):
+    """Nothing started; after the digest was shown, how to find why two hosts' digests differ."""
+
     exit_status = exitcodes.INTERRUPTED
 
-    def __init__(self) -> None:
-        super().__init__(f"not started; if the digest is not the same on every host, {_FIND_THE_PART.format(program=_program())}")
+    def __init__(self, *, digest_shown: bool) -> None:
+        super().__init__(f"not started; if the digest is not the same on every host, {_FIND_THE_PART.format(program=_program())}" if digest_shown else "not started")
 
 
 def _display(console: Console, style: str) -> Display:
