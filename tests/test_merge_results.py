@@ -295,7 +295,10 @@ def test_a_folder_made_with_another_config_is_refused(project, tmp_path):
     assert error == result.stderr.strip()  # one line, nothing else
     assert project.digest in error and other_digest in error
     assert str(stray) in error and str(project.out / "m1") in error
+    assert "come from different plans (config.ini differs;" in error, error  # the part that differs, from the journals
     assert not merged.exists()
+    report = jobsplit_tool("report", project.out / "m1", stray, "-o", tmp_path / "r.html", cwd=tmp_path)
+    assert report.returncode == 2 and "come from different plans (config.ini differs;" in report.stderr, report.stderr
     # --allow-missing does not allow mixing
     result = jobsplit_tool("merge-results", project.out, stray, "-o", merged, "--allow-missing", cwd=tmp_path)
     assert result.returncode == 2 and len(error_lines(result.stderr)) == 1
@@ -369,3 +372,14 @@ def test_a_damaged_journal_is_named(project, tmp_path):
     assert result.returncode == 2
     (error,) = error_lines(result.stderr)
     assert str(damaged) in error
+
+
+def test_mixed_plans_are_told_by_the_parts_that_differ():
+    """Folders of different digests from a host run with --strategy or --seed: "different pools or
+    config files" sent the user to compare files that were the same."""
+    from jobsplit.digest import mixed_plans
+
+    base = {"pool": "p", "config": "c", "header": "h", "machines": "m", "seed": "", "strategy": "quota"}
+    assert mixed_plans([json.dumps(base), json.dumps({**base, "strategy": "cost", "seed": "x"})]) == "--seed and the strategy differ"
+    assert mixed_plans([json.dumps(base), json.dumps({**base, "pool": "q"})]) == "the pool differs"
+    assert mixed_plans([json.dumps(base), ""]) == "different pools or config files"  # a journal of jobsplit 0.1 recorded no parts

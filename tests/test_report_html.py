@@ -97,7 +97,7 @@ def test_it_refuses_with_one_sentence(tmp_path: Path) -> None:
     other = tmp_path / "other"
     write_journal(other, "C", [], [], plan={"C": 1}, machines=MACHINES, digest="f" * 32)
     mixed = report(out, other / "C", "-o", tmp_path / "r.html")
-    assert mixed.returncode == 2 and "different digests" in mixed.stderr and len(error_lines(mixed.stderr)) == 1
+    assert mixed.returncode == 2 and "come from different plans" in mixed.stderr and len(error_lines(mixed.stderr)) == 1
     old = tmp_path / "old" / "D"
     old.mkdir(parents=True)
     db = sqlite3.connect(old / "journal.sqlite")

@@ -9,9 +9,10 @@ and, for the ``cost`` strategy, the cost hints.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple
 
 from .idhash import ID_BYTES
@@ -23,6 +24,17 @@ PART_HEX = 16
 PART_NAMES = {"pool": "the pool", "config": "config.ini", "header": "header.csv", "machines": "machines.json", "seed": "--seed", "strategy": "the strategy"}
 """Each part of ``digest_parts`` as a sentence names it."""
 _SEPARATORS = re.compile(r"[\s:_-]+")
+
+
+def mixed_plans(recorded: Iterable[str]) -> str:
+    """Why folders of several digests differ, from the digest parts their journals recorded
+    (``meta`` "parts", JSON): "--seed and the strategy differ"; where a journal recorded none (made
+    by jobsplit 0.1), what it may be."""
+    parts = [json.loads(text or "{}") for text in recorded]
+    differing = [text for name, text in PART_NAMES.items() if len({p.get(name) for p in parts}) > 1]
+    if not differing or not all(parts):
+        return "different pools or config files"
+    return f"{' and '.join(differing)} {'differs' if len(differing) == 1 else 'differ'}"
 
 
 class DigestInput(NamedTuple):

@@ -29,7 +29,7 @@ from typing import Any
 from rich.console import Console
 
 from .config import RESERVED_COLUMNS
-from .digest import format_digest
+from .digest import format_digest, mixed_plans
 from .digits import int_of_text
 from .errors import UserError
 from .fingerprint import UNKNOWN
@@ -134,7 +134,7 @@ def merge(paths: Sequence[Path]) -> Merged:
     digests = {m.digest for m in machines} | {s.digest for s in elsewhere.values()}
     if len(digests) > 1:
         groups = "; ".join(f"{format_digest(d)}: {', '.join(str(m.path) for m in machines if m.digest == d)}" for d in sorted(digests))
-        raise UserError(f"these folders come from different pools or config files (different digests: {groups}); merge each group separately")
+        raise UserError(f"these folders come from different plans ({mixed_plans(m.meta.get('parts', '') for m in machines)}; digests {groups}); merge each group separately")
     sources = {m.meta.get("source", "static") for m in machines}
     if len(sources) > 1:
         raise UserError("these folders mix runs through a shared queue (--balance) and static shares of one digest; merge each kind separately")

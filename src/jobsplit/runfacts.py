@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .digest import format_digest
+from .digest import format_digest, mixed_plans
 from .errors import UserError
 from .journal import read_only_connection
 from .logmerge import LogFile
@@ -161,7 +161,7 @@ def load(paths: Sequence[Path]) -> RunFacts:
     digests = {meta["digest"] for meta, _ in loaded}
     if len(digests) > 1:
         groups = "; ".join(f"{format_digest(d)}: {', '.join(str(m.path) for meta, m in loaded if meta['digest'] == d)}" for d in sorted(digests))
-        raise UserError(f"these folders come from different pools or config files (different digests: {groups}); give each group separately")
+        raise UserError(f"these folders come from different plans ({mixed_plans(meta.get('parts', '') for meta, _ in loaded)}; digests {groups}); give each group separately")
     meta = loaded[0][0]
     machines = sorted((m for _, m in loaded), key=lambda m: m.name)
     plan = json.loads(meta["plan"])
