@@ -19,12 +19,14 @@ from pathlib import Path
 
 import pytest
 
+from conftest import error_lines
 from runhelpers import (
     HardeningShare,
     assert_all_done_once,
     assert_user_error,
     communicate,
     connect_ro,
+    jobsplit_script,
     journal_jobs,
     journal_query,
     journal_states,
@@ -581,3 +583,25 @@ def test_a_full_disk_mid_run_exits_74_and_the_run_resumes_when_space_is_back(tmp
         assert_all_done_once(share, share.ids())
     finally:
         filler.unlink(missing_ok=True)
+
+
+def test_a_journal_copied_without_its_wal_says_to_copy_that_too(tmp_path):
+    """A host's folder copied while its run went on (or after it was killed): journal.sqlite alone,
+    its newest pages in journal.sqlite-wal left behind, has no tables yet; the tools said "no
+    such table: meta; copy it again", and the copy made the same way failed the same way."""
+    share = HardeningShare(tmp_path, kinds_spec([["sleep", i, 30] for i in range(4)]))
+    process = share.start("--workers", "2")
+    try:
+        wait_for(lambda: len(side_lines(share.starts)) == 2, 60, "two jobs running")
+    finally:
+        kill_session(process.pid)
+        process.wait()
+    copied = tmp_path / "copied" / "solo"
+    copied.mkdir(parents=True)
+    shutil.copy(share.journal, copied / "journal.sqlite")
+    status, out, err = watched([jobsplit_script(), "merge-results", copied.parent, "-o", tmp_path / "m.csv"], run_env(tmp_path), 60)
+    line = assert_user_error(status, out, err)
+    assert "journal.sqlite-wal beside it if the host has one" in line, line
+    shutil.copy(share.journal.with_name("journal.sqlite-wal"), copied / "journal.sqlite-wal")
+    status, out, err = watched([jobsplit_script(), "merge-results", copied.parent, "-o", tmp_path / "m.csv", "--allow-missing"], run_env(tmp_path), 60)
+    assert status == 1 and "journal" not in "".join(error_lines(err)), err  # read: its jobs are missing, not done

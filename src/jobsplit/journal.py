@@ -259,7 +259,7 @@ class Journal:
         except sqlite3.DatabaseError as exc:
             self._db.close()
             if read_only:
-                raise UserError(f"{path} is not a usable jobsplit journal ({exc}); copy it again from its host, or leave its folder out") from None
+                raise UserError(f"{path} is not a usable jobsplit journal ({exc}); {copy_again(path)}") from None
             raise self._storage_error(exc) or UserError(
                 f"{path} cannot be used ({exc}); close any program that holds it open (a sqlite3 shell, say) and run again"
             ) from None
@@ -570,3 +570,14 @@ def is_damage(exc: sqlite3.DatabaseError) -> bool:
 
 def _escaped(attempt: AttemptRow) -> AttemptRow:
     return AttemptRow._make(clean_text(value) if isinstance(value, str) else value for value in attempt)
+
+
+def copy_again(journal: Path) -> str:
+    """What to do with a journal that cannot be read here (copied from another host). A run that
+    did not end cleanly (killed, or still going) keeps its newest pages in ``journal.sqlite-wal``:
+    copied without it, the journal may have no tables at all."""
+    wal = journal.with_name(journal.name + "-wal")
+    copied = wal.exists() and wal.stat().st_size > 0  # an empty one: made as the copy was opened here
+    beside = "" if copied else f", with {wal.name} beside it if the host has one (a run that did not end cleanly keeps its newest pages there)"
+    return f"copy it again from its host{beside}, or leave its folder out"
+

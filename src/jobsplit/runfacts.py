@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .digest import format_digest, mixed_plans
 from .errors import UserError
-from .journal import read_only_connection
+from .journal import copy_again, read_only_connection
 from .logmerge import LogFile
 from .outdir import JOURNAL_FILE, MachineDir, find_machine_dirs
 from .results import requoted, row_cells
@@ -183,7 +183,7 @@ def _load_machine(path: Path) -> tuple[dict[str, str], MachineFacts]:
     try:
         db = read_only_connection(journal)
     except sqlite3.Error as exc:
-        raise UserError(f"{journal} cannot be opened ({exc}); copy it again from its host, or leave its folder out") from None
+        raise UserError(f"{journal} cannot be opened ({exc}); {copy_again(journal)}") from None
     try:
         db.execute("BEGIN")  # one snapshot of the WAL: counts and attempts agree
         meta = dict(db.execute("SELECT key, value FROM meta"))
@@ -201,7 +201,7 @@ def _load_machine(path: Path) -> tuple[dict[str, str], MachineFacts]:
         running = db.execute("SELECT job_id, attempt, slot, pid, started FROM running ORDER BY started, job_id").fetchall()
         db.execute("COMMIT")
     except sqlite3.Error as exc:
-        raise UserError(f"{journal} is not a usable jobsplit journal ({exc}); copy it again from its host, or leave its folder out") from None
+        raise UserError(f"{journal} is not a usable jobsplit journal ({exc}); {copy_again(journal)}") from None
     finally:
         db.close()
     name = meta["machine"]
