@@ -131,6 +131,7 @@ def test_pick_a_member_by_flag_or_by_the_schedulers_task_id():
         ("sim", None, ("SLURM_ARRAY_TASK_ID", 9), ["SLURM_ARRAY_TASK_ID 9", "0 to 7"]),
         ("ws", 1, None, ["--array-index 1", '"ws" is not an array']),
         ("nope", None, None, ['no machine "nope"', "sim, ws"]),
+        ("sim[8]", None, None, ['"sim[8]" is out of range: "sim" is an array of 8', "indices 0 to 7"]),  # was: no machine "sim[8]"
     ],
 )
 def test_pick_refusals(name, index, task, needles):

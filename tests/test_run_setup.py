@@ -211,6 +211,15 @@ def test_host_ini_sets_workers_out_and_nice(tmp_path):
     assert "\x1b[" not in result.stderr
 
 
+def test_host_ini_out_may_name_environment_variables(tmp_path):
+    """``out = $HOME/runs``, as in a shell: a folder named ``$HOME`` was made in the current folder."""
+    write_host_ini(tmp_path, "[host]\nout = $JOBSPLIT_TEST_ROOT/host-out\nconsole = plain\n")
+    entry, config_dir = write_kinds_entry(tmp_path / "project", POOL)
+    result = run_entry(entry, "run", "--config-dir", config_dir, "--yes", "--machine", "solo", env=run_env(tmp_path, JOBSPLIT_TEST_ROOT=str(tmp_path)), cwd=tmp_path, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "host-out" / "solo" / "results.csv").exists() and not (tmp_path / "$JOBSPLIT_TEST_ROOT").exists()
+
+
 def test_flags_override_host_ini(tmp_path):
     write_host_ini(tmp_path, f"[host]\nworkers = 1\nout = {tmp_path / 'host-out'}\nnice = 3\n")
     flag_out = tmp_path / "flag-out"
@@ -242,6 +251,7 @@ def test_workers_run_at_niceness_10_by_default(tmp_path):
         ("[host]\nworker_memory = lots\n", ["worker_memory", "'lots' is not a file size"]),
         ("[host]\nworker_memory = 8\n", ["worker_memory", "'8' has no unit; write 8GiB, 8MiB"]),  # not 8 bytes
         ("[host]\nstop_grace = -1\n", ["stop_grace", "seconds >= 0"]),
+        ("[hosts]\nworkers = 1\n", ["[hosts] is not a section of host.ini; its settings go in [host]"]),  # its settings were silently not read
     ],
 )
 def test_a_bad_host_ini_is_refused_naming_it(tmp_path, text, words):

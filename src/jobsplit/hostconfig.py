@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import configparser
 import multiprocessing
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +51,9 @@ def load_host_settings(path: Path | None = None) -> HostSettings:
         parser.read(path, encoding="utf-8")
     except (configparser.Error, OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{path} cannot be read ({str(exc).splitlines()[0]}); fix or delete it") from None
+    others = [name for name in parser.sections() if name != "host"]
+    if others:  # [hosts], [Host]: its settings were silently not read
+        raise UserError(f"{path} [{others[0]}] is not a section of host.ini; its settings go in [host]")
     if not parser.has_section("host"):
         return HostSettings()
     section = parser["host"]
@@ -59,7 +63,7 @@ def load_host_settings(path: Path | None = None) -> HostSettings:
             raise UserError(f"{path} [host] {key} is not a host setting; the settings are: {', '.join(sorted(known))}")
     return HostSettings(
         workers=check_workers(_int(section, "workers", path), f"{path} [host] workers") if "workers" in section else None,
-        out=Path(section["out"]).expanduser() if "out" in section else None,
+        out=Path(os.path.expandvars(section["out"])).expanduser() if "out" in section else None,  # $HOME/runs, as a shell would
         nice=_int(section, "nice", path) if "nice" in section else None,
         console=check_choice(section["console"], CONSOLE_STYLES, f"{path} [host] console") if "console" in section else None,
         start_method=check_start_method(section["start_method"], f"{path} [host] start_method") if "start_method" in section else None,

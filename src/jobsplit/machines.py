@@ -154,6 +154,8 @@ def pick(machines: Sequence[Machine], name: str, index: int | None, task: tuple[
             raise UserError(f'--array-index {index} was given, but "{name}" is not an array in {MACHINES_FILE}; leave it out, or name an array')
         found = next((m for m in machines if m.name == name), None)
         if found is None:
+            if (member := split_member(name)) and (others := array_members(machines, member[0])):
+                raise UserError(f'"{name}" is out of range: "{member[0]}" is an array of {len(others)} machines in {MACHINES_FILE}, indices 0 to {len(others) - 1}')
             raise UserError(f'there is no machine "{name}" in {MACHINES_FILE}; choose one of: {", ".join(entry_names(machines))}')
         return found
     source, chosen = ("--array-index", index) if index is not None else task or ("", None)
