@@ -165,6 +165,25 @@ def test_a_share_done_in_several_folders_is_one_note_naming_the_newest_first(tmp
     assert f"To go on from the newest instead, stop here and run with --out {done_in[3].parent}" in said, said
 
 
+def test_done_jobs_of_another_entry_s_code_are_said_to_be_so(tmp_path):
+    """Another entry script with the same pool and config files has the same digest, so the note
+    sent its user to resume the other project's results under new code, unsaid."""
+    entry, config_dir = write_kinds_entry(tmp_path / "project", pool_spec("ok", 3))
+    other = tmp_path / "other" / "entry.py"
+    other.parent.mkdir()
+    other.write_text(entry.read_text() + "# another study's entry\n")
+    shutil.copy(entry.parent / "pool.json", other.parent / "pool.json")
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir(), second.mkdir()
+    codes = []
+    for script, cwd in ((entry, first), (other, second)):
+        result = run_entry(script, "run", "--config-dir", config_dir, "--machine", "solo", "--yes", env=run_env(tmp_path), cwd=cwd)
+        assert result.returncode == 0, result.stderr
+        codes.append(re.search(r"code ([0-9a-f]{12})", result.stderr).group(1))
+    said = " ".join(result.stderr.split())
+    assert f"To go on from there (its results come from other code: {codes[0]} there, {codes[1]} here) instead" in said, said
+
+
 @pytest.mark.parametrize("where", ["out", "out/solo"])
 def test_an_output_folder_that_is_a_file_is_named_as_such(tmp_path, where):
     """It was "OUT/solo/progress.json cannot be read (Not a directory); check the folder's

@@ -28,7 +28,7 @@ from .digest import format_digest, normalize_digest
 from .display import Display, PlainDisplay, Snapshot, duration
 from .errors import UserError
 from .failurelines import FailureLines
-from .fingerprint import entry_fingerprint
+from .fingerprint import UNKNOWN, entry_fingerprint
 from .hostconfig import load_host_settings
 from .jobcall import check_sendable
 from .journal import Journal
@@ -68,7 +68,7 @@ def run_share(project: Project, job: Callable[..., Any], flags: RunFlags, consol
         place, holder = running[0]
         raise in_use(place, f"{holder}; this run would be in {folder.path}")
     if settings.balance is None and not settings.fresh and not folder.journal.exists():
-        _say_done_elsewhere(project.digest, machine.name, folder, console)
+        _say_done_elsewhere(project.digest, machine.name, folder, code, console)
         if folder.path.parent.name == folder.path.name:
             say_notice(console, f"--out {settings.out} is named as this machine's own folder, which is {folder.path}: --out is the output root that holds every machine's folder")
     if not (flags.yes or digest_checked):
@@ -95,23 +95,25 @@ FOLDERS_SHOWN = 3
 """Folders of a share's done jobs named at most in the note of a run that starts it over."""
 
 
-def _say_done_elsewhere(digest: str, machine: str, folder: MachineDir, console: Console) -> None:
+def _say_done_elsewhere(digest: str, machine: str, folder: MachineDir, code: str, console: Console) -> None:
     """A share about to start in a new folder whose done jobs are in others (see sharefolders):
-    one note, the newest of them first."""
+    one note, the newest of them first, and whether other code made them (the digest leaves the
+    code out: another entry script with the same pool and config files makes the same share)."""
     found = done_elsewhere(digest, machine, folder.path)[::-1]
     if not found:
         return
-    (newest, done), here = found[0], folder.path.resolve()
+    newest, here = found[0], folder.path.resolve()
     if len(found) == 1:
-        where, by, there = f"{plural(done, 'job')} of this share {'is' if done == 1 else 'are'} done in {newest}", "a run", "there"
+        where, by, there = f"{plural(newest.done, 'job')} of this share {'is' if newest.done == 1 else 'are'} done in {newest.folder}", "a run", "there"
     else:
-        shown = ", ".join(f"{place} ({done:,} done)" for place, done in found[:FOLDERS_SHOWN])
+        shown = ", ".join(f"{place.folder} ({place.done:,} done)" for place in found[:FOLDERS_SHOWN])
         more = f" and {len(found) - FOLDERS_SHOWN} more" if len(found) > FOLDERS_SHOWN else ""
         where, by, there = f"jobs of this share are done in {len(found)} other folders, {shown}{more}", "runs", "the newest"
+    other_code = f" (its results come from other code: {newest.code} there, {code} here)" if UNKNOWN not in (newest.code, code) and newest.code != code else ""
     say_notice(
         console,
         f"{where}, by {by} from another folder or with another --out; this run starts the share over in {here}. "
-        f"To go on from {there} instead, stop here and run with --out {newest.parent}",
+        f"To go on from {there}{other_code} instead, stop here and run with --out {newest.folder.parent}",
     )
 
 

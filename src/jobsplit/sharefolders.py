@@ -14,8 +14,10 @@ from __future__ import annotations
 import os
 import sqlite3
 from pathlib import Path
+from typing import NamedTuple
 
 from .errors import UserError
+from .fingerprint import UNKNOWN
 from .journal import Journal
 from .outdir import JOURNAL_FILE, folder_name, lock_holder
 from .states import JobState
@@ -43,9 +45,15 @@ def note_folder(digest: str, machine: str, folder: Path) -> None:
         pass
 
 
-def done_elsewhere(digest: str, machine: str, folder: Path) -> list[tuple[Path, int]]:
-    """(machine folder, done jobs) of every other folder noted for this share whose journal, of
-    this digest, holds done jobs."""
+class DoneElsewhere(NamedTuple):
+    folder: Path
+    done: int
+    code: str
+    """The code fingerprint of the entry that ran there last (``unknown`` if not recorded)."""
+
+
+def done_elsewhere(digest: str, machine: str, folder: Path) -> list[DoneElsewhere]:
+    """Every other folder noted for this share whose journal, of this digest, holds done jobs."""
     here = str(folder.resolve())
     found = []
     for place in _noted(_note(digest, machine)):
@@ -54,13 +62,14 @@ def done_elsewhere(digest: str, machine: str, folder: Path) -> list[tuple[Path, 
         try:
             other = Journal(Path(place) / JOURNAL_FILE, read_only=True)  # refused: gone, empty, or with no plan
             try:
-                done = other.counts()[JobState.DONE] if other.meta().get("digest") == digest else 0
+                meta = other.meta()
+                done = other.counts()[JobState.DONE] if meta.get("digest") == digest else 0
             finally:
                 other.close()
         except (UserError, sqlite3.Error):
             continue
         if done:
-            found.append((Path(place), done))
+            found.append(DoneElsewhere(Path(place), done, meta.get("code", UNKNOWN)))
     return found
 
 
