@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,12 +37,26 @@ HEADER = "Run Start Time,Job Running Time,Job Start Time,Index,Draw\n"
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not sys.platform.startswith("linux"), reason="built and tested on Linux")]
 
 
+_PRIVATE_TMP: list[Path] = []
+
+
+@pytest.fixture(autouse=True)
+def _remove_private_tmp() -> Iterator[None]:
+    yield
+    while _PRIVATE_TMP:
+        folder = _PRIVATE_TMP.pop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def bare_env(tmp: Path) -> dict[str, str]:
-    """No Python anywhere: an empty PATH entry, no PYTHON* variables, a private TMPDIR and host.ini."""
+    """No Python anywhere: an empty PATH entry, no PYTHON* variables, a private TMPDIR and host.ini.
+    The TMPDIR is short (removed after the test): a fork server's socket lives there, and a
+    socket's path may not pass 107 bytes (under pytest's folders, /tmp/pytest-of-root/pytest-143/
+    popen-gw0/test_..., it failed as "AF_UNIX path too long" once the run counter had 3 digits)."""
     empty_bin = tmp / "empty-bin"
     empty_bin.mkdir(exist_ok=True)
-    (tmp / "tmp").mkdir(exist_ok=True)
-    return {"PATH": str(empty_bin), "HOME": str(tmp), "TMPDIR": str(tmp / "tmp"), "XDG_CONFIG_HOME": str(tmp / "xdg"), "NO_COLOR": "1", "LANG": "C.UTF-8"}
+    _PRIVATE_TMP.append(private := Path(tempfile.mkdtemp(prefix="js-")))
+    return {"PATH": str(empty_bin), "HOME": str(tmp), "TMPDIR": str(private), "XDG_CONFIG_HOME": str(tmp / "xdg"), "NO_COLOR": "1", "LANG": "C.UTF-8"}
 
 
 def host(tmp: Path, name: str, executable: Path) -> Path:
@@ -155,10 +170,11 @@ def test_interactive_run_through_a_terminal(executable: Path, tmp_path: Path) ->
     """The frozen program asks which machine it is and for confirmation, on a real terminal."""
     folder = host(tmp_path, "desk", executable)
     (folder / "config.ini").write_text(CONFIG.replace("pause = 0.2", "pause = 0.01"))
+    env = bare_env(tmp_path)  # here, where its TMPDIR is removed after the test
     pid, fd = pty.fork()
     if pid == 0:  # the child: exec the program on the terminal
         os.chdir(folder)
-        os.execve("./e2e", ["./e2e", "run", "--console", "plain"], bare_env(tmp_path))
+        os.execve("./e2e", ["./e2e", "run", "--console", "plain"], env)
     transcript = b""
 
     def read_until(needle: bytes, timeout: float = 30) -> None:

@@ -276,9 +276,9 @@ def test_workers_get_the_open_files_they_need_up_to_the_hard_limit(tmp_path):
 
     fresh = HardeningShare(tmp_path / "refused", kinds_spec([["sleep", i, 0.5] for i in range(40)]))
     status, out, err = watched(with_open_files_limit(128, 128, fresh.command("--workers", "40")), fresh.env(), 60)
-    assert_user_error(status, out, err, "40 workers need about 224 open files, but this host allows a process at most 128", "pass --workers 16 or fewer")
+    assert_user_error(status, out, err, "40 workers need about 304 open files, but this host allows a process at most 128", "pass --workers 10 or fewer")
     assert side_lines(fresh.starts) == []  # no job started
-    status, _, err = watched(with_open_files_limit(128, 128, fresh.command("--workers", "16")), fresh.env(), 120)
+    status, _, err = watched(with_open_files_limit(128, 128, fresh.command("--workers", "10")), fresh.env(), 120)
     assert status == 0, err  # what it said fits
     assert_all_done_once(fresh, fresh.ids())
 

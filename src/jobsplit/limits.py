@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from .errors import UserError
 
-FILES_PER_WORKER = 4
-"""Descriptors the runner holds for each worker: the ends it keeps of two pipes, the process
+FILES_PER_WORKER = 6
+"""Descriptors the runner holds for each worker: the ends it keeps of four pipes (tasks, results,
+and the jobs' standard output and error, which it reads once the worker has died), the process
 sentinel, and one spare for the fork."""
 RESERVE = 64
 """Descriptors for the rest of the runner (journal, results, log, lock) and a job's minimum."""
