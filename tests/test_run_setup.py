@@ -196,6 +196,15 @@ def test_an_output_folder_that_is_a_file_is_named_as_such(tmp_path, where):
     assert f"error: {tmp_path / where} is a file, not a folder; choose another --out" in result.stderr, result.stderr
 
 
+def test_an_output_folder_that_is_a_link_to_nowhere_is_named_as_such(tmp_path):
+    """A link to a scratch disk not mounted yet was "is a file, not a folder"."""
+    entry, config_dir = write_kinds_entry(tmp_path / "project", pool_spec("ok", 3))
+    (tmp_path / "out").symlink_to(tmp_path / "scratch" / "runs")
+    result = run_entry(entry, "run", "--config-dir", config_dir, "--machine", "solo", "--yes", "--out", tmp_path / "out", env=run_env(tmp_path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert f"error: {tmp_path / 'out'} is a link to {tmp_path / 'scratch' / 'runs'}, which does not exist; make that folder" in " ".join(result.stderr.split())
+
+
 # --- host.ini --------------------------------------------------------------------------------
 
 POOL = [*pool_spec("nice", 2), *pool_spec("sleep", 4, 0.25)]

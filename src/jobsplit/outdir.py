@@ -122,6 +122,9 @@ def folder_error(path: Path, exc: OSError) -> UserError | StorageError:
     if exc.errno in NO_SPACE:
         return StorageError(f"{path} cannot be written: {describe_os_error(exc)}; free some space and run again")
     if exc.errno in (errno.EEXIST, errno.ENOTDIR) or (path.exists() and not path.is_dir()):
+        dangling = next((p for p in (path, *path.parents) if p.is_symlink() and not p.exists()), None)
+        if dangling is not None:
+            return UserError(f"{dangling} is a link to {os.readlink(dangling)}, which does not exist; make that folder, or choose another --out (or host.ini [host] out)")
         culprit = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), path)
         return UserError(f"{culprit} is a file, not a folder; choose another --out (or host.ini [host] out)")
     return UserError(f"cannot write the output folder {path} ({describe_os_error(exc)}); choose a folder you can write with --out (or host.ini [host] out)")
