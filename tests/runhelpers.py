@@ -251,10 +251,13 @@ def spec_args(spec: Any) -> str:
 
 
 def run_env(root: Path, **overrides: str | None) -> dict[str, str]:
-    """The environment of an entry run: isolated host.ini (XDG_CONFIG_HOME), NO_COLOR, no TTY quirks."""
+    """The environment of an entry run: isolated host.ini (XDG_CONFIG_HOME) and notes of where
+    shares ran (XDG_STATE_HOME: a module's fixture runs before any test's own state folder is
+    set, and two such fixtures running one share at once in two test processes refuse each
+    other), NO_COLOR, no TTY quirks."""
     xdg = root / "xdg"
     xdg.mkdir(parents=True, exist_ok=True)
-    base: dict[str, str | None] = {"XDG_CONFIG_HOME": str(xdg), "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"}
+    base: dict[str, str | None] = {"XDG_CONFIG_HOME": str(xdg), "XDG_STATE_HOME": str(root / "state"), "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"}
     base.update(overrides)
     return entry_env(**base)
 

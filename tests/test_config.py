@@ -10,7 +10,7 @@ import pytest
 import jobsplit
 from conftest import DEFAULT_CONFIG, write_config_dir
 from jobsplit import UserError, parse_filesize
-from jobsplit.config import JobConfig, ReadOnlyConfigError, inline_comments, load_config, load_header
+from jobsplit.config import JobConfig, ReadOnlyConfigError, inline_comments, load_config, load_header, log_settings
 
 # --- parse_filesize ------------------------------------------------------------------------
 
@@ -129,6 +129,14 @@ def test_a_comment_after_a_value_of_jobsplit_s_own_is_refused_naming_it(tmp_path
     path = write_config_dir(tmp_path, config=f"[{section}]\nsome_key = 3600      ; seconds\n") / "config.ini"
     with pytest.raises(UserError, match=rf"\[{section}\] some_key = '3600      ; seconds': config.ini takes no comment after a value \(the value is all after '='\); put the comment on a line of its own"):
         inline_comments(load_config(path), path)
+
+
+def test_the_log_format_may_hold_a_hash_or_a_semicolon(tmp_path):
+    """``format`` is text: ``#{job}`` in it is meant (it was refused as a comment)."""
+    path = write_config_dir(tmp_path, config="[logging]\nformat = {time} {worker} #{job} ; {message}\n") / "config.ini"
+    config = load_config(path)
+    assert inline_comments(config, path) == []
+    assert log_settings(config, path).format == "{time} {worker} #{job} ; {message}"
 
 
 def test_a_value_that_looks_commented_in_the_job_s_sections_is_noted(tmp_path):

@@ -164,6 +164,12 @@ def test_a_run_another_host_writes_into_a_shared_folder_is_refused_by_its_progre
         return
     line = assert_user_error(status, out, err)
     assert "in use by another run of this machine (pid 4242 on node17" in line and "progress.json was written" in line, line
+    # Refused before the journal is opened here: one that looks damaged from here (a WAL the other
+    # host is writing) was moved into a backup folder, under the live run.
+    share.journal.write_bytes(b"not a database, as seen from here" * 100)
+    status, out, err = share.run()
+    assert "progress.json was written" in assert_user_error(status, out, err)
+    assert not list(share.machine_dir.glob("backup-*")) and share.journal.read_bytes().startswith(b"not a database")
 
 
 def test_the_lock_dies_with_the_killed_run_not_with_what_its_jobs_left_running(tmp_path):

@@ -59,7 +59,7 @@ def make_project(tmp_path: Path, body: str, *, config: str = "", pool: str = "li
 
 def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
     # A local time zone far from UTC: timestamps must still be UTC.
-    return entry_env(XDG_CONFIG_HOME=str(tmp_path / "xdg"), NO_COLOR="1", TZ="Asia/Kolkata", **extra)
+    return entry_env(XDG_CONFIG_HOME=str(tmp_path / "xdg"), XDG_STATE_HOME=str(tmp_path / "state"), NO_COLOR="1", TZ="Asia/Kolkata", **extra)
 
 
 def run_args(tmp_path: Path, *more: str, start_method: str = "fork", workers: int = 2) -> list[str]:

@@ -170,6 +170,19 @@ def test_a_truncated_last_member_is_reported_and_its_complete_records_kept(root:
     assert f"{copied}: the last gzip member is truncated; kept the {len(kept)} complete records before it" in message
 
 
+@pytest.mark.parametrize("length", [5, 30], ids=["in the header", "a few bytes of text"])
+def test_a_log_whose_only_member_is_cut_short_is_reported_as_truncated_not_as_no_log(root: Path, tmp_path: Path, length: int) -> None:
+    """A log copied as its run began: its one gzip member cut before a whole record's time came
+    out was taken for a file that is no log at all."""
+    records = machine_records(root / "gamma")
+    copied = tmp_path / "copied" / "gamma.log.gz"
+    copied.parent.mkdir()
+    copied.write_bytes(gzip.compress(b"\n".join(records) + b"\n", mtime=0)[:length])
+    done = merge_logs(root / "alpha", copied, "-o", tmp_path / "merged.log")
+    assert done.returncode == 0, done.stderr
+    assert f"{copied}: the last gzip member is truncated; kept the 0 complete records before it" in " ".join(done.stderr.decode().split())
+
+
 def test_a_missing_input_is_one_sentence_and_exit_status_2(root: Path, tmp_path: Path) -> None:
     out = tmp_path / "merged.log"
     done = merge_logs(root, tmp_path / "nowhere.log.gz", "-o", out)

@@ -334,9 +334,23 @@ def test_a_machine_folder_copied_without_its_journal_is_named_not_missing(projec
         result = jobsplit_tool(*command, cwd=tmp_path)
         assert result.returncode == 2, (command, result.stdout, result.stderr)
         (error,) = error_lines(result.stderr)
-        assert f"{root / 'm3'} holds results.csv" in error and "but no journal.sqlite" in error and "copy that machine's whole output folder" in error, error
+        assert f"{root / 'm3'} holds " in error and "m3.log.gz but no journal.sqlite" in error and "copy that machine's whole output folder" in error, error
         assert "no folder for this machine was given" not in result.stderr
     assert not merged.exists()
+
+
+def test_a_merge_saved_in_a_folder_of_the_root_is_no_machine_and_may_be_written_again(project, tmp_path):
+    """``merge-results OUT -o OUT/merged/results.csv``, then the same again after more results: the
+    folder holding it was taken for a machine's without a journal (every tool refused the root),
+    and its results.csv for a run's file (-o refused)."""
+    root = project.copy(tmp_path / "collected", *MACHINES)
+    merged = root / "merged" / "results.csv"
+    merged.parent.mkdir()
+    for _ in range(2):
+        result = jobsplit_tool("merge-results", root, "-o", merged, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+    assert sorted(r["Job ID"] for r in read_csv(merged)[1]) == sorted(project.owner)
+    assert jobsplit_tool("status", root, cwd=tmp_path).returncode == 0
 
 
 def test_a_run_given_its_machine_s_folder_as_out_is_found_and_told(project, tmp_path):

@@ -306,3 +306,45 @@ def test_jobs_that_draw_from_the_module_generators_do_not_repeat_each_other(tmp_
             assert draws[1:] == (repr(np.random.rand()), repr(np.random.normal()))
     finally:
         np.random.set_state(state)
+
+
+FORKING_ENTRY = """
+import multiprocessing
+
+import jobsplit
+
+
+def draw(queue):
+    import numpy as np  # loaded in the forked process itself
+    queue.put(np.random.rand())
+
+
+def job(n, random_obj, config, progress):
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    processes = [context.Process(target=draw, args=(queue,)) for _ in range(3)]
+    for process in processes:
+        process.start()
+    draws = sorted(queue.get(timeout=60) for _ in processes)
+    for process in processes:
+        process.join()
+    return len(set(draws))
+
+
+if __name__ == "__main__":
+    jobsplit.main(job, [1, 2])
+"""
+
+
+def test_processes_a_job_forks_draw_their_own_numpy_numbers(tmp_path):
+    """NumPy's seeding at import (a job that imports it itself) was inherited by the processes a
+    job forks before anything loaded NumPy: each loaded it seeded with the job's own stream, so
+    three forked processes drew one number. They load it seeded by the system, as anywhere."""
+    pytest.importorskip("numpy")
+    entry = tmp_path / "entry.py"
+    entry.write_text(FORKING_ENTRY)
+    config_dir = write_config_dir(tmp_path / "config", header=["Run Start Time", "Job Running Time", "Job Start Time", "Distinct"], machines={"solo": [1.0, 1]})
+    result = run_entry(entry, *run_args(config_dir, tmp_path / "out", "--start-method", "fork"), env=run_env(tmp_path), timeout=90)
+    assert result.returncode == 0, result.stderr
+    _, rows = read_results(tmp_path / "out" / "solo" / "results.csv")
+    assert [row["Distinct"] for row in rows] == ["3", "3"]

@@ -61,7 +61,7 @@ if __name__ == "__main__":
 
 
 def env_for(path: Path, **extra: str) -> dict[str, str]:
-    return entry_env(XDG_CONFIG_HOME=str(path / "xdg"), NO_COLOR="1", **extra)
+    return entry_env(XDG_CONFIG_HOME=str(path / "xdg"), XDG_STATE_HOME=str(path / "state"), NO_COLOR="1", **extra)  # state: see runhelpers.run_env
 
 
 def entry_in(path: Path, name: str = "entry.py", reduce: str = "reduce=fold") -> Path:

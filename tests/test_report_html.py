@@ -96,6 +96,8 @@ def test_it_refuses_with_one_sentence(tmp_path: Path) -> None:
     assert nowhere.returncode == 2 and len(error_lines(nowhere.stderr)) == 1 and "-o report.html" in nowhere.stderr
     other = tmp_path / "other"
     write_journal(other, "C", [], [], plan={"C": 1}, machines=MACHINES, digest="f" * 32)
+    both = report(out, "--json", "-o", "-")
+    assert both.returncode == 2 and "--json and -o - would both write to stdout" in both.stderr and not both.stdout
     mixed = report(out, other / "C", "-o", tmp_path / "r.html")
     assert mixed.returncode == 2 and "come from different plans" in mixed.stderr and len(error_lines(mixed.stderr)) == 1
     old = tmp_path / "old" / "D"

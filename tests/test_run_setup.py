@@ -280,6 +280,7 @@ def test_workers_run_at_niceness_10_by_default(tmp_path):
         ("[host]\nworker_memory = 8\n", ["worker_memory", "'8' has no unit; write 8GiB, 8MiB"]),  # not 8 bytes
         ("[host]\nstop_grace = -1\n", ["stop_grace", "seconds >= 0"]),
         ("[hosts]\nworkers = 1\n", ["[hosts] is not a section of host.ini; its settings go in [host]"]),  # its settings were silently not read
+        ("[host]\nout = $JOBSPLIT_TEST_UNSET/runs\n", ["$JOBSPLIT_TEST_UNSET is not set here"]),  # a folder named $JOBSPLIT_TEST_UNSET was made
     ],
 )
 def test_a_bad_host_ini_is_refused_naming_it(tmp_path, text, words):

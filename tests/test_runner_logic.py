@@ -170,6 +170,36 @@ def test_a_job_over_the_timeout_is_stopped_and_its_slot_reused(make):
     assert all(setup.attempts()[job_id] == [(1, "done", "done")] for job_id in setup.ids[1:])
 
 
+def test_the_job_after_one_that_timed_out_is_interrupted_if_the_stop_reaches_it(make):
+    """The runner reads which job runs (X, over its limit), then stops the worker; X may end
+    meanwhile and the next job, Y, take the stop: with a SIGTERM handler of its own that lets it
+    return, Y reports "returned after jobsplit's SIGTERM stopped it". That was recorded as Y's
+    own failure (failed, never run again); Y was stopped, not failed: it runs again."""
+    setup = make([("hang", 0, 0), ("ok", 1.0, 1)], workers=1, timeout=2.0)
+    original = setup.hub.start
+
+    def start(slot: int):
+        link = original(slot)
+        if len(setup.hub.links) == 1:
+
+            def stop() -> None:  # X ended as the runner decided; Y started and took the SIGTERM
+                x = link.current_job.assignment
+                y = link.inbox.popleft()
+                link._report(x.ticket, "done", EPOCH + setup.clock.now - 2.0, 2.0, f"row of {x.job_id}\n", None)
+                link._report(y.ticket, "error", EPOCH + setup.clock.now, 0.01, None, "the job returned after jobsplit's SIGTERM stopped it")
+                link.current_job = None
+                link.signal(signal.SIGTERM)
+
+            link.stop = stop  # type: ignore[method-assign]
+        return link
+
+    setup.hub.start = start  # type: ignore[method-assign]
+    assert setup.runner().run(lambda: False) is True
+    x, y = setup.ids
+    assert setup.attempts()[x] == [(1, "done", "done")]
+    assert setup.attempts()[y] == [(1, "interrupted", "pending"), (1, "done", "done")]  # an interrupted attempt does not count
+
+
 def test_a_worker_that_ignores_sigterm_is_killed_after_the_grace(make):
     setup = make([("hang", 0, 0), ("ok", 1.0, 1)], workers=1, timeout=2.0)
     runner = setup.runner()

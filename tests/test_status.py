@@ -215,7 +215,9 @@ def test_status_during_a_run_sees_it_running_and_does_not_hold_it_up(project, tm
 def test_a_run_killed_on_this_host_is_crashed_at_once_not_running_for_a_minute(project, tmp_path):
     """``kill -9`` of a run (or a full disk that stopped it before it could say so): its journal
     says running, and status said so, with an ETA, until a minute without news made it stalled,
-    though the run's process was on this host to ask."""
+    though the run's process was on this host to ask. Now crashed once the journal has been quiet
+    for two heartbeats and no such process lives (not at once: the same host name in another PID
+    namespace, a container's, has processes this one cannot see)."""
     root = tmp_path / "out"
     process = subprocess.Popen(
         [sys.executable, str(project.entry), *run_args(root, "m1")],
@@ -233,7 +235,9 @@ def test_a_run_killed_on_this_host_is_crashed_at_once_not_running_for_a_minute(p
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-    machine = by_name(status_json(root, cwd=tmp_path))["m1"]
+    deadline = time.monotonic() + 50  # crashed once quiet for two heartbeats (10 s), where stalled came after a minute
+    while (machine := by_name(status_json(root, cwd=tmp_path))["m1"])["state"] == "running" and time.monotonic() < deadline:
+        time.sleep(0.5)
     assert machine["state"] == "crashed" and machine["eta_seconds"] is None, machine
 
 

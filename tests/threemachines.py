@@ -37,7 +37,7 @@ def make_project(path: Path, config: str) -> Path:
 
 
 def env_for(path: Path, **extra: str) -> dict[str, str]:
-    return entry_env(XDG_CONFIG_HOME=str(path / "xdg"), NO_COLOR="1", **extra)
+    return entry_env(XDG_CONFIG_HOME=str(path / "xdg"), XDG_STATE_HOME=str(path / "state"), NO_COLOR="1", **extra)  # state: see runhelpers.run_env
 
 
 def run_args(out: Path, machine: str) -> list[str]:

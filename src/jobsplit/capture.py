@@ -3,7 +3,8 @@
 Workers need no set-up from the job. File descriptors 1 and 2 become pipes read by a thread,
 made by the runner, which keeps read ends of its own: what a job writes as its worker dies (a
 line printed just before ``os._exit``, the traceback ``faulthandler`` writes as a segfault kills
-it), which the thread had no time to read, is still in the pipe for the runner to log. And ``sys.stdout`` / ``sys.stderr`` are real text files on them: ``print``, ``fileno()``,
+it), which the thread had no time to read, is still in the pipe for the runner to log. And
+``sys.stdout`` / ``sys.stderr`` are real text files on them: ``print``, ``fileno()``,
 ``.buffer``, ``.reconfigure()``, ``faulthandler`` and child processes given ``sys.stdout`` all
 work, and every line lands in the log. The root logger and ``warnings`` go the same way as
 records. When a job ends, the job thread itself drains the pipes before the next job starts,

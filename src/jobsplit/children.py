@@ -213,10 +213,17 @@ def running_since(pid: int, since: float) -> bool:
     return fields[0] != "Z" and boot + int(fields[19]) / os.sysconf("SC_CLK_TCK") <= since + 2.0  # btime is whole seconds
 
 
-def ended(pid: int, since: float) -> bool:
-    """Whether the process ``pid`` of this host that began something at ``since`` is known to
-    be gone (see running_since; False where it cannot be told: no /proc)."""
-    return os.path.isdir("/proc/self") and not running_since(pid, since)
+def ended(pid: int) -> bool:
+    """Whether no process ``pid`` lives on this host: certain, unlike reading /proc, which may
+    hide other users' processes (``hidepid``). A pid taken since by another process reads as
+    alive: better unknown than dead."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # EPERM: it lives, another user's
+    return False
 
 
 def stopped(pid: int) -> bool:

@@ -154,6 +154,9 @@ def load_config(path: Path) -> JobConfig:
 _AFTER_A_VALUE = re.compile(r"\s[;#]")
 """What a comment after a value looks like: config.ini takes none there (a value is all after its =)."""
 _JOBSPLIT_SECTIONS = ("jobsplit", "logging", "balance")
+_FREE_TEXT = {("logging", "format")}
+"""Values of jobsplit's sections that are text, where a '#' or ';' may be meant (``#{job}``): what
+follows them shows in every log line, were it a comment."""
 
 
 def inline_comments(config: JobConfig, path: Path) -> list[str]:
@@ -166,7 +169,7 @@ def inline_comments(config: JobConfig, path: Path) -> list[str]:
     for section in (config.default_section, *config.sections()):
         items = defaults.items() if section == config.default_section else [(k, v) for k, v in config.items(section, raw=True) if defaults.get(k) != v]
         for key, value in items:
-            if not _AFTER_A_VALUE.search(value):
+            if not _AFTER_A_VALUE.search(value) or (section, key) in _FREE_TEXT:
                 continue
             where = f"{path} [{section}] {key} = {value!r}"
             if section in _JOBSPLIT_SECTIONS:

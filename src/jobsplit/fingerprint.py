@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
+import inspect
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -124,7 +125,8 @@ def _entry_file(job: Callable[..., Any]) -> str | None:
     from a module of the project). Under ``python -m cProfile entry.py`` (or ``profile``,
     ``trace``) ``__main__`` is the profiler and the script runs as a namespace of its own,
     which the job's globals are."""
-    names = getattr(job, "__globals__", {})
+    function = inspect.unwrap(getattr(job, "func", job))  # through functools.partial and wraps
+    names = getattr(function, "__globals__", {})
     if names.get("__name__") == "__main__" and isinstance(names.get("__file__"), str):
         return str(names["__file__"])
     return getattr(sys.modules.get("__main__"), "__file__", None)

@@ -63,7 +63,7 @@ def load_host_settings(path: Path | None = None) -> HostSettings:
             raise UserError(f"{path} [host] {key} is not a host setting; the settings are: {', '.join(sorted(known))}")
     return HostSettings(
         workers=check_workers(_int(section, "workers", path), f"{path} [host] workers") if "workers" in section else None,
-        out=Path(os.path.expandvars(section["out"])).expanduser() if "out" in section else None,  # $HOME/runs, as a shell would
+        out=_out(section["out"], path) if "out" in section else None,
         nice=_int(section, "nice", path) if "nice" in section else None,
         console=check_choice(section["console"], CONSOLE_STYLES, f"{path} [host] console") if "console" in section else None,
         start_method=check_start_method(section["start_method"], f"{path} [host] start_method") if "start_method" in section else None,
@@ -105,3 +105,12 @@ def _int(section: configparser.SectionProxy, key: str, path: Path) -> int:
         return section.getint(key)  # type: ignore[return-value]
     except ValueError:
         raise UserError(f"{path} [host] {key} must be a whole number; got {section[key]!r}") from None
+
+
+def _out(text: str, path: Path) -> Path:
+    """host.ini's ``out``, ``~`` and environment variables expanded, as a shell would (``$SCRATCH/runs``);
+    one that is not set is refused: the folder made was named ``$SCRATCH``."""
+    expanded = os.path.expandvars(text)
+    if "$" in expanded:
+        raise UserError(f"{path} [host] out = {text!r}: {expanded[expanded.index('$'):].split('/')[0]} is not set here; set it, or write the folder out")
+    return Path(expanded).expanduser()

@@ -14,6 +14,7 @@ import importlib.abc
 import importlib.util
 import random
 import sys
+import threading
 import types
 from collections.abc import Sequence
 from importlib.machinery import ModuleSpec
@@ -110,21 +111,39 @@ def prepare_module_generators() -> None:
         sys.meta_path.insert(0, _NUMPY_IMPORT)
 
 
+def leave_module_generators() -> None:
+    """In a process a job forks (a ``multiprocessing`` pool's): NumPy, loaded there, is seeded by
+    the system as anywhere else, not every such process with the job's own stream."""
+    _NUMPY_IMPORT.job = None
+    _NUMPY_IMPORT.leave()
+
+
 class _SeedNumpyOnImport(importlib.abc.MetaPathFinder):
     """Finds nothing itself: hands ``numpy.random``'s spec, as the other finders make it, to a
-    loader that seeds the module as it loads, for the job that loads it (``job``)."""
+    loader that seeds the module as it loads, for the job that loads it (``job``); then leaves
+    ``sys.meta_path`` (a mere look for the spec, ``importlib.util.find_spec``, loads nothing)."""
 
     def __init__(self) -> None:
         self.job: tuple[bytes, str] | None = None
+        self._looking = threading.local()
 
     def find_spec(self, fullname: str, path: Sequence[str] | None, target: types.ModuleType | None = None) -> ModuleSpec | None:
-        if fullname != "numpy.random":
+        if fullname != "numpy.random" or getattr(self._looking, "now", False):
             return None
-        sys.meta_path.remove(self)  # a module loads once; every other import is left alone
-        spec = importlib.util.find_spec(fullname)
+        self._looking.now = True  # the look below comes through here again
+        try:
+            spec = importlib.util.find_spec(fullname)
+        finally:
+            self._looking.now = False
         if spec is not None and spec.loader is not None:
             spec.loader = _SeedingLoader(spec.loader, self)
         return spec
+
+    def leave(self) -> None:
+        try:
+            sys.meta_path.remove(self)
+        except ValueError:
+            pass  # left already
 
 
 class _SeedingLoader(importlib.abc.Loader):
@@ -137,6 +156,7 @@ class _SeedingLoader(importlib.abc.Loader):
         return self.loader.create_module(spec)
 
     def exec_module(self, module: types.ModuleType) -> None:
+        self.finder.leave()  # a module loads once; every other import is left alone
         module.__loader__ = self.loader  # the module keeps its own loader, not this one
         if module.__spec__ is not None:
             module.__spec__.loader = self.loader

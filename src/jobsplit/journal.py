@@ -576,8 +576,9 @@ def copy_again(journal: Path) -> str:
     """What to do with a journal that cannot be read here (copied from another host). A run that
     did not end cleanly (killed, or still going) keeps its newest pages in ``journal.sqlite-wal``:
     copied without it, the journal may have no tables at all."""
-    wal = journal.with_name(journal.name + "-wal")
-    copied = wal.exists() and wal.stat().st_size > 0  # an empty one: made as the copy was opened here
-    beside = "" if copied else f", with {wal.name} beside it if the host has one (a run that did not end cleanly keeps its newest pages there)"
+    try:
+        copied = journal.with_name(journal.name + "-wal").stat().st_size > 0  # an empty one: made as the copy was opened here
+    except OSError:
+        copied = False
+    beside = "" if copied else f", with {journal.name}-wal beside it if the host has one (a run that did not end cleanly keeps its newest pages there)"
     return f"copy it again from its host{beside}, or leave its folder out"
-

@@ -48,6 +48,7 @@ GZIP_MAGIC = b"\x1f\x8b"
 _RECORD_START = re.compile(rb"\n(?=\d)")
 """A line that starts with a digit starts a record; any other line continues the previous one."""
 _FIRST_RECORD = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
+FIRST_TIME_WIDTH = len("2026-11-23T12:33:56")
 """How a log begins: with its first record's time (a journal, results.csv or a binary file given as a log does not)."""
 _time_of = operator.itemgetter(slice(0, TIME_WIDTH))
 """A record's timestamp: its first TIME_WIDTH bytes."""
@@ -200,10 +201,12 @@ class LogStream:
 
     def _read(self, files: list[Path]) -> Iterator[list[bytes]]:
         for path in files:
-            log, count, carry = LogFile(path), 0, b""
+            log, count, carry, checked = LogFile(path), 0, b"", False
             for chunk in log.chunks():
-                if not count and not carry and not _FIRST_RECORD.match(chunk):
-                    raise UserError(f"{path} is no jobsplit log: it does not begin with a record's time (such as 2026-11-23T12:33:56.481Z); give log files, machine folders or an output root")
+                if not checked and len(carry + chunk) >= FIRST_TIME_WIDTH:  # a member cut short may give less, or nothing
+                    if not _FIRST_RECORD.match(carry + chunk):
+                        raise UserError(f"{path} is no jobsplit log: it does not begin with a record's time (such as 2026-11-23T12:33:56.481Z); give log files, machine folders or an output root")
+                    checked = True
                 batch = _RECORD_START.split(carry + chunk)
                 carry = batch.pop()  # the last record may go on in the next chunk
                 count += len(batch)

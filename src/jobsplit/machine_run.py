@@ -158,6 +158,7 @@ class MachineRun:
         it is brand new (nothing in it to read back). ``job_ids``: the static share; None: a
         shared queue, whose jobs join as they are claimed."""
         project, folder = self.project, self.folder
+        _refuse_another_host_s_run(folder.path)  # before the journal is so much as read here
         damage = Journal.damage(folder.journal)
         if damage is not None:  # results.csv rebuilds it, as it would a lost one
             kept = folder.back_up(JOURNAL_FILES)
@@ -470,11 +471,18 @@ def _refuse_a_live_run(journal: Journal) -> None:
     if last and last["status"] == RunStatus.RUNNING and last["host"] == socket.gethostname() and last["pid"] and running_since(int(last["pid"]), float(last["started"])):
         holder = holder_text(last["pid"], last["host"], utc_timestamp(float(last["started"])))
         raise in_use(journal.path.parent, f"{holder}; its {LOCK_FILE} was deleted")
+
+
+def _refuse_another_host_s_run(folder: Path) -> None:
+    """A folder on a shared disk that a run on another host writes, as its progress.json says:
+    its run.lock was deleted, or this disk's locks do not reach that host (NFS without locking).
+    Refused before this host opens its journal at all: SQLite's locks and WAL index do not reach
+    across hosts either, and closing the journal here could checkpoint the live run's WAL away."""
     now = time.time()
-    if (snapshot := written_elsewhere(journal.path.parent, now)) is not None:  # a shared disk: another host's run, whose lock is gone or never reached here
+    if (snapshot := written_elsewhere(folder, now)) is not None:
         holder = holder_text(snapshot.pid, snapshot.host, utc_timestamp(snapshot.started))
         raise in_use(
-            journal.path.parent,
+            folder,
             f"{holder}, whose {PROGRESS_FILE} was written {now - snapshot.updated:.0f} s ago; its {LOCK_FILE} was deleted, or this disk's locks do not "
             f"reach that host (NFS without locking). If that run is dead, its progress goes stale within {STALLED_AFTER:.0f} s",
         )

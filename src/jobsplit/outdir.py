@@ -185,18 +185,19 @@ class MachineLock:
 
 
 def lock_holder(folder: Path) -> str | None:
-    """Who holds ``folder``'s run lock now (see holder_text); None if no run does. Tried, not
-    read: a lock left in the file by a run that died is no lock."""
+    """Who holds ``folder``'s run lock now (see holder_text); None if no run does. Tested, not
+    taken (a run starting there meanwhile would have been refused), and not read: a run that
+    died leaves its name in the file, not its lock."""
     try:
-        fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CLOEXEC)
+        fd = os.open(folder / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None  # no lock file: no run there
     try:
-        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.lockf(fd, os.F_TEST, 0)
     except OSError as exc:
         return _read_holder(fd) if exc.errno in (errno.EACCES, errno.EAGAIN) else None
     finally:
-        os.close(fd)  # and with it the lock, if this took it
+        os.close(fd)
     return None
 
 
@@ -220,8 +221,8 @@ def _read_holder(fd: int) -> str:
 def find_machine_dirs(paths: Sequence[Path]) -> list[Path]:
     """Machine folders (with a journal) among the paths, or among their immediate subfolders
     (and theirs, for a run given its machine's folder as ``--out``: ``OUT/b/b``). A subfolder
-    with a machine's files but no journal is refused: skipped, it was a machine "missing" whose
-    results were right there."""
+    with a run's files (its log, progress, lock) but no journal is refused: skipped, it was a
+    machine "missing" whose results were right there."""
     found: dict[Path, None] = {}
     for path in paths:
         if not path.exists():
@@ -242,8 +243,8 @@ def _machine_dir_in(folder: Path) -> Path | None:
         return folder
     if (nested := folder / folder.name / JOURNAL_FILE).is_file():
         return nested.parent
-    kept = [name for name in (RESULTS_FILE, PROGRESS_FILE) if (folder / name).is_file()] + [p.name for p in MachineDir(folder, folder.name).segments()]
-    if kept:
+    kept = [name for name in (PROGRESS_FILE, LOCK_FILE) if (folder / name).is_file()] + [p.name for p in MachineDir(folder, folder.name).segments()]
+    if kept:  # a run's own files (a results.csv alone may be a merge saved there: skipped)
         raise UserError(f"{folder} holds {', '.join(kept)} but no {JOURNAL_FILE}, which the tools read: copy that machine's whole output folder from its host again")
     return None
 

@@ -34,9 +34,10 @@ from .text import plural, size_text
 from .timefmt import utc_timestamp
 from .tooloutput import tool_output
 
-_VISIBLE = {code: 0x2400 + code for code in range(32) if code not in (9, 10, 13)} | {0x7F: 0x2421}
-"""Control characters as their pictures (U+2400 on): a job's output with a NUL or a BEL made the
-report's inline SVG malformed XML, and HTML has no place for them either."""
+_VISIBLE = {code: 0x2400 + code for code in range(32) if code not in (9, 10, 13)} | {0x7F: 0x2421} | dict.fromkeys([*range(0xD800, 0xE000), 0xFFFE, 0xFFFF], 0xFFFD)
+"""Control characters as their pictures (U+2400 on), and what XML has no place for (a lone
+surrogate, U+FFFE, U+FFFF) as U+FFFD: a job's output with a NUL or a BEL made the report's
+inline SVG malformed XML."""
 
 
 def escape(text: str) -> str:
@@ -79,6 +80,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, console: Console) -> int:
     if args.output is None and not args.json:
         raise UserError("say where the report goes: -o report.html (or --json for the figures on stdout)")
+    if args.json and str(args.output) == "-":
+        raise UserError("--json and -o - would both write to stdout; write the page to a file (-o report.html), or leave --json out")
     facts = load(args.dirs)
     if "" not in facts.plan:  # a static plan (a shared queue's hosts of one name claim different jobs)
         for name, folders in repeated_machines((m.name, m.path) for m in facts.machines).items():

@@ -160,6 +160,8 @@ def _text(value: Any, column: str) -> str | None:
         raise ResultShapeError(f"the value for column {column!r} is {article(name)} {name}, a duration: return a number in a unit of yours (td.total_seconds(), td / numpy.timedelta64(1, 's'))")
     if numpy_kind == "M":  # NumPy's datetime64 is a datetime down to microseconds, an integer below (pandas' columns: nanoseconds)
         plain = _item(value)
+        if plain is _NO_ITEM:
+            return None  # an array of several: no one cell
         return "" if plain is None else plain.isoformat() if isinstance(plain, datetime.date) else str(value)
     if isinstance(value, numbers.Integral):
         return int_text(int(value))

@@ -399,7 +399,7 @@ class Runner:
                 if outcome != Outcome.DONE:
                     if ticket == slot.timed_out:  # the job's own SIGTERM handler ended it
                         outcome, error = Outcome.TIMEOUT, f"{self._timed_out()}; how the job ended as it was stopped:\n{error}"
-                    elif stopping:
+                    elif stopping or slot.timed_out is not None:  # the second: the job after the one that timed out, as the stop reached it
                         self._record_interrupted(slot, sent.task, started, ended_at, f"{STOPPED_WHILE_RUNNING}. How the job ended as it was stopped:\n{error}")
                         continue
                 ended.append((sent.task, outcome, started, ended_at, max_rss, cpu, row, error))

@@ -36,8 +36,10 @@ def write_templates(dest: Path, files: tuple[str, ...] = TEMPLATE_FILES) -> tupl
             if target.is_symlink():
                 raise UserError(f"{target} is a link to {os.readlink(target)}, which does not exist; remove the link, or make what it names")
             with open(templates_dir() / name, "rb") as template, open(target, "xb") as copy:  # never over a file (or through a link)
+                written.append(target)
                 shutil.copyfileobj(template, copy)
-            written.append(target)
     except OSError as exc:
+        if written and written[-1] == target:
+            target.unlink(missing_ok=True)  # half written (a full disk): a later init would keep it as "already there"
         raise UserError(f"cannot write {target} ({describe_os_error(exc)}); run init where you may write, or pass --config-dir DIR") from None
     return written, kept

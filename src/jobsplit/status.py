@@ -83,8 +83,11 @@ def machine_status(path: Path, now: float) -> tuple[str, dict[str, int], Machine
         last_update = utc_timestamp(updated)
         state = str(last["status"])
         here = state == RunStatus.RUNNING and last["host"] == socket.gethostname() and last["pid"]
-        if here and ended(int(last["pid"]), started):
-            state = RunStatus.CRASHED  # killed (kill -9, the OOM killer), or stopped by a full disk that could not say so: its process is on this host to ask
+        if here and now - updated > 2 * HEARTBEAT and ended(int(last["pid"])):
+            # Killed (kill -9, the OOM killer), or stopped by a full disk that could not say so: its process is on
+            # this host to ask. Quiet for two heartbeats first: the same host name in another PID namespace (a
+            # container) has processes this one cannot see.
+            state = RunStatus.CRASHED
         elif here and stopped(int(last["pid"])):
             state = "paused"  # Ctrl-Z: quiet, but alive
         elif state == RunStatus.RUNNING and now - updated > STALLED_AFTER:

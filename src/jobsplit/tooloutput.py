@@ -1,5 +1,6 @@
 """Where the tools (merge-results, merge-logs, report, trace, reduce) write their ``-o``: a file
-written whole, or stdout for ``-``; never over a file that a run keeps in its machine folder.
+written whole, or stdout for ``-`` (but reduce's, named .json or .csv); never over a file that a
+run keeps in its machine folder.
 
 ``merge-results OUT -o OUT/a/results.csv`` replaced machine a's results with every machine's,
 so that its next run refused them as of another plan; ``-o OUT/a/journal.sqlite`` replaced the
@@ -20,7 +21,7 @@ from .atomicfile import atomic_file
 from .errors import UserError
 from .outdir import JOURNAL_FILES, LOCK_FILE, PROGRESS_FILE, RESULTS_FILE, MachineDir
 
-_RUN_FILES = frozenset({*JOURNAL_FILES, RESULTS_FILE, PROGRESS_FILE, LOCK_FILE})
+_RUN_FILES = frozenset(name.casefold() for name in (*JOURNAL_FILES, RESULTS_FILE, PROGRESS_FILE, LOCK_FILE))
 
 
 @contextmanager
@@ -39,14 +40,17 @@ def tool_output(out: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
 
 
 def _refuse_a_run_s_file(path: Path) -> None:
+    """In a machine folder (one with a run's journal, lock, progress or log: a folder holding a
+    merged results.csv is none), a run's file is no output. Names compare case-folded: on a
+    macOS disk ``Results.csv`` is results.csv."""
     target = Path(os.path.realpath(path))  # what the write would replace: a link's target
     folder = MachineDir(target.parent, target.parent.name)
-    if target.name not in _RUN_FILES and not _is_log(folder, target):
+    if target.name.casefold() not in _RUN_FILES and not _is_log(folder, target):
         return
-    if any(p.exists() for p in (folder.journal, folder.results, folder.log, folder.path / LOCK_FILE)):
+    if any(p.exists() for p in (folder.journal, folder.log, folder.path / LOCK_FILE, folder.path / PROGRESS_FILE)):
         raise UserError(f"-o {path}: that is a file a run keeps in its machine folder {folder.path}; write the output elsewhere (outside the output folder, say)")
 
 
 def _is_log(folder: MachineDir, path: Path) -> bool:
     """Whether ``path`` is named as the folder's log or one of its rotated segments."""
-    return re.fullmatch(re.escape(folder.path.name) + r"\.log(?:\.\d+)?\.gz", path.name) is not None
+    return re.fullmatch(re.escape(folder.path.name) + r"\.log(?:\.\d+)?\.gz", path.name, re.IGNORECASE) is not None

@@ -41,7 +41,7 @@ from typing import Any, NamedTuple, NoReturn
 from .capture import LoggingSetup, OutputCapture
 from .children import become_group_leader_and_subreaper, end_library_helpers, library_helpers, signal_strays, stop_children
 from .config import Header, JobConfig, LogSettings
-from .jobrandom import job_random, prepare_module_generators, seed_numpy_random
+from .jobrandom import job_random, leave_module_generators, prepare_module_generators, seed_numpy_random
 from .lifecycle import die_with_parent, restore_library_path
 from .messages import LOG, RESULTS, REVOKED, Batch, LogEntry, Results, Revoke
 from .nativethreads import limit_loaded_thread_pools
@@ -297,6 +297,7 @@ def _release_sigterm() -> None:
 def _start_forked_child() -> None:
     global _forked
     _forked = True
+    leave_module_generators()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # as a process started outside jobsplit has it
     _release_sigterm()  # a SIGTERM that came meanwhile ends the child now
 
