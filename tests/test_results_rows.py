@@ -183,6 +183,8 @@ def test_numpy_datetimes_are_iso_8601_to_the_nanosecond_and_durations_fail_sayin
         "2024-03-02T08:30:00.123456789", "2024-03-02T08:30:00.000000000", "", "2024-03-02"
     ]  # fmt: skip
     assert formatter("A", "B").cells(numpy.array(["2024-03-02T08:30:00.5", "2024-03-03"], dtype="datetime64[ns]")) == ["2024-03-02T08:30:00.500000000", "2024-03-03T00:00:00.000000000"]
+    with pytest.raises(ResultShapeError, match="'Only' is a ndarray; cells must be"):  # several times in one cell: NumPy's printout was written
+        formatter("Only").cells([numpy.array(["2024-01-01", "2024-01-02"], dtype="datetime64[ns]")])
     for duration in (numpy.diff(column.repeat(2))[0], numpy.timedelta64(3, "D"), timedelta(seconds=5), pandas.Timedelta("1h")):
         with pytest.raises(ResultShapeError, match=r"'Only' is an? \w+, a duration: return a number in a unit of yours \(td.total_seconds\(\)"):
             formatter("Only").cells(duration)
