@@ -178,3 +178,15 @@ def test_report_json_gives_the_same_figures(tmp_path: Path) -> None:
     crashed = doc["failures"][0]
     assert (crashed["outcome"], crashed["count"], crashed["attempts"][0]["signal"], crashed["attempts"][0]["max_rss"]) == ("crashed", 1, 9, 1 << 30)
     assert crashed["attempts"][0]["log"][-1].endswith("ERROR worker 1 died: killed by signal 9")
+
+
+def test_a_shared_queue_s_run_has_no_machine_missing_and_no_planned_shares(tmp_path: Path) -> None:
+    """A run through a shared queue records its pool as one plan entry of no machine ("": 4):
+    every report said "Machines of the plan missing here: : 4 planned jobs, no folder given" and
+    each host's share as 0.0% planned."""
+    out = tmp_path / "out"
+    write_journal(out, "A", [Att("j1", 1, 0, 0, 10, "done", "done"), Att("j2", 1, 1, 0, 12, "done", "done")], [RunRow(0, 20, 20, 2, "completed")], plan={"": 4}, machines={"A": [1.0, 2], "B": [1.0, 2]})
+    write_journal(out, "B", [Att("j3", 1, 0, 0, 9, "done", "done")], [RunRow(0, 20, 20, 2, "completed")], plan={"": 4}, machines={"A": [1.0, 2], "B": [1.0, 2]})
+    figures = figs.compute(runfacts.load([out]))
+    assert figures.absent == {}
+    assert [(m.name, m.share_planned, m.share_done) for m in figures.machines] == [("A", None, pytest.approx(2 / 3)), ("B", None, pytest.approx(1 / 3))]

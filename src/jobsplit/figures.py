@@ -139,7 +139,7 @@ def compute(facts: RunFacts) -> Figures:
     in_progress = any(m.in_progress for m in facts.machines)
     start = min((a.started for a in attempts), default=None)
     end = max((a.ended for a in attempts), default=None)
-    total_planned = sum(facts.plan.values())
+    total_planned = 0 if "" in facts.plan else sum(facts.plan.values())  # a shared queue's run plans no shares: none to set beside the done ones
     counts = {m.name: _job_counts(m) for m in facts.machines}
     total_done = sum(c["done"] for c in counts.values())
     machines = []

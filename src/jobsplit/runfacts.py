@@ -173,7 +173,7 @@ def load(paths: Sequence[Path]) -> RunFacts:
         plan=plan,
         machines_json=json.loads(meta.get("machines", "{}")),
         machines=machines,
-        absent={name: count for name, count in plan.items() if name not in present and count},
+        absent={name: count for name, count in plan.items() if name and name not in present and count},  # "": a shared queue's pool, no machine's
         version=meta.get("jobsplit", ""),
     )
 
