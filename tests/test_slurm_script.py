@@ -76,6 +76,14 @@ def test_the_script_sets_the_array_and_execs_the_run():
     assert "digest 3f2a-9c1b" in text and "jobsplit 9.9" in text
 
 
+@pytest.mark.parametrize(("time", "warning"), [("1:30", 22), ("00:01:30", 22), ("5", 75), ("0:30", 10), ("10:00:00", 120), ("2-00:00:00", 120), ("1-2", 120), ("UNLIMITED", 120)])
+def test_the_stop_signal_comes_a_quarter_of_a_short_time_limit_before_it(time, warning):
+    """``--time 00:01:30`` for a test run: Slurm's SIGTERM, asked for 120 s before the limit,
+    came as the task began, and every resubmission stopped the same way."""
+    script = ArrayScript(**{**SCRIPT.__dict__, "options": [("time", time)]})
+    assert f"#SBATCH --signal=B:TERM@{warning}\n" in render(script, Submission(0, (0,)), "9.9")
+
+
 def test_a_later_submission_adds_its_offset_to_the_task_id(tmp_path):
     text = render(SCRIPT, Submission(1001, (0, 1, 2)), "9.9")
     assert "#SBATCH --array=0-2%8\n" in text

@@ -23,7 +23,8 @@ DEFAULT_MAX_ARRAY_SIZE = 1001
 """Slurm's own default of MaxArraySize: task ids 0 to 1000."""
 WARNING_SECONDS = 120
 """``--signal=B:TERM@120``: the run stops cleanly this long before the time limit, with time to
-spare for its workers to stop and its journal to close."""
+spare for its workers to stop and its journal to close; a quarter of a shorter limit (a test
+run's ``--time 1:30``, which the signal at 120 s stopped as it began), at least 10 s."""
 _RANGE = re.compile(r"(0|[1-9][0-9]*)(?:-(0|[1-9][0-9]*))?")
 
 
@@ -153,7 +154,7 @@ def render(script: ArrayScript, submission: Submission, version: str) -> str:
         *(f"#SBATCH --{name}={_directive(name, value)}" for name, value in directives),
         "#SBATCH --requeue",
         "#SBATCH --open-mode=append",
-        f"#SBATCH --signal=B:TERM@{WARNING_SECONDS}",
+        f"#SBATCH --signal=B:TERM@{warning_seconds(dict(script.options).get('time'))}",
         *(f"#SBATCH {_extra(option)}" for option in script.extra),
         " ".join([
             "exec", *map(shlex.quote, script.program), "run", "--machine", shlex.quote(script.array), *index,
@@ -161,6 +162,31 @@ def render(script: ArrayScript, submission: Submission, version: str) -> str:
         ]),
     ]  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def warning_seconds(time_limit: str | None) -> int:
+    """How long before ``time_limit`` (sbatch's ``--time``) the run is told to stop."""
+    limit = _limit_seconds(time_limit) if time_limit else None
+    return WARNING_SECONDS if limit is None else min(WARNING_SECONDS, max(10, limit // 4))
+
+
+_TIME = re.compile(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?")
+
+
+def _limit_seconds(text: str) -> int | None:
+    """Seconds of a Slurm time limit: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S; None for another
+    (UNLIMITED, INFINITE), which keeps the usual warning."""
+    match = _TIME.fullmatch(text.strip())
+    if match is None:
+        return None
+    days, first, second, third = match.groups()
+    numbers = [int(n) for n in (first, second, third) if n is not None]
+    if days is not None:  # D-H, D-H:M, D-H:M:S
+        hours, minutes, seconds = [*numbers, 0, 0][:3]
+        return ((int(days) * 24 + hours) * 60 + minutes) * 60 + seconds
+    if len(numbers) == 3:
+        return (numbers[0] * 60 + numbers[1]) * 60 + numbers[2]
+    return numbers[0] * 60 + (numbers[1] if len(numbers) == 2 else 0)  # M or M:S
 
 
 def _directive(name: str, value: str) -> str:
