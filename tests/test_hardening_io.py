@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from conftest import error_lines
+from test_interrupts import running_in_journal
 from runhelpers import (
     HardeningShare,
     assert_all_done_once,
@@ -605,3 +606,22 @@ def test_a_journal_copied_without_its_wal_says_to_copy_that_too(tmp_path):
     shutil.copy(share.journal.with_name("journal.sqlite-wal"), copied / "journal.sqlite-wal")
     status, out, err = watched([jobsplit_script(), "merge-results", copied.parent, "-o", tmp_path / "m.csv", "--allow-missing"], run_env(tmp_path), 60)
     assert status == 1 and "journal" not in "".join(error_lines(err)), err  # read: its jobs are missing, not done
+
+
+def test_attempts_a_killed_run_left_keep_their_arguments(tmp_path):
+    """``kill -9`` of a run: the next run records the attempts it left running as interrupted, but
+    without their jobs' arguments, which every other attempt has (the report showed an empty
+    Arguments cell for exactly the attempts in question: "was it killed?")."""
+    share = HardeningShare(tmp_path, kinds_spec([["sleepenv", i, 30] for i in range(4)]))
+    process = share.start("--workers", "2")
+    try:
+        wait_for(lambda: len(running_in_journal(share.journal)) == 2, 60, "two jobs running, as the journal has it")
+    finally:
+        kill_session(process.pid)
+        process.wait()
+    status, _, err = share.run("--workers", "2", env=share.env(JOBSPLIT_TEST_SLEEP="0"))
+    assert status == 0, err
+    left = journal_query(share.journal, "SELECT job_id, args FROM attempts WHERE outcome = 'interrupted'")
+    assert len(left) == 2, left
+    for job_id, args in left:
+        assert args is not None and json.loads(args)[0] == "sleepenv", (job_id, args)

@@ -357,14 +357,17 @@ class Journal:
         if self.job_ids() != list(job_ids):
             raise UserError(f"{self.path} holds a different share than the plan for this digest; pass --fresh to start over")
 
-    def close_crashed_runs(self, now: float) -> None:
+    def close_crashed_runs(self, now: float, args_of: Callable[[str], str | None]) -> None:
         """A run killed outright left its attempts in ``running`` and itself "running": record
-        those attempts as interrupted and the run as crashed. Call before reading what to run."""
+        those attempts as interrupted (with their jobs' arguments, ``args_of`` a job id, as every
+        attempt has them: the report showed these without) and the run as crashed. Call before
+        reading what to run."""
+        self._db.create_function("job_args", 1, args_of)
         with self._transaction():
             self._db.execute(
-                "INSERT OR IGNORE INTO attempts (job_id, attempt, run, slot, pid, started, ended, outcome, state, error) "
+                "INSERT OR IGNORE INTO attempts (job_id, attempt, run, slot, pid, started, ended, outcome, state, error, args) "
                 "SELECT r.job_id, r.attempt, (SELECT MAX(run) FROM runs), r.slot, r.pid, COALESCE(r.started, ?), "
-                "MAX(COALESCE(r.started, ?), COALESCE((SELECT updated FROM runs ORDER BY run DESC LIMIT 1), ?)), ?, ?, ? FROM running r",
+                "MAX(COALESCE(r.started, ?), COALESCE((SELECT updated FROM runs ORDER BY run DESC LIMIT 1), ?)), ?, ?, ?, job_args(r.job_id) FROM running r",
                 (now, now, now, Outcome.INTERRUPTED, JobState.PENDING, "the run stopped before this attempt ended (was it killed?)"),
             )
             self._db.execute("DELETE FROM running")

@@ -243,7 +243,8 @@ class MachineRun:
             assert position_of is not None, "only a static share starts from a fresh journal"
             counts: dict[str, int] = {**dict.fromkeys(JobState, 0), JobState.PENDING: len(position_of)}
         else:
-            journal.close_crashed_runs(clock.time())
+            pool = project.pool
+            journal.close_crashed_runs(clock.time(), lambda job_id: pool.identity_text(position_of[job_id]) if position_of and job_id in position_of else None)
             counts, to_run = journal.standing(retry_failed=settings.retry_failed)
         failed_before = 0 if settings.retry_failed else counts[JobState.FAILED]
         say = _Say(self.events)
