@@ -61,6 +61,11 @@ class FailureLines:
         head, tail = TEXT_LIMIT * 3 // 4, TEXT_LIMIT // 4
         return f"{text[:head]} [... {len(text) - head - tail:,} characters not shown; the log has them: {self._log} ...] {text[-tail:]}"
 
+    @property
+    def shown(self) -> int:
+        """Failed attempts this run showed."""
+        return self._shown
+
     def summary(self) -> str:
         """Where the failures not shown are, for the run's last lines ("" if none was hidden)."""
         if not self.hidden:

@@ -88,7 +88,7 @@ def run_share(project: Project, job: Callable[..., Any], flags: RunFlags, consol
                 summary = machine_run.execute(lambda: interrupts.requested)
         finally:
             events.close()
-    return _sum_up(summary, settings, console, events.failures.summary())
+    return _sum_up(summary, settings, console, events.failures)
 
 
 FOLDERS_SHOWN = 3
@@ -150,21 +150,22 @@ class _ConsoleEvents:
         self.display.close()
 
 
-def _sum_up(summary: RunSummary, settings: RunSettings, console: Console, not_shown: str) -> int:
+def _sum_up(summary: RunSummary, settings: RunSettings, console: Console, failures: FailureLines) -> int:
     console.print(
         f"{settings.machine.name}: {summary.done} of {summary.total} done ({summary.percent_done:.1f}%), {summary.failed} failed; this run: "
         f"{summary.done_this_run} done in {duration(summary.elapsed)} ({summary.rate:.3g} jobs/s). Results: {settings.folder.results}",
         markup=False,
         soft_wrap=True,
     )
-    if not_shown:
+    if not_shown := failures.summary():
         console.print(f"{not_shown}.", markup=False, soft_wrap=True)
     if summary.status == RunStatus.INTERRUPTED:
         resume = hide_passwords(shlex.join(sys.orig_argv))
         console.print(f"Interrupted: running jobs were stopped and will run again. Resume with: {resume}", markup=False, soft_wrap=True)
         return exitcodes.INTERRUPTED
     if summary.failed:
-        console.print(f"{plural(summary.failed, 'job')} failed (see above); run again with --retry-failed to retry them.", markup=False)
+        where = "see above" if failures.shown else "not in this run: the report command lists them with their errors"
+        console.print(f"{plural(summary.failed, 'job')} failed ({where}); run again with --retry-failed to retry them.", markup=False, soft_wrap=True)
         return exitcodes.JOBS_FAILED
     return exitcodes.OK
 
@@ -186,8 +187,8 @@ def _share_line(project: Project, settings: RunSettings) -> str:
         return plural(share, "job")  # a damaged journal: the run sets it aside next, saying so
     finally:
         journal.close()
-    done = counts[JobState.DONE]
-    return f"{plural(share, 'job')}, resuming: {done} done, {sum(counts.values()) - done} to go"
+    done, failed = counts[JobState.DONE], 0 if settings.retry_failed else counts[JobState.FAILED]  # as the run's own note counts them
+    return f"{plural(share, 'job')}, resuming: {done} done, {failed} failed, {sum(counts.values()) - done - failed} to go"
 
 
 def _warn_if_oversubscribed(settings: RunSettings, console: Console) -> None:
