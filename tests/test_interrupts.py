@@ -142,6 +142,18 @@ def test_an_interrupt_stops_cleanly_and_the_run_resumes(tmp_path, how, start_met
     check_resumable(run, in_flight)
 
 
+def test_an_array_task_stopped_says_how_to_resume_it_from_a_shell(tmp_path):
+    """A Slurm array task takes its machine from SLURM_ARRAY_TASK_ID; stopped, it printed its own
+    command line as the way to resume, which a login shell (no such variable) refused: "sim" is
+    an array, pass --array-index."""
+    entry, config_dir = write_kinds_entry(tmp_path, pool_spec("stopafter", 6, 0), machines={"sim": {"speed": 1.0, "cores": 1, "array": 2}})
+    env = run_env(tmp_path, SLURM_ARRAY_TASK_ID="1", JOBSPLIT_TEST_STOP="interrupt", JOBSPLIT_TEST_STARTS=str(tmp_path / "starts.txt"))
+    status, _, err = communicate(start_entry(entry, run_args(config_dir, tmp_path / "out", machine="sim"), env), 60)
+    assert status == 130, err
+    resume = next(line for line in err.splitlines() if "Resume with:" in line)
+    assert resume.endswith("--array-index 1"), resume
+
+
 def exit_code(pid: int) -> int | None:
     """The exit code of a child that ended (negative: the signal), else None."""
     ended, status = os.waitpid(pid, os.WNOHANG)

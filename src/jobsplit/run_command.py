@@ -160,7 +160,10 @@ def _sum_up(summary: RunSummary, settings: RunSettings, console: Console, failur
     if not_shown := failures.summary():
         console.print(f"{not_shown}.", markup=False, soft_wrap=True)
     if summary.status == RunStatus.INTERRUPTED:
-        resume = hide_passwords(shlex.join(sys.orig_argv))
+        argv = list(sys.orig_argv)
+        if (member := split_member(settings.machine.name)) and not any(arg.partition("=")[0] == "--array-index" for arg in argv):
+            argv += ["--array-index", str(member[1])]  # an array task took it from SLURM_ARRAY_TASK_ID, which a shell has not
+        resume = hide_passwords(shlex.join(argv))
         console.print(f"Interrupted: running jobs were stopped and will run again. Resume with: {resume}", markup=False, soft_wrap=True)
         return exitcodes.INTERRUPTED
     if summary.failed:
