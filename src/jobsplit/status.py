@@ -161,8 +161,10 @@ def overall(statuses: list[MachineStatus], pool: int | None = None) -> MachineSt
     done, failed, running = (sum(getattr(s, name) for s in statuses) for name in ("done", "failed", "running"))
     pending = sum(s.pending for s in statuses) if pool is None else max(0, pool - done - failed - running)
     rates = [s.jobs_per_second for s in statuses if s.state == RunStatus.RUNNING and s.jobs_per_second]
-    # the pool is finished when the slowest running machine is
-    etas = [s.eta_seconds for s in statuses if s.eta_seconds is not None]
+    if pool is None:  # the pool is finished when the slowest running machine is
+        etas = [s.eta_seconds for s in statuses if s.eta_seconds is not None]
+    else:  # a shared queue's hosts hold only what they claimed: the rest is left to all of them
+        etas = [(pending + running) / sum(rates)] if rates else []
     return MachineStatus(
         "overall",
         total,
