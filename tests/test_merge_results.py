@@ -264,6 +264,26 @@ def test_a_machine_chosen_on_two_hosts_is_named_with_its_folders(project, tmp_pa
     assert [line for line in report.stderr.splitlines() if line.startswith("machine ")] == [line]
 
 
+def test_a_machine_run_into_two_folders_is_missing_only_what_neither_has(project, tmp_path):
+    """m1 run to its end in one folder and halfway in another (a second --out): its jobs pending in
+    the second were listed as missing (some twice), though done in the first, beside "24 of 24
+    present"; and the report showed the last folder's counts on both m1 rows."""
+    root = project.copy(tmp_path / "collected", *MACHINES)
+    half = project.copy(tmp_path / "other", "m1") / "m1"
+    db = sqlite3.connect(half / "journal.sqlite")
+    undone = [row[0] for row in db.execute("SELECT job_id FROM attempts ORDER BY job_id LIMIT 3")]
+    db.executemany("DELETE FROM attempts WHERE job_id = ?", [(job,) for job in undone])
+    db.commit()
+    db.close()
+    result = jobsplit_tool("merge-results", root, half, "-o", tmp_path / "merged.csv", cwd=tmp_path)
+    assert "missing from" not in result.stderr, result.stderr
+    assert "24 of 24 jobs present" in result.stderr and "present more than once: 5 jobs" in result.stderr
+    report = jobsplit_tool("report", root, half, "--json", cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    m1 = sorted(m["done"] for m in json.loads(report.stdout)["machines"] if m["name"] == "m1")
+    assert m1 == [5, 8], m1
+
+
 def test_a_fake_folder_with_a_journal_copy_is_duplicated(project, tmp_path):
     fake = tmp_path / "elsewhere" / "extra"
     fake.mkdir(parents=True)

@@ -140,11 +140,9 @@ def compute(facts: RunFacts) -> Figures:
     start = min((a.started for a in attempts), default=None)
     end = max((a.ended for a in attempts), default=None)
     total_planned = 0 if "" in facts.plan else sum(facts.plan.values())  # a shared queue's run plans no shares: none to set beside the done ones
-    counts = {m.name: _job_counts(m) for m in facts.machines}
-    total_done = sum(c["done"] for c in counts.values())
-    machines = []
-    for m in facts.machines:
-        machines.append(_machine(m, counts[m.name], end, in_progress, total_planned, total_done))
+    counts = [_job_counts(m) for m in facts.machines]  # by folder: a machine run in two folders has two rows, each its own
+    total_done = sum(c["done"] for c in counts)
+    machines = [_machine(m, c, end, in_progress, total_planned, total_done) for m, c in zip(facts.machines, counts)]
     idle = [(f.idle_at_end_seconds, f.workers) for f in machines if f.idle_at_end_seconds is not None]
     return Figures(
         digest=facts.digest,

@@ -157,8 +157,10 @@ def merge(paths: Sequence[Path]) -> Merged:
             if code != UNKNOWN:
                 merged.codes.setdefault(code, Counter())[machine.machine] += 1
     merged.superseded = len(superseded)
-    if queue:  # a job held here but done elsewhere (released, retried, taken over) is not missing
-        merged.missing = {name: kept for name, jobs in merged.missing.items() if (kept := [(j, s) for j, s in jobs if j not in merged.holders])}
+    # A job held here but done elsewhere is not missing: through a queue, released, retried or taken
+    # over; of a static share, done in another folder of the same machine (chosen on two hosts, or
+    # run into two --out). Missing from two such folders, it is missing once.
+    merged.missing = {name: kept for name, jobs in merged.missing.items() if (kept := list({j: (j, s) for j, s in jobs if j not in merged.holders}.values()))}
     present = {m.machine for m in machines} | set(merged.elsewhere)
     if not queue:
         merged.absent = {name: count for name, count in merged.plan.items() if name not in present and count}
