@@ -586,17 +586,23 @@ def test_a_full_disk_mid_run_exits_74_and_the_run_resumes_when_space_is_back(tmp
         filler.unlink(missing_ok=True)
 
 
+def kill_with_two_jobs_running(share: HardeningShare) -> None:
+    """Run the share on 2 workers and ``kill -9`` the run's whole session once the journal has
+    two jobs running."""
+    process = share.start("--workers", "2")
+    try:
+        wait_for(lambda: len(running_in_journal(share.journal)) == 2, 60, "two jobs running, as the journal has it")
+    finally:
+        kill_session(process.pid)
+        process.wait()
+
+
 def test_a_journal_copied_without_its_wal_says_to_copy_that_too(tmp_path):
     """A host's folder copied while its run went on (or after it was killed): journal.sqlite alone,
     its newest pages in journal.sqlite-wal left behind, has no tables yet; the tools said "no
     such table: meta; copy it again", and the copy made the same way failed the same way."""
     share = HardeningShare(tmp_path, kinds_spec([["sleep", i, 30] for i in range(4)]))
-    process = share.start("--workers", "2")
-    try:
-        wait_for(lambda: len(side_lines(share.starts)) == 2, 60, "two jobs running")
-    finally:
-        kill_session(process.pid)
-        process.wait()
+    kill_with_two_jobs_running(share)
     copied = tmp_path / "copied" / "solo"
     copied.mkdir(parents=True)
     shutil.copy(share.journal, copied / "journal.sqlite")
@@ -613,12 +619,7 @@ def test_attempts_a_killed_run_left_keep_their_arguments(tmp_path):
     without their jobs' arguments, which every other attempt has (the report showed an empty
     Arguments cell for exactly the attempts in question: "was it killed?")."""
     share = HardeningShare(tmp_path, kinds_spec([["sleepenv", i, 30] for i in range(4)]))
-    process = share.start("--workers", "2")
-    try:
-        wait_for(lambda: len(running_in_journal(share.journal)) == 2, 60, "two jobs running, as the journal has it")
-    finally:
-        kill_session(process.pid)
-        process.wait()
+    kill_with_two_jobs_running(share)
     status, _, err = share.run("--workers", "2", env=share.env(JOBSPLIT_TEST_SLEEP="0"))
     assert status == 0, err
     left = journal_query(share.journal, "SELECT job_id, args FROM attempts WHERE outcome = 'interrupted'")

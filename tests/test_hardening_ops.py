@@ -19,6 +19,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -80,18 +82,32 @@ def kill_pids(path) -> None:
 # --- 2. one run per machine folder ------------------------------------------------------
 
 
+@contextmanager
+def held_run(share: HardeningShare, env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+    """Run A of a share of "gate" jobs on 2 workers, its jobs held (they wait while root/hold
+    exists) from its first job's start to the end of the block; then it finishes (exit 0)."""
+    hold = share.root / "hold"
+    hold.write_text("")
+    a = share.start("--workers", "2", env=env)
+    try:
+        wait_for(lambda: side_lines(share.starts), WATCHDOG, "run A's first job")
+        yield a
+        hold.unlink()
+        status, _, err = communicate(a, WATCHDOG)
+        assert status == 0, err
+    finally:
+        hold.unlink(missing_ok=True)
+        kill_session(a.pid)
+
+
 @pytest.mark.parametrize("lock_file", ["kept", "deleted"])
 def test_a_second_run_of_the_same_machine_is_refused_while_the_first_runs(tmp_path, lock_file):
     """Also when run.lock was deleted while the first run went on (a clean-up of "stale" lock
     files): the second run's lock is then on a new file, and only the journal tells."""
     share = HardeningShare(tmp_path, kinds_spec([["gate", i, 0.2] for i in range(40)]))
-    hold = tmp_path / "hold"  # A's jobs wait while it exists: A is still running until it goes
-    hold.write_text("")
     env = share.env()
-    a = share.start("--workers", "2", env=env)
-    try:
+    with held_run(share, env) as a:
         time.sleep(0.3)
-        wait_for(lambda: side_lines(share.starts), WATCHDOG, "run A's first job")
         if lock_file == "deleted":
             (share.machine_dir / "run.lock").unlink()
         status, out, err = watched(share.command("--workers", "2"), env, 30)
@@ -106,13 +122,6 @@ def test_a_second_run_of_the_same_machine_is_refused_while_the_first_runs(tmp_pa
             locked = [line for line in error_lines(tool_err) if "lock" in line.lower()]
             assert not locked, f"jobsplit {tool[0]}: {locked}"
         assert a.poll() is None, "run A ended before the tools returned"
-
-        hold.unlink()
-        status, _, err = communicate(a, WATCHDOG)
-        assert status == 0, err
-    finally:
-        hold.unlink(missing_ok=True)
-        kill_session(a.pid)
     assert_all_done_once(share, share.ids())
     assert sorted(side_lines(share.starts)) == sorted(share.ids()), "a job ran twice"
 
@@ -123,23 +132,13 @@ def test_the_same_machine_run_again_into_another_folder_is_refused_while_the_fir
     every job ran twice; no word was said until jobs were done in the first. It is refused,
     naming the folder and the run that holds it."""
     share = HardeningShare(tmp_path, kinds_spec([["gate", i, 0.2] for i in range(8)]))
-    hold = tmp_path / "hold"
-    hold.write_text("")
     env = share.env()
-    a = share.start("--workers", "2", env=env)
-    try:
-        wait_for(lambda: side_lines(share.starts), WATCHDOG, "run A's first job")
+    with held_run(share, env) as a:
         status, out, err = watched(share.command("--workers", "2", out=tmp_path / "elsewhere"), env, 30)
         line = assert_user_error(status, out, err)
         assert f"{share.machine_dir} is in use by another run of this machine (pid {a.pid} on {socket.gethostname()}" in line, line
         assert f"this run would be in {tmp_path / 'elsewhere' / share.machine}" in line, line
         assert not (tmp_path / "elsewhere").exists()
-        hold.unlink()
-        status, _, err = communicate(a, WATCHDOG)
-        assert status == 0, err
-    finally:
-        hold.unlink(missing_ok=True)
-        kill_session(a.pid)
     assert sorted(side_lines(share.starts)) == sorted(share.ids()), "a job ran twice"
 
 
