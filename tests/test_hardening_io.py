@@ -20,7 +20,6 @@ from pathlib import Path
 import pytest
 
 from conftest import error_lines
-from test_interrupts import running_in_journal
 from runhelpers import (
     HardeningShare,
     assert_all_done_once,
@@ -44,6 +43,7 @@ from runhelpers import (
     watched,
     write_host_ini,
 )
+from test_interrupts import running_in_journal
 
 WATCHDOG = 60
 
