@@ -154,6 +154,21 @@ def test_an_array_task_stopped_says_how_to_resume_it_from_a_shell(tmp_path):
     assert resume.endswith("--array-index 1"), resume
 
 
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["e.py", "run", "--machine=sim"], ["e.py", "run", "--machine=sim", "--array-index", "1"]),
+        (["e.py", "run", "--machine", "sim[1]"], ["e.py", "run", "--machine", "sim[1]"]),  # named whole: an index too was refused
+        (["e.py", "run", "--machine", "sim", "--array-index", "1"], ["e.py", "run", "--machine", "sim", "--array-index", "1"]),
+        (["e.py", "run"], ["e.py", "run"]),  # chosen at the prompt: asked again
+    ],
+)
+def test_the_resume_command_names_the_index_only_where_it_was_taken_from_slurm(argv, expected):
+    from jobsplit.run_command import _resume_argv
+
+    assert _resume_argv(argv, "sim[1]") == expected
+
+
 def exit_code(pid: int) -> int | None:
     """The exit code of a child that ended (negative: the signal), else None."""
     ended, status = os.waitpid(pid, os.WNOHANG)

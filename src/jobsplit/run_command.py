@@ -160,10 +160,7 @@ def _sum_up(summary: RunSummary, settings: RunSettings, console: Console, failur
     if not_shown := failures.summary():
         console.print(f"{not_shown}.", markup=False, soft_wrap=True)
     if summary.status == RunStatus.INTERRUPTED:
-        argv = list(sys.orig_argv)
-        if (member := split_member(settings.machine.name)) and not any(arg.partition("=")[0] == "--array-index" for arg in argv):
-            argv += ["--array-index", str(member[1])]  # an array task took it from SLURM_ARRAY_TASK_ID, which a shell has not
-        resume = hide_passwords(shlex.join(argv))
+        resume = hide_passwords(shlex.join(_resume_argv(list(sys.orig_argv), settings.machine.name)))
         console.print(f"Interrupted: running jobs were stopped and will run again. Resume with: {resume}", markup=False, soft_wrap=True)
         return exitcodes.INTERRUPTED
     if summary.failed:
@@ -171,6 +168,17 @@ def _sum_up(summary: RunSummary, settings: RunSettings, console: Console, failur
         console.print(f"{plural(summary.failed, 'job')} failed ({where}); run again with --retry-failed to retry them.", markup=False, soft_wrap=True)
         return exitcodes.JOBS_FAILED
     return exitcodes.OK
+
+
+def _resume_argv(argv: list[str], machine: str) -> list[str]:
+    """The command line that resumes this run from a shell: an array task that took its index from
+    SLURM_ARRAY_TASK_ID (``--machine sim``, no ``--array-index``) names it, as a shell has no such
+    variable and refused the command ("sim" is an array: pass --array-index)."""
+    member = split_member(machine)
+    given = {arg.partition("=")[0]: arg.partition("=")[2] or (argv[i + 1] if i + 1 < len(argv) else "") for i, arg in enumerate(argv) if arg.startswith("--")}
+    if member and given.get("--machine") == member[0] and "--array-index" not in given:
+        return [*argv, "--array-index", str(member[1])]
+    return argv
 
 
 def _share_line(project: Project, settings: RunSettings) -> str:
