@@ -222,6 +222,7 @@ def output_lines(data: bytes) -> list[str]:
 
 
 def _line_text(line: bytes) -> str:
+    """A line of output as logged: bytes that are not UTF-8 escaped, a CR before its end dropped."""
     return line.decode("utf-8", "backslashreplace").rstrip("\r")
 
 

@@ -77,6 +77,7 @@ def seed_numpy_random(seed: bytes, job_id: str) -> None:
 
 
 def _seed_numpy(module: Any, seed: bytes, job_id: str) -> None:
+    """Seed ``numpy.random`` (the module) with 8 words of SHA-256 under a label of its own."""
     numpy_seed = getattr(module, "seed", None)  # None: half-imported
     if numpy_seed is not None:
         key = hashlib.sha256(b"jobsplit/numpy-random/v1\n" + seed + bytes.fromhex(job_id)).digest()
