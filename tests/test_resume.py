@@ -168,8 +168,10 @@ def test_a_journal_for_another_digest_is_refused_unless_fresh(tmp_path):
 
 def _change(project: Project, part: str) -> None:
     config = project.config_dir
-    if part in ("config", "unrecorded"):
+    if part in ("config", "unrecorded", "config-unrecorded"):
         (config / "config.ini").write_text((config / "config.ini").read_text() + "extra = 1\n")
+    elif part == "timeout":
+        (config / "config.ini").write_text((config / "config.ini").read_text().replace("strategy = quota", "strategy = quota\ntimeout = 7200"))
     elif part == "header":
         (config / "header.csv").write_text((config / "header.csv").read_text().replace("Note", "Remark"))
     elif part == "machines":
@@ -181,7 +183,9 @@ def _change(project: Project, part: str) -> None:
 @pytest.mark.parametrize(
     "part, said",
     [
-        ("config", ": config.ini changed since it was made; restore what it was made with"),
+        ("config", ": config.ini changed since it was made ([experiment] extra added); restore what it was made with"),
+        ("timeout", ": config.ini changed since it was made ([jobsplit] timeout added; --timeout is a flag too, outside the digest: put config.ini back and pass that); restore"),
+        ("config-unrecorded", ": config.ini changed since it was made; restore what it was made with"),  # a journal made before config.ini's keys were recorded
         ("header", ": header.csv changed since it was made; restore"),
         ("machines", ": machines.json changed since it was made; restore"),
         ("pool", ": the pool changed since it was made (if nobody changed the entry, it now builds other jobs: from files that changed, or with what differs from run to run, such as hash() of a text"),
@@ -191,12 +195,13 @@ def _change(project: Project, part: str) -> None:
 def test_a_journal_for_another_digest_says_what_changed_since_it_was_made(tmp_path, part, said):
     """On a refusal the user had to guess which of four files changed (or whether the entry now
     builds other jobs): the journal records the digest's parts, and the refusal names those that
-    differ now."""
+    differ now; and of config.ini, the keys (a timeout raised there to let long jobs finish forced
+    --fresh, every done job run again, while the --timeout flag is outside the digest)."""
     project = Project(tmp_path, pool_spec("ok", 4))
     project.run()
-    if part == "unrecorded":
+    if part in ("unrecorded", "config-unrecorded"):
         with sqlite3.connect(project.journal) as db:
-            db.execute("DELETE FROM meta WHERE key = 'parts'")
+            db.execute("DELETE FROM meta WHERE key = ?", ("parts" if part == "unrecorded" else "config",))
         db.close()
     _change(project, part)
     refused = project.run(status=2)

@@ -10,7 +10,7 @@ import ast
 import configparser
 import csv
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -119,6 +119,26 @@ class JobConfig(configparser.ConfigParser):
         doc = {section: dict(self.items(section, raw=True)) for section in self.sections()}
         doc[self.default_section] = dict(self.defaults())
         return doc
+
+
+def config_changes(before: Mapping[str, Mapping[str, str]], after: Mapping[str, Mapping[str, str]]) -> list[tuple[str, str, str]]:
+    """What changed between two config.ini documents (see JobConfig.as_document), key by key:
+    (section, key, ``[jobsplit] timeout '3600' -> '7200'``), (..., ``[study] label added``)."""
+    changes = []
+    for section in sorted(set(before) | set(after)):
+        old, new = before.get(section, {}), after.get(section, {})
+        for key in sorted(set(old) | set(new)):
+            if key not in new:
+                changes.append((section, key, f"[{section}] {key} removed"))
+            elif key not in old:
+                changes.append((section, key, f"[{section}] {key} added"))
+            elif old[key] != new[key]:
+                changes.append((section, key, f"[{section}] {key} {old[key]!r} -> {new[key]!r}"))
+    return changes
+
+
+FLAG_SETTINGS = {("jobsplit", "timeout"): "--timeout"}
+"""config.ini settings a run flag also gives, outside the digest."""
 
 
 class ReadOnlyConfigError(TypeError):

@@ -34,6 +34,7 @@ from itertools import groupby, repeat
 from pathlib import Path
 from typing import Any, NamedTuple, cast
 
+from .config import FLAG_SETTINGS, config_changes
 from .digest import PART_NAMES, format_digest
 from .errors import StorageError, UserError
 from .fileid import file_id
@@ -334,16 +335,21 @@ class Journal:
         with self._transaction():
             self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
-    def check(self, digest: str, job_ids: Sequence[str], parts: Callable[[], Mapping[str, str]]) -> None:
+    def check(self, digest: str, job_ids: Sequence[str], parts: Callable[[], Mapping[str, str]], config: Mapping[str, Mapping[str, str]] | None = None) -> None:
         """Refuse to resume a journal made for another digest (or, impossibly, another share),
         naming what changed since: ``parts`` gives the digest's parts now (see digest_parts),
-        to compare with those the journal recorded."""
+        to compare with those the journal recorded, and ``config`` config.ini's document now,
+        to name the keys that changed (journals made from 2026-12-07 record it)."""
         meta = self.meta()
         recorded = meta.get("digest", "")
         if recorded != digest:
             then = json.loads(meta.get("parts", "{}"))
             changed = [name for name, part in parts().items() if then.get(name) != part] if then else []
             what = f"{' and '.join(PART_NAMES[name] for name in changed)} changed since it was made" if changed else "the pool or the config files changed since"
+            if "config" in changed and config is not None and meta.get("config"):
+                keys = config_changes(json.loads(meta["config"]), config)
+                flags = sorted({FLAG_SETTINGS[section, key] for section, key, _ in keys if (section, key) in FLAG_SETTINGS})
+                what += f" ({', '.join(text for _, _, text in keys)}" + (f"; {' and '.join(flags)} is a flag too, outside the digest: put config.ini back and pass that" if flags else "") + ")"
             unsteady = (
                 " (if nobody changed the entry, it now builds other jobs: from files that changed, or with what differs from run "
                 "to run, such as hash() of a text, id(), a set's order or the time)"

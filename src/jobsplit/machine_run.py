@@ -172,7 +172,7 @@ class MachineRun:
             if existed:
                 _refuse_a_live_run(journal)  # before anything is written to it
                 self._check_source(journal)
-                journal.check(project.digest, job_ids if job_ids is not None else journal.job_ids(), project.digest_parts)  # a queue's holdings are its own
+                journal.check(project.digest, job_ids if job_ids is not None else journal.job_ids(), project.digest_parts, project.config.as_document())  # a queue's holdings are its own
             try:
                 rows = read_rows(folder.results, project.header, project.digest, share.__contains__, digest_known=existed)
             except ForeignTable as exc:
@@ -224,6 +224,7 @@ class MachineRun:
             "jobsplit": __version__,
             "code": self.code,
             "parts": json.dumps(project.digest_parts()),  # to say what changed, should the digest one day differ
+            "config": json.dumps(project.config.as_document(), sort_keys=True),  # and which keys of config.ini
         }
 
     def _plan_counts(self) -> dict[str, int]:
