@@ -165,6 +165,26 @@ def test_a_share_done_in_several_folders_is_one_note_naming_the_newest_first(tmp
     assert f"To go on from the newest instead, stop here and run with --out {done_in[3].parent}" in said, said
 
 
+def test_a_noted_folder_that_does_not_answer_holds_up_no_run(tmp_path):
+    """Every run's start looks into the other folders noted for its share (is a run of it going
+    on there?); one on a network disk that no longer answers blocks a file's opening for minutes.
+    Here a named pipe as that folder's run.lock blocks the same way: the run goes on after a
+    few seconds without that look, as it would with no note at all."""
+    entry, config_dir = write_kinds_entry(tmp_path / "project", pool_spec("ok", 3))
+    first, second = tmp_path / "first", tmp_path / "second"
+
+    def run(out: Path) -> subprocess.CompletedProcess[str]:
+        return run_entry(entry, "run", "--config-dir", config_dir, "--machine", "solo", "--yes", "--out", out, env=run_env(tmp_path), timeout=60)
+
+    assert run(first).returncode == 0
+    for name in ("run.lock", "journal.sqlite"):  # what each look opens there
+        (first / "solo" / name).unlink()
+        os.mkfifo(first / "solo" / name)  # opening it for reading waits for a writer that never comes
+    result = run(second)
+    assert result.returncode == 0, result.stderr
+    assert len(read_results(second / "solo" / "results.csv")[1]) == 3
+
+
 def test_done_jobs_of_another_entry_s_code_are_said_to_be_so(tmp_path):
     """Another entry script with the same pool and config files has the same digest, so the note
     sent its user to resume the other project's results under new code, unsaid."""

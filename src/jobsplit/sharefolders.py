@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from .errors import UserError
 from .fingerprint import UNKNOWN
@@ -53,32 +55,56 @@ class DoneElsewhere(NamedTuple):
 
 
 def done_elsewhere(digest: str, machine: str, folder: Path) -> list[DoneElsewhere]:
-    """Every other folder noted for this share whose journal, of this digest, holds done jobs."""
-    here = str(folder.resolve())
-    found = []
-    for place in _noted(_note(digest, machine)):
-        if place == here:
-            continue
+    """Every other folder noted for this share whose journal, of this digest, holds done jobs
+    (looked for at most LOOK_SECONDS, see _within)."""
+
+    def done(place: Path) -> DoneElsewhere | None:
         try:
-            other = Journal(Path(place) / JOURNAL_FILE, read_only=True)  # refused: gone, empty, or with no plan
+            other = Journal(place / JOURNAL_FILE, read_only=True)  # refused: gone, empty, or with no plan
             try:
                 meta = other.meta()
-                done = other.counts()[JobState.DONE] if meta.get("digest") == digest else 0
+                count = other.counts()[JobState.DONE] if meta.get("digest") == digest else 0
             finally:
                 other.close()
         except (UserError, sqlite3.Error):
-            continue
-        if done:
-            found.append(DoneElsewhere(Path(place), done, meta.get("code", UNKNOWN)))
-    return found
+            return None
+        return DoneElsewhere(place, count, meta.get("code", UNKNOWN)) if count else None
+
+    return _within(digest, machine, folder, done)
 
 
 def running_elsewhere(digest: str, machine: str, folder: Path) -> list[tuple[Path, str]]:
     """(machine folder, the run holding it) of every other folder noted for this share where a
     run of it goes on now: the same machine run again from another folder (``./jobsplit-out``
     is relative) while the first run goes on, which ran every job of the share twice."""
+
+    def running(place: Path) -> tuple[Path, str] | None:
+        holder = lock_holder(place)
+        return (place, holder) if holder is not None else None
+
+    return _within(digest, machine, folder, running)
+
+
+LOOK_SECONDS = 5.0
+"""How long a run's start waits to look into the other folders noted for its share: one on a
+network disk that no longer answers (a scratch mount gone) blocks a file's opening for minutes."""
+
+_Found = TypeVar("_Found")
+
+
+def _within(digest: str, machine: str, folder: Path, look: Callable[[Path], _Found | None]) -> list[_Found]:
+    """What ``look`` finds in each other folder noted for the share, in a thread of its own, for at
+    most LOOK_SECONDS: after that, nothing (as if no other folder were noted), and the start goes on."""
     here = str(folder.resolve())
-    return [(Path(place), holder) for place in _noted(_note(digest, machine)) if place != here and (holder := lock_holder(Path(place))) is not None]
+    found: list[_Found] = []
+
+    def each() -> None:
+        found.extend(seen for place in _noted(_note(digest, machine)) if place != here and (seen := look(Path(place))) is not None)
+
+    looking = threading.Thread(target=each, daemon=True, name="jobsplit-share-folders")
+    looking.start()
+    looking.join(LOOK_SECONDS)
+    return [] if looking.is_alive() else found
 
 
 def _noted(note: Path | None) -> list[str]:
