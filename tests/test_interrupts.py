@@ -155,18 +155,19 @@ def test_an_array_task_stopped_says_how_to_resume_it_from_a_shell(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("argv", "expected"),
+    ("argv", "flags", "expected"),
     [
-        (["e.py", "run", "--machine=sim"], ["e.py", "run", "--machine=sim", "--array-index", "1"]),
-        (["e.py", "run", "--machine", "sim[1]"], ["e.py", "run", "--machine", "sim[1]"]),  # named whole: an index too was refused
-        (["e.py", "run", "--machine", "sim", "--array-index", "1"], ["e.py", "run", "--machine", "sim", "--array-index", "1"]),
-        (["e.py", "run"], ["e.py", "run"]),  # chosen at the prompt: asked again
+        (["e.py", "run", "--machine=sim"], {"machine": "sim"}, ["e.py", "run", "--machine=sim", "--array-index", "1"]),
+        (["e.py", "run", "--machine", "sim[1]"], {"machine": "sim[1]"}, ["e.py", "run", "--machine", "sim[1]"]),  # named whole: an index too was refused
+        (["e.py", "run", "--machine", "sim", "--array-index", "1"], {"machine": "sim", "array_index": 1}, ["e.py", "run", "--machine", "sim", "--array-index", "1"]),
+        (["e.py", "run"], {}, ["e.py", "run"]),  # chosen at the prompt: asked again
     ],
 )
-def test_the_resume_command_names_the_index_only_where_it_was_taken_from_slurm(argv, expected):
+def test_the_resume_command_names_the_index_only_where_it_was_taken_from_slurm(argv, flags, expected):
     from jobsplit.run_command import _resume_argv
+    from jobsplit.settings import RunFlags
 
-    assert _resume_argv(argv, "sim[1]") == expected
+    assert _resume_argv(argv, "sim[1]", RunFlags(**flags)) == expected
 
 
 def exit_code(pid: int) -> int | None:

@@ -39,7 +39,7 @@ from .outdir import MachineDir, MachineLock, in_use
 from .project import Project
 from .schedulers import Allocation, current_allocation
 from .settings import OVERSUBSCRIBED, RunFlags, RunSettings, check_nice, resolve
-from .sharefolders import done_elsewhere, note_folder, running_elsewhere
+from .sharefolders import DoneElsewhere, elsewhere, note_folder
 from .snapshot import written_elsewhere
 from .states import JobState, RunStatus
 from .text import plural
@@ -64,13 +64,16 @@ def run_share(project: Project, job: Callable[..., Any], flags: RunFlags, consol
         soft_wrap=True,
     )
     folder = settings.folder
-    if settings.balance is None and (running := running_elsewhere(project.digest, machine.name, folder.path)):
-        place, holder = running[0]
-        raise in_use(place, f"{holder}; this run would be in {folder.path}")
-    if settings.balance is None and not settings.fresh and not folder.journal.exists():
-        _say_done_elsewhere(project.digest, machine.name, folder, code, console)
-        if folder.path.parent.name == folder.path.name:
-            say_notice(console, f"--out {settings.out} is named as this machine's own folder, which is {folder.path}: --out is the output root that holds every machine's folder")
+    if settings.balance is None:  # a shared queue's hosts of one name claim different jobs: no share repeats
+        new_folder = not settings.fresh and not folder.journal.exists()
+        others = elsewhere(project.digest, machine.name, folder.path, done=new_folder)
+        if others.running:
+            place, holder = others.running[0]
+            raise in_use(place, f"{holder}; this run would be in {folder.path}")
+        if new_folder:
+            _say_done_elsewhere(others.done, folder, code, console)
+            if folder.path.parent.name == folder.path.name:
+                say_notice(console, f"--out {settings.out} is named as this machine's own folder, which is {folder.path}: --out is the output root that holds every machine's folder")
     if not (flags.yes or digest_checked):
         _confirm(console, interactive)
     folder.create()
@@ -88,18 +91,18 @@ def run_share(project: Project, job: Callable[..., Any], flags: RunFlags, consol
                 summary = machine_run.execute(lambda: interrupts.requested)
         finally:
             events.close()
-    return _sum_up(summary, settings, console, events.failures)
+    return _sum_up(summary, settings, flags, console, events.failures)
 
 
 FOLDERS_SHOWN = 3
 """Folders of a share's done jobs named at most in the note of a run that starts it over."""
 
 
-def _say_done_elsewhere(digest: str, machine: str, folder: MachineDir, code: str, console: Console) -> None:
+def _say_done_elsewhere(done: list[DoneElsewhere], folder: MachineDir, code: str, console: Console) -> None:
     """A share about to start in a new folder whose done jobs are in others (see sharefolders):
     one note, the newest of them first, and whether other code made them (the digest leaves the
     code out: another entry script with the same pool and config files makes the same share)."""
-    found = done_elsewhere(digest, machine, folder.path)[::-1]
+    found = done[::-1]
     if not found:
         return
     newest, here = found[0], folder.path.resolve()
@@ -150,7 +153,7 @@ class _ConsoleEvents:
         self.display.close()
 
 
-def _sum_up(summary: RunSummary, settings: RunSettings, console: Console, failures: FailureLines) -> int:
+def _sum_up(summary: RunSummary, settings: RunSettings, flags: RunFlags, console: Console, failures: FailureLines) -> int:
     console.print(
         f"{settings.machine.name}: {summary.done} of {summary.total} done ({summary.percent_done:.1f}%), {summary.failed} failed; this run: "
         f"{summary.done_this_run} done in {duration(summary.elapsed)} ({summary.rate:.3g} jobs/s). Results: {settings.folder.results}",
@@ -160,7 +163,7 @@ def _sum_up(summary: RunSummary, settings: RunSettings, console: Console, failur
     if not_shown := failures.summary():
         console.print(f"{not_shown}.", markup=False, soft_wrap=True)
     if summary.status == RunStatus.INTERRUPTED:
-        resume = hide_passwords(shlex.join(_resume_argv(list(sys.orig_argv), settings.machine.name)))
+        resume = hide_passwords(shlex.join(_resume_argv(list(sys.orig_argv), settings.machine.name, flags)))
         console.print(f"Interrupted: running jobs were stopped and will run again. Resume with: {resume}", markup=False, soft_wrap=True)
         return exitcodes.INTERRUPTED
     if summary.failed:
@@ -170,13 +173,12 @@ def _sum_up(summary: RunSummary, settings: RunSettings, console: Console, failur
     return exitcodes.OK
 
 
-def _resume_argv(argv: list[str], machine: str) -> list[str]:
+def _resume_argv(argv: list[str], machine: str, flags: RunFlags) -> list[str]:
     """The command line that resumes this run from a shell: an array task that took its index from
     SLURM_ARRAY_TASK_ID (``--machine sim``, no ``--array-index``) names it, as a shell has no such
     variable and refused the command ("sim" is an array: pass --array-index)."""
     member = split_member(machine)
-    given = {arg.partition("=")[0]: arg.partition("=")[2] or (argv[i + 1] if i + 1 < len(argv) else "") for i, arg in enumerate(argv) if arg.startswith("--")}
-    if member and given.get("--machine") == member[0] and "--array-index" not in given:
+    if member and flags.machine == member[0] and flags.array_index is None:
         return [*argv, "--array-index", str(member[1])]
     return argv
 

@@ -5,8 +5,10 @@ from another folder (after a reboot, from a new terminal), it found no journal t
 whole share again, while its done jobs sat in the first folder. So every run notes its machine
 folder under the share's digest and machine, in the user's state folder (platformdirs: on
 Linux ``~/.local/state/jobsplit``, or ``$XDG_STATE_HOME``), and a run that starts a share in a
-new folder names the folders that hold done jobs of it. Best effort: a state folder that cannot
-be written, or a journal that cannot be read, only means nothing is said.
+new folder names the folders that hold done jobs of it; and a run is refused while another run
+of its share goes on in one of them. Best effort: a state folder that cannot be written, or a
+journal that cannot be read (or a folder that does not answer within LOOK_SECONDS), only means
+nothing is said.
 """
 
 from __future__ import annotations
@@ -14,9 +16,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple, TypeVar
+from typing import NamedTuple
 
 from .errors import UserError
 from .fingerprint import UNKNOWN
@@ -54,57 +55,56 @@ class DoneElsewhere(NamedTuple):
     """The code fingerprint of the entry that ran there last (``unknown`` if not recorded)."""
 
 
-def done_elsewhere(digest: str, machine: str, folder: Path) -> list[DoneElsewhere]:
-    """Every other folder noted for this share whose journal, of this digest, holds done jobs
-    (looked for at most LOOK_SECONDS, see _within)."""
+class Elsewhere(NamedTuple):
+    """What the other folders noted for a share hold (see elsewhere)."""
 
-    def done(place: Path) -> DoneElsewhere | None:
-        try:
-            other = Journal(place / JOURNAL_FILE, read_only=True)  # refused: gone, empty, or with no plan
-            try:
-                meta = other.meta()
-                count = other.counts()[JobState.DONE] if meta.get("digest") == digest else 0
-            finally:
-                other.close()
-        except (UserError, sqlite3.Error):
-            return None
-        return DoneElsewhere(place, count, meta.get("code", UNKNOWN)) if count else None
-
-    return _within(digest, machine, folder, done)
-
-
-def running_elsewhere(digest: str, machine: str, folder: Path) -> list[tuple[Path, str]]:
-    """(machine folder, the run holding it) of every other folder noted for this share where a
-    run of it goes on now: the same machine run again from another folder (``./jobsplit-out``
-    is relative) while the first run goes on, which ran every job of the share twice."""
-
-    def running(place: Path) -> tuple[Path, str] | None:
-        holder = lock_holder(place)
-        return (place, holder) if holder is not None else None
-
-    return _within(digest, machine, folder, running)
+    running: list[tuple[Path, str]]
+    """(machine folder, the run holding it) where a run of the share goes on now."""
+    done: list[DoneElsewhere]
+    """Those whose journal, of this digest, holds done jobs (asked for: else empty)."""
 
 
 LOOK_SECONDS = 5.0
 """How long a run's start waits to look into the other folders noted for its share: one on a
 network disk that no longer answers (a scratch mount gone) blocks a file's opening for minutes."""
 
-_Found = TypeVar("_Found")
 
-
-def _within(digest: str, machine: str, folder: Path, look: Callable[[Path], _Found | None]) -> list[_Found]:
-    """What ``look`` finds in each other folder noted for the share, in a thread of its own, for at
-    most LOOK_SECONDS: after that, nothing (as if no other folder were noted), and the start goes on."""
+def elsewhere(digest: str, machine: str, folder: Path, *, done: bool) -> Elsewhere:
+    """The other folders noted for this share: where a run of it goes on now (the same machine
+    run again from another folder, ``./jobsplit-out`` being relative, while the first run goes
+    on: every job of the share ran twice), and, if ``done``, where its done jobs are. Looked into
+    in a thread of its own for at most LOOK_SECONDS: after that, nothing (as if no other folder
+    were noted), and the start goes on."""
     here = str(folder.resolve())
-    found: list[_Found] = []
+    found = Elsewhere([], [])
 
-    def each() -> None:
-        found.extend(seen for place in _noted(_note(digest, machine)) if place != here and (seen := look(Path(place))) is not None)
+    def look() -> None:
+        for place in map(Path, _noted(_note(digest, machine))):
+            if str(place) == here:
+                continue
+            if (holder := lock_holder(place)) is not None:
+                found.running.append((place, holder))
+            if done and (jobs := _done_in(place, digest)) is not None:
+                found.done.append(jobs)
 
-    looking = threading.Thread(target=each, daemon=True, name="jobsplit-share-folders")
+    looking = threading.Thread(target=look, daemon=True, name="jobsplit-share-folders")
     looking.start()
     looking.join(LOOK_SECONDS)
-    return [] if looking.is_alive() else found
+    return Elsewhere([], []) if looking.is_alive() else found
+
+
+def _done_in(place: Path, digest: str) -> DoneElsewhere | None:
+    """The done jobs of ``digest`` in the machine folder ``place`` (None: none, or no such journal)."""
+    try:
+        other = Journal(place / JOURNAL_FILE, read_only=True)  # refused: gone, empty, or with no plan
+        try:
+            meta = other.meta()
+            count = other.counts()[JobState.DONE] if meta.get("digest") == digest else 0
+        finally:
+            other.close()
+    except (UserError, sqlite3.Error):
+        return None
+    return DoneElsewhere(place, count, meta.get("code", UNKNOWN)) if count else None
 
 
 def _noted(note: Path | None) -> list[str]:
