@@ -31,7 +31,7 @@ from rich.console import Console
 
 from .console import say_notice
 from .errors import UserError
-from .outdir import MachineDir
+from .outdir import LOG_NAME, MachineDir
 from .tooloutput import tool_output
 
 NAME = "merge-logs"
@@ -52,7 +52,6 @@ FIRST_TIME_WIDTH = len("2026-11-23T12:33:56")
 """How a log begins: with its first record's time (a journal, results.csv or a binary file given as a log does not)."""
 _time_of = operator.itemgetter(slice(0, TIME_WIDTH))
 """A record's timestamp: its first TIME_WIDTH bytes."""
-_LOG_NAME = re.compile(r"(.+)\.log(?:\.\d+)?\.gz")
 
 Write = Callable[[bytes], object]
 
@@ -116,7 +115,7 @@ def directory_logs(directory: Path) -> list[list[Path]]:
 
 def machine_logs(directory: Path) -> list[list[Path]]:
     """Each machine's log files in ``directory``, oldest first (empty if there are none)."""
-    machines = sorted({m.group(1) for p in directory.iterdir() if (m := _LOG_NAME.fullmatch(p.name)) and p.is_file()})
+    machines = sorted({m.group(1) for p in directory.iterdir() if (m := LOG_NAME.fullmatch(p.name)) and p.is_file()})
     return [MachineDir(directory, machine).segments() for machine in machines]
 
 

@@ -35,6 +35,8 @@ PROGRESS_FILE = "progress.json"
 LOCK_FILE = "run.lock"
 PER_JOB_DIR = "jobs"
 BACKUP_PREFIX = "backup-"
+LOG_NAME = re.compile(r"(.+)\.log(?:\.\d+)?\.gz")
+"""A machine's log file, current or a rotated segment: ``<folder name>.log[.<N>].gz``."""
 JOURNAL_FILES = (JOURNAL_FILE, f"{JOURNAL_FILE}-wal", f"{JOURNAL_FILE}-shm")
 """The journal and SQLite's files beside it, which go wherever it goes."""
 

@@ -10,7 +10,6 @@ journal itself; ``merge-logs OUT -o OUT/a/a.log.gz`` gave every later merge its 
 from __future__ import annotations
 
 import os
-import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +18,7 @@ from typing import IO, Any
 
 from .atomicfile import atomic_file
 from .errors import UserError
-from .outdir import JOURNAL_FILES, LOCK_FILE, PROGRESS_FILE, RESULTS_FILE, MachineDir
+from .outdir import JOURNAL_FILES, LOCK_FILE, LOG_NAME, PROGRESS_FILE, RESULTS_FILE, MachineDir
 
 _RUN_FILES = frozenset(name.casefold() for name in (*JOURNAL_FILES, RESULTS_FILE, PROGRESS_FILE, LOCK_FILE))
 
@@ -53,4 +52,4 @@ def _refuse_a_run_s_file(path: Path) -> None:
 
 def _is_log(folder: MachineDir, path: Path) -> bool:
     """Whether ``path`` is named as the folder's log or one of its rotated segments."""
-    return re.fullmatch(re.escape(folder.path.name) + r"\.log(?:\.\d+)?\.gz", path.name, re.IGNORECASE) is not None
+    return (found := LOG_NAME.fullmatch(path.name.casefold())) is not None and found.group(1) == folder.path.name.casefold()
