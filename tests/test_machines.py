@@ -36,7 +36,8 @@ def test_bom_and_whitespace_are_fine(tmp_path):
 @pytest.mark.parametrize(
     ("content", "needles"),
     [
-        ('{"alpha": [1.0, 8],}', ["line 1", "invalid JSON"]),
+        ('{"alpha": [1.0, 8],}', ["line 1", "invalid JSON", "after a comma that ends the list (JSON allows none after the last entry)"]),
+        ('{"alpha": [1.0, 8,]}', ["line 1", "after a comma that ends the list"]),
         ("alpha: [1, 8]", ["invalid JSON"]),
         ("", ["invalid JSON"]),
         ('[["alpha", 1.0, 8]]', ["JSON object", "list"]),

@@ -56,7 +56,8 @@ def load_machines(path: Path) -> tuple[Machine, ...]:
     try:
         data = json.loads(text, object_pairs_hook=_Object)
     except json.JSONDecodeError as exc:
-        raise UserError(f"{path} line {exc.lineno} column {exc.colno}: invalid JSON ({exc.msg}); it must look like {_EXAMPLE}") from None
+        trailing = " after a comma that ends the list (JSON allows none after the last entry)" if text[: exc.pos].rstrip().endswith(",") else ""
+        raise UserError(f"{path} line {exc.lineno} column {exc.colno}: invalid JSON ({exc.msg}{trailing}); it must look like {_EXAMPLE}") from None
     return parse_machines(data, path)
 
 
