@@ -69,7 +69,7 @@ def run_share(project: Project, job: Callable[..., Any], flags: RunFlags, consol
         others = elsewhere(project.digest, machine.name, folder.path, done=new_folder)
         if others.running:
             place, holder = others.running[0]
-            raise in_use(place, f"{holder}; this run would be in {folder.path}")
+            raise in_use(place, f"{holder}; this run would be in {folder.path.absolute()}")
         if new_folder:
             _say_done_elsewhere(others.done, folder, code, console)
             if folder.path.parent.name == folder.path.name:
