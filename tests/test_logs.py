@@ -248,6 +248,28 @@ def test_per_job_logs_stay_put_when_a_job_changes_directory(tmp_path):
     for i, job_id in job_ids(machine_dir).items():
         assert f"moved job {i}" in gunzip(machine_dir / "jobs" / f"{job_id}.log.gz")
 
+
+def test_control_characters_a_job_writes_are_escaped_so_the_logs_stay_text(tmp_path):
+    """A NUL, a colour code's ESC or a bell a job prints or logs made ``zcat log.gz | grep`` say
+    "binary file matches" for the whole machine log; they are escaped like binary junk."""
+    body = r"""
+sys.stdout.buffer.write(b"nul a\x00b, colour \x1b[31mred\x1b[0m, bell \x07, del \x7f end\n")
+sys.stdout.flush()
+log.warning("record \x00 with\r\nlines\tand a tab")
+return i
+"""
+    entry = make_project(tmp_path, body, config="[logging]\nper_job = true\n", pool="list(range(2))")
+    result = run(tmp_path, entry, workers=1)
+    assert result.returncode == 0, result.stderr
+    machine_dir = tmp_path / "out" / "m1"
+    logs = {"machine": gunzip(machine_dir / "m1.log.gz"), **{job_id: gunzip(machine_dir / "jobs" / f"{job_id}.log.gz") for job_id in job_ids(machine_dir).values()}}
+    for name, text in logs.items():
+        assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f]", text), f"{name} log holds control characters: {text!r}"
+        assert r"nul a\x00b, colour \x1b[31mred\x1b[0m, bell \x07, del \x7f end" in text, name
+        assert "record \\x00 with\n  lines\tand a tab" in text or "record \\x00 with\nlines\tand a tab" in text, name
+    grep = subprocess.run(["grep", "-c", "colour", "-"], input=gzip.decompress((machine_dir / "m1.log.gz").read_bytes()), capture_output=True)
+    assert grep.stdout.strip() == b"2", grep.stdout  # text lines, one per job: not "binary file matches"
+
 # --- readable while the run goes on ----------------------------------------------------------
 
 

@@ -37,7 +37,7 @@ from typing import TextIO
 
 from .config import LogSettings
 from .messages import LogEntry
-from .text import clean_text
+from .text import clean_text, log_line_text
 from .timefmt import utc_timestamp
 
 STREAMS = ((1, "stdout", "INFO"), (2, "stderr", "WARNING"))
@@ -177,7 +177,7 @@ class OutputCapture:
         for message in messages:
             text = _line_text(message) if isinstance(message, bytes) else clean_text(message)
             if self._job_file is not None:
-                self._job_file.write(f"{utc_timestamp(created)} {level} {name}: {text}\n")
+                self._job_file.write(f"{utc_timestamp(created)} {level} {name}: {log_line_text(text)}\n")
             entries.append(LogEntry(created, level, name, self._job, text))
         if entries:
             self._send(entries)

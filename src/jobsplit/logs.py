@@ -7,7 +7,8 @@ so ``zcat`` can read the log while the run goes on and a crash loses at most the
 Each record is one line: ``{time} {machine} {worker} {job} {level} {message}`` by default,
 time first (ISO-8601 UTC, milliseconds); a multi-line message continues on lines indented by
 two spaces, so every line that starts with a digit starts a record. Text that is not valid
-UTF-8 (lone surrogates, binary junk) is written with backslash escapes.
+UTF-8 (lone surrogates, binary junk) and control characters but the tab are written with
+backslash escapes: the log is text to ``zcat | grep``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from .config import LogSettings
 from .errors import StorageError, describe_os_error
 from .fileid import file_id, open_file_id
 from .outdir import MachineDir
+from .text import log_line_text
 from .timefmt import utc_timestamp
 
 FLUSH_INTERVAL = 2.0
@@ -120,7 +122,7 @@ class MachineLog:
 
     def _text(self, created: float, worker: str, job: str, level: str, name: str, message: str) -> str:
         line = self.settings.format.format(
-            time=utc_timestamp(created), machine=self.folder.machine, worker=worker, job=job, level=level, name=name, message=message
+            time=utc_timestamp(created), machine=self.folder.machine, worker=worker, job=job, level=level, name=name, message=log_line_text(message)
         )
         return line.rstrip().replace("\n", "\n  ") + "\n"
 

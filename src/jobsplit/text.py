@@ -35,6 +35,19 @@ def size_text(size_in_bytes: int) -> str:
     return f"{size:.4g} TiB"
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def log_line_text(text: str) -> str:
+    """``text`` as a log holds it: control characters other than a newline or a tab (a NUL, a
+    colour code's ESC, a bell, a lone carriage return) as backslash escapes such as ``\\x00``,
+    so that ``zcat log.gz | grep`` reads text and a terminal shows what was written; a CR LF is
+    a newline. Checked first, as most text has none."""
+    if _CONTROL.search(text) is None:
+        return text
+    return _CONTROL.sub(lambda match: f"\\x{ord(match[0]):02x}", text.replace("\r\n", "\n"))
+
+
 def clean_text(text: str) -> str:
     """``text`` as valid UTF-8: lone surrogates (from ``os.fsdecode`` of non-UTF-8 names) become
     backslash escapes such as ``\\udcff``, the same in the journal, results.csv, the logs and
