@@ -382,10 +382,14 @@ class SlurmCluster:
         self.settings: dict[str, str] = {}
         self.start_seconds = 0.0
         """Seconds from starting munged to the node shown idle by sinfo (first start)."""
-        self.env: dict[str, str] = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
-        """Environment for Slurm commands: os.environ (less inherited SLURM_*) plus SLURM_CONF."""
-        self.env["SLURM_CONF"] = str(self.conf_path)
-        self.env["PATH"] = _SEARCH_PATH
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment for Slurm commands: os.environ as it is now (less inherited SLURM_*), plus
+        SLURM_CONF. Read at each call, not once for the session: sbatch exports it to the tasks,
+        and a copy made before a test's own XDG_STATE_HOME (conftest.own_state_folder) had the
+        tasks note their shares in the developer's real state folder."""
+        return {**{k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}, "SLURM_CONF": str(self.conf_path), "PATH": _SEARCH_PATH}
 
     # -- configuration
 
