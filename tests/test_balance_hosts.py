@@ -234,3 +234,30 @@ def test_the_password_is_never_shown_and_ctrl_c_returns_claims_at_once(redis_ser
     assert owners == 0 and pending == 20
     assert query(cluster.journal("fast"), "SELECT COUNT(*) FROM job")[0][0] == 0  # holds nothing now
     assert ENTRY.exists()
+
+
+def test_a_second_run_of_one_machine_on_the_queue_is_refused_and_a_restart_after_a_crash_is_not(redis_server, tmp_path) -> None:
+    """Another host given the same machine name (or the same command from another folder, with
+    another state folder) took the jobs the queue credits to that name for lost: it handed them
+    back and ran them again, and both results were kept. Now it is refused while the first run
+    is in contact; once that run has died (kill -9 here), its restart on this host is not."""
+    server = redis_server.start()
+    cluster = make_cluster(tmp_path, pool=120, base=0.05)
+    first = cluster.start("fast", 1.0, server.url)
+    wait_until(lambda: count_now(cluster.journal("fast"), "SELECT COUNT(*) FROM jobs WHERE state = 'done'") >= 4, 30, "fast to finish 4 jobs")
+    other = tmp_path / "other-host"
+    second = subprocess.run(
+        [sys.executable, str(ENTRY), *cluster.args("fast", server.url, "--out", str(other / "out"))],
+        env={**cluster.env(1.0), "XDG_STATE_HOME": str(other / "state")}, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    errors = error_lines(second.stderr)
+    assert second.returncode == 2 and len(errors) == 1 and "Traceback" not in second.stderr, second.stderr
+    assert f"another run of fast is taking jobs from the shared queue at {server.url}" in errors[0] and f"(pid {first.pid})" in errors[0], errors[0]
+    assert "give each host its own name in machines.json" in errors[0], errors[0]
+    assert not query(other / "out" / "fast" / "journal.sqlite", "SELECT job_id FROM attempts"), "the refused run ran jobs"
+    cluster.signal("fast", signal.SIGKILL)
+    first.wait()
+    cluster.start("fast", 1.0, server.url)  # at once: the dead run's last contact is well within the lease
+    code, output = cluster.wait("fast", 60)
+    assert code == 0, output
+    assert_exactly_once(cluster)

@@ -8,6 +8,8 @@ that expiry is quick; the server's clock decides expiry, so the tests wait for i
 
 from __future__ import annotations
 
+import socket
+import subprocess
 import time
 from collections.abc import Iterable, Iterator, Sequence
 
@@ -64,6 +66,17 @@ class Host:
 
     def take(self, limit: int) -> list[Task]:
         return self.queue.take(limit)
+
+    def die(self) -> None:
+        """Be as a host's run whose process ended (crashed): its contacts are of a process that
+        is gone, which a restart of its machine on this host does not wait for."""
+        ended = subprocess.Popen(["true"])
+        ended.wait()  # its pid: a process of this host that has ended
+        gone = f"{self.queue.machine}/{socket.gethostname()}:{ended.pid}-gone"
+        client = self.queue._client
+        hosts = self.queue._keys[9]
+        client.hset(hosts, gone, client.hget(hosts, self.queue.me) or 0)
+        client.hdel(hosts, self.queue.me)
 
     def finish(self, tasks: Sequence[Task], outcome: Outcome = Outcome.DONE) -> list[JobState]:
         """Settle, then commit as the recorder would (which acknowledges DONE and FAILED)."""
@@ -222,6 +235,7 @@ def test_a_restarted_host_returns_its_predecessors_claims(url) -> None:
     before = Host(url, "a", ids)
     before.queue.start()
     before.take(2)
+    before.die()
     after = Host(url, "a", ids, journal=before.journal, lease=60)  # same machine, same journal: its claims are pending there
     after.queue.start()
     assert not after.journal.state
@@ -240,11 +254,26 @@ def test_journal_done_jobs_are_reported_and_conflicts_superseded(url) -> None:
     assert [t.job_id for t in take_all(a, 4)] == ids[2:]  # ids[1] is done (by b): never handed out
 
 
+def test_a_second_live_run_of_one_machine_is_refused_and_one_silent_for_a_lease_is_not(url) -> None:
+    """Two runs of one machine name would each take the jobs the queue credits to it for lost
+    (see the end-to-end test in test_balance_hosts.py); a run silent for a whole lease (its
+    host died elsewhere, or was cut off) no longer holds the name."""
+    ids = ids_of(3)
+    first = Host(url, "a", ids)
+    first.queue.start()
+    with pytest.raises(UserError, match=r"another run of a is taking jobs from the shared queue at redis://.* on .* \(pid \d+\), in contact \d+\.\d s ago"):
+        Host(url, "a", ids).queue.start()
+    Host(url, "b", ids).queue.start()  # another machine: welcome
+    time.sleep(LEASE + 0.1)
+    Host(url, "a", ids).queue.start()
+
+
 def test_a_fresh_journal_gives_back_what_redis_credited_to_its_machine(url) -> None:
     ids = ids_of(3)
     before = Host(url, "a", ids)
     before.queue.start()
     before.finish(take_all(before, 2))
+    before.die()
     fresh = Host(url, "a", ids)  # --fresh: the old journal went to a backup folder
     fresh.queue.start()
     assert any("does not hold as done; they go back to the queue" in s for s in fresh.said)

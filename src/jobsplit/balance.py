@@ -16,6 +16,7 @@ import configparser
 import os
 import re
 import secrets
+import socket
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -220,8 +221,16 @@ def connect(address: QueueAddress, timeout: float = 5.0) -> Connection:
 
 
 def instance_name(machine: str) -> str:
-    """Who holds a claim: the machine's name and this process (a restarted host is a new holder)."""
-    return f"{machine}/{os.getpid()}-{secrets.token_hex(3)}"
+    """Who holds a claim: the machine's name, this host and this process (a restarted host is a
+    new holder), as ``machine/host:pid-random``."""
+    return f"{machine}/{socket.gethostname()}:{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def instance_process(instance: str) -> tuple[str, int] | None:
+    """The (host, pid) of an instance name (see instance_name); None for an older one's."""
+    host, colon, rest = instance.rpartition("/")[2].partition(":")
+    pid = rest.partition("-")[0]
+    return (host, int(pid)) if colon and pid.isdigit() else None
 
 
 def machine_of(owner: str) -> str:

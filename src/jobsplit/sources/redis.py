@@ -23,7 +23,7 @@ the braces keep a queue in one cluster slot):
 ``done``      hash job -> the machine whose result was accepted
 ``failed``    hash job -> the machine where it failed for good
 ``stats``     hash: ``reclaimed``, ``reclaimed:<machine>``, ``superseded`` (for ``status``)
-``hosts``     hash ``machine/instance`` -> last contact (server ms)
+``hosts``     hash ``machine/host:pid-random`` (an instance) -> last contact (server ms)
 
 Protocol
     * Seeding: the first host builds the whole pool (longest first with ``cost=`` hints, else
@@ -52,6 +52,10 @@ Protocol
     * ``release`` (Ctrl-C, a stopped worker, unused spares): back to the head of the queue at once.
 
 Guarantees, and their limits
+    * One run per machine name: ``done`` credits jobs to a machine, and a run reports its
+      journal against that name (and hands back a killed predecessor's claims), so a second
+      live run of the name is refused at its start (``_enter``); a run of this host whose
+      process ended, or one silent for a lease, does not hold the name.
     * Nothing recorded is lost: every host's journal is the truth about what it computed; when a
       host (re)joins, it reports its done jobs (``done`` is rebuilt from journals), and a result
       Redis credits to this machine but its journal lacks (a ``--fresh`` start) is queued again.
@@ -76,14 +80,17 @@ Guarantees, and their limits
 
 from __future__ import annotations
 
+import os
 import secrets
+import socket
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
-from ..balance import Connection, instance_name, queue_keys
+from ..balance import Connection, instance_name, instance_process, queue_keys
 from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import StorageError, UserError
+from ..machines import MACHINES_FILE
 from ..states import JobState, Outcome
 from ..text import plural
 from .base import Task
@@ -341,6 +348,27 @@ return {'seeded', ARGV[1]}
 """KEYS: the queue's keys, then the seed list. ARGV: new epoch, pool size, hold ms, order name.
 Seeds only where no queue exists (the first host, or Redis came back empty)."""
 
+_ENTER = """
+local hosts, me, prefix, lease = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3])
+local gone = {}
+for i = 4, #ARGV do gone[ARGV[i]] = true end
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local contacts = redis.call('HGETALL', hosts)
+for i = 1, #contacts, 2 do
+    local who, at = contacts[i], tonumber(contacts[i + 1])
+    if who ~= me and not gone[who] and string.sub(who, 1, #prefix) == prefix and now - at < lease then
+        return {'taken', who, now - at}
+    end
+end
+redis.call('HSET', hosts, me, now)
+return {'ok'}
+"""
+"""KEYS: the queue's hosts. ARGV: this instance, its machine's prefix (``machine/``), the lease
+in ms, then the instances of this machine known to be gone (processes of this host that ended).
+Enters this instance unless another of its machine was in contact less than a lease ago: in one
+step, so two runs of one name that start together cannot both enter."""
+
 _STATES = {"done": JobState.DONE, "failed": JobState.FAILED, "retry": JobState.PENDING, "superseded": JobState.SUPERSEDED}
 
 
@@ -538,6 +566,7 @@ class RedisQueue:
         held = [job for job, state in self._holdings.states() if state in (JobState.PENDING, JobState.RUNNING)]
         returned = 0
         try:
+            self._enter()
             self._join(first=True)
             for chunk in _chunks(held, SCRIPT_CHUNK):
                 returned += self._call("disown", self.me, self.machine, *chunk)[1]
@@ -560,6 +589,29 @@ class RedisQueue:
         self._conn.close()
 
     # --- joining, seeding, reconnecting --------------------------------------------------
+
+    def _enter(self) -> None:
+        """Refuse to run while another run of this machine takes jobs from the queue (another
+        host given the same name, or the same command from another folder): the queue credits
+        done jobs to a machine, and each run would take the other's for lost and run them again,
+        and hand back its claims as a killed run's. A run of this host whose process ended (a
+        crash, just restarted) does not count."""
+        hosts, prefix = self._keys[9], f"{self.machine}/"
+        try:
+            contacts = self._client.hgetall(hosts)
+            gone = [who for who in contacts if who.startswith(prefix) and _ended_here(who)]
+            reply = self._client.register_script(_ENTER)(keys=[hosts], args=[self.me, prefix, self._lease_ms, *gone])
+        except self._conn.lost as exc:
+            self._unreachable(exc)
+            raise _Unavailable from None
+        if reply[0] == "taken":
+            other, ago = str(reply[1]), int(reply[2]) / 1000
+            where = f" on {process[0]} (pid {process[1]})" if (process := instance_process(other)) else ""
+            raise UserError(
+                f"another run of {self.machine} is taking jobs from the shared queue at {self._address.masked}{where}, "
+                f"in contact {ago:.1f} s ago; give each host its own name in {MACHINES_FILE}, or wait for that run to end "
+                f"(a run that died stops counting one lease, {self._lease:g} s, after its last contact)"
+            )
 
     def _join(self, *, first: bool) -> None:
         """Report this journal to the queue (seeding it if Redis has none); after a loss, also
@@ -807,6 +859,20 @@ class RedisQueue:
             f"{plural(len(jobs), 'job')} done here had also been done by another host {when} ({', '.join(jobs[:10])}"
             f"{' ...' if len(jobs) > 10 else ''}); the queue keeps the other result, this journal now records these as superseded"
         )
+
+
+def _ended_here(instance: str) -> bool:
+    """Whether ``instance`` was a process of this host that has ended."""
+    process = instance_process(instance)
+    if process is None or process[0] != socket.gethostname():
+        return False
+    try:
+        os.kill(process[1], 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # alive, another user's
+    return False
 
 
 def _figures(reply: Sequence[Any]) -> tuple[int, int, int]:
