@@ -261,3 +261,23 @@ def test_a_second_run_of_one_machine_on_the_queue_is_refused_and_a_restart_after
     code, output = cluster.wait("fast", 60)
     assert code == 0, output
     assert_exactly_once(cluster)
+
+
+def test_a_machine_run_again_from_another_folder_on_the_queue_is_refused_not_run_again(redis_server, tmp_path) -> None:
+    """The same command from another folder (another --out) on a queue: the queue credits the
+    machine's done jobs, its new journal lacks them, so they went back to the queue and ran
+    again, with no word (a static share said where its done jobs were). Refused, as a static
+    share's is without a confirmation, naming the folder that holds them."""
+    server = redis_server.start()
+    cluster = make_cluster(tmp_path, pool=24, base=0.0)
+    cluster.start("fast", 1.0, server.url)
+    code, output = cluster.wait("fast", 60)
+    assert code == 0, output
+    again = subprocess.run(
+        [sys.executable, str(ENTRY), *cluster.args("fast", server.url, "--out", str(tmp_path / "elsewhere"))],
+        env=cluster.env(1.0), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    said = " ".join(again.stderr.split())
+    assert again.returncode == 2 and f"24 jobs of this share are done in {cluster.out / 'fast'}" in said and f"run with --out {cluster.out}" in said, again.stderr
+    assert not (tmp_path / "elsewhere").exists()
+    assert_exactly_once(cluster)

@@ -166,6 +166,22 @@ def test_machines_named_by_numbers_are_chosen_by_name_only(tmp_path):
     term.finish()
 
 
+def test_a_share_whose_done_jobs_are_in_another_folder_is_a_note_before_the_confirmation(project):
+    """At a terminal, where someone answers the prompt, a share about to start over in a new
+    folder is a note before it (without a confirmation it is refused: test_run_setup.py)."""
+    root, entry, config_dir, _ = project
+    first = run_entry(entry, *run_args(config_dir, root / "out", machine="gamma"), env=run_env(root))
+    assert first.returncode == 0, first.stderr
+    term = Terminal(entry, ["run", "--config-dir", str(config_dir), "--out", str(root / "elsewhere"), "--machine", "gamma"], terminal_env(root))
+    shown = " ".join(term.expect("Start?").split())
+    done_in = root / "out" / "gamma"
+    assert f"note: {len(read_results(done_in / 'results.csv')[1])} jobs of this share are done in {done_in}" in shown, shown
+    assert f"To go on from there instead, stop here and run with --out {done_in.parent}" in shown, shown
+    term.send("n")
+    assert term.finish() != 0
+    assert not (root / "elsewhere" / "gamma" / "journal.sqlite").exists()
+
+
 def test_the_confirmation_prompt_shows_its_answers(project):
     root, entry, config_dir, _ = project
     term = Terminal(entry, ["run", "--config-dir", str(config_dir), "--out", str(root / "out"), "--machine", "alpha"], terminal_env(root))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_entry
+from conftest import error_lines, run_entry
 from jobsplit.config import JobsplitSettings
 from jobsplit.hostconfig import load_host_settings
 from jobsplit.machines import Machine, this_host
@@ -120,49 +120,51 @@ def test_the_default_output_folder_is_jobsplit_out_here(tmp_path):
     assert header == list(CSV_COLUMNS) and len(rows) == 3
 
 
-def test_a_share_started_in_a_new_folder_names_the_folder_holding_its_done_jobs(tmp_path):
+def test_a_share_started_in_a_new_folder_without_a_confirmation_is_refused_naming_where_its_done_jobs_are(tmp_path):
     """The output is ``./jobsplit-out`` by default: a resume run from another folder (a new
-    terminal, after a reboot) found no journal there and started the whole share over, silently,
-    its done jobs left in the first folder. It still starts over (the folder may be meant), but
-    says first, before the confirmation, where the done jobs are and how to go on from there."""
+    terminal, after a reboot, a batch script's working folder) found no journal there and
+    started the whole share over, silently, its done jobs left in the first folder. A note then
+    said so, but with --yes or --expect-digest (a script) nobody reads it before the share has
+    run again: such a run is refused, naming the folder and both ways on; --fresh starts over.
+    (Before a confirmation at a terminal it is a note: test_run_cli.py.)"""
     entry, config_dir = write_kinds_entry(tmp_path / "project", pool_spec("ok", 3))
     first, second, third = (tmp_path / name for name in ("first", "second", "third"))
     for folder in (first, second, third):
         folder.mkdir()
 
-    def run(cwd: Path, *extra: str) -> str:
+    def run(cwd: Path, *extra: str, status: int = 0) -> str:
         result = run_entry(entry, "run", "--config-dir", config_dir, "--machine", "solo", "--yes", *extra, env=run_env(tmp_path), cwd=cwd)
-        assert result.returncode == 0, result.stderr
+        assert result.returncode == status, result.stderr
         return result.stderr
 
     assert "note:" not in run(first)
-    said = run(second)
+    said = " ".join(run(second, status=2).split())
     done_in = first / "jobsplit-out" / "solo"
-    assert f"note: 3 jobs of this share are done in {done_in}, by a run from another folder" in said, said
-    assert f"this run starts the share over in {second / 'jobsplit-out' / 'solo'}. To go on from there instead, stop here and run with --out {done_in.parent}" in said, said
-    progress = re.search(r"solo: \d+/3 done", said)  # the first progress line: 0/3, or more when the jobs beat the display's first tick
-    assert progress and said.index("note: 3 jobs") < progress.start(), said  # before anything runs
-    assert "resuming: 3 done" in run(second) and "note: 3 jobs" not in run(second)  # its own journal now: a resume
-    assert "note: 3 jobs" not in run(third, "--fresh")  # starting over, as asked
+    assert f"error: 3 jobs of this share are done in {done_in}, by a run from another folder or with another --out, and this run would start the share over in {second / 'jobsplit-out' / 'solo'}" in said, said
+    assert f"to go on from there, run with --out {done_in.parent}, or pass --fresh to start over here (the jobs done there run again)" in said, said
+    assert "Traceback" not in said and not (second / "jobsplit-out").exists()  # refused before anything is made
+    assert "of this share" not in run(second, "--fresh")  # starting over, as asked
+    assert "resuming: 3 done" in run(second)  # its own journal now: a resume
+    assert "of this share" not in run(third, "--fresh")
     shutil.rmtree(first / "jobsplit-out")
-    assert f"in {done_in}" not in run(tmp_path), "a folder since deleted is still named"
+    assert f"in {done_in}" not in run(tmp_path, status=2), "a folder since deleted is still named"
 
 
-def test_a_share_done_in_several_folders_is_one_note_naming_the_newest_first(tmp_path):
+def test_a_share_done_in_several_folders_is_one_sentence_naming_the_newest_first(tmp_path):
     """Each clone of a project that ran its demo is one more folder of the same share: one
-    sentence a folder made a wall of notes. One note names the first three, the newest first."""
+    sentence a folder made a wall of notes. One names the first three, the newest first."""
     entry, config_dir = write_kinds_entry(tmp_path / "project", pool_spec("ok", 3))
     folders = [tmp_path / f"run{i}" for i in range(5)]
     said = ""
-    for folder in folders:
+    for i, folder in enumerate(folders):
         folder.mkdir()
-        result = run_entry(entry, "run", "--config-dir", config_dir, "--machine", "solo", "--yes", env=run_env(tmp_path), cwd=folder)
-        assert result.returncode == 0, result.stderr
-        said = result.stderr
-    assert said.count("note:") == 1, said
+        result = run_entry(entry, "run", "--config-dir", config_dir, "--machine", "solo", "--yes", *(["--fresh"] if i < 4 else []), env=run_env(tmp_path), cwd=folder)
+        assert result.returncode == (0 if i < 4 else 2), result.stderr
+        said = " ".join(result.stderr.split())
+    assert len(error_lines(result.stderr)) == 1 and "note:" not in said, said
     done_in = [folder / "jobsplit-out" / "solo" for folder in folders[:4]]
-    assert f"note: jobs of this share are done in 4 other folders, {done_in[3]} (3 done), {done_in[2]} (3 done), {done_in[1]} (3 done) and 1 more, by runs" in said, said
-    assert f"To go on from the newest instead, stop here and run with --out {done_in[3].parent}" in said, said
+    assert f"error: jobs of this share are done in 4 other folders, {done_in[3]} (3 done), {done_in[2]} (3 done), {done_in[1]} (3 done) and 1 more, by runs" in said, said
+    assert f"to go on from the newest, run with --out {done_in[3].parent}, or pass --fresh" in said, said
 
 
 def test_a_noted_folder_that_does_not_answer_holds_up_no_run(tmp_path):
@@ -196,12 +198,12 @@ def test_done_jobs_of_another_entry_s_code_are_said_to_be_so(tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
     first.mkdir(), second.mkdir()
     codes = []
-    for script, cwd in ((entry, first), (other, second)):
+    for script, cwd, status in ((entry, first, 0), (other, second, 2)):
         result = run_entry(script, "run", "--config-dir", config_dir, "--machine", "solo", "--yes", env=run_env(tmp_path), cwd=cwd)
-        assert result.returncode == 0, result.stderr
+        assert result.returncode == status, result.stderr
         codes.append(re.search(r"code ([0-9a-f]{12})", result.stderr).group(1))
     said = " ".join(result.stderr.split())
-    assert f"To go on from there (its results come from other code: {codes[0]} there, {codes[1]} here) instead" in said, said
+    assert f"to go on from there (its results come from other code: {codes[0]} there, {codes[1]} here), run with --out" in said, said
 
 
 @pytest.mark.parametrize("where", ["out", "out/solo"])

@@ -64,17 +64,17 @@ def run_share(project: Project, job: Callable[..., Any], flags: RunFlags, consol
         soft_wrap=True,
     )
     folder = settings.folder
-    if settings.balance is None:  # a shared queue's hosts of one name claim different jobs: no share repeats
-        new_folder = not settings.fresh and not folder.journal.exists()
-        others = elsewhere(project.digest, machine.name, folder.path, done=new_folder)
-        if others.running:
-            place, holder = others.running[0]
-            raise in_use(place, f"{holder}; this run would be in {folder.path.absolute()}")
-        if new_folder:
-            _say_done_elsewhere(others.done, folder, code, console)
-            if folder.path.parent.name == folder.path.name:
-                say_notice(console, f"--out {settings.out} is named as this machine's own folder, which is {folder.path}: --out is the output root that holds every machine's folder")
-    if not (flags.yes or digest_checked):
+    new_folder = not settings.fresh and not folder.journal.exists()
+    others = elsewhere(project.digest, machine.name, folder.path, done=new_folder)
+    if others.running:
+        place, holder = others.running[0]
+        raise in_use(place, f"{holder}; this run would be in {folder.path.absolute()}")
+    confirmed = flags.yes or digest_checked
+    if new_folder:
+        _done_elsewhere(others.done, folder, code, console, confirmed=confirmed)
+        if folder.path.parent.name == folder.path.name:
+            say_notice(console, f"--out {settings.out} is named as this machine's own folder, which is {folder.path}: --out is the output root that holds every machine's folder")
+    if not confirmed:
         _confirm(console, interactive)
     folder.create()
     with MachineLock(folder.path):  # from here to the end: no second run of this machine can start
@@ -98,10 +98,14 @@ FOLDERS_SHOWN = 3
 """Folders of a share's done jobs named at most in the note of a run that starts it over."""
 
 
-def _say_done_elsewhere(done: list[DoneElsewhere], folder: MachineDir, code: str, console: Console) -> None:
-    """A share about to start in a new folder whose done jobs are in others (see sharefolders):
-    one note, the newest of them first, and whether other code made them (the digest leaves the
-    code out: another entry script with the same pool and config files makes the same share)."""
+def _done_elsewhere(done: list[DoneElsewhere], folder: MachineDir, code: str, console: Console, *, confirmed: bool) -> None:
+    """A share about to start in a new folder whose done jobs are in others (see sharefolders),
+    the newest of them first, and whether other code made them (the digest leaves the code out:
+    another entry script with the same pool and config files makes the same share). Before a
+    confirmation, one note; without one (``--yes``, ``--expect-digest``: a script, a batch job,
+    the same command from another folder), a refusal: the note would scroll past a share run
+    again from its start, and through a shared queue, the jobs the queue credits to this machine
+    would be handed back and run again."""
     found = done[::-1]
     if not found:
         return
@@ -113,6 +117,11 @@ def _say_done_elsewhere(done: list[DoneElsewhere], folder: MachineDir, code: str
         more = f" and {len(found) - FOLDERS_SHOWN} more" if len(found) > FOLDERS_SHOWN else ""
         where, by, there = f"jobs of this share are done in {len(found)} other folders, {shown}{more}", "runs", "the newest"
     other_code = f" (its results come from other code: {newest.code} there, {code} here)" if UNKNOWN not in (newest.code, code) and newest.code != code else ""
+    if confirmed:
+        raise UserError(
+            f"{where}, by {by} from another folder or with another --out, and this run would start the share over in {here}; "
+            f"to go on from {there}{other_code}, run with --out {newest.folder.parent}, or pass --fresh to start over here (the jobs done there run again)"
+        )
     say_notice(
         console,
         f"{where}, by {by} from another folder or with another --out; this run starts the share over in {here}. "
