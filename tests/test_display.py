@@ -28,6 +28,7 @@ from jobsplit.livedisplay import LiveDisplay, render
 from jobsplit.pool import JobPool
 from jobsplit.progress import IDLE, ProgressBoard, ProgressReporter
 from jobsplit.recorder import Recorder
+from jobsplit.text import rate_text
 from jobsplit.results import ResultsFile, csv_header_line
 from jobsplit.runner import Runner
 from jobsplit.sources import StaticShare, Task
@@ -52,6 +53,17 @@ RUNNING = (RunningJob(ID_A, "[1,2]", 0.42, 75.0), RunningJob(ID_B, '{"k":3}', 0.
 
 
 # --- the live view ---------------------------------------------------------------------------
+
+
+def test_rates_are_never_in_scientific_notation_where_people_read_them():
+    """100,000 no-op jobs ended with "(9.54e+04 jobs/s)", and the report's Jobs / hour read
+    "2.603e+04" beside "7,604"."""
+    console, buffer = text_console()
+    fast = Snapshot("alpha", 200_000, 100_000, 0, 95_412, 1.0, ())
+    console.print(render(fast))
+    assert "95,412 jobs/s" in buffer.getvalue(), buffer.getvalue()
+    assert "95,412 jobs/s" in summary_line(fast)
+    assert [rate_text(r) for r in (0.25, 3.14159, 95.44, 100.4, 26_030.2, 1e-5)] == ["0.25", "3.14", "95.4", "100", "26,030", "1e-05"]
 
 
 def test_render_shows_overall_rate_eta_and_each_running_job():

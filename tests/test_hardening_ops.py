@@ -989,13 +989,16 @@ def test_a_run_under_a_profiler_has_the_entry_s_fingerprint(tmp_path):
     assert (tmp_path / "run.prof").stat().st_size > 0
 
 
-def test_merging_results_of_different_code_needs_allow_mixed_code(tmp_path):
-    share = HardeningShare(tmp_path, kinds_spec([["ok", i] for i in range(8)]), machine="m1", machines=TWO_MACHINES)
+@pytest.mark.parametrize("failed", [False, True], ids=["complete", "a job failed"])
+def test_merging_results_of_different_code_needs_allow_mixed_code(tmp_path, failed):
+    """Where jobs are missing too, the hint names both flags (it named only --allow-mixed-code,
+    and that alone still wrote nothing)."""
+    share = HardeningShare(tmp_path, kinds_spec([["raise" if failed and i == 0 else "ok", i] for i in range(8)]), machine="m1", machines=TWO_MACHINES)
     status, _, err1 = share.run(machine="m1")
-    assert status == 0, err1
+    assert status in ((0, 1) if failed else (0,)), err1  # 1: its job failed
     add_comment(share)
     status, _, err2 = share.run(machine="m2")
-    assert status == 0, err2
+    assert status in ((0, 1) if failed else (0,)), err2
     merged = tmp_path / "merged.csv"
     status, out, err = watched([jobsplit_script(), "merge-results", share.out, "-o", merged], run_env(tmp_path), WATCHDOG)
     assert status == 1, f"merge-results exited {status}:\n{out}{err}"
@@ -1003,10 +1006,13 @@ def test_merging_results_of_different_code_needs_allow_mixed_code(tmp_path):
     assert codes[0] != codes[1]
     for word in ("m1", "m2", *codes):
         assert word in out + err, f"{word!r} not in the output:\n{out}{err}"
-    status, out, err = watched([jobsplit_script(), "merge-results", share.out, "-o", merged, "--allow-mixed-code"], run_env(tmp_path), WATCHDOG)
-    assert status == 0, out + err
+    hint = "nothing written; pass --allow-mixed-code to merge results of different code versions"
+    assert (hint + " and --allow-missing to write the rows there are" if failed else hint + "\n") in out + err, out + err
+    allowed = ["--allow-mixed-code", *(["--allow-missing"] if failed else [])]
+    status, out, err = watched([jobsplit_script(), "merge-results", share.out, "-o", merged, *allowed], run_env(tmp_path), WATCHDOG)
+    assert status == (1 if failed else 0), out + err
     _, rows = read_results(merged)
-    assert sorted(row["Job ID"] for row in rows) == sorted(share.ids())
+    assert sorted(row["Job ID"] for row in rows) == sorted(share.ids()[1:] if failed else share.ids())
 
 
 # --- 13. smaller things ---------------------------------------------------------------------

@@ -148,6 +148,7 @@ def test_the_command_writes_one_file_per_submission(project):
         assert (f'"$((SLURM_ARRAY_TASK_ID + {index}))"' in text) == (index is not None)
     assert (project / "runs" / "slurm-logs").is_dir()  # Slurm fails a task whose output folder is missing
     assert "sbatch sim.0-2.sbatch; sbatch sim.3-5.sbatch; sbatch sim.6-7.sbatch" in result.stderr
+    assert "wrote sim.3-5.sbatch: 3 tasks of sim, indices 3-5, as --array=0-2%2 (task id + 3)" in " ".join(result.stderr.split()), result.stderr  # as the script says
 
 
 def test_without_scontrol_slurms_default_is_assumed_and_said(project):

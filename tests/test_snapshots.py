@@ -22,7 +22,7 @@ from jobsplit import UserError
 from jobsplit.console import message_console
 from jobsplit.merge import merge, report
 from jobsplit.snapshot import INTERVAL, STALLED_AFTER, RunSnapshot, SnapshotWriter, read_snapshot, write_snapshot
-from jobsplit.status import gather, unfinished_tasks
+from jobsplit.status import MachineStatus, gather, unfinished_tasks
 from jobsplit.status import run as status_run
 from threemachines import ENTRY, HEADER, env_for
 
@@ -78,6 +78,17 @@ def test_status_on_another_host_reads_the_snapshots_and_lists_every_task(runs, e
     assert status_run(argparse.Namespace(dirs=[runs], json=True, balance=None), message_console()) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["arrays"] == {"sim": {"unfinished": [2], "running": 0, "resubmit": "--array=2"}}
+
+
+def test_tasks_with_nothing_to_do_are_not_to_resubmit():
+    """An array larger than the pool has tasks of empty shares, "0/0 not started"; and a queue
+    run's tasks have nothing to do once no job of the pool is left. Each was listed to resubmit:
+    an allocation for a run that ends at once."""
+    empty, waiting, stopped = MachineStatus("sim[0]", 0), MachineStatus("sim[1]", 5, pending=5), MachineStatus("sim[2]", 4, 4, state="interrupted")
+    assert unfinished_tasks([empty, waiting, stopped]) == {"sim": ([1, 2], 0)}
+    queue_tasks = [MachineStatus("sim[0]", 6, 6, state="finished"), MachineStatus("sim[1]", 2, 2, state="interrupted"), MachineStatus("sim[2]", 0)]
+    assert unfinished_tasks(queue_tasks, pool=8) == {"sim": ([], 0)}  # the pool is done
+    assert unfinished_tasks(queue_tasks, pool=9) == {"sim": ([1, 2], 0)}  # one job left: any task may take it
 
 
 def test_running_and_stalled_tasks_on_another_host(runs, tmp_path, elsewhere, capsys):

@@ -239,7 +239,7 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
     run.add_argument("--yes", action="store_true", help="start without asking to confirm the digest")
     run.add_argument("--expect-digest", metavar="DIGEST", help="refuse to start unless the digest is this (separators and case ignored)")
     host = run.add_argument_group("this host (defaults from host.ini, see README)")
-    host.add_argument("--workers", type=_positive_int, metavar="N", help="worker processes (default: the machine's cores)")
+    host.add_argument("--workers", type=_positive_int, metavar="N", help="worker processes (default: SLURM_CPUS_PER_TASK in a Slurm task, else host.ini's workers, else the cores in machines.json)")
     host.add_argument("--out", type=Path, metavar="DIR", help="output root; this machine writes DIR/<machine>/ (default: ./jobsplit-out)")
     host.add_argument("--nice", type=int, metavar="N", help="niceness added to workers (default: 10)")
     host.add_argument("--console", choices=CONSOLE_STYLES, help="live display, plain lines, or auto (live on a terminal)")

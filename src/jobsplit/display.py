@@ -11,6 +11,8 @@ from typing import Protocol
 
 from rich.console import Console
 
+from .text import rate_text
+
 PLAIN_INTERVAL = 10.0
 
 
@@ -79,7 +81,7 @@ def summary_line(s: Snapshot) -> str:
     percent = 100 * s.done / s.total if s.total else 100.0  # failed jobs are not done
     return (
         f"{s.machine}: {s.done}/{s.total} done ({percent:.1f}%), {s.failed} failed, {len(s.running)} running, "
-        f"{s.rate:.3g} jobs/s, elapsed {duration(s.elapsed)}, ETA {duration(s.eta)}"
+        f"{rate_text(s.rate)} jobs/s, elapsed {duration(s.elapsed)}, ETA {duration(s.eta)}"
     )
 
 

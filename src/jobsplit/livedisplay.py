@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .display import Snapshot, duration
+from .text import rate_text
 
 
 class LiveDisplay:
@@ -58,7 +59,7 @@ def render(s: Snapshot) -> RenderableType:
         ProgressBar(total=max(s.total, 1), completed=s.done + s.failed, width=30),
         Text(f"{s.done}/{s.total} done"),
         Text(f"{s.failed} failed", style="red" if s.failed else "dim"),
-        Text(f"{s.rate:.3g} jobs/s"),
+        Text(f"{rate_text(s.rate)} jobs/s"),
         Text(f"ETA {duration(s.eta)}"),
         Text(f"elapsed {duration(s.elapsed)}", style="dim"),
     )

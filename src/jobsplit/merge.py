@@ -5,7 +5,7 @@ their results.csv, which only mirrors the journal. Each journal knows the digest
 whole plan's shape, so a machine whose folder is absent is still reported.
 
 A folder whose progress snapshot says that a run on another host is writing it is not opened
-(SQLite's WAL cannot be shared across hosts, see ``snapshot``): its jobs count as missing,
+(SQLite's WAL cannot be shared across hosts): its jobs count as missing,
 and the report says where it runs. On the host of the run, or once it has ended, it is read.
 
 Folders of a run through a shared queue (``--balance``) hold what each machine claimed, not a
@@ -242,10 +242,10 @@ def run(args: argparse.Namespace, console: Console) -> int:
     if (merged.complete or args.allow_missing) and code_ok:
         rows = write_csv(merged, args.output)
         console.print(f"wrote {plural(rows, 'row')} to {'stdout' if str(args.output) == '-' else args.output}", markup=False, soft_wrap=True)
-    elif not code_ok:
-        console.print("nothing written; pass --allow-mixed-code to merge results of different code versions", markup=False)
     else:
-        console.print("nothing written; pass --allow-missing to write the rows there are", markup=False)
+        flags = [] if code_ok else ["--allow-mixed-code to merge results of different code versions"]
+        flags += [] if merged.complete or args.allow_missing else ["--allow-missing to write the rows there are"]
+        console.print(f"nothing written; pass {' and '.join(flags)}", markup=False)
     return 0 if merged.complete and code_ok else 1
 
 

@@ -29,6 +29,8 @@ ReduceFn = Callable[[list[dict[str, Any]]], Any]
 def reduce_results(reduce: ReduceFn | None, dirs: Sequence[Path], output: Path | None, *, allow_missing: bool, console: Console) -> int:
     if reduce is None:
         raise UserError("this entry gives no reduce function; pass reduce=<function of the rows> to jobsplit.main")
+    if output is not None and str(output) == "-":
+        output = None  # stdout, as JSON: as without -o
     if output is not None and output.suffix.lower() not in (".json", ".csv"):
         raise UserError(f"{output}: the reduced value is written as .json or .csv; choose one of those extensions")
     merged = merge(dirs)

@@ -8,7 +8,7 @@ network): it opens offline in any browser, and mails or archives as one file.
 
 Large runs stay small: past DETAIL_LIMIT attempts (or LANE_LIMIT on one lane) neighbouring
 bars that would be drawn within a few pixels are drawn as one, coloured by the worst outcome
-among them, with a tooltip that counts them, so 100,000 jobs make a few megabytes.
+among them, with a tooltip that counts them, so 100,000 jobs make well under a megabyte.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from .errors import UserError
 from .figures import WORST_FIRST, FailureGroup, Figures, MachineFigures, as_document, compute, failure_message
 from .outdir import repeated_machine_sentence, repeated_machines
 from .runfacts import KINDS, Attempt, RunFacts, last_log_lines, load
-from .text import plural, size_text
+from .text import plural, rate_text, size_text
 from .timefmt import utc_timestamp
 from .tooloutput import tool_output
 
@@ -181,7 +181,7 @@ def _machines_table(f: Figures) -> str:
         finish = f"{_when(m.finish)} (+{_dur(m.finish - f.start)})" if m.finish is not None and f.start is not None else "–"
         cells = [m.name, f"{m.speed:g} × {m.cores}", m.workers, m.planned, m.held, m.done, m.failed, m.pending, m.running, m.attempts,
                  _pct(m.busy_fraction), finish, _dur(m.idle_at_end_seconds), f"{_pct(m.share_planned)} → {_pct(m.share_done)}",
-                 "–" if m.throughput_per_hour is None else f"{m.throughput_per_hour:,.4g}", m.status]  # fmt: skip
+                 "–" if m.throughput_per_hour is None else rate_text(m.throughput_per_hour), m.status]  # fmt: skip
         rows.append("<tr>" + "".join(f"<td>{escape(_cell(c))}</td>" for c in cells) + "</tr>")
     return f'<section id="machines"><h2>Machines</h2><table><tr>{"".join(f"<th>{h}</th>" for h in head)}</tr>{"".join(rows)}</table></section>\n'
 

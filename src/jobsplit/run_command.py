@@ -42,7 +42,7 @@ from .settings import OVERSUBSCRIBED, RunFlags, RunSettings, check_nice, resolve
 from .sharefolders import DoneElsewhere, elsewhere, note_folder
 from .snapshot import written_elsewhere
 from .states import JobState, RunStatus
-from .text import plural
+from .text import plural, rate_text
 from .workermemory import check_supported
 
 
@@ -165,7 +165,7 @@ class _ConsoleEvents:
 def _sum_up(summary: RunSummary, settings: RunSettings, flags: RunFlags, console: Console, failures: FailureLines) -> int:
     console.print(
         f"{settings.machine.name}: {summary.done} of {summary.total} done ({summary.percent_done:.1f}%), {summary.failed} failed; this run: "
-        f"{summary.done_this_run} done in {duration(summary.elapsed)} ({summary.rate:.3g} jobs/s). Results: {settings.folder.results}",
+        f"{summary.done_this_run} done in {duration(summary.elapsed)} ({rate_text(summary.rate)} jobs/s). Results: {settings.folder.results}",
         markup=False,
         soft_wrap=True,
     )

@@ -96,7 +96,7 @@ def sbatch(project: Project, flags: SbatchFlags, program: Sequence[str], console
         target.parent.mkdir(parents=True, exist_ok=True)
         with atomic_file(target) as f:
             f.write(text)
-        console.print(f"wrote {target}: {_describe(flags.machine, submission)}", markup=False, soft_wrap=True)
+        console.print(f"wrote {target}: {_describe(flags.machine, submission, flags.max_parallel)}", markup=False, soft_wrap=True)
     if not flags.submit:
         console.print(f"submit {'them' if len(written) > 1 else 'it'} with: " + "; ".join(f"sbatch {target}" for target, _ in written), markup=False, soft_wrap=True)
         return exitcodes.OK
@@ -122,9 +122,10 @@ def _script_path(path: Path, submission: Submission, count: int) -> Path:
     return path.with_name(f"{path.stem}.{first}{f'-{last}' if last != first else ''}{path.suffix}")
 
 
-def _describe(array: str, submission: Submission) -> str:
+def _describe(array: str, submission: Submission, max_parallel: int | None) -> str:
     shift = f" (task id + {submission.offset})" if submission.offset else ""
-    return f"{plural(len(submission.tasks), 'task')} of {array}, indices {format_indices(submission.indices)}, as --array={format_indices(submission.tasks)}{shift}"
+    limit = f"%{max_parallel}" if max_parallel else ""
+    return f"{plural(len(submission.tasks), 'task')} of {array}, indices {format_indices(submission.indices)}, as --array={format_indices(submission.tasks)}{limit}{shift}"
 
 
 def _arrays(project: Project) -> list[str]:

@@ -1,13 +1,13 @@
 """Where every machine stands, read while the runs go on.
 
-A folder last run on another host is read from its progress snapshot (see ``snapshot``), never
+A folder last run on another host is read from its progress snapshot (progress.json), never
 from its journal, which a compute node may be writing over a network file system; one run on
 this host (or by a jobsplit that wrote no snapshot) from its journal, opened read-only (SQLite
 WAL readers never block the run's writer), which is live to the last commit. A run whose
 snapshot or journal has been quiet for much longer than it writes is shown as stalled: its
 process has probably died.
 
-For arrays (see ``machines``), every task is listed, and the ones neither finished nor running
+For arrays (a machines.json entry with ``"array": N``), every task is listed, and the ones neither finished nor running
 are printed as a ready ``--array=3,17,40`` for resubmission.
 
 Machines of a run through a shared queue hold what they claimed; the overall line counts the
@@ -41,7 +41,7 @@ from .recorder import HEARTBEAT
 from .schedulers.slurm import format_indices
 from .snapshot import RunSnapshot, read_snapshot
 from .states import JobState, RunStatus
-from .text import plural
+from .text import plural, rate_text
 from .timefmt import utc_timestamp
 
 NAME = "status"
@@ -113,16 +113,20 @@ def _from_snapshot(snapshot: RunSnapshot, now: float) -> MachineStatus:
     )
 
 
-def unfinished_tasks(statuses: list[MachineStatus]) -> dict[str, tuple[list[int], int]]:
-    """Each array -> (its task indices neither finished nor running, how many are running)."""
+def unfinished_tasks(statuses: list[MachineStatus], pool: int | None = None) -> dict[str, tuple[list[int], int]]:
+    """Each array -> (its task indices neither finished nor running, how many are running). A
+    task with nothing to do is not among them: of a static plan, one whose share is empty (an
+    array larger than the pool); through a shared queue (``pool``), every task once no job of
+    the pool is left to run (resubmitted, it would end at once, having cost an allocation)."""
     found: dict[str, tuple[list[int], int]] = {}
+    nothing_left = pool is not None and overall(statuses, pool).pending == 0
     for s in statuses:
         member = split_member(s.name)
         if member:
             unfinished, running = found.get(member[0], ([], 0))
             if s.state == RunStatus.RUNNING:
                 running += 1
-            elif s.state != "finished":
+            elif s.state != "finished" and not nothing_left and (pool is not None or s.total):
                 unfinished.append(member[1])
             found[member[0]] = (unfinished, running)
     return found
@@ -190,7 +194,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         raise UserError("status needs output folders (DIR...) or --balance URL; give an output root, machine folders, or the queue's URL")
     digest, statuses, pool, repeated = gather(args.dirs) if args.dirs else (None, [], None, {})
     queues = _queues(args.balance, digest) if args.balance is not None else []
-    arrays = unfinished_tasks(statuses)
+    arrays = unfinished_tasks(statuses, pool)
     if args.json:
         doc: dict[str, Any] = {"queues": [asdict(q) for q in queues]} if args.balance is not None else {}
         if digest is not None:
@@ -262,7 +266,7 @@ def _machine_table(digest: str, statuses: list[MachineStatus], total: MachineSta
             str(s.failed),
             str(s.pending),
             str(s.running),
-            f"{s.jobs_per_second:.3g}" if s.jobs_per_second else "-",
+            rate_text(s.jobs_per_second) if s.jobs_per_second else "-",
             duration(s.eta_seconds) if s.eta_seconds is not None else "-",
             (s.last_update or "-").replace("T", " ")[:19],
             s.state,
