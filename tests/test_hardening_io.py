@@ -88,7 +88,7 @@ def test_the_reported_case_of_long_paths_on_two_workers_never_hangs(tmp_path):
     ids = sorted(sized_ids(REPORTED))
     for run in range(REPORTED_RUNS):
         share.out = tmp_path / f"out-{run}"
-        status, _, err = share.run("--workers", "2", env=run_env(tmp_path), timeout=WATCHDOG)
+        status, _, err = share.run("--workers", "2", "--fresh", env=run_env(tmp_path), timeout=WATCHDOG)  # the share anew in each folder
         assert status == 0, f"run {run + 1} of {REPORTED_RUNS}: {err}"
         assert sorted(results_ids(share.results)) == ids
         assert set(journal_states(share.journal).values()) == {"done"}

@@ -23,7 +23,7 @@ import pytest
 
 import threemachines
 from conftest import error_lines, run_entry
-from threemachines import HEADER, MACHINES, env_for, run_args, run_machine
+from threemachines import HEADER, MACHINES, env_for, host_state, run_args, run_machine
 
 CONFIG = "[experiment]\nlabel = merge test\n"
 MERGED_COLUMNS = [*HEADER, "Job ID", "Job Args", "Machine", "Digest", "Code"]
@@ -174,7 +174,7 @@ def test_a_machine_killed_mid_run_has_its_unfinished_jobs_missing(project, tmp_p
     root = project.copy(tmp_path / "out", "m1", "m3")
     process = subprocess.Popen(
         [sys.executable, str(project.entry), *run_args(root, "m2")],
-        env=env_for(project.base, JOB_SLEEP="0.5"), cwd=project.base, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env_for(project.base, host_state(root), JOB_SLEEP="0.5"), cwd=project.base, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     journal = root / "m2" / "journal.sqlite"
     try:

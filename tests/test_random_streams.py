@@ -180,7 +180,7 @@ def _digest_from(stderr: str) -> bytes:
 
 def _draws(root: Path, entry: Path, config_dir: Path, out: str, machine: str, *flags: str) -> tuple[dict[str, str], dict[str, str], bytes]:
     """Run one machine's share; (Draw by job id, Machine by job id, the run's digest)."""
-    result = run_entry(entry, *run_args(config_dir, root / out, *flags, machine=machine), env=run_env(root), timeout=90)
+    result = run_entry(entry, *run_args(config_dir, root / out, "--fresh", *flags, machine=machine), env=run_env(root), timeout=90)  # the share anew in each folder
     assert result.returncode == 0, result.stderr
     _, rows = read_results(root / out / machine / "results.csv")
     return {r["Job ID"]: r["Draw"] for r in rows}, {r["Job ID"]: r["Machine"] for r in rows}, _digest_from(result.stderr)
@@ -289,7 +289,7 @@ def test_jobs_that_draw_from_the_module_generators_do_not_repeat_each_other(tmp_
     config_dir = write_config_dir(tmp_path / "config", header=["Run Start Time", "Job Running Time", "Job Start Time", "Py", "Np", "Normal"], machines={"solo": [1.0, 2]})
     runs = []
     for workers in ("2", "1"):
-        result = run_entry(entry, *run_args(config_dir, tmp_path / workers, "--workers", workers, "--start-method", start_method), env=run_env(tmp_path), timeout=90)
+        result = run_entry(entry, *run_args(config_dir, tmp_path / workers, "--workers", workers, "--start-method", start_method, "--fresh"), env=run_env(tmp_path), timeout=90)
         assert result.returncode == 0, result.stderr
         _, rows = read_results(tmp_path / workers / "solo" / "results.csv")
         runs.append({r["Job ID"]: (r["Py"], r["Np"], r["Normal"]) for r in rows})

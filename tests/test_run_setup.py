@@ -366,7 +366,7 @@ def test_host_ini_console_style_and_the_flag_that_overrides_it(tmp_path):
     live = run_host(tmp_path, "--out", str(tmp_path / "live"))
     assert live.returncode == 0, live.stderr
     assert "━" in live.stderr and f"{len(POOL)}/{len(POOL)} done" in live.stderr  # the live view's bar
-    plain = run_host(tmp_path, "--out", str(tmp_path / "plain"), "--console", "plain")
+    plain = run_host(tmp_path, "--out", str(tmp_path / "plain"), "--console", "plain", "--fresh")  # the share anew in another folder
     assert plain.returncode == 0, plain.stderr
     assert "━" not in plain.stderr and "done (" in plain.stderr  # plain progress lines
 

@@ -21,7 +21,7 @@ import pytest
 
 import threemachines
 from conftest import error_lines
-from threemachines import MACHINES, env_for, run_args, run_machine
+from threemachines import MACHINES, env_for, host_state, run_args, run_machine
 
 CONFIG = "[experiment]\nlabel = status test\n"
 FIELDS = {"name", "total", "done", "failed", "pending", "running", "jobs_per_second", "eta_seconds", "last_update", "state"}
@@ -182,7 +182,7 @@ def test_status_during_a_run_sees_it_running_and_does_not_hold_it_up(project, tm
     sleep = 0.5  # 8 jobs on 2 workers: about 2 s of jobs
     process = subprocess.Popen(
         [sys.executable, str(project.entry), *run_args(root, "m1")],
-        env=env_for(project.base, JOB_SLEEP=str(sleep)), cwd=project.base, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env_for(project.base, host_state(root), JOB_SLEEP=str(sleep)), cwd=project.base, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     snapshots = []
     try:
@@ -221,7 +221,7 @@ def test_a_run_killed_on_this_host_is_crashed_at_once_not_running_for_a_minute(p
     root = tmp_path / "out"
     process = subprocess.Popen(
         [sys.executable, str(project.entry), *run_args(root, "m1")],
-        env=env_for(project.base, JOB_SLEEP="30"), cwd=project.base, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env=env_for(project.base, host_state(root), JOB_SLEEP="30"), cwd=project.base, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
 
     def both_workers_busy() -> bool:

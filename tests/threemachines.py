@@ -36,8 +36,15 @@ def make_project(path: Path, config: str) -> Path:
     return entry
 
 
-def env_for(path: Path, **extra: str) -> dict[str, str]:
-    return entry_env(XDG_CONFIG_HOME=str(path / "xdg"), XDG_STATE_HOME=str(path / "state"), NO_COLOR="1", **extra)  # state: see runhelpers.run_env
+def env_for(path: Path, state: Path | None = None, **extra: str) -> dict[str, str]:
+    """``state``: the user's state folder (see runhelpers.run_env), else ``path/state``."""
+    return entry_env(XDG_CONFIG_HOME=str(path / "xdg"), XDG_STATE_HOME=str(state or path / "state"), NO_COLOR="1", **extra)
+
+
+def host_state(out: Path) -> Path:
+    """The state folder of the host whose runs write into ``out``: each output root stands for
+    a host of its own (a host started the same share again in another folder is refused)."""
+    return out.with_name(out.name + ".state")
 
 
 def run_args(out: Path, machine: str) -> list[str]:
@@ -45,4 +52,4 @@ def run_args(out: Path, machine: str) -> list[str]:
 
 
 def run_machine(entry: Path, out: Path, machine: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return run_entry(entry, *run_args(out, machine), env=env_for(entry.parent, **env), cwd=entry.parent)
+    return run_entry(entry, *run_args(out, machine), env=env_for(entry.parent, host_state(out), **env), cwd=entry.parent)
