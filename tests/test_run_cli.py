@@ -182,6 +182,29 @@ def test_a_share_whose_done_jobs_are_in_another_folder_is_a_note_before_the_conf
     assert not (root / "elsewhere" / "gamma" / "journal.sqlite").exists()
 
 
+def test_a_run_waiting_at_its_prompt_holds_its_share_against_a_run_into_another_folder(project):
+    """Each folder's lock was taken only once a run was confirmed: a second terminal's run of
+    the same machine into another folder (``./jobsplit-out`` is relative) went ahead while the
+    first waited at its prompt, then both ran every job of the share. The share is held from
+    before the prompt, on this host, whatever the folder."""
+    root, entry, config_dir, _ = project
+    first = Terminal(entry, ["run", "--config-dir", str(config_dir), "--out", str(root / "a"), "--machine", "gamma"], terminal_env(root))
+    try:
+        first.expect("Start?")
+        second = run_entry(entry, *run_args(config_dir, root / "b", machine="gamma"), env=run_env(root))
+        assert second.returncode == 2 and "Traceback" not in second.stderr, second.stderr
+        said = " ".join(second.stderr.split())
+        assert f"error: {root / 'a' / 'gamma'} is in use by another run of this machine (pid {first.process.pid} on {socket.gethostname()}" in said, said
+        assert f"this run would be in {root / 'b' / 'gamma'}" in said and not (root / "b").exists(), said
+        first.send("y")
+    finally:
+        status = first.finish()
+    assert status == 0, first.text
+    share = shares(plan_json(entry, config_dir, root))["gamma"]
+    assert sorted(r["Job ID"] for r in read_results(root / "a" / "gamma" / "results.csv")[1]) == sorted(share)
+    assert sorted(side_lines(root / "side.txt")) == sorted(share), "a job ran twice"
+
+
 def test_the_confirmation_prompt_shows_its_answers(project):
     root, entry, config_dir, _ = project
     term = Terminal(entry, ["run", "--config-dir", str(config_dir), "--out", str(root / "out"), "--machine", "alpha"], terminal_env(root))

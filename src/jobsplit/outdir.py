@@ -24,6 +24,7 @@ import time
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import NO_SPACE, StorageError, UserError, describe_os_error
 from .machines import split_member
@@ -156,21 +157,13 @@ class MachineLock:
         except OSError as exc:
             raise folder_error(self.path.parent, exc) from None
         try:
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno not in (errno.EACCES, errno.EAGAIN):
-                os.close(fd)
-                raise folder_error(self.path.parent, exc) from None
-            holder = _read_holder(fd)
-            os.close(fd)
-            raise in_use(self.path.parent, holder) from None
-        holder_text = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": utc_timestamp(time.time())})
-        try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, holder_text.encode() + b"\n", 0)
+            held = take_run_lock(fd, self.path.parent)
         except OSError as exc:
             os.close(fd)
             raise folder_error(self.path.parent, exc) from None
+        if held is not None:
+            os.close(fd)
+            raise in_use(self.path.parent, held[1])
         self._fd = fd
 
     def release(self) -> None:
@@ -186,6 +179,23 @@ class MachineLock:
         self.release()
 
 
+def take_run_lock(fd: int, folder: Path) -> tuple[Path | None, str] | None:
+    """Take the lock of the open file ``fd`` for the run of the machine folder ``folder``, and
+    name that run in the file; None once taken, else (the machine folder, if it said, and the
+    run) of the run holding it. OSError: the lock could not be taken for another reason."""
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno not in (errno.EACCES, errno.EAGAIN):
+            raise
+        held = _holder(fd)
+        return (Path(held["folder"]) if isinstance(held.get("folder"), str) else None), _holder_text(held)
+    holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": utc_timestamp(time.time()), "folder": str(folder.absolute())}
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(holder).encode() + b"\n", 0)
+    return None
+
+
 def lock_holder(folder: Path) -> str | None:
     """Who holds ``folder``'s run lock now (see holder_text); None if no run does. Tested, not
     taken (a run starting there meanwhile would have been refused), and not read: a run that
@@ -197,7 +207,7 @@ def lock_holder(folder: Path) -> str | None:
     try:
         os.lockf(fd, os.F_TEST, 0)
     except OSError as exc:
-        return _read_holder(fd) if exc.errno in (errno.EACCES, errno.EAGAIN) else None
+        return _holder_text(_holder(fd)) if exc.errno in (errno.EACCES, errno.EAGAIN) else None
     finally:
         os.close(fd)
     return None
@@ -212,11 +222,19 @@ def holder_text(pid: int, host: str, since: str) -> str:
     return f"pid {pid} on {host}, since {since}"
 
 
-def _read_holder(fd: int) -> str:
+def _holder(fd: int) -> dict[str, Any]:
+    """What the run holding a lock wrote into its file (empty: not yet, or unreadable)."""
     try:
         holder = json.loads(os.pread(fd, 4096, 0) or b"{}")
+    except (OSError, ValueError):
+        return {}
+    return holder if isinstance(holder, dict) else {}
+
+
+def _holder_text(holder: dict[str, Any]) -> str:
+    try:
         return holder_text(holder["pid"], holder["host"], holder["since"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except KeyError:
         return "a run that has not said who it is yet"
 
 

@@ -39,7 +39,7 @@ from .outdir import MachineDir, MachineLock, in_use
 from .project import Project
 from .schedulers import Allocation, current_allocation
 from .settings import OVERSUBSCRIBED, RunFlags, RunSettings, check_nice, resolve
-from .sharefolders import DoneElsewhere, elsewhere, note_folder
+from .sharefolders import DoneElsewhere, ShareLock, elsewhere, note_folder
 from .snapshot import written_elsewhere
 from .states import JobState, RunStatus
 from .text import plural, rate_text
@@ -64,34 +64,35 @@ def run_share(project: Project, job: Callable[..., Any], flags: RunFlags, consol
         soft_wrap=True,
     )
     folder = settings.folder
-    new_folder = not settings.fresh and not folder.journal.exists()
-    others = elsewhere(project.digest, machine.name, folder.path, done=new_folder)
-    if others.running:
-        place, holder = others.running[0]
-        raise in_use(place, f"{holder}; this run would be in {folder.path.absolute()}")
-    confirmed = flags.yes or digest_checked
-    if new_folder:
-        _done_elsewhere(others.done, folder, code, console, confirmed=confirmed)
-        if folder.path.parent.name == folder.path.name:
-            say_notice(console, f"--out {settings.out} is named as this machine's own folder, which is {folder.path}: --out is the output root that holds every machine's folder")
-    if not confirmed:
-        _confirm(console, interactive)
-    folder.create()
-    with MachineLock(folder.path):  # from here to the end: no second run of this machine can start
-        note_folder(project.digest, machine.name, folder.path)
-        if settings.fresh:
-            backup = folder.back_up()
-            if backup:
-                console.print(f"kept the previous results in {escape(str(backup))}")
-        _warn_if_oversubscribed(settings, console)
-        events = _ConsoleEvents(console, _display(console, settings.console), folder.log)
-        machine_run = MachineRun(project, job, settings, code=code, events=events)
-        try:
-            with Interrupts(lambda: _force_exit(machine_run), on_pause=lambda: _pause(machine_run, events), on_resume=lambda paused: _resume(machine_run, events, paused)) as interrupts:
-                summary = machine_run.execute(lambda: interrupts.requested)
-        finally:
-            events.close()
-    return _sum_up(summary, settings, flags, console, events.failures)
+    with ShareLock(project.digest, machine.name, folder.path):  # from here to the end: no second run of this share on this host, in any folder
+        new_folder = not settings.fresh and not folder.journal.exists()
+        others = elsewhere(project.digest, machine.name, folder.path, done=new_folder)
+        if others.running:
+            place, holder = others.running[0]
+            raise in_use(place, f"{holder}; this run would be in {folder.path.absolute()}")
+        confirmed = flags.yes or digest_checked
+        if new_folder:
+            _done_elsewhere(others.done, folder, code, console, confirmed=confirmed)
+            if folder.path.parent.name == folder.path.name:
+                say_notice(console, f"--out {settings.out} is named as this machine's own folder, which is {folder.path}: --out is the output root that holds every machine's folder")
+        if not confirmed:
+            _confirm(console, interactive)
+        folder.create()
+        with MachineLock(folder.path):  # from here to the end: no second run of this machine can start
+            note_folder(project.digest, machine.name, folder.path)
+            if settings.fresh:
+                backup = folder.back_up()
+                if backup:
+                    console.print(f"kept the previous results in {escape(str(backup))}")
+            _warn_if_oversubscribed(settings, console)
+            events = _ConsoleEvents(console, _display(console, settings.console), folder.log)
+            machine_run = MachineRun(project, job, settings, code=code, events=events)
+            try:
+                with Interrupts(lambda: _force_exit(machine_run), on_pause=lambda: _pause(machine_run, events), on_resume=lambda paused: _resume(machine_run, events, paused)) as interrupts:
+                    summary = machine_run.execute(lambda: interrupts.requested)
+            finally:
+                events.close()
+        return _sum_up(summary, settings, flags, console, events.failures)
 
 
 FOLDERS_SHOWN = 3

@@ -6,7 +6,7 @@ whole share again, while its done jobs sat in the first folder. So every run not
 folder under the share's digest and machine, in the user's state folder (platformdirs: on
 Linux ``~/.local/state/jobsplit``, or ``$XDG_STATE_HOME``), and a run that starts a share in a
 new folder names the folders that hold done jobs of it; and a run is refused while another run
-of its share goes on in one of them. Best effort: a state folder that cannot be written, or a
+of its share goes on on this host (``ShareLock``) or in one of those folders. Best effort: a state folder that cannot be written, or a
 journal that cannot be read (or a folder that does not answer within LOOK_SECONDS), only means
 nothing is said.
 """
@@ -22,7 +22,7 @@ from typing import NamedTuple
 from .errors import UserError
 from .fingerprint import UNKNOWN
 from .journal import Journal
-from .outdir import JOURNAL_FILE, folder_name, lock_holder
+from .outdir import JOURNAL_FILE, folder_name, in_use, lock_holder, take_run_lock
 from .states import JobState
 from .userfolders import user_folder
 
@@ -46,6 +46,46 @@ def note_folder(digest: str, machine: str, folder: Path) -> None:
             f.write(place + "\n")
     except OSError:
         pass
+
+
+class ShareLock:
+    """This host's one run of a share (digest and machine), whatever its folder: a run lock (see
+    outdir.MachineLock) on ``<digest>-<machine>.lock`` beside the share's note, taken before the
+    run looks for the share elsewhere and held to its end. Each folder's own lock, taken only
+    once the run is confirmed, left a gap: a run waiting at its prompt, or one starting at the
+    same moment into another folder, was not seen, and both ran every job of the share. Best
+    effort, as the notes are: where the state folder cannot be written, or locks are not
+    supported there, the folder's lock alone is left."""
+
+    def __init__(self, digest: str, machine: str, folder: Path) -> None:
+        note = _note(digest, machine)
+        self.path = note.with_suffix(".lock") if note is not None else None
+        self.folder = folder
+        self._fd: int | None = None
+
+    def __enter__(self) -> ShareLock:
+        if self.path is None:
+            return self
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError:
+            return self
+        try:
+            held = take_run_lock(fd, self.folder)
+        except OSError:  # no locks there: the folder's own lock alone is left
+            os.close(fd)
+            return self
+        if held is not None:
+            os.close(fd)
+            raise in_use(held[0] or self.path, f"{held[1]}; this run would be in {self.folder.absolute()}")
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # releases the lock
+            self._fd = None
 
 
 class DoneElsewhere(NamedTuple):
