@@ -293,3 +293,8 @@ def test_a_results_csv_a_spreadsheet_saved_again_does_not_stop_the_share(tmp_pat
     assert "Traceback" not in result.stderr
     assert project.results.read_bytes() == resaved
     assert len(side_lines(project.side)) == 12
+    # The refused run leaves no journal of its own: an empty one (no plan) sent status and the
+    # merge tools to "copy it again from its host", a copy that never existed.
+    assert not (project.machine_dir / "journal.sqlite").exists()
+    status = run_entry(project.entry, "status", project.machine_dir.parent, env=run_env(tmp_path))
+    assert "copy it again" not in status.stderr, status.stderr

@@ -239,6 +239,7 @@ def test_a_run_killed_on_this_host_is_crashed_at_once_not_running_for_a_minute(p
     while (machine := by_name(status_json(root, cwd=tmp_path))["m1"])["state"] == "running" and time.monotonic() < deadline:
         time.sleep(0.5)
     assert machine["state"] == "crashed" and machine["eta_seconds"] is None, machine
+    assert (machine["running"], machine["pending"]) == (0, 8 - machine["done"]), machine  # its jobs run nowhere now
 
 
 # --- refusals ------------------------------------------------------------------------------

@@ -167,6 +167,7 @@ class MachineRun:
         share = set(job_ids) if job_ids is not None else set(project.pool.ids_hex(range(len(project.pool))))
         if not existed and not folder.results.exists() and folder.segments():
             raise _lost_journal(folder.journal, folder.log)
+        made = not folder.journal.exists()
         journal = Journal(folder.journal)
         try:
             if existed:
@@ -198,6 +199,9 @@ class MachineRun:
                 journal.set_meta("code", self.code)
         except BaseException:
             journal.close()
+            if made:  # a run refused here (a results.csv it cannot read) leaves no journal: the tools took an empty one for a bad copy
+                for name in JOURNAL_FILES:
+                    (folder.path / name).unlink(missing_ok=True)
             raise
         return journal, not existed and not adopted
 

@@ -99,7 +99,10 @@ def machine_status(path: Path, now: float) -> tuple[str, dict[str, int], Machine
             eta = left / rate
     if state == RunStatus.COMPLETED:
         state = "finished"
-    status = MachineStatus(meta["machine"], sum(counts.values()), counts[JobState.DONE], counts[JobState.FAILED], counts[JobState.PENDING], counts[JobState.RUNNING], rate, eta, last_update, state)
+    pending, running = counts[JobState.PENDING], counts[JobState.RUNNING]
+    if state == RunStatus.CRASHED:  # its jobs run nowhere: the next run starts them again
+        pending, running = pending + running, 0
+    status = MachineStatus(meta["machine"], sum(counts.values()), counts[JobState.DONE], counts[JobState.FAILED], pending, running, rate, eta, last_update, state)
     return meta["digest"], {"": int(meta["pool"])} if "pool" in meta else json.loads(meta["plan"]), status
 
 
