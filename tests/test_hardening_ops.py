@@ -102,21 +102,25 @@ def held_run(share: HardeningShare, env: dict[str, str]) -> Iterator[subprocess.
         kill_session(a.pid)
 
 
-@pytest.mark.parametrize("lock_file", ["kept", "deleted"])
+@pytest.mark.parametrize("lock_file", ["share lock", "run.lock", "deleted"])
 def test_a_second_run_of_the_same_machine_is_refused_while_the_first_runs(tmp_path, lock_file):
-    """Also when run.lock was deleted while the first run went on (a clean-up of "stale" lock
-    files): the second run's lock is then on a new file, and only the journal tells."""
+    """By the share's lock in the user's state folder; without it (another state folder, or one
+    without locks), by the folder's run.lock; and when run.lock was deleted too while the first
+    run went on (a clean-up of "stale" lock files), the second run's lock is on a new file, and
+    only the journal tells."""
     share = HardeningShare(tmp_path, kinds_spec([["gate", i, 0.2] for i in range(40)]))
     env = share.env()
     with held_run(share, env) as a:
         time.sleep(0.3)
         if lock_file == "deleted":
             (share.machine_dir / "run.lock").unlink()
-        status, out, err = watched(share.command("--workers", "2"), env, 30)
+        b_env = env if lock_file == "share lock" else {**env, "XDG_STATE_HOME": str(tmp_path / "another-state")}
+        status, out, err = watched(share.command("--workers", "2"), b_env, 30)
         assert a.poll() is None, "run A ended before run B"
         line = assert_user_error(status, out, err)
         assert re.search(rf"(?<!\d){a.pid}(?!\d)", line), f"A's pid {a.pid} not in {line!r}"
         assert socket.gethostname() in line, line
+        assert f"{share.machine_dir} is in use by another run of this machine" in line and "this run would be in" not in line, line  # one folder: named once
 
         tool_env = run_env(tmp_path)
         for tool in (["status", share.out, "--json"], ["merge-results", share.out, "-o", tmp_path / "merged.csv", "--allow-missing"]):

@@ -78,7 +78,8 @@ class ShareLock:
             return self
         if held is not None:
             os.close(fd)
-            raise in_use(held[0] or self.path, f"{held[1]}; this run would be in {self.folder.absolute()}")
+            place, here = held[0] or self.path, self.folder.absolute()
+            raise in_use(place, held[1] if place == here else f"{held[1]}; this run would be in {here}")
         self._fd = fd
         return self
 
