@@ -59,8 +59,22 @@ def test_jobs_nobody_holds_are_missing_and_doubles_are_reported(tmp_path, capsys
     out = capsys.readouterr().out
     assert "missing: 2 jobs of the pool, in none of these folders" in out
     assert f"present more than once: 1 job: {ids(1)[0]} (" in out
-    assert "Redis lost its queue while the host that had done them was away" in out
+    assert "Redis that lost its queue while the host that had done them was away" in out
     assert "2 of 4 jobs present" in out and "INCOMPLETE" in out
+
+
+def test_a_queue_machine_in_two_folders_is_named_as_the_cause_of_its_doubles(tmp_path, capsys) -> None:
+    """One machine run from two folders through a queue (--fresh, or two hosts given one name
+    one after the other): the second run handed the first's done jobs back to the queue and ran
+    them again. The doubles were put down to Redis losing its queue only, and the two folders
+    went unnamed, as they are for a static plan."""
+    first, second = folder(tmp_path / "x", "a", ids(0, 1)), folder(tmp_path / "y", "a", ids(1, 2, 3))
+    merged = merge.merge([first, second])
+    assert list(merged.duplicates) == ids(1)
+    merge.report(merged, Console(width=400, no_color=True))
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"machine a is in 2 folders ({first}, {second}): it ran from each" in out, out
+    assert "run again" in out and "a machine run from two folders, see above" in out, out
 
 
 def test_a_shared_queue_s_overall_eta_counts_the_whole_pool_left() -> None:

@@ -192,17 +192,23 @@ def report(merged: Merged, console: Console) -> None:
             f"superseded: {plural(merged.superseded, 'job')} also computed on a host whose claim had passed to another; the accepted result is kept, one row per job",
             markup=False, soft_wrap=True,
         )  # fmt: skip
-    if merged.pool_size is None:  # through a shared queue, hosts of one name claim different jobs: no share repeats
-        for name, folders in repeated_machines((m.machine, m.path) for m in merged.machines).items():
+    for name, folders in repeated_machines((m.machine, m.path) for m in merged.machines).items():
+        if merged.pool_size is None:
             console.print(repeated_machine_sentence(name, folders), markup=False, soft_wrap=True)
+        else:  # the queue credits a machine's done jobs to the run of it that reports them: a run from another folder gave them back
+            console.print(
+                f"machine {name} is in {len(folders)} folders ({', '.join(map(str, folders))}): it ran from each (--fresh, or on another host of that name), "
+                "and the jobs done in one were handed back to the queue and run again (or a folder was copied twice); keep one folder per machine",
+                markup=False, soft_wrap=True,
+            )  # fmt: skip
     duplicates = merged.duplicates
     if duplicates:
         shown = list(duplicates.items())[:SHOWN]
         listed = ", ".join(f"{job_id} ({' + '.join(where)})" for job_id, where in shown)
         more = f" and {len(duplicates) - SHOWN} more" if len(duplicates) > SHOWN else ""
         why = (
-            " (through a shared queue this happens only when Redis lost its queue while the host that had done them was away; "
-            "the rows agree, and --allow-missing writes the first of each)"
+            " (through a shared queue: a machine run from two folders, see above; Redis that lost its queue while the host that "
+            "had done them was away; or a host killed between its commit and telling Redis; --allow-missing writes the first of each)"
         ) if merged.pool_size is not None else ""
         console.print(f"present more than once: {plural(len(duplicates), 'job')}: {listed}{more}{why}", markup=False, soft_wrap=True)
     if merged.mixed_code:
