@@ -8,6 +8,7 @@ that expiry is quick; the server's clock decides expiry, so the tests wait for i
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import time
@@ -16,7 +17,8 @@ from collections.abc import Iterable, Iterator, Sequence
 import pytest
 
 from jobsplit import balance
-from jobsplit.balance import parse_url, queue_keys
+from jobsplit.balance import parse_url, queue_keys, this_system
+from jobsplit.children import started_at
 from jobsplit.errors import UserError
 from jobsplit.sources import Task
 from jobsplit.sources.redis import RedisQueue
@@ -67,15 +69,17 @@ class Host:
     def take(self, limit: int) -> list[Task]:
         return self.queue.take(limit)
 
-    def die(self) -> None:
-        """Be as a host's run whose process ended (crashed): its contacts are of a process that
-        is gone, which a restart of its machine on this host does not wait for."""
-        ended = subprocess.Popen(["true"])
-        ended.wait()  # its pid: a process of this host that has ended
-        gone = f"{self.queue.machine}/{socket.gethostname()}:{ended.pid}-gone"
+    def die(self, instance: str | None = None) -> None:
+        """Be as a host's run that died (crashed, no clean end): its last contact stays, under
+        ``instance`` (default: a process of this host that has ended, which a restart of its
+        machine here does not wait for)."""
+        if instance is None:
+            ended = subprocess.Popen(["true"])
+            ended.wait()  # its pid: a process of this host that has ended
+            instance = f"{self.queue.machine}/{socket.gethostname()}:{ended.pid}.1.{this_system()}-gone"
         client = self.queue._client
         hosts = self.queue._keys[9]
-        client.hset(hosts, gone, client.hget(hosts, self.queue.me) or 0)
+        client.hset(hosts, instance, client.hget(hosts, self.queue.me) or 0)
         client.hdel(hosts, self.queue.me)
 
     def finish(self, tasks: Sequence[Task], outcome: Outcome = Outcome.DONE) -> list[JobState]:
@@ -266,6 +270,39 @@ def test_a_second_live_run_of_one_machine_is_refused_and_one_silent_for_a_lease_
     Host(url, "b", ids).queue.start()  # another machine: welcome
     time.sleep(LEASE + 0.1)
     Host(url, "a", ids).queue.start()
+
+
+def test_who_holds_a_machine_s_name_after_its_run(url) -> None:
+    """A clean end frees the name at once, on any host (a Slurm task requeued onto another node
+    after its SIGTERM was refused for a lease). A run that died frees it at once only where its
+    end can be told: on this host, in this boot and pid namespace, its pid gone or taken since
+    by a process that started at another time (a container restarted with the same pids). Where
+    nothing can be told (another host, container or boot of the same host name), it holds the
+    name until silent for a lease: a live run there must not be joined by a second."""
+    ids = ids_of(2)
+    here, system, start = socket.gethostname(), this_system(), started_at(os.getpid())
+    cases = {
+        "ended cleanly (its process lives on here)": None,
+        "died here, its pid since taken by another process": f"{here}:{os.getpid()}.{start + 1}.{system}",
+        "died here, in another container of this host name": f"{here}:{os.getpid() + 10**6}.1.{'0' * 8}",
+        "died on another host": f"node17:{os.getpid()}.{start}.{system}",
+        "an older jobsplit's run": f"{here}:{os.getpid() + 10**6}",
+    }
+    for number, (case, process) in enumerate(cases.items()):
+        machine = f"m{number}"
+        first = Host(url, machine, ids)
+        first.queue.start()
+        if process is None:
+            first.queue.close()
+        else:
+            first.die(f"{machine}/{process}-gone")
+        if case.startswith(("ended cleanly", "died here, its pid")):
+            Host(url, machine, ids).queue.start()  # at once
+        else:
+            with pytest.raises(UserError, match=f"another run of {machine} is taking jobs"):
+                Host(url, machine, ids).queue.start()
+    figures = balance.queue_figures(first.queue._client, DIGEST)
+    assert figures is not None and 0 <= figures.last_contact["m0"] < 60  # a clean end's contact, as status --balance shows it
 
 
 def test_a_fresh_journal_gives_back_what_redis_credited_to_its_machine(url) -> None:

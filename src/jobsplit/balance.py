@@ -13,6 +13,7 @@ error text from the client has it masked too.
 from __future__ import annotations
 
 import configparser
+import hashlib
 import os
 import re
 import secrets
@@ -21,9 +22,10 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, NamedTuple, Protocol, cast
 from urllib.parse import unquote, urlsplit
 
+from .children import started_at
 from .config import positive_seconds
 from .errors import UserError
 
@@ -222,15 +224,43 @@ def connect(address: QueueAddress, timeout: float = 5.0) -> Connection:
 
 def instance_name(machine: str) -> str:
     """Who holds a claim: the machine's name, this host and this process (a restarted host is a
-    new holder), as ``machine/host:pid-random``."""
-    return f"{machine}/{socket.gethostname()}:{os.getpid()}-{secrets.token_hex(3)}"
+    new holder), as ``machine/host:pid.start.system-random`` (see InstanceProcess)."""
+    pid = os.getpid()
+    return f"{machine}/{socket.gethostname()}:{pid}.{started_at(pid) or ''}.{this_system()}-{secrets.token_hex(3)}"
 
 
-def instance_process(instance: str) -> tuple[str, int] | None:
-    """The (host, pid) of an instance name (see instance_name); None for an older one's."""
+class InstanceProcess(NamedTuple):
+    """The process of an instance (see instance_name): enough to tell, from the same host, that
+    it has ended, whatever process took its pid since."""
+
+    host: str
+    pid: int
+    start: int | None
+    """When it started, in clock ticks after boot (None: not known)."""
+    system: str
+    """The kernel boot and pid namespace its pid belongs to (see this_system; "": not known)."""
+
+
+def instance_process(instance: str) -> InstanceProcess | None:
+    """The process of an instance name; None for one that names none (an older jobsplit's)."""
     host, colon, rest = instance.rpartition("/")[2].partition(":")
-    pid = rest.partition("-")[0]
-    return (host, int(pid)) if colon and pid.isdigit() else None
+    pid, _, more = rest.partition("-")[0].partition(".")
+    start, _, system = more.partition(".")
+    if not (colon and pid.isascii() and pid.isdecimal()):
+        return None
+    return InstanceProcess(host, int(pid), int(start) if start.isascii() and start.isdecimal() else None, system)
+
+
+def this_system() -> str:
+    """This kernel boot and pid namespace, as 8 hex digits: a pid names one process only within
+    both (a container of the same host name has its own; a cloned VM, its own boot). "" where
+    not known (not Linux)."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return ""
+    return hashlib.sha256(f"{boot}/{namespace}".encode()).hexdigest()[:8]
 
 
 def machine_of(owner: str) -> str:
@@ -288,7 +318,7 @@ def queue_figures(client: Client, digest: str) -> QueueFigures | None:
     last: dict[str, float] = {}
     for instance, at in contacts.items():
         machine = machine_of(instance)
-        last[machine] = min(last.get(machine, float("inf")), max(0.0, now - int(at) / 1000))
+        last[machine] = min(last.get(machine, float("inf")), max(0.0, now - abs(int(at)) / 1000))  # negative: the run has ended (sources.redis._LEAVE)
     return QueueFigures(
         digest, total, done_count, int(failed_count), max(0, total - done_count - int(failed_count) - sum(claimed.values())),
         dict(sorted(claimed.items())), dict(sorted(Counter(done_by).items())), int(counters.get("reclaimed", 0)), reclaimed_from, dict(sorted(last.items())), hold,

@@ -23,7 +23,8 @@ the braces keep a queue in one cluster slot):
 ``done``      hash job -> the machine whose result was accepted
 ``failed``    hash job -> the machine where it failed for good
 ``stats``     hash: ``reclaimed``, ``reclaimed:<machine>``, ``superseded`` (for ``status``)
-``hosts``     hash ``machine/host:pid-random`` (an instance) -> last contact (server ms)
+``hosts``     hash ``machine/host:pid.start.system-random`` (an instance, see balance.instance_name)
+              -> last contact (server ms; negative once that run ended cleanly)
 
 Protocol
     * Seeding: the first host builds the whole pool (longest first with ``cost=`` hints, else
@@ -54,8 +55,8 @@ Protocol
 Guarantees, and their limits
     * One run per machine name: ``done`` credits jobs to a machine, and a run reports its
       journal against that name (and hands back a killed predecessor's claims), so a second
-      live run of the name is refused at its start (``_enter``); a run of this host whose
-      process ended, or one silent for a lease, does not hold the name.
+      live run of the name is refused at its start (``_enter``); a run that ended cleanly, one
+      of this host whose process ended, or one silent for a lease, does not hold the name.
     * Nothing recorded is lost: every host's journal is the truth about what it computed; when a
       host (re)joins, it reports its done jobs (``done`` is rebuilt from journals), and a result
       Redis credits to this machine but its journal lacks (a ``--fresh`` start) is queued again.
@@ -80,14 +81,14 @@ Guarantees, and their limits
 
 from __future__ import annotations
 
-import os
 import secrets
 import socket
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
-from ..balance import Connection, instance_name, instance_process, queue_keys
+from ..balance import Connection, instance_name, instance_process, queue_keys, this_system
+from ..children import ended, started_at
 from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import StorageError, UserError
 from ..machines import MACHINES_FILE
@@ -361,13 +362,23 @@ for i = 1, #contacts, 2 do
         return {'taken', who, now - at}
     end
 end
+for i = 4, #ARGV do redis.call('HDEL', hosts, ARGV[i]) end
 redis.call('HSET', hosts, me, now)
 return {'ok'}
 """
 """KEYS: the queue's hosts. ARGV: this instance, its machine's prefix (``machine/``), the lease
-in ms, then the instances of this machine known to be gone (processes of this host that ended).
-Enters this instance unless another of its machine was in contact less than a lease ago: in one
-step, so two runs of one name that start together cannot both enter."""
+in ms, then the instances of this machine known to be gone (processes of this host that ended:
+dropped). Enters this instance unless another of its machine was in contact less than a lease
+ago: in one step, so two runs of one name that start together cannot both enter. A run that
+ended cleanly left its contact negative (see _LEAVE): long ago, to this test."""
+
+_LEAVE = """
+local clock = redis.call('TIME')
+redis.call('HSET', KEYS[1], ARGV[1], -(tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)))
+return 1
+"""
+"""KEYS: the queue's hosts. ARGV: this instance. Its last contact, now, as a negative number: the
+run ended (``status --balance`` shows its magnitude), so it holds its machine's name no longer."""
 
 _STATES = {"done": JobState.DONE, "failed": JobState.FAILED, "retry": JobState.PENDING, "superseded": JobState.SUPERSEDED}
 
@@ -411,6 +422,7 @@ class RedisQueue:
         self._keys = queue_keys(digest)
         self._scripts = {name: self._client.register_script(_PRELUDE + body) for name, body in _SCRIPTS.items()}
         self._seed_script = self._client.register_script(_SEED)
+        self._enter_script, self._leave_script = self._client.register_script(_ENTER), self._client.register_script(_LEAVE)
         self.machine, self.me = machine, instance_name(machine)
         self._ids = ids
         self._position = {job_id: position for position, job_id in enumerate(ids)}
@@ -586,6 +598,10 @@ class RedisQueue:
         self._read_replies(wait=True)
         if self._acks and self._unavailable_since is None:
             self._send_acks()
+        try:
+            self._leave_script(keys=[self._keys[9]], args=[self.me])
+        except self._conn.lost:
+            pass  # Redis is away: this run stops counting one lease after its last contact
         self._conn.close()
 
     # --- joining, seeding, reconnecting --------------------------------------------------
@@ -594,19 +610,21 @@ class RedisQueue:
         """Refuse to run while another run of this machine takes jobs from the queue (another
         host given the same name, or the same command from another folder): the queue credits
         done jobs to a machine, and each run would take the other's for lost and run them again,
-        and hand back its claims as a killed run's. A run of this host whose process ended (a
-        crash, just restarted) does not count."""
+        and hand back its claims as a killed run's. A run that ended cleanly does not count (see
+        _LEAVE), nor one of this host whose process has ended (a crash, just restarted); one that
+        died elsewhere (another host, container or boot, where its pid says nothing) counts
+        until it has been silent for a lease."""
         hosts, prefix = self._keys[9], f"{self.machine}/"
         try:
             contacts = self._client.hgetall(hosts)
             gone = [who for who in contacts if who.startswith(prefix) and _ended_here(who)]
-            reply = self._client.register_script(_ENTER)(keys=[hosts], args=[self.me, prefix, self._lease_ms, *gone])
+            reply = self._enter_script(keys=[hosts], args=[self.me, prefix, self._lease_ms, *gone])
         except self._conn.lost as exc:
             self._unreachable(exc)
             raise _Unavailable from None
         if reply[0] == "taken":
             other, ago = str(reply[1]), int(reply[2]) / 1000
-            where = f" on {process[0]} (pid {process[1]})" if (process := instance_process(other)) else ""
+            where = f" on {process.host} (pid {process.pid})" if (process := instance_process(other)) else ""
             raise UserError(
                 f"another run of {self.machine} is taking jobs from the shared queue at {self._address.masked}{where}, "
                 f"in contact {ago:.1f} s ago; give each host its own name in {MACHINES_FILE}, or wait for that run to end "
@@ -862,17 +880,13 @@ class RedisQueue:
 
 
 def _ended_here(instance: str) -> bool:
-    """Whether ``instance`` was a process of this host that has ended."""
+    """Whether ``instance`` was a process of this host, boot and pid namespace that has ended (its
+    pid gone, or taken since by a process that started at another time). Elsewhere nothing can
+    be told from its pid: it has not."""
     process = instance_process(instance)
-    if process is None or process[0] != socket.gethostname():
+    if process is None or process.host != socket.gethostname() or not process.system or process.system != this_system():
         return False
-    try:
-        os.kill(process[1], 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        return False  # alive, another user's
-    return False
+    return ended(process.pid) or started_at(process.pid) != process.start
 
 
 def _figures(reply: Sequence[Any]) -> tuple[int, int, int]:
