@@ -38,10 +38,11 @@ test-pythons: $(READY)
 	scripts/test-pythons
 
 ## Run the example pool on this machine, with the template config (no machines.json: this host).
+## --fresh: the demo starts over, here, even where another clone of this project ran it before.
 demo: $(READY)
 	rm -rf $(DEMO) && mkdir -p $(DEMO)
 	cp templates/config.ini templates/header.csv $(DEMO)/
-	$(PY) example_main.py run --config-dir $(DEMO) --out $(DEMO)/out --yes
+	$(PY) example_main.py run --config-dir $(DEMO) --out $(DEMO)/out --yes --fresh
 
 ## Build one self-contained executable of ENTRY: dist/NAME (MODE=onedir: a folder, faster start).
 ## PYTHONHASHSEED=0 makes the build reproducible; the smoke run catches modules PyInstaller missed.

@@ -281,3 +281,18 @@ def test_a_machine_run_again_from_another_folder_on_the_queue_is_refused_not_run
     assert again.returncode == 2 and f"24 jobs of this share are done in {cluster.out / 'fast'}" in said and f"run with --out {cluster.out}" in said, again.stderr
     assert not (tmp_path / "elsewhere").exists()
     assert_exactly_once(cluster)
+
+
+def test_a_static_share_s_done_jobs_do_not_stop_a_queue_run_of_the_machine_in_a_new_folder(redis_server, tmp_path) -> None:
+    """A static share's folder is no place for a queue run of the same machine (it refuses that
+    journal: "made by a run as a static share"), so pointing the queue run at it, as the refusal
+    said, led to a second refusal. Folders of the other kind are not taken for this share's."""
+    server = redis_server.start()
+    cluster = make_cluster(tmp_path, pool=12, base=0.0)
+    cluster.start("fast", 1.0, None)
+    assert cluster.wait("fast", 60)[0] == 0
+    queue_run = subprocess.run(
+        [sys.executable, str(ENTRY), *cluster.args("fast", server.url, "--out", str(tmp_path / "queue"))],
+        env=cluster.env(1.0), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert queue_run.returncode == 0 and "of this share are done in" not in queue_run.stderr, queue_run.stderr

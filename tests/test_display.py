@@ -63,7 +63,7 @@ def test_rates_are_never_in_scientific_notation_where_people_read_them():
     console.print(render(fast))
     assert "95,412 jobs/s" in buffer.getvalue(), buffer.getvalue()
     assert "95,412 jobs/s" in summary_line(fast)
-    assert [rate_text(r) for r in (0.25, 3.14159, 95.44, 100.4, 26_030.2, 1e-5)] == ["0.25", "3.14", "95.4", "100", "26,030", "1e-05"]
+    assert [rate_text(r) for r in (0.25, 3.14159, 95.44, 100.4, 26_030.2, 0.0012, 1 / 10_800, 1e-7, 0)] == ["0.25", "3.14", "95.4", "100", "26,030", "0.0012", "0.000093", "0.00000010", "0"]
 
 
 def test_render_shows_overall_rate_eta_and_each_running_job():

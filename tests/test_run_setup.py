@@ -150,6 +150,23 @@ def test_a_share_started_in_a_new_folder_without_a_confirmation_is_refused_namin
     assert f"in {done_in}" not in run(tmp_path, status=2), "a folder since deleted is still named"
 
 
+def test_an_array_task_started_over_in_a_new_folder_is_a_note_in_its_log_not_a_refusal(tmp_path):
+    """sbatch writes --expect-digest and an absolute --out into every task's script: a new --out
+    there is chosen on purpose, and a refusal failed every task of the array (an allocation
+    each) with no --fresh to pass on. The task goes on and says so; a run by hand is refused."""
+    entry, config_dir = write_kinds_entry(tmp_path / "project", pool_spec("ok", 6), machines={"sim": {"speed": 1.0, "cores": 1, "array": 2}})
+
+    def task(out: str, *flags: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return run_entry(entry, "run", "--config-dir", config_dir, "--machine", "sim", "--out", tmp_path / out, "--yes", *flags, env=run_env(tmp_path, **env), timeout=60)
+
+    assert task("old", SLURM_ARRAY_TASK_ID="0").returncode == 0
+    again = task("new", SLURM_ARRAY_TASK_ID="0")
+    said = " ".join(again.stderr.split())
+    assert again.returncode == 0 and f"note: 3 jobs of this share are done in {tmp_path / 'old' / 'sim@0'}" in said, again.stderr
+    by_hand = task("third", "--array-index", "0")
+    assert by_hand.returncode == 2 and "pass --fresh to start over here" in by_hand.stderr, by_hand.stderr
+
+
 def test_a_share_done_in_several_folders_is_one_sentence_naming_the_newest_first(tmp_path):
     """Each clone of a project that ran its demo is one more folder of the same share: one
     sentence a folder made a wall of notes. One names the first three, the newest first."""

@@ -89,6 +89,8 @@ def test_tasks_with_nothing_to_do_are_not_to_resubmit():
     queue_tasks = [MachineStatus("sim[0]", 6, 6, state="finished"), MachineStatus("sim[1]", 2, 2, state="interrupted"), MachineStatus("sim[2]", 0)]
     assert unfinished_tasks(queue_tasks, pool=8) == {"sim": ([], 0)}  # the pool is done
     assert unfinished_tasks(queue_tasks, pool=9) == {"sim": ([1, 2], 0)}  # one job left: any task may take it
+    dead = [MachineStatus("sim[0]", 8, 8, state="finished"), MachineStatus("sim[1]", 2, running=2, state="stalled")]
+    assert unfinished_tasks(dead, pool=10) == {"sim": ([1], 0)}  # the jobs a dead task held are not done: someone must run them
 
 
 def test_running_and_stalled_tasks_on_another_host(runs, tmp_path, elsewhere, capsys):

@@ -163,7 +163,7 @@ class MachineLock:
             raise folder_error(self.path.parent, exc) from None
         if held is not None:
             os.close(fd)
-            raise in_use(self.path.parent, held[1])
+            raise in_use(self.path.parent, describe_holder(held))
         self._fd = fd
 
     def release(self) -> None:
@@ -179,17 +179,17 @@ class MachineLock:
         self.release()
 
 
-def take_run_lock(fd: int, folder: Path) -> tuple[Path | None, str] | None:
+def take_run_lock(fd: int, folder: Path) -> dict[str, Any] | None:
     """Take the lock of the open file ``fd`` for the run of the machine folder ``folder``, and
-    name that run in the file; None once taken, else (the machine folder, if it said, and the
-    run) of the run holding it. OSError: the lock could not be taken for another reason."""
+    name that run in the file; None once taken, else what the run holding it wrote there
+    (``pid``, ``host``, ``since``, ``folder``; see describe_holder). OSError: the lock could
+    not be taken for another reason."""
     try:
         fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
         if exc.errno not in (errno.EACCES, errno.EAGAIN):
             raise
-        held = _holder(fd)
-        return (Path(held["folder"]) if isinstance(held.get("folder"), str) else None), _holder_text(held)
+        return _holder(fd)
     holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": utc_timestamp(time.time()), "folder": str(folder.absolute())}
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps(holder).encode() + b"\n", 0)
@@ -207,7 +207,7 @@ def lock_holder(folder: Path) -> str | None:
     try:
         os.lockf(fd, os.F_TEST, 0)
     except OSError as exc:
-        return _holder_text(_holder(fd)) if exc.errno in (errno.EACCES, errno.EAGAIN) else None
+        return describe_holder(_holder(fd)) if exc.errno in (errno.EACCES, errno.EAGAIN) else None
     finally:
         os.close(fd)
     return None
@@ -231,7 +231,8 @@ def _holder(fd: int) -> dict[str, Any]:
     return holder if isinstance(holder, dict) else {}
 
 
-def _holder_text(holder: dict[str, Any]) -> str:
+def describe_holder(holder: dict[str, Any]) -> str:
+    """``pid 4242 on node17, since ...``: the run that holds a lock, as it wrote (see take_run_lock)."""
     try:
         return holder_text(holder["pid"], holder["host"], holder["since"])
     except KeyError:

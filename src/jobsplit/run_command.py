@@ -41,6 +41,8 @@ from .schedulers import Allocation, current_allocation
 from .settings import OVERSUBSCRIBED, RunFlags, RunSettings, check_nice, resolve
 from .sharefolders import DoneElsewhere, ShareLock, elsewhere, note_folder
 from .snapshot import written_elsewhere
+from .sources import StaticShare
+from .sources.redis import RedisQueue
 from .states import JobState, RunStatus
 from .text import plural, rate_text
 from .workermemory import check_supported
@@ -66,13 +68,13 @@ def run_share(project: Project, job: Callable[..., Any], flags: RunFlags, consol
     folder = settings.folder
     with ShareLock(project.digest, machine.name, folder.path):  # from here to the end: no second run of this share on this host, in any folder
         new_folder = not settings.fresh and not folder.journal.exists()
-        others = elsewhere(project.digest, machine.name, folder.path, done=new_folder)
+        others = elsewhere(project.digest, machine.name, folder.path, done=new_folder, source=StaticShare.name if settings.balance is None else RedisQueue.name)
         if others.running:
             place, holder = others.running[0]
             raise in_use(place, f"{holder}; this run would be in {folder.path.absolute()}")
         confirmed = flags.yes or digest_checked
-        if new_folder:
-            _done_elsewhere(others.done, folder, code, console, confirmed=confirmed)
+        if new_folder:  # an array task's --out was written into its batch script by sbatch, on purpose: a note in its Slurm log
+            _done_elsewhere(others.done, folder, code, console, refuse=confirmed and allocation.task is None)
             if folder.path.parent.name == folder.path.name:
                 say_notice(console, f"--out {settings.out} is named as this machine's own folder, which is {folder.path}: --out is the output root that holds every machine's folder")
         if not confirmed:
@@ -99,14 +101,14 @@ FOLDERS_SHOWN = 3
 """Folders of a share's done jobs named at most in the note of a run that starts it over."""
 
 
-def _done_elsewhere(done: list[DoneElsewhere], folder: MachineDir, code: str, console: Console, *, confirmed: bool) -> None:
+def _done_elsewhere(done: list[DoneElsewhere], folder: MachineDir, code: str, console: Console, *, refuse: bool) -> None:
     """A share about to start in a new folder whose done jobs are in others (see sharefolders),
     the newest of them first, and whether other code made them (the digest leaves the code out:
     another entry script with the same pool and config files makes the same share). Before a
     confirmation, one note; without one (``--yes``, ``--expect-digest``: a script, a batch job,
-    the same command from another folder), a refusal: the note would scroll past a share run
-    again from its start, and through a shared queue, the jobs the queue credits to this machine
-    would be handed back and run again."""
+    the same command from another folder), a refusal (``refuse``): the note would scroll past a
+    share run again from its start, and through a shared queue, the jobs the queue credits to
+    this machine would be handed back and run again."""
     found = done[::-1]
     if not found:
         return
@@ -118,7 +120,7 @@ def _done_elsewhere(done: list[DoneElsewhere], folder: MachineDir, code: str, co
         more = f" and {len(found) - FOLDERS_SHOWN} more" if len(found) > FOLDERS_SHOWN else ""
         where, by, there = f"jobs of this share are done in {len(found)} other folders, {shown}{more}", "runs", "the newest"
     other_code = f" (its results come from other code: {newest.code} there, {code} here)" if UNKNOWN not in (newest.code, code) and newest.code != code else ""
-    if confirmed:
+    if refuse:
         raise UserError(
             f"{where}, by {by} from another folder or with another --out, and this run would start the share over in {here}; "
             f"to go on from {there}{other_code}, run with --out {newest.folder.parent}, or pass --fresh to start over here (the jobs done there run again)"

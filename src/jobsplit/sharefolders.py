@@ -6,14 +6,15 @@ whole share again, while its done jobs sat in the first folder. So every run not
 folder under the share's digest and machine, in the user's state folder (platformdirs: on
 Linux ``~/.local/state/jobsplit``, or ``$XDG_STATE_HOME``), and a run that starts a share in a
 new folder names the folders that hold done jobs of it; and a run is refused while another run
-of its share goes on on this host (``ShareLock``) or in one of those folders. Best effort: a state folder that cannot be written, or a
-journal that cannot be read (or a folder that does not answer within LOOK_SECONDS), only means
-nothing is said.
+of its share by this user goes on here (``ShareLock``) or in one of those folders. Best effort:
+a state folder that cannot be written or locked, or a journal that cannot be read (or a folder
+that does not answer within LOOK_SECONDS), only means nothing is said.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
 import threading
 from pathlib import Path
@@ -22,7 +23,8 @@ from typing import NamedTuple
 from .errors import UserError
 from .fingerprint import UNKNOWN
 from .journal import Journal
-from .outdir import JOURNAL_FILE, folder_name, in_use, lock_holder, take_run_lock
+from .outdir import JOURNAL_FILE, describe_holder, folder_name, in_use, lock_holder, take_run_lock
+from .sources.static import StaticShare
 from .states import JobState
 from .userfolders import user_folder
 
@@ -78,8 +80,12 @@ class ShareLock:
             return self
         if held is not None:
             os.close(fd)
-            place, here = held[0] or self.path, self.folder.absolute()
-            raise in_use(place, held[1] if place == here else f"{held[1]}; this run would be in {here}")
+            if held.get("host", socket.gethostname()) != socket.gethostname():
+                # A state folder on a home the hosts share: the other host's folder lock speaks
+                # for its run, and a lock a crashed node left on a network disk must not fail this.
+                return self
+            place, here = Path(held["folder"]) if isinstance(held.get("folder"), str) else self.path, self.folder.absolute()
+            raise in_use(place, describe_holder(held) if place == here else f"{describe_holder(held)}; this run would be in {here}")
         self._fd = fd
         return self
 
@@ -110,37 +116,55 @@ LOOK_SECONDS = 5.0
 network disk that no longer answers (a scratch mount gone) blocks a file's opening for minutes."""
 
 
-def elsewhere(digest: str, machine: str, folder: Path, *, done: bool) -> Elsewhere:
+def elsewhere(digest: str, machine: str, folder: Path, *, done: bool, source: str = StaticShare.name) -> Elsewhere:
     """The other folders noted for this share: where a run of it goes on now (the same machine
     run again from another folder, ``./jobsplit-out`` being relative, while the first run goes
-    on: every job of the share ran twice), and, if ``done``, where its done jobs are. Looked into
+    on: every job of the share ran twice), and, if ``done``, where its done jobs are, in journals
+    of the same ``source`` (a static share's folder is not where a shared queue's run of the same
+    machine goes on, nor the other way round: each refuses the other's journal). Looked into
     in a thread of its own for at most LOOK_SECONDS: after that, nothing (as if no other folder
     were noted), and the start goes on."""
     here = str(folder.resolve())
     found = Elsewhere([], [])
+    given_up = threading.Event()
 
     def look() -> None:
         for place in map(Path, _noted(_note(digest, machine))):
-            if str(place) == here:
+            if given_up.is_set():
+                return  # opening and closing a file of this run's own folder would drop its lock (lockf)
+            if str(place) == here or _same_folder(place, folder):
                 continue
             if (holder := lock_holder(place)) is not None:
                 found.running.append((place, holder))
-            if done and (jobs := _done_in(place, digest)) is not None:
+            if done and (jobs := _done_in(place, digest, source)) is not None:
                 found.done.append(jobs)
 
     looking = threading.Thread(target=look, daemon=True, name="jobsplit-share-folders")
     looking.start()
     looking.join(LOOK_SECONDS)
+    given_up.set()
     return Elsewhere([], []) if looking.is_alive() else found
 
 
-def _done_in(place: Path, digest: str) -> DoneElsewhere | None:
-    """The done jobs of ``digest`` in the machine folder ``place`` (None: none, or no such journal)."""
+def _same_folder(place: Path, folder: Path) -> bool:
+    """Whether a noted folder is this run's own under another name (a bind mount, a folder of a
+    case-insensitive disk): looked into as another, its run.lock opened and closed there would
+    drop this run's lock on it, since a process's lockf locks on a file go with any descriptor
+    of it it closes."""
+    try:
+        return os.path.samefile(place, folder)
+    except OSError:
+        return False
+
+
+def _done_in(place: Path, digest: str, source: str) -> DoneElsewhere | None:
+    """The done jobs of ``digest`` in the machine folder ``place`` whose journal is of ``source``
+    (None: none, or no such journal)."""
     try:
         other = Journal(place / JOURNAL_FILE, read_only=True)  # refused: gone, empty, or with no plan
         try:
             meta = other.meta()
-            count = other.counts()[JobState.DONE] if meta.get("digest") == digest else 0
+            count = other.counts()[JobState.DONE] if meta.get("digest") == digest and meta.get("source", StaticShare.name) == source else 0
         finally:
             other.close()
     except (UserError, sqlite3.Error):

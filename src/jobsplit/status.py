@@ -122,7 +122,7 @@ def unfinished_tasks(statuses: list[MachineStatus], pool: int | None = None) -> 
     array larger than the pool); through a shared queue (``pool``), every task once no job of
     the pool is left to run (resubmitted, it would end at once, having cost an allocation)."""
     found: dict[str, tuple[list[int], int]] = {}
-    nothing_left = pool is not None and overall(statuses, pool).pending == 0
+    nothing_left = pool is not None and sum(s.done + s.failed for s in statuses) >= pool  # the jobs a dead task held are not done
     for s in statuses:
         member = split_member(s.name)
         if member:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 
@@ -26,9 +27,13 @@ def last_line(text: str | None) -> str | None:
 
 
 def rate_text(rate: float) -> str:
-    """``0.25``, ``3.14``, ``95.4``, ``95,412``: three significant digits, but whole numbers
-    from 100 on, never ``9.54e+04`` (a few slow ones, 1 in 10,000 a second, still are)."""
-    return f"{rate:,.0f}" if rate >= 100 else f"{rate:.3g}"
+    """``95,412``, ``95.4``, ``0.25``, ``0.000093``: three significant digits (two below 0.001),
+    whole numbers from 100 on, never ``9.54e+04`` nor ``9.26e-05`` (one worker of 3-hour jobs)."""
+    if rate >= 100:
+        return f"{rate:,.0f}"
+    if rate >= 0.001 or rate <= 0:
+        return f"{rate:.3g}"
+    return f"{rate:.{1 - math.floor(math.log10(rate))}f}"
 
 
 def size_text(size_in_bytes: int) -> str:
