@@ -44,7 +44,7 @@ from .recorder import Recorder
 from .recovery import ForeignTable, adopt, read_rows
 from .results import ResultsFile, csv_header_line
 from .runner import Runner
-from .settings import RunSettings
+from .settings import OVERSUBSCRIBED, RunSettings
 from .snapshot import STALLED_AFTER, RunSnapshot, SnapshotWriter, written_elsewhere
 from .sources import JobSource, StaticShare, Task
 from .sources.redis import RedisQueue
@@ -260,7 +260,10 @@ class MachineRun:
             feed = self._queue_feed(journal, counts, failed_before, connection, say)
         source, queue, workers = feed.source, feed.queue, feed.workers
         make_room_for_workers(workers)  # before the run is recorded: a refusal leaves no trace of it
-        threads = size_thread_pools(usable_cores(), workers)
+        cores = usable_cores()
+        if workers > OVERSUBSCRIBED * cores:  # the workers it starts: no more than jobs to run (none for a finished share)
+            self.events.notice(f"{plural(workers, 'worker')} are more than {OVERSUBSCRIBED} per core of this host ({plural(cores, 'core')}); jobs will compete for the CPU")
+        threads = size_thread_pools(cores, workers)
         started = clock.time()
         done_before = counts[JobState.DONE]
         run = journal.begin_run(workers, done_before=done_before, started=started, host=socket.gethostname(), pid=os.getpid(), code=self.code, source=source.name)

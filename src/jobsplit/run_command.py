@@ -34,11 +34,11 @@ from .jobcall import check_sendable
 from .journal import Journal
 from .lifecycle import Interrupts
 from .machine_run import MachineRun, RunSummary
-from .machines import Machine, array_members, entry_names, pick, split_member, usable_cores
+from .machines import Machine, array_members, entry_names, pick, split_member
 from .outdir import MachineDir, MachineLock, in_use
 from .project import Project
 from .schedulers import Allocation, current_allocation
-from .settings import OVERSUBSCRIBED, RunFlags, RunSettings, check_nice, resolve
+from .settings import RunFlags, RunSettings, check_nice, resolve
 from .sharefolders import DoneElsewhere, ShareLock, elsewhere, note_folder
 from .snapshot import written_elsewhere
 from .sources import StaticShare
@@ -86,7 +86,6 @@ def run_share(project: Project, job: Callable[..., Any], flags: RunFlags, consol
                 backup = folder.back_up()
                 if backup:
                     console.print(f"kept the previous results in {escape(str(backup))}")
-            _warn_if_oversubscribed(settings, console)
             events = _ConsoleEvents(console, _display(console, settings.console), folder.log)
             machine_run = MachineRun(project, job, settings, code=code, events=events)
             try:
@@ -214,16 +213,6 @@ def _share_line(project: Project, settings: RunSettings) -> str:
         journal.close()
     done, failed = counts[JobState.DONE], 0 if settings.retry_failed else counts[JobState.FAILED]  # as the run's own note counts them
     return f"{plural(share, 'job')}, resuming: {done} done, {failed} failed, {sum(counts.values()) - done - failed} to go"
-
-
-def _warn_if_oversubscribed(settings: RunSettings, console: Console) -> None:
-    cores = usable_cores()
-    if settings.workers > OVERSUBSCRIBED * cores:
-        say_notice(
-            console,
-            f"{settings.workers} workers are more than {OVERSUBSCRIBED} per core of this host ({plural(cores, 'core')}); "
-            "jobs will compete for the CPU (at most one worker per job left is started)",
-        )
 
 
 def _choose_machine(project: Project, flags: RunFlags, allocation: Allocation, console: Console, interactive: bool) -> Machine:
