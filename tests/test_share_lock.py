@@ -73,3 +73,27 @@ def test_looking_into_this_run_s_own_folder_under_another_name_keeps_its_lock(tm
                               capture_output=True, text=True, check=True)  # fmt: skip
         assert seen.stdout.strip() != "None", "the run's own folder lock was dropped"
     assert note.exists() and lock_holder(folder) is None
+
+
+@pytest.mark.parametrize("state", ["no home", "a file"])
+def test_a_run_without_a_state_folder_it_can_write_says_what_it_cannot_see(tmp_path, state):
+    """Where the state folder cannot be written (a service account's missing home, a read-only
+    home on compute nodes), nothing is noted and no share lock taken: two runs of one share into
+    two folders both ran every job, without a word. The run says so, and how to mend it; and a
+    home that does not exist is not made (as root, the run made /nonexistent/.local/state)."""
+    from conftest import run_entry
+    from runhelpers import pool_spec, run_env, write_kinds_entry
+
+    entry, config_dir = write_kinds_entry(tmp_path / "project", pool_spec("ok", 2))
+    home = tmp_path / "gone"
+    if state == "no home":
+        env = run_env(tmp_path, XDG_STATE_HOME=None, HOME=str(home))
+    else:
+        (tmp_path / "a-file").write_text("")
+        env = run_env(tmp_path, XDG_STATE_HOME=str(tmp_path / "a-file"))
+    result = run_entry(entry, "run", "--config-dir", config_dir, "--machine", "solo", "--yes", "--out", tmp_path / "out", env=env)
+    said = " ".join(result.stderr.split())
+    assert result.returncode == 0, result.stderr
+    reason = "this user has no home folder to keep jobsplit's notes" if state == "no home" else f"jobsplit's state folder {tmp_path / 'a-file' / 'jobsplit' / 'shares'} cannot be written"
+    assert f"note: {reason}" in said and "go unseen; set XDG_STATE_HOME to a folder you can write" in said, said
+    assert not home.exists()

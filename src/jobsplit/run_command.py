@@ -66,7 +66,9 @@ def run_share(project: Project, job: Callable[..., Any], flags: RunFlags, consol
         soft_wrap=True,
     )
     folder = settings.folder
-    with ShareLock(project.digest, machine.name, folder.path):  # from here to the end: no second run of this share on this host, in any folder
+    with ShareLock(project.digest, machine.name, folder.path) as share_lock:  # from here to the end: no second run of this share on this host, in any folder
+        if share_lock.missing:
+            say_notice(console, f"{share_lock.missing}: runs of this share from other folders, or started at the same moment, go unseen; set XDG_STATE_HOME to a folder you can write")
         new_folder = not settings.fresh and not folder.journal.exists()
         others = elsewhere(project.digest, machine.name, folder.path, done=new_folder, source=StaticShare.name if settings.balance is None else RedisQueue.name)
         if others.running:

@@ -20,7 +20,7 @@ import threading
 from pathlib import Path
 from typing import NamedTuple
 
-from .errors import UserError
+from .errors import UserError, describe_os_error
 from .fingerprint import UNKNOWN
 from .journal import Journal
 from .outdir import JOURNAL_FILE, describe_holder, folder_name, in_use, lock_holder, take_run_lock
@@ -63,20 +63,26 @@ class ShareLock:
         note = _note(digest, machine)
         self.path = note.with_suffix(".lock") if note is not None else None
         self.folder = folder
+        self.missing: str | None = None
+        """Why this run holds no share lock, which a user should hear (nor are its folders noted):
+        a state folder that cannot be written or locked, or no home to keep one in."""
         self._fd: int | None = None
 
     def __enter__(self) -> ShareLock:
         if self.path is None:
+            self.missing = "this user has no home folder to keep jobsplit's notes of where shares ran"
             return self
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except OSError:
+        except OSError as exc:
+            self.missing = f"jobsplit's state folder {self.path.parent} cannot be written ({describe_os_error(exc)})"
             return self
         try:
             held = take_run_lock(fd, self.folder)
-        except OSError:  # no locks there: the folder's own lock alone is left
+        except OSError as exc:  # no locks there: the folder's own lock alone is left
             os.close(fd)
+            self.missing = f"jobsplit's state folder {self.path.parent} cannot be locked ({describe_os_error(exc)})"
             return self
         if held is not None:
             os.close(fd)
