@@ -14,6 +14,8 @@ import pty
 import random
 import signal
 import sqlite3
+import re
+import shlex
 import subprocess
 import sys
 import time
@@ -168,6 +170,24 @@ def test_the_resume_command_names_the_index_only_where_it_was_taken_from_slurm(a
     from jobsplit.settings import RunFlags
 
     assert _resume_argv(argv, "sim[1]", RunFlags(**flags)) == expected
+
+
+def test_a_run_started_with_fresh_and_stopped_resumes_without_it(tmp_path):
+    """Resume with: copied the run's own command line, --fresh included: followed, it backed up
+    the results of the run it meant to resume and ran every job again (366,988 of a million for
+    the red team)."""
+    entry, config_dir = write_kinds_entry(tmp_path, pool_spec("stopafter", 6, 2))
+    env = run_env(tmp_path, JOBSPLIT_TEST_STOP="interrupt", JOBSPLIT_TEST_STARTS=str(tmp_path / "starts.txt"))
+    status, _, err = communicate(start_entry(entry, run_args(config_dir, tmp_path / "out", "--fre", "--workers", "1"), env), 60)
+    assert status == 130, err
+    resume = shlex.split(next(line for line in err.splitlines() if "Resume with:" in line).partition("Resume with:")[2])
+    assert "--fre" not in resume and "--fresh" not in resume and resume[-2:] == ["--workers", "1"], resume
+    again = subprocess.run(resume, env=run_env(tmp_path), capture_output=True, text=True, timeout=60)  # as a user pastes it
+    assert again.returncode == 0 and "kept the previous results" not in again.stderr and re.search(r"resuming: [1-9]\d* done", again.stderr), again.stderr
+    from jobsplit.run_command import _resume_argv
+    from jobsplit.settings import RunFlags
+
+    assert _resume_argv(["e.py", "run", "--fresh", "--machine", "solo"], "solo", RunFlags(machine="solo")) == ["e.py", "run", "--machine", "solo"]
 
 
 def exit_code(pid: int) -> int | None:

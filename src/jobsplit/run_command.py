@@ -187,9 +187,12 @@ def _sum_up(summary: RunSummary, settings: RunSettings, flags: RunFlags, console
 
 
 def _resume_argv(argv: list[str], machine: str, flags: RunFlags) -> list[str]:
-    """The command line that resumes this run from a shell: an array task that took its index from
-    SLURM_ARRAY_TASK_ID (``--machine sim``, no ``--array-index``) names it, as a shell has no such
-    variable and refused the command ("sim" is an array: pass --array-index)."""
+    """The command line that resumes this run from a shell: without ``--fresh`` (or an
+    abbreviation argparse took for it), which would back this run's results up and start the
+    share over; and an array task that took its index from SLURM_ARRAY_TASK_ID (``--machine
+    sim``, no ``--array-index``) names it, as a shell has no such variable and refused the
+    command ("sim" is an array: pass --array-index)."""
+    argv = [arg for arg in argv if not (len(arg) > 2 and "--fresh".startswith(arg))]
     member = split_member(machine)
     if member and flags.machine == member[0] and flags.array_index is None:
         return [*argv, "--array-index", str(member[1])]
