@@ -269,12 +269,18 @@ ARGS = "args"
 _INTEGER = re.compile(r"-?(0|[1-9][0-9]*)")
 
 
+_BOOLS = {"True": True, "False": False}
+
+
 def _parse_cell(text: str) -> Any:
-    """A cell back as the number jobsplit wrote (int, or a float's repr), None if empty; else
-    the text: ``"007"``, ``"1e3"`` or ``"1_000"`` were never written for a number (they came
-    back as 7.0 and 1000.0)."""
+    """A cell back as the number jobsplit wrote (int, or a float's repr) or the bool (``True``,
+    ``False``: as text, ``if row["converged"]`` held for every row), None if empty; else the
+    text: ``"007"``, ``"1e3"`` or ``"1_000"`` were never written for a number (they came back
+    as 7.0 and 1000.0)."""
     if text == "":
         return None
+    if text in _BOOLS:
+        return _BOOLS[text]
     if _INTEGER.fullmatch(text):
         return int_of_text(text)
     try:
