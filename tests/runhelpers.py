@@ -711,6 +711,8 @@ def kinds_job(*args, progress=None):
         note += " " + subprocess.run(["sh", "-c", 'echo "${JOBSPLIT_TEST_LEAK:--}"'], stdout=subprocess.PIPE, text=True, check=True).stdout.strip()
     elif kind == "readstdin":  # a program that reads its standard input to the end, as `cat` given no file
         note = str(len(subprocess.run(["cat"], stdout=subprocess.PIPE, check=True).stdout))
+    elif kind == "fastleak":  # keeps `param` MiB in the worker for good, written to, at once
+        LEAKED.append(bytearray(b"m" * (param << 20)))
     elif kind == "leak":  # keeps `param` MiB in the worker for good, written to, then takes 0.15 s
         LEAKED.append(bytearray(b"m" * (param << 20)))
         if len(LEAKED) == 1:  # and the first in a worker leaves a thread (not a daemon) that a normal exit would wait for

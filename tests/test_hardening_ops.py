@@ -1169,6 +1169,18 @@ def test_a_worker_whose_jobs_leak_is_replaced_before_the_host_runs_out(tmp_path,
     assert log.count("more than --worker-memory 100 MiB allows: a new worker takes its place") == len(workers) - 1, log
 
 
+def test_a_worker_whose_quick_jobs_leak_fast_is_replaced_within_a_job_of_its_limit(tmp_path):
+    """Jobs of milliseconds that each keep 20 MiB: the worker was read every 0.1 s at most, by
+    when it had grown 2.5 times past its limit (500 MiB for 200 for the red team). Read sooner
+    when its growth would pass the limit before: replaced within about a job's growth of it."""
+    share = HardeningShare(tmp_path, kinds_spec([["fastleak", i, 20] for i in range(16)]))
+    status, _, err = share.run("--workers", "1", "--worker-memory", "60MiB")
+    assert status == 0, err
+    assert_all_done_once(share, share.ids())
+    grown = [float(size) for size in re.findall(r"this worker grew by ([\d.]+) MiB since its first job", machine_log_text(share.machine_dir))]
+    assert grown and max(grown) <= 60 + 20 + 8, grown  # the limit, one job's growth, and the interpreter's own
+
+
 def test_what_a_worker_s_first_job_keeps_is_not_a_leak(tmp_path):
     """A first job that keeps 80 MiB (a library it imports, a model it loads once), and jobs that
     keep nothing after it: with --worker-memory 50MiB the one worker runs every job. Counted
