@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import error_lines
 from jobsplit.fingerprint import file_fingerprint, local_modules
 from jobsplit.idhelper import HELPER_FLAG
 
@@ -218,6 +219,9 @@ def test_config_beside_the_executable(executable: Path, tmp_path: Path) -> None:
     here = subprocess.run([str(folder / "e2e"), "digest"], cwd=elsewhere, env=bare_env(tmp_path), capture_output=True, text=True, timeout=60)
     there = subprocess.run(["./e2e", "digest"], cwd=folder, env=bare_env(tmp_path), capture_output=True, text=True, timeout=60)
     assert here.returncode == 0 and here.stdout == there.stdout, here.stderr
+    said = " ".join(here.stderr.split())  # a machines.json edited in the folder it was started from is not the one read: said so
+    assert f"note: there is no config.ini here: the config files are read from {folder}, the program's own folder" in said, here.stderr
+    assert "note:" not in there.stderr, there.stderr
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="runs the program as a user id without an account: needs root")
@@ -345,3 +349,28 @@ def test_a_job_s_own_multiprocessing_pool_runs_in_the_executable(executable: Pat
     log = run_cube_sums(folder, {**bare_env(tmp_path), "JOBSPLIT_TEST_POOL": "8"}, f"pool = {method}", "--timeout", "30")
     assert "Traceback" not in log and "the job left" not in log, log[:3000]
     assert processes_of(folder) == []
+
+
+def test_a_run_whose_unpacked_folder_is_emptied_says_so_and_resumes(executable: Path, tmp_path: Path) -> None:
+    """A clean-up of old files in /tmp (systemd-tmpfiles: after 10 days) empties a one-file
+    program's ``_MEI...`` folder under a run of weeks: its new spawn workers cannot start, and the
+    run blamed the entry's top-level code. It names the folder and how to go on; run again, the
+    program unpacks itself anew and resumes."""
+    folder = host(tmp_path, "cleaned", executable)
+    env = bare_env(tmp_path)
+    args = ["run", "--machine", "fast", "--yes", "--console", "plain", "--start-method", "spawn", "--workers", "2", "--timeout", "0.1"]
+    run = start(folder, env, *args)  # every job times out: its worker is replaced, again and again
+    unpacked = Path(env["TMPDIR"])
+    deadline = time.monotonic() + 60
+    while not any(unpacked.glob("_MEI*/base_library.zip")) or len(processes_of(folder)) < 3:  # the bootloader, the run, a worker
+        assert time.monotonic() < deadline and run.poll() is None, "the run should still be going"
+        time.sleep(0.05)
+    for mei in unpacked.glob("_MEI*"):
+        shutil.rmtree(mei)
+    output, _ = run.communicate(timeout=120)
+    (said,) = error_lines(output)  # above it, what the dying workers printed
+    assert run.returncode == 2, output
+    assert "worker processes in a row exited as they started" in said and "has been emptied since it started" in said, output
+    assert "run the same command again to resume" in said and "MODE=onedir" in said, output
+    resumed = subprocess.run(["./e2e", *args[:-2]], cwd=folder, env=env, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr

@@ -101,9 +101,10 @@ def entry_main(
             from .reduction import reduce_results
 
             return reduce_results(reduce, args.dirs, args.output, allow_missing=args.allow_missing, console=messages)
-        project = load_project(
-            JobPool(pool, key), find_config_dir(args.config_dir), strategy=args.strategy, seed=args.seed, cost=cost
-        )
+        config_dir = find_config_dir(args.config_dir)
+        if args.config_dir is None and config_dir != Path.cwd():  # a machines.json edited here would otherwise be ignored unsaid
+            say_notice(messages, f"there is no {CONFIG_FILE} here: the config files are read from {config_dir}, the program's own folder")
+        project = load_project(JobPool(pool, key), config_dir, strategy=args.strategy, seed=args.seed, cost=cost)
         for notice in project.notices:
             say_notice(messages, notice)
         if args.command == "digest":

@@ -33,6 +33,16 @@ def frozen_one_file() -> bool:
     return bool(getattr(sys, "frozen", False)) and Path(getattr(sys, "_MEIPASS", "")).name.startswith("_MEI")
 
 
+def unpacked_folder_gone() -> Path | None:
+    """The folder a one-file program unpacked itself into, if it has been emptied or removed
+    since (a clean-up of old files in /tmp under a run of weeks): no new process of the program
+    can start. None: not a one-file program, or its folder is whole."""
+    if not frozen_one_file():
+        return None
+    folder = Path(sys._MEIPASS)  # type: ignore[attr-defined] # PyInstaller's, see frozen_one_file
+    return None if (folder / "base_library.zip").exists() else folder
+
+
 def follow_bootloader() -> None:
     """In a one-file program, a killed bootloader would leave this process running as an orphan:
     ask for SIGTERM when it dies, which stops the run cleanly (see Interrupts)."""

@@ -36,6 +36,7 @@ from .capture import output_lines
 from .clock import SYSTEM_CLOCK, Clock
 from .errors import InternalError, UserError
 from .journal import AttemptRow, DoneGroup, RunningAttempt
+from .lifecycle import unpacked_folder_gone
 from .links import WorkerHub, WorkerLink
 from .messages import GARBLED, LOG, REVOKED, Batch, LogEntry, Results, Revoke
 from .pool import JobPool
@@ -190,11 +191,17 @@ class Runner:
                         "(see the log for the traceback); the jobs stay pending. This is a bug in jobsplit: please report it"
                     )
                 if len(self._start_failures) >= START_FAILURES_LIMIT:
+                    last = describe_exit(self._start_failures[-1])
+                    started = f"{len(self._start_failures)} worker processes in a row exited as they started, before running any job (the last {last}); the jobs stay pending"
+                    if (gone := unpacked_folder_gone()) is not None:
+                        raise UserError(
+                            f"{started}. The folder this program unpacked itself into, {gone}, has been emptied since it started (a clean-up of "
+                            "old files in the temporary folder), so no new process of it can start: run the same command again to resume (it "
+                            "unpacks itself anew); for runs of days, build with MODE=onedir or set TMPDIR outside /tmp"
+                        )
                     raise UserError(
-                        f"{len(self._start_failures)} worker processes in a row exited as they started, before running any job "
-                        f"(the last {describe_exit(self._start_failures[-1])}); the jobs stay pending. A worker runs the entry's "
-                        "top-level code again under --start-method spawn and in executables: make it work there (what a worker "
-                        "printed, if anything, is above), or try --start-method fork"
+                        f"{started}. A worker runs the entry's top-level code again under --start-method spawn and in executables: make it "
+                        "work there (what a worker printed, if anything, is above), or try --start-method fork"
                     )
                 on_tick()
             return False
