@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -128,7 +129,7 @@ def test_a_share_started_in_a_new_folder_without_a_confirmation_is_refused_namin
     run again: such a run is refused, naming the folder and both ways on; --fresh starts over.
     (Before a confirmation at a terminal it is a note: test_run_cli.py.)"""
     entry, config_dir = write_kinds_entry(tmp_path / "project", pool_spec("ok", 3))
-    first, second, third = (tmp_path / name for name in ("first", "second", "third"))
+    first, second, third = (tmp_path / name for name in ("fir st's", "second", "third"))  # the --out to paste is quoted for a shell
     for folder in (first, second, third):
         folder.mkdir()
 
@@ -141,7 +142,7 @@ def test_a_share_started_in_a_new_folder_without_a_confirmation_is_refused_namin
     said = " ".join(run(second, status=2).split())
     done_in = first / "jobsplit-out" / "solo"
     assert f"error: 3 jobs of this share are done in {done_in}, by a run from another folder or with another --out, and this run would start the share over in {second / 'jobsplit-out' / 'solo'}" in said, said
-    assert f"to go on from there, run with --out {done_in.parent}, or pass --fresh to start over here (the jobs done there run again)" in said, said
+    assert f"to go on from there, run with --out {shlex.quote(str(done_in.parent))}, or pass --fresh to start over here (the jobs done there run again)" in said, said
     assert "Traceback" not in said and not (second / "jobsplit-out").exists()  # refused before anything is made
     assert "of this share" not in run(second, "--fresh")  # starting over, as asked
     assert "resuming: 3 done" in run(second)  # its own journal now: a resume

@@ -124,12 +124,12 @@ def _done_elsewhere(done: list[DoneElsewhere], folder: MachineDir, code: str, co
     if refuse:
         raise UserError(
             f"{where}, by {by} from another folder or with another --out, and this run would start the share over in {here}; "
-            f"to go on from {there}{other_code}, run with --out {newest.folder.parent}, or pass --fresh to start over here (the jobs done there run again)"
+            f"to go on from {there}{other_code}, run with --out {shlex.quote(str(newest.folder.parent))}, or pass --fresh to start over here (the jobs done there run again)"
         )
     say_notice(
         console,
         f"{where}, by {by} from another folder or with another --out; this run starts the share over in {here}. "
-        f"To go on from {there}{other_code} instead, stop here and run with --out {newest.folder.parent}",
+        f"To go on from {there}{other_code} instead, stop here and run with --out {shlex.quote(str(newest.folder.parent))}",
     )
 
 
