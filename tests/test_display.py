@@ -55,6 +55,17 @@ RUNNING = (RunningJob(ID_A, "[1,2]", 0.42, 75.0), RunningJob(ID_B, '{"k":3}', 0.
 # --- the live view ---------------------------------------------------------------------------
 
 
+def test_the_eta_counts_the_running_jobs_reported_progress():
+    """Three jobs of 30 s on two workers: before the first ended the ETA was "?" (jobs of hours:
+    for hours), and while the last went on alone it grew (15 s, 20 s, 25 s at 30, 40, 50 s)."""
+    halfway = Snapshot("m", 3, 0, 0, 0, 15.0, (RunningJob(ID_A, "[0]", 0.5, 15.0), RunningJob(ID_B, "[1]", 0.5, 15.0)))
+    assert halfway.eta == pytest.approx(30.0)  # a job's work in 15 s: two left
+    last = [Snapshot("m", 3, 2, 0, 2, 30.0 + t, (RunningJob(ID_A, "[2]", t / 30, t),)) for t in (0.0, 10.0, 20.0, 29.0)]
+    etas = [s.eta for s in last]
+    assert all(a > b for a, b in zip(etas, etas[1:])) and etas[-1] < 2, etas  # shrinks as the last job nears its end
+    assert Snapshot("m", 3, 0, 0, 0, 5.0, (RunningJob(ID_A, "[0]", 0.0, 5.0),)).eta is None  # nothing to go by yet
+
+
 def test_rates_are_never_in_scientific_notation_where_people_read_them():
     """100,000 no-op jobs ended with "(9.54e+04 jobs/s)", and the report's Jobs / hour read
     "2.603e+04" beside "7,604"."""
@@ -68,7 +79,7 @@ def test_rates_are_never_in_scientific_notation_where_people_read_them():
 
 def test_render_shows_overall_rate_eta_and_each_running_job():
     console, buffer = text_console()
-    s = snapshot(12.0, running=RUNNING)  # 30 done in 12 s: 2.5 jobs/s; 146 left: ETA 58.4 s
+    s = snapshot(12.0, running=RUNNING)  # 30 done in 12 s: 2.5 jobs/s; 146 left, 0.49 of them underway: ETA 145.51 / (30.49 / 12) = 57.3 s
     console.print(render(s))
     out = buffer.getvalue()
     lines = out.splitlines()
@@ -76,7 +87,7 @@ def test_render_shows_overall_rate_eta_and_each_running_job():
     overall, first, second = lines
     assert "alpha" in overall and "50/200 done" in overall and "4 failed" in overall
     assert "2.5 jobs/s" in overall
-    assert "ETA 58.4s" in overall
+    assert "ETA 57.3s" in overall
     assert "elapsed 12.0s" in overall
     assert ID_A[:12] in first and "42%" in first and "1m15s" in first and "[1,2]" in first
     assert ID_B[:12] in second and "  7%" in second and "3.5s" in second and '{"k":3}' in second
@@ -119,7 +130,7 @@ def test_live_display_on_a_file_prints_the_final_view_once():
     display.close()
     out = buffer.getvalue()
     assert "job x failed: boom" in out
-    assert "42%" in out and "2.5 jobs/s" in out and "ETA 58.4s" in out
+    assert "42%" in out and "2.5 jobs/s" in out and "ETA 57.3s" in out
     assert out.count("50/200 done") == 1  # not a terminal: no redraws, just the last view
 
 

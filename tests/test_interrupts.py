@@ -570,8 +570,10 @@ def test_ctrl_z_pauses_the_jobs_too_and_no_timeout_counts_the_pause(tmp_path):
     their own: the run stops them too (and their jobs' programs), and continues them when the
     shell continues it (``fg``). A pause longer than --timeout stops no job, and no job's
     ``Job Running Time`` counts it (the journal's start and end stay wall-clock times). The shell
-    gets the terminal back with the cursor the live display hides shown; ``status`` says "paused"."""
+    gets the terminal back with the cursor the live display hides shown; ``status`` says "paused".
+    Nor does the run's own elapsed time, from which its rate and ETA come."""
     share = HardeningShare(tmp_path, kinds_spec([["sleep", i, 2.0] for i in range(4)]))
+    began = time.monotonic()
     pid, terminal = pty.fork()
     if pid == 0:  # a shell with job control on a terminal of its own, running the command
         command = share.command("--workers", "2", "--timeout", "4", "--console", "live")
@@ -595,7 +597,7 @@ def test_ctrl_z_pauses_the_jobs_too_and_no_timeout_counts_the_pause(tmp_path):
         assert len(side_lines(share.starts)) == 2, "a job started during the pause"
         os.killpg(run, signal.SIGCONT)  # what the shell's fg does
         (code,) = wait_for(drained(lambda: None if (ended := exit_code(pid)) is None else (ended,)), 60, "the run to end", interval=0.05)
-        run_ended = time.time()
+        run_ended, lasted = time.time(), time.monotonic() - began
     finally:
         kill_session(pid)
         os.close(terminal)
@@ -609,6 +611,8 @@ def test_ctrl_z_pauses_the_jobs_too_and_no_timeout_counts_the_pause(tmp_path):
     left_out = sorted(ended - started - running[job_id] for job_id, started, ended in attempts)  # what the running time leaves out
     assert len(left_out) == 4 and min(left_out) >= -1e-3, f"a running time longer than its attempt: {left_out}"
     assert left_out[-2] >= 5, f"the two jobs running at Ctrl-Z count the pause (of at least 5 s) as running time: {left_out}"
+    said = re.search(rb"this run: 4 done in (\d+\.\d)s", bytes(output))
+    assert said and float(said[1]) <= lasted - 5 + 0.1, (said, lasted)  # the run's time, less the pause of at least 5 s
 
 
 def test_a_worker_sent_sigtstp_stops_alone(tmp_path):

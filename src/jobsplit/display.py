@@ -44,8 +44,12 @@ class Snapshot:
 
     @property
     def eta(self) -> float | None:
-        left = self.total - self.done - self.failed
-        return left / self.rate if self.rate > 0 else None
+        """Seconds to the share's end at this run's pace, the running jobs' reported progress
+        counted as work done: jobs of hours had no ETA until the first ended, and then one that
+        grew while the last job went on (its own progress counted for nothing)."""
+        underway = sum(min(1.0, max(0.0, job.fraction)) for job in self.running)
+        pace = (self.done_this_run + underway) / self.elapsed if self.elapsed > 0 else 0.0
+        return max(0.0, self.total - self.done - self.failed - underway) / pace if pace > 0 else None
 
 
 class Display(Protocol):

@@ -465,7 +465,8 @@ class _Narrator:
         running = tuple(RunningJob(r.task.job_id, self.label(r.task.position), r.fraction, r.elapsed) for r in runner.running())
         counts = runner.counts
         total, done, failed = self.tally() if self.tally is not None else (self.total, self.done_before + counts.done, self.failed_before + counts.failed)
-        snapshot = Snapshot(self.machine, total, done, failed, counts.done, self.clock.monotonic() - self.began, running)
+        elapsed = self.clock.monotonic() - self.began - runner.paused_since(self.began)  # a Ctrl-Z pause counts against nothing: nor the rate, nor the ETA
+        snapshot = Snapshot(self.machine, total, done, failed, counts.done, elapsed, running)
         self.events.progress(snapshot)
         return snapshot
 

@@ -556,7 +556,7 @@ class Runner:
                     slot.link.signal(signal.SIGKILL)
             elif self.timeout is not None:
                 state = slot.link.current()
-                if state.ticket != IDLE and now - state.started - self._paused_since(state.started) > self.timeout:
+                if state.ticket != IDLE and now - state.started - self.paused_since(state.started) > self.timeout:
                     slot.timed_out, slot.kill_at = state.ticket, now + self.stop_grace
                     slot.link.stop()
 
@@ -572,7 +572,8 @@ class Runner:
             "or, if a worker's memory grows job after job (a leak), have workers replaced before that with --worker-memory SIZE"
         )
 
-    def _paused_since(self, start: float) -> float:
+    def paused_since(self, start: float) -> float:
+        """Seconds the run has been paused (Ctrl-Z) since ``start`` (the clock's monotonic time)."""
         return sum(end - max(begin, start) for begin, end in self._pauses if end > start)
 
     def _find(self, slot: _Slot, ticket: int) -> _Sent | None:
