@@ -168,21 +168,24 @@ def test_an_array_task_started_over_in_a_new_folder_is_a_note_in_its_log_not_a_r
     assert by_hand.returncode == 2 and "pass --fresh to start over here" in by_hand.stderr, by_hand.stderr
 
 
-def test_more_workers_than_the_cores_take_is_a_note_only_when_they_are_started(tmp_path):
-    """The note counted the workers asked for, so a resume with nothing to run warned that its
-    32 workers would compete for the CPU: the run starts no more workers than jobs to run."""
+def test_more_workers_than_the_cores_take_is_a_note_only_where_there_are_jobs_to_run(tmp_path):
+    """A resume with nothing to run warned that its 32 workers would compete for the CPU. Said
+    only where jobs are left, and as what happens: the run starts no more workers than jobs left
+    (see test_hardening_ops.py's --workers 10000)."""
     from jobsplit.machines import usable_cores
 
     workers = 4 * usable_cores() + 1
     entry, config_dir = write_kinds_entry(tmp_path / "project", pool_spec("ok", workers + 3))
 
-    def run() -> str:
-        result = run_entry(entry, "run", "--config-dir", config_dir, "--machine", "solo", "--yes", "--out", tmp_path / "out", "--workers", str(workers), env=run_env(tmp_path))
+    def run(out: str = "out") -> str:
+        result = run_entry(entry, "run", "--config-dir", config_dir, "--machine", "solo", "--yes", "--out", tmp_path / out, "--workers", str(workers), env=run_env(tmp_path))
         assert result.returncode == 0, result.stderr
         return " ".join(result.stderr.split())
 
     assert f"note: {workers} workers are more than 4 per core of this host" in run()
     assert "per core" not in run()  # nothing to run: no worker started
+    entry, config_dir = write_kinds_entry(tmp_path / "small", pool_spec("ok", 3))
+    assert f"note: --workers {workers} is more than 4 per core of this host ({usable_cores()} cores); 3 started, one per job left" in run("small-out")
 
 
 def test_a_share_done_in_several_folders_is_one_sentence_naming_the_newest_first(tmp_path):

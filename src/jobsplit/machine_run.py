@@ -261,8 +261,12 @@ class MachineRun:
         source, queue, workers = feed.source, feed.queue, feed.workers
         make_room_for_workers(workers)  # before the run is recorded: a refusal leaves no trace of it
         cores = usable_cores()
-        if workers > OVERSUBSCRIBED * cores:  # the workers it starts: no more than jobs to run (none for a finished share)
-            self.events.notice(f"{plural(workers, 'worker')} are more than {OVERSUBSCRIBED} per core of this host ({plural(cores, 'core')}); jobs will compete for the CPU")
+        if settings.workers > OVERSUBSCRIBED * cores and (connection is not None or sum(counts.values()) > counts[JobState.DONE] + failed_before):  # said of a share with nothing to run, it was noise
+            per_core = f"more than {OVERSUBSCRIBED} per core of this host ({plural(cores, 'core')})"
+            if workers > OVERSUBSCRIBED * cores:
+                self.events.notice(f"{workers} workers are {per_core}; jobs will compete for the CPU")
+            else:
+                self.events.notice(f"--workers {settings.workers} is {per_core}; {workers} started, one per job left")
         threads = size_thread_pools(cores, workers)
         started = clock.time()
         done_before = counts[JobState.DONE]
