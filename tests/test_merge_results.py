@@ -248,6 +248,7 @@ def test_a_machine_chosen_on_two_hosts_is_named_with_its_folders(project, tmp_pa
     sentence names the machine and both folders and says what to do, beside the doubled and the
     missing jobs."""
     first = project.copy(tmp_path / "host1", "m1", "m2")
+    project.copy(tmp_path / "m3-only", "m3")
     second = tmp_path / "host2"
     result = run_machine(project.entry, second, "m1")
     assert result.returncode == 0, result.stderr
@@ -259,6 +260,9 @@ def test_a_machine_chosen_on_two_hosts_is_named_with_its_folders(project, tmp_pa
     assert "keep one folder per machine" in line
     assert "missing from m3: all 8 jobs" in result.stderr
     assert "present more than once: 8 jobs" in result.stderr
+    assert "nothing written; pass --allow-missing to write the rows there are" in result.stderr
+    doubled_only = jobsplit_tool("merge-results", first / "m1", first / "m2", second, tmp_path / "m3-only", "-o", tmp_path / "merged.csv", cwd=tmp_path)
+    assert "nothing written; pass --allow-missing to write one row of each job, the first found" in doubled_only.stderr, doubled_only.stderr  # nothing missing: the hint said "the rows there are"
     report = jobsplit_tool("report", first, second, "-o", tmp_path / "report.html", cwd=tmp_path)  # the report says so too
     assert report.returncode == 0, report.stderr
     assert [line for line in report.stderr.splitlines() if line.startswith("machine ")] == [line]

@@ -250,7 +250,9 @@ def run(args: argparse.Namespace, console: Console) -> int:
         console.print(f"wrote {plural(rows, 'row')} to {'stdout' if str(args.output) == '-' else args.output}", markup=False, soft_wrap=True)
     else:
         flags = [] if code_ok else ["--allow-mixed-code to merge results of different code versions"]
-        flags += [] if merged.complete or args.allow_missing else ["--allow-missing to write the rows there are"]
+        if not (merged.complete or args.allow_missing):
+            nothing_missing = not (merged.missing or merged.absent or merged.elsewhere or merged.unclaimed)
+            flags.append("--allow-missing to write " + ("one row of each job, the first found" if nothing_missing else "the rows there are"))
         console.print(f"nothing written; pass {' and '.join(flags)}", markup=False)
     return 0 if merged.complete and code_ok else 1
 
