@@ -234,6 +234,7 @@ def test_a_lost_journal_is_rebuilt_from_results_csv(tmp_path, damage):
     assert status == 0, err
     assert side_lines(share.side) == ran, "jobs done before ran again"
     assert_all_done_once(share, share.ids())
+    assert "solo: 12 jobs\n" in err and "note: resuming: 12 done, 0 failed, 0 to go" in err, err  # the first line could not say it: the note does
 
 
 def test_a_lost_journal_is_rebuilt_with_the_rows_of_cells_longer_than_csv_reads_by_default(tmp_path):

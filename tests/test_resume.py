@@ -83,12 +83,12 @@ def test_retry_failed_reruns_the_failed_jobs_and_only_them(tmp_path):
     again = project.run(status=1)  # without the flag: failed jobs stay failed, nothing runs
     assert "10 jobs, resuming: 6 done, 4 failed, 0 to go" in again.stderr  # the first line counted the failed as to go
     assert "4 jobs failed (not in this run: the report command lists them with their errors)" in " ".join(again.stderr.split())  # it said "see above", above nothing
-    assert "note: resuming: 6 done, 4 failed, 0 to go" in again.stderr
+    assert "note: resuming" not in again.stderr  # the first line said it
     assert len(side_lines(project.starts)) == len(pool)
 
     started_before = len(side_lines(project.starts))
     retried = project.run("--retry-failed", status=1)
-    assert "10 jobs, resuming: 6 done, 0 failed, 4 to go" in retried.stderr and "note: resuming: 6 done, 0 failed, 4 to go" in retried.stderr
+    assert "10 jobs, resuming: 6 done, 0 failed, 4 to go" in retried.stderr and "note: resuming" not in retried.stderr
     assert sorted(side_lines(project.starts)[started_before:]) == sorted(failed)
     jobs = journal_jobs(project.journal)
     for job_id in project.ids("flaky"):

@@ -100,7 +100,10 @@ class RunSummary:
 class MachineRun:
     """Runs the share of ``settings.machine``; the caller holds the folder's lock."""
 
-    def __init__(self, project: Project, job: Callable[..., Any], settings: RunSettings, *, code: str, events: RunEvents, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self, project: Project, job: Callable[..., Any], settings: RunSettings, *, code: str, events: RunEvents, clock: Clock = SYSTEM_CLOCK,
+        standing_said: tuple[int, int, int] | None = None,
+    ) -> None:
         self.project = project
         self.job = job
         self.settings = settings
@@ -108,6 +111,10 @@ class MachineRun:
         self.events = events
         self.clock = clock
         self.folder = settings.folder
+        self.standing_said = standing_said
+        """(done, failed, to go) of the share as the command's first line said it before the run
+        began: the resume note says it again only where it differs (results.csv's rows taken
+        back, a crashed run's jobs): said twice, it was noise on every resume."""
         self._runner: Runner | None = None
         self._snapshots: SnapshotWriter | None = None
 
@@ -336,8 +343,9 @@ class MachineRun:
             tasks = list(map(Task, position_of, position_of.values()))
         else:
             tasks = [Task(job_id, position_of[job_id], attempt + 1) for job_id, attempt in to_run]
-        if counts[JobState.DONE] or failed_before:
-            self.events.notice(f"resuming: {counts[JobState.DONE]} done, {failed_before} failed, {len(tasks)} to go")
+        standing = (counts[JobState.DONE], failed_before, len(tasks))
+        if (counts[JobState.DONE] or failed_before) and standing != self.standing_said:
+            self.events.notice(f"resuming: {standing[0]} done, {standing[1]} failed, {standing[2]} to go")
         return _Feed(StaticShare(tasks, settings.retries), min(settings.workers, max(len(tasks), 1)), f"{plural(len(tasks), 'job')} of {sum(counts.values())} to run")
 
     def _queue_feed(self, journal: Journal, counts: dict[str, int], failed_before: int, connection: balance.Connection, say: Callable[[str], None]) -> _Feed:

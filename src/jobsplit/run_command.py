@@ -60,9 +60,10 @@ def run_share(project: Project, job: Callable[..., Any], flags: RunFlags, consol
         check_supported("--worker-memory")
     check_sendable(job, settings.start_method)
     code = entry_fingerprint(job)
+    standing = _standing(project, settings)
     console.print(
         f"digest [bold]{format_digest(project.digest)}[/]  code {code}  strategy {project.strategy}  "
-        f"machine [bold]{escape(machine.name)}[/]: {escape(_share_line(project, settings))}",
+        f"machine [bold]{escape(machine.name)}[/]: {escape(_share_line(project, settings, standing))}",
         soft_wrap=True,
     )
     folder = settings.folder
@@ -89,7 +90,7 @@ def run_share(project: Project, job: Callable[..., Any], flags: RunFlags, consol
                 if backup:
                     console.print(f"kept the previous results in {escape(str(backup))}")
             events = _ConsoleEvents(console, _display(console, settings.console), folder.log)
-            machine_run = MachineRun(project, job, settings, code=code, events=events)
+            machine_run = MachineRun(project, job, settings, code=code, events=events, standing_said=standing)
             try:
                 with Interrupts(lambda: _force_exit(machine_run), on_pause=lambda: _pause(machine_run, events), on_resume=lambda paused: _resume(machine_run, events, paused)) as interrupts:
                     summary = machine_run.execute(lambda: interrupts.requested)
@@ -199,25 +200,31 @@ def _resume_argv(argv: list[str], machine: str, flags: RunFlags) -> list[str]:
     return argv
 
 
-def _share_line(project: Project, settings: RunSettings) -> str:
-    """``40 jobs``, or where a resumed share stands, or where the jobs come from."""
+def _share_line(project: Project, settings: RunSettings, standing: tuple[int, int, int] | None) -> str:
+    """``40 jobs``, or where a resumed share stands (see _standing), or where the jobs come from."""
     if settings.balance is not None:
         return f"the pool's {plural(len(project.pool), 'job')} through the shared queue at {settings.balance.address.masked}"
-    share = len(project.plan.share_of(settings.machine.name))
+    jobs = plural(len(project.plan.share_of(settings.machine.name)), "job")
+    return jobs if standing is None else f"{jobs}, resuming: {standing[0]} done, {standing[1]} failed, {standing[2]} to go"
+
+
+def _standing(project: Project, settings: RunSettings) -> tuple[int, int, int] | None:
+    """(done, failed, to go) of a static share this folder's journal resumes, as the run's own
+    resume note counts them; None where there is none to read from here."""
     path = settings.folder.journal
-    if settings.fresh or written_elsewhere(settings.folder.path, time.time()) or not Journal.holds_a_plan(path):
-        return plural(share, "job")  # a journal another host writes is not opened from here
+    if settings.balance is not None or settings.fresh or written_elsewhere(settings.folder.path, time.time()) or not Journal.holds_a_plan(path):
+        return None  # a journal another host writes is not opened from here
     journal = Journal(path, read_only=True)
     try:
         if journal.meta().get("digest") != project.digest:
-            return plural(share, "job")  # not resumed: the run refuses that journal next, saying why
+            return None  # not resumed: the run refuses that journal next, saying why
         counts = journal.counts()
     except sqlite3.DatabaseError:
-        return plural(share, "job")  # a damaged journal: the run sets it aside next, saying so
+        return None  # a damaged journal: the run sets it aside next, saying so
     finally:
         journal.close()
-    done, failed = counts[JobState.DONE], 0 if settings.retry_failed else counts[JobState.FAILED]  # as the run's own note counts them
-    return f"{plural(share, 'job')}, resuming: {done} done, {failed} failed, {sum(counts.values()) - done - failed} to go"
+    done, failed = counts[JobState.DONE], 0 if settings.retry_failed else counts[JobState.FAILED]
+    return done, failed, sum(counts.values()) - done - failed
 
 
 def _choose_machine(project: Project, flags: RunFlags, allocation: Allocation, console: Console, interactive: bool) -> Machine:
