@@ -297,6 +297,14 @@ def test_a_stop_before_any_worker_starts_starts_none(make):
     assert setup.hub.links == []
 
 
+def test_a_stop_asked_with_nothing_left_to_run_is_a_settled_share(make):
+    """A Ctrl-C while a finished share of a million jobs was read back: the run ended as
+    "Interrupted: running jobs were stopped and will run again", exit 130, with nothing run."""
+    setup = make([("ok", 1.0, i) for i in range(3)])
+    assert setup.runner(StaticShare([], 0)).run(lambda: True) is True
+    assert setup.hub.links == []
+
+
 def test_never_more_workers_than_jobs(make):
     setup = make([("ok", 1.0, i) for i in range(3)], workers=50)
     assert setup.runner().run(lambda: False) is True

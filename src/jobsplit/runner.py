@@ -169,6 +169,8 @@ class Runner:
         Workers start one per turn of the loop, so a stop is honoured while they start.
         """
         wanted_workers = min(self.size, self.source.remaining())
+        if wanted_workers == 0:
+            return True  # nothing left to run: settled, whatever stop was asked (a Ctrl-C while a finished share was read back)
         self._should_stop = should_stop
         try:
             while not (should_stop() or self._terminated):
