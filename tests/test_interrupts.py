@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_config_dir
+from conftest import error_lines, run_entry, write_config_dir
 from runhelpers import (
     HardeningShare,
     assert_all_done_once,
@@ -170,6 +170,32 @@ def test_the_resume_command_names_the_index_only_where_it_was_taken_from_slurm(a
     from jobsplit.settings import RunFlags
 
     assert _resume_argv(argv, "sim[1]", RunFlags(**flags)) == expected
+
+
+def test_a_stop_asked_while_the_share_is_read_back_ends_the_command_there(tmp_path):
+    """A Ctrl-C while a finished share of a million jobs was read back was heard only once the
+    run began, 21 s later for the red team. It ends the command at the next step, as a Ctrl-C
+    before the run does, with nothing half-written and no run recorded. Here the Ctrl-C comes
+    (from the process itself) while results.csv is read back, wherever the time goes."""
+    entry, config_dir = write_kinds_entry(tmp_path, pool_spec("ok", 6))
+    assert run_entry(entry, *run_args(config_dir, tmp_path / "out"), env=run_env(tmp_path)).returncode == 0
+    interrupted = tmp_path / "interrupted.py"
+    interrupted.write_text(
+        "import os, runpy, signal, sys\n"
+        "import jobsplit.machine_run as machine_run\n"
+        "reading = machine_run.read_rows\n"
+        "def read_rows(*args, **kwargs):\n"
+        "    rows = reading(*args, **kwargs)\n"
+        "    os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, as the rows are read back\n"
+        "    return rows\n"
+        "machine_run.read_rows = read_rows\n"
+        f"sys.argv[0] = {str(entry)!r}\n"
+        f"runpy.run_path({str(entry)!r}, run_name='__main__')\n"
+    )
+    result = run_entry(interrupted, *run_args(config_dir, tmp_path / "out"), env=run_env(tmp_path))
+    assert result.returncode == 130, result.stderr
+    assert error_lines(result.stderr) == ["error: interrupted (Ctrl-C); nothing was left half-written: run the same command again"], result.stderr
+    assert journal_query(tmp_path / "out" / "solo" / "journal.sqlite", "SELECT COUNT(*) FROM runs") == [(1,)]  # no run begun
 
 
 def test_a_run_started_with_fresh_and_stopped_resumes_without_it(tmp_path):
