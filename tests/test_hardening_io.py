@@ -627,3 +627,35 @@ def test_attempts_a_killed_run_left_keep_their_arguments(tmp_path):
     assert len(left) == 2, left
     for job_id, args in left:
         assert args is not None and json.loads(args)[0] == "sleepenv", (job_id, args)
+
+
+
+def test_a_journal_copied_at_another_moment_than_its_results_csv_is_said_to_be_behind(tmp_path):
+    """Collected from a host: results.csv copied after the run ended, its journal earlier (a copy
+    taken while the run went on, without its -wal, or beside a stale -wal of an earlier copy,
+    which SQLite applies). merge-results read the old journal: 4 of 12 present, 8 "missing",
+    without a word of the 12 rows right there in results.csv. It says the journal is behind,
+    and how to mend it."""
+    from conftest import run_entry
+    from runhelpers import pool_spec, write_kinds_entry
+
+    entry, config_dir = write_kinds_entry(tmp_path / "project", pool_spec("stopafter", 12, 4))
+    out, folder = tmp_path / "out", tmp_path / "out" / "solo"
+    stopped = run_entry(entry, *run_args(config_dir, out, "--workers", "1"), env=run_env(tmp_path, JOBSPLIT_TEST_STOP="interrupt", JOBSPLIT_TEST_STARTS=str(tmp_path / "starts.txt")))
+    assert stopped.returncode == 130, stopped.stderr
+    early = tmp_path / "early-journal"
+    shutil.copytree(folder, early)
+    finished = run_entry(entry, *run_args(config_dir, out, "--workers", "1"), env=run_env(tmp_path))
+    assert finished.returncode == 0, finished.stderr
+    collected = tmp_path / "collected" / "solo"
+    shutil.copytree(folder, collected)
+    for name in ("journal.sqlite", "journal.sqlite-wal", "journal.sqlite-shm"):
+        (collected / name).unlink(missing_ok=True)
+        if (early / name).exists():
+            shutil.copy2(early / name, collected / name)
+    status, _, err = watched([jobsplit_script(), "merge-results", collected.parent, "-o", tmp_path / "merged.csv"], run_env(tmp_path), 60)
+    said = " ".join(err.split())
+    assert status == 1 and f"{collected}/journal.sqlite is behind the results.csv beside it (12 lines of results there" in said, err
+    assert "copy the folder again whole (rsync -a --delete), or run that machine once more on it" in said, err
+    status, _, err = watched([jobsplit_script(), "merge-results", out, "-o", tmp_path / "whole.csv"], run_env(tmp_path), 60)
+    assert status == 0 and "is behind" not in err, err  # the host's own folder: journal and results.csv agree

@@ -34,7 +34,7 @@ from .digits import int_of_text
 from .errors import UserError
 from .fingerprint import UNKNOWN
 from .journal import Journal
-from .outdir import JOURNAL_FILE, find_machine_dirs, repeated_machine_sentence, repeated_machines
+from .outdir import JOURNAL_FILE, RESULTS_FILE, find_machine_dirs, repeated_machine_sentence, repeated_machines
 from .results import row_cells
 from .snapshot import RunSnapshot, split_written_elsewhere
 from .sources.redis import RedisQueue
@@ -86,6 +86,9 @@ class Merged:
     """A shared queue's run: the whole pool's size (None: static shares)."""
     superseded: int = 0
     """Jobs some folder computed but holds as superseded (another claim's result counts)."""
+    behind: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    """Machine folders whose results.csv holds more rows than their journal -> (the journal's
+    lines, results.csv's): a journal copied at another moment than results.csv."""
 
     @property
     def unclaimed(self) -> int:
@@ -130,6 +133,7 @@ class Merged:
 def merge(paths: Sequence[Path]) -> Merged:
     """Open every machine's journal, check they share one digest, and account for every job."""
     readable, elsewhere = split_written_elsewhere(find_machine_dirs(paths))
+    csv_lines = {p: _row_lines(p / RESULTS_FILE) for p in readable}  # before the journals: a run going on appends a row only once committed
     machines = [MachineResults(p, journal := Journal(p / JOURNAL_FILE, read_only=True), journal.meta()) for p in readable]
     digests = {m.digest for m in machines} | {s.digest for s in elsewhere.values()}
     if len(digests) > 1:
@@ -152,10 +156,14 @@ def merge(paths: Sequence[Path]) -> Merged:
                 superseded.add(job_id)
             else:
                 merged.missing.setdefault(machine.machine, []).append((job_id, state))
+        lines = 0
         for _, line in machine.journal.done_lines():
+            lines += line.count("\n")
             code = line.rstrip("\n").rsplit(",", 1)[-1] or UNKNOWN  # the last column: hex, never quoted
             if code != UNKNOWN:
                 merged.codes.setdefault(code, Counter())[machine.machine] += 1
+        if csv_lines[machine.path] > lines:
+            merged.behind[machine.path] = (lines, csv_lines[machine.path])
     merged.superseded = len(superseded)
     # A job held here but done elsewhere is not missing: through a queue, released, retried or taken
     # over; of a static share, done in another folder of the same machine (chosen on two hosts, or
@@ -167,8 +175,27 @@ def merge(paths: Sequence[Path]) -> Merged:
     return merged
 
 
+def _row_lines(results: Path) -> int:
+    """The lines of results.csv below its header (0 if there is none): a row with a line break
+    in a cell takes more than one, as it does in the journal's lines."""
+    try:
+        with open(results, "rb") as f:
+            header = f.readline()
+            count = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+    except OSError:
+        return 0
+    return count if header.endswith(b"\n") else 0
+
+
 def report(merged: Merged, console: Console) -> None:
     """What is missing (with the machine that owned it) and what is doubled."""
+    for path, (lines, rows) in sorted(merged.behind.items()):
+        console.print(
+            f"{path}/{JOURNAL_FILE} is behind the {RESULTS_FILE} beside it ({rows:,} lines of results there, {lines:,} in the journal): "
+            f"it was copied at an earlier moment (without its -wal while the run went on, or beside a stale -wal of an earlier copy); "
+            "copy the folder again whole (rsync -a --delete), or run that machine once more on it to take those rows back",
+            markup=False, soft_wrap=True,
+        )  # fmt: skip
     for name, jobs in sorted(merged.missing.items()):
         states = Counter(state for _, state in jobs)
         listed = ", ".join(job_id for job_id, _ in jobs[:SHOWN]) + (f" and {len(jobs) - SHOWN} more" if len(jobs) > SHOWN else "")
