@@ -374,3 +374,27 @@ def test_a_run_whose_unpacked_folder_is_emptied_says_so_and_resumes(executable: 
     assert "run the same command again to resume" in said and "MODE=onedir" in said, output
     resumed = subprocess.run(["./e2e", *args[:-2]], cwd=folder, env=env, capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="reads a folder as a user who cannot write it: needs root to make one")
+def test_a_finished_folder_the_user_cannot_write_is_read_by_the_tools(executable: Path) -> None:
+    """An archive, a colleague's folder: every tool failed on it, "attempt to write a readonly
+    database; copy it again from its host", SQLite making a -shm file beside the journal to read
+    it. A finished journal (no -wal) there is read as it is."""
+    user = 4242
+    with tempfile.TemporaryDirectory() as tmp:  # outside pytest's own temporary folder, which only root may enter
+        root = Path(tmp)
+        folder = host(root, "archive", executable)
+        ran = subprocess.run(["./e2e", "run", "--machine", "slow", "--yes", "--console", "plain"], cwd=folder, env=bare_env(root), capture_output=True, text=True, timeout=120)
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        machine = folder / "jobsplit-out" / "slow"
+        assert not (machine / "journal.sqlite-wal").exists()
+        for path in (root, folder, folder / "e2e"):
+            path.chmod(0o755)
+        for path in (folder / "jobsplit-out", machine, *machine.iterdir()):
+            path.chmod(0o555 if path.is_dir() else 0o444)  # read-only to everyone but root
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(root), "TMPDIR": tmp, "NO_COLOR": "1", "LANG": "C.UTF-8"}
+        for tool in (["merge-results", str(machine), "-o", "-", "--allow-missing"], ["status", str(machine)]):
+            result = subprocess.run(["./e2e", *tool], cwd=folder, env=env, capture_output=True, text=True, timeout=120, user=user, group=user, extra_groups=[])
+            assert result.returncode in (0, 1) and "error:" not in result.stderr, result.stdout + result.stderr
+        assert sorted(p.name for p in machine.iterdir() if p.name.startswith("journal")) == ["journal.sqlite"]  # nothing made beside it

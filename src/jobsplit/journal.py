@@ -27,6 +27,7 @@ place when a run opens them; the read-only tools read them as they are.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
@@ -260,6 +261,11 @@ class Journal:
         except sqlite3.DatabaseError as exc:
             self._db.close()
             if read_only:
+                if not os.access(path.parent, os.W_OK):
+                    raise UserError(
+                        f"{path} cannot be read where it is ({exc}): its folder is read-only, and SQLite writes {path.name}-shm beside "
+                        f"its {path.name}-wal to read them; copy the folder somewhere you can write, or read it as its owner"
+                    ) from None
                 raise UserError(f"{path} is not a usable jobsplit journal ({exc}); {copy_again(path)}") from None
             raise self._storage_error(exc) or UserError(
                 f"{path} cannot be used ({exc}); close any program that holds it open (a sqlite3 shell, say) and run again"
@@ -567,8 +573,11 @@ def _attempt_rows(record: Ended) -> list[AttemptRow]:
 
 def read_only_connection(path: Path) -> sqlite3.Connection:
     """A connection that only reads the journal at ``path``: the tools', and the checks before a
-    run writes it."""
-    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None, timeout=5)
+    run writes it. In a folder this user cannot write (an archive, a colleague's folder), a
+    journal without a -wal (its run ended) is opened as immutable: SQLite would make its -shm
+    beside it to read it, and every tool failed with "attempt to write a readonly database"."""
+    finished_here = not os.access(path.parent, os.W_OK) and not path.with_name(path.name + "-wal").exists()
+    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro{'&immutable=1' if finished_here else ''}", uri=True, isolation_level=None, timeout=5)
 
 
 def is_damage(exc: sqlite3.DatabaseError) -> bool:
