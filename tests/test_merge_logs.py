@@ -138,6 +138,19 @@ def test_root_directories_and_files_give_the_same_log_and_count_each_file_once(r
     assert "from 3 logs" in again.stderr.decode()
 
 
+def test_a_machine_folder_copied_under_another_name_is_merged_with_the_others(root: Path, tmp_path: Path) -> None:
+    """Collected as ``gamma-from-node7``: merge-results took the folder, merge-logs left its log
+    out (only ``<machine>/<machine>.log.gz`` counted), with exit 0, and a root whose folders
+    were all renamed "held no logs"."""
+    whole = merge_logs(root, "-o", "-")
+    (root / "gamma").rename(root / "gamma-from-node7")
+    renamed = merge_logs(root, "-o", "-")
+    assert renamed.returncode == 0 and renamed.stdout == whole.stdout and "from 3 logs" in renamed.stderr.decode(), renamed.stderr
+    for machine in ("alpha", "beta"):
+        (root / machine).rename(root / f"{machine}-copy")
+    assert merge_logs(root, "-o", "-").stdout == whole.stdout
+
+
 def test_plain_text_inputs_and_outputs(root: Path, tmp_path: Path) -> None:
     plain_gamma = tmp_path / "gamma.txt"
     plain_gamma.write_bytes(b"".join(gzip.decompress(p.read_bytes()) for p in MachineDir(root / "gamma", "gamma").segments()))

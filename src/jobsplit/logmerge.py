@@ -103,11 +103,12 @@ def find_streams(inputs: list[str]) -> list[list[Path]]:
 def directory_logs(directory: Path) -> list[list[Path]]:
     """The log streams of an output root, else of a machine directory (or any folder of logs).
 
-    A root is told by its subdirectories ``<machine>/`` holding ``<machine>.log.gz`` (or its
-    segments), so a merged log saved in the root is not mistaken for a machine's.
+    A root is told by its subdirectories holding ``<machine>.log.gz`` (or its segments), so a
+    merged log saved in the root is not mistaken for a machine's; whatever their names (a folder
+    copied from a host as ``b-from-hostB``: it was left out, silently, as not ``b/``).
     """
-    machines = [sub for sub in sorted(directory.iterdir()) if sub.is_dir() and MachineDir(sub, sub.name).segments()]
-    found = [files for sub in machines for files in machine_logs(sub)] if machines else machine_logs(directory)
+    machines = [logs for sub in sorted(directory.iterdir()) if sub.is_dir() and (logs := machine_logs(sub))]
+    found = [files for logs in machines for files in logs] if machines else machine_logs(directory)
     if not found:
         raise UserError(f"{directory} holds no logs: expected <machine>.log.gz files in it or in its subdirectories <machine>/")
     return found
