@@ -138,6 +138,24 @@ def test_root_directories_and_files_give_the_same_log_and_count_each_file_once(r
     assert "from 3 logs" in again.stderr.decode()
 
 
+@pytest.mark.parametrize("output", ["file", "-"])
+def test_an_input_that_cannot_be_read_is_named_not_the_output(root: Path, tmp_path: Path, output: str) -> None:
+    """A log the user may not read (here a socket, which even root cannot open) was reported as
+    "OUT cannot be written; check that its folder exists", and with -o - as a traceback."""
+    import socket as sockets
+
+    unreadable = tmp_path / "b.log.gz"
+    server = sockets.socket(sockets.AF_UNIX)
+    server.bind(str(unreadable))
+    try:
+        done = merge_logs(root, unreadable, "-o", tmp_path / "all.log" if output == "file" else "-")
+    finally:
+        server.close()
+    err = done.stderr.decode()
+    assert done.returncode == 2 and "Traceback" not in err, err
+    assert f"error: {unreadable} cannot be read (" in err and "cannot be written" not in err, err
+
+
 def test_a_machine_folder_copied_under_another_name_is_merged_with_the_others(root: Path, tmp_path: Path) -> None:
     """Collected as ``gamma-from-node7``: merge-results took the folder, merge-logs left its log
     out (only ``<machine>/<machine>.log.gz`` counted), with exit 0, and a root whose folders

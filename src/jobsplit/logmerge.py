@@ -30,7 +30,7 @@ from typing import BinaryIO
 from rich.console import Console
 
 from .console import say_notice
-from .errors import UserError
+from .errors import UserError, describe_os_error
 from .outdir import LOG_NAME, MachineDir
 from .tooloutput import tool_output
 
@@ -140,7 +140,11 @@ class LogFile:
         self.truncated = False
 
     def chunks(self) -> Iterator[bytes]:
-        with open(self.path, "rb") as file:
+        try:
+            file = open(self.path, "rb")  # noqa: SIM115 - closed by the with below
+        except OSError as exc:  # read while the output is written: its error said the output could not be written
+            raise UserError(f"{self.path} cannot be read ({describe_os_error(exc)}); check its permissions, or leave it out") from None
+        with file:
             head = file.read(READ_SIZE)
             if head.startswith(GZIP_MAGIC) or self.path.name.endswith(".gz"):
                 yield from self._gunzip(file, head)
