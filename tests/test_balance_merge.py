@@ -63,6 +63,19 @@ def test_jobs_nobody_holds_are_missing_and_doubles_are_reported(tmp_path, capsys
     assert "2 of 4 jobs present" in out and "INCOMPLETE" in out
 
 
+def test_a_merge_counts_and_writes_from_one_moment_of_a_journal_a_run_goes_on_writing(tmp_path) -> None:
+    """merge-results read who holds which job, then the rows to write, in two reads: a run
+    committing between them made "1986 of 16000 present" beside "wrote 2,013 rows"."""
+    path = folder(tmp_path, "a", ids(0, 1))
+    merged = merge.merge([tmp_path])
+    writer = Journal(path / "journal.sqlite")  # the run, going on
+    more = ids(2)
+    writer.hold(more)
+    writer.commit(1, [AttemptRow(more[0], 1, 1, 0, 1, 1.0, 2.0, Outcome.DONE, JobState.DONE, row=f"t,1,t,2,{more[0]},[],a,{DIGEST},c\n")], [], 3.0)
+    writer.close()
+    assert len(list(merged.lines())) == len(merged.holders) == 2  # as the merge found it, not 3
+
+
 def test_a_queue_machine_in_two_folders_is_named_as_the_cause_of_its_doubles(tmp_path, capsys) -> None:
     """One machine run from two folders through a queue (--fresh, or two hosts given one name
     one after the other): the second run handed the first's done jobs back to the queue and ran

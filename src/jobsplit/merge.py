@@ -135,6 +135,8 @@ def merge(paths: Sequence[Path]) -> Merged:
     readable, elsewhere = split_written_elsewhere(find_machine_dirs(paths))
     csv_lines = {p: _row_lines(p / RESULTS_FILE) for p in readable}  # before the journals: a run going on appends a row only once committed
     machines = [MachineResults(p, journal := Journal(p / JOURNAL_FILE, read_only=True), journal.meta()) for p in readable]
+    for machine in machines:
+        machine.journal.hold_snapshot()
     digests = {m.digest for m in machines} | {s.digest for s in elsewhere.values()}
     if len(digests) > 1:
         groups = "; ".join(f"{format_digest(d)}: {', '.join(str(m.path) for m in machines if m.digest == d)}" for d in sorted(digests))
