@@ -306,3 +306,29 @@ def test_the_readme_s_config_examples_load_as_they_are(tmp_path):
         config = load_config(path)
         assert inline_comments(config, path) == []
         jobsplit_settings(config, path), log_settings(config, path), balance_config(config, path)
+
+
+def test_a_default_section_never_hides_nor_sets_jobsplit_s_own_settings(tmp_path):
+    """A [DEFAULT] section lends its keys to every section, the job's defaults: a key jobsplit's
+    sections set too was taken for a default and dropped, so [DEFAULT] timeout = 5 wiped out
+    [jobsplit] timeout = 3600 (no timeout at all), [DEFAULT] url = https://... the queue's URL
+    (no queue), without a word; and [DEFAULT] level = hard failed [logging] on a key it never
+    set. jobsplit's settings are its sections' own keys only."""
+    from jobsplit.balance import balance_config
+    from jobsplit.config import jobsplit_settings
+
+    path = tmp_path / "config.ini"
+    path.write_text(
+        "[DEFAULT]\ntimeout = 5\nstrategy = quota\nurl = https://example.org/data\nlevel = hard\n\n"
+        "[jobsplit]\nstrategy = rendezvous\ntimeout = 3600\n\n[balance]\nurl = redis://127.0.0.1:6379/0\n\n[logging]\nper_job = true\n\n"
+        "[montecarlo]\nsamples = 1000\n"
+    )
+    config = load_config(path)
+    settings = jobsplit_settings(config, path)
+    assert (settings.strategy, settings.timeout) == ("rendezvous", 3600.0)
+    assert balance_config(config, path).url == "redis://127.0.0.1:6379/0"
+    logging_settings = log_settings(config, path)
+    assert (logging_settings.level, logging_settings.per_job) == ("INFO", True)
+    assert config["montecarlo"]["timeout"] == "5"  # the job's sections still get the defaults
+    path.write_text("[DEFAULT]\ntimeout = 5\n\n[jobsplit]\nstrategy = quota\n")
+    assert jobsplit_settings(load_config(path), path).timeout is None  # a default is the job's, not jobsplit's

@@ -26,7 +26,7 @@ from typing import Any, NamedTuple, Protocol, cast
 from urllib.parse import unquote, urlsplit
 
 from .children import started_at
-from .config import positive_seconds
+from .config import own_items, positive_seconds
 from .errors import UserError
 
 DEFAULT_LEASE = 60.0
@@ -53,7 +53,7 @@ def balance_config(config: configparser.ConfigParser, path: Path) -> BalanceConf
     """Parse ``[balance]``, refusing unknown keys so that a typo is not silently ignored."""
     if not config.has_section("balance"):
         return BalanceConfig()
-    values = {k: v.strip() for k, v in config.items("balance", raw=True) if k not in config.defaults()}
+    values = {k: v.strip() for k, v in own_items(config, "balance").items()}
     known = {"url", "lease"}
     for key in values:
         if key not in known:

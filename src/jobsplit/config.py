@@ -265,11 +265,19 @@ class JobsplitSettings:
     timeout: float | None = None
 
 
+def own_items(config: configparser.ConfigParser, section: str) -> dict[str, str]:
+    """The keys ``section`` itself sets, with its values: not those a ``[DEFAULT]`` section (the
+    job's defaults) lends every section. Told apart by name, a key set in both was taken for a
+    default and dropped: ``[DEFAULT] timeout = 5`` wiped out ``[jobsplit] timeout = 3600``,
+    without a word."""
+    return dict(config._sections.get(section, {}))  # type: ignore[attr-defined] # ConfigParser has no public view of a section's own keys
+
+
 def jobsplit_settings(config: configparser.ConfigParser, path: Path) -> JobsplitSettings:
     """Parse ``[jobsplit]``, refusing unknown keys so that a typo is not silently ignored."""
     if not config.has_section("jobsplit"):
         return JobsplitSettings()
-    values = {k: v for k, v in config.items("jobsplit", raw=True) if k not in config.defaults()}
+    values = own_items(config, "jobsplit")
     known = {"strategy", "timeout"}
     for key in values:
         if key not in known:
@@ -299,10 +307,10 @@ def log_settings(config: JobConfig, path: Path) -> LogSettings:
     """Parse ``[logging]``; every problem names the key and the fix."""
     if not config.has_section("logging"):
         return LogSettings()
-    section = config["logging"]
+    section = own_items(config, "logging")
     known = {"level", "format", "max_size", "per_job"}
     for key in section:
-        if key not in known and key not in config.defaults():
+        if key not in known:
             raise UserError(f"{path} [logging] {key} is not a logging setting; the settings are: {', '.join(sorted(known))}")
     defaults = LogSettings()
     level = section.get("level", defaults.level).strip().upper()
@@ -316,15 +324,14 @@ def log_settings(config: JobConfig, path: Path) -> LogSettings:
     if not fmt.startswith("{time}"):
         raise UserError(f"{path} [logging] format must start with {{time}}, so that logs can be merged by time; got {fmt!r}")
     try:
-        max_size = section.getfilesize("max_size", fallback=defaults.max_size)
+        max_size = parse_filesize(section["max_size"]) if "max_size" in section else defaults.max_size
     except ValueError as exc:
         raise UserError(f"{path} [logging] max_size: {exc}") from None
     if max_size < 1024:
         raise UserError(f"{path} [logging] max_size must be at least 1KiB; got {section['max_size']!r}")
-    try:
-        per_job = section.getboolean("per_job", fallback=defaults.per_job)
-    except ValueError:
-        raise UserError(f"{path} [logging] per_job must be true or false; got {section['per_job']!r}") from None
+    per_job = config.BOOLEAN_STATES.get(section.get("per_job", str(defaults.per_job)).strip().lower())  # ConfigParser's own words for true and false
+    if per_job is None:
+        raise UserError(f"{path} [logging] per_job must be true or false; got {section['per_job']!r}")
     return LogSettings(level, fmt, max_size, per_job)
 
 
