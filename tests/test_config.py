@@ -332,3 +332,13 @@ def test_a_default_section_never_hides_nor_sets_jobsplit_s_own_settings(tmp_path
     assert config["montecarlo"]["timeout"] == "5"  # the job's sections still get the defaults
     path.write_text("[DEFAULT]\ntimeout = 5\n\n[jobsplit]\nstrategy = quota\n")
     assert jobsplit_settings(load_config(path), path).timeout is None  # a default is the job's, not jobsplit's
+
+
+@pytest.mark.parametrize("name", ["JobSplit", "jobsplit ", "LOGGING", "Balance"])
+def test_a_section_of_jobsplit_s_written_in_other_case_is_refused(tmp_path, name):
+    """[JobSplit] strategy = rendezvous was a section of the job's: a quota plan, no timeout,
+    without a word (unknown keys in [jobsplit] are refused so that a typo is not ignored)."""
+    path = tmp_path / "config.ini"
+    path.write_text(f"[{name}]\nstrategy = rendezvous\n")
+    with pytest.raises(UserError, match=rf"\[{name}\]: jobsplit's section is \[{name.strip().lower()}\] \(section names are case-sensitive\); rename it"):
+        load_config(path)

@@ -168,6 +168,10 @@ def load_config(path: Path) -> JobConfig:
         raise UserError(f"{path} cannot be read ({_reason(exc)}); check the file and its permissions") from None
     except configparser.Error as exc:
         raise UserError(f"{path}: {_syntax_problem(exc)}") from None
+    for section in config.sections():
+        meant = section.strip().casefold()
+        if meant in _JOBSPLIT_SECTIONS and section != meant:  # [JobSplit]: read as a section of the job's, its settings silently not jobsplit's
+            raise UserError(f"{path} [{section}]: jobsplit's section is [{meant}] (section names are case-sensitive); rename it")
     return config
 
 
