@@ -55,7 +55,8 @@ def test_bom_and_whitespace_are_fine(tmp_path):
         ('{"alpha": [NaN, 8]}', ['"alpha" speed', "NaN"]),
         ('{"alpha": [Infinity, 8]}', ['"alpha" speed', "a finite number", "Infinity"]),
         ('{"alpha": [1e400, 8]}', ['"alpha" speed', "a finite number", "Infinity"]),  # a number too large for a float
-        ({"alpha": [1.0, 0]}, ['"alpha" cores', ">= 1"]),
+        ({"alpha": [1.0, 0]}, ['"alpha" cores', "from 1 to 100,000"]),
+        ({"alpha": [1.0, 3200000000000]}, ['"alpha" cores', "from 1 to 100,000", "3200000000000"]),  # a typo of a few digits: plan ended in a MemoryError
         ({"alpha": [1.0, -4]}, ['"alpha" cores', "-4"]),
         ({"alpha": [1.0, 2.5]}, ['"alpha" cores', "2.5"]),
         ({"alpha": [1.0, 8.0]}, ['"alpha" cores', "8.0"]),

@@ -29,6 +29,9 @@ _ARRAY_KEYS = ("speed", "cores", "array")
 _MEMBER = re.compile(r"(.+)\[(0|[1-9][0-9]*)\]")
 MAX_ARRAY = 100_000
 """Most tasks one array entry may have (a typo of a few digits would otherwise plan millions)."""
+MAX_CORES = 100_000
+"""Most cores one machine may have: the plans simulate each (a typo of a few digits, 3200000000000,
+ended `plan` in a MemoryError)."""
 MAX_NAME = 100
 """Bytes (UTF-8) of a machine's name, also its folder's and its log files' (``<name>.log.<N>.gz``):
 well within the 255 a file name may have."""
@@ -110,8 +113,8 @@ def _speed(path: Path | str, name: str, speed: Any) -> float:
 
 
 def _cores(path: Path | str, name: str, cores: Any) -> int:
-    if isinstance(cores, bool) or not isinstance(cores, int) or cores < 1:
-        raise UserError(f'{path} "{name}" cores: must be a whole number >= 1; got {_shown(cores)}')
+    if isinstance(cores, bool) or not isinstance(cores, int) or not 1 <= cores <= MAX_CORES:
+        raise UserError(f'{path} "{name}" cores: must be a whole number from 1 to {MAX_CORES:,}; got {_shown(cores)}')
     return cores
 
 
