@@ -509,3 +509,11 @@ def test_plan_json_is_streamed_as_the_very_text_of_one_json_dumps(entry_file, co
     pieces: list[str] = []
     _write_plan_json(project, pieces.append, chunk=7)  # a small chunk: ids cross chunk boundaries
     assert "".join(pieces) == json.dumps(doc) + "\n"
+
+
+def test_a_seed_that_is_not_utf_8_is_one_sentence(setup):
+    """``--seed café`` typed in a Latin-1 terminal: a UnicodeEncodeError traceback."""
+    result = run_entry(setup.entry, "digest", "--config-dir", setup.config, "--seed", b"caf\xe9".decode("utf-8", "surrogateescape"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "--seed 'caf\\\\udce9' is not UTF-8 text" in result.stderr, result.stderr
+    assert ok(run_entry(setup.entry, "digest", "--config-dir", setup.config, "--seed", "café")).stdout  # UTF-8 is fine

@@ -32,6 +32,7 @@ from .errors import UserError
 from .machines import MACHINES_FILE, Machine, load_machines, this_host
 from .plan import DEFAULT_STRATEGY, STRATEGIES, Plan, PlanInput, make_plan
 from .pool import JobPool, call_args
+from .text import clean_text
 
 CostFn = Callable[..., float]
 
@@ -94,6 +95,8 @@ def load_project(
     cost: CostFn | None = None,
 ) -> Project:
     """Read and check the config files in ``config_dir`` and digest them with the pool."""
+    if seed is not None and not seed.isascii() and clean_text(seed) != seed:  # bytes of another encoding, as os.fsdecode gives them
+        raise UserError(f"--seed {clean_text(seed)!r} is not UTF-8 text (a terminal of another encoding?); every host must pass the same text: write it in UTF-8, or in ASCII")
     config_path = config_dir / CONFIG_FILE
     config = load_config(config_path)
     header = load_header(config_dir / HEADER_FILE)
