@@ -342,3 +342,16 @@ def test_a_section_of_jobsplit_s_written_in_other_case_is_refused(tmp_path, name
     path.write_text(f"[{name}]\nstrategy = rendezvous\n")
     with pytest.raises(UserError, match=rf"\[{name}\]: jobsplit's section is \[{name.strip().lower()}\] \(section names are case-sensitive\); rename it"):
         load_config(path)
+
+
+def test_sizes_beyond_a_decimal_s_precision_are_exact_and_bad_ones_say_so_once(tmp_path):
+    """99999999999999999999999TiB (10^28 bytes or more) ended in decimal.InvalidOperation, a
+    traceback, and in a job's config.getfilesize an exception that was no ValueError; a bad
+    [logging] max_size named its key twice."""
+    assert parse_filesize("99999999999999999999999TiB") == 99999999999999999999999 * 1024**4
+    assert parse_filesize("0.0005KB") == 1 and parse_filesize("0.0004999KB") == 0  # halves round up, as before
+    path = tmp_path / "config.ini"
+    path.write_text("[logging]\nmax_size = -5MB\n")
+    with pytest.raises(UserError) as info:
+        log_settings(load_config(path), path)
+    assert str(info.value).count("max_size") == 1, str(info.value)

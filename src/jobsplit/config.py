@@ -9,10 +9,11 @@ from __future__ import annotations
 import ast
 import configparser
 import csv
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ def parse_filesize(text: str) -> int:
     unit = match and _UNITS.get(match.group(2).lower())
     if not match or unit is None:
         raise ValueError(f"{text!r} is not a file size; write a number with an optional unit B, K/KB/KiB, M/MB/MiB, G/GB/GiB or T/TB/TiB, e.g. 64MiB")
-    return int((Decimal(match.group(1)) * unit).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    return math.floor(Fraction(match.group(1)) * unit + Fraction(1, 2))  # exact, however large (a Decimal's 28 digits ended in a traceback)
 
 
 class JobConfig(configparser.ConfigParser):
