@@ -355,3 +355,13 @@ def test_sizes_beyond_a_decimal_s_precision_are_exact_and_bad_ones_say_so_once(t
     with pytest.raises(UserError) as info:
         log_settings(load_config(path), path)
     assert str(info.value).count("max_size") == 1, str(info.value)
+
+
+@pytest.mark.parametrize("first", ["", "sep=,", "# columns of the study"])
+def test_a_line_before_the_header_s_names_is_the_one_to_remove(tmp_path, first):
+    """A blank first line, Excel's "sep=," or a comment: the advice was to remove the lines after
+    the first, the column names themselves."""
+    path = tmp_path / "header.csv"
+    path.write_text(f"{first}\nRun Start Time,Job Running Time,Job Start Time,Value\n")
+    with pytest.raises(UserError, match="line 1 is .*: header.csv must be one line of column names; remove that line, keeping the names"):
+        load_header(path)

@@ -219,6 +219,9 @@ def load_header(path: Path) -> Header:
     row, *more = rows or [[]]
     extra = next((number for number, line in enumerate(more, 2) if any(cell.strip() for cell in line)), None)
     if extra is not None:
+        first = ",".join(row).strip()
+        if not first or first.lower().startswith(("sep=", "#")):  # a blank line, Excel's "sep=," line, a comment: the names come after it
+            raise UserError(f"{path} line 1 is {'blank' if not first else repr(first)}: header.csv must be one line of column names; remove that line, keeping the names")
         raise UserError(f"{path} line {extra}: header.csv must be one line of column names; remove the lines after the first")
     columns = [cell.strip() for cell in row]
     while columns and not columns[-1]:
