@@ -105,6 +105,10 @@ def entry_main(
         if args.config_dir is None and config_dir != Path.cwd():  # a machines.json edited here would otherwise be ignored unsaid
             say_notice(messages, f"there is no {CONFIG_FILE} here: the config files are read from {config_dir}, the program's own folder")
         project = load_project(JobPool(pool, key), config_dir, strategy=args.strategy, seed=args.seed, cost=cost)
+        if reduce is not None:
+            from .reduction import check_columns
+
+            check_columns(project.header.columns)
         for notice in project.notices:
             say_notice(messages, notice)
         if args.command == "digest":

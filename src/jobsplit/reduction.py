@@ -34,8 +34,7 @@ def reduce_results(reduce: ReduceFn | None, dirs: Sequence[Path], output: Path |
     if output is not None and output.suffix.lower() not in (".json", ".csv"):
         raise UserError(f"{output}: the reduced value is written as .json or .csv; choose one of those extensions")
     merged = merge(dirs)
-    if ARGS in merged.header:
-        raise UserError(f'header.csv has a column named "{ARGS}", the key under which reduce gives each row its job\'s arguments; rename the column')
+    check_columns(merged.header)
     report(merged, console)
     if not merged.complete and not allow_missing:
         console.print("nothing reduced; pass --allow-missing to reduce the rows there are", markup=False)
@@ -52,6 +51,14 @@ def reduce_results(reduce: ReduceFn | None, dirs: Sequence[Path], output: Path |
         _write(value, output)
         console.print(f"wrote the reduced value to {output}", markup=False, soft_wrap=True)
     return 0 if merged.complete else 1
+
+
+def check_columns(columns: Sequence[str]) -> None:
+    """Refuse a result column named as the key of each row's arguments. Checked by every command
+    of an entry that gives reduce=, not at its reduce only: found there, after the whole run,
+    renaming the column changed the digest, and every job ran again."""
+    if ARGS in columns:
+        raise UserError(f'header.csv has a column named "{ARGS}", the key under which reduce gives each row its job\'s arguments; rename the column')
 
 
 def _write(value: Any, output: Path) -> None:
