@@ -222,6 +222,17 @@ def test_an_array_in_the_pool_is_refused_saying_that_tolist_gives_its_values():
         JobPool(numpy.array([[0.1, 1.0], [0.2, 2.0]]))
 
 
+def test_numpy_bools_are_their_python_values_and_other_scalars_say_item():
+    """``pool = [(x, x > 0.5) for x in array]``: NumPy's bool was refused (the README says NumPy's
+    scalars are their Python values; its ints and floats were), with the hint for arrays."""
+    numpy = pytest.importorskip("numpy")
+    values = numpy.array([0.2, 0.7])
+    pool = JobPool([(float(x), x > 0.5) for x in values])
+    assert pool.ids_hex(range(2)) == JobPool([(0.2, False), (0.7, True)]).ids_hex(range(2))
+    with pytest.raises(UserError, match=r"pool\[0\] is a numpy\.datetime64, .*\(its \.item\(\) gives its Python value\)"):
+        JobPool([numpy.datetime64("2026-12-07")])
+
+
 def test_key_makes_non_json_like_pools_acceptable():
     """With key=, the key's value is what identifies a job, so any job object is fine."""
 

@@ -362,6 +362,8 @@ def _normalize(value: Any, where: str, depth: int) -> Any:
         return out
     if isinstance(value, numbers.Integral):  # int subclasses, IntEnum, numpy integers
         return int(value)
+    if kind.__module__ == "numpy" and kind.__name__ in ("bool", "bool_"):  # NumPy's bool, as a comparison of arrays gives it: no numbers.Integral
+        return bool(value)
     if isinstance(value, float) or (isinstance(value, numbers.Real) and kind.__module__ == "numpy"):
         return float(value)
     if isinstance(value, str):
@@ -380,6 +382,8 @@ def _way_out(value: Any) -> str:
         return " or pass key=dataclasses.asdict to jobsplit.main, which identifies each job by its fields"
     if isinstance(value, enum.Enum):
         return " (its .value or .name gives one) or pass key= to jobsplit.main"
+    if getattr(value, "ndim", None) == 0 and callable(getattr(value, "item", None)):  # a NumPy scalar
+        return " (its .item() gives its Python value) or pass key= to jobsplit.main"
     if callable(getattr(value, "tolist", None)):  # a NumPy array, a pandas Series
         return " (its .tolist() gives its values as a list) or pass key= to jobsplit.main"
     return " or pass key= to jobsplit.main"
