@@ -459,3 +459,17 @@ def test_packed_ids_behave_as_a_sequence_of_ids():
     assert pool.ids_hex(range(300)) == [i.hex() for i in ids]
     assert pool.ids.position(ids[123]) == 123 and pool.ids.position(b"\0" * 16) == -1
     assert pool.sorted_ids() == b"".join(sorted(ids))
+
+
+def test_estimated_costs_are_any_real_numbers_a_float_holds():
+    """A cost function returning np.int64(8) was refused as no "finite number >= 0", and one
+    returning 10**400 ended in an OverflowError traceback, under any strategy (costs are part
+    of the digest)."""
+    from jobsplit.project import _costs
+
+    numpy = pytest.importorskip("numpy")
+    pool = JobPool([(1,), (2,)])
+    assert _costs(pool, lambda x: numpy.int64(x) ** 3) == [1.0, 8.0] == _costs(pool, lambda x: x**3)
+    for bad, shown in ((lambda x: 10 ** (400 * x), "an int of 1329 bits, too large for a float"), (lambda x: -x, "-1"), (lambda x: "1", "'1'"), (lambda x: True, "True")):
+        with pytest.raises(UserError, match=rf"cost\(pool\[0\]\) returned {re.escape(shown)}; estimated costs must be finite numbers >= 0"):
+            _costs(pool, bad)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -142,7 +143,12 @@ def _costs(pool: JobPool, cost: CostFn) -> list[float]:
             value: Any = cost(*args, **kwargs)
         except Exception as exc:  # noqa: BLE001 - the user's cost function is part of the input
             raise UserError(f"cost(pool[{position}]) raised {type(exc).__name__}: {exc}; fix the cost function passed to jobsplit.main") from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise UserError(f"cost(pool[{position}]) returned {value!r}; estimated costs must be finite numbers >= 0")
-        costs.append(float(value))
+        shown = None
+        try:  # any real number, NumPy's too (np.int64(8) was refused as no "finite number >= 0")
+            number = math.nan if isinstance(value, bool) or not isinstance(value, numbers.Real) else float(value)
+        except OverflowError:  # an int too large for a float ended in a traceback
+            number, shown = math.inf, f"an int of {value.bit_length()} bits, too large for a float"
+        if not math.isfinite(number) or number < 0:
+            raise UserError(f"cost(pool[{position}]) returned {shown or repr(value)[:80]}; estimated costs must be finite numbers >= 0")
+        costs.append(number)
     return costs
