@@ -334,14 +334,17 @@ def test_a_default_section_never_hides_nor_sets_jobsplit_s_own_settings(tmp_path
     assert jobsplit_settings(load_config(path), path).timeout is None  # a default is the job's, not jobsplit's
 
 
-@pytest.mark.parametrize("name", ["JobSplit", "jobsplit ", "LOGGING", "Balance"])
-def test_a_section_of_jobsplit_s_written_in_other_case_is_refused(tmp_path, name):
+@pytest.mark.parametrize(("name", "key"), [("JobSplit", "strategy = rendezvous"), ("jobsplit ", "timeout = 60"), ("LOGGING", "level = DEBUG"), ("Balance", "lease = 30")])
+def test_a_section_of_jobsplit_s_written_in_other_case_is_refused(tmp_path, name, key):
     """[JobSplit] strategy = rendezvous was a section of the job's: a quota plan, no timeout,
-    without a word (unknown keys in [jobsplit] are refused so that a typo is not ignored)."""
+    without a word (unknown keys in [jobsplit] are refused so that a typo is not ignored). A
+    job's own section of such a name, without jobsplit's keys, is the job's."""
     path = tmp_path / "config.ini"
-    path.write_text(f"[{name}]\nstrategy = rendezvous\n")
+    path.write_text(f"[{name}]\n{key}\n")
     with pytest.raises(UserError, match=rf"\[{name}\]: jobsplit's section is \[{name.strip().lower()}\] \(section names are case-sensitive\); rename it"):
         load_config(path)
+    path.write_text(f"[{name}]\nmass = 12.5\n")
+    assert load_config(path)[name]["mass"] == "12.5"
 
 
 def test_sizes_beyond_a_decimal_s_precision_are_exact_and_bad_ones_say_so_once(tmp_path):

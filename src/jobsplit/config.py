@@ -171,14 +171,15 @@ def load_config(path: Path) -> JobConfig:
         raise UserError(f"{path}: {_syntax_problem(exc)}") from None
     for section in config.sections():
         meant = section.strip().casefold()
-        if meant in _JOBSPLIT_SECTIONS and section != meant:  # [JobSplit]: read as a section of the job's, its settings silently not jobsplit's
+        if section != meant and set(own_items(config, section)) & JOBSPLIT_KEYS.get(meant, set()):  # [JobSplit] strategy = ...: the job's section, silently
             raise UserError(f"{path} [{section}]: jobsplit's section is [{meant}] (section names are case-sensitive); rename it")
     return config
 
 
 _AFTER_A_VALUE = re.compile(r"\s[;#]")
 """What a comment after a value looks like: config.ini takes none there (a value is all after its =)."""
-_JOBSPLIT_SECTIONS = ("jobsplit", "logging", "balance")
+JOBSPLIT_KEYS = {"jobsplit": {"strategy", "timeout"}, "logging": {"level", "format", "max_size", "per_job"}, "balance": {"url", "lease"}}
+"""jobsplit's own sections and their keys (each section's parser refuses any other)."""
 _FREE_TEXT = {("logging", "format")}
 """Values of jobsplit's sections that are text, where a '#' or ';' may be meant (``#{job}``): what
 follows them shows in every log line, were it a comment."""
@@ -197,7 +198,7 @@ def inline_comments(config: JobConfig, path: Path) -> list[str]:
             if not _AFTER_A_VALUE.search(value) or (section, key) in _FREE_TEXT:
                 continue
             where = f"{path} [{section}] {key} = {value!r}"
-            if section in _JOBSPLIT_SECTIONS:
+            if section in JOBSPLIT_KEYS:
                 raise UserError(f"{where}: config.ini takes no comment after a value (the value is all after '='); put the comment on a line of its own")
             notices.append(f"{where} holds what looks like a comment, which the job gets as part of the value (config.ini takes none after a value); if it is one, put it on a line of its own")
     return notices
@@ -286,7 +287,7 @@ def jobsplit_settings(config: configparser.ConfigParser, path: Path) -> Jobsplit
     if not config.has_section("jobsplit"):
         return JobsplitSettings()
     values = own_items(config, "jobsplit")
-    known = {"strategy", "timeout"}
+    known = JOBSPLIT_KEYS["jobsplit"]
     for key in values:
         if key not in known:
             raise UserError(f"{path} [jobsplit] {key} is not a jobsplit setting; the settings are: {', '.join(sorted(known))}")
@@ -316,7 +317,7 @@ def log_settings(config: JobConfig, path: Path) -> LogSettings:
     if not config.has_section("logging"):
         return LogSettings()
     section = own_items(config, "logging")
-    known = {"level", "format", "max_size", "per_job"}
+    known = JOBSPLIT_KEYS["logging"]
     for key in section:
         if key not in known:
             raise UserError(f"{path} [logging] {key} is not a logging setting; the settings are: {', '.join(sorted(known))}")
