@@ -33,7 +33,7 @@ from .errors import UserError
 from .machines import MACHINES_FILE, Machine, load_machines, this_host
 from .plan import DEFAULT_STRATEGY, STRATEGIES, Plan, PlanInput, make_plan
 from .pool import JobPool, call_args
-from .text import clean_text
+from .text import article, clean_text
 
 CostFn = Callable[..., float]
 
@@ -146,8 +146,8 @@ def _costs(pool: JobPool, cost: CostFn) -> list[float]:
         shown = None
         try:  # any real number, NumPy's too (np.int64(8) was refused as no "finite number >= 0")
             number = math.nan if isinstance(value, bool) or not isinstance(value, numbers.Real) else float(value)
-        except OverflowError:  # an int too large for a float ended in a traceback
-            number, shown = math.inf, f"an int of {value.bit_length()} bits, too large for a float"
+        except OverflowError:  # an int (or a Fraction) too large for a float ended in a traceback
+            number, shown = math.inf, f"{article(type(value).__name__)} {type(value).__name__} too large for a float"
         if not math.isfinite(number) or number < 0:
             raise UserError(f"cost(pool[{position}]) returned {shown or repr(value)[:80]}; estimated costs must be finite numbers >= 0")
         costs.append(number)
