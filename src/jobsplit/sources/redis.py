@@ -886,7 +886,7 @@ def _ended_here(instance: str) -> bool:
     process = instance_process(instance)
     if process is None or process.host != socket.gethostname() or not process.system or process.system != this_system():
         return False
-    return ended(process.pid) or started_at(process.pid) != process.start
+    return ended(process.pid) or (process.start is not None and started_at(process.pid) != process.start)  # a start not known: only a gone pid tells
 
 
 def _figures(reply: Sequence[Any]) -> tuple[int, int, int]:
