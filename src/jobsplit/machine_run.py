@@ -270,7 +270,7 @@ class MachineRun:
         source, queue, workers = feed.source, feed.queue, feed.workers
         make_room_for_workers(workers)  # before the run is recorded: a refusal leaves no trace of it
         cores = usable_cores()
-        if settings.workers > OVERSUBSCRIBED * cores and (connection is not None or sum(counts.values()) > counts[JobState.DONE] + failed_before):  # said of a share with nothing to run, it was noise
+        if settings.workers > OVERSUBSCRIBED * cores and source.remaining():  # said of a share with nothing to run, it was noise
             per_core = f"more than {OVERSUBSCRIBED} per core of this host ({plural(cores, 'core')})"
             if workers > OVERSUBSCRIBED * cores:
                 self.events.notice(f"{workers} workers are {per_core}; jobs will compete for the CPU")
