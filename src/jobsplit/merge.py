@@ -222,14 +222,7 @@ def report(merged: Merged, console: Console) -> None:
             markup=False, soft_wrap=True,
         )  # fmt: skip
     for name, folders in repeated_machines((m.machine, m.path) for m in merged.machines).items():
-        if merged.pool_size is None:
-            console.print(repeated_machine_sentence(name, folders), markup=False, soft_wrap=True)
-        else:  # the queue credits a machine's done jobs to the run of it that reports them: a run from another folder gave them back
-            console.print(
-                f"machine {name} is in {len(folders)} folders ({', '.join(map(str, folders))}): it ran from each (--fresh, or on another host of that name), "
-                "and the jobs done in one were handed back to the queue and run again (or a folder was copied twice); keep one folder per machine",
-                markup=False, soft_wrap=True,
-            )  # fmt: skip
+        console.print(repeated_machine_sentence(name, folders, queue=merged.pool_size is not None), markup=False, soft_wrap=True)
     duplicates = merged.duplicates
     if duplicates:
         shown = list(duplicates.items())[:SHOWN]

@@ -278,9 +278,16 @@ def repeated_machines(folders: Iterable[tuple[str, Path]]) -> dict[str, list[Pat
     return {name: found for name, found in by_name.items() if len(found) > 1}
 
 
-def repeated_machine_sentence(name: str, folders: Sequence[Path]) -> str:
+def repeated_machine_sentence(name: str, folders: Sequence[Path], *, queue: bool = False) -> str:
     """What a machine found in several folders means, and what to do: the usual cause is a
-    machine chosen on two hosts, which leaves some other machine's share run by nobody."""
+    machine chosen on two hosts, which leaves some other machine's share run by nobody. Through
+    a shared queue (``queue``), which credits a machine's done jobs to the run of it that
+    reports them, a run from another folder handed them back, and they ran again."""
+    if queue:
+        return (
+            f"machine {name} is in {len(folders)} folders ({', '.join(map(str, folders))}): it ran from each (--fresh, or on another host of that name), "
+            "and the jobs done in one were handed back to the queue and run again (or a folder was copied twice); keep one folder per machine"
+        )
     return (
         f"machine {name} is in {len(folders)} folders ({', '.join(map(str, folders))}): its share ran {len(folders)} times, "
         f"on hosts that each chose {name} (or a folder was copied twice); each machine is chosen on one host only: keep one "
