@@ -447,6 +447,8 @@ BAD_INPUTS = {
     "config-missing": ({}, "", (), _no_config, ["config.ini", "init"]),
     "header-missing-timing": (dict(header=("Value", "Error")), "", (), None, ["header.csv", "Run Start Time"]),
     "cost-strategy-without-cost": ({}, "cost = None", ("--strategy", "cost"), None, ["cost"]),
+    # Every job finished at once on any core, so the first machine got them all and the others none.
+    "cost-all-zero": ({}, "cost = lambda *a, **k: 0", ("--strategy", "cost"), None, ["cost= gave 0 for every job", "all 200", 'machine "alpha"', "positive estimates"]),
     # [logging] max_size is the first file size jobsplit itself reads (the log issue). This case
     # was a strict xfail until that setting landed in the working tree.
     "bad-filesize": (dict(config=DEFAULT_CONFIG + "\n[logging]\nmax_size = 64XB\n"), "", (), None, ["config.ini", "max_size", "64XB"]),

@@ -115,6 +115,12 @@ def load_project(
     costs = _costs(pool, cost) if cost is not None else None
     if STRATEGIES[strategy_name].needs_costs and costs is None:
         raise UserError(f'the "{strategy_name}" strategy needs estimated job costs; pass cost=<function> to jobsplit.main, or choose another strategy')
+    if STRATEGIES[strategy_name].needs_costs and len(machines) > 1 and costs and not any(costs):
+        # Nothing to balance by: every job would finish at once on any core, so all went to the first machine.
+        raise UserError(
+            f'cost= gave 0 for every job, so the "{strategy_name}" strategy would give all {len(costs):,} to machine "{machines[0].name}" and none to the others; '
+            "make cost= return positive estimates (in any unit: only their ratios count), or choose another strategy"
+        )
     digest = compute_digest(_covered(pool, config, header, machines, strategy_name, seed, costs))
     return Project(pool, config, header, machines, strategy_name, digest, settings, logging_settings, seed, costs, balance, tuple(notices))
 
