@@ -95,3 +95,27 @@ def test_merge_logs_writes_into_a_named_pipe(tmp_path):
     assert result.returncode == 0, result.stderr
     assert reader.wait().count(b" alpha ") == 50
     assert stat.S_ISFIFO(os.lstat(reader.path).st_mode)
+
+
+def test_a_file_replaced_keeps_its_permissions(tmp_path):
+    """``merge-results -o merged.csv`` again, after ``chmod 600 merged.csv``: the new table was
+    readable by everyone (the temporary file's mode, from the umask), and through a link too."""
+    path = tmp_path / "merged.csv"
+    path.write_text("old\n")
+    path.chmod(0o600)
+    link = tmp_path / "link.csv"
+    link.symlink_to(path.name)
+    for name in (path, link):
+        with atomic_file(name) as f:
+            f.write("new\n")
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600 and path.read_text() == "new\n" and link.is_symlink()
+    fresh = tmp_path / "fresh.csv"
+    with atomic_file(fresh) as f:
+        f.write("x\n")
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    """This process's umask, read without setting it (Linux)."""
+    status = Path("/proc/self/status").read_text()
+    return int(status.split("Umask:")[1].split()[0], 8)

@@ -24,9 +24,11 @@ def atomic_file(path: Path, mode: str = "w", *, writer: str = "partial") -> Iter
     A symbolic link stays a link: the file it points to is replaced. What is not a file stays
     what it is, written straight to: ``-o /dev/null`` (to check a merge and keep nothing),
     ``/dev/stdout``, a named pipe. The rename replaced ``/dev/null`` itself with a file, for
-    every program of a machine where jobsplit ran as root (and failed for anyone else).
+    every program of a machine where jobsplit ran as root (and failed for anyone else). A file
+    replaced keeps its permissions: a merged table made private stayed so no longer.
     """
-    in_place = _not_a_file(path)
+    kept = _existing_mode(path)
+    in_place = kept is not None and not stat.S_ISREG(kept) and not stat.S_ISDIR(kept)
     target = path if in_place else Path(os.path.realpath(path))
     temporary = None if in_place else target.with_name(f".{target.name}.{os.getpid()}.{writer}")
     try:
@@ -34,6 +36,8 @@ def atomic_file(path: Path, mode: str = "w", *, writer: str = "partial") -> Iter
             yield f
             f.flush()
             if temporary is not None:
+                if kept is not None and stat.S_ISREG(kept):
+                    os.fchmod(f.fileno(), stat.S_IMODE(kept))
                 os.fsync(f.fileno())
         if temporary is not None:
             os.replace(temporary, target)
@@ -50,11 +54,9 @@ def _opened(path: Path, mode: str) -> IO[Any]:
     return open(path, mode) if "b" in mode else open(path, mode, encoding="utf-8", newline="")
 
 
-def _not_a_file(path: Path) -> bool:
-    """Whether ``path`` is there and is no regular file (nor a folder, which fails as such):
-    a device, a pipe, a socket."""
+def _existing_mode(path: Path) -> int | None:
+    """The mode of what ``path`` names (a link followed), None if nothing is there."""
     try:
-        mode = os.stat(path).st_mode
+        return os.stat(path).st_mode
     except OSError:
-        return False
-    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+        return None
