@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from conftest import entry_env, error_lines, run_entry, write_config_dir
+from jobsplit.digits import every_digit
 
 HEADER = ("Run Start Time", "Job Running Time", "Job Start Time", "Value", "Noise")
 MACHINES = {"m1": [1.0, 2], "m2": [1.0, 2], "m3": [1.0, 2]}
@@ -292,3 +293,92 @@ def test_a_result_column_named_args_is_refused_not_overwritten(tmp_path):
     assert result.returncode == 2 and not (tmp_path / "out").exists(), result.stderr
     (error,) = error_lines(result.stderr)
     assert 'header.csv has a column named "args", the key under which reduce gives each row its job\'s arguments; rename the column' in error
+
+
+def test_the_running_time_reads_back_as_a_float_in_every_row(project, tmp_path):
+    """jobsplit writes a running time with six decimals (``0.000012``, ``0.010000``), not as a
+    float's repr: each such cell came back as text, and ``sum(r["Job Running Time"] ...)``
+    failed, or a filter on floats silently left rows out."""
+    entry = entry_in(project.base, "times.py", reduce="reduce=lambda rows: [[type(r['Job Running Time']).__name__, r['Job Running Time'], r['Job ID']] for r in rows]")
+    result = reduce(entry, project.out, "-o", tmp_path / "times.json")
+    assert result.returncode == 0, result.stderr
+    written = {row["Job ID"]: float(row["Job Running Time"]) for row in csv_rows(*(project.out / m for m in MACHINES))}
+    got = json.loads((tmp_path / "times.json").read_text(encoding="utf-8"))
+    assert len(got) == 24 and all(kind == "float" and written[job_id] == value for kind, value, job_id in got), got
+
+
+ODD_VALUES_ENTRY = '''\
+import datetime
+import decimal
+import enum
+import pathlib
+
+import numpy
+
+import jobsplit
+
+
+class Color(str, enum.Enum):
+    RED = "red"
+
+
+def job(n, random_obj, config, progress):
+    return [Color.RED, "50%\\r100%", "-0", 10**5000][n]
+
+
+def summary(rows):
+    values = {row["args"][0]: row["Value"] for row in rows}
+    return {
+        "color": values[0], "cr": values[1], "minus zero": values[2], "big": values[3],
+        "file": "caf\\udce9.dat", "count": numpy.int64(len(rows)), "hist": numpy.array([5, 0, 2]),
+        "mean": numpy.float32(0.5), "when": datetime.date(2026, 12, 7), "where": pathlib.Path("out/m1"),
+        "exact": decimal.Decimal("0.10"),
+    } | ({"hist": "[5, 0, 2]"} if "flat" in __file__ else {})
+
+
+def fails(rows):
+    return {"lazy": (row["Value"] for row in rows)}
+
+
+if __name__ == "__main__":
+    jobsplit.main(job, [(n,) for n in range(4)], reduce=fails if "fails" in __file__ else summary)
+'''
+
+
+def test_the_reduced_value_is_written_faithfully_or_refused(tmp_path):
+    """What reduce wrote: a lone CR unquoted in summary.csv (its row broke in two), a traceback
+    for a non-UTF-8 file name there and for an integer of 5,000 digits in both files; NumPy's
+    values in JSON as their printout ("26", "[5 0 2]"), and anything else too (a generator as
+    "<generator object ...>"). What a job returned: a str enum written as "Color.RED", and
+    "-0" read back as the int 0."""
+    pytest.importorskip("numpy")
+    write_config_dir(tmp_path, header=("Run Start Time", "Job Running Time", "Job Start Time", "Value"), machines={"m1": [1.0, 2]})
+    entry = tmp_path / "entry.py"
+    entry.write_text(ODD_VALUES_ENTRY, encoding="utf-8")
+    assert run_machine(entry, tmp_path / "out", "m1").returncode == 0
+    expected = {
+        "color": "red", "cr": "50%\r100%", "minus zero": "-0", "big": 10**5000, "file": "caf\udce9.dat", "count": 4,
+        "hist": [5, 0, 2], "mean": 0.5, "when": "2026-12-07", "where": "out/m1", "exact": "0.10",
+    }
+    result = reduce(entry, tmp_path / "out", "-o", tmp_path / "summary.json")
+    assert result.returncode == 0, result.stderr
+    with every_digit():
+        assert json.loads((tmp_path / "summary.json").read_text(encoding="utf-8")) == expected
+    result = reduce(entry, tmp_path / "out", "-o", tmp_path / "summary.csv")
+    assert result.returncode == 2 and "Traceback" not in result.stderr and not (tmp_path / "summary.csv").exists(), result.stderr
+    assert error_lines(result.stderr) == ["error: the reduce function's value cannot be written as CSV: row 7, column 'value', is a ndarray; make each cell a number, a string, a boolean, None, a date or a path, or write .json"]
+    flat = tmp_path / "flat.py"  # the same, its array as text
+    flat.write_text(ODD_VALUES_ENTRY, encoding="utf-8")
+    result = reduce(flat, tmp_path / "out", "-o", tmp_path / "summary.csv")
+    assert result.returncode == 0, result.stderr
+    with open(tmp_path / "summary.csv", encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f))
+    with every_digit():
+        texts = {**{key: str(value) for key, value in expected.items()}, "file": "caf\\udce9.dat", "hist": "[5, 0, 2]"}  # escaped as in results.csv
+    assert rows[0] == ["key", "value"] and dict(rows[1:]) == texts and len(rows) == 12
+    fails = tmp_path / "fails.py"
+    fails.write_text(ODD_VALUES_ENTRY, encoding="utf-8")
+    result = reduce(fails, tmp_path / "out", "-o", tmp_path / "fails.json")
+    assert result.returncode == 2 and "Traceback" not in result.stderr and not (tmp_path / "fails.json").exists(), result.stderr
+    (error,) = error_lines(result.stderr)
+    assert "the reduce function's value cannot be written as JSON (it holds a generator)" in error

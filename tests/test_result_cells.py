@@ -41,10 +41,10 @@ def test_a_cell_reads_back_as_a_number_only_where_jobsplit_wrote_one():
     back as numbers; text that only reads as one stays the text a job returned. ``"007"`` and
     ``"1e3"`` came back as 7.0 and 1000.0 (a zip code, a sample name). A bool came back as the
     text ``"False"``, which is true: ``if row["converged"]`` counted every row."""
-    rows = RowFormatter(Header(("Run Start Time", "Job Running Time", "Job Start Time", *"ABCDEFGHIJKLM")), "m1", 1.7e9, DIGEST, "c" * 12)
-    values = (7, -0.0, 0.1, 1e300, float("inf"), 2.5e-8, "007", "1e3", "1_000", " 7", True, False, "true")
+    values = (7, -0.0, 0.1, 1e300, float("inf"), 2.5e-8, "007", "1e3", "1_000", " 7", True, False, "true", "-0")
+    rows = RowFormatter(Header(("Run Start Time", "Job Running Time", "Job Start Time", *"ABCDEFGHIJKLMN")), "m1", 1.7e9, DIGEST, "c" * 12)
     (cells,) = row_cells([rows.line(values, 1.7e9, 0.5, "1" * 32, "[1]")])
-    parsed = [_parse_cell(cell) for cell in cells[3:16]]
-    assert parsed == [7, -0.0, 0.1, 1e300, float("inf"), 2.5e-8, "007", "1e3", "1_000", " 7", True, False, "true"]
-    assert [type(value) for value in parsed] == [int, float, float, float, float, float, str, str, str, str, bool, bool, str]
+    parsed = [_parse_cell(cell) for cell in cells[3:17]]
+    assert parsed == [7, -0.0, 0.1, 1e300, float("inf"), 2.5e-8, "007", "1e3", "1_000", " 7", True, False, "true", "-0"]
+    assert [type(value) for value in parsed] == [int, float, float, float, float, float, str, str, str, str, bool, bool, str, str]
     assert _parse_cell("") is None

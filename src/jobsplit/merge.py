@@ -114,8 +114,9 @@ class Merged:
     def rows(self) -> Iterator[dict[str, Any]]:
         """Each done job's row once, cells parsed back to numbers where they read as numbers."""
         width = len(self.header)
+        parsers = [_OWN_CELLS.get(column, _parse_cell) for column in self.header]
         for cells in row_cells(self.lines()):
-            row: dict[str, Any] = {c: _parse_cell(v) for c, v in zip(self.header, cells)}
+            row: dict[str, Any] = {c: parse(v) for c, parse, v in zip(self.header, parsers, cells)}
             row.update(zip(RESERVED_COLUMNS, cells[width:]))
             row[ARGS] = json.loads(row["Job Args"])
             yield row
@@ -290,10 +291,17 @@ def _counted(states: Counter[str]) -> str:
 
 ARGS = "args"
 """The key under which each merged row holds its job's arguments (see reduction)."""
-_INTEGER = re.compile(r"-?(0|[1-9][0-9]*)")
+_INTEGER = re.compile(r"0|-?[1-9][0-9]*")
+"""An int's text as jobsplit writes it (never ``-0``: that is text a job returned)."""
 
 
 _BOOLS = {"True": True, "False": False}
+
+
+_OWN_CELLS = {"Job Running Time": float}
+"""jobsplit's own cells read back by their type: a running time is written with six decimals
+(``0.010000``), not as a float's ``repr``, and by _parse_cell some 10% of them came back as text
+(a sum over the column failed)."""
 
 
 def _parse_cell(text: str) -> Any:

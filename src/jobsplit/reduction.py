@@ -5,13 +5,17 @@ header's columns with numbers parsed back, ``Job ID``, ``Job Args``, ``Machine``
 (the job's arguments, decoded from Job Args). A list, not an iterator: a fold that takes two
 passes (a count, then a sum) or ``len(rows)`` must not find the rows gone on its second look,
 which with an iterator gave a mean of 0 and no error. Whatever it returns is written as JSON or
-CSV.
+CSV: JSON with NumPy's and pandas' values as the lists, dicts and numbers they hold, CSV with
+its cells as results.csv writes them; a value with no such form is refused, not written as its
+printout (``str()`` of an array, or of a DataFrame cut short with ``...``).
 """
 
 from __future__ import annotations
 
-import csv
+import datetime
 import json
+import numbers
+import os
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -19,8 +23,11 @@ from typing import Any
 
 from rich.console import Console
 
+from .digits import every_digit
 from .errors import UserError
 from .merge import ARGS, merge, report
+from .results import ResultShapeError, cell_text, quoted_cell
+from .text import article, clean_text
 from .tooloutput import tool_output
 
 ReduceFn = Callable[[list[dict[str, Any]]], Any]
@@ -46,7 +53,7 @@ def reduce_results(reduce: ReduceFn | None, dirs: Sequence[Path], output: Path |
         console.print(f"the reduce function raised an exception:\n{traceback.format_exc()}", markup=False, soft_wrap=True)
         return 1
     if output is None:
-        print(json.dumps(value, indent=2, default=str))
+        print(_json_text(value), end="")
     else:
         _write(value, output)
         console.print(f"wrote the reduced value to {output}", markup=False, soft_wrap=True)
@@ -62,25 +69,71 @@ def check_columns(columns: Sequence[str]) -> None:
 
 
 def _write(value: Any, output: Path) -> None:
+    text = _json_text(value) if output.suffix.lower() == ".json" else _csv_text(value)
     with tool_output(output) as f:
-        if output.suffix.lower() == ".json":
-            json.dump(value, f, indent=2, default=str)
-            f.write("\n")
-        else:
-            _write_csv(value, f)
+        f.write(text)
 
 
-def _write_csv(value: Any, f: Any) -> None:
-    """Rows as CSV: a list of dicts (columns from their keys), a list of lists, or a dict (key, value)."""
-    writer = csv.writer(f, lineterminator="\n")
+def _json_text(value: Any) -> str:
+    """The value as JSON, every digit of its integers written (Python's ``str()`` of an int stops at 4,300)."""
+    try:
+        with every_digit():
+            return json.dumps(value, indent=2, default=_json_plain) + "\n"  # ASCII: a lone surrogate as its \u escape
+    except (TypeError, ValueError) as exc:  # a key of no JSON type, a circular reference, or _json_plain's refusal
+        raise UserError(f"the reduce function's value cannot be written as JSON ({exc}); return numbers, strings, booleans, None, lists and dicts") from None
+
+
+def _json_plain(value: Any) -> Any:
+    """What JSON holds for a value the json module has no form for (see the module's docstring)."""
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, os.PathLike):
+        return os.fsdecode(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=repr)
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, numbers.Number):  # a Decimal as its exact text; a complex number
+        return str(value)
+    for convert in ("to_dict", "tolist"):  # pandas' Series (by label) and DataFrame; NumPy's arrays and scalars
+        method = getattr(value, convert, None)
+        if callable(method):
+            return method()
+    raise TypeError(f"it holds {article(type(value).__name__)} {type(value).__name__}")
+
+
+def _csv_text(value: Any) -> str:
+    """Rows as CSV: a list of dicts (columns from their keys), a list of lists, or a dict (key,
+    value); cells as results.csv has them (quoted as RFC 4180 says, a lone CR too)."""
+    header: list[Any] | None
+    body: Sequence[Sequence[Any]]
     if isinstance(value, Mapping):
-        writer.writerow(["key", "value"])
-        writer.writerows(value.items())
+        header, body = ["key", "value"], list(map(list, value.items()))
     elif isinstance(value, Sequence) and value and all(isinstance(row, Mapping) for row in value):
-        columns = list(dict.fromkeys(key for row in value for key in row))
-        writer.writerow(columns)
-        writer.writerows([row.get(c, "") for c in columns] for row in value)
+        header = list(dict.fromkeys(key for row in value for key in row))
+        body = [[row.get(c) for c in header] for row in value]
     elif isinstance(value, Sequence) and all(isinstance(row, Sequence) and not isinstance(row, str) for row in value):
-        writer.writerows(value)
+        header, body = None, value
     else:
-        raise UserError(f"the reduce function returned a {type(value).__name__}; CSV output needs a list of dicts, a list of lists or a dict (or write .json)")
+        raise UserError(f"the reduce function returned {article(type(value).__name__)} {type(value).__name__}; CSV output needs a list of dicts, a list of lists or a dict (or write .json)")
+    rows = [header, *body] if header is not None else body
+    with every_digit():
+        return "".join(_csv_line(row, number, header) for number, row in enumerate(rows, start=0 if header is not None else 1))
+
+
+def _csv_line(row: Sequence[Any], number: int, header: list[Any] | None) -> str:
+    """Row ``number`` (the header's is 0) as one line of CSV."""
+    cells = []
+    for position, cell in enumerate(row):
+        try:
+            cells.append(quoted_cell(clean_text(cell_text(cell, ""))))
+        except ResultShapeError:
+            column = repr(header[position]) if header is not None and position < len(header) else position + 1
+            kind = type(cell).__name__
+            raise UserError(
+                f"the reduce function's value cannot be written as CSV: row {number}, column {column}, is {article(kind)} {kind}; "
+                "make each cell a number, a string, a boolean, None, a date or a path, or write .json"
+            ) from None
+    return ",".join(cells) + "\n"

@@ -101,7 +101,7 @@ class RowFormatter:
         timing[self._run_at] = self.run_started
         timing[self._start_at] = utc_timestamp(job_started)
         timing[self._time_at] = f"{running_time:.6f}"
-        return ",".join([*timing, *map(_quoted, self.cells(value)), job_id, _quoted(job_args)]) + self._suffix
+        return ",".join([*timing, *map(quoted_cell, self.cells(value)), job_id, quoted_cell(job_args)]) + self._suffix
 
     def cells(self, value: Any) -> list[str]:
         """The result columns' cells: a sequence in column order, a dict (or a pandas Series) by
@@ -115,16 +115,16 @@ class RowFormatter:
         if kind is tuple or kind is list or (isinstance(value, Sequence) and not isinstance(value, (str, bytes, bytearray))):
             if len(value) != len(columns):
                 raise ResultShapeError(f"the job returned {plural(len(value), 'value')} but header.csv has {plural(len(columns), 'result column')} {list(columns)}")
-            return [_cell(item, c) for item, c in zip(value, columns)]
+            return [cell_text(item, c) for item, c in zip(value, columns)]
         if isinstance(value, Mapping):
             missing = [c for c in columns if c not in value]
             extra = [str(k) for k in value if k not in columns]
             if missing or extra:
                 what = f"{article(kind.__name__)} {kind.__name__}"  # a dict, or a Series (see _by_label)
                 raise ResultShapeError(f"the job returned {what} {_differences(missing, extra)}; its keys must be exactly the result columns {list(columns)}")
-            return [_cell(value[c], c) for c in columns]
+            return [cell_text(value[c], c) for c in columns]
         if len(columns) == 1:
-            return [_cell(value, columns[0])]
+            return [cell_text(value, columns[0])]
         if not columns and value is None:
             return []
         expected = f"{len(columns)} values (a list, tuple, dict or one-dimensional array for {list(columns)})" if columns else "None (header.csv has no result columns)"
@@ -135,7 +135,8 @@ _SCALAR_TEXT: dict[type, Any] = {str: str, int: int_text, bool: str, float: repr
 """Exact scalar types and their cell text (``repr`` of a float reads back to the same float)."""
 
 
-def _cell(value: Any, column: str) -> str:
+def cell_text(value: Any, column: str) -> str:
+    """A cell's text, as results.csv has it (before quoting); ResultShapeError for a value that has none."""
     to_text = _SCALAR_TEXT.get(type(value))
     if to_text is not None:
         return to_text(value)  # type: ignore[no-any-return]
@@ -153,7 +154,7 @@ def _cell(value: Any, column: str) -> str:
 def _text(value: Any, column: str) -> str | None:
     """The cell text of a value that is not of an exact plain type; None for a value that has none."""
     if isinstance(value, str):
-        return str(value)
+        return str.__str__(value)  # its text: a str enum's own __str__ wrote "Color.RED" for "red"
     numpy_kind = _numpy_kind(value)
     if numpy_kind == "m" or isinstance(value, datetime.timedelta):  # NumPy's timedelta64 counts as an integer: of what unit?
         name = type(value).__name__
@@ -226,7 +227,8 @@ def _item(value: Any) -> Any:
         return _NO_ITEM
 
 
-def _quoted(cell: str) -> str:
+def quoted_cell(cell: str) -> str:
+    """A cell as RFC 4180 writes it: quoted where it holds a comma, a quote or a line break."""
     if "," in cell or '"' in cell or "\n" in cell or "\r" in cell:
         return '"' + cell.replace('"', '""') + '"'
     return cell
@@ -242,7 +244,7 @@ def _differences(missing: list[str], extra: list[str]) -> str:
 
 
 def csv_header_line(header: Header) -> str:
-    return ",".join(map(_quoted, [*header.columns, *RESERVED_COLUMNS])) + "\n"
+    return ",".join(map(quoted_cell, [*header.columns, *RESERVED_COLUMNS])) + "\n"
 
 
 class ResultsFile:
