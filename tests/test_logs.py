@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
+import os
 import re
 import signal
 import subprocess
@@ -582,3 +583,53 @@ def test_output_lines_read_together_travel_in_one_message(tmp_path):
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=entry_env(), timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     assert int(result.stdout) <= 10, f"{result.stdout.strip()} messages for 10,000 lines"
+
+
+class _FullDisk:
+    """A log file on a disk that fills up within its first write: part of the member reaches
+    the file, then ENOSPC, as a real full disk does."""
+
+    def __init__(self, file):
+        self._file = file
+        self.failed = False
+
+    def write(self, data):
+        if self.failed:
+            return self._file.write(data)
+        self.failed = True
+        self._file.write(data[: len(data) // 2])
+        self._file.flush()
+        raise OSError(28, "No space left on device")
+
+    def __getattr__(self, name):
+        return getattr(self._file, name)
+
+
+@pytest.mark.parametrize("rotated", [False, True], ids=["no rotation", "rotated by the failed flush"])
+def test_a_flush_the_disk_has_no_room_for_leaves_the_log_readable_and_each_record_once(tmp_path, monkeypatch, rotated):
+    """A full disk cut a gzip member short; the records stayed buffered, and the end of the run (or
+    the resumed run, appending) wrote after the torn member: zcat, merge-logs and report failed on
+    the log from there on. Now the failed flush is cut off whole, and its records go once."""
+    from jobsplit.errors import StorageError
+
+    machine_dir = tmp_path / "m1"
+    machine_dir.mkdir()
+    log = MachineLog(MachineDir(machine_dir, "m1"), LogSettings(max_size=4000 if rotated else 10**9))
+    opened, real_open = [], MachineLog._open
+
+    def open_failing_once(self):
+        file = real_open(self)
+        opened.append(file)
+        return _FullDisk(file) if len(opened) == (2 if rotated else 1) else file
+
+    monkeypatch.setattr(MachineLog, "_open", open_failing_once)
+    for i in range(4):  # each record a member of its own, of some 1.5 KB: the third starts a new log
+        log.write(1.7e9 + i, "w0", "-", "INFO", "job", f"{i} {os.urandom(1500).hex()}")
+    with pytest.raises(StorageError, match="m1.log.gz cannot be written: No space left on device"):
+        log.flush(everything=True)
+    log.write(1.7e9 + 4, "w0", "-", "INFO", "job", "4")
+    log.close()
+    segments = sorted(machine_dir.glob("m1.log.*.gz")) + [machine_dir / "m1.log.gz"]
+    records = [r for segment in segments for r in parse_log(gunzip(segment))]
+    assert [int(r["message"].split()[0]) for r in records] == [0, 1, 2, 3, 4]
+    assert (len(segments) > 1) == rotated

@@ -16,6 +16,7 @@ from __future__ import annotations
 import bisect
 import gzip
 import logging
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -83,21 +84,48 @@ class MachineLog:
         size = sum(map(len, texts))
         self._flush_at = self._buffered - size + MAX_BUFFER  # set first: a failed flush is not tried again at every record
         if texts:
+            start = kept = taken = 0
             try:
                 if self._file is None:
                     self._file = self._open()
                 elif file_id(self.folder.log) != self._file_id and self.folder.path.is_dir():  # without its folder, the run stops at its next write there
                     texts.append(self._text(self._buffer[ready - 1][0], PARENT, "-", "WARNING", "jobsplit", self._write_again()))  # dated last: the file stays in time order
+                start = self._file.tell()
                 for group in _groups(texts, self.settings.max_size):
                     member = gzip.compress("".join(group).encode("utf-8", "backslashreplace"), compresslevel=6)
                     if self._file.tell() and self._file.tell() + len(member) > self.settings.max_size:
                         self._rotate()  # before writing: the current log always holds the newest member
+                        start, kept = 0, taken  # what went before is in the full log, for good
                     self._file.write(member)
+                    taken += len(group)
                 self._file.flush()
             except OSError as exc:
+                self._cut_back(start)
+                ready = min(kept, ready)
+                size = sum(len(text) for _, text in self._buffer[:ready])
                 raise StorageError(f"{self.folder.log} cannot be written: {describe_os_error(exc)}; free some space and run the same command again to resume") from None
-            del self._buffer[:ready]
-            self._buffered -= size
+            finally:
+                del self._buffer[:ready]
+                self._buffered -= size
+
+    def _cut_back(self, size: int) -> None:
+        """A flush that failed (a full disk) leaves the log as it was before it, ``size`` bytes:
+        a gzip member cut short, followed by the members of a resumed run, made the log
+        unreadable from there on (``zcat``, merge-logs, report). Its records stay buffered; the
+        next flush opens the log again."""
+        file, self._file = self._file, None
+        if file is not None:
+            try:
+                file.close()  # its buffer is lost with it: those bytes are cut off anyway
+            except OSError:
+                pass
+        try:
+            if size:
+                os.truncate(self.folder.log, size)
+            else:
+                self.folder.log.unlink()  # never an empty .gz, which no reader takes
+        except OSError:
+            pass  # gone with its folder, or a rotation that did not open the new log
 
     def _open(self) -> BinaryIO:
         file = open(self.folder.log, "ab")  # noqa: SIM115 - open for the whole run
