@@ -316,9 +316,10 @@ def test_never_more_workers_than_jobs(make):
 
 def test_internal_errors_in_a_row_stop_the_run(make):
     setup = make([("internal", 0.1, i) for i in range(8)], workers=1)
-    with pytest.raises(InternalError, match="inside its own code"):
+    with pytest.raises(InternalError, match=r"inside its own code.*; they are recorded as failed \(--retry-failed runs them again\), the others stay pending"):
         setup.runner().run(lambda: False)
     assert 3 <= len(setup.journal.attempts()) <= 4  # the one queued behind the third may have run too
+    assert {state for _, state in setup.journal.states()} == {"failed", "pending"}  # as the message says
     assert setup.hub.links[0].stop_asked or setup.hub.links[0].signals  # shut down, not abandoned
 
 
@@ -519,3 +520,23 @@ def test_a_group_of_done_results_the_source_does_not_all_accept_is_recorded_one_
     setup.results.close()
     lines = (setup.tmp_path / "results.csv").read_text().splitlines()
     assert len(lines) == 1 + 299 and not any(refused in line for line in lines)
+
+
+def test_a_value_too_large_for_the_memory_left_is_the_job_s_failure_not_jobsplit_s(monkeypatch):
+    """A job returned a 40 MB string in a worker near its memory limit: writing its row raised
+    MemoryError in jobsplit's code, taken for a bug of jobsplit's; after three such jobs the run
+    stopped with "the jobs stay pending", while those three were recorded as failed."""
+    from jobsplit.config import Header
+    from jobsplit.results import RowFormatter
+    from jobsplit.states import Outcome
+    from jobsplit.worker import _finished, _returned
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(RowFormatter, "line", out_of_memory)
+    rows = RowFormatter(Header(("Run Start Time", "Job Running Time", "Job Start Time", "Value")), "m1", 1.7e9, "0" * 32, "c" * 12)
+    internal: list[int] = []
+    entry = _finished(rows, _returned((7, 1.7e9, 0.5, 0.0, None, None, "p" * 100, "1" * 32, "[1]", (1,), 0)), internal)
+    assert entry[:2] == (7, Outcome.ERROR) and internal == []
+    assert entry[6] == "the worker ran out of memory writing what the job returned (a str) as its row: return less, or give the workers more memory"

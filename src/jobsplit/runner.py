@@ -190,7 +190,8 @@ class Runner:
                 if self._internal_in_a_row >= INTERNAL_LIMIT:
                     raise InternalError(
                         f"jobsplit failed on {self._internal_in_a_row} jobs in a row inside its own code, not in the jobs "
-                        "(see the log for the traceback); the jobs stay pending. This is a bug in jobsplit: please report it"
+                        "(see the log for the traceback); they are recorded as failed (--retry-failed runs them again), the others "
+                        "stay pending. This is a bug in jobsplit: please report it"
                     )
                 if len(self._start_failures) >= START_FAILURES_LIMIT:
                     last = describe_exit(self._start_failures[-1])

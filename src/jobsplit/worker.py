@@ -49,7 +49,7 @@ from .pool import call_args, identity_text, identity_texts
 from .progress import ProgressBoard, ProgressReporter
 from .results import ResultShapeError, RowFormatter
 from .states import Outcome
-from .text import clean_text
+from .text import article, clean_text
 from .workermemory import MemoryWatch
 
 FLUSH_INTERVAL = 0.05
@@ -545,6 +545,9 @@ def _finished(rows: RowFormatter, returned: _Returned, internal: list[int]) -> _
         line = rows.line(value, started, running_time, job_id, job_args or identity_text(job, position))
     except ResultShapeError as exc:
         error = clean_text(f"wrong result shape: {exc}; the job returned: {bounded_repr(value)}")
+    except MemoryError:  # the job's value, not a bug of jobsplit's: taken for one, the run stopped and its jobs were failed
+        kind = type(value).__name__
+        error = f"the worker ran out of memory writing what the job returned ({article(kind)} {kind}) as its row: return less, or give the workers more memory"
     except BaseException as exc:  # noqa: BLE001 - a value whose own methods fail is the job's; else ours
         if _raised_in_jobsplit(exc.__traceback__):
             internal.append(ticket)
