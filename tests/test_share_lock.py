@@ -97,3 +97,23 @@ def test_a_run_without_a_state_folder_it_can_write_says_what_it_cannot_see(tmp_p
     reason = "this user has no home folder to keep jobsplit's notes" if state == "no home" else f"jobsplit's state folder {tmp_path / 'a-file' / 'jobsplit' / 'shares'} cannot be written"
     assert f"note: {reason}" in said and "go unseen; set XDG_STATE_HOME to a folder you can write" in said, said
     assert not home.exists()
+
+
+def test_a_run_whose_folder_cannot_be_noted_says_so(tmp_path):
+    """A state folder on a full disk (or over its quota) still took the share lock's empty file,
+    but not the note of the run's folder, and the failure went unsaid: a later run of the share
+    from another folder saw no done jobs, and ran them all again. (Here the note's place is taken
+    by a folder: the append fails as on a full disk.)"""
+    from conftest import run_entry
+    from runhelpers import pool_spec, run_env, write_kinds_entry
+
+    entry, config_dir = write_kinds_entry(tmp_path / "project", pool_spec("ok", 2))
+    env = run_env(tmp_path)
+    digest = run_entry(entry, "digest", "--config-dir", config_dir, env=env).stdout.strip().replace("-", "")
+    note = tmp_path / "state" / "jobsplit" / "shares" / f"{digest}-solo.txt"
+    note.mkdir(parents=True)
+    result = run_entry(entry, "run", "--config-dir", config_dir, "--machine", "solo", "--yes", "--out", tmp_path / "out", env=env)
+    said = " ".join(result.stderr.split())
+    assert result.returncode == 0, result.stderr
+    assert f"note: this run's folder could not be noted in {note} (" in said, said
+    assert "a run of this share from another folder will not see the jobs done here, and may run them again" in said

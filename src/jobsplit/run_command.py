@@ -84,7 +84,9 @@ def run_share(project: Project, job: Callable[..., Any], flags: RunFlags, consol
             _confirm(console, interactive)
         folder.create()
         with MachineLock(folder.path):  # from here to the end: no second run of this machine can start
-            note_folder(project.digest, machine.name, folder.path)
+            unnoted = note_folder(project.digest, machine.name, folder.path)
+            if unnoted:
+                say_notice(console, f"{unnoted}: a run of this share from another folder will not see the jobs done here, and may run them again; free some space there, or set XDG_STATE_HOME")
             if settings.fresh:
                 backup = folder.back_up()
                 if backup:

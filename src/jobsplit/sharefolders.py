@@ -35,19 +35,23 @@ def _note(digest: str, machine: str) -> Path | None:
     return state / "shares" / f"{digest}-{folder_name(machine)}.txt" if state is not None else None
 
 
-def note_folder(digest: str, machine: str, folder: Path) -> None:
-    """Note that this share is run in ``folder`` (its machine folder), once."""
+def note_folder(digest: str, machine: str, folder: Path) -> str | None:
+    """Note that this share is run in ``folder`` (its machine folder), once. Returns why it could
+    not be noted, which a user should hear: a state folder on a full disk, or over its quota, still
+    took the share lock's empty file, and the note's failure went unsaid, so a later run of the
+    share from another folder ran every job done here again."""
     note, place = _note(digest, machine), str(folder.resolve())
     if note is None:
-        return
+        return None
     try:
         if place in _noted(note):
-            return
+            return None
         note.parent.mkdir(parents=True, exist_ok=True)
         with open(note, "a", encoding="utf-8", errors="surrogateescape") as f:  # one short line: appended whole; a path's bytes as they are, whatever the locale
             f.write(place + "\n")
-    except OSError:
-        pass
+    except OSError as exc:
+        return f"this run's folder could not be noted in {note} ({describe_os_error(exc)})"
+    return None
 
 
 class ShareLock:
