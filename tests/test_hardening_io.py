@@ -665,3 +665,48 @@ def test_a_journal_copied_at_another_moment_than_its_results_csv_is_said_to_be_b
     assert "copy the folder again whole (rsync -a --delete), or run that machine once more on it" in said, err
     status, _, err = watched([jobsplit_script(), "merge-results", out, "-o", tmp_path / "whole.csv"], run_env(tmp_path), 60)
     assert status == 0 and "is behind" not in err, err  # the host's own folder: journal and results.csv agree
+
+
+class _TempFull:
+    """A journal's connection whose sorts find SQLite's temporary folder full (a TMPDIR on a full
+    /tmp): SQLite fails such a read part-way with "database or disk is full"."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def execute(self, query: str, *args):
+        if "ORDER BY ended" not in query:
+            return self._db.execute(query, *args)
+        rows = self._db.execute(query, *args)
+
+        def part_way():
+            yield next(rows)
+            raise sqlite3.OperationalError("database or disk is full")
+
+        return part_way()
+
+    def __getattr__(self, name: str):
+        return getattr(self._db, name)
+
+
+def test_a_full_temporary_folder_for_sqlite_s_sort_is_one_sentence_naming_it(tmp_path, monkeypatch):
+    """Reading a share's done rows back (a resume, merge-results) sorts them, in SQLite's temporary
+    folder once they outgrow its memory: where that folder was full, both ended in a traceback
+    ("database or disk is full") though the journal's own disk had room."""
+    from jobsplit.errors import StorageError
+    from jobsplit.journal import DoneGroup, Journal
+
+    (tmp_path / "sqlite-tmp").mkdir()
+    monkeypatch.setenv("SQLITE_TMPDIR", str(tmp_path / "sqlite-tmp"))
+    journal = Journal(tmp_path / "journal.sqlite")
+    ids = [f"{n:032x}" for n in range(3)]
+    journal.initialize({"digest": "0" * 32}, ids)
+    run = journal.begin_run(1, done_before=0, started=1.7e9, host="test", pid=1, code="c0de", source="test")
+    journal.commit(run, [DoneGroup(run, 0, 1, ids, [1, 1, 1], [1.7e9] * 3, [1.7e9 + 1] * 3, [None] * 3, [None] * 3, ["row\n"] * 3)], [], 1.7e9 + 1)
+    monkeypatch.setattr(journal, "_db", _TempFull(journal._db))
+    with pytest.raises(StorageError) as raised:
+        list(journal.done_lines())
+    assert str(raised.value) == (
+        f"sorting the done rows of {journal.path} needs room in SQLite's temporary folder, {tmp_path / 'sqlite-tmp'}, which is full; "
+        "free some space there, or set SQLITE_TMPDIR to a folder with room, and run the same command again"
+    )

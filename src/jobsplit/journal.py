@@ -439,10 +439,24 @@ class Journal:
         recorded with a lone CR unquoted (see ``requoted``) comes out quoted."""
         if self.schema == "1":  # a 0.1 journal read as it is: its rows lack the Digest and Code columns
             digest = self.meta()["digest"]
-            rows = self._db.execute("SELECT job_id, row FROM jobs WHERE state = 'done' ORDER BY started + running_time, seq")
+            rows = self._sorted("SELECT job_id, row FROM jobs WHERE state = 'done' ORDER BY started + running_time, seq")
             return ((job_id, requoted(f"{line[:-1]},{digest},\n")) for job_id, line in rows)
-        rows = self._db.execute("SELECT job_id, row FROM attempts WHERE state = 'done' ORDER BY ended, id")
+        rows = self._sorted("SELECT job_id, row FROM attempts WHERE state = 'done' ORDER BY ended, id")
         return ((job_id, requoted(line)) for job_id, line in rows)
+
+    def _sorted(self, query: str) -> Iterator[Any]:
+        """The rows of a query SQLite sorts, in its temporary folder once they outgrow its memory:
+        where that folder was full, a resume and merge-results ended in a traceback ("database or
+        disk is full", with the journal's own disk far from it)."""
+        try:
+            yield from self._db.execute(query)
+        except sqlite3.OperationalError as exc:
+            if "full" not in str(exc).lower():
+                raise
+            raise StorageError(
+                f"sorting the done rows of {self.path} needs room in SQLite's temporary folder, {_sqlite_temp_folder()}, which is full; "
+                "free some space there, or set SQLITE_TMPDIR to a folder with room, and run the same command again"
+            ) from None
 
     def result_lines(self) -> Iterator[str]:
         """The results.csv lines of done jobs, in the order they finished."""
@@ -576,6 +590,13 @@ def _is_group(record: Ended) -> bool:
 
 def _attempt_rows(record: Ended) -> list[AttemptRow]:
     return record.attempt_rows() if isinstance(record, DoneGroup) else [record]
+
+
+def _sqlite_temp_folder() -> str:
+    """The folder SQLite keeps its temporary files in, as it chooses it on Unix: the first
+    writable one of $SQLITE_TMPDIR, $TMPDIR, /var/tmp, /usr/tmp, /tmp and the current folder."""
+    candidates = [os.environ.get("SQLITE_TMPDIR"), os.environ.get("TMPDIR"), "/var/tmp", "/usr/tmp", "/tmp"]
+    return next((c for c in candidates if c and os.path.isdir(c) and os.access(c, os.W_OK | os.X_OK)), os.getcwd())
 
 
 def read_only_connection(path: Path) -> sqlite3.Connection:
