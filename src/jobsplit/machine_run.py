@@ -347,7 +347,7 @@ class MachineRun:
             tasks = [Task(job_id, position_of[job_id], attempt + 1) for job_id, attempt in to_run]
         standing = (counts[JobState.DONE], failed_before, len(tasks))
         if (counts[JobState.DONE] or failed_before) and standing != self.standing_said:
-            self.events.notice(f"resuming: {standing[0]} done, {standing[1]} failed, {standing[2]} to go")
+            self.events.notice(f"resuming: {standing[0]:,} done, {standing[1]:,} failed, {standing[2]:,} to go")
         return _Feed(StaticShare(tasks, settings.retries), min(settings.workers, max(len(tasks), 1)), f"{plural(len(tasks), 'job')} of {sum(counts.values())} to run")
 
     def _queue_feed(self, journal: Journal, counts: dict[str, int], failed_before: int, connection: balance.Connection, say: Callable[[str], None]) -> _Feed:
@@ -369,7 +369,7 @@ class MachineRun:
         queue.start()
         total, done, failed = queue.tally()
         if counts[JobState.DONE] or failed_before:
-            self.events.notice(f"resuming: {counts[JobState.DONE]} done here, {failed_before} failed here; the pool: {done} of {total} done, {failed} failed")
+            self.events.notice(f"resuming: {counts[JobState.DONE]:,} done here, {failed_before:,} failed here; the pool: {done:,} of {total:,} done, {failed:,} failed")
         to_run = f"jobs from the shared queue at {connection.address.masked} (lease {lease:g} s, {total - done - failed} of {total} to run)"
         return _Feed(queue, settings.workers, to_run, queue)
 

@@ -207,7 +207,7 @@ def _share_line(project: Project, settings: RunSettings, standing: tuple[int, in
     if settings.balance is not None:
         return f"the pool's {plural(len(project.pool), 'job')} through the shared queue at {settings.balance.address.masked}"
     jobs = plural(len(project.plan.share_of(settings.machine.name)), "job")
-    return jobs if standing is None else f"{jobs}, resuming: {standing[0]} done, {standing[1]} failed, {standing[2]} to go"
+    return jobs if standing is None else f"{jobs}, resuming: {standing[0]:,} done, {standing[1]:,} failed, {standing[2]:,} to go"
 
 
 def _standing(project: Project, settings: RunSettings) -> tuple[int, int, int] | None:
