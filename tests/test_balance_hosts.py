@@ -296,3 +296,5 @@ def test_a_static_share_s_done_jobs_do_not_stop_a_queue_run_of_the_machine_in_a_
         env=cluster.env(1.0), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert queue_run.returncode == 0 and "of this share are done in" not in queue_run.stderr, queue_run.stderr
+    # Both runs showed one digest: a host given --balance and one not given it ran the same jobs, and only merge-results found out.
+    assert "note: --balance is not part of the digest" in queue_run.stderr and "a host run without it takes its static share" in " ".join(queue_run.stderr.split())

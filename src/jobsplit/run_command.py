@@ -66,6 +66,12 @@ def run_share(project: Project, job: Callable[..., Any], flags: RunFlags, consol
         f"machine [bold]{escape(machine.name)}[/]: {escape(_share_line(project, settings, standing))}",
         soft_wrap=True,
     )
+    if flags.balance is not None and project.balance.url is None and len(project.machines) > 1:
+        say_notice(
+            console,
+            "--balance is not part of the digest (hosts may reach the server by other addresses): give it to every host, or set [balance] url in "
+            "config.ini, which the digest covers; a host run without it takes its static share, and runs those jobs a second time",
+        )
     folder = settings.folder
     with ShareLock(project.digest, machine.name, folder.path) as share_lock:  # from here to the end: no second run of this share on this host, in any folder
         if share_lock.missing:
