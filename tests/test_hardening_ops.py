@@ -1002,6 +1002,60 @@ def test_the_fingerprint_covers_the_modules_of_the_entry_s_folder_it_imports(tmp
     assert run() == codes[-1]
 
 
+LINKED_ENTRY = """
+import jobsplit
+import helpers
+from mylib import fit
+
+def job(i, random_obj, config, progress):
+    return fit(helpers.scale(i))
+
+if __name__ == "__main__":
+    jobsplit.main(job, list(range(4)))
+"""
+
+
+def test_a_module_linked_into_the_entry_s_folder_counts_as_a_copy_there_would(tmp_path):
+    """``helpers.py -> ../v1/helpers.py``, or a package folder linked from elsewhere: the
+    fingerprint left out a linked module whose target is outside the entry's folder, so two hosts
+    whose linked helpers differed showed one code and merge-results took their rows as one, while
+    a copy on one host and a link to the same source on the other gave two. A linked module
+    counts by its name in the folder, with its target's source; a folder linked into itself does
+    not make the search go round for ever."""
+    for version in (1, 2):
+        (tmp_path / f"v{version}").mkdir()
+        (tmp_path / f"v{version}" / "helpers.py").write_text(f"def scale(i):\n    return i * {version}\n")
+    library = tmp_path / "lib" / "mylib"
+    library.mkdir(parents=True)
+    (library / "__init__.py").write_text("from .core import fit\n")
+    (library / "core.py").write_text("def fit(i):\n    return i + 1\n\ndef again():\n    from .again import core\n")
+    (library / "again").symlink_to(".")
+
+    def host(name: str, helpers: str) -> Path:
+        project = tmp_path / name
+        project.mkdir()
+        (project / "entry.py").write_text(LINKED_ENTRY)
+        if helpers == "copy":
+            shutil.copy(tmp_path / "v1" / "helpers.py", project)
+            shutil.copytree(library, project / "mylib", symlinks=True)
+        else:
+            (project / "helpers.py").symlink_to(f"../{helpers}/helpers.py")
+            (project / "mylib").symlink_to("../lib/mylib")
+        return project / "entry.py"
+
+    from jobsplit.fingerprint import file_fingerprint, local_modules
+
+    copied, linked, linked_v2 = host("copied", "copy"), host("linked", "v1"), host("linked_v2", "v2")
+    assert [p.relative_to(linked.parent.resolve()).as_posix() for p in local_modules(linked)] == ["helpers.py", "mylib/__init__.py", "mylib/core.py"]
+    assert file_fingerprint(linked) == file_fingerprint(copied)
+    assert file_fingerprint(linked_v2) != file_fingerprint(linked)
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "entry.py").symlink_to(linked)
+    assert file_fingerprint(tmp_path / "elsewhere" / "entry.py") == file_fingerprint(linked)  # Python imports from the target's folder
+    before = file_fingerprint(linked)
+    (library / "core.py").write_text((library / "core.py").read_text() + "# changed\n")
+    assert file_fingerprint(linked) != before
+
 def test_a_run_under_a_profiler_has_the_entry_s_fingerprint(tmp_path):
     """``python -m cProfile entry.py``, to see where a slow run's time goes: ``__main__`` is then
     cProfile, not the entry, so its fingerprint was the profiler's and that of the standard

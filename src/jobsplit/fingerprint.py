@@ -4,10 +4,11 @@ The digest covers the pool and the config files (it seeds the random streams, so
 change when only code changes); the fingerprint covers the entry's code: SHA-256 of the entry
 script's source (line endings normalized, so a copy edited on Windows matches) and of the
 modules of its own folder that it imports (``helpers.py`` beside it, a package of the project),
-found in its import statements, those inside functions too, and theirs in turn. It is the same
-for the script and for the executable built from it: ``make exe`` computes it from the script
-and bundles it. Installed packages are not covered (their versions are not the entry's code), nor
-a module found only through a ``sys.path`` the entry changes.
+found in its import statements, those inside functions too, and theirs in turn. A module linked
+into the folder counts as a copy there would: by its name there, with its target's source. It
+is the same for the script and for the executable built from it: ``make exe`` computes it from
+the script and bundles it. Installed packages are not covered (their versions are not the
+entry's code), nor a module found only through a ``sys.path`` the entry changes.
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ def file_fingerprint(path: Path) -> str:
 def local_modules(entry: Path) -> list[Path]:
     """The modules of the entry's folder (and below) that it imports, directly or through one
     another, in the order of their paths: each ``import`` and ``from ... import`` statement,
-    wherever it is, names files that exist there or it names none."""
+    wherever it is, names files that exist there or it names none. A path is the one Python
+    imports by, through any link in the folder (the entry's own is resolved, as Python resolves
+    it for ``sys.path``)."""
     root = entry.resolve().parent
     found: set[Path] = set()
     pending = [entry.resolve()]
@@ -72,7 +75,14 @@ def _imported_files(path: Path, root: Path) -> list[Path]:
             parts = node.module.split(".") if node.module else []
             files += _module_files(base, parts)
             files += [f for alias in node.names if alias.name != "*" for f in _module_files(base, [*parts, alias.name])]  # a submodule, maybe
-    return [f for f in files if f.is_relative_to(root)]
+    return [f for f in files if f.is_relative_to(root) and not _goes_round(f, root)]
+
+
+def _goes_round(path: Path, root: Path) -> bool:
+    """Whether ``path`` passes through a folder linked to one it is in (``pkg/again -> .``):
+    its names would never end, and each names a file that a shorter one does."""
+    folders = [folder.resolve() for folder in path.parents if folder.is_relative_to(root)]
+    return len(set(folders)) < len(folders)
 
 
 def _module_files(base: Path, parts: list[str]) -> list[Path]:
@@ -84,10 +94,10 @@ def _module_files(base: Path, parts: list[str]) -> list[Path]:
         if not part.isidentifier():
             return files
         if i == len(parts) - 1 and (module := folder / f"{part}.py").is_file():
-            files.append(module.resolve())
+            files.append(module)
         folder = folder / part
         if (package := folder / "__init__.py").is_file():
-            files.append(package.resolve())
+            files.append(package)
     return files
 
 
