@@ -85,6 +85,16 @@ def test_malformed_machines(tmp_path, content, needles):
         assert needle in message, message
 
 
+@pytest.mark.parametrize("zeros", [400, 5000])
+def test_a_whole_number_speed_too_large_for_a_float_is_refused_as_1e400_is(tmp_path, zeros):
+    """``1`` and 400 zeros was an OverflowError traceback (``math.isfinite`` of an int), and
+    over 4,300 digits a ValueError from the JSON parser: now the sentence of every bad speed,
+    with the number cut short."""
+    with pytest.raises(UserError) as info:
+        load(tmp_path, f'{{"alpha": [1{"0" * zeros}, 8]}}')
+    assert str(info.value).endswith(f'machines.json "alpha" speed: must be a finite number > 0 (relative single-thread speed); got 1000000000... (a number of {zeros + 1:,} digits)')
+
+
 def test_valid_names(tmp_path):
     """Letters, digits, '_', '-' and '.' (not first) are folder-safe names."""
     machines = load(tmp_path, {"node-01.lab": [1, 2], "gpu_box": [2, 1], "Zeta9": [1, 1]})

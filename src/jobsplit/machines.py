@@ -10,15 +10,16 @@ name never collides with an entry's.
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import socket
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .digits import every_digit, int_text
 from .errors import UserError
 
 MACHINES_FILE = "machines.json"
@@ -57,7 +58,8 @@ def load_machines(path: Path) -> tuple[Machine, ...]:
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{path} cannot be read ({getattr(exc, 'strerror', None) or exc}); check the file and its permissions") from None
     try:
-        data = json.loads(text, object_pairs_hook=_Object)
+        with every_digit():  # a number of over 4,300 digits, a typo, is refused as too large, not a traceback
+            data = json.loads(text, object_pairs_hook=_Object)
     except json.JSONDecodeError as exc:
         trailing = " after a comma that ends the list (JSON allows none after the last entry)" if text[: exc.pos].rstrip().endswith(",") else ""
         raise UserError(f"{path} line {exc.lineno} column {exc.colno}: invalid JSON ({exc.msg}{trailing}); it must look like {_EXAMPLE}") from None
@@ -107,7 +109,9 @@ def _array_entry(path: Path | str, name: str, value: _Object) -> tuple[float, in
 
 
 def _speed(path: Path | str, name: str, speed: Any) -> float:
-    if isinstance(speed, bool) or not isinstance(speed, (int, float)) or not math.isfinite(speed) or speed <= 0:
+    """A positive float. Compared before it is converted: a whole number too large for a float
+    (``1`` and 400 zeros) cannot be converted, and is refused as ``1e400`` is."""
+    if isinstance(speed, bool) or not isinstance(speed, (int, float)) or not 0 < speed <= sys.float_info.max:
         raise UserError(f'{path} "{name}" speed: must be a finite number > 0 (relative single-thread speed); got {_shown(speed)}')
     return float(speed)
 
@@ -199,7 +203,14 @@ class _Object(list):  # type: ignore[type-arg]
         return seen
 
 
+_SHOWN_DIGITS = 30
+"""Digits of a whole number a refusal shows in full; a longer one is cut, with its length."""
+
+
 def _shown(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        digits = int_text(value)
+        return digits if len(digits) <= _SHOWN_DIGITS else f"{digits[:10]}... (a number of {len(digits.lstrip('-')):,} digits)"
     return json.dumps(dict(value) if isinstance(value, _Object) else value)
 
 
