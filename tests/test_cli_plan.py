@@ -440,7 +440,7 @@ BAD_INPUTS = {
     "duplicate-jobs": ({}, "pool.append(pool[3])", (), None, ["pool[3]", "pool[200]"]),
     "non-json-argument": ({}, "pool.append((1, object()))", (), None, ["pool[200][1]", "object"]),
     "config-is-a-directory": ({}, "", (), _dir_config, ["config.ini", "cannot be read"]),
-    "config-not-utf8": (dict(config=b"[experiment]\nlabel = caf\xe9\n"), "", (), None, ["config.ini", "cannot be read"]),
+    "config-not-utf8": (dict(config=b"[experiment]\nlabel = caf\xe9\n"), "", (), None, ["config.ini", "is not UTF-8 text", "save it as UTF-8"]),
     "config-no-section": (dict(config="samples = 1\n[experiment]\n"), "", (), None, ["config.ini", "line 1", "samples"]),
     "config-not-key-value": (dict(config=DEFAULT_CONFIG + "just words\n"), "", (), None, ["config.ini", "line 10", "just words"]),
     "config-unknown-jobsplit-key": (dict(config=DEFAULT_CONFIG.replace("strategy", "stratgy")), "", (), None, ["config.ini", "stratgy"]),

@@ -158,7 +158,7 @@ def test_a_value_that_looks_commented_in_the_job_s_sections_is_noted(tmp_path):
         ("[a]\nx = 1\njust words\n", ["line 3", "just words"]),
         ("[a]\nx = 1\n[a]\n", ["line 3", "[a]"]),
         ("[a]\nx = 1\nX = 2\n", ["line 3", "'x'"]),
-        (b"[a]\nx = \xff\n", ["cannot be read"]),
+        (b"[a]\nx = \xff\n", ["is not UTF-8 text", "save it as UTF-8"]),
     ],
 )
 def test_config_problems_name_the_file_and_line(tmp_path, content, needles):
@@ -170,6 +170,26 @@ def test_config_problems_name_the_file_and_line(tmp_path, content, needles):
     assert "config.ini" in message and "\n" not in message
     for needle in needles:
         assert needle in message
+
+
+@pytest.mark.parametrize("name", ["config.ini", "header.csv"])
+@pytest.mark.parametrize(
+    ("encoding", "bom", "sentence"),
+    [
+        ("cp1252", b"", "is not UTF-8 text (its byte 0xE9 is not UTF-8; saved in another encoding, such as Windows-1252?); save it as UTF-8"),
+        ("utf-16-le", b"\xff\xfe", "is UTF-16 text (it starts with a UTF-16 byte-order mark), not UTF-8; save it as UTF-8"),
+        ("utf-16-be", b"\xfe\xff", "is UTF-16 text (it starts with a UTF-16 byte-order mark), not UTF-8; save it as UTF-8"),
+    ],
+)
+def test_a_file_saved_in_another_encoding_is_refused_saying_to_save_it_as_utf8(tmp_path, name, encoding, bom, sentence):
+    """An editor's Windows-1252 or UTF-16 was "cannot be read ('utf-8' codec can't decode byte
+    0xe9 ...); check the file and its permissions", which pointed away from the encoding."""
+    text = "[study]\nlabel = café\n" if name == "config.ini" else "Run Start Time,Job Running Time,Job Start Time,Café\n"
+    path = tmp_path / name
+    path.write_bytes(bom + text.encode(encoding))
+    with pytest.raises(UserError) as info:
+        (load_config if name == "config.ini" else load_header)(path)
+    assert str(info.value) == f"{path} {sentence}"
 
 
 def test_missing_config_points_to_init(tmp_path):

@@ -95,6 +95,23 @@ def test_a_whole_number_speed_too_large_for_a_float_is_refused_as_1e400_is(tmp_p
     assert str(info.value).endswith(f'machines.json "alpha" speed: must be a finite number > 0 (relative single-thread speed); got 1000000000... (a number of {zeros + 1:,} digits)')
 
 
+@pytest.mark.parametrize(
+    ("encoded", "sentence"),
+    [
+        ('{"café": [1, 8]}'.encode("cp1252"), "is not UTF-8 text (its byte 0xE9 is not UTF-8; saved in another encoding, such as Windows-1252?); save it as UTF-8"),
+        ('{"alpha": [1, 8]}'.encode("utf-16"), "is UTF-16 text (it starts with a UTF-16 byte-order mark), not UTF-8; save it as UTF-8"),
+    ],
+)
+def test_a_machines_json_saved_in_another_encoding_is_refused_saying_to_save_it_as_utf8(tmp_path, encoded, sentence):
+    """Windows-1252 or UTF-16 was "cannot be read ('utf-8' codec can't decode byte ...); check
+    the file and its permissions", which pointed away from the encoding."""
+    path = tmp_path / "machines.json"
+    path.write_bytes(encoded)
+    with pytest.raises(UserError) as info:
+        load_machines(path)
+    assert str(info.value) == f"{path} {sentence}"
+
+
 def test_valid_names(tmp_path):
     """Letters, digits, '_', '-' and '.' (not first) are folder-safe names."""
     machines = load(tmp_path, {"node-01.lab": [1, 2], "gpu_box": [2, 1], "Zeta9": [1, 1]})

@@ -17,7 +17,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
+from .errors import UserError, not_utf8
 
 CONFIG_FILE = "config.ini"
 HEADER_FILE = "header.csv"
@@ -165,7 +165,9 @@ def load_config(path: Path) -> JobConfig:
             config.read_file(f, source=str(path))
     except FileNotFoundError:
         raise UserError(f"{path} not found; create the config files with the `init` command (or pass --config-dir)") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise not_utf8(path, exc) from None
+    except OSError as exc:
         raise UserError(f"{path} cannot be read ({_reason(exc)}); check the file and its permissions") from None
     except configparser.Error as exc:
         raise UserError(f"{path}: {_syntax_problem(exc)}") from None
@@ -215,7 +217,9 @@ def load_header(path: Path) -> Header:
             rows = list(csv.reader(f))
     except FileNotFoundError:
         raise UserError(f"{path} not found; create the config files with the `init` command (or pass --config-dir)") from None
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+    except UnicodeDecodeError as exc:
+        raise not_utf8(path, exc) from None
+    except (OSError, csv.Error) as exc:
         raise UserError(f"{path} cannot be read ({_reason(exc)}); it must be one CSV line of column names") from None
     row, *more = rows or [[]]
     extra = next((number for number, line in enumerate(more, 2) if any(cell.strip() for cell in line)), None)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import codecs
 import errno
 import signal
 import sys
+from pathlib import Path
 from typing import NoReturn
 
 from . import exitcodes
@@ -50,3 +52,16 @@ NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 def describe_os_error(exc: OSError) -> str:
     """``strerror``, else the text of the exception, without the path (the caller names it)."""
     return exc.strerror or str(exc) or type(exc).__name__
+
+
+_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+
+
+def not_utf8(path: Path, exc: UnicodeDecodeError) -> UserError:
+    """The refusal of a shared file (config.ini, header.csv, machines.json) saved in another
+    encoding than UTF-8, which every host reads it as: an editor's Windows-1252 or UTF-16 was
+    told to check the file's permissions. A UTF-16 byte-order mark cannot be UTF-8, so a file
+    that starts with one fails at the first byte its reader decodes."""
+    if exc.start == 0 and exc.object[:2] in _UTF16_BOMS:
+        return UserError(f"{path} is UTF-16 text (it starts with a UTF-16 byte-order mark), not UTF-8; save it as UTF-8")
+    return UserError(f"{path} is not UTF-8 text (its byte 0x{exc.object[exc.start]:02X} is not UTF-8; saved in another encoding, such as Windows-1252?); save it as UTF-8")
