@@ -407,6 +407,20 @@ def test_digest_jobs_lists_the_pool_so_that_a_diff_shows_the_job_that_differs(se
     assert [line.split("\t")[0] for line in set(other) - set(listed)] == ['[10,1.4285714285714286,"caf\\udce9.dat"]']  # as its Job Args cell shows it
 
 
+def test_digest_jobs_writes_the_same_utf8_bytes_in_a_latin1_locale(setup, tmp_path):
+    """Written in the locale's encoding (here a Latin-1 stdout, as in an ISO-8859-1 locale), the
+    list ended in a UnicodeEncodeError at a job "α", and gave the pool's "ü" as the byte 0xFC: a
+    diff with a UTF-8 host's list flagged equal jobs. Surrogates stay backslash escapes."""
+    entry = write_entry(tmp_path / "entry.py", extra="pool[:2] = [('α',), ('caf\\udce9.dat',)]")
+    command = [sys.executable, str(entry), "digest", "--jobs", "--config-dir", str(setup.config)]
+    utf8, latin1 = (subprocess.run(command, capture_output=True, env=entry_env(PYTHONIOENCODING=encoding), timeout=60, check=False) for encoding in ("utf-8", "iso-8859-1"))
+    assert utf8.returncode == latin1.returncode == 0, latin1.stderr
+    assert latin1.stdout == utf8.stdout
+    lines = latin1.stdout.decode("utf-8").splitlines()
+    assert len(lines) == ENTRY_POOL_SIZE and any("\u00fc" in line for line in lines)
+    assert {'["caf\\udce9.dat"]', '["α"]'} <= {line.split("\t")[0] for line in lines}
+
+
 def test_cost_hints_are_part_of_the_cost_digest(setup, tmp_path):
     """With the cost strategy, different cost estimates give another digest."""
     entry = write_entry(tmp_path / "entry.py", extra="_cost = cost\ncost = lambda *a, **k: _cost(*a, **k) * 2")

@@ -32,7 +32,6 @@ from .project import CostFn, Project, find_config_dir, load_project
 from .run_command import run_share
 from .scaffold import write_templates
 from .settings import RunFlags
-from .text import clean_text
 from .workermemory import parse_limit
 
 ENTRY_COMMANDS = ("run", "digest", "plan", "init", "reduce", "sbatch")
@@ -351,12 +350,15 @@ _PARTS = {
 def _show_digest(project: Project, *, parts: bool, jobs: bool, chunk: int = 10_000) -> None:
     """The digest; with ``parts``, each part's fingerprint; with ``jobs``, each job's identity
     text and id instead, sorted by the text (pool order aside, as in the digest), so that a job
-    that differs between two hosts shows as neighbouring lines in a diff."""
+    that differs between two hosts shows as neighbouring lines in a diff. The list is UTF-8 in
+    any locale, lone surrogates as backslash escapes (as ``text.clean_text`` writes them): in a
+    Latin-1 locale an "é" was another byte than on a UTF-8 host, and an "α" a traceback."""
     if jobs:
         pool = project.pool
         listed = sorted(zip(map(pool.identity_text, range(len(pool))), pool.ids_hex(range(len(pool)))))
+        sys.stdout.flush()
         for start in range(0, len(listed), chunk):
-            sys.stdout.write("".join(f"{clean_text(text)}\t{job_id}\n" for text, job_id in listed[start : start + chunk]))
+            sys.stdout.buffer.write("".join(f"{text}\t{job_id}\n" for text, job_id in listed[start : start + chunk]).encode("utf-8", "backslashreplace"))
         return
     out = data_console()
     out.print(format_digest(project.digest))
