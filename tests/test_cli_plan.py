@@ -421,6 +421,15 @@ def test_digest_jobs_writes_the_same_utf8_bytes_in_a_latin1_locale(setup, tmp_pa
     assert {'["caf\\udce9.dat"]', '["α"]'} <= {line.split("\t")[0] for line in lines}
 
 
+def test_plan_shows_a_machine_name_its_stdout_cannot_encode_with_a_question_mark(setup, tmp_path):
+    """A machine named "βeta" ended `plan` in a UnicodeEncodeError from rich where stdout is
+    Latin-1 (an ISO-8859-1 locale): the table now shows "?eta"."""
+    folder = write_config_dir(tmp_path / "config", machines={"alpha": [1.0, 2], "βeta": [1.5, 4]})
+    result = run_entry(setup.entry, "plan", "--config-dir", folder, env=entry_env(PYTHONIOENCODING="iso-8859-1"))
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert re.search(r"^\W*\?eta\W+1\.5\W+4\W", result.stdout, re.MULTILINE), result.stdout
+
+
 def test_cost_hints_are_part_of_the_cost_digest(setup, tmp_path):
     """With the cost strategy, different cost estimates give another digest."""
     entry = write_entry(tmp_path / "entry.py", extra="_cost = cost\ncost = lambda *a, **k: _cost(*a, **k) * 2")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import codecs
+import io
 import os
 import sys
 
@@ -10,7 +12,11 @@ from rich.markup import escape
 
 
 def data_console() -> Console:
-    """stdout: what scripts read (digests, tables, JSON); wide when it is not a terminal."""
+    """stdout: what scripts read (digests, tables, JSON); wide when it is not a terminal. Where
+    stdout's encoding is not UTF-8, a character it lacks is written as "?": a machine named
+    "βeta" ended ``plan`` in a UnicodeEncodeError in a Latin-1 locale."""
+    if isinstance(sys.stdout, io.TextIOWrapper) and codecs.lookup(sys.stdout.encoding).name != "utf-8":
+        sys.stdout.reconfigure(errors="replace")
     return _DataConsole(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 
 
