@@ -10,6 +10,7 @@ import dataclasses
 import enum
 import hashlib
 import json
+import os
 import re
 import sys
 from fractions import Fraction
@@ -214,6 +215,19 @@ def test_a_path_is_its_text_to_the_id():
 
     with pytest.raises(UserError, match=r"pool\[0\] is a .*BytesPath, which has no stable encoding"):
         JobPool([BytesPath()])
+
+
+def test_an_os_scandir_entry_is_refused_saying_to_pass_its_path(tmp_path):
+    """``pool = list(os.scandir("data"))`` was accepted (a DirEntry is a path, its id its path's),
+    and every job then failed: "cannot pickle 'posix.DirEntry' object", as a worker gets the
+    pool's values as they are. Refused up front, anywhere in a job."""
+    (tmp_path / "a.csv").touch()
+    (entry,) = os.scandir(tmp_path)
+    sentence = r"is an os\.DirEntry \(from os\.scandir\), which cannot be sent to a worker process; pass its path instead: entry\.path, or pathlib\.Path\(entry\)$"
+    for pool, where in (([entry], r"pool\[0\]"), ([(1, entry)], r"pool\[0\]\[1\]"), ([{"files": [entry]}], r"pool\[0\]\['files'\]\[0\]")):
+        with pytest.raises(UserError, match=rf"^{where} {sentence}"):
+            JobPool(pool)
+    assert JobPool([entry.path]).ids_hex([0]) == JobPool([Path(entry)]).ids_hex([0])
 
 
 def test_an_array_in_the_pool_is_refused_saying_that_tolist_gives_its_values():

@@ -368,6 +368,8 @@ def _normalize(value: Any, where: str, depth: int) -> Any:
         return float(value)
     if isinstance(value, str):
         return str(value)
+    if isinstance(value, os.DirEntry):  # a path to the id, but a job gets its values as they are, and a worker cannot receive one (not picklable)
+        raise UserError(f"{where} is an os.DirEntry (from os.scandir), which cannot be sent to a worker process; pass its path instead: entry.path, or pathlib.Path(entry)")
     if isinstance(value, os.PathLike) and isinstance(path := os.fspath(value), str):  # pathlib's: the job gets the path, its id hashes the text
         return path
     raise UserError(
