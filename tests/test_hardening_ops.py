@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import error_lines, write_config_dir
+from conftest import entry_env, error_lines, write_config_dir
 from jobsplit.children import oom_counter_files
 from runhelpers import (
     HEADER,
@@ -1277,3 +1277,51 @@ def test_the_oom_counter_is_the_memory_cgroup_s_own(cgroups, mounts, files):
     """The out-of-memory kills are read for the run's own memory cgroup, wherever it is mounted,
     so that one cgroup's kills (another Slurm job's) are never taken for this run's."""
     assert oom_counter_files(cgroups, mounts) == files
+
+
+def _entry_code(*command: str | Path, cwd: Path) -> str:
+    """The entry code ``--version`` shows, the entry run as ``command``."""
+    shown = subprocess.run([sys.executable, *map(str, command), "--version"], cwd=cwd, env=entry_env(), capture_output=True, text=True, timeout=60)
+    found = re.search(r"\(entry code ([0-9a-f]{12}|unknown)\)", shown.stdout)
+    assert shown.returncode == 0 and found, (shown.stdout, shown.stderr)
+    return found.group(1)
+
+
+PACKAGE_ENTRY = 'import jobsplit\nfrom study.helpers import work\n\n\ndef job(x, random_obj, config, progress):\n    return work(x)\n\n\nif __name__ == "__main__":\n    jobsplit.main(job, list(range(6)))\n'
+
+
+@pytest.mark.parametrize("module", ["study.run", "study"], ids=["python -m study.run", "python -m study"])
+def test_an_entry_run_as_a_module_of_a_package_covers_the_package_s_own_modules(tmp_path, module):
+    """``python -m study.run``, whose ``from study.helpers import work`` was looked for in
+    study/study/: two hosts whose helpers differed (a bug fixed on one) showed one code, and
+    merge-results took their rows as of one code; the package's ``__init__.py`` was never covered."""
+    from jobsplit.fingerprint import file_fingerprint, local_modules
+
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "__init__.py").write_text("")
+    (study / "helpers.py").write_text("def work(x):\n    return x + 1\n")
+    entry = study / ("run.py" if module == "study.run" else "__main__.py")
+    entry.write_text(PACKAGE_ENTRY)
+    name = "study.run" if module == "study.run" else "study.__main__"
+    assert [p.relative_to(tmp_path).as_posix() for p in local_modules(entry, name)] == ["study/__init__.py", "study/helpers.py"]
+    before = _entry_code("-m", module, cwd=tmp_path)
+    assert before == file_fingerprint(entry, name)
+    (study / "helpers.py").write_text("def work(x):\n    return x * 1000  # a bug fixed\n")
+    assert _entry_code("-m", module, cwd=tmp_path) not in (before, "unknown")
+    (study / "__init__.py").write_text("SCALE = 2\n")
+    assert _entry_code("-m", module, cwd=tmp_path) == file_fingerprint(entry, name)
+
+
+def test_a_profiled_run_of_an_entry_whose_job_is_imported_has_the_entry_s_fingerprint(tmp_path):
+    """Under ``python -m cProfile entry.py`` the fingerprint was taken from the job's module if it
+    ran as ``__main__``, else from ``__main__``: for a job imported from a module of the project
+    (or a callable object), that was cProfile.py, so the entry and its helpers changed unseen."""
+    (tmp_path / "jobs_mod.py").write_text("def job(x, random_obj, config, progress):\n    return x, 1\n")
+    (tmp_path / "entry.py").write_text('import jobsplit\nfrom jobs_mod import job\n\nif __name__ == "__main__":\n    jobsplit.main(job, list(range(6)))\n')
+    plain = _entry_code("entry.py", cwd=tmp_path)
+    assert _entry_code("-m", "cProfile", "-o", tmp_path / "run.prof", "entry.py", cwd=tmp_path) == plain != "unknown"
+    write_config_dir(tmp_path, header=(*HEADER[:3], "Value", "One"), machines={"solo": [1.0, 1]})  # beside the entry, which was looked for beside cProfile.py
+    (tmp_path / "elsewhere").mkdir()
+    digest = subprocess.run([sys.executable, "-m", "cProfile", "-o", tmp_path / "run.prof", tmp_path / "entry.py", "digest"], cwd=tmp_path / "elsewhere", env=entry_env(), capture_output=True, text=True, timeout=60)
+    assert digest.returncode == 0 and f"the config files are read from {tmp_path}, the program's own folder" in " ".join(digest.stderr.split()), digest.stderr

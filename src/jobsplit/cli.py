@@ -213,7 +213,7 @@ def _entry_parser(job: Callable[..., Any]) -> argparse.ArgumentParser:
         description="Run this machine's share of the job pool (see `run --help`).",
         epilog=f"Also available here: {tool_list} (see `{prog} COMMAND --help`).",
     )
-    parser.add_argument("--version", action="version", version=f"jobsplit {__version__} (entry code {entry_fingerprint(job)})")
+    parser.add_argument("--version", action="version", version=f"jobsplit {__version__} (entry code {entry_fingerprint()})")
     shared = argparse.ArgumentParser(add_help=False)
     shared.add_argument("--config-dir", type=Path, metavar="DIR", help="where config.ini, header.csv and machines.json are (default: here)")
     planning = argparse.ArgumentParser(add_help=False)

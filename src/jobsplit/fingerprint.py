@@ -7,8 +7,11 @@ modules of its own folder that it imports (``helpers.py`` beside it, a package o
 found in its import statements, those inside functions too, and theirs in turn. A module linked
 into the folder counts as a copy there would: by its name there, with its target's source. It
 is the same for the script and for the executable built from it: ``make exe`` computes it from
-the script and bundles it. Installed packages are not covered (their versions are not the
-entry's code), nor a module found only through a ``sys.path`` the entry changes.
+the script and bundles it. An entry run as a module of a package (``python -m study.run``)
+has its folder where the package's own folder is (as Python's ``sys.path`` has it), so that
+``from study.helpers import work`` is covered, with the package's ``__init__.py``. Installed
+packages are not covered (their versions are not the entry's code), nor a module found only
+through a ``sys.path`` the entry changes.
 """
 
 from __future__ import annotations
@@ -16,11 +19,9 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
-import inspect
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from types import FrameType
 
 FINGERPRINT_HEX = 12
 BUNDLED_NAME = "entry.fingerprint"
@@ -28,31 +29,41 @@ BUNDLED_NAME = "entry.fingerprint"
 UNKNOWN = "unknown"
 
 
-def file_fingerprint(path: Path) -> str:
-    """The fingerprint of the entry script at ``path`` and of the local modules it imports (an
-    entry that imports none has the fingerprint it had before they were covered)."""
+def file_fingerprint(path: Path, module: str | None = None) -> str:
+    """The fingerprint of the entry script at ``path`` (run as ``module``, if named: ``python -m
+    study.run``) and of the local modules it imports (an entry that imports none has the
+    fingerprint it had before they were covered)."""
     state = hashlib.sha256(b"jobsplit/code/v1\n" + _normalized(path.read_bytes()))
-    root = path.resolve().parent
-    for module in local_modules(path):
-        state.update(b"\0" + module.relative_to(root).as_posix().encode() + b"\0" + _normalized(module.read_bytes()))
+    root = _root(path, module)
+    for local in local_modules(path, module):
+        state.update(b"\0" + local.relative_to(root).as_posix().encode() + b"\0" + _normalized(local.read_bytes()))
     return state.hexdigest()[:FINGERPRINT_HEX]
 
 
-def local_modules(entry: Path) -> list[Path]:
+def _root(entry: Path, module: str | None) -> Path:
+    """The folder the entry's imports start from: its own, or its top package's parent."""
+    root = entry.resolve().parent
+    for _ in range(module.count(".") if module else 0):
+        root = root.parent
+    return root
+
+
+def local_modules(entry: Path, module: str | None = None) -> list[Path]:
     """The modules of the entry's folder (and below) that it imports, directly or through one
     another, in the order of their paths: each ``import`` and ``from ... import`` statement,
-    wherever it is, names files that exist there or it names none. A path is the one Python
-    imports by, through any link in the folder (the entry's own is resolved, as Python resolves
-    it for ``sys.path``)."""
-    root = entry.resolve().parent
-    found: set[Path] = set()
-    pending = [entry.resolve()]
+    wherever it is, names files that exist there or it names none; for an entry run as
+    ``module``, also the ``__init__.py`` of each package above it, which Python runs first. A
+    path is the one Python imports by, through any link in the folder (the entry's own is
+    resolved, as Python resolves it for ``sys.path``)."""
+    root = _root(entry, module)
+    packages = _module_files(root, module.split(".")[:-1]) if module else []
+    found, pending = set(packages), [entry.resolve(), *packages]
     while pending:
         path = pending.pop()
-        for module in _imported_files(path, root):
-            if module not in found and module != entry.resolve():
-                found.add(module)
-                pending.append(module)
+        for local in _imported_files(path, root):
+            if local not in found and local != entry.resolve():
+                found.add(local)
+                pending.append(local)
     return sorted(found)
 
 
@@ -105,13 +116,13 @@ def _normalized(source: bytes) -> bytes:
     return source.removeprefix(b"\xef\xbb\xbf").replace(b"\r\n", b"\n")
 
 
-def entry_fingerprint(job: Callable[..., Any]) -> str:
+def entry_fingerprint() -> str:
     """The running entry's fingerprint: bundled in an executable, else of the entry script's file
     and its local modules (each read once: the parser's ``--version`` and the run both show it)."""
     if getattr(sys, "frozen", False):
         return _bundled_fingerprint()
-    main_file = _entry_file(job)
-    return _script_fingerprint(main_file) if main_file else UNKNOWN
+    entry = entry_script()
+    return _script_fingerprint(*entry) if entry else UNKNOWN
 
 
 @functools.cache
@@ -123,23 +134,27 @@ def _bundled_fingerprint() -> str:
 
 
 @functools.cache
-def _script_fingerprint(main_file: str) -> str:
+def _script_fingerprint(main_file: Path, module: str | None) -> str:
     try:
-        return file_fingerprint(Path(main_file))
+        return file_fingerprint(main_file, module)
     except OSError:
         return UNKNOWN
 
 
-def _entry_file(job: Callable[..., Any]) -> str | None:
-    """The entry script: the file of a job defined in it, else ``__main__``'s (a job imported
-    from a module of the project). Under ``python -m cProfile entry.py`` (or ``profile``,
-    ``trace``) ``__main__`` is the profiler and the script runs as a namespace of its own,
-    which the job's globals are."""
-    function = inspect.unwrap(getattr(job, "func", job))  # through functools.partial and wraps
-    names = getattr(function, "__globals__", {})
-    if names.get("__name__") == "__main__" and isinstance(names.get("__file__"), str):
-        return str(names["__file__"])
-    return getattr(sys.modules.get("__main__"), "__file__", None)
+def entry_script() -> tuple[Path, str | None] | None:
+    """The entry script, and the module name it runs as (``python -m study.run``; else None):
+    the innermost caller that runs as ``__main__``, the entry that called ``jobsplit.main``. Not
+    ``sys.modules["__main__"]``: under ``python -m cProfile entry.py`` (or ``profile``, ``trace``)
+    that is the profiler, and the script runs as a namespace of its own. None where the entry has
+    no file (``python -c``, standard input)."""
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        names = frame.f_globals
+        if names.get("__name__") == "__main__":
+            file, spec = names.get("__file__"), names.get("__spec__")
+            return (Path(file), getattr(spec, "name", None)) if isinstance(file, str) else None
+        frame = frame.f_back
+    return None
 
 
 def main(argv: list[str]) -> None:

@@ -30,6 +30,7 @@ from .config import (
 )
 from .digest import DigestInput, compute_digest, digest_parts
 from .errors import UserError
+from .fingerprint import entry_script
 from .machines import MACHINES_FILE, Machine, load_machines, this_host
 from .plan import DEFAULT_STRATEGY, STRATEGIES, Plan, PlanInput, make_plan
 from .pool import JobPool, call_args
@@ -45,9 +46,9 @@ def find_config_dir(explicit: Path | None) -> Path:
         return explicit
     here = Path.cwd()
     if not (here / CONFIG_FILE).exists():
-        program = sys.executable if getattr(sys, "frozen", False) else getattr(sys.modules["__main__"], "__file__", None)
-        if program is not None and (Path(program).resolve().parent / CONFIG_FILE).exists():
-            return Path(program).resolve().parent
+        program = Path(sys.executable) if getattr(sys, "frozen", False) else (entry[0] if (entry := entry_script()) else None)  # not __main__'s: a profiler's
+        if program is not None and (program.resolve().parent / CONFIG_FILE).exists():
+            return program.resolve().parent
     return here
 
 

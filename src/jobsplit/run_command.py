@@ -59,7 +59,7 @@ def run_share(project: Project, job: Callable[..., Any], flags: RunFlags, consol
     if settings.worker_memory is not None:
         check_supported("--worker-memory")
     check_sendable(job, settings.start_method)
-    code = entry_fingerprint(job)
+    code = entry_fingerprint()
     standing = _standing(project, settings)
     console.print(
         f"digest [bold]{format_digest(project.digest)}[/]  code {code}  strategy {project.strategy}  "
