@@ -1325,3 +1325,22 @@ def test_a_profiled_run_of_an_entry_whose_job_is_imported_has_the_entry_s_finger
     (tmp_path / "elsewhere").mkdir()
     digest = subprocess.run([sys.executable, "-m", "cProfile", "-o", tmp_path / "run.prof", tmp_path / "entry.py", "digest"], cwd=tmp_path / "elsewhere", env=entry_env(), capture_output=True, text=True, timeout=60)
     assert digest.returncode == 0 and f"the config files are read from {tmp_path}, the program's own folder" in " ".join(digest.stderr.split()), digest.stderr
+
+
+def test_results_of_unknown_code_beside_known_code_are_said_to_be_unchecked(tmp_path):
+    """A host that ran the entry as ``python -c "$(cat entry.py)"`` recorded its code as unknown,
+    without a word, and merge-results left such rows out of its check: the other host's rows, of
+    another version of the job, merged as complete and unremarked."""
+    write_config_dir(tmp_path, header=(*HEADER[:3], "Value"), machines=TWO_MACHINES)
+    source = 'import jobsplit\n\ndef job(x, random_obj, config, progress):\n    return x * VERSION\n\njobsplit.main(job, list(range(6)))\n'
+    (tmp_path / "entry.py").write_text(source.replace("VERSION", "2"))
+    env = run_env(tmp_path)
+    args = ["run", "--yes", "--console", "plain", "--out", str(tmp_path / "out"), "--machine"]
+    without_file = subprocess.run([sys.executable, "-c", source.replace("VERSION", "1"), *args, "m1"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert without_file.returncode == 0, without_file.stderr
+    assert "note: the entry's code is unknown (it has no file, as with python -c" in " ".join(without_file.stderr.split())
+    with_file = subprocess.run([sys.executable, "entry.py", *args, "m2"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert with_file.returncode == 0 and "code is unknown" not in with_file.stderr, with_file.stderr
+    merged = subprocess.run([sys.executable, "-m", "jobsplit", "merge-results", str(tmp_path / "out"), "-o", str(tmp_path / "merged.csv")], env=env, capture_output=True, text=True, timeout=60)
+    said = " ".join(merged.stderr.split())
+    assert merged.returncode == 0 and "note: the code of the results of m1 (" in said and "cannot be checked" in said, merged.stderr

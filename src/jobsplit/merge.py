@@ -81,6 +81,9 @@ class Merged:
     elsewhere: dict[str, RunSnapshot] = field(default_factory=dict)
     """machines whose folder another host's run is writing -> its snapshot (not opened)."""
     codes: dict[str, Counter[str]] = field(default_factory=dict)
+    unknown_code: Counter[str] = field(default_factory=Counter)
+    """Done jobs per machine whose code is not known (a 0.1 journal; an entry without a file, as
+    ``python -c``; an executable not built by ``make exe``): no check of theirs can be made."""
     """code fingerprint -> done jobs per machine computed with it (known fingerprints only)."""
     pool_size: int | None = None
     """A shared queue's run: the whole pool's size (None: static shares)."""
@@ -165,6 +168,8 @@ def merge(paths: Sequence[Path]) -> Merged:
             code = line.rstrip("\n").rsplit(",", 1)[-1] or UNKNOWN  # the last column: hex, never quoted
             if code != UNKNOWN:
                 merged.codes.setdefault(code, Counter())[machine.machine] += 1
+            else:
+                merged.unknown_code[machine.machine] += 1
         if csv_lines[machine.path] > lines:
             merged.behind[machine.path] = (lines, csv_lines[machine.path])
     merged.superseded = len(superseded)
@@ -240,6 +245,13 @@ def report(merged: Merged, console: Console) -> None:
             for code, machines in sorted(merged.codes.items())
         )
         console.print(f"mixed code: the results come from different versions of the entry script: {versions}", markup=False, soft_wrap=True)
+    if merged.unknown_code and merged.codes:  # said only beside known code: alone, there is nothing to set them against
+        unknown = ", ".join(f"{name} ({plural(count, 'job')})" for name, count in sorted(merged.unknown_code.items()))
+        console.print(
+            f"note: the code of the results of {unknown} is unknown (an entry without a file, such as python -c; an executable not built "
+            "by make exe; a 0.1 journal), so whether they come from the same entry script as the others cannot be checked",
+            markup=False, soft_wrap=True,
+        )  # fmt: skip
     total = merged.pool_size if merged.pool_size is not None else sum(merged.plan.values())
     verdict = f"complete: every job of the {'pool' if merged.pool_size is not None else 'plan'} exactly once" if merged.complete else "INCOMPLETE"
     console.print(f"{len(merged.holders)} of {total} jobs present from {plural(len(merged.machines), 'machine folder')}; {verdict}", markup=False, soft_wrap=True)

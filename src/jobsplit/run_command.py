@@ -66,6 +66,8 @@ def run_share(project: Project, job: Callable[..., Any], flags: RunFlags, consol
         f"machine [bold]{escape(machine.name)}[/]: {escape(_share_line(project, settings, standing))}",
         soft_wrap=True,
     )
+    if code == UNKNOWN:
+        say_notice(console, "the entry's code is unknown (it has no file, as with python -c; or an executable not built by make exe): merge-results cannot tell its results from other code's")
     if flags.balance is not None and project.balance.url is None and len(project.machines) > 1:
         say_notice(
             console,
