@@ -183,3 +183,24 @@ def test_jobsplit_sbatch_runs_the_entrys_command(project):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert re.search(r"#SBATCH --array=0-7\n", (project / "sim.sbatch").read_text())
+
+
+def test_an_entry_run_as_a_module_is_started_as_one_by_its_batch_script(project):
+    """``python -m study.run sbatch``: the script started ``python .../study/run.py``, whose
+    ``from study.helpers import work`` failed in every task (and ``python -c`` wrote
+    ``python /cwd/-c``), while sbatch exited 0."""
+    study = project / "study"
+    study.mkdir()
+    (study / "__init__.py").write_text("")
+    (study / "helpers.py").write_text("def work(i):\n    return i\n")
+    (study / "run.py").write_text(ENTRY.replace("import jobsplit\n", "import jobsplit\nfrom study.helpers import work\n", 1), encoding="utf-8")
+    env = entry_env(XDG_CONFIG_HOME=str(project / "xdg"), XDG_STATE_HOME=str(project / "state"), PATH="/nonexistent")
+    written = subprocess.run([sys.executable, "-m", "study.run", "sbatch", "--machine", "sim", "--max-array-size", "100"], cwd=project, env=env, capture_output=True, text=True, timeout=60)
+    assert written.returncode == 0, written.stderr
+    *_, cd, exec_line = (project / "sim.sbatch").read_text().splitlines()
+    assert cd == f"cd {project} || exit 1" and exec_line.startswith(f"exec {sys.executable} -m study.run run --machine sim "), exec_line
+    task = subprocess.run(["/bin/sh", "-c", f"{cd}\n{exec_line}"], cwd="/", env={**env, "SLURM_ARRAY_TASK_ID": "0", "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=120)
+    assert task.returncode == 0 and "Traceback" not in task.stderr, task.stderr
+    without_file = subprocess.run([sys.executable, "-c", (study / "run.py").read_text(), "sbatch", "--machine", "sim", "--max-array-size", "100", "--script", "c.sbatch"], cwd=project, env=env, capture_output=True, text=True, timeout=60)
+    assert without_file.returncode == 2 and not (project / "c.sbatch").exists(), without_file.stderr
+    assert error_lines(without_file.stderr) == ["error: sbatch writes a batch script that starts this entry again, and it has no file (python -c, standard input): save it as a file and run its sbatch command"]

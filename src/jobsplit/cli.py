@@ -122,7 +122,8 @@ def entry_main(
         if args.command == "sbatch":
             from .sbatch_command import program_command, sbatch  # only here: a run starts faster without it
 
-            return sbatch(project, _sbatch_flags(args), program_command(), messages)
+            program, folder = program_command()
+            return sbatch(project, _sbatch_flags(args), program, messages, folder)
         return run_share(project, job, _run_flags(args), messages)
 
     return _guarded(messages, command)

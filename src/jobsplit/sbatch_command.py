@@ -22,6 +22,7 @@ from .atomicfile import atomic_file
 from .console import data_console, say_notice
 from .digest import format_digest
 from .errors import UserError
+from .fingerprint import entry_script
 from .hostconfig import load_host_settings
 from .machines import MACHINES_FILE, array_members, entry_names
 from .outdir import folder_error
@@ -62,7 +63,7 @@ class SbatchFlags:
     """The run options each task passes on (None: not given)."""
 
 
-def sbatch(project: Project, flags: SbatchFlags, program: Sequence[str], console: Console) -> int:
+def sbatch(project: Project, flags: SbatchFlags, program: Sequence[str], console: Console, folder: str | None = None) -> int:
     """Write the scripts of ``flags.machine``'s tasks (all, or ``--array``); submit them with ``--submit``."""
     members = array_members(project.machines, flags.machine)
     if not members:
@@ -88,6 +89,7 @@ def sbatch(project: Project, flags: SbatchFlags, program: Sequence[str], console
         flags.machine, len(members), members[0].cores, format_digest(project.digest), program, run_options,
         str(out / SLURM_LOGS / "%x-%A_%a.out"), flags.job_name or flags.machine, flags.max_parallel,
         [(name, value) for name in ("partition", "time", "mem", "account") if (value := getattr(flags, name)) is not None], flags.extra,
+        folder,
     )  # fmt: skip
     path = flags.script or Path(f"{flags.machine}.sbatch")
     written = [(_script_path(path, s, len(submissions)), s) for s in submissions]
@@ -132,9 +134,18 @@ def _arrays(project: Project) -> list[str]:
     return [name for name in entry_names(project.machines) if array_members(project.machines, name)]
 
 
-def program_command() -> list[str]:
-    """How this program is started again in a batch job: the frozen executable, or this
-    interpreter with the entry script, by absolute paths."""
+def program_command() -> tuple[list[str], str | None]:
+    """How this program is started again in a batch job, and from which folder (None: any): the
+    frozen executable, or this interpreter with the entry script, by absolute paths; an entry run
+    as a module (``python -m study.run``) as a module again, from this folder (see
+    ArrayScript.folder). ``sys.argv[0]`` named study/run.py, whose imports of its package then
+    failed in every task."""
     if getattr(sys, "frozen", False):
-        return [os.path.abspath(sys.executable)]
-    return [os.path.abspath(sys.executable), os.path.abspath(sys.argv[0])]
+        return [os.path.abspath(sys.executable)], None
+    entry = entry_script()
+    if entry is None:
+        raise UserError("sbatch writes a batch script that starts this entry again, and it has no file (python -c, standard input): save it as a file and run its sbatch command")
+    path, module = entry
+    if module:
+        return [os.path.abspath(sys.executable), "-m", module], os.getcwd()
+    return [os.path.abspath(sys.executable), os.path.abspath(path)], None

@@ -128,6 +128,9 @@ class ArrayScript:
     """Passed through: (``partition``, ``gpu``), (``time``, ``2-00:00:00``)..."""
     extra: Sequence[str] = ()
     """Whole sbatch options, each its own ``#SBATCH`` line: ``--qos=long``."""
+    folder: str | None = None
+    """Where the program starts (an entry run as a module imports its package from there, as
+    ``python -m`` did where sbatch ran); None: where Slurm starts it, the folder it was submitted from."""
 
 
 def render(script: ArrayScript, submission: Submission, version: str) -> str:
@@ -156,6 +159,7 @@ def render(script: ArrayScript, submission: Submission, version: str) -> str:
         "#SBATCH --open-mode=append",
         f"#SBATCH --signal=B:TERM@{warning_seconds(dict(script.options).get('time'))}",
         *(f"#SBATCH {_extra(option)}" for option in script.extra),
+        *([f"cd {shlex.quote(script.folder)} || exit 1"] if script.folder else []),
         " ".join([
             "exec", *map(shlex.quote, script.program), "run", "--machine", shlex.quote(script.array), *index,
             "--expect-digest", script.digest, "--console", "plain", *map(shlex.quote, script.run_options),
