@@ -7,6 +7,8 @@ from __future__ import annotations
 import csv
 import functools
 import re
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -347,3 +349,45 @@ def test_an_empty_pool_is_refused_by_run_and_shown_by_digest(tmp_path):
     assert not (tmp_path / "out").exists()
     digest = run_entry(entry, "digest", "--config-dir", config_dir, env=run_env(tmp_path))
     assert digest.returncode == 0 and len(digest.stdout.strip()) == 39, digest.stderr
+
+
+GUARDED_JOB = """
+import jobsplit
+
+try:
+    import numpy  # a top-level name bound in a try
+except ImportError:
+    numpy = None
+
+if __name__ == "__main__":
+    def job(n, random_obj, config, progress):
+        return n
+
+    jobsplit.main(job, [1, 2, 3])
+"""
+
+
+@pytest.mark.parametrize("shape", ["guarded def", "package __main__", "top level in an if"])
+def test_a_job_function_spawn_s_workers_would_not_find_is_refused_before_anything_runs(tmp_path, shape):
+    """Pickled by name, the job was found in the parent, then each spawned worker died with
+    "Can't get attribute 'job' on <module '__main__'>", and the run blamed the entry's top-level
+    code: a def under ``if __name__ == "__main__":`` (which a worker's copy of the entry does not
+    run), or an entry run as ``python -m study`` (whose ``__main__`` a worker does not make)."""
+    config_dir = write_config_dir(tmp_path / "config", header=("Run Start Time", "Job Running Time", "Job Start Time", "Value"), machines={"solo": [1.0, 2]})
+    args = [*map(str, run_args(config_dir, tmp_path / "out", "--start-method", "spawn"))]
+    if shape == "package __main__":
+        (tmp_path / "study").mkdir()
+        (tmp_path / "study" / "__init__.py").write_text("")
+        (tmp_path / "study" / "__main__.py").write_text(GUARDED_JOB.replace("if __name__", "if True or __name__"))
+        result = subprocess.run([sys.executable, "-m", "study", *args], cwd=tmp_path, env=run_env(tmp_path), capture_output=True, text=True, timeout=60)
+        needle = "this entry runs without one they can import (python -m PACKAGE"
+    else:
+        entry = tmp_path / "entry.py"
+        entry.write_text(GUARDED_JOB.replace("if __name__", "if True or __name__") if shape == "top level in an if" else GUARDED_JOB, encoding="utf-8")
+        result = run_entry(entry, *args, env=run_env(tmp_path))
+        needle = f'it is defined under `if __name__ == "__main__":`, which they do not run; define it at the top level of {entry}'
+    if shape == "top level in an if":
+        assert result.returncode == 0, result.stderr
+        return
+    assert_user_error(result.returncode, result.stdout, result.stderr, "workers started by spawn would not find the job function job", needle, "--start-method fork")
+    assert not (tmp_path / "out").exists()

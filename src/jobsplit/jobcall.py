@@ -12,10 +12,14 @@ each pointing into jobsplit: refused here instead, in one sentence, before anyth
 
 from __future__ import annotations
 
+import ast
 import functools
 import inspect
+import multiprocessing.spawn
+import sys
 from collections.abc import Callable
 from multiprocessing.reduction import ForkingPickler
+from pathlib import Path
 from typing import Any
 
 from .errors import UserError
@@ -99,14 +103,70 @@ def _partial_hint(job: Callable[..., Any]) -> str:
 
 def check_sendable(job: Callable[..., Any], start_method: str) -> None:
     """Workers that do not fork get the job function pickled, which names it by module and
-    qualified name: a lambda, or a function defined inside another, cannot be sent."""
+    qualified name: a lambda, or a function defined inside another, cannot be sent; nor can one
+    of the entry that the workers' copy of the entry lacks (see _missing_in_workers)."""
     if start_method == "fork":
         return
+    name = getattr(job, "__qualname__", type(job).__name__)
     try:
         ForkingPickler.dumps(job)
     except Exception as exc:  # noqa: BLE001 - whatever pickling raises, the function cannot travel
-        name = getattr(job, "__qualname__", type(job).__name__)
         raise UserError(
             f"the job function {name} cannot be sent to workers started by {start_method} ({type(exc).__name__}: {exc}); "
             "define it with def at the top level of the entry file (not a lambda, nor inside another function), or use --start-method fork"
         ) from None
+    if (why := _missing_in_workers(job)) is not None:
+        raise UserError(f"workers started by {start_method} would not find the job function {name}: {why}, or use --start-method fork")
+
+
+def _missing_in_workers(job: Callable[..., Any]) -> str | None:
+    """Why a job function of the entry's would be missing where ``spawn`` unpickles it, if it
+    would: a worker makes its ``__main__`` from the entry's file (or module) again, as a module,
+    so without what ``if __name__ == "__main__":`` defines, and not at all for a package's
+    ``__main__``, ``python -c`` or standard input. Each such worker died with a traceback, and
+    the run blamed the entry's top-level code."""
+    if not inspect.isfunction(job) or job.__module__ != "__main__" or getattr(sys, "frozen", False):
+        return None
+    main = sys.modules.get("__main__")
+    prepared = multiprocessing.spawn.get_preparation_data("jobsplit")
+    module, path = prepared.get("init_main_from_name"), prepared.get("init_main_from_path")
+    if job.__globals__ is not getattr(main, "__dict__", None) or not (path or (module and not module.endswith(".__main__"))):
+        return (
+            "they make the entry's module from its file again, and this entry runs without one they can import (python -m PACKAGE, "
+            "python -c, standard input, a profiler); put the job in a module of its own and import it"
+        )
+    file = job.__globals__.get("__file__")
+    if isinstance(file, str) and job.__name__ == job.__qualname__ and job.__name__ not in _top_level_names(Path(file)):
+        return f'it is defined under `if __name__ == "__main__":`, which they do not run; define it at the top level of {file}'
+    return None
+
+
+def _top_level_names(entry: Path) -> set[str]:
+    """The names the entry binds as a module (what a spawned worker's copy of it has): at its
+    top level, within ``if``, ``try`` and ``with`` too, but not under ``if __name__ == "__main__":``."""
+    try:
+        body = ast.parse(entry.read_bytes()).body
+    except (OSError, SyntaxError, ValueError):
+        return {"*"}  # nothing to tell: taken as defined
+    names: set[str] = set()
+    while body:
+        node, *body = body
+        if isinstance(node, ast.If) and _is_main_guard(node.test):
+            body += node.orelse
+        elif isinstance(node, (ast.If, ast.Try, ast.With)):
+            body += [*node.body, *getattr(node, "orelse", []), *getattr(node, "finalbody", []), *(s for h in getattr(node, "handlers", []) for s in h.body)]
+        else:
+            names.update(target.id for target in ast.walk(node) if isinstance(target, ast.Name) and isinstance(target.ctx, ast.Store))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+    return names
+
+
+def _is_main_guard(test: ast.expr) -> bool:
+    """``__name__ == "__main__"`` (either way round)."""
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
+        return False
+    sides = [test.left, test.comparators[0]]
+    return {side.id for side in sides if isinstance(side, ast.Name)} == {"__name__"} and any(isinstance(side, ast.Constant) and side.value == "__main__" for side in sides)
