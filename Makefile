@@ -48,6 +48,7 @@ demo: $(READY)
 ## PYTHONHASHSEED=0 makes the build reproducible; the smoke run catches modules PyInstaller missed.
 ## The entry's code fingerprint is computed from its source here and bundled (see fingerprint.py).
 exe: $(READY)
+	@case "$(ENTRY)" in *" "*) echo "make exe: ENTRY=\"$(ENTRY)\" has a space, which make splits paths at; link or copy the entry to a path without one" >&2; exit 2;; esac
 	mkdir -p build/fingerprints/$(NAME)
 	$(PY) -c 'import sys, jobsplit.fingerprint as f; f.main(sys.argv[1:])' "$(ENTRY)" > build/fingerprints/$(NAME)/entry.fingerprint
 	PYTHONHASHSEED=0 $(PY) -m PyInstaller --noconfirm --clean --log-level WARN --$(MODE) --name $(NAME) \

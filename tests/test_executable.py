@@ -398,3 +398,14 @@ def test_a_finished_folder_the_user_cannot_write_is_read_by_the_tools(executable
             result = subprocess.run(["./e2e", *tool], cwd=folder, env=env, capture_output=True, text=True, timeout=120, user=user, group=user, extra_groups=[])
             assert result.returncode in (0, 1) and "error:" not in result.stderr, result.stdout + result.stderr
         assert sorted(p.name for p in machine.iterdir() if p.name.startswith("journal")) == ["journal.sqlite"]  # nothing made beside it
+
+
+def test_make_exe_of_an_entry_whose_path_has_a_space_is_one_sentence(tmp_path: Path) -> None:
+    """make splits a path at its spaces (its dir and notdir functions): the build failed with
+    "usage: fingerprint ENTRY.py", which named no cause."""
+    entry = tmp_path / "my study" / "entry.py"
+    entry.parent.mkdir()
+    entry.write_text((Path(__file__).parent / "frozen" / "e2e_entry.py").read_text())
+    root = Path(__file__).resolve().parent.parent
+    build = subprocess.run(["make", "-s", "exe", f"ENTRY={entry}"], cwd=root, capture_output=True, text=True, timeout=120, check=False)
+    assert build.returncode == 2 and f'make exe: ENTRY="{entry}" has a space, which make splits paths at' in build.stderr, build.stderr
