@@ -33,6 +33,7 @@ from runhelpers import (
     assert_all_done_once,
     assert_user_error,
     communicate,
+    done_ids,
     jobsplit_script,
     journal_jobs,
     journal_query,
@@ -338,6 +339,78 @@ def test_a_hard_limit_of_open_files_too_low_for_one_worker_names_the_limit_to_ra
     assert "--workers" not in line
     assert side_lines(share.starts) == []  # no job started
     status, _, err = watched(with_open_files_limit(40, 40, share.command("--workers", "1")), share.env(), 60)
+    assert status == 0, err
+    assert_all_done_once(share, share.ids())
+
+
+UNPRIVILEGED = 4245
+"""A user id without an account or processes here: its count of processes is the test's own."""
+
+
+def as_user_with_process_limit(limit: int, command: list[str]) -> list[str]:
+    """``command`` as UNPRIVILEGED, with at most ``limit`` processes and threads (``ulimit -u``,
+    which root is never held to); it may read root's files (the Python of the test's venv)."""
+    if shutil.which("setpriv") is None or os.geteuid() != 0:
+        pytest.skip("runs a command as another user: needs root and setpriv")
+    limited = "import os, resource, sys; resource.setrlimit(resource.RLIMIT_NPROC, (int(sys.argv[1]),) * 2); os.execv(sys.argv[2], sys.argv[2:])"
+    user = [f"--reuid={UNPRIVILEGED}", f"--regid={UNPRIVILEGED}", "--clear-groups", "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"]
+    return ["setpriv", *user, sys.executable, "-c", limited, str(limit), *command]
+
+
+def owned_by_the_unprivileged_user(share: HardeningShare) -> dict[str, str]:
+    """The share's environment, its folder (output, state, side files) made UNPRIVILEGED's."""
+    env = share.env()
+    for path in [share.root, *share.root.rglob("*")]:
+        os.chown(path, UNPRIVILEGED, UNPRIVILEGED)
+    return env
+
+
+def test_a_worker_denied_its_threads_by_the_process_limit_is_said_so(tmp_path):
+    """A user's process limit (``ulimit -u``) counts threads: a worker allowed its process but
+    not its threads died at once with a RuntimeError ("can't start new thread") in the log, and
+    after three the run said they "exited as they started", blaming the entry's top-level code,
+    pointing to output "above" that was not there and suggesting --start-method fork, which was in
+    use. Now one sentence names the limit; nothing is recorded but the stopped run, which resumes."""
+    share = HardeningShare(tmp_path, kinds_spec([["ok", i] for i in range(4)]))
+    env = owned_by_the_unprivileged_user(share)
+    status, out, err = watched(as_user_with_process_limit(2, share.command("--workers", "1")), env, WATCHDOG)  # the run, and its worker without threads
+    line = assert_user_error(status, out, err, "could not start their threads", "process limit is reached (`ulimit -u`", "fewer --workers", "run the same command again")
+    assert "top-level" not in line and "--start-method" not in line
+    assert journal_query(share.journal, "SELECT state, COUNT(*) FROM jobs GROUP BY state") == [("pending", 4)]
+    assert journal_query(share.journal, "SELECT status FROM runs") == [("stopped",)]
+    status, _, err = watched(as_user_with_process_limit(50, share.command("--workers", "1")), env, WATCHDOG)
+    assert status == 0, err
+    assert_all_done_once(share, share.ids())
+
+
+def test_a_worker_the_process_limit_keeps_from_starting_midway_stops_the_run_keeping_what_is_done(tmp_path):
+    """Once the user's processes reach its limit (``ulimit -u``), the fork of a worker fails with
+    EAGAIN: a BlockingIOError traceback and exit status 1 (which says jobs failed). Here the
+    worker is replaced midway through the run (it was killed): one sentence, exit status 2, the
+    jobs done before recorded, the job it ran back to pending, and the same command resumes."""
+    share = HardeningShare(tmp_path, kinds_spec([["sleep", i, 0.3] for i in range(8)]))
+    env = owned_by_the_unprivileged_user(share)
+    limit = 8  # the run and its worker take 5: the runner, the worker and its three threads
+    process = start_command(as_user_with_process_limit(limit, share.command("--workers", "1", "--retries", "1")), env)
+    others: list[subprocess.Popen[bytes]] = []
+    try:
+        wait_for(lambda: len(side_lines(share.side)) >= 2, 30, "two jobs done")
+        others += [subprocess.Popen(["sleep", "60"], user=UNPRIVILEGED, group=UNPRIVILEGED, extra_groups=[]) for _ in range(limit)]  # the user's other programs
+        os.kill(int(side_lines(share.pids)[-1]), signal.SIGKILL)
+        status, out, err = communicate(process, WATCHDOG)
+    finally:
+        for other in others:
+            other.kill()
+            other.wait()
+        kill_session(process.pid)
+    assert_user_error(status, out, err, "cannot start a worker process: this user's process limit is reached (`ulimit -u`", "what is done is recorded", "fewer --workers")
+    assert journal_query(share.journal, "SELECT status FROM runs") == [("stopped",)]
+    done = done_ids(share.journal)
+    assert len(done) >= 2 and done <= set(side_lines(share.side)), done
+    assert sorted(results_ids(share.results)) == sorted(done)
+    crashed = [row for row in journal_query(share.journal, "SELECT outcome, state FROM jobs") if row[0] == "crashed"]
+    assert crashed in ([], [("crashed", "pending")]), crashed  # the job the worker ran as it was killed (if any) runs again
+    status, _, err = watched(as_user_with_process_limit(50, share.command("--workers", "1", "--retries", "1")), env, WATCHDOG)
     assert status == 0, err
     assert_all_done_once(share, share.ids())
 

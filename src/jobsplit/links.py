@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from .capture import STREAMS
 from .children import become_subreaper, oom_kills, started_at, stop_orphans
+from .errors import UserError
 from .messages import GARBLED
 from .progress import ProgressBoard, SlotState
 from .worker import WorkerSetup, worker_main
@@ -43,6 +44,14 @@ _SHORT_HEADER = struct.Struct("!i")  # multiprocessing.connection's framing, so 
 _LONG_HEADER = struct.Struct("!Q")
 
 Message = tuple[str, Any]
+
+PROCESS_LIMIT = (
+    "this user's process limit is reached (`ulimit -u`, which counts every thread of every program the user runs; or a container's or "
+    "service's limit on tasks): what is done is recorded and the other jobs stay pending; use fewer --workers or end some of this "
+    "user's programs (or raise the limit: nproc in /etc/security/limits.conf, TasksMax= for a service), then run the same command again to resume"
+)
+"""Why a worker cannot start (a fork that fails with EAGAIN, or a worker that cannot start its
+threads), and what to do: the run stops, resumable, rather than replacing workers in a loop."""
 
 
 class WorkerLink(Protocol):
@@ -126,17 +135,32 @@ class ProcessHub:
         become_subreaper()  # what a dying worker leaves comes here, not to PID 1, and can be stopped
 
     def start(self, slot: int) -> ProcessLink:
+        """Start the worker of ``slot``. Where the system refuses a process (the user's process
+        limit, memory), one sentence says so, and the pipes made for it are closed."""
         self.board.take(slot)
-        task_reader, task_writer = self.context.Pipe(duplex=False)
-        result_reader, result_writer = self.context.Pipe(duplex=False)
-        output = [self.context.Pipe(duplex=False) for _ in STREAMS]
-        process: BaseProcess = self.context.Process(  # type: ignore[attr-defined] # typeshed has Process on the concrete contexts only
-            target=worker_main,
-            args=(self.setup, task_reader, result_writer, output, slot, os.getpid()),
-            name=f"jobsplit-worker-{slot}",
-            daemon=True,
-        )
-        _start_with_frozen_heap(process)
+        pipes: list[tuple[Connection, Connection]] = []
+        try:
+            pipes += [self.context.Pipe(duplex=False) for _ in range(2 + len(STREAMS))]
+            (task_reader, task_writer), (result_reader, result_writer), *output = pipes
+            process: BaseProcess = self.context.Process(  # type: ignore[attr-defined] # typeshed has Process on the concrete contexts only
+                target=worker_main,
+                args=(self.setup, task_reader, result_writer, output, slot, os.getpid()),
+                name=f"jobsplit-worker-{slot}",
+                daemon=True,
+            )
+            _start_with_frozen_heap(process)
+        except OSError as exc:
+            for pair in pipes:
+                for end in pair:
+                    end.close()
+            if exc.errno == errno.EAGAIN:
+                raise UserError(f"cannot start a worker process: {PROCESS_LIMIT}") from None
+            if exc.errno == errno.ENOMEM:
+                raise UserError(
+                    "cannot start a worker process: the host has no memory left for one; what is done is recorded and the other jobs "
+                    "stay pending; use fewer --workers or free some memory, then run the same command again to resume"
+                ) from None
+            raise
         assert process.pid is not None, "a started process has a pid"
         self._pids.add(process.pid)
         if self._since is None:

@@ -37,7 +37,7 @@ from .clock import SYSTEM_CLOCK, Clock
 from .errors import InternalError, UserError
 from .journal import AttemptRow, DoneGroup, RunningAttempt
 from .lifecycle import unpacked_folder_gone
-from .links import WorkerHub, WorkerLink
+from .links import PROCESS_LIMIT, WorkerHub, WorkerLink
 from .messages import GARBLED, LOG, REVOKED, Batch, LogEntry, Results, Revoke
 from .pool import JobPool
 from .progress import IDLE
@@ -45,6 +45,7 @@ from .recorder import Recorder
 from .sources import JobSource, Task
 from .states import JobState, Outcome
 from .text import plural
+from .worker import NO_THREADS
 
 TICK = 0.1
 """Longest the runner sleeps: the pace of timeouts, interrupts and display updates."""
@@ -194,6 +195,8 @@ class Runner:
                         "stay pending. This is a bug in jobsplit: please report it"
                     )
                 if len(self._start_failures) >= START_FAILURES_LIMIT:
+                    if self._start_failures[-1] == NO_THREADS:
+                        raise UserError(f"{len(self._start_failures)} worker processes in a row could not start their threads, before running any job: {PROCESS_LIMIT}")
                     last = describe_exit(self._start_failures[-1])
                     started = f"{len(self._start_failures)} worker processes in a row exited as they started, before running any job (the last {last}); the jobs stay pending"
                     if (gone := unpacked_folder_gone()) is not None:
@@ -535,11 +538,10 @@ class Runner:
         self._close(slot)
         index = self._slots.index(slot)
         del self._by_link[id(slot.link)]
-        if self._stopping or self._terminated or len(self._start_failures) >= START_FAILURES_LIMIT:
-            del self._slots[index]
-        else:
+        del self._slots[index]  # before its replacement starts: should that fail, the run's stop must not write to its closed pipes
+        if not (self._stopping or self._terminated or len(self._start_failures) >= START_FAILURES_LIMIT):
             replacement = self._start(slot.link.slot)
-            self._slots[index] = replacement
+            self._slots.insert(index, replacement)
             self._by_link[id(replacement.link)] = replacement
 
     def _close(self, slot: _Slot) -> None:

@@ -73,6 +73,11 @@ STOP_WAIT = 5.0
 _on_terminate)."""
 REPR_LIMIT = 10_000
 """Characters of a wrong-shaped value's repr kept in the error, so it need not be recomputed."""
+NO_THREADS = 71
+"""A worker's exit status when the system refuses it its threads (sysexits' EX_OSERR, "cannot
+fork"): the user's process limit, which counts threads, is reached. It exits before it says
+anything, and the runner, seeing this status, names the limit (a worker that died of it
+otherwise left a traceback in the log only, and the run blamed the entry's top-level code)."""
 
 _PACKAGE_DIR = str(Path(__file__).resolve().parent)
 
@@ -167,11 +172,14 @@ def worker_main(setup: WorkerSetup, tasks: Connection, results: Connection, outp
     if setup.nice:
         os.nice(setup.nice)  # the parent checked that this is allowed
     outbox = _outbox = _Outbox(results, RowFormatter(setup.header, setup.machine, setup.run_started, setup.digest, setup.code))
-    capture = OutputCapture(outbox.send_log, setup.log, setup.per_job_logs, [(_own_fd(read_end), _own_fd(write_end)) for read_end, write_end in output])
     inbox: SimpleQueue[list[_Ready] | None] = SimpleQueue()
     revocations = _Revocations()
-    threading.Thread(target=_read_tasks, args=(tasks, inbox, revocations, setup.seed), daemon=True, name="jobsplit-tasks").start()
-    threading.Thread(target=_watch, args=(outbox, revocations, parent_pid), daemon=True, name="jobsplit-watch").start()
+    try:  # the three threads of the worker: its output's reader, its task reader, its watcher
+        capture = OutputCapture(outbox.send_log, setup.log, setup.per_job_logs, [(_own_fd(read_end), _own_fd(write_end)) for read_end, write_end in output])
+        threading.Thread(target=_read_tasks, args=(tasks, inbox, revocations, setup.seed), daemon=True, name="jobsplit-tasks").start()
+        threading.Thread(target=_watch, args=(outbox, revocations, parent_pid), daemon=True, name="jobsplit-watch").start()
+    except RuntimeError:  # "can't start new thread"
+        os._exit(NO_THREADS)
     outgrown = _run_jobs(inbox, _JobRunner(setup, slot, capture, outbox), revocations, MemoryWatch(setup.memory_limit) if setup.memory_limit else None)
     end_library_helpers()
     capture.close()  # the last output of the last job reaches the log before the worker exits
