@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -34,6 +35,7 @@ from runhelpers import (
     assert_user_error,
     communicate,
     done_ids,
+    done_so_far,
     jobsplit_script,
     journal_jobs,
     journal_query,
@@ -1310,6 +1312,57 @@ def test_a_worker_whose_jobs_leak_is_replaced_before_the_host_runs_out(tmp_path,
     assert 4 <= len(workers) <= 7, workers  # 14 jobs of 40 MiB, a worker replaced once it grew by more than 100 MiB
     log = machine_log_text(share.machine_dir)
     assert log.count("more than --worker-memory 100 MiB allows: a new worker takes its place") == len(workers) - 1, log
+
+
+BIG_RESULTS_ENTRY = """
+import time
+from pathlib import Path
+
+import jobsplit
+
+HERE = Path(__file__).resolve().parent
+
+
+def job(i, random_obj, config, progress):
+    time.sleep(0.1)
+    return "p" * (40_000_000 if (HERE / "big").exists() else 10)
+
+
+if __name__ == "__main__":
+    jobsplit.main(job, list(range(30)))
+"""
+
+
+def test_a_runner_out_of_memory_stops_in_one_sentence_and_resumes(tmp_path):
+    """The runner reads each job's result whole (40 MB here): past its memory limit (``ulimit
+    -v``, set on the running runner as a cgroup or a busy host would), the MemoryError was a
+    traceback and exit status 1, or, raised while a result was unpickled, "something that is not
+    jobsplit's wrote into its pipe" (exit 70). Now one sentence and exit status 2; the run is
+    recorded as stopped, what was done is kept, and the same command goes on from there."""
+    entry = tmp_path / "entry.py"
+    entry.write_text(BIG_RESULTS_ENTRY, encoding="utf-8")
+    config_dir = write_config_dir(tmp_path / "config", header=("Run Start Time", "Job Running Time", "Job Start Time", "Value"), machines={"solo": [1.0, 2]})
+    out, env, big = tmp_path / "out", run_env(tmp_path), tmp_path / "big"
+    journal, results = out / "solo" / "journal.sqlite", out / "solo" / "results.csv"
+    command = [sys.executable, str(entry), *run_args(config_dir, out, "--workers", "2")]
+    process = start_command(command, env)
+    try:
+        wait_for(lambda: len(done_so_far(journal)) >= 2, 30, "two jobs done")
+        size = next(int(line.split()[1]) for line in Path(f"/proc/{process.pid}/status").read_text().splitlines() if line.startswith("VmSize:")) << 10
+        resource.prlimit(process.pid, resource.RLIMIT_AS, (size + (20 << 20), resource.RLIM_INFINITY))  # room for less than one big result
+        big.touch()
+        status, out_text, err = communicate(process, WATCHDOG)
+    finally:
+        kill_session(process.pid)
+    assert_user_error(status, out_text, err, "out of memory", "what was recorded is kept", "run the same command again")
+    assert journal_query(journal, "SELECT status FROM runs") == [("stopped",)]
+    done = done_ids(journal)
+    assert 2 <= len(done) < 30 and sorted(results_ids(results)) == sorted(done)
+    big.unlink()
+    status, _, err = watched(command, env, WATCHDOG)
+    assert status == 0, err
+    assert journal_query(journal, "SELECT state, COUNT(*) FROM jobs GROUP BY state") == [("done", 30)]
+    assert sorted(results_ids(results)) == sorted(done_ids(journal))
 
 
 def test_a_worker_whose_quick_jobs_leak_fast_is_replaced_within_a_job_of_its_limit(tmp_path):

@@ -196,14 +196,27 @@ def _open_standard_descriptors() -> None:
                 setattr(sys, name, open(fd, "r" if fd == 0 else "w", encoding="utf-8", errors="backslashreplace", closefd=False))  # noqa: SIM115 - the process's own stream
 
 
+OUT_OF_MEMORY = (
+    "out of memory: jobsplit could not get the memory it needed (its limit, `ulimit -v`, which some batch schedulers set, is reached, "
+    "or the host's memory is used up); what was recorded is kept: free some memory or raise the limit (for a run: fewer --workers, "
+    "or jobs that return less), then run the same command again, which goes on from there"
+)
+"""What a MemoryError in jobsplit's own process says (one in a job is that job's failure)."""
+
+
 def _guarded(console: Console, command: Callable[[], int]) -> int:
     """Run a command; a user, disk or internal error becomes one sentence and its exit status,
-    never a traceback."""
+    never a traceback. So does running out of memory (a run, stopping, records itself as stopped,
+    as for a full disk: its journal stays consistent and resumes)."""
     try:
         return command()
     except JobsplitError as exc:
         say_error(console, str(exc))
         return exc.exit_status
+    except MemoryError:
+        pass  # said below, once the frames that held the memory are gone
+    say_error(console, OUT_OF_MEMORY)
+    return exitcodes.USAGE
 
 
 def _entry_parser(job: Callable[..., Any]) -> argparse.ArgumentParser:

@@ -379,6 +379,8 @@ class ProcessLink:
                 break
             try:
                 messages.append(pickle.loads(buffer[start + header : start + header + size]))
+            except MemoryError:
+                raise  # the runner's own memory, not bytes gone wrong: the command stops and says so
             except Exception as exc:  # noqa: BLE001 - bytes no worker sent: nothing after them can be trusted
                 self._readable = False
                 self._unregister(self._result_fd)

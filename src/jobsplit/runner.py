@@ -352,9 +352,13 @@ class Runner:
         and its identity is the same."""
         try:
             slot.link.send(self._batch(sent))
+        except MemoryError:
+            raise  # the runner's own memory, not these jobs' fault: the command stops and says so
         except Exception:  # noqa: BLE001 - any pickling failure: try again with plain containers
             try:
                 slot.link.send(self._batch(sent, plain=True))
+            except MemoryError:
+                raise
             except Exception as exc:  # noqa: BLE001 - any pickling failure is these jobs'
                 return exc
         return None
