@@ -136,32 +136,28 @@ def _missing_in_workers(job: Callable[..., Any]) -> str | None:
             "python -c, standard input, a profiler); put the job in a module of its own and import it"
         )
     file = job.__globals__.get("__file__")
-    if isinstance(file, str) and job.__name__ == job.__qualname__ and job.__name__ not in _top_level_names(Path(file)):
+    if isinstance(file, str) and job.__name__ == job.__qualname__ and not _bound_outside_main_guard(Path(file), job.__name__):
         return f'it is defined under `if __name__ == "__main__":`, which they do not run; define it at the top level of {file}'
     return None
 
 
-def _top_level_names(entry: Path) -> set[str]:
-    """The names the entry binds as a module (what a spawned worker's copy of it has): at its
-    top level, within ``if``, ``try`` and ``with`` too, but not under ``if __name__ == "__main__":``."""
+def _bound_outside_main_guard(entry: Path, name: str) -> bool:
+    """Whether the entry binds ``name`` where a spawned worker's copy of it does: anywhere but
+    under a top-level ``if __name__ == "__main__":``. Counted generously (a name bound inside a
+    function counts too), so that a doubt never refuses a run."""
     try:
         body = ast.parse(entry.read_bytes()).body
     except (OSError, SyntaxError, ValueError):
-        return {"*"}  # nothing to tell: taken as defined
-    names: set[str] = set()
-    while body:
-        node, *body = body
-        if isinstance(node, ast.If) and _is_main_guard(node.test):
-            body += node.orelse
-        elif isinstance(node, (ast.If, ast.Try, ast.With)):
-            body += [*node.body, *getattr(node, "orelse", []), *getattr(node, "finalbody", []), *(s for h in getattr(node, "handlers", []) for s in h.body)]
-        else:
-            names.update(target.id for target in ast.walk(node) if isinstance(target, ast.Name) and isinstance(target.ctx, ast.Store))
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                names.add(node.name)
-            elif isinstance(node, (ast.Import, ast.ImportFrom)):
-                names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
-    return names
+        return True  # nothing to tell
+    kept = [node for top in body for node in (top.orelse if isinstance(top, ast.If) and _is_main_guard(top.test) else [top])]
+    for node in (inner for top in kept for inner in ast.walk(top)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name == name:
+            return True
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store) and node.id == name:
+            return True
+        if isinstance(node, (ast.Import, ast.ImportFrom)) and any((alias.asname or alias.name).split(".")[0] == name for alias in node.names):
+            return True
+    return False
 
 
 def _is_main_guard(test: ast.expr) -> bool:
