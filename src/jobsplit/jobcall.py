@@ -130,12 +130,12 @@ def _missing_in_workers(job: Callable[..., Any]) -> str | None:
     main = sys.modules.get("__main__")
     prepared = multiprocessing.spawn.get_preparation_data("jobsplit")
     module, path = prepared.get("init_main_from_name"), prepared.get("init_main_from_path")
-    if job.__globals__ is not getattr(main, "__dict__", None) or not (path or (module and not module.endswith(".__main__"))):
+    if getattr(main, job.__qualname__, None) is not job or not (path or (module and not module.endswith(".__main__"))):  # as pickle looks it up
         return (
             "they make the entry's module from its file again, and this entry runs without one they can import (python -m PACKAGE, "
             "python -c, standard input, a profiler); put the job in a module of its own and import it"
         )
-    file = job.__globals__.get("__file__")
+    file = getattr(main, "__file__", None)  # not the job's globals: a decorator's wrapper has its own module's
     if isinstance(file, str) and job.__name__ == job.__qualname__ and not _bound_outside_main_guard(Path(file), job.__name__):
         return f'it is defined under `if __name__ == "__main__":`, which they do not run; define it at the top level of {file}'
     return None
