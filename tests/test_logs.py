@@ -633,3 +633,48 @@ def test_a_flush_the_disk_has_no_room_for_leaves_the_log_readable_and_each_recor
     records = [r for segment in segments for r in parse_log(gunzip(segment))]
     assert [int(r["message"].split()[0]) for r in records] == [0, 1, 2, 3, 4]
     assert (len(segments) > 1) == rotated
+
+
+@pytest.mark.parametrize("failure", ["an earlier run's log it may not open", "the log after a rotation it may not open", "out of memory compressing"])
+def test_a_flush_that_fails_before_it_writes_keeps_the_log_and_each_record_once(tmp_path, monkeypatch, failure):
+    """A flush whose open of the log failed (a log another user's run left, not writable to this
+    one) took the log for one it had begun, and removed it, earlier runs' records and all; after a
+    rotation whose new log could not be opened, the records already in the full log were written
+    again; and out of memory compressing (a resumable stop), the flush's records were dropped."""
+    from jobsplit.errors import StorageError
+
+    machine_dir = tmp_path / "m1"
+    machine_dir.mkdir()
+    log_file = machine_dir / "m1.log.gz"
+    rotated = failure.startswith("the log after")
+    if not rotated:
+        earlier = MachineLog(MachineDir(machine_dir, "m1"), LogSettings())
+        earlier.write(1.6e9, "w0", "-", "INFO", "job", "earlier")
+        earlier.close()
+    log = MachineLog(MachineDir(machine_dir, "m1"), LogSettings(max_size=4000 if rotated else 10**9))
+    opened, real_open, real_compress = [], MachineLog._open, gzip.compress
+
+    def open_or_fail(self):
+        opened.append(1)
+        if len(opened) == (2 if rotated else 1) and "open" in failure:
+            raise PermissionError(13, "Permission denied")
+        return real_open(self)
+
+    def compress_or_fail(data, *args, **kwargs):
+        if not opened[1:] and "memory" in failure:
+            opened.append(1)
+            raise MemoryError
+        return real_compress(data, *args, **kwargs)
+
+    monkeypatch.setattr(MachineLog, "_open", open_or_fail)
+    monkeypatch.setattr(gzip, "compress", compress_or_fail)
+    for i in range(4):  # each record a member of its own, of some 1.5 KB: the third starts a new log
+        log.write(1.7e9 + i, "w0", "-", "INFO", "job", f"{i} {os.urandom(1500).hex()}")
+    with pytest.raises(MemoryError if "memory" in failure else StorageError) as raised:
+        log.flush(everything=True)
+    if "open" in failure:
+        assert "Permission denied; check that you may write it (its owner, its permissions)" in str(raised.value)
+    log.close()
+    segments = sorted(machine_dir.glob("m1.log.*.gz")) + [log_file]
+    messages = [r["message"].split()[0] for segment in segments for r in parse_log(gunzip(segment))]
+    assert messages == ([] if rotated else ["earlier"]) + ["0", "1", "2", "3"]

@@ -24,7 +24,7 @@ from typing import BinaryIO
 
 from .capture import log_message
 from .config import LogSettings
-from .errors import StorageError, describe_os_error
+from .errors import NO_SPACE, StorageError, describe_os_error
 from .fileid import file_id, open_file_id
 from .outdir import MachineDir
 from .text import log_line_text
@@ -83,36 +83,48 @@ class MachineLog:
         texts = [text for _, text in self._buffer[:ready]]
         size = sum(map(len, texts))
         self._flush_at = self._buffered - size + MAX_BUFFER  # set first: a failed flush is not tried again at every record
-        if texts:
-            start = kept = taken = 0
-            try:
-                if self._file is None:
+        if not texts:
+            return
+        start: int | None = None
+        """Where this flush began writing in the open log; None until the log is open."""
+        kept = taken = 0
+        """Texts of this flush in a log rotated away (written for good), and written so far."""
+        try:
+            if self._file is None:
+                self._file = self._open()
+            elif file_id(self.folder.log) != self._file_id and self.folder.path.is_dir():  # without its folder, the run stops at its next write there
+                texts.append(self._text(self._buffer[ready - 1][0], PARENT, "-", "WARNING", "jobsplit", self._write_again()))  # dated last: the file stays in time order
+            start = self._file.tell()
+            for group in _groups(texts, self.settings.max_size):
+                member = gzip.compress("".join(group).encode("utf-8", "backslashreplace"), compresslevel=6)
+                if self._file.tell() and self._file.tell() + len(member) > self.settings.max_size:
+                    self._retire()  # before writing: the current log always holds the newest member
+                    start, kept = None, taken
                     self._file = self._open()
-                elif file_id(self.folder.log) != self._file_id and self.folder.path.is_dir():  # without its folder, the run stops at its next write there
-                    texts.append(self._text(self._buffer[ready - 1][0], PARENT, "-", "WARNING", "jobsplit", self._write_again()))  # dated last: the file stays in time order
-                start = self._file.tell()
-                for group in _groups(texts, self.settings.max_size):
-                    member = gzip.compress("".join(group).encode("utf-8", "backslashreplace"), compresslevel=6)
-                    if self._file.tell() and self._file.tell() + len(member) > self.settings.max_size:
-                        self._rotate()  # before writing: the current log always holds the newest member
-                        start, kept = 0, taken  # what went before is in the full log, for good
-                    self._file.write(member)
-                    taken += len(group)
-                self._file.flush()
-            except OSError as exc:
+                    start = 0
+                self._file.write(member)
+                taken += len(group)
+            self._file.flush()
+        except BaseException as exc:  # a full disk; or out of memory compressing: the log as it was, the records kept for the next flush
+            if start is not None:
                 self._cut_back(start)
-                ready = min(kept, ready)
-                size = sum(len(text) for _, text in self._buffer[:ready])
-                raise StorageError(f"{self.folder.log} cannot be written: {describe_os_error(exc)}; free some space and run the same command again to resume") from None
-            finally:
-                del self._buffer[:ready]
-                self._buffered -= size
+            self._forget(min(kept, ready))
+            if isinstance(exc, OSError):
+                advice = "free some space" if exc.errno in NO_SPACE else "check that you may write it (its owner, its permissions)"
+                raise StorageError(f"{self.folder.log} cannot be written: {describe_os_error(exc)}; {advice} and run the same command again to resume") from None
+            raise
+        self._forget(ready)
+
+    def _forget(self, count: int) -> None:
+        """The first ``count`` buffered records are in the log."""
+        self._buffered -= sum(len(text) for _, text in self._buffer[:count])
+        del self._buffer[:count]
 
     def _cut_back(self, size: int) -> None:
-        """A flush that failed (a full disk) leaves the log as it was before it, ``size`` bytes:
-        a gzip member cut short, followed by the members of a resumed run, made the log
-        unreadable from there on (``zcat``, merge-logs, report). Its records stay buffered; the
-        next flush opens the log again."""
+        """A flush that failed (a full disk) leaves the log it wrote to as it was before, ``size``
+        bytes (a log it found empty, or began, removed): a gzip member cut short, followed by the
+        members of a resumed run, made the log unreadable from there on (``zcat``, merge-logs,
+        report). Its records stay buffered; the next flush opens the log again."""
         file, self._file = self._file, None
         if file is not None:
             try:
@@ -164,15 +176,15 @@ class MachineLog:
                 except OSError:
                     pass  # the last member is lost with the disk; the journal holds what matters
 
-    def _rotate(self) -> None:
-        """Rename the full log to the next free number (never overwriting); start a new one."""
-        assert self._file is not None
-        self._file.close()
+    def _retire(self) -> None:
+        """Close the full log and rename it to the next free number (never overwriting)."""
+        file, self._file = self._file, None  # closed, whatever follows: never written to again
+        assert file is not None
+        file.close()
         if self._last_segment is None:
             self._last_segment = max((n for n, _ in self.folder.numbered_segments()), default=0)
         self._last_segment += 1
         self.folder.log.rename(self.folder.segment(self._last_segment))
-        self._file = self._open()
 
 
 def _groups(texts: list[str], limit: int) -> Iterator[list[str]]:
