@@ -1486,3 +1486,33 @@ def test_results_of_unknown_code_beside_known_code_are_said_to_be_unchecked(tmp_
     merged = subprocess.run([sys.executable, "-m", "jobsplit", "merge-results", str(tmp_path / "out"), "-o", str(tmp_path / "merged.csv")], env=env, capture_output=True, text=True, timeout=60)
     said = " ".join(merged.stderr.split())
     assert merged.returncode == 0 and "note: the code of the results of m1 (" in said and "cannot be checked" in said, merged.stderr
+
+
+def test_a_module_entry_of_a_package_found_elsewhere_is_fingerprinted_as_a_script(tmp_path):
+    """The package root (its top package's parent) was taken for the entry's folder wherever
+    ``python -m`` found the package: for one on PYTHONPATH or installed, that is site-packages,
+    and every installed package its modules import was covered (661 files, 8.6 s, for a pandas
+    module; pytest's own for ``python -m pytest``), so a numpy patch release made mixed code."""
+    from jobsplit.fingerprint import file_fingerprint
+
+    package = tmp_path / "lib" / "study"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "run.py").write_text(PACKAGE_ENTRY)
+    (package / "helpers.py").write_text("def work(x):\n    return x\n")
+    (tmp_path / "lib" / "other.py").write_text("VALUE = 1\n")
+    (tmp_path / "elsewhere").mkdir()
+    shown = subprocess.run([sys.executable, "-m", "study.run", "--version"], cwd=tmp_path / "elsewhere", env=entry_env(PYTHONPATH=str(tmp_path / "lib")), capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and f"(entry code {file_fingerprint(package / 'run.py')})" in shown.stdout, (shown.stdout, shown.stderr)
+
+
+def test_a_script_a_profiler_runs_as_a_namespace_named_main_is_a_script():
+    """From Python 3.12, cProfile gives the script it runs ``__spec__ = ModuleSpec("__main__")``:
+    taken for a module, sbatch wrote ``python -m __main__``, which failed in every task."""
+    from importlib.machinery import ModuleSpec
+
+    from jobsplit.fingerprint import entry_script
+
+    names = {"__name__": "__main__", "__file__": "/study/entry.py", "__spec__": ModuleSpec("__main__", None), "entry_script": entry_script}
+    exec("found = entry_script()", names)  # noqa: S102 - a namespace of its own, as the profiler's
+    assert names["found"] == (Path("/study/entry.py"), None)

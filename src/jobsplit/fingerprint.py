@@ -19,6 +19,7 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
+import os
 import sys
 from pathlib import Path
 from types import FrameType
@@ -41,11 +42,11 @@ def file_fingerprint(path: Path, module: str | None = None) -> str:
 
 
 def _root(entry: Path, module: str | None) -> Path:
-    """The folder the entry's imports start from: its own, or its top package's parent."""
-    root = entry.resolve().parent
-    for _ in range(module.count(".") if module else 0):
-        root = root.parent
-    return root
+    """The folder the entry's imports start from: its own (resolved, as Python resolves a
+    script's for ``sys.path``), or its top package's parent (as the module was found there)."""
+    if not module:
+        return entry.resolve().parent
+    return Path(os.path.abspath(entry)).parents[module.count(".")]
 
 
 def local_modules(entry: Path, module: str | None = None) -> list[Path]:
@@ -145,14 +146,19 @@ def entry_script() -> tuple[Path, str | None] | None:
     """The entry script, and the module name it runs as (``python -m study.run``; else None):
     the innermost caller that runs as ``__main__``, the entry that called ``jobsplit.main``. Not
     ``sys.modules["__main__"]``: under ``python -m cProfile entry.py`` (or ``profile``, ``trace``)
-    that is the profiler, and the script runs as a namespace of its own. None where the entry has
-    no file (``python -c``, standard input)."""
+    that is the profiler, and the script runs as a namespace of its own (named ``__main__`` from
+    Python 3.12: a script, not a module). A module counts as one only where ``python -m`` found
+    it, in its current folder: an installed package's (``python -m pytest``) would have every
+    installed package imported beside it covered. None where the entry has no file
+    (``python -c``, standard input)."""
     frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         names = frame.f_globals
         if names.get("__name__") == "__main__":
-            file, spec = names.get("__file__"), names.get("__spec__")
-            return (Path(file), getattr(spec, "name", None)) if isinstance(file, str) else None
+            file, module = names.get("__file__"), getattr(names.get("__spec__"), "name", None)
+            if not isinstance(file, str):
+                return None
+            return Path(file), module if module != "__main__" and _root(Path(file), module) == Path(sys.path[0] or os.curdir).resolve() else None
         frame = frame.f_back
     return None
 
