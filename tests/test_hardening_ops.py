@@ -345,25 +345,27 @@ def test_a_hard_limit_of_open_files_too_low_for_one_worker_names_the_limit_to_ra
     assert_all_done_once(share, share.ids())
 
 
-UNPRIVILEGED = 4245
-"""A user id without an account or processes here: its count of processes is the test's own."""
+THREADS_USER, FORK_USER = 4245, 4246
+"""User ids without an account or processes here, one a test: a user's count of processes is
+the test's own, even with tests running at once (the process limit counts every process of the
+user: sharing one, a test's fork failed for the other's processes)."""
 
 
-def as_user_with_process_limit(limit: int, command: list[str]) -> list[str]:
-    """``command`` as UNPRIVILEGED, with at most ``limit`` processes and threads (``ulimit -u``,
+def as_user_with_process_limit(user: int, limit: int, command: list[str]) -> list[str]:
+    """``command`` as ``user``, with at most ``limit`` processes and threads (``ulimit -u``,
     which root is never held to); it may read root's files (the Python of the test's venv)."""
     if shutil.which("setpriv") is None or os.geteuid() != 0:
         pytest.skip("runs a command as another user: needs root and setpriv")
     limited = "import os, resource, sys; resource.setrlimit(resource.RLIMIT_NPROC, (int(sys.argv[1]),) * 2); os.execv(sys.argv[2], sys.argv[2:])"
-    user = [f"--reuid={UNPRIVILEGED}", f"--regid={UNPRIVILEGED}", "--clear-groups", "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"]
-    return ["setpriv", *user, sys.executable, "-c", limited, str(limit), *command]
+    ids = [f"--reuid={user}", f"--regid={user}", "--clear-groups", "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"]
+    return ["setpriv", *ids, sys.executable, "-c", limited, str(limit), *command]
 
 
-def owned_by_the_unprivileged_user(share: HardeningShare) -> dict[str, str]:
-    """The share's environment, its folder (output, state, side files) made UNPRIVILEGED's."""
+def owned_by(share: HardeningShare, user: int) -> dict[str, str]:
+    """The share's environment, its folder (output, state, side files) made ``user``'s."""
     env = share.env()
     for path in [share.root, *share.root.rglob("*")]:
-        os.chown(path, UNPRIVILEGED, UNPRIVILEGED)
+        os.chown(path, user, user)
     return env
 
 
@@ -374,13 +376,13 @@ def test_a_worker_denied_its_threads_by_the_process_limit_is_said_so(tmp_path):
     pointing to output "above" that was not there and suggesting --start-method fork, which was in
     use. Now one sentence names the limit; nothing is recorded but the stopped run, which resumes."""
     share = HardeningShare(tmp_path, kinds_spec([["ok", i] for i in range(4)]))
-    env = owned_by_the_unprivileged_user(share)
-    status, out, err = watched(as_user_with_process_limit(2, share.command("--workers", "1")), env, WATCHDOG)  # the run, and its worker without threads
+    env = owned_by(share, THREADS_USER)
+    status, out, err = watched(as_user_with_process_limit(THREADS_USER, 2, share.command("--workers", "1")), env, WATCHDOG)  # the run, and its worker without threads
     line = assert_user_error(status, out, err, "could not start their threads", "process limit is reached (`ulimit -u`", "fewer --workers", "run the same command again")
     assert "top-level" not in line and "--start-method" not in line
     assert journal_query(share.journal, "SELECT state, COUNT(*) FROM jobs GROUP BY state") == [("pending", 4)]
     assert journal_query(share.journal, "SELECT status FROM runs") == [("stopped",)]
-    status, _, err = watched(as_user_with_process_limit(50, share.command("--workers", "1")), env, WATCHDOG)
+    status, _, err = watched(as_user_with_process_limit(THREADS_USER, 50, share.command("--workers", "1")), env, WATCHDOG)
     assert status == 0, err
     assert_all_done_once(share, share.ids())
 
@@ -391,13 +393,13 @@ def test_a_worker_the_process_limit_keeps_from_starting_midway_stops_the_run_kee
     worker is replaced midway through the run (it was killed): one sentence, exit status 2, the
     jobs done before recorded, the job it ran back to pending, and the same command resumes."""
     share = HardeningShare(tmp_path, kinds_spec([["sleep", i, 0.3] for i in range(8)]))
-    env = owned_by_the_unprivileged_user(share)
+    env = owned_by(share, FORK_USER)
     limit = 8  # the run and its worker take 5: the runner, the worker and its three threads
-    process = start_command(as_user_with_process_limit(limit, share.command("--workers", "1", "--retries", "1")), env)
+    process = start_command(as_user_with_process_limit(FORK_USER, limit, share.command("--workers", "1", "--retries", "1")), env)
     others: list[subprocess.Popen[bytes]] = []
     try:
         wait_for(lambda: len(side_lines(share.side)) >= 2, 30, "two jobs done")
-        others += [subprocess.Popen(["sleep", "60"], user=UNPRIVILEGED, group=UNPRIVILEGED, extra_groups=[]) for _ in range(limit)]  # the user's other programs
+        others += [subprocess.Popen(["sleep", "60"], user=FORK_USER, group=FORK_USER, extra_groups=[]) for _ in range(limit)]  # the user's other programs
         os.kill(int(side_lines(share.pids)[-1]), signal.SIGKILL)
         status, out, err = communicate(process, WATCHDOG)
     finally:
@@ -412,7 +414,7 @@ def test_a_worker_the_process_limit_keeps_from_starting_midway_stops_the_run_kee
     assert sorted(results_ids(share.results)) == sorted(done)
     crashed = [row for row in journal_query(share.journal, "SELECT outcome, state FROM jobs") if row[0] == "crashed"]
     assert crashed in ([], [("crashed", "pending")]), crashed  # the job the worker ran as it was killed (if any) runs again
-    status, _, err = watched(as_user_with_process_limit(50, share.command("--workers", "1", "--retries", "1")), env, WATCHDOG)
+    status, _, err = watched(as_user_with_process_limit(FORK_USER, 50, share.command("--workers", "1", "--retries", "1")), env, WATCHDOG)
     assert status == 0, err
     assert_all_done_once(share, share.ids())
 
