@@ -428,3 +428,14 @@ def test_the_start_method_is_the_one_asked_for(tmp_path, host_ini, flags, expect
     assert result.returncode == 0, result.stderr
     _, rows = read_results(tmp_path / "out" / "solo" / "results.csv")
     assert {r["Note"] for r in rows} == {expected}
+
+
+def test_a_host_ini_saved_in_another_encoding_is_refused_saying_to_save_it_as_utf8(tmp_path):
+    """A Windows-1252 host.ini was told to "fix or delete it", as for a syntax error, where the
+    shared config files say it is not UTF-8 (errors.not_utf8)."""
+    from jobsplit.errors import UserError
+
+    path = tmp_path / "host.ini"
+    path.write_bytes("[host]\n# café\nworkers = 2\n".encode("cp1252"))
+    with pytest.raises(UserError, match=r"host.ini is not UTF-8 text \(its byte 0xE9 is not UTF-8; .*\); save it as UTF-8"):
+        load_host_settings(path)

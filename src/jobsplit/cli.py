@@ -32,6 +32,7 @@ from .project import CostFn, Project, find_config_dir, load_project
 from .run_command import run_share
 from .scaffold import write_templates
 from .settings import RunFlags
+from .text import clean_text
 from .workermemory import parse_limit
 
 ENTRY_COMMANDS = ("run", "digest", "plan", "init", "reduce", "sbatch")
@@ -199,7 +200,7 @@ def _open_standard_descriptors() -> None:
 OUT_OF_MEMORY = (
     "out of memory: jobsplit could not get the memory it needed (its limit, `ulimit -v`, which some batch schedulers set, is reached, "
     "or the host's memory is used up); what was recorded is kept: free some memory or raise the limit (for a run: fewer --workers, "
-    "or jobs that return less), then run the same command again, which goes on from there"
+    "or jobs that return less), then run the same command again"
 )
 """What a MemoryError in jobsplit's own process says (one in a job is that job's failure)."""
 
@@ -370,9 +371,14 @@ def _show_digest(project: Project, *, parts: bool, jobs: bool, chunk: int = 10_0
     if jobs:
         pool = project.pool
         listed = sorted(zip(map(pool.identity_text, range(len(pool))), pool.ids_hex(range(len(pool)))))
+        out = getattr(sys.stdout, "buffer", None)  # none where stdout is text only (a notebook's)
         sys.stdout.flush()
         for start in range(0, len(listed), chunk):
-            sys.stdout.buffer.write("".join(f"{text}\t{job_id}\n" for text, job_id in listed[start : start + chunk]).encode("utf-8", "backslashreplace"))
+            lines = clean_text("".join(f"{text}\t{job_id}\n" for text, job_id in listed[start : start + chunk]))
+            if out is not None:
+                out.write(lines.encode())
+            else:
+                sys.stdout.write(lines)
         return
     out = data_console()
     out.print(format_digest(project.digest))

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import positive_seconds
-from .errors import UserError
+from .errors import UserError, not_utf8
 from .userfolders import user_folder
 from .workermemory import parse_limit
 
@@ -49,7 +49,9 @@ def load_host_settings(path: Path | None = None) -> HostSettings:
     parser = configparser.ConfigParser(interpolation=None)
     try:
         parser.read(path, encoding="utf-8")
-    except (configparser.Error, OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise not_utf8(path, exc) from None
+    except (configparser.Error, OSError) as exc:
         raise UserError(f"{path} cannot be read ({str(exc).splitlines()[0]}); fix or delete it") from None
     others = [name for name in parser.sections() if name != "host"]
     if others:  # [hosts], [Host]: its settings were silently not read

@@ -140,7 +140,8 @@ class ProcessHub:
         self.board.take(slot)
         pipes: list[tuple[Connection, Connection]] = []
         try:
-            pipes += [self.context.Pipe(duplex=False) for _ in range(2 + len(STREAMS))]
+            for _ in range(2 + len(STREAMS)):
+                pipes.append(self.context.Pipe(duplex=False))  # one by one: those made before a failure are closed
             (task_reader, task_writer), (result_reader, result_writer), *output = pipes
             process: BaseProcess = self.context.Process(  # type: ignore[attr-defined] # typeshed has Process on the concrete contexts only
                 target=worker_main,

@@ -81,10 +81,10 @@ class Merged:
     elsewhere: dict[str, RunSnapshot] = field(default_factory=dict)
     """machines whose folder another host's run is writing -> its snapshot (not opened)."""
     codes: dict[str, Counter[str]] = field(default_factory=dict)
+    """code fingerprint -> done jobs per machine computed with it (known fingerprints only)."""
     unknown_code: Counter[str] = field(default_factory=Counter)
     """Done jobs per machine whose code is not known (a 0.1 journal; an entry without a file, as
     ``python -c``; an executable not built by ``make exe``): no check of theirs can be made."""
-    """code fingerprint -> done jobs per machine computed with it (known fingerprints only)."""
     pool_size: int | None = None
     """A shared queue's run: the whole pool's size (None: static shares)."""
     superseded: int = 0
