@@ -12,10 +12,8 @@ printout (``str()`` of an array, or of a DataFrame cut short with ``...``).
 
 from __future__ import annotations
 
-import datetime
 import json
 import numbers
-import os
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -26,7 +24,7 @@ from rich.console import Console
 from .digits import every_digit
 from .errors import UserError
 from .merge import ARGS, merge, report
-from .results import ResultShapeError, cell_text, quoted_cell
+from .results import ResultShapeError, cell_text, quoted_cell, standard_text
 from .text import article, clean_text
 from .tooloutput import tool_output
 
@@ -85,10 +83,8 @@ def _json_text(value: Any) -> str:
 
 def _json_plain(value: Any) -> Any:
     """What JSON holds for a value the json module has no form for (see the module's docstring)."""
-    if isinstance(value, (datetime.date, datetime.time)):
-        return value.isoformat()
-    if isinstance(value, os.PathLike):
-        return os.fsdecode(value)
+    if (text := standard_text(value)) is not None:  # a date, a time, a path: as results.csv has them
+        return text
     if isinstance(value, (set, frozenset)):
         return sorted(value, key=repr)
     if isinstance(value, numbers.Integral):

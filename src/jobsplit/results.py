@@ -174,7 +174,7 @@ def _text(value: Any, column: str) -> str | None:
     to_text = _SCALAR_TEXT.get(type(plain))
     if to_text is not None:  # never for _NO_ITEM, a bare object()
         return to_text(plain)  # type: ignore[no-any-return]
-    return _standard_text(value if plain is _NO_ITEM else plain)
+    return standard_text(value if plain is _NO_ITEM else plain)
 
 
 def _numpy_kind(value: Any) -> str | None:
@@ -182,7 +182,7 @@ def _numpy_kind(value: Any) -> str | None:
     return getattr(getattr(value, "dtype", None), "kind", None)
 
 
-def _standard_text(value: Any) -> str | None:
+def standard_text(value: Any) -> str | None:
     """The one text a date or time has (ISO 8601, as ``isoformat`` writes it, with its offset if
     it has one) and a file path (as given); None for anything else, whose text is no one's to
     choose (an enum: its name, its value, its repr?)."""
