@@ -21,8 +21,9 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,17 @@ def _write(path: Path, content: str | bytes) -> None:
 def config_dir(tmp_path: Path) -> Path:
     """A folder with a small, valid config.ini, header.csv and machines.json (3 machines)."""
     return write_config_dir(tmp_path / "config")
+
+
+@pytest.fixture
+def lab_path() -> Iterator[Path]:
+    """A temporary folder that any user may enter, for tests of colleagues who share a project
+    folder (see runhelpers.Colleague): only root may enter pytest's own, and the other users'
+    checks of a path through it (os.access) failed whatever the folder's own permissions."""
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
+        folder = Path(tmp)
+        folder.chmod(0o755)
+        yield folder
 
 
 # --- entry scripts -----------------------------------------------------------------------

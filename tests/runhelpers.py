@@ -19,6 +19,7 @@ import json
 import os
 import pty
 import select
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -27,6 +28,8 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from conftest import entry_env, write_config_dir
 from jobsplit.pool import identity_text, job_id
@@ -968,3 +971,46 @@ def assert_all_done_once(share: HardeningShare, ids: Sequence[str]) -> None:
     assert sorted(results_ids(share.results)) == sorted(ids)
     states = journal_states(share.journal)
     assert states == dict.fromkeys(ids, "done"), {job: state for job, state in states.items() if state != "done"}
+
+
+LAB = 4250
+"""The group of a project folder shared by colleagues (see Colleague): an id without an entry here."""
+
+
+def shared_by_the_lab(*folders: Path, mode: int = 0o2775) -> None:
+    """Make ``folders`` (made if need be) folders of the group LAB, setgid and group-writable
+    (or ``mode``), as a shared project folder is."""
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+        os.chown(folder, 0, LAB)
+        folder.chmod(mode)
+
+
+class Colleague:
+    """A member of the group LAB who runs commands on a HardeningShare whose folder the group
+    shares (see shared_by_the_lab), as the user ``uid`` (an id without an account here: each
+    test its own, so that no two share a count of processes) under ``umask``. It reads root's
+    files (the Python of the tests' venv, under /root) as +dac_read_search lets it, and writes
+    only where its ids may. Skips where the tests do not run as root."""
+
+    def __init__(self, share: HardeningShare, uid: int, *, umask: int = 0o002) -> None:
+        if shutil.which("setpriv") is None or os.geteuid() != 0:
+            pytest.skip("runs commands as two users of one group: needs root and setpriv")
+        self.share, self.uid, self.umask = share, uid, umask
+        state = share.root / f"state-{uid}"  # its own notes of where shares ran
+        state.mkdir(exist_ok=True)
+        os.chown(state, uid, LAB)
+        self.env = share.env(XDG_STATE_HOME=str(state))
+
+    def command(self, *command: str | os.PathLike[str]) -> list[str]:
+        umasked = "import os, sys; os.umask(int(sys.argv[1], 8)); os.execv(sys.argv[2], sys.argv[2:])"
+        ids = [f"--reuid={self.uid}", f"--regid={LAB}", f"--groups={LAB}", "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"]
+        return ["setpriv", *ids, sys.executable, "-c", umasked, f"{self.umask:o}", *map(str, command)]
+
+    def run(self, *flags: str | os.PathLike[str], timeout: float = 60) -> tuple[int, str, str]:
+        """The share's run, with ``flags``."""
+        return watched(self.command(*self.share.command(*flags)), self.env, timeout)
+
+    def tool(self, *args: str | os.PathLike[str], timeout: float = 60) -> tuple[int, str, str]:
+        """``jobsplit ARGS``: status, the merge tools."""
+        return watched(self.command(jobsplit_script(), *args), self.env, timeout)

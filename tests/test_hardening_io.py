@@ -21,6 +21,8 @@ import pytest
 
 from conftest import error_lines
 from runhelpers import (
+    LAB,
+    Colleague,
     HardeningShare,
     assert_all_done_once,
     assert_user_error,
@@ -37,6 +39,7 @@ from runhelpers import (
     results_ids,
     run_args,
     run_env,
+    shared_by_the_lab,
     side_lines,
     tuple_id,
     wait_for,
@@ -539,6 +542,44 @@ def test_out_in_a_folder_this_user_cannot_write_is_a_clear_error(tmp_path):
     command = [sys.executable, str(share.entry), *run_args(share.config_dir, locked / "out")]
     status, out, err = watched([*DROP_DAC, *command], share.env(), WATCHDOG)
     assert_user_error(status, out, err, str(locked))
+
+
+def journal_files(folder: Path) -> dict[str, int]:
+    """journal.sqlite and SQLite's files beside it -> their owners' ids."""
+    return {p.name: p.stat().st_uid for p in sorted(folder.glob("journal.sqlite*"))}
+
+
+def test_a_colleague_reading_a_stopped_run_leaves_nothing_that_stops_its_owner_s_next_run(lab_path):
+    """bob's status (merge-results, report, trace) on alice's stopped run, in a folder of their
+    group, opened her journal read-only, and SQLite made journal.sqlite-wal (empty) and -shm
+    there, bob's, mode 0644: alice's next run ended, exit 74, "attempt to write a readonly
+    database; free some space". Her journal without a -wal is now read as it is; the empty -wal
+    and -shm an older jobsplit left go as she resumes, and a -wal with commits in it is named,
+    with its owner, in one sentence."""
+    share = HardeningShare(lab_path, kinds_spec(OK4))
+    shared_by_the_lab(share.root, share.out)
+    alice, bob = Colleague(share, 4251), Colleague(share, 4252)
+    status, _, err = alice.run()
+    assert status == 0, err
+    for tool in (["status", share.out], ["merge-results", share.out, "-o", os.devnull], ["report", share.out, "-o", lab_path / "r.html"], ["trace", share.out, "-o", lab_path / "t.json"]):
+        status, _, err = bob.tool(*tool)
+        assert status == 0 and "error:" not in err, err
+    assert journal_files(share.machine_dir) == {"journal.sqlite": alice.uid}  # nothing of bob's beside it
+    status, _, err = alice.run()
+    assert status == 0, err
+    read_before = bob.command(sys.executable, "-c", "import sqlite3, sys; sqlite3.connect(f'file:{sys.argv[1]}?mode=ro', uri=True).execute('SELECT * FROM meta')", share.journal)
+    assert watched(read_before, bob.env, WATCHDOG)[0] == 0  # as the tools read it before
+    assert journal_files(share.machine_dir) == {"journal.sqlite": alice.uid, "journal.sqlite-shm": bob.uid, "journal.sqlite-wal": bob.uid}
+    status, _, err = alice.run()
+    assert status == 0, err
+    assert journal_files(share.machine_dir) == {"journal.sqlite": alice.uid}
+    wal = share.journal.with_name("journal.sqlite-wal")
+    wal.write_bytes(bytes(64))  # commits of a run of bob's that did not end cleanly
+    os.chown(wal, bob.uid, LAB)
+    status, out, err = alice.run()
+    assert_user_error(status, out, err, f"{wal} belongs to user {bob.uid}, and this user cannot write it; ask user {bob.uid} to `chmod g+w` it, or run as user {bob.uid}")
+    assert wal.read_bytes() == bytes(64) and wal.stat().st_uid == bob.uid
+    assert_all_done_once(share, share.ids())
 
 
 def test_host_ini_out_that_cannot_be_created_is_a_clear_error(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import errno
+import pwd
 import signal
 import sys
 from pathlib import Path
@@ -52,6 +53,19 @@ NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 def describe_os_error(exc: OSError) -> str:
     """``strerror``, else the text of the exception, without the path (the caller names it)."""
     return exc.strerror or str(exc) or type(exc).__name__
+
+
+def owner_of(path: Path) -> str:
+    """The name of the user who owns ``path`` (``user 1234`` without an account here), for a
+    sentence that says whom to ask; ``its owner`` where it cannot be looked at."""
+    try:
+        uid = path.stat().st_uid
+    except OSError:
+        return "its owner"
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"user {uid}"
 
 
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)

@@ -39,6 +39,7 @@ from .config import FLAG_SETTINGS, config_changes
 from .digest import PART_NAMES, format_digest
 from .errors import StorageError, UserError
 from .fileid import file_id
+from .outdir import not_writable
 from .results import requoted
 from .states import JobState, Outcome, RunStatus
 from .text import clean_text
@@ -601,11 +602,46 @@ def _sqlite_temp_folder() -> str:
 
 def read_only_connection(path: Path) -> sqlite3.Connection:
     """A connection that only reads the journal at ``path``: the tools', and the checks before a
-    run writes it. In a folder this user cannot write (an archive, a colleague's folder), a
-    journal without a -wal (its run ended) is opened as immutable: SQLite would make its -shm
-    beside it to read it, and every tool failed with "attempt to write a readonly database"."""
-    finished_here = not os.access(path.parent, os.W_OK) and not path.with_name(path.name + "-wal").exists()
-    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro{'&immutable=1' if finished_here else ''}", uri=True, isolation_level=None, timeout=5)
+    run writes it. A journal without a -wal is opened as immutable where this user cannot write
+    its folder (an archive: SQLite would make a -shm there to read it, and every tool failed with
+    "attempt to write a readonly database") or does not own it (a colleague's folder: the empty
+    -wal and -shm SQLite made there were this user's, and the owner's next run could not write
+    them). Without a -wal, no run writes it: SQLite makes the -wal as a connection opens a WAL
+    database and deletes it only as the last one closes (sqlite.org/wal.html), and a run holds
+    its journal open from its start to its end."""
+    finished = not path.with_name(path.name + "-wal").exists() and (not os.access(path.parent, os.W_OK) or not _own(path))
+    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro{'&immutable=1' if finished else ''}", uri=True, isolation_level=None, timeout=5)
+
+
+def _own(path: Path) -> bool:
+    """Whether this user owns ``path`` (or nothing is there, which SQLite then says)."""
+    try:
+        return path.stat().st_uid == os.geteuid()
+    except OSError:
+        return True
+
+
+def clear_others_wal(journal: Path) -> None:
+    """Take away a -wal and -shm beside the journal that another user made and this one cannot
+    write: a colleague's tool reading the journal made them, empty, before tools opened others'
+    journals as immutable (see read_only_connection), and the owner's next run stopped with
+    "attempt to write a readonly database; free some space". An empty -wal holds no commit and
+    its -shm only indexes it; one with commits (another user's run that did not end cleanly),
+    or files this user may not remove, are left to their owner in one sentence. Called before a
+    run reads its journal at all: read with them there, it said "attempt to write a readonly
+    database", and the run took its journal for one without a plan."""
+    wal, shm = (journal.with_name(journal.name + suffix) for suffix in ("-wal", "-shm"))
+    theirs = [p for p in (wal, shm) if p.exists() and not _own(p) and not os.access(p, os.W_OK)]
+    if not theirs:
+        return
+    try:
+        if not wal.exists() or wal.stat().st_size == 0:
+            for sqlite_file in (wal, shm):
+                sqlite_file.unlink(missing_ok=True)
+            return
+    except OSError:
+        pass  # this user may not take them away (a sticky folder): their owner may
+    raise not_writable(theirs, "`chmod g+w` " + ("it" if len(theirs) == 1 else "them"))
 
 
 def is_damage(exc: sqlite3.DatabaseError) -> bool:

@@ -29,7 +29,7 @@ from .errors import StorageError, UserError
 from .failurelines import failure_kind
 from .fingerprint import UNKNOWN
 from .jobcall import injects_by_name
-from .journal import AttemptRow, Journal
+from .journal import AttemptRow, Journal, clear_others_wal
 from .limits import make_room_for_workers
 from .links import ProcessHub
 from .logs import MachineLog, parent_logger
@@ -167,6 +167,7 @@ class MachineRun:
         shared queue, whose jobs join as they are claimed."""
         project, folder = self.project, self.folder
         _refuse_another_host_s_run(folder.path)  # before the journal is so much as read here
+        clear_others_wal(folder.journal)
         damage = Journal.damage(folder.journal)
         if damage is not None:  # results.csv rebuilds it, as it would a lost one
             kept = folder.back_up(JOURNAL_FILES)

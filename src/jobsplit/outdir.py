@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import NO_SPACE, StorageError, UserError, describe_os_error
+from .errors import NO_SPACE, StorageError, UserError, describe_os_error, owner_of
 from .machines import split_member
 from .timefmt import utc_timestamp
 
@@ -131,6 +131,17 @@ def folder_error(path: Path, exc: OSError) -> UserError | StorageError:
         culprit = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), path)
         return UserError(f"{culprit} is a file, not a folder; choose another --out (or host.ini [host] out)")
     return UserError(f"cannot write the output folder {path} ({describe_os_error(exc)}); choose a folder you can write with --out (or host.ini [host] out)")
+
+
+def not_writable(files: Sequence[Path], fix: str) -> UserError:
+    """Files of a shared machine folder that another user made and this one may not write.
+    Another ``--out`` would run every job done there again: the fix is their owner's, ``fix``
+    (what to run, in backquotes)."""
+    owner, one = owner_of(files[0]), len(files) == 1
+    return UserError(
+        f"{' and '.join(map(str, files))} {'belongs' if one else 'belong'} to {owner}, and this user cannot write {'it' if one else 'them'}; "
+        f"ask {owner} to {fix}, or run as {owner}, then run the same command again"
+    )
 
 
 def glob_escape(name: str) -> str:
