@@ -977,13 +977,17 @@ LAB = 4250
 """The group of a project folder shared by colleagues (see Colleague): an id without an entry here."""
 
 
-def shared_by_the_lab(*folders: Path, mode: int = 0o2775) -> None:
-    """Make ``folders`` (made if need be) folders of the group LAB, setgid and group-writable
-    (or ``mode``), as a shared project folder is."""
-    for folder in folders:
-        folder.mkdir(parents=True, exist_ok=True)
+def shared_by_the_lab(share: HardeningShare) -> None:
+    """Make the share's folder and its output root folders of the group LAB, setgid and
+    group-writable, as a shared project folder is; and its side files (which jobs make 0644)
+    the group's to write."""
+    for folder in (share.root, share.out):
+        folder.mkdir(exist_ok=True)
         os.chown(folder, 0, LAB)
-        folder.chmod(mode)
+        folder.chmod(0o2775)
+    for side in (share.side, share.starts, share.pids, share.children):
+        side.touch()
+        side.chmod(0o666)
 
 
 class Colleague:
@@ -1007,9 +1011,9 @@ class Colleague:
         ids = [f"--reuid={self.uid}", f"--regid={LAB}", f"--groups={LAB}", "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"]
         return ["setpriv", *ids, sys.executable, "-c", umasked, f"{self.umask:o}", *map(str, command)]
 
-    def run(self, *flags: str | os.PathLike[str], timeout: float = 60) -> tuple[int, str, str]:
-        """The share's run, with ``flags``."""
-        return watched(self.command(*self.share.command(*flags)), self.env, timeout)
+    def run(self, *flags: str | os.PathLike[str], timeout: float = 60, **env: str) -> tuple[int, str, str]:
+        """The share's run, with ``flags`` (and ``env`` added to its environment)."""
+        return watched(self.command(*self.share.command(*flags)), {**self.env, **env}, timeout)
 
     def tool(self, *args: str | os.PathLike[str], timeout: float = 60) -> tuple[int, str, str]:
         """``jobsplit ARGS``: status, the merge tools."""

@@ -557,7 +557,7 @@ def test_a_colleague_reading_a_stopped_run_leaves_nothing_that_stops_its_owner_s
     and -shm an older jobsplit left go as she resumes, and a -wal with commits in it is named,
     with its owner, in one sentence."""
     share = HardeningShare(lab_path, kinds_spec(OK4))
-    shared_by_the_lab(share.root, share.out)
+    shared_by_the_lab(share)
     alice, bob = Colleague(share, 4251), Colleague(share, 4252)
     status, _, err = alice.run()
     assert status == 0, err

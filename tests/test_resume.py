@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -17,13 +18,19 @@ from conftest import run_entry
 from jobsplit.digest import format_digest
 from runhelpers import (
     CONFIG,
+    Colleague,
+    HardeningShare,
+    assert_all_done_once,
+    assert_user_error,
     digest_of,
     journal_jobs,
     journal_query,
+    kinds_spec,
     pool_spec,
     read_results,
     run_args,
     run_env,
+    shared_by_the_lab,
     side_lines,
     spec_id,
     write_kinds_entry,
@@ -298,3 +305,33 @@ def test_a_results_csv_a_spreadsheet_saved_again_does_not_stop_the_share(tmp_pat
     assert not (project.machine_dir / "journal.sqlite").exists()
     status = run_entry(project.entry, "status", project.machine_dir.parent, env=run_env(tmp_path))
     assert "copy it again" not in status.stderr, status.stderr
+
+
+def test_another_member_of_the_group_resumes_a_share_stopped_in_a_folder_they_share(lab_path):
+    """Under umask 002, results.csv, the log and progress.json came out 0664 but journal.sqlite
+    and run.lock 0644 (the share's lock in the state folder too): bob's resume of alice's stopped
+    share, in a folder of their group, ended in "cannot write the output folder ...; choose a
+    folder you can write with --out", and that advice ran every done job again in a new folder.
+    Locks and the journal now take the mode the umask gives; a file or folder another user left
+    unwritable (an older jobsplit's, or made under umask 022) is named with its owner and the
+    chmod to ask for."""
+    share = HardeningShare(lab_path, kinds_spec([["ok", i] for i in range(3)] + [["failenv", i] for i in range(3, 6)]))
+    shared_by_the_lab(share)
+    alice, bob = Colleague(share, 4253), Colleague(share, 4254)
+    status, _, err = alice.run(JOBSPLIT_TEST_FAIL="1")
+    assert status == 1 and sorted(side_lines(share.side)) == sorted(share.ids("ok")), err
+    status, _, err = bob.run("--retry-failed")
+    assert status == 0, err
+    assert_all_done_once(share, share.ids())
+    assert sorted(side_lines(share.side)) == sorted(share.ids())  # none ran twice
+    (share_lock,) = (share.root / f"state-{alice.uid}").rglob("*.lock")
+    for path in (share.journal, share.machine_dir / "run.lock", share_lock):
+        assert path.stat().st_mode & 0o777 == 0o664 and path.stat().st_uid == alice.uid, path
+    owner = f"user {alice.uid}"
+    for path, fix in ((share.machine_dir, "`chmod -R g+w` it"), (share.machine_dir / "run.lock", f"`chmod -R g+w {share.machine_dir}`"), (share.journal, f"`chmod -R g+w {share.machine_dir}`")):
+        path.chmod(0o2755 if path.is_dir() else 0o644)  # as alice's umask 022, or an older jobsplit, left it
+        status, out, err = bob.run()
+        line = assert_user_error(status, out, err, f"{path} belongs to {owner}, and this user cannot write it; ask {owner} to {fix}, or run as {owner}")
+        assert "--out" not in line, line
+        path.chmod(0o2775 if path.is_dir() else 0o664)
+    assert_all_done_once(share, share.ids())

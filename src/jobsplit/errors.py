@@ -49,6 +49,9 @@ def exit_interrupted() -> NoReturn:
 NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 """Errors that mean "no room to write": a full disk, a quota, a file size limit."""
 
+PERMISSION = frozenset({errno.EACCES, errno.EPERM})
+"""Errors that mean "not this user's to open so": another user's file or folder."""
+
 
 def describe_os_error(exc: OSError) -> str:
     """``strerror``, else the text of the exception, without the path (the caller names it)."""

@@ -39,7 +39,7 @@ from .config import FLAG_SETTINGS, config_changes
 from .digest import PART_NAMES, format_digest
 from .errors import StorageError, UserError
 from .fileid import file_id
-from .outdir import not_writable
+from .outdir import folder_error, not_writable, others_file
 from .results import requoted
 from .states import JobState, Outcome, RunStatus
 from .text import clean_text
@@ -245,6 +245,7 @@ class Journal:
             if read_only:
                 self._db = read_only_connection(path)
             else:
+                _create_or_refuse(path)
                 self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
         except sqlite3.Error as exc:
             raise UserError(f"{path} cannot be opened ({exc}); check the folder and its permissions") from None
@@ -619,6 +620,20 @@ def _own(path: Path) -> bool:
         return path.stat().st_uid == os.geteuid()
     except OSError:
         return True
+
+
+def _create_or_refuse(path: Path) -> None:
+    """Create a new journal with the mode the umask gives (SQLite's own is 0644, whatever the
+    umask, and its -wal and -shm take the journal's: another member of the group sharing the
+    folder could never resume the share), or refuse one this user may not write in a sentence
+    (SQLite opened it read-only: "attempt to write a readonly database; free some space")."""
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o666))
+    except FileExistsError:
+        if not os.access(path, os.W_OK):
+            raise others_file(path) from None
+    except OSError as exc:
+        raise folder_error(path.parent, exc) from None
 
 
 def clear_others_wal(journal: Path) -> None:

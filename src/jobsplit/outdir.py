@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import NO_SPACE, StorageError, UserError, describe_os_error, owner_of
+from .errors import NO_SPACE, PERMISSION, StorageError, UserError, describe_os_error, owner_of
 from .machines import split_member
 from .timefmt import utc_timestamp
 
@@ -121,7 +121,8 @@ class MachineDir:
 
 
 def folder_error(path: Path, exc: OSError) -> UserError | StorageError:
-    """One sentence for a folder that cannot be made or written."""
+    """One sentence for a folder that cannot be made or written. Another ``--out`` is no fix for
+    one that holds a journal (this share's done jobs, whose owner may let this user write it)."""
     if exc.errno in NO_SPACE:
         return StorageError(f"{path} cannot be written: {describe_os_error(exc)}; free some space and run again")
     if exc.errno in (errno.EEXIST, errno.ENOTDIR) or (path.exists() and not path.is_dir()):
@@ -130,7 +131,23 @@ def folder_error(path: Path, exc: OSError) -> UserError | StorageError:
             return UserError(f"{dangling} is a link to {os.readlink(dangling)}, which does not exist; make that folder, or choose another --out (or host.ini [host] out)")
         culprit = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), path)
         return UserError(f"{culprit} is a file, not a folder; choose another --out (or host.ini [host] out)")
+    if exc.errno in PERMISSION and os.path.exists(path / JOURNAL_FILE):
+        return not_writable([path], "`chmod -R g+w` it")
     return UserError(f"cannot write the output folder {path} ({describe_os_error(exc)}); choose a folder you can write with --out (or host.ini [host] out)")
+
+
+def file_error(path: Path, exc: OSError) -> UserError | StorageError:
+    """One sentence for a file of a machine folder that cannot be opened to write: another
+    user's (a colleague's run of the share, made under a umask without the group's write
+    permission, or by a jobsplit that made its journal and lock 0644), else its folder's."""
+    if exc.errno in PERMISSION and os.path.lexists(path):
+        return others_file(path)
+    return folder_error(path.parent, exc)
+
+
+def others_file(path: Path) -> UserError:
+    """A file of a machine folder this user may not write: its owner's to share with the group."""
+    return not_writable([path], f"`chmod -R g+w {path.parent}`")
 
 
 def not_writable(files: Sequence[Path], fix: str) -> UserError:
@@ -164,9 +181,9 @@ class MachineLock:
 
     def acquire(self) -> None:
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)  # the umask decides: the group's, in a folder it shares
         except OSError as exc:
-            raise folder_error(self.path.parent, exc) from None
+            raise file_error(self.path, exc) from None
         try:
             held = take_run_lock(fd, self.path.parent)
         except OSError as exc:
