@@ -973,6 +973,9 @@ def assert_all_done_once(share: HardeningShare, ids: Sequence[str]) -> None:
     assert states == dict.fromkeys(ids, "done"), {job: state for job, state in states.items() if state != "done"}
 
 
+DROP_DAC = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-dac_override,-dac_read_search"]
+"""A command's prefix: root held to files' permissions (as another user is), still owner of its own."""
+
 LAB = 4250
 """The group of a project folder shared by colleagues (see Colleague): an id without an entry here."""
 

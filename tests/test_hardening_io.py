@@ -21,6 +21,7 @@ import pytest
 
 from conftest import error_lines
 from runhelpers import (
+    DROP_DAC,
     LAB,
     Colleague,
     HardeningShare,
@@ -519,7 +520,6 @@ except PermissionError:
 else:
     print("written")
 """
-DROP_DAC = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-dac_override,-dac_read_search"]
 
 
 def test_out_pointing_at_a_file_is_a_clear_error(tmp_path):

@@ -21,6 +21,7 @@ import pytest
 
 import threemachines
 from conftest import error_lines
+from runhelpers import DROP_DAC
 from threemachines import MACHINES, env_for, host_state, run_args, run_machine
 
 CONFIG = "[experiment]\nlabel = status test\n"
@@ -275,3 +276,31 @@ def test_a_damaged_journal_is_named(project, tmp_path):
     assert result.returncode == 2
     (error,) = error_lines(result.stderr)
     assert str(damaged) in error
+
+
+@pytest.mark.parametrize(
+    "tool",
+    [["status"], ["merge-results", "-o", os.devnull], ["report", "-o", os.devnull], ["trace", "-o", os.devnull], ["merge-logs", "-o", os.devnull]],
+    ids=lambda tool: tool[0],
+)
+def test_a_machine_folder_this_user_cannot_read_is_named_with_the_fix(project, tmp_path, tool):
+    """A colleague's run under umask 077 leaves its folder drwx--S---: status, the merge tools,
+    report and trace given the output root ended in a PermissionError traceback, exit status 1
+    (Path.exists, is_file and iterdir refuse such a folder). Now one sentence names the folder
+    and what to ask of its owner, exit status 2."""
+    if shutil.which("setpriv") is None or os.geteuid() != 0:
+        pytest.skip("reads a folder of another user: needs root (to make one) and setpriv")
+    root = project.copy(tmp_path / "out", "m1", "m3")
+    private = root / "m3"
+    for path in (private, *private.rglob("*")):
+        os.chown(path, 4255, 4255)
+        path.chmod(0o2700 if path.is_dir() else 0o600)
+    name, *options = tool
+    result = subprocess.run(
+        [*DROP_DAC, sys.executable, "-m", "jobsplit", name, str(root), *options],
+        env=env_for(tmp_path), cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    if "Operation not permitted" in result.stderr and "setpriv" in result.stderr:
+        pytest.skip(f"cannot give up root's permissions here: {result.stderr.strip()}")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert error_lines(result.stderr) == [f"error: {private} cannot be read (Permission denied): ask its owner (user 4255) to `chmod -R g+rX` it, or leave it out"]

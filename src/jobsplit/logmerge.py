@@ -31,7 +31,7 @@ from rich.console import Console
 
 from .console import say_notice
 from .errors import UserError, describe_os_error
-from .outdir import LOG_NAME, MachineDir
+from .outdir import LOG_NAME, MachineDir, unreadable
 from .tooloutput import tool_output
 
 NAME = "merge-logs"
@@ -87,12 +87,15 @@ def find_streams(inputs: list[str]) -> list[list[Path]]:
     streams = []
     for text in inputs:
         path = Path(text)
-        if path.is_dir():
-            found = directory_logs(path)
-        elif path.exists():
-            found = [[path]]
-        else:
-            raise UserError(f"{text} does not exist; give log files, machine directories or an output root")
+        try:
+            if path.is_dir():
+                found = directory_logs(path)
+            elif path.exists():
+                found = [[path]]
+            else:
+                raise UserError(f"{text} does not exist; give log files, machine directories or an output root")
+        except PermissionError as exc:
+            raise unreadable(exc) from None
         for files in found:
             unique = [file for file in files if _first_time(file, seen)]
             if unique:

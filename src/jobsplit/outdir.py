@@ -274,16 +274,31 @@ def find_machine_dirs(paths: Sequence[Path]) -> list[Path]:
     machine "missing" whose results were right there."""
     found: dict[Path, None] = {}
     for path in paths:
-        if not path.exists():
-            raise UserError(f"{path} does not exist; give machine output folders (DIR/<machine>) or their output root")
-        if (path / JOURNAL_FILE).is_file():
-            found[path.resolve()] = None
-            continue
-        below = [_machine_dir_in(p) for p in sorted(path.iterdir()) if p.is_dir()] if path.is_dir() else []
+        try:
+            if not path.exists():
+                raise UserError(f"{path} does not exist; give machine output folders (DIR/<machine>) or their output root")
+            if (path / JOURNAL_FILE).is_file():
+                found[path.resolve()] = None
+                continue
+            below = [_machine_dir_in(p) for p in sorted(path.iterdir()) if p.is_dir()] if path.is_dir() else []
+        except PermissionError as exc:
+            raise unreadable(exc) from None
         if not any(below):
             raise UserError(f"{path} holds no {JOURNAL_FILE}; copy each machine's whole output folder (DIR/<machine>/) from its host")
         found.update((p.resolve(), None) for p in below if p is not None)
     return list(found)
+
+
+def unreadable(exc: OSError) -> UserError:
+    """A folder this user may not read, met looking for machine folders or logs (a colleague's,
+    made under umask 077): it was a PermissionError traceback. ``exc`` names the folder (its
+    listing refused) or a file in it (a look at it refused: the folder cannot be entered)."""
+    place = Path(exc.filename)
+    try:
+        place.stat()
+    except OSError:
+        place = place.parent
+    return UserError(f"{place} cannot be read ({describe_os_error(exc)}): ask its owner ({owner_of(place)}) to `chmod -R g+rX` it, or leave it out")
 
 
 def _machine_dir_in(folder: Path) -> Path | None:
