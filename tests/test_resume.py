@@ -335,3 +335,27 @@ def test_another_member_of_the_group_resumes_a_share_stopped_in_a_folder_they_sh
         assert "--out" not in line, line
         path.chmod(0o2775 if path.is_dir() else 0o664)
     assert_all_done_once(share, share.ids())
+
+
+def test_fresh_in_a_sticky_folder_moves_nothing_of_another_user_s_and_says_whose_it_is(lab_path):
+    """--fresh in a sticky machine folder, where only a file's owner (or the folder's) may move
+    it: bob's ended in a PermissionError traceback, leaving an empty backup folder, or, with
+    files of both, some moved into it and the rest left (the journal backed up, results.csv not).
+    Now nothing is moved, no backup folder is left, and the file is named with its owner."""
+    share = HardeningShare(lab_path, kinds_spec([["ok", i] for i in range(4)]))
+    shared_by_the_lab(share)
+    alice, bob = Colleague(share, 4256), Colleague(share, 4257)
+    for colleague in (alice, bob):  # bob's resume writes results.csv anew: his
+        status, _, err = colleague.run()
+        assert status == 0, err
+    assert share.results.stat().st_uid == bob.uid and share.journal.stat().st_uid == alice.uid
+    share.machine_dir.chmod(0o3775)
+    before = {p.name: p.stat().st_ino for p in share.machine_dir.iterdir()}
+    status, out, err = bob.run("--fresh")
+    line = assert_user_error(status, out, err, f"belongs to user {alice.uid}, and this user may not move it into a backup folder (Operation not permitted)", "nothing was moved")
+    assert {p.name: p.stat().st_ino for p in share.machine_dir.iterdir()} == before, line
+    status, _, err = alice.run("--fresh")  # the folder's owner may
+    assert status == 0, err
+    (backup,) = share.machine_dir.glob("backup-*")
+    assert {"journal.sqlite", "results.csv"} <= {p.name for p in backup.iterdir()}
+    assert_all_done_once(share, share.ids())

@@ -105,7 +105,10 @@ class MachineDir:
 
     def back_up(self, names: Collection[str] | None = None) -> Path | None:
         """Move everything but the lock and earlier backups (or only the files ``names``) into
-        a new ``backup-<time>`` folder."""
+        a new ``backup-<time>`` folder; all of them or none. In a sticky folder, another user's
+        file cannot be moved: it was a PermissionError traceback, leaving an empty backup
+        folder, or the journal in it and results.csv beside it; now what was moved goes back,
+        and the file is named with its owner."""
         entries = [p for p in self.path.iterdir() if p.name != LOCK_FILE and not p.name.startswith(BACKUP_PREFIX) and (names is None or p.name in names)]
         if not entries:
             return None
@@ -114,9 +117,26 @@ class MachineDir:
         while backup.exists():  # two fresh starts within one second
             number += 1
             backup = self.path / f"{stamp}-{number}"
-        backup.mkdir()
+        try:
+            backup.mkdir()
+        except OSError as exc:
+            raise folder_error(self.path, exc) from None
+        moved: list[Path] = []
         for path in entries:
-            path.rename(backup / path.name)
+            try:
+                path.rename(backup / path.name)
+            except OSError as exc:
+                for done in reversed(moved):
+                    (backup / done.name).rename(done)
+                backup.rmdir()
+                if exc.errno not in PERMISSION:
+                    raise folder_error(self.path, exc) from None
+                owner = owner_of(path)
+                raise UserError(
+                    f"{path} belongs to {owner}, and this user may not move it into a backup folder ({describe_os_error(exc)}); "
+                    f"nothing was moved: ask {owner} to move it away, or run as {owner}"
+                ) from None
+            moved.append(path)
         return backup
 
 
