@@ -1490,22 +1490,28 @@ def test_results_of_unknown_code_beside_known_code_are_said_to_be_unchecked(tmp_
     assert merged.returncode == 0 and "note: the code of the results of m1 (" in said and "cannot be checked" in said, merged.stderr
 
 
-def test_a_module_entry_of_a_package_found_elsewhere_is_fingerprinted_as_a_script(tmp_path):
+def test_a_module_entry_of_an_installed_package_is_fingerprinted_as_a_script_and_one_elsewhere_as_a_module(tmp_path):
     """The package root (its top package's parent) was taken for the entry's folder wherever
-    ``python -m`` found the package: for one on PYTHONPATH or installed, that is site-packages,
-    and every installed package its modules import was covered (661 files, 8.6 s, for a pandas
-    module; pytest's own for ``python -m pytest``), so a numpy patch release made mixed code."""
-    from jobsplit.fingerprint import file_fingerprint
+    ``python -m`` found the package: for an installed one, that is site-packages, and every
+    installed package its modules import was covered (661 files, 8.6 s, for a pandas module;
+    pytest's own for ``python -m pytest``), so a NumPy patch release made mixed code. A package
+    of the user's found elsewhere (``PYTHONPATH``) stays covered, and sbatch starts it as a module."""
+    import sysconfig
 
+    from jobsplit.fingerprint import _package_root, file_fingerprint
+
+    installed = Path(sysconfig.get_path("purelib"))
+    assert _package_root(installed / "study" / "run.py", "study.run") is None
+    assert _package_root(tmp_path / "lib" / "study" / "run.py", "study.run") == tmp_path / "lib"
     package = tmp_path / "lib" / "study"
     package.mkdir(parents=True)
     (package / "__init__.py").write_text("")
     (package / "run.py").write_text(PACKAGE_ENTRY)
     (package / "helpers.py").write_text("def work(x):\n    return x\n")
-    (tmp_path / "lib" / "other.py").write_text("VALUE = 1\n")
     (tmp_path / "elsewhere").mkdir()
     shown = subprocess.run([sys.executable, "-m", "study.run", "--version"], cwd=tmp_path / "elsewhere", env=entry_env(PYTHONPATH=str(tmp_path / "lib")), capture_output=True, text=True, timeout=60)
-    assert shown.returncode == 0 and f"(entry code {file_fingerprint(package / 'run.py')})" in shown.stdout, (shown.stdout, shown.stderr)
+    assert shown.returncode == 0 and f"(entry code {file_fingerprint(package / 'run.py', 'study.run')})" in shown.stdout, (shown.stdout, shown.stderr)
+    assert file_fingerprint(package / "run.py", "study.run") != file_fingerprint(package / "run.py")  # its helpers are covered
 
 
 def test_a_script_a_profiler_runs_as_a_namespace_named_main_is_a_script():
@@ -1515,6 +1521,7 @@ def test_a_script_a_profiler_runs_as_a_namespace_named_main_is_a_script():
 
     from jobsplit.fingerprint import entry_script
 
-    names = {"__name__": "__main__", "__file__": "/study/entry.py", "__spec__": ModuleSpec("__main__", None), "entry_script": entry_script}
-    exec("found = entry_script()", names)  # noqa: S102 - a namespace of its own, as the profiler's
-    assert names["found"] == (Path("/study/entry.py"), None)
+    entry = Path(sys.path[0] or os.curdir).resolve() / "entry.py"
+    names = {"__name__": "__main__", "__file__": str(entry), "__spec__": ModuleSpec("__main__", None), "entry_script": entry_script}
+    exec("found = entry_script()", names)  # a namespace of its own, as the profiler's
+    assert names["found"] == (entry, None)

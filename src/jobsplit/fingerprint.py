@@ -20,7 +20,9 @@ import ast
 import functools
 import hashlib
 import os
+import site
 import sys
+import sysconfig
 from pathlib import Path
 from types import FrameType
 
@@ -43,10 +45,26 @@ def file_fingerprint(path: Path, module: str | None = None) -> str:
 
 def _root(entry: Path, module: str | None) -> Path:
     """The folder the entry's imports start from: its own (resolved, as Python resolves a
-    script's for ``sys.path``), or its top package's parent (as the module was found there)."""
+    script's for ``sys.path``), or its top package's parent (as the module was found there)
+    unless that is where packages are installed (see _installed)."""
+    package_root = _package_root(entry, module)
+    return package_root if package_root is not None else entry.resolve().parent
+
+
+def _package_root(entry: Path, module: str | None) -> Path | None:
+    """The parent of the top package of an entry run as ``module``, as ``python -m`` found it;
+    None for a script, or for an installed package's module (``python -m pytest``), beside which
+    every installed package it imports would be covered (a NumPy patch release made mixed code)."""
     if not module:
-        return entry.resolve().parent
-    return Path(os.path.abspath(entry)).parents[module.count(".")]
+        return None
+    root = Path(os.path.abspath(entry)).parents[module.count(".")]
+    return None if _installed(root) else root
+
+
+def _installed(folder: Path) -> bool:
+    """Whether ``folder`` is one where this Python finds installed packages or its standard library."""
+    places = {sysconfig.get_path(name) for name in ("purelib", "platlib", "stdlib", "platstdlib")} | {site.getusersitepackages(), *site.getsitepackages()}
+    return any(place and Path(place).resolve() == folder.resolve() for place in places)
 
 
 def local_modules(entry: Path, module: str | None = None) -> list[Path]:
@@ -57,7 +75,7 @@ def local_modules(entry: Path, module: str | None = None) -> list[Path]:
     path is the one Python imports by, through any link in the folder (the entry's own is
     resolved, as Python resolves it for ``sys.path``)."""
     root = _root(entry, module)
-    packages = _module_files(root, module.split(".")[:-1]) if module else []
+    packages = _module_files(root, module.split(".")[:-1]) if module and _package_root(entry, module) else []
     found, pending = set(packages), [entry.resolve(), *packages]
     while pending:
         path = pending.pop()
@@ -147,10 +165,8 @@ def entry_script() -> tuple[Path, str | None] | None:
     the innermost caller that runs as ``__main__``, the entry that called ``jobsplit.main``. Not
     ``sys.modules["__main__"]``: under ``python -m cProfile entry.py`` (or ``profile``, ``trace``)
     that is the profiler, and the script runs as a namespace of its own (named ``__main__`` from
-    Python 3.12: a script, not a module). A module counts as one only where ``python -m`` found
-    it, in its current folder: an installed package's (``python -m pytest``) would have every
-    installed package imported beside it covered. None where the entry has no file
-    (``python -c``, standard input)."""
+    Python 3.12: a script, not a module). None where the entry has no file (``python -c``,
+    standard input)."""
     frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         names = frame.f_globals
@@ -158,7 +174,7 @@ def entry_script() -> tuple[Path, str | None] | None:
             file, module = names.get("__file__"), getattr(names.get("__spec__"), "name", None)
             if not isinstance(file, str):
                 return None
-            return Path(file), module if module != "__main__" and _root(Path(file), module) == Path(sys.path[0] or os.curdir).resolve() else None
+            return Path(file), (module if module != "__main__" else None)
         frame = frame.f_back
     return None
 
