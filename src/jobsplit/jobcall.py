@@ -130,7 +130,7 @@ def _missing_in_workers(job: Callable[..., Any]) -> str | None:
     main = sys.modules.get("__main__")
     prepared = multiprocessing.spawn.get_preparation_data("jobsplit")
     module, path = prepared.get("init_main_from_name"), prepared.get("init_main_from_path")
-    if getattr(main, job.__qualname__, None) is not job or not (path or (module and not module.endswith(".__main__"))):  # as pickle looks it up
+    if _found_in(main, job.__qualname__) is not job or not (path or (module and not module.endswith(".__main__"))):
         return (
             "they make the entry's module from its file again, and this entry runs without one they can import (python -m PACKAGE, "
             "python -c, standard input, a profiler); put the job in a module of its own and import it"
@@ -139,6 +139,15 @@ def _missing_in_workers(job: Callable[..., Any]) -> str | None:
     if isinstance(file, str) and job.__name__ == job.__qualname__ and not _bound_outside_main_guard(Path(file), job.__name__):
         return f'it is defined under `if __name__ == "__main__":`, which they do not run; define it at the top level of {file}'
     return None
+
+
+def _found_in(module: Any, qualname: str) -> Any:
+    """What ``module.<qualname>`` names, dotted as pickle follows it (a static method
+    ``Jobs.run``); None if nothing."""
+    found = module
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    return found
 
 
 def _bound_outside_main_guard(entry: Path, name: str) -> bool:
