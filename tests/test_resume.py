@@ -19,6 +19,7 @@ from jobsplit.digest import format_digest
 from runhelpers import (
     CONFIG,
     Colleague,
+    LAB,
     HardeningShare,
     assert_all_done_once,
     assert_user_error,
@@ -349,11 +350,14 @@ def test_fresh_in_a_sticky_folder_moves_nothing_of_another_user_s_and_says_whose
         status, _, err = colleague.run()
         assert status == 0, err
     assert share.results.stat().st_uid == bob.uid and share.journal.stat().st_uid == alice.uid
+    notes = share.machine_dir / "0-notes.txt"  # bob's, and first in the folder's order: moved before alice's journal fails
+    notes.write_text("bob's\n")
+    os.chown(notes, bob.uid, LAB)
     share.machine_dir.chmod(0o3775)
     before = {p.name: p.stat().st_ino for p in share.machine_dir.iterdir()}
     status, out, err = bob.run("--fresh")
     line = assert_user_error(status, out, err, f"belongs to user {alice.uid}, and this user may not move it into a backup folder (Operation not permitted)", "nothing was moved")
-    assert {p.name: p.stat().st_ino for p in share.machine_dir.iterdir()} == before, line
+    assert {p.name: p.stat().st_ino for p in share.machine_dir.iterdir()} == before, line  # 0-notes.txt moved back, no backup folder left
     status, _, err = alice.run("--fresh")  # the folder's owner may
     assert status == 0, err
     (backup,) = share.machine_dir.glob("backup-*")

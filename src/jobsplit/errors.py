@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import codecs
 import errno
-import pwd
 import signal
 import sys
 from pathlib import Path
@@ -49,35 +48,18 @@ def exit_interrupted() -> NoReturn:
 NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 """Errors that mean "no room to write": a full disk, a quota, a file size limit."""
 
-PERMISSION = frozenset({errno.EACCES, errno.EPERM})
-"""Errors that mean "not this user's to open so": another user's file or folder."""
-
-
 def describe_os_error(exc: OSError) -> str:
     """``strerror``, else the text of the exception, without the path (the caller names it)."""
     return exc.strerror or str(exc) or type(exc).__name__
-
-
-def owner_of(path: Path) -> str:
-    """The name of the user who owns ``path`` (``user 1234`` without an account here), for a
-    sentence that says whom to ask; ``its owner`` where it cannot be looked at."""
-    try:
-        uid = path.stat().st_uid
-    except OSError:
-        return "its owner"
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return f"user {uid}"
 
 
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 
 
 def not_utf8(path: Path, exc: UnicodeDecodeError) -> UserError:
-    """The refusal of a shared file (config.ini, header.csv, machines.json) saved in another
-    encoding than UTF-8, which every host reads it as: an editor's Windows-1252 or UTF-16 was
-    told to check the file's permissions. A UTF-16 byte-order mark cannot be UTF-8, so a file
+    """The refusal of a config file (config.ini, header.csv, machines.json, host.ini) saved in
+    another encoding than UTF-8, which jobsplit reads them as on every host: an editor's
+    Windows-1252 or UTF-16 was told to check the file's permissions. A UTF-16 byte-order mark cannot be UTF-8, so a file
     that starts with one fails at the first byte its reader decodes."""
     if exc.start == 0 and exc.object[:2] in _UTF16_BOMS:
         return UserError(f"{path} is UTF-16 text (it starts with a UTF-16 byte-order mark), not UTF-8; save it as UTF-8")

@@ -39,7 +39,8 @@ from .config import FLAG_SETTINGS, config_changes
 from .digest import PART_NAMES, format_digest
 from .errors import StorageError, UserError
 from .fileid import file_id
-from .outdir import folder_error, not_writable, others_file
+from .outdir import folder_error, others_file
+from .permissions import not_writable, owned_here
 from .results import requoted
 from .states import JobState, Outcome, RunStatus
 from .text import clean_text
@@ -610,20 +611,12 @@ def read_only_connection(path: Path) -> sqlite3.Connection:
     them). Without a -wal, no run writes it: SQLite makes the -wal as a connection opens a WAL
     database and deletes it only as the last one closes (sqlite.org/wal.html), and a run holds
     its journal open from its start to its end."""
-    finished = not path.with_name(path.name + "-wal").exists() and (not os.access(path.parent, os.W_OK) or not _own(path))
+    finished = not path.with_name(path.name + "-wal").exists() and (not os.access(path.parent, os.W_OK) or owned_here(path) is False)
     return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro{'&immutable=1' if finished else ''}", uri=True, isolation_level=None, timeout=5)
 
 
-def _own(path: Path) -> bool:
-    """Whether this user owns ``path`` (or nothing is there, which SQLite then says)."""
-    try:
-        return path.stat().st_uid == os.geteuid()
-    except OSError:
-        return True
-
-
 def _create_or_refuse(path: Path) -> None:
-    """Create a new journal with the mode the umask gives (SQLite's own is 0644, whatever the
+    """Create a new journal with the mode the umask gives (SQLite's own is 0644, less the
     umask, and its -wal and -shm take the journal's: another member of the group sharing the
     folder could never resume the share), or refuse one this user may not write in a sentence
     (SQLite opened it read-only: "attempt to write a readonly database; free some space")."""
@@ -646,7 +639,7 @@ def clear_others_wal(journal: Path) -> None:
     run reads its journal at all: read with them there, it said "attempt to write a readonly
     database", and the run took its journal for one without a plan."""
     wal, shm = (journal.with_name(journal.name + suffix) for suffix in ("-wal", "-shm"))
-    theirs = [p for p in (wal, shm) if p.exists() and not _own(p) and not os.access(p, os.W_OK)]
+    theirs = [p for p in (wal, shm) if owned_here(p) is False and not os.access(p, os.W_OK)]
     if not theirs:
         return
     try:
@@ -656,7 +649,8 @@ def clear_others_wal(journal: Path) -> None:
             return
     except OSError:
         pass  # this user may not take them away (a sticky folder): their owner may
-    raise not_writable(theirs, "`chmod g+w` " + ("it" if len(theirs) == 1 else "them"))
+    left = [p for p in theirs if p.exists()]
+    raise not_writable(left, "`chmod g+w` " + ("it" if len(left) == 1 else "them"))
 
 
 def is_damage(exc: sqlite3.DatabaseError) -> bool:

@@ -31,7 +31,8 @@ from rich.console import Console
 
 from .console import say_notice
 from .errors import UserError, describe_os_error
-from .outdir import LOG_NAME, MachineDir, unreadable
+from .outdir import LOG_NAME, MachineDir
+from .permissions import unreadable
 from .tooloutput import tool_output
 
 NAME = "merge-logs"

@@ -27,6 +27,7 @@ from .config import LogSettings
 from .errors import NO_SPACE, StorageError, describe_os_error
 from .fileid import file_id, open_file_id
 from .outdir import MachineDir
+from .permissions import PERMISSION
 from .text import log_line_text
 from .timefmt import utc_timestamp
 
@@ -110,8 +111,8 @@ class MachineLog:
                 self._cut_back(start)
             self._forget(min(kept, ready))
             if isinstance(exc, OSError):
-                advice = "free some space" if exc.errno in NO_SPACE else "check that you may write it (its owner, its permissions)"
-                raise StorageError(f"{self.folder.log} cannot be written: {describe_os_error(exc)}; {advice} and run the same command again to resume") from None
+                advice = "free some space and " if exc.errno in NO_SPACE else "check that you may write it (its owner, its permissions) and " if exc.errno in PERMISSION else ""
+                raise StorageError(f"{self.folder.log} cannot be written: {describe_os_error(exc)}; {advice}run the same command again to resume") from None
             raise
         self._forget(ready)
 

@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import NO_SPACE, PERMISSION, StorageError, UserError, describe_os_error, owner_of
+from .errors import NO_SPACE, StorageError, UserError, describe_os_error
 from .machines import split_member
+from .permissions import PERMISSION, not_writable, owner_of, unreadable
 from .timefmt import utc_timestamp
 
 JOURNAL_FILE = "journal.sqlite"
@@ -109,7 +110,7 @@ class MachineDir:
         file cannot be moved: it was a PermissionError traceback, leaving an empty backup
         folder, or the journal in it and results.csv beside it; now what was moved goes back,
         and the file is named with its owner."""
-        entries = [p for p in self.path.iterdir() if p.name != LOCK_FILE and not p.name.startswith(BACKUP_PREFIX) and (names is None or p.name in names)]
+        entries = [p for p in sorted(self.path.iterdir()) if p.name != LOCK_FILE and not p.name.startswith(BACKUP_PREFIX) and (names is None or p.name in names)]
         if not entries:
             return None
         stamp = time.strftime(f"{BACKUP_PREFIX}%Y%m%dT%H%M%SZ", time.gmtime())
@@ -168,17 +169,6 @@ def file_error(path: Path, exc: OSError) -> UserError | StorageError:
 def others_file(path: Path) -> UserError:
     """A file of a machine folder this user may not write: its owner's to share with the group."""
     return not_writable([path], f"`chmod -R g+w {path.parent}`")
-
-
-def not_writable(files: Sequence[Path], fix: str) -> UserError:
-    """Files of a shared machine folder that another user made and this one may not write.
-    Another ``--out`` would run every job done there again: the fix is their owner's, ``fix``
-    (what to run, in backquotes)."""
-    owner, one = owner_of(files[0]), len(files) == 1
-    return UserError(
-        f"{' and '.join(map(str, files))} {'belongs' if one else 'belong'} to {owner}, and this user cannot write {'it' if one else 'them'}; "
-        f"ask {owner} to {fix}, or run as {owner}, then run the same command again"
-    )
 
 
 def glob_escape(name: str) -> str:
@@ -307,18 +297,6 @@ def find_machine_dirs(paths: Sequence[Path]) -> list[Path]:
             raise UserError(f"{path} holds no {JOURNAL_FILE}; copy each machine's whole output folder (DIR/<machine>/) from its host")
         found.update((p.resolve(), None) for p in below if p is not None)
     return list(found)
-
-
-def unreadable(exc: OSError) -> UserError:
-    """A folder this user may not read, met looking for machine folders or logs (a colleague's,
-    made under umask 077): it was a PermissionError traceback. ``exc`` names the folder (its
-    listing refused) or a file in it (a look at it refused: the folder cannot be entered)."""
-    place = Path(exc.filename)
-    try:
-        place.stat()
-    except OSError:
-        place = place.parent
-    return UserError(f"{place} cannot be read ({describe_os_error(exc)}): ask its owner ({owner_of(place)}) to `chmod -R g+rX` it, or leave it out")
 
 
 def _machine_dir_in(folder: Path) -> Path | None:

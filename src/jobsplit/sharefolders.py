@@ -78,7 +78,7 @@ class ShareLock:
             return self
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)  # the umask decides, as for the folder's
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)  # the umask decides: a state folder a lab shares (XDG_STATE_HOME) lets its members take it
         except OSError as exc:
             self.missing = f"jobsplit's state folder {self.path.parent} cannot be written ({describe_os_error(exc)})"
             return self
