@@ -610,7 +610,10 @@ def read_only_connection(path: Path) -> sqlite3.Connection:
     -wal and -shm SQLite made there were this user's, and the owner's next run could not write
     them). Without a -wal, no run writes it: SQLite makes the -wal as a connection opens a WAL
     database and deletes it only as the last one closes (sqlite.org/wal.html), and a run holds
-    its journal open from its start to its end."""
+    its journal open from its start to its end. A run that starts while such a read goes on
+    changes the file itself only at its first checkpoint (1,000 pages of 16 KiB committed): a
+    read that lasts that long may find the journal changed under it, which SQLite says
+    ("malformed"), and the tool is run again."""
     finished = not path.with_name(path.name + "-wal").exists() and (not os.access(path.parent, os.W_OK) or owned_here(path) is False)
     return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro{'&immutable=1' if finished else ''}", uri=True, isolation_level=None, timeout=5)
 
