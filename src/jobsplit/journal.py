@@ -40,7 +40,7 @@ from .digest import PART_NAMES, format_digest
 from .errors import StorageError, UserError
 from .fileid import file_id
 from .outdir import folder_error, others_file
-from .permissions import not_writable, owned_here
+from .permissions import may_write, not_writable, owned_here
 from .results import requoted
 from .states import JobState, Outcome, RunStatus
 from .text import clean_text
@@ -264,7 +264,7 @@ class Journal:
         except sqlite3.DatabaseError as exc:
             self._db.close()
             if read_only:
-                if not os.access(path.parent, os.W_OK):
+                if not may_write(path.parent):
                     raise UserError(
                         f"{path} cannot be read where it is ({exc}): its folder is read-only, and SQLite writes {path.name}-shm beside "
                         f"its {path.name}-wal to read them; copy the folder somewhere you can write, or read it as its owner"
@@ -614,7 +614,7 @@ def read_only_connection(path: Path) -> sqlite3.Connection:
     changes the file itself only at its first checkpoint (1,000 pages of 16 KiB committed): a
     read that lasts that long may find the journal changed under it, which SQLite says
     ("malformed"), and the tool is run again."""
-    finished = not path.with_name(path.name + "-wal").exists() and (not os.access(path.parent, os.W_OK) or owned_here(path) is False)
+    finished = not path.with_name(path.name + "-wal").exists() and (not may_write(path.parent) or owned_here(path) is False)
     return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro{'&immutable=1' if finished else ''}", uri=True, isolation_level=None, timeout=5)
 
 
@@ -626,7 +626,7 @@ def _create_or_refuse(path: Path) -> None:
     try:
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o666))
     except FileExistsError:
-        if not os.access(path, os.W_OK):
+        if not may_write(path):
             raise others_file(path) from None
     except OSError as exc:
         raise folder_error(path.parent, exc) from None
@@ -642,7 +642,7 @@ def clear_others_wal(journal: Path) -> None:
     run reads its journal at all: read with them there, it said "attempt to write a readonly
     database", and the run took its journal for one without a plan."""
     wal, shm = (journal.with_name(journal.name + suffix) for suffix in ("-wal", "-shm"))
-    theirs = [p for p in (wal, shm) if owned_here(p) is False and not os.access(p, os.W_OK)]
+    theirs = [p for p in (wal, shm) if owned_here(p) is False and not may_write(p)]
     if not theirs:
         return
     try:

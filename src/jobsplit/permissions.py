@@ -40,6 +40,13 @@ def owned_here(path: Path) -> bool | None:
         return None
 
 
+def may_write(path: Path | str) -> bool:
+    """Whether this process may write ``path``, as its own ids and capabilities decide (not the
+    real user's, which ``os.access`` asks about by default: a process given CAP_DAC_READ_SEARCH
+    to reach its folder, or running setuid, was told no of a file it could write)."""
+    return os.access(path, os.W_OK, effective_ids=os.access in os.supports_effective_ids)
+
+
 def not_writable(files: Sequence[Path], fix: str) -> UserError:
     """Files of a shared machine folder this user may not write. If another user's, the fix is
     their owner's, ``fix`` (what to run, in backquotes); if this user's own (an archive made
