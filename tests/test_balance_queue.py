@@ -124,6 +124,21 @@ def test_first_host_seeds_in_order_and_others_join(url, redis_server) -> None:
     assert a.queue.remaining() == 20
 
 
+def test_a_step_back_of_the_server_s_clock_does_not_stop_the_queue(url) -> None:
+    """The first host's seeding wrote its time as the end of a hold of none: after the Redis
+    server's clock stepped back by X (here every time it wrote moved X ahead, which is the same),
+    no host got a job for X, each told that Redis had lost the queue."""
+    ids = ids_of(6)
+    a = Host(url, "a", ids)
+    a.queue.start()
+    client, meta = a.queue._client, a.queue._keys[0]
+    for field in ("hold_until", "seeded"):
+        if client.hexists(meta, field):
+            client.hset(meta, field, int(client.hget(meta, field)) + 600_000)
+    assert [t.job_id for t in a.take(3)] == ids[:3]
+    assert not any("seeded again" in s for s in a.said), a.said
+
+
 def test_two_hosts_seeding_at_once_make_one_queue(url) -> None:
     ids = ids_of(5000)
     hosts = [Host(url, f"h{i}", ids) for i in range(3)]

@@ -343,11 +343,17 @@ if redis.call('EXISTS', seed) == 1 then
 end
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-redis.call('HSET', meta, 'epoch', ARGV[1], 'total', ARGV[2], 'hold_until', now + tonumber(ARGV[3]), 'order', ARGV[4], 'seeded', now)
+redis.call('HSET', meta, 'epoch', ARGV[1], 'total', ARGV[2], 'order', ARGV[4], 'seeded', now)
+if tonumber(ARGV[3]) > 0 then
+    redis.call('HSET', meta, 'hold_until', now + tonumber(ARGV[3]))
+end
 return {'seeded', ARGV[1]}
 """
 """KEYS: the queue's keys, then the seed list. ARGV: new epoch, pool size, hold ms, order name.
-Seeds only where no queue exists (the first host, or Redis came back empty)."""
+Seeds only where no queue exists (the first host, or Redis came back empty). A hold of 0 (the
+first host's) writes no ``hold_until``: written as the seeding time, a step back of the server's
+clock by X (an NTP correction) made it X in the future, and no host got a job for X, told that
+Redis had lost the queue."""
 
 _ENTER = """
 local hosts, me, prefix, lease = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3])
