@@ -515,10 +515,15 @@ def _refuse_another_host_s_run(folder: Path) -> None:
     now = time.time()
     if (snapshot := written_elsewhere(folder, now)) is not None:
         holder = holder_text(snapshot.pid, snapshot.host, utc_timestamp(snapshot.started))
+        if snapshot.updated - now > STALLED_AFTER:  # that host's clock is ahead: its progress would look fresh for as long, a dead run's too
+            when = f"written at {utc_timestamp(snapshot.updated)}, {snapshot.updated - now:.0f} s ahead of this host's clock (that host's clock is ahead)"
+            dead = f"If that run is dead, delete {folder / PROGRESS_FILE}; if not, let it end, and set that host's clock right"
+        else:
+            when = f"written {now - snapshot.updated:.0f} s ago"
+            dead = f"If that run is dead, its progress goes stale within {STALLED_AFTER:.0f} s"
         raise in_use(
             folder,
-            f"{holder}, whose {PROGRESS_FILE} was written {now - snapshot.updated:.0f} s ago; its {LOCK_FILE} was deleted, or this disk's locks do not "
-            f"reach that host (NFS without locking). If that run is dead, its progress goes stale within {STALLED_AFTER:.0f} s",
+            f"{holder}, whose {PROGRESS_FILE} was {when}; its {LOCK_FILE} was deleted, or this disk's locks do not reach that host (NFS without locking). {dead}",
         )
 
 
