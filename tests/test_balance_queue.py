@@ -139,6 +139,27 @@ def test_a_step_back_of_the_server_s_clock_does_not_stop_the_queue(url) -> None:
     assert not any("seeded again" in s for s in a.said), a.said
 
 
+def test_a_step_forward_of_the_server_s_clock_takes_no_live_host_s_claims(url) -> None:
+    """A step forward of the Redis server's clock by more than a lease (an NTP correction; its VM
+    resumed) expired every claim at once: the next take handed a live host's running jobs to
+    another, both ran them, and the live host's results were superseded. (Here every time the
+    server wrote moved back by the step, which is the same.)"""
+    ids = ids_of(6)
+    a, b = Host(url, "a", ids), Host(url, "b", ids)
+    a.queue.start()
+    b.queue.start()
+    held = a.take(2)
+    client, keys = a.queue._client, a.queue._keys
+    step = 120_000  # ms: 400 leases of the test's
+    if (heard := client.hget(keys[0], "heard")) is not None:
+        client.hset(keys[0], "heard", int(heard) - step)
+    for job, deadline in client.zrange(keys[3], 0, -1, withscores=True):
+        client.zadd(keys[3], {job: deadline - step})
+    taken = take_all(b, 2)
+    assert taken and not {t.job_id for t in taken} & {t.job_id for t in held}, (taken, held)
+    assert a.finish(held) == [JobState.DONE, JobState.DONE]
+
+
 def test_two_hosts_seeding_at_once_make_one_queue(url) -> None:
     ids = ids_of(5000)
     hosts = [Host(url, f"h{i}", ids) for i in range(3)]

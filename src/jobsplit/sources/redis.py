@@ -161,6 +161,15 @@ _SCRIPTS = {
     # (job, token, verdict) committed to the journal, then (job, token) of every claim held
     "take": """
 local me, machine, limit, spare, lease, acks = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local heard = tonumber(redis.call('HGET', meta, 'heard') or now)
+if now - heard > lease / 2 then
+    -- No host took for half a lease (each renews every quarter): the server's clock jumped, or it
+    -- was away. Nobody could renew meanwhile, so the gap is no claim's to lose.
+    for _, job in ipairs(redis.call('ZRANGE', leases, 0, -1)) do
+        redis.call('ZINCRBY', leases, now - heard, job)
+    end
+end
+redis.call('HSET', meta, 'heard', now)
 redis.call('HSET', hosts, me, now)
 local conflicts = {}
 for i = 8, 7 + 3 * acks, 3 do
