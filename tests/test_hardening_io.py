@@ -714,10 +714,12 @@ class _TempFull:
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
+        self.sorted: list[str] = []
 
     def execute(self, query: str, *args):
-        if "ORDER BY ended" not in query:
+        if "ORDER BY" not in query:
             return self._db.execute(query, *args)
+        self.sorted.append(query)
         rows = self._db.execute(query, *args)
 
         def part_way():
@@ -744,9 +746,13 @@ def test_a_full_temporary_folder_for_sqlite_s_sort_is_one_sentence_naming_it(tmp
     journal.initialize({"digest": "0" * 32}, ids)
     run = journal.begin_run(1, done_before=0, started=1.7e9, host="test", pid=1, code="c0de", source="test")
     journal.commit(run, [DoneGroup(run, 0, 1, ids, [1, 1, 1], [1.7e9] * 3, [1.7e9 + 1] * 3, [None] * 3, [None] * 3, ["row\n"] * 3)], [], 1.7e9 + 1)
-    monkeypatch.setattr(journal, "_db", _TempFull(journal._db))
+    db = journal._db
+    monkeypatch.setattr(journal, "_db", _TempFull(db))
     with pytest.raises(StorageError) as raised:
         list(journal.done_lines())
+    (query,) = journal._db.sorted
+    plan = db.execute(f"EXPLAIN QUERY PLAN {query}").fetchall()
+    assert not any("TEMP B-TREE" in step[-1] for step in plan), plan  # read in the table's own order (it sorted by end time): no sort to spill
     assert str(raised.value) == (
         f"sorting the done rows of {journal.path} needs room in SQLite's temporary folder, {tmp_path / 'sqlite-tmp'}, which is full; "
         "free some space there, or set SQLITE_TMPDIR to a folder with room, and run the same command again"

@@ -438,13 +438,13 @@ class Journal:
         return counts, start
 
     def done_lines(self) -> Iterator[tuple[str, str]]:
-        """(job id, results.csv line) of every done job, in the order they finished; a row
+        """(job id, results.csv line) of every done job, in the order they were recorded; a row
         recorded with a lone CR unquoted (see ``requoted``) comes out quoted."""
         if self.schema == "1":  # a 0.1 journal read as it is: its rows lack the Digest and Code columns
             digest = self.meta()["digest"]
             rows = self._sorted("SELECT job_id, row FROM jobs WHERE state = 'done' ORDER BY started + running_time, seq")
             return ((job_id, requoted(f"{line[:-1]},{digest},\n")) for job_id, line in rows)
-        rows = self._sorted("SELECT job_id, row FROM attempts WHERE state = 'done' ORDER BY ended, id")
+        rows = self._sorted("SELECT job_id, row FROM attempts WHERE state = 'done' ORDER BY id")  # as committed: a step of the wall clock reordered rows sorted by their end
         return ((job_id, requoted(line)) for job_id, line in rows)
 
     def _sorted(self, query: str) -> Iterator[Any]:
@@ -462,7 +462,7 @@ class Journal:
             ) from None
 
     def result_lines(self) -> Iterator[str]:
-        """The results.csv lines of done jobs, in the order they finished."""
+        """The results.csv lines of done jobs, in the order they were recorded."""
         return (line for _, line in self.done_lines())
 
     def states(self) -> Iterator[tuple[str, str]]:
