@@ -421,3 +421,25 @@ def test_mixed_plans_are_told_by_the_parts_that_differ():
     assert mixed_plans([json.dumps(base), json.dumps({**base, "strategy": "cost", "seed": "x"})]) == "--seed and the strategy differ"
     assert mixed_plans([json.dumps(base), json.dumps({**base, "pool": "q"})]) == "the pool differs"
     assert mixed_plans([json.dumps(base), ""]) == "different pools or config files"  # a journal of jobsplit 0.1 recorded no parts
+
+
+def test_merge_results_to_stdout_is_utf8_in_a_latin1_locale(tmp_path):
+    """``merge-results OUT -o -`` wrote in the locale's encoding: in a Latin-1 one (an ISO-8859-1
+    locale), the merged table ended at its first "α" in a UnicodeEncodeError traceback; it is
+    UTF-8 on stdout as in a file."""
+    import subprocess
+    import sys
+
+    from conftest import entry_env, write_config_dir
+
+    write_config_dir(tmp_path, header=("Run Start Time", "Job Running Time", "Job Start Time", "Value"), machines={"m1": [1.0, 1]})
+    (tmp_path / "entry.py").write_text('import jobsplit\n\ndef job(s, random_obj, config, progress):\n    return s\n\nif __name__ == "__main__":\n    jobsplit.main(job, ["α", "é"])\n', encoding="utf-8")
+    env = entry_env(XDG_STATE_HOME=str(tmp_path / "state"), XDG_CONFIG_HOME=str(tmp_path / "xdg"))
+    ran = subprocess.run([sys.executable, "entry.py", "run", "--machine", "m1", "--yes", "--console", "plain", "--out", "out"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    to_file, to_stdout = (
+        subprocess.run([sys.executable, "-m", "jobsplit", "merge-results", "out", "-o", output], cwd=tmp_path, env={**env, "PYTHONIOENCODING": "iso-8859-1"}, capture_output=True, timeout=60)
+        for output in ("merged.csv", "-")
+    )
+    assert to_file.returncode == to_stdout.returncode == 0, to_stdout.stderr
+    assert to_stdout.stdout == (tmp_path / "merged.csv").read_bytes() and "α".encode() in to_stdout.stdout

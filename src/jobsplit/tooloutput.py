@@ -9,6 +9,7 @@ journal itself; ``merge-logs OUT -o OUT/a/a.log.gz`` gave every later merge its 
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 from collections.abc import Iterator
@@ -26,16 +27,39 @@ _RUN_FILES = frozenset(name.casefold() for name in (*JOURNAL_FILES, RESULTS_FILE
 @contextmanager
 def tool_output(out: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
     """The tool's output file (``mode`` ``"w"``: UTF-8 text, or ``"wb"``), written whole (see
-    ``atomic_file``); stdout for ``-``. A file a run keeps is refused, naming it."""
+    ``atomic_file``); stdout for ``-``, in UTF-8 as the file would be, whatever the locale (in a
+    Latin-1 one a merged table ended at its first "α" in a UnicodeEncodeError). A file a run
+    keeps is refused, naming it."""
     if str(out) == "-":
-        stream: IO[Any] = sys.stdout.buffer if "b" in mode else sys.stdout
-        yield stream
-        stream.flush()
+        with _stdout(binary="b" in mode) as stream:
+            yield stream
         return
     path = Path(out)
     _refuse_a_run_s_file(path)
     with atomic_file(path, mode) as f:
         yield f
+
+
+@contextmanager
+def _stdout(*, binary: bool) -> Iterator[IO[Any]]:
+    """stdout's bytes, or a UTF-8 text stream over them (stdout itself where it has no bytes, as
+    a notebook's)."""
+    raw = getattr(sys.stdout, "buffer", None)
+    if raw is None:
+        yield sys.stdout
+        sys.stdout.flush()
+        return
+    sys.stdout.flush()
+    if binary:
+        yield raw
+        raw.flush()
+        return
+    text = io.TextIOWrapper(raw, encoding="utf-8", newline="", write_through=True)
+    try:
+        yield text
+        text.flush()
+    finally:
+        text.detach()  # stdout's bytes stay open: they are stdout's
 
 
 def _refuse_a_run_s_file(path: Path) -> None:
