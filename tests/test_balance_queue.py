@@ -139,6 +139,33 @@ def test_a_step_back_of_the_server_s_clock_does_not_stop_the_queue(url) -> None:
     assert not any("seeded again" in s for s in a.said), a.said
 
 
+def test_a_step_back_of_the_server_s_clock_leaves_a_dead_host_s_claims_and_name_for_a_lease(url) -> None:
+    """After the Redis server's clock stepped back by X, every time it had written lay X ahead: a
+    dead host's claims came back only after X and a lease, and its machine name stayed taken for
+    X (here every time the server wrote moved X ahead, which is the same)."""
+    ids = ids_of(2)
+    a, b = Host(url, "a", ids), Host(url, "b", ids)
+    a.queue.start()
+    b.queue.start()
+    held = a.take(2)
+    client, keys = a.queue._client, a.queue._keys
+    instance = "a/elsewhere:1.1.other-host"  # a run of a on another host, that went silent
+    client.hset(keys[9], instance, int(client.hget(keys[9], a.queue.me)))
+    client.hdel(keys[9], a.queue.me)
+    step = 600_000  # ms: 2,000 leases of the test's
+    if (heard := client.hget(keys[0], "heard")) is not None:
+        client.hset(keys[0], "heard", int(heard) + step)
+    for job, deadline in client.zrange(keys[3], 0, -1, withscores=True):
+        client.zadd(keys[3], {job: deadline + step})
+    client.hset(keys[9], instance, int(client.hget(keys[9], instance)) + step)
+    time.sleep(LEASE + 0.1)
+    assert sorted(t.job_id for t in take_all(b, 2)) == sorted(t.job_id for t in held)
+    with pytest.raises(UserError, match="another run of a is taking jobs"):
+        Host(url, "a", ids).queue.start()  # heard of now: silent for less than a lease
+    time.sleep(LEASE + 0.1)
+    Host(url, "a", ids).queue.start()
+
+
 def test_a_step_forward_of_the_server_s_clock_takes_no_live_host_s_claims(url) -> None:
     """A step forward of the Redis server's clock by more than a lease (an NTP correction; its VM
     resumed) expired every claim at once: the next take handed a live host's running jobs to

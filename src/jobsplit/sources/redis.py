@@ -162,11 +162,16 @@ _SCRIPTS = {
     "take": """
 local me, machine, limit, spare, lease, acks = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local heard = tonumber(redis.call('HGET', meta, 'heard') or now)
-if now - heard > lease / 2 then
-    -- No host took for half a lease (each renews every quarter): the server's clock jumped, or it
-    -- was away. Nobody could renew meanwhile, so the gap is no claim's to lose.
+if now - heard > lease / 2 or now < heard then
+    -- No host took for half a lease (each renews every quarter): the server's clock stepped
+    -- forward, or it was away; nobody could renew meanwhile, so the gap is no claim's to lose.
+    -- Or the clock stepped back: every time it wrote lies that far ahead, claims and a hold too.
     for _, job in ipairs(redis.call('ZRANGE', leases, 0, -1)) do
         redis.call('ZINCRBY', leases, now - heard, job)
+    end
+    local held = redis.call('HGET', meta, 'hold_until')
+    if held and now < heard then
+        redis.call('HSET', meta, 'hold_until', tonumber(held) + now - heard)
     end
 end
 redis.call('HSET', meta, 'heard', now)
@@ -373,6 +378,10 @@ local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local contacts = redis.call('HGETALL', hosts)
 for i = 1, #contacts, 2 do
     local who, at = contacts[i], tonumber(contacts[i + 1])
+    if at > now then  -- written before the server's clock stepped back: heard of now, silent from here on
+        at = now
+        redis.call('HSET', hosts, who, now)
+    end
     if who ~= me and not gone[who] and string.sub(who, 1, #prefix) == prefix and now - at < lease then
         return {'taken', who, now - at}
     end
