@@ -166,6 +166,25 @@ def test_a_step_back_of_the_server_s_clock_leaves_a_dead_host_s_claims_and_name_
     Host(url, "a", ids).queue.start()
 
 
+def test_a_dead_host_s_claims_come_back_to_a_host_that_takes_seldom(url) -> None:
+    """Where takes came more than half a lease apart (a loaded host, a short lease), each moved
+    every deadline by its whole gap, taken for a step of the server's clock: a dead host's
+    claims never came back. Each such take now ages them by a quarter lease at least."""
+    ids = ids_of(2)
+    a, b = Host(url, "a", ids), Host(url, "b", ids)
+    a.queue.start()
+    b.queue.start()
+    held = {t.job_id for t in a.take(2)}
+    a.die()
+    back: set[str] = set()
+    deadline = time.monotonic() + 10
+    while back != held and time.monotonic() < deadline:
+        time.sleep(LEASE * 0.7)  # more than half a lease between two takes
+        b.queue._next_poll = 0.0
+        back |= {t.job_id for t in b.take(2)}
+    assert back == held
+
+
 def test_a_step_forward_of_the_server_s_clock_takes_no_live_host_s_claims(url) -> None:
     """A step forward of the Redis server's clock by more than a lease (an NTP correction; its VM
     resumed) expired every claim at once: the next take handed a live host's running jobs to

@@ -367,7 +367,7 @@ if __name__ == "__main__":
 """
 
 
-@pytest.mark.parametrize("shape", ["guarded def", "package __main__", "top level in an if", "decorated", "static method"])
+@pytest.mark.parametrize("shape", ["guarded def", "package __main__", "top level in an if", "decorated", "static method", "guarded class"])
 def test_a_job_function_spawn_s_workers_would_not_find_is_refused_before_anything_runs(tmp_path, shape):
     """Pickled by name, the job was found in the parent, then each spawned worker died with
     "Can't get attribute 'job' on <module '__main__'>", and the run blamed the entry's top-level
@@ -381,11 +381,17 @@ def test_a_job_function_spawn_s_workers_would_not_find_is_refused_before_anythin
         (tmp_path / "study" / "__main__.py").write_text(GUARDED_JOB.replace("if __name__", "if True or __name__"))
         result = subprocess.run([sys.executable, "-m", "study", *args], cwd=tmp_path, env=run_env(tmp_path), capture_output=True, text=True, timeout=60)
         needle = "this entry runs without one they can import (python -m PACKAGE"
-    elif shape == "static method":  # pickled as Jobs.run: found in the worker's copy of the entry
+    elif shape in ("static method", "guarded class"):  # pickled as Jobs.run: found in the worker's copy of the entry, unless its class is guarded
         entry = tmp_path / "entry.py"
         source = "import jobsplit\n\nclass Jobs:\n    @staticmethod\n    def run(n, random_obj, config, progress):\n        return n\n\nif __name__ == '__main__':\n    jobsplit.main(Jobs.run, [1, 2, 3])\n"
+        if shape == "guarded class":
+            source = source.replace("class Jobs:\n    @staticmethod\n    def run", "if __name__ == '__main__':\n  class Jobs:\n    @staticmethod\n    def run").replace("        return n", "        return n\n")
         entry.write_text(source)
         result = run_entry(entry, *args, env=run_env(tmp_path), cwd=tmp_path)
+        needle = 'it is defined under `if __name__ == "__main__":`, which they do not run'
+        if shape == "guarded class":
+            assert_user_error(result.returncode, result.stdout, result.stderr, "workers started by spawn would not find the job function Jobs.run", needle)
+            return
     elif shape == "decorated":  # a wrapper of another module's (functools.wraps): the worker's copy of the entry has it
         (tmp_path / "timing.py").write_text("import functools\n\ndef timed(f):\n    @functools.wraps(f)\n    def wrapper(*a, **k):\n        return f(*a, **k)\n    return wrapper\n")
         entry = tmp_path / "entry.py"

@@ -62,9 +62,13 @@ def _package_root(entry: Path, module: str | None) -> Path | None:
 
 
 def _installed(folder: Path) -> bool:
-    """Whether ``folder`` is one where this Python finds installed packages or its standard library."""
+    """Whether ``folder`` is one where packages are installed: this Python's own, its standard
+    library's, or one with installed distributions' metadata (``pip install --target``, put on
+    ``PYTHONPATH`` by a cluster's module system)."""
     places = {sysconfig.get_path(name) for name in ("purelib", "platlib", "stdlib", "platstdlib")} | {site.getusersitepackages(), *site.getsitepackages()}
-    return any(place and Path(place).resolve() == folder.resolve() for place in places)
+    if any(place and Path(place).resolve() == folder.resolve() for place in places):
+        return True
+    return any(True for _ in folder.glob("*.dist-info")) or any(True for _ in folder.glob("*.egg-info"))
 
 
 def local_modules(entry: Path, module: str | None = None) -> list[Path]:

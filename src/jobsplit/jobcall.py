@@ -136,7 +136,7 @@ def _missing_in_workers(job: Callable[..., Any]) -> str | None:
             "python -c, standard input, a profiler); put the job in a module of its own and import it"
         )
     file = getattr(main, "__file__", None)  # not the job's globals: a decorator's wrapper has its own module's
-    if isinstance(file, str) and job.__name__ == job.__qualname__ and not _bound_outside_main_guard(Path(file), job.__name__):
+    if isinstance(file, str) and not _bound_outside_main_guard(Path(file), job.__qualname__.split(".")[0]):  # the function, or its class
         return f'it is defined under `if __name__ == "__main__":`, which they do not run; define it at the top level of {file}'
     return None
 

@@ -611,7 +611,7 @@ def read_only_connection(path: Path) -> sqlite3.Connection:
     them). Without a -wal, no run writes it: SQLite makes the -wal as a connection opens a WAL
     database and deletes it only as the last one closes (sqlite.org/wal.html), and a run holds
     its journal open from its start to its end. A run that starts while such a read goes on
-    changes the file itself only at its first checkpoint (1,000 pages of 16 KiB committed): a
+    changes the file itself only at a checkpoint (after 1,000 pages committed, and at its end): a
     read that lasts that long may find the journal changed under it, which SQLite says
     ("malformed"), and the tool is run again."""
     finished = not path.with_name(path.name + "-wal").exists() and (not may_write(path.parent) or owned_here(path) is False)
@@ -653,7 +653,8 @@ def clear_others_wal(journal: Path) -> None:
     except OSError:
         pass  # this user may not take them away (a sticky folder): their owner may
     left = [p for p in theirs if p.exists()]
-    raise not_writable(left, "`chmod g+w` " + ("it" if len(left) == 1 else "them"))
+    if left:  # else their owner's run took them away meanwhile
+        raise not_writable(left, "`chmod g+w` " + ("it" if len(left) == 1 else "them"))
 
 
 def is_damage(exc: sqlite3.DatabaseError) -> bool:

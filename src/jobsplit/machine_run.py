@@ -515,7 +515,7 @@ def _refuse_another_host_s_run(folder: Path) -> None:
     now = time.time()
     if (snapshot := written_elsewhere(folder, now)) is not None:
         holder = holder_text(snapshot.pid, snapshot.host, utc_timestamp(snapshot.started))
-        if snapshot.updated - now > STALLED_AFTER:  # that host's clock is ahead: its progress would look fresh for as long, a dead run's too
+        if snapshot.updated > now:  # that host's clock is ahead: its progress looks fresh for as long beyond STALLED_AFTER, a dead run's too
             when = f"written at {utc_timestamp(snapshot.updated)}, {snapshot.updated - now:.0f} s ahead of this host's clock (that host's clock is ahead)"
             dead = f"If that run is dead, delete {folder / PROGRESS_FILE}; if not, let it end, and set that host's clock right"
         else:

@@ -53,7 +53,8 @@ def not_writable(files: Sequence[Path], fix: str) -> UserError:
     read-only), its own ``chmod``."""
     named, one = " and ".join(map(str, files)), len(files) == 1
     if owned_here(files[0]):
-        return UserError(f"{named} {'is' if one else 'are'} this user's but cannot be written; `chmod -R u+w {files[0].parent}`, then run the same command again")
+        folder = files[0] if files[0].is_dir() else files[0].parent
+        return UserError(f"{named} {'is' if one else 'are'} this user's but cannot be written; `chmod -R u+w {folder}`, then run the same command again")
     owner = owner_of(files[0])
     return UserError(
         f"{named} {'belongs' if one else 'belong'} to {owner}, and this user cannot write {'it' if one else 'them'}; "

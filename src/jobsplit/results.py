@@ -248,7 +248,7 @@ def csv_header_line(header: Header) -> str:
 
 
 class ResultsFile:
-    """``results.csv``, appended in completion order; rebuilt from the journal at every start
+    """``results.csv``, appended in the order results are recorded; rebuilt from the journal at every start
     (after the journal took in any row only results.csv held, see ``recovery``)."""
 
     def __init__(self, path: Path, header_line: str, lines: Iterable[str]) -> None:

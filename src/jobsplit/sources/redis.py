@@ -164,10 +164,12 @@ local me, machine, limit, spare, lease, acks = ARGV[2], ARGV[3], tonumber(ARGV[4
 local heard = tonumber(redis.call('HGET', meta, 'heard') or now)
 if now - heard > lease / 2 or now < heard then
     -- No host took for half a lease (each renews every quarter): the server's clock stepped
-    -- forward, or it was away; nobody could renew meanwhile, so the gap is no claim's to lose.
+    -- forward, or it was away; nobody could renew meanwhile, so the gap beyond a quarter lease is
+    -- no claim's to lose (each take still ages the claims of a dead host by a quarter lease).
     -- Or the clock stepped back: every time it wrote lies that far ahead, claims and a hold too.
+    local shift = now < heard and now - heard or now - heard - lease / 4
     for _, job in ipairs(redis.call('ZRANGE', leases, 0, -1)) do
-        redis.call('ZINCRBY', leases, now - heard, job)
+        redis.call('ZINCRBY', leases, shift, job)
     end
     local held = redis.call('HGET', meta, 'hold_until')
     if held and now < heard then
