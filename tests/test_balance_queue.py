@@ -139,24 +139,37 @@ def test_a_step_back_of_the_server_s_clock_does_not_stop_the_queue(url) -> None:
     assert not any("seeded again" in s for s in a.said), a.said
 
 
+def started(url: str, ids: Sequence[str], *machines: str) -> list[Host]:
+    """A host for each machine, each one's run started on the queue."""
+    hosts = [Host(url, machine, ids) for machine in machines]
+    for host in hosts:
+        host.queue.start()
+    return hosts
+
+
+def move_server_times(host: Host, step: int) -> None:
+    """Move the times the Redis server wrote (when a host last took, the claims' deadlines) by
+    ``step`` ms: as its clock stepping by ``-step``, seen from those times."""
+    client, keys = host.queue._client, host.queue._keys
+    if (heard := client.hget(keys[0], "heard")) is not None:
+        client.hset(keys[0], "heard", int(heard) + step)
+    for job, deadline in client.zrange(keys[3], 0, -1, withscores=True):
+        client.zadd(keys[3], {job: deadline + step})
+
+
 def test_a_step_back_of_the_server_s_clock_leaves_a_dead_host_s_claims_and_name_for_a_lease(url) -> None:
     """After the Redis server's clock stepped back by X, every time it had written lay X ahead: a
     dead host's claims came back only after X and a lease, and its machine name stayed taken for
     X (here every time the server wrote moved X ahead, which is the same)."""
     ids = ids_of(2)
-    a, b = Host(url, "a", ids), Host(url, "b", ids)
-    a.queue.start()
-    b.queue.start()
+    a, b = started(url, ids, "a", "b")
     held = a.take(2)
     client, keys = a.queue._client, a.queue._keys
     instance = "a/elsewhere:1.1.other-host"  # a run of a on another host, that went silent
     client.hset(keys[9], instance, int(client.hget(keys[9], a.queue.me)))
     client.hdel(keys[9], a.queue.me)
     step = 600_000  # ms: 2,000 leases of the test's
-    if (heard := client.hget(keys[0], "heard")) is not None:
-        client.hset(keys[0], "heard", int(heard) + step)
-    for job, deadline in client.zrange(keys[3], 0, -1, withscores=True):
-        client.zadd(keys[3], {job: deadline + step})
+    move_server_times(a, step)
     client.hset(keys[9], instance, int(client.hget(keys[9], instance)) + step)
     time.sleep(LEASE + 0.1)
     assert sorted(t.job_id for t in take_all(b, 2)) == sorted(t.job_id for t in held)
@@ -171,9 +184,7 @@ def test_a_dead_host_s_claims_come_back_to_a_host_that_takes_seldom(url) -> None
     every deadline by its whole gap, taken for a step of the server's clock: a dead host's
     claims never came back. Each such take now ages them by a quarter lease at least."""
     ids = ids_of(2)
-    a, b = Host(url, "a", ids), Host(url, "b", ids)
-    a.queue.start()
-    b.queue.start()
+    a, b = started(url, ids, "a", "b")
     held = {t.job_id for t in a.take(2)}
     a.die()
     back: set[str] = set()
@@ -191,16 +202,9 @@ def test_a_step_forward_of_the_server_s_clock_takes_no_live_host_s_claims(url) -
     another, both ran them, and the live host's results were superseded. (Here every time the
     server wrote moved back by the step, which is the same.)"""
     ids = ids_of(6)
-    a, b = Host(url, "a", ids), Host(url, "b", ids)
-    a.queue.start()
-    b.queue.start()
+    a, b = started(url, ids, "a", "b")
     held = a.take(2)
-    client, keys = a.queue._client, a.queue._keys
-    step = 120_000  # ms: 400 leases of the test's
-    if (heard := client.hget(keys[0], "heard")) is not None:
-        client.hset(keys[0], "heard", int(heard) - step)
-    for job, deadline in client.zrange(keys[3], 0, -1, withscores=True):
-        client.zadd(keys[3], {job: deadline - step})
+    move_server_times(a, -120_000)  # ms: 400 leases of the test's
     taken = take_all(b, 2)
     assert taken and not {t.job_id for t in taken} & {t.job_id for t in held}, (taken, held)
     assert a.finish(held) == [JobState.DONE, JobState.DONE]
