@@ -13,7 +13,9 @@ Keys (``jobsplit:{DIGEST}:...``: one queue per digest, so hosts of different pla
 the braces keep a queue in one cluster slot):
 
 ``meta``      hash: ``epoch`` (random, new at every seeding), ``total`` (the pool's size),
-              ``hold_until`` (server ms: no claims before), ``order``, ``seeded``
+              ``hold_until`` (server ms: no claims before; only after a reseeding), ``order``,
+              ``seeded``, ``heard`` (server ms of the last take: a take that finds it more
+              than half a lease ago, or ahead, moves the deadlines, see ``take``)
 ``pending``   list of job ids, taken from the head. Entries are dropped lazily: an id popped
               while done, failed or claimed is skipped, so nothing ever scans the list
 ``owner``     hash job -> ``machine/instance`` holding the claim now
