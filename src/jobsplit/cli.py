@@ -33,6 +33,7 @@ from .run_command import run_share
 from .scaffold import write_templates
 from .settings import RunFlags
 from .text import clean_text
+from .tooloutput import tool_output
 from .workermemory import parse_limit
 
 ENTRY_COMMANDS = ("run", "digest", "plan", "init", "reduce", "sbatch")
@@ -371,14 +372,9 @@ def _show_digest(project: Project, *, parts: bool, jobs: bool, chunk: int = 10_0
     if jobs:
         pool = project.pool
         listed = sorted(zip(map(pool.identity_text, range(len(pool))), pool.ids_hex(range(len(pool)))))
-        out = getattr(sys.stdout, "buffer", None)  # none where stdout is text only (a notebook's)
-        sys.stdout.flush()
-        for start in range(0, len(listed), chunk):
-            lines = clean_text("".join(f"{text}\t{job_id}\n" for text, job_id in listed[start : start + chunk]))
-            if out is not None:
-                out.write(lines.encode())
-            else:
-                sys.stdout.write(lines)
+        with tool_output("-") as listing:  # stdout in UTF-8, as a tool's -o - writes it
+            for start in range(0, len(listed), chunk):
+                listing.write(clean_text("".join(f"{text}\t{job_id}\n" for text, job_id in listed[start : start + chunk])))
         return
     out = data_console()
     out.print(format_digest(project.digest))
