@@ -1382,6 +1382,29 @@ def test_a_worker_whose_quick_jobs_leak_fast_is_replaced_within_a_job_of_its_lim
     assert grown and max(grown) <= 60 + 20 + 8, grown  # the limit, one job's growth, and the interpreter's own
 
 
+@pytest.mark.parametrize("durations", [[0.05, 0.001, 0.001, 0.001, 0.001, 0.001], [0.001] * 6, [0.09, 0.09, 0.001, 0.001, 0.001, 0.001]])
+def test_a_fast_leak_is_read_within_a_job_of_the_limit_whatever_the_jobs_lengths(monkeypatch, durations):
+    """The readings' schedule, alone, with a fake clock and a fake memory: each job keeps 20 MiB
+    (limit 60 MiB). Scheduled by a rate per second, a slow job followed by fast ones (a busy
+    host: the CI run that failed grew by 100 MiB) left the next readings for later than the
+    jobs that passed the limit. Counted in jobs, the worker is replaced within one job of it,
+    whatever each job lasts."""
+    from jobsplit import workermemory
+
+    now, used = [0.0], [500 << 20]
+    monkeypatch.setattr(workermemory, "memory_in_use", lambda: used[0])
+    monkeypatch.setattr(workermemory.time, "monotonic", lambda: now[0])
+    watch = workermemory.MemoryWatch(60 << 20)
+    for jobs, seconds in enumerate([0.001, *durations], start=1):
+        now[0] += seconds
+        used[0] += 20 << 20
+        if watch.outgrown():
+            break
+    else:
+        pytest.fail("never replaced")
+    assert jobs - 1 == 4 and watch.grown == 80 << 20  # the first job's 20 MiB is the baseline
+
+
 def test_what_a_worker_s_first_job_keeps_is_not_a_leak(tmp_path):
     """A first job that keeps 80 MiB (a library it imports, a model it loads once), and jobs that
     keep nothing after it: with --worker-memory 50MiB the one worker runs every job. Counted

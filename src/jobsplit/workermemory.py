@@ -22,6 +22,7 @@ sends), with no leak at all.
 from __future__ import annotations
 
 import gc
+import sys
 import time
 
 from .config import parse_filesize
@@ -30,9 +31,11 @@ from .text import size_text
 
 CHECK_INTERVAL = 0.1
 """Seconds between two readings at most: of jobs shorter than this, one in so many is followed by
-a reading, so the check costs at most 0.02%; sooner where the growth since the last reading,
-kept up, would pass the limit before (jobs of milliseconds that each keep tens of megabytes
-grew a worker to 2.5 times its limit in 0.1 s)."""
+a reading, so the check costs at most 0.02%. Sooner, counted in jobs, where the growth per job
+since the last reading, kept up, would pass the limit before: jobs of milliseconds that each
+keep tens of megabytes grew a worker to 2.5 times its limit in 0.1 s. Counted in jobs, not in
+seconds, because readings happen only between jobs: a rate per second, measured over one slow
+job, let the next fast ones pass the limit unread on a busy host."""
 
 _STATUS = "/proc/self/status"
 
@@ -77,8 +80,9 @@ class MemoryWatch:
         self.grown = 0
         """The growth found by the last reading."""
         self._next = 0.0
-        self._last = (0.0, 0)
-        """(when, growth) of the last reading: the rate of growth since decides the next."""
+        """time.monotonic() of the next reading at the latest."""
+        self._jobs, self._due = 0, 1
+        """Jobs ended since the last reading, and after how many the next is due at the latest."""
 
     def outgrown(self) -> bool:
         """Whether to replace this worker: over the limit, and still so after a garbage
@@ -86,24 +90,20 @@ class MemoryWatch:
         now = time.monotonic()
         if self.start is None:  # the first job ended: what it left (but cycles) is the baseline
             gc.collect()
-            self.start, self._last = memory_in_use() or 0, (now, 0)
-            return False  # the next job's end is read: the first rate of growth
-        if now < self._next:
+            self.start = memory_in_use() or 0
+            return False  # the next job's end is read: the first growth per job
+        self._jobs += 1
+        if self._jobs < self._due and now < self._next:
             return False
+        before, jobs = self.grown, self._jobs
         over = self._over()
-        self._next = now + self._interval(now)
+        per_job = (self.grown - before) / jobs
+        self._jobs, self._next = 0, now + CHECK_INTERVAL
+        self._due = max(1, int((self.limit - self.grown) / per_job / 2)) if per_job > 0 else sys.maxsize
         if not over:
             return False
         gc.collect()
         return self._over()
-
-    def _interval(self, now: float) -> float:
-        """Seconds to the next reading: CHECK_INTERVAL, or half the time the growth since the last
-        reading, kept up, would take to pass the limit."""
-        then, before = self._last
-        self._last = (now, self.grown)
-        rate = (self.grown - before) / (now - then) if now > then else 0.0
-        return CHECK_INTERVAL if rate <= 0 else min(CHECK_INTERVAL, max(0.0, self.limit - self.grown) / rate / 2)
 
     def explain(self, job_id: str) -> str:
         """The log's warning when this worker is replaced after job ``job_id``."""
