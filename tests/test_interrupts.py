@@ -641,6 +641,34 @@ def test_ctrl_z_pauses_the_jobs_too_and_no_timeout_counts_the_pause(tmp_path):
     assert said and float(said[1]) <= lasted - 5 + 0.1, (said, lasted)  # the run's time, less the pause of at least 5 s
 
 
+def test_a_run_frozen_whole_counts_the_freeze_against_no_timeout_nor_running_time(tmp_path):
+    """Every process of a run stopped by SIGSTOP and continued by SIGCONT, as ``scontrol
+    suspend`` and ``resume`` do (or a cgroup freezer, a paused VM): only Ctrl-Z, which the run
+    stops itself, was left out of the jobs' times, so a job running through a freeze longer
+    than --timeout was killed as timed out the moment it went on, its work lost. Now the freeze
+    counts against no timeout, and the log says the run was frozen (the jobs that ran through it
+    keep it in their running time: they measure it, and these ended before the run knew)."""
+    share = HardeningShare(tmp_path, kinds_spec([["sleep", i, 2.0] for i in range(4)]))
+    process = share.start("--workers", "2", "--timeout", "4")
+    try:
+        wait_for(lambda: len(side_lines(share.starts)) == 2, 60, "2 running jobs")
+        frozen = [pid for pid, _, _ in session_processes(process.pid)]
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        wait_for(lambda: {process_state(pid) for pid in frozen} <= {"T", "gone"}, 30, "the run to stop")
+        time.sleep(6)  # a freeze longer than --timeout
+        for pid in reversed(frozen):  # the workers first: they go on before the run notices
+            os.kill(pid, signal.SIGCONT)
+        status, _, err = communicate(process, 60)
+    finally:
+        kill_session(process.pid)
+    assert status == 0, err
+    assert_all_done_once(share, share.ids())
+    assert journal_query(share.journal, "SELECT outcome, COUNT(*) FROM attempts GROUP BY outcome") == [("done", 4)]
+    said = re.search(r"this run was frozen for ([\d.]+)s", share.log())
+    assert said and float(said[1]) >= 5, "the log says how long the run was frozen (at least 6 s, less the wait it overran)"
+
+
 def test_a_worker_sent_sigtstp_stops_alone(tmp_path):
     """A forked worker inherits the main process's handler of Ctrl-Z, which stops every worker:
     a SIGTSTP sent to one worker (by a person, a tool) must stop that worker alone, as it stops

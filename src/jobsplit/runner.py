@@ -24,6 +24,7 @@ no Python object per job. Nothing here blocks on a worker: see ``links``.
 
 from __future__ import annotations
 
+import logging
 import operator
 import signal
 from collections import deque
@@ -70,6 +71,15 @@ stops: every job would fail the same way, and it is not the jobs' fault."""
 START_FAILURES_LIMIT = 3
 """After this many workers in a row died before they said anything (no job running), the run
 stops: workers cannot start here, and replacing them would loop for ever."""
+_LOG = logging.getLogger(__name__)
+
+FROZEN_AFTER = 2.0
+"""Seconds the runner's wait may overrun before the run counts as frozen for the overrun (every
+process stopped by SIGSTOP, as ``scontrol suspend`` does, a cgroup freezer, a paused VM whose
+clock went on): no timeout, rate or ETA counts it, as for Ctrl-Z, which the run stops itself. An
+hours-long job was killed as timed out when a suspended run was continued. Only a wait is
+watched, where the run spends nearly all its time: a slow commit (a disk, a network file system)
+is no freeze, and the workers ran through it. Shorter overruns are a busy machine's."""
 STOPPED_WHILE_RUNNING = "the run stopped while this job ran (Ctrl-C, SIGTERM, or an error of jobsplit or the disk); it runs again"
 """Why a job is recorded as interrupted: also a job that failed as the run stopped it (its own
 SIGTERM handler raising SystemExit, say), since it may have failed only because it was stopped."""
@@ -183,7 +193,10 @@ class Runner:
                 if self.source.remaining() == 0:
                     return True
                 timeout = 0.0 if growing else min(TICK, self.recorder.due_in())
-                for link in self.hub.wait([s.link for s in self._slots], timeout):
+                waited = self.clock.monotonic()
+                ready = self.hub.wait([s.link for s in self._slots], timeout)
+                self._count_a_freeze(waited, timeout)  # before any job's end or timeout is judged
+                for link in ready:
                     slot = self._by_link.get(id(link))
                     if slot is not None:
                         self._service(slot)
@@ -252,12 +265,31 @@ class Runner:
 
     def resume(self, paused: float) -> None:
         """Continue the workers after a pause of ``paused`` seconds, which no timeout counts."""
-        now = self.clock.monotonic()
-        self._pauses.append((now - paused, now))
+        self._count_pause(paused)
         self.hub.resumed(paused)  # before any job goes on: each leaves the pause out of its running time
         for slot in self._slots:
-            slot.kill_at += paused
             slot.link.signal(signal.SIGCONT)
+
+    def _count_pause(self, paused: float) -> None:
+        """The run was paused ``paused`` seconds, until now: no timeout, rate or ETA counts them."""
+        now = self.clock.monotonic()
+        self._pauses.append((now - paused, now))
+        for slot in self._slots:
+            slot.kill_at += paused
+
+    def _count_a_freeze(self, waited: float, timeout: float) -> None:
+        """Count as a pause how much longer than ``timeout`` the wait begun at ``waited`` took,
+        beyond FROZEN_AFTER (less the Ctrl-Z pauses it held, already counted). Unlike a Ctrl-Z
+        pause, it stays in the running time of the jobs that ran through it: they measure their
+        own, and those whose time ran out in the freeze ended before the run could tell them."""
+        frozen = self.clock.monotonic() - waited - timeout - self.paused_since(waited)
+        if frozen <= FROZEN_AFTER:
+            return
+        self._count_pause(frozen)
+        _LOG.warning(
+            "this run was frozen for %.1fs (stopped by SIGSTOP, a suspended batch job, a frozen container or a paused virtual machine): "
+            "no timeout counts that time, but the running time of the jobs that ran then does", frozen,
+        )  # fmt: skip
 
     def _start(self, index: int) -> _Slot:
         return _Slot(self.hub.start(index))
