@@ -732,6 +732,31 @@ class _TempFull:
         return getattr(self._db, name)
 
 
+def test_done_rows_left_unread_as_the_journal_closes_print_nothing(tmp_path, monkeypatch):
+    """A resume on a disk still full fails while it rewrites results.csv from the journal's done
+    rows, and the journal closes: the rows' generator, finalized later, closed its SQLite cursor
+    on the closed database, and Python printed "Exception ignored in: <generator
+    Journal._sorted> ... ProgrammingError: Cannot operate on a closed database" under the run's
+    one sentence."""
+    import gc
+
+    from jobsplit.journal import DoneGroup, Journal
+
+    unraisable = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    journal = Journal(tmp_path / "journal.sqlite")
+    ids = [f"{n:032x}" for n in range(3)]
+    journal.initialize({"digest": "0" * 32}, ids)
+    run = journal.begin_run(1, done_before=0, started=1.7e9, host="test", pid=1, code="c0de", source="test")
+    journal.commit(run, [DoneGroup(run, 0, 1, ids, [1, 1, 1], [1.7e9] * 3, [1.7e9 + 1] * 3, [None] * 3, [None] * 3, ["row\n"] * 3)], [], 1.7e9 + 1)
+    rows = journal.done_lines()
+    assert next(rows) == (ids[0], "row\n")
+    journal.close()
+    del rows
+    gc.collect()
+    assert unraisable == []
+
+
 def test_a_full_temporary_folder_for_sqlite_s_sort_is_one_sentence_naming_it(tmp_path, monkeypatch):
     """Reading a share's done rows back (a resume, merge-results) sorts them, in SQLite's temporary
     folder once they outgrow its memory: where that folder was full, both ended in a traceback

@@ -452,7 +452,8 @@ class Journal:
         where that folder was full, a resume and merge-results ended in a traceback ("database or
         disk is full", with the journal's own disk far from it)."""
         try:
-            yield from self._db.execute(query)
+            for row in self._db.execute(query):  # noqa: UP028 - ``yield from`` closes the cursor with the generator: on a closed database, if its reader stopped early
+                yield row
         except sqlite3.OperationalError as exc:
             if "full" not in str(exc).lower():
                 raise
