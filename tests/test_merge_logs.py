@@ -214,6 +214,47 @@ def test_a_log_whose_only_member_is_cut_short_is_reported_as_truncated_not_as_no
     assert f"{copied}: the last gzip member is truncated; kept the 0 complete records before it" in " ".join(done.stderr.decode().split())
 
 
+@pytest.mark.parametrize("damage", ["30 bytes cut", "half cut", "3 bytes cut", "a zero-filled tail"])
+def test_a_member_cut_short_with_a_resumed_run_written_after_it_loses_only_that_member(root: Path, tmp_path: Path, damage: str) -> None:
+    """A crash tore the log's last member and the resumed run appended to it: merge-logs refused
+    the whole log ("corrupt or not gzip (incorrect data check)", nothing written), or, the cut
+    small, wrote garbled lines of the torn member's deflate stream and dropped the resumed
+    run's records. Now it keeps every complete member, before and after, and names the damage."""
+    records = machine_records(root / "gamma")
+    before, torn, resumed = records[:200], records[200:350], records[350:]
+    whole = gzip.compress(b"\n".join(torn) + b"\n")
+    cut = {"30 bytes cut": len(whole) - 30, "half cut": len(whole) // 2, "3 bytes cut": len(whole) - 3, "a zero-filled tail": len(whole) // 2}[damage]
+    zeros = bytes(4096) if damage == "a zero-filled tail" else b""
+    first = gzip.compress(b"\n".join(before) + b"\n")
+    copied = tmp_path / "copied" / "gamma.log.gz"
+    copied.parent.mkdir()
+    copied.write_bytes(first + whole[:cut] + zeros + gzip.compress(b"\n".join(resumed) + b"\n"))
+    out = tmp_path / "merged.log"
+    done = merge_logs(copied, "-o", out)
+    assert done.returncode == 0, done.stderr
+    assert records_of(out.read_bytes()) == before + resumed
+    message = " ".join(done.stderr.decode().split())
+    assert f"{copied}: bytes {len(first):,} to {len(first) + cut + len(zeros):,} are damaged" in message
+    assert "the records in them are lost, those before and after are kept" in message
+
+
+def test_the_report_reads_the_failures_log_lines_past_a_damaged_stretch(tmp_path: Path) -> None:
+    """report read a machine log whose torn member a resumed run had appended to as corrupt:
+    exit 2, no report. Now it finds the lines after the damage, and says what it skipped."""
+    from test_report_figures import make_fixture
+
+    out = make_fixture(tmp_path)
+    log = out / "A" / "A.log.gz"
+    members = gzip.decompress(log.read_bytes()).splitlines(keepends=True)
+    torn = gzip.compress(b"".join(members[:3]))
+    log.write_bytes(torn[:-30] + gzip.compress(b"".join(members[3:])))
+    done = subprocess.run([sys.executable, "-m", "jobsplit", "report", str(out), "-o", str(tmp_path / "report.html")], env=entry_env(), capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert f"{log}: bytes 0 to {len(torn) - 30:,} are damaged" in " ".join(done.stderr.split())
+    page = (tmp_path / "report.html").read_text()
+    assert "allocating a lot" in page and "ERROR job failed" in page
+
+
 def test_a_missing_input_is_one_sentence_and_exit_status_2(root: Path, tmp_path: Path) -> None:
     out = tmp_path / "merged.log"
     done = merge_logs(root, tmp_path / "nowhere.log.gz", "-o", out)

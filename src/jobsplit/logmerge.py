@@ -11,13 +11,15 @@ and current log are read oldest first as one stream) or an output root (its subd
 <machine>/ holding <machine>.log.gz). Records are ordered by their time; those of one millisecond
 keep their order: a log's as written (a job's lines, a traceback printed line by line), and the
 logs' by file name, so the merge does not depend on the order of the inputs. A truncated last gzip member (a log copied while its run was writing, or a
-killed run) is reported, and the complete records before the cut are kept."""
+killed run) is reported, and the complete records before the cut are kept; a damaged stretch
+followed by complete members is skipped and named (see LogFile)."""
 
 from __future__ import annotations
 
 import argparse
 import gzip
 import operator
+import os
 import re
 import time
 import zlib
@@ -31,6 +33,7 @@ from rich.console import Console
 
 from .console import say_notice
 from .errors import UserError, describe_os_error
+from .gzipmembers import inflate, next_member
 from .outdir import LOG_NAME, MachineDir
 from .permissions import unreadable
 from .tooloutput import tool_output
@@ -39,9 +42,12 @@ NAME = "merge-logs"
 HELP = "merge machines' logs into one log ordered by time"
 
 CHUNK = 1 << 20
-"""Decompressed bytes taken from one input at a time: the memory each input costs."""
+"""Plain text taken from one input at a time."""
 READ_SIZE = 1 << 18
-"""Compressed bytes read from a gzip file at a time."""
+"""Bytes read to tell a gzip file from plain text."""
+HELD = 4 << 20
+"""Text of one gzip member held until its CRC checks: the memory each input costs. A flush of
+jobsplit's makes some 1 MiB (logs.MAX_BUFFER); a longer member is decompressed twice."""
 TIME_WIDTH = len("2026-11-23T12:33:56.481Z")
 """Every record starts with a fixed-width timestamp, so comparing bytes compares times."""
 GZIP_MAGIC = b"\x1f\x8b"
@@ -134,14 +140,20 @@ def _first_time(path: Path, seen: set[tuple[int, int]]) -> bool:
 
 
 class LogFile:
-    """One log file's text, decompressed if it is gzip, in chunks of at most CHUNK bytes.
+    """One log file's text, decompressed if it is gzip, in chunks of at most 1 MiB.
 
-    ``truncated`` tells, once the chunks are read, whether the last gzip member was cut short.
+    Only complete gzip members are read (their text held until their CRC checks, so a damaged
+    member gives no garbled lines), but for the file's end: a last member cut short (a copy
+    taken mid-write, a crash) gives its text, and ``truncated`` tells it once the chunks are
+    read. A damaged stretch with complete members after it (a run resumed after a crash, by an
+    earlier jobsplit, appended behind it) is skipped to the next complete member: ``damaged``
+    lists the (start, end) byte offsets skipped.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.truncated = False
+        self.damaged: list[tuple[int, int]] = []
 
     def chunks(self) -> Iterator[bytes]:
         try:
@@ -151,39 +163,54 @@ class LogFile:
         with file:
             head = file.read(READ_SIZE)
             if head.startswith(GZIP_MAGIC) or self.path.name.endswith(".gz"):
-                yield from self._gunzip(file, head)
+                yield from self._gunzip(file)
             else:
                 if head:
                     yield head
                 yield from iter(lambda: file.read(CHUNK), b"")
 
-    def _gunzip(self, file: BinaryIO, data: bytes) -> Iterator[bytes]:
-        """Decompress member after member; a member cut short by the file's end sets ``truncated``."""
-        decompressor = zlib.decompressobj(wbits=31)
-        in_member = False
-        while data or (data := file.read(READ_SIZE)):
-            out = self._decompress(decompressor, data)
-            in_member = True
-            while len(out) == CHUNK and not decompressor.unconsumed_tail and not decompressor.eof:
-                yield out  # the output was capped: drain what the decompressor still holds
-                out = self._decompress(decompressor, b"")
-            if out:
-                yield out
-            if decompressor.eof:
-                data = decompressor.unused_data
-                decompressor = zlib.decompressobj(wbits=31)
-                in_member = False
-            else:
-                data = decompressor.unconsumed_tail
-        if in_member:
-            self.truncated = True
-            yield decompressor.flush()
+    def _gunzip(self, file: BinaryIO) -> Iterator[bytes]:
+        """The text of member after member, each once it is known complete."""
+        if not file.seekable():
+            raise UserError(f"{self.path} is gzip read from a pipe, whose damaged parts could not be skipped; give the file itself")
+        size = os.fstat(file.fileno()).st_size
+        start = 0
+        while start < size:
+            held: list[bytes] | None = []
+            size_held = 0
+            member = inflate(file, start)
+            try:
+                while True:
+                    out = next(member)
+                    if held is not None:
+                        held.append(out)
+                        size_held += len(out)
+                        if size_held > HELD:
+                            held = None  # read again once it checks
+            except StopIteration as done:
+                end = done.value
+            except zlib.error:
+                end = None
+            if end is None:
+                following = next_member(file, start + 1)
+                if following is None:
+                    yield from self._tail(file, start)
+                    return
+                self.damaged.append((start, following))
+                start = following
+                continue
+            yield from held if held is not None else inflate(file, start)
+            start = end
 
-    def _decompress(self, decompressor: zlib._Decompress, data: bytes) -> bytes:
+    def _tail(self, file: BinaryIO, start: int) -> Iterator[bytes]:
+        """What can be read of a last member cut short (its complete lines are kept by the
+        reader); a file that begins with no gzip member at all is refused."""
+        self.truncated = True
         try:
-            return decompressor.decompress(data, CHUNK)
+            yield from inflate(file, start)
         except zlib.error as exc:
-            raise UserError(f"{self.path} is corrupt or not gzip ({exc})") from None
+            if start == 0:
+                raise UserError(f"{self.path} is corrupt or not gzip ({exc})") from None
 
 
 class LogStream:
@@ -224,8 +251,18 @@ class LogStream:
             if carry:
                 count += 1
                 yield [carry.removesuffix(b"\n")]
+            for start, end in log.damaged:
+                say_notice(self._console, damage_sentence(path, start, end))
             if log.truncated:
                 say_notice(self._console, f"{path}: the last gzip member is truncated; kept the {count:,} complete records before it")
+
+
+def damage_sentence(path: Path, start: int, end: int) -> str:
+    """What a damaged stretch of a log skipped by LogFile cost."""
+    return (
+        f"{path}: bytes {start:,} to {end:,} are damaged (a gzip member cut short by a crash, with a resumed run's records written after it); "
+        "the records in them are lost, those before and after are kept"
+    )
 
 
 def merge(inputs: list[LogStream], write: Write) -> int:

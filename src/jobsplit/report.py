@@ -24,6 +24,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from .console import say_notice
 from .digest import format_digest
 from .display import duration
 from .errors import UserError
@@ -87,7 +88,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         for name, folders in repeated_machines((m.name, m.path) for m in facts.machines).items():
             console.print(repeated_machine_sentence(name, folders), markup=False, soft_wrap=True)
     figures = compute(facts)
-    logs = failure_logs(facts, figures)
+    logs = failure_logs(facts, figures, lambda message: say_notice(console, message))
     if args.json:
         print(json.dumps(as_document(figures, logs)))
     if args.output is not None:
@@ -100,8 +101,9 @@ def run(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def failure_logs(facts: RunFacts, figures: Figures) -> dict[str, list[str]]:
-    """The last log lines of the failed attempts the report shows in full, by attempt key."""
+def failure_logs(facts: RunFacts, figures: Figures, say: Callable[[str], None] | None = None) -> dict[str, list[str]]:
+    """The last log lines of the failed attempts the report shows in full, by attempt key;
+    ``say`` hears of damaged stretches of the logs, skipped."""
     wanted: dict[str, list[Attempt]] = {}
     for group in figures.failures:
         for a in group.attempts[:SHOWN]:
@@ -109,7 +111,7 @@ def failure_logs(facts: RunFacts, figures: Figures) -> dict[str, list[str]]:
     logs: dict[str, list[str]] = {}
     for machine in facts.machines:
         if machine.name in wanted:
-            logs.update(last_log_lines(machine, wanted[machine.name]))
+            logs.update(last_log_lines(machine, wanted[machine.name], say=say))
     return logs
 
 

@@ -15,7 +15,7 @@ import json
 import re
 import sqlite3
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,7 +23,7 @@ from pathlib import Path
 from .digest import format_digest, mixed_plans
 from .errors import UserError
 from .journal import copy_again, read_only_connection
-from .logmerge import LogFile
+from .logmerge import LogFile, damage_sentence
 from .outdir import JOURNAL_FILE, MachineDir, find_machine_dirs
 from .results import requoted, row_cells
 from .snapshot import split_written_elsewhere
@@ -252,13 +252,14 @@ _JOB_ID = re.compile(r"(?<![0-9a-f])[0-9a-f]{32}(?![0-9a-f])")
 _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z?")
 
 
-def last_log_lines(machine: MachineFacts, attempts: Iterable[Attempt], count: int = LOG_LINES) -> dict[str, list[str]]:
+def last_log_lines(machine: MachineFacts, attempts: Iterable[Attempt], count: int = LOG_LINES, say: Callable[[str], None] | None = None) -> dict[str, list[str]]:
     """The last ``count`` log records (continuation lines included) of each attempt, by
     :attr:`Attempt.key`, read from the machine's log segments oldest first.
 
     A record is an attempt's when it names the job id and its time lies within the attempt
     (from LOG_BEFORE before its start to LOG_AFTER after its end). One pass over the logs,
-    whatever the number of attempts; a truncated gzip member ends a file early.
+    whatever the number of attempts; a truncated gzip member ends a file early, a damaged
+    stretch of one is skipped, and ``say`` hears what it held.
     """
     windows: dict[str, list[tuple[float, float, deque[str]]]] = {}
     found: dict[str, deque[str]] = {}
@@ -268,7 +269,7 @@ def last_log_lines(machine: MachineFacts, attempts: Iterable[Attempt], count: in
         windows.setdefault(attempt.job_id, []).append((attempt.started - LOG_BEFORE, attempt.ended + LOG_AFTER, kept))
     if windows:
         for path in MachineDir(machine.path, machine.name).segments():
-            for record in _records(path):
+            for record in _records(path, say):
                 first = record.split("\n", 1)[0]
                 for job_id in _JOB_ID.findall(first):
                     if job_id in windows:
@@ -280,11 +281,12 @@ def last_log_lines(machine: MachineFacts, attempts: Iterable[Attempt], count: in
     return {key: list(kept) for key, kept in found.items()}
 
 
-def _records(path: Path) -> Iterator[str]:
+def _records(path: Path, say: Callable[[str], None] | None) -> Iterator[str]:
     """A log file's records: a line starting with a digit starts one, others continue it."""
     record: list[str] = []
     carry = b""
-    for chunk in LogFile(path).chunks():
+    log = LogFile(path)
+    for chunk in log.chunks():
         lines = (carry + chunk).split(b"\n")
         carry = lines.pop()
         for raw in lines:
@@ -298,6 +300,9 @@ def _records(path: Path) -> Iterator[str]:
         record.append(carry.decode("utf-8", "replace"))
     if record:
         yield "\n".join(record)
+    if say is not None:
+        for start, end in log.damaged:
+            say(damage_sentence(path, start, end))
 
 
 def _record_time(line: str) -> float | None:
