@@ -678,3 +678,50 @@ def test_a_flush_that_fails_before_it_writes_keeps_the_log_and_each_record_once(
     segments = sorted(machine_dir.glob("m1.log.*.gz")) + [log_file]
     messages = [r["message"].split()[0] for segment in segments for r in parse_log(gunzip(segment))]
     assert messages == ([] if rotated else ["earlier"]) + ["0", "1", "2", "3"]
+
+
+@pytest.mark.parametrize("damage", ["30 bytes cut", "a zero-filled tail", "its only member cut"])
+def test_a_run_that_finds_its_log_ending_in_a_damaged_member_sets_it_aside_and_says_so(tmp_path, damage):
+    """A crash (or a power loss, or a copy taken mid-write) tore the log's last gzip member; the
+    resumed run appended to it, and zcat, merge-logs and report could read nothing from the tear
+    on, the resumed run's records included. Now the damaged log is kept whole as the next
+    segment, and the new log, readable, says why."""
+    from jobsplit.logmerge import LogFile
+
+    machine_dir = tmp_path / "m1"
+    machine_dir.mkdir()
+    earlier = MachineLog(MachineDir(machine_dir, "m1"), LogSettings())
+    for i in range(1 if damage == "its only member cut" else 3):
+        earlier.write(1.7e9 + i, "w0", "-", "INFO", "job", f"earlier {i}")
+        earlier.flush(everything=True)
+    earlier.close()
+    log_file = machine_dir / "m1.log.gz"
+    whole = log_file.read_bytes()
+    damaged = whole[:-30] + (bytes(8192) if damage == "a zero-filled tail" else b"")
+    log_file.write_bytes(damaged)
+    resumed = MachineLog(MachineDir(machine_dir, "m1"), LogSettings())
+    resumed.write(1.8e9, "w0", "-", "INFO", "job", "resumed")
+    resumed.close()
+    assert (machine_dir / "m1.log.1.gz").read_bytes() == damaged
+    records = parse_log(gunzip(log_file))
+    assert [r["message"] for r in records][0] == "resumed"
+    (warning,) = find(records, level="WARNING")
+    torn_at = whole.rfind(b"\x1f\x8b\x08") if damage != "its only member cut" else 0
+    assert warning["message"] == (
+        f"{log_file} ended in a damaged gzip member (from byte {torn_at:,}: a crash or a power loss as it was written, or a copy "
+        "taken mid-write); it is kept whole as m1.log.1.gz, and this log starts anew, since records written after the damage could not be read"
+    )
+    kept = b"".join(LogFile(machine_dir / "m1.log.1.gz").chunks()).decode()
+    assert [r["message"] for r in parse_log(kept[: kept.rfind("\n") + 1])] == [f"earlier {i}" for i in range(2 if damage != "its only member cut" else 0)]
+
+
+def test_a_sound_log_is_appended_to_as_it_is(tmp_path):
+    """The check for a damaged end leaves a log that ends with a complete member alone."""
+    machine_dir = tmp_path / "m1"
+    machine_dir.mkdir()
+    for run in range(2):
+        log = MachineLog(MachineDir(machine_dir, "m1"), LogSettings())
+        log.write(1.7e9 + run, "w0", "-", "INFO", "job", f"run {run}")
+        log.close()
+    assert [r["message"] for r in parse_log(gunzip(machine_dir / "m1.log.gz"))] == ["run 0", "run 1"]
+    assert not list(machine_dir.glob("m1.log.*.gz"))

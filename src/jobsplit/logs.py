@@ -20,12 +20,14 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import BinaryIO
 
 from .capture import log_message
 from .config import LogSettings
 from .errors import NO_SPACE, StorageError, describe_os_error
 from .fileid import file_id, open_file_id
+from .gzipmembers import torn_end
 from .outdir import MachineDir
 from .permissions import PERMISSION
 from .text import log_line_text
@@ -61,6 +63,10 @@ class MachineLog:
         self.rewritten = False
         """Whether the log was deleted or replaced during the run (then written again)."""
         self._last_segment: int | None = None  # read from the folder at the first rotation only
+        self._checked = False
+        """Whether the log this run found was checked for a damaged end (once, before its first write)."""
+        self._set_aside: str | None = None
+        """What to say in the log of a damaged log set aside, until it is said."""
 
     def write(self, created: float, worker: str, job: str, level: str, name: str, message: str) -> None:
         text = self._text(created, worker, job, level, name, message)
@@ -92,9 +98,14 @@ class MachineLog:
         """Texts of this flush in a log rotated away (written for good), and written so far."""
         try:
             if self._file is None:
+                if not self._checked:
+                    self._checked = True
+                    self._set_aside = self._set_aside_a_damaged_end()
                 self._file = self._open()
             elif file_id(self.folder.log) != self._file_id and self.folder.path.is_dir():  # without its folder, the run stops at its next write there
                 texts.append(self._text(self._buffer[ready - 1][0], PARENT, "-", "WARNING", "jobsplit", self._write_again()))  # dated last: the file stays in time order
+            if self._set_aside is not None:
+                texts.append(self._text(self._buffer[ready - 1][0], PARENT, "-", "WARNING", "jobsplit", self._set_aside))
             start = self._file.tell()
             for group in _groups(texts, self.settings.max_size):
                 member = gzip.compress("".join(group).encode("utf-8", "backslashreplace"), compresslevel=6)
@@ -115,6 +126,7 @@ class MachineLog:
                 raise StorageError(f"{self.folder.log} cannot be written: {describe_os_error(exc)}; {advice}run the same command again to resume") from None
             raise
         self._forget(ready)
+        self._set_aside = None
 
     def _forget(self, count: int) -> None:
         """The first ``count`` buffered records are in the log."""
@@ -144,6 +156,26 @@ class MachineLog:
         file = open(self.folder.log, "ab")  # noqa: SIM115 - open for the whole run
         self._file_id = open_file_id(file.fileno())
         return file
+
+    def _set_aside_a_damaged_end(self) -> str | None:
+        """A log left ending in a damaged gzip member (a crash or a power loss as it was written,
+        a copy taken mid-write) is renamed to the next segment, kept whole, and a new log begins:
+        appended to, the damage made every later record unreadable to zcat and the tools. Returns
+        what to say about it in the log. Checked at every start: ``torn_end`` decompresses the
+        last member or two, whatever the log's size (up to max_size), while the journal's word on
+        how the last run ended misses a power loss after its final commit, the log unsynced."""
+        try:
+            with open(self.folder.log, "rb") as log:
+                torn = torn_end(log)
+        except FileNotFoundError:
+            return None
+        if torn is None:
+            return None
+        kept = self._to_segment()
+        return (
+            f"{self.folder.log} ended in a damaged gzip member (from byte {torn:,}: a crash or a power loss as it was written, or a copy "
+            f"taken mid-write); it is kept whole as {kept.name}, and this log starts anew, since records written after the damage could not be read"
+        )
 
     def _write_again(self) -> str:
         """The log was deleted or moved away while the run went on (a clean-up script, a slip):
@@ -182,10 +214,16 @@ class MachineLog:
         file, self._file = self._file, None  # closed, whatever follows: never written to again
         assert file is not None
         file.close()
+        self._to_segment()
+
+    def _to_segment(self) -> Path:
+        """Rename the log to the next free segment number (never overwriting); returns its path."""
         if self._last_segment is None:
             self._last_segment = max((n for n, _ in self.folder.numbered_segments()), default=0)
         self._last_segment += 1
-        self.folder.log.rename(self.folder.segment(self._last_segment))
+        segment = self.folder.segment(self._last_segment)
+        self.folder.log.rename(segment)
+        return segment
 
 
 def _groups(texts: list[str], limit: int) -> Iterator[list[str]]:
