@@ -704,7 +704,7 @@ def test_a_run_that_finds_its_log_ending_in_a_damaged_member_sets_it_aside_and_s
     resumed.close()
     assert (machine_dir / "m1.log.1.gz").read_bytes() == damaged
     records = parse_log(gunzip(log_file))
-    assert [r["message"] for r in records][0] == "resumed"
+    assert records[0]["message"] == "resumed"
     (warning,) = find(records, level="WARNING")
     torn_at = whole.rfind(b"\x1f\x8b\x08") if damage != "its only member cut" else 0
     assert warning["message"] == (
@@ -725,3 +725,28 @@ def test_a_sound_log_is_appended_to_as_it_is(tmp_path):
         log.close()
     assert [r["message"] for r in parse_log(gunzip(machine_dir / "m1.log.gz"))] == ["run 0", "run 1"]
     assert not list(machine_dir.glob("m1.log.*.gz"))
+
+
+def test_log_records_a_full_disk_keeps_from_the_log_are_said_lost_at_exit_and_in_the_next_run_s_log(tmp_path):
+    """A full disk made the run's last flush fail: its buffered records were dropped at exit in
+    silence, and the next run's log began as if nothing were missing. Now the exit names the
+    jobs whose records are lost, and the journal carries it to the next run's log, once. (The
+    log that cannot be written is one whose path leads into a folder that does not exist.)"""
+    entry = make_project(tmp_path, 'print(f"job {i} prints")\nreturn i')
+    machine_dir = tmp_path / "out" / "m1"
+    machine_dir.mkdir(parents=True)
+    log_file = machine_dir / "m1.log.gz"
+    log_file.symlink_to(tmp_path / "nowhere" / "m1.log.gz")
+    first = run(tmp_path, entry)
+    assert first.returncode == 74, first.stderr
+    said = " ".join(first.stderr.split())
+    assert f"the log records of 6 jobs of this run could not be written to {log_file} and are lost; the results the journal recorded are kept, and jobs it did not record as done run again" in said
+    assert len(job_ids(machine_dir)) == 6
+    log_file.unlink()
+    for again in range(2):
+        assert run(tmp_path, entry).returncode == 0
+        warnings = find(parse_log(gunzip(log_file)), level="WARNING", message="could not be written")
+        assert [w["message"] for w in warnings] == [
+            "the log records of 6 jobs of run 1 could not be written when those runs stopped (a full disk?) and are missing from the logs; "
+            "the results the journal recorded are kept, and jobs it did not record as done run again"
+        ], again

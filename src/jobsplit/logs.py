@@ -53,7 +53,8 @@ class MachineLog:
     def __init__(self, folder: MachineDir, settings: LogSettings) -> None:
         self.folder = folder
         self.settings = settings
-        self._buffer: list[tuple[float, str]] = []
+        self._buffer: list[tuple[float, str, str]] = []
+        """(time, text, job id) of the records not written yet."""
         self._buffered = 0
         self._flush_at = MAX_BUFFER
         """Buffered text at which to flush early: MAX_BUFFER more than the last flush left."""
@@ -70,7 +71,7 @@ class MachineLog:
 
     def write(self, created: float, worker: str, job: str, level: str, name: str, message: str) -> None:
         text = self._text(created, worker, job, level, name, message)
-        self._buffer.append((created, text))
+        self._buffer.append((created, text, job))
         self._buffered += len(text)
         if self._buffered >= self._flush_at:
             self.flush(everything=self._buffered >= MAX_HELD)
@@ -87,7 +88,7 @@ class MachineLog:
         self._buffer.sort(key=lambda entry: entry[0])
         cutoff = float("inf") if everything else time.time() - HOLD_BACK
         ready = bisect.bisect_right(self._buffer, cutoff, key=lambda entry: entry[0])
-        texts = [text for _, text in self._buffer[:ready]]
+        texts = [text for _, text, _ in self._buffer[:ready]]
         size = sum(map(len, texts))
         self._flush_at = self._buffered - size + MAX_BUFFER  # set first: a failed flush is not tried again at every record
         if not texts:
@@ -130,7 +131,7 @@ class MachineLog:
 
     def _forget(self, count: int) -> None:
         """The first ``count`` buffered records are in the log."""
-        self._buffered -= sum(len(text) for _, text in self._buffer[:count])
+        self._buffered -= sum(len(text) for _, text, _ in self._buffer[:count])
         del self._buffer[:count]
 
     def _cut_back(self, size: int) -> None:
@@ -198,6 +199,10 @@ class MachineLog:
             time=utc_timestamp(created), machine=self.folder.machine, worker=worker, job=job, level=level, name=name, message=log_line_text(message)
         )
         return line.rstrip().replace("\n", "\n  ") + "\n"
+
+    def unwritten_jobs(self) -> int:
+        """How many jobs have records still unwritten: after a failed close, lost."""
+        return len({job for _, _, job in self._buffer} - {"-"})
 
     def close(self) -> None:
         try:

@@ -301,6 +301,12 @@ class MachineRun:
         if settings.worker_memory is not None:
             narrator.logger.info("a worker that grows by more than %s is replaced between two jobs (--worker-memory)", size_text(settings.worker_memory))
         say.log_to(narrator.logger)
+        gaps: dict[str, int] = json.loads(journal.meta().get(LOG_GAPS, "{}"))
+        if gaps:
+            narrator.logger.warning(
+                "the log records of %s could not be written when those runs stopped (a full disk?) and are missing from the logs; %s",
+                " and ".join(f"{plural(jobs, 'job')} of run {lost}" for lost, jobs in gaps.items()), _RESULTS_KEPT,
+            )
         runner = self._runner = Runner(
             source,
             ProcessHub(multiprocessing.get_context(settings.start_method), self._worker_setup(workers, started, threads)),
@@ -329,7 +335,13 @@ class MachineRun:
                 elif lost:
                     self.events.notice(f"{folder.results} was deleted or replaced during the run; wrote it again from the journal")
                 narrator.logger.info("run %d %s: %s done, %s failed in %.1f s", run, status, plural(final.done_this_run, "job"), plural(runner.counts.failed, "job"), final.elapsed)
-                log.close()
+                try:
+                    log.close()
+                except StorageError:
+                    self._log_records_lost(journal, run, log.unwritten_jobs(), gaps)
+                    raise
+                if gaps:
+                    self._note_log_gaps(journal, {})  # said in this run's log, now written
                 if log.rewritten:
                     self.events.notice(f"{folder.log} was deleted or replaced during the run; wrote it again with every record it held")
         if queue is not None:
@@ -337,6 +349,19 @@ class MachineRun:
             return RunSummary(status, total, done, failed, final.done_this_run, final.elapsed, workers)
         after = {JobState.DONE: final.done, JobState.FAILED: final.failed} if fresh else journal.counts()  # a new journal: the runner's counts are all
         return RunSummary(status, narrator.total, after[JobState.DONE], after[JobState.FAILED], final.done_this_run, final.elapsed, workers)
+
+    def _log_records_lost(self, journal: Journal, run: int, jobs: int, gaps: dict[str, int]) -> None:
+        """The run's last records could not be written (its log's disk full): said now, and kept
+        in the journal for the next run's log to say."""
+        self.events.notice(f"the log records of {plural(jobs, 'job')} of this run could not be written to {self.folder.log} and are lost; {_RESULTS_KEPT}")
+        self._note_log_gaps(journal, {**gaps, str(run): jobs})
+
+    def _note_log_gaps(self, journal: Journal, gaps: dict[str, int]) -> None:
+        """Record which runs' logs lost records; a journal the full disk refuses too keeps what it held."""
+        try:
+            journal.set_meta(LOG_GAPS, json.dumps(gaps))
+        except StorageError:
+            pass
 
     def _static_feed(self, to_run: list[tuple[str, int]] | None, counts: dict[str, int], failed_before: int, position_of: dict[str, int]) -> _Feed:
         """This machine's share of the plan, what the journal does not hold as settled
@@ -388,6 +413,14 @@ class MachineRun:
     def _label(self, position: int) -> str:
         text = self.project.pool.identity_text(position)
         return text if len(text) <= 60 else text[:59] + "…"
+
+
+LOG_GAPS = "log_gaps"
+"""The journal's meta key of the runs whose last log records could not be written, as ``{run:
+jobs}``: a full disk often leaves room for a small write to the journal (SQLite's WAL keeps its
+size) when the log's new gzip member finds none. Cleared once a later run's log said it."""
+_RESULTS_KEPT = "the results the journal recorded are kept, and jobs it did not record as done run again"
+"""What a log's lost records cost: not the results (the journal commits its own)."""
 
 
 @dataclass(frozen=True)
