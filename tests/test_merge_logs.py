@@ -331,3 +331,30 @@ def test_a_file_that_is_no_log_is_refused(root: Path, tmp_path: Path) -> None:
     empty = tmp_path / "empty.log"
     empty.write_bytes(b"")
     assert merge_logs(root / "alpha", empty, "-o", tmp_path / "merged.log").returncode == 0
+
+
+def test_folders_merge_results_would_refuse_or_note_are_refused_or_noted_by_merge_logs_too(tmp_path: Path) -> None:
+    """merge-logs exited 0, saying nothing, on folders of different plans, on a machine's folder
+    copied twice (its records merged twice) and on an empty log, which merge-results refuses or
+    names. Now the digests are refused as merge-results refuses them, and the rest is noted."""
+    import shutil
+
+    from test_report_journal import RunRow, machines_json, write_journal
+
+    out, other = tmp_path / "out", tmp_path / "other"
+    machines, plan = machines_json(a=(1.0, 1), b=(1.0, 1)), {"a": 1, "b": 1}
+    for root, machine, digest in ((out, "a", "1" * 32), (out, "b", "1" * 32), (other, "b", "2" * 32)):
+        write_journal(root, machine, [], [RunRow(0, 1, 1, 1)], plan=plan, machines=machines, digest=digest)
+    write_machine(tmp_path / "logs", "a", 50)
+    shutil.copy(tmp_path / "logs" / "a" / "a.log.gz", out / "a")
+    shutil.copy(tmp_path / "logs" / "a" / "a.log.gz", other / "b" / "b.log.gz")
+    (out / "b" / "b.log.gz").write_bytes(b"")
+    mixed = merge_logs(out, other / "b", "-o", tmp_path / "mixed.log")
+    assert mixed.returncode == 2 and not (tmp_path / "mixed.log").exists()
+    assert "these folders come from different plans" in " ".join(mixed.stderr.decode().split())
+    shutil.copytree(out / "a", tmp_path / "a-copy")
+    twice = merge_logs(out, tmp_path / "a-copy", "-o", tmp_path / "twice.log")
+    assert twice.returncode == 0, twice.stderr
+    said = " ".join(twice.stderr.decode().split())
+    assert f"machine a is in 2 folders ({tmp_path / 'a-copy'}, {out / 'a'})" in said  # in the order of the logs read
+    assert f"{out / 'b' / 'b.log.gz'} is empty: it holds no records" in said

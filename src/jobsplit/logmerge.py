@@ -34,8 +34,11 @@ from rich.console import Console
 from .console import say_notice
 from .errors import UserError, describe_os_error
 from .gzipmembers import inflate, next_member
-from .outdir import LOG_NAME, MachineDir
+from .journal import Journal
+from .merge import refuse_mixed_plans
+from .outdir import JOURNAL_FILE, LOG_NAME, MachineDir, repeated_machine_sentence, repeated_machines
 from .permissions import unreadable
+from .sources.redis import RedisQueue
 from .tooloutput import tool_output
 
 NAME = "merge-logs"
@@ -71,6 +74,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, console: Console) -> int:
     started = time.perf_counter()
     streams = find_streams(args.inputs)
+    check_machine_folders(streams, console)
     inputs = [LogStream(files, console) for files in streams]
     with open_output(args.output) as write:  # a reader of stdout that stops early: see cli
         records = merge(inputs, write)
@@ -82,6 +86,30 @@ def run(args: argparse.Namespace, console: Console) -> int:
 
 def _count(n: int, noun: str) -> str:
     return f"{n:,} {noun}{'s' * (n != 1)}"
+
+
+def check_machine_folders(streams: list[list[Path]], console: Console) -> None:
+    """What merge-results refuses or notes of the machine folders these logs are in (those with
+    a journal, which tells the digest and the machine): folders of different plans are refused,
+    a machine in several folders (its records would come twice) is named. A journal that cannot
+    be read is left out: the logs beside it are still merged."""
+    folders = []
+    for folder in dict.fromkeys(files[-1].parent for files in streams if LOG_NAME.fullmatch(files[-1].name)):
+        if (folder / JOURNAL_FILE).is_file():
+            try:
+                journal = Journal(folder / JOURNAL_FILE, read_only=True)
+            except UserError:
+                continue
+            try:
+                meta = journal.meta()
+            finally:
+                journal.close()
+            if "digest" in meta and "machine" in meta:  # a journal a run refused before its plan was in holds neither
+                folders.append((folder, meta))
+    refuse_mixed_plans(folders)
+    queue = any(meta.get("source") == RedisQueue.name for _, meta in folders)
+    for name, found in repeated_machines((meta["machine"], folder) for folder, meta in folders).items():
+        say_notice(console, repeated_machine_sentence(name, found, queue=queue))
 
 
 def find_streams(inputs: list[str]) -> list[list[Path]]:
@@ -246,6 +274,8 @@ class LogStream:
                 carry = batch.pop()  # the last record may go on in the next chunk
                 count += len(batch)
                 yield batch
+            if not count and not carry and not log.truncated:
+                say_notice(self._console, f"{path} is empty: it holds no records")
             if log.truncated:
                 carry = carry[: carry.rfind(b"\n") + 1]  # drop a line cut short
             if carry:

@@ -21,7 +21,7 @@ import csv
 import json
 import re
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,10 +141,7 @@ def merge(paths: Sequence[Path]) -> Merged:
     machines = [MachineResults(p, journal := Journal(p / JOURNAL_FILE, read_only=True), journal.meta()) for p in readable]
     for machine in machines:
         machine.journal.hold_snapshot()
-    digests = {m.digest for m in machines} | {s.digest for s in elsewhere.values()}
-    if len(digests) > 1:
-        groups = "; ".join(f"{format_digest(d)}: {', '.join(str(m.path) for m in machines if m.digest == d)}" for d in sorted(digests))
-        raise UserError(f"these folders come from different plans ({mixed_plans(m.meta.get('parts', '') for m in machines)}; digests {groups}); merge each group separately")
+    refuse_mixed_plans([(m.path, m.meta) for m in machines], {s.digest for s in elsewhere.values()})
     sources = {m.meta.get("source", "static") for m in machines}
     if len(sources) > 1:
         raise UserError("these folders mix runs through a shared queue (--balance) and static shares of one digest; merge each kind separately")
@@ -181,6 +178,15 @@ def merge(paths: Sequence[Path]) -> Merged:
     if not queue:
         merged.absent = {name: count for name, count in merged.plan.items() if name not in present and count}
     return merged
+
+
+def refuse_mixed_plans(folders: Sequence[tuple[Path, Mapping[str, str]]], others: Collection[str] = ()) -> None:
+    """Refuse machine folders (with their journals' meta) of different digests, naming each
+    group and what differs; ``others``: digests of folders known without their journal."""
+    digests = {meta["digest"] for _, meta in folders} | set(others)
+    if len(digests) > 1:
+        groups = "; ".join(f"{format_digest(d)}: {', '.join(str(path) for path, meta in folders if meta['digest'] == d)}" for d in sorted(digests))
+        raise UserError(f"these folders come from different plans ({mixed_plans(meta.get('parts', '') for _, meta in folders)}; digests {groups}); merge each group separately")
 
 
 def _row_lines(results: Path) -> int:
