@@ -17,6 +17,7 @@ import re
 import select
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -374,6 +375,46 @@ def test_a_run_whose_unpacked_folder_is_emptied_says_so_and_resumes(executable: 
     assert "run the same command again to resume" in said and "MODE=onedir" in said, output
     resumed = subprocess.run(["./e2e", *args[:-2]], cwd=folder, env=env, capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+
+
+def test_jobs_that_fail_once_the_unpacked_folder_is_emptied_stay_pending_and_the_run_says_why(executable: Path, tmp_path: Path) -> None:
+    """Under the default start method (fork), no worker needs the emptied ``_MEI...`` folder to
+    start, so the run went on, and every job that started a program from ``sys.executable`` (as
+    libraries do) or imported a module not loaded yet failed, recorded as
+    failed, with errors that named no cause: the rest of a share of weeks turned to failures. A
+    failure once the folder is gone is no job's: it stays pending, and the run stops saying why;
+    run again, it resumes with nothing failed."""
+    folder = host(tmp_path, "cleaned-fork", executable)
+    (folder / "config.ini").write_text(CONFIG + "python = yes\n")
+    env = {**bare_env(tmp_path), "JOBSPLIT_TEST_POOL": "40"}
+    args = ["run", "--machine", "mid", "--yes", "--console", "plain"]
+    run = start(folder, env, *args)
+    journal = folder / "jobsplit-out" / "mid" / "journal.sqlite"
+    deadline = time.monotonic() + 120
+    while not (journal.exists() and _done_count(journal) >= 2):
+        assert time.monotonic() < deadline and run.poll() is None, "the run should still be going"
+        time.sleep(0.05)
+    for mei in Path(env["TMPDIR"]).glob("_MEI*"):
+        shutil.rmtree(mei)
+    output, _ = run.communicate(timeout=120)
+    (said,) = error_lines(output)
+    assert run.returncode == 2, output
+    assert said.startswith("error: a job failed (it stays pending, as do the others): the folder this program unpacked itself into"), output
+    assert "has been emptied since it started" in said and "run the same command again to resume" in said, output
+    with sqlite3.connect(journal) as db:
+        assert db.execute("SELECT COUNT(*) FROM jobs WHERE state = 'failed'").fetchone() == (0,)
+    resumed = subprocess.run(["./e2e", *args], cwd=folder, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    with sqlite3.connect(journal) as db:
+        assert [state for state, in db.execute("SELECT DISTINCT state FROM jobs")] == ["done"]  # the machine's whole share
+
+
+def _done_count(journal: Path) -> int:
+    try:
+        with sqlite3.connect(f"file:{journal}?mode=ro", uri=True) as db:
+            return int(db.execute("SELECT COUNT(*) FROM jobs WHERE state = 'done'").fetchone()[0])
+    except sqlite3.Error:
+        return 0  # not created yet
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="reads a folder as a user who cannot write it: needs root to make one")

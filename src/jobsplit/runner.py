@@ -31,6 +31,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
+from pathlib import Path
 from typing import NamedTuple
 
 from .capture import output_lines
@@ -80,6 +81,8 @@ clock went on): no timeout, rate or ETA counts it, as for Ctrl-Z, which the run 
 hours-long job was killed as timed out when a suspended run was continued. Only a wait is
 watched, where the run spends nearly all its time: a slow commit (a disk, a network file system)
 is no freeze, and the workers ran through it. Shorter overruns are a busy machine's."""
+UNPACKED_GONE = "the folder this program unpacked itself into was emptied (see the run's last message); the job runs again"
+"""Why a job that failed or crashed once that folder was gone is recorded as interrupted, not failed."""
 STOPPED_WHILE_RUNNING = "the run stopped while this job ran (Ctrl-C, SIGTERM, or an error of jobsplit or the disk); it runs again"
 """Why a job is recorded as interrupted: also a job that failed as the run stopped it (its own
 SIGTERM handler raising SystemExit, say), since it may have failed only because it was stopped."""
@@ -170,6 +173,8 @@ class Runner:
         self._terminated = False
         """A worker was stopped by a SIGTERM not ours: the run stops as if it had one too."""
         self._should_stop: Callable[[], bool] = lambda: False
+        self._emptied: Path | None = None
+        """This one-file program's unpacked folder, once a failure found it emptied: the run stops."""
 
     # --- the loop -----------------------------------------------------------------------
 
@@ -207,17 +212,15 @@ class Runner:
                         "(see the log for the traceback); they are recorded as failed (--retry-failed runs them again), the others "
                         "stay pending. This is a bug in jobsplit: please report it"
                     )
+                if self._emptied is not None:
+                    raise UserError(f"a job failed (it stays pending, as do the others): {self._emptied_sentence()}")
                 if len(self._start_failures) >= START_FAILURES_LIMIT:
                     if self._start_failures[-1] == NO_THREADS:
                         raise UserError(f"{len(self._start_failures)} worker processes in a row could not start their threads, before running any job: {PROCESS_LIMIT}")
                     last = describe_exit(self._start_failures[-1])
                     started = f"{len(self._start_failures)} worker processes in a row exited as they started, before running any job (the last {last}); the jobs stay pending"
-                    if (gone := unpacked_folder_gone()) is not None:
-                        raise UserError(
-                            f"{started}. The folder this program unpacked itself into, {gone}, has been emptied since it started (a clean-up of "
-                            "old files in the temporary folder), so no new process of it can start: run the same command again to resume (it "
-                            "unpacks itself anew); for runs of days, build with MODE=onedir or set TMPDIR outside /tmp"
-                        )
+                    if self._unpacked_folder_emptied():
+                        raise UserError(f"{started}: {self._emptied_sentence()}")
                     raise UserError(
                         f"{started}. A worker runs the entry's top-level code again under --start-method spawn and in executables: make it "
                         "work there (what a worker printed, if anything, is above), or try --start-method fork"
@@ -451,6 +454,9 @@ class Runner:
                     elif stopping or slot.timed_out is not None:  # the second: the job after the one that timed out, as the stop reached it
                         self._record_interrupted(slot, sent.task, started, ended_at, f"{STOPPED_WHILE_RUNNING}. How the job ended as it was stopped:\n{error}")
                         continue
+                    elif self._unpacked_folder_emptied():
+                        self._record_interrupted(slot, sent.task, started, ended_at, f"{UNPACKED_GONE}. How the job failed:\n{error}")
+                        continue
                 ended.append((sent.task, outcome, started, ended_at, max_rss, cpu, row, error))
             if revoked:
                 self.source.release(revoked)
@@ -563,7 +569,9 @@ class Runner:
             else:
                 self._start_failures.clear()  # it got going: workers can start here
             sent = self._find(slot, culprit)
-            if sent is not None:
+            if sent is not None and outcome == Outcome.CRASHED and self._unpacked_folder_emptied():
+                self._interrupted(slot, sent, f"{UNPACKED_GONE}; the worker died while running this job ({describe_exit(code)})")
+            elif sent is not None:
                 slot.queue.remove(sent)
                 elapsed = self.clock.monotonic() - state.started if state.ticket == culprit else 0.0
                 now = self.clock.time()
@@ -611,6 +619,21 @@ class Runner:
             ": the kernel's out-of-memory killer killed a process meanwhile, most likely this worker: the job needed more "
             "memory than there was (or than the run's memory limit allows); make it hold less at once, or run fewer jobs at a time (--workers), "
             "or, if a worker's memory grows job after job (a leak), have workers replaced before that with --worker-memory SIZE"
+        )
+
+    def _unpacked_folder_emptied(self) -> bool:
+        """Whether the folder this one-file program unpacked itself into has been emptied (noted
+        in ``_emptied``): then programs the jobs start from ``sys.executable`` and imports of
+        modules not loaded yet fail, in every job from then on, through no fault of theirs."""
+        if self._emptied is None:
+            self._emptied = unpacked_folder_gone()
+        return self._emptied is not None
+
+    def _emptied_sentence(self) -> str:
+        return (
+            f"the folder this program unpacked itself into, {self._emptied}, has been emptied since it started (a clean-up of old files in the "
+            "temporary folder), so no new process of it can start, nor a module it has not loaded yet be imported: run the same command "
+            "again to resume (it unpacks itself anew); for runs of days, build with MODE=onedir or set TMPDIR outside /tmp"
         )
 
     def paused_since(self, start: float) -> float:

@@ -1,7 +1,7 @@
 """The one entry the end-to-end tests run and freeze (one program: one build per test session).
 
 Its config chooses the job. With ``[e2e] pause``: short jobs that log, report progress and draw
-randomness; with ``[e2e] joblib = yes``: each job sums cubes on a joblib pool of its own, and
+randomness (with ``[e2e] python = yes``, each first runs ``sys.executable -c pass``); with ``[e2e] joblib = yes``: each job sums cubes on a joblib pool of its own, and
 with ``[e2e] pool = forkserver`` (or another start method) on a multiprocessing pool of its own.
 With ``[experiment] base`` (the shared-queue tests): each job sleeps the base time
 times this host's factor (JOBSPLIT_TEST_FACTOR: a slower host), then draws from its random
@@ -10,6 +10,8 @@ stream. The pool has 60 jobs, or JOBSPLIT_TEST_POOL.
 
 import logging
 import os
+import subprocess
+import sys
 import time
 
 import jobsplit
@@ -35,6 +37,8 @@ def job(index, random_obj, config, progress):
     if config.has_section("experiment"):
         time.sleep(config.getfloat("experiment", "base") * float(os.environ.get("JOBSPLIT_TEST_FACTOR", "1")))
         return index, random_obj.random()
+    if config.getboolean("e2e", "python", fallback=False):  # a program of the job's own started from sys.executable, as libraries do
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
     pause = config.getfloat("e2e", "pause")
     for step in range(STEPS):
         time.sleep(pause / STEPS)
