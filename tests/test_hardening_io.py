@@ -288,7 +288,8 @@ def test_odd_text_cells_read_back_exactly_and_a_lost_journal_is_rebuilt_with_the
 
 
 def test_a_damaged_line_inside_results_csv_costs_only_itself_when_the_journal_is_rebuilt(tmp_path):
-    """A line cut short by hand (an unclosed quote) must not swallow the rows after it."""
+    """A line cut short by hand (an unclosed quote) must not swallow the rows after it; it is
+    named, and the file kept in a backup folder (before, its job ran again unsaid)."""
     share = HardeningShare(tmp_path, kinds_spec([["text", i, text] for i, text in enumerate(["two\nlines", "plain", "a,b"])] + [["ok", i] for i in range(6)]))
     status, _, err = share.run()
     assert status == 0, err
@@ -300,6 +301,8 @@ def test_a_damaged_line_inside_results_csv_costs_only_itself_when_the_journal_is
     status, _, err = share.run()
     assert status == 0, err
     assert f"{len(share.ids()) - 1} jobs done there were recorded as done" in err
+    (backup,) = share.machine_dir.glob("backup-*")
+    assert f"1 line of {share.results} holds no result jobsplit can read back (line {damaged + 1}: not a whole row of this table): their jobs run again; the file is kept in {backup}" in err, err
     assert len(side_lines(share.side)) == len(share.ids()) + 1, "only the damaged row's job ran again"
     assert_all_done_once(share, share.ids())
 

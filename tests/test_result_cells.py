@@ -33,7 +33,7 @@ def test_the_journal_rebuild_keeps_rows_of_any_cell(tmp_path: Path):
     path = tmp_path / "results.csv"
     path.write_text(csv_header_line(HEADER) + "".join(rows.line(value, 1.7e9 + 1, 0.5, job_id, "[1]") for job_id, value in values.items()), encoding="utf-8")
     read = read_rows(path, HEADER, DIGEST, lambda job_id: True, digest_known=True)
-    assert [row.job_id for row in read] == list(values)
+    assert [row.job_id for row in read.rows] == list(values)
 
 
 def test_a_cell_reads_back_as_a_number_only_where_jobsplit_wrote_one():

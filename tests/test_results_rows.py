@@ -340,7 +340,8 @@ _TEXT = st.text(alphabet=st.sampled_from(list('ab,"\n\r\x0c\u2028 é')), max_siz
 def test_rows_read_back_whatever_their_cells_and_a_damaged_line_costs_only_itself(tmp_path_factory, notes, at, damage):
     """Each row formatted for results.csv reads back as exactly that row (cells with any line
     break, quotes and commas); a damaged line put among them (an unclosed quote that would take
-    in the lines after it, some of them even as many cells as a row) is the only row lost."""
+    in the lines after it, some of them even as many cells as a row) is the only row lost, and
+    it is named, unless it is the last: a row cut short, as a crash leaves it."""
     from jobsplit.recovery import read_rows
     from jobsplit.results import csv_header_line
 
@@ -350,9 +351,11 @@ def test_rows_read_back_whatever_their_cells_and_a_damaged_line_costs_only_itsel
     damaged = [*lines[:at], damage + "\n", *lines[at:]]
     path = tmp_path_factory.mktemp("rows") / "results.csv"
     path.write_bytes((csv_header_line(header) + "".join(damaged)).encode("utf-8"))
-    rows = read_rows(path, header, "d" * 32, lambda job: True, digest_known=True)
-    assert [row.line for row in rows] == lines
-    assert [row.started for row in rows] == pytest.approx([STARTED + n for n in range(len(notes))])
+    table = read_rows(path, header, "d" * 32, lambda job: True, digest_known=True)
+    assert [row.line for row in table.rows] == lines
+    assert [row.started for row in table.rows] == pytest.approx([STARTED + n for n in range(len(notes))])
+    line = 2 + sum(line.count("\n") for line in lines[:at])
+    assert line in [n for numbers in table.unusable.values() for n in numbers]
 
 
 def test_a_row_of_another_plan_is_refused_naming_its_line(tmp_path):
@@ -369,3 +372,25 @@ def test_a_row_of_another_plan_is_refused_naming_its_line(tmp_path):
     path.write_bytes((csv_header_line(header) + "".join(lines)).encode("utf-8"))
     with pytest.raises(UserError, match=f"{re.escape(str(path))} line 8 holds a result of another plan"):
         read_rows(path, header, "d" * 32, lambda job: job != f"{3:032x}", digest_known=True)
+
+
+@pytest.mark.parametrize(
+    ("tail", "named"),
+    [("", []), ("2026-01-02T03", []), ('2026-01-02T03:04:05.500Z,0.5,2026-01-02T03:04:05.500Z,"two\nli', []), ("a,b\n", [4]), ('x,"two\nlines"\n', [4, 5]), ('x,"open\n', [4])],
+    ids=["none", "cut-short", "cut-short-in-a-cell", "damaged-last", "damaged-two-lines", "unclosed-last"],
+)
+def test_only_a_last_row_cut_short_goes_unnamed(tmp_path, tail, named):
+    """A crash mid-write leaves the start of a row after the last one, the file ending within
+    it (its line breaks, if any, within a quoted cell): that is no result, and never was. Any
+    other line that is no row is named, a last one that ends its line too. Before, every such line was skipped in silence, and its job ran again unsaid."""
+    from jobsplit.recovery import read_rows
+    from jobsplit.results import csv_header_line
+
+    header = Header(("Run Start Time", "Job Running Time", "Job Start Time", "Note"))
+    formatter = RowFormatter(header, "m", STARTED, "d" * 32, "c" * 12)
+    lines = [formatter.line(note, STARTED, 0.5, f"{n:032x}", f"[{n}]") for n, note in enumerate(["one", "two"])]
+    path = tmp_path / "results.csv"
+    path.write_bytes((csv_header_line(header) + "".join(lines) + tail).encode("utf-8"))
+    table = read_rows(path, header, "d" * 32, lambda job: True, digest_known=True)
+    assert [row.line for row in table.rows] == lines
+    assert [n for numbers in table.unusable.values() for n in numbers] == named

@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import os
+import re
 import sqlite3
 import time
 from pathlib import Path
@@ -306,6 +307,41 @@ def test_a_results_csv_a_spreadsheet_saved_again_does_not_stop_the_share(tmp_pat
     assert not (project.machine_dir / "journal.sqlite").exists()
     status = run_entry(project.entry, "status", project.machine_dir.parent, env=run_env(tmp_path))
     assert "copy it again" not in status.stderr, status.stderr
+
+
+def _excel_times(path: Path) -> None:
+    """Times as Excel writes them back (``2026-12-07 18:05:10``), and its CR LF line ends."""
+    text = re.sub(r"(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)\.\d+Z", r"\1 \2", path.read_bytes().decode("utf-8"))
+    path.write_bytes(text.replace("\n", "\r\n").encode("utf-8"))
+
+
+def test_rows_a_spreadsheet_rewrote_are_kept_in_a_backup_and_named_when_the_journal_is_lost(tmp_path):
+    """A results.csv saved again by Excel (its times rewritten, CR LF line ends) with the journal
+    lost: every row was skipped in silence as "a damaged line", every job ran again, and the
+    user's file was replaced, no backup made. Such rows are no results (a spreadsheet may have
+    changed their other cells too): the file is now kept in a backup folder, and one sentence
+    names the lines and says that their jobs run again (with a journal: that it rewrites the file)."""
+    project = Project(tmp_path, pool_spec("ok", 12))
+    project.run()
+    _excel_times(project.results)
+    resaved = project.results.read_bytes()
+    for name in ("journal.sqlite", "journal.sqlite-wal", "journal.sqlite-shm"):
+        (project.machine_dir / name).unlink(missing_ok=True)
+    result = project.run()
+    (backup,) = project.machine_dir.glob("backup-*")
+    assert (backup / "results.csv").read_bytes() == resaved
+    notice = next(line for line in result.stderr.splitlines() if "no result jobsplit can read back" in line)
+    assert f"12 lines of {project.results} hold no result jobsplit can read back (lines 2-13: Job Start Time or Job Running Time not as jobsplit writes them" in notice, notice
+    assert notice.endswith(f"their jobs run again; the file is kept in {backup}"), notice
+    assert len(side_lines(project.side)) == 24
+    project.assert_csv_matches_journal()
+
+    _excel_times(project.results)  # the journal here: it holds every result
+    result = project.run()
+    (again,) = set(project.machine_dir.glob("backup-*")) - {backup}
+    assert f"the file is kept in {again}, and written again from the journal; their jobs run again unless the journal holds them as done" in result.stderr, result.stderr
+    assert len(side_lines(project.side)) == 24
+    project.assert_csv_matches_journal()
 
 
 def test_another_member_of_the_group_resumes_a_share_stopped_in_a_folder_they_share(lab_path):

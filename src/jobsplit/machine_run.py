@@ -41,7 +41,7 @@ from .plan.base import seeded_order
 from .progress import ProgressBoard
 from .project import Project
 from .recorder import Recorder
-from .recovery import ForeignTable, adopt, read_rows
+from .recovery import ForeignTable, ResultRows, adopt, read_rows
 from .results import ResultsFile, csv_header_line
 from .runner import Runner
 from .settings import OVERSUBSCRIBED, RunSettings
@@ -184,17 +184,17 @@ class MachineRun:
                 self._check_source(journal)
                 journal.check(project.digest, job_ids if job_ids is not None else journal.job_ids(), project.digest_parts, project.config.as_document())  # a queue's holdings are its own
             try:
-                rows = read_rows(folder.results, project.header, project.digest, share.__contains__, digest_known=existed)
+                table = read_rows(folder.results, project.header, project.digest, share.__contains__, digest_known=existed)
             except ForeignTable as exc:
                 if not existed:
                     raise  # its rows may be the only record of the jobs done
                 kept = folder.back_up([folder.results.name])
-                rows = []
+                table = ResultRows([], {})
                 self.events.notice(f"{exc.what}: it is kept in {kept}, and written again from the journal")
             if not existed:
                 queue = {"source": RedisQueue.name, "pool": str(len(project.pool))} if job_ids is None else {}
                 journal.initialize({**self._meta(), **queue}, job_ids or [])
-            adopted = adopt(journal, rows)
+            adopted = adopt(journal, table.rows)
             if adopted:
                 how = "rebuilt the journal" if not existed else "took back into the journal"
                 self.events.notice(f"{how} from {folder.results}: {plural(adopted, 'job')} done there were recorded as done, and will not run again")
@@ -206,6 +206,9 @@ class MachineRun:
                         "jobs done before keep the results of the old code (merge-results will point this out)"
                     )
                 journal.set_meta("code", self.code)
+            if table.unusable:  # kept, last, before results.csv is written again from the journal: those lines may be all that is left of their jobs
+                kept = folder.back_up([folder.results.name])
+                self.events.notice(table.unusable_sentence(folder.results, kept, journal_held=existed))
         except BaseException:
             journal.close()
             if made:  # a run refused here (a results.csv it cannot read) leaves no journal: the tools took an empty one for a bad copy

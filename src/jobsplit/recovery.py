@@ -4,7 +4,10 @@ The journal is the truth, and results.csv is rewritten from it at every start. B
 can be deleted, emptied, or replaced by an older copy while results.csv still holds rows that
 it does not; every row carries its ``Job ID`` and the ``Digest`` of the plan that made it, so
 such rows are taken back into the journal as done before results.csv is rewritten. Rows that
-this plan cannot have made are never dropped: the run refuses to start instead.
+this plan cannot have made are never dropped: the run refuses to start instead. Lines that are
+no rows jobsplit wrote (damaged, or changed by a spreadsheet) are no results: the file is kept
+in a backup folder and they are named, never skipped in silence; only a last row cut short (a
+crash mid-write) is, as it was never committed.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from .errors import UserError
 from .journal import AttemptRow, Journal
 from .results import requoted, row_cells
 from .states import JobState, Outcome
+from .text import plural
 from .timefmt import parse_utc_timestamp
 
 _Row = TypeVar("_Row")
@@ -41,8 +45,48 @@ class ResultRow(NamedTuple):
     running_time: float
 
 
-def read_rows(path: Path, header: Header, digest: str, belongs: Callable[[str], bool], *, digest_known: bool) -> list[ResultRow]:
-    """The complete rows of a results.csv, checked to come from this plan.
+class Unusable(NamedTuple):
+    """Why a line of results.csv is no result (see ResultRows.unusable)."""
+
+    why: str
+
+
+DAMAGED = Unusable("not a whole row of this table")
+BAD_TIME = Unusable("Job Start Time or Job Running Time not as jobsplit writes them (as after a spreadsheet saved the file)")
+
+
+class ResultRows(NamedTuple):
+    """What a results.csv holds: its rows, and the lines that are no rows jobsplit wrote, by why
+    (the first line of each: a damaged record costs only that one, see _records)."""
+
+    rows: list[ResultRow]
+    unusable: dict[str, list[int]]
+
+    def unusable_sentence(self, path: Path, kept: Path | None, *, journal_held: bool) -> str:
+        """What became of the unusable lines, and where the file they were read from is kept."""
+        count = sum(map(len, self.unusable.values()))
+        what = "; ".join(f"{_line_numbers(numbers)}: {why}" for why, numbers in self.unusable.items())
+        said = f"{plural(count, 'line')} of {path} {'holds' if count == 1 else 'hold'} no result jobsplit can read back ({what})"
+        if journal_held:
+            return f"{said}: the file is kept in {kept}, and written again from the journal; their jobs run again unless the journal holds them as done"
+        return f"{said}: their jobs run again; the file is kept in {kept}"
+
+
+def _line_numbers(numbers: list[int], shown: int = 6) -> str:
+    """``line 5``, ``lines 2-21``, ``lines 2, 5-7, 9 and 4 more``: ascending line numbers, runs as ranges."""
+    runs: list[list[int]] = []
+    for number in numbers:
+        if runs and number == runs[-1][-1] + 1:
+            runs[-1][1:] = [number]
+        else:
+            runs.append([number])
+    text = ", ".join("-".join(map(str, run)) for run in runs[:shown]) + (f" and {len(runs) - shown} more" if len(runs) > shown else "")
+    return f"line {text}" if len(numbers) == 1 else f"lines {text}"
+
+
+def read_rows(path: Path, header: Header, digest: str, belongs: Callable[[str], bool], *, digest_known: bool) -> ResultRows:
+    """The complete rows of a results.csv, checked to come from this plan, and its lines that are
+    no such rows (not those of a last row cut short, a crash's, which was never committed).
 
     ``belongs`` tells whether a job id is one this machine may hold. ``digest_known`` says
     whether the folder's journal vouches for the digest (so rows of jobsplit 0.1, which carry
@@ -51,11 +95,11 @@ def read_rows(path: Path, header: Header, digest: str, belongs: Callable[[str], 
     try:
         text = path.read_bytes().decode("utf-8").removeprefix("\ufeff")  # not read_text, which turns a CR in a cell into a newline; a BOM: Excel's "CSV UTF-8"
     except FileNotFoundError:
-        return []
+        return ResultRows([], {})
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{path} cannot be read ({exc}); move it away or pass --fresh to start over (the old files are kept in a backup folder)") from None
     if "\n" not in text:
-        return []
+        return ResultRows([], {})
     body = text.index("\n") + 1
     columns = next(row_cells([text[:body]]))
     modern = columns == [*header.columns, *RESERVED_COLUMNS]
@@ -65,17 +109,23 @@ def read_rows(path: Path, header: Header, digest: str, belongs: Callable[[str], 
     start_at, time_at = columns.index("Job Start Time"), columns.index("Job Running Time")
     id_at = len(header.columns)
 
-    def timed(cells: list[str]) -> tuple[list[str], float, float] | None:
-        """A row of this table with its start and running time; None for anything else."""
+    def timed(cells: list[str]) -> tuple[list[str], float, float] | Unusable:
+        """A row of this table with its start and running time, or why it is none."""
         if len(cells) != len(columns):
-            return None
+            return DAMAGED
         try:
             return cells, parse_utc_timestamp(cells[start_at]), float(cells[time_at])
         except ValueError:
-            return None  # a damaged line is no result: it cannot say which job it was
+            return BAD_TIME  # Excel's "2026-12-07 18:05:10": its other cells may be changed too (numbers to 15 digits, long ones as 1.2E+31)
 
-    rows = []
-    for number, line, (cells, started, running_time) in _records(text, body, 2, timed):
+    rows: list[ResultRow] = []
+    unusable: list[tuple[int, str]] = []
+    settled, after_rows = 0, body
+    for number, end, line, read in _records(text, body, 2, timed):
+        if isinstance(read, Unusable):
+            unusable.append((number, read.why))
+            continue
+        cells, started, running_time = read
         job_id = cells[id_at]
         if (modern and cells[-2] != digest) or not belongs(job_id):
             raise UserError(
@@ -83,19 +133,43 @@ def read_rows(path: Path, header: Header, digest: str, belongs: Callable[[str], 
                 "move it away, or pass --fresh to start over (the old files are kept in a backup folder)"
             )
         rows.append(ResultRow(job_id, line if modern else f"{line.rstrip(chr(10))},{digest},\n", started, running_time))
-    return rows
+        settled, after_rows = len(unusable), end
+    if _cut_short(text[after_rows:]):
+        del unusable[settled:]
+    by_why: dict[str, list[int]] = {}
+    for number, why in unusable:
+        by_why.setdefault(why, []).append(number)
+    return ResultRows(rows, by_why)
 
 
-def _records(text: str, start: int, number: int, read: Callable[[list[str]], _Row | None]) -> Iterator[tuple[int, str, _Row]]:
-    """(line number, text, what ``read`` makes of its cells) of each record of ``text[start:]``,
+def _cut_short(tail: str) -> bool:
+    """Whether what follows the last row is one row cut short (a crash mid-write): the file ends
+    within it, and its line breaks, if any, are all within a quoted cell."""
+    if tail.endswith("\n"):
+        return False
+    quotes, at, stop = 0, 0, tail.find("\n")
+    while stop >= 0:
+        quotes += tail.count('"', at, stop)
+        if quotes % 2 == 0:
+            return False
+        at, stop = stop, tail.find("\n", stop + 1)
+    return True
+
+
+def _records(text: str, start: int, number: int, read: Callable[[list[str]], _Row | Unusable]) -> Iterator[tuple[int, int, str, _Row | Unusable]]:
+    """(line number, end, text, what ``read`` makes of its cells) of each record of ``text[start:]``,
     line ``number`` on. Lines end at newlines only (``str.splitlines`` also ends them at a CR, a
     form feed, U+2028 and more, which a cell may hold), and what follows the last one is a torn
     line, never committed. A record goes on over the next line while its quotes are unbalanced (a
     quoted cell that holds a line break); one that ``read`` refuses (a damaged line, an unclosed
     quote that took in the lines after it) costs only its first line: the next record starts at
-    the line after it. Records are slices of ``text``: no list of its lines is made."""
+    the line after it, and the refused one comes as that line. Blank lines hold no record. Records
+    are slices of ``text``: no list of its lines is made."""
     complete = text.rfind("\n") + 1
     while start < complete:
+        if text[start] == "\n":  # a blank line holds no row: nothing is lost with it
+            start, number = start + 1, number + 1
+            continue
         end, quotes, lines = start, 0, 0
         while end < complete and (lines == 0 or quotes % 2):
             stop = text.index("\n", end) + 1
@@ -105,12 +179,14 @@ def _records(text: str, start: int, number: int, read: Callable[[list[str]], _Ro
         try:
             row = read(next(row_cells([record]), []))
         except csv.Error:
-            row = None
-        if row is not None:
-            yield number, record, row
+            row = DAMAGED
+        if not isinstance(row, Unusable):
+            yield number, end, record, row
             start, number = end, number + lines
         else:
-            start, number = text.index("\n", start) + 1, number + 1
+            first = text.index("\n", start) + 1
+            yield number, first, text[start:first], row
+            start, number = first, number + 1
 
 
 def adopt(journal: Journal, rows: list[ResultRow]) -> int:
