@@ -287,6 +287,26 @@ def test_odd_text_cells_read_back_exactly_and_a_lost_journal_is_rebuilt_with_the
     assert sorted(row["Note"] for row in rows if row["Kind"] == "text") == sorted(ODD_TEXTS)
 
 
+def test_a_lost_journal_is_rebuilt_from_a_results_csv_saved_with_windows_line_ends_without_their_crs(tmp_path):
+    """results.csv saved again with CR LF line ends, the journal lost: the rebuilt journal held
+    every row with a CR in its Code cell (``"67889589b7db\r"``), merge-results then refused
+    "mixed code" between one code and itself, and with --allow-mixed-code wrote every CR."""
+    share = HardeningShare(tmp_path, kinds_spec([["ok", i] for i in range(6)]))
+    status, _, err = share.run()
+    assert status == 0, err
+    written = share.results.read_bytes()
+    share.results.write_bytes(written.replace(b"\n", b"\r\n"))
+    share.remove_journal()
+    status, _, err = share.run()
+    assert status == 0, err
+    assert "6 jobs done there were recorded as done" in err and "backup" not in err, err
+    assert share.results.read_bytes() == written
+    assert not [row for (row,) in journal_query(share.journal, "SELECT row FROM jobs") if "\r" in row]
+    status, out, err = watched([jobsplit_script(), "merge-results", share.out, "-o", tmp_path / "m.csv"], run_env(tmp_path), 60)
+    assert status == 0 and "mixed code" not in out + err, out + err
+    assert b"\r" not in (tmp_path / "m.csv").read_bytes()
+
+
 def test_a_damaged_line_inside_results_csv_costs_only_itself_when_the_journal_is_rebuilt(tmp_path):
     """A line cut short by hand (an unclosed quote) must not swallow the rows after it; it is
     named, and the file kept in a backup folder (before, its job ran again unsaid)."""

@@ -394,3 +394,21 @@ def test_only_a_last_row_cut_short_goes_unnamed(tmp_path, tail, named):
     table = read_rows(path, header, "d" * 32, lambda job: True, digest_known=True)
     assert [row.line for row in table.rows] == lines
     assert [n for numbers in table.unusable.values() for n in numbers] == named
+
+
+def test_rows_saved_with_windows_line_ends_read_back_as_jobsplit_wrote_them(tmp_path):
+    """A results.csv saved again with CR LF line ends (Excel, an editor): the rebuilt journal
+    took each row's CR into its Code cell (``"67889589b7db\r"``), and merge-results called the
+    rows of one code "mixed code". A row's CR LF is its line end; a line break within a cell that
+    became a CR LF with them (was it a newline?) makes its row unusable, named."""
+    from jobsplit.recovery import read_rows
+    from jobsplit.results import csv_header_line
+
+    header = Header(("Run Start Time", "Job Running Time", "Job Start Time", "Note"))
+    formatter = RowFormatter(header, "m", STARTED, "d" * 32, "c" * 12)
+    lines = [formatter.line(note, STARTED, 0.5, f"{n:032x}", f"[{n}]") for n, note in enumerate(["one", "bare\rcr", "two\nlines", "four"])]
+    path = tmp_path / "results.csv"
+    path.write_bytes((csv_header_line(header) + "".join(lines) + "\n").replace("\n", "\r\n").encode("utf-8"))
+    table = read_rows(path, header, "d" * 32, lambda job: True, digest_known=True)
+    assert [row.line for row in table.rows] == [lines[0], lines[1], lines[3]]
+    assert table.unusable == {"a line break within a cell that may have been changed with the line ends (to CR LF)": [4], "not a whole row of this table": [5]}

@@ -53,6 +53,7 @@ class Unusable(NamedTuple):
 
 DAMAGED = Unusable("not a whole row of this table")
 BAD_TIME = Unusable("Job Start Time or Job Running Time not as jobsplit writes them (as after a spreadsheet saved the file)")
+CHANGED_BREAKS = Unusable("a line break within a cell that may have been changed with the line ends (to CR LF)")
 
 
 class ResultRows(NamedTuple):
@@ -160,26 +161,31 @@ def _records(text: str, start: int, number: int, read: Callable[[list[str]], _Ro
     """(line number, end, text, what ``read`` makes of its cells) of each record of ``text[start:]``,
     line ``number`` on. Lines end at newlines only (``str.splitlines`` also ends them at a CR, a
     form feed, U+2028 and more, which a cell may hold), and what follows the last one is a torn
-    line, never committed. A record goes on over the next line while its quotes are unbalanced (a
-    quoted cell that holds a line break); one that ``read`` refuses (a damaged line, an unclosed
-    quote that took in the lines after it) costs only its first line: the next record starts at
-    the line after it, and the refused one comes as that line. Blank lines hold no record. Records
-    are slices of ``text``: no list of its lines is made."""
+    line, never committed; a record that ends in CR LF ends in a newline, as jobsplit wrote it. A
+    record goes on over the next line while its quotes are unbalanced (a quoted cell that holds a
+    line break); one that ``read`` refuses (a damaged line, an unclosed quote that took in the
+    lines after it) costs only its first line: the next record starts at the line after it, and
+    the refused one comes as that line. Blank lines hold no record. Records are slices of
+    ``text``: no list of its lines is made."""
     complete = text.rfind("\n") + 1
     while start < complete:
-        if text[start] == "\n":  # a blank line holds no row: nothing is lost with it
-            start, number = start + 1, number + 1
-            continue
         end, quotes, lines = start, 0, 0
         while end < complete and (lines == 0 or quotes % 2):
             stop = text.index("\n", end) + 1
             quotes += text.count('"', end, stop)
             end, lines = stop, lines + 1
-        record = requoted(text[start:end])
+        record = text[start:end]
+        windows = record.endswith("\r\n")  # a spreadsheet's or an editor's line end, never jobsplit's (its rows end in hex digits): no part of a cell
+        record = requoted(record[:-2] + "\n" if windows else record)
+        if record == "\n":  # a blank line holds no row: nothing is lost with it
+            start, number = end, number + 1
+            continue
         try:
             row = read(next(row_cells([record]), []))
         except csv.Error:
             row = DAMAGED
+        if windows and "\r\n" in record and not isinstance(row, Unusable):
+            row = CHANGED_BREAKS  # a CR LF within a cell of this row: was it a newline?
         if not isinstance(row, Unusable):
             yield number, end, record, row
             start, number = end, number + lines
