@@ -344,6 +344,37 @@ def test_rows_a_spreadsheet_rewrote_are_kept_in_a_backup_and_named_when_the_jour
     project.assert_csv_matches_journal()
 
 
+def test_a_results_csv_saved_in_another_encoding_is_kept_and_written_again_from_the_journal(tmp_path):
+    """A results.csv saved in Excel's ANSI encoding (Windows-1252: a cell with "µ") stopped the
+    run though the journal held every result ("cannot be read ('utf-8' codec can't decode byte
+    0xb5 ...); move it away or pass --fresh", and --fresh ran the whole share again). Now it is
+    kept in a backup folder and written again from the journal; with the journal lost too, the
+    run is refused with the way to convert it, and the file left as it is."""
+    share = HardeningShare(tmp_path, kinds_spec([["ok", 0], ["text", 1, "5 µs"], ["ok", 2]]))
+    status, _, err = share.run()
+    assert status == 0, err
+    intact = share.results.read_bytes()
+    ansi = intact.decode("utf-8").encode("cp1252")
+    share.results.write_bytes(ansi)
+    status, _, err = share.run()
+    assert status == 0, err
+    (backup,) = share.machine_dir.glob("backup-*")
+    line = 1 + intact[: intact.index("µ".encode())].count(b"\n")
+    said = f"{share.results} is not UTF-8 text (line {line} holds the byte 0xb5: saved in another encoding, as by a spreadsheet's \"CSV\")"
+    assert f"{said}: it is kept in {backup}, and written again from the journal" in err, err
+    assert (backup / "results.csv").read_bytes() == ansi
+    assert share.results.read_bytes() == intact
+    assert len(side_lines(share.side)) == 3
+
+    share.results.write_bytes(ansi)
+    share.remove_journal()
+    status, out, err = share.run()
+    said = assert_user_error(status, out, err, f"{share.results} is not UTF-8 text (line {line}", "convert it to UTF-8")
+    assert "--fresh" not in said, said
+    assert share.results.read_bytes() == ansi
+    assert len(side_lines(share.side)) == 3
+
+
 def test_another_member_of_the_group_resumes_a_share_stopped_in_a_folder_they_share(lab_path):
     """Under umask 002, results.csv, the log and progress.json came out 0664 but journal.sqlite
     and run.lock 0644 (the share's lock in the state folder too): bob's resume of alice's stopped

@@ -31,10 +31,11 @@ _BEFORE_0_2 = RESERVED_COLUMNS[:3]  # jobsplit 0.1 wrote no Digest and Code colu
 
 class ForeignTable(UserError):
     """results.csv is no table of this header's: re-saved by a spreadsheet (semicolons between
-    its cells, say), or made for another header.csv. ``what``: the fact, without the advice."""
+    its cells, another encoding), or made for another header.csv. ``what``: the fact, without
+    the advice ``fix``, which a run whose journal holds the results has no need of."""
 
-    def __init__(self, what: str) -> None:
-        super().__init__(f"{what}; move it away (keep it: its rows may be the only copy) or pass --fresh to start over (the old files are kept in a backup folder)")
+    def __init__(self, what: str, fix: str = "move it away (keep it: its rows may be the only copy) or pass --fresh to start over (the old files are kept in a backup folder)") -> None:
+        super().__init__(f"{what}; {fix}")
         self.what = what
 
 
@@ -94,11 +95,19 @@ def read_rows(path: Path, header: Header, digest: str, belongs: Callable[[str], 
     none, can be trusted). Refuses, naming the file, rows it cannot account for.
     """
     try:
-        text = path.read_bytes().decode("utf-8").removeprefix("\ufeff")  # not read_text, which turns a CR in a cell into a newline; a BOM: Excel's "CSV UTF-8"
+        data = path.read_bytes()
     except FileNotFoundError:
         return ResultRows([], {})
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise UserError(f"{path} cannot be read ({exc}); move it away or pass --fresh to start over (the old files are kept in a backup folder)") from None
+    try:
+        text = data.decode("utf-8").removeprefix("\ufeff")  # not read_text, which turns a CR in a cell into a newline; a BOM: Excel's "CSV UTF-8"
+    except UnicodeDecodeError as exc:  # its rows may be whole in other bytes: converted, they read back
+        where = data.count(b"\n", 0, exc.start) + 1
+        raise ForeignTable(
+            f'{path} is not UTF-8 text (line {where} holds the byte {data[exc.start]:#04x}: saved in another encoding, as by a spreadsheet\'s "CSV")',
+            "convert it to UTF-8 (iconv -f WINDOWS-1252 -t UTF-8 for Excel's on Windows) and run again",
+        ) from None
     if "\n" not in text:
         return ResultRows([], {})
     body = text.index("\n") + 1
