@@ -307,6 +307,32 @@ def test_a_lost_journal_is_rebuilt_from_a_results_csv_saved_with_windows_line_en
     assert b"\r" not in (tmp_path / "m.csv").read_bytes()
 
 
+def test_rows_whose_job_id_a_sort_moved_off_their_job_args_are_no_results_when_the_journal_is_rebuilt(tmp_path):
+    """Only the Job ID column sorted (Excel's "continue with the current selection"), the journal
+    lost: the rebuilt journal held ids paired with other jobs' results, and merge-results said
+    "complete: every job of the plan exactly once". Such rows are now named, the file kept in a
+    backup folder, and their jobs run again."""
+    share = HardeningShare(tmp_path, kinds_spec([["ok", i] for i in range(8)]))
+    status, _, err = share.run()
+    assert status == 0, err
+    _, rows = read_results(share.results)
+    ids = sorted(row["Job ID"] for row in rows)
+    moved = [row for row, job_id in zip(rows, ids) if row["Job ID"] != job_id]
+    assert moved, "the rows were in id order already"
+    header_line, *lines = share.results.read_bytes().decode("utf-8").splitlines(keepends=True)
+    share.results.write_bytes((header_line + "".join(line.replace(row["Job ID"], job_id) for line, row, job_id in zip(lines, rows, ids))).encode("utf-8"))
+    share.remove_journal()
+    status, _, err = share.run()
+    assert status == 0, err
+    (backup,) = share.machine_dir.glob("backup-*")
+    assert f"{len(moved)} lines of {share.results} hold no result jobsplit can read back (lines " in err, err
+    assert "a Job ID that is not the id of the row's Job Args" in err and f"the file is kept in {backup}" in err, err
+    assert len(side_lines(share.side)) == 8 + len(moved)
+    assert_all_done_once(share, share.ids())
+    _, rows = read_results(share.results)
+    assert all(row["Job ID"] == tuple_id(json.loads(row["Job Args"])) for row in rows)
+
+
 def test_a_damaged_line_inside_results_csv_costs_only_itself_when_the_journal_is_rebuilt(tmp_path):
     """A line cut short by hand (an unclosed quote) must not swallow the rows after it; it is
     named, and the file kept in a backup folder (before, its job ran again unsaid)."""

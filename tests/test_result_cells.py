@@ -9,6 +9,7 @@ from pathlib import Path
 
 from jobsplit.config import Header
 from jobsplit.merge import _parse_cell
+from jobsplit.pool import id_of_text
 from jobsplit.recovery import read_rows
 from jobsplit.results import RowFormatter, csv_header_line, row_cells
 
@@ -29,11 +30,11 @@ def test_a_cell_holding_nul_reads_back():
 def test_the_journal_rebuild_keeps_rows_of_any_cell(tmp_path: Path):
     """A row the rebuild cannot read is taken for a damaged one, and its job runs again."""
     rows = RowFormatter(HEADER, "m1", 1.7e9, DIGEST, "c" * 12)
-    values = {"1" * 32: "x" * 200_000, "2" * 32: "a\0b", "3" * 32: 10**5000}
+    values = {"[1]": "x" * 200_000, "[2]": "a\0b", "[3]": 10**5000}
     path = tmp_path / "results.csv"
-    path.write_text(csv_header_line(HEADER) + "".join(rows.line(value, 1.7e9 + 1, 0.5, job_id, "[1]") for job_id, value in values.items()), encoding="utf-8")
+    path.write_text(csv_header_line(HEADER) + "".join(rows.line(value, 1.7e9 + 1, 0.5, id_of_text(args).hex(), args) for args, value in values.items()), encoding="utf-8")
     read = read_rows(path, HEADER, DIGEST, lambda job_id: True, digest_known=True)
-    assert [row.job_id for row in read.rows] == list(values)
+    assert [row.job_id for row in read.rows] == [id_of_text(args).hex() for args in values]
 
 
 def test_a_cell_reads_back_as_a_number_only_where_jobsplit_wrote_one():

@@ -332,6 +332,14 @@ def test_a_row_written_with_a_lone_cr_unquoted_reads_back_requoted_and_any_other
 
 # --- rows read back from results.csv when a lost journal is rebuilt --------------------------
 
+
+def _id_and_args(n: int) -> tuple[str, str]:
+    """The Job ID and Job Args cells of the job ``(n,)``."""
+    from jobsplit.pool import id_of_text
+
+    return id_of_text(f"[{n}]").hex(), f"[{n}]"
+
+
 _TEXT = st.text(alphabet=st.sampled_from(list('ab,"\n\r\x0c\u2028 é')), max_size=6)
 
 
@@ -347,7 +355,7 @@ def test_rows_read_back_whatever_their_cells_and_a_damaged_line_costs_only_itsel
 
     header = Header(("Run Start Time", "Job Running Time", "Job Start Time", "Note"))
     formatter = RowFormatter(header, "m", STARTED, "d" * 32, "c" * 12)
-    lines = [formatter.line(note, STARTED + n, 0.5, f"{n:032x}", f'["{n}"]') for n, note in enumerate(notes)]
+    lines = [formatter.line(note, STARTED + n, 0.5, *_id_and_args(n)) for n, note in enumerate(notes)]
     damaged = [*lines[:at], damage + "\n", *lines[at:]]
     path = tmp_path_factory.mktemp("rows") / "results.csv"
     path.write_bytes((csv_header_line(header) + "".join(damaged)).encode("utf-8"))
@@ -367,11 +375,11 @@ def test_a_row_of_another_plan_is_refused_naming_its_line(tmp_path):
     header = Header(("Run Start Time", "Job Running Time", "Job Start Time", "Note"))
     formatter = RowFormatter(header, "m", STARTED, "d" * 32, "c" * 12)
     notes = ["one", "two\nlines", "three\r\nlines\nhere", "stranger"]
-    lines = [formatter.line(note, STARTED, 0.5, f"{n:032x}", f"[{n}]") for n, note in enumerate(notes)]
+    lines = [formatter.line(note, STARTED, 0.5, *_id_and_args(n)) for n, note in enumerate(notes)]
     path = tmp_path / "results.csv"
     path.write_bytes((csv_header_line(header) + "".join(lines)).encode("utf-8"))
     with pytest.raises(UserError, match=f"{re.escape(str(path))} line 8 holds a result of another plan"):
-        read_rows(path, header, "d" * 32, lambda job: job != f"{3:032x}", digest_known=True)
+        read_rows(path, header, "d" * 32, lambda job: job != _id_and_args(3)[0], digest_known=True)
 
 
 @pytest.mark.parametrize(
@@ -388,7 +396,7 @@ def test_only_a_last_row_cut_short_goes_unnamed(tmp_path, tail, named):
 
     header = Header(("Run Start Time", "Job Running Time", "Job Start Time", "Note"))
     formatter = RowFormatter(header, "m", STARTED, "d" * 32, "c" * 12)
-    lines = [formatter.line(note, STARTED, 0.5, f"{n:032x}", f"[{n}]") for n, note in enumerate(["one", "two"])]
+    lines = [formatter.line(note, STARTED, 0.5, *_id_and_args(n)) for n, note in enumerate(["one", "two"])]
     path = tmp_path / "results.csv"
     path.write_bytes((csv_header_line(header) + "".join(lines) + tail).encode("utf-8"))
     table = read_rows(path, header, "d" * 32, lambda job: True, digest_known=True)
@@ -406,9 +414,29 @@ def test_rows_saved_with_windows_line_ends_read_back_as_jobsplit_wrote_them(tmp_
 
     header = Header(("Run Start Time", "Job Running Time", "Job Start Time", "Note"))
     formatter = RowFormatter(header, "m", STARTED, "d" * 32, "c" * 12)
-    lines = [formatter.line(note, STARTED, 0.5, f"{n:032x}", f"[{n}]") for n, note in enumerate(["one", "bare\rcr", "two\nlines", "four"])]
+    lines = [formatter.line(note, STARTED, 0.5, *_id_and_args(n)) for n, note in enumerate(["one", "bare\rcr", "two\nlines", "four"])]
     path = tmp_path / "results.csv"
     path.write_bytes((csv_header_line(header) + "".join(lines) + "\n").replace("\n", "\r\n").encode("utf-8"))
     table = read_rows(path, header, "d" * 32, lambda job: True, digest_known=True)
     assert [row.line for row in table.rows] == [lines[0], lines[1], lines[3]]
     assert table.unusable == {"a line break within a cell that may have been changed with the line ends (to CR LF)": [4], "not a whole row of this table": [5]}
+
+
+def test_a_row_whose_job_id_is_not_that_of_its_job_args_is_named_not_taken(tmp_path):
+    """Only the Job ID column sorted (Excel's "continue with the current selection"), the journal
+    lost: the rebuilt journal paired ids with other jobs' results, and merge-results called the
+    plan "complete: every job of the plan exactly once". The id is the hash of the Job Args
+    cell: a row whose id is not is no result of that job, named like a damaged one."""
+    from jobsplit.recovery import read_rows
+    from jobsplit.results import csv_header_line
+
+    header = Header(("Run Start Time", "Job Running Time", "Job Start Time", "Note"))
+    formatter = RowFormatter(header, "m", STARTED, "d" * 32, "c" * 12)
+    ids, args = zip(*map(_id_and_args, range(4)))
+    lines = [formatter.line(f"of {n}", STARTED, 0.5, ids[n], args[n]) for n in range(4)]
+    swapped = [formatter.line(f"of {n}", STARTED, 0.5, ids[3 - n], args[n]) for n in (1, 2)]
+    path = tmp_path / "results.csv"
+    path.write_bytes((csv_header_line(header) + lines[0] + "".join(swapped) + lines[3]).encode("utf-8"))
+    table = read_rows(path, header, "d" * 32, lambda job: True, digest_known=True)
+    assert [row.line for row in table.rows] == [lines[0], lines[3]]
+    assert table.unusable == {"a Job ID that is not the id of the row's Job Args (as after one column was sorted on its own)": [3, 4]}

@@ -20,6 +20,7 @@ from typing import NamedTuple, TypeVar
 from .config import RESERVED_COLUMNS, Header
 from .errors import UserError
 from .journal import AttemptRow, Journal
+from .pool import id_of_text
 from .results import requoted, row_cells
 from .states import JobState, Outcome
 from .text import plural
@@ -55,6 +56,7 @@ class Unusable(NamedTuple):
 DAMAGED = Unusable("not a whole row of this table")
 BAD_TIME = Unusable("Job Start Time or Job Running Time not as jobsplit writes them (as after a spreadsheet saved the file)")
 CHANGED_BREAKS = Unusable("a line break within a cell that may have been changed with the line ends (to CR LF)")
+OTHER_JOB = Unusable("a Job ID that is not the id of the row's Job Args (as after one column was sorted on its own)")
 
 
 class ResultRows(NamedTuple):
@@ -124,9 +126,12 @@ def read_rows(path: Path, header: Header, digest: str, belongs: Callable[[str], 
         if len(cells) != len(columns):
             return DAMAGED
         try:
-            return cells, parse_utc_timestamp(cells[start_at]), float(cells[time_at])
+            started, running_time = parse_utc_timestamp(cells[start_at]), float(cells[time_at])
         except ValueError:
             return BAD_TIME  # Excel's "2026-12-07 18:05:10": its other cells may be changed too (numbers to 15 digits, long ones as 1.2E+31)
+        if id_of_text(cells[id_at + 1]).hex() != cells[id_at]:  # its result is not that job's: about 0.5 us a row
+            return OTHER_JOB
+        return cells, started, running_time
 
     rows: list[ResultRow] = []
     unusable: list[tuple[int, str]] = []
