@@ -151,6 +151,22 @@ def test_a_share_started_in_a_new_folder_without_a_confirmation_is_refused_namin
     assert f"in {done_in}" not in run(tmp_path, status=2), "a folder since deleted is still named"
 
 
+def test_a_share_s_folder_copied_without_its_journal_is_not_said_to_start_the_share_over(tmp_path):
+    """A folder copied with its results.csv alone, run on the same host, was refused saying "this
+    run would start the share over", while its rows would have rebuilt the journal, every job
+    of them done. The refusal stays (the jobs done there since the copy would run again), saying
+    what the run would do."""
+    entry, config_dir = write_kinds_entry(tmp_path / "project", pool_spec("ok", 3))
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert run_entry(entry, "run", "--config-dir", config_dir, "--machine", "solo", "--out", first, "--yes", env=run_env(tmp_path)).returncode == 0
+    (second / "solo").mkdir(parents=True)
+    shutil.copy(first / "solo" / "results.csv", second / "solo")
+    refused = run_entry(entry, "run", "--config-dir", config_dir, "--machine", "solo", "--out", second, "--yes", env=run_env(tmp_path))
+    said = " ".join(refused.stderr.split())
+    assert refused.returncode == 2 and "start the share over" not in said, said
+    assert f"and {second / 'solo'} holds a results.csv but no journal: this run would go on from that file's rows alone; to go on from there, run with --out {first}" in said, said
+
+
 def test_an_array_task_started_over_in_a_new_folder_is_a_note_in_its_log_not_a_refusal(tmp_path):
     """sbatch writes --expect-digest and an absolute --out into every task's script: a new --out
     there is chosen on purpose, and a refusal failed every task of the array (an allocation

@@ -132,14 +132,18 @@ def _done_elsewhere(done: list[DoneElsewhere], folder: MachineDir, code: str, co
         more = f" and {len(found) - FOLDERS_SHOWN} more" if len(found) > FOLDERS_SHOWN else ""
         where, by, there = f"jobs of this share are done in {len(found)} other folders, {shown}{more}", "runs", "the newest"
     other_code = f" (its results come from other code: {newest.code} there, {code} here)" if UNKNOWN not in (newest.code, code) and newest.code != code else ""
+    if folder.results.exists():  # copied there without its journal, say: its rows rebuild one (see recovery), the jobs done since run again
+        here_on = f"{here} holds a results.csv but no journal: this run {'would go' if refuse else 'goes'} on from that file's rows alone"
+    else:
+        here_on = f"this run {'would start' if refuse else 'starts'} the share over in {here}"
     if refuse:
         raise UserError(
-            f"{where}, by {by} from another folder or with another --out, and this run would start the share over in {here}; "
+            f"{where}, by {by} from another folder or with another --out, and {here_on}; "
             f"to go on from {there}{other_code}, run with --out {shlex.quote(str(newest.folder.parent))}, or pass --fresh to start over here (the jobs done there run again)"
         )
     say_notice(
         console,
-        f"{where}, by {by} from another folder or with another --out; this run starts the share over in {here}. "
+        f"{where}, by {by} from another folder or with another --out; {here_on}. "
         f"To go on from {there}{other_code} instead, stop here and run with --out {shlex.quote(str(newest.folder.parent))}",
     )
 
