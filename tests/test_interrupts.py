@@ -251,6 +251,36 @@ def test_a_terminal_that_hangs_up_stops_the_run_cleanly(tmp_path):
     check_resumable(run, in_flight)
 
 
+def test_a_run_whose_terminal_goes_away_without_a_hangup_ends_with_its_own_status(tmp_path):
+    """A run in a session of its own (``setsid``, a disowned job) whose console is a terminal
+    that is then closed (its SSH window): no SIGHUP comes, as it is not the session's
+    controlling terminal, but every write to it fails with EIO. The run went on, as it should,
+    and did every job, then exited with status 1 ("lost sys.stderr"), which says some jobs
+    failed. Like a closed pipe, a gone terminal costs only the messages."""
+    share = HardeningShare(tmp_path, kinds_spec([["sleep", i, 1.0] for i in range(6)]))
+    terminal, console = pty.openpty()
+    process = share.start("--workers", "2", "--console", "live", stdout=console, stderr=console)
+    os.close(console)
+    try:
+        os.set_blocking(terminal, False)
+
+        def drained_and_two_running() -> bool:
+            try:
+                while os.read(terminal, 1 << 16):  # the live display must never block on a full terminal
+                    pass
+            except OSError:
+                pass  # nothing to read now
+            return len(side_lines(share.starts)) >= 2
+
+        wait_for(drained_and_two_running, 60, "2 running jobs")
+        os.close(terminal)  # the window closes: no hangup for a session it does not control
+        status = process.wait(60)
+    finally:
+        kill_session(process.pid)
+    assert status == 0
+    assert_all_done_once(share, share.ids())
+
+
 def test_under_nohup_a_hangup_leaves_the_run_going(tmp_path):
     """``nohup`` ignores SIGHUP so that the run outlives its terminal: that choice is kept. The
     jobs wait on a gate until the hangup is sent; the run then ends them all (a stop would

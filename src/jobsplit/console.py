@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import errno
 import io
 import os
 import sys
@@ -34,6 +35,18 @@ def message_console() -> Console:
 
 
 class _MessageConsole(Console):
+    def _check_buffer(self) -> None:
+        """rich's writing of what was printed, to which it hands only a BrokenPipeError. A terminal
+        that went away without a SIGHUP (the run's own session, detached from it by ``setsid``, on
+        an SSH window then closed) fails every write with EIO: the run's last message raised it,
+        and a run that had done every job exited with status 1."""
+        try:
+            super()._check_buffer()
+        except OSError as exc:
+            if exc.errno != errno.EIO:
+                raise
+            self.on_broken_pipe()
+
     def on_broken_pipe(self) -> None:
         """The reader of stderr went away (``run 2>&1 | head``, a ``tee`` that died): the command
         goes on without its messages, as after a hang-up (a run's log has them all). rich's own
