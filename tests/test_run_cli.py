@@ -436,3 +436,13 @@ def test_usage_and_config_errors_exit_2(project, args, message):
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert not (root / "out").exists()
+
+
+@pytest.mark.parametrize("args", [["merge-results"], ["status", "--help"]])
+def test_the_tools_an_entry_carries_name_the_entry_in_their_usage(project, args):
+    """``./my_study merge-results`` printed ``usage: jobsplit merge-results ...``: a host that has
+    only the executable has no ``jobsplit`` command, and the line showed one to type."""
+    root, entry, _, _ = project
+    result = run_entry(entry, *args, env=run_env(root))
+    usage = next(line for line in (result.stdout + result.stderr).splitlines() if line.startswith("usage:"))
+    assert usage.startswith(f"usage: {entry.name} {args[0]} "), usage

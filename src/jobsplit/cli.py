@@ -89,7 +89,7 @@ def entry_main(
     """Like :func:`main`, returning the exit status instead of exiting."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in TOOL_NAMES:
-        return tool_main(argv)  # the merge and status tools travel inside every executable too
+        return tool_main(argv, prog=_program_name())  # the merge and status tools travel inside every executable too
     if not argv or argv[0] not in (*ENTRY_COMMANDS, "-h", "--help", "--version"):
         argv.insert(0, "run")  # a double-clicked executable runs this machine's share
     args = _entry_parser(job).parse_args(argv)
@@ -131,9 +131,10 @@ def entry_main(
     return _guarded(messages, command)
 
 
-def tool_main(argv: Sequence[str] | None = None) -> int:
-    """The ``jobsplit`` command: tools that need no job pool."""
-    parser = argparse.ArgumentParser(prog="jobsplit", description="Split research jobs among machines: tools that need no job pool.")
+def tool_main(argv: Sequence[str] | None = None, prog: str = "jobsplit") -> int:
+    """The ``jobsplit`` command: tools that need no job pool; an entry's too, named ``prog`` in
+    usage lines (a host with only the executable has no ``jobsplit`` command)."""
+    parser = argparse.ArgumentParser(prog=prog, description="Split research jobs among machines: tools that need no job pool.")
     parser.add_argument("--version", action="version", version=f"jobsplit {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     init = commands.add_parser("init", help="write config.ini, header.csv and machines.json templates")
@@ -221,8 +222,13 @@ def _guarded(console: Console, command: Callable[[], int]) -> int:
     return exitcodes.USAGE
 
 
+def _program_name() -> str:
+    """The entry's name as its user runs it: the script's, or the executable's."""
+    return Path(sys.argv[0]).name if not getattr(sys, "frozen", False) else Path(sys.executable).name
+
+
 def _entry_parser(job: Callable[..., Any]) -> argparse.ArgumentParser:
-    prog = Path(sys.argv[0]).name if not getattr(sys, "frozen", False) else Path(sys.executable).name
+    prog = _program_name()
     tool_list = ", ".join(TOOL_NAMES)
     parser = argparse.ArgumentParser(
         prog=prog,
