@@ -167,6 +167,7 @@ def job(*args, **kwargs):
         note = "partial" if stopped else "full"
     elif kind == "nodeathsig":  # as where PR_SET_PDEATHSIG does not exist: only the ppid polling is left
         ctypes.CDLL(None).prctl(1, 0, 0, 0, 0)  # PR_SET_PDEATHSIG, 0: no signal on the parent's death
+        _append("JOBSPLIT_TEST_NODEATHSIG", my_id)  # done: the test may kill the parent
         time.sleep(float(param))
     elif kind == "hang":
         time.sleep(600)

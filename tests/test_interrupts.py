@@ -561,19 +561,22 @@ def test_a_job_that_saves_a_checkpoint_on_sigterm_gets_the_stop_grace(tmp_path, 
     ],
 )
 def test_without_pdeathsig_workers_still_notice_the_parent_died(tmp_path, start_method):
-    """The second line of defence: workers poll their parent (as on systems without prctl)."""
+    """The second line of defence: workers poll their parent (as on systems without prctl).
+
+    The jobs (60 s) say when they have turned the death signal off, and the workers have 30 s
+    to go: the test slept 0.2 s for the first (a busy host's jobs got no further meanwhile, and
+    their death signal proved nothing) and gave them 2 s (a wall-clock bound a busy host broke)."""
     pool = pool_spec("nodeathsig", 4, 60)
     entry, config_dir = write_kinds_entry(tmp_path, pool)
-    journal = tmp_path / "out" / "solo" / "journal.sqlite"
-    process = start_entry(entry, run_args(config_dir, tmp_path / "out", "--workers", "2", "--start-method", start_method), run_env(tmp_path))
+    journal, marks = tmp_path / "out" / "solo" / "journal.sqlite", tmp_path / "nodeathsig.txt"
+    env = run_env(tmp_path, JOBSPLIT_TEST_NODEATHSIG=str(marks))
+    process = start_entry(entry, run_args(config_dir, tmp_path / "out", "--workers", "2", "--start-method", start_method), env)
     try:
-        wait_for(lambda: len(running_in_journal(journal)) == 2, 60, "2 running jobs")
-        time.sleep(0.2)  # past the prctl call of both jobs
+        wait_for(lambda: len(running_in_journal(journal)) == 2 and len(side_lines(marks)) == 2, 60, "2 running jobs without their death signal")
         os.kill(process.pid, signal.SIGKILL)
-        killed = time.monotonic()
         process.wait(10)
-        survivors = wait_no_processes(process.pid, max(0.0, killed + 2.0 - time.monotonic()))
-        assert survivors == [], f"alive 2 s after the parent's death: {survivors}"
+        survivors = wait_no_processes(process.pid, 30.0)  # a watchdog below the jobs' 60 s, which would end them too
+        assert survivors == [], f"alive 30 s after the parent's death: {survivors}"
     finally:
         kill_session(process.pid)
 
