@@ -1329,6 +1329,10 @@ HERE = Path(__file__).resolve().parent
 
 
 def job(i, random_obj, config, progress):
+    with open(HERE / "starts", "a") as starts:
+        starts.write(f"{i}\\n")
+    while len((HERE / "starts").read_text().split()) > 2 and not (HERE / "go").exists():  # all but the first two wait for the test
+        time.sleep(0.01)
     time.sleep(0.1)
     return "p" * (40_000_000 if (HERE / "big").exists() else 10)
 
@@ -1343,7 +1347,9 @@ def test_a_runner_out_of_memory_stops_in_one_sentence_and_resumes(tmp_path):
     -v``, set on the running runner as a cgroup or a busy host would), the MemoryError was a
     traceback and exit status 1, or, raised while a result was unpickled, "something that is not
     jobsplit's wrote into its pipe" (exit 70). Now one sentence and exit status 2; the run is
-    recorded as stopped, what was done is kept, and the same command goes on from there."""
+    recorded as stopped, what was done is kept, and the same command goes on from there.
+    The jobs after the first two wait until the limit is set: on a busy host, the test set it
+    too late, after every job had ended."""
     entry = tmp_path / "entry.py"
     entry.write_text(BIG_RESULTS_ENTRY, encoding="utf-8")
     config_dir = write_config_dir(tmp_path / "config", header=("Run Start Time", "Job Running Time", "Job Start Time", "Value"), machines={"solo": [1.0, 2]})
@@ -1356,6 +1362,7 @@ def test_a_runner_out_of_memory_stops_in_one_sentence_and_resumes(tmp_path):
         size = next(int(line.split()[1]) for line in Path(f"/proc/{process.pid}/status").read_text().splitlines() if line.startswith("VmSize:")) << 10
         resource.prlimit(process.pid, resource.RLIMIT_AS, (size + (20 << 20), resource.RLIM_INFINITY))  # room for less than one big result
         big.touch()
+        (tmp_path / "go").touch()
         status, out_text, err = communicate(process, WATCHDOG)
     finally:
         kill_session(process.pid)
