@@ -179,11 +179,13 @@ def test_table_shows_every_machine_and_an_overall_line(project, tmp_path):
 
 
 def test_status_during_a_run_sees_it_running_and_does_not_hold_it_up(project, tmp_path):
-    root = tmp_path / "out"
-    sleep = 0.5  # 8 jobs on 2 workers: about 2 s of jobs
+    """The jobs after the first two wait at a gate until status has seen the run going twice,
+    then the run ends while status goes on asking: with 2 s of jobs, a busy host's status calls
+    (a Python each) came too late to see it running."""
+    root, gate = tmp_path / "out", tmp_path / "gate"
     process = subprocess.Popen(
         [sys.executable, str(project.entry), *run_args(root, "m1")],
-        env=env_for(project.base, host_state(root), JOB_SLEEP=str(sleep)), cwd=project.base, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env_for(project.base, host_state(root), JOB_SLEEP="0.1", **threemachines.gate(gate)), cwd=project.base, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     snapshots = []
     try:
@@ -195,8 +197,11 @@ def test_status_during_a_run_sees_it_running_and_does_not_hold_it_up(project, tm
                 doc = json.loads(result.stdout)
                 check_document(doc)
                 snapshots.append(by_name(doc)["m1"])
+                if len([s for s in snapshots if s["state"] == "running" and s["running"] > 0]) >= 2:
+                    threemachines.open_gate(gate)
             else:
                 time.sleep(0.05)
+        threemachines.open_gate(gate)  # also where the loop gave up: the assertions below say why
         _, stderr = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
