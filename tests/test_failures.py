@@ -231,9 +231,20 @@ import jobsplit
 from jobsplit import worker
 
 
+def lines(path):
+    try:
+        with open(path) as f:
+            return len(f.read().splitlines())
+    except FileNotFoundError:
+        return 0
+
+
 def job(i, random_obj, config, progress):
     if i == 5 and os.environ.get("JOBSPLIT_TEST_GARBLE"):
-        time.sleep(0.3)  # the results of the jobs before it reach the runner (they wait at most 0.05 s in the worker)
+        finished = lines(os.environ["JOBSPLIT_TEST_SIDE"])
+        deadline = time.monotonic() + 60  # a watchdog
+        while lines(os.environ["JOBSPLIT_TEST_RESULTS"]) < 1 + finished and time.monotonic() < deadline:  # its header, then a row each
+            time.sleep(0.01)  # the results of the jobs before it reach the runner and are recorded
         os.write(worker._outbox._results.fileno(), (16).to_bytes(4, "big", signed=True) + bytes(16))  # a frame of 16 bytes that are no pickle
         time.sleep(60)
     with open(os.environ["JOBSPLIT_TEST_SIDE"], "a") as side:
@@ -250,13 +261,16 @@ def test_bytes_in_a_worker_s_pipe_that_are_no_message_stop_the_run_with_one_sent
     """What a worker sends is read as messages; bytes that are none (something else wrote into
     the pipe, as a job's forked processes once did through their logging) made the run fail with a
     traceback from pickle. Now the run stops as on an internal error (exit 70, one sentence), with
-    every result reported before them recorded, and the next run does the rest."""
+    every result reported before them recorded, and the next run does the rest. The garbling
+    job waits until those results are in results.csv: it waited 0.3 s, and on a busy host the
+    worker had not sent them by then (the bytes came first, and the test failed)."""
     entry = tmp_path / "entry.py"
     entry.write_text(GARBLES_ITS_PIPE, encoding="utf-8")
     config_dir = write_config_dir(tmp_path / "config", header=("Run Start Time", "Job Running Time", "Job Start Time", "Value"), machines={"solo": [1.0, 1]})
     out, side = tmp_path / "out", tmp_path / "side.txt"
     args = run_args(config_dir, out, "--workers", "1", "--start-method", "fork")
-    garbled = run_entry(entry, *args, env=run_env(tmp_path, JOBSPLIT_TEST_GARBLE="1", JOBSPLIT_TEST_SIDE=str(side)), timeout=90)
+    env = run_env(tmp_path, JOBSPLIT_TEST_GARBLE="1", JOBSPLIT_TEST_SIDE=str(side), JOBSPLIT_TEST_RESULTS=str(out / "solo" / "results.csv"))
+    garbled = run_entry(entry, *args, env=env, timeout=90)
     assert_user_error(garbled.returncode, garbled.stdout, garbled.stderr, "could not read what worker 0", "UnpicklingError", exit_status=70)
     finished = side_lines(side) if side.exists() else []
     assert finished, "no job finished before the garbled bytes: the test proves little"
