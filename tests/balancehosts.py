@@ -287,6 +287,18 @@ def queue_done(port: int, digest: str) -> int:
         return 0
 
 
+def gate(folder: Path, after: int) -> dict[str, str]:
+    """The environment of hosts whose jobs past the first ``after`` to start (on all of them) wait
+    until :func:`open_gate` (see e2e_entry.py): a test acts on the runs mid-way, however long
+    it takes; a busy host's test came too late for runs of a few seconds."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return {"JOBSPLIT_TEST_GATE": str(folder), "JOBSPLIT_TEST_GATE_AFTER": str(after)}
+
+
+def open_gate(folder: Path) -> None:
+    (folder / "open").touch()
+
+
 def wait_until(condition: object, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():  # type: ignore[operator]

@@ -25,9 +25,11 @@ from balancehosts import (
     POOL,
     assert_exactly_once,
     count_now,
+    gate,
     kill_started,
     make_cluster,
     makespan,
+    open_gate,
     query,
     queue_done,
     run_hosts,
@@ -72,15 +74,18 @@ def test_three_hosts_of_different_speeds_balance_to_near_ideal(redis_server, tmp
 
 
 def test_a_killed_hosts_claims_run_elsewhere_after_the_lease(redis_server, tmp_path) -> None:
-    """Must show 2: SIGKILL of one host (its whole process group) mid-run."""
+    """Must show 2: SIGKILL of one host (its whole process group) mid-run. The jobs past the 60th
+    wait at a gate until then: in a pool of 3 s, a busy host's test killed a host that had ended."""
     server = redis_server.start()
     cluster = make_cluster(tmp_path, pool=240, base=0.05)
     digest = cluster.digest
+    held_back = gate(tmp_path / "gate", 60)
     for machine in FACTORS:
-        cluster.start(machine, 1.0, server.url)
-    wait_until(lambda: count_now(cluster.journal("slow"), "SELECT COUNT(*) FROM jobs WHERE state = 'done'") >= 10, 30, "slow to finish 10 jobs")
+        cluster.start(machine, 1.0, server.url, env=held_back)
+    wait_until(lambda: count_now(cluster.journal("slow"), "SELECT COUNT(*) FROM running") == 2, 30, "slow to run two jobs")
     cluster.signal("slow", signal.SIGKILL)
     cluster.processes["slow"].wait()
+    open_gate(tmp_path / "gate")
     for machine in ("fast", "mid"):
         code, output = cluster.wait(machine, 60)
         assert code == 0, output
@@ -98,14 +103,21 @@ def test_a_killed_hosts_claims_run_elsewhere_after_the_lease(redis_server, tmp_p
 
 
 def test_a_host_paused_past_its_lease_has_its_stale_results_superseded(redis_server, tmp_path) -> None:
-    """Must show 3: SIGSTOP of a host (process group, as a closed laptop lid) for two leases, then SIGCONT."""
+    """Must show 3: SIGSTOP of a host (process group, as a closed laptop lid) past its lease, then
+    SIGCONT once other hosts took its jobs. The jobs past the 12th wait at a gate until the stop,
+    and the stop lasts until both its jobs were claimed again: a busy host's test stopped a host
+    whose jobs had ended, or continued it (after two leases) before another host took them."""
     server = redis_server.start()
     cluster = make_cluster(tmp_path, pool=36, base=0.5)
+    held_back = gate(tmp_path / "gate", 12)
     for machine in FACTORS:
-        cluster.start(machine, 1.0, server.url)
+        cluster.start(machine, 1.0, server.url, env=held_back)
     wait_until(lambda: count_now(cluster.journal("slow"), "SELECT COUNT(*) FROM running") == 2, 30, "slow to run two jobs")
     cluster.signal("slow", signal.SIGSTOP)
-    time.sleep(2 * cluster.lease + 0.5)
+    open_gate(tmp_path / "gate")
+    stopped = [job for (job,) in query(cluster.journal("slow"), "SELECT job_id FROM running")]
+    tokens = f"jobsplit:{{{cluster.digest}}}:token"
+    wait_until(lambda: all(int(server.command("HGET", tokens, job) or 0) >= 2 for job in stopped), 60, "another host to claim the stopped host's jobs")
     cluster.signal("slow", signal.SIGCONT)
     outputs = {machine: cluster.wait(machine, 60) for machine in FACTORS}
     for machine, (code, output) in outputs.items():
@@ -150,16 +162,21 @@ def test_soak_10000_short_jobs_with_a_host_killed_and_restarted_twice(redis_serv
 
 def test_redis_killed_mid_run_and_back_empty(redis_server, tmp_path) -> None:
     """Must show 5: the hosts go on, retry, re-seed the queue without what journals hold as
-    done, wait a lease for every host to report, and complete with every job exactly once."""
+    done, wait a lease for every host to report, and complete with every job exactly once.
+    The jobs past the 60th wait at a gate until Redis is back, and Redis stays away until every
+    host said it lost it: a busy host's test killed Redis after a pool of 2 s had ended, or
+    started it again (after 1.5 s) before a host had tried it."""
     server = redis_server.start()
     cluster = make_cluster(tmp_path, pool=150, base=0.05)
     digest = cluster.digest
+    held_back = gate(tmp_path / "gate", 60)
     for machine in FACTORS:
-        cluster.start(machine, 1.0, server.url)
+        cluster.start(machine, 1.0, server.url, env=held_back)
     wait_until(lambda: queue_done(server.port, digest) >= 50, 30, "50 jobs done")
     server.kill()
-    time.sleep(1.5)
+    wait_until(lambda: all("lost Redis at" in cluster.output(machine) for machine in FACTORS), 60, "every host to lose Redis")
     server.start()  # same port, empty
+    open_gate(tmp_path / "gate")
     outputs = {machine: cluster.wait(machine, 60) for machine in FACTORS}
     for machine, (code, output) in outputs.items():
         assert code == 0, f"{machine}: {output}"
@@ -240,14 +257,16 @@ def test_a_second_run_of_one_machine_on_the_queue_is_refused_and_a_restart_after
     """Another host given the same machine name (or the same command from another folder, with
     another state folder) took the jobs the queue credits to that name for lost: it handed them
     back and ran them again, and both results were kept. Now it is refused while the first run
-    is in contact; once that run has died (kill -9 here), its restart on this host is not."""
+    is in contact; once that run has died (kill -9 here), its restart on this host is not. The
+    first run's jobs past the 6th wait at a gate until then, and the second run's lease (which
+    decides) is a minute: a busy host's second run started after a first of 3 s had ended."""
     server = redis_server.start()
     cluster = make_cluster(tmp_path, pool=120, base=0.05)
-    first = cluster.start("fast", 1.0, server.url)
+    first = cluster.start("fast", 1.0, server.url, env=gate(tmp_path / "gate", 6))
     wait_until(lambda: count_now(cluster.journal("fast"), "SELECT COUNT(*) FROM jobs WHERE state = 'done'") >= 4, 30, "fast to finish 4 jobs")
     other = tmp_path / "other-host"
     second = subprocess.run(
-        [sys.executable, str(ENTRY), *cluster.args("fast", server.url, "--out", str(other / "out"))],
+        [sys.executable, str(ENTRY), *cluster.args("fast", server.url, "--out", str(other / "out"), "--lease", "60")],
         env={**cluster.env(1.0), "XDG_STATE_HOME": str(other / "state")}, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     errors = error_lines(second.stderr)
