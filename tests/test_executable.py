@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from balancehosts import gate
 from conftest import error_lines
 from jobsplit.fingerprint import file_fingerprint, local_modules
 from jobsplit.idhelper import HELPER_FLAG
@@ -98,6 +99,8 @@ def done_count(folder: Path, machine: str) -> int:
 
 
 def test_three_hosts_kill_resume_and_merge(executable: Path, tmp_path: Path) -> None:
+    """The slow host's jobs past its 4th wait at a gate until it is killed: a busy host's test
+    killed it after its share of 2 s had ended."""
     env = bare_env(tmp_path)
     hosts = {name: host(tmp_path, name, executable) for name in MACHINES}
     digest = subprocess.run(["./e2e", "digest"], cwd=hosts["fast"], env=env, capture_output=True, text=True, timeout=60)
@@ -110,8 +113,9 @@ def test_three_hosts_kill_resume_and_merge(executable: Path, tmp_path: Path) -> 
     wrong = subprocess.run(["./e2e", "run", "--machine", "fast", "--expect-digest", "0" * 32], cwd=hosts["fast"], env=env, capture_output=True, text=True, timeout=60)
     assert wrong.returncode == 2 and "compare `./e2e digest --parts` here" in wrong.stderr, wrong.stderr  # the program as it was started
 
+    held_back = gate(tmp_path / "gate", 4)  # the victim's jobs past its 4th wait for its kill (never opened)
     runs = {
-        name: start(folder, env, "run", "--machine", name, "--yes", "--expect-digest", expected.upper(), "--console", "plain",
+        name: start(folder, {**env, **(held_back if name == "slow" else {})}, "run", "--machine", name, "--yes", "--expect-digest", expected.upper(), "--console", "plain",
                     *(["--start-method", "spawn"] if name == "mid" else []))
         for name, folder in hosts.items()
     }
@@ -252,10 +256,12 @@ def test_a_user_without_a_home_folder_runs_the_program(executable: Path) -> None
 
 def test_ctrl_c_stops_the_frozen_program_cleanly(executable: Path, tmp_path: Path) -> None:
     """Ctrl-C reaches a one-file program twice (directly, and forwarded by its bootloader): one
-    clean stop, exit status 130, no process left, a readable log, and a resumable journal."""
+    clean stop, exit status 130, no process left, a readable log, and a resumable journal. The
+    jobs past the 4th wait at a gate, never opened: a busy host's Ctrl-C came after a run of 3 s
+    had ended."""
     folder = host(tmp_path, "desk", executable)
     env = bare_env(tmp_path)
-    run = start(folder, env, "run", "--machine", "fast", "--yes", "--console", "plain")
+    run = start(folder, {**env, **gate(tmp_path / "gate", 4)}, "run", "--machine", "fast", "--yes", "--console", "plain")
     deadline = time.monotonic() + 60
     while done_count(folder, "fast") < 2:
         assert time.monotonic() < deadline and run.poll() is None, "the run should still be going"
