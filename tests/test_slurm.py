@@ -34,7 +34,8 @@ LOGIN = "login-node"
 
 ENTRY = '''\
 """The cluster tests' entry: each job appends "TASK INDEX" to JOBSPLIT_TEST_STARTS when it starts
-and to JOBSPLIT_TEST_SIDE when it finishes; while the file JOBSPLIT_TEST_HOLD exists, jobs wait."""
+and to JOBSPLIT_TEST_SIDE when it finishes; while the file JOBSPLIT_TEST_HOLD exists, jobs wait
+(with JOBSPLIT_TEST_HOLD_AFTER=N, only those that start once N jobs of their task finished)."""
 import os
 import time
 
@@ -51,11 +52,20 @@ def _append(variable, index):
             os.close(fd)
 
 
+def _finished_here():
+    path, task = os.environ.get("JOBSPLIT_TEST_SIDE"), os.environ.get("SLURM_ARRAY_TASK_ID", "-")
+    if not path or not os.path.exists(path):
+        return 0
+    with open(path) as f:
+        return sum(1 for line in f if line.split()[:1] == [task])
+
+
 def job(index, random_obj, config, progress):
     _append("JOBSPLIT_TEST_STARTS", index)
     hold = os.environ.get("JOBSPLIT_TEST_HOLD")
-    while hold and os.path.exists(hold):
-        time.sleep(0.02)
+    if hold and _finished_here() >= int(os.environ.get("JOBSPLIT_TEST_HOLD_AFTER", "0")):
+        while os.path.exists(hold):
+            time.sleep(0.02)
     time.sleep(config.getfloat("test", "pause"))
     draw = random_obj.random()
     _append("JOBSPLIT_TEST_SIDE", index)
@@ -152,7 +162,12 @@ def status_rows(text: str) -> dict[str, list[str]]:
 
 @pytest.mark.slow
 def test_an_array_of_4_equals_a_plain_4_machine_run_and_status_watches_it(slurm: SlurmCluster, tmp_path: Path):
-    env = cluster_env(slurm, tmp_path)
+    """The array's jobs wait on a hold until status has seen two tasks running and two not
+    started: on a busy host, the status calls (a Python each) came after the first two tasks'
+    4 s had ended."""
+    hold = tmp_path / "hold"
+    hold.touch()
+    env = cluster_env(slurm, tmp_path, JOBSPLIT_TEST_HOLD=str(hold))
     cluster = Project(tmp_path / "cluster", {"sim": {"speed": 1.0, "cores": 1, "array": 4}}, jobs=200, pause=0.08, env=env)
     (job,) = submitted(cluster.run("sbatch", "--machine", "sim", "--max-parallel", "2", "--seed", SEED, "--out", cluster.out, "--submit"))
     script = (cluster.folder / "sim.sbatch").read_text()
@@ -170,6 +185,7 @@ def test_an_array_of_4_equals_a_plain_4_machine_run_and_status_watches_it(slurm:
             watched.append((states, result.stdout))
         else:
             time.sleep(0.1)
+    hold.unlink()
     states, text = watched[-1]
     assert "running" in states and "not started" in states, watched
     unfinished = [i for i, state in enumerate(states) if state not in ("finished", "running")]
@@ -210,11 +226,12 @@ def test_an_array_of_4_equals_a_plain_4_machine_run_and_status_watches_it(slurm:
 
 @pytest.mark.slow
 def test_a_signalled_and_requeued_task_resumes_and_runs_no_finished_job_twice(slurm: SlurmCluster, tmp_path: Path):
+    """The hold is there from the start, for the jobs that start once six of their task finished:
+    made after six had finished, on a busy host it came after task 0's 30 jobs of 50 ms had ended."""
     side, starts, hold = tmp_path / "side.txt", tmp_path / "starts.txt", tmp_path / "hold"
-    env = cluster_env(slurm, tmp_path, JOBSPLIT_TEST_SIDE=str(side), JOBSPLIT_TEST_STARTS=str(starts), JOBSPLIT_TEST_HOLD=str(hold))
+    env = cluster_env(slurm, tmp_path, JOBSPLIT_TEST_SIDE=str(side), JOBSPLIT_TEST_STARTS=str(starts), JOBSPLIT_TEST_HOLD=str(hold), JOBSPLIT_TEST_HOLD_AFTER="6")
     project = Project(tmp_path / "p", {"sim": {"speed": 1.0, "cores": 2, "array": 2}}, jobs=60, pause=0.05, env=env)
-    (job,) = submitted(project.run("sbatch", "--machine", "sim", "--out", project.out, "--submit"))
-    task, journal = f"{job}_0", project.out / "sim@0" / "journal.sqlite"
+    journal = project.out / "sim@0" / "journal.sqlite"
 
     def task0(path: Path) -> list[str]:
         return [line.split()[1] for line in lines(path) if line.split()[0] == "0"]
@@ -228,18 +245,19 @@ def test_a_signalled_and_requeued_task_resumes_and_runs_no_finished_job_twice(sl
         """Run number ``runs`` has both workers waiting on the hold file (each earlier run left two
         jobs begun and never finished), and every job that finished is recorded done."""
         finished, begun = task0(side), task0(starts)
-        recorded = query(journal, "SELECT COUNT(*) FROM runs")
+        recorded = query(journal, "SELECT COUNT(*) FROM runs") if journal.exists() else []
         return bool(recorded) and recorded[0][0] == runs and len(begun) - len(finished) == 2 * runs and set(finished) == done()
 
     def seen() -> dict[str, object]:
         """What held() looks at, for a failure's message."""
         finished, begun = task0(side), task0(starts)
-        return {"runs": query(journal, "SELECT COUNT(*) FROM runs"), "begun": begun, "finished": finished,
+        return {"runs": query(journal, "SELECT COUNT(*) FROM runs") if journal.exists() else "no journal", "begun": begun, "finished": finished,
                 "finished, not done": set(finished) - done(), "queue": slurm.squeue(job)}  # fmt: skip
 
-    assert wait_for(lambda: len(task0(side)) >= 6, 120), slurm.squeue(job)
     hold.touch()
-    assert wait_for(lambda: held(1), 60), seen()
+    (job,) = submitted(project.run("sbatch", "--machine", "sim", "--out", project.out, "--submit"))
+    task, journal = f"{job}_0", project.out / "sim@0" / "journal.sqlite"
+    assert wait_for(lambda: held(1), 120), seen()
 
     # 1. scancel --batch --signal=TERM: the run stops like Ctrl-C and exits 130
     slurm.scancel("--batch", "--signal=TERM", task)
