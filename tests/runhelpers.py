@@ -349,6 +349,15 @@ def done_so_far(path: Path) -> set[str]:
     return done_ids(path) if planned else set()
 
 
+def runs_so_far(path: Path) -> int:
+    """The runs a journal records, 0 while it does not exist or is being set up: a run recorded
+    there has its handling of Ctrl-C and SIGTERM in place."""
+    try:
+        return int(journal_query(path, "SELECT COUNT(*) FROM runs")[0][0])
+    except (sqlite3.Error, OSError):
+        return 0
+
+
 def rerun_bound(workers: int) -> int:
     """The most jobs one kill may cost for jobs longer than the runner's batch (one job a unit):
     each worker holds a running job and one queued behind it, and both may end before the runner

@@ -48,6 +48,7 @@ from runhelpers import (
     results_ids,
     run_args,
     run_env,
+    runs_so_far,
     side_lines,
     start_command,
     tuple_id,
@@ -291,10 +292,13 @@ def test_more_workers_than_jobs_starts_one_per_job_and_warns(tmp_path):
 
 
 def test_sigterm_while_hundreds_of_workers_start_stops_cleanly(tmp_path):
+    """The SIGTERM comes once the run has begun (its row in the journal), as its workers start:
+    sent after a second, on a busy host it came while Python still imported jobsplit, whose
+    default action ended the program (exit -15)."""
     share = HardeningShare(tmp_path, kinds_spec([["ok", i] for i in range(2000)]))
     process = share.start("--workers", "300", "--start-method", "spawn")
     try:
-        time.sleep(1.0)
+        wait_for(lambda: runs_so_far(share.journal) == 1, WATCHDOG, "the run to begin")
         os.kill(process.pid, signal.SIGTERM)
         status, _, err = communicate(process, WATCHDOG)
         assert status == 130, err
