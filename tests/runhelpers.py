@@ -462,11 +462,14 @@ def ids_of(specs: Iterable[Any]) -> set[str]:
 # --- in-process jobs (module level, so that workers can import them under spawn) -------------
 
 
-def stepping_job(steps, pause, random_obj, config, progress):
-    """Report k/(steps+1) for k = 1..steps, pausing between reports; return the step count."""
+def stepping_job(steps, pause, hold, random_obj, config, progress):
+    """Report k/(steps+1) for k = 1..steps, pausing between reports, and after the first report
+    while the file ``hold`` exists; return the step count."""
     for k in range(1, steps + 1):
         time.sleep(pause)
         progress.report(k, base=steps + 1)
+        while k == 1 and os.path.exists(hold):
+            time.sleep(0.01)
     time.sleep(pause)
     return ("stepping", steps, random_obj.random(), "")
 

@@ -277,13 +277,17 @@ def test_a_tight_loop_of_reports_publishes_rarely(board, monkeypatch):
 
 @pytest.mark.parametrize("start_method", ["fork", "spawn"])
 def test_progress_of_a_running_job_reaches_the_supervisor(tmp_path: Path, start_method: str):
-    """In-process Runner: polled from on_tick, a running job shows a fraction strictly in (0, 1)."""
+    """In-process Runner: polled from on_tick, a running job shows a fraction strictly in (0, 1).
+    The jobs hold after their first report until on_tick has seen both: jobs of 0.7 s ended
+    unseen mid-way while a busy host kept this process (the runner) off its core."""
     context = multiprocessing.get_context(start_method)
     header = Header(HEADER)
     board = ProgressBoard(context, 2)
     config = JobConfig()
     setup = WorkerSetup(stepping_job, config.as_document(), header, "alpha", "00" * 16, "code", time.time(), b"seed", board, 0, LogSettings())
-    pool = JobPool([(5, 0.12), (4, 0.15)])
+    hold = tmp_path / "hold"
+    hold.touch()
+    pool = JobPool([(5, 0.12, str(hold)), (4, 0.15, str(hold))])
     ids = pool.ids_hex(range(len(pool)))
     journal = Journal(tmp_path / "journal.sqlite")
     journal.initialize({"digest": "00" * 16}, ids)
@@ -299,12 +303,15 @@ def test_progress_of_a_running_job_reaches_the_supervisor(tmp_path: Path, start_
         for job in runner.running():
             seen[job.task.job_id].append(job.fraction)
             assert job.elapsed >= 0
+        if all(any(0 < f < 1 for f in fractions) for fractions in seen.values()):
+            hold.unlink(missing_ok=True)
         assert time.monotonic() < deadline, "the jobs should have ended long ago"
 
     try:
         assert runner.run(lambda: False, on_tick) is True
         assert journal.counts()[JobState.DONE] == 2
     finally:
+        hold.unlink(missing_ok=True)
         results.close()
         journal.close()
     for job_id, fractions in seen.items():
