@@ -7,9 +7,10 @@ With ``[experiment] base`` (the shared-queue tests): each job sleeps the base ti
 times this host's factor (JOBSPLIT_TEST_FACTOR: a slower host), then draws from its random
 stream. The pool has 60 jobs, or JOBSPLIT_TEST_POOL.
 
-With JOBSPLIT_TEST_GATE (a folder), the jobs that start after the first JOBSPLIT_TEST_GATE_AFTER
-(counted over every host of this machine) wait until the file ``open`` is in it: a test acts on
-the runs mid-way however long it takes (on a busy host, runs of a few seconds had ended first).
+With JOBSPLIT_TEST_GATE (a folder), each job writes its index to the file ``starts`` there as it
+starts, and those that start after the first JOBSPLIT_TEST_GATE_AFTER (counted over every host
+of this machine) wait until the file ``open`` is in it: a test acts on the runs mid-way however
+long it takes (on a busy host, runs of a few seconds had ended first).
 """
 
 import logging
@@ -28,14 +29,14 @@ def cube(x):
     return x**3
 
 
-def wait_at_the_gate():
+def wait_at_the_gate(index):
     folder = os.environ.get("JOBSPLIT_TEST_GATE")
     if not folder:
         return
     starts = os.path.join(folder, "starts")
     fd = os.open(starts, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, b"x\n")
+        os.write(fd, f"{index}\n".encode())
     finally:
         os.close(fd)
     with open(starts) as f:
@@ -45,7 +46,7 @@ def wait_at_the_gate():
 
 
 def job(index, random_obj, config, progress):
-    wait_at_the_gate()
+    wait_at_the_gate(index)
     if config.getboolean("e2e", "joblib", fallback=False):  # a pool of the job's own, as scikit-learn's n_jobs starts
         from joblib import Parallel, delayed
 
