@@ -781,6 +781,31 @@ class _TempFull:
         return getattr(self._db, name)
 
 
+def test_a_commit_s_acknowledgements_go_out_before_results_csv_is_written(tmp_path):
+    """A shared queue learns that committed jobs are final only from the acknowledgement sent
+    after the commit: it went out after results.csv was appended to, so a host killed, or one
+    whose results.csv failed (a full disk), in between left its claims to run again on other
+    hosts, done twice. The acknowledgement now comes right after the commit."""
+    from jobsplit.errors import StorageError
+    from jobsplit.journal import DoneGroup, Journal
+    from jobsplit.recorder import Recorder
+
+    class FullDisk:
+        def append(self, rows: object) -> None:
+            raise StorageError("results.csv cannot be written: no space left on device")
+
+    journal = Journal(tmp_path / "journal.sqlite")
+    ids = [f"{n:032x}" for n in range(3)]
+    journal.initialize({"digest": "0" * 32}, ids)
+    run = journal.begin_run(1, done_before=0, started=1.7e9, host="test", pid=1, code="c0de", source="test")
+    acknowledged: list[tuple[str, str]] = []
+    recorder = Recorder(journal, FullDisk(), run, on_commit=acknowledged.extend)  # type: ignore[arg-type]
+    recorder.add([DoneGroup(run, 0, 1, ids, [1, 1, 1], [1.7e9] * 3, [1.7e9 + 1] * 3, [None] * 3, [None] * 3, ["row\n"] * 3)])
+    with pytest.raises(StorageError):
+        recorder.flush(list)
+    assert acknowledged == [(job_id, "done") for job_id in ids]
+
+
 def test_done_rows_left_unread_as_the_journal_closes_print_nothing(tmp_path, monkeypatch):
     """A resume on a disk still full fails while it rewrites results.csv from the journal's done
     rows, and the journal closes: the rows' generator, finalized later, closed its SQLite cursor

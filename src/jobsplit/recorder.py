@@ -95,6 +95,6 @@ class Recorder:
         self.journal.commit(self.run, attempts, now_running, self._clock.time())
         self._attempts, self._count, self._at_once = [], 0, False
         self._committed_at, self._committed_running = self._clock.monotonic(), now_running
-        self.results.append(result_rows(attempts))
-        if self.on_commit is not None and attempts:
+        if self.on_commit is not None and attempts:  # first: a host killed between its commit and this loses its claims' results to others
             self.on_commit(settled(attempts))
+        self.results.append(result_rows(attempts))
