@@ -7,6 +7,7 @@ test_slurm.py submits what these write to a real cluster.
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 
 from conftest import entry_env, error_lines, run_entry, write_config_dir
 from jobsplit import UserError
+from jobsplit.cli import _entry_parser
 from jobsplit.schedulers.slurm import ArrayScript, Submission, format_indices, parse_indices, render, split
 from threemachines import ENTRY, HEADER
 
@@ -128,7 +130,10 @@ def test_run_options_given_to_sbatch_reach_the_run_of_each_task(project):
     result = sbatch(project, "--machine", "sim", "--max-array-size", "100", "--timeout", "3600", "--retries", "2", "--stop-grace", "20", "--worker-memory", "4GiB")
     assert result.returncode == 0, result.stderr
     exec_line = (project / "sim.sbatch").read_text().splitlines()[-1]
-    assert exec_line.endswith(" --timeout 3600 --retries 2 --stop-grace 20 --worker-memory 4294967296"), exec_line
+    assert exec_line.endswith(" --timeout 3600 --retries 2 --stop-grace 20 --worker-memory 4294967296B"), exec_line
+    options = shlex.split(exec_line)[shlex.split(exec_line).index("--config-dir") :]
+    parsed = _entry_parser(lambda i: i).parse_args(["run", *options])  # the task's run reads them back: "4294967296" was refused, no unit, and every task failed
+    assert (parsed.timeout, parsed.retries, parsed.stop_grace, parsed.worker_memory) == (3600, 2, 20, 4 << 30)
     assert " --timeout " not in (project / "sim.sbatch").read_text().replace(exec_line, "")
     plain = sbatch(project, "--machine", "sim", "--max-array-size", "100", "--script", "plain.sbatch")
     assert plain.returncode == 0 and "--retries" not in (project / "plain.sbatch").read_text()

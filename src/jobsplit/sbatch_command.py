@@ -84,7 +84,7 @@ def sbatch(project: Project, flags: SbatchFlags, program: Sequence[str], console
     run_options += [*(["--strategy", flags.strategy] if flags.strategy else []), *(["--seed", flags.seed] if flags.seed is not None else [])]
     for option, value in (("--timeout", flags.timeout), ("--retries", flags.retries), ("--stop-grace", flags.stop_grace), ("--worker-memory", flags.worker_memory)):
         if value is not None:
-            run_options += [option, f"{value:g}" if isinstance(value, float) else str(value)]
+            run_options += [option, f"{value:g}" if isinstance(value, float) else f"{value}B" if option == "--worker-memory" else str(value)]  # a size has its unit
     script = ArrayScript(
         flags.machine, len(members), members[0].cores, format_digest(project.digest), program, run_options,
         str(out / SLURM_LOGS / "%x-%A_%a.out"), flags.job_name or flags.machine, flags.max_parallel,
