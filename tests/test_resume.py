@@ -315,6 +315,22 @@ def _excel_times(path: Path) -> None:
     path.write_bytes(text.replace("\n", "\r\n").encode("utf-8"))
 
 
+def test_a_row_whose_run_start_time_alone_a_spreadsheet_rewrote_is_no_result(tmp_path):
+    """Only the Job Start Time and Job Running Time were checked: a row whose Run Start Time
+    Excel had rewritten (``2026-12-07 19:01:05``) was taken back as done when the journal was
+    lost, and the spreadsheet's text went on into the journal, results.csv and the merge."""
+    project = Project(tmp_path, pool_spec("ok", 4))
+    project.run()
+    text = project.results.read_bytes().decode("utf-8")
+    project.results.write_bytes(re.sub(r"(?m)^(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)\.\d+Z", r"\1 \2", text).encode("utf-8"))
+    for name in ("journal.sqlite", "journal.sqlite-wal", "journal.sqlite-shm"):
+        (project.machine_dir / name).unlink(missing_ok=True)
+    result = project.run()
+    assert f"4 lines of {project.results} hold no result jobsplit can read back (lines 2-5: Run Start Time," in result.stderr, result.stderr
+    assert len(side_lines(project.side)) == 8, "each job runs again"
+    project.assert_csv_matches_journal()
+
+
 def test_rows_a_spreadsheet_rewrote_are_kept_in_a_backup_and_named_when_the_journal_is_lost(tmp_path):
     """A results.csv saved again by Excel (its times rewritten, CR LF line ends) with the journal
     lost: every row was skipped in silence as "a damaged line", every job ran again, and the
@@ -331,7 +347,7 @@ def test_rows_a_spreadsheet_rewrote_are_kept_in_a_backup_and_named_when_the_jour
     (backup,) = project.machine_dir.glob("backup-*")
     assert (backup / "results.csv").read_bytes() == resaved
     notice = next(line for line in result.stderr.splitlines() if "no result jobsplit can read back" in line)
-    assert f"12 lines of {project.results} hold no result jobsplit can read back (lines 2-13: Job Start Time or Job Running Time not as jobsplit writes them" in notice, notice
+    assert f"12 lines of {project.results} hold no result jobsplit can read back (lines 2-13: Run Start Time, Job Start Time or Job Running Time not as jobsplit writes them" in notice, notice
     assert notice.endswith(f"their jobs run again; the file is kept in {backup}"), notice
     assert len(side_lines(project.side)) == 24
     project.assert_csv_matches_journal()

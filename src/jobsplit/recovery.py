@@ -54,7 +54,7 @@ class Unusable(NamedTuple):
 
 
 DAMAGED = Unusable("not a whole row of this table")
-BAD_TIME = Unusable("Job Start Time or Job Running Time not as jobsplit writes them (as after a spreadsheet saved the file)")
+BAD_TIME = Unusable("Run Start Time, Job Start Time or Job Running Time not as jobsplit writes them (as after a spreadsheet saved the file)")
 CHANGED_BREAKS = Unusable("a line break within a cell that may have been changed with the line ends (to CR LF)")
 OTHER_JOB = Unusable("a Job ID that is not the id of the row's Job Args (as after one column was sorted on its own)")
 
@@ -118,7 +118,7 @@ def read_rows(path: Path, header: Header, digest: str, belongs: Callable[[str], 
     if not modern and not (digest_known and columns == [*header.columns, *_BEFORE_0_2]):
         saved = " (its cells are separated by semicolons, as a spreadsheet saves them)" if ";" in text[:body] and len(columns) == 1 else ""
         raise ForeignTable(f"{path} has other columns than header.csv gives now{saved}")
-    start_at, time_at = columns.index("Job Start Time"), columns.index("Job Running Time")
+    run_at, start_at, time_at = columns.index("Run Start Time"), columns.index("Job Start Time"), columns.index("Job Running Time")
     id_at = len(header.columns)
 
     def timed(cells: list[str]) -> tuple[list[str], float, float] | Unusable:
@@ -127,6 +127,7 @@ def read_rows(path: Path, header: Header, digest: str, belongs: Callable[[str], 
             return DAMAGED
         try:
             started, running_time = parse_utc_timestamp(cells[start_at]), float(cells[time_at])
+            parse_utc_timestamp(cells[run_at])  # checked too: a row taken back is written again as it is
         except ValueError:
             return BAD_TIME  # Excel's "2026-12-07 18:05:10": its other cells may be changed too (numbers to 15 digits, long ones as 1.2E+31)
         if id_of_text(cells[id_at + 1]).hex() != cells[id_at]:  # its result is not that job's: about 0.5 us a row
