@@ -237,7 +237,10 @@ def _entry_parser(job: Callable[..., Any]) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"jobsplit {__version__} (entry code {entry_fingerprint()})")
     shared = argparse.ArgumentParser(add_help=False)
-    shared.add_argument("--config-dir", type=Path, metavar="DIR", help="where config.ini, header.csv and machines.json are (default: here)")
+    shared.add_argument(
+        "--config-dir", type=Path, metavar="DIR",
+        help="where config.ini, header.csv and machines.json are (default: here if it holds a config.ini, else the entry's own folder; init: here)",
+    )  # fmt: skip
     planning = argparse.ArgumentParser(add_help=False)
     planning.add_argument("--strategy", choices=None, metavar="NAME", help=f"how to split the pool: {', '.join(STRATEGIES)} (default: config.ini [jobsplit] strategy, else quota)")
     planning.add_argument("--seed", metavar="TEXT", help="seed the plan with TEXT instead of the digest (every host must pass the same)")

@@ -12,7 +12,7 @@ and current log are read oldest first as one stream) or an output root (its subd
 keep their order: a log's as written (a job's lines, a traceback printed line by line), and the
 logs' by file name, so the merge does not depend on the order of the inputs. A truncated last gzip member (a log copied while its run was writing, or a
 killed run) is reported, and the complete records before the cut are kept; a damaged stretch
-followed by complete members is skipped and named (see LogFile)."""
+followed by complete members is skipped and named."""
 
 from __future__ import annotations
 

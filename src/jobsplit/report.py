@@ -6,7 +6,7 @@ the cost of imbalance, failures grouped by cause with their last log lines, and 
 measured speeds with a suggested machines.json. Inline SVG and CSS only (no script, no
 network): it opens offline in any browser, and mails or archives as one file.
 
-Large runs stay small: past DETAIL_LIMIT attempts (or LANE_LIMIT on one lane) neighbouring
+Large runs stay small: past 10,000 attempts (or 2,000 on one lane) neighbouring
 bars that would be drawn within a few pixels are drawn as one, coloured by the worst outcome
 among them, with a tooltip that counts them, so 100,000 jobs make well under a megabyte.
 """
