@@ -407,6 +407,20 @@ def test_digest_jobs_lists_the_pool_so_that_a_diff_shows_the_job_that_differs(se
     assert [line.split("\t")[0] for line in set(other) - set(listed)] == ['[10,1.4285714285714286,"caf\\udce9.dat"]']  # as its Job Args cell shows it
 
 
+def test_digest_jobs_under_the_cost_strategy_shows_a_host_whose_cost_hints_differ(setup, tmp_path):
+    """Under the cost strategy the cost hints are part of the pool's fingerprint: two hosts whose
+    cost functions differed showed only `pool` differing in `digest --parts`, which sent them to
+    `digest --jobs`, whose lists were equal (ids only). Each line now ends in the job's cost hint
+    there, and only there."""
+    doubled = write_entry(tmp_path / "entry.py", extra="_cost = cost\ncost = lambda *a, **k: _cost(*a, **k) * 2")
+    mine, theirs = (ok(run_entry(e, "digest", "--jobs", "--strategy", "cost", "--config-dir", setup.config)).stdout.splitlines() for e in (setup.entry, doubled))
+    assert len(mine) == len(theirs) == ENTRY_POOL_SIZE and set(mine).isdisjoint(theirs)
+    assert [line.rsplit("\t", 1)[0] for line in mine] == [line.rsplit("\t", 1)[0] for line in theirs]
+    assert [2 * float(line.rsplit("\t", 1)[1]) for line in mine] == [float(line.rsplit("\t", 1)[1]) for line in theirs]
+    quota = ok(run_entry(setup.entry, "digest", "--jobs", "--config-dir", setup.config)).stdout.splitlines()
+    assert [line.count("\t") for line in quota] == [1] * ENTRY_POOL_SIZE  # outside the digest: not listed
+
+
 def test_digest_jobs_writes_the_same_utf8_bytes_in_a_latin1_locale(setup, tmp_path):
     """Written in the locale's encoding (here a Latin-1 stdout, as in an ISO-8859-1 locale), the
     list ended in a UnicodeEncodeError at a job "α", and gave the pool's "ü" as the byte 0xFC: a

@@ -218,6 +218,23 @@ def test_a_journal_for_another_digest_says_what_changed_since_it_was_made(tmp_pa
     assert refused.stderr.count("changed since") == 1
 
 
+@pytest.mark.parametrize("strategy", ["cost", "quota"])
+def test_a_pool_changed_under_the_cost_strategy_may_be_its_cost_hints(tmp_path, strategy):
+    """Under the cost strategy the pool's part of the digest holds the cost hints too: a host
+    whose cost function alone had changed was told that its entry "now builds other jobs", and
+    sent to look for files that changed. The refusal names the hints there, and only there."""
+    from jobsplit.errors import UserError
+    from jobsplit.journal import Journal
+
+    journal = Journal(tmp_path / "journal.sqlite")
+    ids = [f"{n:032x}" for n in range(3)]
+    journal.initialize({"digest": "0" * 32, "strategy": strategy, "parts": json.dumps({"pool": "a", "config": "c"})}, ids)
+    with pytest.raises(UserError) as refused:
+        journal.check("1" * 32, ids, lambda: {"pool": "b", "config": "c"})
+    said = "it now builds other jobs or cost hints (the cost function's values, which `digest --jobs` lists): from files"
+    assert (said in str(refused.value)) == (strategy == "cost"), refused.value
+
+
 def _cut_mid_line(path: Path) -> None:
     data = path.read_bytes()
     path.write_bytes(data[: len(data) - 17])

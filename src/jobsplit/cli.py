@@ -250,7 +250,7 @@ def _entry_parser(job: Callable[..., Any]) -> argparse.ArgumentParser:
     digest = commands.add_parser("digest", parents=[shared, planning], help="print the digest, which must be equal on every host")
     detail = digest.add_mutually_exclusive_group()
     detail.add_argument("--parts", action="store_true", help="also a fingerprint of each part it covers: compare them between two hosts to see what differs")
-    detail.add_argument("--jobs", action="store_true", help="list every job's Job Args and id instead, sorted: compare two hosts' lists with diff")
+    detail.add_argument("--jobs", action="store_true", help="list every job's Job Args and id (and cost hint, for --strategy cost) instead, sorted: compare two hosts' lists with diff")
     plan = commands.add_parser("plan", parents=[shared, planning], help="show every machine's share")
     plan.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     commands.add_parser("init", parents=[shared], help="write the config file templates (never overwrites)")
@@ -380,10 +380,13 @@ def _show_digest(project: Project, *, parts: bool, jobs: bool, chunk: int = 10_0
     Latin-1 locale an "é" was another byte than on a UTF-8 host, and an "α" a traceback."""
     if jobs:
         pool = project.pool
-        listed = sorted(zip(map(pool.identity_text, range(len(pool))), pool.ids_hex(range(len(pool)))))
+        columns = [map(pool.identity_text, range(len(pool))), pool.ids_hex(range(len(pool)))]
+        if project.strategy == "cost" and project.costs is not None:  # part of the digest then: a host whose cost function differs shows it
+            columns.append(map(repr, project.costs))
+        listed = sorted(zip(*columns))
         with tool_output("-") as listing:  # stdout in UTF-8, as a tool's -o - writes it
             for start in range(0, len(listed), chunk):
-                listing.write(clean_text("".join(f"{text}\t{job_id}\n" for text, job_id in listed[start : start + chunk])))
+                listing.write(clean_text("".join("\t".join(line) + "\n" for line in listed[start : start + chunk])))
         return
     out = data_console()
     out.print(format_digest(project.digest))
