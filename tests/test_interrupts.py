@@ -703,7 +703,7 @@ def test_a_run_frozen_whole_counts_the_freeze_against_no_timeout_nor_running_tim
     assert status == 0, err
     assert_all_done_once(share, share.ids())
     assert journal_query(share.journal, "SELECT outcome, COUNT(*) FROM attempts GROUP BY outcome") == [("done", 4)]
-    said = re.search(r"this run was frozen for ([\d.]+)s", share.log())
+    said = re.search(r"this run was stopped for ([\d.]+)s", share.log())
     assert said and float(said[1]) >= 5, "the log says how long the run was frozen (at least 6 s, less the wait it overran)"
 
 

@@ -170,6 +170,29 @@ def test_a_job_over_the_timeout_is_stopped_and_its_slot_reused(make):
     assert all(setup.attempts()[job_id] == [(1, "done", "done")] for job_id in setup.ids[1:])
 
 
+@pytest.mark.parametrize("continued", [True, False], ids=["sigcont", "no-signal"])
+def test_a_stop_of_the_whole_run_counts_against_no_timeout_wherever_it_finds_the_runner(make, continued):
+    """Every process stopped for a minute (``scontrol suspend``) while the runner was busy between
+    two waits, not waiting: measured on the wait alone, the stop went unseen and the job, 20 s of
+    its own against a 30 s limit, was killed as timed out the moment the run went on. The
+    runner's SIGCONT handler (``continued``) tells it, wherever the stop found it; without one
+    (a freezer sends none) the time stays counted, as before."""
+    setup = make([("ok", 20.0, 0)], workers=1, timeout=30.0)
+    runner, clock, link_jobs = setup.runner(), setup.clock, []
+
+    def stopped_while_busy() -> None:  # on_tick: the runner's own work between two waits
+        if not link_jobs and setup.hub.links and (job := setup.hub.links[0].current_job) is not None and clock.now >= job.started + 5:
+            link_jobs.append(job)
+            clock.now += 60
+            job.ends += 60  # the worker was stopped too
+            if continued:
+                runner.continued()
+
+    assert runner.run(lambda: False, stopped_while_busy) is True
+    assert link_jobs, "the stop happened"
+    assert setup.attempts() == {setup.ids[0]: [(1, "done", "done") if continued else (1, "timeout", "failed")]}
+
+
 def test_the_job_after_one_that_timed_out_is_interrupted_if_the_stop_reaches_it(make):
     """The runner reads which job runs (X, over its limit), then stops the worker; X may end
     meanwhile and the next job, Y, take the stop: with a SIGTERM handler of its own that lets it

@@ -94,6 +94,8 @@ class Interrupts:
     Ctrl-Z (SIGTSTP) reaches only this process: workers lead process groups of their own. So
     ``on_pause`` stops them first, then this process stops as usual; when the shell continues it
     (``fg``, ``bg``), ``on_resume`` gets the seconds the pause lasted and continues them.
+    ``on_continue`` hears of every SIGCONT: this process was stopped from outside too (SIGSTOP
+    to every process of the run, as Slurm's ``scontrol suspend`` sends), or by Ctrl-Z.
     """
 
     def __init__(
@@ -103,12 +105,14 @@ class Interrupts:
         *,
         on_pause: Callable[[], None] = lambda: None,
         on_resume: Callable[[float], None] = lambda paused: None,
+        on_continue: Callable[[], None] = lambda: None,
     ) -> None:
         self.requested_at: float | None = None
         self._on_force = on_force
         self._grace = grace
         self._on_pause = on_pause
         self._on_resume = on_resume
+        self._on_continue = on_continue
         self._previous: dict[int, object] = {}
         self._terminal: list[int] = []
 
@@ -124,6 +128,8 @@ class Interrupts:
             self._previous[signum] = signal.signal(signum, self._handle)
         if _SIGTSTP is not None and signal.getsignal(_SIGTSTP) != signal.SIG_IGN:  # ignored: a shell without job control
             self._previous[_SIGTSTP] = signal.signal(_SIGTSTP, self._pause)
+        if _SIGCONT is not None:
+            self._previous[_SIGCONT] = signal.signal(_SIGCONT, lambda signum, frame: self._on_continue())
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -153,6 +159,7 @@ class Interrupts:
 
 _SIGHUP = getattr(signal, "SIGHUP", None)
 _SIGTSTP = getattr(signal, "SIGTSTP", None)
+_SIGCONT = getattr(signal, "SIGCONT", None)
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM) + ((_SIGHUP,) if _SIGHUP is not None else ())
 
 

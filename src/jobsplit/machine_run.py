@@ -161,6 +161,11 @@ class MachineRun:
         if self._runner is not None:
             self._runner.resume(paused)
 
+    def continued(self) -> None:
+        """A SIGCONT: this process had been stopped (see Runner.continued)."""
+        if self._runner is not None:
+            self._runner.continued()
+
     def _open_journal(self, job_ids: list[str] | None) -> tuple[Journal, bool]:
         """The journal, new or resumed, holding every result results.csv proves done; and whether
         it is brand new (nothing in it to read back). ``job_ids``: the static share; None: a

@@ -102,7 +102,11 @@ def run_share(project: Project, job: Callable[..., Any], flags: RunFlags, consol
             events = _ConsoleEvents(console, _display(console, settings.console), folder.log)
             machine_run = MachineRun(project, job, settings, code=code, events=events, standing_said=standing)
             try:
-                with Interrupts(lambda: _force_exit(machine_run), on_pause=lambda: _pause(machine_run, events), on_resume=lambda paused: _resume(machine_run, events, paused)) as interrupts:
+                interrupts = Interrupts(
+                    lambda: _force_exit(machine_run), on_pause=lambda: _pause(machine_run, events),
+                    on_resume=lambda paused: _resume(machine_run, events, paused), on_continue=machine_run.continued,
+                )  # fmt: skip
+                with interrupts:
                     summary = machine_run.execute(lambda: interrupts.requested)
             finally:
                 events.close()

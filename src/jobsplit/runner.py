@@ -75,12 +75,13 @@ stops: workers cannot start here, and replacing them would loop for ever."""
 _LOG = logging.getLogger(__name__)
 
 FROZEN_AFTER = 2.0
-"""Seconds the runner's wait may overrun before the run counts as frozen for the overrun (every
-process stopped by SIGSTOP, as ``scontrol suspend`` does, a cgroup freezer, a paused VM whose
-clock went on): no timeout, rate or ETA counts it, as for Ctrl-Z, which the run stops itself. An
-hours-long job was killed as timed out when a suspended run was continued. Only a wait is
-watched, where the run spends nearly all its time: a slow commit (a disk, a network file system)
-is no freeze, and the workers ran through it. Shorter overruns are a busy machine's."""
+"""Seconds the run may have been stopped or frozen before that time counts as a pause: every
+process stopped by SIGSTOP (as ``scontrol suspend`` does) and continued, which the runner hears
+as a SIGCONT wherever it was (see ``continued``), or a freezer that sends none (a frozen
+container, a paused VM whose clock went on), seen as a wait that overran. No timeout, rate or
+ETA counts it, as for Ctrl-Z, which the run stops itself: an hours-long job was killed as timed
+out when a suspended run was continued. Shorter gaps, and a wait's overruns from a busy machine,
+change nothing that matters."""
 UNPACKED_GONE = "the folder this program unpacked itself into was emptied (see the run's last message); the job runs again"
 """Why a job that failed or crashed once that folder was gone is recorded as interrupted, not failed."""
 STOPPED_WHILE_RUNNING = "the run stopped while this job ran (Ctrl-C, SIGTERM, or an error of jobsplit or the disk); it runs again"
@@ -173,6 +174,10 @@ class Runner:
         self._terminated = False
         """A worker was stopped by a SIGTERM not ours: the run stops as if it had one too."""
         self._should_stop: Callable[[], bool] = lambda: False
+        self._turned_at = clock.monotonic()
+        """When the loop last turned (or began to wait): the last time this process surely ran."""
+        self._continued: list[tuple[float, float]] = []
+        """(when the loop had last turned, when it was continued) of each SIGCONT not yet counted."""
         self._emptied: Path | None = None
         """This one-file program's unpacked folder, once a failure found it emptied: the run stops."""
 
@@ -190,6 +195,7 @@ class Runner:
         self._should_stop = should_stop
         try:
             while not (should_stop() or self._terminated):
+                self._turned_at = self.clock.monotonic()
                 growing = len(self._slots) < wanted_workers
                 if growing:
                     self._add(self._start(len(self._slots)))
@@ -198,9 +204,9 @@ class Runner:
                 if self.source.remaining() == 0:
                     return True
                 timeout = 0.0 if growing else min(TICK, self.recorder.due_in())
-                waited = self.clock.monotonic()
+                waited = self._turned_at = self.clock.monotonic()
                 ready = self.hub.wait([s.link for s in self._slots], timeout)
-                self._count_a_freeze(waited, timeout)  # before any job's end or timeout is judged
+                self._count_freezes(waited, timeout)  # before any job's end or timeout is judged
                 for link in ready:
                     slot = self._by_link.get(id(link))
                     if slot is not None:
@@ -268,31 +274,45 @@ class Runner:
 
     def resume(self, paused: float) -> None:
         """Continue the workers after a pause of ``paused`` seconds, which no timeout counts."""
-        self._count_pause(paused)
+        self._count_pause(paused, self.clock.monotonic())
         self.hub.resumed(paused)  # before any job goes on: each leaves the pause out of its running time
         for slot in self._slots:
             slot.link.signal(signal.SIGCONT)
 
-    def _count_pause(self, paused: float) -> None:
-        """The run was paused ``paused`` seconds, until now: no timeout, rate or ETA counts them."""
-        now = self.clock.monotonic()
-        self._pauses.append((now - paused, now))
+    def _count_pause(self, paused: float, ended: float) -> None:
+        """The run was paused ``paused`` seconds, until ``ended``: no timeout, rate or ETA counts them."""
+        self._pauses.append((ended - paused, ended))
         for slot in self._slots:
             slot.kill_at += paused
 
-    def _count_a_freeze(self, waited: float, timeout: float) -> None:
-        """Count as a pause how much longer than ``timeout`` the wait begun at ``waited`` took,
-        beyond FROZEN_AFTER (less the Ctrl-Z pauses it held, already counted). Unlike a Ctrl-Z
-        pause, it stays in the running time of the jobs that ran through it: they measure their
-        own, and those whose time ran out in the freeze ended before the run could tell them."""
-        frozen = self.clock.monotonic() - waited - timeout - self.paused_since(waited)
-        if frozen <= FROZEN_AFTER:
-            return
-        self._count_pause(frozen)
-        _LOG.warning(
-            "this run was frozen for %.1fs (stopped by SIGSTOP, a suspended batch job, a frozen container or a paused virtual machine): "
-            "no timeout counts that time, but the running time of the jobs that ran then does", frozen,
-        )  # fmt: skip
+    def continued(self) -> None:
+        """A SIGCONT came (its handler calls this): if this process had been stopped, it was
+        since the loop last turned, wherever the stop found it. Counted by the loop (see
+        ``_count_freezes``), less the Ctrl-Z pauses counted meanwhile."""
+        self._continued.append((self._turned_at, self.clock.monotonic()))
+
+    def _count_freezes(self, waited: float, timeout: float) -> None:
+        """Count as pauses, beyond FROZEN_AFTER, the stops SIGCONTs told of, then how much longer
+        than ``timeout`` the wait begun at ``waited`` took (a freeze that sent no signal)."""
+        self._count_stops()
+        overrun = self.clock.monotonic() - waited - timeout - self.paused_since(waited)
+        if overrun > FROZEN_AFTER:
+            self._count_pause(overrun, self.clock.monotonic())
+            _LOG.warning(
+                "this run could not run for %.1fs (a frozen container, a paused virtual machine, or a host too busy to run it): "
+                "no timeout counts that time, but the running time of the jobs that ran then does", overrun,
+            )  # fmt: skip
+
+    def _count_stops(self) -> None:
+        while self._continued:
+            since, continued = self._continued.pop(0)
+            stopped = continued - since - self.paused_since(since)
+            if stopped > FROZEN_AFTER:
+                self._count_pause(stopped, continued)
+                _LOG.warning(
+                    "this run was stopped for %.1fs (SIGSTOP: a suspended batch job, or a person) and continued: no timeout counts "
+                    "that time, but the running time of the jobs that ran then does", stopped,
+                )  # fmt: skip
 
     def _start(self, index: int) -> _Slot:
         return _Slot(self.hub.start(index))
@@ -599,6 +619,7 @@ class Runner:
 
     def _enforce_timeouts(self) -> None:
         now = self.clock.monotonic()
+        self._count_stops()  # after ``now``: a stop just before it is counted, one after it cannot make ``now`` late
         for slot in self._slots:
             if slot.timed_out is not None:
                 if now >= slot.kill_at:

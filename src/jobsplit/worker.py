@@ -155,6 +155,7 @@ def worker_main(setup: WorkerSetup, tasks: Connection, results: Connection, outp
     _parent_pid, _worker_pid, _board, _slot = parent_pid, os.getpid(), setup.board, slot
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     signal.signal(signal.SIGTSTP, signal.SIG_DFL)  # a forked worker has the parent's handler, which would pause the run's workers from here
+    signal.signal(signal.SIGCONT, signal.SIG_DFL)  # and its SIGCONT handler, which would cut a job's system calls short (EINTR) when continued
     signal.signal(signal.SIGHUP, _no_hangup)
     become_group_leader_and_subreaper()
     _leave_the_terminal()
