@@ -750,3 +750,13 @@ def test_log_records_a_full_disk_keeps_from_the_log_are_said_lost_at_exit_and_in
             "the log records of 6 jobs of run 1 could not be written when those runs stopped (a full disk?) and are missing from the logs; "
             "the results the journal recorded are kept, and jobs it did not record as done run again"
         ], again
+
+
+def test_lost_log_records_of_no_job_are_not_said_to_be_those_of_0_jobs():
+    """The review found that a full disk after the jobs' records were written, which lost only
+    the run's own last words ("run 3 completed"), was said as "the log records of 0 jobs of
+    this run ... are lost", and carried as such to the next run's log."""
+    from jobsplit.machine_run import _lost_records
+
+    assert _lost_records(6, "this run") == "6 jobs of this run"
+    assert _lost_records(0, "run 3") == "run 3 (jobsplit's own last ones, no job's)"

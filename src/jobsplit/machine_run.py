@@ -313,7 +313,7 @@ class MachineRun:
         if gaps:
             narrator.logger.warning(
                 "the log records of %s could not be written when those runs stopped (a full disk?) and are missing from the logs; %s",
-                " and ".join(f"{plural(jobs, 'job')} of run {lost}" for lost, jobs in gaps.items()), _RESULTS_KEPT,
+                " and ".join(_lost_records(jobs, f"run {lost}") for lost, jobs in gaps.items()), _RESULTS_KEPT,
             )
         runner = self._runner = Runner(
             source,
@@ -361,7 +361,7 @@ class MachineRun:
     def _log_records_lost(self, journal: Journal, run: int, jobs: int, gaps: dict[str, int]) -> None:
         """The run's last records could not be written (its log's disk full): said now, and kept
         in the journal for the next run's log to say."""
-        self.events.notice(f"the log records of {plural(jobs, 'job')} of this run could not be written to {self.folder.log} and are lost; {_RESULTS_KEPT}")
+        self.events.notice(f"the log records of {_lost_records(jobs, 'this run')} could not be written to {self.folder.log} and are lost; {_RESULTS_KEPT}")
         self._note_log_gaps(journal, {**gaps, str(run): jobs})
 
     def _note_log_gaps(self, journal: Journal, gaps: dict[str, int]) -> None:
@@ -421,6 +421,11 @@ class MachineRun:
     def _label(self, position: int) -> str:
         text = self.project.pool.identity_text(position)
         return text if len(text) <= 60 else text[:59] + "…"
+
+
+def _lost_records(jobs: int, run: str) -> str:
+    """Whose log records a run lost: ``jobs`` jobs', or (0) only jobsplit's own, its last words."""
+    return f"{plural(jobs, 'job')} of {run}" if jobs else f"{run} (jobsplit's own last ones, no job's)"
 
 
 LOG_GAPS = "log_gaps"
