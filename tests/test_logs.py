@@ -680,6 +680,38 @@ def test_a_flush_that_fails_before_it_writes_keeps_the_log_and_each_record_once(
     assert messages == ([] if rotated else ["earlier"]) + ["0", "1", "2", "3"]
 
 
+def test_a_damaged_log_that_could_not_be_set_aside_is_checked_again_never_appended_to(tmp_path, monkeypatch):
+    """The review found that the check was marked done before it was: a rename refused (EIO, a
+    read-only folder) made the flush fail, and the next flush (the one at close) appended behind
+    the damage, as before the check existed."""
+    from jobsplit.errors import StorageError
+
+    machine_dir = tmp_path / "m1"
+    machine_dir.mkdir()
+    earlier = MachineLog(MachineDir(machine_dir, "m1"), LogSettings())
+    earlier.write(1.7e9, "w0", "-", "INFO", "job", "earlier")
+    earlier.close()
+    log_file = machine_dir / "m1.log.gz"
+    damaged = log_file.read_bytes()[:-30]
+    log_file.write_bytes(damaged)
+    resumed = MachineLog(MachineDir(machine_dir, "m1"), LogSettings())
+    original, refusals = MachineLog._to_segment, [OSError(5, "Input/output error")]
+
+    def refused_once(log: MachineLog) -> Path:
+        if refusals:
+            raise refusals.pop()
+        return original(log)
+
+    monkeypatch.setattr(MachineLog, "_to_segment", refused_once)
+    resumed.write(1.8e9, "w0", "-", "INFO", "job", "resumed")
+    with pytest.raises(StorageError):
+        resumed.flush(everything=True)
+    assert log_file.read_bytes() == damaged, "nothing appended behind the damage"
+    resumed.close()
+    assert (machine_dir / "m1.log.1.gz").read_bytes() == damaged
+    assert parse_log(gunzip(log_file))[0]["message"] == "resumed"
+
+
 @pytest.mark.parametrize("damage", ["30 bytes cut", "a zero-filled tail", "its only member cut"])
 def test_a_run_that_finds_its_log_ending_in_a_damaged_member_sets_it_aside_and_says_so(tmp_path, damage):
     """A crash (or a power loss, or a copy taken mid-write) tore the log's last gzip member; the

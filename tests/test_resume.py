@@ -231,7 +231,7 @@ def test_a_pool_changed_under_the_cost_strategy_may_be_its_cost_hints(tmp_path, 
     journal.initialize({"digest": "0" * 32, "strategy": strategy, "parts": json.dumps({"pool": "a", "config": "c"})}, ids)
     with pytest.raises(UserError) as refused:
         journal.check("1" * 32, ids, lambda: {"pool": "b", "config": "c"})
-    said = "it now builds other jobs or cost hints (the cost function's values, which `digest --jobs` lists): from files"
+    said = "it now builds other jobs or cost hints (the cost function's values, which `digest --jobs --strategy cost` lists): from files"
     assert (said in str(refused.value)) == (strategy == "cost"), refused.value
 
 

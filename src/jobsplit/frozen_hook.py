@@ -21,14 +21,13 @@ _pressed: list[int] = []
 _guarded = signal.getsignal(signal.SIGINT) is signal.default_int_handler  # not where it is ignored (in a script's background)
 if _guarded:
     signal.signal(signal.SIGINT, lambda signum, frame: _pressed.append(signum))
-from jobsplit.idhelper import frozen_hook  # noqa: E402 - after the handler: these imports are what it guards
+from jobsplit.errors import exit_interrupted  # noqa: E402 - after the handler: these imports are what it guards
+from jobsplit.idhelper import frozen_hook  # noqa: E402
 from jobsplit.interpreter import act_as_python  # noqa: E402
 
-if _pressed:
-    from jobsplit.errors import exit_interrupted
-
-    exit_interrupted()
 if _guarded:
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # first: a Ctrl-C from here on raises, none is lost
+if _pressed:
+    exit_interrupted()
 act_as_python(sys.argv)
 frozen_hook(sys.argv)

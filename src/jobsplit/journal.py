@@ -366,7 +366,7 @@ class Journal:
                 keys = config_changes(json.loads(meta["config"]), config)
                 flags = sorted({FLAG_SETTINGS[section, key] for section, key, _ in keys if (section, key) in FLAG_SETTINGS})
                 what += f" ({', '.join(text for _, _, text in keys)}" + (f"; {' and '.join(flags)} is a flag too, outside the digest: put config.ini back and pass that" if flags else "") + ")"
-            hints = " or cost hints (the cost function's values, which `digest --jobs` lists)" if meta.get("strategy") == "cost" else ""
+            hints = " or cost hints (the cost function's values, which `digest --jobs --strategy cost` lists)" if meta.get("strategy") == "cost" else ""
             unsteady = (
                 f" (if nobody changed the entry, it now builds other jobs{hints}: from files that changed, or with what differs from run "
                 "to run, such as hash() of a text, id(), a set's order or the time)"

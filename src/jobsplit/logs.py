@@ -100,8 +100,8 @@ class MachineLog:
         try:
             if self._file is None:
                 if not self._checked:
-                    self._checked = True
                     self._set_aside = self._set_aside_a_damaged_end()
+                    self._checked = True  # once done: a check that failed (EIO, a refused rename) is made again, never appended past
                 self._file = self._open()
             elif file_id(self.folder.log) != self._file_id and self.folder.path.is_dir():  # without its folder, the run stops at its next write there
                 texts.append(self._text(self._buffer[ready - 1][0], PARENT, "-", "WARNING", "jobsplit", self._write_again()))  # dated last: the file stays in time order

@@ -162,7 +162,7 @@ def _cut_short(tail: str) -> bool:
     """Whether what follows the last row is one row cut short (a crash mid-write): the file ends
     within it, and its line breaks, if any, are all within a quoted cell."""
     if tail.endswith("\n"):
-        return False
+        return False  # a whole last line, though it may be a row torn just after a line break in a cell: named (a backup too many costs less than a line unsaid)
     quotes, at, stop = 0, 0, tail.find("\n")
     while stop >= 0:
         quotes += tail.count('"', at, stop)
@@ -201,7 +201,7 @@ def _records(text: str, start: int, number: int, read: Callable[[list[str]], _Ro
             row = DAMAGED
         if windows and "\r\n" in record and not isinstance(row, Unusable):
             row = CHANGED_BREAKS  # a CR LF within a cell of this row: was it a newline?
-        if not isinstance(row, Unusable):
+        if not isinstance(row, Unusable) or row is CHANGED_BREAKS:  # the latter a whole row: its lines are one
             yield number, end, record, row
             start, number = end, number + lines
         else:

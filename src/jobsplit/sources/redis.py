@@ -67,7 +67,7 @@ Guarantees, and their limits
       cut off, or paused between commit and acknowledgement) and finds another host's result
       accepted is re-marked superseded in this journal (``Journal.supersede``), and leaves
       results.csv. The one gap: a host killed between its commit and the write of the
-      acknowledgement (a round trip to Redis, sent before results.csv is appended to) and never started again leaves a job that another host
+      acknowledgement (a write to Redis's socket, before results.csv is appended to) and never started again leaves a job that another host
       runs too; merge-results reports it in both folders.
     * Redis unreachable: running jobs finish and are recorded here; DONE is kept, failures are
       decided on this host's count; the host retries with backoff (at most a quarter lease
