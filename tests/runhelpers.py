@@ -727,8 +727,10 @@ def kinds_job(*args, progress=None):
         note += " " + subprocess.run(["sh", "-c", 'echo "${JOBSPLIT_TEST_LEAK:--}"'], stdout=subprocess.PIPE, text=True, check=True).stdout.strip()
     elif kind == "readstdin":  # a program that reads its standard input to the end, as `cat` given no file
         note = str(len(subprocess.run(["cat"], stdout=subprocess.PIPE, check=True).stdout))
-    elif kind == "fastleak":  # keeps `param` MiB in the worker for good, written to, at once
-        LEAKED.append(bytearray(b"m" * (param << 20)))
+    elif kind == "fastleak":  # keeps `param` MiB in the worker for good, written to, at once, and nothing more
+        kept = bytearray(param << 20)  # not bytearray(b"m" * size): its 20 MiB of bytes, freed, were kept by malloc at times, read as growth
+        kept[::4096] = b"m" * len(range(0, param << 20, 4096))  # a byte in every page: all of it resident
+        LEAKED.append(kept)
     elif kind == "leak":  # keeps `param` MiB in the worker for good, written to, then takes 0.15 s
         LEAKED.append(bytearray(b"m" * (param << 20)))
         if len(LEAKED) == 1:  # and the first in a worker leaves a thread (not a daemon) that a normal exit would wait for
