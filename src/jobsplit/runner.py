@@ -169,7 +169,7 @@ class Runner:
         self._oom_kills = hub.oom_kills()
         """The count of out-of-memory kills (see WorkerHub.oom_kills) when last read: at the start, at each crash."""
         self._pauses: list[tuple[float, float]] = []
-        """(start, end) of each pause (Ctrl-Z), monotonic: time no job's timeout counts."""
+        """(start, end) of each pause (Ctrl-Z, a stop or a freeze from outside), monotonic: time no job's timeout counts."""
         self._stopping = False
         self._terminated = False
         """A worker was stopped by a SIGTERM not ours: the run stops as if it had one too."""
@@ -658,7 +658,8 @@ class Runner:
         )
 
     def paused_since(self, start: float) -> float:
-        """Seconds the run has been paused (Ctrl-Z) since ``start`` (the clock's monotonic time)."""
+        """Seconds the run has been paused (Ctrl-Z, a stop or a freeze from outside) since ``start``
+        (the clock's monotonic time)."""
         return sum(end - max(begin, start) for begin, end in self._pauses if end > start)
 
     def _find(self, slot: _Slot, ticket: int) -> _Sent | None:
