@@ -82,9 +82,10 @@ def sbatch(project: Project, flags: SbatchFlags, program: Sequence[str], console
         raise folder_error(out, exc) from None
     run_options = ["--config-dir", str(flags.config_dir.absolute()), "--out", str(out)]
     run_options += [*(["--strategy", flags.strategy] if flags.strategy else []), *(["--seed", flags.seed] if flags.seed is not None else [])]
-    for option, value in (("--timeout", flags.timeout), ("--retries", flags.retries), ("--stop-grace", flags.stop_grace), ("--worker-memory", flags.worker_memory)):
+    memory = None if flags.worker_memory is None else f"{flags.worker_memory}B"  # a size has its unit: the bare count is refused
+    for option, value in (("--timeout", flags.timeout), ("--retries", flags.retries), ("--stop-grace", flags.stop_grace), ("--worker-memory", memory)):
         if value is not None:
-            run_options += [option, f"{value:g}" if isinstance(value, float) else f"{value}B" if option == "--worker-memory" else str(value)]  # a size has its unit
+            run_options += [option, f"{value:g}" if isinstance(value, float) else str(value)]
     script = ArrayScript(
         flags.machine, len(members), members[0].cores, format_digest(project.digest), program, run_options,
         str(out / SLURM_LOGS / "%x-%A_%a.out"), flags.job_name or flags.machine, flags.max_parallel,
