@@ -39,6 +39,7 @@ from .merge import refuse_mixed_plans
 from .outdir import JOURNAL_FILE, LOG_NAME, MachineDir, repeated_machine_sentence, repeated_machines
 from .permissions import unreadable
 from .sources.redis import RedisQueue
+from .text import plural
 from .tooloutput import tool_output
 
 NAME = "merge-logs"
@@ -80,12 +81,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
         records = merge(inputs, write)
     files = sum(len(files) for files in streams)
     seconds = time.perf_counter() - started
-    console.print(f"merged {_count(records, 'record')} from {_count(len(inputs), 'log')} ({_count(files, 'file')}) into {args.output} in {seconds:.1f} s", markup=False)
+    console.print(f"merged {plural(records, 'record')} from {plural(len(inputs), 'log')} ({plural(files, 'file')}) into {args.output} in {seconds:.1f} s", markup=False)
     return 0
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n:,} {noun}{'s' * (n != 1)}"
 
 
 def check_machine_folders(streams: list[list[Path]], console: Console) -> None:

@@ -244,7 +244,7 @@ def _failure_group(group: FailureGroup, logs: dict[str, list[str]], *, opened: b
         more = f'<p class="ids">Also: <code>{listed}</code>{extra}</p>'
     return (
         f'<details{" open" if opened else ""}><summary><span class="badge" style="background:{COLOURS[group.outcome]}">{group.outcome}</span> '
-        f"<b>{escape(group.message)}</b>: {_count(len(group.attempts), 'attempt')} on {escape(where)}</summary>"
+        f"<b>{escape(group.message)}</b>: {plural(len(group.attempts), 'attempt')} on {escape(where)}</summary>"
         "<table><tr><th>Job</th><th>Attempt</th><th>Machine/slot</th><th>Kind, state after</th><th>Died by</th><th>Peak memory</th><th>Time</th><th>Arguments</th></tr>"
         + "".join(rows)
         + f"</table>{more}</details>"
@@ -442,10 +442,6 @@ def _bytes(value: int | None) -> str:
 
 def _short(text: str) -> str:
     return text if len(text) <= ARGS_SHOWN else text[:ARGS_SHOWN] + "…"
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n:,} {noun}{'s' * (n != 1)}"
 
 
 def _cell(value: object) -> str:
