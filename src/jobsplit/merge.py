@@ -180,13 +180,14 @@ def merge(paths: Sequence[Path]) -> Merged:
     return merged
 
 
-def refuse_mixed_plans(folders: Sequence[tuple[Path, Mapping[str, str]]], others: Collection[str] = ()) -> None:
+def refuse_mixed_plans(folders: Sequence[tuple[Path, Mapping[str, str]]], others: Collection[str] = (), *, fix: str = "merge each group separately") -> None:
     """Refuse machine folders (with their journals' meta) of different digests, naming each
-    group and what differs; ``others``: digests of folders known without their journal."""
+    group and what differs; ``others``: digests of folders known without their journal;
+    ``fix``: what the tool's user does instead."""
     digests = {meta["digest"] for _, meta in folders} | set(others)
     if len(digests) > 1:
         groups = "; ".join(f"{format_digest(d)}: {', '.join(str(path) for path, meta in folders if meta['digest'] == d)}" for d in sorted(digests))
-        raise UserError(f"these folders come from different plans ({mixed_plans(meta.get('parts', '') for _, meta in folders)}; digests {groups}); merge each group separately")
+        raise UserError(f"these folders come from different plans ({mixed_plans(meta.get('parts', '') for _, meta in folders)}; digests {groups}); {fix}")
 
 
 def _row_lines(results: Path) -> int:

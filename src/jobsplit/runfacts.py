@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .digest import format_digest, mixed_plans
 from .errors import UserError
 from .journal import copy_again, read_only_connection
 from .logmerge import LogFile, damage_sentence
+from .merge import refuse_mixed_plans
 from .outdir import JOURNAL_FILE, MachineDir, find_machine_dirs
 from .results import requoted, row_cells
 from .snapshot import split_written_elsewhere
@@ -158,10 +158,7 @@ def load(paths: Sequence[Path]) -> RunFacts:
     """Read the machine folders among ``paths`` (as merge-results finds them); one digest only."""
     readable, _ = split_written_elsewhere(find_machine_dirs(paths))  # the others are shown as absent
     loaded = [_load_machine(path) for path in readable]
-    digests = {meta["digest"] for meta, _ in loaded}
-    if len(digests) > 1:
-        groups = "; ".join(f"{format_digest(d)}: {', '.join(str(m.path) for meta, m in loaded if meta['digest'] == d)}" for d in sorted(digests))
-        raise UserError(f"these folders come from different plans ({mixed_plans(meta.get('parts', '') for meta, _ in loaded)}; digests {groups}); give each group separately")
+    refuse_mixed_plans([(m.path, meta) for meta, m in loaded], fix="give each group separately")
     meta = loaded[0][0]
     machines = sorted((m for _, m in loaded), key=lambda m: m.name)
     plan = json.loads(meta["plan"])
