@@ -132,7 +132,7 @@ def test_run_options_given_to_sbatch_reach_the_run_of_each_task(project):
     exec_line = (project / "sim.sbatch").read_text().splitlines()[-1]
     assert exec_line.endswith(" --timeout 3600 --retries 2 --stop-grace 20 --worker-memory 4294967296B"), exec_line
     options = shlex.split(exec_line)[shlex.split(exec_line).index("--config-dir") :]
-    parsed = _entry_parser(lambda i: i).parse_args(["run", *options])  # the task's run reads them back: "4294967296" was refused, no unit, and every task failed
+    parsed = _entry_parser().parse_args(["run", *options])  # the task's run reads them back: "4294967296" was refused, no unit, and every task failed
     assert (parsed.timeout, parsed.retries, parsed.stop_grace, parsed.worker_memory) == (3600, 2, 20, 4 << 30)
     assert " --timeout " not in (project / "sim.sbatch").read_text().replace(exec_line, "")
     plain = sbatch(project, "--machine", "sim", "--max-array-size", "100", "--script", "plain.sbatch")

@@ -92,7 +92,7 @@ def entry_main(
         return tool_main(argv, prog=_program_name())  # the merge and status tools travel inside every executable too
     if not argv or argv[0] not in (*ENTRY_COMMANDS, "-h", "--help", "--version"):
         argv.insert(0, "run")  # a double-clicked executable runs this machine's share
-    args = _entry_parser(job).parse_args(argv)
+    args = _entry_parser().parse_args(argv)
     messages = message_console()
 
     def command() -> int:
@@ -227,7 +227,7 @@ def _program_name() -> str:
     return Path(sys.argv[0]).name if not getattr(sys, "frozen", False) else Path(sys.executable).name
 
 
-def _entry_parser(job: Callable[..., Any]) -> argparse.ArgumentParser:
+def _entry_parser() -> argparse.ArgumentParser:
     prog = _program_name()
     tool_list = ", ".join(TOOL_NAMES)
     parser = argparse.ArgumentParser(
