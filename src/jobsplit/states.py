@@ -40,10 +40,6 @@ class Outcome(_Text):
     """The run stopped (Ctrl-C, SIGTERM, a full disk, a kill) while it ran: it runs again."""
 
 
-FAILURES = frozenset({Outcome.ERROR, Outcome.CRASHED, Outcome.TIMEOUT})
-"""Outcomes that count against a job's retries."""
-
-
 class RunStatus(_Text):
     """How a run of the ``run`` command ended (the journal's ``runs`` table)."""
 
