@@ -26,7 +26,7 @@ from typing import Any, NamedTuple, Protocol, cast
 from urllib.parse import unquote, urlsplit
 
 from .children import started_at
-from .config import JOBSPLIT_KEYS, own_items, positive_seconds
+from .config import JOBSPLIT_KEYS, own_items, positive_seconds, refuse_unknown_keys
 from .errors import UserError
 
 DEFAULT_LEASE = 60.0
@@ -54,10 +54,7 @@ def balance_config(config: configparser.ConfigParser, path: Path) -> BalanceConf
     if not config.has_section("balance"):
         return BalanceConfig()
     values = {k: v.strip() for k, v in own_items(config, "balance").items()}
-    known = JOBSPLIT_KEYS["balance"]
-    for key in values:
-        if key not in known:
-            raise UserError(f"{path} [balance] {key} is not a balance setting; the settings are: {', '.join(sorted(known))}")
+    refuse_unknown_keys(values, JOBSPLIT_KEYS["balance"], path, "balance")
     lease = positive_seconds(values["lease"], f"{path} [balance] lease") if values.get("lease") else None
     return BalanceConfig(url=values.get("url") or None, lease=lease, where=f"{path} [balance]")
 

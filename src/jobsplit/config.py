@@ -11,7 +11,7 @@ import configparser
 import csv
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -286,15 +286,20 @@ def own_items(config: configparser.ConfigParser, section: str) -> dict[str, str]
     return dict(config._sections.get(section, {}))  # type: ignore[attr-defined] # ConfigParser has no public view of a section's own keys
 
 
+def refuse_unknown_keys(keys: Iterable[str], known: Collection[str], path: Path, section: str) -> None:
+    """Refuse a key jobsplit's ``section`` does not have, naming those it has: a typo is not
+    silently ignored."""
+    for key in keys:
+        if key not in known:
+            raise UserError(f"{path} [{section}] {key} is not a {section} setting; the settings are: {', '.join(sorted(known))}")
+
+
 def jobsplit_settings(config: configparser.ConfigParser, path: Path) -> JobsplitSettings:
     """Parse ``[jobsplit]``, refusing unknown keys so that a typo is not silently ignored."""
     if not config.has_section("jobsplit"):
         return JobsplitSettings()
     values = own_items(config, "jobsplit")
-    known = JOBSPLIT_KEYS["jobsplit"]
-    for key in values:
-        if key not in known:
-            raise UserError(f"{path} [jobsplit] {key} is not a jobsplit setting; the settings are: {', '.join(sorted(known))}")
+    refuse_unknown_keys(values, JOBSPLIT_KEYS["jobsplit"], path, "jobsplit")
     timeout = None
     if values.get("timeout", "").strip():
         timeout = positive_seconds(values["timeout"], f"{path} [jobsplit] timeout")
@@ -321,10 +326,7 @@ def log_settings(config: JobConfig, path: Path) -> LogSettings:
     if not config.has_section("logging"):
         return LogSettings()
     section = own_items(config, "logging")
-    known = JOBSPLIT_KEYS["logging"]
-    for key in section:
-        if key not in known:
-            raise UserError(f"{path} [logging] {key} is not a logging setting; the settings are: {', '.join(sorted(known))}")
+    refuse_unknown_keys(section, JOBSPLIT_KEYS["logging"], path, "logging")
     defaults = LogSettings()
     level = section.get("level", defaults.level).strip().upper()
     if level not in _LOG_LEVELS:

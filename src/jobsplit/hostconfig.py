@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import positive_seconds
+from .config import positive_seconds, refuse_unknown_keys
 from .errors import UserError, not_utf8
 from .userfolders import user_folder
 from .workermemory import parse_limit
@@ -59,10 +59,7 @@ def load_host_settings(path: Path | None = None) -> HostSettings:
     if not parser.has_section("host"):
         return HostSettings()
     section = parser["host"]
-    known = {"workers", "out", "nice", "console", "start_method", "worker_memory", "stop_grace"}
-    for key in section:
-        if key not in known:
-            raise UserError(f"{path} [host] {key} is not a host setting; the settings are: {', '.join(sorted(known))}")
+    refuse_unknown_keys(section, {"workers", "out", "nice", "console", "start_method", "worker_memory", "stop_grace"}, path, "host")
     return HostSettings(
         workers=check_workers(_int(section, "workers", path), f"{path} [host] workers") if "workers" in section else None,
         out=_out(section["out"], path) if "out" in section else None,
