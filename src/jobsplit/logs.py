@@ -61,8 +61,8 @@ class MachineLog:
         self._flushed_at = time.monotonic()
         self._file: BinaryIO | None = None  # created with the first member: never an empty .gz
         self._file_id: tuple[int, int] | None = None
-        self.rewritten = False
-        """Whether the log was deleted or replaced during the run (then written again)."""
+        self.rewritten: str | None = None
+        """What to say of the log deleted or replaced during the run (then written again), if it was."""
         self._last_segment: int | None = None  # read from the folder at the first rotation only
         self._checked = False
         """Whether the log this run found was checked for a damaged end (once, before its first write)."""
@@ -184,7 +184,6 @@ class MachineLog:
         still open on it (Linux's /proc). Returns what to say about it in the log."""
         assert self._file is not None
         old, self._file = self._file, self._open()
-        self.rewritten = True
         try:
             with open(f"/proc/self/fd/{old.fileno()}", "rb") as earlier:
                 shutil.copyfileobj(earlier, self._file)
@@ -192,7 +191,8 @@ class MachineLog:
         except OSError:
             done = "the records written to it before are not in this file"
         old.close()
-        return f"{self.folder.log} was deleted or replaced during the run; {done}"
+        self.rewritten = f"{self.folder.log} was deleted or replaced during the run; {done}"
+        return self.rewritten
 
     def _text(self, created: float, worker: str, job: str, level: str, name: str, message: str) -> str:
         line = self.settings.format.format(

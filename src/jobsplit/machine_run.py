@@ -350,8 +350,8 @@ class MachineRun:
                     raise
                 if gaps:
                     self._note_log_gaps(journal, {})  # said in this run's log, now written
-                if log.rewritten:
-                    self.events.notice(f"{folder.log} was deleted or replaced during the run; wrote it again with every record it held")
+                if log.rewritten is not None:
+                    self.events.notice(log.rewritten)
         if queue is not None:
             total, done, failed = queue.tally()
             return RunSummary(status, total, done, failed, final.done_this_run, final.elapsed, workers)
