@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .digits import every_digit, int_text
-from .errors import UserError, not_utf8
+from .errors import UserError, describe_os_error, not_utf8
 
 MACHINES_FILE = "machines.json"
 _NAME = re.compile(r"\w[\w.-]*")
@@ -58,7 +58,7 @@ def load_machines(path: Path) -> tuple[Machine, ...]:
     except UnicodeDecodeError as exc:
         raise not_utf8(path, exc) from None
     except OSError as exc:
-        raise UserError(f"{path} cannot be read ({exc.strerror or exc}); check the file and its permissions") from None
+        raise UserError(f"{path} cannot be read ({describe_os_error(exc)}); check the file and its permissions") from None
     try:
         with every_digit():  # a number of over 4,300 digits, a typo, is refused as too large, not a traceback
             data = json.loads(text, object_pairs_hook=_Object)

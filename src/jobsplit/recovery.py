@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import NamedTuple, TypeVar
 
 from .config import RESERVED_COLUMNS, Header
-from .errors import UserError
+from .errors import UserError, describe_os_error
 from .journal import AttemptRow, Journal
 from .pool import id_of_text
 from .results import requoted, row_cells
@@ -101,7 +101,7 @@ def read_rows(path: Path, header: Header, digest: str, belongs: Callable[[str], 
     except FileNotFoundError:
         return ResultRows([], {})
     except OSError as exc:
-        raise UserError(f"{path} cannot be read ({exc}); move it away or pass --fresh to start over (the old files are kept in a backup folder)") from None
+        raise UserError(f"{path} cannot be read ({describe_os_error(exc)}); move it away or pass --fresh to start over (the old files are kept in a backup folder)") from None
     try:
         text = data.decode("utf-8").removeprefix("\ufeff")  # not read_text, which turns a CR in a cell into a newline; a BOM: Excel's "CSV UTF-8"
     except UnicodeDecodeError as exc:  # its rows may be whole in other bytes: converted, they read back
