@@ -27,7 +27,7 @@ from typing import Any
 
 from rich.console import Console
 
-from . import __version__
+from ._version import __version__
 from .digest import format_digest
 from .errors import UserError
 from .figures import failure_message
