@@ -38,6 +38,7 @@ from .outdir import JOURNAL_FILE, RESULTS_FILE, find_machine_dirs, repeated_mach
 from .results import row_cells
 from .snapshot import RunSnapshot, split_written_elsewhere
 from .sources.redis import RedisQueue
+from .sources.static import StaticShare
 from .states import JobState
 from .text import plural
 from .tooloutput import tool_output
@@ -142,7 +143,7 @@ def merge(paths: Sequence[Path]) -> Merged:
     for machine in machines:
         machine.journal.hold_snapshot()
     refuse_mixed_plans([(m.path, m.meta) for m in machines], {s.digest for s in elsewhere.values()})
-    sources = {m.meta.get("source", "static") for m in machines}
+    sources = {m.meta.get("source", StaticShare.name) for m in machines}
     if len(sources) > 1:
         raise UserError("these folders mix runs through a shared queue (--balance) and static shares of one digest; merge each kind separately")
     first = machines[0].meta
