@@ -129,7 +129,7 @@ def find_streams(inputs: list[str]) -> list[list[Path]]:
         except PermissionError as exc:
             raise unreadable(exc) from None
         for files in found:
-            unique = [file for file in files if _first_time(file, seen)]
+            unique = [file for file in files if _unseen(file, seen)]
             if unique:
                 streams.append(unique)
     return sorted(streams, key=lambda files: (files[-1].name, str(files[-1])))
@@ -155,7 +155,8 @@ def machine_logs(directory: Path) -> list[list[Path]]:
     return [MachineDir(directory, machine).segments() for machine in machines]
 
 
-def _first_time(path: Path, seen: set[tuple[int, int]]) -> bool:
+def _unseen(path: Path, seen: set[tuple[int, int]]) -> bool:
+    """Whether the file ``path`` names is met here for the first time (by device and inode), noting it."""
     stat = path.stat()
     key = (stat.st_dev, stat.st_ino)
     if key in seen:
