@@ -84,7 +84,6 @@ class RunSummary:
     failed: int
     done_this_run: int
     elapsed: float
-    workers: int
 
     @property
     def percent_done(self) -> float:
@@ -354,9 +353,9 @@ class MachineRun:
                     self.events.notice(log.rewritten)
         if queue is not None:
             total, done, failed = queue.tally()
-            return RunSummary(status, total, done, failed, final.done_this_run, final.elapsed, workers)
+            return RunSummary(status, total, done, failed, final.done_this_run, final.elapsed)
         after = {JobState.DONE: final.done, JobState.FAILED: final.failed} if fresh else journal.counts()  # a new journal: the runner's counts are all
-        return RunSummary(status, narrator.total, after[JobState.DONE], after[JobState.FAILED], final.done_this_run, final.elapsed, workers)
+        return RunSummary(status, narrator.total, after[JobState.DONE], after[JobState.FAILED], final.done_this_run, final.elapsed)
 
     def _log_records_lost(self, journal: Journal, run: int, jobs: int, gaps: dict[str, int]) -> None:
         """The run's last records could not be written (its log's disk full): said now, and kept
