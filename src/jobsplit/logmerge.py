@@ -25,7 +25,7 @@ import time
 import zlib
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -94,13 +94,10 @@ def check_machine_folders(streams: list[list[Path]], console: Console) -> None:
     for folder in dict.fromkeys(files[-1].parent for files in streams if LOG_NAME.fullmatch(files[-1].name)):
         if (folder / JOURNAL_FILE).is_file():
             try:
-                journal = Journal(folder / JOURNAL_FILE, read_only=True)
+                with closing(Journal(folder / JOURNAL_FILE, read_only=True)) as journal:
+                    meta = journal.meta()
             except UserError:
                 continue
-            try:
-                meta = journal.meta()
-            finally:
-                journal.close()
             if "digest" in meta and "machine" in meta:  # a journal a run refused before its plan was in holds neither
                 folders.append((folder, meta))
     refuse_mixed_plans(folders)

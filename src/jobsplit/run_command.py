@@ -15,6 +15,7 @@ import string
 import sys
 import time
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -232,15 +233,13 @@ def _standing(project: Project, settings: RunSettings) -> tuple[int, int, int] |
     path = settings.folder.journal
     if settings.balance is not None or settings.fresh or written_elsewhere(settings.folder.path, time.time()) or not Journal.holds_a_plan(path):
         return None  # a journal another host writes is not opened from here
-    journal = Journal(path, read_only=True)
     try:
-        if journal.meta().get("digest") != project.digest:
-            return None  # not resumed: the run refuses that journal next, saying why
-        counts = journal.counts()
+        with closing(Journal(path, read_only=True)) as journal:
+            if journal.meta().get("digest") != project.digest:
+                return None  # not resumed: the run refuses that journal next, saying why
+            counts = journal.counts()
     except sqlite3.DatabaseError:
         return None  # a damaged journal: the run sets it aside next, saying so
-    finally:
-        journal.close()
     done, failed = counts[JobState.DONE], 0 if settings.retry_failed else counts[JobState.FAILED]
     return done, failed, sum(counts.values()) - done - failed
 

@@ -17,6 +17,7 @@ import os
 import socket
 import sqlite3
 import threading
+from contextlib import closing
 from pathlib import Path
 from typing import NamedTuple
 
@@ -171,12 +172,9 @@ def _done_in(place: Path, digest: str, source: str) -> DoneElsewhere | None:
     """The done jobs of ``digest`` in the machine folder ``place`` whose journal is of ``source``
     (None: none, or no such journal)."""
     try:
-        other = Journal(place / JOURNAL_FILE, read_only=True)  # refused: gone, empty, or with no plan
-        try:
+        with closing(Journal(place / JOURNAL_FILE, read_only=True)) as other:  # refused: gone, empty, or with no plan
             meta = other.meta()
             count = other.counts()[JobState.DONE] if meta.get("digest") == digest and meta.get("source", StaticShare.name) == source else 0
-        finally:
-            other.close()
     except (UserError, sqlite3.Error):
         return None
     return DoneElsewhere(place, count, meta.get("code", UNKNOWN)) if count else None

@@ -21,6 +21,7 @@ import argparse
 import json
 import socket
 import time
+from contextlib import closing
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -70,11 +71,8 @@ def machine_status(path: Path, now: float) -> tuple[str, dict[str, int], Machine
     snapshot = read_snapshot(path)
     if snapshot is not None and snapshot.from_elsewhere:
         return snapshot.digest, snapshot.plan, _from_snapshot(snapshot, now)
-    journal = Journal(path / JOURNAL_FILE, read_only=True)
-    try:
+    with closing(Journal(path / JOURNAL_FILE, read_only=True)) as journal:
         meta, counts, runs = journal.meta(), journal.counts(), journal.runs()
-    finally:
-        journal.close()
     rate = eta = last_update = None
     state = "not started"
     if runs:
