@@ -718,6 +718,11 @@ def kinds_job(*args, progress=None):
     elif kind == "fdclose":  # closes descriptors 0, 1 and 2 themselves, not just the Python streams
         for fd in (0, 1, 2):
             os.close(fd)
+    elif kind == "fdredirect":  # points descriptors 0, 1 and 2 at a file of its own (os.dup2, as code silencing a C library does), and never back
+        sink = os.open(HERE / f"sink-{i}.txt", os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        for fd in (0, 1, 2):
+            os.dup2(sink, fd)
+        os.close(sink)
     elif kind == "printmark":  # prints a line on each standard stream, and a program too
         print(f"out-mark-{i}")
         print(f"err-mark-{i}", file=sys.stderr)

@@ -601,10 +601,11 @@ def test_every_job_starts_with_the_run_environment_whatever_the_job_before_set(t
     assert {row["Note"] for row in read_results(share.results)[1] if row["Kind"] == "getenv"} == {"- True True -"}
 
 
-@pytest.mark.parametrize("spoiler", ["stdoutswap", "stdoutclose", "fdclose"])
+@pytest.mark.parametrize("spoiler", ["stdoutswap", "stdoutclose", "fdclose", "fdredirect"])
 def test_every_job_prints_to_the_log_whatever_the_job_before_did_to_its_streams(tmp_path, spoiler):
     """A job that swapped ``sys.stdout`` for a file of its own (to silence a library) and never
-    swapped it back, or closed its standard streams or their descriptors, must not silence its
+    swapped it back, closed its standard streams or their descriptors, or pointed the
+    descriptors at a file of its own (``os.dup2``) and left them so, must not silence its
     worker's next jobs (their output went to that file) nor make them fail (``print`` to a
     closed file raises, a closed descriptor gives EBADF): they and the programs they run print
     to the log, and read an empty standard input."""
@@ -621,6 +622,11 @@ def test_every_job_prints_to_the_log_whatever_the_job_before_did_to_its_streams(
     if spoiler == "fdclose":
         closed = [line for line in lines if "the job closed its standard output (descriptor 1); the next jobs have it back" in line]
         assert len(closed) == 5, closed
+    if spoiler == "fdredirect":
+        assert not [path.name for path in share.root.glob("sink-*.txt") if "mark" in path.read_text()]  # only the spoiler's own
+        for fd, name in enumerate(("standard input", "standard output", "standard error")):
+            pointed = [line for line in lines if f"the job pointed its {name} (descriptor {fd}) at another file; the next jobs have it back" in line]
+            assert len(pointed) == 5, pointed
 
 
 LOGGING_SET_UPS = """

@@ -68,17 +68,18 @@ class OutputCapture:
         logging.captureWarnings(True)
         self._kept = {0: os.dup(0)}
         """A copy of each standard descriptor (0 is /dev/null by now) as the worker set it up,
-        not inherited by programs: put back where a job closed it (see end_job)."""
+        not inherited by programs: put back where a job closed it or pointed it elsewhere (see
+        end_job)."""
         for (fd, name, level), (read_end, write_end) in zip(STREAMS, pipes):
             os.dup2(write_end, fd)
             self._kept[fd] = write_end
             os.set_blocking(read_end, False)
             self._pipes[read_end] = _Pipe(name, level)
+        self._files = {fd: _open_file(copy) for fd, copy in self._kept.items()}
+        """The open file each standard descriptor is (see _open_file)."""
         self._ready = select.poll()
         for fd in self._pipes:
             self._ready.register(fd, select.POLLIN)
-        for fd in self._kept:
-            self._ready.register(fd, 0)  # no event asked: reported only if closed (POLLNVAL)
         self._streams = sys.stdout, sys.stderr = _text_file(1), _text_file(2)
         """What ``print`` writes to in every job (they write to the log)."""
         self._reader = threading.Thread(target=self._read_while_alive, daemon=True, name="jobsplit-output")
@@ -102,11 +103,11 @@ class OutputCapture:
             except (OSError, ValueError):
                 pass  # the job closed or broke it: nothing left to flush
         with self._lock:
-            for fd, events in self._ready.poll(0):  # one system call when the job wrote nothing
-                if fd in self._pipes:
-                    self._read(fd)
-                elif events & select.POLLNVAL:
-                    self._put_back(fd)
+            for fd, _ in self._ready.poll(0):  # one system call when the job wrote nothing
+                self._read(fd)
+            for fd, file in self._files.items():
+                if (now := _open_file(fd)) != file:
+                    self._put_back(fd, closed=now is None)
             for pipe in self._pipes.values():
                 if pipe.partial:
                     self._emit(time.time(), pipe.level, pipe.name, pipe.rest())
@@ -150,15 +151,20 @@ class OutputCapture:
         if sys.stderr is self._streams[1]:
             sys.stderr = _text_file(2)
 
-    def _put_back(self, fd: int) -> None:
-        """The job closed a standard descriptor (``os.close(1)``, a library that detaches): the
-        next jobs would fail to print (EBADF), or print into whatever file took its number."""
+    def _put_back(self, fd: int, *, closed: bool) -> None:
+        """The job closed a standard descriptor (``os.close(1)``, a library that detaches) or
+        pointed it at another file and left it so (``os.dup2``, as code silencing a C library
+        does): the next jobs would fail to print (EBADF), print into that file, or wait for ever
+        on an input that never ends."""
+        if _open_file(self._kept[fd]) != self._files[fd]:
+            return  # the job closed the copy too (os.closerange), or another file took its number: nothing to put back
         try:
             os.dup2(self._kept[fd], fd)
         except OSError:
-            return  # the job closed the copy too (os.closerange): nothing to put back
+            return
         name = ("standard input", "standard output", "standard error")[fd]
-        self._emit(time.time(), "WARNING", "jobsplit", f"the job closed its {name} (descriptor {fd}); the next jobs have it back")
+        what = f"closed its {name} (descriptor {fd})" if closed else f"pointed its {name} (descriptor {fd}) at another file"
+        self._emit(time.time(), "WARNING", "jobsplit", f"the job {what}; the next jobs have it back")
 
     def close(self) -> None:
         """The worker is done: read what is left in the pipes before it exits."""
@@ -316,6 +322,16 @@ def _reopened(stream: TextIO, fd: int) -> TextIO:
         raw, encoding=stream.encoding, errors=stream.errors,
         line_buffering=getattr(stream, "line_buffering", False), write_through=getattr(stream, "write_through", False),
     )  # fmt: skip
+
+
+def _open_file(fd: int) -> tuple[int, int] | None:
+    """Which open file ``fd`` is (its device and inode: a pipe's own, /dev/null's), None if it
+    is closed."""
+    try:
+        status = os.fstat(fd)
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
 
 
 def _text_file(fd: int) -> TextIO:
