@@ -723,6 +723,16 @@ def kinds_job(*args, progress=None):
         for fd in (0, 1, 2):
             os.dup2(sink, fd)
         os.close(sink)
+    elif kind == "fdfill":  # opens files and keeps them, as a cache that never closes its files does, until none can be opened
+        import resource
+        resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))  # a few, not the hard limit's million
+        try:
+            while True:
+                LEAKED.append(os.open(os.devnull, os.O_RDONLY))
+        except OSError:
+            pass
+        print("every descriptor taken", flush=True)
+        return (kind, i, draw, note)  # no side file: it could not be opened
     elif kind == "printmark":  # prints a line on each standard stream, and a program too
         print(f"out-mark-{i}")
         print(f"err-mark-{i}", file=sys.stderr)

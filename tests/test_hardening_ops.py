@@ -629,6 +629,21 @@ def test_every_job_prints_to_the_log_whatever_the_job_before_did_to_its_streams(
             assert len(pointed) == 5, pointed
 
 
+def test_a_worker_whose_job_left_no_descriptor_free_still_ends_cleanly(tmp_path):
+    """A job that keeps every file it opens (a cache that never closes them) may leave its worker
+    no descriptor free. The worker's end, which read /proc to find the helpers it started and
+    opened /dev/null to end its output, failed with a traceback of jobsplit's in the log (``Too
+    many open files: '/proc'``) and skipped the rest of its end: the helpers' clean-up, the last
+    of its output."""
+    share = HardeningShare(tmp_path, kinds_spec([["fdfill", 0, 0.0]]))
+    status, _, err = share.run("--workers", "1")
+    assert status == 0, err
+    assert_all_done_once(share, share.ids())
+    log = share.log()
+    assert "every descriptor taken" in log
+    assert "Traceback" not in log and "Too many open files" not in log, log
+
+
 LOGGING_SET_UPS = """
 import logging
 import os

@@ -168,13 +168,13 @@ class OutputCapture:
 
     def close(self) -> None:
         """The worker is done: read what is left in the pipes before it exits."""
+        for fd in self._kept.values():  # first: /dev/null's open needs a free descriptor, and a job may have left none
+            with contextlib.suppress(OSError):  # closed by a job already
+                os.close(fd)
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 1)  # the pipes' last write ends: their reader now sees the end
         os.dup2(devnull, 2)
         os.close(devnull)
-        for fd in self._kept.values():
-            with contextlib.suppress(OSError):  # closed by a job already
-                os.close(fd)
         self._reader.join(timeout=5)  # a job's own child process may still hold a write end
 
     def _emit(self, created: float, level: str, name: str, *messages: str | bytes) -> None:

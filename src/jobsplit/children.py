@@ -168,14 +168,26 @@ def end_library_helpers() -> None:
             executor.shutdown(wait=True)
         except Exception:  # noqa: BLE001 - a library's failure while the worker exits: its helpers go with it anyway
             pass
-    mine = {child.pid for child in _children()}
     for singleton, pid in _helper_singletons():
         stop = getattr(singleton, "_stop", None)
-        if pid in mine and callable(stop):  # not one inherited from the runner, which it stops itself
+        if callable(stop) and _is_child(pid):  # not one inherited from the runner, which it stops itself
             try:
                 stop()  # closes its pipe, and waits for it to clean up and exit
             except Exception:  # noqa: BLE001 - as above
                 pass
+
+
+def _is_child(pid: int) -> bool:
+    """Whether ``pid`` is a child of this process, running or exited. One system call and no
+    descriptor: a job may have left none free (files it opened and kept), and a scan of /proc
+    then failed the worker's exit with a traceback. Where there is no ``waitid``, /proc is read."""
+    if not hasattr(os, "waitid"):
+        return pid in {child.pid for child in _children()}
+    try:
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return False
+    return True
 
 
 def _helper_singletons() -> list[tuple[Any, int]]:
