@@ -709,6 +709,8 @@ def kinds_job(*args, progress=None):
         signal.signal(signal.SIGALRM, too_long)
         signal.setitimer(signal.ITIMER_REAL, 0.5)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    elif kind == "blocksignals":  # blocks SIGTERM and SIGALRM in its thread (a section kept from interruption) and never unblocks them
+        signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM, signal.SIGALRM])
     elif kind == "stdoutswap":  # silences what it prints by swapping sys.stdout for a file, and never swaps it back
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115
         print("silenced")

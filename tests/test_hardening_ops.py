@@ -740,6 +740,19 @@ def test_an_alarm_or_signal_handler_a_job_left_never_reaches_the_next_jobs(tmp_p
     assert journal_query(deaf.journal, "SELECT outcome, signal FROM attempts WHERE outcome != 'done'") == [("timeout", signal.SIGTERM)]  # not SIGKILL after the grace
 
 
+def test_signals_a_job_blocked_are_unblocked_for_the_next_jobs(tmp_path):
+    """A job that blocked SIGTERM and SIGALRM in its thread (``signal.pthread_sigmask``, around a
+    section it must not have interrupted) and never unblocked them must not leave them blocked
+    to its worker's next jobs: an alarm of theirs would go off only once the job was out of its C
+    call, and a timeout's SIGTERM reached only another thread, so a job sleeping in C was killed
+    after the grace instead of stopped (its own SIGTERM handler, a checkpoint, never ran)."""
+    share = HardeningShare(tmp_path, kinds_spec([*[["blocksignals", i, 0.0] for i in range(5)], ["sleep", 9, 60.0]]))
+    status, _, err = share.run("--workers", "1", "--timeout", "2")
+    assert status == 1, err
+    assert ran_after(share, "blocksignals", "sleep")
+    assert journal_query(share.journal, "SELECT outcome, signal FROM attempts WHERE outcome != 'done'") == [("timeout", signal.SIGTERM)]  # not SIGKILL after the grace
+
+
 def ran_after(share: HardeningShare, first: str, then: str) -> bool:
     """Whether a job of kind ``then`` started after one of kind ``first`` ended (on one worker):
     the tests of what one job leaves to the next hold only then."""

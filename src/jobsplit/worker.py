@@ -658,6 +658,8 @@ class _JobRunner:
         self._signals, self._handlers = tuple(kept), tuple(kept.values())
         """The signals a job may take over, and what every job starts with for them (a handler
         set outside Python reads None, and cannot be set back from Python: left out)."""
+        self._blocked = signal.pthread_sigmask(signal.SIG_BLOCK, ())
+        """The signals blocked in the jobs' thread as every job starts."""
         self._cpu = _cpu_seconds()
         """CPU time read at the end of the last job: the next job's start, as a worker uses
         next to no CPU between jobs (one reading a job, not two)."""
@@ -718,11 +720,12 @@ class _JobRunner:
 
     def _restore_surroundings(self) -> None:
         """The next job starts in the run's folder with the run's environment variables, signal
-        handlers, standard streams, logging set-up and warnings filters, and no alarm set, whatever
-        this job changed (a scratch folder, deleted since; ``os.environ`` for a program it ran; a
-        SIGALRM time limit it left armed, which would go off in the next job; ``sys.stdout``
-        swapped for a file to silence a library, or closed; a log file of its own; warnings made
-        errors): what a job sees must not depend on which jobs its worker ran before."""
+        handlers and blocked signals, standard streams, logging set-up and warnings filters, and
+        no alarm set, whatever this job changed (a scratch folder, deleted since; ``os.environ``
+        for a program it ran; a SIGALRM time limit it left armed, which would go off in the next
+        job; SIGTERM blocked, which a timeout then could not stop it with; ``sys.stdout`` swapped
+        for a file to silence a library, or closed; a log file of its own; warnings made errors):
+        what a job sees must not depend on which jobs its worker ran before."""
         self.capture.restore_streams()
         if getattr(os.environ, "_data", self._environ_bytes) != self._environ_bytes:  # elsewhere than CPython: not checked
             os.environ.clear()
@@ -733,6 +736,8 @@ class _JobRunner:
         if tuple(map(_getsignal, self._signals)) != self._handlers:
             for signum, handler in zip(self._signals, self._handlers):
                 signal.signal(signum, handler)
+        if signal.pthread_sigmask(signal.SIG_BLOCK, ()) != self._blocked:
+            signal.pthread_sigmask(signal.SIG_SETMASK, self._blocked)
         try:
             if os.getcwd() == self._folder:
                 return
