@@ -237,10 +237,15 @@ def test_reports_are_clamped_to_a_fraction(board):
         (10**400, 100, 1.0),  # a quotient beyond a float's range
         (-(10**400), 100, 0.0),
         (5, 0, 0.0),
+        (Fraction(1, 2), Decimal(2), 0.25),  # two kinds of number that do not divide each other
+        (Decimal(1), Fraction(4), 0.25),
+        (Decimal("NaN"), 100, 0.0),  # compares to nothing
+        (Decimal("sNaN"), 100, 0.0),
     ],
 )
 def test_any_two_numbers_make_a_report(board, value, base, fraction):
-    """No number fails the job it reports on (before, 10**400 raised OverflowError)."""
+    """No number fails the job it reports on (before, 10**400 raised OverflowError; a Fraction
+    against a Decimal, TypeError; a Decimal NaN, InvalidOperation)."""
     reporter = ProgressReporter(board, 0)
     reporter.report(value, base=base)
     assert board.read(0).fraction == pytest.approx(fraction)
@@ -254,6 +259,14 @@ def test_a_report_of_what_is_not_a_number_says_what_is_expected(board, value, ba
     for _ in range(2):  # published or held back by the throttle, alike
         with pytest.raises(TypeError, match=r"^progress\.report\(done, base=total\) takes two numbers; got "):
             reporter.report(value, base=base)
+
+
+def test_a_first_report_of_a_one_value_array_says_what_is_expected(board):
+    """A NumPy array of one value compares as a number, but NumPy 2 makes no float of it: the
+    job's first report says what is expected (before, NumPy's own TypeError from jobsplit's code)."""
+    numpy = pytest.importorskip("numpy")
+    with pytest.raises(TypeError, match=r"^progress\.report\(done, base=total\) takes two numbers; got array"):
+        ProgressReporter(board, 0).report(numpy.array([1.0]), base=10)
 
 
 def test_a_tight_loop_of_reports_publishes_rarely(board, monkeypatch):

@@ -103,8 +103,10 @@ class ProgressReporter:
         now = time.monotonic()
         try:
             finished = bool(value >= base)
+        except ArithmeticError:  # a Decimal NaN, which compares to nothing: no progress to show, no failure
+            finished = False
         except (TypeError, ValueError):  # ValueError: a NumPy array of several values has no truth value
-            raise TypeError(f"progress.report(done, base=total) takes two numbers; got {value!r} and base={base!r}") from None
+            raise _not_numbers(value, base) from None
         if now >= self._next or finished:
             self._next = now + REPORT_INTERVAL
             self._board.publish(self._slot, _fraction(value, base))
@@ -112,9 +114,21 @@ class ProgressReporter:
 
 def _fraction(value: float, base: float) -> float:
     """``value / base`` within [0, 1]; NaN and a base of 0 give 0."""
-    if not base:
-        return 0.0
     try:
-        return min(1.0, max(0.0, float(value / base)))  # in this order, NaN gives 0
+        if not base:
+            return 0.0
+        try:
+            quotient = float(value / base)
+        except TypeError:  # two kinds of number that do not divide each other (a Fraction by a Decimal)
+            quotient = float(value) / float(base)
+        return min(1.0, max(0.0, quotient))  # in this order, NaN gives 0
     except OverflowError:  # integers whose quotient is beyond a float: far out, one way or the other
         return 1.0 if (value > 0) == (base > 0) else 0.0
+    except ArithmeticError:  # a signalling Decimal NaN
+        return 0.0
+    except (TypeError, ValueError):  # a NumPy array of one value compares, but is no number
+        raise _not_numbers(value, base) from None
+
+
+def _not_numbers(value: object, base: object) -> TypeError:
+    return TypeError(f"progress.report(done, base=total) takes two numbers; got {value!r} and base={base!r}")
