@@ -6,6 +6,7 @@ a test that failed on /dev/null would break the machine it runs on.)"""
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import threading
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from jobsplit import atomicfile
 from jobsplit.atomicfile import atomic_file
 from jobsplit.errors import UserError
 from test_merge_logs import merge_logs, write_machine
@@ -119,3 +121,16 @@ def _umask() -> int:
     """This process's umask, read without setting it (Linux)."""
     status = Path("/proc/self/status").read_text()
     return int(status.split("Umask:")[1].split()[0], 8)
+
+
+def test_an_output_on_a_read_only_file_system_is_one_sentence_naming_it(tmp_path, monkeypatch):
+    """On a read-only file system both the open and the clean-up's unlink fail with EROFS (the
+    kernel says so before it looks for the file): the second error was a traceback."""
+    def read_only(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(atomicfile, "_opened", read_only)
+    monkeypatch.setattr(Path, "unlink", read_only)
+    path = tmp_path / "merged.csv"
+    with pytest.raises(UserError, match=f"{path} cannot be written \\(Read-only file system\\)"), atomic_file(path) as f:
+        f.write("never\n")

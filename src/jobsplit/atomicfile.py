@@ -47,7 +47,18 @@ def atomic_file(path: Path, mode: str = "w", *, writer: str = "partial") -> Iter
         raise UserError(f"{path} cannot be written ({describe_os_error(exc)}); check that its folder exists and is writable") from None
     finally:
         if temporary is not None:
-            temporary.unlink(missing_ok=True)  # a failed write's; after the rename, nothing is there
+            _remove(temporary)
+
+
+def _remove(temporary: Path) -> None:
+    """Remove a failed write's temporary file (after the rename, nothing is there). On a
+    read-only file system unlink fails with EROFS even where no file is, and that error replaced
+    the sentence naming the output with a traceback: a leftover that cannot be removed is no
+    reason to hide why the write failed."""
+    try:
+        temporary.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def _opened(path: Path, mode: str) -> IO[Any]:
