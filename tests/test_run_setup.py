@@ -351,7 +351,7 @@ def test_workers_run_at_niceness_10_by_default(tmp_path):
         ("[host]\nnice = low\n", ["nice", "whole number"]),
         ("[host]\nconsole = fancy\n", ["console"]),
         ("[host]\nstart_method = forkserver\n", ["start_method", "fork, spawn", "'forkserver'"]),  # its workers would take the runner for dead
-        ("[host\nworkers = 2\n", ["cannot be read"]),
+        ("[host\nworkers = 2\n", ["line 1: '[host'"]),
         ("[host]\nworker_memory = lots\n", ["worker_memory", "'lots' is not a file size"]),
         ("[host]\nworker_memory = 8\n", ["worker_memory", "'8' has no unit; write 8GiB, 8MiB"]),  # not 8 bytes
         ("[host]\nstop_grace = -1\n", ["stop_grace", "seconds >= 0"]),
@@ -455,3 +455,30 @@ def test_a_host_ini_saved_in_another_encoding_is_refused_saying_to_save_it_as_ut
     path.write_bytes("[host]\n# café\nworkers = 2\n".encode("cp1252"))
     with pytest.raises(UserError, match=r"host.ini is not UTF-8 text \(its byte 0xE9 is not UTF-8; .*\); save it as UTF-8"):
         load_host_settings(path)
+
+
+def test_a_host_ini_saved_with_a_byte_order_mark_and_crlf_is_read(tmp_path):
+    """Notepad's "UTF-8 with BOM" (config.ini, header.csv and machines.json are read through it):
+    host.ini was refused as "File contains no section headers", though it has one."""
+    path = tmp_path / "host.ini"
+    path.write_bytes(b"\xef\xbb\xbf[host]\r\nworkers = 3\r\n")
+    assert load_host_settings(path).workers == 3
+
+
+@pytest.mark.parametrize(
+    "text, said",
+    [
+        ("[host]\nworkers 4\n", "line 2: 'workers 4' is not 'key = value', a [section] or a comment; fix or remove it"),
+        ("workers = 4\n", "line 1: 'workers = 4' comes before any [section] header; put it under a section"),
+        ("[host]\nworkers = 1\nworkers = 2\n", "line 3: [host] sets 'workers' twice; keep one"),
+    ],
+)
+def test_a_host_ini_syntax_error_names_its_line_and_the_fix(tmp_path, text, said):
+    """As config.ini's do: it said "Source contains parsing errors: PosixPath(...)", naming no line."""
+    from jobsplit.errors import UserError
+
+    path = tmp_path / "host.ini"
+    path.write_text(text)
+    with pytest.raises(UserError) as caught:
+        load_host_settings(path)
+    assert str(caught.value) == f"{path}: {said}"

@@ -170,7 +170,7 @@ def load_config(path: Path) -> JobConfig:
     except OSError as exc:
         raise UserError(f"{path} cannot be read ({_reason(exc)}); check the file and its permissions") from None
     except configparser.Error as exc:
-        raise UserError(f"{path}: {_syntax_problem(exc)}") from None
+        raise UserError(f"{path}: {syntax_problem(exc)}") from None
     for section in config.sections():
         meant = section.strip().casefold()
         if section != meant and set(own_items(config, section)) & JOBSPLIT_KEYS.get(meant, set()):  # [JobSplit] strategy = ...: the job's section, silently
@@ -255,7 +255,7 @@ def _reason(exc: BaseException) -> str:
     return getattr(exc, "strerror", None) or str(exc).splitlines()[0]
 
 
-def _syntax_problem(exc: configparser.Error) -> str:
+def syntax_problem(exc: configparser.Error) -> str:
     """One sentence for a ConfigParser error, which is otherwise several lines."""
     if isinstance(exc, configparser.MissingSectionHeaderError):
         return f"line {exc.lineno}: {exc.line.strip()!r} comes before any [section] header; put it under a section"

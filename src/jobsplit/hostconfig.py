@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import positive_seconds, refuse_unknown_keys
+from .config import positive_seconds, refuse_unknown_keys, syntax_problem
 from .errors import UserError, not_utf8
 from .userfolders import user_folder
 from .workermemory import parse_limit
@@ -48,10 +48,12 @@ def load_host_settings(path: Path | None = None) -> HostSettings:
         return HostSettings()
     parser = configparser.ConfigParser(interpolation=None)
     try:
-        parser.read(path, encoding="utf-8")
+        parser.read(path, encoding="utf-8-sig")  # Notepad's "UTF-8 with BOM", read as config.ini is
     except UnicodeDecodeError as exc:
         raise not_utf8(path, exc) from None
-    except (configparser.Error, OSError) as exc:
+    except configparser.Error as exc:
+        raise UserError(f"{path}: {syntax_problem(exc)}") from None
+    except OSError as exc:
         raise UserError(f"{path} cannot be read ({str(exc).splitlines()[0]}); fix or delete it") from None
     others = [name for name in parser.sections() if name != "host"]
     if others:  # [hosts], [Host]: its settings were silently not read
