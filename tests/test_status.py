@@ -263,6 +263,19 @@ def test_mixed_digests_are_refused(project, tmp_path):
     assert result.stdout == ""
 
 
+def test_mixed_digests_name_each_group_s_folders_and_what_differs(project, tmp_path):
+    """As merge-results says it: status said "different pools or config files (digests A, B)", so
+    which of a shared root's folders was the odd one out, and why, took a run of every tool."""
+    other = make_project(tmp_path / "other", config=CONFIG.replace("status test", "another test"))
+    assert run_machine(other, tmp_path / "other" / "out", "m3").returncode == 0
+    result = status(project.out / "m1", project.out / "m2", tmp_path / "other" / "out", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    (error,) = error_lines(result.stderr)
+    assert "(config.ini differs;" in error, error
+    assert f"{project.out / 'm1'}, {project.out / 'm2'}" in error and str(tmp_path / "other" / "out" / "m3") in error, error
+    assert error.endswith("ask for each group separately"), error
+
+
 def test_a_path_without_a_journal_is_named(project, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -37,6 +37,7 @@ from .display import duration
 from .errors import UserError
 from .journal import Journal
 from .machines import sort_key, split_member
+from .merge import refuse_mixed_plans
 from .outdir import JOURNAL_FILE, find_machine_dirs, repeated_machine_sentence, repeated_machines
 from .recorder import HEARTBEAT
 from .schedulers.slurm import format_indices
@@ -65,12 +66,13 @@ class MachineStatus:
     """not started, running, paused, stalled, interrupted, crashed or finished."""
 
 
-def machine_status(path: Path, now: float) -> tuple[str, dict[str, int], MachineStatus]:
-    """(digest, plan, status) of one machine folder; a shared queue's run has no plan to
-    hold machines to: its ``plan`` is ``{"": pool size}``."""
+def machine_status(path: Path, now: float) -> tuple[dict[str, str], dict[str, int], MachineStatus]:
+    """(the journal's meta, plan, status) of one machine folder; a shared queue's run has no plan
+    to hold machines to: its ``plan`` is ``{"": pool size}``. A run on another host is read from
+    its snapshot, whose meta holds only the digest."""
     snapshot = read_snapshot(path)
     if snapshot is not None and snapshot.from_elsewhere:
-        return snapshot.digest, snapshot.plan, _from_snapshot(snapshot, now)
+        return {"digest": snapshot.digest}, snapshot.plan, _from_snapshot(snapshot, now)
     with closing(Journal(path / JOURNAL_FILE, read_only=True)) as journal:
         meta, counts, runs = journal.meta(), journal.counts(), journal.runs()
     rate = eta = last_update = None
@@ -101,7 +103,7 @@ def machine_status(path: Path, now: float) -> tuple[str, dict[str, int], Machine
     if state == RunStatus.CRASHED:  # its jobs run nowhere: the next run starts them again
         pending, running = pending + running, 0
     status = MachineStatus(meta["machine"], sum(counts.values()), counts[JobState.DONE], counts[JobState.FAILED], pending, running, rate, eta, last_update, state)
-    return meta["digest"], {"": int(meta["pool"])} if "pool" in meta else json.loads(meta["plan"]), status
+    return meta, {"": int(meta["pool"])} if "pool" in meta else json.loads(meta["plan"]), status
 
 
 def _from_snapshot(snapshot: RunSnapshot, now: float) -> MachineStatus:
@@ -139,9 +141,8 @@ def gather(paths: list[Path]) -> tuple[str, list[MachineStatus], int | None, dic
     now = time.time()
     folders = find_machine_dirs(paths)
     found = [machine_status(p, now) for p in folders]
-    digests = {digest for digest, _, _ in found}
-    if len(digests) > 1:
-        raise UserError(f"these folders come from different pools or config files (digests {', '.join(map(format_digest, sorted(digests)))}); ask for each group separately")
+    refuse_mixed_plans([(folder, meta) for folder, (meta, _, _) in zip(folders, found)], fix="ask for each group separately")
+    digests = {meta["digest"] for meta, _, _ in found}
     statuses = [s for _, _, s in found]
     plan = found[0][1]
     pool = plan.get("")
