@@ -407,6 +407,19 @@ def test_digest_jobs_lists_the_pool_so_that_a_diff_shows_the_job_that_differs(se
     assert [line.split("\t")[0] for line in set(other) - set(listed)] == ['[10,1.4285714285714286,"caf\\udce9.dat"]']  # as its Job Args cell shows it
 
 
+def test_digest_jobs_says_when_text_is_decomposed_as_macos_writes_file_names(setup, tmp_path):
+    """"café" as macOS writes a file name ("e" + U+0301) and as Linux does (one character) are two
+    jobs whose lines in two hosts' lists look the same: the diff showed two equal-looking lines.
+    The host whose pool holds decomposed text now says so, on stderr (the list is unchanged)."""
+    decomposed = write_entry(tmp_path / "nfd" / "entry.py", extra="pool[10] = (10, 10 / 7, 'cafe\u0301.dat')")
+    composed = write_entry(tmp_path / "nfc" / "entry.py", extra="pool[10] = (10, 10 / 7, 'caf\u00e9.dat')")
+    mac, linux = (ok(run_entry(e, "digest", "--jobs", "--config-dir", setup.config)) for e in (decomposed, composed))
+    (note,) = [line for line in mac.stderr.splitlines() if "decomposed" in line]
+    assert 'such as [10,1.4285714285714286,"cafe\\u0301.dat"]' in note and 'unicodedata.normalize("NFC", name)' in note, note
+    assert "decomposed" not in linux.stderr, linux.stderr
+    assert len(mac.stdout.splitlines()) == ENTRY_POOL_SIZE
+
+
 def test_digest_jobs_under_the_cost_strategy_shows_a_host_whose_cost_hints_differ(setup, tmp_path):
     """Under the cost strategy the cost hints are part of the pool's fingerprint: two hosts whose
     cost functions differed showed only `pool` differing in `digest --parts`, which sent them to

@@ -8,6 +8,7 @@ import json
 import multiprocessing
 import os
 import sys
+import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -32,7 +33,7 @@ from .project import CostFn, Project, find_config_dir, load_project
 from .run_command import run_share
 from .scaffold import write_templates
 from .settings import RunFlags
-from .text import clean_text
+from .text import clean_text, plural
 from .tooloutput import tool_output
 from .workermemory import parse_limit
 
@@ -113,7 +114,7 @@ def entry_main(
         for notice in project.notices:
             say_notice(messages, notice)
         if args.command == "digest":
-            _show_digest(project, parts=args.parts, jobs=args.jobs)
+            _show_digest(project, messages, parts=args.parts, jobs=args.jobs)
             return 0
         if args.command == "plan":
             _show_plan(project, as_json=args.json)
@@ -372,7 +373,7 @@ _PARTS = {
 """What ``digest --parts`` says of each part (see digest.digest_parts)."""
 
 
-def _show_digest(project: Project, *, parts: bool, jobs: bool, chunk: int = 10_000) -> None:
+def _show_digest(project: Project, messages: Console, *, parts: bool, jobs: bool, chunk: int = 10_000) -> None:
     """The digest; with ``parts``, each part's fingerprint; with ``jobs``, each job's identity
     text and id instead, sorted by the text (pool order aside, as in the digest), so that a job
     that differs between two hosts shows as neighbouring lines in a diff. The list is UTF-8 in
@@ -387,6 +388,9 @@ def _show_digest(project: Project, *, parts: bool, jobs: bool, chunk: int = 10_0
         with tool_output("-") as listing:  # stdout in UTF-8, as a tool's -o - writes it
             for start in range(0, len(listed), chunk):
                 listing.write(clean_text("".join("\t".join(line) + "\n" for line in listed[start : start + chunk])))
+        decomposed = [text for text, *_ in listed if not text.isascii() and not unicodedata.is_normalized("NFC", text)]
+        if decomposed:
+            say_notice(messages, _decomposed_note(decomposed))
         return
     out = data_console()
     out.print(format_digest(project.digest))
@@ -399,6 +403,18 @@ def _show_digest(project: Project, *, parts: bool, jobs: bool, chunk: int = 10_0
         }
         for name, part in project.digest_parts().items():
             out.print(f"  {name:9} {format_digest(part)}  {_PARTS[name].format(**facts)}", markup=False)
+
+
+def _decomposed_note(texts: Sequence[str]) -> str:
+    """Why two hosts' lists differ where their lines look the same: macOS (HFS+, and files copied
+    from there) writes an accent as a letter and a combining mark, "e" + U+0301, where other
+    systems write one character, "é". Both print alike, but they are other text, so other jobs."""
+    example = clean_text(texts[0]).encode("ascii", "backslashreplace").decode()
+    return (
+        f"{plural(len(texts), 'job')} of this pool {'has' if len(texts) == 1 else 'have'} arguments in decomposed Unicode (not NFC, as macOS "
+        f"writes file names), such as {example}: another host that lists the same text composed shows a line that looks the same but is "
+        'another job; make the text the same on every host (unicodedata.normalize("NFC", name) as the pool is built, or the files renamed)'
+    )
 
 
 def _write_plan_json(project: Project, write: Callable[[str], object], chunk: int = 10_000) -> None:
