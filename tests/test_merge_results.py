@@ -390,6 +390,28 @@ def test_a_run_given_its_machine_s_folder_as_out_is_found_and_told(project, tmp_
     assert sorted(r["Job ID"] for r in read_csv(merged)[1]) == sorted(project.owner)
 
 
+def test_an_output_root_copied_into_the_collecting_folder_is_named_not_missing(project, tmp_path):
+    """``rsync -a host:jobsplit-out collected/`` (no trailing slash) or ``scp -r`` into an existing
+    folder puts the root itself there: ``collected/jobsplit-out/m3``. The tools said "collected
+    holds no journal.sqlite; copy each machine's whole output folder", which had been done, and
+    beside folders copied right, merge-results called m3's whole share missing ("no folder for
+    this machine was given") with its results right there."""
+    whole = project.copy(tmp_path / "whole" / "jobsplit-out", *MACHINES).parent
+    for command in (["merge-results", whole, "-o", tmp_path / "merged.csv"], ["status", whole], ["report", whole, "-o", tmp_path / "r.html"]):
+        result = jobsplit_tool(*command, cwd=tmp_path)
+        assert result.returncode == 2, (command, result.stderr)
+        (error,) = error_lines(result.stderr)
+        assert f"{whole} holds no machine folder, but {whole / 'jobsplit-out'} is an output root (it holds m1, m2, m3)" in error, error
+        assert error.endswith(f"give {whole / 'jobsplit-out'} instead"), error
+    mixed = project.copy(tmp_path / "mixed", "m1", "m2")
+    project.copy(mixed / "jobsplit-out", "m3")
+    result = jobsplit_tool("merge-results", mixed, "-o", tmp_path / "merged.csv", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    said = " ".join(result.stderr.split())
+    assert f"missing from m3: all 8 jobs (no folder for this machine was given; {mixed / 'jobsplit-out' / 'm3'} holds one" in said, said
+    assert jobsplit_tool("merge-results", mixed, mixed / "jobsplit-out", "-o", tmp_path / "merged.csv", cwd=tmp_path).returncode == 0
+
+
 # --- found problems ------------------------------------------------------------------------
 
 

@@ -34,7 +34,7 @@ from .digits import int_of_text
 from .errors import UserError
 from .fingerprint import UNKNOWN
 from .journal import Journal
-from .outdir import JOURNAL_FILE, RESULTS_FILE, find_machine_dirs, repeated_machine_sentence, repeated_machines
+from .outdir import JOURNAL_FILE, RESULTS_FILE, find_machine_dirs, machine_dirs_below, repeated_machine_sentence, repeated_machines
 from .results import row_cells
 from .snapshot import RunSnapshot, split_written_elsewhere
 from .sources.redis import RedisQueue
@@ -90,6 +90,8 @@ class Merged:
     """A shared queue's run: the whole pool's size (None: static shares)."""
     superseded: int = 0
     """Jobs some folder computed but holds as superseded (another claim's result counts)."""
+    below: dict[str, Path] = field(default_factory=dict)
+    """Machines of ``absent`` whose folder lies one level below an output root given -> that folder."""
     behind: dict[Path, tuple[int, int]] = field(default_factory=dict)
     """Machine folders whose results.csv holds more rows than their journal -> (the journal's
     lines, results.csv's): a journal copied at another moment than results.csv."""
@@ -178,6 +180,7 @@ def merge(paths: Sequence[Path]) -> Merged:
     present = {m.machine for m in machines} | set(merged.elsewhere)
     if not queue:
         merged.absent = {name: count for name, count in merged.plan.items() if name not in present and count}
+        merged.below = machine_dirs_below(paths, merged.absent)
     return merged
 
 
@@ -217,7 +220,9 @@ def report(merged: Merged, console: Console) -> None:
         listed = ", ".join(job_id for job_id, _ in jobs[:SHOWN]) + (f" and {len(jobs) - SHOWN} more" if len(jobs) > SHOWN else "")
         console.print(f"missing from {name}: {plural(len(jobs), 'job')} ({_counted(states)}): {listed}", markup=False, soft_wrap=True)
     for name, count in sorted(merged.absent.items()):
-        console.print(f"missing from {name}: {_all(count)} (no folder for this machine was given)", markup=False, soft_wrap=True)
+        below = merged.below.get(name)
+        where = f"; {below} holds one, a level further down than the folders read: give it too" if below else ""
+        console.print(f"missing from {name}: {_all(count)} (no folder for this machine was given{where})", markup=False, soft_wrap=True)
     for name, snapshot in sorted(merged.elsewhere.items()):
         console.print(
             f"missing from {name}: {_all(snapshot.total)} (its run goes on on {snapshot.host}, pid {snapshot.pid}, {snapshot.done} done so far; "

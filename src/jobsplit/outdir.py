@@ -281,7 +281,8 @@ def find_machine_dirs(paths: Sequence[Path]) -> list[Path]:
     """Machine folders (with a journal) among the paths, or among their immediate subfolders
     (and theirs, for a run given its machine's folder as ``--out``: ``OUT/b/b``). A subfolder
     with a run's files (its log, progress, lock) but no journal is refused: skipped, it was a
-    machine "missing" whose results were right there."""
+    machine "missing" whose results were right there. A path holding no machine folder but
+    output roots (a root copied into it whole) is refused naming them."""
     found: dict[Path, None] = {}
     for path in paths:
         try:
@@ -294,9 +295,45 @@ def find_machine_dirs(paths: Sequence[Path]) -> list[Path]:
         except PermissionError as exc:
             raise unreadable(exc) from None
         if not any(below):
+            if roots := _roots_below(path):
+                raise UserError(
+                    f"{path} holds no machine folder, but {roots[0]} is an output root (it holds {', '.join(p.name for p in _machines_in(roots[0]))}), "
+                    f"one level further down, as a copy into an existing folder puts it: give {' and '.join(map(str, roots))} instead"
+                )
             raise UserError(f"{path} holds no {JOURNAL_FILE}; copy each machine's whole output folder (DIR/<machine>/) from its host")
         found.update((p.resolve(), None) for p in below if p is not None)
     return list(found)
+
+
+def machine_dirs_below(paths: Sequence[Path], machines: Iterable[str]) -> dict[str, Path]:
+    """Folders of ``machines`` one level below an output root given (``collected/jobsplit-out/c``
+    beside ``collected/a``: ``rsync -a host:jobsplit-out collected/`` copies the root, not its
+    folders), which the tools do not read: a merge called such a machine's results missing, with
+    "no folder for this machine was given", where they were right there."""
+    found: dict[str, Path] = {}
+    for path in paths:
+        for sub in _subfolders(path) if not (path / JOURNAL_FILE).is_file() else []:
+            for machine in machines:
+                if machine not in found and not (sub / JOURNAL_FILE).is_file() and (sub / folder_name(machine) / JOURNAL_FILE).is_file():
+                    found[machine] = sub / folder_name(machine)
+    return found
+
+
+def _roots_below(path: Path) -> list[Path]:
+    """The subfolders of ``path`` that are output roots (their own subfolders are machine folders)."""
+    return [sub for sub in _subfolders(path) if _machines_in(sub)]
+
+
+def _machines_in(root: Path) -> list[Path]:
+    return [p for p in _subfolders(root) if (p / JOURNAL_FILE).is_file()]
+
+
+def _subfolders(path: Path) -> list[Path]:
+    """The folders in ``path``, by name; none where it cannot be listed (these only give hints)."""
+    try:
+        return [p for p in sorted(path.iterdir()) if p.is_dir()]
+    except OSError:
+        return []
 
 
 def _machine_dir_in(folder: Path) -> Path | None:
