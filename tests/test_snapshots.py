@@ -129,6 +129,25 @@ def test_a_paused_run_on_another_host_is_paused_not_stalled(runs, tmp_path, else
     assert set(merge([root]).elsewhere) == {"sim[0]"}
 
 
+def test_a_run_whose_host_clock_is_hours_ahead_is_said_to_look_alive_only_by_its_clock(runs, tmp_path, elsewhere, capsys):
+    """A node whose clock is 3 hours ahead dates its snapshots 3 hours on: killed there, its run
+    showed as running and merge-results waited for it ("merge again when the run has ended") for
+    3 hours, saying nothing of why. Both now say that its clock is ahead and what to check."""
+    root = shutil.copytree(runs, tmp_path / "out")
+    as_if_running_on(root / "sim@0", "node7", time.time() + 3 * 3600)
+    as_if_running_on(root / "sim@1", "node8", time.time() + 5)  # clocks a few seconds apart: nothing to say
+    assert status_run(argparse.Namespace(dirs=[root], json=False, balance=None), message_console()) == 0
+    said = " ".join(capsys.readouterr().err.split())
+    assert "sim[0] is shown as running from its last snapshot; but node7's clock is ahead of this host's by 3.0 h or more" in said, said
+    assert "check it on node7, and set its clock right (NTP)" in said and "node8" not in said, said
+    merged = merge([root])
+    assert set(merged.elsewhere) == {"sim[0]", "sim[1]"} and not merged.complete  # still not opened: it may be alive
+    report(merged, message_console())
+    said = " ".join(capsys.readouterr().err.split())
+    assert "merge again when the run has ended; but node7's clock is ahead of this host's by 3.0 h or more" in said, said
+    assert said.count("clock is ahead") == 1, said
+
+
 def test_merge_refuses_when_every_folder_is_written_elsewhere(runs, tmp_path, elsewhere):
     root = shutil.copytree(runs, tmp_path / "out")
     for name in ("sim@0", "sim@1", "ws"):

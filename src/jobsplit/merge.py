@@ -20,6 +20,7 @@ import argparse
 import csv
 import json
 import re
+import time
 from collections import Counter
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -223,10 +224,11 @@ def report(merged: Merged, console: Console) -> None:
         below = merged.below.get(name)
         where = f"; {below} holds one, a level further down than the folders read: give it too" if below else ""
         console.print(f"missing from {name}: {_all(count)} (no folder for this machine was given{where})", markup=False, soft_wrap=True)
+    now = time.time()
     for name, snapshot in sorted(merged.elsewhere.items()):
         console.print(
             f"missing from {name}: {_all(snapshot.total)} (its run goes on on {snapshot.host}, pid {snapshot.pid}, {snapshot.done} done so far; "
-            "its journal is not opened from another host while it is written: merge again when the run has ended)",
+            f"its journal is not opened from another host while it is written: merge again when the run has ended{snapshot.clock_sentence(now)})",
             markup=False,
             soft_wrap=True,
         )

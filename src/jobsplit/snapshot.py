@@ -66,6 +66,24 @@ class RunSnapshot:
     def stalled(self, now: float) -> bool:
         return self.state == RunStatus.RUNNING and now - self.updated > STALLED_AFTER
 
+    def clock_ahead(self, now: float) -> float | None:
+        """Seconds by which its host's clock is at least ahead of this one's, where the snapshot
+        was written so far in the future (more than STALLED_AFTER) that no clock merely drifting
+        explains it; None otherwise. Such a run looks alive here until this clock catches up,
+        even if it died long ago."""
+        ahead = self.updated - now
+        return ahead if ahead > STALLED_AFTER else None
+
+    def clock_sentence(self, now: float) -> str:
+        """What a tool adds where it takes a run of another host for live by its snapshot."""
+        ahead = self.clock_ahead(now)
+        if ahead is None or not self.from_elsewhere:
+            return ""
+        return (
+            f"; but {self.host}'s clock is ahead of this host's by {_hours(ahead)} or more (its last snapshot is dated then), so a run that "
+            f"died there looks alive here until then: check it on {self.host}, and set its clock right (NTP)"
+        )
+
     @property
     def from_elsewhere(self) -> bool:
         """Whether the run was on another host than this one."""
@@ -145,3 +163,8 @@ class SnapshotWriter:
         self.last = replace(self.last, total=total, done=done, failed=failed, running=running, state=str(state), updated=self.clock.time())
         self.written_at = self.clock.monotonic()
         write_snapshot(self.folder, self.last)
+
+
+def _hours(seconds: float) -> str:
+    """``3.0 h``, ``25 min``: a clock's offset, roughly."""
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"

@@ -106,6 +106,14 @@ def machine_status(path: Path, now: float) -> tuple[dict[str, str], dict[str, in
     return meta, {"": int(meta["pool"])} if "pool" in meta else json.loads(meta["plan"]), status
 
 
+def clock_notes(paths: list[Path]) -> list[str]:
+    """A sentence for each run of another host shown as running or paused whose snapshot is dated
+    well in the future: its host's clock is ahead, and a run that died there shows as live here."""
+    now = time.time()
+    snapshots = [s for path in find_machine_dirs(paths) if (s := read_snapshot(path)) is not None and s.written_elsewhere(now)]
+    return [f"{s.machine} is shown as {s.state} from its last snapshot{s.clock_sentence(now)}" for s in snapshots if s.clock_sentence(now)]
+
+
 def _from_snapshot(snapshot: RunSnapshot, now: float) -> MachineStatus:
     state = "stalled" if snapshot.stalled(now) else "finished" if snapshot.state == RunStatus.COMPLETED else snapshot.state
     elapsed = snapshot.updated - snapshot.started
@@ -211,6 +219,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
         _machine_table(digest, statuses, overall(statuses, pool))
     for name, folders in repeated.items():
         console.print(repeated_machine_sentence(name, folders), markup=False, soft_wrap=True)
+    for sentence in clock_notes(args.dirs):
+        console.print(sentence, markup=False, soft_wrap=True)
     for queue in queues:
         _queue_table(queue)
     out = data_console()
