@@ -166,6 +166,19 @@ def test_machines_named_by_numbers_are_chosen_by_name_only(tmp_path):
     term.finish()
 
 
+def test_a_machine_s_name_typed_in_another_case_at_the_prompt_chooses_it(project):
+    """"Beta" for beta: machines.json refuses names apart only by case, so the answer names one
+    machine (before, it was asked again, as if no machine had that name)."""
+    root, entry, config_dir, _ = project
+    term = Terminal(entry, ["run", "--config-dir", str(config_dir), "--out", str(root / "out")], terminal_env(root))
+    term.expect("Number or name")
+    term.send("BETA")
+    shown = term.expect("Start?")
+    assert "machine beta:" in shown, shown
+    term.send("n")
+    term.finish()
+
+
 def test_a_share_whose_done_jobs_are_in_another_folder_is_a_note_before_the_confirmation(project):
     """At a terminal, where someone answers the prompt, a share about to start over in a new
     folder is a note before it (without a confirmation it is refused: test_run_setup.py)."""

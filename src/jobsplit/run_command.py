@@ -273,8 +273,8 @@ def _choose_machine(project: Project, flags: RunFlags, allocation: Allocation, c
             return singles[default - 1]
         if numbered and answer.isdigit() and 1 <= int(answer) <= len(singles):
             return singles[int(answer) - 1]
-        if any(m.name == answer for m in machines):
-            return project.machine(answer)
+        if named := [m for m in machines if m.name.casefold() == answer.casefold()]:  # one at most: names apart only by case are refused
+            return named[0]
         console.print(f"Please answer with a number from 1 to {len(singles)}, or a machine's name" if singles and numbered else "Please answer with a machine's name")
 
 
