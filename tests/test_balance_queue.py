@@ -474,3 +474,30 @@ def test_unreachable_wrong_password_and_malformed_urls(redis_server, monkeypatch
         with pytest.raises(UserError, match=r"^--balance '.*' is not a Redis URL \(.*\); write redis://HOST:PORT/DB") as error:
             parse_url(bad, "--balance")
         assert ":pw@" not in str(error.value)
+
+
+def test_a_queue_that_lost_its_waiting_jobs_is_seeded_again_not_waited_on(url) -> None:
+    """Every job neither done nor failed waits in ``pending`` or is claimed. A queue where jobs
+    are left but none waits or is claimed lost keys (deleted by hand, or evicted by Redis at its
+    maxmemory): its hosts waited for ever, none running anything, saying nothing. The host that
+    finds it so says what happened and seeds it again, as when Redis comes back empty."""
+    ids = ids_of(6)
+    a, b = Host(url, "a", ids, lease=WHOLE_RUN), Host(url, "b", ids, lease=WHOLE_RUN)
+    a.queue.start()
+    b.queue.start()
+    (first,) = a.take(1)
+    a.finish([first])
+    running = b.take(1)
+    client, keys = a.queue._client, a.queue._keys
+    client.delete(keys[1])  # the waiting jobs, as an eviction takes them
+    b.finish(running)
+    assert a.take(2) == []
+    assert any("the shared queue at redis://" in s and "lost jobs: 4 are left, none waiting or claimed" in s for s in a.said), a.said
+    a.take(0)  # seeds again, without what a's journal holds as done
+    assert any("seeded the shared queue" in s and "no job is handed out for 60 s" in s for s in a.said), a.said
+    b.queue._next_renew = 0.0
+    while b.queue._unavailable_since is not None or b.queue._epoch != a.queue._epoch:
+        b.take(0)  # finds the new queue, reports b's done job
+    assert client.hgetall(keys[6]) == {first.job_id: "a", running[0].job_id: "b"}
+    client.hset(keys[0], "hold_until", 0)  # the hold's end, a lease on
+    assert sorted(t.job_id for t in take_all(a, 6)) == sorted(set(ids) - {first.job_id, running[0].job_id})

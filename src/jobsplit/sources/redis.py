@@ -77,7 +77,9 @@ Guarantees, and their limits
       which every live host reports its done jobs and re-adopts its running claims. A host
       that is not running then (finished, dead) cannot report: its done jobs run again
       elsewhere, and ``merge-results`` finds them in two folders (it keeps one row each and
-      says so). Redis with persistence (``appendonly yes``) avoids this.
+      says so). Redis with persistence (``appendonly yes``) avoids this. A queue that lost
+      some of its keys (deleted, or evicted at maxmemory: jobs left, none waiting or claimed)
+      is dropped by the take that finds it so, and seeded again the same way.
     * Timing: leases are measured on the Redis server's clock only, so host clocks may differ.
 """
 
@@ -224,6 +226,14 @@ if hold <= 0 then
             table.insert(claims, redis.call('HINCRBY', token, job, 1))
             claim(job, me, lease)
         end
+    end
+    local left = figures()[1]
+    if #claims == 0 and left > 0 and redis.call('LLEN', pending) == 0 and redis.call('HLEN', owner) == 0 then
+        -- Every job neither done nor failed waits or is claimed: none does, so keys were lost
+        -- (deleted, or evicted at maxmemory), and every host would wait for ever. Drop the
+        -- queue: as when Redis comes back empty, the hosts seed it again and report their journals.
+        redis.call('DEL', meta)
+        return {'lost', left}
     end
 end
 return {'ok', claims, lost, figures(), math.max(hold, 0), conflicts}
@@ -773,7 +783,12 @@ class RedisQueue:
         except self._conn.lost as exc:
             self._unreachable(exc)
             raise _Unavailable from None
-        if reply[0] != "ok":  # the queue is gone (Redis came back empty) or was seeded again
+        if reply[0] == "lost":
+            self._say(
+                f"the shared queue at {self._address.masked} lost jobs: {int(reply[1])} are left, none waiting or claimed "
+                "(its keys were deleted, or evicted by Redis at its maxmemory); it is seeded again from the hosts' journals"
+            )
+        if reply[0] != "ok":  # the queue is gone (Redis came back empty, or lost jobs) or was seeded again
             if self._unavailable_since is None:
                 self._unavailable_since, self._retry_at = self._clock.monotonic(), 0.0
             raise _Unavailable
