@@ -501,3 +501,21 @@ def test_a_queue_that_lost_its_waiting_jobs_is_seeded_again_not_waited_on(url) -
     assert client.hgetall(keys[6]) == {first.job_id: "a", running[0].job_id: "b"}
     client.hset(keys[0], "hold_until", 0)  # the hold's end, a lease on
     assert sorted(t.job_id for t in take_all(a, 6)) == sorted(set(ids) - {first.job_id, running[0].job_id})
+
+
+def test_a_server_that_evicts_any_key_when_full_is_named_at_the_start(url) -> None:
+    """A cache's Redis (maxmemory-policy allkeys-lru) evicts the queue's keys as readily as any:
+    the run started without a word of it, and jobs done by hosts that had ended ran twice."""
+    ids = ids_of(2)
+    quiet = Host(url, "a", ids)
+    quiet.queue.start()
+    assert not any("evicts" in s for s in quiet.said), quiet.said
+    quiet.queue.close()
+    client = quiet.queue._client
+    client.config_set("maxmemory", "100mb")
+    client.config_set("maxmemory-policy", "allkeys-lru")
+    warned = Host(url, "b", ids)
+    warned.queue.start()
+    assert any(
+        "evicts any key once its memory is full (maxmemory-policy allkeys-lru, maxmemory 100 MiB)" in s and "set maxmemory-policy to noeviction" in s for s in warned.said
+    ), warned.said

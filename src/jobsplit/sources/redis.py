@@ -97,7 +97,7 @@ from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import StorageError, UserError
 from ..machines import MACHINES_FILE
 from ..states import JobState, Outcome
-from ..text import plural
+from ..text import plural, size_text
 from .base import Task
 
 SEED_CHUNK = 2000
@@ -615,6 +615,7 @@ class RedisQueue:
         """Join the queue (seed it if there is none): called once, before the run."""
         held = [job for job, state in self._holdings.states() if state in (JobState.PENDING, JobState.RUNNING)]
         returned = 0
+        self._warn_of_eviction()
         try:
             self._enter()
             self._join(first=True)
@@ -643,6 +644,23 @@ class RedisQueue:
         self._conn.close()
 
     # --- joining, seeding, reconnecting --------------------------------------------------
+
+    def _warn_of_eviction(self) -> None:
+        """Say so where the server may evict any key once full (``maxmemory-policy allkeys-*``, as
+        a cache's): it takes the queue's keys as readily as others', and the hosts must seed the
+        queue again (see the module docstring), where jobs done by hosts no longer running run
+        twice. A server that will not say (INFO refused) is left alone."""
+        try:
+            memory = self._client.info("memory")
+        except self._conn.lost:
+            return
+        policy, limit = str(memory.get("maxmemory_policy", "")), int(memory.get("maxmemory", 0) or 0)
+        if limit and policy.startswith("allkeys-"):
+            self._say(
+                f"Redis at {self._address.masked} evicts any key once its memory is full (maxmemory-policy {policy}, maxmemory "
+                f"{size_text(limit)}), the queue's too: the hosts then seed it again, and the jobs of hosts no longer running run twice; "
+                "set maxmemory-policy to noeviction (or volatile-lru) on that server, or give the queue a server of its own"
+            )
 
     def _enter(self) -> None:
         """Refuse to run while another run of this machine takes jobs from the queue (another
