@@ -519,3 +519,22 @@ def test_a_server_that_evicts_any_key_when_full_is_named_at_the_start(url) -> No
     assert any(
         "evicts any key once its memory is full (maxmemory-policy allkeys-lru, maxmemory 100 MiB)" in s and "set maxmemory-policy to noeviction" in s for s in warned.said
     ), warned.said
+
+
+@pytest.mark.parametrize("secret", ["Xq/7Zk", "Xq#7Zk", "Xq?7Zk", "Xq@7Zk"])
+def test_a_password_with_a_reserved_character_is_never_shown(secret: str) -> None:
+    """A generated password holds a '/' or '#' as often as not. Unencoded, it split the URL: the
+    refusal showed the URL with the password whole (a '/'), or the start of it in the parser's
+    complaint about the port ('#', '?'), and a working URL whose password holds an '@' had the
+    part after it shown in the resume command. Now nothing of it shows, and the refusal says
+    to percent-encode it or to pass it in REDIS_PASSWORD."""
+    url = f"redis://:{secret}@127.0.0.1:6379/0"
+    shown = balance.hide_passwords(f"Resume with: run --balance {url} --machine a")
+    assert "Xq" not in shown and "7Zk" not in shown and shown.endswith("redis://:***@127.0.0.1:6379/0 --machine a"), shown
+    if "@" in secret[2:3]:
+        assert parse_url(url, "--balance").password == secret
+        return
+    with pytest.raises(UserError) as refused:
+        parse_url(url, "--balance")
+    assert "Xq" not in str(refused.value) and "7Zk" not in str(refused.value), refused.value
+    assert "percent-encode it" in str(refused.value) and "REDIS_PASSWORD" in str(refused.value), refused.value

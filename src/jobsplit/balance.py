@@ -93,6 +93,12 @@ def parse_url(text: str, source: str, environ: Any = os.environ) -> QueueAddress
     """A ``redis://`` or ``rediss://`` URL as an address; a malformed one is a UserError naming ``source``."""
     shown = hide_passwords(text)
     try:
+        authority = text.strip().partition("//")[2]
+        if "@" in authority[next((i for i, c in enumerate(authority) if c in "/?#"), len(authority)) :]:
+            raise ValueError(
+                "what comes before its @ holds a '/', '?' or '#', which ends a URL's host part: percent-encode it "
+                f"(%2F, %3F, %23), or give the password in {PASSWORD_VARIABLE} and leave it out of the URL"
+            )  # checked first: the parser's complaint would quote the password's start as a port
         parts = urlsplit(text.strip())
         port = parts.port or 6379  # raises ValueError when not a number in 0..65535
         if parts.scheme not in ("redis", "rediss"):
@@ -112,8 +118,9 @@ def parse_url(text: str, source: str, environ: Any = os.environ) -> QueueAddress
 
 
 def hide_passwords(text: str) -> str:
-    """``text`` with the password of every URL in it (``//user:secret@``) shown as ``***``."""
-    return re.sub(r"(//[^/:@]*):[^@/]*@", r"\1:***@", text)
+    """``text`` with the password of every URL in it (``//user:secret@``) shown as ``***``: up to
+    the last ``@`` of the word, as a password may hold an ``@`` or a ``/`` itself."""
+    return re.sub(r"(//[^/:@\s]*):\S*@", r"\1:***@", text)
 
 
 def resolve_balance(flag_url: str | None, flag_lease: float | None, shared: BalanceConfig) -> BalanceSettings | None:
