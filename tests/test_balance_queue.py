@@ -538,3 +538,38 @@ def test_a_password_with_a_reserved_character_is_never_shown(secret: str) -> Non
         parse_url(url, "--balance")
     assert "Xq" not in str(refused.value) and "7Zk" not in str(refused.value), refused.value
     assert "percent-encode it" in str(refused.value) and "REDIS_PASSWORD" in str(refused.value), refused.value
+
+
+def test_redis_full_is_said_once_not_lost_and_found_at_every_retry(url) -> None:
+    """A Redis at its maxmemory (noeviction) answers reads and refuses writes: the host's rejoin
+    (reads only, for a host with nothing to claim again) passed, took it for back, and the next
+    take failed again: "lost Redis", "reconnected after 0.1 s", ten times a second, for as long
+    as the server was full, and the backoff never grew. Back is when a take passes."""
+    ids = ids_of(3)
+    a = Host(url, "a", ids)
+    a.queue.start()
+    (task,) = a.take(1)
+    a.finish([task])
+    client = a.queue._client
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", "1")
+    rejoins = 0
+    rejoin = a.queue._rejoin
+
+    def counted() -> bool:
+        nonlocal rejoins
+        rejoins += 1
+        return rejoin()
+
+    a.queue._rejoin = counted  # type: ignore[method-assign]
+    a.queue._next_renew = 0.0
+    while rejoins < 5:
+        a.take(0)
+    lost = [s for s in a.said if "Redis at" in s and "is full" in s]
+    assert len(lost) == 1 and "raise its maxmemory or free memory there" in lost[0], a.said
+    assert not any("reconnected" in s for s in a.said), a.said
+    client.config_set("maxmemory", "0")
+    while a.queue._offline:
+        a.take(0)
+    assert sum("reconnected" in s for s in a.said) == 1, a.said
+    assert [t.job_id for t in take_all(a, 3)] == ids[1:]

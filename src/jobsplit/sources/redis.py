@@ -491,6 +491,8 @@ class RedisQueue:
         """(remaining, done, failed) of the whole pool, as Redis last said."""
         self._unavailable_since: float | None = None
         self._offline = False
+        """Redis was unreachable or refused a write, and no take has passed since (see _rejoin)."""
+        self._offline_since = 0.0
         self._retry_at = 0.0
         self._backoff = FIRST_BACKOFF
         self._next_renew = 0.0
@@ -523,6 +525,9 @@ class RedisQueue:
         except _Unavailable:
             return ready
         del self._acks[: len(acks)]
+        if self._offline:
+            self._offline = False
+            self._say(f"reconnected to Redis at {self._address.masked} after {now - self._offline_since:.1f} s")
         self._renewed_at = now
         self._next_renew = now + self._lease / 4
         self._figures = _figures(figures)
@@ -776,14 +781,11 @@ class RedisQueue:
 
     def _rejoin(self) -> bool:
         """Redis was unreachable or had lost the queue: try again now. True once back."""
-        since, offline = self._unavailable_since or 0.0, self._offline
         try:
             self._join(first=False)
         except _Unavailable:
             return False
-        self._unavailable_since, self._offline = None, False
-        if offline:
-            self._say(f"reconnected to Redis at {self._address.masked} after {self._clock.monotonic() - since:.1f} s")
+        self._unavailable_since = None  # still offline until a take passes: a full Redis answers the join's reads, not a take's writes
         releases, self._releases = self._releases, []
         if releases:
             self._send_releases(releases)
@@ -814,15 +816,17 @@ class RedisQueue:
 
     def _unreachable(self, exc: BaseException) -> None:
         now = self._clock.monotonic()
+        self._unavailable_since = self._unavailable_since or now
         if not self._offline:
-            self._offline = True
+            self._offline, self._offline_since = True, now
             self._backoff = FIRST_BACKOFF
-            self._unavailable_since = self._unavailable_since or now
             reason = self._address.mask(str(exc)).rstrip(".") or type(exc).__name__
-            self._say(
-                f"lost Redis at {self._address.masked} ({reason}); the running jobs go on and are recorded here; "
-                f"retrying with backoff, every {self._max_backoff:g} s at most"
+            what = (
+                f"Redis at {self._address.masked} is full and refuses the queue's writes ({reason}): raise its maxmemory or free memory there"
+                if "maxmemory" in reason
+                else f"lost Redis at {self._address.masked} ({reason})"
             )
+            self._say(f"{what}; the running jobs go on and are recorded here; retrying with backoff, every {self._max_backoff:g} s at most")
         self._retry_at = now + self._backoff
         self._backoff = min(self._backoff * 2, self._max_backoff)
 
