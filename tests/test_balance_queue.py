@@ -573,3 +573,20 @@ def test_redis_full_is_said_once_not_lost_and_found_at_every_retry(url) -> None:
         a.take(0)
     assert sum("reconnected" in s for s in a.said) == 1, a.said
     assert [t.job_id for t in take_all(a, 3)] == ids[1:]
+
+
+def test_a_host_that_seeds_beside_a_live_queue_of_another_plan_is_told(url) -> None:
+    """A host of the study whose config.ini differs (``base = 0.020`` for ``0.02``) has another
+    digest: it seeded a queue of its own beside the others' and ran the whole pool alone, both
+    saying "100 of 100 done"; only merge-results told. Two studies may share a server: a note."""
+    a = Host(url, "a", ids_of(2), lease=WHOLE_RUN)
+    a.queue.start()
+    b = Host(url, "b", ids_of(2), digest="cd" * 16, lease=WHOLE_RUN)
+    b.queue.start()
+    notes = [s for s in b.said if "also holds the queue of another plan" in s]
+    assert len(notes) == 1 and f"(digest {'abab-' * 7}abab), from which a took jobs within a lease" in notes[0] and "digest --parts" in notes[0], b.said
+    assert not any("another plan" in s for s in a.said), a.said
+    a.queue.close()  # a run that ended is no one to be told of
+    c = Host(url, "c", ids_of(2), digest="ef" * 16, lease=WHOLE_RUN)
+    c.queue.start()
+    assert [s for s in c.said if "another plan" in s] == [f"this Redis server also holds the queue of another plan (digest {'cdcd-' * 7}cdcd), from which b took jobs within a lease: if this host belongs to that study, its files differ from theirs (config.ini, header.csv, machines.json, the pool) and it runs the whole pool on its own; stop it, and compare `digest --parts` here and there"], c.said

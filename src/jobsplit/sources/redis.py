@@ -91,9 +91,10 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
-from ..balance import Connection, instance_name, instance_process, queue_keys, this_system
+from ..balance import Connection, instance_name, instance_process, machine_of, queue_digests, queue_keys, this_system
 from ..children import ended, started_at
 from ..clock import SYSTEM_CLOCK, Clock
+from ..digest import format_digest
 from ..errors import StorageError, UserError
 from ..machines import MACHINES_FILE
 from ..states import JobState, Outcome
@@ -457,7 +458,7 @@ class RedisQueue:
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._conn, self._client, self._address = connection, connection.client, connection.address
-        self._keys = queue_keys(digest)
+        self._digest, self._keys = digest, queue_keys(digest)
         self._scripts = {name: self._client.register_script(_PRELUDE + body) for name, body in _SCRIPTS.items()}
         self._seed_script = self._client.register_script(_SEED)
         self._enter_script, self._leave_script = self._client.register_script(_ENTER), self._client.register_script(_LEAVE)
@@ -746,7 +747,38 @@ class RedisQueue:
                 self._hold_said = str(epoch)
                 what += f"; no job is handed out for {self._lease:g} s, while every host reports what it holds"
             self._say(what)
+            if not self._epoch:  # this study's first seeding, not a reseeding
+                for digest, machines in self._other_live_queues():
+                    self._say(
+                        f"this Redis server also holds the queue of another plan (digest {format_digest(digest)}), from which "
+                        f"{', '.join(machines)} took jobs within a lease: if this host belongs to that study, its files differ from "
+                        "theirs (config.ini, header.csv, machines.json, the pool) and it runs the whole pool on its own; stop it, "
+                        "and compare `digest --parts` here and there"
+                    )
         return str(epoch)
+
+    def _other_live_queues(self) -> list[tuple[str, list[str]]]:
+        """The queues of other digests on this server with a run in contact less than a lease ago,
+        and those runs' machines: a host of the same study whose files differ (a config value
+        written otherwise) seeds a queue of its own, and only merge-results told."""
+        try:
+            digests = [digest for digest in queue_digests(self._client) if digest != self._digest]
+            if not digests:
+                return []
+            pipe = self._client.pipeline(transaction=False)
+            for digest in digests:
+                pipe.hgetall(queue_keys(digest)[9])
+            pipe.time()
+            *contacts, (seconds, micros) = pipe.execute()
+        except self._conn.lost:
+            return []
+        now = int(seconds) * 1000 + int(micros) // 1000
+        found = []
+        for digest, hosts in zip(digests, contacts):
+            machines = sorted({machine_of(who) for who, at in hosts.items() if 0 <= now - int(at) < self._lease_ms})  # negative: ended (see _LEAVE)
+            if machines:
+                found.append((digest, machines))
+        return found
 
     def _undo_foreign(self, done_here: set[str]) -> None:
         """Jobs Redis credits to this machine but its journal lacks (a --fresh start, a lost
