@@ -90,6 +90,18 @@ def test_a_queue_machine_in_two_folders_is_named_as_the_cause_of_its_doubles(tmp
     assert "run again" in out and "a machine run from two folders, see above" in out, out
 
 
+def test_a_folder_of_a_queue_run_refused_as_it_joined_is_no_second_run_of_its_machine(tmp_path, capsys) -> None:
+    """A second host given machine a's name is refused as it joins the queue (a's run is in
+    contact), after its journal is made: its folder holds no job. merge-results said a "ran from
+    each" folder and that its jobs were handed back and run again, which never happened."""
+    ran, refused = folder(tmp_path / "x", "a", ids(0, 1)), folder(tmp_path / "y", "a", [])
+    merged = merge.merge([ran, refused, folder(tmp_path / "x", "b", ids(2, 3))])
+    merge.report(merged, Console(width=400, no_color=True))
+    out = " ".join(capsys.readouterr().out.split())
+    assert "is in 2 folders" not in out and "run again" not in out, out
+    assert "complete: every job of the pool exactly once" in out, out
+
+
 def test_a_shared_queue_s_overall_eta_counts_the_whole_pool_left() -> None:
     """Each host of a shared queue holds only the few jobs it claimed: the overall ETA was the
     largest host's, over those few (23 pending at 1.94 jobs/s showed 3.1 s); it is what is left

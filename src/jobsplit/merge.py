@@ -91,6 +91,9 @@ class Merged:
     """A shared queue's run: the whole pool's size (None: static shares)."""
     superseded: int = 0
     """Jobs some folder computed but holds as superseded (another claim's result counts)."""
+    idle: set[Path] = field(default_factory=set)
+    """A shared queue's machine folders that never held a job: a run refused as it joined (another
+    run of that machine in contact), or stopped before its first claim. Not a second run of it."""
     below: dict[str, Path] = field(default_factory=dict)
     """Machines of ``absent`` whose folder lies one level below an output root given -> that folder."""
     behind: dict[Path, tuple[int, int]] = field(default_factory=dict)
@@ -156,13 +159,17 @@ def merge(paths: Sequence[Path]) -> Merged:
     )
     superseded: set[str] = set()
     for machine in machines:
+        held = False
         for job_id, state in machine.journal.states():
+            held = True
             if state == JobState.DONE:
                 merged.holders.setdefault(job_id, []).append(machine.machine)
             elif state == JobState.SUPERSEDED:  # a shared queue took another host's result: not missing
                 superseded.add(job_id)
             else:
                 merged.missing.setdefault(machine.machine, []).append((job_id, state))
+        if queue and not held:
+            merged.idle.add(machine.path)
         lines = 0
         for _, line in machine.journal.done_lines():
             lines += line.count("\n")
@@ -242,7 +249,7 @@ def report(merged: Merged, console: Console) -> None:
             f"superseded: {plural(merged.superseded, 'job')} also computed on a host whose claim had passed to another; the accepted result is kept, one row per job",
             markup=False, soft_wrap=True,
         )  # fmt: skip
-    for name, folders in repeated_machines((m.machine, m.path) for m in merged.machines).items():
+    for name, folders in repeated_machines((m.machine, m.path) for m in merged.machines if m.path not in merged.idle).items():
         console.print(repeated_machine_sentence(name, folders, queue=merged.pool_size is not None), markup=False, soft_wrap=True)
     duplicates = merged.duplicates
     if duplicates:
