@@ -127,15 +127,16 @@ def check_resumable(run: Run, in_flight: set[str]) -> None:
 
 @pytest.mark.parametrize(
     "how, start_method",
-    [("ctrl-c", "fork"), ("ctrl-c", "spawn"), ("sigterm", "fork"), ("sigterm", "spawn")],
+    [("ctrl-c", "fork"), ("ctrl-c", "spawn"), ("sigterm", "fork"), ("sigterm", "spawn"), ("sigusr1", "fork")],
 )
 def test_an_interrupt_stops_cleanly_and_the_run_resumes(tmp_path, how, start_method):
+    """SIGUSR1 (a Slurm user's ``--signal=B:USR1@300``) killed the run outright, before."""
     run = Run(tmp_path, start_method)
     process, in_flight = run.start_until_busy()
     if how == "ctrl-c":
         os.killpg(process.pid, signal.SIGINT)  # as a terminal does: the whole process group
     else:
-        os.kill(process.pid, signal.SIGTERM)
+        os.kill(process.pid, signal.SIGUSR1 if how == "sigusr1" else signal.SIGTERM)
     status, _, err = communicate(process, 60)  # a watchdog: the sleepers would take 60 s more
     assert status == 130, err
     assert wait_no_processes(process.pid, 10.0) == []
@@ -726,6 +727,34 @@ def test_a_worker_sent_sigtstp_stops_alone(tmp_path):
         kill_session(process.pid)
     assert status == 0, err
     assert_all_done_once(share, share.ids())
+
+
+USER_SIGNALS_ENTRY = """\
+import signal
+
+import jobsplit
+
+
+def job(i, random_obj, config, progress):
+    return tuple(signal.getsignal(s) == signal.SIG_DFL for s in (signal.SIGUSR1, signal.SIGUSR2))
+
+
+if __name__ == "__main__":
+    jobsplit.main(job, [0, 1])
+"""
+
+
+def test_a_jobs_sigusr1_and_sigusr2_are_at_their_defaults(tmp_path):
+    """The run stops cleanly on SIGUSR1 and SIGUSR2, as a Slurm user asks for them before the
+    time limit (see test_slurm): a forked worker inherits those handlers, and a job's own signals
+    are as in a process started outside jobsplit."""
+    entry = tmp_path / "entry.py"
+    entry.write_text(USER_SIGNALS_ENTRY)
+    config_dir = write_config_dir(tmp_path / "config", header=["Run Start Time", "Job Running Time", "Job Start Time", "Usr1", "Usr2"], machines={"solo": [1.0, 1]})
+    result = run_entry(entry, *run_args(config_dir, tmp_path / "out", "--workers", "1", "--start-method", "fork"), env=run_env(tmp_path))
+    assert result.returncode == 0, result.stderr
+    _, rows = read_results(tmp_path / "out" / "solo" / "results.csv")
+    assert [(row["Usr1"], row["Usr2"]) for row in rows] == [("True", "True")] * 2
 
 
 def test_a_worker_sent_sighup_keeps_logging_its_jobs_output(tmp_path):

@@ -289,6 +289,38 @@ def test_a_signalled_and_requeued_task_resumes_and_runs_no_finished_job_twice(sl
     assert output.count("Interrupted: running jobs were stopped") == 2 and "sim[0]: " in output  # --open-mode=append
 
 
+@pytest.mark.slow
+def test_a_task_sent_usr1_stops_cleanly_as_for_sigterm_and_resumes(slurm: SlurmCluster, tmp_path: Path):
+    """SIGUSR1 is the signal Slurm users ask for before the time limit (``--signal=B:USR1@300``
+    given with ``--extra``, which replaces the script's own ``B:TERM``) or send with ``scancel
+    --batch --signal=USR1``. Its default action ended the run at once: the task FAILED with
+    ExitCode 0:10, not a word in its output, the run and its running job left as running."""
+    side, hold = tmp_path / "side.txt", tmp_path / "hold"
+    env = cluster_env(slurm, tmp_path, JOBSPLIT_TEST_SIDE=str(side), JOBSPLIT_TEST_HOLD=str(hold), JOBSPLIT_TEST_HOLD_AFTER="2")
+    project = Project(tmp_path / "p", {"sim": {"speed": 1.0, "cores": 1, "array": 1}}, jobs=6, pause=0.01, env=env)
+    hold.touch()
+    (job,) = submitted(project.run("sbatch", "--machine", "sim", "--out", project.out, "--submit"))
+    task, journal = f"{job}_0", project.out / "sim@0" / "journal.sqlite"
+    assert wait_for(lambda: len(lines(side)) == 2 and query(journal, "SELECT COUNT(*) FROM running") == [(1,)], 120), (lines(side), slurm.squeue(job))
+
+    slurm.scancel("--batch", "--signal=USR1", task)
+    assert wait_for(lambda: not slurm.squeue(task), 60)
+    assert "ExitCode=130:0" in slurm.scontrol("show", "job", task)  # stopped as for SIGTERM, not killed by the signal
+    assert query(journal, "SELECT status FROM runs") == [("interrupted",)]
+    assert query(journal, "SELECT COUNT(*) FROM running") == [(0,)]
+    output = next((project.out / "slurm-logs").glob(f"sim-{job}_0.out")).read_text()
+    assert "Interrupted: running jobs were stopped and will run again" in output, output
+
+    hold.unlink()
+    slurm.scontrol("requeue", task)
+    assert slurm.wait_until_done(job, timeout=180) == {task: "COMPLETED"}
+    assert [s for (s,) in query(journal, "SELECT status FROM runs")] == ["interrupted", "completed"]
+    finished = lines(side)
+    assert len(finished) == len(set(finished)) == 6  # every job finished exactly once
+    merged = project.run("merge-results", project.out, "-o", tmp_path / "merged.csv")
+    assert merged.returncode == 0 and "complete" in merged.stderr, merged.stderr
+
+
 # --- Must show 4: MaxArraySize=3, an array of 8 ----------------------------------------------------
 
 

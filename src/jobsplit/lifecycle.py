@@ -82,8 +82,13 @@ def fresh_program_environment() -> dict[str, str]:
 
 
 class Interrupts:
-    """Ctrl-C, SIGTERM and SIGHUP ask for a clean stop; a second Ctrl-C forces an immediate exit;
-    Ctrl-Z pauses the whole run.
+    """Ctrl-C, SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2 ask for a clean stop; a second Ctrl-C forces
+    an immediate exit; Ctrl-Z pauses the whole run.
+
+    SIGUSR1 and SIGUSR2 are what a Slurm user asks for before the time limit
+    (``--signal=B:USR1@300``, which replaces the batch script's own ``B:TERM``) or sends with
+    ``scancel --batch --signal=USR1``: their default action ended the run at once, its task FAILED
+    without a word in its output, its running jobs recorded as running.
 
     SIGHUP says the terminal is gone (an SSH session dropped): the run stops as for SIGTERM, its
     output to the terminal silenced first (writes to a hung-up terminal fail), so the stop is
@@ -160,7 +165,9 @@ class Interrupts:
 _SIGHUP = getattr(signal, "SIGHUP", None)
 _SIGTSTP = getattr(signal, "SIGTSTP", None)
 _SIGCONT = getattr(signal, "SIGCONT", None)
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM) + ((_SIGHUP,) if _SIGHUP is not None else ())
+USER_SIGNALS = tuple(getattr(signal, name) for name in ("SIGUSR1", "SIGUSR2") if hasattr(signal, name))
+"""Reset to their default in a worker (see worker_main): a job's process is as one started outside jobsplit."""
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM) + ((_SIGHUP,) if _SIGHUP is not None else ()) + USER_SIGNALS
 
 
 def _silence(fds: list[int]) -> None:

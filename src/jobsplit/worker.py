@@ -42,7 +42,7 @@ from .capture import LoggingSetup, OutputCapture
 from .children import become_group_leader_and_subreaper, end_library_helpers, library_helpers, signal_strays, stop_children
 from .config import Header, JobConfig, LogSettings
 from .jobrandom import job_random, leave_module_generators, prepare_module_generators, seed_numpy_random
-from .lifecycle import die_with_parent, restore_library_path
+from .lifecycle import USER_SIGNALS, die_with_parent, restore_library_path
 from .messages import LOG, RESULTS, REVOKED, Batch, LogEntry, Results, Revoke
 from .nativethreads import limit_loaded_thread_pools
 from .pool import call_args, identity_text, identity_texts
@@ -157,6 +157,8 @@ def worker_main(setup: WorkerSetup, tasks: Connection, results: Connection, outp
     signal.signal(signal.SIGTSTP, signal.SIG_DFL)  # a forked worker has the parent's handler, which would pause the run's workers from here
     signal.signal(signal.SIGCONT, signal.SIG_DFL)  # and its SIGCONT handler, which would cut a job's system calls short (EINTR) when continued
     signal.signal(signal.SIGHUP, _no_hangup)
+    for signum in USER_SIGNALS:  # and its SIGUSR1/2 handlers, a stop of the run: a job's are its own
+        signal.signal(signum, signal.SIG_DFL)
     become_group_leader_and_subreaper()
     _leave_the_terminal()
     # The runner starts workers daemonic (its exit stops them), but multiprocessing forbids a
