@@ -99,7 +99,7 @@ def test_a_later_submission_adds_its_offset_to_the_task_id(tmp_path):
 
 @pytest.mark.parametrize(
     ("change", "needle"),
-    [({"job_name": "my job"}, "--job-name 'my job'"), ({"options": [("partition", "")]}, "--partition ''"), ({"extra": ["qos=high"]}, "--extra 'qos=high'"), ({"extra": ["--a\n--b"]}, "--extra")],
+    [({"job_name": "my job"}, "--job-name 'my job'"), ({"job_name": "study/a"}, "--job-name 'study/a'"), ({"options": [("partition", "")]}, "--partition ''"), ({"extra": ["qos=high"]}, "--extra 'qos=high'"), ({"extra": ["--a\n--b"]}, "--extra")],
 )
 def test_values_an_sbatch_line_cannot_carry_are_refused(change, needle):
     script = ArrayScript(**{**SCRIPT.__dict__, **change})

@@ -196,6 +196,8 @@ def _limit_seconds(text: str) -> int | None:
 def _directive(name: str, value: str) -> str:
     if not value or any(c.isspace() for c in value):
         raise UserError(f"--{name} {value!r} cannot be an #SBATCH value (empty, or with a space); choose one without spaces")
+    if name == "job-name" and "/" in value:  # %x in --output: Slurm cannot open the file, and every task FAILED without a line of output
+        raise UserError(f"--job-name {value!r} names each task's Slurm output file (%x in --output), where a / is a folder that does not exist; choose one without /")
     return value
 
 
