@@ -35,7 +35,8 @@ LOGIN = "login-node"
 ENTRY = '''\
 """The cluster tests' entry: each job appends "TASK INDEX" to JOBSPLIT_TEST_STARTS when it starts
 and to JOBSPLIT_TEST_SIDE when it finishes; while the file JOBSPLIT_TEST_HOLD exists, jobs wait
-(with JOBSPLIT_TEST_HOLD_AFTER=N, only those that start once N jobs of their task finished)."""
+(with JOBSPLIT_TEST_HOLD_AFTER=N, only those that start once N jobs of their task finished); while
+the file JOBSPLIT_TEST_FAIL exists, jobs whose index is a multiple of 5 raise."""
 import os
 import time
 
@@ -62,6 +63,8 @@ def _finished_here():
 
 def job(index, random_obj, config, progress):
     _append("JOBSPLIT_TEST_STARTS", index)
+    if index % 5 == 0 and os.path.exists(os.environ.get("JOBSPLIT_TEST_FAIL", "/nonexistent")):
+        raise RuntimeError("scratch is not mounted")
     hold = os.environ.get("JOBSPLIT_TEST_HOLD")
     if hold and _finished_here() >= int(os.environ.get("JOBSPLIT_TEST_HOLD_AFTER", "0")):
         while os.path.exists(hold):
@@ -319,6 +322,33 @@ def test_a_task_sent_usr1_stops_cleanly_as_for_sigterm_and_resumes(slurm: SlurmC
     assert len(finished) == len(set(finished)) == 6  # every job finished exactly once
     merged = project.run("merge-results", project.out, "-o", tmp_path / "merged.csv")
     assert merged.returncode == 0 and "complete" in merged.stderr, merged.stderr
+
+
+@pytest.mark.slow
+def test_tasks_that_finished_with_failed_jobs_are_named_by_status_and_resubmitted_to_retry_them(slurm: SlurmCluster, tmp_path: Path):
+    """Jobs that failed for a passing cause (a scratch file system not mounted on some nodes): the
+    tasks finish, status said "nothing to resubmit, every task finished" while merge-results said
+    INCOMPLETE, and sbatch could not pass --retry-failed (a task resubmitted without it ends at once,
+    its failed jobs left failed): the run's own advice had no way onto the cluster."""
+    fail = tmp_path / "fail"
+    fail.touch()
+    project = Project(tmp_path / "p", {"sim": {"speed": 1.0, "cores": 1, "array": 3}}, jobs=15, pause=0.01,
+                      env=cluster_env(slurm, tmp_path, JOBSPLIT_TEST_FAIL=str(fail)))  # fmt: skip
+    (job,) = submitted(project.run("sbatch", "--machine", "sim", "--out", project.out, "--submit"))
+    slurm.wait_until_done(job, timeout=180)
+    failed = sorted(i for i in range(3) if query(project.out / f"sim@{i}" / "journal.sqlite", "SELECT COUNT(*) FROM jobs WHERE state = 'failed'") != [(0,)])
+    assert failed, "some task holds a job of index 0, 5 or 10"
+    status = project.run("status", project.out)
+    assert f"with the entry's sbatch --machine sim --array={format_indices(failed)} --retry-failed --submit" in status.stdout, status.stdout
+    assert "nothing to resubmit" not in status.stdout
+    assert project.run("merge-results", project.out, "-o", tmp_path / "merged.csv").returncode == 1
+
+    fail.unlink()
+    (again,) = submitted(project.run("sbatch", "--machine", "sim", "--array", format_indices(failed), "--retry-failed", "--out", project.out, "--submit"))
+    assert slurm.wait_until_done(again, timeout=180) == {f"{again}_{i}": "COMPLETED" for i in failed}
+    assert "sim: nothing to resubmit, every task finished" in project.run("status", project.out).stdout
+    merged = project.run("merge-results", project.out, "-o", tmp_path / "merged.csv")
+    assert merged.returncode == 0 and "complete: every job of the plan exactly once" in merged.stderr, merged.stderr
 
 
 # --- Must show 4: MaxArraySize=3, an array of 8 ----------------------------------------------------

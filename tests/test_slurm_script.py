@@ -127,16 +127,16 @@ def test_run_options_given_to_sbatch_reach_the_run_of_each_task(project):
     """Retries for a preemptible partition, a timeout, the grace of a job saving its checkpoint
     (Slurm's SIGTERM comes 120 s before the end), a memory limit for leaking jobs: given to
     sbatch, written into each task's run command (the same options as run's, defined once)."""
-    result = sbatch(project, "--machine", "sim", "--max-array-size", "100", "--timeout", "3600", "--retries", "2", "--stop-grace", "20", "--worker-memory", "4GiB")
+    result = sbatch(project, "--machine", "sim", "--max-array-size", "100", "--timeout", "3600", "--retries", "2", "--stop-grace", "20", "--worker-memory", "4GiB", "--retry-failed")
     assert result.returncode == 0, result.stderr
     exec_line = (project / "sim.sbatch").read_text().splitlines()[-1]
-    assert exec_line.endswith(" --timeout 3600 --retries 2 --stop-grace 20 --worker-memory 4294967296B"), exec_line
+    assert exec_line.endswith(" --timeout 3600 --retries 2 --stop-grace 20 --worker-memory 4294967296B --retry-failed"), exec_line
     options = shlex.split(exec_line)[shlex.split(exec_line).index("--config-dir") :]
     parsed = _entry_parser().parse_args(["run", *options])  # the task's run reads them back: "4294967296" was refused, no unit, and every task failed
-    assert (parsed.timeout, parsed.retries, parsed.stop_grace, parsed.worker_memory) == (3600, 2, 20, 4 << 30)
+    assert (parsed.timeout, parsed.retries, parsed.stop_grace, parsed.worker_memory, parsed.retry_failed) == (3600, 2, 20, 4 << 30, True)
     assert " --timeout " not in (project / "sim.sbatch").read_text().replace(exec_line, "")
     plain = sbatch(project, "--machine", "sim", "--max-array-size", "100", "--script", "plain.sbatch")
-    assert plain.returncode == 0 and "--retries" not in (project / "plain.sbatch").read_text()
+    assert plain.returncode == 0 and "--retries" not in (project / "plain.sbatch").read_text() and "--retry-failed" not in (project / "plain.sbatch").read_text()
 
 
 def test_the_command_writes_one_file_per_submission(project):

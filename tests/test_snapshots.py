@@ -22,7 +22,7 @@ from jobsplit import UserError
 from jobsplit.console import message_console
 from jobsplit.merge import merge, report
 from jobsplit.snapshot import INTERVAL, STALLED_AFTER, RunSnapshot, SnapshotWriter, read_snapshot, write_snapshot
-from jobsplit.status import MachineStatus, gather, unfinished_tasks
+from jobsplit.status import MachineStatus, gather, tasks_with_failures, unfinished_tasks
 from jobsplit.status import run as status_run
 from threemachines import ENTRY, HEADER, env_for
 
@@ -77,7 +77,7 @@ def test_status_on_another_host_reads_the_snapshots_and_lists_every_task(runs, e
     assert "sim: resubmit the 1 task not finished with --array=2" in out
     assert status_run(argparse.Namespace(dirs=[runs], json=True, balance=None), message_console()) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc["arrays"] == {"sim": {"unfinished": [2], "running": 0, "resubmit": "--array=2"}}
+    assert doc["arrays"] == {"sim": {"unfinished": [2], "running": 0, "resubmit": "--array=2", "failed": [], "retry": None}}
 
 
 def test_tasks_with_nothing_to_do_are_not_to_resubmit():
@@ -91,6 +91,17 @@ def test_tasks_with_nothing_to_do_are_not_to_resubmit():
     assert unfinished_tasks(queue_tasks, pool=9) == {"sim": ([1, 2], 0)}  # one job left: any task may take it
     dead = [MachineStatus("sim[0]", 8, 8, state="finished"), MachineStatus("sim[1]", 2, running=2, state="stalled")]
     assert unfinished_tasks(dead, pool=10) == {"sim": ([1], 0)}  # the jobs a dead task held are not done: someone must run them
+
+
+def test_tasks_finished_with_failed_jobs_are_to_resubmit_with_retry_failed():
+    """Resubmitted as they are, they end at once, their failed jobs left failed: status said
+    "nothing to resubmit, every task finished" while merge-results said INCOMPLETE."""
+    statuses = [MachineStatus("sim[0]", 5, 4, 1, state="finished"), MachineStatus("sim[1]", 5, 5, state="finished"),
+                MachineStatus("sim[2]", 5, 3, 2, state="finished"), MachineStatus("sim[3]", 5, 1, 1, pending=3, state="interrupted"),
+                MachineStatus("ws", 5, 4, 1, state="finished")]  # fmt: skip
+    assert tasks_with_failures(statuses) == {"sim": ([0, 2], 3)}
+    assert unfinished_tasks(statuses) == {"sim": ([3], 0)}
+    assert tasks_with_failures(statuses, pool=25) == {}  # a shared queue's failed jobs are the queue's, not a task's
 
 
 def test_running_and_stalled_tasks_on_another_host(runs, tmp_path, elsewhere, capsys):

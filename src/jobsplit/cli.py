@@ -276,7 +276,6 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
     host.add_argument("--start-method", choices=START_METHODS, help="how workers start (default: fork on Linux)")
     failures = run.add_argument_group("failures and resuming")
     _add_job_handling(failures)
-    failures.add_argument("--retry-failed", action="store_true", help="also run the jobs that failed in earlier runs")
     failures.add_argument("--fresh", action="store_true", help="start over; the old journal and results are kept in a backup folder")
     queue = run.add_argument_group("dynamic balancing (see README)")
     queue.add_argument("--balance", metavar="URL", help="take jobs from a shared Redis queue at redis://HOST:PORT/DB (default: config.ini [balance] url, else run this machine's share)")
@@ -288,6 +287,7 @@ def _add_job_handling(group: argparse._ArgumentGroup) -> None:
     the run of each task."""
     group.add_argument("--timeout", type=_positive_float, metavar="SECONDS", help="stop and record a job that runs longer (default: config.ini [jobsplit] timeout, else none)")
     group.add_argument("--retries", type=_non_negative_int, metavar="N", help="run a failed, crashed or timed-out job up to N more times (default: 0)")
+    group.add_argument("--retry-failed", action="store_true", help="also run the jobs that failed in earlier runs")
     group.add_argument(
         "--stop-grace", type=_non_negative_float, metavar="SECONDS",
         help="how long a stopped job (a timeout, Ctrl-C, a scheduler's SIGTERM) has to end by its own SIGTERM handler, saving a checkpoint say, before it is killed (default: host.ini, else 1)",

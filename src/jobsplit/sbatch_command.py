@@ -60,6 +60,7 @@ class SbatchFlags:
     retries: int | None = None
     stop_grace: float | None = None
     worker_memory: int | None = None
+    retry_failed: bool = False
     """The run options each task passes on (None: not given)."""
 
 
@@ -86,6 +87,8 @@ def sbatch(project: Project, flags: SbatchFlags, program: Sequence[str], console
     for option, value in (("--timeout", flags.timeout), ("--retries", flags.retries), ("--stop-grace", flags.stop_grace), ("--worker-memory", memory)):
         if value is not None:
             run_options += [option, f"{value:g}" if isinstance(value, float) else str(value)]
+    if flags.retry_failed:  # the tasks that finished with failed jobs, resubmitted (see status): without it they end at once
+        run_options.append("--retry-failed")
     script = ArrayScript(
         flags.machine, len(members), members[0].cores, format_digest(project.digest), program, run_options,
         str(out / SLURM_LOGS / "%x-%A_%a.out"), flags.job_name or flags.machine, flags.max_parallel,

@@ -8,7 +8,8 @@ snapshot or journal has been quiet for much longer than it writes is shown as st
 process has probably died.
 
 For arrays (a machines.json entry with ``"array": N``), every task is listed, and the ones neither finished nor running
-are printed as a ready ``--array=3,17,40`` for resubmission.
+are printed as a ready ``--array=3,17,40`` for resubmission; those finished with failed jobs,
+as a ready ``--array=... --retry-failed``.
 
 Machines of a run through a shared queue hold what they claimed; the overall line counts the
 whole pool. ``--balance URL`` shows the queue itself: pending, claimed per host, done, failed,
@@ -143,6 +144,19 @@ def unfinished_tasks(statuses: list[MachineStatus], pool: int | None = None) -> 
     return found
 
 
+def tasks_with_failures(statuses: list[MachineStatus], pool: int | None = None) -> dict[str, tuple[list[int], int]]:
+    """Each array -> (its finished task indices with failed jobs, how many failed jobs they hold),
+    of a static plan: resubmitted as they are, such tasks end at once, their failed jobs left
+    failed (merge-results then says INCOMPLETE); with ``--retry-failed`` they run them again."""
+    found: dict[str, tuple[list[int], int]] = {}
+    for s in statuses if pool is None else []:
+        member = split_member(s.name)
+        if member and s.state == "finished" and s.failed:
+            tasks, jobs = found.get(member[0], ([], 0))
+            found[member[0]] = ([*tasks, member[1]], jobs + s.failed)
+    return found
+
+
 def gather(paths: list[Path]) -> tuple[str, list[MachineStatus], int | None, dict[str, list[Path]]]:
     """(digest, machines, the pool's size if the run goes through a shared queue, machines of a
     static plan found in more than one folder -> those folders)."""
@@ -205,6 +219,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     digest, statuses, pool, repeated = gather(args.dirs) if args.dirs else (None, [], None, {})
     queues = _queues(args.balance, digest) if args.balance is not None else []
     arrays = unfinished_tasks(statuses, pool)
+    retry = tasks_with_failures(statuses, pool)
     if args.json:
         doc: dict[str, Any] = {"queues": [asdict(q) for q in queues]} if args.balance is not None else {}
         if digest is not None:
@@ -212,7 +227,13 @@ def run(args: argparse.Namespace, console: Console) -> int:
         if repeated:
             doc["repeated"] = {name: [str(folder) for folder in folders] for name, folders in repeated.items()}
         if arrays:
-            doc["arrays"] = {name: {"unfinished": tasks, "running": running, "resubmit": f"--array={format_indices(tasks)}" if tasks else None} for name, (tasks, running) in arrays.items()}
+            doc["arrays"] = {
+                name: {
+                    "unfinished": tasks, "running": running, "resubmit": f"--array={format_indices(tasks)}" if tasks else None,
+                    "failed": (failed := retry.get(name, ([], 0))[0]), "retry": f"--array={format_indices(failed)} --retry-failed" if failed else None,
+                }
+                for name, (tasks, running) in arrays.items()
+            }  # fmt: skip
         print(json.dumps(doc))
         return 0
     if digest is not None:
@@ -226,10 +247,18 @@ def run(args: argparse.Namespace, console: Console) -> int:
     out = data_console()
     for name, (tasks, running) in arrays.items():
         now_running = f" ({running} running now, not included)" if running else ""
+        failed, failed_jobs = retry.get(name, ([], 0))
         if tasks:
             out.print(f"{name}: resubmit the {plural(len(tasks), 'task')} not finished{now_running} with --array={format_indices(tasks)}", markup=False, soft_wrap=True)
-        else:
+        elif not failed:
             out.print(f"{name}: nothing to resubmit" + (f" ({running} running now)" if running else ", every task finished"), markup=False, soft_wrap=True)
+        if failed:  # resubmitted as they are, they end at once, their failed jobs left failed
+            them = "it" if len(failed) == 1 else "them"
+            out.print(
+                f"{name}: {plural(len(failed), 'task')} finished with {plural(failed_jobs, 'failed job')}: retry {them} with the entry's "
+                f"sbatch --machine {name} --array={format_indices(failed)} --retry-failed --submit",
+                markup=False, soft_wrap=True,
+            )  # fmt: skip
     return 0
 
 
