@@ -753,6 +753,8 @@ def kinds_job(*args, progress=None):
         if len(LEAKED) == 1:  # and the first in a worker leaves a thread (not a daemon) that a normal exit would wait for
             threading.Thread(target=time.sleep, args=(300,), name="left-by-the-job").start()
         time.sleep(0.15)
+    elif kind == "fdleak":  # keeps `param` descriptors open in the worker for good, as a cache of open files never closed does
+        LEAKED.extend(os.open(os.devnull, os.O_RDONLY) for _ in range(int(param)))
     elif kind == "loadonce":  # the first in a worker keeps `param` MiB for good (a library imported, a model loaded once)
         if not LEAKED:
             LEAKED.append(bytearray(b"m" * (param << 20)))

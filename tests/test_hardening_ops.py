@@ -1450,6 +1450,47 @@ def test_a_fast_leak_is_read_within_a_job_of_the_limit_whatever_the_jobs_lengths
     assert jobs - 1 == 4 and watch.grown == 80 << 20  # the first job's 20 MiB is the baseline
 
 
+def test_a_worker_whose_jobs_leak_descriptors_is_replaced_before_it_runs_out(tmp_path):
+    """Jobs that each leave 20 descriptors open in their worker for good (files opened and kept,
+    never closed), one worker, a soft limit of 256 open files. The worker was never replaced:
+    once its descriptors ran out, every job after that failed at once ("Too many open files"),
+    so a long run's whole remaining share was burnt through as failed within seconds. Now a
+    worker that has used up half the descriptors it had free after its first job is replaced
+    between two jobs: every job is done once, and the log says why workers were replaced."""
+    share = HardeningShare(tmp_path, kinds_spec([["fdleak", i, 20] for i in range(40)]))
+    process = share.start("--workers", "1", "--retries", "0", preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, resource.getrlimit(resource.RLIMIT_NOFILE)[1])))
+    status, _, err = communicate(process, WATCHDOG)
+    assert status == 0, err
+    assert_all_done_once(share, share.ids())
+    workers = set(share.pids.read_text().split())
+    assert len(workers) >= 4, workers  # 800 descriptors left open, at most about 120 a worker
+    assert share.log().count("a new worker takes its place") == len(workers) - 1
+
+
+@pytest.mark.parametrize("per_job", [0, 1, 40, 300])
+def test_descriptors_are_read_often_enough_that_a_worker_never_runs_out(monkeypatch, per_job):
+    """The readings' schedule, alone, with a fake count of open descriptors (limit 1,024, 30
+    open after the first job): jobs that leave ``per_job`` open each are replaced before the
+    worker has none left, however fast they leak; jobs that leave none, never."""
+    from jobsplit import workerfiles
+
+    watch = workerfiles.DescriptorWatch()
+    watch.limit = 1024
+    open_now = [30]
+    monkeypatch.setattr(watch, "_lowest_free", lambda: open_now[0] if open_now[0] < 1024 else None)
+    assert not watch.outgrown()  # the baseline
+    for _ in range(5000):
+        open_now[0] += per_job
+        if open_now[0] >= 1024:
+            pytest.fail(f"ran out of descriptors after {open_now[0] - 30} were left open")
+        if watch.outgrown():
+            break
+    else:
+        assert per_job == 0
+        return
+    assert per_job and open_now[0] >= 30 + (1024 - 30) // 2
+
+
 def test_what_a_worker_s_first_job_keeps_is_not_a_leak(tmp_path):
     """A first job that keeps 80 MiB (a library it imports, a model it loads once), and jobs that
     keep nothing after it: with --worker-memory 50MiB the one worker runs every job. Counted

@@ -50,6 +50,7 @@ from .progress import ProgressBoard, ProgressReporter
 from .results import ResultShapeError, RowFormatter
 from .states import Outcome
 from .text import article, clean_text
+from .workerfiles import DescriptorWatch
 from .workermemory import MemoryWatch
 
 FLUSH_INTERVAL = 0.05
@@ -183,17 +184,21 @@ def worker_main(setup: WorkerSetup, tasks: Connection, results: Connection, outp
         threading.Thread(target=_watch, args=(outbox, revocations, parent_pid), daemon=True, name="jobsplit-watch").start()
     except RuntimeError:  # "can't start new thread"
         os._exit(NO_THREADS)
-    outgrown = _run_jobs(inbox, _JobRunner(setup, slot, capture, outbox), revocations, MemoryWatch(setup.memory_limit) if setup.memory_limit else None)
+    memory = MemoryWatch(setup.memory_limit) if setup.memory_limit else None
+    outgrown = _run_jobs(inbox, _JobRunner(setup, slot, capture, outbox), revocations, memory, DescriptorWatch())
     end_library_helpers()
     capture.close()  # the last output of the last job reaches the log before the worker exits
     if outgrown:
         os._exit(0)  # at once: nobody stops this worker, and a thread a job left running would hold up a normal exit for ever
 
 
-def _run_jobs(inbox: SimpleQueue[list[_Ready] | None], run: _JobRunner, revocations: _Revocations, memory: MemoryWatch | None) -> bool:
+def _run_jobs(
+    inbox: SimpleQueue[list[_Ready] | None], run: _JobRunner, revocations: _Revocations, memory: MemoryWatch | None, files: DescriptorWatch | None = None
+) -> bool:
     """Run the batches the task reader queues until the runner's stop (None: False), or until
-    this worker has outgrown its memory limit (True): it then exits, and the runner hands the
-    jobs still queued here to the worker that replaces it (never started, they were not running)."""
+    this worker has outgrown its memory limit or its jobs have left too many descriptors open
+    (True): it then exits, and the runner hands the jobs still queued here to the worker that
+    replaces it (never started, they were not running)."""
     board, slot, outbox = run.setup.board, run.slot, run.outbox
     while (batch := inbox.get()) is not None:
         for ready in batch:
@@ -201,9 +206,10 @@ def _run_jobs(inbox: SimpleQueue[list[_Ready] | None], run: _JobRunner, revocati
                 _on_terminate(signal.SIGTERM, None)
             if revocations.start(ready.ticket, outbox):
                 run(ready)
-                if memory is not None and memory.outgrown():
+                watch = memory if memory is not None and memory.outgrown() else files if files is not None and files.outgrown() else None
+                if watch is not None:
                     with _recording_here():
-                        run.capture.emit(time.time(), "WARNING", "jobsplit", memory.explain(ready.job_id))
+                        run.capture.emit(time.time(), "WARNING", "jobsplit", watch.explain(ready.job_id))
                         outbox.flush()
                     return True
         # A batch ended: its group goes now, from this thread, before the next job starts, so a
