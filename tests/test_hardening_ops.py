@@ -642,6 +642,7 @@ def test_a_worker_whose_job_left_no_descriptor_free_still_ends_cleanly(tmp_path)
     log = share.log()
     assert "every descriptor taken" in log
     assert "Traceback" not in log and "Too many open files" not in log, log
+    assert "at least 0 open" not in log and "this worker has no descriptor left after job" in log, log
 
 
 LOGGING_SET_UPS = """
@@ -1489,6 +1490,22 @@ def test_descriptors_are_read_often_enough_that_a_worker_never_runs_out(monkeypa
         assert per_job == 0
         return
     assert per_job and open_now[0] >= 30 + (1024 - 30) // 2
+
+
+def test_a_worker_left_no_descriptor_says_so_with_the_limit_in_force(monkeypatch):
+    """A job that takes every descriptor (or lowers its own ``ulimit -n`` first, as fdfill does)
+    leaves no reading to count from: the warning said "at least 0 open ..., none after the
+    first, half or more of the 20,000 this worker may open", the count and limit of the worker's
+    start. It now says that none is left, with the limit in force."""
+    from jobsplit import workerfiles
+
+    watch = workerfiles.DescriptorWatch()
+    monkeypatch.setattr(watch, "_lowest_free", lambda: None)
+    monkeypatch.setattr(workerfiles, "_soft_limit", lambda: 80)
+    assert watch.outgrown()
+    said = watch.explain("j1")
+    assert said.startswith("this worker has no descriptor left after job j1 (all 80 descriptors this worker may open (`ulimit -n`) are open)"), said
+    assert "at least 0" not in said and "none after the first" not in said, said
 
 
 def test_what_a_worker_s_first_job_keeps_is_not_a_leak(tmp_path):

@@ -40,15 +40,14 @@ class DescriptorWatch:
     def __init__(self, probe_fd: int = 0) -> None:
         self.probe_fd = probe_fd
         """A descriptor open for the worker's whole life, duplicated to find the lowest free one."""
-        self.limit: int | None = None
-        if resource is not None:
-            soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-            self.limit = None if soft == resource.RLIM_INFINITY else soft
+        self.limit = _soft_limit()
         self.start: int | None = None
         """The lowest free descriptor when the first job had ended: what it keeps is no leak."""
         self.replace_at: int | None = None
         self.in_use = 0
         """Descriptors open (at least) at the last reading."""
+        self.exhausted = False
+        """Whether the last reading found no descriptor free."""
         self._jobs, self._due = 0, 1
         """Jobs ended since the last reading, and after how many the next is due."""
 
@@ -60,8 +59,9 @@ class DescriptorWatch:
         before, jobs = self.in_use, self._jobs
         self._jobs = 0
         lowest = self._lowest_free()
-        if lowest is None:
-            return True  # none left at all (the job may have lowered the limit itself)
+        if lowest is None:  # none left at all: every one it may open is open (the job may have lowered the limit itself)
+            self.limit, self.exhausted = _soft_limit(), True
+            return True
         self.in_use = lowest
         if self.limit is None or lowest < 0:
             self._due = EVERY
@@ -78,6 +78,13 @@ class DescriptorWatch:
     def explain(self, job_id: str) -> str:
         """The log's warning when this worker is replaced after job ``job_id``."""
         limit = f"of the {self.limit:,} this worker may open (`ulimit -n`)" if self.limit is not None else "this worker may open"
+        if self.exhausted:  # what the last reading knew is out of date: the job took every descriptor, or lowered the limit
+            every = f"all {self.limit:,} descriptors this worker may open (`ulimit -n`) are" if self.limit is not None else "every descriptor is"
+            return (
+                f"this worker has no descriptor left after job {job_id} ({every} open): a new worker takes its place before its jobs fail "
+                'with "too many open files". Some job opens files, sockets or pipes and never closes them (a cache of open files, a '
+                "handle kept by a library)"
+            )
         return (
             f"this worker's jobs have left descriptors open since its first job (at least {self.in_use:,} open after job {job_id}, "
             f"{self.start if self.start is not None else 'none'} after the first), half or more {limit}: a new worker takes its place before "
@@ -93,3 +100,12 @@ class DescriptorWatch:
             return None if exc.errno == errno.EMFILE else -1
         os.close(fd)
         return fd
+
+
+def _soft_limit() -> int | None:
+    """This process's soft limit of open files (None: none, or not a POSIX system)."""
+    limit: int | None = None
+    if resource is not None:
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        limit = None if soft == resource.RLIM_INFINITY else soft
+    return limit
