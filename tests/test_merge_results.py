@@ -412,6 +412,27 @@ def test_an_output_root_copied_into_the_collecting_folder_is_named_not_missing(p
     assert jobsplit_tool("merge-results", mixed, mixed / "jobsplit-out", "-o", tmp_path / "merged.csv", cwd=tmp_path).returncode == 0
 
 
+def test_machines_missing_from_a_large_root_are_looked_for_below_it_in_few_looks(tmp_path, monkeypatch):
+    """merge-results of an array half run (500 task folders, 500 tasks never started) looked for
+    each missing machine in every task folder, after checking, for each, that the task folder
+    was none: 250,000 looks on the cluster's network file system. A machine folder is looked
+    into once, and no further."""
+    from jobsplit import outdir
+
+    root = tmp_path / "out"
+    for i in range(40):
+        (root / f"sim@{i}").mkdir(parents=True)
+        (root / f"sim@{i}" / "journal.sqlite").touch()
+    (root / "jobsplit-out" / "sim@45").mkdir(parents=True)
+    (root / "jobsplit-out" / "sim@45" / "journal.sqlite").touch()
+    looks = []
+    is_file = Path.is_file
+    monkeypatch.setattr(Path, "is_file", lambda self: looks.append(self) or is_file(self))
+    absent = [f"sim[{i}]" for i in range(40, 80)]
+    assert outdir.machine_dirs_below([root], absent) == {"sim[45]": root / "jobsplit-out" / "sim@45"}
+    assert len(looks) < 200, len(looks)
+
+
 # --- found problems ------------------------------------------------------------------------
 
 

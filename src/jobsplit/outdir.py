@@ -311,10 +311,13 @@ def machine_dirs_below(paths: Sequence[Path], machines: Iterable[str]) -> dict[s
     folders), which the tools do not read: a merge called such a machine's results missing, with
     "no folder for this machine was given", where they were right there."""
     found: dict[str, Path] = {}
+    names = list(machines)
     for path in paths:
         for sub in _subfolders(path) if not (path / JOURNAL_FILE).is_file() else []:
-            for machine in machines:
-                if machine not in found and not (sub / JOURNAL_FILE).is_file() and (sub / folder_name(machine) / JOURNAL_FILE).is_file():
+            if (sub / JOURNAL_FILE).is_file():
+                continue  # a machine folder, read already: one look, not one per machine (an array's thousand tasks on a network file system)
+            for machine in names:
+                if machine not in found and (sub / folder_name(machine) / JOURNAL_FILE).is_file():
                     found[machine] = sub / folder_name(machine)
     return found
 
