@@ -105,7 +105,7 @@ class OutputCapture:
         with self._lock:
             for fd, _ in self._ready.poll(0):  # one system call when the job wrote nothing
                 self._read(fd)
-            for fd, file in self._files.items():
+            for fd, file in self._files.items():  # and one fstat per standard descriptor (about 0.5 us each)
                 if (now := _open_file(fd)) != file:
                     self._put_back(fd, closed=now is None)
             for pipe in self._pipes.values():
