@@ -755,6 +755,11 @@ def kinds_job(*args, progress=None):
         time.sleep(0.15)
     elif kind == "fdleak":  # keeps `param` descriptors open in the worker for good, as a cache of open files never closed does
         LEAKED.extend(os.open(os.devnull, os.O_RDONLY) for _ in range(int(param)))
+    elif kind == "fdleakhole":  # the same, each kept one opened while another was, which is then closed: its number stays free below them
+        for _ in range(int(param)):
+            other = os.open(os.devnull, os.O_RDONLY)
+            LEAKED.append(os.open(os.devnull, os.O_RDONLY))
+            os.close(other)
     elif kind == "loadonce":  # the first in a worker keeps `param` MiB for good (a library imported, a model loaded once)
         if not LEAKED:
             LEAKED.append(bytearray(b"m" * (param << 20)))

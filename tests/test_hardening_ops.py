@@ -1451,14 +1451,17 @@ def test_a_fast_leak_is_read_within_a_job_of_the_limit_whatever_the_jobs_lengths
     assert jobs - 1 == 4 and watch.grown == 80 << 20  # the first job's 20 MiB is the baseline
 
 
-def test_a_worker_whose_jobs_leak_descriptors_is_replaced_before_it_runs_out(tmp_path):
+@pytest.mark.parametrize("kind", ["fdleak", "fdleakhole"])
+def test_a_worker_whose_jobs_leak_descriptors_is_replaced_before_it_runs_out(tmp_path, kind):
     """Jobs that each leave 20 descriptors open in their worker for good (files opened and kept,
     never closed), one worker, a soft limit of 256 open files. The worker was never replaced:
     once its descriptors ran out, every job after that failed at once ("Too many open files"),
     so a long run's whole remaining share was burnt through as failed within seconds. Now a
     worker that has used up half the descriptors it had free after its first job is replaced
-    between two jobs: every job is done once, and the log says why workers were replaced."""
-    share = HardeningShare(tmp_path, kinds_spec([["fdleak", i, 20] for i in range(40)]))
+    between two jobs: every job is done once, and the log says why workers were replaced.
+    ``fdleakhole`` keeps each one opened while another was, then closed: the lowest free number
+    stays put below the kept ones, and a count by it alone never saw the leak."""
+    share = HardeningShare(tmp_path, kinds_spec([[kind, i, 20] for i in range(40)]))
     process = share.start("--workers", "1", "--retries", "0", preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, resource.getrlimit(resource.RLIMIT_NOFILE)[1])))
     status, _, err = communicate(process, WATCHDOG)
     assert status == 0, err
@@ -1468,28 +1471,42 @@ def test_a_worker_whose_jobs_leak_descriptors_is_replaced_before_it_runs_out(tmp
     assert share.log().count("a new worker takes its place") == len(workers) - 1
 
 
-@pytest.mark.parametrize("per_job", [0, 1, 40, 300])
-def test_descriptors_are_read_often_enough_that_a_worker_never_runs_out(monkeypatch, per_job):
-    """The readings' schedule, alone, with a fake count of open descriptors (limit 1,024, 30
-    open after the first job): jobs that leave ``per_job`` open each are replaced before the
-    worker has none left, however fast they leak; jobs that leave none, never."""
+@pytest.mark.parametrize("hole", [False, True])
+@pytest.mark.parametrize("per_job", [0, 1, 40, 90])
+def test_a_worker_is_replaced_before_its_jobs_leave_it_no_descriptor(monkeypatch, per_job, hole):
+    """The watch alone, on this process's real descriptors, with a limit of 200 more than it
+    holds now: jobs that each leave ``per_job`` open are found out before none is left, however
+    fast they leak, and jobs that leave none never are. With ``hole``, each kept one is opened
+    while another was, which is then closed: the lowest free number stays put below the kept
+    ones, and a count by it (the watch's first design) never saw them."""
     from jobsplit import workerfiles
 
-    watch = workerfiles.DescriptorWatch()
-    watch.limit = 1024
-    open_now = [30]
-    monkeypatch.setattr(watch, "_lowest_free", lambda: open_now[0] if open_now[0] < 1024 else None)
-    assert not watch.outgrown()  # the baseline
-    for _ in range(5000):
-        open_now[0] += per_job
-        if open_now[0] >= 1024:
-            pytest.fail(f"ran out of descriptors after {open_now[0] - 30} were left open")
-        if watch.outgrown():
-            break
-    else:
-        assert per_job == 0
-        return
-    assert per_job and open_now[0] >= 30 + (1024 - 30) // 2
+    kept: list[int] = []
+    probe = os.open(os.devnull, os.O_RDONLY)
+    try:
+        free = os.dup(probe)
+        os.close(free)
+        monkeypatch.setattr(workerfiles, "_soft_limit", lambda: free + 200)
+        watch = workerfiles.DescriptorWatch(probe)
+        assert not watch.outgrown()  # the first job: the baseline
+        for _ in range(500):
+            for _ in range(per_job):
+                other = os.open(os.devnull, os.O_RDONLY) if hole else None
+                kept.append(os.open(os.devnull, os.O_RDONLY))
+                if other is not None:
+                    os.close(other)
+                if max(kept) >= free + 200:
+                    pytest.fail(f"the jobs left {len(kept)} open, past the limit, before the worker was replaced")
+            if watch.outgrown():
+                break
+        else:
+            assert per_job == 0
+            return
+        assert per_job and len(kept) >= 100, len(kept)
+        assert f"descriptor {watch.mark:,} is open after job j" in watch.explain("j"), watch.explain("j")
+    finally:
+        for fd in [probe, *kept]:
+            os.close(fd)
 
 
 def test_a_worker_left_no_descriptor_says_so_with_the_limit_in_force(monkeypatch):
@@ -1500,7 +1517,7 @@ def test_a_worker_left_no_descriptor_says_so_with_the_limit_in_force(monkeypatch
     from jobsplit import workerfiles
 
     watch = workerfiles.DescriptorWatch()
-    monkeypatch.setattr(watch, "_lowest_free", lambda: None)
+    monkeypatch.setattr(workerfiles, "_free_from", lambda probe, lowest: None)
     monkeypatch.setattr(workerfiles, "_soft_limit", lambda: 80)
     assert watch.outgrown()
     said = watch.explain("j1")

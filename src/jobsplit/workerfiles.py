@@ -11,16 +11,18 @@ always on: a worker whose jobs have taken half the descriptors it had free after
 (or every one, whatever the first job did) is replaced between two jobs, as one over its memory
 limit is, and the jobs queued on it go to the worker that replaces it.
 
-Counted by the lowest free descriptor (a ``dup`` and a ``close``, about 0.3 us here):
-descriptors are handed out lowest first, so what jobs leave open fills the numbers up from
-there, and the count is never more than those open. Read after every EVERY-th job at most, and
-sooner, counted in jobs, where the growth per job since the last reading, kept up, would use up
-half the room left before then (see workermemory, which schedules its readings so).
+Told by one descriptor number, the mark, looked at after every job (``fcntl(F_GETFD)``, one
+system call, about 0.2 us): descriptors are handed out lowest first, so the mark, free when the
+first job ended, is open only once every number below it was open at once; however a job
+leaves them (a kept file opened while another was, which is then closed, leaves a free number
+below the kept ones: a count by the lowest free number missed those). The mark is the lowest
+number free halfway between what the first job left open and the limit: one the worker holds
+already (a pipe inherited from the runner) would mark every job.
 """
 
 from __future__ import annotations
 
-import errno
+import fcntl
 import os
 
 try:
@@ -29,77 +31,71 @@ except ImportError:  # not a POSIX system: no limit to watch
     resource = None  # type: ignore[assignment]
 
 
-EVERY = 16
-"""Jobs between two readings at most, where jobs leave nothing open: 0.02 us a job."""
-
-
 class DescriptorWatch:
     """Tells, between two jobs, whether this worker's jobs have left so many descriptors open
     that it should be replaced before it runs out."""
 
     def __init__(self, probe_fd: int = 0) -> None:
         self.probe_fd = probe_fd
-        """A descriptor open for the worker's whole life, duplicated to find the lowest free one."""
+        """A descriptor open for the worker's whole life, duplicated to find free numbers."""
         self.limit = _soft_limit()
         self.start: int | None = None
         """The lowest free descriptor when the first job had ended: what it keeps is no leak."""
-        self.replace_at: int | None = None
-        self.in_use = 0
-        """Descriptors open (at least) at the last reading."""
-        self.exhausted = False
-        """Whether the last reading found no descriptor free."""
-        self._jobs, self._due = 0, 1
-        """Jobs ended since the last reading, and after how many the next is due."""
+        self.mark: int | None = None
+        """The descriptor number whose opening replaces the worker (None: none to watch)."""
+        self.in_use: int | None = None
+        """The lowest free descriptor when the worker was found outgrown (None: none was free)."""
 
     def outgrown(self) -> bool:
         """Whether to replace this worker; called after every job."""
-        self._jobs += 1
-        if self._jobs < self._due:
-            return False
-        before, jobs = self.in_use, self._jobs
-        self._jobs = 0
-        lowest = self._lowest_free()
-        if lowest is None:  # none left at all: every one it may open is open (the job may have lowered the limit itself)
-            self.limit, self.exhausted = _soft_limit(), True
+        if self.mark is not None:
+            if not _is_open(self.mark):
+                return False
+            self.in_use = _free_from(self.probe_fd, 0)
+            self.limit = _soft_limit()  # the job may have lowered it
             return True
-        self.in_use = lowest
-        if self.limit is None or lowest < 0:
-            self._due = EVERY
-            return False
-        if self.start is None:  # the first job ended: what it left open is the baseline, and the next job's end is read
-            self.start = lowest
-            self.replace_at = lowest + max(1, (self.limit - lowest) // 2)
-            return False
-        assert self.replace_at is not None
-        per_job = (lowest - before) / jobs
-        self._due = max(1, min(EVERY, int((self.replace_at - lowest) / per_job / 2))) if per_job > 0 else EVERY
-        return lowest >= self.replace_at
+        if self.start is not None or self.limit is None:
+            return False  # no limit to watch, or no number left to mark
+        self.start = _free_from(self.probe_fd, 0)
+        if self.start is None:  # none left at all: the first job took every one it may open (or lowered the limit)
+            self.limit = _soft_limit()
+            return True
+        self.mark = _free_from(self.probe_fd, self.start + max(1, (self.limit - self.start) // 2))
+        return False
 
     def explain(self, job_id: str) -> str:
         """The log's warning when this worker is replaced after job ``job_id``."""
-        limit = f"of the {self.limit:,} this worker may open (`ulimit -n`)" if self.limit is not None else "this worker may open"
-        if self.exhausted:  # what the last reading knew is out of date: the job took every descriptor, or lowered the limit
-            every = f"all {self.limit:,} descriptors this worker may open (`ulimit -n`) are" if self.limit is not None else "every descriptor is"
-            return (
-                f"this worker has no descriptor left after job {job_id} ({every} open): a new worker takes its place before its jobs fail "
-                'with "too many open files". Some job opens files, sockets or pipes and never closes them (a cache of open files, a '
-                "handle kept by a library)"
+        limit = f"{self.limit:,} descriptors this worker may open (`ulimit -n`)" if self.limit is not None else "descriptors this worker may open"
+        if self.in_use is None:  # the job took every descriptor, or lowered the limit
+            what = f" has no descriptor left after job {job_id} (all {limit} are open)"
+        else:
+            what = (
+                f"'s jobs have left descriptors open since its first job (descriptor {self.mark:,} is open after job {job_id}, so {self.mark:,} "
+                f"were at once; {self.start:,} after the first job), half or more of the {limit}"
             )
         return (
-            f"this worker's jobs have left descriptors open since its first job (at least {self.in_use:,} open after job {job_id}, "
-            f"{self.start if self.start is not None else 'none'} after the first), half or more {limit}: a new worker takes its place before "
-            "its jobs fail with \"too many open files\". Some job opens files, sockets or pipes and never closes them (a cache of open "
-            "files, a handle kept by a library)"
+            f"this worker{what}: a new worker takes its place before its jobs fail with \"too many open files\". Some job opens files, "
+            "sockets or pipes and never closes them (a cache of open files, a handle kept by a library)"
         )
 
-    def _lowest_free(self) -> int | None:
-        """The lowest free descriptor number; None if none is free; -1 if it cannot be told."""
-        try:
-            fd = os.dup(self.probe_fd)
-        except OSError as exc:
-            return None if exc.errno == errno.EMFILE else -1
-        os.close(fd)
-        return fd
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.get_inheritable(fd)  # fcntl(F_GETFD): one system call, nothing made
+    except OSError:
+        return False
+    return True
+
+
+def _free_from(probe_fd: int, lowest: int) -> int | None:
+    """The lowest free descriptor number from ``lowest`` on (None: none is free, or it cannot be
+    told): found by duplicating ``probe_fd`` there, then closed."""
+    try:
+        fd = fcntl.fcntl(probe_fd, fcntl.F_DUPFD_CLOEXEC, lowest)
+    except OSError:
+        return None
+    os.close(fd)
+    return fd
 
 
 def _soft_limit() -> int | None:
