@@ -74,8 +74,8 @@ class DescriptorWatch:
                 f"were at once; {self.start:,} after the first job), half or more of the {limit}"
             )
         return (
-            f"this worker{what}: a new worker takes its place before its jobs fail with \"too many open files\". Some job opens files, "
-            "sockets or pipes and never closes them (a cache of open files, a handle kept by a library)"
+            f"this worker{what}: a new worker takes its place before its jobs fail with \"too many open files\"; some job opens files, "
+            "sockets or pipes and never closes them (a cache of open files, a handle kept by a library): close them in the job (`with open(...)`)"
         )
 
 
