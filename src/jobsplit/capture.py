@@ -80,8 +80,8 @@ class OutputCapture:
         self._ready = select.poll()
         for fd in self._pipes:
             self._ready.register(fd, select.POLLIN)
-        for fd, events in _WATCHED.items():
-            self._ready.register(fd, events)
+        for fd in _WATCHED:
+            self._ready.register(fd, select.POLLIN)
         self._streams = sys.stdout, sys.stderr = _text_file(1), _text_file(2)
         """What ``print`` writes to in every job (they write to the log)."""
         self._reader = threading.Thread(target=self._read_while_alive, daemon=True, name="jobsplit-output")
@@ -105,15 +105,13 @@ class OutputCapture:
             except (OSError, ValueError):
                 pass  # the job closed or broke it: nothing left to flush
         with self._lock:
-            reported = dict.fromkeys(_WATCHED, 0)
-            for fd, events in self._ready.poll(0):  # one system call when the job wrote nothing and left its streams be
+            for fd, _ in self._ready.poll(0):  # one system call when the job wrote nothing and left its streams be
                 if fd in self._pipes:
                     self._read(fd)
-                else:
-                    reported[fd] = events
-            for fd, events in reported.items():
-                if (events or fd == 0) and (now := _open_file(fd)) != self._files[fd]:
+                elif (now := _open_file(fd)) != self._files[fd]:  # standard output or error changed, maybe (see _WATCHED)
                     self._put_back(fd, closed=now is None)
+            if (now := _open_file(0)) != self._files[0]:
+                self._put_back(0, closed=now is None)
             for pipe in self._pipes.values():
                 if pipe.partial:
                     self._emit(time.time(), pipe.level, pipe.name, pipe.rest())
@@ -330,14 +328,14 @@ def _reopened(stream: TextIO, fd: int) -> TextIO:
     )  # fmt: skip
 
 
-_WATCHED = {0: 0, 1: select.POLLIN, 2: select.POLLIN}
-"""Standard descriptor -> the events the poll of end_job asks of it, so that one the job changed
-(closed, or pointed elsewhere with ``os.dup2``) shows in that poll, and only then is its open
-file looked at (one ``fstat``, about 0.5 us, and ten times that after a job of some
-milliseconds, caches gone cold): the pipes' write ends (1, 2) are never readable, where a file
-or /dev/null always is; a closed one is reported POLLNVAL. One pointed at another pipe's write
-end, a socket or a terminal is missed. Standard input (0), /dev/null, which a file in its place
-resembles to a poll, is looked at after every job."""
+_WATCHED = (1, 2)
+"""Standard output and error, asked by the poll of end_job whether they are readable, so that one
+the job changed (closed, or pointed elsewhere with ``os.dup2``) shows in that poll, and only then
+is its open file looked at (one ``fstat``, about 0.5 us, and ten times that after a job of some
+milliseconds, caches gone cold): the pipes' write ends are never readable, where a file or
+/dev/null always is; a closed one is reported POLLNVAL. One pointed at another pipe's write end,
+a socket or a terminal is missed. Standard input (/dev/null, which a file in its place resembles
+to a poll) is looked at after every job."""
 
 
 def _open_file(fd: int) -> tuple[int, int] | None:
