@@ -22,6 +22,7 @@ already (a pipe inherited from the runner) would mark every job.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 
@@ -44,7 +45,8 @@ class DescriptorWatch:
         self.mark: int | None = None
         """The descriptor number whose opening replaces the worker (None: none to watch)."""
         self.in_use: int | None = None
-        """The lowest free descriptor when the worker was found outgrown (None: none was free)."""
+        """The lowest free descriptor when the worker was found outgrown (None: none was free; -1:
+        not told)."""
 
     def outgrown(self) -> bool:
         """Whether to replace this worker; called after every job."""
@@ -56,22 +58,23 @@ class DescriptorWatch:
             return True
         if self.start is not None or self.limit is None:
             return False  # no limit to watch, or no number left to mark
-        self.start = _free_from(self.probe_fd, 0)
-        if self.start is None:  # none left at all: the first job took every one it may open (or lowered the limit)
+        start = _free_from(self.probe_fd, 0)
+        if start is None:  # none left at all: the first job took every one it may open (or lowered the limit)
             self.limit = _soft_limit()
             return True
-        self.mark = _free_from(self.probe_fd, self.start + max(1, (self.limit - self.start) // 2))
+        if start >= 0:  # else not told (the probe closed by the job, not yet put back): the next job's end is read
+            self.start, self.mark = start, _free_from(self.probe_fd, start + max(1, (self.limit - start) // 2))
         return False
 
     def explain(self, job_id: str) -> str:
         """The log's warning when this worker is replaced after job ``job_id``."""
         limit = f"{self.limit:,} descriptors this worker may open (`ulimit -n`)" if self.limit is not None else "descriptors this worker may open"
-        if self.in_use is None:  # the job took every descriptor, or lowered the limit
+        if self.in_use is None or self.start is None or self.mark is None:  # the job took every descriptor, or lowered the limit
             what = f" has no descriptor left after job {job_id} (all {limit} are open)"
         else:
             what = (
                 f"'s jobs have left descriptors open since its first job (descriptor {self.mark:,} is open after job {job_id}, so {self.mark:,} "
-                f"were at once; {self.start:,} after the first job), half or more of the {limit}"
+                f"were open at once; {self.start:,} after the first job), half or more of the {limit}"
             )
         return (
             f"this worker{what}: a new worker takes its place before its jobs fail with \"too many open files\"; some job opens files, "
@@ -88,12 +91,12 @@ def _is_open(fd: int) -> bool:
 
 
 def _free_from(probe_fd: int, lowest: int) -> int | None:
-    """The lowest free descriptor number from ``lowest`` on (None: none is free, or it cannot be
+    """The lowest free descriptor number from ``lowest`` on (None: none is free; -1: it cannot be
     told): found by duplicating ``probe_fd`` there, then closed."""
     try:
         fd = fcntl.fcntl(probe_fd, fcntl.F_DUPFD_CLOEXEC, lowest)
-    except OSError:
-        return None
+    except OSError as exc:
+        return None if exc.errno in (errno.EMFILE, errno.EINVAL) else -1  # EINVAL: none from ``lowest`` to the limit
     os.close(fd)
     return fd
 
