@@ -32,6 +32,12 @@ except ImportError:  # not a POSIX system: no limit to watch
     resource = None  # type: ignore[assignment]
 
 
+FURTHEST = 1 << 16
+"""The mark is at most this far above what the first job left open: a descriptor handed out there
+makes the kernel grow the process's table of descriptors to hold it (8 bytes a number), and a
+soft limit of a million (containers, some clusters) put it at half a million: 4 MB a worker."""
+
+
 class DescriptorWatch:
     """Tells, between two jobs, whether this worker's jobs have left so many descriptors open
     that it should be replaced before it runs out."""
@@ -63,7 +69,7 @@ class DescriptorWatch:
             self.limit = _soft_limit()
             return True
         if start >= 0:  # else not told (the probe closed by the job, not yet put back): the next job's end is read
-            self.start, self.mark = start, _free_from(self.probe_fd, start + max(1, (self.limit - start) // 2))
+            self.start, self.mark = start, _free_from(self.probe_fd, start + max(1, min((self.limit - start) // 2, FURTHEST)))
         return False
 
     def explain(self, job_id: str) -> str:
