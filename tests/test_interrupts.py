@@ -472,8 +472,15 @@ def test_a_job_that_ends_itself_on_sigterm_is_interrupted_by_a_stop_not_failed(t
     assert status == 130, err
     jobs = journal_jobs(journal)
     stopper = jobs[spec_id(pool[0])]
-    assert (stopper["state"], stopper["outcome"]) == ("pending", "interrupted"), stopper
-    assert stopper["error"].startswith("the run stopped while this job ran"), stopper
+    if how == "scheduler" and stopper["attempts"] == 0:
+        # Every process had the SIGTERM at once: the worker may end the job and die before it
+        # sends what the job raised, and the runner, finding no job running on it any more, hands
+        # the job back as never begun (seen once in some ten full runs on a loaded machine). It
+        # is pending all the same, never failed, and runs again below.
+        assert stopper["state"] == "pending", stopper
+    else:
+        assert (stopper["state"], stopper["outcome"]) == ("pending", "interrupted"), stopper
+        assert stopper["error"].startswith("the run stopped while this job ran"), stopper
     if how == "interrupt":  # one SIGTERM, the run's: what the job raised comes back with it. (A scheduler's
         # and then the run's may both reach the job's handler, the second while its worker records the first:
         # the worker then goes without sending it, and the job is interrupted all the same.)
