@@ -194,6 +194,15 @@ _STATES = f"""
 """(job id, state, newest attempt) of every job in ``seq`` order: the ``jobs`` view without
 the rows and errors it would carry through the grouping."""
 
+_COUNTS = f"""
+    SELECT CASE WHEN r.job_id IS NOT NULL THEN 'running' ELSE a.state END, COUNT(*)
+    FROM ({_NEWEST.format(columns="state")}) a LEFT JOIN running r ON r.job_id = a.job_id
+    WHERE a.job_id IN (SELECT job_id FROM job) GROUP BY 1
+"""
+"""The ``jobs`` view's states of the jobs with an attempt, counted in SQLite: no join with
+``job`` in ``seq`` order, which ``_STATES`` pays for (2.1 s against 5.2 for a million jobs
+here)."""
+
 _MIGRATE_FROM_1 = """
 DROP VIEW jobs;
 ALTER TABLE running RENAME TO running_v1;
@@ -427,26 +436,32 @@ class Journal:
 
     def counts(self) -> dict[str, int]:
         """Jobs per state, zeros included."""
-        counts = dict.fromkeys(JobState, 0)
-        for _, state in self.states():
-            counts[state] += 1  # type: ignore[index]
-        return counts  # type: ignore[return-value]
+        counts: dict[str, int] = dict.fromkeys(JobState, 0)
+        if self.schema == "1":
+            for _, state in self.states():
+                counts[state] += 1
+            return counts
+        tried = dict(self._db.execute(_COUNTS))
+        (jobs,) = self._db.execute("SELECT COUNT(*) FROM job").fetchone()
+        (running,) = self._db.execute("SELECT COUNT(*) FROM running WHERE job_id IN (SELECT job_id FROM job)").fetchone()
+        counts.update(tried)
+        counts[JobState.RUNNING] = running  # those never tried before too
+        counts[JobState.PENDING] += jobs - sum(tried.values()) - (running - tried.get(JobState.RUNNING, 0))  # never tried, not running
+        return counts
 
     def to_run(self, *, retry_failed: bool) -> list[tuple[str, int]]:
         """(job id, its newest attempt's number) of the jobs a run should start, in ``seq`` order."""
         return self.standing(retry_failed=retry_failed)[1]
 
     def standing(self, *, retry_failed: bool) -> tuple[dict[str, int], list[tuple[str, int]]]:
-        """Jobs per state (zeros included) and ``to_run``, from one scan of the attempts: a
-        resuming run needs both, and each scan reads every row's text (0.8 s for 200,000 jobs)."""
-        counts: dict[str, int] = dict.fromkeys(JobState, 0)
+        """Jobs per state (zeros included) and ``to_run``. The jobs to run take a scan of every
+        job's state in ``seq`` order (5.2 s for a million jobs here): not made when the counts
+        say there are none, as when a finished run is started again."""
+        counts = self.counts()
         wanted = {JobState.PENDING, JobState.RUNNING} | ({JobState.FAILED} if retry_failed else set())
-        start = []
-        for job_id, state, attempt in self._db.execute(_STATES):
-            counts[state] += 1
-            if state in wanted:
-                start.append((job_id, attempt))
-        return counts, start
+        if not any(counts[state] for state in wanted):
+            return counts, []
+        return counts, [(job_id, attempt) for job_id, state, attempt in self._db.execute(_STATES) if state in wanted]
 
     def done_lines(self) -> Iterator[tuple[str, str]]:
         """(job id, results.csv line) of every done job, in the order they were recorded; a row
