@@ -16,6 +16,7 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -96,6 +97,17 @@ class RunSummary:
         return self.done_this_run / self.elapsed if self.elapsed > 0 else 0.0
 
 
+class _Start(Enum):
+    """What a run starts from, as its journal was opened."""
+
+    FRESH = "fresh"
+    """A brand-new journal: nothing to read back, every job of the share pending."""
+    RESUMED = "resumed"
+    """A journal to resume, results.csv to write again from it."""
+    AS_WRITTEN = "as written"
+    """A journal to resume, and results.csv already its rows as it wrote them."""
+
+
 class MachineRun:
     """Runs the share of ``settings.machine``; the caller holds the folder's lock."""
 
@@ -124,19 +136,19 @@ class MachineRun:
         if settings.balance is not None:
             connection = balance.connect(settings.balance.address, timeout=min(5.0, max(0.5, settings.balance.lease / 4)))  # exit 2 when unreachable
             try:
-                journal, _ = self._open_journal(None)
+                journal, start = self._open_journal(None)
                 try:
-                    return self._run(journal, False, None, should_stop, connection)
+                    return self._run(journal, start, None, should_stop, connection)
                 finally:
                     journal.close()
             finally:
                 connection.close()
         positions = list(project.plan.share_of(settings.machine.name))
         job_ids = project.pool.ids_hex(positions)
-        journal, fresh = self._open_journal(job_ids)
+        journal, start = self._open_journal(job_ids)
         try:
             _stop_before_the_run(should_stop)
-            return self._run(journal, fresh, dict(zip(job_ids, positions)), should_stop)
+            return self._run(journal, start, dict(zip(job_ids, positions)), should_stop)
         finally:
             journal.close()
 
@@ -165,10 +177,10 @@ class MachineRun:
         if self._runner is not None:
             self._runner.continued()
 
-    def _open_journal(self, job_ids: list[str] | None) -> tuple[Journal, bool]:
-        """The journal, new or resumed, holding every result results.csv proves done; and whether
-        it is brand new (nothing in it to read back). ``job_ids``: the static share; None: a
-        shared queue, whose jobs join as they are claimed."""
+    def _open_journal(self, job_ids: list[str] | None) -> tuple[Journal, _Start]:
+        """The journal, new or resumed, holding every result results.csv proves done; and what
+        the run starts from. ``job_ids``: the static share; None: a shared queue, whose jobs join
+        as they are claimed."""
         project, folder = self.project, self.folder
         _refuse_another_host_s_run(folder.path)  # before the journal is so much as read here
         clear_others_wal(folder.journal)
@@ -188,7 +200,9 @@ class MachineRun:
                 self._check_source(journal)
                 journal.check(project.digest, job_ids if job_ids is not None else journal.job_ids(), project.digest_parts, project.config.as_document())  # a queue's holdings are its own
             try:
-                table = read_rows(folder.results, project.header, project.digest, share.__contains__, digest_known=existed)
+                table = read_rows(
+                    folder.results, project.header, project.digest, share.__contains__, digest_known=existed, journal_lines=journal.result_lines() if existed else ()
+                )
             except ForeignTable as exc:
                 if not existed:
                     raise  # its rows may be the only record of the jobs done
@@ -219,7 +233,10 @@ class MachineRun:
                 for name in JOURNAL_FILES:
                     (folder.path / name).unlink(missing_ok=True)
             raise
-        return journal, not existed and not adopted
+        if not existed and not adopted:
+            return journal, _Start.FRESH
+        # results.csv this user cannot write (a colleague's, left 0644 by a umask of 022) is written anew, as the folder allows
+        return journal, _Start.AS_WRITTEN if table.as_written and os.access(folder.results, os.W_OK) else _Start.RESUMED
 
     def _check_source(self, journal: Journal) -> None:
         """Refuse to mix a static share and a shared queue in one folder: their holdings differ."""
@@ -256,9 +273,10 @@ class MachineRun:
         return {m.name: len(share) for m, share in zip(plan.machines, plan.shares)}
 
     def _run(
-        self, journal: Journal, fresh: bool, position_of: dict[str, int] | None, should_stop: Callable[[], bool], connection: balance.Connection | None = None
+        self, journal: Journal, start: _Start, position_of: dict[str, int] | None, should_stop: Callable[[], bool], connection: balance.Connection | None = None
     ) -> RunSummary:
         project, settings, folder, clock = self.project, self.settings, self.folder, self.clock
+        fresh = start is _Start.FRESH
         to_run: list[tuple[str, int]] | None = None
         if fresh:  # nothing to read back: every job of the share is pending, in plan order
             assert position_of is not None, "only a static share starts from a fresh journal"
@@ -278,7 +296,8 @@ class MachineRun:
         source, queue, workers = feed.source, feed.queue, feed.workers
         make_room_for_workers(workers)  # before the run is recorded: a refusal leaves no trace of it
         cores = usable_cores()
-        if settings.workers > OVERSUBSCRIBED * cores and source.remaining():  # said of a share with nothing to run, it was noise
+        idle = not source.remaining()
+        if settings.workers > OVERSUBSCRIBED * cores and not idle:  # said of a share with nothing to run, it was noise
             per_core = f"more than {OVERSUBSCRIBED} per core of this host ({plural(cores, 'core')})"
             if workers > OVERSUBSCRIBED * cores:
                 self.events.notice(f"{workers} workers are {per_core}; jobs will compete for the CPU")
@@ -288,7 +307,7 @@ class MachineRun:
         started = clock.time()
         done_before = counts[JobState.DONE]
         run = journal.begin_run(workers, done_before=done_before, started=started, host=socket.gethostname(), pid=os.getpid(), code=self.code, source=source.name)
-        results = ResultsFile(folder.results, csv_header_line(project.header), () if fresh else journal.result_lines())
+        results = ResultsFile(folder.results, csv_header_line(project.header), None if start is _Start.AS_WRITTEN else () if fresh else journal.result_lines())
         log = MachineLog(folder, project.logging)
         total = sum(counts.values())
         snapshots = self._snapshots = SnapshotWriter(folder.path, RunSnapshot(
@@ -354,7 +373,7 @@ class MachineRun:
         if queue is not None:
             total, done, failed = queue.tally()
             return RunSummary(status, total, done, failed, final.done_this_run, final.elapsed)
-        after = {JobState.DONE: final.done, JobState.FAILED: final.failed} if fresh else journal.counts()  # a new journal: the runner's counts are all
+        after = {JobState.DONE: final.done, JobState.FAILED: final.failed} if fresh else counts if idle else journal.counts()  # a new journal: the runner's counts are all; nothing run: as it started
         return RunSummary(status, narrator.total, after[JobState.DONE], after[JobState.FAILED], final.done_this_run, final.elapsed)
 
     def _log_records_lost(self, journal: Journal, run: int, jobs: int, gaps: dict[str, int]) -> None:

@@ -251,11 +251,14 @@ class ResultsFile:
     """``results.csv``, appended in the order results are recorded; rebuilt from the journal at every start
     (after the journal took in any row only results.csv held, see ``recovery``)."""
 
-    def __init__(self, path: Path, header_line: str, lines: Iterable[str]) -> None:
+    def __init__(self, path: Path, header_line: str, lines: Iterable[str] | None) -> None:
+        """``lines``: the rows to write after ``header_line``; None: the file holds them already
+        (see recovery.read_rows), and is appended to as it is."""
         self.path = path
-        with atomic_file(path) as f:  # a torn last line from a crash never survives
-            f.write(header_line)
-            f.writelines(lines)
+        if lines is not None:
+            with atomic_file(path) as f:  # a torn last line from a crash never survives
+                f.write(header_line)
+                f.writelines(lines)
         try:
             self._file = open(path, "a", encoding="utf-8", newline="")  # noqa: SIM115 - open for the whole run
         except OSError as exc:
