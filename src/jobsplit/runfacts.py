@@ -191,10 +191,13 @@ def _load_machine(path: Path) -> tuple[dict[str, str], MachineFacts]:
             )
         held = db.execute("SELECT COUNT(*) FROM job").fetchone()[0]
         runs = [Run(*row) for row in db.execute("SELECT run, started, updated, ended, workers, done_before, status, host FROM runs ORDER BY run")]
-        ended = db.execute(  # Attempt's fields in order, with the row before args
-            "SELECT job_id, attempt, slot, started, ended, outcome, state, run, pid, exit_code, signal, max_rss, cpu_seconds, row, args, error "
-            "FROM attempts ORDER BY started, id"
-        ).fetchall()
+        args_at = len(json.loads(meta["header"])) + 1  # after the header's columns: Job ID, Job Args, ...
+        rows = [  # Attempt's fields in order, the row read for its Job Args as it comes (never all rows held: 1.6 GB for a million attempts)
+            (*r[:13], _args(r[13], r[14], args_at), r[15])
+            for r in db.execute(
+                "SELECT job_id, attempt, slot, started, ended, outcome, state, run, pid, exit_code, signal, max_rss, cpu_seconds, row, args, error FROM attempts ORDER BY id"
+            )
+        ]
         running = db.execute("SELECT job_id, attempt, slot, pid, started FROM running ORDER BY started, job_id").fetchall()
         db.execute("COMMIT")
     except sqlite3.Error as exc:
@@ -203,16 +206,16 @@ def _load_machine(path: Path) -> tuple[dict[str, str], MachineFacts]:
         db.close()
     name = meta["machine"]
     speed, cores = json.loads(meta.get("machines", "{}")).get(name, (1.0, 0))
-    args_at = len(json.loads(meta["header"])) + 1  # after the header's columns: Job ID, Job Args, ...
     now = max((r.updated for r in runs), default=0.0)
-    rows = [(*r[:13], _args(r[13], r[14], args_at), r[15]) for r in ended]
     last_run = runs[-1].run if runs else None
     seen = {(r[0], r[1]) for r in rows} if running else set()
     rows += [(job_id, attempt, slot, started, max(now, started), "running", "running", last_run, pid, None, None, None, None, None, None)
              for job_id, attempt, slot, pid, started in running if (job_id, attempt) not in seen]  # fmt: skip
-    rows.sort(key=lambda r: r[3])  # by start (stable: the journal's order among equals)
+    rows.sort(key=lambda r: r[3])  # by start (stable: the journal's order, by id, among equals)
     slots = assign_slots([(r[2], r[3], r[4]) for r in rows], max((r.workers for r in runs), default=1))
-    attempts = [Attempt(name, r[0], r[1], slot, *r[3:]) for r, slot in zip(rows, slots)]
+    attempts: list[Attempt] = rows  # type: ignore[assignment] # made in place: each row let go as its attempt is made
+    for at, (r, slot) in enumerate(zip(rows, slots)):
+        attempts[at] = Attempt(name, r[0], r[1], slot, *r[3:])
     plan = json.loads(meta["plan"])
     machine = MachineFacts(name, path, float(speed), int(cores), int(plan.get(name, 0)), held, runs, attempts)
     return meta, machine
