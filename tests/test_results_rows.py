@@ -495,3 +495,29 @@ def test_a_row_whose_job_id_is_not_that_of_its_job_args_is_named_not_taken(tmp_p
     table = read_rows(path, header, "d" * 32, lambda job: True, digest_known=True)
     assert [row.line for row in table.rows] == [lines[0], lines[3]]
     assert table.unusable == {"a Job ID that is not the id of the row's Job Args (as after one column was sorted on its own)": [3, 4]}
+
+
+def test_a_row_the_journal_holds_as_superseded_is_not_taken_back_as_done(tmp_path):
+    """A shared queue accepted another host's result first: the journal marks this host's done
+    attempt superseded, and its row leaves results.csv only when the run's end writes the file
+    again. A run killed before that left the row there, and the next start took it back as done:
+    a second result of the job, which merge-results then counted twice."""
+    from jobsplit.journal import AttemptRow, Journal
+    from jobsplit.recovery import adopt, read_rows
+    from jobsplit.results import csv_header_line
+    from jobsplit.states import JobState, Outcome
+
+    header = Header(("Run Start Time", "Job Running Time", "Job Start Time", "Note"))
+    formatter = RowFormatter(header, "m", STARTED, "d" * 32, "c" * 12)
+    (superseded, kept, lost), args = zip(*map(_id_and_args, range(3)))
+    lines = [formatter.line(f"of {n}", STARTED, 0.5, job_id, args[n]) for n, job_id in enumerate((superseded, kept, lost))]
+    journal = Journal(tmp_path / "journal.sqlite")
+    journal.initialize({"digest": "d" * 32}, [superseded, kept, lost])
+    journal.commit(1, [AttemptRow(job_id, 1, 1, 0, 7, STARTED, STARTED + 0.5, Outcome.DONE, JobState.DONE, row=line) for job_id, line in zip((superseded, kept), lines)], [], STARTED + 1)
+    journal.supersede([superseded])
+    path = tmp_path / "results.csv"
+    path.write_text(csv_header_line(header) + "".join(lines), encoding="utf-8")  # the journal lost the last row (an older copy)
+    table = read_rows(path, header, "d" * 32, lambda job: True, digest_known=True, journal_lines=journal.result_lines())
+    assert adopt(journal, table.rows) == 1
+    assert dict(journal.states()) == {superseded: JobState.SUPERSEDED, kept: JobState.DONE, lost: JobState.DONE}
+    journal.close()

@@ -488,6 +488,10 @@ class Journal:
                 "free some space there, or set SQLITE_TMPDIR to a folder with room, and run the same command again"
             ) from None
 
+    def with_results(self) -> set[str]:
+        """The jobs with a result here: done, or superseded (see ``supersede``)."""
+        return {job_id for (job_id,) in self._db.execute("SELECT job_id FROM attempts WHERE state IN (?, ?)", (JobState.DONE, JobState.SUPERSEDED))}
+
     def result_lines(self) -> Iterator[str]:
         """The results.csv lines of done jobs, in the order they were recorded."""
         return (line for _, line in self.done_lines())

@@ -254,14 +254,18 @@ def _records(text: str, start: int, number: int, read: Callable[[list[str]], _Ro
 
 
 def adopt(journal: Journal, rows: list[ResultRow]) -> int:
-    """Record as done the rows whose jobs the journal does not hold as done; returns how many."""
+    """Record as done the rows whose jobs the journal holds no result for; returns how many. A
+    result it holds as superseded (a shared queue accepted another host's first) is no more
+    taken back than one it holds as done: its row stays in results.csv until the run's end
+    writes the file again, and a run killed before that took it back as done, a second result
+    of that job."""
     if not rows:
         return 0
-    done = {job_id for job_id, _ in journal.done_lines()}
-    if all(row.job_id in done for row in rows):
-        return 0  # the common case, results.csv as the journal wrote it: no scan for attempt numbers
+    held = journal.with_results()
+    if all(row.job_id in held for row in rows):
+        return 0  # results.csv as the journal wrote it, in another order: no scan for attempt numbers
     last = dict(journal.to_run(retry_failed=True))
-    attempts, seen = [], set(done)
+    attempts, seen = [], held
     for row in rows:
         if row.job_id in seen:
             continue
