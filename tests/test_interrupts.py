@@ -127,14 +127,21 @@ def check_resumable(run: Run, in_flight: set[str]) -> None:
 
 @pytest.mark.parametrize(
     "how, start_method",
-    [("ctrl-c", "fork"), ("ctrl-c", "spawn"), ("sigterm", "fork"), ("sigterm", "spawn"), ("sigusr1", "fork")],
+    [("ctrl-c", "fork"), ("ctrl-c", "spawn"), ("sigterm", "fork"), ("sigterm", "spawn"), ("sigusr1", "fork"), ("sigusr1 to every process", "fork")],
 )
 def test_an_interrupt_stops_cleanly_and_the_run_resumes(tmp_path, how, start_method):
-    """SIGUSR1 (a Slurm user's ``--signal=B:USR1@300``) killed the run outright, before."""
+    """SIGUSR1 (a Slurm user's ``--signal=B:USR1@300``) killed the run outright, before. Sent
+    to every process of the run (``scancel --signal=USR1 --full`` where Slurm tracks a job's
+    processes by cgroup, or a ``pkill``), it killed the workers, and their jobs were recorded as
+    crashed, not as stopped to run again."""
     run = Run(tmp_path, start_method)
     process, in_flight = run.start_until_busy()
     if how == "ctrl-c":
         os.killpg(process.pid, signal.SIGINT)  # as a terminal does: the whole process group
+    elif how == "sigusr1 to every process":
+        workers = [int(pid) for pid in Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()]
+        for pid in [*workers, process.pid]:  # the workers first: they die before the run hears of its stop
+            os.kill(pid, signal.SIGUSR1)
     else:
         os.kill(process.pid, signal.SIGUSR1 if how == "sigusr1" else signal.SIGTERM)
     status, _, err = communicate(process, 60)  # a watchdog: the sleepers would take 60 s more

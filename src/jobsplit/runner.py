@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import operator
 import signal
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ from .capture import output_lines
 from .clock import SYSTEM_CLOCK, Clock
 from .errors import InternalError, UserError
 from .journal import AttemptRow, DoneGroup, RunningAttempt
-from .lifecycle import unpacked_folder_gone
+from .lifecycle import USER_SIGNALS, unpacked_folder_gone
 from .links import PROCESS_LIMIT, WorkerHub, WorkerLink
 from .messages import GARBLED, LOG, REVOKED, Batch, LogEntry, Results, Revoke
 from .pool import JobPool
@@ -84,6 +85,17 @@ out when a suspended run was continued. Shorter gaps, and a wait's overruns from
 change nothing that matters."""
 UNPACKED_GONE = "the folder this program unpacked itself into was emptied (see the run's last message); the job runs again"
 """Why a job that failed or crashed once that folder was gone is recorded as interrupted, not failed."""
+_OUTSIDE_STOPS = {
+    signal.SIGTERM: "a time limit, a preemption or requeue, a service stop",
+    **dict.fromkeys(USER_SIGNALS, "a stop asked of the run's every process, as scancel --signal=USR1 --full does"),
+}
+"""What sends each signal a worker dies of when it is stopped with the whole run (see
+Runner._stopped_from_outside)."""
+
+USER_SIGNAL_WAIT = 1.0
+"""Seconds the run waits, after a worker died of SIGUSR1 or SIGUSR2, for the signal to reach it
+too: sent to every process of the job, it stops the run, and the job runs again."""
+
 STOPPED_WHILE_RUNNING = "the run stopped while this job ran (Ctrl-C, SIGTERM, or an error of jobsplit or the disk); it runs again"
 """Why a job is recorded as interrupted: also a job that failed as the run stopped it (its own
 SIGTERM handler raising SystemExit, say), since it may have failed only because it was stopped."""
@@ -564,20 +576,37 @@ class Runner:
 
     # --- failures -------------------------------------------------------------------------
 
+    def _outside_stop(self, code: int | None) -> signal.Signals | None:
+        """The signal a worker that died with exit status ``code`` was stopped by with the whole
+        run, if it was (None: it crashed): never by jobsplit (its stops and timeouts never come here), but by a scheduler's
+        time limit, preemption or requeue, which signal every process of the job at once, a
+        service manager its whole group, or a user's stop (scancel --signal=USR1 --full). A
+        worker dies of SIGTERM only once it has found that the job did not send it (see
+        worker._on_terminate); of SIGUSR1 or SIGUSR2 (a job's, at their defaults) only if the run
+        itself is asked to stop within USER_SIGNAL_WAIT: else its job sent it to its own process
+        group, the worker's (``kill -USR1 0``), and crashed its worker."""
+        if code is None or -code not in _OUTSIDE_STOPS:
+            return None
+        stop = signal.Signals(-code)
+        waited_until = time.monotonic() + USER_SIGNAL_WAIT
+        while stop != signal.SIGTERM and not self._should_stop():  # the run's signal handler sets it: it runs during the sleep
+            if time.monotonic() >= waited_until:
+                return None
+            time.sleep(0.01)
+        return stop
+
     def _lost(self, slot: _Slot) -> None:
         """A worker died: record what it reported, blame its current job, hand back the rest."""
         self._handle(slot, slot.link.pump())
         code = slot.link.exit_code()
         state = slot.link.current()
         self._log_leftover_output(slot, state.ticket)
-        if slot.timed_out is None and code == -signal.SIGTERM:
-            # Not ours (ours are timeouts and stops, which never come here): a scheduler's time
-            # limit, preemption or requeue signals every process of the job at once, a service
-            # manager its whole group. A stop, then, not a crash: the job runs again.
+        stop = self._outside_stop(code) if slot.timed_out is None else None
+        if stop is not None:
             self._terminated = True
             sent = self._find(slot, state.ticket)
             if sent is not None:
-                self._interrupted(slot, sent, "the worker was stopped by a SIGTERM from outside jobsplit (a time limit, a preemption or requeue, a service stop); it runs again")
+                self._interrupted(slot, sent, f"the worker was stopped by a {stop.name} from outside jobsplit ({_OUTSIDE_STOPS[stop]}); it runs again")
         else:
             if slot.timed_out is not None:
                 culprit, outcome, error = slot.timed_out, Outcome.TIMEOUT, self._timed_out()
