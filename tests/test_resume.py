@@ -110,6 +110,22 @@ def test_a_results_csv_behind_its_journal_is_written_again_whole(tmp_path):
     assert len(side_lines(project.side)) == 12
 
 
+def test_a_hard_linked_results_csv_is_written_anew_not_appended_to(tmp_path):
+    """results.csv as the journal wrote it, but with another name for the same file (``ln``,
+    ``cp -al`` of the output folder as a snapshot): a resume that appended to it in place
+    changed the other name's content too, where every start before wrote a new file and left
+    the other name as it was."""
+    project = Project(tmp_path, [*pool_spec("flaky", 2), *pool_spec("ok", 4)])
+    project.run(status=1)
+    snapshot = tmp_path / "snapshot.csv"
+    os.link(project.results, snapshot)
+    kept = snapshot.read_bytes()
+    project.run("--retry-failed")
+    assert snapshot.read_bytes() == kept
+    project.assert_csv_matches_journal()
+    assert len(read_results(project.results)[1]) == 6
+
+
 def test_retry_failed_reruns_the_failed_jobs_and_only_them(tmp_path):
     pool = [*pool_spec("flaky", 3), *pool_spec("raise", 1), *pool_spec("ok", 6)]
     project = Project(tmp_path, pool)
