@@ -108,6 +108,17 @@ class _Start(Enum):
     """A journal to resume, and results.csv already its rows as it wrote them."""
 
 
+def _appendable(path: Path) -> bool:
+    """Whether results.csv, already the journal's rows, may be appended to in place rather than
+    written anew: this user may write it (not a colleague's, left 0644 by a umask of 022: written
+    anew, as the folder allows), and it has no other name (a hard link, ``cp -al`` of the folder
+    as a snapshot), whose content a write in place would change: every start wrote a new file."""
+    try:
+        return os.access(path, os.W_OK) and os.stat(path).st_nlink == 1
+    except OSError:
+        return False
+
+
 class MachineRun:
     """Runs the share of ``settings.machine``; the caller holds the folder's lock."""
 
@@ -235,8 +246,7 @@ class MachineRun:
             raise
         if not existed and not adopted:
             return journal, _Start.FRESH
-        # results.csv this user cannot write (a colleague's, left 0644 by a umask of 022) is written anew, as the folder allows
-        return journal, _Start.AS_WRITTEN if table.as_written and os.access(folder.results, os.W_OK) else _Start.RESUMED
+        return journal, _Start.AS_WRITTEN if table.as_written and _appendable(folder.results) else _Start.RESUMED
 
     def _check_source(self, journal: Journal) -> None:
         """Refuse to mix a static share and a shared queue in one folder: their holdings differ."""
