@@ -421,6 +421,26 @@ def test_rows_the_journal_wrote_are_taken_as_read_and_the_rest_read_as_before(tm
     assert fast.as_written == (data == (csv_header_line(header) + "".join(journal)).encode("utf-8"))
 
 
+@pytest.mark.parametrize("ends", ["cr", "cr-then-lf"])
+def test_lines_ended_by_a_cr_alone_are_a_foreign_table(tmp_path, ends):
+    """results.csv whose lines end in a CR alone (a classic Mac spreadsheet's "CSV"): it read
+    back as no rows at all, and was written again from the journal without the rows only it
+    held, kept nowhere; with a line ended by a newline after them (a row appended by a script),
+    the header read ended in a csv.Error traceback. Both are refused as a table of another
+    form, so that the run keeps the file in a backup folder and says so."""
+    from jobsplit.recovery import ForeignTable, read_rows
+    from jobsplit.results import csv_header_line
+
+    header = Header(("Run Start Time", "Job Running Time", "Job Start Time", "Note"))
+    formatter = RowFormatter(header, "m", STARTED, "d" * 32, "c" * 12)
+    text = csv_header_line(header) + "".join(formatter.line(note, STARTED, 0.5, *_id_and_args(n)) for n, note in enumerate(["one", "two"]))
+    data = text.replace("\n", "\r").encode("utf-8") + (b"appended\n" if ends == "cr-then-lf" else b"")
+    path = tmp_path / "results.csv"
+    path.write_bytes(data)
+    with pytest.raises(ForeignTable):
+        read_rows(path, header, "d" * 32, lambda job: True, digest_known=True)
+
+
 def test_a_row_of_another_plan_is_refused_naming_its_line(tmp_path):
     """The line number counts the lines of the rows before it, line breaks in their cells too."""
     from jobsplit.errors import UserError
