@@ -131,9 +131,16 @@ def read_rows(
     if not start:  # the header too is read
         text = text.removeprefix("\ufeff")  # a BOM: Excel's "CSV UTF-8"
         if "\n" not in text:
+            if "\r" in text:  # its rows too, taken for none: the file was written again from the journal without them, and kept nowhere
+                raise ForeignTable(
+                    f'{path} has lines ended by a CR alone (saved as by a Mac spreadsheet\'s "CSV")', "convert its line ends (tr '\\r' '\\n') and run again"
+                )
             return ResultRows([], {})
         body, first = text.index("\n") + 1, 2
-        columns = next(row_cells([text[:body]]))
+        try:
+            columns = next(row_cells([text[:body]]))
+        except csv.Error:  # a CR outside quotes: lines ended by a CR alone, then a newline; no header of this table (was a traceback)
+            columns = []
         modern = columns == [*header.columns, *RESERVED_COLUMNS]
         if not modern and not (digest_known and columns == [*header.columns, *_BEFORE_0_2]):
             saved = " (its cells are separated by semicolons, as a spreadsheet saves them)" if ";" in text[:body] and len(columns) == 1 else ""
