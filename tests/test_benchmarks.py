@@ -26,6 +26,7 @@ RUNS = {
     "bench_balance.py": (["--sizes", "60", "--seeds", "2"], ["bound:"]),
     "bench_merge_logs.py": (["--lines", "2000", "--files", "2"], ["ratio merge-logs / baseline", "peak RSS of merge-logs"]),
     "bench_worker.py": (["--jobs", "500", "--passes", "1"], ["sending the group"]),
+    "bench_resume.py": (["--jobs", "300", "--rounds", "1"], ["started again, a row changed", "costs less time and memory than running it"]),
 }
 
 

@@ -101,7 +101,7 @@ class _Start(Enum):
     """What a run starts from, as its journal was opened."""
 
     FRESH = "fresh"
-    """A brand-new journal: nothing to read back, every job of the share pending."""
+    """A static share's brand-new journal: nothing to read back, every job of the share pending."""
     RESUMED = "resumed"
     """A journal to resume, results.csv to write again from it."""
     AS_WRITTEN = "as written"
@@ -244,7 +244,7 @@ class MachineRun:
                 for name in JOURNAL_FILES:
                     (folder.path / name).unlink(missing_ok=True)
             raise
-        if not existed and not adopted:
+        if not existed and not adopted and job_ids is not None:  # a shared queue's new journal holds nothing yet: its jobs join as claimed
             return journal, _Start.FRESH
         return journal, _Start.AS_WRITTEN if table.as_written and _appendable(folder.results) else _Start.RESUMED
 
