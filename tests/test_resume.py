@@ -509,3 +509,40 @@ def test_fresh_in_a_sticky_folder_moves_nothing_of_another_user_s_and_says_whose
     (backup,) = share.machine_dir.glob("backup-*")
     assert {"journal.sqlite", "results.csv"} <= {p.name for p in backup.iterdir()}
     assert_all_done_once(share, share.ids())
+
+
+@pytest.mark.parametrize("how", ["deleted", "emptied", "replaced by an older copy"])
+def test_a_results_csv_changed_as_the_run_starts_is_written_again_whole(tmp_path, how):
+    """results.csv as the journal wrote it when read back, then deleted, emptied or replaced by
+    an older copy before the run opens it to append (a user's ``rm`` or ``cp`` meant to have it
+    written again, a sync tool): appended to as it then was, it lacked the journal's done rows
+    (or its header) to the run's end and after, where every start before wrote it from the
+    journal."""
+    project = Project(tmp_path, pool_spec("ok", 12))
+    project.run()
+    content = project.results.read_bytes()
+    older = content[: content.index(b"\n", content.index(b"\n") + 1) + 1]  # the header and one row
+    changes = {
+        "deleted": "results.unlink()",
+        "emptied": "results.write_bytes(b'')",
+        "replaced by an older copy": f"(results.parent / 'older').write_bytes({older!r}); (results.parent / 'older').replace(results)",
+    }
+    wrapper = tmp_path / "changed.py"
+    wrapper.write_text(
+        "import runpy, sys\n"
+        "from pathlib import Path\n"
+        "import jobsplit.machine_run as machine_run\n"
+        "opening = machine_run.ResultsFile\n"
+        "def ResultsFile(path, *args, **kwargs):\n"
+        "    results = Path(path)\n"
+        f"    {changes[how]}  # after the read-back, before the run opens it\n"
+        "    return opening(path, *args, **kwargs)\n"
+        "machine_run.ResultsFile = ResultsFile\n"
+        f"sys.argv[0] = {str(project.entry)!r}\n"
+        f"runpy.run_path({str(project.entry)!r}, run_name='__main__')\n"
+    )
+    project.entry, entry = wrapper, project.entry
+    project.run()
+    assert project.results.read_bytes() == content
+    project.entry = entry
+    project.assert_csv_matches_journal()
