@@ -28,6 +28,7 @@ from .digest import format_digest
 from .display import RunningJob, Snapshot
 from .errors import StorageError, UserError
 from .failurelines import failure_kind
+from .fileid import FileState
 from .fingerprint import UNKNOWN
 from .jobcall import injects_by_name
 from .journal import AttemptRow, Journal, clear_others_wal
@@ -103,20 +104,8 @@ class _Start(Enum):
     FRESH = "fresh"
     """A static share's brand-new journal: nothing to read back, every job of the share pending."""
     RESUMED = "resumed"
-    """A journal to resume, results.csv to write again from it."""
-    AS_WRITTEN = "as written"
-    """A journal to resume, and results.csv already its rows as it wrote them."""
-
-
-def _appendable(path: Path) -> bool:
-    """Whether results.csv, already the journal's rows, may be appended to in place rather than
-    written anew: this user may write it (not a colleague's, left 0644 by a umask of 022: written
-    anew, as the folder allows), and it has no other name (a hard link, ``cp -al`` of the folder
-    as a snapshot), whose content a write in place would change: every start wrote a new file."""
-    try:
-        return os.access(path, os.W_OK) and os.stat(path).st_nlink == 1
-    except OSError:
-        return False
+    """A journal to resume: results.csv is written again from it, or appended to where it was
+    the journal's rows as it wrote them when read back, and still is (see ResultsFile)."""
 
 
 class MachineRun:
@@ -147,19 +136,19 @@ class MachineRun:
         if settings.balance is not None:
             connection = balance.connect(settings.balance.address, timeout=min(5.0, max(0.5, settings.balance.lease / 4)))  # exit 2 when unreachable
             try:
-                journal, start = self._open_journal(None)
+                journal, start, kept = self._open_journal(None)
                 try:
-                    return self._run(journal, start, None, should_stop, connection)
+                    return self._run(journal, start, kept, None, should_stop, connection)
                 finally:
                     journal.close()
             finally:
                 connection.close()
         positions = list(project.plan.share_of(settings.machine.name))
         job_ids = project.pool.ids_hex(positions)
-        journal, start = self._open_journal(job_ids)
+        journal, start, kept = self._open_journal(job_ids)
         try:
             _stop_before_the_run(should_stop)
-            return self._run(journal, start, dict(zip(job_ids, positions)), should_stop)
+            return self._run(journal, start, kept, dict(zip(job_ids, positions)), should_stop)
         finally:
             journal.close()
 
@@ -188,9 +177,9 @@ class MachineRun:
         if self._runner is not None:
             self._runner.continued()
 
-    def _open_journal(self, job_ids: list[str] | None) -> tuple[Journal, _Start]:
-        """The journal, new or resumed, holding every result results.csv proves done; and what
-        the run starts from. ``job_ids``: the static share; None: a shared queue, whose jobs join
+    def _open_journal(self, job_ids: list[str] | None) -> tuple[Journal, _Start, FileState | None]:
+        """The journal, new or resumed, holding every result results.csv proves done; what the
+        run starts from; and results.csv as read back, if it was the journal's rows. ``job_ids``: the static share; None: a shared queue, whose jobs join
         as they are claimed."""
         project, folder = self.project, self.folder
         _refuse_another_host_s_run(folder.path)  # before the journal is so much as read here
@@ -245,8 +234,8 @@ class MachineRun:
                     (folder.path / name).unlink(missing_ok=True)
             raise
         if not existed and not adopted and job_ids is not None:  # a shared queue's new journal holds nothing yet: its jobs join as claimed
-            return journal, _Start.FRESH
-        return journal, _Start.AS_WRITTEN if table.as_written and _appendable(folder.results) else _Start.RESUMED
+            return journal, _Start.FRESH, None
+        return journal, _Start.RESUMED, table.as_written
 
     def _check_source(self, journal: Journal) -> None:
         """Refuse to mix a static share and a shared queue in one folder: their holdings differ."""
@@ -283,7 +272,8 @@ class MachineRun:
         return {m.name: len(share) for m, share in zip(plan.machines, plan.shares)}
 
     def _run(
-        self, journal: Journal, start: _Start, position_of: dict[str, int] | None, should_stop: Callable[[], bool], connection: balance.Connection | None = None
+        self, journal: Journal, start: _Start, kept: FileState | None, position_of: dict[str, int] | None, should_stop: Callable[[], bool],
+        connection: balance.Connection | None = None,
     ) -> RunSummary:
         project, settings, folder, clock = self.project, self.settings, self.folder, self.clock
         fresh = start is _Start.FRESH
@@ -317,7 +307,7 @@ class MachineRun:
         started = clock.time()
         done_before = counts[JobState.DONE]
         run = journal.begin_run(workers, done_before=done_before, started=started, host=socket.gethostname(), pid=os.getpid(), code=self.code, source=source.name)
-        results = ResultsFile(folder.results, csv_header_line(project.header), None if start is _Start.AS_WRITTEN else () if fresh else journal.result_lines())
+        results = ResultsFile(folder.results, csv_header_line(project.header), () if fresh else journal.result_lines(), kept)
         log = MachineLog(folder, project.logging)
         total = sum(counts.values())
         snapshots = self._snapshots = SnapshotWriter(folder.path, RunSnapshot(

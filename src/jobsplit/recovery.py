@@ -1,8 +1,8 @@
 """What results.csv proves done is never run again, even when the journal is lost or older.
 
-The journal is the truth, and results.csv is rewritten from it at every start. But a journal
-can be deleted, emptied, or replaced by an older copy while results.csv still holds rows that
-it does not; every row carries its ``Job ID`` and the ``Digest`` of the plan that made it, so
+The journal is the truth, and results.csv is rewritten from it at every start where it is not
+already the journal's rows as the journal wrote them. But a journal can be deleted, emptied,
+or replaced by an older copy while results.csv still holds rows that it does not; every row carries its ``Job ID`` and the ``Digest`` of the plan that made it, so
 such rows are taken back into the journal as done before results.csv is rewritten. Rows that
 this plan cannot have made are never dropped: the run refuses to start instead. Lines that are
 no rows jobsplit wrote (damaged, or changed by a spreadsheet) are no results: the file is kept
@@ -20,6 +20,7 @@ from typing import BinaryIO, NamedTuple, TypeVar
 
 from .config import RESERVED_COLUMNS, Header
 from .errors import UserError, describe_os_error
+from .fileid import FileState, open_file_id
 from .journal import AttemptRow, Journal
 from .pool import id_of_text
 from .results import csv_header_line, requoted, row_cells
@@ -67,9 +68,10 @@ class ResultRows(NamedTuple):
 
     rows: list[ResultRow]
     unusable: dict[str, list[int]]
-    as_written: bool = False
-    """The file is the journal's rows as the journal wrote them, nothing more nor less: it
-    needs writing again no more than reading."""
+    as_written: FileState | None = None
+    """The file, when it is the journal's rows as the journal wrote them, nothing more nor less:
+    it needs writing again no more than reading, as long as it is still that file at that size
+    (see ResultsFile)."""
 
     def unusable_sentence(self, path: Path, kept: Path | None, *, journal_held: bool) -> str:
         """What became of the unusable lines, and where the file they were read from is kept."""
@@ -110,7 +112,7 @@ def read_rows(
         with open(path, "rb") as f:
             start, breaks, whole = _written_start(f, chain([csv_header_line(header)], journal_lines))
             if whole:
-                return ResultRows([], {}, as_written=True)
+                return ResultRows([], {}, as_written=FileState(*open_file_id(f.fileno()), start))
             f.seek(start)
             data = f.read()
     except FileNotFoundError:

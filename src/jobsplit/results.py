@@ -17,13 +17,13 @@ import re
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from .atomicfile import atomic_file
 from .config import RESERVED_COLUMNS, TIMING_COLUMNS, Header
 from .digits import int_text
 from .errors import StorageError, describe_os_error
-from .fileid import file_id
+from .fileid import FileState, file_id, open_file_id
 from .text import article, plural
 from .timefmt import utc_timestamp
 
@@ -247,23 +247,44 @@ def csv_header_line(header: Header) -> str:
     return ",".join(map(quoted_cell, [*header.columns, *RESERVED_COLUMNS])) + "\n"
 
 
+def _opened_as_kept(path: Path, kept: FileState) -> IO[str] | None:
+    """results.csv opened to append to, if it is still the file read back, at the size it had
+    (not deleted, emptied or replaced since: appended to, it lacked the journal's rows), with no
+    other name (a hard link, ``cp -al`` of the folder as a snapshot, whose content a write in
+    place would change) and this user's to write (not a colleague's, left 0644 by a umask of
+    022: written anew, as the folder allows); else None, and the file is written anew."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+    except OSError:
+        return None
+    found = os.fstat(fd)
+    if FileState(found.st_dev, found.st_ino, found.st_size) != kept or found.st_nlink != 1:
+        os.close(fd)
+        return None
+    return open(fd, "a", encoding="utf-8", newline="")
+
+
 class ResultsFile:
     """``results.csv``, appended in the order results are recorded; rebuilt from the journal at every start
-    (after the journal took in any row only results.csv held, see ``recovery``)."""
+    (after the journal took in any row only results.csv held, see ``recovery``), unless it is
+    already the journal's rows as the journal wrote them."""
 
-    def __init__(self, path: Path, header_line: str, lines: Iterable[str] | None) -> None:
-        """``lines``: the rows to write after ``header_line``; None: the file holds them already
-        (see recovery.read_rows), and is appended to as it is."""
+    def __init__(self, path: Path, header_line: str, lines: Iterable[str], kept: FileState | None = None) -> None:
+        """``lines``: the rows to write after ``header_line``. ``kept``: the file as it was read
+        back holding them already (see recovery.read_rows), appended to as it is if it still is
+        (see _opened_as_kept); else written anew."""
         self.path = path
-        if lines is not None:
+        opened = _opened_as_kept(path, kept) if kept is not None else None
+        if opened is None:
             with atomic_file(path) as f:  # a torn last line from a crash never survives
                 f.write(header_line)
                 f.writelines(lines)
-        try:
-            self._file = open(path, "a", encoding="utf-8", newline="")  # noqa: SIM115 - open for the whole run
-        except OSError as exc:
-            raise StorageError(f"{path} cannot be written ({describe_os_error(exc)})") from None
-        self._file_id = file_id(path)
+            try:
+                opened = open(path, "a", encoding="utf-8", newline="")  # noqa: SIM115 - open for the whole run
+            except OSError as exc:
+                raise StorageError(f"{path} cannot be written ({describe_os_error(exc)})") from None
+        self._file = opened
+        self._file_id = open_file_id(opened.fileno())
 
     def append(self, lines: Iterable[str]) -> None:
         try:
