@@ -16,7 +16,6 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -98,16 +97,6 @@ class RunSummary:
         return self.done_this_run / self.elapsed if self.elapsed > 0 else 0.0
 
 
-class _Start(Enum):
-    """What a run starts from, as its journal was opened."""
-
-    FRESH = "fresh"
-    """A static share's brand-new journal: nothing to read back, every job of the share pending."""
-    RESUMED = "resumed"
-    """A journal to resume: results.csv is written again from it, or appended to where it was
-    the journal's rows as it wrote them when read back, and still is (see ResultsFile)."""
-
-
 class MachineRun:
     """Runs the share of ``settings.machine``; the caller holds the folder's lock."""
 
@@ -136,19 +125,19 @@ class MachineRun:
         if settings.balance is not None:
             connection = balance.connect(settings.balance.address, timeout=min(5.0, max(0.5, settings.balance.lease / 4)))  # exit 2 when unreachable
             try:
-                journal, start, kept = self._open_journal(None)
+                journal, fresh, kept = self._open_journal(None)
                 try:
-                    return self._run(journal, start, kept, None, should_stop, connection)
+                    return self._run(journal, fresh, kept, None, should_stop, connection)
                 finally:
                     journal.close()
             finally:
                 connection.close()
         positions = list(project.plan.share_of(settings.machine.name))
         job_ids = project.pool.ids_hex(positions)
-        journal, start, kept = self._open_journal(job_ids)
+        journal, fresh, kept = self._open_journal(job_ids)
         try:
             _stop_before_the_run(should_stop)
-            return self._run(journal, start, kept, dict(zip(job_ids, positions)), should_stop)
+            return self._run(journal, fresh, kept, dict(zip(job_ids, positions)), should_stop)
         finally:
             journal.close()
 
@@ -177,10 +166,11 @@ class MachineRun:
         if self._runner is not None:
             self._runner.continued()
 
-    def _open_journal(self, job_ids: list[str] | None) -> tuple[Journal, _Start, FileState | None]:
-        """The journal, new or resumed, holding every result results.csv proves done; what the
-        run starts from; and results.csv as read back, if it was the journal's rows. ``job_ids``: the static share; None: a shared queue, whose jobs join
-        as they are claimed."""
+    def _open_journal(self, job_ids: list[str] | None) -> tuple[Journal, bool, FileState | None]:
+        """The journal, new or resumed, holding every result results.csv proves done; whether it
+        is a static share's brand-new journal (nothing in it to read back); and results.csv as
+        read back, if it was the journal's rows (see ResultsFile). ``job_ids``: the static share;
+        None: a shared queue, whose jobs join as they are claimed."""
         project, folder = self.project, self.folder
         _refuse_another_host_s_run(folder.path)  # before the journal is so much as read here
         clear_others_wal(folder.journal)
@@ -234,8 +224,8 @@ class MachineRun:
                     (folder.path / name).unlink(missing_ok=True)
             raise
         if not existed and not adopted and job_ids is not None:  # a shared queue's new journal holds nothing yet: its jobs join as claimed
-            return journal, _Start.FRESH, None
-        return journal, _Start.RESUMED, table.as_written
+            return journal, True, None
+        return journal, False, table.as_written
 
     def _check_source(self, journal: Journal) -> None:
         """Refuse to mix a static share and a shared queue in one folder: their holdings differ."""
@@ -272,11 +262,10 @@ class MachineRun:
         return {m.name: len(share) for m, share in zip(plan.machines, plan.shares)}
 
     def _run(
-        self, journal: Journal, start: _Start, kept: FileState | None, position_of: dict[str, int] | None, should_stop: Callable[[], bool],
+        self, journal: Journal, fresh: bool, kept: FileState | None, position_of: dict[str, int] | None, should_stop: Callable[[], bool],
         connection: balance.Connection | None = None,
     ) -> RunSummary:
         project, settings, folder, clock = self.project, self.settings, self.folder, self.clock
-        fresh = start is _Start.FRESH
         to_run: list[tuple[str, int]] | None = None
         if fresh:  # nothing to read back: every job of the share is pending, in plan order
             assert position_of is not None, "only a static share starts from a fresh journal"
