@@ -55,3 +55,18 @@ def test_counts_and_the_jobs_to_run_are_the_jobs_view_s(tmp_path_factory, ended,
         assert to_run == [(job_id, attempt) for job_id, state, attempt in view if state in wanted]
     finally:
         journal.close()
+
+
+def test_counts_read_one_moment_of_a_journal_a_run_writes(tmp_path) -> None:
+    """``status`` and a new folder's look at its share's other folders count a journal that a run
+    goes on writing: counted in three statements, a commit between them moved jobs between
+    pending and running (a count below zero, once). One statement sees one moment."""
+    journal = make(tmp_path / "journal.sqlite", [(0, JobState.DONE)], {1}, set())
+    statements: list[str] = []
+    journal._db.set_trace_callback(statements.append)
+    try:
+        assert journal.counts()[JobState.DONE] == 1
+    finally:
+        journal._db.set_trace_callback(None)
+        journal.close()
+    assert len(statements) == 1, statements
