@@ -42,6 +42,9 @@ class FakeClock:
     def time(self) -> float:
         return EPOCH + self.now
 
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
 
 class Assignment(NamedTuple):
     """One job of a batch, as the fake worker holds it."""

@@ -15,10 +15,15 @@ class Clock(Protocol):
         """Wall-clock UTC epoch seconds, for what is recorded."""
         ...
 
+    def sleep(self, seconds: float) -> None:
+        """Wait (signal handlers run meanwhile)."""
+        ...
+
 
 class SystemClock:
     monotonic = staticmethod(time.monotonic)
-    time = staticmethod(time.time)
+    sleep = staticmethod(time.sleep)
+    time = staticmethod(time.time)  # last: the module's name, in this class, from here on
 
 
 SYSTEM_CLOCK: Clock = SystemClock()

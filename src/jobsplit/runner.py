@@ -27,7 +27,6 @@ from __future__ import annotations
 import logging
 import operator
 import signal
-import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -184,7 +183,8 @@ class Runner:
         """(start, end) of each pause (Ctrl-Z, a stop or a freeze from outside), monotonic: time no job's timeout counts."""
         self._stopping = False
         self._terminated = False
-        """A worker was stopped by a SIGTERM not ours: the run stops as if it had one too."""
+        """A worker was stopped with the whole run by a signal not ours (see _outside_stop): the
+        run stops as if it had one too."""
         self._should_stop: Callable[[], bool] = lambda: False
         self._turned_at = clock.monotonic()
         """When the loop last turned (or began to wait): the last time this process surely ran."""
@@ -197,7 +197,7 @@ class Runner:
 
     def run(self, should_stop: Callable[[], bool], on_tick: Callable[[], None] = lambda: None) -> bool:
         """Run until the source has settled every job (True), or ``should_stop()`` or a worker is
-        stopped by a SIGTERM from outside (False).
+        stopped with the whole run by a signal from outside (False, see _outside_stop).
 
         Workers start one per turn of the loop, so a stop is honoured while they start.
         """
@@ -588,11 +588,11 @@ class Runner:
         if code is None or -code not in _OUTSIDE_STOPS:
             return None
         stop = signal.Signals(-code)
-        waited_until = time.monotonic() + USER_SIGNAL_WAIT
+        waited_until = self.clock.monotonic() + USER_SIGNAL_WAIT
         while stop != signal.SIGTERM and not self._should_stop():  # the run's signal handler sets it: it runs during the sleep
-            if time.monotonic() >= waited_until:
+            if self.clock.monotonic() >= waited_until:
                 return None
-            time.sleep(0.01)
+            self.clock.sleep(0.01)
         return stop
 
     def _lost(self, slot: _Slot) -> None:

@@ -1,4 +1,4 @@
-"""A worker stopped by a SIGTERM that jobsplit did not send (issue 12): Slurm's time limit,
+"""A worker stopped by a SIGTERM (or a SIGUSR1, SIGUSR2 the run gets too) that jobsplit did not send (issue 12): Slurm's time limit,
 preemption and ``scontrol requeue`` signal every process of the job at once, so the workers may
 die of it before the run's own SIGTERM handler has asked them to stop. Their jobs were
 interrupted, not crashed: they go back to pending (no failure counted) and the run stops.
