@@ -1,5 +1,6 @@
-"""A worker stopped by a SIGTERM (or a SIGUSR1, SIGUSR2 the run gets too) that jobsplit did not send (issue 12): Slurm's time limit,
-preemption and ``scontrol requeue`` signal every process of the job at once, so the workers may
+"""A worker stopped by a SIGTERM that jobsplit did not send (issue 12), or by a SIGUSR1 or
+SIGUSR2 that the run gets too: Slurm's time limit, preemption and ``scontrol requeue`` (and
+``scancel --signal=USR1 --full``) signal every process of the job at once, so the workers may
 die of it before the run's own SIGTERM handler has asked them to stop. Their jobs were
 interrupted, not crashed: they go back to pending (no failure counted) and the run stops.
 
