@@ -437,7 +437,7 @@ def test_lines_ended_by_a_cr_alone_are_a_foreign_table(tmp_path, ends):
     data = text.replace("\n", "\r").encode("utf-8") + (b"appended\n" if ends == "cr-then-lf" else b"")
     path = tmp_path / "results.csv"
     path.write_bytes(data)
-    with pytest.raises(ForeignTable):
+    with pytest.raises(ForeignTable, match="has lines ended by a CR alone"):
         read_rows(path, header, "d" * 32, lambda job: True, digest_known=True)
 
 

@@ -134,14 +134,14 @@ def read_rows(
         text = text.removeprefix("\ufeff")  # a BOM: Excel's "CSV UTF-8"
         if "\n" not in text:
             if "\r" in text:  # its rows too, taken for none: the file was written again from the journal without them, and kept nowhere
-                raise ForeignTable(
-                    f'{path} has lines ended by a CR alone (saved as by a Mac spreadsheet\'s "CSV")', "convert its line ends (tr '\\r' '\\n') and run again"
-                )
+                raise _lines_ended_by_cr(path)
             return ResultRows([], {})
         body, first = text.index("\n") + 1, 2
         try:
             columns = next(row_cells([text[:body]]))
-        except csv.Error:  # a CR outside quotes: lines ended by a CR alone, then a newline; no header of this table (was a traceback)
+        except csv.Error:  # a CR outside quotes (was a traceback)
+            if "\r" in text[:body]:
+                raise _lines_ended_by_cr(path) from None  # then a newline: a line added since by another program
             columns = []
         modern = columns == [*header.columns, *RESERVED_COLUMNS]
         if not modern and not (digest_known and columns == [*header.columns, *_BEFORE_0_2]):
@@ -188,6 +188,10 @@ def read_rows(
 
 
 _BLOCK_LINES = 1024
+
+
+def _lines_ended_by_cr(path: Path) -> ForeignTable:
+    return ForeignTable(f'{path} has lines ended by a CR alone (saved as by a Mac spreadsheet\'s "CSV")', "convert its line ends (tr '\\r' '\\n') and run again")
 
 
 def _written_start(f: BinaryIO, lines: Iterable[str]) -> tuple[int, int, bool]:
