@@ -2,8 +2,9 @@
 
 The journal is the truth, and results.csv is rewritten from it at every start where it is not
 already the journal's rows as the journal wrote them. But a journal can be deleted, emptied,
-or replaced by an older copy while results.csv still holds rows that it does not; every row carries its ``Job ID`` and the ``Digest`` of the plan that made it, so
-such rows are taken back into the journal as done before results.csv is rewritten. Rows that
+or replaced by an older copy while results.csv still holds rows that it does not; every row
+carries its ``Job ID`` and the ``Digest`` of the plan that made it, so such rows are taken
+back into the journal as done before results.csv is rewritten. Rows that
 this plan cannot have made are never dropped: the run refuses to start instead. Lines that are
 no rows jobsplit wrote (damaged, or changed by a spreadsheet) are no results: the file is kept
 in a backup folder and they are named, never skipped in silence; only a last row cut short (a
@@ -188,6 +189,8 @@ def read_rows(
 
 
 _BLOCK_LINES = 1024
+"""Lines of the journal compared with results.csv at once: one comparison of some 400 KB runs at
+the speed of memory, and only a block is held."""
 
 
 def _lines_ended_by_cr(path: Path) -> ForeignTable:
