@@ -64,6 +64,7 @@ def test_the_eta_counts_the_running_jobs_reported_progress():
     etas = [s.eta for s in last]
     assert all(a > b for a, b in zip(etas, etas[1:])) and etas[-1] < 2, etas  # shrinks as the last job nears its end
     assert Snapshot("m", 3, 0, 0, 0, 5.0, (RunningJob(ID_A, "[0]", 0.0, 5.0),)).eta is None  # nothing to go by yet
+    assert Snapshot("m", 3, 2, 1, 0, 0.0).eta == 0.0  # nothing left, nothing run: a finished share started again said "ETA ?"
 
 
 def test_rates_are_never_in_scientific_notation_where_people_read_them():

@@ -48,8 +48,11 @@ class Snapshot:
         counted as work done: jobs of hours had no ETA until the first ended, and then one that
         grew while the last job went on (its own progress counted for nothing)."""
         underway = sum(min(1.0, max(0.0, job.fraction)) for job in self.running)
+        left = max(0.0, self.total - self.done - self.failed - underway)
+        if not left and not self.running:
+            return 0.0  # a finished share started again: "ETA ?" said it could not tell
         pace = (self.done_this_run + underway) / self.elapsed if self.elapsed > 0 else 0.0
-        return max(0.0, self.total - self.done - self.failed - underway) / pace if pace > 0 else None
+        return left / pace if pace > 0 else None
 
 
 class Display(Protocol):
