@@ -58,9 +58,9 @@ def run(args: argparse.Namespace, console: Console) -> int:
 
 
 def write_trace(facts: RunFacts, f: IO[str]) -> int:
-    """Write ``trace_document(facts)`` as compact JSON, the very same text, one event at a time:
-    the document of a million attempts took 1.6 GB beside the attempts themselves (a dict of
-    dicts per event, then its whole text). Returns the complete events written."""
+    """Write the trace as compact JSON, one event at a time: the whole document of a million
+    attempts took 1.6 GB beside the attempts themselves (a dict of dicts per event, then its
+    whole text). Returns the complete events written."""
     tail = json.dumps(_other(facts), separators=(",", ":"), allow_nan=False)[1:]  # its keys after the events, and the closing brace
     f.write('{"traceEvents":[')
     encode, attempts = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode, 0  # one encoder: json.dumps with arguments makes one a call
@@ -69,11 +69,6 @@ def write_trace(facts: RunFacts, f: IO[str]) -> int:
         attempts += event["ph"] == "X"
     f.write("]," + tail)
     return attempts
-
-
-def trace_document(facts: RunFacts) -> dict[str, Any]:
-    """The trace: metadata naming every machine and slot, then the attempts, track by track."""
-    return {"traceEvents": list(trace_events(facts)), **_other(facts)}
 
 
 def _other(facts: RunFacts) -> dict[str, Any]:
@@ -86,8 +81,6 @@ def _other(facts: RunFacts) -> dict[str, Any]:
 
 def trace_events(facts: RunFacts) -> Iterator[dict[str, Any]]:
     """The trace's events: metadata naming every machine and slot, then the attempts, track by track."""
-    if not facts.machines:
-        raise UserError("no machine folders to trace")
     for pid, machine in enumerate(facts.machines, start=1):
         yield _metadata("process_name", pid, None, name=machine.name)
         yield _metadata("process_sort_index", pid, None, sort_index=pid)
