@@ -89,7 +89,7 @@ _OUTSIDE_STOPS = {
     **dict.fromkeys(USER_SIGNALS, "a stop asked of the run's every process, as scancel --signal=USR1 --full does"),
 }
 """What sends each signal a worker dies of when it is stopped with the whole run (see
-Runner._stopped_from_outside)."""
+Runner._outside_stop)."""
 
 USER_SIGNAL_WAIT = 1.0
 """Seconds the run waits, after a worker died of SIGUSR1 or SIGUSR2, for the signal to reach it
@@ -578,13 +578,14 @@ class Runner:
 
     def _outside_stop(self, code: int | None) -> signal.Signals | None:
         """The signal a worker that died with exit status ``code`` was stopped by with the whole
-        run, if it was (None: it crashed): never by jobsplit (its stops and timeouts never come here), but by a scheduler's
-        time limit, preemption or requeue, which signal every process of the job at once, a
-        service manager its whole group, or a user's stop (scancel --signal=USR1 --full). A
-        worker dies of SIGTERM only once it has found that the job did not send it (see
-        worker._on_terminate); of SIGUSR1 or SIGUSR2 (a job's, at their defaults) only if the run
-        itself is asked to stop within USER_SIGNAL_WAIT: else its job sent it to its own process
-        group, the worker's (``kill -USR1 0``), and crashed its worker."""
+        run, if it was (None: it crashed). Never sent by jobsplit (its stops and timeouts never
+        come here), but by a scheduler's time limit, preemption or requeue, which signal every
+        process of the job at once, a service manager its whole group, or a user's stop (scancel
+        --signal=USR1 --full). A worker dies of SIGTERM only once it has found that the job did
+        not send it (see worker._on_terminate); of SIGUSR1 or SIGUSR2 (a job's, at their
+        defaults) the run counts a stop only if it is asked to stop itself within
+        USER_SIGNAL_WAIT: else the job sent it to its own process group, the worker's (``kill
+        -USR1 0``), and crashed its worker."""
         if code is None or -code not in _OUTSIDE_STOPS:
             return None
         stop = signal.Signals(-code)
