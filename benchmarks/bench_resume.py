@@ -13,8 +13,8 @@ and prints both with their peak resident memory (the process and its workers, ``
   changed (as by hand): every row after it is read back one by one, as every start did before,
   and results.csv is written again from the journal.
 
-Before issue 14's change a million jobs started again took 39.5 s and 2.0 GB here (the run
-itself 22 s and 0.7 GB). Target: starting a finished share again costs less time and memory
+Before issue 14's change a million jobs started again took 39.5 s and 2.0 GB here, about twice
+the run's time and three times its memory. Target: starting a finished share again costs less time and memory
 than running it. Figures are medians of ``--rounds``; only ratios within one run mean anything.
 
     .venv/bin/python benchmarks/bench_resume.py --jobs 1000000 --rounds 1
