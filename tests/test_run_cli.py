@@ -148,6 +148,15 @@ def test_run_through_a_terminal_answers_both_prompts(project):
     assert f"beta: {len(beta)} of {len(beta)} done (100.0%), 0 failed" in term.text
 
 
+def assert_answer_chooses(term: Terminal, answer: str, machine: str) -> None:
+    """``answer`` at the machine prompt chooses ``machine`` (the confirmation names it); then declined."""
+    term.send(answer)
+    shown = term.expect("Start?")
+    assert f"machine {machine}:" in shown, shown
+    term.send("n")
+    term.finish()
+
+
 def test_machines_named_by_numbers_are_chosen_by_name_only(tmp_path):
     """machines.json names machines "2", "5" and "node": the menu numbered them 1) 2, 2) 5,
     3) node, and the answer "2", this machine's name, chose the second line, machine 5. The
@@ -159,11 +168,7 @@ def test_machines_named_by_numbers_are_chosen_by_name_only(tmp_path):
     assert re.search(r"- 2 .*\n.*- 5 .*\n.*- node ", shown) and "1)" not in shown, shown
     term.send("3")  # a line number: no machine's name
     term.expect("Please answer with a machine's name")
-    term.send("2")
-    shown = term.expect("Start?")
-    assert "machine 2:" in shown, shown
-    term.send("n")
-    term.finish()
+    assert_answer_chooses(term, "2", "2")
 
 
 def test_a_machine_s_name_typed_in_another_case_at_the_prompt_chooses_it(project):
@@ -172,11 +177,7 @@ def test_a_machine_s_name_typed_in_another_case_at_the_prompt_chooses_it(project
     root, entry, config_dir, _ = project
     term = Terminal(entry, ["run", "--config-dir", str(config_dir), "--out", str(root / "out")], terminal_env(root))
     term.expect("Number or name")
-    term.send("BETA")
-    shown = term.expect("Start?")
-    assert "machine beta:" in shown, shown
-    term.send("n")
-    term.finish()
+    assert_answer_chooses(term, "BETA", "beta")
 
 
 def test_a_share_whose_done_jobs_are_in_another_folder_is_a_note_before_the_confirmation(project):
