@@ -31,7 +31,7 @@ from jobsplit.recorder import Recorder
 from jobsplit.text import rate_text
 from jobsplit.results import ResultsFile, csv_header_line
 from jobsplit.runner import Runner
-from jobsplit.sources import StaticShare, Task
+from jobsplit.sources import StaticShare
 from jobsplit.states import JobState
 from jobsplit.worker import WorkerSetup
 from runhelpers import HEADER, read_results, stepping_job
@@ -307,7 +307,7 @@ def test_progress_of_a_running_job_reaches_the_supervisor(tmp_path: Path, start_
     journal.initialize({"digest": "00" * 16}, ids)
     run = journal.begin_run(2, done_before=0, started=time.time(), host="here", pid=0, code="code", source="static")
     results = ResultsFile(tmp_path / "results.csv", csv_header_line(header), [])
-    source = StaticShare(Task(job_id, position) for position, job_id in enumerate(ids))
+    source = StaticShare(range(len(ids)), pool.ids_hex)
     recorder = Recorder(journal, results, run)
     runner = Runner(source, ProcessHub(context, setup), recorder, pool, workers=2, run=run)
     seen: dict[str, list[float]] = {job_id: [] for job_id in ids}

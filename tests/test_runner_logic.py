@@ -49,7 +49,7 @@ class Setup:
         self.workers, self.timeout, self.retries = workers, timeout, retries
 
     def runner(self, source: JobSource | None = None) -> Runner:
-        source = source or StaticShare((Task(job_id, p) for p, job_id in enumerate(self.ids)), self.retries)
+        source = source or StaticShare(range(len(self.ids)), self.pool.ids_hex, retries=self.retries)
         recorder = Recorder(self.journal, self.results, self.run_number, clock=self.clock)
         return Runner(source, self.hub, recorder, self.pool, workers=self.workers, run=self.run_number, timeout=self.timeout, clock=self.clock)
 
@@ -302,7 +302,7 @@ def test_crashes_are_retried_by_the_source_when_retries_are_left(make):
 
 def test_an_interrupt_records_running_jobs_as_interrupted_and_releases_the_rest(make):
     setup = make([("ok", 10.0, i) for i in range(5)], workers=2)
-    source = StaticShare((Task(job_id, p) for p, job_id in enumerate(setup.ids)))
+    source = StaticShare(range(len(setup.ids)), setup.pool.ids_hex)
     runner = setup.runner(source)
     stop_at = setup.clock.now + 3.0
     assert runner.run(lambda: setup.clock.now >= stop_at) is False
@@ -324,7 +324,7 @@ def test_a_stop_asked_with_nothing_left_to_run_is_a_settled_share(make):
     """A Ctrl-C while a finished share of a million jobs was read back: the run ended as
     "Interrupted: running jobs were stopped and will run again", exit 130, with nothing run."""
     setup = make([("ok", 1.0, i) for i in range(3)])
-    assert setup.runner(StaticShare([], 0)).run(lambda: True) is True
+    assert setup.runner(StaticShare([], setup.pool.ids_hex)).run(lambda: True) is True
     assert setup.hub.links == []
 
 
@@ -520,8 +520,8 @@ def test_a_scripted_source_drives_real_worker_processes(make, tmp_path):
 class SupersedingShare(StaticShare):
     """A static share that, like a shared queue whose claim lapsed, does not accept one done job."""
 
-    def __init__(self, tasks: Iterable[Task], refused: str) -> None:
-        super().__init__(tasks)
+    def __init__(self, pool: JobPool, refused: str) -> None:
+        super().__init__(range(len(pool)), pool.ids_hex)
         self.refused = refused
 
     def settle(self, ended: Sequence[tuple[Task, Outcome]]) -> list[JobState]:
@@ -534,7 +534,7 @@ def test_a_group_of_done_results_the_source_does_not_all_accept_is_recorded_one_
     done: one it supersedes is recorded as superseded, and its row stays out of results.csv."""
     setup = make([("ok", 0.0005, i) for i in range(300)])
     refused = setup.ids[150]
-    runner = setup.runner(SupersedingShare((Task(job_id, p) for p, job_id in enumerate(setup.ids)), refused))
+    runner = setup.runner(SupersedingShare(setup.pool, refused))
     assert runner.run(lambda: False) is True
     attempts = setup.attempts()
     assert attempts[refused] == [(1, "done", "superseded")]

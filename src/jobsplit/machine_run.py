@@ -8,6 +8,7 @@ what runs next. The runner, journal, results, logs and display are the same code
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import multiprocessing
@@ -17,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from . import balance
 from ._version import __version__
@@ -132,12 +133,11 @@ class MachineRun:
                     journal.close()
             finally:
                 connection.close()
-        positions = list(project.plan.share_of(settings.machine.name))
-        job_ids = project.pool.ids_hex(positions)
-        journal, fresh, kept = self._open_journal(job_ids)
+        share = project.plan.share_of(settings.machine.name)
+        journal, fresh, kept = self._open_journal(project.pool.ids_hex(share))  # the ids only while the journal is opened
         try:
             _stop_before_the_run(should_stop)
-            return self._run(journal, fresh, kept, dict(zip(job_ids, positions)), should_stop)
+            return self._run(journal, fresh, kept, share, should_stop)
         finally:
             journal.close()
 
@@ -179,7 +179,7 @@ class MachineRun:
             kept = folder.back_up(JOURNAL_FILES)
             self.events.notice(f"{folder.journal} is damaged ({damage}); it is kept in {kept}, and a new journal takes its place")
         existed = Journal.holds_a_plan(folder.journal)
-        share = set(job_ids) if job_ids is not None else set(project.pool.ids_hex(range(len(project.pool))))
+        share = functools.cache(lambda: set(job_ids if job_ids is not None else project.pool.ids_hex(range(len(project.pool)))))  # made for rows results.csv has beyond the journal's: none, as a rule
         if not existed and not folder.results.exists() and folder.segments():
             raise _lost_journal(folder.journal, folder.log)
         made = not folder.journal.exists()
@@ -191,7 +191,7 @@ class MachineRun:
                 journal.check(project.digest, job_ids if job_ids is not None else journal.job_ids(), project.digest_parts, project.config.as_document())  # a queue's holdings are its own
             try:
                 table = read_rows(
-                    folder.results, project.header, project.digest, share.__contains__, digest_known=existed, journal_lines=journal.result_lines() if existed else ()
+                    folder.results, project.header, project.digest, lambda job_id: job_id in share(), digest_known=existed, journal_lines=journal.result_lines() if existed else ()
                 )
             except ForeignTable as exc:
                 if not existed:
@@ -262,24 +262,23 @@ class MachineRun:
         return {m.name: len(share) for m, share in zip(plan.machines, plan.shares)}
 
     def _run(
-        self, journal: Journal, fresh: bool, kept: FileState | None, position_of: dict[str, int] | None, should_stop: Callable[[], bool],
+        self, journal: Journal, fresh: bool, kept: FileState | None, share: Sequence[int] | None, should_stop: Callable[[], bool],
         connection: balance.Connection | None = None,
     ) -> RunSummary:
+        """``share``: a static share's pool positions, in plan order; None: a shared queue."""
         project, settings, folder, clock = self.project, self.settings, self.folder, self.clock
-        to_run: list[tuple[str, int]] | None = None
+        to_run: _ToRun | None = None
         if fresh:  # nothing to read back: every job of the share is pending, in plan order
-            assert position_of is not None, "only a static share starts from a fresh journal"
-            counts: dict[str, int] = {**dict.fromkeys(JobState, 0), JobState.PENDING: len(position_of)}
+            assert share is not None, "only a static share starts from a fresh journal"
+            counts: dict[str, int] = {**dict.fromkeys(JobState, 0), JobState.PENDING: len(share)}
         else:
-            pool = project.pool
-            journal.close_crashed_runs(clock.time(), lambda job_id: pool.identity_text(position_of[job_id]) if position_of and job_id in position_of else None)
-            counts, to_run = journal.standing(retry_failed=settings.retry_failed)
+            counts, to_run = self._standing(journal, share)
         _stop_before_the_run(should_stop)
         failed_before = 0 if settings.retry_failed else counts[JobState.FAILED]
         say = _Say(self.events)
         if connection is None:
-            assert position_of is not None, "a static share knows its jobs"
-            feed = self._static_feed(to_run, counts, failed_before, position_of)
+            assert share is not None, "a static share knows its jobs"
+            feed = self._static_feed(to_run, counts, failed_before, share)
         else:
             feed = self._queue_feed(journal, counts, failed_before, connection, say)
         source, queue, workers = feed.source, feed.queue, feed.workers
@@ -378,18 +377,28 @@ class MachineRun:
         except StorageError:
             pass
 
-    def _static_feed(self, to_run: list[tuple[str, int]] | None, counts: dict[str, int], failed_before: int, position_of: dict[str, int]) -> _Feed:
+    def _standing(self, journal: Journal, share: Sequence[int] | None) -> tuple[dict[str, int], _ToRun]:
+        """A resumed journal, its crashed runs closed: the jobs per state, and the jobs of a
+        static ``share`` to run. The share's index by id is made only if a job needs it (one a
+        killed run left running, one to run): not for a finished share started again."""
+        pool = self.project.pool
+        index = functools.cache(lambda: dict(zip(pool.ids_hex(share), share)) if share is not None else {})
+        journal.close_crashed_runs(self.clock.time(), lambda job_id: pool.identity_text(index()[job_id]) if job_id in index() else None)
+        counts, to_run = journal.standing(retry_failed=self.settings.retry_failed)
+        if share is None or not to_run:
+            return counts, _ToRun([], [])
+        return counts, _ToRun([index()[job_id] for job_id, _ in to_run], [attempt + 1 for _, attempt in to_run])
+
+    def _static_feed(self, to_run: _ToRun | None, counts: dict[str, int], failed_before: int, share: Sequence[int]) -> _Feed:
         """This machine's share of the plan, what the journal does not hold as settled
-        (``to_run``, see Journal.to_run; None: a fresh journal, every job)."""
-        settings = self.settings
-        if to_run is None:  # every job, first attempts, in plan order (the dict's): one Task each, without a Python loop
-            tasks = list(map(Task, position_of, position_of.values()))
-        else:
-            tasks = [Task(job_id, position_of[job_id], attempt + 1) for job_id, attempt in to_run]
-        standing = (counts[JobState.DONE], failed_before, len(tasks))
+        (``to_run``; None: a fresh journal, every job of the share, first attempts)."""
+        settings, ids_of = self.settings, self.project.pool.ids_hex
+        source = StaticShare(share, ids_of, retries=settings.retries) if to_run is None else StaticShare(to_run.positions, ids_of, to_run.attempts, settings.retries)
+        left = source.remaining()
+        standing = (counts[JobState.DONE], failed_before, left)
         if (counts[JobState.DONE] or failed_before) and standing != self.standing_said:
             self.events.notice(f"resuming: {standing[0]:,} done, {standing[1]:,} failed, {standing[2]:,} to go")
-        return _Feed(StaticShare(tasks, settings.retries), min(settings.workers, max(len(tasks), 1)), f"{plural(len(tasks), 'job')} of {sum(counts.values())} to run")
+        return _Feed(source, min(settings.workers, max(left, 1)), f"{plural(left, 'job')} of {sum(counts.values())} to run")
 
     def _queue_feed(self, journal: Journal, counts: dict[str, int], failed_before: int, connection: balance.Connection, say: Callable[[str], None]) -> _Feed:
         """The shared queue, joined (or seeded: longest first when the entry gives ``cost=``,
@@ -441,6 +450,14 @@ jobs}``: a full disk often leaves room for a small write to the journal (SQLite'
 size) when the log's new gzip member finds none. Cleared once a later run's log said it."""
 _RESULTS_KEPT = "the results the journal recorded are kept, and jobs it did not record as done run again"
 """What a log's lost records cost: not the results (the journal commits its own)."""
+
+
+class _ToRun(NamedTuple):
+    """A resumed static share's jobs to run, in the journal's order: their pool positions and the
+    number of their next attempts."""
+
+    positions: list[int]
+    attempts: list[int]
 
 
 @dataclass(frozen=True)
