@@ -83,7 +83,7 @@ class Host:
             ended.wait()  # its pid: a process of this host that has ended
             instance = f"{self.queue.machine}/{socket.gethostname()}:{ended.pid}.1.{this_system()}-gone"
         client = self.queue._client
-        hosts = self.queue._keys[9]
+        hosts = self.queue._keys.hosts
         client.hset(hosts, instance, client.hget(hosts, self.queue.me) or 0)
         client.hdel(hosts, self.queue.me)
 
@@ -136,7 +136,7 @@ def test_a_step_back_of_the_server_s_clock_does_not_stop_the_queue(url) -> None:
     ids = ids_of(6)
     a = Host(url, "a", ids)
     a.queue.start()
-    client, meta = a.queue._client, a.queue._keys[0]
+    client, meta = a.queue._client, a.queue._keys.meta
     for field in ("hold_until", "seeded"):
         if client.hexists(meta, field):
             client.hset(meta, field, int(client.hget(meta, field)) + 600_000)
@@ -156,10 +156,10 @@ def move_server_times(host: Host, step: int) -> None:
     """Move the times the Redis server wrote (when a host last took, the claims' deadlines) by
     ``step`` ms: as its clock stepping by ``-step``, seen from those times."""
     client, keys = host.queue._client, host.queue._keys
-    if (heard := client.hget(keys[0], "heard")) is not None:
-        client.hset(keys[0], "heard", int(heard) + step)
-    for job, deadline in client.zrange(keys[3], 0, -1, withscores=True):
-        client.zadd(keys[3], {job: deadline + step})
+    if (heard := client.hget(keys.meta, "heard")) is not None:
+        client.hset(keys.meta, "heard", int(heard) + step)
+    for job, deadline in client.zrange(keys.leases, 0, -1, withscores=True):
+        client.zadd(keys.leases, {job: deadline + step})
 
 
 def test_a_step_back_of_the_server_s_clock_leaves_a_dead_host_s_claims_and_name_for_a_lease(url) -> None:
@@ -171,11 +171,11 @@ def test_a_step_back_of_the_server_s_clock_leaves_a_dead_host_s_claims_and_name_
     held = a.take(2)
     client, keys = a.queue._client, a.queue._keys
     instance = "a/elsewhere:1.1.other-host"  # a run of a on another host, that went silent
-    client.hset(keys[9], instance, int(client.hget(keys[9], a.queue.me)))
-    client.hdel(keys[9], a.queue.me)
+    client.hset(keys.hosts, instance, int(client.hget(keys.hosts, a.queue.me)))
+    client.hdel(keys.hosts, a.queue.me)
     step = 600_000  # ms: 2,000 leases of the test's
     move_server_times(a, step)
-    client.hset(keys[9], instance, int(client.hget(keys[9], instance)) + step)
+    client.hset(keys.hosts, instance, int(client.hget(keys.hosts, instance)) + step)
     time.sleep(LEASE + 0.1)
     assert sorted(t.job_id for t in take_all(b, 2)) == sorted(t.job_id for t in held)
     with pytest.raises(UserError, match="another run of a is taking jobs"):
@@ -223,7 +223,7 @@ def test_two_hosts_seeding_at_once_make_one_queue(url) -> None:
     epochs = {host.queue._seed(set(), hold=False) for host in hosts}  # three seedings racing: one wins
     assert len(epochs) == 1
     server = hosts[0].queue._client
-    assert server.pipeline().llen(queue_keys(DIGEST)[1]).execute() == [5000]
+    assert server.pipeline().llen(queue_keys(DIGEST).pending).execute() == [5000]
 
 
 def test_seeding_100000_jobs_is_quick_and_complete(url, capsys) -> None:
@@ -234,7 +234,7 @@ def test_seeding_100000_jobs_is_quick_and_complete(url, capsys) -> None:
     seconds = time.perf_counter() - began
     with capsys.disabled():
         print(f"\nseeding 100,000 jobs took {seconds:.2f} s")
-    assert host.queue._client.pipeline().llen(queue_keys(DIGEST)[1]).execute() == [100_000]
+    assert host.queue._client.pipeline().llen(queue_keys(DIGEST).pending).execute() == [100_000]
     assert [t.job_id for t in host.take(2)] == ids[:2]
 
 
@@ -450,9 +450,9 @@ def test_redis_lost_mid_run_then_back_empty(redis_server) -> None:
     assert any("seeded the shared queue" in s and "no job is handed out for 60 s" in s for s in a.said)
     assert a.queue.tally() == (6, 2, 0)  # both done jobs reported from the journal
     assert a.take(5) == []  # the hold: every host may report first
-    meta = a.queue._client.hgetall(a.queue._keys[0])
+    meta = a.queue._client.hgetall(a.queue._keys.meta)
     assert int(meta["hold_until"]) - int(meta["seeded"]) == 60_000  # one lease from the seeding
-    assert sorted(a.queue._client.lrange(a.queue._keys[1], 0, -1)) == ids[2:]  # what is handed out after it
+    assert sorted(a.queue._client.lrange(a.queue._keys.pending, 0, -1)) == ids[2:]  # what is handed out after it
 
 
 def test_unreachable_wrong_password_and_malformed_urls(redis_server, monkeypatch) -> None:
@@ -489,7 +489,7 @@ def test_a_queue_that_lost_its_waiting_jobs_is_seeded_again_not_waited_on(url) -
     a.finish([first])
     running = b.take(1)
     client, keys = a.queue._client, a.queue._keys
-    client.delete(keys[1])  # the waiting jobs, as an eviction takes them
+    client.delete(keys.pending)  # the waiting jobs, as an eviction takes them
     b.finish(running)
     assert a.take(2) == []
     assert any("the shared queue at redis://" in s and "lost jobs: 4 are left, none waiting or claimed" in s for s in a.said), a.said
@@ -498,8 +498,8 @@ def test_a_queue_that_lost_its_waiting_jobs_is_seeded_again_not_waited_on(url) -
     b.queue._next_renew = 0.0
     while b.queue._unavailable_since is not None or b.queue._epoch != a.queue._epoch:
         b.take(0)  # finds the new queue, reports b's done job
-    assert client.hgetall(keys[6]) == {first.job_id: "a", running[0].job_id: "b"}
-    client.hset(keys[0], "hold_until", 0)  # the hold's end, a lease on
+    assert client.hgetall(keys.done) == {first.job_id: "a", running[0].job_id: "b"}
+    client.hset(keys.meta, "hold_until", 0)  # the hold's end, a lease on
     assert sorted(t.job_id for t in take_all(a, 6)) == sorted(set(ids) - {first.job_id, running[0].job_id})
 
 

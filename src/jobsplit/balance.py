@@ -274,12 +274,26 @@ def machine_of(owner: str) -> str:
 # --- keys and figures ----------------------------------------------------------------------
 
 
-def queue_keys(digest: str) -> list[str]:
-    """The keys of the queue of one digest, in the order the scripts take them (see sources.redis).
+class QueueKeys(NamedTuple):
+    """The keys of the queue of one digest, in the order the scripts take them as ``KEYS[1]`` to
+    ``KEYS[10]`` (see sources.redis)."""
 
-    The digest in braces is a cluster hash tag: every key of one queue lives in one slot."""
+    meta: str
+    pending: str
+    owner: str
+    leases: str
+    token: str
+    failures: str
+    done: str
+    failed: str
+    stats: str
+    hosts: str
+
+
+def queue_keys(digest: str) -> QueueKeys:
+    """The digest in braces is a cluster hash tag: every key of one queue lives in one slot."""
     prefix = f"{KEY_PREFIX}{{{digest}}}:"
-    return [prefix + name for name in ("meta", "pending", "owner", "leases", "token", "failures", "done", "failed", "stats", "hosts")]
+    return QueueKeys._make(prefix + name for name in QueueKeys._fields)
 
 
 @dataclass(frozen=True)
@@ -306,9 +320,9 @@ class QueueFigures:
 
 def queue_figures(client: Client, digest: str) -> QueueFigures | None:
     """The figures of the queue of ``digest``, or None when this server holds no such queue."""
-    meta, _, owner, _, _, _, done, failed, stats, hosts = queue_keys(digest)
+    keys = queue_keys(digest)
     pipe = client.pipeline(transaction=True)
-    for call, key in ((pipe.hgetall, meta), (pipe.hvals, owner), (pipe.hvals, done), (pipe.hlen, failed), (pipe.hgetall, stats), (pipe.hgetall, hosts)):
+    for call, key in ((pipe.hgetall, keys.meta), (pipe.hvals, keys.owner), (pipe.hvals, keys.done), (pipe.hlen, keys.failed), (pipe.hgetall, keys.stats), (pipe.hgetall, keys.hosts)):
         call(key)
     pipe.time()
     info, owners, done_by, failed_count, counters, contacts, (seconds, micros) = pipe.execute()

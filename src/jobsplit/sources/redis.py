@@ -644,7 +644,7 @@ class RedisQueue:
         if self._acks and self._unavailable_since is None:
             self._send_acks()
         try:
-            self._leave_script(keys=[self._keys[9]], args=[self.me])
+            self._leave_script(keys=[self._keys.hosts], args=[self.me])
         except self._conn.lost:
             pass  # Redis is away: this run stops counting one lease after its last contact
         self._conn.close()
@@ -676,7 +676,7 @@ class RedisQueue:
         _LEAVE), nor one of this host whose process has ended (a crash, just restarted); one that
         died elsewhere (another host, container or boot, where its pid says nothing) counts
         until it has been silent for a lease."""
-        hosts, prefix = self._keys[9], f"{self.machine}/"
+        hosts, prefix = self._keys.hosts, f"{self.machine}/"
         try:
             contacts = self._client.hgetall(hosts)
             gone = [who for who in contacts if who.startswith(prefix) and _ended_here(who)]
@@ -701,7 +701,7 @@ class RedisQueue:
         failed = [job for job, state in states if state == JobState.FAILED]
         revive = first and self._retry_failed
         try:
-            epoch = self._client.hget(self._keys[0], "epoch")
+            epoch = self._client.hget(self._keys.meta, "epoch")
         except self._conn.lost as exc:
             self._unreachable(exc)
             raise _Unavailable from None
@@ -726,7 +726,7 @@ class RedisQueue:
     def _seed(self, exclude: set[str], *, hold: bool) -> str:
         """Seed the queue in one atomic step (unless another host just did); returns the epoch."""
         ids = [self._ids[p] for p in self._seed_order() if self._ids[p] not in exclude]
-        seed_key = f"{self._keys[0].rpartition(':')[0]}:seed:{secrets.token_hex(8)}"
+        seed_key = f"{self._keys.meta.rpartition(':')[0]}:seed:{secrets.token_hex(8)}"
         hold_ms = self._lease_ms if hold else 0
         try:
             pipe = self._client.pipeline(transaction=False)
@@ -767,7 +767,7 @@ class RedisQueue:
                 return []
             pipe = self._client.pipeline(transaction=False)
             for digest in digests:
-                pipe.hgetall(queue_keys(digest)[9])
+                pipe.hgetall(queue_keys(digest).hosts)
             pipe.time()
             *contacts, (seconds, micros) = pipe.execute()
         except self._conn.lost:
@@ -784,7 +784,7 @@ class RedisQueue:
         """Jobs Redis credits to this machine but its journal lacks (a --fresh start, a lost
         journal) go back to the queue: the journal is the truth about what this machine did."""
         try:
-            credited = self._client.hgetall(self._keys[6])
+            credited = self._client.hgetall(self._keys.done)
         except self._conn.lost as exc:
             self._unreachable(exc)
             raise _Unavailable from None
