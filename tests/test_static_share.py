@@ -39,15 +39,12 @@ class OneLine:
         states = []
         for task, outcome in ended:
             self.taken -= 1
-            if outcome == Outcome.DONE:
-                states.append(JobState.DONE)
-                continue
-            self.failures[task.job_id] += 1
-            if self.failures[task.job_id] <= self.retries:
+            failed = outcome != Outcome.DONE
+            self.failures[task.job_id] += failed
+            again = failed and self.failures[task.job_id] <= self.retries
+            if again:
                 self.waiting.append(task._replace(attempt=task.attempt + 1))
-                states.append(JobState.PENDING)
-            else:
-                states.append(JobState.FAILED)
+            states.append(JobState.PENDING if again else JobState.FAILED if failed else JobState.DONE)
         return states
 
     def release(self, tasks: Iterable[Task]) -> None:
