@@ -138,6 +138,7 @@ def test_a_journal_holds_the_share_only_in_its_own_order(tmp_path: Path, monkeyp
     journal.initialize({"digest": "0" * 32}, ids_of(range(7)))
     if other == ids_of(range(7)):
         journal.check("0" * 32, other, dict)
+        journal.check("0" * 32, tuple(other), dict)
     else:
         with pytest.raises(UserError, match="holds a different share than the plan"):
             journal.check("0" * 32, other, dict)

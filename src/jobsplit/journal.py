@@ -375,7 +375,7 @@ class Journal:
         rows = self._db.execute("SELECT job_id FROM job ORDER BY seq")
         start = 0
         while chunk := rows.fetchmany(_JOBS_AT_ONCE):
-            if [job_id for (job_id,) in chunk] != job_ids[start : start + len(chunk)]:
+            if [job_id for (job_id,) in chunk] != list(job_ids[start : start + len(chunk)]):  # any sequence: a tuple's slice never equals a list
                 return False
             start += len(chunk)
         return start == len(job_ids)
