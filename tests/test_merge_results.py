@@ -363,6 +363,20 @@ def test_a_machine_folder_copied_without_its_journal_is_named_not_missing(projec
     assert not merged.exists()
 
 
+def test_a_machine_folder_holding_only_its_results_csv_is_named_not_given(project, tmp_path):
+    """Only a host's results.csv copied (``scp host:out/m3/results.csv collected/m3/``): the
+    folder, named for a machine of the plan, was skipped as a merge saved there, and merge-results
+    said m3's whole share was missing with "no folder for this machine was given", which it was."""
+    root = project.copy(tmp_path / "collected", "m1", "m2")
+    (root / "m3").mkdir()
+    shutil.copy(project.out / "m3" / "results.csv", root / "m3" / "results.csv")
+    result = jobsplit_tool("merge-results", root, "-o", tmp_path / "merged.csv", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    said = " ".join(result.stderr.split())
+    assert "no folder for this machine was given" not in said, said
+    assert f"missing from m3: all 8 jobs ({root / 'm3'} holds a results.csv but no journal.sqlite, which the tools read: copy that machine's whole output folder" in said, said
+
+
 def test_a_merge_saved_in_a_folder_of_the_root_is_no_machine_and_may_be_written_again(project, tmp_path):
     """``merge-results OUT -o OUT/merged/results.csv``, then the same again after more results: the
     folder holding it was taken for a machine's without a journal (every tool refused the root),

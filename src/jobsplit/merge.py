@@ -35,7 +35,7 @@ from .digits import int_of_text
 from .errors import UserError
 from .fingerprint import UNKNOWN
 from .journal import Journal
-from .outdir import JOURNAL_FILE, RESULTS_FILE, find_machine_dirs, machine_dirs_below, repeated_machine_sentence, repeated_machines
+from .outdir import JOURNAL_FILE, RESULTS_FILE, find_machine_dirs, machine_dirs_below, repeated_machine_sentence, repeated_machines, results_without_journal
 from .results import row_cells
 from .snapshot import RunSnapshot, split_written_elsewhere
 from .sources.redis import RedisQueue
@@ -96,6 +96,8 @@ class Merged:
     run of that machine in contact), or stopped before its first claim. Not a second run of it."""
     below: dict[str, Path] = field(default_factory=dict)
     """Machines of ``absent`` whose folder lies one level below an output root given -> that folder."""
+    results_only: dict[str, Path] = field(default_factory=dict)
+    """Machines of ``absent`` whose folder in a root given holds a results.csv but no journal -> that folder."""
     behind: dict[Path, tuple[int, int]] = field(default_factory=dict)
     """Machine folders whose results.csv holds more rows than their journal -> (the journal's
     lines, results.csv's): a journal copied at another moment than results.csv."""
@@ -189,6 +191,7 @@ def merge(paths: Sequence[Path]) -> Merged:
     if not queue:
         merged.absent = {name: count for name, count in merged.plan.items() if name not in present and count}
         merged.below = machine_dirs_below(paths, merged.absent)
+        merged.results_only = results_without_journal(paths, merged.absent)
     return merged
 
 
@@ -230,7 +233,10 @@ def report(merged: Merged, console: Console) -> None:
     for name, count in sorted(merged.absent.items()):
         below = merged.below.get(name)
         where = f"; {below} holds one, a level further down than the folders read: give it too" if below else ""
-        console.print(f"missing from {name}: {_all(count)} (no folder for this machine was given{where})", markup=False, soft_wrap=True)
+        why = f"no folder for this machine was given{where}"
+        if (results_only := merged.results_only.get(name)) and not below:
+            why = f"{results_only} holds a {RESULTS_FILE} but no {JOURNAL_FILE}, which the tools read: copy that machine's whole output folder from its host again"
+        console.print(f"missing from {name}: {_all(count)} ({why})", markup=False, soft_wrap=True)
     now = time.time()
     for name, snapshot in sorted(merged.elsewhere.items()):
         console.print(

@@ -322,6 +322,24 @@ def machine_dirs_below(paths: Sequence[Path], machines: Iterable[str]) -> dict[s
     return found
 
 
+def results_without_journal(paths: Sequence[Path], machines: Iterable[str]) -> dict[str, Path]:
+    """Folders of ``machines`` in an output root given that hold a results.csv but no journal
+    (the results alone copied from a host): find_machine_dirs skips such a folder, as a
+    results.csv alone may be a merge saved there, and a merge called the machine's share missing
+    with "no folder for this machine was given"; named for a machine of the plan, it is that
+    machine's."""
+    found: dict[str, Path] = {}
+    names = list(machines)
+    for path in paths:
+        if (path / JOURNAL_FILE).is_file():
+            continue
+        for machine in names:
+            folder = path / folder_name(machine)
+            if machine not in found and (folder / RESULTS_FILE).is_file() and not (folder / JOURNAL_FILE).is_file():
+                found[machine] = folder
+    return found
+
+
 def _roots_below(path: Path) -> list[Path]:
     """The subfolders of ``path`` that are output roots (their own subfolders are machine folders)."""
     return [sub for sub in _subfolders(path) if _machines_in(sub)]
