@@ -75,6 +75,14 @@ class LockedError(Exception):
         self.lock = threading.Lock()
 
 
+class EndlessRepr:
+    """A cell with no text, whose repr() never ends (a lazy value that computes itself to show)."""
+
+    def __repr__(self):
+        time.sleep(600)
+        return "EndlessRepr()"
+
+
 def _append(variable, text):
     path = os.environ.get(variable)
     if path:
@@ -190,6 +198,8 @@ def job(*args, **kwargs):
         return {"Kind": kind, "Index": i, "Draw": draw, "Nope": 1}
     elif kind == "badcell":
         return (kind, i, draw, object())
+    elif kind == "endlessrepr":
+        return (kind, i, draw, EndlessRepr())
     elif kind == "dict":
         return {"Note": note, "Draw": draw, "Index": i, "Kind": kind}
     elif kind == "config":

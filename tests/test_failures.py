@@ -133,6 +133,19 @@ def test_a_hung_job_times_out_and_its_worker_slot_is_reused(tmp_path, start_meth
         assert started >= hung["started"] + 1.0 - 0.01
 
 
+@pytest.mark.parametrize("start_method", START_METHODS)
+def test_a_returned_value_whose_repr_hangs_times_out_like_its_job(tmp_path, start_method):
+    """A cell with no text makes the failure's message show its repr(), the job's own code: it ran
+    after the job counted as ended, beyond --timeout and a stop's reach, and a repr that never
+    ended hung the worker, and the run, for ever (shown with 0 jobs running)."""
+    lead = lambda n: [["endlessrepr", 3500 + n]]
+    result, pool, jobs, rows, side = run_failing(tmp_path, lead, start_method, "--timeout", "1")
+    assert result.returncode == 1, result.stderr
+    hung = jobs[spec_id(pool[0])]
+    assert (hung["state"], hung["outcome"]) == ("failed", "timeout"), hung
+    assert_others_done(pool, pool[:1], jobs, rows, side)
+
+
 def test_the_timeout_can_come_from_config_ini(tmp_path):
     from runhelpers import CONFIG
 

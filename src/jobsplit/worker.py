@@ -480,7 +480,7 @@ class _Outbox:
     and formatting the row took about 45 us of a 10 ms job's 230 us gap; a group's rows are
     formatted in one warm loop. Such values run no code of the job's and no later job can change
     them, so the row is the same whenever, and in whichever thread, it is made. Any other value
-    is formatted at once, in the job thread, as the job left it.
+    is formatted in the job thread as the job returns it, in the job's own time (see cells_in_job).
     """
 
     def __init__(self, results: Connection, rows: RowFormatter) -> None:
@@ -511,6 +511,22 @@ class _Outbox:
             return
         internal: list[int] = []
         self._append(_finished(self._rows, returned, internal), returned.running_time, bool(internal))
+
+    def cells_in_job(self, value: Any) -> tuple[Any, str | None]:
+        """The cells of a value that is not plain (see add_returned), or why it has none, made
+        while its job still counts as running: they run the value's own code (``__float__``,
+        ``item()``, ``__repr__`` for the failure's message), which may be slow or never end.
+        Made after the job, beyond --timeout and a stop's reach, such a value hung its worker,
+        and the run, for ever. A failure of jobsplit's own (or no memory) is left to _finished,
+        which says so."""
+        try:
+            return _Cells(self._rows.cells(value)), None
+        except ResultShapeError as exc:
+            return None, clean_text(f"wrong result shape: {exc}; the job returned: {bounded_repr(value)}")
+        except MemoryError:
+            return value, None
+        except Exception as exc:  # noqa: BLE001 - a value whose own methods fail is the job's; else ours
+            return (value, None) if _raised_in_jobsplit(exc.__traceback__) else (None, clean_text(traceback.format_exc()))
 
     def _append(self, item: _Entry | _Returned, running_time: float, internal: bool = False) -> None:
         with self._lock:  # an attempt and its internal mark travel in one group
@@ -555,6 +571,10 @@ class _Outbox:
 
 
 _PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
+class _Cells(list[str]):
+    """A job's result cells as text, made while it ran (see _Outbox.cells_in_job)."""
 
 
 def _finished(rows: RowFormatter, returned: _Returned, internal: list[int]) -> _Entry:
@@ -701,6 +721,8 @@ class _JobRunner:
                 value = setup.job(*args, **kwargs, random_obj=rng, config=self.config, progress=self.progress)
             else:
                 value = setup.job(*args, rng, self.config, progress=self.progress)
+            if not _forked and type(value) not in _PLAIN and not (type(value) is tuple and _PLAIN.issuperset(map(type, value))):
+                value, error = outbox.cells_in_job(value)
             _recording = True
             _in_job = False
         except BaseException as exc:  # noqa: BLE001 - anything a job raises is that job's failure
