@@ -169,6 +169,22 @@ def test_numpy_values_are_written_as_their_python_values_and_a_one_dimensional_a
 
 
 
+def test_a_masked_numpy_value_is_an_empty_cell_not_the_value_under_its_mask():
+    """The mean of an array whose every value is masked (``numpy.ma.masked_invalid(x).mean()``
+    over NaNs) is ``numpy.ma.masked``, a missing value: it was written as 0.0, the number under
+    its mask, and a masked 0-d array as its hidden value, silently; a masked item of a row was
+    already an empty cell."""
+    numpy = pytest.importorskip("numpy")
+    fully = numpy.ma.masked_invalid([numpy.nan, numpy.nan])
+    assert formatter("Only").cells(fully.mean()) == [""]
+    rows = formatter("Mean", "Other")
+    assert rows.cells((fully.mean(), numpy.ma.array(5.0, mask=True))) == ["", ""]
+    assert rows.cells(numpy.ma.array([1.5, 2.5], mask=[False, True])) == ["1.5", ""]
+    assert rows.cells((numpy.ma.array([1.0, 2.0], mask=[False, True]).sum(), numpy.ma.array(3.0, mask=False))) == ["1.0", "3.0"]
+    with pytest.raises(ResultShapeError, match="the value for column 'Only' is a MaskedArray"):  # several items in one cell
+        formatter("Only").cells([numpy.ma.array([1.0, 2.0], mask=[True, False])])
+
+
 def test_numpy_datetimes_are_iso_8601_to_the_nanosecond_and_durations_fail_saying_why():
     """A pandas column of times is ``datetime64[ns]`` (pandas 2), whose ``item()`` is an integer (no Python
     datetime holds nanoseconds): such a value was written as 1709368200000000000, silently. A

@@ -222,9 +222,13 @@ def _item(value: Any) -> Any:
     if not callable(item):
         return _NO_ITEM
     try:
-        return item()
+        plain = item()
     except (TypeError, ValueError):  # an array of more than one item, say
         return _NO_ITEM
+    mask = getattr(value, "mask", None)  # a NumPy masked value: ``numpy.ma.masked``, the mean of values all masked
+    if mask is not None and not callable(mask) and callable(getattr(mask, "any", None)) and mask.any():
+        return None  # missing, as a masked item of a row is: item() gave the number under the mask (0.0 for numpy.ma.masked)
+    return plain
 
 
 def quoted_cell(cell: str) -> str:
