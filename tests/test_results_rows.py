@@ -207,6 +207,16 @@ def test_numpy_datetimes_are_iso_8601_to_the_nanosecond_and_durations_fail_sayin
             formatter("Only").cells(duration)
 
 
+def test_pandas_not_a_time_is_an_empty_cell_as_numpy_s_is():
+    """``pandas.NaT`` (the latest time of an empty column, a failed ``to_datetime``) is a
+    ``datetime`` whose ``isoformat()`` is "NaT": it was written as that text, no ISO 8601 time,
+    where NumPy's NaT beside it is an empty cell."""
+    numpy = pytest.importorskip("numpy")
+    pandas = pytest.importorskip("pandas")
+    assert formatter("Latest", "Missing").cells((pandas.NaT, numpy.datetime64("NaT", "ns"))) == ["", ""]
+    assert formatter("Only").cells(pandas.Series({"Only": pandas.NaT}, dtype=object)) == [""]
+
+
 @numbers.Integral.register
 class _NoInt:
     """An integer whose conversion fails in C, as a NumPy value's may."""

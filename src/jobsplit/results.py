@@ -174,6 +174,8 @@ def _text(value: Any, column: str) -> str | None:
     to_text = _SCALAR_TEXT.get(type(plain))
     if to_text is not None:  # never for _NO_ITEM, a bare object()
         return to_text(plain)  # type: ignore[no-any-return]
+    if plain is _NO_ITEM and isinstance(value, datetime.date) and value != value:  # noqa: PLR0124 - pandas' NaT, a datetime unequal to itself
+        return ""  # missing, as NumPy's NaT is: its isoformat() wrote "NaT", no time
     return standard_text(value if plain is _NO_ITEM else plain)
 
 
