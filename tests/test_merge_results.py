@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import shutil
 import signal
@@ -448,6 +449,29 @@ def test_machines_missing_from_a_large_root_are_looked_for_below_it_in_few_looks
 
 
 # --- found problems ------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0 or not shutil.which("chattr"), reason="makes a folder no one may write (chattr +i): needs root")
+def test_a_journal_and_its_wal_in_a_folder_no_one_may_write_are_named_so_by_every_tool(project, tmp_path):
+    """A copy taken while the run went on (its newest pages in journal.sqlite-wal, without the
+    -shm) in an archive or a colleague's folder: SQLite must write the -shm to read the -wal.
+    merge-results and status said so, while report and trace said the journal was not usable,
+    to copy it again from its host, which would change nothing."""
+    root = project.copy(tmp_path / "collected", *MACHINES)
+    journal = root / "m3" / "journal.sqlite"
+    keep_wal = "import os, sqlite3, sys; db = sqlite3.connect(sys.argv[1]); db.execute(\"INSERT INTO meta VALUES ('copied', 'mid-run')\"); db.commit(); os._exit(0)"
+    subprocess.run([sys.executable, "-c", keep_wal, journal], check=True, timeout=60)
+    journal.with_name("journal.sqlite-shm").unlink()
+    assert journal.with_name("journal.sqlite-wal").stat().st_size > 0
+    if subprocess.run(["chattr", "+i", journal.parent], capture_output=True, check=False).returncode != 0:
+        pytest.skip("this file system has no immutable folders")
+    try:
+        for tool in (["merge-results", root, "-o", "-"], ["status", root], ["report", root, "-o", "-"], ["trace", root, "-o", "-"]):
+            result = jobsplit_tool(*tool, cwd=tmp_path)
+            (error,) = error_lines(result.stderr)
+            assert result.returncode == 2 and f"{journal} cannot be read where it is" in error and "its folder is read-only" in error, (tool, result.stderr)
+    finally:
+        subprocess.run(["chattr", "-i", journal.parent], check=True)
 
 
 def test_output_in_a_missing_folder_is_an_error_line(project, tmp_path):

@@ -286,12 +286,7 @@ class Journal:
         except sqlite3.DatabaseError as exc:
             self._db.close()
             if read_only:
-                if not may_write(path.parent):
-                    raise UserError(
-                        f"{path} cannot be read where it is ({exc}): its folder is read-only, and SQLite writes {path.name}-shm beside "
-                        f"its {path.name}-wal to read them; copy the folder somewhere you can write, or read it as its owner"
-                    ) from None
-                raise UserError(f"{path} is not a usable jobsplit journal ({exc}); {copy_again(path)}") from None
+                raise unusable_journal(path, exc) from None
             raise self._storage_error(exc) or UserError(
                 f"{path} cannot be used ({exc}); close any program that holds it open (a sqlite3 shell, say) and run again"
             ) from None
@@ -663,6 +658,19 @@ def read_only_connection(path: Path) -> sqlite3.Connection:
     ("malformed"), and the tool is run again."""
     finished = not path.with_name(path.name + "-wal").exists() and (not may_write(path.parent) or owned_here(path) is False)
     return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro{'&immutable=1' if finished else ''}", uri=True, isolation_level=None, timeout=5)
+
+
+def unusable_journal(path: Path, exc: sqlite3.Error) -> UserError:
+    """Why a tool cannot read the journal at ``path``: a folder this user may not write, where
+    SQLite must make the -shm beside a -wal to read them (a copy taken mid-run, in an archive),
+    or the journal itself (a bad copy). Every tool says the same: report and trace told a user
+    of such a folder to copy it again from its host, which changed nothing."""
+    if not may_write(path.parent):
+        return UserError(
+            f"{path} cannot be read where it is ({exc}): its folder is read-only, and SQLite writes {path.name}-shm beside "
+            f"its {path.name}-wal to read them; copy the folder somewhere you can write, or read it as its owner"
+        )
+    return UserError(f"{path} is not a usable jobsplit journal ({exc}); {copy_again(path)}")
 
 
 def _create_or_refuse(path: Path) -> None:

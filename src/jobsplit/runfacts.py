@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .errors import UserError
-from .journal import copy_again, read_only_connection
+from .journal import copy_again, read_only_connection, unusable_journal
 from .logmerge import LogFile, damage_sentence
 from .merge import refuse_mixed_plans
 from .outdir import JOURNAL_FILE, MachineDir, find_machine_dirs
@@ -201,7 +201,7 @@ def _load_machine(path: Path) -> tuple[dict[str, str], MachineFacts]:
         running = db.execute("SELECT job_id, attempt, slot, pid, started FROM running ORDER BY started, job_id").fetchall()
         db.execute("COMMIT")
     except sqlite3.Error as exc:
-        raise UserError(f"{journal} is not a usable jobsplit journal ({exc}); {copy_again(journal)}") from None
+        raise unusable_journal(journal, exc) from None
     finally:
         db.close()
     name = meta["machine"]
