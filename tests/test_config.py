@@ -242,6 +242,15 @@ def test_bad_headers(tmp_path, text, needle):
     assert "header.csv" in message and needle in message
 
 
+@pytest.mark.parametrize("name", ['"Volume\nEstimate"', '"Volume\r\nEstimate"', '"Volume\rEstimate"'])
+def test_a_column_name_with_a_line_break_is_refused(tmp_path, name):
+    """A quoted name holding a line break (a spreadsheet cell with Alt+Enter) was taken: results.csv's
+    header then took two lines, and merge-results said the journal was behind the results.csv
+    beside it (a line more there than rows), to copy the folder again, of a complete folder."""
+    with pytest.raises(UserError, match=r"header\.csv names the column 'Volume\\[rn].*Estimate', which holds a line break; write each name on one line"):
+        load_header(header_file(tmp_path, f"Run Start Time,Job Running Time,Job Start Time,{name},Error\n"))
+
+
 def test_missing_header_points_to_init(tmp_path):
     with pytest.raises(UserError, match=r"header\.csv not found.*`init`"):
         load_header(tmp_path / "header.csv")

@@ -240,6 +240,8 @@ def load_header(path: Path) -> Header:
     for column in columns:
         if not column:
             raise UserError(f"{path} has an empty column name; name every column or remove the empty cell")
+        if "\n" in column or "\r" in column:  # a quoted cell with Alt+Enter: results.csv's header took two lines, which merge-results counted as a row
+            raise UserError(f"{path} names the column {column!r}, which holds a line break; write each name on one line")
         if column in RESERVED_COLUMNS:
             raise UserError(f"{path} names the column \"{column}\", which jobsplit adds itself (with {', '.join(RESERVED_COLUMNS)}); rename it")
         if column in seen:
