@@ -250,6 +250,22 @@ def test_per_job_logs_stay_put_when_a_job_changes_directory(tmp_path):
         assert f"moved job {i}" in gunzip(machine_dir / "jobs" / f"{job_id}.log.gz")
 
 
+def test_per_job_logs_keep_the_run_s_mode_whatever_umask_a_job_left(tmp_path):
+    """A job's ``os.umask`` stays for the jobs after it on its worker (as documented), and the
+    worker made jobsplit's own per-job logs of those jobs with it: mode 000 after ``umask(0o777)``,
+    files their owner could not read, or world-writable ones after ``umask(0)``."""
+    entry = make_project(tmp_path, 'print(f"job {i}")\nif i == 0:\n    os.umask(0o777)\nelif i == 1:\n    os.umask(0)\nreturn i\n', config="[logging]\nper_job = true\n", pool="list(range(4))")
+    before = os.umask(0o022)
+    try:
+        result = run(tmp_path, entry, workers=1)
+    finally:
+        os.umask(before)
+    assert result.returncode == 0, result.stderr
+    machine_dir = tmp_path / "out" / "m1"
+    modes = {path.name: oct(path.stat().st_mode & 0o777) for path in (machine_dir / "jobs").iterdir()}
+    assert len(modes) == 4 and set(modes.values()) == {"0o644"}, modes
+
+
 def test_control_characters_a_job_writes_are_escaped_so_the_logs_stay_text(tmp_path):
     """A NUL, a colour code's ESC or a bell a job prints or logs made ``zcat log.gz | grep`` say
     "binary file matches" for the whole machine log; they are escaped like binary junk."""

@@ -54,6 +54,11 @@ class OutputCapture:
         """``pipes``: (read end, write end) of the pipe of each of STREAMS."""
         self._send = send
         self._per_job_dir = per_job_dir
+        umask = os.umask(0o022)
+        os.umask(umask)
+        self._per_job_mode = 0o666 & ~umask
+        """A per-job log's mode, as the run's umask gives it: a job's ``os.umask`` stays for the
+        jobs after it on this worker, and their logs were made with it (mode 000 after 0o777)."""
         self._job = "-"
         self._job_file: TextIO | None = None
         self._lock = threading.RLock()
@@ -96,6 +101,7 @@ class OutputCapture:
                 self._job_file = gzip.open(  # noqa: SIM115 - closed when the job ends
                     self._per_job_dir / f"{job_id}.log.gz", "wt", encoding="utf-8", errors="backslashreplace"
                 )
+                os.fchmod(self._job_file.fileno(), self._per_job_mode)
 
     def end_job(self) -> None:
         """Everything written so far belongs to the job that just ended, its last line too."""
