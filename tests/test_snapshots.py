@@ -198,7 +198,22 @@ def test_the_writer_writes_every_interval_and_at_once_when_asked(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["progress.json"]  # no temporary file left
 
 
-def test_a_damaged_snapshot_is_named(tmp_path):
-    (tmp_path / "progress.json").write_text('{"machine": "m"}')
-    with pytest.raises(UserError, match=r"progress\.json is not a jobsplit progress snapshot"):
-        read_snapshot(tmp_path)
+@pytest.mark.parametrize("damage", ["", '{"machine": "m"}', '{"format": 1, "machine": "sim[0]", "do', '["not", "a", "snapshot"]'], ids=["empty", "fields missing", "cut short", "a list"])
+def test_a_damaged_snapshot_is_no_snapshot_and_the_journal_is_read(runs, damage):
+    """A copy cut short (or an emptied progress.json) beside a complete journal: every tool
+    refused the folder and the machine's own run refused to start, saying to copy the folder
+    again from its host. The journal holds the truth; the run writes its snapshot anew."""
+    folder = runs / "sim@0"
+    kept = (folder / "progress.json").read_bytes()
+    try:
+        (folder / "progress.json").write_text(damage)
+        assert read_snapshot(folder) is None
+        assert "sim[0]" not in merge([runs]).absent
+        assert {s.name: s.state for s in gather([runs])[1]}["sim[0]"] == "finished"
+        base = runs.parent
+        args = ["run", "--machine", "sim", "--array-index", "0", "--yes", "--console", "plain", "--out", runs, "--nice", "0"]
+        result = run_entry(base / "entry.py", *args, env=env_for(base), cwd=base)
+        assert result.returncode == 0, result.stderr
+        assert (read_snapshot(folder) or pytest.fail("no snapshot written")).state == "completed"
+    finally:
+        (folder / "progress.json").write_bytes(kept)

@@ -102,7 +102,11 @@ def write_snapshot(folder: Path, snapshot: RunSnapshot, *, writer: str = "partia
 
 
 def read_snapshot(folder: Path) -> RunSnapshot | None:
-    """The folder's snapshot, None if it has none (an older jobsplit ran there)."""
+    """The folder's snapshot, None if it has none (an older jobsplit ran there) or if it is
+    damaged (a copy cut short, an emptied file): a snapshot is only a summary, written whole by
+    its run (see atomic_file), and the journal beside it holds the truth. Taken for a damaged
+    folder, it made every tool refuse a complete journal, and the machine's own run refuse to
+    start, telling the user to copy the folder again from its host (the run writes it anew)."""
     path = folder / PROGRESS_FILE
     try:
         doc = json.loads(path.read_bytes())
@@ -111,8 +115,8 @@ def read_snapshot(folder: Path) -> RunSnapshot | None:
         return None
     except OSError as exc:
         raise UserError(f"{path} cannot be read ({describe_os_error(exc)}); check the folder's permissions") from None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise UserError(f"{path} is not a jobsplit progress snapshot ({type(exc).__name__}: {exc}); copy the folder again from its host") from None
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def written_elsewhere(folder: Path, now: float) -> RunSnapshot | None:
