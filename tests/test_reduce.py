@@ -21,6 +21,7 @@ import pytest
 
 from conftest import entry_env, error_lines, run_entry, write_config_dir
 from jobsplit.digits import every_digit
+from jobsplit.errors import UserError
 
 HEADER = ("Run Start Time", "Job Running Time", "Job Start Time", "Value", "Noise")
 MACHINES = {"m1": [1.0, 2], "m2": [1.0, 2], "m3": [1.0, 2]}
@@ -382,3 +383,29 @@ def test_the_reduced_value_is_written_faithfully_or_refused(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr and not (tmp_path / "fails.json").exists(), result.stderr
     (error,) = error_lines(result.stderr)
     assert "the reduce function's value cannot be written as JSON (it holds a generator)" in error
+
+
+def test_nan_and_infinity_are_written_as_strings_json_readers_take():
+    """JSON has no NaN or infinity: Python wrote them bare, and a strict reader (JavaScript's
+    JSON.parse, R's jsonlite) refused the whole file. Written as proto3's JSON mapping writes
+    them, wherever they lie: in a dict, a list, a tuple, a set, a key, a NumPy array or scalar."""
+    numpy = pytest.importorskip("numpy")
+    from jobsplit.reduction import _json_text
+
+    nan, inf = float("nan"), float("inf")
+    value = {
+        "mean": nan, "max": inf, "min": -inf, "fine": 1.5, "pair": (nan, 2), "deep": [[{"x": -inf}]], "set": {inf},
+        nan: "a key", "array": numpy.array([nan, 1.0, -inf]), "scalar": numpy.float32("nan"), "wide": numpy.float64(inf),
+    }
+
+    def refuse(constant: str) -> None:
+        pytest.fail(f"a bare {constant} in the JSON")
+
+    assert json.loads(_json_text(value), parse_constant=refuse) == {
+        "mean": "NaN", "max": "Infinity", "min": "-Infinity", "fine": 1.5, "pair": ["NaN", 2], "deep": [[{"x": "-Infinity"}]], "set": ["Infinity"],
+        "NaN": "a key", "array": ["NaN", 1.0, "-Infinity"], "scalar": "NaN", "wide": "Infinity",
+    }
+    cycle: list = [1.0]
+    cycle.append(cycle)
+    with pytest.raises(UserError, match=r"cannot be written as JSON \(Circular reference detected\)"):
+        _json_text(cycle)

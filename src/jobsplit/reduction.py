@@ -13,6 +13,7 @@ printout (``str()`` of an array, or of a DataFrame cut short with ``...``).
 from __future__ import annotations
 
 import json
+import math
 import numbers
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -76,8 +77,8 @@ def _json_text(value: Any) -> str:
     """The value as JSON, every digit of its integers written (Python's ``str()`` of an int stops at 4,300)."""
     try:
         with every_digit():
-            return json.dumps(value, indent=2, default=_json_plain) + "\n"  # ASCII: a lone surrogate as its \u escape
-    except (TypeError, ValueError) as exc:  # a key of no JSON type, a circular reference, or _json_plain's refusal
+            return json.dumps(_finite(value), indent=2, default=_json_plain, allow_nan=False) + "\n"  # ASCII: a lone surrogate as its \u escape
+    except (TypeError, ValueError, RecursionError) as exc:  # nested too deep, a key of no JSON type, a circular reference, or _json_plain's refusal
         raise UserError(f"the reduce function's value cannot be written as JSON ({exc}); return numbers, strings, booleans, None, lists and dicts") from None
 
 
@@ -86,18 +87,36 @@ def _json_plain(value: Any) -> Any:
     if (text := standard_text(value)) is not None:  # a date, a time, a path: as results.csv has them
         return text
     if isinstance(value, (set, frozenset)):
-        return sorted(value, key=repr)
+        return _finite(sorted(value, key=repr))
     if isinstance(value, numbers.Integral):
         return int(value)
     if isinstance(value, numbers.Real):
-        return float(value)
+        return _finite(float(value))
     if isinstance(value, numbers.Number):  # a Decimal as its exact text; a complex number
         return str(value)
     for convert in ("to_dict", "tolist"):  # pandas' Series (by label) and DataFrame; NumPy's arrays and scalars
         method = getattr(value, convert, None)
         if callable(method):
-            return method()
+            return _finite(method())
     raise TypeError(f"it holds {article(type(value).__name__)} {type(value).__name__}")
+
+
+def _finite(value: Any, within: frozenset[int] = frozenset()) -> Any:
+    """``value`` with every NaN and infinity among its floats, its lists' and dicts' (keys too),
+    as the strings "NaN", "Infinity" and "-Infinity", as proto3's JSON mapping writes them: JSON
+    has no such numbers. Python wrote them bare, and JavaScript's JSON.parse, R's jsonlite and
+    every strict reader refused the whole summary.json (Python's own reads them back either way:
+    ``float("Infinity")``). ``within``: the containers it lies in, to refuse a cycle as json does."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else "NaN" if value != value else "Infinity" if value > 0 else "-Infinity"  # noqa: PLR0124 - NaN is unequal to itself
+    if not isinstance(value, (dict, list, tuple)):
+        return value
+    if id(value) in within:
+        raise ValueError("Circular reference detected")
+    within |= {id(value)}
+    if isinstance(value, dict):
+        return {_finite(key, within): _finite(item, within) for key, item in value.items()}
+    return [_finite(item, within) for item in value]
 
 
 def _csv_text(value: Any) -> str:
