@@ -376,6 +376,10 @@ def test_a_machine_folder_holding_only_its_results_csv_is_named_not_given(projec
     said = " ".join(result.stderr.split())
     assert "no folder for this machine was given" not in said, said
     assert f"missing from m3: all 8 jobs ({root / 'm3'} holds a results.csv but no journal.sqlite, which the tools read: copy that machine's whole output folder" in said, said
+    result = jobsplit_tool("status", root, cwd=tmp_path)  # status shows m3 as not started, and says why
+    assert result.returncode == 0, result.stderr
+    said = " ".join((result.stdout + result.stderr).split())
+    assert f"m3 is shown as not started: {root / 'm3'} holds a results.csv but no journal.sqlite" in said, said
 
 
 def test_a_merge_saved_in_a_folder_of_the_root_is_no_machine_and_may_be_written_again(project, tmp_path):

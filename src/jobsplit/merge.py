@@ -35,7 +35,7 @@ from .digits import int_of_text
 from .errors import UserError
 from .fingerprint import UNKNOWN
 from .journal import Journal
-from .outdir import JOURNAL_FILE, RESULTS_FILE, find_machine_dirs, machine_dirs_below, repeated_machine_sentence, repeated_machines, results_without_journal
+from .outdir import JOURNAL_FILE, RESULTS_FILE, find_machine_dirs, machine_dirs_below, repeated_machine_sentence, repeated_machines, results_only_sentence, results_without_journal
 from .results import row_cells
 from .snapshot import RunSnapshot, split_written_elsewhere
 from .sources.redis import RedisQueue
@@ -235,7 +235,7 @@ def report(merged: Merged, console: Console) -> None:
         where = f"; {below} holds one, a level further down than the folders read: give it too" if below else ""
         why = f"no folder for this machine was given{where}"
         if (results_only := merged.results_only.get(name)) and not below:
-            why = f"{results_only} holds a {RESULTS_FILE} but no {JOURNAL_FILE}, which the tools read: copy that machine's whole output folder from its host again"
+            why = results_only_sentence(results_only)
         console.print(f"missing from {name}: {_all(count)} ({why})", markup=False, soft_wrap=True)
     now = time.time()
     for name, snapshot in sorted(merged.elsewhere.items()):

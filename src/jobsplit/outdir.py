@@ -340,6 +340,11 @@ def results_without_journal(paths: Sequence[Path], machines: Iterable[str]) -> d
     return found
 
 
+def results_only_sentence(folder: Path) -> str:
+    """Why the tools take a folder holding a results.csv and no journal for no folder at all."""
+    return f"{folder} holds a {RESULTS_FILE} but no {JOURNAL_FILE}, which the tools read: copy that machine's whole output folder from its host again"
+
+
 def _roots_below(path: Path) -> list[Path]:
     """The subfolders of ``path`` that are output roots (their own subfolders are machine folders)."""
     return [sub for sub in _subfolders(path) if _machines_in(sub)]

@@ -39,7 +39,7 @@ from .errors import UserError
 from .journal import Journal
 from .machines import sort_key, split_member
 from .merge import refuse_mixed_plans
-from .outdir import JOURNAL_FILE, find_machine_dirs, repeated_machine_sentence, repeated_machines
+from .outdir import JOURNAL_FILE, find_machine_dirs, repeated_machine_sentence, repeated_machines, results_only_sentence, results_without_journal
 from .recorder import HEARTBEAT
 from .schedulers.slurm import format_indices
 from .snapshot import RunSnapshot, read_snapshot
@@ -240,6 +240,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
         _machine_table(digest, statuses, overall(statuses, pool))
     for name, folders in repeated.items():
         console.print(repeated_machine_sentence(name, folders), markup=False, soft_wrap=True)
+    for name, folder in results_without_journal(args.dirs, [s.name for s in statuses if s.state == "not started"]).items():
+        console.print(f"{name} is shown as not started: {results_only_sentence(folder)}", markup=False, soft_wrap=True)
     for sentence in clock_notes(args.dirs):
         console.print(sentence, markup=False, soft_wrap=True)
     for queue in queues:
