@@ -18,8 +18,10 @@ import html
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from itertools import compress, islice
+from operator import attrgetter, eq
 from pathlib import Path
 
 from rich.console import Console
@@ -30,7 +32,7 @@ from .display import duration
 from .errors import UserError
 from .figures import WORST_FIRST, FailureGroup, Figures, MachineFigures, as_document, compute, failure_message
 from .outdir import repeated_machine_sentence, repeated_machines
-from .runfacts import KINDS, Attempt, RunFacts, last_log_lines, load
+from .runfacts import KINDS, Attempt, RunFacts, last_log_lines, load, read_args
 from .text import plural, rate_text, size_text
 from .timefmt import utc_timestamp
 from .tooloutput import tool_output
@@ -83,7 +85,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         raise UserError("say where the report goes: -o report.html (or --json for the figures on stdout)")
     if args.json and str(args.output) == "-":
         raise UserError("--json and -o - would both write to stdout; write the page to a file (-o report.html), or leave --json out")
-    facts = load(args.dirs)
+    facts = load(args.dirs, done_args=False)  # a done attempt's arguments are read again for the few bars that show them
     if "" not in facts.plan:  # a static plan (a shared queue's hosts of one name claim different jobs)
         for name, folders in repeated_machines((m.name, m.path) for m in facts.machines).items():
             console.print(repeated_machine_sentence(name, folders), markup=False, soft_wrap=True)
@@ -335,7 +337,7 @@ def timeline_svg(facts: RunFacts, figures: Figures) -> Iterator[str]:
     for a in facts.attempts:
         by_lane.setdefault((a.machine, a.slot), []).append(a)
     for found in by_lane.values():
-        found.sort(key=lambda a: (a.started, a.ended, a.job_id, a.attempt))
+        in_time_order(found)
     aggregate = figures.attempts > DETAIL_LIMIT or any(len(found) > LANE_LIMIT for found in by_lane.values())
     lane_h = 14 if len(lanes) <= 64 else 6
     bar_h = lane_h - 2
@@ -361,11 +363,13 @@ def timeline_svg(facts: RunFacts, figures: Figures) -> Iterator[str]:
         mf: MachineFigures = finish[machine.name]
         top = y
         yield f'<text class="machine" x="4" y="{y + min(block, lane_h) - 3}">{escape(machine.name)}</text>\n'
-        for slot in range(machine.workers):
+        bars = [lane_bars(by_lane.get((machine.name, slot), []), per_px, aggregate=aggregate) for slot in range(machine.workers)]
+        args = _args_shown(facts, machine.name, bars)
+        for slot, lane in enumerate(bars):
             label = f'<text class="slot" x="{LABEL_W - 6}" y="{bar_h - 2}">{slot}</text>' if lane_h >= 10 else ""
             yield f'<g data-lane="{escape(machine.name)}/{slot}" transform="translate(0 {y})">{label}<rect class="lane" x="{LABEL_W}" width="{PLOT_W}" height="{bar_h}"/>'
-            for bar in lane_bars(by_lane.get((machine.name, slot), []), per_px, aggregate=aggregate):
-                yield _rect(bar, x, bar_h)
+            for bar in lane:
+                yield _rect(bar, x, bar_h, args)
             yield "</g>\n"
             y += lane_h
         if mf.idle_at_end_seconds and mf.finish is not None:
@@ -375,12 +379,26 @@ def timeline_svg(facts: RunFacts, figures: Figures) -> Iterator[str]:
     yield "</svg>\n"
 
 
-def _rect(bar: Bar, x: Callable[[float], float], height: int) -> str:
+def _args_shown(facts: RunFacts, name: str, bars: list[list[Bar]]) -> dict[str, str]:
+    """The arguments of the attempts drawn one to a bar on a machine's lanes that were loaded
+    without them, read again from the journal of each folder of that machine (a machine in two
+    folders draws the attempts of both on its lanes; a job's arguments are the same in each)."""
+    wanted = [bar.attempts[0] for lane in bars for bar in lane if len(bar.attempts) == 1 and bar.attempts[0].args is None]
+    found: dict[str, str] = {}
+    for machine in facts.machines:
+        if wanted and machine.name == name and not machine.done_args:
+            for key, text in read_args(machine, wanted).items():
+                found.setdefault(key, text)
+    return found
+
+
+def _rect(bar: Bar, x: Callable[[float], float], height: int, args: Mapping[str, str]) -> str:
+    """A bar's rectangle; ``args``: the arguments of attempts loaded without them, by key."""
     left = x(bar.start)
     width = max(x(bar.end) - left, 1.0)
     if len(bar.attempts) == 1:
         a = bar.attempts[0]
-        tip = f"{a.job_id} attempt {a.attempt}: {a.kind}, {_dur(a.duration)}, peak memory {_bytes(a.max_rss)}\nargs {_short(a.args or '?')}\n{_when(a.started)} to {_when(a.ended)}"
+        tip = f"{a.job_id} attempt {a.attempt}: {a.kind}, {_dur(a.duration)}, peak memory {_bytes(a.max_rss)}\nargs {_short(a.args or args.get(a.key) or '?')}\n{_when(a.started)} to {_when(a.ended)}"
         if a.outcome not in ("done", "running"):
             tip += f"\n{failure_message(a)}"
         data = f'data-attempt="{a.key}"'
@@ -390,6 +408,26 @@ def _rect(bar: Bar, x: Callable[[float], float], height: int) -> str:
         tip = f"{len(bar.attempts):,} attempts ({listed}) drawn as one bar, {_when(bar.start)} to {_when(bar.end)}"
         data = f'data-attempts="{len(bar.attempts)}"'
     return f'<rect class="{bar.kind}" x="{left:.1f}" width="{width:.1f}" height="{height}" {data}><title>{escape(tip)}</title></rect>'
+
+
+def in_time_order(attempts: list[Attempt]) -> None:
+    """Sort a lane's attempts in place by (start, end, job id, attempt): by start alone, then
+    each run of equal starts by the whole key. A key tuple for every attempt of the lane took
+    some 80 bytes each at once; a lane read from one journal is in start order already."""
+    attempts.sort(key=_STARTED)
+    starts = list(map(_STARTED, attempts))
+    done = 0
+    for at in compress(range(len(starts) - 1), map(eq, starts, islice(starts, 1, None))):  # where the next starts at the same time
+        if at < done:
+            continue
+        end = at + 2
+        while end < len(starts) and starts[end] == starts[at]:
+            end += 1
+        attempts[at:end] = sorted(attempts[at:end], key=lambda a: (a.started, a.ended, a.job_id, a.attempt))
+        done = end
+
+
+_STARTED = attrgetter("started")
 
 
 def _axis(span: float, height: int, x: Callable[[float], float], start: float) -> Iterator[str]:

@@ -16,9 +16,11 @@ import re
 import sqlite3
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from operator import attrgetter
 from pathlib import Path
+from typing import Any
 
 from .errors import UserError
 from .journal import copy_again, read_only_connection, unusable_journal
@@ -118,7 +120,9 @@ class MachineFacts:
     """Jobs in its ``job`` table: its share, or what it took from a queue."""
     runs: list[Run]
     attempts: list[Attempt]
-    """Ended attempts, then running ones; each list by start time."""
+    """Every attempt, ended or running, by start time (the journal's order among equal starts)."""
+    done_args: bool = True
+    """Whether done attempts hold their arguments (see :func:`load`)."""
 
     @property
     def workers(self) -> int:
@@ -154,10 +158,14 @@ class RunFacts:
             yield from machine.attempts
 
 
-def load(paths: Sequence[Path]) -> RunFacts:
-    """Read the machine folders among ``paths`` (as merge-results finds them); one digest only."""
+def load(paths: Sequence[Path], *, done_args: bool = True) -> RunFacts:
+    """Read the machine folders among ``paths`` (as merge-results finds them); one digest only.
+
+    ``done_args=False`` leaves out the arguments of done attempts (read from their row's "Job
+    Args" cell, some 260 bytes an attempt of the no-op benchmark's): a report shows them only in
+    the tooltips of bars drawn for one attempt, and reads those again (:func:`read_args`)."""
     readable, _ = split_written_elsewhere(find_machine_dirs(paths))  # the others are shown as absent
-    loaded = [_load_machine(path) for path in readable]
+    loaded = [_load_machine(path, done_args) for path in readable]
     refuse_mixed_plans([(m.path, meta) for meta, m in loaded], fix="give each group separately")
     meta = loaded[0][0]
     machines = sorted((m for _, m in loaded), key=lambda m: m.name)
@@ -175,7 +183,32 @@ def load(paths: Sequence[Path]) -> RunFacts:
     )
 
 
-def _load_machine(path: Path) -> tuple[dict[str, str], MachineFacts]:
+_ATTEMPTS = "SELECT job_id, attempt, slot, started, ended, outcome, state, run, pid, exit_code, signal, max_rss, cpu_seconds, row, args, error FROM attempts ORDER BY id"
+SAME_LIMIT = 4096
+"""Distinct values of a column (outcome, state, worker pid, peak memory) held once each and
+shared by the attempts that repeat them: SQLite makes a new object for every value it returns
+(a million "done" twice took 106 MB). Past this many, further values are kept as they come."""
+
+
+class _Same:
+    """One object for each repeated text or integer of a column, up to SAME_LIMIT of them (one
+    column's values are of one type: the integer 1 and the text "1" never meet)."""
+
+    def __init__(self) -> None:
+        self.seen: dict[object, object] = {}
+
+    def __call__(self, value: Any) -> Any:
+        if type(value) not in (str, int):  # None, or a float: 0.0 and -0.0 are equal, and print differently
+            return value
+        kept = self.seen.get(value)
+        if kept is not None:
+            return kept
+        if len(self.seen) < SAME_LIMIT:
+            self.seen[value] = value
+        return value
+
+
+def _load_machine(path: Path, done_args: bool = True) -> tuple[dict[str, str], MachineFacts]:
     journal = path / JOURNAL_FILE
     try:
         db = read_only_connection(journal)
@@ -189,35 +222,41 @@ def _load_machine(path: Path) -> tuple[dict[str, str], MachineFacts]:
                 f"{journal} has journal schema {meta.get('schema', '?')}; report and trace read schema {SCHEMA} "
                 f"(journals written by jobsplit 0.2 or later)"
             )
+        name = meta["machine"]
         held = db.execute("SELECT COUNT(*) FROM job").fetchone()[0]
         runs = [Run(*row) for row in db.execute("SELECT run, started, updated, ended, workers, done_before, status, host FROM runs ORDER BY run")]
         args_at = len(json.loads(meta["header"])) + 1  # after the header's columns: Job ID, Job Args, ...
-        rows = [  # Attempt's fields in order, the row read for its Job Args as it comes (never all rows held: 1.6 GB for a million attempts)
-            (*r[:13], _args(r[13], r[14], args_at), r[15])
-            for r in db.execute(
-                "SELECT job_id, attempt, slot, started, ended, outcome, state, run, pid, exit_code, signal, max_rss, cpu_seconds, row, args, error FROM attempts ORDER BY id"
+        outcomes, states, pids, peaks = _Same(), _Same(), _Same(), _Same()
+        unslotted = False
+        attempts: list[Attempt] = []  # each made as its row comes (never all rows held: 1.6 GB for a million attempts)
+        for job_id, attempt, slot, started, ended, outcome, state, run, pid, exit_code, signal, max_rss, cpu_seconds, row, args, error in db.execute(_ATTEMPTS):
+            if args is None and row and (done_args or outcome != "done"):
+                args = _args(row, args, args_at)
+            unslotted = unslotted or slot is None
+            attempts.append(
+                Attempt(name, job_id, attempt, slot, started, ended, outcomes(outcome), states(state), run, pids(pid), exit_code, signal, peaks(max_rss), cpu_seconds, args, error)
             )
-        ]
         running = db.execute("SELECT job_id, attempt, slot, pid, started FROM running ORDER BY started, job_id").fetchall()
         db.execute("COMMIT")
     except sqlite3.Error as exc:
         raise unusable_journal(journal, exc) from None
     finally:
         db.close()
-    name = meta["machine"]
     speed, cores = json.loads(meta.get("machines", "{}")).get(name, (1.0, 0))
     now = max((r.updated for r in runs), default=0.0)
     last_run = runs[-1].run if runs else None
-    seen = {(r[0], r[1]) for r in rows} if running else set()
-    rows += [(job_id, attempt, slot, started, max(now, started), "running", "running", last_run, pid, None, None, None, None, None, None)
-             for job_id, attempt, slot, pid, started in running if (job_id, attempt) not in seen]  # fmt: skip
-    rows.sort(key=lambda r: r[3])  # by start (stable: the journal's order, by id, among equals)
-    slots = assign_slots([(r[2], r[3], r[4]) for r in rows], max((r.workers for r in runs), default=1))
-    attempts: list[Attempt] = rows  # type: ignore[assignment] # made in place: each row let go as its attempt is made
-    for at, (r, slot) in enumerate(zip(rows, slots)):
-        attempts[at] = Attempt(name, r[0], r[1], slot, *r[3:])
+    running_ids = {job_id for job_id, *_ in running}
+    seen = {(a.job_id, a.attempt) for a in attempts if a.job_id in running_ids}
+    for job_id, attempt, slot, pid, started in running:
+        if (job_id, attempt) not in seen:
+            unslotted = unslotted or slot is None
+            attempts.append(Attempt(name, job_id, attempt, slot, started, max(now, started), "running", "running", last_run, pid))
+    attempts.sort(key=attrgetter("started"))  # by start (stable: the journal's order, by id, among equals)
+    if unslotted:  # a migrated 0.1 journal: each attempt recorded without a slot is drawn on one free at its start
+        slots = assign_slots([(a.slot, a.started, a.ended) for a in attempts], max((r.workers for r in runs), default=1))
+        attempts = [a if a.slot == slot else replace(a, slot=slot) for a, slot in zip(attempts, slots)]
     plan = json.loads(meta["plan"])
-    machine = MachineFacts(name, path, float(speed), int(cores), int(plan.get(name, 0)), held, runs, attempts)
+    machine = MachineFacts(name, path, float(speed), int(cores), int(plan.get(name, 0)), held, runs, attempts, done_args)
     return meta, machine
 
 
@@ -227,6 +266,33 @@ def _args(row: str | None, args: str | None, at: int) -> str | None:
         return args
     cells = next(row_cells(io.StringIO(requoted(row))), [])
     return cells[at] if len(cells) > at else None
+
+
+def read_args(machine: MachineFacts, attempts: Iterable[Attempt]) -> dict[str, str]:
+    """The arguments of ``attempts`` of a machine loaded without them (``load(done_args=False)``),
+    by :attr:`Attempt.key`, read again from its journal in one pass. A done attempt's row never
+    changes: a journal replaced since (a run started with ``--fresh``) may lack some, left out."""
+    wanted = {a.key for a in attempts}
+    if not wanted:
+        return {}
+    journal = machine.path / JOURNAL_FILE
+    found: dict[str, str] = {}
+    try:
+        db = read_only_connection(journal)
+        try:
+            header = db.execute("SELECT value FROM meta WHERE key = 'header'").fetchone()
+            args_at = len(json.loads(header[0])) + 1 if header else 0
+            job_ids = json.dumps(sorted({key.split(":", 1)[0] for key in wanted}))
+            rows = db.execute("SELECT job_id, attempt, row, args FROM attempts WHERE job_id IN (SELECT value FROM json_each(?)) ORDER BY id", (job_ids,))
+            for job_id, attempt, row, args in rows:
+                key = f"{job_id}:{attempt}"
+                if key in wanted and key not in found and (text := _args(row, args, args_at)) is not None:
+                    found[key] = text
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise UserError(f"{journal} is not a usable jobsplit journal ({exc}); {copy_again(journal)}") from None
+    return found
 
 
 def assign_slots(spans: Sequence[tuple[int | None, float, float]], workers: int) -> list[int]:
