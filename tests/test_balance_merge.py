@@ -5,6 +5,7 @@ counted and left out; a job done in two folders is reported with the reason it c
 from __future__ import annotations
 
 import json
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -113,3 +114,52 @@ def test_a_shared_queue_s_overall_eta_counts_the_whole_pool_left() -> None:
     whole = status.overall(hosts, pool=60)
     assert (whole.done, whole.failed, whole.running, whole.pending) == (11, 1, 3, 45)
     assert whole.eta_seconds == pytest.approx((45 + 3) / 1.5)
+
+
+def test_a_job_s_first_done_line_is_written_once_whichever_folder_and_attempt_it_comes_from(tmp_path) -> None:
+    """merge-results writes each job's first done line, in folder order, and finds who holds
+    which job by its newest attempt: a job done twice in one journal (claimed again after
+    Redis lost its queue), or done by an older attempt in a folder that then failed it and
+    done in a later folder, is written once, from where it came first."""
+
+    def line(job: str, machine: str, value: int) -> str:
+        return f"t,1,t,{value},{job},[],{machine},{DIGEST},c\n"
+
+    x, y, z = ids(0, 1, 2)
+    a = folder(tmp_path, "a", [])
+    journal = Journal(a / "journal.sqlite")
+    run = journal.begin_run(1, done_before=0, started=1.0, host="h", pid=1, code="c", source="redis")
+    journal.hold([x, y])
+    rows = [
+        AttemptRow(x, 1, run, 0, 1, 1.0, 2.0, Outcome.DONE, JobState.DONE, row=line(x, "a", 1)),
+        AttemptRow(y, 1, run, 0, 1, 2.0, 3.0, Outcome.DONE, JobState.DONE, row=line(y, "a", 1)),
+        AttemptRow(x, 2, run, 0, 1, 3.0, 4.0, Outcome.DONE, JobState.DONE, row=line(x, "a", 2)),
+        AttemptRow(y, 2, run, 0, 1, 4.0, 5.0, Outcome.ERROR, JobState.FAILED, args="[]", error="E"),
+    ]
+    journal.commit(run, rows, [], 6.0)
+    journal.close()
+    folder(tmp_path, "b", [y, x, z])
+    merged = merge.merge([tmp_path])
+    assert dict(merged.holders) == {x: ["a", "b"], y: ["b"], z: ["b"]} and merged.duplicates == {x: ["a", "b"]}
+    assert not merged.missing and not merged.complete
+    assert list(merged.lines()) == [line(x, "a", 1), line(y, "a", 1), f"t,1,t,2,{z},[],b,{DIGEST},c\n"]
+    assert list(merged.lines()) == list(merged.lines())  # read again, the same
+
+
+def test_merging_holds_about_a_hundred_bytes_a_job(tmp_path) -> None:
+    """merge-results kept a list of machines per job, then a second set of the ids as it wrote
+    them: some 370 bytes a job (395 MB for a million). Now the id and the place of the folder
+    that first holds it, and only for a job in two folders its list."""
+    count = 20_000
+    done = [f"{n:032x}" for n in range(count)]
+    folder(tmp_path / "x", "a", done[: count // 2], pool=count)
+    folder(tmp_path / "x", "b", done[count // 2 :], pool=count)
+    tracemalloc.start()
+    try:
+        merged = merge.merge([tmp_path / "x"])
+        written = merge.write_csv(merged, tmp_path / "merged.csv")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert merged.complete and written == count
+    assert peak < 250 * count, f"{peak / count:.0f} bytes a job"
