@@ -24,6 +24,7 @@ import time
 from collections import Counter
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -78,11 +79,14 @@ class Merged:
     """job id -> the first folder (its place in ``machines``) whose journal has it done, as
     ``~place`` once that folder's done line of it has been read: one small int shared by all its
     jobs. Beside a list of machines and a second set of ids per job, a million jobs took 395 MB."""
-    more: dict[str, list[str]] = field(default_factory=dict)
-    """job id -> every machine whose journal has it done, for the jobs of two folders or more."""
+    more: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """job id -> every machine whose journal has it done, for the jobs of two folders or more (a
+    tuple: one object, where a list grown by appending took two, 79 bytes each)."""
     repeated: dict[int, set[int]] = field(default_factory=dict)
     """folder (its place in ``machines``) -> the places, in its ``done_lines``, of lines of jobs
-    found done before (in an earlier folder, or earlier in its own journal): ``lines`` skips them."""
+    found before other than in an earlier folder holding them done: earlier in its own journal (a
+    job claimed again from a queue that lost it), or in a folder whose newest attempt of it is
+    not done. Usually none; ``lines`` skips them, and the lines of jobs an earlier folder holds."""
     missing: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     """machine -> (job id, state) of its jobs not done."""
     absent: dict[str, int] = field(default_factory=dict)
@@ -130,7 +134,7 @@ class Merged:
     @property
     def duplicates(self) -> dict[str, list[str]]:
         """job id -> its machines, for the jobs done in more than one folder, in the order of ``first``."""
-        return {job_id: self.more[job_id] for job_id in self.first if job_id in self.more} if self.more else {}
+        return {job_id: list(self.more[job_id]) for job_id in self.first if job_id in self.more} if self.more else {}
 
     @property
     def complete(self) -> bool:
@@ -147,12 +151,15 @@ class Merged:
             yield row
 
     def lines(self) -> Iterator[str]:
-        """Each done job's results.csv line, the first copy only: the lines ``merge`` found
-        repeated are skipped by their place (the journals are read in the snapshot it held)."""
+        """Each done job's results.csv line, the first copy only: a line of a job an earlier
+        folder holds done is skipped, and those ``merge`` found repeated otherwise, by their
+        place (the journals are read again in the snapshot it held)."""
+        first = self.first
         for at, machine in enumerate(self.machines):
             skip = self.repeated.get(at, set())
-            for place, (_, line) in enumerate(machine.journal.done_lines()):
-                if place not in skip:
+            for place, (job_id, line) in enumerate(machine.journal.done_lines()):
+                holder = first.get(job_id)
+                if place not in skip and (holder is None or (holder if holder >= 0 else ~holder) >= at):
                     yield line
 
 
@@ -165,7 +172,7 @@ class _Holders(Mapping[str, list[str]]):
     def __getitem__(self, job_id: str) -> list[str]:
         merged = self._merged
         if job_id in merged.more:
-            return merged.more[job_id]
+            return list(merged.more[job_id])
         at = merged.first[job_id]
         return [merged.machines[at if at >= 0 else ~at].machine]
 
@@ -205,7 +212,7 @@ def merge(paths: Sequence[Path]) -> Merged:
             if state == JobState.DONE:
                 holder = first_holder.setdefault(job_id, at)
                 if holder != at:  # done in an earlier folder too
-                    more.setdefault(job_id, [machines[holder if holder >= 0 else ~holder].machine]).append(machine.machine)
+                    more[job_id] = (*more.get(job_id, (machines[holder if holder >= 0 else ~holder].machine,)), machine.machine)
             elif state == JobState.SUPERSEDED:  # a shared queue took another host's result: not missing
                 superseded.add(job_id)
             else:
@@ -215,11 +222,13 @@ def merge(paths: Sequence[Path]) -> Merged:
         lines = 0
         for place, (job_id, line) in enumerate(machine.journal.done_lines()):
             found = first_holder.get(job_id)
-            if found == at and job_id not in stray:  # this folder's first line of a job it holds done: the one written
+            if found is not None and (found if found >= 0 else ~found) < at:
+                pass  # an earlier folder holds it done, so its line came before: lines() knows it by that
+            elif found == at and job_id not in stray:  # this folder's first line of a job it holds done: the one written
                 first_holder[job_id] = read
             elif found is None and job_id not in stray:  # a line of a job held done by no folder so far: written
                 stray.add(job_id)
-            else:  # an earlier folder holds it done, or its line came before
+            else:  # a line of it came before, in this journal or from a folder that does not hold it done
                 merged.repeated.setdefault(at, set()).add(place)
             lines += line.count("\n")
             code = line.rstrip("\n").rsplit(",", 1)[-1] or UNKNOWN  # the last column: hex, never quoted
@@ -304,9 +313,9 @@ def report(merged: Merged, console: Console) -> None:
         )  # fmt: skip
     for name, folders in repeated_machines((m.machine, m.path) for m in merged.machines if m.path not in merged.idle).items():
         console.print(repeated_machine_sentence(name, folders, queue=merged.pool_size is not None), markup=False, soft_wrap=True)
-    duplicates = merged.duplicates
+    duplicates = merged.more  # the first SHOWN in the order of merged.first: no dict of them all (a folder copied twice doubles every job)
     if duplicates:
-        shown = list(duplicates.items())[:SHOWN]
+        shown = list(islice(((job_id, duplicates[job_id]) for job_id in merged.first if job_id in duplicates), SHOWN))
         listed = ", ".join(f"{job_id} ({' + '.join(where)})" for job_id, where in shown)
         more = f" and {len(duplicates) - SHOWN} more" if len(duplicates) > SHOWN else ""
         why = (
