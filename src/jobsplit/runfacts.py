@@ -282,8 +282,9 @@ def read_args(machine: MachineFacts, attempts: Iterable[Attempt]) -> dict[str, s
         try:
             header = db.execute("SELECT value FROM meta WHERE key = 'header'").fetchone()
             args_at = len(json.loads(header[0])) + 1 if header else 0
-            job_ids = json.dumps(sorted({key.split(":", 1)[0] for key in wanted}))
-            rows = db.execute("SELECT job_id, attempt, row, args FROM attempts WHERE job_id IN (SELECT value FROM json_each(?)) ORDER BY id", (job_ids,))
+            db.execute("CREATE TEMP TABLE wanted (job_id TEXT PRIMARY KEY)")  # in memory, beside a journal only read: SQLite's JSON functions were optional before 3.38
+            db.executemany("INSERT OR IGNORE INTO wanted VALUES (?)", ((key.split(":", 1)[0],) for key in wanted))
+            rows = db.execute("SELECT job_id, attempt, row, args FROM attempts WHERE job_id IN wanted ORDER BY id")
             for job_id, attempt, row, args in rows:
                 key = f"{job_id}:{attempt}"
                 if key in wanted and key not in found and (text := _args(row, args, args_at)) is not None:
@@ -291,7 +292,7 @@ def read_args(machine: MachineFacts, attempts: Iterable[Attempt]) -> dict[str, s
         finally:
             db.close()
     except sqlite3.Error as exc:
-        raise UserError(f"{journal} is not a usable jobsplit journal ({exc}); {copy_again(journal)}") from None
+        raise unusable_journal(journal, exc) from None
     return found
 
 
