@@ -159,8 +159,13 @@ class Merged:
             skip = self.repeated.get(at, set())
             for place, (job_id, line) in enumerate(machine.journal.done_lines()):
                 holder = first.get(job_id)
-                if place not in skip and (holder is None or (holder if holder >= 0 else ~holder) >= at):
+                if place not in skip and (holder is None or _folder(holder) >= at):
                     yield line
+
+
+def _folder(mark: int) -> int:
+    """The folder's place in ``Merged.machines`` that a mark of ``Merged.first`` names."""
+    return mark if mark >= 0 else ~mark
 
 
 class _Holders(Mapping[str, list[str]]):
@@ -173,8 +178,7 @@ class _Holders(Mapping[str, list[str]]):
         merged = self._merged
         if job_id in merged.more:
             return list(merged.more[job_id])
-        at = merged.first[job_id]
-        return [merged.machines[at if at >= 0 else ~at].machine]
+        return [merged.machines[_folder(merged.first[job_id])].machine]
 
     def __contains__(self, job_id: object) -> bool:
         return job_id in self._merged.first
@@ -212,7 +216,7 @@ def merge(paths: Sequence[Path]) -> Merged:
             if state == JobState.DONE:
                 holder = first_holder.setdefault(job_id, at)
                 if holder != at:  # done in an earlier folder too
-                    more[job_id] = (*more.get(job_id, (machines[holder if holder >= 0 else ~holder].machine,)), machine.machine)
+                    more[job_id] = (*more.get(job_id, (machines[_folder(holder)].machine,)), machine.machine)
             elif state == JobState.SUPERSEDED:  # a shared queue took another host's result: not missing
                 superseded.add(job_id)
             else:
@@ -222,7 +226,7 @@ def merge(paths: Sequence[Path]) -> Merged:
         lines = 0
         for place, (job_id, line) in enumerate(machine.journal.done_lines()):
             found = first_holder.get(job_id)
-            if found is not None and (found if found >= 0 else ~found) < at:
+            if found is not None and _folder(found) < at:
                 pass  # an earlier folder holds it done, so its line came before: lines() knows it by that
             elif found == at and job_id not in stray:  # this folder's first line of a job it holds done: the one written
                 first_holder[job_id] = read
