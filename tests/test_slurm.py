@@ -341,7 +341,7 @@ def test_tasks_that_finished_with_failed_jobs_are_named_by_status_and_resubmitte
     failed = sorted(i for i in range(3) if query(project.out / f"sim@{i}" / "journal.sqlite", "SELECT COUNT(*) FROM jobs WHERE state = 'failed'") != [(0,)])
     assert failed, "some task holds a job of index 0, 5 or 10"
     status = project.run("status", project.out)
-    assert f"with the entry's sbatch --machine sim --array={format_indices(failed)} --retry-failed --submit" in status.stdout, status.stdout
+    assert f"with the entry's sbatch --machine sim --array={format_indices(failed)} --retry-failed --out {project.out} --submit" in status.stdout, status.stdout
     assert "nothing to resubmit" not in status.stdout
     assert project.run("merge-results", project.out, "-o", tmp_path / "merged.csv").returncode == 1
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import socket
 import time
 from contextlib import closing
@@ -37,9 +38,9 @@ from .digest import format_digest
 from .display import duration
 from .errors import UserError
 from .journal import Journal
-from .machines import sort_key, split_member
+from .machines import member_name, sort_key, split_member
 from .merge import refuse_mixed_plans
-from .outdir import JOURNAL_FILE, find_machine_dirs, repeated_machine_sentence, repeated_machines, results_only_sentence, results_without_journal
+from .outdir import JOURNAL_FILE, find_machine_dirs, folder_name, repeated_machine_sentence, repeated_machines, results_only_sentence, results_without_journal
 from .recorder import HEARTBEAT
 from .schedulers.slurm import format_indices
 from .snapshot import RunSnapshot, read_snapshot
@@ -157,6 +158,18 @@ def tasks_with_failures(statuses: list[MachineStatus], pool: int | None = None) 
     return found
 
 
+def retry_options(paths: list[Path], array: str, indices: list[int]) -> list[str]:
+    """The options of the entry's ``sbatch`` that retry these tasks' failed jobs where they are:
+    one ``--array=... --retry-failed --out ROOT`` per output root holding them. Without ``--out``
+    the command, run as given, wrote a script into ./jobsplit-out: the failed jobs ran again in
+    a new folder, and the campaign's stayed failed (merge-results still INCOMPLETE)."""
+    roots = {folder.name: folder.parent for folder in find_machine_dirs(paths)}
+    grouped: dict[Path, list[int]] = {}
+    for index in indices:
+        grouped.setdefault(roots[folder_name(member_name(array, index))], []).append(index)
+    return [f"--array={format_indices(found)} --retry-failed --out {shlex.quote(str(root))}" for root, found in grouped.items()]
+
+
 def gather(paths: list[Path]) -> tuple[str, list[MachineStatus], int | None, dict[str, list[Path]]]:
     """(digest, machines, the pool's size if the run goes through a shared queue, machines of a
     static plan found in more than one folder -> those folders)."""
@@ -230,7 +243,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
             doc["arrays"] = {
                 name: {
                     "unfinished": tasks, "running": running, "resubmit": f"--array={format_indices(tasks)}" if tasks else None,
-                    "failed": (failed := retry.get(name, ([], 0))[0]), "retry": f"--array={format_indices(failed)} --retry-failed" if failed else None,
+                    "failed": (failed := retry.get(name, ([], 0))[0]), "retry": "; ".join(retry_options(args.dirs, name, failed)) if failed else None,
                 }
                 for name, (tasks, running) in arrays.items()
             }  # fmt: skip
@@ -256,9 +269,9 @@ def run(args: argparse.Namespace, console: Console) -> int:
             out.print(f"{name}: nothing to resubmit" + (f" ({running} running now)" if running else ", every task finished"), markup=False, soft_wrap=True)
         if failed:  # resubmitted as they are, they end at once, their failed jobs left failed
             them = "it" if len(failed) == 1 else "them"
+            commands = " and ".join(f"sbatch --machine {name} {options} --submit" for options in retry_options(args.dirs, name, failed))
             out.print(
-                f"{name}: {plural(len(failed), 'task')} finished with {plural(failed_jobs, 'failed job')}: retry {them} with the entry's "
-                f"sbatch --machine {name} --array={format_indices(failed)} --retry-failed --submit",
+                f"{name}: {plural(len(failed), 'task')} finished with {plural(failed_jobs, 'failed job')}: retry {them} with the entry's {commands}",
                 markup=False, soft_wrap=True,
             )  # fmt: skip
     return 0
