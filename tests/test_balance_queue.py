@@ -590,3 +590,23 @@ def test_a_host_that_seeds_beside_a_live_queue_of_another_plan_is_told(url) -> N
     c = Host(url, "c", ids_of(2), digest="ef" * 16, lease=WHOLE_RUN)
     c.queue.start()
     assert [s for s in c.said if "another plan" in s] == [f"this Redis server also holds the queue of another plan (digest {'cdcd-' * 7}cdcd), from which b took jobs within a lease: if this host belongs to that study, its files differ from theirs (config.ini, header.csv, machines.json, the pool) and it runs the whole pool on its own; stop it, and compare `digest --parts` here and there"], c.said
+
+
+def test_a_redis_full_as_the_run_starts_is_named_full_not_lost(url) -> None:
+    """A Redis at its maxmemory (noeviction) when a run starts: it said "retrying with backoff",
+    then at once "lost Redis ... while joining its queue; start again once it is back", of a
+    server that was there all along and would never come "back" without its maxmemory raised.
+    Now one sentence, that it is full and what to do; no retry that does not happen."""
+    client = Host(url, "a", ids_of(2)).queue._client
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", "1")
+    try:
+        b = Host(url, "b", ids_of(2))
+        with pytest.raises(UserError) as refused:
+            b.queue.start()
+    finally:
+        client.config_set("maxmemory", "0")
+    message = str(refused.value)
+    assert "is full" in message and "raise its maxmemory or free memory there" in message, message
+    assert "lost Redis" not in message and "once it is back" not in message, message
+    assert not any("retrying" in s for s in b.said), b.said

@@ -494,6 +494,11 @@ class RedisQueue:
         self._offline = False
         """Redis was unreachable or refused a write, and no take has passed since (see _rejoin)."""
         self._offline_since = 0.0
+        self._started = False
+        """start() has passed: before, Redis lost or full ends the run (start's UserError), and no
+        retry is announced that would not happen."""
+        self._full_reason = ""
+        """Why Redis last refused a write for want of memory ("" if the last failure was not that)."""
         self._retry_at = 0.0
         self._backoff = FIRST_BACKOFF
         self._next_renew = 0.0
@@ -629,7 +634,14 @@ class RedisQueue:
                 returned += self._call("disown", self.me, self.machine, *chunk)[1]
             self.take(0)  # the pool's figures
         except _Unavailable:
-            raise UserError(f"lost Redis at {self._address.masked} (from {self._address.source}) while joining its queue; start again once it is back") from None
+            where = f"Redis at {self._address.masked} (from {self._address.source})"
+            if self._full_reason:  # there all along: it is not coming "back" until it has room
+                raise UserError(
+                    f"{where} is full and refuses the queue's writes ({self._full_reason}) as this run joins its queue: "
+                    "raise its maxmemory or free memory there, then start again"
+                ) from None
+            raise UserError(f"lost {where} while joining its queue; start again once it is back") from None
+        self._started = True
         if held:
             self._holdings.unhold(held)  # a killed run's claims: back in the queue, no longer this machine's
         if returned:
@@ -853,12 +865,14 @@ class RedisQueue:
             self._offline, self._offline_since = True, now
             self._backoff = FIRST_BACKOFF
             reason = self._address.mask(str(exc)).rstrip(".") or type(exc).__name__
+            self._full_reason = reason if "maxmemory" in reason else ""
             what = (
                 f"Redis at {self._address.masked} is full and refuses the queue's writes ({reason}): raise its maxmemory or free memory there"
-                if "maxmemory" in reason
+                if self._full_reason
                 else f"lost Redis at {self._address.masked} ({reason})"
             )
-            self._say(f"{what}; the running jobs go on and are recorded here; retrying with backoff, every {self._max_backoff:g} s at most")
+            if self._started:  # else start() ends the run, saying why
+                self._say(f"{what}; the running jobs go on and are recorded here; retrying with backoff, every {self._max_backoff:g} s at most")
         self._retry_at = now + self._backoff
         self._backoff = min(self._backoff * 2, self._max_backoff)
 
