@@ -610,3 +610,16 @@ def test_a_redis_full_as_the_run_starts_is_named_full_not_lost(url) -> None:
     assert "is full" in message and "raise its maxmemory or free memory there" in message, message
     assert "lost Redis" not in message and "once it is back" not in message, message
     assert not any("retrying" in s for s in b.said), b.said
+
+
+def test_a_database_number_the_server_has_not_is_named_as_the_url_s(url) -> None:
+    """``redis://HOST:6379/16`` on a server of the default 16 databases (0 to 15): it said the
+    server "answered PING with an error (DB index is out of range); check the server's
+    configuration", sending the user to a server that was fine, about a number in their URL."""
+    server = parse_url(url, "--balance")
+    wrong = url.rsplit("/", 1)[0] + "/16"
+    with pytest.raises(UserError) as refused:
+        balance.connect(parse_url(wrong, "--balance"))
+    message = str(refused.value)
+    assert message.startswith(f"Redis at redis://127.0.0.1:{server.port}/16 (from --balance) has no database 16"), message
+    assert "databases" in message and "configuration" not in message, message

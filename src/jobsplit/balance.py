@@ -221,6 +221,11 @@ def connect(address: QueueAddress, timeout: float = 5.0) -> Connection:
         raise UserError(f"cannot reach {where}: {address.mask(str(exc)).rstrip('.')}; start the server, or fix the URL") from None
     except redis.ResponseError as exc:
         client.close()
+        if "DB index is out of range" in str(exc):  # the URL's number, not the server, is wrong: the server was fine
+            raise UserError(
+                f"{where} has no database {address.db} ({address.mask(str(exc))}: a server has as many as its `databases` "
+                "setting, 16 unless set, numbered from 0); give the database number the other hosts use, e.g. /0"
+            ) from None
         raise UserError(f"{where} answered PING with an error ({address.mask(str(exc))}); check the server's configuration") from None
     lost = (redis.ConnectionError, redis.TimeoutError, redis.ResponseError, OSError)
     return Connection(cast(Client, client), address, lost, cast(SideConnection, client.connection_pool.make_connection()))
