@@ -209,3 +209,22 @@ def test_an_entry_run_as_a_module_is_started_as_one_by_its_batch_script(project)
     without_file = subprocess.run([sys.executable, "-c", (study / "run.py").read_text(), "sbatch", "--machine", "sim", "--max-array-size", "100", "--script", "c.sbatch"], cwd=project, env=env, capture_output=True, text=True, timeout=60)
     assert without_file.returncode == 2 and not (project / "c.sbatch").exists(), without_file.stderr
     assert error_lines(without_file.stderr) == ["error: sbatch writes a batch script that starts this entry again, and it has no file (python -c, standard input): save it as a file and run its sbatch command"]
+
+
+@pytest.mark.parametrize("option", ["--array=1", "--array 1", "--arr=1", "-a1", "-a 1"])
+def test_an_extra_option_that_would_override_the_script_s_own_array_is_refused(option):
+    """``--extra=--array=1`` came after the script's own ``#SBATCH --array=0-3``, and Slurm
+    takes the last: sbatch said "submitted sim.sbatch as job 23 (4 tasks)" and one ran, the
+    other three never did (in a split script, the task ids were offset into other machines).
+    The command has its own --array: refused, naming it."""
+    script = ArrayScript(**{**SCRIPT.__dict__, "extra": [option]})
+    with pytest.raises(UserError) as info:
+        render(script, Submission(0, (0, 1, 2, 3)), "9.9")
+    message = str(info.value)
+    assert repr(option) in message and "\n" not in message, message
+    assert "sbatch's own --array" in message, message
+
+
+def test_extra_options_of_similar_names_pass():
+    for option in ["--account=a", "--acctg-freq=30", "--qos=long", "--constraint=avx2", "--signal=B:USR1@300", "--chdir=/x"]:
+        assert f"#SBATCH {option}" in render(ArrayScript(**{**SCRIPT.__dict__, "extra": [option]}), Submission(0, (0,)), "9.9")

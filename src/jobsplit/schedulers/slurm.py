@@ -204,4 +204,11 @@ def _directive(name: str, value: str) -> str:
 def _extra(option: str) -> str:
     if not option.startswith("-") or any(c in option for c in "\r\n"):
         raise UserError(f"--extra {option!r} is not an sbatch option; give one whole option per --extra, like --extra=--qos=long")
+    name = re.split(r"[=\s]", option, maxsplit=1)[0]
+    if name.startswith("-a") or (len(name) >= 4 and "--array".startswith(name)):  # -a1, --arr=1: sbatch takes short forms and prefixes
+        # After the script's own --array, Slurm takes it: "submitted (4 tasks)" ran one, and in a split script the ids are offset.
+        raise UserError(
+            f"--extra {option!r} would override the script's own --array (Slurm takes the last, and the tasks it leaves out never run); "
+            "give the tasks with sbatch's own --array=3,17,40"
+        )
     return option
