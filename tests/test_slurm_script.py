@@ -228,3 +228,15 @@ def test_an_extra_option_that_would_override_the_script_s_own_array_is_refused(o
 def test_extra_options_of_similar_names_pass():
     for option in ["--account=a", "--acctg-freq=30", "--qos=long", "--constraint=avx2", "--signal=B:USR1@300", "--chdir=/x"]:
         assert f"#SBATCH {option}" in render(ArrayScript(**{**SCRIPT.__dict__, "extra": [option]}), Submission(0, (0,)), "9.9")
+
+
+@pytest.mark.parametrize("name", ["sim[5]", "sim@5"])
+def test_a_task_named_as_the_machine_is_told_the_array_and_its_index(project, name):
+    """``sbatch --machine sim[5]`` (the task's name, as status and the results show it) or
+    ``sim@5`` (its folder's): refused with "describe one like "sim[5]": {"speed": ...}" in
+    machines.json, a name machines.json refuses. The command to write is --machine sim --array=5."""
+    result = sbatch(project, "--machine", name, "--max-array-size", "100")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    (error,) = error_lines(result.stderr)
+    assert "--machine sim --array=5" in error and "describe one" not in error, error
+    assert not (project / f"{name}.sbatch").exists()

@@ -24,7 +24,7 @@ from .digest import format_digest
 from .errors import UserError
 from .fingerprint import entry_script
 from .hostconfig import load_host_settings
-from .machines import MACHINES_FILE, array_members, entry_names
+from .machines import MACHINES_FILE, array_members, entry_names, split_member
 from .outdir import folder_error
 from .project import Project
 from .schedulers.slurm import DEFAULT_MAX_ARRAY_SIZE, ArrayScript, Submission, format_indices, parse_indices, render, split
@@ -67,6 +67,10 @@ class SbatchFlags:
 def sbatch(project: Project, flags: SbatchFlags, program: Sequence[str], console: Console, folder: str | None = None) -> int:
     """Write the scripts of ``flags.machine``'s tasks (all, or ``--array``); submit them with ``--submit``."""
     members = array_members(project.machines, flags.machine)
+    task = split_member(flags.machine) or _folder_member(flags.machine)
+    if not members and task is not None and array_members(project.machines, task[0]):
+        # A task's name as status and the results show it (sim[5]), or its folder's (sim@5): told to describe it as an array of its own, a name machines.json refuses.
+        raise UserError(f'"{flags.machine}" is task {task[1]} of the array {task[0]}; write its script with --machine {task[0]} --array={task[1]}')
     if not members:
         raise UserError(
             f'"{flags.machine}" is not an array in {MACHINES_FILE} (arrays there: {", ".join(_arrays(project)) or "none"}); '
@@ -132,6 +136,12 @@ def _describe(array: str, submission: Submission, max_parallel: int | None) -> s
     shift = f" (task id + {submission.offset})" if submission.offset else ""
     limit = f"%{max_parallel}" if max_parallel else ""
     return f"{plural(len(submission.tasks), 'task')} of {array}, indices {format_indices(submission.indices)}, as --array={format_indices(submission.tasks)}{limit}{shift}"
+
+
+def _folder_member(name: str) -> tuple[str, int] | None:
+    """(array, index) of a task's folder name (``sim@5``), None for another name."""
+    array, at, index = name.rpartition("@")
+    return (array, int(index)) if at and array and index.isdigit() else None
 
 
 def _arrays(project: Project) -> list[str]:
