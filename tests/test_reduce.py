@@ -409,3 +409,20 @@ def test_nan_and_infinity_are_written_as_strings_json_readers_take():
     cycle.append(cycle)
     with pytest.raises(UserError, match=r"cannot be written as JSON \(Circular reference detected\)"):
         _json_text(cycle)
+
+
+def test_folders_of_another_pool_are_refused_not_folded(project, tmp_path):
+    """The study's pool grew (a fifth group) and its new campaign ran into another --out; a
+    reduce given the old campaign's folder by mistake wrote the old pool's summary, four groups,
+    with "24 of 24 jobs present; complete" and exit 0: the folders' own plan was complete, and
+    nothing compared it with this entry's pool. Now refused, saying so."""
+    grown = tmp_path / "grown"
+    grown.mkdir()
+    entry = grown / "entry.py"
+    entry.write_text(ENTRY.replace("REDUCE", "reduce=fold").replace("for group in range(4)", "for group in range(5)"), encoding="utf-8")
+    output = tmp_path / "reduced.json"
+    result = reduce(entry, project.out, "-o", output)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    (error,) = error_lines(result.stderr)
+    assert "this entry's pool" in error and "24" in error, error
+    assert not output.exists()

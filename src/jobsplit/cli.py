@@ -102,7 +102,7 @@ def entry_main(
         if args.command == "reduce":
             from .reduction import reduce_results
 
-            return reduce_results(reduce, args.dirs, args.output, allow_missing=args.allow_missing, console=messages)
+            return reduce_results(reduce, args.dirs, args.output, allow_missing=args.allow_missing, console=messages, pool=JobPool(pool, key) if reduce is not None else None)
         config_dir = find_config_dir(args.config_dir)
         if args.config_dir is None and config_dir != Path.cwd():  # a machines.json edited here would otherwise be ignored unsaid
             say_notice(messages, f"there is no {CONFIG_FILE} here: the config files are read from {config_dir}, the program's own folder")

@@ -24,7 +24,8 @@ from rich.console import Console
 
 from .digits import every_digit
 from .errors import UserError
-from .merge import ARGS, merge, report
+from .merge import ARGS, Merged, merge, report
+from .pool import JobPool
 from .results import ResultShapeError, cell_text, quoted_cell, standard_text
 from .text import article, clean_text
 from .tooloutput import tool_output
@@ -32,7 +33,9 @@ from .tooloutput import tool_output
 ReduceFn = Callable[[list[dict[str, Any]]], Any]
 
 
-def reduce_results(reduce: ReduceFn | None, dirs: Sequence[Path], output: Path | None, *, allow_missing: bool, console: Console) -> int:
+def reduce_results(
+    reduce: ReduceFn | None, dirs: Sequence[Path], output: Path | None, *, allow_missing: bool, console: Console, pool: JobPool | None = None
+) -> int:
     if reduce is None:
         raise UserError("this entry gives no reduce function; pass reduce=<function of the rows> to jobsplit.main")
     if output is not None and str(output) == "-":
@@ -41,6 +44,8 @@ def reduce_results(reduce: ReduceFn | None, dirs: Sequence[Path], output: Path |
         raise UserError(f"{output}: the reduced value is written as .json or .csv; choose one of those extensions")
     merged = merge(dirs)
     check_columns(merged.header)
+    if pool is not None:
+        check_pool(merged, pool)
     report(merged, console)
     if not merged.complete and not allow_missing:
         console.print("nothing reduced; pass --allow-missing to reduce the rows there are", markup=False)
@@ -57,6 +62,22 @@ def reduce_results(reduce: ReduceFn | None, dirs: Sequence[Path], output: Path |
         _write(value, output)
         console.print(f"wrote the reduced value to {output}", markup=False, soft_wrap=True)
     return 0 if merged.complete else 1
+
+
+def check_pool(merged: Merged, pool: JobPool) -> None:
+    """Refuse folders whose plan is of another pool than this entry's: the pool changed since
+    they ran (it grew, say, and the new campaign went to another --out), or they are another
+    study's. Their own plan was complete, so the merge said so, and the fold of the old rows was
+    written as this study's summary, exit 0."""
+    total = merged.pool_size if merged.pool_size is not None else sum(merged.plan.values())
+    held = set(merged.holders).union(job_id for jobs in merged.missing.values() for job_id, _ in jobs)
+    foreign = len(held - set(pool.ids_hex(range(len(pool)))))
+    if total != len(pool) or foreign:
+        outside = f", {foreign} of them not in this entry's pool" if foreign else ""
+        raise UserError(
+            f"these folders hold the results of a pool of {total} jobs{outside}, and this entry's pool has {len(pool)}: "
+            "the pool changed since they ran, or they are another study's; give the folders of this pool's campaign, or reduce them with the entry that ran them"
+        )
 
 
 def check_columns(columns: Sequence[str]) -> None:
