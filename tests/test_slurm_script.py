@@ -240,3 +240,22 @@ def test_a_task_named_as_the_machine_is_told_the_array_and_its_index(project, na
     (error,) = error_lines(result.stderr)
     assert "--machine sim --array=5" in error and "describe one" not in error, error
     assert not (project / f"{name}.sbatch").exists()
+
+
+def test_scripts_whose_tasks_would_start_over_beside_their_done_jobs_say_where_those_are(project):
+    """A campaign submitted with --out runs, then its unfinished tasks resubmitted as the README
+    shows, ``sbatch --machine sim --array=... --submit``, without it: the scripts sent them to
+    ./jobsplit-out without a word, and each task (a batch job goes on past the run's note, on
+    purpose) ran its share from the start, every job done in runs/ again. sbatch, at the
+    login node where a user reads it, names the root that holds them and the --out to go on."""
+    runs = project / "runs"
+    env = entry_env(XDG_CONFIG_HOME=str(project / "xdg"))
+    ran = run_entry(project / "entry.py", "run", "--machine", "sim", "--array-index", "2", "--out", runs, "--yes", "--console", "plain", env=env, cwd=project)
+    assert ran.returncode == 0, ran.stderr
+    result = sbatch(project, "--machine", "sim", "--array", "1-3", "--max-array-size", "100")
+    assert result.returncode == 0, result.stderr
+    said = " ".join(result.stderr.split())
+    assert "1 task of sim (2) has done jobs in" in said and f"--out {runs}" in said, said
+    assert "jobsplit-out" in said, said
+    again = sbatch(project, "--machine", "sim", "--array", "1-3", "--max-array-size", "100", "--out", "runs")
+    assert again.returncode == 0 and "done jobs in" not in again.stderr, again.stderr  # there, it goes on

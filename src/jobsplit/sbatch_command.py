@@ -9,6 +9,7 @@ Each task's Slurm output goes to ``OUT/slurm-logs/<job name>-<job id>_<task id>.
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,11 +26,14 @@ from .errors import UserError
 from .fingerprint import entry_script
 from .hostconfig import load_host_settings
 from .machines import MACHINES_FILE, array_members, entry_names, split_member
-from .outdir import folder_error
+from .outdir import JOURNAL_FILE, folder_error, folder_name
 from .project import Project
 from .schedulers.slurm import DEFAULT_MAX_ARRAY_SIZE, ArrayScript, Submission, format_indices, parse_indices, render, split
 from .schedulers.slurm_commands import read_max_array_size, submit
 from .settings import DEFAULT_OUT
+from .sharefolders import elsewhere
+from .sources.redis import RedisQueue
+from .sources.static import StaticShare
 from .text import plural
 
 SLURM_LOGS = "slurm-logs"
@@ -85,6 +89,7 @@ def sbatch(project: Project, flags: SbatchFlags, program: Sequence[str], console
         (out / SLURM_LOGS).mkdir(parents=True, exist_ok=True)  # Slurm fails a task whose output folder is missing
     except OSError as exc:
         raise folder_error(out, exc) from None
+    _done_elsewhere(project, flags.machine, [(i, members[i].name) for i in indices], out, console)
     run_options = ["--config-dir", str(flags.config_dir.absolute()), "--out", str(out)]
     run_options += [*(["--strategy", flags.strategy] if flags.strategy else []), *(["--seed", flags.seed] if flags.seed is not None else [])]
     memory = None if flags.worker_memory is None else f"{flags.worker_memory}B"  # a size has its unit: the bare count is refused
@@ -115,6 +120,28 @@ def sbatch(project: Project, flags: SbatchFlags, program: Sequence[str], console
         data_console().print(job_id)
         console.print(f"submitted {target} as job {job_id} ({plural(len(submission.tasks), 'task')})", markup=False, soft_wrap=True)
     return exitcodes.OK
+
+
+def _done_elsewhere(project: Project, array: str, tasks: list[tuple[int, str]], out: Path, console: Console) -> None:
+    """Say which tasks would start their shares over in ``out`` while their done jobs are in
+    another output root (see sharefolders), and the --out that goes on from there. A task's run
+    goes on past its own note of it (its --out was written here on purpose), so this, at the
+    login node, is where a user can hear it: resubmitted without the campaign's --out (the
+    README's ``sbatch --machine sim --array=... --submit``), every task ran its done jobs again."""
+    source = StaticShare.name if project.balance.url is None else RedisQueue.name
+    roots: dict[Path, list[int]] = {}
+    for index, name in tasks:
+        folder = out / folder_name(name)
+        if not (folder / JOURNAL_FILE).exists() and (done := elsewhere(project.digest, name, folder, done=True, source=source).done):
+            roots.setdefault(done[-1].folder.parent, []).append(index)  # the newest folder noted
+    for root, indices in roots.items():
+        one = len(indices) == 1
+        say_notice(
+            console,
+            f"{plural(len(indices), 'task')} of {array} ({format_indices(indices)}) {'has' if one else 'have'} done jobs in {root}, by runs with another --out; "
+            f"{'its script starts its share' if one else 'these scripts start their shares'} over in {out} and {'runs' if one else 'run'} them again: "
+            f"to go on from them, write the scripts with --out {shlex.quote(str(root))}",
+        )
 
 
 def _cluster_max_array_size(console: Console) -> int:
