@@ -623,3 +623,18 @@ def test_a_database_number_the_server_has_not_is_named_as_the_url_s(url) -> None
     message = str(refused.value)
     assert message.startswith(f"Redis at redis://127.0.0.1:{server.port}/16 (from --balance) has no database 16"), message
     assert "databases" in message and "configuration" not in message, message
+
+
+def test_a_redis_user_without_the_queue_s_commands_is_told_so_not_lost(url) -> None:
+    """An ACL user the server's admin gave no scripting (``-@scripting``, a common default for
+    application users): "lost Redis at ... while joining its queue; start again once it is
+    back", of a server that answered every time, and nothing said of the permission it lacks."""
+    admin = Host(url, "a", ids_of(2)).queue._client
+    admin.execute_command("ACL", "SETUSER", "app", "on", ">pw", "~*", "&*", "+@all", "-@scripting")
+    limited = url.replace("redis://", "redis://app:pw@")
+    b = Host(limited, "b", ids_of(2))
+    with pytest.raises(UserError) as refused:
+        b.queue.start()
+    message = str(refused.value)
+    assert "no permissions" in message and "ACL" in message, message
+    assert "lost Redis" not in message and "once it is back" not in message, message

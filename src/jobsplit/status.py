@@ -285,6 +285,8 @@ def _queues(url: str, digest: str | None) -> list[balance.QueueFigures]:
         digests = [digest] if digest is not None else balance.queue_digests(connection.client)
         figures = [balance.queue_figures(connection.client, d) for d in digests]
     except connection.lost as exc:
+        if "no permissions" in str(exc):  # an ACL user without a command the figures need: trying again changes nothing
+            raise UserError(f"Redis at {address.masked} refuses this user a command ({address.mask(str(exc))}); have the server's ACL allow it, or use another user") from None
         raise UserError(f"lost Redis at {address.masked} while reading the queue ({address.mask(str(exc))}); try again") from None
     finally:
         connection.close()

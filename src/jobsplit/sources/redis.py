@@ -497,8 +497,8 @@ class RedisQueue:
         self._started = False
         """start() has passed: before, Redis lost or full ends the run (start's UserError), and no
         retry is announced that would not happen."""
-        self._full_reason = ""
-        """Why Redis last refused a write for want of memory ("" if the last failure was not that)."""
+        self._trouble = ""
+        """Why Redis was last found unreachable, or refused a command (its error, masked)."""
         self._retry_at = 0.0
         self._backoff = FIRST_BACKOFF
         self._next_renew = 0.0
@@ -634,13 +634,16 @@ class RedisQueue:
                 returned += self._call("disown", self.me, self.machine, *chunk)[1]
             self.take(0)  # the pool's figures
         except _Unavailable:
-            where = f"Redis at {self._address.masked} (from {self._address.source})"
-            if self._full_reason:  # there all along: it is not coming "back" until it has room
+            where, why = f"Redis at {self._address.masked} (from {self._address.source})", self._trouble
+            # A server there all along, which refuses: it is not coming "back" until its settings change.
+            if "maxmemory" in why:
+                raise UserError(f"{where} is full and refuses the queue's writes ({why}) as this run joins its queue: raise its maxmemory or free memory there, then start again") from None
+            if "no permissions" in why:  # an ACL user without scripting (-@scripting), or without some keys
                 raise UserError(
-                    f"{where} is full and refuses the queue's writes ({self._full_reason}) as this run joins its queue: "
-                    "raise its maxmemory or free memory there, then start again"
+                    f"{where} refuses this user a command of the queue ({why}): the queue runs Lua scripts on keys named jobsplit:*; "
+                    "have the server's ACL give that user +@all (or +@scripting +@write +@read) on ~jobsplit:*, or use another user"
                 ) from None
-            raise UserError(f"lost {where} while joining its queue; start again once it is back") from None
+            raise UserError(f"lost {where} while joining its queue{f' ({why})' if why else ''}; start again once it is back") from None
         self._started = True
         if held:
             self._holdings.unhold(held)  # a killed run's claims: back in the queue, no longer this machine's
@@ -865,10 +868,10 @@ class RedisQueue:
             self._offline, self._offline_since = True, now
             self._backoff = FIRST_BACKOFF
             reason = self._address.mask(str(exc)).rstrip(".") or type(exc).__name__
-            self._full_reason = reason if "maxmemory" in reason else ""
+            self._trouble = reason
             what = (
                 f"Redis at {self._address.masked} is full and refuses the queue's writes ({reason}): raise its maxmemory or free memory there"
-                if self._full_reason
+                if "maxmemory" in reason
                 else f"lost Redis at {self._address.masked} ({reason})"
             )
             if self._started:  # else start() ends the run, saying why
