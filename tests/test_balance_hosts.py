@@ -339,3 +339,22 @@ def test_a_static_share_s_done_jobs_do_not_stop_a_queue_run_of_the_machine_in_a_
     assert queue_run.returncode == 0 and "of this share are done in" not in queue_run.stderr, queue_run.stderr
     # Both runs showed one digest: a host given --balance and one not given it ran the same jobs, and only merge-results found out.
     assert "note: --balance is not part of the digest" in queue_run.stderr and "a host run without it takes its static share" in " ".join(queue_run.stderr.split())
+
+
+def test_a_balance_flag_for_another_server_than_config_ini_s_url_is_said(redis_server, tmp_path) -> None:
+    """config.ini's ``[balance] url`` (in the digest, so that every host takes the same queue)
+    and a host's ``--balance`` for another server (a line of an old job script): the flag won,
+    without a word, the host seeded a queue of its own there and ran the jobs the other hosts
+    had done a second time; only merge-results found out. The same server by another address
+    is said nothing of."""
+    shared, other = redis_server.start(), redis_server.start()
+    cluster = make_cluster(tmp_path, pool=6, base=0.0)
+    with (cluster.config / "config.ini").open("a") as config:
+        config.write(f"\n[balance]\nurl = {shared.url}\n")
+    cluster.start("fast", 1.0, other.url)
+    code, output = cluster.wait("fast", 60)
+    said = " ".join(output.split())
+    assert code == 0 and f"--balance {other.url} overrides {cluster.config / 'config.ini'} [balance] url {shared.url}, which the other hosts take" in said, output
+    cluster.start("mid", 1.0, shared.url.replace("127.0.0.1", "localhost"))
+    code, output = cluster.wait("mid", 60)
+    assert code == 0 and "overrides" not in output, output

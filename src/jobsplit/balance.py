@@ -117,6 +117,20 @@ def parse_url(text: str, source: str, environ: Any = os.environ) -> QueueAddress
     return QueueAddress(parts.hostname, port, int(path or 0), parts.scheme == "rediss", source, username, password)
 
 
+def same_server(a: QueueAddress, b: QueueAddress) -> bool:
+    """Whether two addresses reach one queue as far as this host can tell: the same port and
+    database, and host names with an address in common (``localhost`` and ``127.0.0.1``); a
+    name that does not resolve counts as its text."""
+    return (a.port, a.db) == (b.port, b.db) and bool(_addresses(a.host) & _addresses(b.host))
+
+
+def _addresses(host: str) -> set[str]:
+    try:
+        return {str(info[4][0]) for info in socket.getaddrinfo(host, None)}
+    except (OSError, UnicodeError):
+        return {host}
+
+
 def hide_passwords(text: str) -> str:
     """``text`` with the password of every URL in it (``//user:secret@``) shown as ``***``: up to
     the last ``@`` of the word, as a password may hold an ``@`` or a ``/`` itself."""

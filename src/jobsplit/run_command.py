@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from . import exitcodes
-from .balance import hide_passwords
+from .balance import hide_passwords, parse_url, same_server
 from .console import say_notice
 from .digest import format_digest, normalize_digest
 from .display import Display, PlainDisplay, Snapshot, duration
@@ -75,6 +75,14 @@ def run_share(project: Project, job: Callable[..., Any], flags: RunFlags, consol
             "--balance is not part of the digest (hosts may reach the server by other addresses): give it to every host, or set [balance] url in "
             "config.ini, which the digest covers; a host run without it takes its static share, and runs those jobs a second time",
         )
+    elif settings.balance is not None and project.balance.url is not None:
+        configured = parse_url(project.balance.url, f"{project.balance.where} url")
+        if not same_server(settings.balance.address, configured):  # the flag wins: a queue of its own, where the others' jobs run again
+            say_notice(
+                console,
+                f"--balance {settings.balance.address.masked} overrides {project.balance.where} url {configured.masked}, which the other hosts take: "
+                "unless it is the same server, this host takes jobs from a queue of its own, and runs the jobs they take a second time; leave --balance out",
+            )
     folder = settings.folder
     with ShareLock(project.digest, machine.name, folder.path) as share_lock:  # from here to the end: no second run of this share on this host, in any folder
         if share_lock.missing:
