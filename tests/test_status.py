@@ -348,3 +348,27 @@ def test_the_retry_advice_for_an_array_s_failed_tasks_goes_on_in_their_output_ro
     assert written.returncode == 0, written.stderr
     script = (project / "sim.sbatch").read_text(encoding="utf-8")
     assert f"--out {out} " in script + " " and "--retry-failed" in script, script
+
+
+def test_an_array_through_a_shared_queue_with_failed_jobs_is_told_to_retry_them(tmp_path, redis_server):
+    """An array's tasks taking jobs from a shared queue (``[balance] url``), some jobs failing (a
+    scratch file system missing on a node): every task ended, and status said "sim: nothing to
+    resubmit, every task finished" while merge-results said INCOMPLETE. A task resubmitted with
+    --retry-failed takes the queue's failed jobs again: status says so, as for a static plan."""
+    server = redis_server.start()
+    project = tmp_path / "project"
+    write_config_dir(project, config=CONFIG + f"\n[balance]\nurl = {server.url}\n", header=threemachines.HEADER, machines={"sim": {"speed": 1.0, "cores": 1, "array": 2}})
+    entry = project / "entry.py"
+    entry.write_text(threemachines.ENTRY, encoding="utf-8")
+    out = tmp_path / "campaign"
+    env = env_for(project, FAIL_JOBS="0-0,1-1,2-2")
+    for index in ("0", "1"):
+        ran = run_entry(entry, *run_args(out, "sim"), "--array-index", index, env=env, cwd=project)
+        assert ran.returncode in (0, 1), ran.stderr
+    shown = status(out, as_json=False, cwd=project)
+    assert shown.returncode == 0, shown.stderr
+    assert "nothing to resubmit" not in shown.stdout, shown.stdout
+    assert re.search(rf"sim: \d tasks? finished with 3 failed jobs: retry (it|them) with the entry's sbatch --machine sim --array=\S+ --retry-failed --out {re.escape(str(out))} --submit", shown.stdout), shown.stdout
+    retried = run_entry(entry, *run_args(out, "sim"), "--array-index", "0", "--retry-failed", env=env_for(project), cwd=project)
+    assert retried.returncode == 0, retried.stderr
+    assert "sim: nothing to resubmit, every task finished" in status(out, as_json=False, cwd=project).stdout

@@ -146,11 +146,17 @@ def unfinished_tasks(statuses: list[MachineStatus], pool: int | None = None) -> 
 
 
 def tasks_with_failures(statuses: list[MachineStatus], pool: int | None = None) -> dict[str, tuple[list[int], int]]:
-    """Each array -> (its finished task indices with failed jobs, how many failed jobs they hold),
-    of a static plan: resubmitted as they are, such tasks end at once, their failed jobs left
-    failed (merge-results then says INCOMPLETE); with ``--retry-failed`` they run them again."""
+    """Each array -> (its finished task indices with failed jobs, how many failed jobs they hold):
+    resubmitted as they are, such tasks end at once, their failed jobs left failed (merge-results
+    then says INCOMPLETE); with ``--retry-failed`` they run them again. Through a shared queue
+    (``pool``), the same, until every job of the pool is done somewhere: a task's failed jobs
+    done since by another (retried there) are nothing to retry; one task resubmitted with
+    ``--retry-failed`` takes them all from the queue. Left out, status said "nothing to
+    resubmit, every task finished" of a queue's array with failed jobs."""
     found: dict[str, tuple[list[int], int]] = {}
-    for s in statuses if pool is None else []:
+    if pool is not None and sum(s.done for s in statuses) >= pool:
+        return found
+    for s in statuses:
         member = split_member(s.name)
         if member and s.state == "finished" and s.failed:
             tasks, jobs = found.get(member[0], ([], 0))
