@@ -372,3 +372,17 @@ def test_an_array_through_a_shared_queue_with_failed_jobs_is_told_to_retry_them(
     retried = run_entry(entry, *run_args(out, "sim"), "--array-index", "0", "--retry-failed", env=env_for(project), cwd=project)
     assert retried.returncode == 0, retried.stderr
     assert "sim: nothing to resubmit, every task finished" in status(out, as_json=False, cwd=project).stdout
+
+
+def test_an_output_root_whose_array_tasks_have_not_started_is_said_so(tmp_path):
+    """Right after ``sbatch --submit``, the tasks waiting in the queue: ``status OUT`` (step 6 of
+    the cluster's instructions) said "OUT holds no journal.sqlite; copy each machine's whole
+    output folder from its host", of a folder on the cluster's shared disk where nothing was to
+    be copied. sbatch had written OUT/slurm-logs there: its tasks have not begun their runs."""
+    out = tmp_path / "out"
+    (out / "slurm-logs").mkdir(parents=True)
+    (out / "slurm-logs" / "sim-12_3.out").write_text("error: the digest is ...\n")
+    result = status(out, as_json=False, cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    (error,) = error_lines(result.stderr)
+    assert "copy" not in error and "no task" in error and str(out / "slurm-logs") in error and "1 task output" in error, error

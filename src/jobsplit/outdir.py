@@ -29,6 +29,7 @@ from typing import Any
 from .errors import NO_SPACE, StorageError, UserError, describe_os_error
 from .machines import split_member
 from .permissions import PERMISSION, not_writable, owner_of, unreadable
+from .text import plural
 from .timefmt import utc_timestamp
 
 JOURNAL_FILE = "journal.sqlite"
@@ -37,6 +38,8 @@ PROGRESS_FILE = "progress.json"
 LOCK_FILE = "run.lock"
 PER_JOB_DIR = "jobs"
 BACKUP_PREFIX = "backup-"
+SLURM_LOGS = "slurm-logs"
+"""The folder of an output root that receives Slurm's output of every task of an array (see sbatch_command)."""
 LOG_NAME = re.compile(r"(.+)\.log(?:\.\d+)?\.gz")
 """A machine's log file, current or a rotated segment: ``<folder name>.log[.<N>].gz``."""
 JOURNAL_FILES = (JOURNAL_FILE, f"{JOURNAL_FILE}-wal", f"{JOURNAL_FILE}-shm")
@@ -299,6 +302,13 @@ def find_machine_dirs(paths: Sequence[Path]) -> list[Path]:
                 raise UserError(
                     f"{path} holds no machine folder, but {roots[0]} is an output root (it holds {', '.join(p.name for p in _machines_in(roots[0]))}), "
                     f"one level further down, as a copy into an existing folder puts it: give {' and '.join(map(str, roots))} instead"
+                )
+            if (path / SLURM_LOGS).is_dir():  # sbatch's output root, its tasks still queued: nothing to copy from anywhere
+                outputs = sum(1 for p in (path / SLURM_LOGS).iterdir() if p.is_file())
+                why = f"; a task that ended before its run began says why in its output there ({plural(outputs, 'task output')})" if outputs else ""
+                raise UserError(
+                    f"{path} holds no machine folder yet: no task of the array written into it has begun its run "
+                    f"(sbatch made {path / SLURM_LOGS} for their Slurm outputs); squeue shows the tasks still waiting{why}"
                 )
             raise UserError(f"{path} holds no {JOURNAL_FILE}; copy each machine's whole output folder (DIR/<machine>/) from its host")
         found.update((p.resolve(), None) for p in below if p is not None)

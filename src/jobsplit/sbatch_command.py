@@ -26,7 +26,7 @@ from .errors import UserError
 from .fingerprint import entry_script
 from .hostconfig import load_host_settings
 from .machines import MACHINES_FILE, array_members, entry_names, split_member
-from .outdir import JOURNAL_FILE, folder_error, folder_name
+from .outdir import JOURNAL_FILE, SLURM_LOGS, folder_error, folder_name
 from .project import Project
 from .schedulers.slurm import DEFAULT_MAX_ARRAY_SIZE, ArrayScript, Submission, format_indices, parse_indices, render, split
 from .schedulers.slurm_commands import read_max_array_size, submit
@@ -35,9 +35,6 @@ from .sharefolders import elsewhere
 from .sources.redis import RedisQueue
 from .sources.static import StaticShare
 from .text import plural
-
-SLURM_LOGS = "slurm-logs"
-"""The folder in the output root that receives Slurm's output of every task."""
 
 
 @dataclass(frozen=True)
