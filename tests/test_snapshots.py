@@ -22,7 +22,7 @@ from jobsplit import UserError
 from jobsplit.console import message_console
 from jobsplit.merge import merge, report
 from jobsplit.snapshot import INTERVAL, STALLED_AFTER, RunSnapshot, SnapshotWriter, read_snapshot, write_snapshot
-from jobsplit.status import MachineStatus, gather, tasks_with_failures, unfinished_tasks
+from jobsplit.status import MachineStatus, gather, overall, tasks_with_failures, unfinished_tasks
 from jobsplit.status import run as status_run
 from threemachines import ENTRY, HEADER, env_for
 
@@ -220,3 +220,16 @@ def test_a_damaged_snapshot_is_no_snapshot_and_the_journal_is_read(runs, damage)
         assert (read_snapshot(folder) or pytest.fail("no snapshot written")).state == "completed"
     finally:
         (folder / "progress.json").write_bytes(kept)
+
+
+def test_a_queue_s_failed_jobs_done_since_by_another_task_are_not_counted_failed():
+    """A queue run's task ended with 14 failed jobs; another, resubmitted with --retry-failed,
+    did all 14. The overall line said "40/40 done, 14 failed", as if those still waited to be
+    retried: the first task's journal keeps its failed attempts. Failed is what is not done."""
+    statuses = [MachineStatus("sim[0]", 27, 27, state="finished"), MachineStatus("sim[1]", 14, 0, 14, state="finished"), MachineStatus("sim[2]", 13, 13, state="finished")]
+    whole = overall(statuses, pool=40)
+    assert (whole.done, whole.failed, whole.pending) == (40, 0, 0), whole
+    partly = [MachineStatus("sim[0]", 27, 23, 4, state="finished"), MachineStatus("sim[1]", 14, 0, 14, state="finished"), MachineStatus("sim[2]", 13, 13, state="finished")]
+    assert (overall(partly, pool=40).done, overall(partly, pool=40).failed) == (36, 4)
+    before = [MachineStatus("sim[0]", 13, 13, state="finished"), MachineStatus("sim[1]", 14, 0, 14, state="finished"), MachineStatus("sim[2]", 13, 13, state="finished")]
+    assert (overall(before, pool=40).done, overall(before, pool=40).failed) == (26, 14)

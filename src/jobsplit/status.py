@@ -206,6 +206,8 @@ def overall(statuses: list[MachineStatus], pool: int | None = None) -> MachineSt
         statuses = list(furthest.values())
     total = sum(s.total for s in statuses) if pool is None else pool
     done, failed, running = (sum(getattr(s, name) for s in statuses) for name in ("done", "failed", "running"))
+    if pool is not None:  # a job one host failed and another did since (--retry-failed) stays failed in the first's journal
+        failed = min(failed, max(0, pool - done - running))
     pending = sum(s.pending for s in statuses) if pool is None else max(0, pool - done - failed - running)
     rates = [s.jobs_per_second for s in statuses if s.state == RunStatus.RUNNING and s.jobs_per_second]
     if pool is None:  # the pool is finished when the slowest running machine is
