@@ -135,12 +135,15 @@ def elsewhere(digest: str, machine: str, folder: Path, *, done: bool, source: st
     machine goes on, nor the other way round: each refuses the other's journal). Looked into
     in a thread of its own for at most LOOK_SECONDS: after that, nothing (as if no other folder
     were noted), and the start goes on."""
-    here = str(folder.resolve())
     found = Elsewhere([], [])
+    note = _note(digest, machine)
+    if note is None or not note.exists():  # never run anywhere: no thread to start (sbatch asks for each task of an array)
+        return found
+    here = str(folder.resolve())
     given_up = threading.Event()
 
     def look() -> None:
-        for place in map(Path, _noted(_note(digest, machine))):
+        for place in map(Path, _noted(note)):
             if given_up.is_set():
                 return  # opening and closing a file of this run's own folder would drop its lock (lockf)
             if str(place) == here or _same_folder(place, folder):
