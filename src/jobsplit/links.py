@@ -352,19 +352,28 @@ class ProcessLink:
             pass  # not watched (any more)
 
     def _read(self) -> list[Message]:
-        while self._readable:
-            try:
-                chunk = os.read(self._result_fd, READ_SIZE)
-            except BlockingIOError:
-                break
-            except OSError:
-                chunk = b""
-            if not chunk:  # the worker has exited (or closed its end): nothing more will come
-                self._readable = False
-                self._unregister(self._result_fd)
-                break
-            self._incoming += chunk
-        return self._messages()
+        try:
+            while self._readable:
+                try:
+                    chunk = os.read(self._result_fd, READ_SIZE)
+                except BlockingIOError:
+                    break
+                except OSError:
+                    chunk = b""
+                if not chunk:  # the worker has exited (or closed its end): nothing more will come
+                    self._readable = False
+                    self._unregister(self._result_fd)
+                    break
+                self._incoming += chunk
+            return self._messages()
+        except MemoryError:
+            # This process's memory is used up: the message being read can never be taken whole.
+            # Read on as the run stops, it took the memory the stop needed (a segmentation fault
+            # once): what it held was never recorded, and runs again.
+            self._readable = False
+            self._unregister(self._result_fd)
+            self._incoming = bytearray()
+            raise
 
     def _messages(self) -> list[Message]:
         messages, buffer, start = [], self._incoming, 0
