@@ -386,3 +386,25 @@ def test_an_output_root_whose_array_tasks_have_not_started_is_said_so(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     (error,) = error_lines(result.stderr)
     assert "copy" not in error and "no task" in error and str(out / "slurm-logs") in error and "1 task output" in error, error
+
+
+def test_the_retry_advice_for_a_task_folder_given_under_another_name_is_no_traceback(tmp_path):
+    """A task's folder given under another name than ``sim@0`` (copied from its host as
+    ``sim0-from-hostA``): the retry advice looked its output root up by folder name and ended in
+    a KeyError traceback. No script would go on in a renamed folder: its options name no --out."""
+    project = tmp_path / "project"
+    write_config_dir(project, config=CONFIG, header=threemachines.HEADER, machines={"sim": {"speed": 1.0, "cores": 1, "array": 2}})
+    entry = project / "entry.py"
+    entry.write_text(threemachines.ENTRY, encoding="utf-8")
+    out = tmp_path / "scratch" / "campaign"
+    env = env_for(project, FAIL_JOBS=",".join(f"{g}-{r}" for g in range(4) for r in range(6)))
+    for index in ("0", "1"):
+        ran = run_entry(entry, *run_args(out, "sim"), "--array-index", index, env=env, cwd=project)
+        assert ran.returncode == 1, ran.stderr
+    copies = tmp_path / "copies"
+    shutil.copytree(out / "sim@0", copies / "sim0-from-hostA")
+    shutil.copytree(out / "sim@1", copies / "sim@1")
+    shown = status(copies, as_json=False, cwd=project)
+    assert shown.returncode == 0 and "Traceback" not in shown.stderr, shown.stderr
+    assert "sbatch --machine sim --array=0 --retry-failed --submit" in shown.stdout, shown.stdout
+    assert f"sbatch --machine sim --array=1 --retry-failed --out {copies} --submit" in shown.stdout, shown.stdout

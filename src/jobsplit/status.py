@@ -168,12 +168,14 @@ def retry_options(paths: list[Path], array: str, indices: list[int]) -> list[str
     """The options of the entry's ``sbatch`` that retry these tasks' failed jobs where they are:
     one ``--array=... --retry-failed --out ROOT`` per output root holding them. Without ``--out``
     the command, run as given, wrote a script into ./jobsplit-out: the failed jobs ran again in
-    a new folder, and the campaign's stayed failed (merge-results still INCOMPLETE)."""
+    a new folder, and the campaign's stayed failed (merge-results still INCOMPLETE). A task
+    whose folder was given under another name (a copy renamed) has no root a script would go on
+    in: its options name none."""
     roots = {folder.name: folder.parent for folder in find_machine_dirs(paths)}
-    grouped: dict[Path, list[int]] = {}
+    grouped: dict[Path | None, list[int]] = {}
     for index in indices:
-        grouped.setdefault(roots[folder_name(member_name(array, index))], []).append(index)
-    return [f"--array={format_indices(found)} --retry-failed --out {shlex.quote(str(root))}" for root, found in grouped.items()]
+        grouped.setdefault(roots.get(folder_name(member_name(array, index))), []).append(index)
+    return [f"--array={format_indices(found)} --retry-failed" + (f" --out {shlex.quote(str(root))}" if root is not None else "") for root, found in grouped.items()]
 
 
 def gather(paths: list[Path]) -> tuple[str, list[MachineStatus], int | None, dict[str, list[Path]]]:
