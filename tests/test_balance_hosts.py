@@ -358,3 +358,17 @@ def test_a_balance_flag_for_another_server_than_config_ini_s_url_is_said(redis_s
     cluster.start("mid", 1.0, shared.url.replace("127.0.0.1", "localhost"))
     code, output = cluster.wait("mid", 60)
     assert code == 0 and "overrides" not in output, output
+
+
+def test_one_host_name_is_one_server_without_a_look_up(monkeypatch) -> None:
+    """A name whose look-ups answer one of several addresses each time (round-robin DNS) was
+    taken for two servers: config.ini's url alone, with no --balance given, was said to be
+    overridden by itself. One name is one server, and a name is not looked up to say so."""
+    from jobsplit.balance import parse_url, same_server
+
+    answers = iter(["10.0.0.5", "10.0.0.6", "10.0.0.7", "10.0.0.8"])
+    monkeypatch.setattr("socket.getaddrinfo", lambda host, port: [(2, 1, 6, "", (next(answers), 0))])
+    a = parse_url("redis://redis.example:6379/0", "config.ini url", environ={})
+    b = parse_url("redis://REDIS.example:6379/0", "--balance", environ={})
+    assert same_server(a, b)
+    assert not same_server(a, parse_url("redis://redis.example:6379/1", "--balance", environ={}))

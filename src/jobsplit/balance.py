@@ -120,8 +120,9 @@ def parse_url(text: str, source: str, environ: Any = os.environ) -> QueueAddress
 def same_server(a: QueueAddress, b: QueueAddress) -> bool:
     """Whether two addresses reach one queue as far as this host can tell: the same port and
     database, and host names with an address in common (``localhost`` and ``127.0.0.1``); a
-    name that does not resolve counts as its text."""
-    return (a.port, a.db) == (b.port, b.db) and bool(_addresses(a.host) & _addresses(b.host))
+    name that does not resolve counts as its text. One name is one server, without a look-up: a
+    name whose look-ups answer one address of several each time (round-robin DNS) was two."""
+    return (a.port, a.db) == (b.port, b.db) and (a.host.lower() == b.host.lower() or bool(_addresses(a.host) & _addresses(b.host)))
 
 
 def _addresses(host: str) -> set[str]:

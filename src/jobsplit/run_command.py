@@ -75,7 +75,7 @@ def run_share(project: Project, job: Callable[..., Any], flags: RunFlags, consol
             "--balance is not part of the digest (hosts may reach the server by other addresses): give it to every host, or set [balance] url in "
             "config.ini, which the digest covers; a host run without it takes its static share, and runs those jobs a second time",
         )
-    elif settings.balance is not None and project.balance.url is not None:
+    elif flags.balance is not None and settings.balance is not None and project.balance.url is not None:  # the url alone is no override to check
         configured = parse_url(project.balance.url, f"{project.balance.where} url")
         if not same_server(settings.balance.address, configured):  # the flag wins: a queue of its own, where the others' jobs run again
             say_notice(
