@@ -426,3 +426,17 @@ def test_folders_of_another_pool_are_refused_not_folded(project, tmp_path):
     (error,) = error_lines(result.stderr)
     assert "this entry's pool" in error and "24" in error, error
     assert not output.exists()
+
+
+def test_a_key_of_no_json_type_is_named_as_json_names_it():
+    """NaN and infinities among the keys became strings, and every other key went through the
+    same conversion: a tuple key became a list, and the refusal said "unhashable type: 'list'"
+    instead of naming the tuple key."""
+    import pytest
+
+    from jobsplit.errors import UserError
+    from jobsplit.reduction import _json_text
+
+    with pytest.raises(UserError, match="not tuple"):
+        _json_text({(1, 2): 3})
+    assert json.loads(_json_text({math.inf: [math.nan]})) == {"Infinity": ["NaN"]}

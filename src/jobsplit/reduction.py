@@ -136,7 +136,7 @@ def _finite(value: Any, within: frozenset[int] = frozenset()) -> Any:
         raise ValueError("Circular reference detected")
     within |= {id(value)}
     if isinstance(value, dict):
-        return {_finite(key, within): _finite(item, within) for key, item in value.items()}
+        return {(_finite(key) if isinstance(key, float) else key): _finite(item, within) for key, item in value.items()}  # a key of another type as json.dumps judges it
     return [_finite(item, within) for item in value]
 
 
