@@ -101,7 +101,10 @@ class OutputCapture:
                 self._job_file = gzip.open(  # noqa: SIM115 - closed when the job ends
                     self._per_job_dir / f"{job_id}.log.gz", "wt", encoding="utf-8", errors="backslashreplace"
                 )
-                os.fchmod(self._job_file.fileno(), self._per_job_mode)
+                try:
+                    os.fchmod(self._job_file.fileno(), self._per_job_mode)
+                except OSError:
+                    pass  # a file system that keeps no modes (vfat, some network mounts): its own, not every job failed
 
     def end_job(self) -> None:
         """Everything written so far belongs to the job that just ended, its last line too."""

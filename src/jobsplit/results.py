@@ -78,6 +78,11 @@ class ResultShapeError(Exception):
     """A job returned something that does not fit the header's result columns."""
 
 
+class Cells(list[str]):
+    """A result's cells as text, made beforehand (a worker makes them while the job still counts
+    as running, see worker._Outbox.cells_in_job): ``RowFormatter.cells`` takes them as they are."""
+
+
 class RowFormatter:
     """Turns (timings, return value, identity) into a CSV line; lives in each worker, where two
     threads may format at once (it keeps no state that a line changes)."""
@@ -108,6 +113,8 @@ class RowFormatter:
         name, or a scalar."""
         columns = self.columns
         kind = type(value)
+        if kind is Cells:
+            return value  # type: ignore[no-any-return]
         if kind in _SCALAR_TEXT and len(columns) == 1:
             return [_SCALAR_TEXT[kind](value)]
         if _is_vector(value):

@@ -282,7 +282,8 @@ def read_args(machine: MachineFacts, attempts: Iterable[Attempt]) -> dict[str, s
         try:
             header = db.execute("SELECT value FROM meta WHERE key = 'header'").fetchone()
             args_at = len(json.loads(header[0])) + 1 if header else 0
-            db.execute("CREATE TEMP TABLE wanted (job_id TEXT PRIMARY KEY)")  # in memory, beside a journal only read: SQLite's JSON functions were optional before 3.38
+            db.execute("PRAGMA temp_store = MEMORY")  # a full temporary folder is no reason to refuse the journal
+            db.execute("CREATE TEMP TABLE wanted (job_id TEXT PRIMARY KEY)")  # beside a journal only read: SQLite's JSON functions were optional before 3.38
             db.executemany("INSERT OR IGNORE INTO wanted VALUES (?)", ((key.split(":", 1)[0],) for key in wanted))
             rows = db.execute("SELECT job_id, attempt, row, args FROM attempts WHERE job_id IN wanted ORDER BY id")
             for job_id, attempt, row, args in rows:

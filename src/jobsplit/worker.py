@@ -47,7 +47,7 @@ from .messages import LOG, RESULTS, REVOKED, Batch, LogEntry, Results, Revoke
 from .nativethreads import limit_loaded_thread_pools
 from .pool import call_args, identity_text, identity_texts
 from .progress import ProgressBoard, ProgressReporter
-from .results import ResultShapeError, RowFormatter
+from .results import Cells, ResultShapeError, RowFormatter
 from .states import Outcome
 from .text import article, clean_text
 from .workerfiles import DescriptorWatch
@@ -520,7 +520,7 @@ class _Outbox:
         and the run, for ever. A failure of jobsplit's own (or no memory) is left to _finished,
         which says so."""
         try:
-            return _Cells(self._rows.cells(value)), None
+            return Cells(self._rows.cells(value)), None
         except ResultShapeError as exc:
             return None, clean_text(f"wrong result shape: {exc}; the job returned: {bounded_repr(value)}")
         except MemoryError:
@@ -571,10 +571,6 @@ class _Outbox:
 
 
 _PLAIN = frozenset({str, int, float, bool, type(None)})
-
-
-class _Cells(list[str]):
-    """A job's result cells as text, made while it ran (see _Outbox.cells_in_job)."""
 
 
 def _finished(rows: RowFormatter, returned: _Returned, internal: list[int]) -> _Entry:
@@ -721,8 +717,8 @@ class _JobRunner:
                 value = setup.job(*args, **kwargs, random_obj=rng, config=self.config, progress=self.progress)
             else:
                 value = setup.job(*args, rng, self.config, progress=self.progress)
-            if not _forked and type(value) not in _PLAIN and not (type(value) is tuple and _PLAIN.issuperset(map(type, value))):
-                value, error = outbox.cells_in_job(value)
+            if not _forked and type(value) not in _PLAIN and not (type(value) is tuple and _PLAIN.issuperset(map(type, value))) and not board.stopping(self.slot):
+                value, error = outbox.cells_in_job(value)  # a stopped job's value is named as it returned it (see _returned_when_stopped)
             _recording = True
             _in_job = False
         except BaseException as exc:  # noqa: BLE001 - anything a job raises is that job's failure
