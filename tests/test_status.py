@@ -324,12 +324,8 @@ def test_a_machine_folder_this_user_cannot_read_is_named_with_the_fix(project, t
     assert error_lines(result.stderr) == [f"error: {private} cannot be read (Permission denied): ask its owner (user 4255) to `chmod -R g+rX` it, or leave it out"]
 
 
-def test_the_retry_advice_for_an_array_s_failed_tasks_goes_on_in_their_output_root(tmp_path):
-    """An array submitted with ``sbatch --out /scratch/campaign``: status said to retry the tasks
-    with failed jobs "with the entry's sbatch --machine sim --array=0 --retry-failed --submit",
-    and that command, run as given, wrote a script whose tasks ran into ./jobsplit-out: the
-    failed jobs were run again in a new folder, the campaign's stayed failed, and merge-results
-    of the campaign still said INCOMPLETE. The advice names the tasks' output root."""
+def array_with_failed_jobs(tmp_path: Path) -> tuple[Path, Path]:
+    """(the project, its entry in project/entry.py; the output root) of an array of two tasks run to their end, each with failed jobs."""
     project = tmp_path / "project"
     write_config_dir(project, config=CONFIG, header=threemachines.HEADER, machines={"sim": {"speed": 1.0, "cores": 1, "array": 2}})
     entry = project / "entry.py"
@@ -339,12 +335,22 @@ def test_the_retry_advice_for_an_array_s_failed_tasks_goes_on_in_their_output_ro
     for index in ("0", "1"):
         ran = run_entry(entry, *run_args(out, "sim"), "--array-index", index, env=env, cwd=project)
         assert ran.returncode == 1, ran.stderr
+    return project, out
+
+
+def test_the_retry_advice_for_an_array_s_failed_tasks_goes_on_in_their_output_root(tmp_path):
+    """An array submitted with ``sbatch --out /scratch/campaign``: status said to retry the tasks
+    with failed jobs "with the entry's sbatch --machine sim --array=0 --retry-failed --submit",
+    and that command, run as given, wrote a script whose tasks ran into ./jobsplit-out: the
+    failed jobs were run again in a new folder, the campaign's stayed failed, and merge-results
+    of the campaign still said INCOMPLETE. The advice names the tasks' output root."""
+    project, out = array_with_failed_jobs(tmp_path)
     shown = status(out, as_json=False, cwd=project)
     assert shown.returncode == 0, shown.stderr
     advice = re.search(r"with the entry's (sbatch .*--submit)", shown.stdout)
     assert advice is not None, shown.stdout
     args = advice.group(1).split()
-    written = run_entry(entry, *[a for a in args if a != "--submit"], env=env_for(project), cwd=project)
+    written = run_entry(project / "entry.py", *[a for a in args if a != "--submit"], env=env_for(project), cwd=project)
     assert written.returncode == 0, written.stderr
     script = (project / "sim.sbatch").read_text(encoding="utf-8")
     assert f"--out {out} " in script + " " and "--retry-failed" in script, script
@@ -392,15 +398,7 @@ def test_the_retry_advice_for_a_task_folder_given_under_another_name_is_no_trace
     """A task's folder given under another name than ``sim@0`` (copied from its host as
     ``sim0-from-hostA``): the retry advice looked its output root up by folder name and ended in
     a KeyError traceback. No script would go on in a renamed folder: its options name no --out."""
-    project = tmp_path / "project"
-    write_config_dir(project, config=CONFIG, header=threemachines.HEADER, machines={"sim": {"speed": 1.0, "cores": 1, "array": 2}})
-    entry = project / "entry.py"
-    entry.write_text(threemachines.ENTRY, encoding="utf-8")
-    out = tmp_path / "scratch" / "campaign"
-    env = env_for(project, FAIL_JOBS=",".join(f"{g}-{r}" for g in range(4) for r in range(6)))
-    for index in ("0", "1"):
-        ran = run_entry(entry, *run_args(out, "sim"), "--array-index", index, env=env, cwd=project)
-        assert ran.returncode == 1, ran.stderr
+    project, out = array_with_failed_jobs(tmp_path)
     copies = tmp_path / "copies"
     shutil.copytree(out / "sim@0", copies / "sim0-from-hostA")
     shutil.copytree(out / "sim@1", copies / "sim@1")
