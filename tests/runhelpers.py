@@ -173,6 +173,8 @@ def job(*args, **kwargs):
         while not stopped and time.monotonic() < deadline:
             time.sleep(0.01)
         note = "partial" if stopped else "full"
+        if os.environ.get("JOBSPLIT_TEST_AS_LIST"):  # a value that is not plain (its cells made apart)
+            return [kind, i, draw, note]
     elif kind == "nodeathsig":  # as where PR_SET_PDEATHSIG does not exist: only the ppid polling is left
         ctypes.CDLL(None).prctl(1, 0, 0, 0, 0)  # PR_SET_PDEATHSIG, 0: no signal on the parent's death
         _append("JOBSPLIT_TEST_NODEATHSIG", my_id)  # done: the test may kill the parent

@@ -518,23 +518,26 @@ def test_a_job_that_ends_itself_on_sigterm_at_its_timeout_is_a_timeout_and_its_w
     assert first[2] not in {a[2] for a in later}, "the worker of a timed-out job is replaced"
 
 
-@pytest.mark.parametrize("stop", ["timeout", "interrupt"])
+@pytest.mark.parametrize("stop", ["timeout", "interrupt", "timeout, a list"])
 def test_a_job_that_returns_when_stopped_is_not_done(tmp_path, stop):
     """A job whose own SIGTERM handler only sets a flag, so that the job saves what it has and
     returns it (a partial sum, a checkpoint's path): stopped by its timeout or by Ctrl-C, it was
     recorded as done with that partial value, never ran again, and merge-results called the
     campaign complete. It is the timeout, or the interrupted attempt, that it was: its value is
-    kept in the attempt's error, not as a result, and an interrupted job runs again in full."""
+    kept in the attempt's error, not as a result, and an interrupted job runs again in full.
+    A value that is not plain (a list) is named as the job returned it, not as its cells' text."""
     entry, config_dir, pool = project_first(tmp_path, lambda n: [["termreturn", 100 + n, 60]], pool_spec("ok", 2))
     journal, results = tmp_path / "out" / "solo" / "journal.sqlite", tmp_path / "out" / "solo" / "results.csv"
-    env = run_env(tmp_path, **({"JOBSPLIT_TEST_STOP": "interrupt"} if stop == "interrupt" else {}))
-    args = run_args(config_dir, tmp_path / "out", "--workers", "1", "--start-method", "fork", *(["--timeout", "0.5"] if stop == "timeout" else []))
+    env = run_env(tmp_path, **({"JOBSPLIT_TEST_STOP": "interrupt"} if stop == "interrupt" else {}), **({"JOBSPLIT_TEST_AS_LIST": "1"} if "list" in stop else {}))
+    args = run_args(config_dir, tmp_path / "out", "--workers", "1", "--start-method", "fork", *(["--timeout", "0.5"] if stop.startswith("timeout") else []))
     status, _, err = communicate(start_entry(entry, args, env), 60)
-    assert status == (1 if stop == "timeout" else 130), err
+    assert status == (1 if stop.startswith("timeout") else 130), err
     stopped = journal_jobs(journal)[spec_id(pool[0])]
-    expected = ("failed", "timeout") if stop == "timeout" else ("pending", "interrupted")
+    expected = ("failed", "timeout") if stop.startswith("timeout") else ("pending", "interrupted")
     assert (stopped["state"], stopped["outcome"]) == expected, stopped
     assert "returned after jobsplit's SIGTERM stopped it" in stopped["error"] and "'partial'" in stopped["error"], stopped["error"]
+    if "list" in stop:
+        assert re.search(r"\['termreturn', \d+, ", stopped["error"]), stopped["error"]  # its number, not the text '101'
     _, rows = read_results(results)
     assert spec_id(pool[0]) not in {row["Job ID"] for row in rows}
     assert all(row["Note"] != "partial" for row in rows), rows

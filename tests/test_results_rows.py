@@ -21,7 +21,7 @@ import pytest
 
 from conftest import run_entry
 from jobsplit.config import Header
-from jobsplit.results import ResultShapeError, RowFormatter
+from jobsplit.results import Cells, ResultShapeError, RowFormatter
 from runhelpers import CSV_COLUMNS, journal_jobs, pool_spec, read_results, run_args, run_env, spec_args, spec_id, write_kinds_entry
 
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
@@ -567,3 +567,13 @@ def test_a_row_the_journal_holds_as_superseded_is_not_taken_back_as_done(tmp_pat
     assert adopt(journal, table.rows) == 1
     assert dict(journal.states()) == {superseded: JobState.SUPERSEDED, kept: JobState.DONE, lost: JobState.DONE}
     journal.close()
+
+
+def test_cells_made_beforehand_are_taken_as_they_are():
+    """A worker makes a value's cells while its job still counts as running (worker.cells_in_job)
+    and formats the row later: the cells go out as made, quoted as any cell, and a second pass
+    over them (which relied on cell_text leaving an exact str unchanged) is not made."""
+    rows = formatter("A", "B")
+    made = Cells(["1.50", 'a,"b"'])
+    assert rows.cells(made) is made
+    assert rows.line(made, STARTED, 0.5, "ab" * 16, "[1]").split(",", 3)[3].startswith('1.50,"a,""b"""')
