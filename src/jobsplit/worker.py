@@ -504,9 +504,7 @@ class _Outbox:
         plain scalar or a tuple of them (exact built-in types: no code of the job's runs for
         their cells, and no later job can change them) and its Job Args text was made
         beforehand; else now."""
-        value = returned.value
-        kind = type(value)
-        if returned.job_args is not None and (kind in _PLAIN or (kind is tuple and _PLAIN.issuperset(map(type, value)))):
+        if returned.job_args is not None and _plain(returned.value):
             self._append(returned, returned.running_time)
             return
         internal: list[int] = []
@@ -571,6 +569,13 @@ class _Outbox:
 
 
 _PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
+def _plain(value: Any) -> bool:
+    """Whether ``value`` is a plain scalar or a tuple of them (exact built-in types): its cells run
+    no code of the job's, and no later job can change them."""
+    kind = type(value)
+    return kind in _PLAIN or (kind is tuple and _PLAIN.issuperset(map(type, value)))
 
 
 def _finished(rows: RowFormatter, returned: _Returned, internal: list[int]) -> _Entry:
@@ -717,7 +722,7 @@ class _JobRunner:
                 value = setup.job(*args, **kwargs, random_obj=rng, config=self.config, progress=self.progress)
             else:
                 value = setup.job(*args, rng, self.config, progress=self.progress)
-            if not _forked and type(value) not in _PLAIN and not (type(value) is tuple and _PLAIN.issuperset(map(type, value))) and not board.stopping(self.slot):
+            if not _forked and not _plain(value) and not board.stopping(self.slot):
                 value, error = outbox.cells_in_job(value)  # a stopped job's value is named as it returned it (see _returned_when_stopped)
             _recording = True
             _in_job = False
