@@ -164,14 +164,13 @@ def tasks_with_failures(statuses: list[MachineStatus], pool: int | None = None) 
     return found
 
 
-def retry_options(paths: list[Path], array: str, indices: list[int]) -> list[str]:
+def retry_options(roots: dict[str, Path], array: str, indices: list[int]) -> list[str]:
     """The options of the entry's ``sbatch`` that retry these tasks' failed jobs where they are:
     one ``--array=... --retry-failed --out ROOT`` per output root holding them. Without ``--out``
     the command, run as given, wrote a script into ./jobsplit-out: the failed jobs ran again in
     a new folder, and the campaign's stayed failed (merge-results still INCOMPLETE). A task
     whose folder was given under another name (a copy renamed) has no root a script would go on
-    in: its options name none."""
-    roots = {folder.name: folder.parent for folder in find_machine_dirs(paths)}
+    in: its options name none. ``roots``: each machine folder's name -> the root holding it."""
     grouped: dict[Path | None, list[int]] = {}
     for index in indices:
         grouped.setdefault(roots.get(folder_name(member_name(array, index))), []).append(index)
@@ -243,6 +242,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     queues = _queues(args.balance, digest) if args.balance is not None else []
     arrays = unfinished_tasks(statuses, pool)
     retry = tasks_with_failures(statuses, pool)
+    roots = {folder.name: folder.parent for folder in find_machine_dirs(args.dirs)} if retry else {}  # where each retry goes on (see retry_options)
     if args.json:
         doc: dict[str, Any] = {"queues": [asdict(q) for q in queues]} if args.balance is not None else {}
         if digest is not None:
@@ -253,7 +253,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
             doc["arrays"] = {
                 name: {
                     "unfinished": tasks, "running": running, "resubmit": f"--array={format_indices(tasks)}" if tasks else None,
-                    "failed": (failed := retry.get(name, ([], 0))[0]), "retry": "; ".join(retry_options(args.dirs, name, failed)) if failed else None,
+                    "failed": (failed := retry.get(name, ([], 0))[0]), "retry": "; ".join(retry_options(roots, name, failed)) if failed else None,
                 }
                 for name, (tasks, running) in arrays.items()
             }  # fmt: skip
@@ -279,7 +279,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
             out.print(f"{name}: nothing to resubmit" + (f" ({running} running now)" if running else ", every task finished"), markup=False, soft_wrap=True)
         if failed:  # resubmitted as they are, they end at once, their failed jobs left failed
             them = "it" if len(failed) == 1 else "them"
-            commands = " and ".join(f"sbatch --machine {name} {options} --submit" for options in retry_options(args.dirs, name, failed))
+            commands = " and ".join(f"sbatch --machine {name} {options} --submit" for options in retry_options(roots, name, failed))
             out.print(
                 f"{name}: {plural(len(failed), 'task')} finished with {plural(failed_jobs, 'failed job')}: retry {them} with the entry's {commands}",
                 markup=False, soft_wrap=True,
